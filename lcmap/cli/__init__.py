@@ -1,0 +1,14 @@
+"""The ``lcmap`` command line: parse, validate, call :mod:`lcmap.api`, report with rich.
+
+Each command lives in its own module in this package and registers itself on :data:`app`;
+the heavy imports (torch, rich, the API) happen inside the command functions so that
+``lcmap --help`` stays fast.
+"""
+
+from lcmap.cli._app import app, main
+
+# Importing a command module registers its command on ``app``.
+from lcmap.cli import info as _info  # noqa: E402, F401  isort: skip
+from lcmap.cli import segment as _segment  # noqa: E402, F401  isort: skip
+
+__all__ = ["app", "main"]

@@ -1,0 +1,148 @@
+"""The Typer app and what every command shares: verbosity, error reporting, progress bars."""
+
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lcmap.errors import LcmapError
+
+app = typer.Typer(
+    name="lcmap",
+    help="Land-cover maps from georeferenced scenes, without labels or with very few.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+log = logging.getLogger("lcmap")
+
+# Options shared by every command (rio style: WARNING by default, one step per -v).
+Verbose = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: tracebacks).")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bar.")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace the output if it exists.")
+]
+OutputPath = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
+
+_state: dict[str, Any] = {"verbose": 0, "quiet": False}
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    """Map -v/-q to a log level and route lcmap's logs through rich on stderr."""
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    _state.update(verbose=verbose, quiet=quiet)
+    level = logging.ERROR if quiet else max(logging.DEBUG, logging.WARNING - 10 * verbose)
+    root = logging.getLogger("lcmap")
+    root.handlers.clear()
+    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+    warn_log = logging.getLogger("py.warnings")
+    warn_log.handlers.clear()
+    warn_log.addHandler(handler)
+    warn_log.setLevel(logging.ERROR if quiet else logging.WARNING)
+
+
+def parse_bands(value: str | None) -> list[int] | None:
+    """Parse ``--bands 4,3,2`` into 1-based band indexes."""
+    if value is None:
+        return None
+    try:
+        bands = [int(v) for v in value.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise typer.BadParameter(
+            f"'{value}' is not a comma-separated list of band numbers; use e.g. 4,3,2."
+        ) from None
+    if not bands or min(bands) < 1:
+        raise typer.BadParameter(f"band numbers start at 1; got '{value}'.")
+    return bands
+
+
+def parse_key_values(values: list[str] | None, what: str = "option") -> dict[str, str]:
+    """Parse repeated ``KEY=VALUE`` options (``--co``, ``-p``)."""
+    result: dict[str, str] = {}
+    for item in values or []:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{what} '{item}' is not KEY=VALUE.")
+        result[key.strip()] = val.strip()
+    return result
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn an :class:`LcmapError` into one red line on stderr and exit code 1."""
+    from rich.console import Console
+
+    try:
+        yield
+    except LcmapError as exc:
+        if _state["verbose"] >= 2:
+            log.exception("traceback")
+        Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[red]Interrupted[/red]: no output was written.")
+        raise typer.Exit(130) from None
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr; yields an ``update(done, total)`` callback.
+
+    The callback also takes ``description=`` to relabel the bar between stages.
+    Silent with ``-q``.
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=bool(_state["quiet"]),
+        transient=False,
+    )
+    task = progress.add_task(description, total=None)
+
+    def update(done: int, total: int, description: str | None = None) -> None:
+        if description is not None:
+            progress.update(task, description=description)
+        progress.update(task, completed=done, total=total)
+
+    with progress:
+        yield update
+
+
+def echo(message: str) -> None:
+    """Print a result line on stderr unless -q (stdout stays free for pipelines)."""
+    if not _state["quiet"]:
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(message, soft_wrap=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

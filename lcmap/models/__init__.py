@@ -1,0 +1,167 @@
+"""The lcmap model file: safetensors tensors plus a JSON header. Data, never code.
+
+A model file is a plain safetensors file. Its ``__metadata__`` holds one key, ``lcmap``, whose
+value is the JSON :class:`ModelHeader` (method, its config, bands and their normalisation,
+number of classes, class names and colours, backbone facts, lcmap version). Loading parses
+JSON and tensors only; nothing is unpickled (DESIGN.md contract 6).
+
+Example:
+    >>> save_model("kmeans.lcmap", method, header)      # doctest: +SKIP
+    >>> method, header = load_model("kmeans.lcmap")      # doctest: +SKIP
+"""
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lcmap import __version__
+from lcmap.errors import InputNotFoundError, InvalidModelError
+
+if TYPE_CHECKING:
+    from lcmap.methods.base import Segmenter
+
+FORMAT = "lcmap-model"
+FORMAT_VERSION = 1
+_META_KEY = "lcmap"
+# A safetensors header larger than this is not a model we wrote (guards against garbage input).
+_MAX_HEADER_BYTES = 100_000_000
+
+
+@dataclass
+class ModelHeader:
+    """Everything needed to rebuild a method and apply it to a new scene.
+
+    Attributes:
+        method: registry name of the method.
+        config: keyword arguments that rebuild the method before its tensors are loaded.
+        num_classes: number of classes K (labels 0..K-1).
+        in_channels: number of bands the method reads.
+        bands: 1-based band indexes read from the scenes the model was fitted on.
+        norm_low: per-band value mapped to 0 (a low percentile of the training scenes).
+        norm_high: per-band value mapped to 1 (a high percentile).
+        class_names: one name per class.
+        colours: one RGB triple per class.
+        extra: method-specific facts (backbone name, weight sha256...).
+        lcmap_version: version that wrote the file.
+    """
+
+    method: str
+    config: dict[str, Any]
+    num_classes: int
+    in_channels: int
+    bands: list[int]
+    norm_low: list[float]
+    norm_high: list[float]
+    class_names: list[str]
+    colours: list[list[int]]
+    extra: dict[str, Any] = field(default_factory=dict)
+    lcmap_version: str = __version__
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        """The header as a JSON string."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: str | Path = "model") -> "ModelHeader":
+        """Validate and build a header from parsed JSON."""
+        if data.get("format") != FORMAT:
+            raise InvalidModelError(f"{path} is not an lcmap model (format {data.get('format')!r}).")
+        if int(data.get("format_version", 0)) > FORMAT_VERSION:
+            raise InvalidModelError(
+                f"{path} uses model format {data['format_version']}, newer than this lcmap "
+                f"({__version__}) reads ({FORMAT_VERSION}); upgrade lcmap."
+            )
+        names = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError as exc:
+            raise InvalidModelError(f"{path} has an incomplete lcmap header: {exc}.") from exc
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_header(path: str | Path) -> ModelHeader:
+    """Read a model's JSON header without loading tensors (and without importing torch).
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        InvalidModelError: the file is not a readable lcmap model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"Model file {path} not found.")
+    try:
+        with open(path, "rb") as fh:
+            raw_len = fh.read(8)
+            if len(raw_len) != 8:
+                raise ValueError("file shorter than a safetensors header")
+            (size,) = struct.unpack("<Q", raw_len)
+            if size > _MAX_HEADER_BYTES or size > path.stat().st_size - 8:
+                raise ValueError("header length is out of range")
+            meta = json.loads(fh.read(size)).get("__metadata__") or {}
+        data = json.loads(meta[_META_KEY])
+    except (ValueError, KeyError, UnicodeDecodeError, AttributeError) as exc:
+        raise InvalidModelError(
+            f"{path} is not a valid lcmap model file ({exc}); re-create it with 'lcmap train' "
+            "or 'lcmap segment --save-model'."
+        ) from exc
+    return ModelHeader.from_dict(data, path)
+
+
+def save_model(path: str | Path, method: "Segmenter", header: ModelHeader) -> None:
+    """Write ``method``'s tensors and ``header`` to ``path`` atomically (temp file + rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in method.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={_META_KEY: header.to_json()})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_model(path: str | Path) -> tuple["Segmenter", ModelHeader]:
+    """Rebuild the method stored in ``path``.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        InvalidModelError: the file is corrupt or its tensors do not fit its method.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from lcmap.methods import get_method
+
+    header = read_header(path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InvalidModelError(f"{path} is corrupt: its tensors cannot be read ({exc}).") from exc
+    method = get_method(header.method, **header.config)
+    try:
+        method.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise InvalidModelError(
+            f"{path}: tensors do not fit method '{header.method}' ({exc})."
+        ) from exc
+    method.class_names = list(header.class_names)
+    method.colours = [(int(r), int(g), int(b)) for r, g, b in header.colours]
+    return method, header
