@@ -10,5 +10,6 @@ from lcmap.cli._app import app, main
 # Importing a command module registers its command on ``app``.
 from lcmap.cli import info as _info  # noqa: E402, F401  isort: skip
 from lcmap.cli import segment as _segment  # noqa: E402, F401  isort: skip
+from lcmap.cli import train as _train  # noqa: E402, F401  isort: skip
 
 __all__ = ["app", "main"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lcmap.errors import UnknownMethodError
 
 if TYPE_CHECKING:
-    from lcmap.methods.base import Segmenter
+    from lcmap.methods.base import MethodInfo, Segmenter
 
 ENTRY_POINT_GROUP = "lcmap.methods"
 
@@ -72,6 +72,24 @@ def get_builder(name: str) -> Builder:
     raise UnknownMethodError(
         f"Unknown method '{name}'.{hint} Available: {', '.join(available) or 'none'}."
     )
+
+
+def method_info(name: str) -> "MethodInfo":
+    """The :class:`~lcmap.methods.base.MethodInfo` of ``name``, without building the method.
+
+    Looks for the ``Segmenter`` subclass declaring that name in the builder's module.
+    """
+    import sys
+
+    from lcmap.methods.base import Segmenter
+
+    builder = get_builder(name)
+    module = sys.modules[builder.__module__]
+    for obj in vars(module).values():
+        if isinstance(obj, type) and issubclass(obj, Segmenter) and hasattr(obj, "info"):
+            if canonical_name(obj.info.name) == canonical_name(name):
+                return obj.info
+    raise UnknownMethodError(f"Method '{name}' declares no MethodInfo in {module.__name__}.")
 
 
 def get_method(name: "str | Segmenter", **kwargs: Any) -> "Segmenter":

@@ -126,13 +126,15 @@ def save_model(path: str | Path, method: "Segmenter", header: ModelHeader) -> No
     """Write ``method``'s tensors and ``header`` to ``path`` atomically (temp file + rename)."""
     from safetensors.torch import save_file
 
+    from lcmap.io.writer import publish
+
     path = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in method.state_dict().items()}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         save_file(state, tmp, metadata={_META_KEY: header.to_json()})
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -1,0 +1,416 @@
+"""The Python API the CLI calls: segment, train, describe.
+
+Functions take paths, open and close files themselves, and import the torch engine only when
+called, so ``import lcmap.api`` stays light.
+
+Example:
+    >>> from lcmap import api
+    >>> result = api.segment("scene.tif", "landcover.tif", method="kmeans", classes=6)  # doctest: +SKIP
+"""
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lcmap import __version__
+from lcmap.errors import InvalidModelError, InvalidSceneError, LcmapError
+from lcmap.io.scene import (
+    Normalisation,
+    check_georeference,
+    open_scene,
+    resolve_bands,
+    scene_statistics,
+    warn_if_no_nodata,
+)
+from lcmap.io.writer import check_output, default_colours, sidecar_path
+from lcmap.methods.base import ProgressFn
+from lcmap.models import ModelHeader, file_sha256
+
+if TYPE_CHECKING:
+    from lcmap.methods.base import Segmenter
+
+log = logging.getLogger(__name__)
+
+#: Tile core size in pixels when none is given: a 512-px COG block, a few MB a tile.
+DEFAULT_TILE = 512
+#: Tiles a batch when none is given (CPU-friendly; raise it on a GPU).
+DEFAULT_BATCH = 4
+
+
+@dataclass
+class SegmentResult:
+    """What :func:`segment` produced.
+
+    Attributes:
+        output: the label GeoTIFF.
+        sidecar: the provenance JSON beside it.
+        model: the model file saved or applied, if any.
+        num_classes: K.
+        class_pixels: pixel count per class id.
+        nodata_pixels: pixels left as nodata.
+        width: scene width.
+        height: scene height.
+        seconds: wall time of the mapping pass (fitting excluded).
+        fit_seconds: wall time of fitting (0 with a model).
+        device: the torch device used.
+    """
+
+    output: Path
+    sidecar: Path
+    model: Path | None
+    num_classes: int
+    class_pixels: list[int]
+    nodata_pixels: int
+    width: int
+    height: int
+    seconds: float
+    fit_seconds: float
+    device: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classes_used(self) -> int:
+        """Number of classes that label at least one pixel."""
+        return sum(1 for n in self.class_pixels if n > 0)
+
+
+def _header(method: "Segmenter", bands: list[int], norm: Normalisation) -> ModelHeader:
+    k = method.num_classes
+    return ModelHeader(
+        method=method.info.name,
+        config=method.config(),
+        num_classes=k,
+        in_channels=len(bands),
+        bands=bands,
+        norm_low=list(norm.low),
+        norm_high=list(norm.high),
+        class_names=list(method.class_names or [f"class {i}" for i in range(k)]),
+        colours=[list(c) for c in (method.colours or default_colours(k))],
+        extra=method.header(),
+    )
+
+
+def _fit(
+    method: "Segmenter",
+    scenes: Sequence[str | Path],
+    bands: list[int],
+    norm: Normalisation,
+    labels: Sequence[str | Path] | None,
+    seed: int,
+    device: Any,
+    progress: ProgressFn | None,
+) -> None:
+    from lcmap.engine import open_sampler, seed_everything
+
+    seed_everything(seed)
+    method.to(device)
+    with open_sampler(scenes, bands, norm, labels, seed) as sampler:
+        try:
+            method.fit(sampler, progress)
+        except ValueError as exc:
+            if isinstance(exc, LcmapError):
+                raise
+            raise InvalidSceneError(f"Cannot fit '{method.info.name}': {exc}") from exc
+
+
+def _build(name: str, classes: int | None, options: dict[str, Any] | None) -> "Segmenter":
+    from lcmap.methods import get_method
+
+    try:
+        return get_method(name, num_classes=classes, **(options or {}))
+    except TypeError as exc:
+        raise LcmapError(f"Method '{name}' does not take these options: {exc}.") from exc
+    except ValueError as exc:
+        if isinstance(exc, LcmapError):
+            raise
+        raise LcmapError(f"Bad option for method '{name}': {exc}") from exc
+
+
+def _check_model_bands(scene: Path, count: int, header: ModelHeader, bands: list[int] | None) -> list[int]:
+    bands = list(header.bands) if bands is None else bands
+    if len(bands) != header.in_channels or max(bands) > count:
+        raise InvalidModelError(
+            f"{scene.name} has {count} bands but the '{header.method}' model expects "
+            f"{header.in_channels} (it was fitted on bands {','.join(map(str, header.bands))}); "
+            f"pass --bands with {header.in_channels} band numbers from 1 to {count}."
+        )
+    return bands
+
+
+def segment(
+    scene: str | Path,
+    output: str | Path,
+    *,
+    method: str = "kmeans",
+    model: str | Path | None = None,
+    save_model: str | Path | None = None,
+    classes: int | None = None,
+    bands: list[int] | None = None,
+    tile: int | None = None,
+    halo: int | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    overwrite: bool = False,
+    creation_options: dict[str, str] | None = None,
+    progress: ProgressFn | None = None,
+    options: dict[str, Any] | None = None,
+) -> SegmentResult:
+    """Map ``scene`` to a land-cover label GeoTIFF on the same grid.
+
+    Without ``model``, the method is fitted on windows drawn across this scene first (and
+    saved to ``save_model`` if given); with ``model``, the saved method, bands and
+    normalisation are applied as they are, so labels mean what they meant in the model.
+
+    Args:
+        scene: input raster (any GDAL format, any number of bands).
+        output: label GeoTIFF to write (a COG; uint8, 255 = nodata; uint16 above 255 classes).
+        method: registry name of the method (ignored with ``model``).
+        model: a model file from :func:`train` or ``save_model``.
+        save_model: where to save the fitted model.
+        classes: number of classes K (method default when None).
+        bands: 1-based band indexes (all bands, or the model's, when None).
+        tile: tile core size in pixels.
+        halo: context pixels per side (the method's receptive field when None).
+        batch_size: tiles per batch.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: fixes sampling and initialisation.
+        overwrite: replace existing outputs.
+        creation_options: GDAL COG creation options overriding the defaults.
+        progress: ``(done, total)`` callback.
+        options: method options passed to its builder (e.g. ``{"smooth": 2}``).
+
+    Returns:
+        A summary of the map written.
+
+    Raises:
+        LcmapError: bad input, unknown method, existing output...; nothing is written then.
+
+    Example:
+        >>> segment("scene.tif", "landcover.tif", classes=6, seed=1)  # doctest: +SKIP
+    """
+    from lcmap.engine import choose_device, map_scene
+    from lcmap.io.writer import LabelWriter
+    from lcmap.models import load_model, save_model as write_model
+    from lcmap.stitch import NODATA, label_dtype
+    from lcmap.tiling import plan_tiles
+
+    scene, output = Path(scene), Path(output)
+    check_output(output, overwrite, [sidecar_path(output)])
+    if save_model is not None:
+        check_output(save_model, overwrite)
+    if tile is not None and tile < 1:
+        raise LcmapError(f"--tile must be at least 1 pixel, got {tile}.")
+    if halo is not None and halo < 0:
+        raise LcmapError(f"--halo must be 0 or more pixels, got {halo}.")
+    dev = choose_device(device)
+    with open_scene(scene) as src:
+        check_georeference(src)
+        warn_if_no_nodata(src)
+        fit_start = time.perf_counter()
+        if model is not None:
+            seg, header = load_model(model)
+            bands = _check_model_bands(scene, src.count, header, bands)
+            norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
+            model_path: Path | None = Path(model)
+        else:
+            bands = resolve_bands(src, bands)
+            seg = _build(method, classes, options)
+            norm = scene_statistics([src], bands, seed)
+            if seg.info.needs_fit:
+                _fit(seg, [scene], bands, norm, None, seed, dev, progress)
+            header = _header(seg, bands, norm)
+            model_path = None
+        if save_model is not None:
+            write_model(save_model, seg, header)
+            model_path = Path(save_model)
+        fit_seconds = time.perf_counter() - fit_start
+
+        plan = plan_tiles(
+            src.width,
+            src.height,
+            tile or DEFAULT_TILE,
+            seg.halo if halo is None else halo,
+            seg.info.size_multiple,
+        )
+        dtype = label_dtype(seg.num_classes)
+        provenance = {
+            "lcmap_version": __version__,
+            "scene": str(scene),
+            "method": header.method,
+            "config": header.config,
+            "num_classes": seg.num_classes,
+            "bands": bands,
+            "normalisation": {"low": list(norm.low), "high": list(norm.high)},
+            "tile": plan.tile,
+            "halo": plan.halo,
+            "stitch": "blend" if seg.info.global_context else "crop_centre",
+            "seed": seed,
+            "device": str(dev),
+            "model": str(model_path) if model_path else None,
+            "model_sha256": file_sha256(model_path) if model_path else None,
+            "class_names": header.class_names,
+            "extra": header.extra,
+        }
+        tags = {
+            "LCMAP_VERSION": __version__,
+            "LCMAP_METHOD": header.method,
+            "LCMAP_PROVENANCE": json.dumps(provenance, sort_keys=True, default=str),
+        }
+        if model_path:
+            tags["LCMAP_MODEL_SHA256"] = str(provenance["model_sha256"])
+        log.info(
+            "mapping %s: %dx%d px, %d tiles of %d px (halo %d) on %s",
+            scene.name, src.width, src.height, len(plan.tiles), plan.tile, plan.halo, dev,
+        )  # fmt: skip
+        start = time.perf_counter()
+        with LabelWriter(
+            output,
+            width=src.width,
+            height=src.height,
+            crs=src.crs,
+            transform=src.transform,
+            dtype=dtype,
+            nodata=NODATA[dtype],
+            class_names=header.class_names,
+            colours=[tuple(c) for c in header.colours],  # type: ignore[misc]
+            tags=tags,
+            creation_options=creation_options,
+            overwrite=overwrite,
+            sidecar=provenance,
+        ) as writer:
+            counts = map_scene(
+                scene,
+                seg,
+                plan,
+                bands,
+                norm,
+                writer,
+                batch_size=batch_size or DEFAULT_BATCH,
+                device=dev,
+                progress=progress,
+            )
+            writer.commit()
+    return SegmentResult(
+        output=output,
+        sidecar=sidecar_path(output),
+        model=model_path,
+        num_classes=seg.num_classes,
+        class_pixels=[int(n) for n in counts[:-1]],
+        nodata_pixels=int(counts[-1]),
+        width=plan.width,
+        height=plan.height,
+        seconds=time.perf_counter() - start,
+        fit_seconds=fit_seconds,
+        device=str(dev),
+        provenance=provenance,
+    )
+
+
+def train(
+    scenes: Sequence[str | Path],
+    output: str | Path,
+    *,
+    method: str,
+    classes: int | None = None,
+    bands: list[int] | None = None,
+    labels: Sequence[str | Path] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    options: dict[str, Any] | None = None,
+) -> ModelHeader:
+    """Fit a method on windows drawn across ``scenes`` and save it as a model file.
+
+    The normalisation is estimated over all scenes and stored in the model, so every scene
+    mapped with it is stretched the same way and its labels keep their meaning.
+
+    Args:
+        scenes: one or more rasters with the same band layout.
+        output: the model file to write (``.lcmap``).
+        method: registry name.
+        classes: number of classes K.
+        bands: 1-based band indexes (all when None).
+        labels: optional label rasters aligned with ``scenes`` (255 = unlabelled).
+        seed: fixes sampling and initialisation.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        overwrite: replace an existing model file.
+        progress: ``(done, total)`` callback.
+        options: method options passed to its builder.
+
+    Returns:
+        The saved model's header.
+
+    Example:
+        >>> train(["a.tif", "b.tif"], "stego.lcmap", method="stego", classes=8)  # doctest: +SKIP
+    """
+    from lcmap.engine import choose_device
+    from lcmap.models import save_model
+
+    if not scenes:
+        raise LcmapError("No scene given; pass at least one raster to train on.")
+    output = check_output(output, overwrite)
+    dev = choose_device(device)
+    with contextlib.ExitStack() as stack:
+        srcs = [stack.enter_context(open_scene(p)) for p in scenes]
+        counts = {s.count for s in srcs}
+        chosen = [resolve_bands(s, bands) for s in srcs]
+        if bands is None and len(counts) > 1:
+            raise InvalidSceneError(
+                f"The scenes have different band counts ({sorted(counts)}); "
+                "pass --bands to pick the same bands from each."
+            )
+        for s in srcs:
+            warn_if_no_nodata(s)
+        norm = scene_statistics(srcs, chosen[0], seed)
+    seg = _build(method, classes, options)
+    _fit(seg, scenes, chosen[0], norm, labels, seed, dev, progress)
+    header = _header(seg, chosen[0], norm)
+    save_model(output, seg, header)
+    log.info("saved %s model to %s", method, output)
+    return header
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """Describe a scene, a label map or a model file as a JSON-friendly dict.
+
+    Example:
+        >>> describe("landcover.tif")["kind"]  # doctest: +SKIP
+        'label map'
+    """
+    from lcmap.models import read_header
+
+    path = Path(path)
+    with contextlib.suppress(InvalidModelError):
+        header = read_header(path)
+        return {"kind": "model", "path": str(path), "sha256": file_sha256(path), **asdict(header)}
+    with open_scene(path) as src:
+        tags = src.tags()
+        info: dict[str, Any] = {
+            "kind": "label map" if "LCMAP_METHOD" in tags else "scene",
+            "path": str(path),
+            "driver": src.driver,
+            "width": src.width,
+            "height": src.height,
+            "count": src.count,
+            "dtypes": list(src.dtypes),
+            "nodata": src.nodata,
+            "crs": src.crs.to_string() if src.crs else None,
+            "transform": list(src.transform)[:6],
+            "bounds": list(src.bounds),
+            "res": list(src.res),
+            "block_shapes": [list(b) for b in src.block_shapes],
+            "overviews": src.overviews(1),
+            "compression": src.compression.value if src.compression else None,
+            "descriptions": list(src.descriptions),
+        }
+        if info["kind"] == "label map":
+            info["class_names"] = json.loads(tags.get("CLASS_NAMES", "[]"))
+            info["provenance"] = json.loads(tags.get("LCMAP_PROVENANCE", "{}"))
+        return info

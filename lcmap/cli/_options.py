@@ -1,0 +1,71 @@
+"""Options shared by ``segment`` and ``train`` and the method options they collect."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lcmap.cli._app import parse_key_values
+
+Classes = Annotated[
+    int | None, typer.Option("--classes", "-k", help="Number of classes K [default: method's].", min=2)
+]
+Bands = Annotated[
+    str | None, typer.Option("--bands", "-b", help="Bands to use, 1-based, e.g. 4,3,2 [default: all].")
+]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Tiles or crops per batch.", min=1)]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Seed = Annotated[int, typer.Option("--seed", help="Fixes sampling and initialisation.")]
+Backbone = Annotated[
+    str | None, typer.Option("--backbone", help="timm backbone name (ViT methods).")
+]
+Weights = Annotated[
+    Path | None,
+    typer.Option("--weights", help="Local backbone weights (.pth or .safetensors).", exists=True),
+]
+FeatureLayer = Annotated[
+    int | None, typer.Option("--feature-layer", help="Take ViT features from this block (1-based).")
+]
+Crf = Annotated[
+    bool | None, typer.Option("--crf/--no-crf", help="Refine ViT maps with a dense CRF.")
+]
+Params = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Any other method option KEY=VALUE (repeatable)."),
+]
+
+
+def _coerce(value: str) -> Any:
+    """Turn a -p value into int, float, bool or None when it reads as one."""
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def method_options(
+    backbone: str | None,
+    weights: Path | None,
+    feature_layer: int | None,
+    crf: bool | None,
+    params: list[str] | None,
+    **more: Any,
+) -> dict[str, Any]:
+    """Collect the method options that were given (unset ones stay out)."""
+    options: dict[str, Any] = {
+        "backbone": backbone,
+        "weights": str(weights) if weights else None,
+        "feature_layer": feature_layer,
+        "crf": crf,
+        **more,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    options.update({k.replace("-", "_"): _coerce(v) for k, v in parse_key_values(params, "-p").items()})
+    return options

@@ -1,0 +1,112 @@
+"""``lcmap train``: fit a method on one or more scenes and save a model file."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lcmap.cli._app import (
+    Overwrite,
+    Quiet,
+    Verbose,
+    app,
+    echo,
+    parse_bands,
+    progress_bar,
+    reported_errors,
+    setup_logging,
+)
+from lcmap.cli._options import (
+    Backbone,
+    Bands,
+    BatchSize,
+    Classes,
+    Crf,
+    Device,
+    FeatureLayer,
+    Params,
+    Seed,
+    Weights,
+    method_options,
+)
+
+
+@app.command("train")
+def train(
+    scenes: Annotated[list[Path], typer.Argument(help="Scenes to train on (same band layout).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Model file to write (.lcmap).", dir_okay=False)
+    ],
+    method: Annotated[
+        str, typer.Option("--method", "-m", help="Method to train; see 'lcmap methods'.")
+    ],
+    classes: Classes = None,
+    bands: Bands = None,
+    labels: Annotated[
+        list[Path] | None,
+        typer.Option("--labels", help="Label raster aligned with each scene (repeatable)."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.", min=1)] = None,
+    batch_size: BatchSize = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
+    crop_size: Annotated[
+        int | None, typer.Option("--crop-size", help="Training crop/patch size in pixels.", min=8)
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option("--iterations", help="Iterations per batch or step count.", min=1)
+    ] = None,
+    backbone: Backbone = None,
+    weights: Weights = None,
+    feature_layer: FeatureLayer = None,
+    crf: Crf = None,
+    param: Params = None,
+    device: Device = "auto",
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Train METHOD on windows drawn across SCENES and save it to a model file.
+
+    The model file (safetensors + JSON header) keeps the bands and their normalisation, so
+    'lcmap segment OTHER.tif --model MODEL' labels other scenes consistently.
+
+    Examples:
+
+        $ lcmap train a.tif b.tif -m stego -k 8 -o stego.lcmap --weights dino_vits8.pth
+
+        $ lcmap train scene.tif -m kmeans -k 6 -o kmeans.lcmap -p smooth=2
+
+        $ lcmap train t1.tif t2.tif -m cas -k 10 -o cas.lcmap --epochs 20
+    """
+    setup_logging(verbose, quiet)
+    with reported_errors():
+        from lcmap import api
+
+        options = method_options(
+            backbone,
+            weights,
+            feature_layer,
+            crf,
+            param,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            crop_size=crop_size,
+            iterations=iterations,
+        )
+        with progress_bar(f"train {method}") as update:
+            header = api.train(
+                scenes,
+                output,
+                method=method,
+                classes=classes,
+                bands=parse_bands(bands),
+                labels=labels,
+                seed=seed,
+                device=device,
+                overwrite=overwrite,
+                progress=update,
+                options=options,
+            )
+    echo(f"Saved {header.method} model with {header.num_classes} classes to {output}.")

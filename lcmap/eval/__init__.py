@@ -1,0 +1,328 @@
+"""Scoring label maps against truth rasters: confusion, cluster matching, accuracy, IoU, F1.
+
+Unsupervised maps carry cluster ids, not classes, so clusters are first matched to truth
+classes (``hungarian``: one to one, clusters left over count as wrong; ``majority``: each cluster
+to its most frequent class; ``none``: the labels already are the classes), then scored.
+
+Example:
+    >>> from lcmap.eval import evaluate
+    >>> result = evaluate("landcover.tif", "truth.tif", class_names=["water", "land"])
+    >>> print(f"accuracy {result.accuracy:.3f}, mIoU {result.miou:.3f}")
+"""
+
+import contextlib
+import csv
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lcmap.errors import InputNotFoundError, InvalidSceneError
+from lcmap.eval.metrics import (
+    MATCH_METHODS,
+    MatchName,
+    Metrics,
+    class_confusion,
+    compute_metrics,
+    count_rasters,
+    match_clusters,
+)
+from lcmap.eval.report import (
+    EvaluationResult,
+    IndexResult,
+    SceneEvaluation,
+    plot_confusion,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "MATCH_METHODS",
+    "EvaluationResult",
+    "IndexEntry",
+    "IndexResult",
+    "MatchName",
+    "Metrics",
+    "SceneEvaluation",
+    "evaluate",
+    "evaluate_index",
+    "plot_confusion",
+    "read_index",
+    "write_json",
+]
+
+INDEX_COLUMNS = ("set", "name", "scene", "truth", "classes")
+
+
+def _check_match(match: str) -> MatchName:
+    for name in MATCH_METHODS:
+        if match == name:
+            return name
+    raise ValueError(f"Unknown match '{match}'; expected one of {', '.join(MATCH_METHODS)}.")
+
+
+def evaluate(
+    pred: str | Path,
+    truth: str | Path,
+    *,
+    match: MatchName = "hungarian",
+    ignore: Iterable[int] = (255,),
+    num_classes: int | None = None,
+    class_names: Sequence[str] | None = None,
+    window_size: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationResult:
+    """Score a label map against a truth raster on the same grid.
+
+    The confusion counts are accumulated window by window (memory independent of the scene
+    size). Pixels where the map is nodata, or the truth is nodata or an ``ignore`` value, are
+    left out. Clusters are matched to classes with ``match`` (see
+    :func:`lcmap.eval.metrics.match_clusters`); only the classes present in the truth take part
+    in the matching and in mIoU / mean F1.
+
+    Args:
+        pred: Label map (band 1; e.g. from ``lcmap segment``), cluster ids from 0.
+        truth: Truth raster (band 1), class ids from 0, on the same grid as ``pred``.
+        match: ``hungarian``, ``majority`` or ``none``.
+        ignore: Truth values that are not classes.
+        num_classes: Classes are ``0 .. num_classes - 1``. Default: ``len(class_names)`` if
+            given, else the truth labels present.
+        class_names: One name per class id, in id order.
+        window_size: Side of the windows read at a time, in pixels.
+        progress: Called with ``(windows done, windows total)``.
+
+    Returns:
+        Counts, matching, class confusion and metrics.
+
+    Raises:
+        InputNotFoundError: A file is missing.
+        InvalidSceneError: Not integer rasters, different grids, negative labels, truth labels
+            beyond the named classes, or no pixel left to evaluate.
+        ValueError: ``num_classes`` and ``class_names`` disagree, or ``match`` is unknown.
+    """
+    match = _check_match(match)
+    ignore = sorted({int(v) for v in ignore})
+    if class_names is not None:
+        class_names = [str(n) for n in class_names]
+        if num_classes is not None and num_classes != len(class_names):
+            raise ValueError(
+                f"num_classes is {num_classes} but {len(class_names)} class names were given; "
+                "give one name per class."
+            )
+        num_classes = len(class_names)
+    counts = count_rasters(pred, truth, ignore=ignore, window_size=window_size,
+                           progress=progress)
+    if counts.pixels == 0:
+        raise InvalidSceneError(
+            f"no pixel to evaluate: '{pred}' and '{truth}' have no valid pixel in common "
+            f"(ignored truth values {ignore}); check the nodata values and --ignore."
+        )
+    present = [int(c) for c in counts.class_ids]
+    if num_classes is None:
+        class_ids = present
+    else:
+        class_ids = list(range(num_classes))
+        extra = sorted(set(present) - set(class_ids))
+        if extra:
+            raise InvalidSceneError(
+                f"truth '{truth}' has labels {extra} but only {num_classes} classes "
+                f"(ids 0-{num_classes - 1}) were given; name every class or pass "
+                f"--ignore {extra[0]}."
+            )
+    names = list(class_names) if class_names is not None else [str(c) for c in class_ids]
+    mapping = match_clusters(counts.cluster_ids, counts.class_ids, counts.counts, match)
+    confusion = class_confusion(
+        counts.cluster_ids, counts.class_ids, counts.counts, mapping, class_ids
+    )
+    # Raw counts re-indexed onto every class of the evaluation, present in the truth or not.
+    column = {c: j for j, c in enumerate(class_ids)}
+    full = np.zeros((counts.cluster_ids.size, len(class_ids)), dtype=np.int64)
+    full[:, [column[c] for c in present]] = counts.counts
+    result = EvaluationResult(
+        prediction=str(pred),
+        truth=str(truth),
+        match=match,
+        ignore=ignore,
+        class_ids=class_ids,
+        class_names=names,
+        cluster_ids=[int(c) for c in counts.cluster_ids],
+        counts=full,
+        mapping=mapping,
+        confusion=confusion,
+        metrics=compute_metrics(confusion),
+        pred_nodata_pixels=counts.pred_nodata_pixels,
+    )
+    if counts.pred_nodata_pixels:
+        log.warning(
+            "%d labelled truth pixels are nodata in '%s' and were left out.",
+            counts.pred_nodata_pixels, pred,
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One row of an index CSV (paths resolved against the CSV's folder)."""
+
+    set: str
+    name: str
+    scene: Path
+    truth: Path
+    classes: list[str]
+
+
+def read_index(index_csv: str | Path) -> list[IndexEntry]:
+    """Read an index CSV with columns ``set,name,scene,truth,classes``.
+
+    ``scene`` and ``truth`` are paths relative to the CSV's folder (or absolute); ``classes``
+    lists the truth class names in id order, comma-separated (quote the field).
+
+    Raises:
+        InputNotFoundError: The index or a file it lists is missing.
+        InvalidSceneError: Columns are missing or a row is incomplete.
+    """
+    path = Path(index_csv)
+    if not path.is_file():
+        raise InputNotFoundError(f"index '{path}' does not exist; check the path.")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in INDEX_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InvalidSceneError(
+                f"index '{path}' has columns {reader.fieldnames} but lacks {missing}; expected "
+                f"a header line '{','.join(INDEX_COLUMNS)}'."
+            )
+        rows = list(reader)
+    if not rows:
+        raise InvalidSceneError(f"index '{path}' lists no scene; expected one row per scene.")
+    entries = []
+    for line, row in enumerate(rows, start=2):
+        empty = [c for c in INDEX_COLUMNS if not (row.get(c) or "").strip()]
+        if empty:
+            raise InvalidSceneError(
+                f"index '{path}' line {line} has empty {empty}; fill every column."
+            )
+        entry = IndexEntry(
+            set=row["set"].strip(),
+            name=row["name"].strip(),
+            scene=path.parent / row["scene"].strip(),
+            truth=path.parent / row["truth"].strip(),
+            classes=[c.strip() for c in row["classes"].split(",")],
+        )
+        for role, file in (("scene", entry.scene), ("truth", entry.truth)):
+            if not file.exists():
+                raise InputNotFoundError(
+                    f"index '{path}' line {line} lists {role} '{file}', which does not exist; "
+                    "paths are relative to the index's folder."
+                )
+        entries.append(entry)
+    return entries
+
+
+def evaluate_index(
+    index_csv: str | Path,
+    *,
+    method: str = "kmeans",
+    classes: int | None = None,
+    match: MatchName = "hungarian",
+    ignore: Iterable[int] = (255,),
+    seed: int = 0,
+    segment_options: dict[str, Any] | None = None,
+    workdir: str | Path | None = None,
+    window_size: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
+) -> IndexResult:
+    """Segment every scene of an index and score each map against its truth.
+
+    Each scene is segmented on its own with :func:`lcmap.api.segment` (the method is fitted on
+    that scene), then evaluated with :func:`evaluate`.
+
+    Pooling: each scene's clusters are matched to classes *on that scene*, and the pooled
+    figures come from the sum of the per-scene class confusion matrices after matching. This
+    is what an unsupervised per-scene method can achieve when a human names its clusters scene
+    by scene; cluster ids are not comparable across scenes fitted separately, so pooling the raw
+    cluster counts before matching would measure nothing meaningful. Pooled accuracy therefore
+    equals the pixel-weighted mean of the per-scene accuracies.
+
+    Args:
+        index_csv: CSV with columns ``set,name,scene,truth,classes`` (see :func:`read_index`).
+        method: Segmentation method name.
+        classes: Number of clusters; default: the number of truth classes of each scene.
+        match: ``hungarian``, ``majority`` or ``none``.
+        ignore: Truth values that are not classes.
+        seed: Seed passed to the segmentation.
+        segment_options: Further keyword arguments for :func:`lcmap.api.segment` (``tile``,
+            ``device``, ``bands``, ``options``...).
+        workdir: Folder for the maps (kept); default a temporary folder, removed afterwards.
+        window_size: Evaluation window side, in pixels.
+        progress: Called with ``(scenes done, scenes total)``.
+
+    Returns:
+        Per-scene results and pooled figures.
+
+    Raises:
+        InputNotFoundError: The index or a file it lists is missing.
+        InvalidSceneError: A bad index, or rows with different class lists (pooling needs one).
+    """
+    from lcmap import api  # the API pulls in the engine (torch) only when called
+
+    match = _check_match(match)
+    index_path = Path(index_csv)
+    entries = read_index(index_path)
+    class_names = entries[0].classes
+    differing = [e.name for e in entries if e.classes != class_names]
+    if differing:
+        raise InvalidSceneError(
+            f"index '{index_path}' lists other classes for {differing[:3]} than "
+            f"{class_names} for '{entries[0].name}'; pooled figures need one class list: "
+            "split the index by class list."
+        )
+    options = dict(segment_options or {})
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lcmap-eval-")))
+        else:
+            folder = Path(workdir)
+            folder.mkdir(parents=True, exist_ok=True)
+        scenes = []
+        for i, entry in enumerate(entries, start=1):
+            t0 = time.perf_counter()
+            out = folder / f"{entry.name}.tif"
+            api.segment(
+                entry.scene,
+                out,
+                method=method,
+                classes=classes if classes is not None else len(entry.classes),
+                seed=seed,
+                overwrite=True,
+                **options,
+            )
+            result = evaluate(out, entry.truth, match=match, ignore=ignore,
+                              class_names=entry.classes, window_size=window_size)
+            seconds = time.perf_counter() - t0
+            log.info("%s: accuracy %.4f, mIoU %.4f (%.1f s)", entry.name, result.accuracy,
+                     result.miou, seconds)
+            scenes.append(SceneEvaluation(entry.set, entry.name, str(entry.scene), result,
+                                          seconds))
+            if progress is not None:
+                progress(i, len(entries))
+    pooled = sum((s.result.confusion for s in scenes[1:]), start=scenes[0].result.confusion)
+    return IndexResult(
+        index=str(index_path),
+        method=method,
+        segment_options={"classes": classes, "seed": seed, **options},
+        match=match,
+        class_ids=list(range(len(class_names))),
+        class_names=list(class_names),
+        scenes=scenes,
+        confusion=pooled,
+        metrics=compute_metrics(pooled),
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,1 @@
+"""Raster and vector input/output. Knows rasterio, never torch."""

@@ -1,0 +1,223 @@
+"""Open and validate scenes, choose bands, read windows with their validity mask, band statistics.
+
+Low-level functions take an *open* dataset (as rio-tiler's ``reader`` does); the API layer owns
+opening and closing.
+"""
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from numpy.typing import NDArray
+from rasterio.enums import MaskFlags
+from rasterio.errors import RasterioIOError
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+
+from lcmap.errors import (
+    InputNotFoundError,
+    InvalidSceneError,
+    NoGeoreferenceWarning,
+    NoNodataWarning,
+)
+
+log = logging.getLogger(__name__)
+
+#: Percentiles mapped to 0 and 1 by the normalisation (clip outliers such as glints and shadows).
+CLIP_PERCENTILES = (2.0, 98.0)
+
+
+def open_scene(path: str | Path) -> DatasetReader:
+    """Open a raster for reading, with one-line errors for the usual mistakes.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        InvalidSceneError: it is not a raster GDAL can read, or it has no pixels.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFoundError(f"Scene {path} not found; check the path.")
+    try:
+        src = rasterio.open(path)
+    except RasterioIOError as exc:
+        raise InvalidSceneError(
+            f"{path} is not a raster GDAL can read ({str(exc).splitlines()[0]}); "
+            "expected a GeoTIFF or another GDAL raster."
+        ) from exc
+    if src.width == 0 or src.height == 0 or src.count == 0:
+        src.close()
+        raise InvalidSceneError(f"{path} is empty ({src.width}x{src.height}, {src.count} bands).")
+    return src
+
+
+def check_georeference(src: DatasetReader) -> bool:
+    """Warn (once per scene) when the scene has no CRS or transform; True when it has both."""
+    if src.crs is None or src.transform.is_identity:
+        warnings.warn(
+            f"{src.name} has no georeferencing (CRS or transform); the map will have none either.",
+            NoGeoreferenceWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
+
+
+def resolve_bands(src: DatasetReader, bands: list[int] | None) -> list[int]:
+    """Validate 1-based band indexes (all bands when None).
+
+    Raises:
+        InvalidSceneError: an index is out of range.
+    """
+    if bands is None:
+        return list(range(1, src.count + 1))
+    bad = [b for b in bands if not 1 <= b <= src.count]
+    if bad:
+        raise InvalidSceneError(
+            f"{Path(src.name).name} has {src.count} bands but band {bad[0]} was asked for; "
+            f"use --bands with numbers from 1 to {src.count}."
+        )
+    return list(bands)
+
+
+def has_nodata(src: DatasetReader) -> bool:
+    """True if the scene declares nodata, a mask band or an alpha band."""
+    return any(
+        flags != [MaskFlags.all_valid] and MaskFlags.all_valid not in flags
+        for flags in src.mask_flag_enums
+    )
+
+
+def warn_if_no_nodata(src: DatasetReader) -> None:
+    """Warn that every pixel counts as data when the scene declares no nodata or mask."""
+    if not has_nodata(src):
+        warnings.warn(
+            f"{Path(src.name).name} declares no nodata value or mask; every pixel is mapped. "
+            "Set one with 'rio edit-info --nodata' if the scene has fill.",
+            NoNodataWarning,
+            stacklevel=2,
+        )
+
+
+def read_window(
+    src: DatasetReader, window: Window, bands: list[int]
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Read ``bands`` over ``window``, which may extend past the scene's edges.
+
+    Pixels outside the scene are filled by mirroring the scene at its edges, so a method sees
+    plausible context there and the result does not depend on how the scene was tiled.
+
+    Returns:
+        ``(array, valid)``: (C, h, w) float32 band values and an (h, w) mask, True where the
+        scene has data. A pixel is valid when at least one of ``bands`` is valid there (GDAL's
+        per-dataset mask semantics for nodata values). Outside the scene both are mirrored.
+    """
+    col0, row0 = int(window.col_off), int(window.row_off)
+    h, w = int(window.height), int(window.width)
+    if _overlaps(src, col0, row0, w, h):
+        inner = window.intersection(Window(0, 0, src.width, src.height))
+    else:
+        # Entirely outside the scene (only happens for tiny scenes): mirror the nearest window.
+        inner = Window(0, 0, min(w, src.width), min(h, src.height))
+        col0, row0 = 0, 0
+    data = src.read(bands, window=inner, out_dtype="float32")
+    valid = (src.read_masks(bands, window=inner) > 0).any(axis=0)
+    top = int(inner.row_off) - row0
+    left = int(inner.col_off) - col0
+    bottom = h - top - int(inner.height)
+    right = w - left - int(inner.width)
+    if top or left or bottom or right:
+        pads = ((top, bottom), (left, right))
+        data = np.pad(data, ((0, 0), *pads), mode="symmetric")
+        valid = np.pad(valid, pads, mode="symmetric")
+    return data, valid
+
+
+def _overlaps(src: DatasetReader, col: int, row: int, w: int, h: int) -> bool:
+    return col < src.width and row < src.height and col + w > 0 and row + h > 0
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-band linear stretch to 0..1: ``clip((x - low) / (high - low), 0, 1)``.
+
+    Stored in the model file, so every scene mapped with a model is stretched the same way.
+    """
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+    def apply(self, array: NDArray[np.floating], valid: NDArray[np.bool_]) -> NDArray[np.float32]:
+        """Stretch (C, h, w) band values; nodata pixels become 0."""
+        low = np.asarray(self.low, dtype=np.float32)[:, None, None]
+        high = np.asarray(self.high, dtype=np.float32)[:, None, None]
+        out = (np.asarray(array, dtype=np.float32) - low) / np.maximum(high - low, 1e-6)
+        np.clip(out, 0.0, 1.0, out=out)
+        out[:, ~valid] = 0.0
+        return out
+
+
+def sample_windows(
+    src: DatasetReader, count: int, size: int, rng: np.random.Generator
+) -> list[Window]:
+    """``count`` random ``size`` x ``size`` windows inside the scene (clipped to small scenes)."""
+    h, w = min(size, src.height), min(size, src.width)
+    rows = rng.integers(0, src.height - h + 1, size=count)
+    cols = rng.integers(0, src.width - w + 1, size=count)
+    return [Window(int(c), int(r), w, h) for r, c in zip(rows, cols, strict=True)]
+
+
+def scene_statistics(
+    srcs: list[DatasetReader],
+    bands: list[int],
+    seed: int = 0,
+    windows_per_scene: int = 32,
+    size: int = 256,
+) -> Normalisation:
+    """Estimate the normalisation from windows drawn across the scenes.
+
+    Percentiles :data:`CLIP_PERCENTILES` of the valid pixels of each band over up to
+    ``windows_per_scene`` random windows a scene (a bounded read, whatever the scene's size).
+
+    Raises:
+        InvalidSceneError: no valid pixel was found (an all-nodata scene).
+    """
+    rng = np.random.default_rng(seed)
+    values: list[NDArray[np.float32]] = []
+    for src in srcs:
+        n = min(windows_per_scene, max(1, math.ceil(src.width * src.height / size**2)))
+        windows = sample_windows(src, n, size, rng)
+        found = False
+        for window in windows:
+            data, valid = read_window(src, window, bands)
+            if valid.any():
+                values.append(data[:, valid])
+                found = True
+        if not found:
+            found = _any_valid(src, bands)
+            if found:
+                # Sparse data the random windows missed: fall back to a decimated full read.
+                out_shape = (len(bands), min(src.height, 1024), min(src.width, 1024))
+                data = src.read(bands, out_shape=out_shape, out_dtype="float32")
+                valid = (src.read_masks(bands, out_shape=out_shape) > 0).any(axis=0)
+                values.append(data[:, valid])
+        if not found:
+            raise InvalidSceneError(
+                f"{Path(src.name).name} has no valid pixels in bands {bands} (all nodata); "
+                "check the nodata value with 'rio info'."
+            )
+    pixels = np.concatenate(values, axis=1)
+    low, high = np.percentile(pixels, CLIP_PERCENTILES, axis=1)
+    high = np.where(high > low, high, low + 1.0)
+    return Normalisation(tuple(float(v) for v in low), tuple(float(v) for v in high))
+
+
+def _any_valid(src: DatasetReader, bands: list[int]) -> bool:
+    """Whether any pixel is valid, reading block by block (stops at the first)."""
+    for _, window in src.block_windows(1):
+        if (src.read_masks(bands, window=window) > 0).any():
+            return True
+    return False

@@ -1,0 +1,527 @@
+"""Turn a label raster into polygons window by window, in bounded memory.
+
+The raster is read in square windows. Each window is (optionally) sieved with a margin, then
+polygonised with :func:`rasterio.features.shapes` (4-connectivity, nodata left out). Polygons are
+built in *pixel* coordinates, so every vertex is an exact integer and polygons cut at a window
+edge line up exactly with their continuation in the next window.
+
+Dissolve: a polygon that does not touch an internal window edge (a seam) is already a whole
+connected region and is final as it is. Only the polygons touching a seam are kept aside; at the
+end they are merged per class with :func:`shapely.unary_union` and split into their connected
+parts, one polygon per region (corner-touching parts stay apart, as 4-connectivity wants).
+Memory therefore holds one window of pixels plus the polygons, never the whole raster.
+
+Then: pixel -> map coordinates, ``min_area`` filter, coverage simplification (shared edges stay
+shared), attributes, and a write to a temporary file that is renamed into place.
+"""
+
+import csv
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from numpy.typing import NDArray
+from rasterio import features
+from rasterio.enums import MaskFlags
+from rasterio.errors import RasterioError
+from rasterio.io import DatasetReader
+from rasterio.transform import Affine
+from rasterio.windows import Window
+from shapely.geometry import shape
+
+from lcmap.errors import InputNotFoundError, InvalidSceneError, OutputPathError
+from lcmap.io.scene import open_scene
+from lcmap.io.writer import check_output
+
+log = logging.getLogger(__name__)
+
+#: Output format (GDAL driver name, or "Parquet" for GeoParquet) by file extension.
+FORMATS: dict[str, str] = {
+    ".gpkg": "GPKG",
+    ".fgb": "FlatGeobuf",
+    ".parquet": "Parquet",
+    ".geojson": "GeoJSON",
+}
+
+#: Dataset tag in which lcmap's label writer stores the class names (a JSON list, label 0 first).
+CLASS_NAMES_TAG = "CLASS_NAMES"
+
+#: CRS of GeoJSON output (RFC 7946 section 4).
+GEOJSON_CRS = "EPSG:4326"
+
+# Integer types rasterio's shapes() and sieve() take as they are; others are cast to int32.
+_NATIVE_DTYPES = {"uint8", "uint16", "int16", "int32"}
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class VectorizeResult:
+    """What :func:`vectorize` wrote.
+
+    Attributes:
+        output: the vector file.
+        driver: its format (``GPKG``, ``FlatGeobuf``, ``Parquet``, ``GeoJSON``).
+        polygons: number of polygons written.
+        polygons_per_class: polygon count by class id.
+        area_per_class: area by class id, in squared units of the raster's CRS.
+        dropped: polygons left out because they were smaller than ``min_area``.
+        windows: windows read.
+        crs: CRS of the written file (WKT), None when the raster has none.
+    """
+
+    output: Path
+    driver: str
+    polygons: int
+    polygons_per_class: dict[int, int] = field(default_factory=dict)
+    area_per_class: dict[int, float] = field(default_factory=dict)
+    dropped: int = 0
+    windows: int = 0
+    crs: str | None = None
+
+
+def vectorize(
+    labels: str | Path,
+    output: str | Path,
+    *,
+    min_area: float = 0,
+    simplify: float = 0,
+    classes: Sequence[int] | None = None,
+    legend: str | Path | None = None,
+    overwrite: bool = False,
+    window_size: int = 2048,
+    progress: Progress | None = None,
+) -> VectorizeResult:
+    """Polygonise a single-band label raster into one polygon per connected region.
+
+    Regions are 4-connected groups of pixels with the same label; nodata pixels (nodata value or
+    mask band) belong to no polygon. Each region is one polygon however many windows it spans.
+
+    Args:
+        labels: single-band integer label raster (e.g. the output of ``lcmap segment``).
+        output: vector file; the format follows the extension: ``.gpkg`` (GeoPackage),
+            ``.fgb`` (FlatGeobuf), ``.parquet`` (GeoParquet) or ``.geojson`` (reprojected to
+            EPSG:4326 as RFC 7946 requires). Other formats keep the raster's CRS.
+        min_area: in squared CRS units. Regions smaller than this are first sieved away
+            (merged into their largest neighbour, window by window with a margin), then any
+            polygon still smaller is dropped.
+        simplify: tolerance in CRS units (roughly the square root of the largest triangle area
+            removed); topology-preserving coverage simplification, so neighbours keep sharing
+            their edges. 0 keeps the exact pixel outlines.
+        classes: only polygonise these label values (after sieving); None for all.
+        legend: class names: a JSON file ``{"0": "water", ...}`` or a CSV file ``id,name``.
+            Without it, names come from the raster's ``CLASS_NAMES`` tag when lcmap wrote it.
+        overwrite: replace ``output`` if it exists.
+        window_size: side of the square windows read, in pixels (memory ~ its square).
+        progress: called with ``(done, total)`` windows.
+
+    Returns:
+        What was written. The file has the attributes ``class`` (label value), ``class_name``
+        (null when unknown), ``area`` and ``perimeter`` (in the raster's CRS units, also for
+        GeoJSON, measured before reprojection).
+
+    Raises:
+        InputNotFoundError: ``labels`` or ``legend`` does not exist.
+        InvalidSceneError: ``labels`` is not a readable single-band integer raster, the legend
+            cannot be read, or GeoJSON is asked for a raster without a CRS.
+        OutputExistsError: ``output`` exists and ``overwrite`` is False.
+        OutputPathError: unknown extension, or the folder is missing or not writable.
+
+    Example:
+        >>> vectorize("landcover.tif", "landcover.gpkg", min_area=50, simplify=1)  # doctest: +SKIP
+        VectorizeResult(output=PosixPath('landcover.gpkg'), driver='GPKG', polygons=5120, ...)
+    """
+    if min_area < 0 or not math.isfinite(min_area):
+        raise ValueError(f"min_area must be a finite number >= 0, got {min_area}.")
+    if simplify < 0 or not math.isfinite(simplify):
+        raise ValueError(f"simplify must be a finite number >= 0, got {simplify}.")
+    if window_size < 16:
+        raise ValueError(f"window_size must be at least 16 pixels, got {window_size}.")
+    output = Path(output)
+    driver = _driver_for(output)
+    check_output(output, overwrite)
+    legend_names = read_legend(legend) if legend is not None else None
+    wanted = None if classes is None else {int(c) for c in classes}
+
+    with open_scene(labels) as src:
+        _check_labels(src)
+        name = Path(src.name).name
+        if driver == "GeoJSON" and src.crs is None:
+            raise InvalidSceneError(
+                f"{name} has no CRS, so it cannot be written as GeoJSON (RFC 7946 needs "
+                "EPSG:4326); write .gpkg, .fgb or .parquet instead, or set a CRS with "
+                "'rio edit-info --crs'."
+            )
+        names = legend_names if legend_names is not None else _tag_names(src)
+        pixel_area = abs(src.transform.determinant)
+        sieve_size = _sieve_size(min_area, pixel_area)
+        try:
+            cls, geoms, windows = _polygonise(src, window_size, sieve_size, wanted, progress)
+        except RasterioError as exc:
+            raise InvalidSceneError(
+                f"{name} could not be read ({str(exc).splitlines()[0]}); the file is truncated "
+                "or corrupt: re-create or re-download it."
+            ) from exc
+        transform = src.transform
+        crs = src.crs.to_wkt() if src.crs is not None else None
+
+    geoms = _to_map(_valid(geoms), transform, segmentize=simplify > 0)
+    areas = shapely.area(geoms)
+    keep = areas >= min_area * (1 - 1e-9) if min_area > 0 else np.ones(len(geoms), bool)
+    dropped = int((~keep).sum())
+    cls, geoms = cls[keep], geoms[keep]
+    if simplify > 0 and len(geoms):
+        geoms = _simplify(geoms, simplify)
+        nonempty = ~shapely.is_empty(geoms)
+        cls, geoms = cls[nonempty], geoms[nonempty]
+
+    frame = _frame(cls, geoms, names, crs)
+    _write(frame, output, driver)
+    if progress is not None:
+        progress(windows + 1, windows + 1)
+
+    ids, counts = np.unique(cls, return_counts=True)
+    result = VectorizeResult(
+        output=output,
+        driver=driver,
+        polygons=len(frame),
+        polygons_per_class={int(i): int(n) for i, n in zip(ids, counts, strict=True)},
+        area_per_class={int(i): float(frame["area"][cls == i].sum()) for i in ids},
+        dropped=dropped,
+        windows=windows,
+        crs=crs,
+    )
+    log.info(
+        "Wrote %d polygons (%d classes, %d below min_area dropped) to %s",
+        result.polygons,
+        len(ids),
+        dropped,
+        output,
+    )
+    return result
+
+
+def read_legend(path: str | Path) -> dict[int, str]:
+    """Read class names from a JSON object ``{"0": "water"}`` (or list) or a CSV ``id,name``.
+
+    A CSV header row (any first row whose id is not a number) is skipped.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        InvalidSceneError: it is neither form.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"Legend {path} not found; check the path.")
+    text = path.read_text(encoding="utf-8-sig")
+    expected = 'expected JSON like {"0": "water", "1": "forest"} or CSV rows like "0,water"'
+    if path.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
+        try:
+            data = json.loads(text)
+            if isinstance(data, list):
+                return {i: str(n) for i, n in enumerate(data)}
+            if isinstance(data, dict):
+                return {int(k): str(v) for k, v in data.items()}
+        except (ValueError, TypeError):
+            pass
+        raise InvalidSceneError(f"Legend {path} is not a JSON class-name table; {expected}.")
+    names: dict[int, str] = {}
+    for i, row in enumerate(csv.reader(text.splitlines())):
+        if not row or not "".join(row).strip():
+            continue
+        try:
+            if len(row) < 2:
+                raise ValueError(row)
+            names[int(row[0].strip())] = row[1].strip()
+        except ValueError:
+            if i == 0:  # a header row such as "id,name"
+                continue
+            raise InvalidSceneError(
+                f"Legend {path} line {i + 1} reads {','.join(row)!r}; {expected}."
+            ) from None
+    if not names:
+        raise InvalidSceneError(f"Legend {path} names no class; {expected}.")
+    return names
+
+
+def _driver_for(output: Path) -> str:
+    driver = FORMATS.get(output.suffix.lower())
+    if driver is None:
+        raise OutputPathError(
+            f"Output {output} has extension '{output.suffix}'; expected one of "
+            f"{', '.join(FORMATS)}."
+        )
+    return driver
+
+
+def _check_labels(src: DatasetReader) -> None:
+    name = Path(src.name).name
+    if src.count != 1:
+        raise InvalidSceneError(
+            f"{name} has {src.count} bands; expected a single-band label raster (such as the "
+            "output of 'lcmap segment'); extract the label band first (gdal_translate -b N)."
+        )
+    dtype = np.dtype(src.dtypes[0])
+    if dtype.kind not in "iu":
+        raise InvalidSceneError(
+            f"{name} holds {dtype} values; expected integer class labels (uint8, uint16...); "
+            "convert it first (gdal_translate -ot UInt16) or classify it with 'lcmap segment'."
+        )
+
+
+def _tag_names(src: DatasetReader) -> dict[int, str] | None:
+    raw = src.tags().get(CLASS_NAMES_TAG)
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        if isinstance(data, list):
+            return {i: str(n) for i, n in enumerate(data)}
+        if isinstance(data, dict):
+            return {int(k): str(v) for k, v in data.items()}
+    except (ValueError, TypeError):
+        pass
+    log.warning("Ignoring the unreadable %s tag of %s", CLASS_NAMES_TAG, src.name)
+    return None
+
+
+def _sieve_size(min_area: float, pixel_area: float) -> int:
+    """Smallest region, in pixels, that is at least ``min_area`` (1: nothing to sieve)."""
+    if min_area <= 0 or pixel_area <= 0:
+        return 1
+    return max(1, math.ceil(min_area / pixel_area * (1 - 1e-9)))
+
+
+def _windows(width: int, height: int, size: int) -> Iterator[Window]:
+    for row in range(0, height, size):
+        for col in range(0, width, size):
+            yield Window(col, row, min(size, width - col), min(size, height - row))
+
+
+def _read(src: DatasetReader, window: Window) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+    """Labels and validity (False at nodata or masked pixels) over ``window``."""
+    data = src.read(1, window=window)
+    flags = src.mask_flag_enums[0]
+    if MaskFlags.all_valid in flags:
+        valid = np.ones(data.shape, bool)
+    elif MaskFlags.nodata in flags and src.nodata is not None:
+        valid = data != src.nodata
+    else:
+        valid = src.read_masks(1, window=window) > 0
+    if data.dtype.name not in _NATIVE_DTYPES:
+        data = _as_int32(data, valid, Path(src.name).name)
+    return data, valid
+
+
+def _as_int32(data: NDArray[Any], valid: NDArray[np.bool_], name: str) -> NDArray[np.int32]:
+    # rasterio's shapes()/sieve() take only (u)int8/16 and int32 labels.
+    if valid.any():
+        low, high = data[valid].min(), data[valid].max()
+        info = np.iinfo(np.int32)
+        if low < info.min or high > info.max:
+            raise InvalidSceneError(
+                f"{name} has labels from {low} to {high}; expected labels that fit in int32; "
+                "renumber the classes first."
+            )
+    return np.where(valid, data, 0).astype(np.int32)
+
+
+def _sieve(
+    data: NDArray[Any],
+    valid: NDArray[np.bool_],
+    size: int,
+    judged_whole: bool,
+    open_edges: tuple[bool, bool, bool, bool],
+) -> NDArray[Any]:
+    """Merge regions smaller than ``size`` pixels into their largest neighbour.
+
+    With ``judged_whole`` the read margin is at least ``size``, so any small region reaching
+    the window's core lies entirely inside the read window and is judged on its full size.
+    Otherwise (margin capped at the window size), a region that touches an open edge of the read
+    window may be a piece of a larger one: changes connected to those edges are undone, and the
+    polygon-level area filter deals with what remains.
+    """
+    sieved: NDArray[Any] = features.sieve(data, size, mask=valid, connectivity=4)
+    if judged_whole:
+        return sieved
+    changed = sieved != data
+    if not changed.any():
+        return sieved
+    from scipy import ndimage
+
+    parts, _ = ndimage.label(changed)
+    top, bottom, left, right = open_edges
+    edge = [parts[0] if top else None, parts[-1] if bottom else None]
+    edge += [parts[:, 0] if left else None, parts[:, -1] if right else None]
+    touching = np.unique(np.concatenate([e for e in edge if e is not None] or [np.zeros(0, int)]))
+    touching = touching[touching > 0]
+    if len(touching):
+        undo = np.isin(parts, touching)
+        sieved[undo] = data[undo]
+    return sieved
+
+
+def _polygonise(
+    src: DatasetReader,
+    window_size: int,
+    sieve_size: int,
+    wanted: set[int] | None,
+    progress: Progress | None,
+) -> tuple[NDArray[np.int64], NDArray[np.object_], int]:
+    """Polygons in pixel coordinates, one per connected region, with their class ids."""
+    width, height = src.width, src.height
+    windows = list(_windows(width, height, window_size))
+    margin = min(sieve_size, window_size) if sieve_size > 1 else 0
+    done_cls: list[NDArray[np.int64]] = []
+    done_geoms: list[NDArray[np.object_]] = []
+    seams: dict[int, list[shapely.Geometry]] = {}
+    for i, win in enumerate(windows):
+        c0, r0 = int(win.col_off), int(win.row_off)
+        c1, r1 = c0 + int(win.width), r0 + int(win.height)
+        # Read with a margin for the sieve, clipped to the raster.
+        rc0, rr0 = max(0, c0 - margin), max(0, r0 - margin)
+        rc1, rr1 = min(width, c1 + margin), min(height, r1 + margin)
+        data, valid = _read(src, Window(rc0, rr0, rc1 - rc0, rr1 - rr0))
+        core = (slice(r0 - rr0, r1 - rr0), slice(c0 - rc0, c1 - rc0))
+        if valid[core].any():
+            if sieve_size > 1:
+                edges = (rr0 > 0, rr1 < height, rc0 > 0, rc1 < width)
+                data = _sieve(data, valid, sieve_size, margin >= sieve_size, edges)
+            data, valid = data[core], valid[core]
+            if wanted is not None:
+                valid &= np.isin(data, list(wanted))
+            if valid.any():
+                shapes = features.shapes(
+                    data, mask=valid, connectivity=4, transform=Affine.translation(c0, r0)
+                )
+                geoms_list, values = [], []
+                for geom, value in shapes:
+                    geoms_list.append(shape(geom))
+                    values.append(int(value))
+                geoms = np.array(geoms_list, dtype=object)
+                cls = np.array(values, dtype=np.int64)
+                minx, miny, maxx, maxy = shapely.bounds(geoms).T
+                on_seam = (
+                    ((minx == c0) & (c0 > 0))
+                    | ((maxx == c1) & (c1 < width))
+                    | ((miny == r0) & (r0 > 0))
+                    | ((maxy == r1) & (r1 < height))
+                )
+                done_cls.append(cls[~on_seam])
+                done_geoms.append(geoms[~on_seam])
+                for value, geom in zip(cls[on_seam], geoms[on_seam], strict=True):
+                    seams.setdefault(int(value), []).append(geom)
+        if progress is not None:
+            progress(i + 1, len(windows) + 1)
+
+    # Dissolve: polygons cut at seams are merged per class and split into connected regions.
+    # Pixel coordinates are exact integers, so the cut edges cancel exactly.
+    for value in sorted(seams):
+        parts = shapely.get_parts(shapely.unary_union(seams.pop(value)))
+        done_cls.append(np.full(len(parts), value, dtype=np.int64))
+        done_geoms.append(parts)
+    if not done_geoms:
+        return np.zeros(0, np.int64), np.zeros(0, object), len(windows)
+    cls = np.concatenate(done_cls)
+    geoms = np.concatenate(done_geoms)
+    # A stable order whatever the window size: by class, then top-left corner.
+    minx, miny, _, _ = shapely.bounds(geoms).T
+    order = np.lexsort((minx, miny, cls))
+    return cls[order], geoms[order], len(windows)
+
+
+def _valid(geoms: NDArray[np.object_]) -> NDArray[np.object_]:
+    """Repair the rare invalid polygon, keeping only polygonal parts."""
+    bad = ~shapely.is_valid(geoms)
+    if bad.any():
+        log.debug("Repairing %d invalid polygons", int(bad.sum()))
+        fixed = shapely.make_valid(geoms[bad])
+        geoms = geoms.copy()
+        for j, geom in zip(np.flatnonzero(bad), fixed, strict=True):
+            parts = [p for p in shapely.get_parts(geom) if p.geom_type == "Polygon"]
+            geoms[j] = parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+    return geoms
+
+
+def _to_map(geoms: NDArray[np.object_], transform: Affine, segmentize: bool) -> NDArray[np.object_]:
+    """Pixel -> CRS coordinates; exterior rings counter-clockwise (RFC 7946's right-hand rule).
+
+    With ``segmentize`` every pixel corner along an edge becomes a vertex first: GDAL leaves out
+    the vertex where three regions meet along a straight edge, and coverage simplification needs
+    neighbours to share the same vertices.
+    """
+    if not len(geoms):
+        return geoms
+    if segmentize:
+        geoms = shapely.segmentize(geoms, 1.0)
+    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+
+    def affine(xy: NDArray[np.float64]) -> NDArray[np.float64]:
+        x, y = xy[:, 0], xy[:, 1]
+        return np.column_stack((a * x + b * y + c, d * x + e * y + f))
+
+    mapped: NDArray[np.object_] = shapely.transform(geoms, affine)
+    return shapely.orient_polygons(mapped, exterior_cw=False)  # type: ignore[no-any-return]
+
+
+def _simplify(geoms: NDArray[np.object_], tolerance: float) -> NDArray[np.object_]:
+    simplified: NDArray[np.object_] = shapely.coverage_simplify(geoms, tolerance)
+    simplified = shapely.orient_polygons(simplified, exterior_cw=False)
+    return _valid(simplified)
+
+
+def _frame(
+    cls: NDArray[np.int64],
+    geoms: NDArray[np.object_],
+    names: dict[int, str] | None,
+    crs: str | None,
+) -> Any:
+    import geopandas as gpd
+    import pandas as pd
+
+    class_names = [None if names is None else names.get(int(c)) for c in cls]
+    return gpd.GeoDataFrame(
+        {
+            "class": pd.Series(cls, dtype="int32"),
+            "class_name": pd.Series(class_names, dtype="object"),
+            "area": pd.Series(shapely.area(geoms), dtype="float64"),
+            "perimeter": pd.Series(shapely.length(geoms), dtype="float64"),
+        },
+        geometry=gpd.GeoSeries(geoms, crs=crs),
+        crs=crs,
+    )
+
+
+def _write(frame: Any, output: Path, driver: str) -> None:
+    """Write to a temporary file beside ``output``, then rename it into place."""
+    import pyogrio
+
+    temp = output.with_name(f".{output.stem}.tmp{os.getpid()}{output.suffix}")
+    try:
+        if driver == "Parquet":
+            frame.to_parquet(temp, index=False)
+        else:
+            options: dict[str, Any] = {}
+            if driver == "GeoJSON":
+                frame = frame.to_crs(GEOJSON_CRS)
+                options["layer_options"] = {"RFC7946": "YES"}
+            if driver != "FlatGeobuf":
+                options["layer"] = output.stem
+            pyogrio.write_dataframe(
+                frame,
+                temp,
+                driver=driver,
+                geometry_type="Polygon" if frame.empty else None,
+                **options,
+            )
+        os.replace(temp, output)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,222 @@
+"""Stream a label raster to disk and publish it as a Cloud-Optimised GeoTIFF, all or nothing.
+
+Rows arrive band by band from the stitcher and go to a tiled temporary GeoTIFF beside the
+target; :meth:`LabelWriter.commit` turns it into a COG (internal overviews resampled with
+``MODE``, which keeps labels labels), embeds the colour table, class names and provenance tags,
+writes the ``.lcmap.json`` sidecar and renames both into place. Any failure or interruption
+before that leaves nothing behind (DESIGN.md contract 5).
+"""
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from numpy.typing import NDArray
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from lcmap.errors import OutputExistsError, OutputPathError
+
+log = logging.getLogger(__name__)
+
+#: COG layout (overridable with --co): 512-px tiles, DEFLATE with the horizontal predictor,
+#: overviews resampled by MODE so a coarse pixel shows its most common class.
+DEFAULT_CREATION_OPTIONS = {
+    "BLOCKSIZE": "512",
+    "COMPRESS": "DEFLATE",
+    "PREDICTOR": "YES",
+    "OVERVIEWS": "AUTO",
+    "OVERVIEW_RESAMPLING": "MODE",
+    "NUM_THREADS": "ALL_CPUS",
+    "BIGTIFF": "IF_SAFER",
+}
+
+# A qualitative palette (20 distinct colours, after ColorBrewer/Tableau), cycled beyond 20.
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
+    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+)  # fmt: skip
+
+
+def default_colours(num_classes: int) -> list[tuple[int, int, int]]:
+    """One colour a class, cycling :data:`PALETTE`."""
+    return [PALETTE[i % len(PALETTE)] for i in range(num_classes)]
+
+
+def sidecar_path(output: str | Path) -> Path:
+    """Where the provenance sidecar of ``output`` goes: ``map.tif`` -> ``map.lcmap.json``."""
+    output = Path(output)
+    return output.with_name(output.stem + ".lcmap.json")
+
+
+def publish(tmp: str | Path, target: str | Path) -> None:
+    """Rename a finished temporary file onto ``target`` with the usual permissions.
+
+    ``mkstemp`` creates files readable by their owner only; published outputs get the
+    permissions a plain ``open()`` would have given them (0666 less the umask).
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, target)
+
+
+def check_output(path: str | Path, overwrite: bool, also: Sequence[Path] = ()) -> Path:
+    """Fail early, before any work, when ``path`` cannot be written.
+
+    Raises:
+        OutputExistsError: ``path`` (or one of ``also``) exists and ``overwrite`` is False.
+        OutputPathError: the parent is not a writable directory, or ``path`` is a directory.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputPathError(f"Output {path} is a directory; give a file name.")
+    if not parent.is_dir():
+        raise OutputPathError(f"Output folder {parent} does not exist; create it first.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"Output folder {parent} is not writable.")
+    if not overwrite:
+        for p in (path, *also):
+            if p.exists():
+                raise OutputExistsError(f"{p} exists; pass --overwrite to replace it.")
+    return path
+
+
+class LabelWriter:
+    """Write label rows to ``path`` as a COG, atomically.
+
+    Args:
+        path: the target GeoTIFF.
+        width: scene width (pixels).
+        height: scene height (pixels).
+        crs: the scene's CRS (None for an ungeoreferenced scene).
+        transform: the scene's affine transform.
+        dtype: uint8 or uint16.
+        nodata: 255 for uint8, 65535 for uint16.
+        class_names: one name per class (label 0 first).
+        colours: one RGB triple per class.
+        tags: provenance tags for the dataset.
+        creation_options: overrides of :data:`DEFAULT_CREATION_OPTIONS`.
+        overwrite: replace an existing file.
+        sidecar: JSON provenance to write beside the map (``map.lcmap.json``); None for none.
+
+    Example:
+        >>> with LabelWriter("map.tif", ...) as writer:        # doctest: +SKIP
+        ...     writer.write_rows(0, labels)
+        ...     writer.commit()
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        width: int,
+        height: int,
+        crs: CRS | None,
+        transform: Affine,
+        dtype: np.dtype[Any],
+        nodata: int,
+        class_names: Sequence[str],
+        colours: Sequence[tuple[int, int, int]],
+        tags: Mapping[str, str] | None = None,
+        creation_options: Mapping[str, str] | None = None,
+        overwrite: bool = False,
+        sidecar: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.sidecar = dict(sidecar) if sidecar is not None else None
+        check_output(self.path, overwrite, [sidecar_path(self.path)] if sidecar else [])
+        self.overwrite = overwrite
+        self.width, self.height = width, height
+        self.crs, self.transform = crs, transform
+        self.dtype, self.nodata = np.dtype(dtype), nodata
+        self.class_names = list(class_names)
+        self.colours = list(colours)
+        self.tags = dict(tags or {})
+        self.creation_options = {**DEFAULT_CREATION_OPTIONS, **(creation_options or {})}
+        self._tmp_paths: list[Path] = []
+        self._dst: Any = None
+        self._committed = False
+
+    def _temp(self, suffix: str) -> Path:
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=suffix, dir=self.path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        self._tmp_paths.append(tmp)
+        return tmp
+
+    def __enter__(self) -> Self:
+        tmp = self._temp(".partial.tif")
+        # The staging file favours speed (ZSTD level 1); the COG copy compresses for keeps.
+        self._dst = rasterio.open(
+            tmp,
+            "w",
+            driver="GTiff",
+            width=self.width,
+            height=self.height,
+            count=1,
+            dtype=self.dtype.name,
+            crs=self.crs,
+            transform=self.transform,
+            nodata=self.nodata,
+            tiled=True,
+            blockxsize=512,
+            blockysize=512,
+            compress="ZSTD",
+            zstd_level=1,
+            bigtiff="IF_SAFER",
+        )
+        return self
+
+    def write_rows(self, row: int, labels: NDArray[np.unsignedinteger]) -> None:
+        """Write a (rows, width) band of labels starting at scene row ``row``."""
+        window = Window(0, row, self.width, labels.shape[0])
+        self._dst.write(labels.astype(self.dtype, copy=False), 1, window=window)
+
+    def commit(self) -> None:
+        """Finish the map: colour table, tags, COG conversion, sidecar, then rename into place."""
+        dst = self._dst
+        colormap = {i: (*c, 255) for i, c in enumerate(self.colours)}
+        colormap[self.nodata] = (0, 0, 0, 0)
+        dst.write_colormap(1, colormap)
+        dst.set_band_description(1, "land-cover class")
+        dst.update_tags(CLASS_NAMES=json.dumps(self.class_names), **self.tags)
+        dst.update_tags(1, **{f"CLASS_{i}": name for i, name in enumerate(self.class_names)})
+        dst.close()
+        self._dst = None
+        cog = self._temp(".cog.tif")
+        rasterio.shutil.copy(self._tmp_paths[0], cog, driver="COG", **self.creation_options)
+        side_tmp = None
+        if self.sidecar is not None:
+            side_tmp = self._temp(".json")
+            side_tmp.write_text(json.dumps(self.sidecar, indent=2, default=str) + "\n")
+        if not self.overwrite and self.path.exists():
+            raise OutputExistsError(f"{self.path} appeared while mapping; pass --overwrite.")
+        publish(cog, self.path)
+        if side_tmp is not None:
+            publish(side_tmp, sidecar_path(self.path))
+        self._committed = True
+        log.info("wrote %s", self.path)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._dst is not None:
+            self._dst.close()
+        for tmp in self._tmp_paths:
+            tmp.unlink(missing_ok=True)

@@ -1,0 +1,480 @@
+"""CAS: clustering-augmented self-supervised pre-training (seed 001, Ghosh et al. 2021).
+
+A UNet encoder-decoder over all bands is trained on patches drawn across the scenes, without
+labels, in two phases (paper section 4.1):
+
+1. **Autoencoder** (eq. 3): the UNet *without* skip connections reconstructs its input patch
+   (masked MSE over valid pixels). Without skips everything must pass the bottleneck, so the
+   bottleneck embedding has to describe the patch. Then k-means on the patch embeddings gives
+   K initial centroids (eq. 4).
+2. **Clustering** (eqs. 5-8, DEC of Xie et al. 2016 plus reconstruction): Student-t soft
+   assignment ``q`` of each patch embedding to the centroids (alpha = 1), a sharpened target
+   ``p``, and the loss ``KL(P || Q) + lambda * MSE`` updating encoder, decoder and centroids.
+   EM style: the E step draws a pool of patches and fixes ``p`` on it with the current model;
+   ``update_interval`` M steps then fit minibatches of that pool to the fixed target.
+
+Eq. 5 as printed lacks the minus sign of the exponent; we use DEC's kernel
+``q_ij ∝ (1 + |z_i - mu_j|^2 / alpha) ** (-(alpha + 1) / 2)``.
+
+**Patch embedding.** The embedding of a patch is the spatial mean of the bottleneck map (a
+``embed_dim``-vector; the bottleneck has stride ``2**depth``). A mean, rather than the flattened
+map, makes the embedding nearly translation invariant, which is what lets it slide.
+
+**Pixel map from patch clusters.** :meth:`CasSegmenter.predict` slides the patch embedding
+densely: the encoder runs once over the whole tile, the bottleneck map is averaged over a
+``patch_size``-pixel square around every bottleneck cell (``avg_pool2d``, stride 1, an odd
+kernel so it is centred), the Student-t assignment ``q`` to the K centroids is computed per cell,
+and ``q`` is upsampled bilinearly to pixels. So a pixel's scores are the soft cluster assignment
+of the patch centred on it, approximately (the encoder sees the tile's context instead of a
+patch cut out of it). The map is therefore smooth at the scale of a bottleneck cell (16 px by
+default): it shows the patch-level land-cover modes the clustering found; fine boundaries come
+from the fine-tuned model (:mod:`lcmap.methods.cas_finetuned`). Cluster ids are the centroid
+indexes, fitted once per model, so they are global across tiles and scenes.
+
+**Stitching.** A bottleneck cell depends on a receptive field of about 200 px and the pooled
+embedding on ``patch_size`` px more; and stride-16 pooling makes the output depend on the grid
+phase. So ``info.global_context`` is True: overlapping tiles are blended, and ``halo`` (half a
+patch, a multiple of the stride so every tile shares the scene's bottleneck grid phase) is the
+suggested overlap.
+"""
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lcmap.errors import InvalidModelError, InvalidSceneError
+from lcmap.methods._unet import UNet, pad_to_multiple, random_dihedral
+from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+
+log = logging.getLogger(__name__)
+
+
+def soft_assignment(z: Tensor, centroids: Tensor, alpha: float = 1.0) -> Tensor:
+    """Student-t soft assignment of embeddings to centroids (eq. 5, DEC).
+
+    Args:
+        z: (N, D) embeddings.
+        centroids: (K, D) cluster centres.
+        alpha: degrees of freedom of the Student-t kernel (1 in the paper).
+
+    Returns:
+        (N, K) assignment probabilities; rows sum to 1.
+    """
+    dist2 = torch.cdist(z.float(), centroids.float()).pow(2)
+    logits = -(alpha + 1.0) / 2.0 * torch.log1p(dist2 / alpha)
+    return torch.softmax(logits, dim=1)
+
+
+def target_distribution(q: Tensor) -> Tensor:
+    """Sharpened target ``p`` of a batch of soft assignments (eq. 6).
+
+    ``p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j')`` with cluster frequencies
+    ``f_j = sum_i q_ij``: squaring emphasises confident assignments, dividing by ``f_j`` keeps
+    large clusters from swallowing the others.
+
+    Args:
+        q: (N, K) soft assignments.
+
+    Returns:
+        (N, K) target assignments; rows sum to 1.
+    """
+    weight = q.pow(2) / q.sum(dim=0, keepdim=True).clamp_min(1e-12)
+    return weight / weight.sum(dim=1, keepdim=True)
+
+
+def clustering_loss(p: Tensor, q: Tensor) -> Tensor:
+    """``KL(P || Q)`` averaged over samples (eq. 7): ``mean_i sum_j p_ij log(p_ij / q_ij)``."""
+    kl = torch.xlogy(p, p) - p * torch.log(q.clamp_min(1e-12))
+    return kl.sum(dim=1).mean()
+
+
+def masked_mse(reconstruction: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Mean squared error over valid pixels and all bands (eq. 3).
+
+    Args:
+        reconstruction: (B, C, H, W).
+        target: (B, C, H, W).
+        valid: (B, H, W) bool.
+    """
+    mask = valid[:, None].to(reconstruction.dtype)
+    sq = (reconstruction - target).pow(2) * mask
+    return sq.sum() / (mask.sum() * reconstruction.shape[1]).clamp_min(1.0)
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in {"0", "false", "no", "off", ""}
+    return bool(value)
+
+
+def _check(name: str, value: float, minimum: float) -> None:
+    if not value >= minimum:
+        raise ValueError(f"cas option {name}={value} is invalid; expected a value >= {minimum}.")
+
+
+class CasSegmenter(Segmenter):
+    """CAS pre-training (autoencoder, then DEC + reconstruction) and its patch-cluster map.
+
+    Args:
+        num_classes: number of clusters K.
+        in_channels: band count; None until :meth:`fit` reads it from the sampler.
+        width: UNet channels at full resolution (level ``i`` has ``width * 2**i``).
+        depth: number of 2x poolings (bottleneck stride ``2**depth``).
+        embed_dim: channels of the bottleneck embedding that is clustered.
+        patch_size: side in pixels of the training patches (a multiple of ``2**depth``).
+        batch_size: patches per optimiser step.
+        ae_steps: phase-1 (autoencoder) optimiser steps.
+        dec_steps: phase-2 (clustering + reconstruction) optimiser steps.
+        lr: Adam learning rate of both phases.
+        recon_weight: lambda of eq. 8, weight of the reconstruction term in phase 2.
+        update_interval: phase-2 steps between refreshes of the target ``p`` (the E step).
+        pool_size: patches drawn at each E step; ``p`` is normalised over this pool.
+        kmeans_patches: patches embedded to initialise the centroids with k-means.
+        alpha: Student-t degrees of freedom (1 in the paper).
+        keep_autoencoder: also keep the phase-1 weights in the model file (for
+            ``lcmap finetune --init autoencoder``).
+        seed: seeds augmentation, pools and k-means.
+    """
+
+    info = MethodInfo(
+        name="cas",
+        summary="UNet autoencoder + DEC patch clustering (CAS); pre-training for few-shot tuning.",
+        global_context=True,
+        size_multiple=16,
+    )
+
+    def __init__(
+        self,
+        num_classes: int = 8,
+        in_channels: int | None = None,
+        width: int = 16,
+        depth: int = 4,
+        embed_dim: int = 32,
+        patch_size: int = 128,
+        batch_size: int = 16,
+        ae_steps: int = 500,
+        dec_steps: int = 500,
+        lr: float = 1e-3,
+        recon_weight: float = 1.0,
+        update_interval: int = 25,
+        pool_size: int = 256,
+        kmeans_patches: int = 512,
+        alpha: float = 1.0,
+        keep_autoencoder: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        # Options may arrive as strings (``-p key=value`` on the command line): convert first.
+        self._k = int(num_classes)
+        self._in_channels = None if in_channels is None else int(in_channels)
+        self.width, self.depth, self.embed_dim = int(width), int(depth), int(embed_dim)
+        self.patch_size, self.batch_size = int(patch_size), int(batch_size)
+        self.ae_steps, self.dec_steps = int(ae_steps), int(dec_steps)
+        self.lr, self.recon_weight = float(lr), float(recon_weight)
+        self.update_interval, self.pool_size = int(update_interval), int(pool_size)
+        self.kmeans_patches, self.alpha = int(kmeans_patches), float(alpha)
+        self.keep_autoencoder, self.seed = _as_bool(keep_autoencoder), int(seed)
+        for name, value, minimum in [
+            ("num_classes", self._k, 2),
+            ("width", self.width, 1),
+            ("depth", self.depth, 1),
+            ("embed_dim", self.embed_dim, 1),
+            ("batch_size", self.batch_size, 1),
+            ("ae_steps", self.ae_steps, 0),
+            ("dec_steps", self.dec_steps, 0),
+            ("update_interval", self.update_interval, 1),
+            ("pool_size", self.pool_size, 2),
+            ("kmeans_patches", self.kmeans_patches, self._k),
+            ("alpha", self.alpha, 1e-6),
+            ("lr", self.lr, 1e-12),
+            ("recon_weight", self.recon_weight, 0.0),
+        ]:
+            _check(name, value, minimum)
+        stride = 2**self.depth
+        if self.patch_size < stride or self.patch_size % stride:
+            raise ValueError(
+                f"cas option patch_size={self.patch_size} is invalid; expected a multiple of "
+                f"{stride} (2**depth)."
+            )
+        self.net: UNet | None = None
+        self.centroids: Tensor | None = None  # (K, embed_dim)
+        #: Phase-1 weights (CPU copies), the AutoEncoder initialisation of fine-tuning.
+        self.autoencoder_state: dict[str, Tensor] | None = None
+        if self._in_channels is not None:
+            self.net = self._new_net(self._in_channels)
+
+    # -- Segmenter interface ---------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        """Number of clusters K."""
+        return self._k
+
+    @property
+    def in_channels(self) -> int | None:
+        """Band count (known after fitting)."""
+        return self._in_channels
+
+    @property
+    def halo(self) -> int:
+        """Suggested blending overlap: half a patch, rounded to the bottleneck stride."""
+        stride = 2**self.depth
+        return max(stride, (self.patch_size // 2) // stride * stride)
+
+    def config(self) -> dict[str, Any]:
+        """Builder keyword arguments (JSON)."""
+        return {
+            "num_classes": self._k,
+            "in_channels": self._in_channels,
+            "width": self.width,
+            "depth": self.depth,
+            "embed_dim": self.embed_dim,
+            "patch_size": self.patch_size,
+            "batch_size": self.batch_size,
+            "ae_steps": self.ae_steps,
+            "dec_steps": self.dec_steps,
+            "lr": self.lr,
+            "recon_weight": self.recon_weight,
+            "update_interval": self.update_interval,
+            "pool_size": self.pool_size,
+            "kmeans_patches": self.kmeans_patches,
+            "alpha": self.alpha,
+            "keep_autoencoder": self.keep_autoencoder,
+            "seed": self.seed,
+        }
+
+    def header(self) -> dict[str, Any]:
+        """Extra header facts: the architecture, and whether phase-1 weights are included."""
+        return {
+            "architecture": f"unet-w{self.width}-d{self.depth}-e{self.embed_dim}",
+            "has_autoencoder": self.autoencoder_state is not None,
+        }
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """``net.*`` (phase-2 UNet), ``centroids`` and, if kept, ``ae.*`` (phase-1 UNet)."""
+        net, centroids = self._fitted()
+        state = {f"net.{k}": v.detach().cpu() for k, v in net.state_dict().items()}
+        state["centroids"] = centroids.detach().cpu()
+        if self.autoencoder_state is not None and self.keep_autoencoder:
+            state.update({f"ae.{k}": v for k, v in self.autoencoder_state.items()})
+        return state
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore tensors written by :meth:`state_dict`."""
+        if self.net is None:
+            raise KeyError("the config has no in_channels, so the network cannot be rebuilt")
+        self.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        centroids = state["centroids"]
+        if tuple(centroids.shape) != (self._k, self.embed_dim):
+            raise ValueError(
+                f"centroids have shape {tuple(centroids.shape)}, expected ({self._k}, "
+                f"{self.embed_dim})"
+            )
+        self.centroids = centroids.float().to(self.device)
+        ae = {k[3:]: v for k, v in state.items() if k.startswith("ae.")}
+        self.autoencoder_state = ae or None
+        self.net.to(self.device)
+
+    def to(self, device: torch.device) -> "CasSegmenter":
+        """Move the network and centroids to ``device``."""
+        super().to(device)
+        if self.net is not None:
+            self.net.to(device)
+        if self.centroids is not None:
+            self.centroids = self.centroids.to(device)
+        return self
+
+    # -- inference -------------------------------------------------------------------------
+
+    def patch_embeddings(self, batch: Tensor) -> Tensor:
+        """(B, C, S, S) normalised patches -> (B, embed_dim) patch embeddings (eval mode)."""
+        net, _ = self._fitted()
+        net.eval()
+        x, _, _ = pad_to_multiple(batch.float(), net.stride)
+        z, _ = net.encode(x)
+        return z.float().mean(dim=(2, 3))
+
+    def assign(self, embeddings: Tensor) -> Tensor:
+        """(N, embed_dim) embeddings -> (N, K) Student-t soft assignment to the centroids."""
+        _, centroids = self._fitted()
+        return soft_assignment(embeddings, centroids, self.alpha)
+
+    def predict(self, batch: Tensor) -> Tensor:
+        """Soft cluster assignment of the patch centred on each pixel (see the module doc).
+
+        Args:
+            batch: (B, C, H, W) normalised bands.
+
+        Returns:
+            (B, K, H, W) probabilities q.
+        """
+        net, centroids = self._fitted()
+        net.eval()
+        x, h, w = pad_to_multiple(batch.float(), net.stride)
+        z, _ = net.encode(x)
+        z = z.float()
+        cells = max(1, self.patch_size // net.stride) | 1  # odd: centred on each cell
+        if cells > 1:
+            z = F.avg_pool2d(z, cells, stride=1, padding=cells // 2, count_include_pad=False)
+        b, d, zh, zw = z.shape
+        q = soft_assignment(z.permute(0, 2, 3, 1).reshape(-1, d), centroids, self.alpha)
+        q = q.reshape(b, zh, zw, -1).permute(0, 3, 1, 2)
+        q = F.interpolate(q, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return q[:, :, :h, :w].contiguous()
+
+    # -- training --------------------------------------------------------------------------
+
+    def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
+        """Phase 1 (autoencoder), k-means initialisation, phase 2 (DEC + reconstruction)."""
+        channels = int(sampler.in_channels)
+        if self._in_channels is not None and channels != self._in_channels:
+            raise InvalidSceneError(
+                f"the scenes have {channels} bands but this cas model was built for "
+                f"{self._in_channels}; pass --bands to pick {self._in_channels}."
+            )
+        self._in_channels = channels
+        self.net = self._new_net(channels).to(self.device)
+        gen = torch.Generator().manual_seed(self.seed)
+        total = self.ae_steps + 1 + self.dec_steps
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        self._train_autoencoder(sampler, gen, tick)
+        state = self.net.state_dict()
+        self.autoencoder_state = {k: v.detach().cpu().clone() for k, v in state.items()}
+        self.centroids = self._init_centroids(sampler)
+        tick()
+        self._train_clustering(sampler, gen, tick)
+
+    def _new_net(self, channels: int) -> UNet:
+        return UNet(channels, self.width, self.depth, self.embed_dim, out_channels=channels)
+
+    def _fitted(self) -> tuple[UNet, Tensor]:
+        if self.net is None or self.centroids is None:
+            raise RuntimeError("cas must be fitted (or loaded) before it is used")
+        return self.net, self.centroids
+
+    def _batch(self, sampler: WindowSampler, count: int) -> tuple[Tensor, Tensor]:
+        batch = sampler.sample(count, self.patch_size)
+        return batch.image.float().to(self.device), batch.valid.to(self.device)
+
+    def _train_autoencoder(self, sampler: WindowSampler, gen: torch.Generator, tick: Any) -> None:
+        assert self.net is not None
+        net = self.net
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+        net.train()
+        running = math.nan
+        for step in range(self.ae_steps):
+            x, valid = self._batch(sampler, self.batch_size)
+            x, valid = random_dihedral(x, valid, generator=gen)
+            _, rec = net(x, use_skips=False)
+            loss = masked_mse(rec, x, valid)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running = loss.item() if math.isnan(running) else 0.9 * running + 0.1 * loss.item()
+            if step % 50 == 0 or step == self.ae_steps - 1:
+                log.info(
+                    "cas phase 1 step %d/%d: reconstruction MSE %.5f",
+                    step + 1,
+                    self.ae_steps,
+                    running,
+                )
+            tick()
+
+    @torch.no_grad()
+    def _embed(self, images: Tensor) -> Tensor:
+        """Patch embeddings of many patches, in eval mode, batch by batch."""
+        out = [
+            self.patch_embeddings(images[i : i + 4 * self.batch_size])
+            for i in range(0, len(images), 4 * self.batch_size)
+        ]
+        return torch.cat(out)
+
+    def _init_centroids(self, sampler: WindowSampler) -> Tensor:
+        """k-means on the embeddings of ``kmeans_patches`` patches (eq. 4)."""
+        from sklearn.cluster import KMeans
+
+        chunks = []
+        left = self.kmeans_patches
+        while left > 0:
+            n = min(left, 64)
+            x, _ = self._batch(sampler, n)
+            chunks.append(self._embed(x).cpu())
+            left -= n
+        emb = torch.cat(chunks).double().numpy()
+        km = KMeans(n_clusters=self._k, n_init=10, random_state=self.seed).fit(emb)
+        sizes = np.bincount(km.labels_, minlength=self._k)
+        log.info("cas k-means on %d patch embeddings: cluster sizes %s", len(emb), sizes.tolist())
+        return torch.from_numpy(km.cluster_centers_.astype(np.float32)).to(self.device)
+
+    def _train_clustering(self, sampler: WindowSampler, gen: torch.Generator, tick: Any) -> None:
+        assert self.net is not None and self.centroids is not None
+        net = self.net
+        centroids = nn.Parameter(self.centroids.clone())
+        opt = torch.optim.Adam([*net.parameters(), centroids], lr=self.lr)
+        pool_x = pool_valid = target = None
+        for step in range(self.dec_steps):
+            if step % self.update_interval == 0:
+                # E step: fix the target on a fresh pool with the current model.
+                self.centroids = centroids.detach()
+                pool_x, pool_valid = self._batch(sampler, self.pool_size)
+                with torch.no_grad():
+                    q = self.assign(self._embed(pool_x))
+                target = target_distribution(q)
+                log.debug(
+                    "cas E step %d: cluster sizes %s",
+                    step,
+                    torch.bincount(q.argmax(dim=1), minlength=self._k).tolist(),
+                )
+            assert pool_x is not None and pool_valid is not None and target is not None
+            # M step: minibatches of the pool against the fixed target.
+            net.train()
+            idx = torch.randperm(len(pool_x), generator=gen)[: self.batch_size].to(self.device)
+            x, valid = pool_x[idx], pool_valid[idx]
+            z, rec = net(x, use_skips=False)
+            q = soft_assignment(z.float().mean(dim=(2, 3)), centroids, self.alpha)
+            kl = clustering_loss(target[idx], q)
+            mse = masked_mse(rec, x, valid)
+            loss = kl + self.recon_weight * mse
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % 50 == 0 or step == self.dec_steps - 1:
+                log.info(
+                    "cas phase 2 step %d/%d: KL %.5f, reconstruction MSE %.5f",
+                    step + 1,
+                    self.dec_steps,
+                    kl.item(),
+                    mse.item(),
+                )
+            tick()
+        self.centroids = centroids.detach()
+
+
+def build(num_classes: int = 8, **kwargs: Any) -> CasSegmenter:
+    """Build the ``cas`` method (keyword options: see :class:`CasSegmenter`)."""
+    try:
+        return CasSegmenter(num_classes=num_classes, **kwargs)
+    except TypeError as exc:
+        raise InvalidModelError(f"cas got an unknown option ({exc}).") from exc
+
+
+__all__ = [
+    "CasSegmenter",
+    "build",
+    "clustering_loss",
+    "masked_mse",
+    "soft_assignment",
+    "target_distribution",
+]

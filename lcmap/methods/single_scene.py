@@ -1,0 +1,502 @@
+"""Single-scene deep clustering: a small CNN trained on the unlabelled scene it maps.
+
+Saha, Mou, Shahzad and Zhu, "Segmentation of VHR EO images using unsupervised learning"
+(seed 002, ``shared/seeds/002_9a82c760a4146b37.txt``). No pretrained weights: the network is
+initialised at random and trained on patches of the scene itself (all bands), so the model file
+holds everything it needs.
+
+Model (the paper's Table 1): ``layers`` 3x3 convolutions of ``features`` kernels, stride 1, no
+pooling, each followed by ReLU then batch normalisation (the paper's order); channel attention as
+in CBAM (Woo et al. 2018, the paper's reference [26]): average- and max-pooled descriptors through
+one shared MLP, summed, sigmoid; then a 1x1 convolution to K outputs followed by batch
+normalisation (the paper applies BN after every convolution; the authors' code does so without a
+ReLU on the last one, and the per-channel normalisation keeps one output from dominating).
+
+Training (the paper's Algorithm 1): every epoch draws about ``valid_pixels / crop_size**2``
+patches (the number of non-overlapping patches that tile the scene, as the authors' stride =
+patch size), in batches of ``batch_size``; each batch gets ``iterations`` updates, each with
+fresh pseudo-labels ``argmax_k y`` (eq. 1), cross-entropy to them (eq. 2) plus the contrastive
+term: the batch against a shuffled copy of itself, ``mean_n exp(-||y_n^b - y_n^b'||_1)`` (eq. 3,
+Sec. 3.4). The paper gives no optimiser; we use the authors' released code's (SGD, learning rate
+1e-3, momentum 0.9, batch 8, Kaiming-uniform initialisation). Nodata pixels take no part in the
+loss.
+
+Receptive field and tiles (DESIGN.md contract 2): the convolutions see ``layers`` pixels on each
+side, so ``halo = layers``. Two parts of the network would make a pixel depend on its whole tile:
+channel attention pools globally over its input, and batch normalisation in training mode uses
+batch statistics. After training, :meth:`SingleScene.fit` therefore (1) recomputes the BN running
+statistics over patches drawn across the scene ("precise BN", a cumulative average) and (2)
+freezes the attention to the mean of the per-patch attention vectors over the same patches.
+Both are scene-level statistics fitted once (contract 3); at inference BN is in eval mode and the
+attention is a fixed per-channel scale, so the network is a pure local operator with a
+(2 * layers + 1)-pixel receptive field, and crop-centre stitching with ``halo >= layers`` gives
+the same map as inferring the whole scene at once.
+
+Collapse: argmax self-labelling can end with few clusters in use. The final BN layer (see above)
+is the authors' guard. ``balance`` (default 0, off: the paper's loss) adds the marginal-entropy
+term of IIC/SCAN, ``balance * (log K - H(mean_n softmax(y_n)))``, which is zero when the batch
+uses all K clusters equally and pushes the pseudo-labels apart when it does not. After fitting,
+:attr:`SingleScene.clusters_used` tells how many clusters the calibration patches use.
+"""
+
+import logging
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Self
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+
+log = logging.getLogger(__name__)
+
+# Patches used for the post-training scene statistics (BN statistics, frozen attention) and for
+# counting the clusters in use: enough to average over the scene, cheap next to training
+# (forward passes only).
+_CALIBRATION_PATCHES = 32
+
+
+@dataclass(frozen=True)
+class SingleSceneConfig:
+    """Hyper-parameters of :class:`SingleScene` (all JSON; ``config()`` returns them)."""
+
+    num_classes: int = 8  # K: the paper's 8 outputs for Vaihingen's 6 classes (Sec. 4.3)
+    in_channels: int | None = None  # set by fit() from the sampler: all bands are used
+    layers: int = 5  # L 3x3 convolutions (Table 1); the halo
+    features: int = 64  # kernels per convolution (Table 1)
+    reduction: int = 16  # channel-attention MLP bottleneck ratio (CBAM's default)
+    epochs: int = 2  # I (Sec. 4.3)
+    iterations: int = 50  # J updates per batch (Sec. 4.3)
+    crop_size: int = 224  # patch side R' = C' (Sec. 3, authors' code)
+    batch_size: int = 8  # B patches per batch (authors' code)
+    lr: float = 1e-3  # SGD learning rate (authors' code)
+    momentum: float = 0.9  # SGD momentum (authors' code)
+    balance: float = 0.0  # weight of the marginal-entropy term; 0 = the paper's loss
+    seed: int | None = None  # None: use the global torch RNG (lcmap.api seeds it)
+
+    def __post_init__(self) -> None:
+        """Check ranges, with messages that say how to fix them."""
+        positive = (
+            "num_classes",
+            "layers",
+            "features",
+            "reduction",
+            "epochs",
+            "iterations",
+            "crop_size",
+            "batch_size",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"single_scene option {name}={getattr(self, name)} is not allowed; "
+                    "use a whole number of at least 1."
+                )
+        if self.num_classes < 2:
+            raise ValueError(
+                f"single_scene needs at least 2 clusters, got num_classes={self.num_classes}; "
+                "pass -k 2 or more."
+            )
+        if self.in_channels is not None and self.in_channels < 1:
+            raise ValueError(f"single_scene in_channels={self.in_channels} must be at least 1.")
+        if not self.lr > 0:
+            raise ValueError(f"single_scene lr={self.lr} must be positive, e.g. 0.001.")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"single_scene momentum={self.momentum} must be in [0, 1).")
+        if not self.balance >= 0:
+            raise ValueError(f"single_scene balance={self.balance} must be 0 (off) or positive.")
+
+
+_FLOAT_OPTIONS = frozenset({"lr", "momentum", "balance"})
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Convert an option to its type; CLI strings (``-p iterations=20``) included."""
+    kind = "number" if name in _FLOAT_OPTIONS else "whole number"
+    if isinstance(value, str):
+        try:
+            value = float(value) if name in _FLOAT_OPTIONS else int(value)
+        except ValueError:
+            raise ValueError(f"single_scene option {name}='{value}' is not a {kind}.") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"single_scene option {name}={value!r} is not a {kind}.")
+    if name in _FLOAT_OPTIONS:
+        return float(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"single_scene option {name}={value} is not a {kind}.")
+        return int(value)
+    return value
+
+
+class ChannelAttention(nn.Module):
+    """CBAM channel attention; a fixed per-channel scale in eval mode (see module docstring).
+
+    Args:
+        channels: feature channels C.
+        reduction: the shared MLP maps C -> C // reduction -> C.
+    """
+
+    scale: Tensor
+
+    def __init__(self, channels: int, reduction: int) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels)
+        )
+        # The scene-level attention used at inference; a buffer so .to() and state_dict carry it.
+        self.register_buffer("scale", torch.ones(channels))
+
+    def weights(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) features -> (B, C) attention from each tile's global pooling."""
+        avg = self.mlp(x.mean(dim=(2, 3)))
+        peak = self.mlp(x.amax(dim=(2, 3)))
+        return torch.sigmoid(avg + peak)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Scale each channel: per tile while training, by the frozen scene value otherwise."""
+        if self.training:
+            return x * self.weights(x)[:, :, None, None]
+        return x * self.scale[None, :, None, None].to(x.dtype)
+
+
+class SingleSceneNet(nn.Module):
+    """The paper's Table 1: L x (3x3 conv, ReLU, BN), channel attention, 1x1 conv, BN."""
+
+    def __init__(self, config: SingleSceneConfig, in_channels: int) -> None:
+        super().__init__()
+        convs, norms = [], []
+        channels = in_channels
+        for _ in range(config.layers):
+            convs.append(nn.Conv2d(channels, config.features, 3, stride=1, padding=1))
+            norms.append(nn.BatchNorm2d(config.features))
+            channels = config.features
+        self.convs = nn.ModuleList(convs)
+        self.norms = nn.ModuleList(norms)
+        self.attention = ChannelAttention(config.features, config.reduction)
+        self.head = nn.Conv2d(config.features, config.num_classes, 1)
+        self.head_norm = nn.BatchNorm2d(config.num_classes)
+        # The authors' initialisation: Kaiming-uniform kernels, small positive biases.
+        for conv in [*self.convs, self.head]:
+            nn.init.kaiming_uniform_(conv.weight)
+            assert conv.bias is not None
+            nn.init.constant_(conv.bias, 0.01)
+        for norm in [*self.norms, self.head_norm]:
+            nn.init.constant_(norm.bias, 0.001)
+
+    def batch_norms(self) -> list[nn.BatchNorm2d]:
+        """All batch-normalisation layers."""
+        return [m for m in [*self.norms, self.head_norm] if isinstance(m, nn.BatchNorm2d)]
+
+    def features(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, features, H, W) before attention."""
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = norm(F.relu(conv(x)))
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, K, H, W) scores."""
+        return self.head_norm(self.head(self.attention(self.features(x))))  # type: ignore[no-any-return]
+
+
+def clustering_loss(scores: Tensor, valid: Tensor) -> Tensor:
+    """Cross-entropy of the scores to their own argmax pseudo-labels (eqs. 1-2), valid pixels.
+
+    Args:
+        scores: (B, K, H, W) network outputs.
+        valid: (B, H, W) bool, pixels that take part.
+
+    Returns:
+        Scalar mean over valid pixels (0 when none is valid).
+    """
+    pseudo = scores.detach().argmax(dim=1)
+    per_pixel = F.cross_entropy(scores, pseudo, reduction="none")
+    return _masked_mean(per_pixel, valid)
+
+
+def contrastive_loss(scores: Tensor, valid: Tensor, permutation: Tensor) -> Tensor:
+    """The paper's Sec. 3.4: ``mean_n exp(-||y_n^b - y_n^b'||_1)`` against a shuffled batch.
+
+    Args:
+        scores: (B, K, H, W) network outputs y.
+        valid: (B, H, W) bool.
+        permutation: (B,) indexes b' of the partner of each patch b (no fixed points).
+
+    Returns:
+        Scalar mean over pixels valid in both patches of a pair.
+    """
+    distance = (scores - scores[permutation]).abs().sum(dim=1)  # L1 over the K outputs
+    return _masked_mean(torch.exp(-distance), valid & valid[permutation])
+
+
+def balance_loss(scores: Tensor, valid: Tensor) -> Tensor:
+    """``log K - H(p_mean)``: KL of the batch's mean soft assignment from uniform (>= 0).
+
+    Args:
+        scores: (B, K, H, W) network outputs.
+        valid: (B, H, W) bool.
+    """
+    k = scores.shape[1]
+    probs = scores.softmax(dim=1).permute(0, 2, 3, 1)[valid]
+    if probs.numel() == 0:
+        return scores.sum() * 0.0
+    mean = probs.mean(dim=0)
+    entropy = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
+    return math.log(k) - entropy
+
+
+def _masked_mean(values: Tensor, valid: Tensor) -> Tensor:
+    weight = valid.to(values.dtype)
+    return (values * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def shuffled_partners(batch: int, generator: torch.Generator | None = None) -> Tensor:
+    """A random permutation of ``range(batch)`` without fixed points (a random cycle).
+
+    Each patch must meet a *different* patch (the paper: x^b and x^b' are unpaired); a plain
+    ``randperm`` would sometimes pair a patch with itself, where the term is a constant.
+    """
+    order = torch.randperm(batch, generator=generator)
+    partners = torch.empty(batch, dtype=torch.long)
+    partners[order] = order.roll(-1)
+    return partners
+
+
+class SingleScene(Segmenter):
+    """Deep clustering trained on the scene itself (seed 002); see the module docstring."""
+
+    info: ClassVar[MethodInfo] = MethodInfo(
+        name="single_scene",
+        summary="small CNN + channel attention trained on the scene itself (argmax deep "
+        "clustering + shuffled contrastive loss)",
+        global_context=False,
+        size_multiple=1,
+        needs_fit=True,
+    )
+
+    def __init__(self, config: SingleSceneConfig) -> None:
+        super().__init__()
+        self.cfg = config
+        self.net: SingleSceneNet | None = None
+        self._fitted = False
+        #: Clusters the calibration patches use after fit() (None before).
+        self.clusters_used: int | None = None
+        if config.in_channels is not None:
+            self.net = SingleSceneNet(config, config.in_channels)
+
+    @property
+    def num_classes(self) -> int:
+        """K, the number of clusters (score channels)."""
+        return self.cfg.num_classes
+
+    @property
+    def in_channels(self) -> int | None:
+        """Bands the network reads; None until fitted or configured."""
+        return self.cfg.in_channels
+
+    @property
+    def halo(self) -> int:
+        """``layers`` pixels: each 3x3 convolution adds one pixel of context per side."""
+        return self.cfg.layers
+
+    def config(self) -> dict[str, Any]:
+        """Builder keyword arguments, including ``in_channels`` once fitted."""
+        return asdict(self.cfg)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The network's parameters and buffers (BN statistics, frozen attention)."""
+        net = self._require_net()
+        return {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore a fitted network (``in_channels`` must be in the config)."""
+        net = self._require_net()
+        net.load_state_dict(state, strict=True)
+        net.to(self.device)
+        self._fitted = True
+
+    def to(self, device: torch.device) -> Self:
+        """Move the network to ``device``."""
+        self.device = torch.device(device)
+        if self.net is not None:
+            self.net.to(self.device)
+        return self
+
+    def _require_net(self) -> SingleSceneNet:
+        if self.net is None:
+            raise RuntimeError(
+                "single_scene has no network yet: call fit() first or build it with in_channels."
+            )
+        return self.net
+
+    def predict(self, batch: Tensor) -> Tensor:
+        """(B, C, H, W) normalised bands -> (B, K, H, W) float32 scores (local operator)."""
+        net = self._require_net()
+        if not self._fitted:
+            raise RuntimeError("single_scene.predict() needs a fitted model; call fit() first.")
+        if batch.shape[1] != self.cfg.in_channels:
+            raise ValueError(
+                f"single_scene model expects {self.cfg.in_channels} bands, got {batch.shape[1]}."
+            )
+        net.eval()
+        scores: Tensor = net(batch)
+        return scores.float()
+
+    def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
+        """Train on patches of the scene (Algorithm 1), then fit the scene statistics.
+
+        Args:
+            sampler: draws normalised windows across the scene(s); its band count sets
+                ``in_channels``.
+            progress: called with (done, total) after each update and calibration batch.
+        """
+        if self.cfg.seed is None:
+            self._fit(sampler, progress)
+            return
+        # A private RNG stream: the seed fixes initialisation and shuffles without touching the
+        # caller's global state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed)
+            self._fit(sampler, progress)
+
+    def _fit(self, sampler: WindowSampler, progress: ProgressFn | None) -> None:
+        cfg = self.cfg
+        in_channels = int(sampler.in_channels)
+        if cfg.in_channels not in (None, in_channels):
+            raise ValueError(
+                f"single_scene was built for {cfg.in_channels} bands but the scene has "
+                f"{in_channels}; drop in_channels or pick bands with --bands."
+            )
+        self.cfg = SingleSceneConfig(**{**asdict(cfg), "in_channels": in_channels})
+        net = SingleSceneNet(self.cfg, in_channels).to(self.device)
+        self.net = net
+        self._fitted = False
+
+        # B_total: the number of non-overlapping patches that tile the valid part of the scene.
+        patches = max(1, math.ceil(int(sampler.valid_pixels) / cfg.crop_size**2))
+        batches = math.ceil(patches / cfg.batch_size)
+        calibration = max(1, math.ceil(_CALIBRATION_PATCHES / cfg.batch_size))
+        total = cfg.epochs * batches * cfg.iterations + calibration
+        log.info(
+            "single_scene: %d epochs x %d batches (%d patches of %d px) x %d iterations",
+            cfg.epochs,
+            batches,
+            patches,
+            cfg.crop_size,
+            cfg.iterations,
+        )
+        optimiser = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+        done = 0
+        net.train()
+        for epoch in range(cfg.epochs):
+            for b in range(batches):
+                count = min(cfg.batch_size, patches - b * cfg.batch_size)
+                sample = sampler.sample(count, cfg.crop_size)
+                image = sample.image.to(self.device, torch.float32)
+                valid = sample.valid.to(self.device, torch.bool)
+                for _ in range(cfg.iterations):
+                    optimiser.zero_grad(set_to_none=True)
+                    scores = net(image)
+                    loss = clustering_loss(scores, valid)
+                    if count > 1:
+                        # Algorithm 1 line 16: a fresh shuffle at every iteration.
+                        partners = shuffled_partners(count).to(self.device)
+                        loss = loss + contrastive_loss(scores, valid, partners)
+                    if cfg.balance > 0:
+                        loss = loss + cfg.balance * balance_loss(scores, valid)
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    optimiser.step()
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+                log.debug("epoch %d batch %d: loss %.4f", epoch, b, loss.item())
+        self._calibrate(sampler, calibration, done, total, progress)
+        self._fitted = True
+
+    @torch.no_grad()
+    def _calibrate(
+        self,
+        sampler: WindowSampler,
+        batches: int,
+        done: int,
+        total: int,
+        progress: ProgressFn | None,
+    ) -> None:
+        """Fit the scene-level BN statistics and attention that make inference tile-free."""
+        cfg, net = self.cfg, self._require_net()
+        samples = [sampler.sample(cfg.batch_size, cfg.crop_size) for _ in range(batches)]
+        images = [s.image.to(self.device, torch.float32) for s in samples]
+        # 1. Precise BN: running statistics as the plain average over the calibration patches.
+        norms = net.batch_norms()
+        momenta = [norm.momentum for norm in norms]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative moving average
+        net.train()
+        for image in images:
+            net(image)
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        # 2. Freeze the attention to its mean over the patches (with the final BN statistics).
+        net.eval()
+        weights = torch.cat([net.attention.weights(net.features(image)) for image in images])
+        net.attention.scale.copy_(weights.mean(dim=0))
+        # 3. Count the clusters in use, to report collapse.
+        counts = torch.zeros(cfg.num_classes, dtype=torch.long, device=self.device)
+        for image, sample in zip(images, samples, strict=True):
+            labels = net(image).argmax(dim=1)[sample.valid.to(self.device)]
+            counts += torch.bincount(labels, minlength=cfg.num_classes)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        share = counts.float() / counts.sum().clamp_min(1)
+        self.clusters_used = int((share >= 0.001).sum())
+        log.info(
+            "single_scene: %d of %d clusters in use on %d calibration patches",
+            self.clusters_used,
+            cfg.num_classes,
+            len(images) * cfg.batch_size,
+        )
+        if self.clusters_used <= 2 < cfg.num_classes:
+            log.warning(
+                "single_scene collapsed to %d of %d clusters; try balance=1 (-p balance=1).",
+                self.clusters_used,
+                cfg.num_classes,
+            )
+
+    def header(self) -> dict[str, Any]:
+        """Facts for the model header: clusters in use after training."""
+        return {"clusters_used": self.clusters_used}
+
+
+_OPTIONS = tuple(f.name for f in fields(SingleSceneConfig))
+
+
+def build(num_classes: int = 8, **kwargs: Any) -> SingleScene:
+    """Build the single-scene segmenter.
+
+    Args:
+        num_classes: K clusters (score channels).
+        **kwargs: any field of :class:`SingleSceneConfig` (layers, features, reduction, epochs,
+            iterations, crop_size, batch_size, lr, momentum, balance, seed, in_channels);
+            strings from the command line are converted.
+
+    Raises:
+        ValueError: an unknown option or a value out of range.
+
+    Example:
+        >>> method = build(num_classes=5, iterations=20, crop_size=128)
+    """
+    unknown = sorted(set(kwargs) - set(_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"single_scene has no option {', '.join(repr(u) for u in unknown)}; options are "
+            f"{', '.join(n for n in _OPTIONS if n != 'num_classes')}."
+        )
+    # None means "unset" (as in get_method): keep the default.
+    options = {k: v for k, v in {"num_classes": num_classes, **kwargs}.items() if v is not None}
+    typed = {k: _coerce(k, v) for k, v in options.items()}
+    return SingleScene(SingleSceneConfig(**typed))
