@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 import torch
 from numpy.typing import NDArray
 from rasterio.io import DatasetReader
@@ -167,7 +166,7 @@ def _read_tiles(
 ) -> None:
     """Reader thread: read and normalise every tile in order; ``None`` marks the end."""
     try:
-        with rasterio.open(path) as src:
+        with open_scene(path) as src:
             for tile in tiles:
                 if stop.is_set():
                     return

@@ -14,7 +14,7 @@ import numpy as np
 import rasterio
 from numpy.typing import NDArray
 from rasterio.enums import MaskFlags
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
@@ -42,7 +42,10 @@ def open_scene(path: str | Path) -> DatasetReader:
     if not path.exists():
         raise InputNotFoundError(f"Scene {path} not found; check the path.")
     try:
-        src = rasterio.open(path)
+        with warnings.catch_warnings():
+            # lcmap says so itself (check_georeference), once, in its own words.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
     except RasterioIOError as exc:
         raise InvalidSceneError(
             f"{path} is not a raster GDAL can read ({str(exc).splitlines()[0]}); "

@@ -15,17 +15,20 @@ Then: pixel -> map coordinates, ``min_area`` filter, coverage simplification (sh
 shared), attributes, and a write to a temporary file that is renamed into place.
 """
 
+import contextlib
 import csv
 import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 import shapely
 from numpy.typing import NDArray
 from rasterio import features
@@ -36,7 +39,12 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 from shapely.geometry import shape
 
-from lcmap.errors import InputNotFoundError, InvalidSceneError, OutputPathError
+from lcmap.errors import (
+    InputNotFoundError,
+    InvalidSceneError,
+    NoGeoreferenceWarning,
+    OutputPathError,
+)
 from lcmap.io.scene import open_scene
 from lcmap.io.writer import check_output
 
@@ -55,6 +63,10 @@ CLASS_NAMES_TAG = "CLASS_NAMES"
 
 #: CRS of GeoJSON output (RFC 7946 section 4).
 GEOJSON_CRS = "EPSG:4326"
+
+#: GDAL block cache while reading, in bytes. GDAL's default (5% of RAM) would let the cache grow
+#: with the raster while it is open; windows are read once, row-major, so a small cache suffices.
+GDAL_CACHE_BYTES = 32 * 2**20
 
 # Integer types rasterio's shapes() and sieve() take as they are; others are cast to int32.
 _NATIVE_DTYPES = {"uint8", "uint16", "int16", "int32"}
@@ -150,7 +162,7 @@ def vectorize(
     legend_names = read_legend(legend) if legend is not None else None
     wanted = None if classes is None else {int(c) for c in classes}
 
-    with open_scene(labels) as src:
+    with _block_cache(), open_scene(labels) as src:
         _check_labels(src)
         name = Path(src.name).name
         if driver == "GeoJSON" and src.crs is None:
@@ -158,6 +170,12 @@ def vectorize(
                 f"{name} has no CRS, so it cannot be written as GeoJSON (RFC 7946 needs "
                 "EPSG:4326); write .gpkg, .fgb or .parquet instead, or set a CRS with "
                 "'rio edit-info --crs'."
+            )
+        if src.crs is None:
+            warnings.warn(
+                f"{name} has no CRS; the polygons will have none either.",
+                NoGeoreferenceWarning,
+                stacklevel=2,
             )
         names = legend_names if legend_names is not None else _tag_names(src)
         pixel_area = abs(src.transform.determinant)
@@ -290,6 +308,16 @@ def _tag_names(src: DatasetReader) -> dict[int, str] | None:
         pass
     log.warning("Ignoring the unreadable %s tag of %s", CLASS_NAMES_TAG, src.name)
     return None
+
+
+def _block_cache() -> contextlib.AbstractContextManager[Any]:
+    """Cap GDAL's block cache unless the user chose its size."""
+    if "GDAL_CACHEMAX" in os.environ or (
+        rasterio.env.hasenv() and "GDAL_CACHEMAX" in rasterio.env.getenv()
+    ):
+        return contextlib.nullcontext()
+    env: contextlib.AbstractContextManager[Any] = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
+    return env
 
 
 def _sieve_size(min_area: float, pixel_area: float) -> int:
@@ -505,22 +533,25 @@ def _write(frame: Any, output: Path, driver: str) -> None:
 
     temp = output.with_name(f".{output.stem}.tmp{os.getpid()}{output.suffix}")
     try:
-        if driver == "Parquet":
-            frame.to_parquet(temp, index=False)
-        else:
-            options: dict[str, Any] = {}
-            if driver == "GeoJSON":
-                frame = frame.to_crs(GEOJSON_CRS)
-                options["layer_options"] = {"RFC7946": "YES"}
-            if driver != "FlatGeobuf":
-                options["layer"] = output.stem
-            pyogrio.write_dataframe(
-                frame,
-                temp,
-                driver=driver,
-                geometry_type="Polygon" if frame.empty else None,
-                **options,
-            )
+        with warnings.catch_warnings():
+            # vectorize() has already warned about a missing CRS, in lcmap's words.
+            warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
+            if driver == "Parquet":
+                frame.to_parquet(temp, index=False)
+            else:
+                options: dict[str, Any] = {}
+                if driver == "GeoJSON":
+                    frame = frame.to_crs(GEOJSON_CRS)
+                    options["layer_options"] = {"RFC7946": "YES"}
+                if driver != "FlatGeobuf":
+                    options["layer"] = output.stem
+                pyogrio.write_dataframe(
+                    frame,
+                    temp,
+                    driver=driver,
+                    geometry_type="Polygon" if frame.empty else None,
+                    **options,
+                )
         os.replace(temp, output)
     except BaseException:
         temp.unlink(missing_ok=True)

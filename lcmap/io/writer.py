@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +22,7 @@ import rasterio
 import rasterio.shutil
 from numpy.typing import NDArray
 from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
@@ -160,7 +162,14 @@ class LabelWriter:
     def __enter__(self) -> Self:
         tmp = self._temp(".partial.tif")
         # The staging file favours speed (ZSTD level 1); the COG copy compresses for keeps.
-        self._dst = rasterio.open(
+        # An ungeoreferenced scene gives an ungeoreferenced map; the API warned already.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self._dst = self._open_staging(tmp)
+        return self
+
+    def _open_staging(self, tmp: Path) -> Any:
+        return rasterio.open(
             tmp,
             "w",
             driver="GTiff",
@@ -178,7 +187,6 @@ class LabelWriter:
             zstd_level=1,
             bigtiff="IF_SAFER",
         )
-        return self
 
     def write_rows(self, row: int, labels: NDArray[np.unsignedinteger]) -> None:
         """Write a (rows, width) band of labels starting at scene row ``row``."""
@@ -197,7 +205,9 @@ class LabelWriter:
         dst.close()
         self._dst = None
         cog = self._temp(".cog.tif")
-        rasterio.shutil.copy(self._tmp_paths[0], cog, driver="COG", **self.creation_options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            rasterio.shutil.copy(self._tmp_paths[0], cog, driver="COG", **self.creation_options)
         side_tmp = None
         if self.sidecar is not None:
             side_tmp = self._temp(".json")

@@ -1,0 +1,86 @@
+"""Helpers shared by the tests (importable as ``_helpers``; pytest puts tests/ on the path)."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+
+from lcmap.methods import register_method
+from lcmap.methods.base import MethodInfo, Segmenter
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+DATA = SHARED / "data"
+
+# Four spectrally distinct "land covers" (RGBN reflectance-like values).
+SPECTRA = np.array(
+    [[30, 60, 40, 20], [60, 120, 50, 200], [180, 170, 160, 190], [90, 80, 70, 60]], dtype=np.float32
+)
+
+
+def quadrant_truth(height: int, width: int) -> np.ndarray:
+    """Class ids 0..3 in four quadrants split at 40% / 60% of the size."""
+    truth = np.zeros((height, width), dtype=np.uint8)
+    truth[: int(height * 0.4), int(width * 0.6) :] = 1
+    truth[int(height * 0.4) :, : int(width * 0.6)] = 2
+    truth[int(height * 0.4) :, int(width * 0.6) :] = 3
+    return truth
+
+
+class ToySegmenter(Segmenter):
+    """One-hot scores from the first band's value bins: a pixel-wise method with no fitting.
+
+    ``global_context=True`` variants exercise the blending stitcher; ``fail_after`` makes
+    predict raise after that many batches (interrupted runs).
+    """
+
+    info = MethodInfo(name="toy", summary="test method", needs_fit=False)
+
+    def __init__(self, num_classes: int = 4, blend: bool = False, fail_after: int = -1) -> None:
+        super().__init__()
+        self._k = num_classes
+        self.blend = blend
+        self.fail_after = fail_after
+        self.calls = 0
+        if blend:
+            self.info = MethodInfo(name="toy", summary="", global_context=True, needs_fit=False)
+
+    @property
+    def num_classes(self) -> int:
+        return self._k
+
+    @property
+    def in_channels(self) -> int | None:
+        return None
+
+    @property
+    def halo(self) -> int:
+        return 8 if self.blend else 0
+
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.fail_after:
+            raise RuntimeError("simulated failure")
+        ids = (batch[:, 0] * (self._k - 1e-3)).long().clamp(0, self._k - 1)
+        return torch.nn.functional.one_hot(ids, self._k).permute(0, 3, 1, 2).float()
+
+    def config(self) -> dict[str, Any]:
+        return {"num_classes": self._k, "blend": self.blend}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"k": torch.tensor([self._k])}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self._k = int(state["k"][0])
+
+
+@register_method("toy")
+def _toy(num_classes: int = 4, **kwargs: Any) -> ToySegmenter:
+    return ToySegmenter(num_classes, **kwargs)
+
+
+def read(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Band 1 and the profile of a raster."""
+    with rasterio.open(path) as src:
+        return src.read(1), dict(src.profile)

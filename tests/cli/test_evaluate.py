@@ -1,0 +1,173 @@
+"""``lcmap evaluate``: exit codes, the table on stdout, messages on stderr, JSON and plot files."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import Affine
+from typer.testing import CliRunner
+
+from lcmap.cli import app
+
+TRANSFORM = Affine(2.0, 0.0, 500000.0, 0.0, -2.0, 4000000.0)
+runner = CliRunner()
+
+# 3 x 5 maps: truth classes 0..2 (255 = unlabelled); clusters 0..3 where 3 is a second cluster
+# of class 1 that Hungarian leaves unmatched (2 px wrong), majority merges into class 1.
+TRUTH = np.array([[0, 0, 0, 1, 1], [0, 0, 1, 1, 1], [2, 2, 2, 255, 255]], np.uint8)
+PRED = np.array([[5, 5, 5, 7, 7], [5, 5, 7, 3, 3], [9, 9, 9, 3, 3]], np.uint8)
+
+
+def write_labels(path: Path, data: np.ndarray) -> Path:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype=data.dtype,
+        crs="EPSG:32618",
+        transform=TRANSFORM,
+    ) as dst:
+        dst.write(data, 1)
+    return path
+
+
+@pytest.fixture
+def maps(tmp_path: Path) -> tuple[Path, Path]:
+    return write_labels(tmp_path / "pred.tif", PRED), write_labels(tmp_path / "truth.tif", TRUTH)
+
+
+def invoke(*args: Any) -> Any:
+    return runner.invoke(app, ["evaluate", *[str(a) for a in args]])
+
+
+def test_evaluate_prints_table_and_writes_json_and_plot(
+    maps: tuple[Path, Path], tmp_path: Path
+) -> None:
+    pred, truth = maps
+    report, plot = tmp_path / "report.json", tmp_path / "cm.png"
+    result = invoke(
+        pred, truth, "--class-names", "bare,built,water", "--json", report, "--plot", plot
+    )
+    assert result.exit_code == 0, result.output
+    assert "built" in result.stdout and "unmatched clusters 3" in result.stdout
+    assert "accuracy 0.8462" in result.stdout  # 11 of 13 labelled pixels
+    assert f"Wrote {report}" in result.stderr
+    data = json.loads(report.read_text())
+    assert data["mapping"] == {"3": None, "5": 0, "7": 1, "9": 2}
+    assert data["pixels"] == 13
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_match_majority_and_none(maps: tuple[Path, Path]) -> None:
+    pred, truth = maps
+    result = invoke(pred, truth, "--match", "majority")
+    assert result.exit_code == 0, result.output
+    assert "accuracy 1.0000" in result.stdout
+    result = invoke(pred, truth, "--match", "none")
+    assert result.exit_code == 0
+    assert "accuracy 0.0000" in result.stdout
+
+
+def test_evaluate_ignore_is_repeatable(maps: tuple[Path, Path]) -> None:
+    pred, truth = maps
+    result = invoke(pred, truth, "--ignore", "255", "--ignore", "2", "--match", "majority")
+    assert result.exit_code == 0, result.output
+    assert "(10 px)" in result.stdout
+
+
+def test_existing_output_needs_overwrite(maps: tuple[Path, Path], tmp_path: Path) -> None:
+    pred, truth = maps
+    report = tmp_path / "report.json"
+    report.write_text("keep me")
+    result = invoke(pred, truth, "--json", report)
+    assert result.exit_code == 1
+    assert "exists; pass --overwrite" in result.stderr
+    assert report.read_text() == "keep me"
+    result = invoke(pred, truth, "--json", report, "--overwrite", "-q")
+    assert result.exit_code == 0
+    assert json.loads(report.read_text())["match"] == "hungarian"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give PRED and TRUTH"),
+        (("pred.tif",), "give PRED and TRUTH"),
+        (("a.tif", "b.tif", "-k", "5"), "only apply with --index"),
+        (("a.tif", "b.tif", "--index", "i.csv"), "not both"),
+        (("--index", "i.csv", "--class-names", "a,b"), "classes column"),
+        (("a.tif", "b.tif", "--match", "best"), "best"),
+    ],
+)
+def test_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.replace("│", " ").split())  # unwrap rich's box
+
+
+def test_failures_exit_1_with_one_line(maps: tuple[Path, Path], tmp_path: Path) -> None:
+    pred, truth = maps
+    result = invoke(tmp_path / "nope.tif", truth)
+    assert result.exit_code == 1
+    assert "nope.tif' does not exist" in result.stderr
+    assert "Traceback" not in result.output
+    other = write_labels(tmp_path / "other.tif", np.zeros((4, 5), np.uint8))
+    result = invoke(other, truth)
+    assert result.exit_code == 1
+    assert "not on one grid" in result.stderr and "gdalwarp" in result.stderr
+    result = invoke(pred, truth, "--class-names", "a,b")
+    assert result.exit_code == 1
+    assert "has labels [2]" in result.stderr
+
+
+def test_evaluate_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lcmap.api
+
+    rows = ["set,name,scene,truth,classes"]
+    for name in ("one", "two"):
+        write_labels(tmp_path / f"{name}.tif", TRUTH)
+        rows.append(f'demo,{name},{name}.tif,{name}.tif,"bare,built,water"')
+    index = tmp_path / "index.csv"
+    index.write_text("\n".join(rows) + "\n")
+    seen: list[dict[str, Any]] = []
+
+    def fake_segment(scene: Path, output: Path, **kwargs: Any) -> None:
+        seen.append(kwargs)
+        write_labels(Path(output), PRED)
+
+    monkeypatch.setattr(lcmap.api, "segment", fake_segment)
+    report = tmp_path / "pooled.json"
+    result = invoke(
+        "--index",
+        index,
+        "-k",
+        "4",
+        "--tile",
+        "64",
+        "--seed",
+        "3",
+        "-p",
+        "iters=7",
+        "--json",
+        report,
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[0] == {
+        "method": "kmeans",
+        "classes": 4,
+        "seed": 3,
+        "overwrite": True,
+        "tile": 64,
+        "options": {"iters": 7},
+    }
+    assert "pooled over 2 scenes: accuracy 0.8462" in result.stdout
+    assert "two" in result.stdout
+    data = json.loads(report.read_text())
+    assert data["pooled"]["pixels"] == 26
+    assert [s["name"] for s in data["scenes"]] == ["one", "two"]

@@ -1,0 +1,218 @@
+"""Contracts of ``lcmap.api.segment``: grid, nodata, seams, label consistency, COG, atomicity."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+from _helpers import DATA, quadrant_truth, read
+from rasterio.errors import NotGeoreferencedWarning
+from scipy.optimize import linear_sum_assignment
+
+from lcmap import api
+from lcmap.errors import NoGeoreferenceWarning, NoNodataWarning
+
+
+def _ari_like(pred, truth):
+    """Fraction of pixels right after the best one-to-one matching of labels."""
+    k = max(pred.max(), truth.max()) + 1
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (pred.ravel(), truth.ravel()), 1)
+    r, c = linear_sum_assignment(-cm)
+    return cm[r, c].sum() / cm.sum()
+
+
+def test_same_grid_out_as_in(make_scene, tmp_path):
+    scene = make_scene()
+    result = api.segment(scene, tmp_path / "map.tif", classes=4, seed=0)
+    with rasterio.open(scene) as src, rasterio.open(result.output) as out:
+        assert (out.width, out.height) == (src.width, src.height)
+        assert out.crs == src.crs and out.transform == src.transform
+        assert out.count == 1 and out.dtypes[0] == "uint8" and out.nodata == 255
+
+
+def test_kmeans_recovers_the_quadrants(make_scene, tmp_path):
+    scene = make_scene()
+    labels, _ = read(api.segment(scene, tmp_path / "map.tif", classes=4).output)
+    assert _ari_like(labels, quadrant_truth(*labels.shape)) > 0.99
+
+
+def test_nodata_in_is_nodata_out(make_scene, tmp_path):
+    scene = make_scene(nodata=0, nodata_box=True)
+    labels, _ = read(api.segment(scene, tmp_path / "map.tif", classes=4).output)
+    with rasterio.open(scene) as src:
+        nodata = src.dataset_mask() == 0
+    assert nodata.sum() == 50 * 70
+    np.testing.assert_array_equal(labels == 255, nodata)
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "float32"])
+def test_other_dtypes_map(make_scene, tmp_path, dtype):
+    labels, _ = read(api.segment(make_scene(dtype=dtype), tmp_path / "m.tif", classes=4).output)
+    assert _ari_like(labels, quadrant_truth(*labels.shape)) > 0.99
+
+
+def test_mask_band_is_nodata(make_scene, tmp_path):
+    scene = make_scene()
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(scene, "r+") as dst:
+        mask = np.full((dst.height, dst.width), 255, dtype=np.uint8)
+        mask[100:120, 200:260] = 0
+        dst.write_mask(mask)
+    labels, _ = read(api.segment(scene, tmp_path / "m.tif", classes=4).output)
+    assert (labels[100:120, 200:260] == 255).all()
+    assert (labels != 255).sum() == labels.size - 20 * 60
+
+
+@pytest.mark.parametrize("smooth", [0, 2])
+def test_map_does_not_depend_on_tile_size(make_scene, tmp_path, smooth):
+    scene = make_scene()
+    model = tmp_path / "km.lcmap"
+    maps = []
+    for i, tile in enumerate([64, 256, 100_000]):
+        out = tmp_path / f"map{i}.tif"
+        kwargs = {"model": model} if i else {"save_model": model, "options": {"smooth": smooth}}
+        api.segment(scene, out, classes=5, tile=tile, **kwargs)
+        maps.append(read(out)[0])
+    np.testing.assert_array_equal(maps[0], maps[1])
+    np.testing.assert_array_equal(maps[0], maps[2])
+
+
+def test_too_small_halo_shows_seams_but_receptive_field_halo_does_not(make_scene, tmp_path):
+    # smooth=3 makes the label depend on a 7x7 neighbourhood; halo 0 cuts it at tile edges.
+    # Pure noise, so that the neighbourhood matters everywhere.
+    scene = make_scene()
+    with rasterio.open(scene, "r+") as dst:
+        rng = np.random.default_rng(0)
+        dst.write(rng.integers(0, 255, (dst.count, dst.height, dst.width), dtype=np.uint8))
+    model = tmp_path / "km.lcmap"
+    api.segment(scene, tmp_path / "whole.tif", classes=6, tile=100_000, save_model=model,
+                options={"smooth": 3})  # fmt: skip
+    whole = read(tmp_path / "whole.tif")[0]
+    api.segment(scene, tmp_path / "cut.tif", model=model, tile=32, halo=0)
+    api.segment(scene, tmp_path / "ok.tif", model=model, tile=32)
+    assert (read(tmp_path / "cut.tif")[0] != whole).any()
+    np.testing.assert_array_equal(read(tmp_path / "ok.tif")[0], whole)
+
+
+def test_blended_stitching_matches_pixelwise_scores(make_scene, tmp_path):
+    scene = make_scene()
+    a = api.segment(scene, tmp_path / "a.tif", method="toy", classes=6, tile=64,
+                    options={"blend": True})  # fmt: skip
+    b = api.segment(scene, tmp_path / "b.tif", method="toy", classes=6, tile=1000)
+    assert a.provenance["stitch"] == "blend"
+    np.testing.assert_array_equal(read(a.output)[0], read(b.output)[0])
+
+
+def test_labels_mean_the_same_in_two_scenes_through_a_saved_model(make_scene, tmp_path):
+    first = make_scene("a.tif", seed=1)
+    # Second scene: same covers, other noise, other size, covers in other places (flipped).
+    second = make_scene("b.tif", width=300, height=333, seed=2)
+    with rasterio.open(second, "r+") as dst:
+        dst.write(dst.read()[:, ::-1, ::-1])
+    model = tmp_path / "m.lcmap"
+    api.segment(first, tmp_path / "a_map.tif", classes=4, save_model=model)
+    api.segment(second, tmp_path / "b_map.tif", model=model)
+    a, b = read(tmp_path / "a_map.tif")[0], read(tmp_path / "b_map.tif")[0]
+    ta, tb = quadrant_truth(*a.shape), quadrant_truth(*b.shape)[::-1, ::-1]
+    mapping = {int(t): int(np.bincount(a[ta == t]).argmax()) for t in range(4)}
+    assert len(set(mapping.values())) == 4
+    for t, label in mapping.items():
+        assert (b[tb == t] == label).mean() > 0.99
+
+
+def test_output_is_a_cog_with_colours_names_and_provenance(make_scene, tmp_path):
+    result = api.segment(make_scene(width=1500, height=1100), tmp_path / "map.tif", classes=3)
+    with rasterio.open(result.output) as out:
+        assert out.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert out.block_shapes[0] == (512, 512)
+        assert out.overviews(1) == [2, 4]
+        assert out.compression.name.lower() in ("deflate", "zstd")
+        cmap = out.colormap(1)
+        assert len({cmap[i] for i in range(3)}) == 3 and cmap[255][3] == 0
+        tags = out.tags()
+        assert json.loads(tags["CLASS_NAMES"]) == ["class 0", "class 1", "class 2"]
+        prov = json.loads(tags["LCMAP_PROVENANCE"])
+        assert prov["method"] == "kmeans" and prov["num_classes"] == 3
+    side = json.loads(result.sidecar.read_text())
+    assert side["lcmap_version"] and side["config"]["num_classes"] == 3
+
+
+def test_more_than_255_classes_give_uint16(make_scene, tmp_path):
+    result = api.segment(make_scene(width=64, height=48), tmp_path / "m.tif", method="toy",
+                         classes=300)  # fmt: skip
+    labels, profile = read(result.output)
+    assert profile["dtype"] == "uint16" and profile["nodata"] == 65535
+
+
+def test_same_seed_same_map(make_scene, tmp_path):
+    scene = make_scene()
+    a = read(api.segment(scene, tmp_path / "a.tif", classes=6, seed=3).output)[0]
+    b = read(api.segment(scene, tmp_path / "b.tif", classes=6, seed=3).output)[0]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_scene_without_georeferencing_warns_and_maps(make_scene, tmp_path):
+    scene = make_scene(crs=None)
+    with pytest.warns(NoGeoreferenceWarning):
+        result = api.segment(scene, tmp_path / "m.tif", classes=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        out = rasterio.open(result.output)
+    with out:
+        assert out.crs is None and (out.width, out.height) == (517, 389)
+
+
+def test_scene_without_nodata_warns(make_scene, tmp_path):
+    with pytest.warns(NoNodataWarning):
+        api.segment(make_scene(), tmp_path / "m.tif", classes=4)
+
+
+def test_interrupted_run_leaves_nothing(make_scene, tmp_path):
+    scene = make_scene(width=700, height=700)
+    with pytest.raises(RuntimeError, match="simulated"):
+        api.segment(scene, tmp_path / "m.tif", method="toy", tile=128, batch_size=2,
+                    options={"fail_after": 3})  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_memory_is_one_band_of_rows(make_scene, tmp_path):
+    """Peak numpy allocation does not grow with the scene's height."""
+    import tracemalloc
+
+    peaks = []
+    # Both heights above what the statistics sample saturates at (32 windows of 256 px).
+    for height in (8192, 24576):
+        scene = make_scene(f"s{height}.tif", width=256, height=height)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tracemalloc.start()
+            api.segment(scene, tmp_path / f"m{height}.tif", method="toy", tile=128)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+    assert peaks[1] < 1.3 * peaks[0]
+
+
+@pytest.mark.skipif(not (DATA / "naip").is_dir(), reason="../shared/data absent")
+def test_real_naip_scene(tmp_path):
+    scene = DATA / "naip" / "naip_m_4709963_se_14_1_20200831.tif"
+    result = api.segment(scene, tmp_path / "naip.tif", classes=6, tile=256)
+    with rasterio.open(scene) as src, rasterio.open(result.output) as out:
+        assert (out.width, out.height, out.crs, out.transform) == (
+            src.width, src.height, src.crs, src.transform,
+        )  # fmt: skip
+    assert result.classes_used == 6
+
+
+@pytest.mark.skipif(not (DATA / "rasterio").is_dir(), reason="../shared/data absent")
+def test_real_scene_with_nodata_and_jpeg_in_tiff(tmp_path):
+    src_path = DATA / "rasterio" / "RGB.byte.tif"
+    result = api.segment(src_path, tmp_path / "rgb.tif", classes=5)
+    labels, _ = read(result.output)
+    with rasterio.open(src_path) as src:
+        np.testing.assert_array_equal(labels == 255, src.dataset_mask() == 0)
+    jpeg = DATA / "dubai_dev" / "scenes" / "dubai_t1_1.tif"
+    if jpeg.exists():
+        with rasterio.open(jpeg) as src:
+            assert src.compression.name.lower() == "jpeg"
+        assert api.segment(jpeg, tmp_path / "d.tif", classes=5).classes_used == 5
