@@ -28,8 +28,8 @@ from lcmap.io.scene import (
     warn_if_no_nodata,
 )
 from lcmap.io.writer import check_output, default_colours, sidecar_path
-from lcmap.methods.base import ProgressFn
 from lcmap.models import ModelHeader, file_sha256
+from lcmap.types import ProgressFn
 
 if TYPE_CHECKING:
     from lcmap.methods.base import Segmenter

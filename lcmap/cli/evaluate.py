@@ -4,7 +4,6 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import click
 import typer
 
 from lcmap.cli._app import (
@@ -29,6 +28,7 @@ from lcmap.cli._options import (
     Weights,
     method_options,
 )
+from lcmap.errors import OutputExistsError, OutputPathError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -60,7 +60,11 @@ def evaluate(
     ] = "hungarian",
     ignore: Annotated[
         list[int] | None,
-        typer.Option("--ignore", help="Truth value that is not a class (repeatable) [default: 255]."),
+        typer.Option(
+            "--ignore",
+            metavar="VALUE",
+            help="Truth value that is not a class (repeatable) \\[default: 255].",
+        ),
     ] = None,
     class_names: Annotated[
         str | None,
@@ -83,7 +87,9 @@ def evaluate(
     ] = None,
     method: Annotated[
         str | None,
-        typer.Option("--method", "-m", help="With --index: segmentation method [default: kmeans]."),
+        typer.Option(
+            "--method", "-m", help="With --index: segmentation method \\[default: kmeans]."
+        ),
     ] = None,
     model: Annotated[
         Path | None,
@@ -91,7 +97,9 @@ def evaluate(
     ] = None,
     classes: Classes = None,
     bands: Bands = None,
-    tile: Annotated[int | None, typer.Option("--tile", help="With --index: tile size.", min=1)] = None,
+    tile: Annotated[
+        int | None, typer.Option("--tile", help="With --index: tile size.", min=1)
+    ] = None,
     halo: Annotated[
         int | None, typer.Option("--halo", help="With --index: context pixels per side.", min=0)
     ] = None,
@@ -138,28 +146,44 @@ def evaluate(
     """
     setup_logging(verbose, quiet)
     index_only = {
-        "--method": method, "--model": model, "-k/--classes": classes, "--bands": bands,
-        "--tile": tile, "--halo": halo, "--batch-size": batch_size, "--device": device,
-        "--seed": seed, "--backbone": backbone, "--weights": weights,
-        "--feature-layer": feature_layer, "--crf": crf, "--param": param, "--workdir": workdir,
+        "--method": method,
+        "--model": model,
+        "-k/--classes": classes,
+        "--bands": bands,
+        "--tile": tile,
+        "--halo": halo,
+        "--batch-size": batch_size,
+        "--device": device,
+        "--seed": seed,
+        "--backbone": backbone,
+        "--weights": weights,
+        "--feature-layer": feature_layer,
+        "--crf": crf,
+        "--param": param,
+        "--workdir": workdir,
     }
     if index is None:
         if pred is None or truth is None:
-            raise click.UsageError(
-                "give PRED and TRUTH (a label map and its truth raster), or --index FILE."
+            raise typer.BadParameter(
+                "give PRED and TRUTH (a label map and its truth raster), or --index FILE.",
+                param_hint="PRED TRUTH",
             )
-        given = [name for name, value in index_only.items() if value]
+        given = [name for name, value in index_only.items() if value not in (None, [])]
         if given:
-            raise click.UsageError(
-                f"{', '.join(given)} only apply with --index (segmenting scenes); "
-                "PRED is already a map."
+            raise typer.BadParameter(
+                "these options only apply with --index (segmenting scenes); PRED is already a map.",
+                param_hint=", ".join(given),
             )
     else:
         if pred is not None or truth is not None:
-            raise click.UsageError("give either PRED TRUTH or --index FILE, not both.")
+            raise typer.BadParameter(
+                "give either PRED TRUTH or --index FILE, not both.", param_hint="--index"
+            )
         if class_names:
-            raise click.UsageError(
-                "--class-names is for PRED TRUTH; an index names its classes in its classes column."
+            raise typer.BadParameter(
+                "an index names its classes in its classes column; --class-names is for "
+                "PRED TRUTH.",
+                param_hint="--class-names",
             )
     names = [n.strip() for n in class_names.split(",")] if class_names else None
     if names is not None and not all(names):
@@ -169,22 +193,25 @@ def evaluate(
     with reported_errors():
         from lcmap.eval import evaluate as evaluate_map
         from lcmap.eval import evaluate_index, plot_confusion, write_json
-        from lcmap.eval.report import _write_atomically
 
-        # Fail on existing outputs before minutes of work, not after.
+        # Fail on an unwritable output before minutes of work, not after.
         for out in (json_path, plot):
-            if out is not None:
-                _write_atomically.__globals__["Path"]  # keep the import used by mypy
-                if out.exists() and not overwrite:
-                    from lcmap.errors import OutputExistsError
-
-                    raise OutputExistsError(f"'{out}' exists; pass --overwrite to replace it.")
+            if out is not None and out.exists() and not overwrite:
+                raise OutputExistsError(f"'{out}' exists; pass --overwrite to replace it.")
+            if out is not None and not out.absolute().parent.is_dir():
+                raise OutputPathError(
+                    f"cannot write '{out}': folder '{out.parent}' does not exist; create it first."
+                )
 
         result: EvaluationResult | IndexResult
         if index is not None:
             options: dict[str, Any] = {
-                "model": model, "bands": parse_bands(bands), "tile": tile, "halo": halo,
-                "batch_size": batch_size, "device": device,
+                "model": model,
+                "bands": parse_bands(bands),
+                "tile": tile,
+                "halo": halo,
+                "batch_size": batch_size,
+                "device": device,
                 "options": method_options(backbone, weights, feature_layer, crf, param) or None,
             }
             options = {k: v for k, v in options.items() if v is not None}
@@ -204,7 +231,11 @@ def evaluate(
             assert pred is not None and truth is not None  # checked above
             with progress_bar("evaluate") as update:
                 result = evaluate_map(
-                    pred, truth, match=match, ignore=ignore_values, class_names=names,
+                    pred,
+                    truth,
+                    match=match,
+                    ignore=ignore_values,
+                    class_names=names,
                     progress=update,
                 )
         _print_result(result)
@@ -212,10 +243,12 @@ def evaluate(
             write_json(result, json_path, overwrite=overwrite)
             echo(f"Wrote {json_path}")
         if plot is not None:
-            title = (f"{match}: accuracy {_fmt(result.accuracy)}, mIoU {_fmt(result.miou)}"
-                     + (" (pooled)" if index is not None else ""))
-            plot_confusion(result.confusion, result.class_names, plot, title=title,
-                           overwrite=overwrite)
+            title = f"{match}: accuracy {_fmt(result.accuracy)}, mIoU {_fmt(result.miou)}" + (
+                " (pooled)" if index is not None else ""
+            )
+            plot_confusion(
+                result.confusion, result.class_names, plot, title=title, overwrite=overwrite
+            )
             echo(f"Wrote {plot}")
 
 
@@ -270,10 +303,15 @@ def _print_result(result: "EvaluationResult | IndexResult") -> None:
 
     console = Console(highlight=False)
     if isinstance(result, EvaluationResult):
-        console.print(_class_table(
-            f"{result.prediction} vs {result.truth} ({result.match} matching)",
-            result.class_ids, result.class_names, result.metrics, result.mapping,
-        ))
+        console.print(
+            _class_table(
+                f"{result.prediction} vs {result.truth} ({result.match} matching)",
+                result.class_ids,
+                result.class_names,
+                result.metrics,
+                result.mapping,
+            )
+        )
         unmatched = sorted(k for k, v in result.mapping.items() if v is None)
         if unmatched:
             wrong = int(result.confusion[:, -1].sum())
@@ -283,21 +321,35 @@ def _print_result(result: "EvaluationResult | IndexResult") -> None:
         console.print(_summary(result.metrics))
         return
 
-    scenes = Table(title=f"{result.index}: {result.method}, {result.match} matching per scene",
-                   title_justify="left")
+    scenes = Table(
+        title=f"{result.index}: {result.method}, {result.match} matching per scene",
+        title_justify="left",
+    )
     scenes.add_column("set")
     scenes.add_column("scene")
     for header in ("px", "accuracy", "mIoU", "mean F1", "s"):
         scenes.add_column(header, justify="right")
     for s in result.scenes:
         m = s.result.metrics
-        scenes.add_row(s.set, s.name, f"{m.pixels:,}", _fmt(m.accuracy), _fmt(m.miou),
-                       _fmt(m.mean_f1), f"{s.seconds:.1f}")
+        scenes.add_row(
+            s.set,
+            s.name,
+            f"{m.pixels:,}",
+            _fmt(m.accuracy),
+            _fmt(m.miou),
+            _fmt(m.mean_f1),
+            f"{s.seconds:.1f}",
+        )
     console.print(scenes)
-    console.print(_class_table(
-        "pooled (per-scene matching, summed confusion)",
-        result.class_ids, result.class_names, result.metrics, None,
-    ))
+    console.print(
+        _class_table(
+            "pooled (per-scene matching, summed confusion)",
+            result.class_ids,
+            result.class_names,
+            result.metrics,
+            None,
+        )
+    )
     console.print(
         f"pooled over {len(result.scenes)} scenes: {_summary(result.metrics)} "
         f"in {result.seconds:.1f} s"

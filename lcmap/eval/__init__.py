@@ -15,6 +15,7 @@ import csv
 import logging
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from lcmap.errors import InputNotFoundError, InvalidSceneError
+from lcmap.errors import InputNotFoundError, InvalidSceneError, LcmapWarning
 from lcmap.eval.metrics import (
     MATCH_METHODS,
     MatchName,
@@ -116,8 +117,7 @@ def evaluate(
                 "give one name per class."
             )
         num_classes = len(class_names)
-    counts = count_rasters(pred, truth, ignore=ignore, window_size=window_size,
-                           progress=progress)
+    counts = count_rasters(pred, truth, ignore=ignore, window_size=window_size, progress=progress)
     if counts.pixels == 0:
         raise InvalidSceneError(
             f"no pixel to evaluate: '{pred}' and '{truth}' have no valid pixel in common "
@@ -161,7 +161,8 @@ def evaluate(
     if counts.pred_nodata_pixels:
         log.warning(
             "%d labelled truth pixels are nodata in '%s' and were left out.",
-            counts.pred_nodata_pixels, pred,
+            counts.pred_nodata_pixels,
+            pred,
         )
     return result
 
@@ -225,6 +226,18 @@ def read_index(index_csv: str | Path) -> list[IndexEntry]:
     return entries
 
 
+def _replay_warnings(
+    caught: list[warnings.WarningMessage], repeated: dict[type[Warning], int]
+) -> None:
+    """Re-emit the first lcmap warning of each kind; 54 scenes should not print 54 copies."""
+    for w in caught:
+        if issubclass(w.category, LcmapWarning):
+            repeated[w.category] = repeated.get(w.category, 0) + 1
+            if repeated[w.category] > 1:
+                continue
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
 def evaluate_index(
     index_csv: str | Path,
     *,
@@ -253,7 +266,8 @@ def evaluate_index(
     Args:
         index_csv: CSV with columns ``set,name,scene,truth,classes`` (see :func:`read_index`).
         method: Segmentation method name.
-        classes: Number of clusters; default: the number of truth classes of each scene.
+        classes: Number of clusters; default: the number of truth classes of each scene
+            (the model's own with ``segment_options={"model": ...}``).
         match: ``hungarian``, ``majority`` or ``none``.
         ignore: Truth values that are not classes.
         seed: Seed passed to the segmentation.
@@ -264,7 +278,8 @@ def evaluate_index(
         progress: Called with ``(scenes done, scenes total)``.
 
     Returns:
-        Per-scene results and pooled figures.
+        Per-scene results and pooled figures. An lcmap warning raised by many scenes is shown
+        once, then counted.
 
     Raises:
         InputNotFoundError: The index or a file it lists is missing.
@@ -292,27 +307,48 @@ def evaluate_index(
             folder = Path(workdir)
             folder.mkdir(parents=True, exist_ok=True)
         scenes = []
+        repeated: dict[type[Warning], int] = {}
         for i, entry in enumerate(entries, start=1):
             t0 = time.perf_counter()
             out = folder / f"{entry.name}.tif"
-            api.segment(
-                entry.scene,
+            if classes is not None or options.get("model") is not None:
+                k = classes  # a saved model fixes its own number of classes
+            else:
+                k = len(entry.classes)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                api.segment(
+                    entry.scene,
+                    out,
+                    method=method,
+                    classes=k,
+                    seed=seed,
+                    overwrite=True,
+                    **options,
+                )
+            _replay_warnings(caught, repeated)
+            result = evaluate(
                 out,
-                method=method,
-                classes=classes if classes is not None else len(entry.classes),
-                seed=seed,
-                overwrite=True,
-                **options,
+                entry.truth,
+                match=match,
+                ignore=ignore,
+                class_names=entry.classes,
+                window_size=window_size,
             )
-            result = evaluate(out, entry.truth, match=match, ignore=ignore,
-                              class_names=entry.classes, window_size=window_size)
             seconds = time.perf_counter() - t0
-            log.info("%s: accuracy %.4f, mIoU %.4f (%.1f s)", entry.name, result.accuracy,
-                     result.miou, seconds)
-            scenes.append(SceneEvaluation(entry.set, entry.name, str(entry.scene), result,
-                                          seconds))
+            log.info(
+                "%s: accuracy %.4f, mIoU %.4f (%.1f s)",
+                entry.name,
+                result.accuracy,
+                result.miou,
+                seconds,
+            )
+            scenes.append(SceneEvaluation(entry.set, entry.name, str(entry.scene), result, seconds))
             if progress is not None:
                 progress(i, len(entries))
+    for category, count in repeated.items():
+        if count > 1:
+            log.warning("%d more scenes raised %s.", count - 1, category.__name__)
     pooled = sum((s.result.confusion for s in scenes[1:]), start=scenes[0].result.confusion)
     return IndexResult(
         index=str(index_path),

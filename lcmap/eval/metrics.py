@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import rasterio
 from numpy.typing import NDArray
+from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from lcmap.errors import InputNotFoundError, InvalidSceneError
@@ -81,8 +82,9 @@ class ConfusionCounter:
         else:  # large label ids (uint16 maps): sort instead of a huge dense histogram
             codes, counts = np.unique((p << 32) | t, return_counts=True)
             p_ids, t_ids = codes >> 32, codes & 0xFFFFFFFF
-        for key, count in zip(zip(p_ids.tolist(), t_ids.tolist(), strict=True),
-                              counts.tolist(), strict=True):
+        for key, count in zip(
+            zip(p_ids.tolist(), t_ids.tolist(), strict=True), counts.tolist(), strict=True
+        ):
             self._pairs[key] = self._pairs.get(key, 0) + count
 
     def matrix(self) -> tuple[NDArray[np.int64], NDArray[np.int64], CountMatrix]:
@@ -138,14 +140,10 @@ def _open_labels(path: Path, role: str) -> rasterio.io.DatasetReader:
     return src
 
 
-def _check_same_grid(
-    pred: rasterio.io.DatasetReader, truth: rasterio.io.DatasetReader
-) -> None:
+def _check_same_grid(pred: rasterio.io.DatasetReader, truth: rasterio.io.DatasetReader) -> None:
     problems = []
     if (pred.width, pred.height) != (truth.width, truth.height):
-        problems.append(
-            f"size {pred.width}x{pred.height} vs {truth.width}x{truth.height} pixels"
-        )
+        problems.append(f"size {pred.width}x{pred.height} vs {truth.width}x{truth.height} pixels")
     if not pred.transform.almost_equals(truth.transform, precision=1e-6):
         problems.append(f"transform {tuple(pred.transform)[:6]} vs {tuple(truth.transform)[:6]}")
     if pred.crs is not None and truth.crs is not None and pred.crs != truth.crs:
@@ -163,7 +161,15 @@ def _check_same_grid(
 def _valid_mask(
     src: rasterio.io.DatasetReader, window: Window, values: NDArray[Any], extra: Iterable[int]
 ) -> NDArray[np.bool_]:
-    valid: NDArray[np.bool_] = src.read_masks(1, window=window) != 0
+    flags = src.mask_flag_enums[0]
+    valid: NDArray[np.bool_]
+    # Nodata or no mask at all: derive validity from the values, saving a second read.
+    if flags == [MaskFlags.all_valid]:
+        valid = np.ones(values.shape, dtype=bool)
+    elif flags == [MaskFlags.nodata]:
+        valid = values != src.nodata
+    else:  # internal mask or alpha band
+        valid = src.read_masks(1, window=window) != 0
     excluded = [int(v) for v in extra]
     if excluded:
         valid &= ~np.isin(values, excluded)
@@ -210,12 +216,16 @@ def count_rasters(
     if window_size < 1:
         raise ValueError(f"window_size is {window_size}; expected a positive number of pixels.")
     ignore = [int(v) for v in ignore]
-    with _open_labels(Path(pred_path), "prediction") as pred, \
-            _open_labels(Path(truth_path), "truth") as truth:
+    with (
+        _open_labels(Path(pred_path), "prediction") as pred,
+        _open_labels(Path(truth_path), "truth") as truth,
+    ):
         _check_same_grid(pred, truth)
-        pred_nodata = [] if pred.nodata is not None else [
-            v for k, v in _DEFAULT_LABEL_NODATA.items() if pred.dtypes[0] == k
-        ]
+        pred_nodata = (
+            []
+            if pred.nodata is not None
+            else [v for k, v in _DEFAULT_LABEL_NODATA.items() if pred.dtypes[0] == k]
+        )
         counter = ConfusionCounter()
         lost = 0
         windows = _windows(truth.width, truth.height, window_size)
@@ -226,11 +236,16 @@ def count_rasters(
             both = t_valid & _valid_mask(pred, window, p, pred_nodata)
             lost += int(t_valid.sum() - both.sum())
             p_sel, t_sel = p[both], t[both]
-            for role, values, name in (("prediction", p_sel, pred.name),
-                                       ("truth", t_sel, truth.name)):
+            for role, values, name in (
+                ("prediction", p_sel, pred.name),
+                ("truth", t_sel, truth.name),
+            ):
                 if values.size and values.min() < 0:
-                    hint = (" pass it with --ignore" if role == "truth"
-                            else " declare it as the map's nodata")
+                    hint = (
+                        " pass it with --ignore"
+                        if role == "truth"
+                        else " declare it as the map's nodata"
+                    )
                     raise InvalidSceneError(
                         f"{role} '{name}' has the negative label {int(values.min())}; expected "
                         f"labels >= 0; if it marks missing data,{hint}."

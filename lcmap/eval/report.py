@@ -116,8 +116,13 @@ class SceneEvaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary."""
-        return {"set": self.set, "name": self.name, "scene": self.scene,
-                "seconds": round(self.seconds, 3), **self.result.to_dict()}
+        return {
+            "set": self.set,
+            "name": self.name,
+            "scene": self.scene,
+            "seconds": round(self.seconds, 3),
+            **self.result.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -245,9 +250,7 @@ def _jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- writing
 
 
-def _write_atomically(
-    path: Path, write: Callable[[IO[bytes]], object], *, overwrite: bool
-) -> Path:
+def _write_atomically(path: Path, write: Callable[[IO[bytes]], object], *, overwrite: bool) -> Path:
     """Write through a temporary file beside ``path``, then rename (complete or absent)."""
     path = Path(path)
     if path.exists() and not overwrite:
@@ -340,8 +343,15 @@ def plot_confusion(
     if n <= 30:  # numbers stop being legible beyond that
         for (r, c), value in np.ndenumerate(share):
             if counts[r, c] > 0:
-                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                        color="white" if value > 0.5 else "black")
+                ax.text(
+                    c,
+                    r,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if value > 0.5 else "black",
+                )
     return _write_atomically(
         Path(path), lambda fh: fig.savefig(fh, format="png", dpi=120), overwrite=overwrite
     )

@@ -126,8 +126,15 @@ def read_window(
         # Entirely outside the scene (only happens for tiny scenes): mirror the nearest window.
         inner = Window(0, 0, min(w, src.width), min(h, src.height))
         col0, row0 = 0, 0
-    data = src.read(bands, window=inner, out_dtype="float32")
-    valid = (src.read_masks(bands, window=inner) > 0).any(axis=0)
+    try:
+        data = src.read(bands, window=inner, out_dtype="float32")
+        valid = (src.read_masks(bands, window=inner) > 0).any(axis=0)
+    except RasterioIOError as exc:
+        raise InvalidSceneError(
+            f"{Path(src.name).name}: reading rows {int(inner.row_off)}-"
+            f"{int(inner.row_off + inner.height)} failed ({str(exc).splitlines()[0]}); "
+            "the file is truncated or corrupt."
+        ) from exc
     top = int(inner.row_off) - row0
     left = int(inner.col_off) - col0
     bottom = h - top - int(inner.height)

@@ -7,8 +7,9 @@ edge line up exactly with their continuation in the next window.
 
 Dissolve: a polygon that does not touch an internal window edge (a seam) is already a whole
 connected region and is final as it is. Only the polygons touching a seam are kept aside; at the
-end they are merged per class with :func:`shapely.unary_union` and split into their connected
-parts, one polygon per region (corner-touching parts stay apart, as 4-connectivity wants).
+end, per class, they are grouped by touching (STRtree + connected components), each group is
+merged with :func:`shapely.unary_union` and split into its connected parts: one polygon per
+region (corner-touching parts stay apart, as 4-connectivity wants).
 Memory therefore holds one window of pixels plus the polygons, never the whole raster.
 
 Then: pixel -> map coordinates, ``min_area`` filter, coverage simplification (shared edges stay
@@ -190,11 +191,12 @@ def vectorize(
         transform = src.transform
         crs = src.crs.to_wkt() if src.crs is not None else None
 
+    dropped = 0
+    if min_area > 0:  # what the sieve could not merge (islands in nodata, capped margins)
+        keep = shapely.area(geoms) * pixel_area >= min_area * (1 - 1e-9)
+        dropped = int(np.count_nonzero(~keep))
+        cls, geoms = cls[keep], geoms[keep]
     geoms = _to_map(_valid(geoms), transform, segmentize=simplify > 0)
-    areas = shapely.area(geoms)
-    keep = areas >= min_area * (1 - 1e-9) if min_area > 0 else np.ones(len(geoms), bool)
-    dropped = int((~keep).sum())
-    cls, geoms = cls[keep], geoms[keep]
     if simplify > 0 and len(geoms):
         geoms = _simplify(geoms, simplify)
         nonempty = ~shapely.is_empty(geoms)
@@ -449,10 +451,8 @@ def _polygonise(
         if progress is not None:
             progress(i + 1, len(windows) + 1)
 
-    # Dissolve: polygons cut at seams are merged per class and split into connected regions.
-    # Pixel coordinates are exact integers, so the cut edges cancel exactly.
     for value in sorted(seams):
-        parts = shapely.get_parts(shapely.unary_union(seams.pop(value)))
+        parts = _dissolve(np.array(seams.pop(value), dtype=object))
         done_cls.append(np.full(len(parts), value, dtype=np.int64))
         done_geoms.append(parts)
     if not done_geoms:
@@ -463,6 +463,31 @@ def _polygonise(
     minx, miny, _, _ = shapely.bounds(geoms).T
     order = np.lexsort((minx, miny, cls))
     return cls[order], geoms[order], len(windows)
+
+
+def _dissolve(pieces: NDArray[np.object_]) -> NDArray[np.object_]:
+    """Merge same-class pieces cut at window edges into one polygon per connected region.
+
+    Pieces are grouped by touching (an STRtree query, then connected components) and each group
+    is merged on its own, so a merge holds one region, not the whole class. Pixel coordinates are
+    exact integers, so the cut edges cancel exactly; pieces that only touch at a corner come out
+    as separate polygons (4-connectivity), as rasterio's shapes() gives them.
+    """
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components
+
+    count = len(pieces)
+    left, right = shapely.STRtree(pieces).query(pieces, predicate="intersects")
+    graph = coo_array((np.ones(len(left), np.int8), (left, right)), shape=(count, count))
+    _, group = connected_components(graph, directed=False)
+    order = np.argsort(group, kind="stable")
+    merged: list[NDArray[np.object_]] = []
+    for members in np.split(order, np.flatnonzero(np.diff(group[order])) + 1):
+        if len(members) == 1:  # touches a window edge but does not continue past it
+            merged.append(pieces[members])
+        else:
+            merged.append(shapely.get_parts(shapely.unary_union(pieces[members])))
+    return np.concatenate(merged)
 
 
 def _valid(geoms: NDArray[np.object_]) -> NDArray[np.object_]:

@@ -96,7 +96,7 @@ class UNet(nn.Module):
     @property
     def stride(self) -> int:
         """Pixels per bottleneck cell."""
-        return 2**self.depth
+        return 1 << self.depth
 
     def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """(B, C, H, W), H and W multiples of :attr:`stride` -> (embedding map, skips).

@@ -7,15 +7,16 @@ never per tile, so a label means the same thing everywhere (DESIGN.md contract 3
 """
 
 import abc
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol, Self
 
 import torch
 from torch import Tensor
 
-#: (done, total) progress callback; the CLI passes a rich progress updater.
-ProgressFn = Callable[[int, int], None]
+from lcmap.types import ProgressFn
+
+__all__ = ["MethodInfo", "ProgressFn", "SampleBatch", "Segmenter", "WindowSampler"]
+
 
 
 @dataclass(frozen=True)

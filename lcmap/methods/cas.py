@@ -130,6 +130,8 @@ class CasSegmenter(Segmenter):
         batch_size: patches per optimiser step.
         ae_steps: phase-1 (autoencoder) optimiser steps.
         dec_steps: phase-2 (clustering + reconstruction) optimiser steps.
+        epochs: if given, each phase runs this many epochs instead, an epoch being as many
+            patches as cover the sampler's valid pixels once (overrides the two step counts).
         lr: Adam learning rate of both phases.
         recon_weight: lambda of eq. 8, weight of the reconstruction term in phase 2.
         update_interval: phase-2 steps between refreshes of the target ``p`` (the E step).
@@ -159,6 +161,7 @@ class CasSegmenter(Segmenter):
         batch_size: int = 16,
         ae_steps: int = 500,
         dec_steps: int = 500,
+        epochs: int | None = None,
         lr: float = 1e-3,
         recon_weight: float = 1.0,
         update_interval: int = 25,
@@ -175,6 +178,7 @@ class CasSegmenter(Segmenter):
         self.width, self.depth, self.embed_dim = int(width), int(depth), int(embed_dim)
         self.patch_size, self.batch_size = int(patch_size), int(batch_size)
         self.ae_steps, self.dec_steps = int(ae_steps), int(dec_steps)
+        self.epochs = None if epochs is None else int(epochs)
         self.lr, self.recon_weight = float(lr), float(recon_weight)
         self.update_interval, self.pool_size = int(update_interval), int(pool_size)
         self.kmeans_patches, self.alpha = int(kmeans_patches), float(alpha)
@@ -187,6 +191,7 @@ class CasSegmenter(Segmenter):
             ("batch_size", self.batch_size, 1),
             ("ae_steps", self.ae_steps, 0),
             ("dec_steps", self.dec_steps, 0),
+            ("epochs", 1 if self.epochs is None else self.epochs, 1),
             ("update_interval", self.update_interval, 1),
             ("pool_size", self.pool_size, 2),
             ("kmeans_patches", self.kmeans_patches, self._k),
@@ -195,7 +200,7 @@ class CasSegmenter(Segmenter):
             ("recon_weight", self.recon_weight, 0.0),
         ]:
             _check(name, value, minimum)
-        stride = 2**self.depth
+        stride = 1 << self.depth
         if self.patch_size < stride or self.patch_size % stride:
             raise ValueError(
                 f"cas option patch_size={self.patch_size} is invalid; expected a multiple of "
@@ -223,7 +228,7 @@ class CasSegmenter(Segmenter):
     @property
     def halo(self) -> int:
         """Suggested blending overlap: half a patch, rounded to the bottleneck stride."""
-        stride = 2**self.depth
+        stride = 1 << self.depth
         return max(stride, (self.patch_size // 2) // stride * stride)
 
     def config(self) -> dict[str, Any]:
@@ -238,6 +243,7 @@ class CasSegmenter(Segmenter):
             "batch_size": self.batch_size,
             "ae_steps": self.ae_steps,
             "dec_steps": self.dec_steps,
+            "epochs": self.epochs,
             "lr": self.lr,
             "recon_weight": self.recon_weight,
             "update_interval": self.update_interval,
@@ -293,7 +299,9 @@ class CasSegmenter(Segmenter):
 
     def patch_embeddings(self, batch: Tensor) -> Tensor:
         """(B, C, S, S) normalised patches -> (B, embed_dim) patch embeddings (eval mode)."""
-        net, _ = self._fitted()
+        if self.net is None:
+            raise RuntimeError("cas must be fitted (or loaded) before it is used")
+        net = self.net
         net.eval()
         x, _, _ = pad_to_multiple(batch.float(), net.stride)
         z, _ = net.encode(x)
@@ -340,6 +348,10 @@ class CasSegmenter(Segmenter):
         self._in_channels = channels
         self.net = self._new_net(channels).to(self.device)
         gen = torch.Generator().manual_seed(self.seed)
+        if self.epochs is not None:
+            per_epoch = math.ceil(sampler.valid_pixels / self.patch_size**2 / self.batch_size)
+            self.ae_steps = self.dec_steps = self.epochs * max(1, per_epoch)
+            log.info("cas: %d epochs = %d steps a phase", self.epochs, self.ae_steps)
         total = self.ae_steps + 1 + self.dec_steps
         done = 0
 
@@ -380,7 +392,7 @@ class CasSegmenter(Segmenter):
             _, rec = net(x, use_skips=False)
             loss = masked_mse(rec, x, valid)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             running = loss.item() if math.isnan(running) else 0.9 * running + 0.1 * loss.item()
             if step % 50 == 0 or step == self.ae_steps - 1:
@@ -448,7 +460,7 @@ class CasSegmenter(Segmenter):
             mse = masked_mse(rec, x, valid)
             loss = kl + self.recon_weight * mse
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             if step % 50 == 0 or step == self.dec_steps - 1:
                 log.info(
@@ -463,7 +475,18 @@ class CasSegmenter(Segmenter):
 
 
 def build(num_classes: int = 8, **kwargs: Any) -> CasSegmenter:
-    """Build the ``cas`` method (keyword options: see :class:`CasSegmenter`)."""
+    """Build the ``cas`` method (keyword options: see :class:`CasSegmenter`).
+
+    The generic training options of ``lcmap train`` map onto CAS's: ``crop_size`` is the
+    patch size, ``iterations`` the step count of each phase.
+    """
+    if kwargs.get("crop_size") is not None:
+        kwargs.setdefault("patch_size", kwargs["crop_size"])
+    if kwargs.get("iterations") is not None:
+        kwargs.setdefault("ae_steps", kwargs["iterations"])
+        kwargs.setdefault("dec_steps", kwargs["iterations"])
+    kwargs.pop("crop_size", None)
+    kwargs.pop("iterations", None)
     try:
         return CasSegmenter(num_classes=num_classes, **kwargs)
     except TypeError as exc:

@@ -100,6 +100,7 @@ def test_existing_output_needs_overwrite(maps: tuple[Path, Path], tmp_path: Path
         ((), "give PRED and TRUTH"),
         (("pred.tif",), "give PRED and TRUTH"),
         (("a.tif", "b.tif", "-k", "5"), "only apply with --index"),
+        (("a.tif", "b.tif", "--seed", "0"), "only apply with --index"),
         (("a.tif", "b.tif", "--index", "i.csv"), "not both"),
         (("--index", "i.csv", "--class-names", "a,b"), "classes column"),
         (("a.tif", "b.tif", "--match", "best"), "best"),
@@ -124,6 +125,9 @@ def test_failures_exit_1_with_one_line(maps: tuple[Path, Path], tmp_path: Path) 
     result = invoke(pred, truth, "--class-names", "a,b")
     assert result.exit_code == 1
     assert "has labels [2]" in result.stderr
+    result = invoke(pred, truth, "--plot", tmp_path / "no" / "cm.png")
+    assert result.exit_code == 1
+    assert "does not exist; create it first" in result.stderr
 
 
 def test_evaluate_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -171,6 +171,17 @@ def test_declared_pred_nodata_replaces_default(tmp_path: Path) -> None:
     assert result.metrics.pixels == 2 and result.pred_nodata_pixels == 1
 
 
+def test_pred_mask_band_and_truth_nodata_are_left_out(tmp_path: Path) -> None:
+    pred = write_labels(tmp_path / "p.tif", np.array([[1, 1, 2, 2, 255]], np.uint8))
+    with rasterio.open(pred, "r+") as dst:
+        dst.write_mask(np.array([[255, 0, 255, 255, 255]], np.uint8))  # pixel 1 masked
+    truth = write_labels(tmp_path / "t.tif", np.array([[1, 1, 2, 9, 2]], np.uint8), nodata=9)
+    result = evaluate(pred, truth)
+    assert result.metrics.pixels == 2  # pixel 1 masked, 3 truth nodata, 4 pred 255
+    assert result.pred_nodata_pixels == 2
+    assert result.accuracy == 1.0
+
+
 def test_negative_truth_label_needs_ignore(tmp_path: Path) -> None:
     pred = write_labels(tmp_path / "p.tif", np.array([[0, 1, 1]], np.int16))
     truth = write_labels(tmp_path / "t.tif", np.array([[0, -1, 1]], np.int16))

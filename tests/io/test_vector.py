@@ -400,3 +400,14 @@ def test_full_chesapeake_raster_vectorises_in_bounded_memory(tmp_path: Path) -> 
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["polygons"] == 1905  # = rasterio.features.shapes on the whole raster
     assert figures["extra_mb"] < 150
+
+
+def test_truncated_raster_is_reported_as_corrupt(tmp_path: Path) -> None:
+    labels = np.random.default_rng(0).integers(0, 4, (300, 300), dtype=np.uint8)
+    path = write_labels(tmp_path / "full.tif", labels)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidSceneError, match="truncated or corrupt|not a raster"):
+        vectorize(cut, tmp_path / "cut.gpkg", window_size=64)
+    assert not (tmp_path / "cut.gpkg").exists()

@@ -1,0 +1,142 @@
+"""``lcmap finetune``: fine-tune a CAS model on a few labelled patches."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lcmap.cli._app import (
+    Overwrite,
+    Quiet,
+    Verbose,
+    app,
+    echo,
+    progress_bar,
+    reported_errors,
+    setup_logging,
+)
+from lcmap.cli._options import BatchSize, Device, Seed
+
+_INITS = ("cas", "autoencoder", "random")
+
+
+def _parse_names(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",")]
+    if not names or any(not n for n in names):
+        raise typer.BadParameter(f"'{value}' is not a comma-separated list of class names.")
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"class names must be distinct; got '{value}'.")
+    return names
+
+
+@app.command("finetune")
+def finetune(
+    model: Annotated[Path, typer.Argument(help="A 'cas' model from 'lcmap train --method cas'.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Tuned model file to write.", dir_okay=False)
+    ],
+    scene: Annotated[
+        list[Path], typer.Option("--scene", help="A labelled scene (repeatable, with --labels).")
+    ],
+    labels: Annotated[
+        list[Path],
+        typer.Option(
+            "--labels",
+            help="Labels of the scene before it: a raster on its grid (255 = unlabelled) or "
+            "polygons (GPKG, GeoJSON, FGB) with a class column.",
+        ),
+    ],
+    class_names: Annotated[
+        str | None,
+        typer.Option("--class-names", help="Class names by id, e.g. water,trees,built."),
+    ] = None,
+    class_column: Annotated[
+        str | None, typer.Option("--class-column", help="The polygons' class column.")
+    ] = None,
+    patches: Annotated[
+        int | None,
+        typer.Option("--patches", help="Train on N labelled patches only (few-shot).", min=1),
+    ] = None,
+    patch_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--patch-file", help="Take the patches from a 'lcmap suggest-labels' GPKG, in order."
+        ),
+    ] = None,
+    patch_size: Annotated[
+        int, typer.Option("--patch-size", help="Patch side in pixels.", min=16)
+    ] = 128,
+    init: Annotated[
+        str, typer.Option("--init", help="Initial weights: cas, autoencoder or random.")
+    ] = "cas",
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Passes over the patches.", min=1)
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Optimiser steps [default: 300].", min=1)
+    ] = None,
+    batch_size: BatchSize = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
+    crop_size: Annotated[
+        int | None,
+        typer.Option("--crop-size", help="Train on random crops of this size (faster).", min=16),
+    ] = None,
+    device: Device = "auto",
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Fine-tune a CAS MODEL on labelled patches and save a model with real class names.
+
+    The UNet gets its skip connections and a classification layer back and is trained with
+    class-weighted cross-entropy (label 255 ignored). '--init autoencoder' and '--init random'
+    give the paper's baselines. Map scenes with 'lcmap segment SCENE --model TUNED'.
+
+    Examples:
+
+        $ lcmap finetune cas.lcmap --scene a.tif --labels t.tif -o t.lcmap --class-names water,built
+
+        $ lcmap finetune cas.lcmap --scene a.tif --labels drawn.gpkg -o tuned.lcmap
+
+        $ lcmap finetune cas.lcmap --scene a.tif --labels truth.tif --patches 20 -o tuned.lcmap
+    """
+    setup_logging(verbose, quiet)
+    if len(scene) != len(labels):
+        raise typer.BadParameter(
+            f"{len(scene)} --scene but {len(labels)} --labels; give one --labels per --scene."
+        )
+    if init not in _INITS:
+        raise typer.BadParameter(f"--init {init} is unknown; use {', '.join(_INITS)}.")
+    names = _parse_names(class_names)
+    with reported_errors():
+        from lcmap.finetune import finetune as run
+
+        with progress_bar("fine-tune") as update:
+            header = run(
+                model,
+                scene,
+                labels,
+                output,
+                class_names=names,
+                class_column=class_column,
+                patches=patches,
+                patch_file=patch_file,
+                patch_size=patch_size,
+                init=init,
+                epochs=epochs,
+                steps=steps,
+                batch_size=batch_size,
+                lr=lr,
+                crop_size=crop_size,
+                seed=seed,
+                device=device,
+                overwrite=overwrite,
+                progress=update,
+            )
+    echo(
+        f"Saved fine-tuned model ({header.num_classes} classes: "
+        f"{', '.join(header.class_names)}; {header.extra.get('patches')} patches) to {output}."
+    )

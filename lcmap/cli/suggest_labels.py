@@ -1,0 +1,78 @@
+"""``lcmap suggest-labels``: choose patches to annotate from a CAS model's clusters."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lcmap.cli._app import (
+    Overwrite,
+    Quiet,
+    Verbose,
+    app,
+    echo,
+    progress_bar,
+    reported_errors,
+    setup_logging,
+)
+from lcmap.cli._options import BatchSize, Device, Seed
+
+
+@app.command("suggest-labels")
+def suggest_labels(
+    scenes: Annotated[list[Path], typer.Argument(help="Scenes to choose patches from.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="A 'cas' model file.")],
+    budget: Annotated[int, typer.Option("--budget", "-n", help="Patches to suggest.", min=1)],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Polygons to write (.gpkg, .fgb, .geojson).", dir_okay=False
+        ),
+    ],
+    patch: Annotated[int, typer.Option("--patch", help="Patch side in pixels.", min=16)] = 128,
+    tuned: Annotated[
+        Path | None,
+        typer.Option(
+            "--tuned", help="A fine-tuned model: extra patches go to its most uncertain clusters."
+        ),
+    ] = None,
+    batch_size: BatchSize = None,
+    device: Device = "auto",
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Suggest BUDGET patches to label: the most typical patches of every CAS cluster.
+
+    The budget is spread evenly over the clusters, taking the patches closest to each
+    centroid; extra patches go to the clusters whose predicted majority classes (with
+    --tuned) are most mixed, else to the largest clusters. The footprints (scene, cluster,
+    rank, order) are ready to annotate in QGIS; 'lcmap finetune --patch-file' reads them back.
+
+    Examples:
+
+        $ lcmap suggest-labels a.tif b.tif --model cas.lcmap --budget 20 -o to_label.gpkg
+
+        $ lcmap suggest-labels a.tif --model cas.lcmap --budget 25 --tuned tuned.lcmap -o more.gpkg
+    """
+    setup_logging(verbose, quiet)
+    with reported_errors():
+        from lcmap.suggest import suggest_labels as run
+
+        with progress_bar("embed patches") as update:
+            frame = run(
+                scenes,
+                model,
+                output,
+                budget=budget,
+                patch_size=patch,
+                tuned=tuned,
+                batch_size=batch_size or 16,
+                seed=seed,
+                device=device,
+                overwrite=overwrite,
+                progress=update,
+            )
+    clusters = frame["cluster"].nunique() if len(frame) else 0
+    echo(f"Wrote {len(frame)} patch footprints over {clusters} clusters to {output}.")

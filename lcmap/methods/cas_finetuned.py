@@ -1,0 +1,423 @@
+"""Few-shot segmentation with a UNet fine-tuned from a CAS model (seed 001, section 4.2.1).
+
+The CAS UNet gets its skip connections and a classification layer back (Fig. 2) and is trained
+with pixel-wise cross-entropy on a handful of labelled patches. Classes are weighted by inverse
+frequency in the labelled pixels, as in seed 004, so that a rare class in ten patches still
+counts; label 255 is ignored. Three initialisations reproduce the paper's rows:
+
+- ``cas``: encoder and decoder from the CAS model (phase 2, after clustering);
+- ``autoencoder``: from the phase-1 autoencoder stored in the same model file;
+- ``random``: from scratch (``OnlyLabeled``).
+
+When initialised from a pre-trained model the skip slices of the decoder convolutions are
+zeroed, so the network starts out computing exactly the pre-trained decoder's features and
+learns how much of the skips to use.
+
+Predictions are softmax class probabilities. Like ``cas``, the UNet's stride-16 pooling and
+~200 px receptive field make a pixel's score depend (slightly) on the tile, so
+``info.global_context`` is True and overlapping tiles are blended.
+
+Use :func:`lcmap.finetune.finetune` (``lcmap finetune``) to tune from a ``cas`` model with label
+rasters or polygons; ``lcmap train --method cas_finetuned --labels L`` trains from scratch.
+"""
+
+import logging
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lcmap.errors import InvalidModelError, InvalidSceneError
+from lcmap.methods._unet import UNet, pad_to_multiple, random_dihedral
+from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.methods.cas import CasSegmenter
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = 255
+INITS = ("cas", "autoencoder", "random")
+
+
+def class_weights(labels: Tensor, num_classes: int, max_ratio: float = 10.0) -> Tensor:
+    """Inverse-frequency class weights from labelled pixels (255 ignored).
+
+    ``w_c = n / (K_present * n_c)``, clipped to ``max_ratio`` times the smallest weight so that
+    a class with a few pixels does not dominate; classes without pixels get weight 0.
+
+    Args:
+        labels: integer labels of any shape.
+        num_classes: K.
+        max_ratio: largest allowed ratio between two weights.
+
+    Returns:
+        (K,) float32 weights.
+    """
+    flat = labels.reshape(-1)
+    flat = flat[(flat >= 0) & (flat < num_classes)]
+    counts = torch.bincount(flat, minlength=num_classes).double()
+    present = counts > 0
+    weights = torch.zeros(num_classes, dtype=torch.float64)
+    if present.any():
+        weights[present] = counts.sum() / (present.sum() * counts[present])
+        floor = weights[present].min()
+        weights[present] = weights[present].clamp(max=float(floor) * max_ratio)
+    return weights.float()
+
+
+class CasFinetuned(Segmenter):
+    """UNet with skip connections and a classification layer, trained on labelled patches.
+
+    Args:
+        num_classes: number of classes K (labels 0..K-1; 255 = unlabelled).
+        in_channels: band count; None until fitted (or given by :func:`from_cas`).
+        width: UNet channels at full resolution (as the CAS model's).
+        depth: number of 2x poolings (as the CAS model's).
+        embed_dim: bottleneck channels (as the CAS model's).
+        patch_size: side of the windows drawn by :meth:`fit` from a sampler.
+        crop_size: side of the random crops trained on (None = whole patches); smaller crops
+            make steps cheaper without changing which pixels are labelled.
+        batch_size: patches per optimiser step.
+        steps: optimiser steps (used when ``epochs`` is None).
+        epochs: passes over the labelled patches; overrides ``steps`` when given.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        class_weighting: ``inverse`` (inverse frequency, clipped) or ``none``.
+        train_patches: windows drawn from the sampler by :meth:`fit`.
+        init: how the weights were initialised (recorded: cas, autoencoder or random).
+        seed: seeds patch order, crops and augmentation.
+    """
+
+    info = MethodInfo(
+        name="cas_finetuned",
+        summary="UNet fine-tuned on a few labelled patches (from a cas model); real classes.",
+        global_context=True,
+        size_multiple=16,
+    )
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        in_channels: int | None = None,
+        width: int = 16,
+        depth: int = 4,
+        embed_dim: int = 32,
+        patch_size: int = 128,
+        crop_size: int | None = None,
+        batch_size: int = 8,
+        steps: int = 300,
+        epochs: int | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        class_weighting: str = "inverse",
+        train_patches: int = 64,
+        init: str = "random",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self._k = int(num_classes)
+        self._in_channels = None if in_channels is None else int(in_channels)
+        self.width, self.depth, self.embed_dim = int(width), int(depth), int(embed_dim)
+        self.patch_size = int(patch_size)
+        self.crop_size = None if crop_size is None else int(crop_size)
+        self.batch_size, self.steps = int(batch_size), int(steps)
+        self.epochs = None if epochs is None else int(epochs)
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.class_weighting, self.train_patches = str(class_weighting), int(train_patches)
+        self.init, self.seed = str(init), int(seed)
+        if self._k < 2:
+            raise ValueError(f"cas_finetuned needs at least 2 classes, got {self._k}.")
+        if min(self.width, self.depth, self.embed_dim, self.batch_size, self.patch_size) < 1:
+            raise ValueError(
+                "cas_finetuned options width, depth, embed_dim, batch_size and "
+                "patch_size must be positive."
+            )
+        if self.steps < 0 or (self.epochs is not None and self.epochs < 1):
+            raise ValueError(
+                f"cas_finetuned needs steps >= 0 and epochs >= 1, got "
+                f"steps={self.steps}, epochs={self.epochs}."
+            )
+        if self.crop_size is not None and not 16 <= self.crop_size <= self.patch_size:
+            raise ValueError(
+                f"cas_finetuned crop_size={self.crop_size} must lie between 16 "
+                f"and patch_size={self.patch_size}."
+            )
+        if self.class_weighting not in ("inverse", "none"):
+            raise ValueError(
+                f"class_weighting '{self.class_weighting}' is unknown; use inverse or none."
+            )
+        if self.init not in INITS:
+            raise ValueError(f"init '{self.init}' is unknown; use {', '.join(INITS)}.")
+        self.net: UNet | None = None
+        if self._in_channels is not None:
+            self.net = self._new_net(self._in_channels)
+
+    @classmethod
+    def from_cas(
+        cls, cas: CasSegmenter, num_classes: int, init: str = "cas", **kwargs: Any
+    ) -> "CasFinetuned":
+        """A tuned model with the CAS model's architecture, initialised as ``init`` says.
+
+        Args:
+            cas: a fitted (or loaded) CAS model.
+            num_classes: number of classes to predict.
+            init: ``cas`` (phase-2 weights), ``autoencoder`` (phase-1 weights) or ``random``.
+            **kwargs: other :class:`CasFinetuned` options (steps, lr, batch_size...).
+
+        Raises:
+            InvalidModelError: ``init`` is autoencoder but the model kept no phase-1 weights.
+        """
+        if init not in INITS:
+            raise ValueError(f"init '{init}' is unknown; use {', '.join(INITS)}.")
+        if cas.net is None or cas.in_channels is None:
+            raise InvalidModelError(
+                "the cas model is not fitted; train it with 'lcmap train --method cas' first."
+            )
+        tuned = cls(
+            num_classes=num_classes,
+            in_channels=cas.in_channels,
+            width=cas.width,
+            depth=cas.depth,
+            embed_dim=cas.embed_dim,
+            init=init,
+            **kwargs,
+        )
+        assert tuned.net is not None
+        if init == "random":
+            return tuned
+        if init == "cas":
+            source = {k: v.detach().cpu() for k, v in cas.net.state_dict().items()}
+        elif cas.autoencoder_state is None:
+            raise InvalidModelError(
+                "the cas model has no phase-1 autoencoder weights (keep_autoencoder was off); "
+                "use --init cas or --init random."
+            )
+        else:
+            source = cas.autoencoder_state
+        # Everything but the reconstruction head transfers; the classification head is new.
+        body = {k: v for k, v in source.items() if not k.startswith("head.")}
+        missing, unexpected = tuned.net.load_state_dict(body, strict=False)
+        if unexpected or any(not k.startswith("head.") for k in missing):
+            raise InvalidModelError(f"cas weights do not fit the UNet ({missing}, {unexpected}).")
+        tuned.net.zero_skip_weights()
+        return tuned
+
+    # -- Segmenter interface ---------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes K."""
+        return self._k
+
+    @property
+    def in_channels(self) -> int | None:
+        """Band count."""
+        return self._in_channels
+
+    @property
+    def halo(self) -> int:
+        """Suggested blending overlap (a multiple of the bottleneck stride)."""
+        return max(1 << self.depth, 64 // (1 << self.depth) * (1 << self.depth))
+
+    def config(self) -> dict[str, Any]:
+        """Builder keyword arguments (JSON)."""
+        return {
+            "num_classes": self._k,
+            "in_channels": self._in_channels,
+            "width": self.width,
+            "depth": self.depth,
+            "embed_dim": self.embed_dim,
+            "patch_size": self.patch_size,
+            "crop_size": self.crop_size,
+            "batch_size": self.batch_size,
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "class_weighting": self.class_weighting,
+            "train_patches": self.train_patches,
+            "init": self.init,
+            "seed": self.seed,
+        }
+
+    def header(self) -> dict[str, Any]:
+        """Extra header facts."""
+        return {
+            "architecture": f"unet-w{self.width}-d{self.depth}-e{self.embed_dim}",
+            "init": self.init,
+        }
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """``net.*``: the UNet's tensors."""
+        net = self._fitted()
+        return {f"net.{k}": v.detach().cpu() for k, v in net.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore tensors written by :meth:`state_dict`."""
+        if self.net is None:
+            raise KeyError("the config has no in_channels, so the network cannot be rebuilt")
+        self.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        self.net.to(self.device)
+
+    def to(self, device: torch.device) -> "CasFinetuned":
+        """Move the network to ``device``."""
+        super().to(device)
+        if self.net is not None:
+            self.net.to(device)
+        return self
+
+    def predict(self, batch: Tensor) -> Tensor:
+        """(B, C, H, W) normalised bands -> (B, K, H, W) softmax class probabilities."""
+        net = self._fitted()
+        net.eval()
+        x, h, w = pad_to_multiple(batch.float(), net.stride)
+        _, logits = net(x, use_skips=True)
+        return torch.softmax(logits[:, :, :h, :w].float(), dim=1)
+
+    # -- training --------------------------------------------------------------------------
+
+    def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
+        """Draw ``train_patches`` labelled windows from ``sampler`` and train on them."""
+        channels = int(sampler.in_channels)
+        if self._in_channels is not None and channels != self._in_channels:
+            raise InvalidSceneError(
+                f"the scenes have {channels} bands but this model was built for "
+                f"{self._in_channels}; pass --bands to pick {self._in_channels}."
+            )
+        batch = sampler.sample(self.train_patches, self.patch_size)
+        if batch.labels is None:
+            raise InvalidSceneError(
+                "cas_finetuned learns from labels but none were given; pass --labels "
+                "(a label raster per scene, 255 = unlabelled), or use 'lcmap finetune'."
+            )
+        if self.net is None:
+            self._in_channels = channels
+            self.net = self._new_net(channels)
+        self.train_on(batch.image, batch.labels, batch.valid, progress=progress)
+
+    def train_on(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        valid: Tensor | None = None,
+        progress: ProgressFn | None = None,
+    ) -> list[float]:
+        """Fine-tune on labelled patches held in memory.
+
+        Args:
+            images: (N, C, S, S) float32 normalised bands.
+            labels: (N, S, S) int64 class ids; 255 = unlabelled (ignored).
+            valid: (N, S, S) bool; invalid pixels are ignored too. None = all valid.
+            progress: (done, total) callback, one tick per step.
+
+        Returns:
+            The loss of every step.
+
+        Raises:
+            InvalidSceneError: no labelled pixel, or a label outside 0..K-1 (and not 255).
+        """
+        if self.net is None:
+            self._in_channels = int(images.shape[1])
+            self.net = self._new_net(self._in_channels)
+        net = self.net.to(self.device)
+        labels = labels.long().clone()
+        if valid is not None:
+            labels[~valid.bool()] = IGNORE_INDEX
+        bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= self._k))
+        if bad.any():
+            found = int(labels[bad].max())
+            raise InvalidSceneError(
+                f"labels contain class {found} but the model has {self._k} classes (0.."
+                f"{self._k - 1}, 255 = unlabelled); pass --class-names with every class."
+            )
+        labelled = int((labels != IGNORE_INDEX).sum())
+        if labelled == 0:
+            raise InvalidSceneError(
+                "the training patches hold no labelled pixel; check that the labels overlap "
+                "the scenes (255 = unlabelled)."
+            )
+        weight = (
+            class_weights(labels, self._k)
+            if self.class_weighting == "inverse"
+            else torch.ones(self._k)
+        ).to(self.device)
+        n = len(images)
+        per_epoch = math.ceil(n / self.batch_size)
+        steps = self.epochs * per_epoch if self.epochs is not None else self.steps
+        log.info(
+            "fine-tuning on %d patches (%d labelled pixels), %d steps, class weights %s",
+            n,
+            labelled,
+            steps,
+            [round(float(w), 3) for w in weight],
+        )
+        gen = torch.Generator().manual_seed(self.seed)
+        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        net.train()
+        losses: list[float] = []
+        order = torch.randperm(n, generator=gen)
+        for step in range(steps):
+            pos = (step % per_epoch) * self.batch_size
+            if step and pos == 0:
+                order = torch.randperm(n, generator=gen)
+            idx = order[pos : pos + self.batch_size]
+            x, y = self._augment(images[idx].float(), labels[idx], gen)
+            x, y = x.to(self.device), y.to(self.device)
+            if bool((y != IGNORE_INDEX).any()):  # a crop may hold no labelled pixel
+                _, logits = net(x, use_skips=True)
+                loss = F.cross_entropy(logits, y, weight=weight, ignore_index=IGNORE_INDEX)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                opt.step()
+                losses.append(float(loss.item()))
+            if losses and (step % 50 == 0 or step == steps - 1):
+                log.info("fine-tuning step %d/%d: cross-entropy %.4f", step + 1, steps, losses[-1])
+            if progress is not None:
+                progress(step + 1, steps)
+        net.eval()
+        return losses
+
+    def _augment(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Per-patch random crop (``crop_size``) and one of the 8 square symmetries."""
+        size = self.crop_size
+        xs, ys = [], []
+        for xi, yi in zip(x, y, strict=True):
+            if size is not None and size < xi.shape[-1]:
+                r = int(torch.randint(0, xi.shape[-2] - size + 1, (1,), generator=gen))
+                c = int(torch.randint(0, xi.shape[-1] - size + 1, (1,), generator=gen))
+                xi, yi = xi[:, r : r + size, c : c + size], yi[r : r + size, c : c + size]
+            xi, yi = random_dihedral(xi, yi, generator=gen)
+            xs.append(xi)
+            ys.append(yi)
+        xb, _, _ = pad_to_multiple(torch.stack(xs), 1 << self.depth)
+        yb = torch.stack(ys)
+        h, w = yb.shape[-2:]
+        if xb.shape[-2:] != (h, w):
+            yb = F.pad(yb, (0, xb.shape[-1] - w, 0, xb.shape[-2] - h), value=IGNORE_INDEX)
+        return xb.contiguous(), yb.contiguous()
+
+    def _new_net(self, channels: int) -> UNet:
+        return UNet(channels, self.width, self.depth, self.embed_dim, out_channels=self._k)
+
+    def _fitted(self) -> UNet:
+        if self.net is None:
+            raise RuntimeError("cas_finetuned must be trained (or loaded) before it is used")
+        return self.net
+
+
+def build(num_classes: int = 2, **kwargs: Any) -> CasFinetuned:
+    """Build the ``cas_finetuned`` method (keyword options: see :class:`CasFinetuned`).
+
+    ``iterations`` (a generic ``lcmap train`` option) is the step count.
+    """
+    if kwargs.get("iterations") is not None:
+        kwargs.setdefault("steps", kwargs["iterations"])
+    kwargs.pop("iterations", None)
+    try:
+        return CasFinetuned(num_classes=num_classes, **kwargs)
+    except TypeError as exc:
+        raise InvalidModelError(f"cas_finetuned got an unknown option ({exc}).") from exc
+
+
+__all__ = ["INITS", "CasFinetuned", "build", "class_weights"]

@@ -1,0 +1,583 @@
+"""STEGO: a frozen self-supervised ViT with a correspondence-distillation head and a cluster probe.
+
+After Hamilton et al., "Unsupervised Semantic Segmentation by Distilling Feature
+Correspondences" (ICLR 2022), as used for land cover in seed paper 000 (batch 16, Adam, learning
+rate 1e-4). Backbones: DINO (Caron et al. 2021, Apache-2.0) and DINOv2 (Oquab et al. 2023,
+Apache-2.0) ViTs from timm; weights resolve as described in :mod:`lcmap.methods._vit`. The
+backbone weights are *not* stored in the model file: its header records the backbone name,
+the weights file and its sha256, and loading resolves the weights again in the same order.
+
+Fitting:
+
+1. Training crops of ``crop_size`` pixels (224, a multiple of 8, 14 and 16, as STEGO) are drawn
+   across the scenes: half at random, half as the five crops (corners + centre) of windows twice
+   as large (STEGO's "five" crop type). Frozen backbone features of all crops are computed
+   once and kept in float16 on the CPU (``crops`` bounds the memory: 320 ViT-S/8 crops take
+   190 MB).
+2. The ``neighbours`` (7, as STEGO) nearest crops of each crop by the cosine similarity of their
+   mean-pooled features are found once.
+3. The head (a linear and a 1x1-ReLU-1x1 path summed, projecting to ``dim`` = 70 codes, as
+   STEGO's ViT-S configs) is trained with the correspondence-distillation loss: three terms
+   (a crop with itself, with a k-NN crop, with random crops of the batch), each
+   ``-max(code_corr, 0) * (spatially_centred_feature_corr - shift)`` weighted by lambda, on
+   ``feature_samples`` x ``feature_samples`` (11 x 11) random bilinear feature samples, 5
+   random-crop permutations. Weights and shifts default to STEGO's Potsdam ViT-S
+   configuration (aerial imagery): lambda = 0.67 / 0.25 / 0.63, b = 0.08 / 0.02 / 0.46
+   (``src/configs/dataset/potsdam.yaml``). Because the head is pointwise, it is applied to the
+   sampled feature vectors rather than to whole maps: exact for the linear path, about 60 times
+   cheaper on a CPU.
+4. Cluster probe: spherical (cosine) k-means on the normalised codes of all training crops,
+   fitted once, so cluster ids are global; clusters are numbered by decreasing size.
+
+Prediction: backbone features -> head codes -> bilinear upsampling to pixels -> cosine
+similarity to the centroids = (B, K, H, W) scores; with ``crf=True`` a windowed mean-field CRF
+(:mod:`lcmap.methods._crf`) turns them into refined probabilities.
+
+Scenes with other than 3 bands: the patch embedding is adapted (bands 1-3 are R, G, B, further
+bands get the mean RGB filter, see :func:`lcmap.methods._vit.adapt_input_channels`); pass
+``--bands`` to choose or reorder bands.
+"""
+
+import logging
+import math
+from dataclasses import replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lcmap.errors import InvalidSceneError
+from lcmap.methods import _vit
+from lcmap.methods._cluster import spherical_kmeans
+from lcmap.methods._crf import dense_crf
+from lcmap.methods._distill import StegoHead, correspondence_loss
+from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKBONE = "vit_small_patch8_224.dino"
+# STEGO's Potsdam ViT-S loss configuration: (weight lambda, shift b) per term.
+_LOSS_DEFAULTS = {
+    "self_weight": 0.67,
+    "self_shift": 0.08,
+    "knn_weight": 0.25,
+    "knn_shift": 0.02,
+    "random_weight": 0.63,
+    "random_shift": 0.46,
+}
+# Scores are cosine similarities in [-1, 1]; STEGO's CRF uses softmax(2 * similarity).
+_CRF_ALPHA = 2.0
+_MAX_PROBE_SAMPLES = 100_000
+
+
+def _bad(name: str, value: Any, what: str) -> ValueError:
+    return ValueError(f"stego option {name}={value!r} must be {what}.")
+
+
+def _int(name: str, value: Any, minimum: int | None = None) -> int:
+    """Coerce a builder option (it may arrive as a string from ``-p KEY=VALUE``)."""
+    try:
+        out = int(value)
+    except (TypeError, ValueError):
+        raise _bad(name, value, "an integer") from None
+    if minimum is not None and out < minimum:
+        raise _bad(name, value, f"at least {minimum}")
+    return out
+
+
+def _float(name: str, value: Any, minimum: float | None = None) -> float:
+    """Coerce a float option (see :func:`_int`)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise _bad(name, value, "a number") from None
+    if minimum is not None and out < minimum:
+        raise _bad(name, value, f"at least {minimum}")
+    return out
+
+
+def _bool(name: str, value: Any) -> bool:
+    """Coerce a boolean option (``true``/``false``, ``1``/``0``, ``yes``/``no``)."""
+    if isinstance(value, str):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise _bad(name, value, "true or false")
+    return bool(value)
+
+
+class Stego(Segmenter):
+    """STEGO on a frozen timm ViT; see the module docstring for the method.
+
+    Args:
+        num_classes: number of clusters K.
+        backbone: timm ViT name (``vit_small_patch8_224.dino``, ``vit_small_patch14_dinov2``...).
+        weights: backbone weights file (see :mod:`lcmap.methods._vit` for the search order).
+        weights_sha256: sha256 the weights had when the model was trained (set on reload).
+        feature_layer: take features after this block (1-based; negative counts from the end;
+            None = last block). Intermediate blocks suit backbones tuned for another task.
+        backbone_args: extra keyword arguments for ``timm.create_model`` (tests: tiny ViTs).
+        in_channels: band count; None = set by :meth:`fit` from the sampler.
+        dim: code dimension (70 as STEGO's ViT-S configs).
+        crop_size: training crop side in pixels, rounded down to a patch multiple.
+        crops: training crops sampled across the scenes (bounds fitting time and memory).
+        epochs: passes over the training crops (``ceil(crops / batch_size)`` steps each).
+        steps: total head training steps; overrides ``epochs`` when given.
+        batch_size: crops per step (16, seed paper 000).
+        lr: Adam learning rate (1e-4, seed paper 000).
+        neighbours: k of the k-NN positive crops (7, STEGO).
+        feature_samples: random feature samples per side per crop and step (11, STEGO).
+        neg_samples: random-crop permutations per step (5, STEGO).
+        dropout: channel dropout on the head's input while training (0.1, STEGO).
+        self_weight, self_shift, knn_weight, knn_shift, random_weight, random_shift: lambda
+            and b of the three loss terms (STEGO's pos_intra, pos_inter and neg_inter).
+        crf: refine scores with the windowed dense CRF at prediction.
+        crf_iterations: mean-field iterations of the CRF.
+        feature_batch: crops per backbone forward pass while fitting.
+        seed: seeds crop order, dropout, head initialisation and k-means.
+    """
+
+    info = MethodInfo(
+        name="stego",
+        summary="STEGO: frozen DINO/DINOv2 ViT + correspondence-distilled head + cosine k-means.",
+        global_context=True,
+        size_multiple=8,
+        needs_fit=True,
+    )
+
+    def __init__(
+        self,
+        num_classes: int = 8,
+        *,
+        backbone: str = DEFAULT_BACKBONE,
+        weights: str | None = None,
+        weights_sha256: str | None = None,
+        feature_layer: int | None = None,
+        backbone_args: dict[str, Any] | None = None,
+        in_channels: int | None = None,
+        dim: int = 70,
+        crop_size: int = 224,
+        crops: int = 320,
+        epochs: int = 50,
+        steps: int | None = None,
+        batch_size: int = 16,
+        lr: float = 1e-4,
+        neighbours: int = 7,
+        feature_samples: int = 11,
+        neg_samples: int = 5,
+        dropout: float = 0.1,
+        crf: bool = False,
+        crf_iterations: int = 5,
+        feature_batch: int = 16,
+        seed: int = 0,
+        **loss: float,
+    ) -> None:
+        super().__init__()
+        unknown = set(loss) - set(_LOSS_DEFAULTS)
+        if unknown:
+            raise ValueError(
+                f"Unknown stego option(s) {', '.join(sorted(unknown))}; see "
+                "'lcmap methods' or lcmap.methods.stego.Stego for the options."
+            )
+        self._k = _int("num_classes", num_classes, 2)
+        self.dim = _int("dim", dim, 1)
+        self.crops = _int("crops", crops, 2)
+        self.epochs = _int("epochs", epochs, 0)
+        self.steps = None if steps is None else _int("steps", steps, 0)
+        self.batch_size = _int("batch_size", batch_size, 2)
+        self.lr = _float("lr", lr, 0)
+        self.neighbours = _int("neighbours", neighbours, 1)
+        self.feature_samples = _int("feature_samples", feature_samples, 1)
+        self.neg_samples = _int("neg_samples", neg_samples, 0)
+        self.dropout = _float("dropout", dropout, 0)
+        self.crf = _bool("crf", crf)
+        self.crf_iterations = _int("crf_iterations", crf_iterations, 1)
+        self.feature_batch = _int("feature_batch", feature_batch, 1)
+        self.seed = _int("seed", seed)
+        self.loss_params = {k: _float(k, loss.get(k, v)) for k, v in _LOSS_DEFAULTS.items()}
+        if not self.dropout < 1:
+            raise ValueError(f"stego option dropout={dropout!r} must be below 1.")
+        self.backbone_args = dict(backbone_args or {})
+
+        self.backbone, self.backbone_name = _vit.create_backbone(backbone, self.backbone_args)
+        self.resolved = _vit.resolve_weights(backbone, weights, weights_sha256)
+        _vit.load_backbone_weights(self.backbone, self.resolved.path, self.backbone_name)
+        depth = len(self.backbone.blocks)
+        layer = depth if feature_layer is None else _int("feature_layer", feature_layer)
+        if not (1 <= layer <= depth or -depth <= layer <= -1):
+            raise ValueError(
+                f"feature_layer={feature_layer} is out of range for {self.backbone_name} "
+                f"({depth} blocks): use 1..{depth} or -{depth}..-1."
+            )
+        self.feature_layer = layer if layer > 0 else depth + 1 + layer
+        # Blocks after the feature layer are never run: drop them.
+        self.backbone.prune_intermediate_layers(
+            [self.feature_layer - 1], prune_norm=False, prune_head=True
+        )
+        self.backbone.requires_grad_(False).eval()
+        patch = self.backbone.patch_embed.patch_size
+        self.patch_size = int(patch[0] if isinstance(patch, tuple | list) else patch)
+        self.crop_size = max(self.patch_size, _int("crop_size", crop_size, 1))
+        self.crop_size -= self.crop_size % self.patch_size
+        cfg: dict[str, Any] = dict(getattr(self.backbone, "pretrained_cfg", None) or {})
+        self._rgb_mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
+        self._rgb_std = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+        # info is per instance: tiles must be a multiple of this backbone's patch size.
+        self.__dict__["info"] = replace(type(self).info, size_multiple=self.patch_size)
+
+        self._in_channels: int | None = None
+        self.mean = torch.zeros(0)
+        self.std = torch.ones(0)
+        if in_channels is not None:
+            self._set_in_channels(_int("in_channels", in_channels, 1))
+        embed_dim = int(self.backbone.num_features)
+        self.head = StegoHead(embed_dim, self.dim)
+        self.head.reset_parameters(torch.Generator().manual_seed(self.seed))
+        self.centroids: Tensor | None = None
+
+    # -- Segmenter interface -------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        """Number of clusters K."""
+        return self._k
+
+    @property
+    def in_channels(self) -> int | None:
+        """Band count (None until fitted or given)."""
+        return self._in_channels
+
+    @property
+    def halo(self) -> int:
+        """Suggested tile overlap for blending: 64 px rounded up to a patch multiple."""
+        return math.ceil(64 / self.patch_size) * self.patch_size
+
+    def config(self) -> dict[str, Any]:
+        """Builder keyword arguments (with the resolved weights file and its sha256)."""
+        return {
+            "num_classes": self._k,
+            "backbone": self.backbone_name,
+            "weights": str(self.resolved.path.resolve()),
+            "weights_sha256": self.resolved.sha256,
+            "feature_layer": self.feature_layer,
+            "backbone_args": self.backbone_args,
+            "in_channels": self._in_channels,
+            "dim": self.dim,
+            "crop_size": self.crop_size,
+            "crops": self.crops,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "neighbours": self.neighbours,
+            "feature_samples": self.feature_samples,
+            "neg_samples": self.neg_samples,
+            "dropout": self.dropout,
+            "crf": self.crf,
+            "crf_iterations": self.crf_iterations,
+            "feature_batch": self.feature_batch,
+            "seed": self.seed,
+            **self.loss_params,
+        }
+
+    def header(self) -> dict[str, Any]:
+        """Backbone facts for the model header."""
+        return {
+            "backbone": self.backbone_name,
+            "weights": str(self.resolved.path),
+            "weights_sha256": self.resolved.sha256,
+            "weights_source": self.resolved.source,
+            "feature_layer": self.feature_layer,
+            "patch_size": self.patch_size,
+        }
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Head weights and centroids; the backbone is resolved again on load."""
+        if self.centroids is None:
+            raise RuntimeError("stego has not been fitted: nothing to save.")
+        state = {f"head.{k}": v.detach().cpu() for k, v in self.head.state_dict().items()}
+        state["centroids"] = self.centroids.detach().cpu()
+        return state
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore head weights and centroids."""
+        centroids = state["centroids"]
+        if tuple(centroids.shape) != (self._k, self.dim):
+            raise ValueError(
+                f"centroids have shape {tuple(centroids.shape)}, expected ({self._k}, {self.dim})"
+            )
+        head = {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}
+        self.head.load_state_dict(head, strict=True)
+        self.centroids = centroids.float().to(self.device)
+
+    def to(self, device: torch.device) -> "Stego":
+        """Move backbone, head and centroids to ``device``."""
+        self.device = torch.device(device)
+        self.backbone.to(self.device)
+        self.head.to(self.device)
+        self.mean = self.mean.to(self.device)
+        self.std = self.std.to(self.device)
+        if self.centroids is not None:
+            self.centroids = self.centroids.to(self.device)
+        return self
+
+    # -- features ------------------------------------------------------------------------
+
+    def _set_in_channels(self, channels: int) -> None:
+        if self._in_channels is not None and self._in_channels != channels:
+            raise InvalidSceneError(
+                f"The scenes have {channels} bands but this stego model expects "
+                f"{self._in_channels}; pass --bands to pick {self._in_channels}."
+            )
+        _vit.adapt_input_channels(self.backbone, channels)
+        self._in_channels = channels
+        dev = self.device
+        self.mean = torch.tensor(_vit.adapt_band_stats(self._rgb_mean, channels), device=dev)
+        self.std = torch.tensor(_vit.adapt_band_stats(self._rgb_std, channels), device=dev)
+        self.backbone.to(dev)
+
+    def features(self, images: Tensor) -> Tensor:
+        """Frozen backbone features.
+
+        Args:
+            images: (B, C, H, W) bands normalised to ~0..1; H, W multiples of the patch size.
+
+        Returns:
+            (B, D, H / patch, W / patch) features of block ``feature_layer`` (final norm
+            applied, as STEGO's DINO features), without gradient.
+        """
+        x = (images - self.mean.view(1, -1, 1, 1).to(images.dtype)) / self.std.view(1, -1, 1, 1).to(
+            images.dtype
+        )
+        with torch.no_grad():
+            out = self.backbone.forward_intermediates(
+                x,
+                indices=[self.feature_layer - 1],
+                norm=True,
+                stop_early=True,
+                intermediates_only=True,
+                output_fmt="NCHW",
+            )
+        assert isinstance(out, list)
+        feats: Tensor = out[0]
+        return feats
+
+    def _check_batch(self, batch: Tensor) -> None:
+        if self._in_channels is None or self.centroids is None:
+            raise RuntimeError("stego must be fitted (or loaded) before predict().")
+        if batch.shape[1] != self._in_channels:
+            raise InvalidSceneError(
+                f"The tiles have {batch.shape[1]} bands but this stego model expects "
+                f"{self._in_channels}; pass --bands to pick {self._in_channels}."
+            )
+
+    def predict(self, batch: Tensor) -> Tensor:
+        """Cosine similarity of each pixel's upsampled code to the K centroids.
+
+        Args:
+            batch: (B, C, H, W) normalised bands; padded internally (reflection) to a patch
+                multiple when needed.
+
+        Returns:
+            (B, K, H, W) float32 scores in [-1, 1], or CRF marginals in [0, 1] with ``crf``.
+        """
+        self._check_batch(batch)
+        assert self.centroids is not None
+        h, w = batch.shape[-2:]
+        p = self.patch_size
+        pad_h, pad_w = (-h) % p, (-w) % p
+        x = batch
+        if pad_h or pad_w:
+            x = F.pad(batch, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > p else "replicate")
+        self.head.eval()
+        codes = self.head(self.features(x)).float()
+        codes = F.interpolate(codes, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        codes = F.normalize(codes[..., :h, :w], dim=1)
+        scores = torch.einsum("bchw,kc->bkhw", codes, self.centroids.float())
+        if self.crf:
+            scores = dense_crf(
+                self._guide(batch), _CRF_ALPHA * scores, iterations=self.crf_iterations
+            )
+        return scores.float()
+
+    def _guide(self, batch: Tensor) -> Tensor:
+        """(B, 3, H, W) guidance image for the CRF: the RGB bands (grey repeated)."""
+        c = batch.shape[1]
+        return batch[:, :3] if c >= 3 else batch[:, :1].expand(-1, 3, -1, -1)
+
+    # -- training ------------------------------------------------------------------------
+
+    def _sample_crops(
+        self, sampler: WindowSampler, progress: ProgressFn | None, total: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Draw the training crops and compute their frozen features, chunk by chunk.
+
+        Returns:
+            (N, D, h, w) float16 CPU features, (N, h, w) valid fraction of each patch, and
+            (N, D) unit mean-pooled features of the valid patches (for the k-NN).
+        """
+        s = self.crop_size
+        # STEGO's "five" crops: corners and centre of windows twice the crop size.
+        corners = [(0, 0), (0, s), (s, 0), (s, s), (s // 2, s // 2)]
+        n_windows = (self.crops // 2) // 5
+        per_chunk = max(1, self.feature_batch // 5)
+        chunks = [("five", min(per_chunk, n_windows - i)) for i in range(0, n_windows, per_chunk)]
+        n_random = self.crops - 5 * n_windows
+        chunks += [
+            ("random", min(self.feature_batch, n_random - i))
+            for i in range(0, n_random, self.feature_batch)
+        ]
+        feats: list[Tensor] = []
+        valid: list[Tensor] = []
+        pooled: list[Tensor] = []
+        done = 0
+        for kind, count in chunks:
+            if kind == "five":
+                sample = sampler.sample(count, 2 * s)
+                images = torch.cat([sample.image[:, :, r : r + s, c : c + s] for r, c in corners])
+                masks = torch.cat([sample.valid[:, r : r + s, c : c + s] for r, c in corners])
+            else:
+                sample = sampler.sample(count, s)
+                images, masks = sample.image, sample.valid
+            f = self.features(images.to(self.device, torch.float32)).float()
+            frac = F.adaptive_avg_pool2d(masks[:, None].float(), (f.shape[2], f.shape[3]))[:, 0]
+            weight = (frac >= 0.5).float().to(f.device)[:, None] + 1e-6
+            pooled.append(F.normalize((f * weight).sum((2, 3)) / weight.sum((2, 3)), dim=1).cpu())
+            feats.append(f.to("cpu", torch.float16))
+            valid.append(frac.cpu())
+            done += images.shape[0]
+            if progress is not None:
+                progress(done, total)
+        return torch.cat(feats), torch.cat(valid), torch.cat(pooled)
+
+    def _nearest_neighbours(self, pooled: Tensor) -> Tensor:
+        """(N, k) indices of each crop's most similar other crops by global feature."""
+        sims = pooled @ pooled.T
+        sims.fill_diagonal_(-float("inf"))
+        k = min(self.neighbours, pooled.shape[0] - 1)
+        return sims.topk(k, dim=1).indices
+
+    def _drop(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Channel dropout (Dropout2d) drawn from ``generator``."""
+        if self.dropout <= 0:
+            return x
+        keep = torch.rand(x.shape[0], x.shape[1], 1, 1, generator=generator) >= self.dropout
+        return x * keep.to(x.device, x.dtype) / (1 - self.dropout)
+
+    def loss_from_features(
+        self, feats: Tensor, feats_knn: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, dict[str, float]]:
+        """The correspondence-distillation loss of a batch.
+
+        Args:
+            feats: (B, D, h, w) backbone features of the batch crops (B >= 2).
+            feats_knn: (B, D, h, w) features of one k-NN crop of each.
+            generator: CPU generator for sample positions, permutations and dropout.
+
+        Returns:
+            The loss (a scalar with gradient to the head) and its three terms.
+        """
+        b, dev, s = feats.shape[0], feats.device, self.feature_samples
+        coords1 = (torch.rand(b, s, s, 2, generator=generator) * 2 - 1).to(dev)
+        coords2 = (torch.rand(b, s, s, 2, generator=generator) * 2 - 1).to(dev)
+
+        def sample(t: Tensor, coords: Tensor) -> Tensor:
+            return F.grid_sample(t, coords, padding_mode="border", align_corners=True)
+
+        f1, f2, fk = sample(feats, coords1), sample(feats, coords2), sample(feats_knn, coords2)
+        c1 = F.normalize(self.head(self._drop(f1, generator)), dim=1, eps=1e-10)
+        c2 = F.normalize(self.head(self._drop(f2, generator)), dim=1, eps=1e-10)
+        ck = F.normalize(self.head(self._drop(fk, generator)), dim=1, eps=1e-10)
+        # Unit vectors once, not in each of the 2 + neg_samples terms (a CPU hot spot).
+        f1, f2, fk = (F.normalize(t, dim=1, eps=1e-10) for t in (f1, f2, fk))
+        lp = self.loss_params
+        self_term = correspondence_loss(f1, f1, c1, c1, lp["self_shift"], normalized=True)
+        knn_term = correspondence_loss(f1, fk, c1, ck, lp["knn_shift"], normalized=True)
+        random_terms = []
+        for _ in range(self.neg_samples):
+            # A random non-identity pairing: shift every index by 1..b-1.
+            perm = (torch.arange(b) + torch.randint(1, b, (1,), generator=generator)) % b
+            perm = perm.to(dev)
+            random_terms.append(
+                correspondence_loss(f1, f2[perm], c1, c2[perm], lp["random_shift"], normalized=True)
+            )
+        random_term = torch.stack(random_terms).mean() if random_terms else self_term * 0
+        loss = (
+            lp["self_weight"] * self_term
+            + lp["knn_weight"] * knn_term
+            + lp["random_weight"] * random_term
+        )
+        parts = {
+            "self": float(self_term.detach()),
+            "knn": float(knn_term.detach()),
+            "random": float(random_term.detach()),
+        }
+        return loss, parts
+
+    def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
+        """Train the head on crops across the scenes, then fit the cluster probe."""
+        self._set_in_channels(int(sampler.in_channels))
+        n = self.crops
+        batch = min(self.batch_size, n)
+        steps = self.steps if self.steps is not None else self.epochs * math.ceil(n / batch)
+        total = n + steps + 1
+        feats, valid, pooled = self._sample_crops(sampler, progress, total)
+        knn = self._nearest_neighbours(pooled)
+        log.info(
+            "stego: %d crops of %d px, features %s (%.0f MB), %d head steps",
+            n, self.crop_size, tuple(feats.shape[1:]), feats.numel() * 2 / 1e6, steps,
+        )  # fmt: skip
+        gen = torch.Generator().manual_seed(self.seed)
+        self.head.to(self.device).train()
+        opt = torch.optim.Adam(self.head.parameters(), lr=self.lr)
+        order = torch.randperm(n, generator=gen)
+        pos = 0
+        for step in range(steps):
+            if pos + batch > n:
+                order, pos = torch.randperm(n, generator=gen), 0
+            idx = order[pos : pos + batch]
+            pos += batch
+            pick = torch.randint(knn.shape[1], (batch,), generator=gen)
+            f = feats[idx].to(self.device, torch.float32)
+            fk = feats[knn[idx, pick]].to(self.device, torch.float32)
+            loss, parts = self.loss_from_features(f, fk, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            if step % 100 == 0 or step == steps - 1:
+                log.debug(
+                    "stego step %d/%d loss %.4f %s", step + 1, steps, float(loss.detach()), parts
+                )
+            if progress is not None:
+                progress(n + step + 1, total)
+        self.head.eval()
+        self.centroids = self._fit_probe(feats, valid, gen)
+        if progress is not None:
+            progress(total, total)
+
+    def _fit_probe(self, feats: Tensor, valid: Tensor, gen: torch.Generator) -> Tensor:
+        """Cosine k-means on the codes of valid training-crop patches -> (K, dim)."""
+        codes = []
+        with torch.no_grad():
+            for i in range(0, feats.shape[0], 64):
+                f = feats[i : i + 64].to(self.device, torch.float32)
+                c = F.normalize(self.head(f), dim=1).permute(0, 2, 3, 1)
+                codes.append(c[valid[i : i + 64] >= 0.5].cpu())
+        x = torch.cat(codes)
+        if x.shape[0] > _MAX_PROBE_SAMPLES:
+            x = x[torch.randperm(x.shape[0], generator=gen)[:_MAX_PROBE_SAMPLES]]
+        return spherical_kmeans(x, self._k, gen).to(self.device)
+
+
+def build(num_classes: int = 8, **kwargs: Any) -> Stego:
+    """Build the STEGO method (see :class:`Stego` for the options).
+
+    Example:
+        >>> from lcmap.methods import get_method
+        >>> stego = get_method(  # doctest: +SKIP
+        ...     "stego", num_classes=5, backbone="vit_small_patch14_dinov2",
+        ...     weights="dinov2_vits14.safetensors", feature_layer=8)
+    """
+    return Stego(num_classes, **kwargs)

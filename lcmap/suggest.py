@@ -1,0 +1,333 @@
+"""Active sampling: which patches to label next, from a CAS model's clusters (seed 001, 4.2.2).
+
+The scenes are cut into a grid of ``patch_size`` patches (whole patches inside the scene, at
+least half valid). Each patch is embedded with the CAS encoder and assigned to its nearest
+centroid. The budget is spread evenly over the non-empty clusters and each cluster contributes
+the patches *closest to its centroid*: the most typical examples of every land-cover mode.
+When the budget does not divide evenly, the extra patches go to the clusters of highest
+*uncertainty*: with a fine-tuned model, the entropy of the predicted majority classes of the
+cluster's patches (the paper's rule: a pure cluster needs fewer labels); without one, the
+largest clusters. A cluster with fewer patches than its share passes the rest on in the same
+order.
+
+The result is a GeoDataFrame of patch footprints (polygons in the scenes' CRS) with the scene
+name, cluster id, rank within the cluster (1 = closest to the centroid) and a global ``order``
+that interleaves the clusters rank by rank, so the first N rows are a good smaller budget too.
+:func:`lcmap.finetune.finetune` reads the file back with ``patch_file=``.
+
+Example:
+    >>> suggest_labels(["a.tif"], "cas.lcmap", "to_label.gpkg", budget=20)  # doctest: +SKIP
+"""
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+from rasterio.windows import Window, bounds
+
+from lcmap.errors import InvalidSceneError, LcmapError
+from lcmap.io.scene import Normalisation, open_scene, read_window, resolve_bands
+from lcmap.io.writer import check_output, publish
+from lcmap.methods.base import ProgressFn
+from lcmap.models import ModelHeader
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import torch
+
+    from lcmap.methods.base import Segmenter
+
+log = logging.getLogger(__name__)
+
+#: A patch is a candidate when at least this fraction of it holds data.
+MIN_VALID = 0.5
+#: Patches per cluster on which the fine-tuned model is run to measure the cluster's entropy.
+ENTROPY_SAMPLE = 64
+
+
+@dataclass
+class _Patch:
+    scene: int
+    window: Window
+    cluster: int
+    distance: float
+    confidence: float
+
+
+def allocate(budget: int, sizes: Sequence[int], priority: Sequence[int]) -> list[int]:
+    """Split ``budget`` over clusters: evenly, extras and overflow in ``priority`` order.
+
+    Args:
+        budget: patches to pick.
+        sizes: patches available per cluster.
+        priority: cluster ids, most deserving of an extra patch first.
+
+    Returns:
+        Patches to take per cluster (never more than its size; sums to
+        ``min(budget, sum(sizes))``).
+    """
+    alloc = [0] * len(sizes)
+    nonempty = [c for c in priority if sizes[c] > 0]
+    if not nonempty:
+        return alloc
+    share, extra = divmod(budget, len(nonempty))
+    for i, c in enumerate(nonempty):
+        alloc[c] = min(sizes[c], share + (1 if i < extra else 0))
+    left = min(budget, sum(sizes)) - sum(alloc)
+    while left > 0:  # clusters too small for their share pass the rest on, in priority order
+        for c in nonempty:
+            if left and alloc[c] < sizes[c]:
+                alloc[c] += 1
+                left -= 1
+    return alloc
+
+
+def entropy(counts: NDArray[np.integer[Any]]) -> float:
+    """Shannon entropy (nats) of a histogram; 0 for an empty one."""
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    p = counts[counts > 0] / total
+    return float(-(p * np.log(p)).sum())
+
+
+def _grid(width: int, height: int, size: int) -> list[Window]:
+    return [
+        Window(c, r, size, size)
+        for r in range(0, height - size + 1, size)
+        for c in range(0, width - size + 1, size)
+    ]
+
+
+def _load_tuned(path: Path) -> tuple["Segmenter", ModelHeader]:
+    from lcmap.models import load_model
+
+    return load_model(path)
+
+
+def suggest_labels(
+    scenes: Sequence[str | Path],
+    model: str | Path,
+    output: str | Path | None,
+    *,
+    budget: int,
+    patch_size: int = 128,
+    tuned: str | Path | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+) -> "gpd.GeoDataFrame":
+    """Suggest ``budget`` patches to label, spread over a CAS model's clusters.
+
+    Args:
+        scenes: scenes to choose from (one CRS).
+        model: a ``cas`` model file.
+        output: polygon file to write (GPKG by default; the suffix picks the format), or None
+            to only return the table.
+        budget: number of patches.
+        patch_size: patch side in pixels.
+        tuned: an optional fine-tuned model whose predictions decide where the extra patches
+            go (entropy of majority classes per cluster).
+        batch_size: patches per forward pass.
+        seed: seeds the patches sampled for the entropy estimate.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        overwrite: replace an existing output.
+        progress: ``(done, total)`` callback over patches.
+
+    Returns:
+        The footprints: ``scene``, ``cluster``, ``rank``, ``order``, ``distance`` (to the
+        centroid, embedding units), ``confidence`` (the soft assignment q), ``row``, ``col``,
+        ``size`` (pixels) and the polygon.
+
+    Raises:
+        InvalidModelError: ``model`` is not a ``cas`` model.
+        InvalidSceneError: the scenes have different CRSs, or no patch fits in them.
+        OutputExistsError: ``output`` exists and ``overwrite`` is False.
+    """
+    import geopandas as gpd
+    import torch
+    from shapely.geometry import box
+
+    from lcmap.engine import choose_device
+    from lcmap.finetune import load_cas_model
+
+    if budget < 1:
+        raise LcmapError(f"--budget {budget} is invalid; ask for at least one patch.")
+    if patch_size < 16:
+        raise LcmapError(f"--patch {patch_size} is too small; use at least 16 pixels.")
+    if not scenes:
+        raise LcmapError("No scene given; pass at least one scene to choose patches from.")
+    if output is not None:
+        output = check_output(output, overwrite)
+    dev = choose_device(device)
+    cas, header = load_cas_model(Path(model))
+    cas.to(dev)
+    tuned_model = _load_tuned(Path(tuned)) if tuned is not None else None
+    if tuned_model is not None:
+        tuned_model[0].to(dev)
+    norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
+    names = [Path(s).stem for s in scenes]
+
+    patches: list[_Patch] = []
+    with contextlib.ExitStack() as stack:
+        srcs = [stack.enter_context(open_scene(p)) for p in scenes]
+        crss = {s.crs.to_string() if s.crs else None for s in srcs}
+        if len(crss) > 1:
+            raise InvalidSceneError(
+                f"The scenes have different CRSs ({', '.join(sorted(map(str, crss)))}); "
+                "run suggest-labels once per CRS."
+            )
+        bands = [resolve_bands(s, header.bands) for s in srcs]
+        transforms = [s.transform for s in srcs]
+        grids = [_grid(s.width, s.height, patch_size) for s in srcs]
+        for s, g in zip(srcs, grids, strict=True):
+            if not g:
+                log.warning("%s is smaller than one %d-px patch; skipped", s.name, patch_size)
+        total = sum(len(g) for g in grids)
+        if total == 0:
+            raise InvalidSceneError(
+                f"No {patch_size}-px patch fits in the scenes; use a smaller --patch."
+            )
+        done = 0
+        with torch.inference_mode():
+            for i, (src, grid) in enumerate(zip(srcs, grids, strict=True)):
+                for start in range(0, len(grid), batch_size):
+                    wins = grid[start : start + batch_size]
+                    reads = [read_window(src, w, bands[i]) for w in wins]
+                    keep = [k for k, (_, v) in enumerate(reads) if v.mean() >= MIN_VALID]
+                    if keep:
+                        x = np.stack([norm.apply(*reads[k]) for k in keep])
+                        patches.extend(_embed(cas, x, i, [wins[k] for k in keep], dev))
+                    done += len(wins)
+                    if progress is not None:
+                        progress(done, total)
+        if not patches:
+            raise InvalidSceneError("Every patch is mostly nodata; nothing to suggest.")
+        k = cas.num_classes
+        clusters = np.array([p.cluster for p in patches])
+        sizes = np.bincount(clusters, minlength=k)
+        if budget > len(patches):
+            log.warning("only %d patches exist; suggesting all of them", len(patches))
+        share, extra = divmod(budget, max(1, int((sizes > 0).sum())))
+        # The priority only matters for extra patches and for clusters too small for a share.
+        if tuned_model is not None and (extra or bool((sizes[sizes > 0] < share).any())):
+            uncertainty = _cluster_entropy(
+                tuned_model, srcs, patches, k, np.random.default_rng(seed), dev, batch_size
+            )
+            log.info("cluster entropy of majority classes: %s", np.round(uncertainty, 3).tolist())
+        else:
+            uncertainty = sizes.astype(np.float64)
+        priority = sorted(range(k), key=lambda c: (-uncertainty[c], -sizes[c], c))
+        alloc = allocate(budget, sizes.tolist(), priority)
+
+    rows = []
+    for c in priority:
+        members = sorted((p for p in patches if p.cluster == c), key=lambda p: p.distance)
+        for rank, p in enumerate(members[: alloc[c]], start=1):
+            rows.append((rank, priority.index(c), p))
+    rows.sort(key=lambda r: (r[0], r[1]))  # interleave clusters rank by rank
+    records = []
+    for order, (rank, _, p) in enumerate(rows, start=1):
+        records.append(
+            {
+                "scene": names[p.scene],
+                "cluster": p.cluster,
+                "rank": rank,
+                "order": order,
+                "distance": p.distance,
+                "confidence": p.confidence,
+                "row": int(p.window.row_off),
+                "col": int(p.window.col_off),
+                "size": patch_size,
+                "geometry": box(*bounds(p.window, transforms[p.scene])),
+            }
+        )
+    crs = next(iter(crss))
+    frame = gpd.GeoDataFrame(records, geometry="geometry", crs=crs)
+    log.info(
+        "suggested %d patches over %d clusters (per cluster: %s)",
+        len(frame),
+        int((np.array(alloc) > 0).sum()),
+        alloc,
+    )
+    if output is not None:
+        _write(frame, Path(output))
+    return frame
+
+
+def _embed(
+    cas: Any, x: NDArray[np.float32], scene: int, windows: list[Window], dev: "torch.device"
+) -> list[_Patch]:
+    import torch
+
+    z = cas.patch_embeddings(torch.from_numpy(x).to(dev))
+    q = cas.assign(z)
+    cluster = q.argmax(dim=1)
+    dist = (z - cas.centroids[cluster]).norm(dim=1)
+    return [
+        _Patch(scene, w, int(c), float(d), float(conf))
+        for w, c, d, conf in zip(
+            windows, cluster.tolist(), dist.tolist(), q.max(dim=1).values.tolist(), strict=True
+        )
+    ]
+
+
+def _cluster_entropy(
+    tuned: tuple["Segmenter", ModelHeader],
+    srcs: Sequence[Any],
+    patches: list[_Patch],
+    k: int,
+    rng: np.random.Generator,
+    dev: "torch.device",
+    batch_size: int,
+) -> NDArray[np.float64]:
+    """Entropy of the tuned model's majority class over (a sample of) each cluster's patches."""
+    import torch
+
+    method, header = tuned
+    norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
+    out = np.zeros(k, dtype=np.float64)
+    for c in range(k):
+        members = [p for p in patches if p.cluster == c]
+        if not members:
+            continue
+        if len(members) > ENTROPY_SAMPLE:
+            idx = rng.choice(len(members), ENTROPY_SAMPLE, replace=False)
+            members = [members[int(i)] for i in np.sort(idx)]
+        majority = np.zeros(method.num_classes, dtype=np.int64)
+        for start in range(0, len(members), batch_size):
+            group = members[start : start + batch_size]
+            reads = [
+                read_window(srcs[p.scene], p.window, resolve_bands(srcs[p.scene], header.bands))
+                for p in group
+            ]
+            x = torch.from_numpy(np.stack([norm.apply(*r) for r in reads])).to(dev)
+            with torch.inference_mode():
+                labels = method.predict(x).argmax(dim=1).cpu().numpy()
+            for lab, (_, valid) in zip(labels, reads, strict=True):
+                counts = np.bincount(lab[valid], minlength=method.num_classes)
+                majority[int(counts.argmax())] += 1
+        out[c] = entropy(majority)
+    return out
+
+
+def _write(frame: "gpd.GeoDataFrame", output: Path) -> None:
+    """Write ``frame`` beside ``output`` under a temporary name, then rename (atomic)."""
+    tmp = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.tmp{output.suffix}")
+    try:
+        frame.to_file(tmp, layer="suggestions" if output.suffix.lower() == ".gpkg" else None)
+        publish(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["allocate", "entropy", "suggest_labels"]

@@ -1,0 +1,460 @@
+"""STEGO: loss terms, frozen backbone, region recovery, model files, weights resolution.
+
+Fast tests use tiny random ViTs (width 32, 2 blocks) saved to tmp_path; the real DINOv2 test is
+marked slow and the bf16 test gpu.
+"""
+
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+from scipy.optimize import linear_sum_assignment
+
+from lcmap.errors import InvalidSceneError, WeightsError
+from lcmap.methods import _vit, get_method
+from lcmap.methods._crf import dense_crf
+from lcmap.methods._distill import centre_correlation, correspondence_loss
+from lcmap.methods.sampling import ArraySampler
+from lcmap.methods.stego import Stego, build
+from lcmap.models import ModelHeader, load_model, save_model
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+REAL_WEIGHTS = SHARED / "weights" / "dinov2_vits14_imgfocus.safetensors"
+TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2}
+DINO = "vit_small_patch8_224.dino"
+DINOV2 = "vit_small_patch14_dinov2.lvd142m"
+DINOV2_REG = "vit_small_patch14_reg4_dinov2.lvd142m"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny tensors: one thread avoids oversubscription stalls on a busy 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("LCMAP_CACHE_DIR", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
+def tiny_vit(name: str = DINO, **extra: Any) -> torch.nn.Module:
+    torch.manual_seed(0)
+    args = dict(TINY, **extra)
+    return timm.create_model(
+        name.split(".")[0], pretrained=False, num_classes=0, dynamic_img_size=True, **args
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "tiny_dino_s8.safetensors"
+    save_file(tiny_vit().state_dict(), str(path))
+    return path
+
+
+def tiny_stego(weights: Path | None, **kwargs: Any) -> Stego:
+    options: dict[str, Any] = {
+        "backbone": DINO, "weights": weights and str(weights), "backbone_args": TINY,
+        "crop_size": 32, "crops": 40, "epochs": 5, "seed": 0,
+    }  # fmt: skip
+    options.update(kwargs)
+    return build(kwargs.pop("num_classes", 4), **options)
+
+
+def textured_scene(size: int = 96, bands: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Four quadrants with distinct colours and stripe textures; truth 0..3."""
+    rng = np.random.default_rng(0)
+    half = size // 2
+    img = np.zeros((bands, size, size), np.float32)
+    truth = np.zeros((size, size), np.int64)
+    yy, xx = np.mgrid[:half, :half]
+    colours = [(0.8, 0.2, 0.2), (0.2, 0.7, 0.3), (0.2, 0.3, 0.8), (0.7, 0.7, 0.2)]
+    for q, (r, c) in enumerate([(0, 0), (0, half), (half, 0), (half, half)]):
+        texture = 0.15 * np.sin((xx if q % 2 else yy) * (0.5 + 0.4 * q))
+        for b in range(bands):
+            noise = 0.03 * rng.standard_normal((half, half))
+            img[b, r : r + half, c : c + half] = colours[q][b % 3] + texture + noise
+        truth[r : r + half, c : c + half] = q
+    return np.clip(img, 0, 1), truth
+
+
+def hungarian_miou(truth: np.ndarray, pred: np.ndarray, k: int) -> float:
+    conf = np.zeros((k, k))
+    np.add.at(conf, (truth.ravel(), pred.ravel()), 1)
+    rows, cols = linear_sum_assignment(-conf)
+    ious = [
+        conf[i, j] / (conf[i].sum() + conf[:, j].sum() - conf[i, j])
+        for i, j in zip(rows, cols, strict=True)
+    ]
+    return float(np.mean(ious))
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_weights: Path) -> tuple[Stego, np.ndarray, np.ndarray]:
+    img, truth = textured_scene()
+    method = tiny_stego(tiny_weights)
+    method.fit(ArraySampler([img], seed=0))
+    return method, img, truth
+
+
+def predict(method: Stego, img: np.ndarray) -> torch.Tensor:
+    with torch.inference_mode():
+        return method.predict(torch.from_numpy(img)[None])
+
+
+# -- loss ------------------------------------------------------------------------------
+
+
+def test_correspondence_loss_matches_hand_computation() -> None:
+    # Features: f1 = (1,0), (0,1); f2 = (1,0), (0.6,0.8)  ->  F = [[1, .6], [0, .8]].
+    # Centred (row means .8, .4; global mean .6): [[.8, .4], [.2, 1.]].
+    f1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(1, 2, 1, 2)
+    f2 = torch.tensor([[1.0, 0.6], [0.0, 0.8]]).view(1, 2, 1, 2)
+    # Codes: c1 = (1,0), (0,1); c2 = (1,1)/sqrt2, (-1,0)  ->  S = [[.707, -1], [.707, 0]].
+    c1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(1, 2, 1, 2)
+    c2 = torch.tensor([[1.0, -1.0], [1.0, 0.0]]).view(1, 2, 1, 2)
+    shift = 0.3
+    # Zero clamp keeps S+ = [[.707, 0], [.707, 0]]; loss = -mean(S+ * (Fc - b)).
+    expected = -(math.sqrt(0.5) * (0.8 - shift) + math.sqrt(0.5) * (0.2 - shift)) / 4
+    got = correspondence_loss(f1, f2, c1, c2, shift)
+    assert float(got) == pytest.approx(expected, abs=1e-6)
+    fd = centre_correlation(torch.tensor([[1.0, 0.6], [0.0, 0.8]]).view(1, 2, 1, 1, 2))
+    assert fd.flatten().tolist() == pytest.approx([0.8, 0.4, 0.2, 1.0])
+
+
+def test_zero_clamp_stops_gradient_of_negative_code_correlations() -> None:
+    f = torch.tensor([[1.0, 0.0]]).view(1, 2, 1, 1)
+    c1 = torch.tensor([[1.0, 0.0]]).view(1, 2, 1, 1).requires_grad_()
+    c2 = torch.tensor([[-1.0, 0.2]]).view(1, 2, 1, 1).requires_grad_()
+    correspondence_loss(f, f, c1, c2, 0.1).backward()
+    assert c1.grad is not None and float(c1.grad.abs().sum()) == 0.0
+
+
+def test_each_loss_term_on_constant_features_is_minus_one_minus_shift(tiny_weights: Path) -> None:
+    # Identical features and (without dropout) identical codes: F = S = 1 everywhere,
+    # centring changes nothing, so each term is exactly -(1 - b).
+    shifts = {"self_shift": 0.1, "knn_shift": 0.2, "random_shift": 0.5}
+    weights = {"self_weight": 0.5, "knn_weight": 0.25, "random_weight": 2.0}
+    method = tiny_stego(tiny_weights, dropout=0.0, **shifts, **weights)
+    feats = torch.ones(4, 32, 4, 4)
+    loss, parts = method.loss_from_features(feats, feats, torch.Generator().manual_seed(0))
+    assert parts["self"] == pytest.approx(-(1 - 0.1), abs=1e-5)
+    assert parts["knn"] == pytest.approx(-(1 - 0.2), abs=1e-5)
+    assert parts["random"] == pytest.approx(-(1 - 0.5), abs=1e-5)
+    expected = 0.5 * parts["self"] + 0.25 * parts["knn"] + 2.0 * parts["random"]
+    assert float(loss.detach()) == pytest.approx(expected, abs=1e-5)
+
+
+def test_gradients_reach_the_head_only(tiny_weights: Path) -> None:
+    method = tiny_stego(tiny_weights)
+    method._set_in_channels(3)
+    images = torch.rand(4, 3, 32, 32)
+    feats = method.features(images)
+    loss, _ = method.loss_from_features(feats, feats.flip(0), torch.Generator().manual_seed(0))
+    loss.backward()
+    assert all(not p.requires_grad and p.grad is None for p in method.backbone.parameters())
+    assert all(p.grad is not None for p in method.head.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in method.head.parameters() if p.grad is not None)
+
+
+def test_fit_leaves_backbone_unchanged(tiny_weights: Path) -> None:
+    method = tiny_stego(tiny_weights, crops=10, epochs=1)
+    before = {k: v.clone() for k, v in method.backbone.state_dict().items()}
+    method.fit(ArraySampler([textured_scene()[0]], seed=0))
+    after = method.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k in after)
+    assert not method.backbone.training
+
+
+# -- fitting and prediction ------------------------------------------------------------
+
+
+def test_trained_head_and_probe_recover_textured_regions(fitted: Any) -> None:
+    method, img, truth = fitted
+    scores = predict(method, img)
+    assert scores.shape == (1, 4, 96, 96) and scores.dtype == torch.float32
+    assert float(scores.max()) <= 1.0 + 1e-5
+    assert hungarian_miou(truth, scores.argmax(1)[0].numpy(), 4) >= 0.9
+
+
+def test_same_seed_gives_same_labels(fitted: Any, tiny_weights: Path) -> None:
+    method, img, _ = fitted
+    again = tiny_stego(tiny_weights)
+    again.fit(ArraySampler([img], seed=0))
+    assert torch.equal(predict(method, img).argmax(1), predict(again, img).argmax(1))
+
+
+def test_predict_pads_sizes_that_are_not_patch_multiples(fitted: Any) -> None:
+    method, img, _ = fitted
+    assert predict(method, img[:, :45, :61]).shape == (1, 4, 45, 61)
+
+
+def test_progress_reaches_total(tiny_weights: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    method = tiny_stego(tiny_weights, crops=10, steps=3)
+    method.fit(ArraySampler([textured_scene()[0]], seed=0), lambda d, t: calls.append((d, t)))
+    assert calls[-1][0] == calls[-1][1] == 10 + 3 + 1
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_crf_returns_probabilities_and_smooths_an_outlier() -> None:
+    image = torch.full((1, 3, 16, 16), 0.5)
+    logits = torch.zeros(1, 2, 16, 16)
+    logits[:, 0] = 1.0
+    logits[:, 0, 8, 8], logits[:, 1, 8, 8] = 0.0, 1.0  # one pixel disagrees
+    q = dense_crf(image, logits, iterations=5)
+    assert torch.allclose(q.sum(1), torch.ones(1, 16, 16), atol=1e-5)
+    assert int(q.argmax(1)[0, 8, 8]) == 0
+
+
+def test_crf_option_runs_in_predict(fitted: Any) -> None:
+    method, img, truth = fitted
+    method.crf = True
+    try:
+        scores = predict(method, img)
+    finally:
+        method.crf = False
+    assert scores.shape == (1, 4, 96, 96) and float(scores.min()) >= 0.0
+    assert hungarian_miou(truth, scores.argmax(1)[0].numpy(), 4) >= 0.9
+
+
+# -- bands -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 4, 6])
+def test_adapted_patch_embedding_keeps_grey_images_unchanged(channels: int) -> None:
+    model = tiny_vit()
+    grey = torch.rand(1, 1, 16, 16)
+    before = model.patch_embed.proj(grey.expand(-1, 3, -1, -1))
+    _vit.adapt_input_channels(model, channels)
+    after = model.patch_embed.proj(grey.expand(-1, channels, -1, -1))
+    assert model.patch_embed.proj.in_channels == channels
+    assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_four_band_scene_fits_and_rejects_three_band_tiles(tiny_weights: Path) -> None:
+    img, truth = textured_scene(bands=4)
+    method = tiny_stego(tiny_weights)
+    method.fit(ArraySampler([img], seed=0))
+    assert method.in_channels == 4 and method.config()["in_channels"] == 4
+    assert hungarian_miou(truth, predict(method, img).argmax(1)[0].numpy(), 4) >= 0.9
+    with pytest.raises(InvalidSceneError, match="3 bands but this stego model expects 4"):
+        predict(method, img[:3])
+
+
+# -- options ---------------------------------------------------------------------------
+
+
+def test_options_given_as_strings_are_coerced(tiny_weights: Path) -> None:
+    method = get_method(
+        "stego", num_classes="3", backbone=DINO, weights=str(tiny_weights), backbone_args=TINY,
+        epochs="2", lr="1e-3", crf="true", feature_layer="1",
+    )  # fmt: skip
+    assert isinstance(method, Stego)
+    assert (method.num_classes, method.epochs, method.lr, method.crf) == (3, 2, 1e-3, True)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"epochs": "many"}, "epochs='many' must be an integer"),
+        ({"batch_size": 1}, "batch_size=1 must be at least 2"),
+        ({"feature_layer": 5}, "feature_layer=5 is out of range"),
+        ({"crf": "maybe"}, "crf='maybe' must be true or false"),
+        ({"shift": 0.1}, "Unknown stego option"),
+        ({"backbone": "resnet50"}, "Unknown backbone 'resnet50'"),
+    ],
+)
+def test_bad_options_raise_clear_errors(
+    tiny_weights: Path, options: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        tiny_stego(tiny_weights, **options)
+
+
+def test_feature_layer_takes_an_intermediate_block(tiny_weights: Path) -> None:
+    method = tiny_stego(tiny_weights, feature_layer=1)
+    method._set_in_channels(3)
+    assert len(method.backbone.blocks) == 1  # later blocks are pruned
+    x = torch.rand(2, 3, 32, 32)
+    full = tiny_vit()
+    mean, std = torch.tensor(full.pretrained_cfg["mean"]), torch.tensor(full.pretrained_cfg["std"])
+    normed = (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    expected = full.forward_intermediates(
+        normed, indices=[0], norm=True, intermediates_only=True, output_fmt="NCHW"
+    )[0]
+    assert torch.allclose(method.features(x), expected, atol=1e-5)
+
+
+# -- model files -----------------------------------------------------------------------
+
+
+def make_header(method: Stego) -> ModelHeader:
+    k, c = method.num_classes, method.in_channels or 3
+    return ModelHeader(
+        method="stego", config=method.config(), num_classes=k, in_channels=c,
+        bands=list(range(1, c + 1)), norm_low=[0.0] * c, norm_high=[1.0] * c,
+        class_names=[f"class {i}" for i in range(k)], colours=[[i, i, i] for i in range(k)],
+        extra=method.header(),
+    )  # fmt: skip
+
+
+def test_save_load_round_trip_gives_identical_predictions(fitted: Any, tmp_path: Path) -> None:
+    method, img, _ = fitted
+    path = tmp_path / "stego.lcmap"
+    save_model(path, method, make_header(method))
+    loaded, header = load_model(path)
+    assert isinstance(loaded, Stego)
+    assert header.extra["weights_sha256"] == _vit.file_sha256(Path(method.config()["weights"]))
+    assert header.extra["backbone"] == DINO
+    assert set(method.state_dict()) == {"centroids"} | {
+        f"head.{k}" for k in method.head.state_dict()
+    }  # no backbone tensors in the model file
+    assert torch.equal(predict(method, img), predict(loaded, img))
+
+
+def test_loading_finds_moved_weights_in_the_cache(
+    fitted: Any, tmp_path: Path, _isolated_cache: Path
+) -> None:
+    method, img, _ = fitted
+    config = dict(method.config(), weights=str(tmp_path / "gone" / "tiny_dino_s8.safetensors"))
+    shutil.copy(method.config()["weights"], _isolated_cache / "tiny_dino_s8.safetensors")
+    again = build(**config)
+    again.load_state_dict(method.state_dict())
+    assert again.resolved.source == "cache"
+    assert torch.equal(predict(method, img), predict(again, img))
+
+
+# -- weights resolution ----------------------------------------------------------------
+
+
+def features_of(method: Stego, x: torch.Tensor) -> torch.Tensor:
+    method._set_in_channels(3)
+    return method.features(x)
+
+
+def test_official_dino_pth_and_teacher_checkpoint_load(tiny_weights: Path, tmp_path: Path) -> None:
+    state = tiny_vit().state_dict()
+    plain = tmp_path / "dino_deitsmall8_pretrain.pth"
+    torch.save(state, plain)
+    teacher = {f"module.backbone.{k}": v for k, v in state.items()}
+    teacher["module.head.mlp.0.weight"] = torch.zeros(4, 32)
+    wrapped = tmp_path / "checkpoint.pth"
+    torch.save({"teacher": teacher, "epoch": 10}, wrapped)
+    x = torch.rand(1, 3, 32, 32)
+    reference = features_of(tiny_stego(tiny_weights), x)
+    for path in (plain, wrapped):
+        assert torch.allclose(features_of(tiny_stego(path), x), reference)
+
+
+@pytest.mark.parametrize("name", [DINOV2, DINOV2_REG])
+def test_official_dinov2_pth_is_converted_to_timm_names(name: str, tmp_path: Path) -> None:
+    model = tiny_vit(name, img_size=56)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    official = dict(state, mask_token=torch.zeros(1, 32))
+    if "reg_token" in state:  # official layout: cls position inside pos_embed, no reg pos
+        official["register_tokens"] = official.pop("reg_token")
+        official["pos_embed"] = torch.cat([torch.zeros(1, 1, 32), state["pos_embed"]], 1)
+    path = tmp_path / "dinov2_vits14_pretrain.pth"
+    torch.save(official, path)
+    safetensors_path = tmp_path / "timm.safetensors"
+    save_file(state, str(safetensors_path))
+    args = dict(TINY, img_size=56)
+    a = tiny_stego(path, backbone=name, backbone_args=args, crop_size=28)
+    b = tiny_stego(safetensors_path, backbone=name, backbone_args=args, crop_size=28)
+    assert a.patch_size == 14 and a.info.size_multiple == 14 and a.halo == 70
+    x = torch.rand(1, 3, 28, 42)
+    assert torch.allclose(features_of(a, x), features_of(b, x), atol=1e-6)
+
+
+def test_weights_found_in_cache_directory(
+    tiny_weights: Path, tmp_path: Path, _isolated_cache: Path
+) -> None:
+    shutil.copy(tiny_weights, _isolated_cache / f"{DINO}.safetensors")
+    method = tiny_stego(None)
+    assert method.resolved.source == "cache"
+    assert method.header()["weights_sha256"] == _vit.file_sha256(tiny_weights)
+    (_isolated_cache / f"{DINO}.safetensors").unlink()
+    torch.save(tiny_vit().state_dict(), _isolated_cache / "dino_deitsmall8_pretrain.pth")
+    assert tiny_stego(None).resolved.path.name.endswith("pretrain.pth")
+
+
+def test_offline_without_weights_fails_at_once_naming_the_file(_isolated_cache: Path) -> None:
+    start = time.perf_counter()
+    with pytest.raises(WeightsError, match=r"dino_deitsmall8_pretrain\.pth") as info:
+        build(4, backbone_args=TINY)
+    assert str(_isolated_cache) in str(info.value) and "--weights" in str(info.value)
+    assert time.perf_counter() - start < 5
+
+
+def test_offline_check_honours_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LCMAP_OFFLINE", "1")
+    assert _vit.is_online() is False
+
+
+def test_missing_explicit_weights_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="not found"):
+        tiny_stego(tmp_path / "nope.safetensors")
+
+
+def test_weights_of_another_architecture_are_rejected(tmp_path: Path) -> None:
+    wrong = tmp_path / "s16.safetensors"
+    save_file(tiny_vit("vit_small_patch16_224.dino").state_dict(), str(wrong))
+    with pytest.raises(WeightsError, match="pass the matching --backbone"):
+        tiny_stego(wrong)
+    deeper = tmp_path / "deeper.safetensors"
+    save_file(tiny_vit(depth=3).state_dict(), str(deeper))
+    with pytest.raises(WeightsError, match="unexpected"):
+        tiny_stego(deeper)
+
+
+# -- real backbone and GPU -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_real_dinov2_backbone_separates_textured_regions() -> None:
+    if not REAL_WEIGHTS.is_file():
+        pytest.skip(f"{REAL_WEIGHTS} is absent")
+    torch.set_num_threads(2)
+    img, truth = textured_scene(size=224)
+    method = build(
+        4, backbone="vit_small_patch14_dinov2", weights=str(REAL_WEIGHTS), feature_layer=8,
+        crops=30, steps=50,
+    )  # fmt: skip
+    assert method.header()["weights_sha256"].startswith("91114ff0898c")
+    method.fit(ArraySampler([img], seed=0))
+    scores = predict(method, img)
+    assert scores.shape == (1, 4, 224, 224)
+    assert hungarian_miou(truth, scores.argmax(1)[0].numpy(), 4) >= 0.8
+
+
+@pytest.mark.gpu
+def test_bf16_autocast_matches_fp32(fitted: Any) -> None:
+    method, img, _ = fitted
+    method.to(torch.device("cuda"))
+    try:
+        x = torch.from_numpy(np.tile(img, (1, 3, 3)))[None].cuda()
+        with torch.inference_mode():
+            fp32 = method.predict(x)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                bf16 = method.predict(x)
+        assert bf16.dtype == torch.float32
+        assert float((fp32 - bf16).abs().max()) < 0.1
+        assert float((fp32.argmax(1) == bf16.argmax(1)).float().mean()) > 0.97
+    finally:
+        method.to(torch.device("cpu"))
