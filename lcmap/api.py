@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Tile core size in pixels when none is given: a 512-px COG block, a few MB a tile.
 DEFAULT_TILE = 512
+#: GDAL block cache in MB while mapping: enough for a few rows of 512-px blocks.
+GDAL_CACHE_MB = 256
 #: Tiles a batch when none is given (CPU-friendly; raise it on a GPU).
 DEFAULT_BATCH = 4
 
@@ -131,6 +133,20 @@ def _build(name: str, classes: int | None, options: dict[str, Any] | None) -> "S
         raise LcmapError(f"Bad option for method '{name}': {exc}") from exc
 
 
+def _bounded_gdal_cache() -> Any:
+    """Cap GDAL's block cache (default: 5% of RAM, which grows with the scene read).
+
+    A user's own GDAL_CACHEMAX wins.
+    """
+    import os
+
+    import rasterio
+
+    if "GDAL_CACHEMAX" in os.environ:
+        return contextlib.nullcontext()
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+
+
 def _check_model_bands(scene: Path, count: int, header: ModelHeader, bands: list[int] | None) -> list[int]:
     bands = list(header.bands) if bands is None else bands
     if len(bands) != header.in_channels or max(bands) > count:
@@ -209,7 +225,7 @@ def segment(
     if halo is not None and halo < 0:
         raise LcmapError(f"--halo must be 0 or more pixels, got {halo}.")
     dev = choose_device(device)
-    with open_scene(scene) as src:
+    with _bounded_gdal_cache(), open_scene(scene) as src:
         check_georeference(src)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()

@@ -250,6 +250,12 @@ def _jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- writing
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], object], *, overwrite: bool) -> Path:
     """Write through a temporary file beside ``path``, then rename (complete or absent)."""
     path = Path(path)
@@ -269,6 +275,7 @@ def _write_atomically(path: Path, write: Callable[[IO[bytes]], object], *, overw
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -136,7 +136,9 @@ class Stego(Segmenter):
         crf: refine scores with the windowed dense CRF at prediction.
         crf_iterations: mean-field iterations of the CRF.
         feature_batch: crops per backbone forward pass while fitting.
-        seed: seeds crop order, dropout, head initialisation and k-means.
+        seed: seeds head initialisation, batches, sample positions, dropout and k-means;
+            None = drawn from torch's global generator at fit (which the API seeds with
+            ``--seed``) and recorded in :meth:`config`.
     """
 
     info = MethodInfo(
@@ -171,7 +173,7 @@ class Stego(Segmenter):
         crf: bool = False,
         crf_iterations: int = 5,
         feature_batch: int = 16,
-        seed: int = 0,
+        seed: int | None = None,
         **loss: float,
     ) -> None:
         super().__init__()
@@ -195,7 +197,7 @@ class Stego(Segmenter):
         self.crf = _bool("crf", crf)
         self.crf_iterations = _int("crf_iterations", crf_iterations, 1)
         self.feature_batch = _int("feature_batch", feature_batch, 1)
-        self.seed = _int("seed", seed)
+        self.seed = None if seed is None else _int("seed", seed)
         self.loss_params = {k: _float(k, loss.get(k, v)) for k, v in _LOSS_DEFAULTS.items()}
         if not self.dropout < 1:
             raise ValueError(f"stego option dropout={dropout!r} must be below 1.")
@@ -234,7 +236,7 @@ class Stego(Segmenter):
             self._set_in_channels(_int("in_channels", in_channels, 1))
         embed_dim = int(self.backbone.num_features)
         self.head = StegoHead(embed_dim, self.dim)
-        self.head.reset_parameters(torch.Generator().manual_seed(self.seed))
+        self.head.reset_parameters(torch.Generator().manual_seed(self.seed or 0))
         self.centroids: Tensor | None = None
 
     # -- Segmenter interface -------------------------------------------------------------
@@ -529,7 +531,11 @@ class Stego(Segmenter):
             "stego: %d crops of %d px, features %s (%.0f MB), %d head steps",
             n, self.crop_size, tuple(feats.shape[1:]), feats.numel() * 2 / 1e6, steps,
         )  # fmt: skip
+        if self.seed is None:
+            self.seed = int(torch.randint(2**31 - 1, (1,)))
         gen = torch.Generator().manual_seed(self.seed)
+        self.head.to(torch.device("cpu"))  # CPU generator draws the initial weights
+        self.head.reset_parameters(gen)
         self.head.to(self.device).train()
         opt = torch.optim.Adam(self.head.parameters(), lr=self.lr)
         order = torch.randperm(n, generator=gen)

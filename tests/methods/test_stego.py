@@ -199,6 +199,16 @@ def test_same_seed_gives_same_labels(fitted: Any, tiny_weights: Path) -> None:
     assert torch.equal(predict(method, img).argmax(1), predict(again, img).argmax(1))
 
 
+def test_unset_seed_is_drawn_from_torch_and_recorded(tiny_weights: Path) -> None:
+    seeds = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        method = tiny_stego(tiny_weights, seed=None, crops=10, steps=2)
+        method.fit(ArraySampler([textured_scene()[0]], seed=0))
+        seeds.append(method.config()["seed"])
+    assert isinstance(seeds[0], int) and seeds[0] == seeds[1]
+
+
 def test_predict_pads_sizes_that_are_not_patch_multiples(fitted: Any) -> None:
     method, img, _ = fitted
     assert predict(method, img[:, :45, :61]).shape == (1, 4, 45, 61)

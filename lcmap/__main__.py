@@ -1,0 +1,5 @@
+"""``python -m lcmap`` runs the command line."""
+
+from lcmap.cli import main
+
+main()

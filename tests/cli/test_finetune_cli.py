@@ -1,0 +1,138 @@
+"""``lcmap finetune`` and ``lcmap suggest-labels`` on the command line."""
+
+import geopandas as gpd
+import pytest
+import torch
+from _cas_data import train_tiny_cas, write_three_class_scene
+from typer.testing import CliRunner
+
+from lcmap.cli import app
+from lcmap.models import read_header
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_cas")
+    write_three_class_scene(root / "a.tif", root / "a_labels.tif", 96, 96, seed=0)
+    train_tiny_cas(root / "a.tif", root / "cas.lcmap")
+    return root
+
+
+def _invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_suggest_then_finetune_from_the_suggestions(data, tmp_path):
+    root = data
+    gpkg = tmp_path / "to_label.gpkg"
+    r = _invoke(
+        "suggest-labels",
+        root / "a.tif",
+        "--model",
+        root / "cas.lcmap",
+        "--budget",
+        4,
+        "--patch",
+        32,
+        "-o",
+        gpkg,
+        "--device",
+        "cpu",
+    )
+    assert r.exit_code == 0, r.output
+    assert "Wrote 4 patch footprints" in r.output and len(gpd.read_file(gpkg)) == 4
+    tuned = tmp_path / "tuned.lcmap"
+    r = _invoke(
+        "finetune",
+        root / "cas.lcmap",
+        "--scene",
+        root / "a.tif",
+        "--labels",
+        root / "a_labels.tif",
+        "-o",
+        tuned,
+        "--class-names",
+        "water,land,vegetation",
+        "--patches",
+        3,
+        "--patch-file",
+        gpkg,
+        "--patch-size",
+        32,
+        "--steps",
+        2,
+        "--init",
+        "autoencoder",
+        "--device",
+        "cpu",
+        "-q",
+    )
+    assert r.exit_code == 0, r.output
+    header = read_header(tuned)
+    assert header.class_names == ["water", "land", "vegetation"]
+    assert header.extra["patches"] == 3 and header.config["init"] == "autoencoder"
+    r = _invoke(
+        "suggest-labels",
+        root / "a.tif",
+        "--model",
+        root / "cas.lcmap",
+        "--budget",
+        4,
+        "--patch",
+        32,
+        "-o",
+        gpkg,
+    )
+    assert r.exit_code == 1 and "--overwrite" in r.output
+
+
+def test_finetune_usage_and_input_errors(data, tmp_path):
+    root = data
+    r = _invoke(
+        "finetune",
+        root / "cas.lcmap",
+        "--scene",
+        root / "a.tif",
+        "--scene",
+        root / "a.tif",
+        "--labels",
+        root / "a_labels.tif",
+        "-o",
+        tmp_path / "t.lcmap",
+    )
+    assert r.exit_code == 2 and "one --labels per --scene" in r.output
+    r = _invoke(
+        "finetune",
+        root / "cas.lcmap",
+        "--scene",
+        root / "a.tif",
+        "--labels",
+        root / "a_labels.tif",
+        "-o",
+        tmp_path / "t.lcmap",
+        "--init",
+        "dec",
+    )
+    assert r.exit_code == 2 and "--init dec is unknown" in r.output
+    r = _invoke(
+        "finetune",
+        tmp_path / "nope.lcmap",
+        "--scene",
+        root / "a.tif",
+        "--labels",
+        root / "a_labels.tif",
+        "-o",
+        tmp_path / "t.lcmap",
+    )
+    assert r.exit_code == 1 and "not found" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "t.lcmap").exists()

@@ -1,0 +1,162 @@
+"""``lcmap.finetune``: few-shot fine-tuning of a CAS model from label rasters or polygons."""
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import torch
+from _cas_data import CLASS_NAMES, miou, train_tiny_cas, write_three_class_scene
+from rasterio.features import shapes
+from shapely.geometry import shape
+
+from lcmap import api
+from lcmap.errors import InvalidModelError, InvalidSceneError, OutputExistsError
+from lcmap.finetune import class_colours, finetune
+from lcmap.models import load_model, read_header
+
+FAST = {"patch_size": 32, "steps": 60, "batch_size": 4, "device": "cpu"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # One intra-op thread: on a shared 2-core machine OpenMP spinning makes 2 threads far slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cas")
+    write_three_class_scene(root / "a.tif", root / "a_labels.tif", seed=0)
+    truth_b = write_three_class_scene(root / "b.tif", root / "b_labels.tif", seed=1)
+    train_tiny_cas(root / "a.tif", root / "cas.lcmap")
+    return root, truth_b
+
+
+def _polygons(raster, path, names=True):
+    with rasterio.open(raster) as src:
+        data = src.read(1)
+        rows = [
+            {"landcover": CLASS_NAMES[int(v)] if names else int(v), "geometry": shape(g)}
+            for g, v in shapes(data, mask=data != 255, transform=src.transform)
+        ]
+        gpd.GeoDataFrame(rows, geometry="geometry", crs=src.crs).to_file(path)
+    return path
+
+
+def test_finetune_on_a_few_patches_maps_a_new_scene_well(data, tmp_path):
+    root, truth_b = data
+    header = finetune(
+        root / "cas.lcmap",
+        [root / "a.tif"],
+        [root / "a_labels.tif"],
+        tmp_path / "tuned.lcmap",
+        class_names=CLASS_NAMES,
+        patches=4,
+        **FAST,
+    )
+    assert header.method == "cas_finetuned" and header.num_classes == 3
+    assert header.class_names == CLASS_NAMES and header.extra["patches"] == 4
+    assert header.colours[0] == list(class_colours(["water"])[0])
+    result = api.segment(root / "b.tif", tmp_path / "b_map.tif", model=tmp_path / "tuned.lcmap")
+    with rasterio.open(result.output) as out:
+        pred = out.read(1)
+        assert "vegetation" in out.tags()["CLASS_NAMES"]
+    assert miou(pred, truth_b, 3) > 0.8
+
+
+def test_polygon_labels_train_like_the_raster(data, tmp_path):
+    root, _ = data
+    gpkg = _polygons(root / "a_labels.tif", tmp_path / "a.gpkg")
+    outs = {}
+    for name, labels in [("raster", root / "a_labels.tif"), ("polygons", gpkg)]:
+        finetune(
+            root / "cas.lcmap",
+            [root / "a.tif"],
+            [labels],
+            tmp_path / f"{name}.lcmap",
+            class_names=CLASS_NAMES,
+            patches=3,
+            **{**FAST, "steps": 5},
+        )
+        method, header = load_model(tmp_path / f"{name}.lcmap")
+        assert header.class_names == CLASS_NAMES
+        outs[name] = method.state_dict()
+    # Same patches, same pixels, same seed: the same weights.
+    for key, value in outs["raster"].items():
+        torch.testing.assert_close(value, outs["polygons"][key])
+
+
+def test_polygon_class_names_default_to_sorted_names(data, tmp_path):
+    root, _ = data
+    gpkg = _polygons(root / "a_labels.tif", tmp_path / "a.gpkg")
+    header = finetune(
+        root / "cas.lcmap",
+        [root / "a.tif"],
+        [gpkg],
+        tmp_path / "t.lcmap",
+        patches=2,
+        init="random",
+        **{**FAST, "steps": 2},
+    )
+    assert header.class_names == sorted(CLASS_NAMES)
+    assert header.config["init"] == "random"
+
+
+def test_several_scenes_and_the_autoencoder_init(data, tmp_path):
+    root, _ = data
+    header = finetune(
+        root / "cas.lcmap",
+        [root / "a.tif", root / "b.tif"],
+        [root / "a_labels.tif", root / "b_labels.tif"],
+        tmp_path / "t.lcmap",
+        init="autoencoder",
+        **{**FAST, "steps": 2},
+    )
+    assert header.extra["scenes"] == ["a.tif", "b.tif"]
+    assert header.extra["patches"] == 2 * 4 * 5  # every 32-px grid patch of both scenes
+    assert header.class_names == ["class 0", "class 1", "class 2"]
+
+
+def test_finetune_errors(data, tmp_path):
+    root, _ = data
+    args = (root / "cas.lcmap", [root / "a.tif"], [root / "a_labels.tif"])
+    (tmp_path / "exists.lcmap").write_bytes(b"")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        finetune(*args, tmp_path / "exists.lcmap", **FAST)
+    with pytest.raises(InvalidSceneError, match="only 2 class names"):
+        finetune(*args, tmp_path / "t.lcmap", class_names=["a", "b"], **FAST)
+    api.train([root / "a.tif"], tmp_path / "km.lcmap", method="kmeans", classes=3, device="cpu")
+    with pytest.raises(InvalidModelError, match="'kmeans' model"):
+        finetune(tmp_path / "km.lcmap", *args[1:], tmp_path / "t.lcmap", **FAST)
+    empty = tmp_path / "empty.tif"
+    with rasterio.open(root / "a_labels.tif") as src:
+        profile = src.profile
+    with rasterio.open(empty, "w", **profile) as dst:
+        dst.write(np.full((1, profile["height"], profile["width"]), 255, np.uint8))
+    with pytest.raises(InvalidSceneError, match="No training patch"):
+        finetune(root / "cas.lcmap", [root / "a.tif"], [empty], tmp_path / "t.lcmap", **FAST)
+    assert not (tmp_path / "t.lcmap").exists()
+
+
+def test_tuned_model_round_trip(data, tmp_path):
+    root, _ = data
+    finetune(
+        root / "cas.lcmap",
+        [root / "a.tif"],
+        [root / "a_labels.tif"],
+        tmp_path / "t.lcmap",
+        class_names=CLASS_NAMES,
+        patches=2,
+        **{**FAST, "steps": 3},
+    )
+    method, _ = load_model(tmp_path / "t.lcmap")
+    assert read_header(tmp_path / "t.lcmap").extra["base_model"] == "cas.lcmap"
+    assert method.class_names == CLASS_NAMES and len(method.colours) == 3
+    x = torch.rand(1, 3, 40, 56)
+    with torch.inference_mode():
+        scores = method.predict(x)
+    assert scores.shape == (1, 3, 40, 56)
+    torch.testing.assert_close(scores.sum(dim=1), torch.ones(1, 40, 56))
