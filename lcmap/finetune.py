@@ -244,15 +244,24 @@ def finetune(
                 stack.enter_context(handle)
             sources.append(source)
         candidates: list[tuple[int, LabelledWindow]] = []
+        ranking: list[int] = []  # suggestion order of each candidate (patch_file only)
         for i, (src, source) in enumerate(zip(srcs, sources, strict=True)):
-            wins = (
-                footprint_windows(patch_file, src, scene_paths[i].stem)
-                if patch_file is not None
-                else None
-            )
-            found = labelled_windows(source, src.width, src.height, patch_size, windows=wins)
-            candidates.extend((i, w) for w in found)
+            if patch_file is None:
+                found = labelled_windows(source, src.width, src.height, patch_size)
+                candidates.extend((i, w) for w in found)
+            else:
+                found = []
+                for order, win in footprint_windows(patch_file, src, scene_paths[i].stem):
+                    hit = labelled_windows(source, src.width, src.height, 0, windows=[win])
+                    if hit:
+                        found.append(hit[0])
+                        candidates.append((i, hit[0]))
+                        ranking.append(order)
             log.info("%s: %d labelled patches", scene_paths[i].name, len(found))
+        if patch_file is not None:  # merge the scenes back into the file's ranking
+            candidates = [
+                c for _, c in sorted(zip(ranking, candidates, strict=True), key=lambda t: t[0])
+            ]
         chosen = _choose(candidates, patches, patch_file is not None, seed)
         for i, lw in chosen:
             data, valid = read_window(srcs[i], lw.window, bands[i])

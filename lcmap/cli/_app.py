@@ -16,7 +16,7 @@ app = typer.Typer(
     help="Land-cover maps from georeferenced scenes, without labels or with very few.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

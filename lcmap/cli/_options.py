@@ -8,10 +8,10 @@ import typer
 from lcmap.cli._app import parse_key_values
 
 Classes = Annotated[
-    int | None, typer.Option("--classes", "-k", help="Number of classes K [default: method's].", min=2)
+    int | None, typer.Option("--classes", "-k", help="Number of classes K \\[default: method's].", min=2)
 ]
 Bands = Annotated[
-    str | None, typer.Option("--bands", "-b", help="Bands to use, 1-based, e.g. 4,3,2 [default: all].")
+    str | None, typer.Option("--bands", "-b", help="Bands to use, 1-based, e.g. 4,3,2 \\[default: all].")
 ]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Tiles or crops per batch.", min=1)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]

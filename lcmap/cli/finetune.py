@@ -75,7 +75,7 @@ def finetune(
         int | None, typer.Option("--epochs", help="Passes over the patches.", min=1)
     ] = None,
     steps: Annotated[
-        int | None, typer.Option("--steps", help="Optimiser steps [default: 300].", min=1)
+        int | None, typer.Option("--steps", help="Optimiser steps \\[default: 300].", min=1)
     ] = None,
     batch_size: BatchSize = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,

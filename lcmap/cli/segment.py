@@ -52,13 +52,13 @@ def segment(
     classes: Classes = None,
     bands: Bands = None,
     tile: Annotated[
-        int | None, typer.Option("--tile", help="Tile size in pixels [default: 512].", min=1)
+        int | None, typer.Option("--tile", help="Tile size in pixels \\[default: 512].", min=1)
     ] = None,
     halo: Annotated[
         int | None,
         typer.Option(
             "--halo",
-            help="Context pixels on each side of a tile [default: the method's receptive "
+            help="Context pixels on each side of a tile \\[default: the method's receptive "
             "field; the overlap blended for ViTs].",
             min=0,
         ),

@@ -385,12 +385,16 @@ def labelled_windows(
 
 def footprint_windows(
     path: str | Path, scene: DatasetReader, scene_name: str | None = None
-) -> list[Window]:
+) -> list[tuple[int, Window]]:
     """Windows of patch footprints (``lcmap suggest-labels`` output) on ``scene``'s grid.
 
-    Footprints are kept in file order (the suggestion order). When the file has a ``scene``
-    column, only rows naming ``scene_name`` are used; otherwise every footprint that meets the
-    scene's bounds.
+    When the file has a ``scene`` column, only rows naming ``scene_name`` are used; otherwise
+    every footprint that meets the scene's bounds.
+
+    Returns:
+        ``(order, window)`` pairs: ``order`` is the file's ``order`` column (the suggestion
+        order across all scenes) or else the row number, so footprints of several scenes can be
+        merged back into one ranking.
 
     Raises:
         InputNotFoundError: the file does not exist.
@@ -398,24 +402,25 @@ def footprint_windows(
     """
     from shapely.geometry import box
 
-    frame = read_polygons(path)
-    if "scene" in frame.columns and scene_name is not None:
-        frame = frame[frame["scene"].astype(str) == scene_name]
+    frame = read_polygons(path).reset_index(drop=True)
+    orders = (
+        frame["order"].astype(int).tolist() if "order" in frame.columns else list(range(len(frame)))
+    )
     if frame.crs is not None and scene.crs is not None and frame.crs != scene.crs:
         frame = frame.to_crs(scene.crs)
-    if "order" in frame.columns:
-        frame = frame.sort_values("order", kind="stable")
+    names = frame["scene"].astype(str).tolist() if "scene" in frame.columns else None
     scene_box = box(*scene.bounds)
     windows = []
-    for geom in frame.geometry:
+    for i, geom in enumerate(frame.geometry):
+        if names is not None and scene_name is not None and names[i] != scene_name:
+            continue
         if geom is None or geom.is_empty or not geom.intersects(scene_box):
             continue
         win = rasterio.windows.from_bounds(*geom.bounds, transform=scene.transform)
         # Round to the nearest pixel: footprints we wrote lie exactly on pixel edges.
-        windows.append(
-            Window(round(win.col_off), round(win.row_off), round(win.width), round(win.height))
-        )
-    return windows
+        window = Window(round(win.col_off), round(win.row_off), round(win.width), round(win.height))
+        windows.append((orders[i], window))
+    return sorted(windows, key=lambda item: item[0])
 
 
 __all__ = [

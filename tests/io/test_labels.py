@@ -125,4 +125,4 @@ def test_labelled_windows_and_footprints(scene, tmp_path):
             crs=src.crs,
         )
         frame.to_file(tmp_path / "fp.gpkg")
-        assert footprint_windows(tmp_path / "fp.gpkg", src, "s") == [Window(32, 0, 32, 32)]
+        assert footprint_windows(tmp_path / "fp.gpkg", src, "s") == [(1, Window(32, 0, 32, 32))]
