@@ -34,6 +34,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ import torch
 from rasterio.windows import Window
 
 from lcmap import api
+from lcmap.errors import NoNodataWarning
 from lcmap.eval.metrics import (
     ConfusionCounter,
     class_confusion,
@@ -213,6 +215,7 @@ def main() -> None:
     if not (args.data / "index.csv").exists():
         sys.exit(f"{args.data / 'index.csv'} not found; the Dubai data is needed.")
     torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", category=NoNodataWarning)  # the Dubai JPEG tiles have none
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     budgets = [int(v) for v in args.budgets.split(",")]

@@ -160,3 +160,25 @@ def test_tuned_model_round_trip(data, tmp_path):
         scores = method.predict(x)
     assert scores.shape == (1, 3, 40, 56)
     torch.testing.assert_close(scores.sum(dim=1), torch.ones(1, 40, 56))
+
+
+def test_tuned_and_cas_maps_do_not_depend_on_the_tile_size(data, tmp_path):
+    root, _ = data
+    finetune(
+        root / "cas.lcmap",
+        [root / "a.tif"],
+        [root / "a_labels.tif"],
+        tmp_path / "t.lcmap",
+        patches=4,
+        **FAST,
+    )
+    # Overlapping tiles are blended (global_context): no seams. The tuned map is the same;
+    # the CAS cluster map (patch-level, many near ties at blob edges) nearly so.
+    for model, agree in ((tmp_path / "t.lcmap", 0.99), (root / "cas.lcmap", 0.93)):
+        maps = []
+        for tile in (48, 512):
+            out = tmp_path / f"{model.stem}_{tile}.tif"
+            api.segment(root / "b.tif", out, model=model, tile=tile, device="cpu")
+            with rasterio.open(out) as src:
+                maps.append(src.read(1))
+        assert (maps[0] == maps[1]).mean() > agree
