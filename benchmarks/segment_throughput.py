@@ -50,12 +50,21 @@ def make_scene(path: Path, size: int) -> None:
         tile = src.read()
         profile = dict(src.profile)
     th, tw = tile.shape[1:]
-    profile.update(width=size, height=size, tiled=True, blockxsize=512, blockysize=512,
-                   compress="deflate", predictor=2, photometric="MINISBLACK", BIGTIFF="YES")
+    profile.update(
+        width=size,
+        height=size,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        predictor=2,
+        photometric="MINISBLACK",
+        BIGTIFF="YES",
+    )
     with rasterio.open(path, "w", **profile) as dst:
         for row in range(0, size, 512):
             h = min(512, size - row)
-            rows = (np.arange(row, row + h) % (2 * th))
+            rows = np.arange(row, row + h) % (2 * th)
             rows = np.where(rows < th, rows, 2 * th - 1 - rows)
             cols = np.arange(size) % (2 * tw)
             cols = np.where(cols < tw, cols, 2 * tw - 1 - cols)
@@ -87,7 +96,9 @@ def main() -> None:
         if not scene.exists():
             make_scene(scene, size)
         mpx = size * size / 1e6
-        io_s, io_rss = timed([sys.executable, "-c", IO_COPY, str(scene), str(args.workdir / "copy.tif")])
+        io_s, io_rss = timed(
+            [sys.executable, "-c", IO_COPY, str(scene), str(args.workdir / "copy.tif")]
+        )
         out = args.workdir / f"map_{size}.tif"
         lc_s, lc_rss = timed([*lcmap, "segment", str(scene), "-o", str(out), "-k", "6",
                               "--overwrite", "-q"])  # fmt: skip
@@ -98,7 +109,9 @@ def main() -> None:
             "throughput_ratio": io_s / lc_s,
         })  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| size | Mpx | I/O copy Mpx/s | lcmap kmeans Mpx/s | ratio | I/O RSS MB | lcmap RSS MB |")
+    print(
+        "\n| size | Mpx | I/O copy Mpx/s | lcmap kmeans Mpx/s | ratio | I/O RSS MB | lcmap RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['size']} | {r['megapixels']:.0f} | {r['io_copy_mpx_s']:.1f} | "

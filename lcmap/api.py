@@ -5,7 +5,7 @@ called, so ``import lcmap.api`` stays light.
 
 Example:
     >>> from lcmap import api
-    >>> result = api.segment("scene.tif", "landcover.tif", method="kmeans", classes=6)  # doctest: +SKIP
+    >>> api.segment("scene.tif", "map.tif", classes=6)  # doctest: +SKIP
 """
 
 import contextlib
@@ -147,7 +147,9 @@ def _bounded_gdal_cache() -> Any:
     return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
 
-def _check_model_bands(scene: Path, count: int, header: ModelHeader, bands: list[int] | None) -> list[int]:
+def _check_model_bands(
+    scene: Path, count: int, header: ModelHeader, bands: list[int] | None
+) -> list[int]:
     bands = list(header.bands) if bands is None else bands
     if len(bands) != header.in_channels or max(bands) > count:
         raise InvalidModelError(
@@ -212,7 +214,8 @@ def segment(
     """
     from lcmap.engine import choose_device, map_scene
     from lcmap.io.writer import LabelWriter
-    from lcmap.models import load_model, save_model as write_model
+    from lcmap.models import load_model
+    from lcmap.models import save_model as write_model
     from lcmap.stitch import NODATA, label_dtype
     from lcmap.tiling import plan_tiles
 

@@ -272,4 +272,3 @@ __all__ = [
     "scores_for_array",
     "seed_everything",
 ]
-

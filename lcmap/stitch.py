@@ -54,9 +54,9 @@ class Stitcher:
         w, tile, halo, read = plan.width, plan.tile, plan.halo, plan.read_size
         if blend:
             self._weights = blend_weights(read, halo)
-            # The weighted sum of scores; argmax needs no division by the summed weights,
-            # which are the same for every class. Accumulators span one read window's rows and every read window's columns:
-            # row 0 is scene row `_acc_row0`, column 0 is scene column -halo.
+            # The weighted sum of scores (argmax needs no division by the summed weights,
+            # the same for every class). It spans one read window's rows and every read
+            # window's columns: row 0 is scene row `_acc_row0`, column 0 is scene column -halo.
             width = (plan.cols - 1) * tile + read
             self._acc_row0 = -halo
             self._acc = np.zeros((num_classes, read, width), dtype=np.float32)

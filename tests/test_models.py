@@ -58,6 +58,9 @@ def test_tensors_that_do_not_fit_are_refused(tmp_path):
 
 
 def test_importing_io_and_cli_does_not_import_torch():
-    code = "import sys, lcmap.io.scene, lcmap.io.writer, lcmap.cli, lcmap.api; print('torch' in sys.modules)"
+    code = (
+        "import sys, lcmap.io.scene, lcmap.io.writer, lcmap.cli, lcmap.api; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -141,7 +141,7 @@ def test_output_is_a_cog_with_colours_names_and_provenance(make_scene, tmp_path)
 def test_more_than_255_classes_give_uint16(make_scene, tmp_path):
     result = api.segment(make_scene(width=64, height=48), tmp_path / "m.tif", method="toy",
                          classes=300)  # fmt: skip
-    labels, profile = read(result.output)
+    _, profile = read(result.output)
     assert profile["dtype"] == "uint16" and profile["nodata"] == 65535
 
 

@@ -8,12 +8,12 @@ the heavy imports (torch, rich, the API) happen inside the command functions so 
 from lcmap.cli._app import app, main
 
 # Importing a command module registers its command on ``app``.
-from lcmap.cli import info as _info  # noqa: E402, F401  isort: skip
-from lcmap.cli import segment as _segment  # noqa: E402, F401  isort: skip
-from lcmap.cli import train as _train  # noqa: E402, F401  isort: skip
-from lcmap.cli import evaluate as _evaluate  # noqa: E402, F401  isort: skip
-from lcmap.cli import vectorize as _vectorize  # noqa: E402, F401  isort: skip
-from lcmap.cli import finetune as _finetune  # noqa: E402, F401  isort: skip
-from lcmap.cli import suggest_labels as _suggest_labels  # noqa: E402, F401  isort: skip
+from lcmap.cli import info as _info  # noqa: F401  isort: skip
+from lcmap.cli import segment as _segment  # noqa: F401  isort: skip
+from lcmap.cli import train as _train  # noqa: F401  isort: skip
+from lcmap.cli import evaluate as _evaluate  # noqa: F401  isort: skip
+from lcmap.cli import vectorize as _vectorize  # noqa: F401  isort: skip
+from lcmap.cli import finetune as _finetune  # noqa: F401  isort: skip
+from lcmap.cli import suggest_labels as _suggest_labels  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]

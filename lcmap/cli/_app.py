@@ -27,9 +27,7 @@ Verbose = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: tracebacks).")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bar.")]
-Overwrite = Annotated[
-    bool, typer.Option("--overwrite", help="Replace the output if it exists.")
-]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it exists.")]
 OutputPath = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
 
 _state: dict[str, Any] = {"verbose": 0, "quiet": False}

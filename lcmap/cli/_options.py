@@ -8,12 +8,16 @@ import typer
 from lcmap.cli._app import parse_key_values
 
 Classes = Annotated[
-    int | None, typer.Option("--classes", "-k", help="Number of classes K \\[default: method's].", min=2)
+    int | None,
+    typer.Option("--classes", "-k", help="Number of classes K \\[default: method's].", min=2),
 ]
 Bands = Annotated[
-    str | None, typer.Option("--bands", "-b", help="Bands to use, 1-based, e.g. 4,3,2 \\[default: all].")
+    str | None,
+    typer.Option("--bands", "-b", help="Bands to use, 1-based, e.g. 4,3,2 \\[default: all]."),
 ]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Tiles or crops per batch.", min=1)]
+BatchSize = Annotated[
+    int | None, typer.Option("--batch-size", help="Tiles or crops per batch.", min=1)
+]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Seed = Annotated[int, typer.Option("--seed", help="Fixes sampling and initialisation.")]
 Backbone = Annotated[
@@ -67,5 +71,7 @@ def method_options(
         **more,
     }
     options = {k: v for k, v in options.items() if v is not None}
-    options.update({k.replace("-", "_"): _coerce(v) for k, v in parse_key_values(params, "-p").items()})
+    options.update(
+        {k.replace("-", "_"): _coerce(v) for k, v in parse_key_values(params, "-p").items()}
+    )
     return options

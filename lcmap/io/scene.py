@@ -167,7 +167,8 @@ class Normalisation:
         out = (np.asarray(array, dtype=np.float32) - low) / np.maximum(high - low, 1e-6)
         np.clip(out, 0.0, 1.0, out=out)
         out[:, ~valid] = 0.0
-        return out
+        result: NDArray[np.float32] = out
+        return result
 
 
 def sample_windows(

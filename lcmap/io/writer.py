@@ -153,7 +153,9 @@ class LabelWriter:
         self._committed = False
 
     def _temp(self, suffix: str) -> Path:
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=suffix, dir=self.path.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=suffix, dir=self.path.parent
+        )
         os.close(fd)
         tmp = Path(name)
         self._tmp_paths.append(tmp)

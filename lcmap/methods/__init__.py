@@ -86,9 +86,10 @@ def method_info(name: str) -> "MethodInfo":
     builder = get_builder(name)
     module = sys.modules[builder.__module__]
     for obj in vars(module).values():
-        if isinstance(obj, type) and issubclass(obj, Segmenter) and hasattr(obj, "info"):
-            if canonical_name(obj.info.name) == canonical_name(name):
-                return obj.info
+        is_method = isinstance(obj, type) and issubclass(obj, Segmenter) and hasattr(obj, "info")
+        if is_method and canonical_name(obj.info.name) == canonical_name(name):
+            info: MethodInfo = obj.info
+            return info
     raise UnknownMethodError(f"Method '{name}' declares no MethodInfo in {module.__name__}.")
 
 

@@ -9,6 +9,8 @@ normalisation), and the Potts model is used. It runs on any device, in tiles, wi
 linear in the tile size.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -63,12 +65,15 @@ def dense_crf(
     # Kernel weights per offset, computed once: (B, 1, H, W) each. Memory: len(offsets) maps.
     app_w: list[Tensor] = []
     smooth_w: list[float] = []
+    app_norm = torch.full_like(image[:, :1], 1e-8)
     for dy, dx in offsets:
         d2 = float(dy * dy + dx * dx)
-        diff = (_shifted(img_pad, dy, dx, pad) - image).square().sum(1, keepdim=True)
-        app_w.append(torch.exp(-d2 / (2 * appearance_xy**2) - diff / (2 * appearance_rgb**2)))
-        smooth_w.append(float(torch.exp(torch.tensor(-d2 / (2 * smoothness_xy**2)))))
-    app_norm = torch.stack(app_w).sum(0).clamp_min(1e-8)
+        diff = _shifted(img_pad, dy, dx, pad) - image
+        dist = diff.mul_(diff).sum(1, keepdim=True)
+        weight = dist.mul_(-1 / (2 * appearance_rgb**2)).add_(-d2 / (2 * appearance_xy**2)).exp_()
+        app_norm += weight
+        app_w.append(weight)
+        smooth_w.append(math.exp(-d2 / (2 * smoothness_xy**2)))
     smooth_norm = max(sum(smooth_w), 1e-8)
     q = logits.softmax(1)
     for _ in range(iterations):

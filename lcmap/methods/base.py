@@ -18,7 +18,6 @@ from lcmap.types import ProgressFn
 __all__ = ["MethodInfo", "ProgressFn", "SampleBatch", "Segmenter", "WindowSampler"]
 
 
-
 @dataclass(frozen=True)
 class MethodInfo:
     """Static facts about a method, known before it is built.

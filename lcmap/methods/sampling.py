@@ -7,6 +7,7 @@ mostly nodata.
 """
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,8 +27,9 @@ def pad_reflect(array: NDArray[np.generic], size: int) -> NDArray[np.generic]:
     if not (pad_h or pad_w):
         return array
     widths = [(0, 0)] * (array.ndim - 2) + [(0, pad_h), (0, pad_w)]
-    mode = "reflect" if min(h, w) > 1 else "edge"
-    return np.pad(array, widths, mode=mode)
+    mode: Literal["reflect", "edge"] = "reflect" if min(h, w) > 1 else "edge"
+    padded: NDArray[np.generic] = np.pad(array, widths, mode=mode)
+    return padded
 
 
 class ArraySampler:

@@ -77,6 +77,7 @@ class SingleSceneConfig:
     lr: float = 1e-3  # SGD learning rate (authors' code)
     momentum: float = 0.9  # SGD momentum (authors' code)
     balance: float = 0.0  # weight of the marginal-entropy term; 0 = the paper's loss
+    continuity: float = 0.0  # weight of the spatial-continuity term; 0 = the paper's loss
     init: str = "random"  # "random": the paper; "kmeans": start from k-means clusters (remedy)
     seed: int | None = None  # None: use the global torch RNG (lcmap.api seeds it)
 
@@ -117,7 +118,7 @@ class SingleSceneConfig:
             )
 
 
-_FLOAT_OPTIONS = frozenset({"lr", "momentum", "balance"})
+_FLOAT_OPTIONS = frozenset({"lr", "momentum", "balance", "continuity"})
 _STRING_OPTIONS = frozenset({"init"})
 _INITS = ("random", "kmeans")
 
@@ -258,6 +259,20 @@ def balance_loss(scores: Tensor, valid: Tensor) -> Tensor:
     mean = probs.mean(dim=0)
     entropy = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
     return math.log(k) - entropy
+
+
+def continuity_loss(scores: Tensor, valid: Tensor) -> Tensor:
+    """Mean L1 difference between the scores of 4-neighbours (Kim, Kanezaki, Tanaka 2020).
+
+    Args:
+        scores: (B, K, H, W) network outputs.
+        valid: (B, H, W) bool; a pair counts when both pixels are valid.
+    """
+    dy = (scores[:, :, 1:] - scores[:, :, :-1]).abs().sum(dim=1)
+    dx = (scores[:, :, :, 1:] - scores[:, :, :, :-1]).abs().sum(dim=1)
+    vy = valid[:, 1:] & valid[:, :-1]
+    vx = valid[:, :, 1:] & valid[:, :, :-1]
+    return _masked_mean(dy, vy) + _masked_mean(dx, vx)
 
 
 def _masked_mean(values: Tensor, valid: Tensor) -> Tensor:
@@ -419,6 +434,8 @@ class SingleScene(Segmenter):
                         # Algorithm 1 line 16: a fresh shuffle at every iteration.
                         partners = shuffled_partners(count).to(self.device)
                         loss = loss + contrastive_loss(scores, valid, partners)
+                    if cfg.continuity > 0:
+                        loss = loss + cfg.continuity * continuity_loss(scores, valid)
                     if cfg.balance > 0:
                         loss = loss + cfg.balance * balance_loss(scores, valid)
                     loss.backward()  # type: ignore[no-untyped-call]

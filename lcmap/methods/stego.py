@@ -534,7 +534,24 @@ class Stego(Segmenter):
         if self.seed is None:
             self.seed = int(torch.randint(2**31 - 1, (1,)))
         gen = torch.Generator().manual_seed(self.seed)
-        self.head.to(torch.device("cpu"))  # CPU generator draws the initial weights
+        self._train_head(feats, knn, steps, gen, progress, total)
+        self.centroids = self._fit_probe(feats, valid, gen)
+        if progress is not None:
+            progress(total, total)
+
+    def _train_head(
+        self,
+        feats: Tensor,
+        knn: Tensor,
+        steps: int,
+        gen: torch.Generator,
+        progress: ProgressFn | None = None,
+        total: int = 0,
+    ) -> None:
+        """Re-initialise and train the head for ``steps`` Adam steps on cached features."""
+        n = feats.shape[0]
+        batch = min(self.batch_size, n)
+        self.head.to(torch.device("cpu"))  # the CPU generator draws the initial weights
         self.head.reset_parameters(gen)
         self.head.to(self.device).train()
         opt = torch.optim.Adam(self.head.parameters(), lr=self.lr)
@@ -559,9 +576,6 @@ class Stego(Segmenter):
             if progress is not None:
                 progress(n + step + 1, total)
         self.head.eval()
-        self.centroids = self._fit_probe(feats, valid, gen)
-        if progress is not None:
-            progress(total, total)
 
     def _fit_probe(self, feats: Tensor, valid: Tensor, gen: torch.Generator) -> Tensor:
         """Cosine k-means on the codes of valid training-crop patches -> (K, dim)."""

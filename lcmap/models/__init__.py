@@ -72,7 +72,9 @@ class ModelHeader:
     def from_dict(cls, data: dict[str, Any], path: str | Path = "model") -> "ModelHeader":
         """Validate and build a header from parsed JSON."""
         if data.get("format") != FORMAT:
-            raise InvalidModelError(f"{path} is not an lcmap model (format {data.get('format')!r}).")
+            raise InvalidModelError(
+                f"{path} is not an lcmap model (format {data.get('format')!r})."
+            )
         if int(data.get("format_version", 0)) > FORMAT_VERSION:
             raise InvalidModelError(
                 f"{path} uses model format {data['format_version']}, newer than this lcmap "

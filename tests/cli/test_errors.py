@@ -120,7 +120,9 @@ def test_output_folder_is_a_file(make_scene, tmp_path):
     assert "does not exist" in r.output
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1}xxxxxxx"])
+@pytest.mark.parametrize(
+    "content", [b"", b"garbage" * 10, b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": 1}xxxxxxx']
+)
 def test_corrupt_model(make_scene, tmp_path, content):
     model = tmp_path / "bad.lcmap"
     model.write_bytes(content)
@@ -130,5 +132,7 @@ def test_corrupt_model(make_scene, tmp_path, content):
 
 
 def test_verbose_shows_traceback(tmp_path):
-    r = runner.invoke(app, ["segment", str(tmp_path / "x.tif"), "-o", str(tmp_path / "m.tif"), "-vv"])
+    r = runner.invoke(
+        app, ["segment", str(tmp_path / "x.tif"), "-o", str(tmp_path / "m.tif"), "-vv"]
+    )
     assert r.exit_code == 1 and "Traceback" in r.output
