@@ -77,6 +77,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--pretrain-patch", type=int, default=64)
     p.add_argument("--ae-steps", type=int, default=300)
     p.add_argument("--dec-steps", type=int, default=300)
+    p.add_argument("--recon-weight", type=float, default=10.0, help="lambda of eq. 8.")
     p.add_argument("--ft-steps", type=int, default=100)
     p.add_argument("--ft-crop", type=int, default=64)
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
@@ -241,6 +242,7 @@ def main() -> None:
         "pool_size": 256,
         "kmeans_patches": 512,
         "update_interval": 25,
+        "recon_weight": args.recon_weight,
     }
     if args.retrain or not cas_path.exists():
         log.info("pre-training cas on %d scenes: %s", len(train_scenes), cas_options)

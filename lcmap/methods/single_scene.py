@@ -48,7 +48,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 
 log = logging.getLogger(__name__)
@@ -57,8 +56,8 @@ log = logging.getLogger(__name__)
 # counting the clusters in use: enough to average over the scene, cheap next to training
 # (forward passes only).
 _CALIBRATION_PATCHES = 32
-# Pixels clustered to initialise the head with init="kmeans" (a sample of the first patches).
-_KMEANS_PIXELS = 20_000
+# A cluster counts as in use when it labels at least this share of the calibration pixels.
+_MIN_CLUSTER_SHARE = 0.001
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,6 @@ class SingleSceneConfig:
     lr: float = 1e-3  # SGD learning rate (authors' code)
     momentum: float = 0.9  # SGD momentum (authors' code)
     balance: float = 0.0  # weight of the marginal-entropy term; 0 = the paper's loss
-    continuity: float = 0.0  # weight of the spatial-continuity term; 0 = the paper's loss
-    init: str = "random"  # "random": the paper; "kmeans": start from k-means clusters (remedy)
     seed: int | None = None  # None: use the global torch RNG (lcmap.api seeds it)
 
     def __post_init__(self) -> None:
@@ -112,21 +109,13 @@ class SingleSceneConfig:
             raise ValueError(f"single_scene momentum={self.momentum} must be in [0, 1).")
         if not self.balance >= 0:
             raise ValueError(f"single_scene balance={self.balance} must be 0 (off) or positive.")
-        if self.init not in _INITS:
-            raise ValueError(
-                f"single_scene init='{self.init}' is unknown; use one of {', '.join(_INITS)}."
-            )
 
 
-_FLOAT_OPTIONS = frozenset({"lr", "momentum", "balance", "continuity"})
-_STRING_OPTIONS = frozenset({"init"})
-_INITS = ("random", "kmeans")
+_FLOAT_OPTIONS = frozenset({"lr", "momentum", "balance"})
 
 
 def _coerce(name: str, value: Any) -> Any:
     """Convert an option to its type; CLI strings (``-p iterations=20``) included."""
-    if name in _STRING_OPTIONS:
-        return str(value)
     kind = "number" if name in _FLOAT_OPTIONS else "whole number"
     if isinstance(value, str):
         try:
@@ -259,20 +248,6 @@ def balance_loss(scores: Tensor, valid: Tensor) -> Tensor:
     mean = probs.mean(dim=0)
     entropy = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
     return math.log(k) - entropy
-
-
-def continuity_loss(scores: Tensor, valid: Tensor) -> Tensor:
-    """Mean L1 difference between the scores of 4-neighbours (Kim, Kanezaki, Tanaka 2020).
-
-    Args:
-        scores: (B, K, H, W) network outputs.
-        valid: (B, H, W) bool; a pair counts when both pixels are valid.
-    """
-    dy = (scores[:, :, 1:] - scores[:, :, :-1]).abs().sum(dim=1)
-    dx = (scores[:, :, :, 1:] - scores[:, :, :, :-1]).abs().sum(dim=1)
-    vy = valid[:, 1:] & valid[:, :-1]
-    vx = valid[:, :, 1:] & valid[:, :, :-1]
-    return _masked_mean(dy, vy) + _masked_mean(dx, vx)
 
 
 def _masked_mean(values: Tensor, valid: Tensor) -> Tensor:
@@ -415,8 +390,6 @@ class SingleScene(Segmenter):
             cfg.crop_size,
             cfg.iterations,
         )
-        if cfg.init == "kmeans":
-            self._init_head(sampler)
         optimiser = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
         done = 0
         net.train()
@@ -434,8 +407,6 @@ class SingleScene(Segmenter):
                         # Algorithm 1 line 16: a fresh shuffle at every iteration.
                         partners = shuffled_partners(count).to(self.device)
                         loss = loss + contrastive_loss(scores, valid, partners)
-                    if cfg.continuity > 0:
-                        loss = loss + cfg.continuity * continuity_loss(scores, valid)
                     if cfg.balance > 0:
                         loss = loss + cfg.balance * balance_loss(scores, valid)
                     loss.backward()  # type: ignore[no-untyped-call]
@@ -446,38 +417,6 @@ class SingleScene(Segmenter):
                 log.debug("epoch %d batch %d: loss %.4f", epoch, b, loss.item())
         self._calibrate(sampler, calibration, done, total, progress)
         self._fitted = True
-
-    @torch.no_grad()
-    def _init_head(self, sampler: WindowSampler) -> None:
-        """Start the argmax partition from spherical k-means of the initial features.
-
-        DEC (Xie et al. 2016) and DeepCluster (Caron et al. 2018, the paper's [3]) start
-        self-training from k-means clusters of the network's features rather than from a random
-        projection. The 1x1 head becomes the unit centroids (its argmax is the cosine
-        assignment) and the head's BN is set to undo the batch statistics, so the first pseudo-
-        labels are the k-means clusters; training then refines them as in the paper.
-        """
-        cfg, net = self.cfg, self._require_net()
-        sample = sampler.sample(cfg.batch_size, cfg.crop_size)
-        image = sample.image.to(self.device, torch.float32)
-        valid = sample.valid.to(self.device, torch.bool)
-        net.train()
-        feats = net.attention(net.features(image))
-        pixels = feats.permute(0, 2, 3, 1)[valid]
-        if pixels.shape[0] < cfg.num_classes:
-            pixels = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
-        generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
-        pick = torch.randperm(pixels.shape[0], generator=generator)[:_KMEANS_PIXELS]
-        unit = F.normalize(pixels[pick.to(pixels.device)].float().cpu(), dim=1)
-        centres = spherical_kmeans(unit, cfg.num_classes, generator)
-        net.head.weight.copy_(centres.to(self.device)[:, :, None, None])
-        assert net.head.bias is not None
-        net.head.bias.zero_()
-        scores = net.head(feats)
-        mean = scores.mean(dim=(0, 2, 3))
-        var = scores.var(dim=(0, 2, 3), unbiased=False)
-        net.head_norm.weight.copy_(torch.sqrt(var + net.head_norm.eps))
-        net.head_norm.bias.copy_(mean)
 
     @torch.no_grad()
     def _calibrate(
@@ -515,19 +454,19 @@ class SingleScene(Segmenter):
             done += 1
             if progress is not None:
                 progress(done, total)
-        share = counts.float() / counts.sum().clamp_min(1)
-        self.clusters_used = int((share >= 0.001).sum())
-        log.info(
-            "single_scene: %d of %d clusters in use on %d calibration patches",
-            self.clusters_used,
-            cfg.num_classes,
-            len(images) * cfg.batch_size,
-        )
-        if self.clusters_used <= 2 < cfg.num_classes:
+        self._report_clusters(counts.cpu())
+
+    def _report_clusters(self, counts: Tensor) -> None:
+        """Record how many clusters label at least 0.1% of the pixels; warn on collapse."""
+        k = self.cfg.num_classes
+        share = counts.double() / counts.sum().clamp_min(1)
+        self.clusters_used = int((share >= _MIN_CLUSTER_SHARE).sum())
+        log.info("single_scene: %d of %d clusters in use", self.clusters_used, k)
+        if self.clusters_used <= 2 < k:
             log.warning(
                 "single_scene collapsed to %d of %d clusters; try balance=1 (-p balance=1).",
                 self.clusters_used,
-                cfg.num_classes,
+                k,
             )
 
     def header(self) -> dict[str, Any]:

@@ -1,0 +1,122 @@
+"""``lcmap train-single-scene``: train the single-scene deep-clustering model on one scene."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lcmap.cli._app import (
+    Overwrite,
+    Quiet,
+    Verbose,
+    app,
+    echo,
+    parse_bands,
+    progress_bar,
+    reported_errors,
+    setup_logging,
+)
+from lcmap.cli._options import Bands, BatchSize, Classes, Device, Params, Seed, method_options
+
+
+@app.command("train-single-scene")
+def train_single_scene(
+    scene: Annotated[Path, typer.Argument(help="The unlabelled scene to train on and map.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Model file to write (.lcmap).", dir_okay=False)
+    ],
+    classes: Classes = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Passes over the scene \\[default: 2].", min=1)
+    ] = None,
+    iterations: Annotated[
+        int | None,
+        typer.Option("--iterations", help="Updates per batch of patches \\[default: 50].", min=1),
+    ] = None,
+    patch: Annotated[
+        int | None,
+        typer.Option("--patch", help="Training patch size in pixels \\[default: 224].", min=8),
+    ] = None,
+    batch_size: BatchSize = None,
+    segment: Annotated[
+        Path | None,
+        typer.Option("--segment", help="Also map the scene to this label GeoTIFF.", dir_okay=False),
+    ] = None,
+    bands: Bands = None,
+    param: Params = None,
+    device: Device = "auto",
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Train the single-scene segmenter (Saha et al.) on SCENE and save it to a model file.
+
+    A small CNN (5 convolutions, channel attention, 1x1 to K clusters) is trained from scratch
+    on patches of the scene itself: each pixel's pseudo-label is the argmax of its K outputs,
+    and the loss is cross-entropy to it plus a contrastive term against shuffled patches. No
+    labels and no pretrained weights. With --segment the scene is mapped too; 'lcmap segment
+    OTHER.tif --model MODEL' applies the model to a similar scene. Other options (layers,
+    features, lr, balance...) go through -p KEY=VALUE.
+
+    Examples:
+
+        $ lcmap train-single-scene scene.tif -k 8 -o single.lcmap --segment landcover.tif
+
+        $ lcmap train-single-scene scene.tif -o single.lcmap --epochs 1 --iterations 20 --patch 128
+
+        $ lcmap segment other.tif -o other_map.tif --model single.lcmap
+    """
+    setup_logging(verbose, quiet)
+    with reported_errors():
+        from lcmap import api
+        from lcmap.io.writer import check_output, sidecar_path
+
+        # Fail before training, not after it, when the map cannot be written.
+        if segment is not None:
+            check_output(segment, overwrite, [sidecar_path(segment)])
+        options = method_options(
+            None,
+            None,
+            None,
+            None,
+            param,
+            epochs=epochs,
+            iterations=iterations,
+            crop_size=patch,
+            batch_size=batch_size,
+        )
+        band_list = parse_bands(bands)
+        with progress_bar("train single_scene") as update:
+            header = api.train(
+                [scene],
+                output,
+                method="single_scene",
+                classes=classes,
+                bands=band_list,
+                seed=seed,
+                device=device,
+                overwrite=overwrite,
+                progress=update,
+                options=options,
+            )
+        used = header.extra.get("clusters_used")
+        echo(
+            f"Saved single_scene model ({header.num_classes} clusters"
+            f"{f', {used} in use' if used is not None else ''}) to {output}."
+        )
+        if segment is not None:
+            with progress_bar("segment") as update:
+                result = api.segment(
+                    scene,
+                    segment,
+                    model=output,
+                    device=device,
+                    seed=seed,
+                    overwrite=overwrite,
+                    progress=update,
+                )
+            echo(
+                f"Wrote {result.output} ({result.width}x{result.height}, {result.classes_used} "
+                f"of {result.num_classes} classes used) in {result.seconds:.1f} s."
+            )
