@@ -36,9 +36,15 @@ _SAMPLE_TRIES = 20
 def choose_device(device: str = "auto") -> torch.device:
     """Resolve ``auto`` (or ``$LCMAP_DEVICE``) to CUDA when available, else the CPU.
 
+    Also applies ``$LCMAP_NUM_THREADS`` (torch CPU threads) when set.
+
     Raises:
         LcmapError: CUDA was asked for but is not available.
     """
+    threads = os.environ.get("LCMAP_NUM_THREADS")
+    if threads:
+        # Torch's intra-op threads; one is often faster on a busy shared machine.
+        torch.set_num_threads(max(1, int(threads)))
     name = os.environ.get("LCMAP_DEVICE", "auto") if device == "auto" else device
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -16,7 +16,7 @@ from lcmap.cli._app import (
     reported_errors,
     setup_logging,
 )
-from lcmap.cli._options import Bands, BatchSize, Classes, Device, Params, Seed, method_options
+from lcmap.cli._options import Bands, Device, Params, Seed, method_options
 
 
 @app.command("train-single-scene")
@@ -25,7 +25,9 @@ def train_single_scene(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Model file to write (.lcmap).", dir_okay=False)
     ],
-    classes: Classes = None,
+    classes: Annotated[
+        int | None, typer.Option("--classes", "-k", help="Clusters K \\[default: 8].", min=2)
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option("--epochs", help="Passes over the scene \\[default: 2].", min=1)
     ] = None,
@@ -37,7 +39,9 @@ def train_single_scene(
         int | None,
         typer.Option("--patch", help="Training patch size in pixels \\[default: 224].", min=8),
     ] = None,
-    batch_size: BatchSize = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Patches per batch \\[default: 8].", min=1)
+    ] = None,
     segment: Annotated[
         Path | None,
         typer.Option("--segment", help="Also map the scene to this label GeoTIFF.", dir_okay=False),

@@ -83,3 +83,104 @@ def correspondence_loss(
         fd = centre_correlation(correlation(feats1, feats2, normalized))
     cd = correlation(codes1, codes2, normalized)
     return -(cd.clamp(min=0) * (fd - shift)).mean()
+
+
+def channel_dropout(x: Tensor, p: float, generator: torch.Generator) -> Tensor:
+    """Dropout2d (whole channels per sample) drawn from a CPU ``generator``."""
+    if p <= 0:
+        return x
+    keep = torch.rand(x.shape[0], x.shape[1], 1, 1, generator=generator) >= p
+    return x * keep.to(x.device, x.dtype) / (1 - p)
+
+
+def distillation_loss(
+    head: nn.Module,
+    feats: Tensor,
+    feats_knn: Tensor,
+    generator: torch.Generator,
+    params: dict[str, float],
+    *,
+    feature_samples: int = 11,
+    neg_samples: int = 5,
+    dropout: float = 0.1,
+) -> tuple[Tensor, dict[str, float]]:
+    """STEGO's loss for a batch: self, k-NN and random-crop correspondence terms.
+
+    Features are sampled at ``feature_samples`` x ``feature_samples`` random positions
+    (bilinear, as STEGO) and the pointwise head is applied to the samples.
+
+    Args:
+        head: maps (B, D, s, s) features to (B, d, s, s) codes.
+        feats: (B, D, h, w) backbone features of the batch crops (B >= 2).
+        feats_knn: (B, D, h, w) features of one k-NN crop of each.
+        generator: CPU generator for sample positions, permutations and dropout.
+        params: ``{self,knn,random}_{weight,shift}``: lambda and b of each term.
+        feature_samples: samples per side.
+        neg_samples: random pairings of the batch (5 in STEGO).
+        dropout: channel dropout on the head's input.
+
+    Returns:
+        The loss (with gradient to the head) and the value of each term.
+    """
+    b, dev, s = feats.shape[0], feats.device, feature_samples
+    coords1 = (torch.rand(b, s, s, 2, generator=generator) * 2 - 1).to(dev)
+    coords2 = (torch.rand(b, s, s, 2, generator=generator) * 2 - 1).to(dev)
+
+    def sample(t: Tensor, coords: Tensor) -> Tensor:
+        return F.grid_sample(t, coords, padding_mode="border", align_corners=True)
+
+    def code(f: Tensor) -> Tensor:
+        return F.normalize(head(channel_dropout(f, dropout, generator)), dim=1, eps=1e-10)
+
+    f1, f2, fk = sample(feats, coords1), sample(feats, coords2), sample(feats_knn, coords2)
+    c1, c2, ck = code(f1), code(f2), code(fk)
+    # Unit vectors once, not in each of the 2 + neg_samples terms (a CPU hot spot).
+    f1, f2, fk = (F.normalize(t, dim=1, eps=1e-10) for t in (f1, f2, fk))
+    self_term = correspondence_loss(f1, f1, c1, c1, params["self_shift"], normalized=True)
+    knn_term = correspondence_loss(f1, fk, c1, ck, params["knn_shift"], normalized=True)
+    random_terms = []
+    for _ in range(neg_samples):
+        # A random non-identity pairing: shift every index by 1..b-1.
+        perm = ((torch.arange(b) + torch.randint(1, b, (1,), generator=generator)) % b).to(dev)
+        random_terms.append(
+            correspondence_loss(f1, f2[perm], c1, c2[perm], params["random_shift"], True)
+        )
+    random_term = torch.stack(random_terms).mean() if random_terms else self_term * 0
+    loss = (
+        params["self_weight"] * self_term
+        + params["knn_weight"] * knn_term
+        + params["random_weight"] * random_term
+    )
+    parts = {
+        "self": float(self_term.detach()),
+        "knn": float(knn_term.detach()),
+        "random": float(random_term.detach()),
+    }
+    return loss, parts
+
+
+def calibrated_shifts(
+    feats: Tensor, knn: Tensor, generator: torch.Generator, quantiles: tuple[float, float, float]
+) -> dict[str, float]:
+    """Shifts b at quantiles of the centred feature correlations of self, k-NN, random pairs.
+
+    Args:
+        feats: (N, D, h, w) training-crop features (N >= 2).
+        knn: (N, k) nearest-neighbour indices.
+        generator: CPU generator choosing the crops (64 at most) and correlation samples.
+        quantiles: for the self, k-NN and random terms.
+    """
+    n = feats.shape[0]
+    idx = torch.randperm(n, generator=generator)[: min(n, 64)]
+    f = F.normalize(feats[idx].float(), dim=1)
+    others = {
+        "self_shift": f,
+        "knn_shift": F.normalize(feats[knn[idx, 0]].float(), dim=1),
+        "random_shift": f[(torch.arange(len(idx)) + 1) % len(idx)],
+    }
+    out = {}
+    for (name, other), q in zip(others.items(), quantiles, strict=True):
+        fd = centre_correlation(correlation(f, other, normalized=True)).flatten()
+        pick = torch.randperm(fd.numel(), generator=generator)[:200_000]
+        out[name] = round(float(torch.quantile(fd[pick], q)), 4)
+    return out

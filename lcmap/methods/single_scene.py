@@ -16,10 +16,13 @@ Training (the paper's Algorithm 1): every epoch draws about ``valid_pixels / cro
 patches (the number of non-overlapping patches that tile the scene, as the authors' stride =
 patch size), in batches of ``batch_size``; each batch gets ``iterations`` updates, each with
 fresh pseudo-labels ``argmax_k y`` (eq. 1), cross-entropy to them (eq. 2) plus the contrastive
-term: the batch against a shuffled copy of itself, ``mean_n exp(-||y_n^b - y_n^b'||_1)`` (eq. 3,
-Sec. 3.4). The paper gives no optimiser; we use the authors' released code's (SGD, learning rate
-1e-3, momentum 0.9, batch 8, Kaiming-uniform initialisation). Nodata pixels take no part in the
-loss.
+term: the batch against a copy of itself shuffled afresh at every iteration (Algorithm 1, line
+16), ``mean_n exp(-||y_n^b - y_n^b'||_1)`` with the L1 norm over the K outputs (eq. 3, Sec. 3.4).
+The shuffle has no fixed points, so every patch meets another one. The paper gives no optimiser,
+batch size or initialisation; we take those of the authors' public code for the journal version
+(github.com/sudipansaha/singleSceneSemSegTgrs2022, ``trainVaihingen.py``): SGD, learning rate
+1e-3, momentum 0.9, batch 8, Kaiming-uniform kernels. Nodata pixels take no part in the loss (the
+BN statistics still see them, as zeros).
 
 Receptive field and tiles (DESIGN.md contract 2): the convolutions see ``layers`` pixels on each
 side, so ``halo = layers``. Two parts of the network would make a pixel depend on its whole tile:

@@ -23,9 +23,11 @@ Fitting:
    ``feature_samples`` x ``feature_samples`` (11 x 11) random bilinear feature samples, 5
    random-crop permutations. Weights and shifts default to STEGO's Potsdam ViT-S
    configuration (aerial imagery): lambda = 0.67 / 0.25 / 0.63, b = 0.08 / 0.02 / 0.46
-   (``src/configs/dataset/potsdam.yaml``). Because the head is pointwise, it is applied to the
-   sampled feature vectors rather than to whole maps: exact for the linear path, about 60 times
-   cheaper on a CPU.
+   (``src/configs/dataset/potsdam.yaml``); ``auto_shifts`` recalibrates the shifts for other
+   backbones and blocks. Because the head is pointwise, it is applied to the sampled feature
+   vectors rather than to whole maps: exact for the linear path, about 60 times cheaper on a
+   CPU. The default 10 epochs (200 steps) keep fitting to minutes on a CPU; STEGO trains for
+   thousands of steps, so raise ``epochs`` on a GPU.
 4. Cluster probe: spherical (cosine) k-means on the normalised codes of all training crops,
    fitted once, so cluster ids are global; clusters are numbered by decreasing size.
 
@@ -51,7 +53,7 @@ from lcmap.errors import InvalidSceneError
 from lcmap.methods import _vit
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
-from lcmap.methods._distill import StegoHead, correspondence_loss
+from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,8 @@ _LOSS_DEFAULTS = {
 # Scores are cosine similarities in [-1, 1]; STEGO's CRF uses softmax(2 * similarity).
 _CRF_ALPHA = 2.0
 _MAX_PROBE_SAMPLES = 100_000
+# auto_shifts: quantiles of the centred feature correlations used as b (self, kNN, random).
+_SHIFT_QUANTILES = (0.3, 0.3, 0.9)
 
 
 def _bad(name: str, value: Any, what: str) -> ValueError:
@@ -123,7 +127,8 @@ class Stego(Segmenter):
         dim: code dimension (70 as STEGO's ViT-S configs).
         crop_size: training crop side in pixels, rounded down to a patch multiple.
         crops: training crops sampled across the scenes (bounds fitting time and memory).
-        epochs: passes over the training crops (``ceil(crops / batch_size)`` steps each).
+        epochs: passes over the training crops (``ceil(crops / batch_size)`` steps each; 10 =
+            200 steps, a few minutes on a 2-core CPU; raise it on a GPU).
         steps: total head training steps; overrides ``epochs`` when given.
         batch_size: crops per step (16, seed paper 000).
         lr: Adam learning rate (1e-4, seed paper 000).
@@ -131,6 +136,11 @@ class Stego(Segmenter):
         feature_samples: random feature samples per side per crop and step (11, STEGO).
         neg_samples: random-crop permutations per step (5, STEGO).
         dropout: channel dropout on the head's input while training (0.1, STEGO).
+        auto_shifts: set the shifts b at fit time to the 0.3 / 0.3 / 0.9 quantiles of the
+            centred feature correlations (self / k-NN / random pairs) of the training crops.
+            STEGO's shifts were tuned for DINO ViT-S/8 last-block features; DINOv2 and
+            intermediate blocks correlate much more strongly (median 0.54 for self pairs of
+            the offline DINOv2 block 8 on Dubai), so nearly every pair would attract.
         self_weight, self_shift, knn_weight, knn_shift, random_weight, random_shift: lambda
             and b of the three loss terms (STEGO's pos_intra, pos_inter and neg_inter).
         crf: refine scores with the windowed dense CRF at prediction.
@@ -162,7 +172,7 @@ class Stego(Segmenter):
         dim: int = 70,
         crop_size: int = 224,
         crops: int = 320,
-        epochs: int = 50,
+        epochs: int = 10,
         steps: int | None = None,
         batch_size: int = 16,
         lr: float = 1e-4,
@@ -170,6 +180,7 @@ class Stego(Segmenter):
         feature_samples: int = 11,
         neg_samples: int = 5,
         dropout: float = 0.1,
+        auto_shifts: bool = False,
         crf: bool = False,
         crf_iterations: int = 5,
         feature_batch: int = 16,
@@ -194,6 +205,7 @@ class Stego(Segmenter):
         self.feature_samples = _int("feature_samples", feature_samples, 1)
         self.neg_samples = _int("neg_samples", neg_samples, 0)
         self.dropout = _float("dropout", dropout, 0)
+        self.auto_shifts = _bool("auto_shifts", auto_shifts)
         self.crf = _bool("crf", crf)
         self.crf_iterations = _int("crf_iterations", crf_iterations, 1)
         self.feature_batch = _int("feature_batch", feature_batch, 1)
@@ -277,6 +289,7 @@ class Stego(Segmenter):
             "feature_samples": self.feature_samples,
             "neg_samples": self.neg_samples,
             "dropout": self.dropout,
+            "auto_shifts": self.auto_shifts,
             "crf": self.crf,
             "crf_iterations": self.crf_iterations,
             "feature_batch": self.feature_batch,
@@ -461,62 +474,20 @@ class Stego(Segmenter):
         k = min(self.neighbours, pooled.shape[0] - 1)
         return sims.topk(k, dim=1).indices
 
-    def _drop(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Channel dropout (Dropout2d) drawn from ``generator``."""
-        if self.dropout <= 0:
-            return x
-        keep = torch.rand(x.shape[0], x.shape[1], 1, 1, generator=generator) >= self.dropout
-        return x * keep.to(x.device, x.dtype) / (1 - self.dropout)
-
     def loss_from_features(
         self, feats: Tensor, feats_knn: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
-        """The correspondence-distillation loss of a batch.
-
-        Args:
-            feats: (B, D, h, w) backbone features of the batch crops (B >= 2).
-            feats_knn: (B, D, h, w) features of one k-NN crop of each.
-            generator: CPU generator for sample positions, permutations and dropout.
-
-        Returns:
-            The loss (a scalar with gradient to the head) and its three terms.
-        """
-        b, dev, s = feats.shape[0], feats.device, self.feature_samples
-        coords1 = (torch.rand(b, s, s, 2, generator=generator) * 2 - 1).to(dev)
-        coords2 = (torch.rand(b, s, s, 2, generator=generator) * 2 - 1).to(dev)
-
-        def sample(t: Tensor, coords: Tensor) -> Tensor:
-            return F.grid_sample(t, coords, padding_mode="border", align_corners=True)
-
-        f1, f2, fk = sample(feats, coords1), sample(feats, coords2), sample(feats_knn, coords2)
-        c1 = F.normalize(self.head(self._drop(f1, generator)), dim=1, eps=1e-10)
-        c2 = F.normalize(self.head(self._drop(f2, generator)), dim=1, eps=1e-10)
-        ck = F.normalize(self.head(self._drop(fk, generator)), dim=1, eps=1e-10)
-        # Unit vectors once, not in each of the 2 + neg_samples terms (a CPU hot spot).
-        f1, f2, fk = (F.normalize(t, dim=1, eps=1e-10) for t in (f1, f2, fk))
-        lp = self.loss_params
-        self_term = correspondence_loss(f1, f1, c1, c1, lp["self_shift"], normalized=True)
-        knn_term = correspondence_loss(f1, fk, c1, ck, lp["knn_shift"], normalized=True)
-        random_terms = []
-        for _ in range(self.neg_samples):
-            # A random non-identity pairing: shift every index by 1..b-1.
-            perm = (torch.arange(b) + torch.randint(1, b, (1,), generator=generator)) % b
-            perm = perm.to(dev)
-            random_terms.append(
-                correspondence_loss(f1, f2[perm], c1, c2[perm], lp["random_shift"], normalized=True)
-            )
-        random_term = torch.stack(random_terms).mean() if random_terms else self_term * 0
-        loss = (
-            lp["self_weight"] * self_term
-            + lp["knn_weight"] * knn_term
-            + lp["random_weight"] * random_term
+        """The correspondence-distillation loss of a batch (see :func:`distillation_loss`)."""
+        return distillation_loss(
+            self.head,
+            feats,
+            feats_knn,
+            generator,
+            self.loss_params,
+            feature_samples=self.feature_samples,
+            neg_samples=self.neg_samples,
+            dropout=self.dropout,
         )
-        parts = {
-            "self": float(self_term.detach()),
-            "knn": float(knn_term.detach()),
-            "random": float(random_term.detach()),
-        }
-        return loss, parts
 
     def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
         """Train the head on crops across the scenes, then fit the cluster probe."""
@@ -534,6 +505,9 @@ class Stego(Segmenter):
         if self.seed is None:
             self.seed = int(torch.randint(2**31 - 1, (1,)))
         gen = torch.Generator().manual_seed(self.seed)
+        if self.auto_shifts:
+            self.loss_params.update(calibrated_shifts(feats, knn, gen, _SHIFT_QUANTILES))
+            log.info("stego: calibrated shifts %s", self.loss_params)
         self._train_head(feats, knn, steps, gen, progress, total)
         self.centroids = self._fit_probe(feats, valid, gen)
         if progress is not None:
