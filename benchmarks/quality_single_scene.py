@@ -14,6 +14,7 @@ Example:
     python benchmarks/quality_single_scene.py --scenes dubai_t2_1,dubai_t2_5 -k 5 -k 8 \\
         --kmeans --out results.jsonl
     python benchmarks/quality_single_scene.py --every 9 -k 5 -p iterations=10
+    python benchmarks/quality_single_scene.py --combine a.jsonl b.jsonl
 """
 
 import argparse
@@ -45,6 +46,48 @@ def _value(text: str) -> Any:
     return text
 
 
+def combine(paths: list[Path]) -> int:
+    """Pool earlier runs: sum matched confusions and seconds per (method, K, options)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            pooled = row.get("pooled")
+            key_row = pooled or row
+            key = json.dumps([key_row["method"], key_row["k"], key_row["options"]])
+            group = groups.setdefault(
+                key,
+                {"confusion": None, "scenes": [], "mp": 0.0, "fit": 0.0, "map": 0.0, "used": []},
+            )
+            if pooled:
+                conf = np.asarray(pooled["confusion"], dtype=np.int64)
+                group["confusion"] = (
+                    conf if group["confusion"] is None else group["confusion"] + conf
+                )
+            else:
+                group["scenes"].append(row["scene"])
+                group["mp"] += row["megapixels"]
+                group["fit"] += row["fit_s_per_mp"] * row["megapixels"]
+                group["map"] += row["map_s_per_mp"] * row["megapixels"]
+                group["used"].append(row["clusters_used"])
+    for key, group in groups.items():
+        method, k, options = json.loads(key)
+        metrics = compute_metrics(group["confusion"])
+        summary = {
+            "method": method,
+            "k": k,
+            "options": options,
+            "scenes": group["scenes"],
+            "pooled_accuracy": round(metrics.accuracy, 4),
+            "pooled_miou": round(metrics.miou, 4),
+            "clusters_used": group["used"],
+            "fit_s_per_mp": round(group["fit"] / group["mp"], 2),
+            "map_s_per_mp": round(group["map"] / group["mp"], 2),
+        }
+        print("POOLED " + json.dumps(summary))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print one JSON line per (method, K, scene) and a pooled summary."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -59,7 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     parser.add_argument("--out", type=Path, help="append JSON lines here")
+    parser.add_argument(
+        "--combine", type=Path, nargs="+", help="pool the results of earlier --out files and exit"
+    )
     args = parser.parse_args(argv)
+    if args.combine:
+        return combine(args.combine)
 
     import torch
 

@@ -35,11 +35,13 @@ attention is a fixed per-channel scale, so the network is a pure local operator 
 (2 * layers + 1)-pixel receptive field, and crop-centre stitching with ``halo >= layers`` gives
 the same map as inferring the whole scene at once.
 
-Collapse: argmax self-labelling can end with few clusters in use. The final BN layer (see above)
-is the authors' guard. ``balance`` (default 0, off: the paper's loss) adds the marginal-entropy
-term of IIC/SCAN, ``balance * (log K - H(mean_n softmax(y_n)))``, which is zero when the batch
-uses all K clusters equally and pushes the pseudo-labels apart when it does not. After fitting,
-:attr:`SingleScene.clusters_used` tells how many clusters the calibration patches use.
+Collapse: argmax self-labelling can end with few clusters in use. We have not seen it here: on
+dubai_dev scenes every model used all K clusters (K = 5 and 8), most likely as the final BN
+layer standardises each output channel over the batch, so no channel can win everywhere. ``balance``
+(default 0, off: the paper's loss) is an opt-in guard, the marginal-entropy term of IIC/SCAN,
+``balance * (log K - H(mean_n softmax(y_n)))``: zero when the batch uses all K clusters equally,
+``log K`` when it uses one. After fitting, :attr:`SingleScene.clusters_used` tells how many
+clusters the calibration patches use (in the model header too); two or fewer log a warning.
 """
 
 import logging

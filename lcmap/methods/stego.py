@@ -138,9 +138,10 @@ class Stego(Segmenter):
         dropout: channel dropout on the head's input while training (0.1, STEGO).
         auto_shifts: set the shifts b at fit time to the 0.3 / 0.3 / 0.9 quantiles of the
             centred feature correlations (self / k-NN / random pairs) of the training crops.
-            STEGO's shifts were tuned for DINO ViT-S/8 last-block features; DINOv2 and
-            intermediate blocks correlate much more strongly (median 0.54 for self pairs of
-            the offline DINOv2 block 8 on Dubai), so nearly every pair would attract.
+            STEGO's shifts were tuned for DINO ViT-S/8 last-block features; DINOv2 block 8
+            correlates much more strongly (median 0.54 for self pairs on Dubai), so with them
+            nearly every pair attracts. Which quantiles suit a dataset is data-dependent (no
+            setting won on both synthetic and Dubai scenes), hence off by default.
         self_weight, self_shift, knn_weight, knn_shift, random_weight, random_shift: lambda
             and b of the three loss terms (STEGO's pos_intra, pos_inter and neg_inter).
         crf: refine scores with the windowed dense CRF at prediction.
