@@ -144,7 +144,10 @@ def _bounded_gdal_cache() -> Any:
 
     if "GDAL_CACHEMAX" in os.environ:
         return contextlib.nullcontext()
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+    # rasterio hands an integer to GDALSetCacheMax64, which counts bytes (not megabytes, as
+    # the GDAL_CACHEMAX config option does below 100000): 256 here meant a 256-byte cache
+    # that decompressed every block many times over.
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024)
 
 
 def _check_model_bands(

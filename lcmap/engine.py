@@ -215,6 +215,8 @@ def map_scene(
         else contextlib.nullcontext()
     )
 
+    label_torch_dtype = torch.uint8 if stitcher.dtype == np.uint8 else torch.int32
+
     def emit(rows: Iterator[tuple[int, NDArray[np.unsignedinteger]]]) -> None:
         for row, labels in rows:
             writer.write_rows(row, labels)
@@ -225,10 +227,16 @@ def map_scene(
     def run(batch: list[tuple[Tile, NDArray[np.float32], NDArray[np.bool_]]]) -> None:
         x = torch.from_numpy(np.stack([b[1] for b in batch])).to(device, non_blocking=True)
         with torch.inference_mode(), autocast:
-            scores = method.predict(x)
-        scores_np = scores.float().cpu().numpy()
-        for (tile, _, valid), s in zip(batch, scores_np, strict=True):
-            emit(stitcher.add(tile, s, valid))
+            if stitcher.blend:
+                scores = method.predict(x).float().cpu().numpy()
+            else:
+                # Crop-centre: argmax on the device, only labels come back.
+                labels = method.predict_labels(x).to(label_torch_dtype).cpu().numpy()
+        for i, (tile, _, valid) in enumerate(batch):
+            if stitcher.blend:
+                emit(stitcher.add(tile, scores[i], valid))
+            else:
+                emit(stitcher.add_labels(tile, labels[i], valid))
 
     reader.start()
     done, total = 0, len(plan.tiles)

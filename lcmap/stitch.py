@@ -74,11 +74,7 @@ class Stitcher:
         Yields:
             ``(first_row, labels)`` bands of finished rows, (rows, width) each.
         """
-        i, _ = tile.index
-        if i < self._tile_row:
-            raise ValueError("tiles must arrive in row-major order")
-        while i > self._tile_row:
-            yield from self._close_tile_row()
+        yield from self._advance_to(tile)
         r0, c0 = tile.core_offset
         ch, cw = int(tile.core.height), int(tile.core.width)
         core_valid = valid[r0 : r0 + ch, c0 : c0 + cw]
@@ -88,9 +84,38 @@ class Stitcher:
             self._acc[:, :, col : col + read] += scores * self._weights
             self._valid[r0 : r0 + ch, col + c0 : col + c0 + cw] = core_valid
         else:
-            cols = slice(int(tile.core.col_off), int(tile.core.col_off) + cw)
-            self._valid[:ch, cols] = core_valid
-            self._labels[:ch, cols] = scores[:, r0 : r0 + ch, c0 : c0 + cw].argmax(axis=0)
+            self._put_core(tile, scores[:, r0 : r0 + ch, c0 : c0 + cw].argmax(axis=0), core_valid)
+
+    def add_labels(
+        self, tile: Tile, labels: NDArray[np.integer], valid: NDArray[np.bool_]
+    ) -> Iterator[tuple[int, NDArray[np.unsignedinteger]]]:
+        """Crop-centre only: add one tile's (R, R) labels (the argmax of its scores).
+
+        Yields:
+            ``(first_row, labels)`` bands of finished rows, as :meth:`add` does.
+        """
+        if self.blend:
+            raise ValueError("blended stitching needs scores, not labels")
+        yield from self._advance_to(tile)
+        r0, c0 = tile.core_offset
+        ch, cw = int(tile.core.height), int(tile.core.width)
+        core = (slice(r0, r0 + ch), slice(c0, c0 + cw))
+        self._put_core(tile, labels[core], valid[core])
+
+    def _advance_to(self, tile: Tile) -> Iterator[tuple[int, NDArray[np.unsignedinteger]]]:
+        """Close the tile rows above ``tile``'s, yielding their finished rows."""
+        i, _ = tile.index
+        if i < self._tile_row:
+            raise ValueError("tiles must arrive in row-major order")
+        while i > self._tile_row:
+            yield from self._close_tile_row()
+
+    def _put_core(self, tile: Tile, labels: NDArray[np.integer], valid: NDArray[np.bool_]) -> None:
+        """Store a tile core's labels and validity in the current band of tile rows."""
+        ch, cw = labels.shape
+        cols = slice(int(tile.core.col_off), int(tile.core.col_off) + cw)
+        self._valid[:ch, cols] = valid
+        self._labels[:ch, cols] = labels
 
     def finish(self) -> Iterator[tuple[int, NDArray[np.unsignedinteger]]]:
         """Yield the rows still held once every tile has been added."""

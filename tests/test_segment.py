@@ -216,3 +216,29 @@ def test_real_scene_with_nodata_and_jpeg_in_tiff(tmp_path):
         with rasterio.open(jpeg) as src:
             assert src.compression.name.lower() == "jpeg"
         assert api.segment(jpeg, tmp_path / "d.tif", classes=5).classes_used == 5
+
+
+def test_gdal_block_cache_is_counted_in_megabytes(monkeypatch):
+    # rasterio passes an integer GDAL_CACHEMAX to GDAL as bytes: a cache of "256" bytes made
+    # every tile read decompress its blocks again (25x slower reads).
+    from rasterio._env import get_gdal_config
+
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    with api._bounded_gdal_cache():
+        assert int(get_gdal_config("GDAL_CACHEMAX")) == api.GDAL_CACHE_MB * 2**20
+
+
+def test_kmeans_labels_are_the_argmax_of_its_scores():
+    import torch
+
+    from lcmap.methods import get_method
+    from lcmap.methods.sampling import ArraySampler
+
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 96, 80), dtype=np.float32)
+    method = get_method("kmeans", num_classes=7, samples=2000)
+    method.fit(ArraySampler([image], seed=0))
+    batch = torch.from_numpy(np.stack([image, image[:, ::-1].copy()]))
+    labels = method.predict_labels(batch)
+    assert labels.shape == (2, 96, 80)
+    torch.testing.assert_close(labels, method.predict(batch).argmax(dim=1), rtol=0, atol=0)

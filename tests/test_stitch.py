@@ -16,14 +16,15 @@ def _scores_for(plan, truth_scores, tile):
     return out
 
 
-def _stitch(plan, scores, valid, blend):
+def _stitch(plan, scores, valid, blend, as_labels=False):
     st = Stitcher(plan, scores.shape[0], blend=blend)
     out = np.full((plan.height, plan.width), 77, dtype=st.dtype)
     rows_seen = []
     for tile in plan.tiles:
         s = _scores_for(plan, scores, tile)
         v = _scores_for(plan, valid[None].astype(np.float32), tile)[0] > 0
-        for row, labels in st.add(tile, s, v):
+        added = st.add_labels(tile, s.argmax(0), v) if as_labels else st.add(tile, s, v)
+        for row, labels in added:
             out[row : row + labels.shape[0]] = labels
             rows_seen.append((row, labels.shape[0]))
     for row, labels in st.finish():
@@ -32,15 +33,15 @@ def _stitch(plan, scores, valid, blend):
     return out, rows_seen
 
 
-@pytest.mark.parametrize("blend", [False, True])
+@pytest.mark.parametrize("blend,as_labels", [(False, False), (False, True), (True, False)])
 @pytest.mark.parametrize("tile,halo", [(16, 0), (16, 4), (50, 7), (200, 3), (7, 9)])
-def test_stitched_labels_equal_whole_scene_argmax(blend, tile, halo):
+def test_stitched_labels_equal_whole_scene_argmax(blend, as_labels, tile, halo):
     rng = np.random.default_rng(0)
     h, w, k = 61, 83, 5
     scores = rng.random((k, h, w)).astype(np.float32)
     valid = rng.random((h, w)) > 0.1
     plan = plan_tiles(w, h, tile, halo)
-    out, rows = _stitch(plan, scores, valid, blend)
+    out, rows = _stitch(plan, scores, valid, blend, as_labels)
     expected = scores.argmax(0).astype(np.uint8)
     expected[~valid] = 255
     np.testing.assert_array_equal(out, expected)
@@ -58,3 +59,10 @@ def test_blend_holds_one_band_of_rows():
     plan = plan_tiles(300, 10_000, 64, 8)
     st = Stitcher(plan, 4, blend=True)
     assert st._acc.shape[1] == plan.read_size  # rows held, whatever the height
+
+
+def test_blend_refuses_labels():
+    plan = plan_tiles(30, 30, 16, 2)
+    st = Stitcher(plan, 3, blend=True)
+    with pytest.raises(ValueError, match="needs scores"):
+        list(st.add_labels(plan.tiles[0], np.zeros((20, 20), np.uint8), np.ones((20, 20), bool)))

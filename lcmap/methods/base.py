@@ -130,6 +130,16 @@ class Segmenter(abc.ABC):
             this under ``torch.inference_mode()`` and, on CUDA, bf16 autocast.
         """
 
+    def predict_labels(self, batch: Tensor) -> Tensor:
+        """(B, H, W) class of each pixel: ``argmax`` of :meth:`predict` over classes.
+
+        The engine uses it for crop-centre stitching (no ``global_context``): the argmax runs
+        on the device and only labels come back, K times less to copy than scores. Override
+        it when labels are cheaper than scores (k-means: nearest centroid); ties must go to
+        the lowest class, as ``argmax`` does.
+        """
+        return self.predict(batch).argmax(dim=1)
+
     @abc.abstractmethod
     def config(self) -> dict[str, Any]:
         """JSON-serialisable keyword arguments that rebuild this method (before loading state)."""

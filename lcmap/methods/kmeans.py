@@ -142,18 +142,26 @@ class KMeansSegmenter(Segmenter):
         if progress is not None:
             progress(windows + 1, windows + 1)
 
-    def predict(self, batch: Tensor) -> Tensor:
-        """Scores = minus the distance to each centroid."""
+    def _distances(self, batch: Tensor) -> Tensor:
+        """(B, C, H, W) bands -> (B * H * W, K) distances of each pixel to each centroid."""
         if self.centroids is None:
             raise RuntimeError("k-means must be fitted before predict")
         feats = self.features(batch.float())
-        b, f, h, w = feats.shape
-        pixels = feats.permute(0, 2, 3, 1).reshape(-1, f)
-        # Pairwise distances without the matmul shortcut: each pixel's score is computed the
+        pixels = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
+        # Pairwise distances without the matmul shortcut: each pixel's distance is computed the
         # same way whatever the tile's shape, so the map does not depend on the tiling
-        # (DESIGN.md contract 2). Minus the distance ranks classes like minus its square.
-        dist = torch.cdist(pixels, self.centroids, compute_mode="donot_use_mm_for_euclid_dist")
-        return -dist.reshape(b, h, w, self._k).permute(0, 3, 1, 2)
+        # (DESIGN.md contract 2); as fast as the matmul form for so few features and centroids.
+        return torch.cdist(pixels, self.centroids, compute_mode="donot_use_mm_for_euclid_dist")
+
+    def predict(self, batch: Tensor) -> Tensor:
+        """Scores = minus the distance to each centroid."""
+        b, _, h, w = batch.shape
+        return -self._distances(batch).reshape(b, h, w, self._k).permute(0, 3, 1, 2)
+
+    def predict_labels(self, batch: Tensor) -> Tensor:
+        """The nearest centroid (the lowest id on a tie), without building the score planes."""
+        b, _, h, w = batch.shape
+        return self._distances(batch).argmin(dim=1).reshape(b, h, w)
 
     def config(self) -> dict[str, Any]:
         """Builder arguments."""
