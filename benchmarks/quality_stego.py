@@ -82,11 +82,11 @@ def main() -> int:
         kmeans = evaluate_index(index, method="kmeans", classes=args.classes)
         rows.append(summary("kmeans", kmeans, {}))
         print(json.dumps(rows[-1]), flush=True)
-        params = dict(p.split("=", 1) for p in args.param)
+        params = {k: _value(v) for k, v in (p.split("=", 1) for p in args.param)}
         for layer in args.layers:
             model = workdir / f"stego_{layer}.lcmap"
             options = {"backbone": args.backbone, "weights": str(args.weights),
-                       "feature_layer": layer, **{k: _value(v) for k, v in params.items()}}  # fmt: skip
+                       "feature_layer": layer, **params}  # fmt: skip
             start = time.perf_counter()
             api.train(scenes, model, method="stego", classes=args.classes, device=args.device,
                       options=options)  # fmt: skip
@@ -96,7 +96,7 @@ def main() -> int:
             )
             mpx = sum(s.result.confusion.sum() for s in result.scenes) / 1e6
             rows.append(summary(f"stego block {layer}", result, {
-                "options": {k: _value(v) for k, v in params.items()}, "train_s": round(train_s, 1),
+                "options": params, "train_s": round(train_s, 1),
                 "map_s_per_mpx": round(result.seconds / mpx, 2)}))  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
     print("\n| run | scenes | pooled accuracy | pooled mIoU | train s | map s/Mpx |")

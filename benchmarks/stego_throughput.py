@@ -1,4 +1,4 @@
-"""Throughput of ``segment --method stego`` against the bare backbone forward pass (the compute limit).
+"""Throughput of ``segment --method stego`` against the bare backbone forward pass (compute limit).
 
 For each backbone, in one process and on one device:
 

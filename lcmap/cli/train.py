@@ -44,7 +44,11 @@ def train(
     bands: Bands = None,
     labels: Annotated[
         list[Path] | None,
-        typer.Option("--labels", help="Label raster aligned with each scene (repeatable)."),
+        typer.Option(
+            "--labels",
+            help="Label raster aligned with each scene (repeatable; 255 = unlabelled). "
+            "stego: fits a linear probe, so maps show these class ids instead of clusters.",
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.", min=1)] = None,
     batch_size: BatchSize = None,

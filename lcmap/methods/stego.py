@@ -30,10 +30,18 @@ Fitting:
    thousands of steps, so raise ``epochs`` on a GPU.
 4. Cluster probe: spherical (cosine) k-means on the normalised codes of all training crops,
    fitted once, so cluster ids are global; clusters are numbered by decreasing size.
+5. Linear probe, only when label rasters come with the scenes (``lcmap train --labels``):
+   STEGO's second probe, a linear layer from the normalised codes to the K classes, trained
+   with cross-entropy on the labelled patches of the training crops (a patch takes the
+   majority label of its pixels; 255 = unlabelled). STEGO trains it with the head on
+   upsampled codes; here it is fitted after the head on patch codes, ``probe_steps``
+   full-batch Adam steps, which is logistic regression and needs no GPU. The model then maps
+   class ids (the label values) instead of clusters; the cluster probe is kept in the file.
 
 Prediction: backbone features -> head codes -> bilinear upsampling to pixels -> cosine
-similarity to the centroids = (B, K, H, W) scores; with ``crf=True`` a windowed mean-field CRF
-(:mod:`lcmap.methods._crf`) turns them into refined probabilities.
+similarity to the centroids = (B, K, H, W) scores (with a linear probe: its softmax); with
+``crf=True`` a windowed mean-field CRF (:mod:`lcmap.methods._crf`) turns them into refined
+probabilities.
 
 Scenes with other than 3 bands: the patch embedding is adapted (bands 1-3 are R, G, B, further
 bands get the mean RGB filter, see :func:`lcmap.methods._vit.adapt_input_channels`); pass
@@ -144,6 +152,8 @@ class Stego(Segmenter):
             setting won on both synthetic and Dubai scenes), hence off by default.
         self_weight, self_shift, knn_weight, knn_shift, random_weight, random_shift: lambda
             and b of the three loss terms (STEGO's pos_intra, pos_inter and neg_inter).
+        probe_steps: Adam steps of the linear probe (only with labels).
+        probe_lr: learning rate of the linear probe.
         crf: refine scores with the windowed dense CRF at prediction.
         crf_iterations: mean-field iterations of the CRF.
         feature_batch: crops per backbone forward pass while fitting.
@@ -182,6 +192,8 @@ class Stego(Segmenter):
         neg_samples: int = 5,
         dropout: float = 0.1,
         auto_shifts: bool = False,
+        probe_steps: int = 300,
+        probe_lr: float = 1e-2,
         crf: bool = False,
         crf_iterations: int = 5,
         feature_batch: int = 16,
@@ -207,6 +219,8 @@ class Stego(Segmenter):
         self.neg_samples = _int("neg_samples", neg_samples, 0)
         self.dropout = _float("dropout", dropout, 0)
         self.auto_shifts = _bool("auto_shifts", auto_shifts)
+        self.probe_steps = _int("probe_steps", probe_steps, 1)
+        self.probe_lr = _float("probe_lr", probe_lr, 0)
         self.crf = _bool("crf", crf)
         self.crf_iterations = _int("crf_iterations", crf_iterations, 1)
         self.feature_batch = _int("feature_batch", feature_batch, 1)
@@ -251,6 +265,8 @@ class Stego(Segmenter):
         self.head = StegoHead(embed_dim, self.dim)
         self.head.reset_parameters(torch.Generator().manual_seed(self.seed or 0))
         self.centroids: Tensor | None = None
+        # Linear probe (K, dim) weight and (K,) bias, only when fitted with labels.
+        self.linear: tuple[Tensor, Tensor] | None = None
 
     # -- Segmenter interface -------------------------------------------------------------
 
@@ -291,6 +307,8 @@ class Stego(Segmenter):
             "neg_samples": self.neg_samples,
             "dropout": self.dropout,
             "auto_shifts": self.auto_shifts,
+            "probe_steps": self.probe_steps,
+            "probe_lr": self.probe_lr,
             "crf": self.crf,
             "crf_iterations": self.crf_iterations,
             "feature_batch": self.feature_batch,
@@ -315,6 +333,9 @@ class Stego(Segmenter):
             raise RuntimeError("stego has not been fitted: nothing to save.")
         state = {f"head.{k}": v.detach().cpu() for k, v in self.head.state_dict().items()}
         state["centroids"] = self.centroids.detach().cpu()
+        if self.linear is not None:
+            state["linear.weight"] = self.linear[0].detach().cpu()
+            state["linear.bias"] = self.linear[1].detach().cpu()
         return state
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
@@ -327,6 +348,15 @@ class Stego(Segmenter):
         head = {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}
         self.head.load_state_dict(head, strict=True)
         self.centroids = centroids.float().to(self.device)
+        self.linear = None
+        if "linear.weight" in state:
+            weight, bias = state["linear.weight"], state["linear.bias"]
+            if tuple(weight.shape) != (self._k, self.dim) or tuple(bias.shape) != (self._k,):
+                raise ValueError(
+                    f"linear probe has shape {tuple(weight.shape)}, "
+                    f"expected ({self._k}, {self.dim})"
+                )
+            self.linear = (weight.float().to(self.device), bias.float().to(self.device))
 
     def to(self, device: torch.device) -> "Stego":
         """Move backbone, head and centroids to ``device``."""
@@ -337,6 +367,8 @@ class Stego(Segmenter):
         self.std = self.std.to(self.device)
         if self.centroids is not None:
             self.centroids = self.centroids.to(self.device)
+        if self.linear is not None:
+            self.linear = (self.linear[0].to(self.device), self.linear[1].to(self.device))
         return self
 
     # -- features ------------------------------------------------------------------------
@@ -411,11 +443,15 @@ class Stego(Segmenter):
         codes = self.head(self.features(x)).float()
         codes = F.interpolate(codes, size=x.shape[-2:], mode="bilinear", align_corners=False)
         codes = F.normalize(codes[..., :h, :w], dim=1)
-        scores = torch.einsum("bchw,kc->bkhw", codes, self.centroids.float())
+        if self.linear is not None:
+            logits = torch.einsum("bchw,kc->bkhw", codes, self.linear[0].float())
+            logits = logits + self.linear[1].float()[None, :, None, None]
+            scores = logits.softmax(dim=1)
+        else:
+            scores = torch.einsum("bchw,kc->bkhw", codes, self.centroids.float())
+            logits = _CRF_ALPHA * scores
         if self.crf:
-            scores = dense_crf(
-                self._guide(batch), _CRF_ALPHA * scores, iterations=self.crf_iterations
-            )
+            scores = dense_crf(self._guide(batch), logits, iterations=self.crf_iterations)
         return scores.float()
 
     def _guide(self, batch: Tensor) -> Tensor:
@@ -427,12 +463,13 @@ class Stego(Segmenter):
 
     def _sample_crops(
         self, sampler: WindowSampler, progress: ProgressFn | None, total: int
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Draw the training crops and compute their frozen features, chunk by chunk.
 
         Returns:
-            (N, D, h, w) float16 CPU features, (N, h, w) valid fraction of each patch, and
-            (N, D) unit mean-pooled features of the valid patches (for the k-NN).
+            (N, D, h, w) float16 CPU features, (N, h, w) valid fraction of each patch,
+            (N, D) unit mean-pooled features of the valid patches (for the k-NN), and the
+            (N, h, w) majority label of each patch when the sampler has labels (else None).
         """
         s = self.crop_size
         # STEGO's "five" crops: corners and centre of windows twice the crop size.
@@ -448,15 +485,23 @@ class Stego(Segmenter):
         feats: list[Tensor] = []
         valid: list[Tensor] = []
         pooled: list[Tensor] = []
+        patch_labels: list[Tensor] = []
         done = 0
         for kind, count in chunks:
             if kind == "five":
                 sample = sampler.sample(count, 2 * s)
                 images = torch.cat([sample.image[:, :, r : r + s, c : c + s] for r, c in corners])
                 masks = torch.cat([sample.valid[:, r : r + s, c : c + s] for r, c in corners])
+                labels = (
+                    torch.cat([sample.labels[:, r : r + s, c : c + s] for r, c in corners])
+                    if sample.labels is not None
+                    else None
+                )
             else:
                 sample = sampler.sample(count, s)
-                images, masks = sample.image, sample.valid
+                images, masks, labels = sample.image, sample.valid, sample.labels
+            if labels is not None:
+                patch_labels.append(self._patch_labels(labels))
             f = self.features(images.to(self.device, torch.float32)).float()
             frac = F.adaptive_avg_pool2d(masks[:, None].float(), (f.shape[2], f.shape[3]))[:, 0]
             weight = (frac >= 0.5).float().to(f.device)[:, None] + 1e-6
@@ -466,7 +511,26 @@ class Stego(Segmenter):
             done += images.shape[0]
             if progress is not None:
                 progress(done, total)
-        return torch.cat(feats), torch.cat(valid), torch.cat(pooled)
+        found = torch.cat(patch_labels) if patch_labels else None
+        return torch.cat(feats), torch.cat(valid), torch.cat(pooled), found
+
+    def _patch_labels(self, labels: Tensor) -> Tensor:
+        """(N, s, s) pixel labels -> (N, h, w) uint8 majority of each patch's labelled pixels.
+
+        Unlabelled pixels (255) do not vote; a patch without a labelled pixel gets 255.
+        """
+        bad = labels[(labels != 255) & ((labels < 0) | (labels >= self._k))]
+        if bad.numel():
+            raise ValueError(
+                f"label value {int(bad[0])} is not a class id below {self._k}; pass -k with "
+                "the number of classes in the labels (255 marks unlabelled pixels)."
+            )
+        ids = torch.where(labels == 255, self._k, labels).long()
+        votes = F.avg_pool2d(
+            F.one_hot(ids, self._k + 1).permute(0, 3, 1, 2).float(), self.patch_size
+        )
+        best = votes[:, : self._k].argmax(dim=1)
+        return torch.where(votes[:, : self._k].sum(1) > 0, best, 255).to(torch.uint8)
 
     def _nearest_neighbours(self, pooled: Tensor) -> Tensor:
         """(N, k) indices of each crop's most similar other crops by global feature."""
@@ -497,7 +561,7 @@ class Stego(Segmenter):
         batch = min(self.batch_size, n)
         steps = self.steps if self.steps is not None else self.epochs * math.ceil(n / batch)
         total = n + steps + 1
-        feats, valid, pooled = self._sample_crops(sampler, progress, total)
+        feats, valid, pooled, labels = self._sample_crops(sampler, progress, total)
         knn = self._nearest_neighbours(pooled)
         log.info(
             "stego: %d crops of %d px, features %s (%.0f MB), %d head steps",
@@ -511,6 +575,7 @@ class Stego(Segmenter):
             log.info("stego: calibrated shifts %s", self.loss_params)
         self._train_head(feats, knn, steps, gen, progress, total)
         self.centroids = self._fit_probe(feats, valid, gen)
+        self.linear = self._fit_linear_probe(feats, labels) if labels is not None else None
         if progress is not None:
             progress(total, total)
 
@@ -552,15 +617,43 @@ class Stego(Segmenter):
                 progress(n + step + 1, total)
         self.head.eval()
 
-    def _fit_probe(self, feats: Tensor, valid: Tensor, gen: torch.Generator) -> Tensor:
-        """Cosine k-means on the codes of valid training-crop patches -> (K, dim)."""
+    def _codes(self, feats: Tensor, keep: Tensor) -> Tensor:
+        """(M, dim) unit head codes of the training-crop patches where ``keep`` is True."""
         codes = []
         with torch.no_grad():
             for i in range(0, feats.shape[0], 64):
                 f = feats[i : i + 64].to(self.device, torch.float32)
                 c = F.normalize(self.head(f), dim=1).permute(0, 2, 3, 1)
-                codes.append(c[valid[i : i + 64] >= 0.5].cpu())
-        x = torch.cat(codes)
+                codes.append(c[keep[i : i + 64].to(c.device)].cpu())
+        return torch.cat(codes)
+
+    def _fit_linear_probe(self, feats: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Logistic regression from unit codes to the K classes on the labelled patches."""
+        keep = labels != 255
+        if not bool(keep.any()):
+            raise ValueError(
+                "no training crop has labelled pixels; check that the label rasters cover the "
+                "scenes (255 = unlabelled) or raise 'crops'."
+            )
+        x = self._codes(feats, keep).to(self.device)
+        y = labels[keep].long().to(self.device)
+        weight = torch.zeros(self._k, self.dim, device=self.device, requires_grad=True)
+        bias = torch.zeros(self._k, device=self.device, requires_grad=True)
+        opt = torch.optim.Adam([weight, bias], lr=self.probe_lr)
+        for _ in range(self.probe_steps):
+            loss = F.cross_entropy(x @ weight.T + bias, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+        log.info(
+            "stego: linear probe on %d labelled patches, %d classes present, loss %.4f",
+            len(y), int(torch.unique(y).numel()), float(loss.detach()),
+        )  # fmt: skip
+        return weight.detach(), bias.detach()
+
+    def _fit_probe(self, feats: Tensor, valid: Tensor, gen: torch.Generator) -> Tensor:
+        """Cosine k-means on the codes of valid training-crop patches -> (K, dim)."""
+        x = self._codes(feats, valid >= 0.5)
         if x.shape[0] > _MAX_PROBE_SAMPLES:
             x = x[torch.randperm(x.shape[0], generator=gen)[:_MAX_PROBE_SAMPLES]]
         return spherical_kmeans(x, self._k, gen).to(self.device)

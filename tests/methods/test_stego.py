@@ -349,6 +349,62 @@ def test_save_load_round_trip_gives_identical_predictions(fitted: Any, tmp_path:
     assert torch.equal(predict(method, img), predict(loaded, img))
 
 
+# -- linear probe (labels given) ---------------------------------------------------------
+
+PERMUTED = np.array([2, 0, 3, 1])  # class ids that are not the quadrant order
+
+
+@pytest.fixture(scope="module")
+def probed(tiny_weights: Path) -> tuple[Stego, np.ndarray, np.ndarray]:
+    img, truth = textured_scene()
+    labels = PERMUTED[truth]
+    sparse = np.full_like(labels, 255)
+    sparse[::4, ::4] = labels[::4, ::4]  # a few labelled pixels a patch is enough
+    sparse[:, :8] = labels[:, :8]
+    method = tiny_stego(tiny_weights)
+    method.fit(ArraySampler([img], labels=[sparse], seed=0))
+    return method, img, labels
+
+
+def test_linear_probe_maps_the_label_ids_without_matching(probed: Any) -> None:
+    method, img, labels = probed
+    assert method.linear is not None
+    scores = predict(method, img)
+    torch.testing.assert_close(scores.sum(1), torch.ones(1, 96, 96))
+    assert (scores.argmax(1)[0].numpy() == labels).mean() >= 0.9
+
+
+def test_patch_label_is_the_majority_of_its_labelled_pixels(tiny_weights: Path) -> None:
+    method = tiny_stego(tiny_weights)  # patch 8, K = 4
+    labels = torch.full((1, 8, 24), 255)
+    labels[0, 0, 0] = 3  # patch 0: one labelled pixel among 63 unlabelled ones
+    labels[0, :, 8:16] = 1  # patch 1: 40 pixels of class 1, 24 of class 2
+    labels[0, 5:, 8:16] = 2
+    # patch 2: nothing labelled
+    assert method._patch_labels(labels).tolist() == [[[3, 1, 255]]]
+
+
+def test_linear_probe_is_saved_and_loaded(probed: Any, tmp_path: Path) -> None:
+    method, img, _ = probed
+    path = tmp_path / "probed.lcmap"
+    save_model(path, method, make_header(method))
+    loaded, _ = load_model(path)
+    assert isinstance(loaded, Stego) and loaded.linear is not None
+    assert torch.equal(predict(method, img), predict(loaded, img))
+
+
+@pytest.mark.parametrize(
+    "labels,message", [(7, "not a class id below 4"), (255, "no training crop has labelled")]
+)
+def test_linear_probe_rejects_unusable_labels(
+    tiny_weights: Path, labels: int, message: str
+) -> None:
+    img, _ = textured_scene(size=48)
+    method = tiny_stego(tiny_weights, crops=10, epochs=1)
+    with pytest.raises(ValueError, match=message):
+        method.fit(ArraySampler([img], labels=[np.full((48, 48), labels)], seed=0))
+
+
 def test_loading_finds_moved_weights_in_the_cache(
     fitted: Any, tmp_path: Path, _isolated_cache: Path
 ) -> None:
