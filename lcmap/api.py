@@ -21,6 +21,7 @@ from lcmap import __version__
 from lcmap.errors import InvalidModelError, InvalidSceneError, LcmapError
 from lcmap.io.scene import (
     Normalisation,
+    bounded_gdal_cache,
     check_georeference,
     open_scene,
     resolve_bands,
@@ -133,23 +134,6 @@ def _build(name: str, classes: int | None, options: dict[str, Any] | None) -> "S
         raise LcmapError(f"Bad option for method '{name}': {exc}") from exc
 
 
-def _bounded_gdal_cache() -> Any:
-    """Cap GDAL's block cache (default: 5% of RAM, which grows with the scene read).
-
-    A user's own GDAL_CACHEMAX wins.
-    """
-    import os
-
-    import rasterio
-
-    if "GDAL_CACHEMAX" in os.environ:
-        return contextlib.nullcontext()
-    # rasterio hands an integer to GDALSetCacheMax64, which counts bytes (not megabytes, as
-    # the GDAL_CACHEMAX config option does below 100000): 256 here meant a 256-byte cache
-    # that decompressed every block many times over.
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024)
-
-
 def _check_model_bands(
     scene: Path, count: int, header: ModelHeader, bands: list[int] | None
 ) -> list[int]:
@@ -231,7 +215,7 @@ def segment(
     if halo is not None and halo < 0:
         raise LcmapError(f"--halo must be 0 or more pixels, got {halo}.")
     dev = choose_device(device)
-    with _bounded_gdal_cache(), open_scene(scene) as src:
+    with bounded_gdal_cache(GDAL_CACHE_MB), open_scene(scene) as src:
         check_georeference(src)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()

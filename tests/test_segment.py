@@ -223,8 +223,10 @@ def test_gdal_block_cache_is_counted_in_megabytes(monkeypatch):
     # every tile read decompress its blocks again (25x slower reads).
     from rasterio._env import get_gdal_config
 
+    from lcmap.io.scene import bounded_gdal_cache
+
     monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
-    with api._bounded_gdal_cache():
+    with bounded_gdal_cache(api.GDAL_CACHE_MB):
         assert int(get_gdal_config("GDAL_CACHEMAX")) == api.GDAL_CACHE_MB * 2**20
 
 

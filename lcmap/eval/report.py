@@ -26,8 +26,29 @@ log = logging.getLogger(__name__)
 UNMATCHED = "unmatched"
 
 
+class _Scores:
+    """Shortcuts to the headline figures of ``self.metrics``."""
+
+    metrics: Metrics
+
+    @property
+    def accuracy(self) -> float:
+        """Pixel accuracy after matching (pooled for an index)."""
+        return self.metrics.accuracy
+
+    @property
+    def miou(self) -> float:
+        """Mean IoU over the classes present in the truth."""
+        return self.metrics.miou
+
+    @property
+    def mean_f1(self) -> float:
+        """Mean F1 over the classes present in the truth."""
+        return self.metrics.mean_f1
+
+
 @dataclass(frozen=True)
-class EvaluationResult:
+class EvaluationResult(_Scores):
     """A label map scored against a truth raster.
 
     Attributes:
@@ -58,21 +79,6 @@ class EvaluationResult:
     confusion: CountMatrix
     metrics: Metrics
     pred_nodata_pixels: int = 0
-
-    @property
-    def accuracy(self) -> float:
-        """Pixel accuracy after matching."""
-        return self.metrics.accuracy
-
-    @property
-    def miou(self) -> float:
-        """Mean IoU over the classes present in the truth."""
-        return self.metrics.miou
-
-    @property
-    def mean_f1(self) -> float:
-        """Mean F1 over the classes present in the truth."""
-        return self.metrics.mean_f1
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (NaN becomes None)."""
@@ -126,7 +132,7 @@ class SceneEvaluation:
 
 
 @dataclass(frozen=True)
-class IndexResult:
+class IndexResult(_Scores):
     """Per-scene and pooled scores of every scene listed in an index.
 
     The pooled confusion is the sum of the per-scene confusion matrices *after* each scene's
@@ -155,21 +161,6 @@ class IndexResult:
     confusion: CountMatrix
     metrics: Metrics
     seconds: float = 0.0
-
-    @property
-    def accuracy(self) -> float:
-        """Pooled pixel accuracy."""
-        return self.metrics.accuracy
-
-    @property
-    def miou(self) -> float:
-        """Pooled mean IoU."""
-        return self.metrics.miou
-
-    @property
-    def mean_f1(self) -> float:
-        """Pooled mean F1."""
-        return self.metrics.mean_f1
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (NaN becomes None)."""

@@ -4,11 +4,14 @@ Low-level functions take an *open* dataset (as rio-tiler's ``reader`` does); the
 opening and closing.
 """
 
+import contextlib
 import logging
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -29,6 +32,22 @@ log = logging.getLogger(__name__)
 
 #: Percentiles mapped to 0 and 1 by the normalisation (clip outliers such as glints and shadows).
 CLIP_PERCENTILES = (2.0, 98.0)
+
+
+def bounded_gdal_cache(megabytes: int) -> contextlib.AbstractContextManager[Any]:
+    """Cap GDAL's block cache (default: 5% of RAM, which grows with what is read).
+
+    A user's own ``GDAL_CACHEMAX`` (environment or an enclosing ``rasterio.Env``) wins.
+    rasterio hands an integer ``GDAL_CACHEMAX`` to GDAL as bytes (not as megabytes, as the
+    config option reads values below 100000): passing ``256`` meant a 256-byte cache that
+    decompressed every block many times over.
+    """
+    if "GDAL_CACHEMAX" in os.environ or (
+        rasterio.env.hasenv() and "GDAL_CACHEMAX" in rasterio.env.getenv()
+    ):
+        return contextlib.nullcontext()
+    env: contextlib.AbstractContextManager[Any] = rasterio.Env(GDAL_CACHEMAX=megabytes * 2**20)
+    return env
 
 
 def open_scene(path: str | Path) -> DatasetReader:

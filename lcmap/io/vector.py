@@ -16,7 +16,6 @@ Then: pixel -> map coordinates, ``min_area`` filter, coverage simplification (sh
 shared), attributes, and a write to a temporary file that is renamed into place.
 """
 
-import contextlib
 import csv
 import json
 import logging
@@ -29,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 import shapely
 from numpy.typing import NDArray
 from rasterio import features
@@ -46,7 +44,7 @@ from lcmap.errors import (
     NoGeoreferenceWarning,
     OutputPathError,
 )
-from lcmap.io.scene import open_scene
+from lcmap.io.scene import bounded_gdal_cache, open_scene
 from lcmap.io.writer import check_output
 
 log = logging.getLogger(__name__)
@@ -67,7 +65,7 @@ GEOJSON_CRS = "EPSG:4326"
 
 #: GDAL block cache while reading, in bytes. GDAL's default (5% of RAM) would let the cache grow
 #: with the raster while it is open; windows are read once, row-major, so a small cache suffices.
-GDAL_CACHE_BYTES = 32 * 2**20
+GDAL_CACHE_MB = 32
 
 # Integer types rasterio's shapes() and sieve() take as they are; others are cast to int32.
 _NATIVE_DTYPES = {"uint8", "uint16", "int16", "int32"}
@@ -163,7 +161,7 @@ def vectorize(
     legend_names = read_legend(legend) if legend is not None else None
     wanted = None if classes is None else {int(c) for c in classes}
 
-    with _block_cache(), open_scene(labels) as src:
+    with bounded_gdal_cache(GDAL_CACHE_MB), open_scene(labels) as src:
         _check_labels(src)
         name = Path(src.name).name
         if driver == "GeoJSON" and src.crs is None:
@@ -243,14 +241,9 @@ def read_legend(path: str | Path) -> dict[int, str]:
     text = path.read_text(encoding="utf-8-sig")
     expected = 'expected JSON like {"0": "water", "1": "forest"} or CSV rows like "0,water"'
     if path.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
-        try:
-            data = json.loads(text)
-            if isinstance(data, list):
-                return {i: str(n) for i, n in enumerate(data)}
-            if isinstance(data, dict):
-                return {int(k): str(v) for k, v in data.items()}
-        except (ValueError, TypeError):
-            pass
+        from_json = _json_names(text)
+        if from_json is not None:
+            return from_json
         raise InvalidSceneError(f"Legend {path} is not a JSON class-name table; {expected}.")
     names: dict[int, str] = {}
     for i, row in enumerate(csv.reader(text.splitlines())):
@@ -296,30 +289,28 @@ def _check_labels(src: DatasetReader) -> None:
         )
 
 
-def _tag_names(src: DatasetReader) -> dict[int, str] | None:
-    raw = src.tags().get(CLASS_NAMES_TAG)
-    if not raw:
-        return None
+def _json_names(text: str) -> dict[int, str] | None:
+    """Class names from a JSON list (``["water", ...]``) or object (``{"0": "water"}``)."""
     try:
-        data = json.loads(raw)
+        data = json.loads(text)
         if isinstance(data, list):
             return {i: str(n) for i, n in enumerate(data)}
         if isinstance(data, dict):
             return {int(k): str(v) for k, v in data.items()}
     except (ValueError, TypeError):
         pass
-    log.warning("Ignoring the unreadable %s tag of %s", CLASS_NAMES_TAG, src.name)
     return None
 
 
-def _block_cache() -> contextlib.AbstractContextManager[Any]:
-    """Cap GDAL's block cache unless the user chose its size."""
-    if "GDAL_CACHEMAX" in os.environ or (
-        rasterio.env.hasenv() and "GDAL_CACHEMAX" in rasterio.env.getenv()
-    ):
-        return contextlib.nullcontext()
-    env: contextlib.AbstractContextManager[Any] = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
-    return env
+def _tag_names(src: DatasetReader) -> dict[int, str] | None:
+    raw = src.tags().get(CLASS_NAMES_TAG)
+    if not raw:
+        return None
+    names = _json_names(raw)
+    if names is not None:
+        return names
+    log.warning("Ignoring the unreadable %s tag of %s", CLASS_NAMES_TAG, src.name)
+    return None
 
 
 def _sieve_size(min_area: float, pixel_area: float) -> int:
