@@ -17,13 +17,7 @@ from lcmap.models import load_model, read_header
 FAST = {"patch_size": 32, "steps": 60, "batch_size": 4, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # One intra-op thread: on a shared 2-core machine OpenMP spinning makes 2 threads far slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

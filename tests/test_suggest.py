@@ -4,7 +4,6 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-import torch
 from _cas_data import train_tiny_cas, write_three_class_scene
 from shapely.geometry import box
 
@@ -12,13 +11,7 @@ from lcmap.errors import OutputExistsError
 from lcmap.finetune import finetune
 from lcmap.suggest import allocate, entropy, suggest_labels
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

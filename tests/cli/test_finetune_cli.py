@@ -2,7 +2,6 @@
 
 import geopandas as gpd
 import pytest
-import torch
 from _cas_data import train_tiny_cas, write_three_class_scene
 from typer.testing import CliRunner
 
@@ -12,12 +11,7 @@ from lcmap.models import read_header
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import rasterio
-import torch
 from typer.testing import CliRunner
 
 from lcmap.cli import app
@@ -14,12 +13,7 @@ FAST = ["--epochs", "1", "--iterations", "2", "--patch", "24", "--batch-size", "
         "-p", "features=8", "--device", "cpu"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _invoke(*args):

@@ -22,14 +22,7 @@ from lcmap.methods.cas_finetuned import CasFinetuned, class_weights
 from lcmap.methods.sampling import ArraySampler
 from lcmap.models import ModelHeader, load_model, save_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # One intra-op thread: on a shared 2-core machine OpenMP spinning makes 2 threads far slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 Z = torch.tensor([[0.0, 0.0], [1.0, 1.0]])

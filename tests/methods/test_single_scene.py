@@ -27,13 +27,7 @@ from lcmap.models import ModelHeader, load_model, save_model
 TINY = {"features": 8, "iterations": 2, "epochs": 1, "crop_size": 24, "batch_size": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions run faster on one thread than with thread hand-offs on a busy CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def two_textured_regions(height=64, width=128, seed=0):

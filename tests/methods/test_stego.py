@@ -7,7 +7,6 @@ marked slow and the bf16 test gpu.
 import math
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,7 @@ DINOV2 = "vit_small_patch14_dinov2.lvd142m"
 DINOV2_REG = "vit_small_patch14_reg4_dinov2.lvd142m"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny tensors: one thread avoids oversubscription stalls on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
