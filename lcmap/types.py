@@ -4,3 +4,14 @@ from collections.abc import Callable
 
 #: ``(done, total)`` progress callback; the CLI passes a rich progress updater.
 ProgressFn = Callable[[int, int], None]
+
+
+def show_status(progress: ProgressFn | None, text: str) -> None:
+    """Show ``text`` (a training loss...) beside the progress bar, when the callback can.
+
+    The CLI's callback has a ``status(text)`` method; a plain ``(done, total)`` function has
+    none and the text is dropped, so any callable still works as a progress callback.
+    """
+    status = getattr(progress, "status", None)
+    if callable(status):
+        status(text)

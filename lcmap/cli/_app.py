@@ -118,19 +118,26 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
         console=Console(stderr=True),
         disable=bool(_state["quiet"]),
         transient=False,
     )
-    task = progress.add_task(description, total=None)
+    task = progress.add_task(description, total=None, status="")
 
-    def update(done: int, total: int, description: str | None = None) -> None:
-        if description is not None:
-            progress.update(task, description=description)
-        progress.update(task, completed=done, total=total)
+    class Update:
+        """``update(done, total)``; ``update.status(text)`` shows text beside the bar."""
+
+        def __call__(self, done: int, total: int, description: str | None = None) -> None:
+            if description is not None:
+                progress.update(task, description=description)
+            progress.update(task, completed=done, total=total)
+
+        def status(self, text: str) -> None:
+            progress.update(task, status=text)
 
     with progress:
-        yield update
+        yield Update()
 
 
 def echo(message: str) -> None:

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from lcmap.errors import InvalidModelError, InvalidSceneError
 from lcmap.methods._unet import UNet, pad_to_multiple, random_dihedral
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.types import show_status
 
 log = logging.getLogger(__name__)
 
@@ -358,11 +359,13 @@ class CasSegmenter(Segmenter):
         total = self.ae_steps + 1 + self.dec_steps
         done = 0
 
-        def tick() -> None:
+        def tick(status: str | None = None) -> None:
             nonlocal done
             done += 1
             if progress is not None:
                 progress(done, total)
+                if status is not None:
+                    show_status(progress, status)
 
         self._train_autoencoder(sampler, gen, tick)
         state = self.net.state_dict()
@@ -405,7 +408,7 @@ class CasSegmenter(Segmenter):
                     self.ae_steps,
                     running,
                 )
-            tick()
+            tick(f"phase 1 MSE {running:.5f}" if step % 10 == 0 else None)
 
     @torch.no_grad()
     def _embed(self, images: Tensor) -> Tensor:
@@ -473,7 +476,7 @@ class CasSegmenter(Segmenter):
                     kl.item(),
                     mse.item(),
                 )
-            tick()
+            tick(f"phase 2 KL {kl.item():.5f}" if step % 10 == 0 else None)
         self.centroids = centroids.detach()
 
 

@@ -33,6 +33,7 @@ from lcmap.errors import InvalidModelError, InvalidSceneError
 from lcmap.methods._unet import UNet, pad_to_multiple, random_dihedral
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.cas import CasSegmenter
+from lcmap.types import show_status
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +376,8 @@ class CasFinetuned(Segmenter):
                 log.info("fine-tuning step %d/%d: cross-entropy %.4f", step + 1, steps, losses[-1])
             if progress is not None:
                 progress(step + 1, steps)
+                if losses and step % 10 == 0:
+                    show_status(progress, f"cross-entropy {losses[-1]:.4f}")
         net.eval()
         return losses
 

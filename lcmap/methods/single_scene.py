@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.types import show_status
 
 log = logging.getLogger(__name__)
 
@@ -419,6 +420,7 @@ class SingleScene(Segmenter):
                     done += 1
                     if progress is not None:
                         progress(done, total)
+                show_status(progress, f"epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.4f}")
                 log.debug("epoch %d batch %d: loss %.4f", epoch, b, loss.item())
         self._calibrate(sampler, calibration, done, total, progress)
         self._fitted = True

@@ -63,6 +63,7 @@ from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.types import show_status
 
 log = logging.getLogger(__name__)
 
@@ -615,6 +616,8 @@ class Stego(Segmenter):
                 )
             if progress is not None:
                 progress(n + step + 1, total)
+                if step % 10 == 0 or step == steps - 1:
+                    show_status(progress, f"loss {float(loss.detach()):.4f}")
         self.head.eval()
 
     def _codes(self, feats: Tensor, keep: Tensor) -> Tensor:

@@ -226,6 +226,25 @@ def test_progress_reaches_total(tiny_weights: Path) -> None:
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
+def test_training_loss_is_shown_beside_the_progress_bar(tiny_weights: Path) -> None:
+    class Progress:  # the CLI's callback shape: (done, total) plus status(text)
+        def __init__(self) -> None:
+            self.texts: list[str] = []
+
+        def __call__(self, done: int, total: int) -> None:
+            pass
+
+        def status(self, text: str) -> None:
+            self.texts.append(text)
+
+    progress = Progress()
+    tiny_stego(tiny_weights, crops=10, steps=12).fit(
+        ArraySampler([textured_scene()[0]], seed=0), progress
+    )
+    assert len(progress.texts) == 3  # steps 1, 11 and the last
+    assert all(t.startswith("loss ") and math.isfinite(float(t[5:])) for t in progress.texts)
+
+
 def test_crf_returns_probabilities_and_smooths_an_outlier() -> None:
     image = torch.full((1, 3, 16, 16), 0.5)
     logits = torch.zeros(1, 2, 16, 16)
