@@ -4,7 +4,9 @@ Two ways, chosen by the method (DESIGN.md contract 2):
 
 * **crop-centre** (methods with a finite receptive field): each tile decides its core pixels
   with ``argmax`` over its scores; with a halo at least the receptive field the map equals
-  whole-scene inference, whatever the tile size.
+  whole-scene inference, whatever the tile size. The engine takes that argmax on the device
+  (:meth:`~lcmap.methods.base.Segmenter.predict_labels`) and hands labels to
+  :meth:`Stitcher.add_labels`, K times less to copy back than scores.
 * **blend** (``global_context`` methods such as ViTs): scores of overlapping read windows are
   summed with smooth :func:`~lcmap.tiling.blend_weights`, then ``argmax`` per pixel.
 
