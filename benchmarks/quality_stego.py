@@ -11,6 +11,7 @@ mIoU, see :func:`lcmap.eval.evaluate_index`), so k-means and STEGO are pooled th
 Example:
     python benchmarks/quality_stego.py -k 5 --layers 8 12 --json stego_dubai.json
     python benchmarks/quality_stego.py --every 9 -k 5 --layers 8 -p auto_shifts=true
+    python benchmarks/quality_stego.py --every 3 -k 5 --layers 8 --crf   # CRF cost and effect
 """
 
 import argparse
@@ -70,6 +71,8 @@ def main() -> int:
     parser.add_argument("--weights", type=Path, default=DINOV2)
     parser.add_argument("-p", "--param", action="append", default=[], help="stego KEY=VALUE")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--crf", action="store_true",
+                        help="also map with the dense CRF (same model) and time it")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     rows = []
@@ -99,6 +102,13 @@ def main() -> int:
                 "options": params, "train_s": round(train_s, 1),
                 "map_s_per_mpx": round(result.seconds / mpx, 2)}))  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
+            if args.crf:
+                result = evaluate_index(index, method="stego", segment_options={
+                    "model": model, "device": args.device, "options": {"crf": True}})  # fmt: skip
+                rows.append(summary(f"stego block {layer} + CRF", result, {
+                    "options": params, "train_s": round(train_s, 1),
+                    "map_s_per_mpx": round(result.seconds / mpx, 2)}))  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
     print("\n| run | scenes | pooled accuracy | pooled mIoU | train s | map s/Mpx |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -188,7 +188,9 @@ def segment(
         overwrite: replace existing outputs.
         creation_options: GDAL COG creation options overriding the defaults.
         progress: ``(done, total)`` callback.
-        options: method options passed to its builder (e.g. ``{"smooth": 2}``).
+        options: method options passed to its builder (e.g. ``{"smooth": 2}``); with
+            ``model``, only the options that change how a trained model predicts (the
+            method's ``apply_options``, e.g. ``{"crf": True}`` for stego).
 
     Returns:
         A summary of the map written.
@@ -220,7 +222,7 @@ def segment(
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()
         if model is not None:
-            seg, header = load_model(model)
+            seg, header = load_model(model, options)
             bands = _check_model_bands(scene, src.count, header, bands)
             norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
             model_path: Path | None = Path(model)

@@ -31,7 +31,11 @@ FeatureLayer = Annotated[
     int | None, typer.Option("--feature-layer", help="Take ViT features from this block (1-based).")
 ]
 Crf = Annotated[
-    bool | None, typer.Option("--crf/--no-crf", help="Refine ViT maps with a dense CRF.")
+    bool | None,
+    typer.Option(
+        "--crf/--no-crf",
+        help="Refine STEGO maps with a dense CRF (also when applying a --model) \\[default: off].",
+    ),
 ]
 Params = Annotated[
     list[str] | None,

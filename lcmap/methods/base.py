@@ -29,6 +29,9 @@ class MethodInfo:
             overlapping tiles are then blended with smooth weights instead of cropped.
         size_multiple: tiles are padded to a multiple of this many pixels (a ViT's patch size).
         needs_fit: True if :meth:`Segmenter.fit` must run before :meth:`Segmenter.predict`.
+        apply_options: builder options that only change how a trained model predicts (a
+            CRF, where the backbone weights live), so they may be given again when a saved
+            model is applied; every other option is fixed by training.
     """
 
     name: str
@@ -36,6 +39,7 @@ class MethodInfo:
     global_context: bool = False
     size_multiple: int = 1
     needs_fit: bool = True
+    apply_options: frozenset[str] = frozenset()
 
 
 class SampleBatch(NamedTuple):

@@ -169,6 +169,7 @@ class Stego(Segmenter):
         global_context=True,
         size_multiple=8,
         needs_fit=True,
+        apply_options=frozenset({"crf", "crf_iterations", "weights"}),
     )
 
     def __init__(

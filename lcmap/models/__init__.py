@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lcmap import __version__
-from lcmap.errors import InputNotFoundError, InvalidModelError
+from lcmap.errors import InputNotFoundError, InvalidModelError, LcmapError
 
 if TYPE_CHECKING:
     from lcmap.methods.base import Segmenter
@@ -142,24 +142,49 @@ def save_model(path: str | Path, method: "Segmenter", header: ModelHeader) -> No
         raise
 
 
-def load_model(path: str | Path) -> tuple["Segmenter", ModelHeader]:
+def load_model(
+    path: str | Path, overrides: dict[str, Any] | None = None
+) -> tuple["Segmenter", ModelHeader]:
     """Rebuild the method stored in ``path``.
+
+    Args:
+        path: the model file.
+        overrides: options that change how the trained model predicts, e.g.
+            ``{"crf": True}``; only its method's ``MethodInfo.apply_options`` are allowed.
+            The header returned carries them in its ``config``.
 
     Raises:
         InputNotFoundError: the file does not exist.
         InvalidModelError: the file is corrupt or its tensors do not fit its method.
+        LcmapError: an override is fixed by training (``info.apply_options`` lacks it).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from lcmap.methods import get_method
+    from lcmap.methods import get_method, method_info
 
     header = read_header(path)
+    if overrides:
+        allowed = method_info(header.method).apply_options
+        fixed = sorted(set(overrides) - allowed)
+        if fixed:
+            can = f"only {', '.join(sorted(allowed))} can" if allowed else "no option can"
+            raise LcmapError(
+                f"Option(s) {', '.join(fixed)} are fixed when a {header.method} model is "
+                f"trained, and {path} already has them; {can} be given with --model. "
+                "Train a new model to change the others."
+            )
+        header.config = {**header.config, **overrides}
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InvalidModelError(f"{path} is corrupt: its tensors cannot be read ({exc}).") from exc
-    method = get_method(header.method, **header.config)
+    try:
+        method = get_method(header.method, **header.config)
+    except (TypeError, ValueError) as exc:
+        if not overrides:
+            raise InvalidModelError(f"{path}: its config does not fit its method ({exc}).") from exc
+        raise LcmapError(f"{exc} (given with --model {path}).") from exc
     try:
         method.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:

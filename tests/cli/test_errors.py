@@ -77,6 +77,18 @@ def test_model_bands_differ_from_scene(make_scene, tmp_path):
     assert not (tmp_path / "b.tif").exists()
 
 
+def test_training_options_given_with_a_model_are_refused(make_scene, tmp_path):
+    model = tmp_path / "m.lcmap"
+    scene = make_scene()
+    ok = runner.invoke(app, ["train", str(scene), "-m", "kmeans", "-o", str(model), "-k", "3",
+                             "-q"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    r = _run("segment", scene, "-o", tmp_path / "b.tif", "--model", model, "-p", "smooth=2", "-q")
+    assert r.exit_code == 1 and len(_lines(r)) == 1
+    assert "smooth are fixed when a kmeans model is trained" in r.output
+    assert not (tmp_path / "b.tif").exists()
+
+
 def test_unknown_method_suggests_a_name(make_scene, tmp_path):
     r = _run("segment", make_scene(), "-o", tmp_path / "m.tif", "--method", "kmean", "-q")
     assert "Unknown method 'kmean'. Did you mean 'kmeans'?" in r.output

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 from scipy.optimize import linear_sum_assignment
 
-from lcmap.errors import InvalidSceneError, WeightsError
+from lcmap.errors import InvalidSceneError, LcmapError, WeightsError
 from lcmap.methods import _vit, get_method
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import centre_correlation, correspondence_loss
@@ -359,6 +359,32 @@ def test_save_load_round_trip_gives_identical_predictions(fitted: Any, tmp_path:
         f"head.{k}" for k in method.head.state_dict()
     }  # no backbone tensors in the model file
     assert torch.equal(predict(method, img), predict(loaded, img))
+
+
+def test_crf_can_be_switched_on_when_a_saved_model_is_applied(fitted: Any, tmp_path: Path) -> None:
+    method, img, _ = fitted
+    path = tmp_path / "stego.lcmap"
+    save_model(path, method, make_header(method))
+    refined, header = load_model(path, {"crf": True, "crf_iterations": 3})
+    assert (refined.crf, refined.crf_iterations) == (True, 3)
+    assert header.config["crf"] is True
+    plain, _ = load_model(path)
+    assert not plain.crf
+    scores = predict(refined, img)
+    assert float(scores.min()) >= 0 and torch.allclose(scores.sum(1), torch.ones(1), atol=1e-4)
+    assert not torch.equal(scores, predict(plain, img))
+
+
+def test_options_fixed_by_training_are_refused_with_a_saved_model(
+    fitted: Any, tmp_path: Path
+) -> None:
+    method, _, _ = fitted
+    path = tmp_path / "stego.lcmap"
+    save_model(path, method, make_header(method))
+    with pytest.raises(LcmapError, match=r"feature_layer are fixed .*only crf, crf_iterations"):
+        load_model(path, {"feature_layer": 1, "crf": True})
+    with pytest.raises(LcmapError, match="crf_iterations"):
+        load_model(path, {"crf_iterations": 0})
 
 
 # -- linear probe (labels given) ---------------------------------------------------------
