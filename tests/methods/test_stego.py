@@ -576,3 +576,18 @@ def test_bf16_autocast_matches_fp32(fitted: Any) -> None:
         assert float((fp32.argmax(1) == bf16.argmax(1)).float().mean()) > 0.97
     finally:
         method.to(torch.device("cpu"))
+
+
+@pytest.mark.network
+def test_default_backbone_downloads_from_the_hub_once(
+    _isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not _vit.is_online():
+        pytest.skip("the weights hub is not reachable")
+    method = build(4, crops=2, steps=0)
+    assert method.resolved.source == "hub"
+    assert method.resolved.path.is_relative_to(_isolated_cache)
+    monkeypatch.setenv("LCMAP_OFFLINE", "1")  # the second time it comes from the cache
+    again = build(4, crops=2, steps=0)
+    assert again.resolved.path == method.resolved.path
+    assert again.header()["weights_sha256"] == method.header()["weights_sha256"]
