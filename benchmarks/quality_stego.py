@@ -11,7 +11,7 @@ mIoU, see :func:`lcmap.eval.evaluate_index`), so k-means and STEGO are pooled th
 Example:
     python benchmarks/quality_stego.py -k 5 --layers 8 12 --json stego_dubai.json
     python benchmarks/quality_stego.py --every 9 -k 5 --layers 8 -p auto_shifts=true
-    python benchmarks/quality_stego.py --every 3 -k 5 --layers 8 --crf   # CRF cost and effect
+    python benchmarks/quality_stego.py --every 18 -k 5 --layers 8 --crf   # CRF cost and effect
 """
 
 import argparse

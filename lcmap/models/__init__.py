@@ -170,8 +170,9 @@ def load_model(
         if fixed:
             can = f"only {', '.join(sorted(allowed))} can" if allowed else "no option can"
             raise LcmapError(
-                f"Option(s) {', '.join(fixed)} are fixed when a {header.method} model is "
-                f"trained, and {path} already has them; {can} be given with --model. "
+                f"{', '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} fixed when a "
+                f"{header.method} model is trained, and {path} has its own; {can} be given "
+                "with --model. "
                 "Train a new model to change the others."
             )
         header.config = {**header.config, **overrides}

@@ -85,7 +85,7 @@ def test_training_options_given_with_a_model_are_refused(make_scene, tmp_path):
     assert ok.exit_code == 0, ok.output
     r = _run("segment", scene, "-o", tmp_path / "b.tif", "--model", model, "-p", "smooth=2", "-q")
     assert r.exit_code == 1 and len(_lines(r)) == 1
-    assert "smooth are fixed when a kmeans model is trained" in r.output
+    assert "smooth is fixed when a kmeans model is trained" in r.output
     assert not (tmp_path / "b.tif").exists()
 
 

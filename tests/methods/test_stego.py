@@ -381,7 +381,7 @@ def test_options_fixed_by_training_are_refused_with_a_saved_model(
     method, _, _ = fitted
     path = tmp_path / "stego.lcmap"
     save_model(path, method, make_header(method))
-    with pytest.raises(LcmapError, match=r"feature_layer are fixed .*only crf, crf_iterations"):
+    with pytest.raises(LcmapError, match=r"feature_layer is fixed .*only crf, crf_iterations"):
         load_model(path, {"feature_layer": 1, "crf": True})
     with pytest.raises(LcmapError, match="crf_iterations"):
         load_model(path, {"crf_iterations": 0})
