@@ -121,8 +121,9 @@ def segment(
                 options=options,
             )
     mpx = result.width * result.height / 1e6
+    fitted = f"fitted in {result.fit_seconds:.1f} s, " if result.fit_seconds >= 0.05 else ""
     echo(
         f"Wrote {result.output} ({result.width}x{result.height}, {result.classes_used} of "
-        f"{result.num_classes} classes used) in {result.seconds:.1f} s "
+        f"{result.num_classes} classes used): {fitted}mapped in {result.seconds:.1f} s "
         f"({mpx / max(result.seconds, 1e-9):.1f} Mpx/s on {result.device})."
     )
