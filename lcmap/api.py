@@ -223,6 +223,11 @@ def segment(
         fit_start = time.perf_counter()
         if model is not None:
             seg, header = load_model(model, options)
+            if classes is not None and classes != header.num_classes:
+                raise LcmapError(
+                    f"{model} maps {header.num_classes} classes, not {classes}; drop -k/--classes "
+                    "or train a new model with that many."
+                )
             bands = _check_model_bands(scene, src.count, header, bands)
             norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
             model_path: Path | None = Path(model)

@@ -86,7 +86,13 @@ def test_training_options_given_with_a_model_are_refused(make_scene, tmp_path):
     r = _run("segment", scene, "-o", tmp_path / "b.tif", "--model", model, "-p", "smooth=2", "-q")
     assert r.exit_code == 1 and len(_lines(r)) == 1
     assert "smooth is fixed when a kmeans model is trained" in r.output
+    r = _run("segment", scene, "-o", tmp_path / "b.tif", "--model", model, "-k", "5", "-q")
+    assert r.exit_code == 1 and len(_lines(r)) == 1
+    assert "maps 3 classes, not 5" in r.output
     assert not (tmp_path / "b.tif").exists()
+    ok = runner.invoke(app, ["segment", str(scene), "-o", str(tmp_path / "b.tif"), "--model",
+                             str(model), "-k", "3", "-q"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
 
 
 def test_unknown_method_suggests_a_name(make_scene, tmp_path):
