@@ -94,18 +94,12 @@ def main() -> int:
             api.train(scenes, model, method="stego", classes=args.classes, device=args.device,
                       options=options)  # fmt: skip
             train_s = time.perf_counter() - start
-            result = evaluate_index(
-                index, method="stego", segment_options={"model": model, "device": args.device}
-            )
-            mpx = sum(s.result.confusion.sum() for s in result.scenes) / 1e6
-            rows.append(summary(f"stego block {layer}", result, {
-                "options": params, "train_s": round(train_s, 1),
-                "map_s_per_mpx": round(result.seconds / mpx, 2)}))  # fmt: skip
-            print(json.dumps(rows[-1]), flush=True)
-            if args.crf:
+            for crf in (False, True) if args.crf else (False,):
                 result = evaluate_index(index, method="stego", segment_options={
-                    "model": model, "device": args.device, "options": {"crf": True}})  # fmt: skip
-                rows.append(summary(f"stego block {layer} + CRF", result, {
+                    "model": model, "device": args.device,
+                    "options": {"crf": True} if crf else None})  # fmt: skip
+                mpx = sum(s.result.confusion.sum() for s in result.scenes) / 1e6
+                rows.append(summary(f"stego block {layer}{' + CRF' if crf else ''}", result, {
                     "options": params, "train_s": round(train_s, 1),
                     "map_s_per_mpx": round(result.seconds / mpx, 2)}))  # fmt: skip
                 print(json.dumps(rows[-1]), flush=True)

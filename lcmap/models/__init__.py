@@ -172,8 +172,7 @@ def load_model(
             raise LcmapError(
                 f"{', '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} fixed when a "
                 f"{header.method} model is trained, and {path} has its own; {can} be given "
-                "with --model. "
-                "Train a new model to change the others."
+                "with --model. Train a new model to change the others."
             )
         header.config = {**header.config, **overrides}
     try:
@@ -183,6 +182,8 @@ def load_model(
     try:
         method = get_method(header.method, **header.config)
     except (TypeError, ValueError) as exc:
+        if isinstance(exc, LcmapError):
+            raise
         if not overrides:
             raise InvalidModelError(f"{path}: its config does not fit its method ({exc}).") from exc
         raise LcmapError(f"{exc} (given with --model {path}).") from exc
