@@ -11,6 +11,7 @@ Figures are ratios against the baseline measured in the same run.
 
 Usage:
     python benchmarks/segment_throughput.py --sizes 4000 8000 16000 --workdir /tmp/lcmap-bench
+    python benchmarks/segment_throughput.py --profile 8000   # where lcmap's time goes
 """
 
 import argparse
@@ -82,13 +83,35 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
+def profile(scene: Path, out: Path, top: int = 20) -> None:
+    """Run the same segmentation in this process under cProfile; print the top functions."""
+    import cProfile
+    import pstats
+
+    from lcmap import api
+
+    start = time.perf_counter()
+    with cProfile.Profile() as prof:
+        api.segment(scene, out, classes=6, overwrite=True)
+    print(f"total {time.perf_counter() - start:.1f} s")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 8000, 16000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/lcmap-bench"))
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--profile", type=int, metavar="SIZE",
+                        help="profile lcmap on a SIZE x SIZE scene instead")  # fmt: skip
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        scene = args.workdir / f"naip_{args.profile}.tif"
+        if not scene.exists():
+            make_scene(scene, args.profile)
+        profile(scene, args.workdir / f"map_{args.profile}.tif")
+        return
     lcmap = [sys.executable, "-m", "lcmap"]
     rows = []
     for size in args.sizes:
