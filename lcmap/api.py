@@ -134,6 +134,29 @@ def _build(name: str, classes: int | None, options: dict[str, Any] | None) -> "S
         raise LcmapError(f"Bad option for method '{name}': {exc}") from exc
 
 
+def _tile_halo(seg: "Segmenter", halo: int | None) -> int:
+    """The halo to plan with: the method's, or ``halo`` when given.
+
+    The halo is rounded up to the method's tile multiple (a pooling grid or window stride
+    the tiles must share with the scene); a windowed method needs at least its own halo, or
+    the windows over a core pixel would depend on the tile. A ``halo`` raised for either
+    reason is logged as a warning.
+    """
+    if halo is None:
+        return seg.halo
+    multiple = seg.tile_multiple
+    needed = -(-halo // multiple) * multiple
+    if seg.window is not None:
+        needed = max(needed, seg.window.halo)
+    if needed != halo:
+        log.warning(
+            "halo %d px raised to %d px: this method's tiles share a %d px grid with the scene%s.",
+            halo, needed, multiple,
+            f" and its {seg.window.size} px windows need {seg.window.halo} px" if seg.window else "",
+        )  # fmt: skip
+    return needed
+
+
 def _check_model_bands(
     scene: Path, count: int, header: ModelHeader, bands: list[int] | None
 ) -> list[int]:
@@ -248,8 +271,8 @@ def segment(
             src.width,
             src.height,
             tile or DEFAULT_TILE,
-            seg.halo if halo is None else halo,
-            seg.info.size_multiple,
+            _tile_halo(seg, halo),
+            seg.tile_multiple,
         )
         dtype = label_dtype(seg.num_classes)
         provenance = {
@@ -262,7 +285,8 @@ def segment(
             "normalisation": {"low": list(norm.low), "high": list(norm.high)},
             "tile": plan.tile,
             "halo": plan.halo,
-            "stitch": "blend" if seg.info.global_context else "crop_centre",
+            "stitch": "crop_centre",
+            "window": asdict(seg.window) if seg.window else None,
             "seed": seed,
             "device": str(dev),
             "model": str(model_path) if model_path else None,

@@ -1,7 +1,7 @@
 """Where raster I/O meets torch: sampling windows for fitting, and the tiled mapping loop.
 
 A reader thread reads and normalises tile windows ahead of the device; the main thread runs
-batches through the method (bf16 autocast on CUDA) and hands scores to the stitcher, whose
+batches through the method (bf16 autocast on CUDA) and hands labels to the stitcher, whose
 finished rows go straight to the writer. Nothing here holds more than a band of rows.
 """
 
@@ -201,7 +201,7 @@ def map_scene(
         Pixel count per class (index K counts nodata).
     """
     method.to(device)
-    stitcher = Stitcher(plan, method.num_classes, blend=method.info.global_context)
+    stitcher = Stitcher(plan, method.num_classes)
     counts = np.zeros(method.num_classes + 1, dtype=np.int64)
     # A few batches ahead: enough to hide read latency, small enough to bound memory.
     tiles_q: queue.Queue[Any] = queue.Queue(maxsize=max(2, 2 * batch_size))
@@ -227,16 +227,10 @@ def map_scene(
     def run(batch: list[tuple[Tile, NDArray[np.float32], NDArray[np.bool_]]]) -> None:
         x = torch.from_numpy(np.stack([b[1] for b in batch])).to(device, non_blocking=True)
         with torch.inference_mode(), autocast:
-            if stitcher.blend:
-                scores = method.predict(x).float().cpu().numpy()
-            else:
-                # Crop-centre: argmax on the device, only labels come back.
-                labels = method.predict_labels(x).to(label_torch_dtype).cpu().numpy()
+            # The argmax runs on the device, only labels come back.
+            labels = method.predict_tile_labels(x).to(label_torch_dtype).cpu().numpy()
         for i, (tile, _, valid) in enumerate(batch):
-            if stitcher.blend:
-                emit(stitcher.add(tile, scores[i], valid))
-            else:
-                emit(stitcher.add_labels(tile, labels[i], valid))
+            emit(stitcher.add_labels(tile, labels[i], valid))
 
     reader.start()
     done, total = 0, len(plan.tiles)
@@ -273,7 +267,7 @@ def scores_for_array(
     dev = device or method.device
     method.to(dev)
     with torch.inference_mode():
-        out = method.predict(torch.from_numpy(image)[None].to(dev))
+        out = method.predict_tiles(torch.from_numpy(image)[None].to(dev))
     scores: NDArray[np.float32] = out[0].float().cpu().numpy()
     return scores
 

@@ -1,9 +1,16 @@
-"""Pure tiling geometry: tiles with a halo over a scene, and smooth blending weights.
+"""Pure tiling geometry: tiles with a halo over a scene, and fixed network windows inside them.
 
 Every pixel of the scene lies in exactly one tile *core*; the tile is *read* with ``halo``
 pixels of context on each side (past the scene's edge too: the reader mirrors the scene).
 All read windows of a plan have the same size, so tiles batch together. No file is needed:
 ``plan_tiles(width, height, ...)`` is testable on its own.
+
+Methods whose network sees a fixed window (ViTs, UNets with a large receptive field) score a
+tile by sliding that window over it at a fixed stride and blending the window scores with
+:func:`window_weights`. When the tile size and the halo are multiples of the stride and the
+halo is ``window - stride``, every window that covers a core pixel lies inside the tile's read
+window and on one grid anchored to the scene, so the blended score of a core pixel is the same
+whatever the tile size (:func:`window_offsets`).
 """
 
 import math
@@ -62,16 +69,17 @@ class TilePlan:
 def plan_tiles(width: int, height: int, tile: int, halo: int, multiple: int = 1) -> TilePlan:
     """Cut a ``width`` x ``height`` scene into tiles of ``tile`` pixels with a ``halo``.
 
-    The tile shrinks to the scene when the scene is smaller. The read size is
-    ``tile + 2 * halo`` rounded up to ``multiple`` (a ViT's patch size); the extra pixels go
-    to the right and bottom of each read window.
+    The tile shrinks to the scene when the scene is smaller; it is then rounded up to a
+    multiple of ``multiple`` (a windowed method's stride), so that tile cores start on that
+    grid. The read size is ``tile + 2 * halo`` rounded up to ``multiple``; the extra pixels
+    go to the right and bottom of each read window.
 
     Args:
         width: scene width in pixels.
         height: scene height in pixels.
         tile: core size in pixels (> 0).
         halo: context on each side in pixels (>= 0).
-        multiple: read windows are a multiple of this size.
+        multiple: tiles and read windows are a multiple of this size.
 
     Returns:
         The plan, tiles in row-major order.
@@ -86,6 +94,7 @@ def plan_tiles(width: int, height: int, tile: int, halo: int, multiple: int = 1)
     if tile <= 0 or halo < 0 or multiple <= 0:
         raise ValueError(f"invalid tiling: tile={tile}, halo={halo}, multiple={multiple}")
     tile = min(tile, max(width, height))
+    tile = math.ceil(tile / multiple) * multiple
     read = math.ceil((tile + 2 * halo) / multiple) * multiple
     tiles = []
     for i, row in enumerate(range(0, height, tile)):
@@ -95,19 +104,32 @@ def plan_tiles(width: int, height: int, tile: int, halo: int, multiple: int = 1)
     return TilePlan(width, height, tile, halo, read, tiles)
 
 
-def blend_weights(size: int, halo: int) -> NDArray[np.float32]:
-    """(size, size) weights for blending overlapping predictions of ``global_context`` methods.
+def window_weights(size: int) -> NDArray[np.float32]:
+    """(size, size) blending weights of one network window: a 2-D Hann window.
 
-    A separable ramp: 1 in the tile's middle, falling smoothly (raised cosine) to a small
-    positive value over the ``2 * halo`` pixels at each edge, where neighbouring tiles overlap.
-    Positive everywhere, so pixels at the scene's edge (seen by one tile only) are defined.
+    ``sin^2`` of the pixel centre's position along each axis: largest in the middle, falling
+    smoothly to nearly zero at the window's border, where its prediction has the least
+    context; windows at half-window strides sum to a constant. Floored at 1e-3 so every pixel a
+    window covers gets a defined score.
     """
-    ramp = np.ones(size, dtype=np.float64)
-    width = min(2 * halo, size // 2)
-    if width > 0:
-        t = (np.arange(width) + 0.5) / width
-        edge = 0.5 - 0.5 * np.cos(np.pi * t)
-        ramp[:width] = edge
-        ramp[size - width :] = np.minimum(ramp[size - width :], edge[::-1])
-    ramp = np.maximum(ramp, 1e-3)
+    t = (np.arange(size) + 0.5) / size
+    ramp = np.maximum(np.sin(np.pi * t) ** 2, 1e-3)
     return np.outer(ramp, ramp).astype(np.float32)
+
+
+def window_offsets(length: int, size: int, stride: int) -> list[int]:
+    """Start offsets of fixed windows of ``size`` at ``stride`` over ``length`` pixels.
+
+    Windows start at 0 and step by ``stride``; the last one ends at ``length``, which must be
+    ``size`` plus a multiple of ``stride`` (pad the input first, see :func:`padded_length`).
+    """
+    if length < size or (length - size) % stride:
+        raise ValueError(f"{length} px is not {size} px plus a multiple of {stride}")
+    return list(range(0, length - size + 1, stride))
+
+
+def padded_length(length: int, size: int, stride: int) -> int:
+    """Smallest length >= ``length`` that fixed windows of ``size`` at ``stride`` tile exactly."""
+    if length <= size:
+        return size
+    return size + math.ceil((length - size) / stride) * stride

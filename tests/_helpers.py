@@ -8,7 +8,7 @@ import rasterio
 import torch
 
 from lcmap.methods import register_method
-from lcmap.methods.base import MethodInfo, Segmenter
+from lcmap.methods.base import MethodInfo, Segmenter, Window
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 DATA = SHARED / "data"
@@ -31,20 +31,18 @@ def quadrant_truth(height: int, width: int) -> np.ndarray:
 class ToySegmenter(Segmenter):
     """One-hot scores from the first band's value bins: a pixel-wise method with no fitting.
 
-    ``global_context=True`` variants exercise the blending stitcher; ``fail_after`` makes
-    predict raise after that many batches (interrupted runs).
+    ``windowed=True`` variants see only 16 px windows at stride 8 (the sliding-window path of
+    ViTs); ``fail_after`` makes predict raise after that many batches (interrupted runs).
     """
 
     info = MethodInfo(name="toy", summary="test method", needs_fit=False)
 
-    def __init__(self, num_classes: int = 4, blend: bool = False, fail_after: int = -1) -> None:
+    def __init__(self, num_classes: int = 4, windowed: bool = False, fail_after: int = -1) -> None:
         super().__init__()
         self._k = num_classes
-        self.blend = blend
+        self.windowed = windowed
         self.fail_after = fail_after
         self.calls = 0
-        if blend:
-            self.info = MethodInfo(name="toy", summary="", global_context=True, needs_fit=False)
 
     @property
     def num_classes(self) -> int:
@@ -56,17 +54,23 @@ class ToySegmenter(Segmenter):
 
     @property
     def halo(self) -> int:
-        return 8 if self.blend else 0
+        return self.window.halo if self.window else 0
+
+    @property
+    def window(self) -> Window | None:
+        return Window(16, 8) if self.windowed else None
 
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
         self.calls += 1
+        if self.windowed:
+            assert batch.shape[-2:] == (16, 16), "a windowed method sees only its window"
         if self.calls == self.fail_after:
             raise RuntimeError("simulated failure")
         ids = (batch[:, 0] * (self._k - 1e-3)).long().clamp(0, self._k - 1)
         return torch.nn.functional.one_hot(ids, self._k).permute(0, 3, 1, 2).float()
 
     def config(self) -> dict[str, Any]:
-        return {"num_classes": self._k, "blend": self.blend}
+        return {"num_classes": self._k, "windowed": self.windowed}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"k": torch.tensor([self._k])}

@@ -166,13 +166,13 @@ def test_tuned_and_cas_maps_do_not_depend_on_the_tile_size(data, tmp_path):
         patches=4,
         **FAST,
     )
-    # Overlapping tiles are blended (global_context): no seams. The tuned map is the same;
-    # the CAS cluster map (patch-level, many near ties at blob edges) nearly so.
-    for model, agree in ((tmp_path / "t.lcmap", 0.99), (root / "cas.lcmap", 0.93)):
+    # The halo covers the UNet's receptive field and tiles share its pooling grid: the maps
+    # are the same at any tile size, the CAS cluster map and the tuned one alike.
+    for model in (tmp_path / "t.lcmap", root / "cas.lcmap"):
         maps = []
         for tile in (48, 512):
             out = tmp_path / f"{model.stem}_{tile}.tif"
             api.segment(root / "b.tif", out, model=model, tile=tile, device="cpu")
             with rasterio.open(out) as src:
                 maps.append(src.read(1))
-        assert (maps[0] == maps[1]).mean() > agree
+        np.testing.assert_array_equal(maps[0], maps[1])

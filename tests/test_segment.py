@@ -95,13 +95,21 @@ def test_too_small_halo_shows_seams_but_receptive_field_halo_does_not(make_scene
     np.testing.assert_array_equal(read(tmp_path / "ok.tif")[0], whole)
 
 
-def test_blended_stitching_matches_pixelwise_scores(make_scene, tmp_path):
+def test_windowed_method_matches_pixelwise_scores(make_scene, tmp_path):
     scene = make_scene()
-    a = api.segment(scene, tmp_path / "a.tif", method="toy", classes=6, tile=64,
-                    options={"blend": True})  # fmt: skip
+    a = api.segment(scene, tmp_path / "a.tif", method="toy", classes=6, tile=60,
+                    options={"windowed": True})  # fmt: skip
     b = api.segment(scene, tmp_path / "b.tif", method="toy", classes=6, tile=1000)
-    assert a.provenance["stitch"] == "blend"
+    assert a.provenance["window"] == {"size": 16, "stride": 8}
+    assert a.provenance["tile"] == 64 and a.provenance["halo"] == 8  # tile: a stride multiple
     np.testing.assert_array_equal(read(a.output)[0], read(b.output)[0])
+
+
+def test_a_halo_too_small_for_the_windows_is_raised(make_scene, tmp_path, caplog):
+    a = api.segment(make_scene(), tmp_path / "a.tif", method="toy", classes=6, tile=64, halo=3,
+                    options={"windowed": True})  # fmt: skip
+    assert a.provenance["halo"] == 8
+    assert "halo 3 px raised to 8 px" in caplog.text
 
 
 def test_labels_mean_the_same_in_two_scenes_through_a_saved_model(make_scene, tmp_path):

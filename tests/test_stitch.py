@@ -16,8 +16,8 @@ def _scores_for(plan, truth_scores, tile):
     return out
 
 
-def _stitch(plan, scores, valid, blend, as_labels=False):
-    st = Stitcher(plan, scores.shape[0], blend=blend)
+def _stitch(plan, scores, valid, as_labels=False):
+    st = Stitcher(plan, scores.shape[0])
     out = np.full((plan.height, plan.width), 77, dtype=st.dtype)
     rows_seen = []
     for tile in plan.tiles:
@@ -33,15 +33,15 @@ def _stitch(plan, scores, valid, blend, as_labels=False):
     return out, rows_seen
 
 
-@pytest.mark.parametrize("blend,as_labels", [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize("as_labels", [False, True])
 @pytest.mark.parametrize("tile,halo", [(16, 0), (16, 4), (50, 7), (200, 3), (7, 9)])
-def test_stitched_labels_equal_whole_scene_argmax(blend, as_labels, tile, halo):
+def test_stitched_labels_equal_whole_scene_argmax(as_labels, tile, halo):
     rng = np.random.default_rng(0)
     h, w, k = 61, 83, 5
     scores = rng.random((k, h, w)).astype(np.float32)
     valid = rng.random((h, w)) > 0.1
     plan = plan_tiles(w, h, tile, halo)
-    out, rows = _stitch(plan, scores, valid, blend, as_labels)
+    out, rows = _stitch(plan, scores, valid, as_labels)
     expected = scores.argmax(0).astype(np.uint8)
     expected[~valid] = 255
     np.testing.assert_array_equal(out, expected)
@@ -55,14 +55,16 @@ def test_label_dtype_widens_above_255_classes():
     assert label_dtype(256) == np.uint16
 
 
-def test_blend_holds_one_band_of_rows():
+def test_stitcher_holds_one_band_of_tile_rows():
     plan = plan_tiles(300, 10_000, 64, 8)
-    st = Stitcher(plan, 4, blend=True)
-    assert st._acc.shape[1] == plan.read_size  # rows held, whatever the height
+    st = Stitcher(plan, 4)
+    assert st._labels.shape == (plan.tile, plan.width)  # rows held, whatever the height
 
 
-def test_blend_refuses_labels():
+def test_tiles_out_of_order_are_refused():
     plan = plan_tiles(30, 30, 16, 2)
-    st = Stitcher(plan, 3, blend=True)
-    with pytest.raises(ValueError, match="needs scores"):
-        list(st.add_labels(plan.tiles[0], np.zeros((20, 20), np.uint8), np.ones((20, 20), bool)))
+    st = Stitcher(plan, 3)
+    ones = np.ones((plan.read_size, plan.read_size), bool)
+    list(st.add_labels(plan.tiles[2], np.zeros_like(ones, np.uint8), ones))
+    with pytest.raises(ValueError, match="row-major"):
+        list(st.add_labels(plan.tiles[0], np.zeros_like(ones, np.uint8), ones))

@@ -129,6 +129,34 @@ class UNet(nn.Module):
             block.zero_skip_weights()
 
 
+def receptive_field(depth: int, decoder: bool) -> int:
+    """Receptive field in pixels of one output of :class:`UNet` (``depth`` poolings).
+
+    Counted layer by layer (a ``k`` x ``k`` convolution at jump ``j`` widens it by ``(k - 1) j``,
+    a 2x pooling by ``j``, a stride-2 transposed convolution by nothing): the embedding map
+    (``decoder=False``) or the head output through the decoder (``decoder=True``).
+    """
+    field, jump = 5, 1  # the stem's two 3x3 convolutions
+    for _ in range(depth):
+        field += jump  # 2x max pooling
+        jump *= 2
+        field += 4 * jump  # two 3x3 convolutions
+    if decoder:
+        for _ in range(depth):
+            jump //= 2
+            field += 4 * jump
+    return field
+
+
+def local_halo(field: int, stride: int) -> int:
+    """Halo for exact crop-centre stitching of a net with this receptive field and stride.
+
+    Half the field, plus one ``stride`` for where a pixel sits inside its bottleneck cell,
+    rounded up to a multiple of ``stride`` so every tile shares the scene's pooling grid.
+    """
+    return -(-(field // 2 + 1 + stride) // stride) * stride
+
+
 def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, int, int]:
     """Pad (B, C, H, W) at the bottom/right by reflection to multiples of ``multiple``.
 

@@ -1,7 +1,7 @@
 """The interface every segmentation method implements.
 
-A method turns normalised image tiles into per-class *scores*; the stitcher blends scores from
-overlapping tiles and takes the argmax once. Scene- or collection-level state (centroids,
+A method turns normalised image tiles into per-class *scores*; the stitcher takes the argmax
+once per pixel and keeps each tile's core. Scene- or collection-level state (centroids,
 trained heads) is learnt once in :meth:`Segmenter.fit` from windows drawn across the scenes,
 never per tile, so a label means the same thing everywhere (DESIGN.md contract 3).
 """
@@ -15,7 +15,40 @@ from torch import Tensor
 
 from lcmap.types import ProgressFn
 
-__all__ = ["MethodInfo", "ProgressFn", "SampleBatch", "Segmenter", "WindowSampler"]
+__all__ = ["MethodInfo", "ProgressFn", "SampleBatch", "Segmenter", "Window", "WindowSampler"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The fixed window a method's network sees, and the stride it slides at.
+
+    A prediction that depends on everything the network sees (a ViT's attention, a deep
+    UNet's receptive field and pooling grid) changes with the size of its input. Such a method
+    declares a window: it is only ever run on ``size`` x ``size`` windows, placed every
+    ``stride`` pixels on a grid anchored to the scene, and the windows' scores are blended
+    with a smooth weight (:func:`lcmap.tiling.window_weights`). Its halo is then
+    ``size - stride``, and the map does not depend on the tile size.
+
+    Attributes:
+        size: window side in pixels (the size the method was trained at).
+        stride: pixels between windows; divides ``size``, so every pixel away from the
+            scene's edge is covered by ``(size / stride)**2`` windows.
+    """
+
+    size: int
+    stride: int
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or self.stride < 1 or self.size % self.stride:
+            raise ValueError(
+                f"window stride {self.stride} must be a positive divisor of the window size "
+                f"{self.size}"
+            )
+
+    @property
+    def halo(self) -> int:
+        """Context a tile needs so that it holds every window over its core pixels."""
+        return self.size - self.stride
 
 
 @dataclass(frozen=True)
@@ -25,9 +58,8 @@ class MethodInfo:
     Attributes:
         name: registry key and CLI value, e.g. ``"stego"``.
         summary: one line shown by ``lcmap methods``.
-        global_context: True when a prediction depends on the whole tile (a ViT's attention):
-            overlapping tiles are then blended with smooth weights instead of cropped.
-        size_multiple: tiles are padded to a multiple of this many pixels (a ViT's patch size).
+        size_multiple: tiles are a multiple of this many pixels (methods without a
+            :attr:`Segmenter.window`; a windowed method's tiles are multiples of its stride).
         needs_fit: True if :meth:`Segmenter.fit` must run before :meth:`Segmenter.predict`.
         apply_options: builder options that only change how a trained model predicts (a
             CRF, where the backbone weights live), so they may be given again when a saved
@@ -36,7 +68,6 @@ class MethodInfo:
 
     name: str
     summary: str
-    global_context: bool = False
     size_multiple: int = 1
     needs_fit: bool = True
     apply_options: frozenset[str] = frozenset()
@@ -111,9 +142,24 @@ class Segmenter(abc.ABC):
         """Pixels of context needed on each side of a tile.
 
         For a method with a finite receptive field this is its radius: with at least this halo
-        and crop-centre stitching the map equals whole-scene inference. For a
-        ``global_context`` method it is the suggested overlap for blending.
+        and crop-centre stitching the map equals whole-scene inference. For a method with a
+        :attr:`window` it is ``window.halo``.
         """
+
+    @property
+    def window(self) -> Window | None:
+        """The fixed window the network sees, or None when :meth:`predict` takes any size."""
+        return None
+
+    @property
+    def window_batch(self) -> int:
+        """Windows per :meth:`predict` call when a tile is scored window by window."""
+        return 16
+
+    @property
+    def tile_multiple(self) -> int:
+        """Tile sizes are rounded up to this: the window stride, or ``info.size_multiple``."""
+        return self.window.stride if self.window is not None else self.info.size_multiple
 
     def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:  # noqa: B027
         """Learn scene- or collection-level state from windows drawn by ``sampler``.
@@ -137,12 +183,31 @@ class Segmenter(abc.ABC):
     def predict_labels(self, batch: Tensor) -> Tensor:
         """(B, H, W) class of each pixel: ``argmax`` of :meth:`predict` over classes.
 
-        The engine uses it for crop-centre stitching (no ``global_context``): the argmax runs
-        on the device and only labels come back, K times less to copy than scores. Override
-        it when labels are cheaper than scores (k-means: nearest centroid); ties must go to
-        the lowest class, as ``argmax`` does.
+        The argmax runs on the device and only labels come back, K times less to copy than
+        scores. Override it when labels are cheaper than scores (k-means: nearest centroid);
+        ties must go to the lowest class, as ``argmax`` does.
         """
         return self.predict(batch).argmax(dim=1)
+
+    def predict_tiles(self, batch: Tensor) -> Tensor:
+        """Score tiles of any size: :meth:`predict`, or its fixed windows blended.
+
+        A method with a :attr:`window` sees only windows of that size, on a grid anchored
+        at the batch's top-left pixel; tiles that are not ``window.size`` plus a multiple of
+        the stride are mirrored at the right and bottom to fit. What the engine and every
+        other caller use to score tiles.
+        """
+        if self.window is None:
+            return self.predict(batch)
+        from lcmap.methods._sliding import sliding_scores
+
+        return sliding_scores(self.predict, batch, self.window, self.window_batch)
+
+    def predict_tile_labels(self, batch: Tensor) -> Tensor:
+        """(B, H, W) class of each pixel of tiles of any size (see :meth:`predict_tiles`)."""
+        if self.window is None:
+            return self.predict_labels(batch)
+        return self.predict_tiles(batch).argmax(dim=1)
 
     @abc.abstractmethod
     def config(self) -> dict[str, Any]:

@@ -31,11 +31,14 @@ default): it shows the patch-level land-cover modes the clustering found; fine b
 from the fine-tuned model (:mod:`lcmap.methods.cas_finetuned`). Cluster ids are the centroid
 indexes, fitted once per model, so they are global across tiles and scenes.
 
-**Stitching.** A bottleneck cell depends on a receptive field of about 200 px and the pooled
-embedding on ``patch_size`` px more; and stride-16 pooling makes the output depend on the grid
-phase. So ``info.global_context`` is True: overlapping tiles are blended, and ``halo`` (half a
-patch, a multiple of the stride so every tile shares the scene's bottleneck grid phase) is the
-suggested overlap.
+**Stitching.** In eval mode (BatchNorm with its running statistics) a pixel's score depends
+on a finite neighbourhood only: the encoder's receptive field (140 px at depth 4), the
+``patch_size`` pooling of bottleneck cells and the bilinear upsampling
+(:func:`~lcmap.methods._unet.receptive_field`). The halo covers half of that, in multiples of
+the bottleneck stride, and tiles are multiples of the stride, so every tile shares the scene's
+pooling grid and crop-centre stitching gives the map of whole-scene inference, whatever the
+tile size (it used to blend tiles with a 64 px overlap, which left the map depending on
+``--tile``).
 """
 
 import logging
@@ -48,7 +51,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lcmap.errors import InvalidModelError, InvalidSceneError
-from lcmap.methods._unet import UNet, pad_to_multiple, random_dihedral
+from lcmap.methods._unet import (
+    UNet,
+    local_halo,
+    pad_to_multiple,
+    random_dihedral,
+    receptive_field,
+)
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.types import show_status
 
@@ -150,7 +159,6 @@ class CasSegmenter(Segmenter):
     info = MethodInfo(
         name="cas",
         summary="UNet autoencoder + DEC patch clustering (CAS); pre-training for few-shot tuning.",
-        global_context=True,
         size_multiple=16,
     )
 
@@ -231,9 +239,12 @@ class CasSegmenter(Segmenter):
 
     @property
     def halo(self) -> int:
-        """Suggested blending overlap: half a patch, rounded to the bottleneck stride."""
+        """Half the receptive field of a score, in bottleneck strides (see the module doc)."""
         stride = 1 << self.depth
-        return max(stride, (self.patch_size // 2) // stride * stride)
+        cells = max(1, self.patch_size // stride) | 1
+        # Encoder, pooling over `cells` cells, then bilinear upsampling (one more cell).
+        field = receptive_field(self.depth, decoder=False) + cells * stride
+        return local_halo(field, stride)
 
     def config(self) -> dict[str, Any]:
         """Builder keyword arguments (JSON)."""

@@ -13,9 +13,10 @@ When initialised from a pre-trained model the skip slices of the decoder convolu
 zeroed, so the network starts out computing exactly the pre-trained decoder's features and
 learns how much of the skips to use.
 
-Predictions are softmax class probabilities. Like ``cas``, the UNet's stride-16 pooling and
-~200 px receptive field make a pixel's score depend (slightly) on the tile, so
-``info.global_context`` is True and overlapping tiles are blended.
+Predictions are softmax class probabilities. Like ``cas``, a score depends on a finite
+neighbourhood (the UNet's receptive field, 200 px at depth 4) and on the stride-16 pooling
+grid: the halo covers half the field in multiples of the stride, tiles are multiples of the
+stride, and crop-centre stitching gives the map of whole-scene inference at any tile size.
 
 Use :func:`lcmap.finetune.finetune` (``lcmap finetune``) to tune from a ``cas`` model with label
 rasters or polygons; ``lcmap train --method cas_finetuned --labels L`` trains from scratch.
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcmap.errors import InvalidModelError, InvalidSceneError
-from lcmap.methods._unet import UNet, pad_to_multiple, random_dihedral
+from lcmap.methods._unet import UNet, local_halo, pad_to_multiple, random_dihedral, receptive_field
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.cas import CasSegmenter
 from lcmap.types import show_status
@@ -93,7 +94,6 @@ class CasFinetuned(Segmenter):
     info = MethodInfo(
         name="cas_finetuned",
         summary="UNet fine-tuned on a few labelled patches (from a cas model); real classes.",
-        global_context=True,
         size_multiple=16,
     )
 
@@ -218,8 +218,8 @@ class CasFinetuned(Segmenter):
 
     @property
     def halo(self) -> int:
-        """Suggested blending overlap (a multiple of the bottleneck stride)."""
-        return max(1 << self.depth, 64 // (1 << self.depth) * (1 << self.depth))
+        """Half the UNet's receptive field, in multiples of the bottleneck stride."""
+        return local_halo(receptive_field(self.depth, decoder=True), 1 << self.depth)
 
     def config(self) -> dict[str, Any]:
         """Builder keyword arguments (JSON)."""

@@ -280,7 +280,6 @@ class SingleScene(Segmenter):
         name="single_scene",
         summary="small CNN + channel attention trained on the scene itself (argmax deep "
         "clustering + shuffled contrastive loss)",
-        global_context=False,
         size_multiple=1,
         needs_fit=True,
     )

@@ -38,10 +38,26 @@ Fitting:
    full-batch Adam steps, which is logistic regression and needs no GPU. The model then maps
    class ids (the label values) instead of clusters; the cluster probe is kept in the file.
 
-Prediction: backbone features -> head codes -> bilinear upsampling to pixels -> cosine
+Prediction: the ViT only ever sees windows of ``crop_size`` pixels, the size the head and
+probes were fitted at, so training and mapping share one scale, one normalisation and one
+position-embedding grid (224 px: 28 x 28 patches of ViT-S/8, 16 x 16 of ViT-S/14). Windows lie
+every ``window_stride`` pixels (half a window by default: four windows over every pixel away
+from the scene's edge) on a grid anchored to the scene, and their scores are blended with a
+Hann weight (:meth:`~lcmap.methods.base.Segmenter.predict_tiles`), so the map does not depend
+on ``--tile`` and window borders leave no seam. Before this, the ViT saw the whole read window
+(``--tile`` + 2 x 64 px): attention context and the interpolated position-embedding grid
+changed with the tile size, and maps at ``--tile 512`` and ``1024`` agreed on 29% of a NAIP
+scene. Per window: backbone features -> head codes -> bilinear upsampling to pixels -> cosine
 similarity to the centroids = (B, K, H, W) scores (with a linear probe: its softmax); with
 ``crf=True`` a windowed mean-field CRF (:mod:`lcmap.methods._crf`) turns them into refined
-probabilities. The CRF is off by default: on dubai_dev (DINOv2-S/14 block 8, k = 5) it cost
+probabilities, per window before blending.
+
+Nothing is normalised per window: the backbone's final norm is a LayerNorm per token; the head
+has no batch statistics (its dropout is off at prediction); the cosine probe normalises each
+pixel's code alone; the CLS and register tokens are attended to but dropped from the features;
+the feature centring of the loss (STEGO's spatially centred correlations) is used only in
+training. What a window still shares is the ViT's attention over its own content, which is
+why the window is fixed and blended. The CRF is off by default: on dubai_dev (DINOv2-S/14 block 8, k = 5) it cost
 2.5x the mapping time on a CPU and moved pooled accuracy and mIoU by less than 0.005
 (``benchmarks/README.md``).
 
@@ -52,7 +68,6 @@ bands get the mean RGB filter, see :func:`lcmap.methods._vit.adapt_input_channel
 
 import logging
 import math
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -64,7 +79,7 @@ from lcmap.methods import _vit
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
-from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
 from lcmap.types import show_status
 
 log = logging.getLogger(__name__)
@@ -159,7 +174,11 @@ class Stego(Segmenter):
         probe_lr: learning rate of the linear probe.
         crf: refine scores with the windowed dense CRF at prediction.
         crf_iterations: mean-field iterations of the CRF.
-        feature_batch: crops per backbone forward pass while fitting.
+        feature_batch: crops per backbone forward pass while fitting, and windows per
+            forward pass while mapping.
+        window_stride: pixels between the mapping windows (``crop_size`` px each); a divisor
+            of ``crop_size``. None = half a window (each pixel in four windows); a quarter
+            window gives sixteen, at four times the cost.
         seed: seeds head initialisation, batches, sample positions, dropout and k-means;
             None = drawn from torch's global generator at fit (which the API seeds with
             ``--seed``) and recorded in :meth:`config`.
@@ -168,10 +187,8 @@ class Stego(Segmenter):
     info = MethodInfo(
         name="stego",
         summary="STEGO: frozen DINO/DINOv2 ViT + correspondence-distilled head + cosine k-means.",
-        global_context=True,
-        size_multiple=8,
         needs_fit=True,
-        apply_options=frozenset({"crf", "crf_iterations", "weights"}),
+        apply_options=frozenset({"crf", "crf_iterations", "weights", "window_stride"}),
     )
 
     def __init__(
@@ -201,6 +218,7 @@ class Stego(Segmenter):
         crf: bool = False,
         crf_iterations: int = 5,
         feature_batch: int = 16,
+        window_stride: int | None = None,
         seed: int | None = None,
         **loss: float,
     ) -> None:
@@ -257,8 +275,11 @@ class Stego(Segmenter):
         cfg: dict[str, Any] = dict(getattr(self.backbone, "pretrained_cfg", None) or {})
         self._rgb_mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
         self._rgb_std = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
-        # info is per instance: tiles must be a multiple of this backbone's patch size.
-        self.__dict__["info"] = replace(type(self).info, size_multiple=self.patch_size)
+        stride = self.crop_size // 2 if window_stride is None else window_stride
+        stride = _int("window_stride", stride, 1)
+        if self.crop_size % stride:
+            raise _bad("window_stride", window_stride, f"a divisor of crop_size={self.crop_size}")
+        self._window = Window(self.crop_size, stride)
 
         self._in_channels: int | None = None
         self.mean = torch.zeros(0)
@@ -286,8 +307,18 @@ class Stego(Segmenter):
 
     @property
     def halo(self) -> int:
-        """Suggested tile overlap for blending: 64 px rounded up to a patch multiple."""
-        return math.ceil(64 / self.patch_size) * self.patch_size
+        """Context for every mapping window over a tile's core: window size - stride."""
+        return self._window.halo
+
+    @property
+    def window(self) -> Window:
+        """The ViT's mapping window: ``crop_size`` px every ``window_stride`` px."""
+        return self._window
+
+    @property
+    def window_batch(self) -> int:
+        """Windows per backbone forward pass while mapping (``feature_batch``)."""
+        return self.feature_batch
 
     def config(self) -> dict[str, Any]:
         """Builder keyword arguments (with the resolved weights file and its sha256)."""
@@ -316,6 +347,7 @@ class Stego(Segmenter):
             "crf": self.crf,
             "crf_iterations": self.crf_iterations,
             "feature_batch": self.feature_batch,
+            "window_stride": self._window.stride,
             "seed": self.seed,
             **self.loss_params,
         }

@@ -98,7 +98,7 @@ def test_defaults_are_the_papers():
     assert (cfg["batch_size"], cfg["lr"], cfg["momentum"]) == (8, 1e-3, 0.9)
     assert cfg["balance"] == 0.0
     assert method.halo == 5 and method.in_channels is None
-    assert not method.info.global_context and method.info.size_multiple == 1
+    assert method.window is None and method.info.size_multiple == 1
     assert method.info.needs_fit
 
 

@@ -20,6 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from lcmap.errors import InvalidSceneError, LcmapError, WeightsError
 from lcmap.methods import _vit, get_method
 from lcmap.methods._crf import dense_crf
+from lcmap.methods.base import Window
 from lcmap.methods._distill import centre_correlation, correspondence_loss
 from lcmap.methods.sampling import ArraySampler
 from lcmap.methods.stego import Stego, build
@@ -492,7 +493,7 @@ def test_official_dinov2_pth_is_converted_to_timm_names(name: str, tmp_path: Pat
     args = dict(TINY, img_size=56)
     a = tiny_stego(path, backbone=name, backbone_args=args, crop_size=28)
     b = tiny_stego(safetensors_path, backbone=name, backbone_args=args, crop_size=28)
-    assert a.patch_size == 14 and a.info.size_multiple == 14 and a.halo == 70
+    assert a.patch_size == 14 and a.window == Window(28, 14) and a.halo == 14
     x = torch.rand(1, 3, 28, 42)
     assert torch.allclose(features_of(a, x), features_of(b, x), atol=1e-6)
 

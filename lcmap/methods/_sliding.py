@@ -1,0 +1,69 @@
+"""Score tiles of any size with a network that sees one fixed window: slide, then blend.
+
+The windows start at the tile's top-left pixel and step by the stride; tiles planned with
+``plan_tiles(..., multiple=stride)`` and a halo of ``size - stride`` start on a grid
+anchored to the scene, so a core pixel's blended score is the same for any tile size
+(see :mod:`lcmap.tiling`).
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lcmap.methods.base import Window
+from lcmap.tiling import padded_length, window_offsets, window_weights
+
+
+def mirror_pad(x: Tensor, pad_h: int, pad_w: int) -> Tensor:
+    """Mirror (B, C, H, W) at the bottom and right by any amount (repeated reflections)."""
+    while pad_h > 0 or pad_w > 0:
+        h, w = x.shape[-2:]
+        if min(h, w) < 2:
+            return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        step_h, step_w = min(pad_h, h - 1), min(pad_w, w - 1)
+        x = F.pad(x, (0, step_w, 0, step_h), mode="reflect")
+        pad_h, pad_w = pad_h - step_h, pad_w - step_w
+    return x
+
+
+def sliding_scores(
+    predict: Callable[[Tensor], Tensor], batch: Tensor, window: Window, chunk: int
+) -> Tensor:
+    """Blend ``predict``'s scores of fixed windows over (B, C, H, W) tiles -> (B, K, H, W).
+
+    Args:
+        predict: scores (N, K, S, S) of (N, C, S, S) windows, S = ``window.size``.
+        batch: tiles of any size.
+        window: the window size and stride.
+        chunk: windows per ``predict`` call (bounds device memory).
+
+    Returns:
+        float32 scores: the weighted mean of the window scores covering each pixel, weights
+        from :func:`lcmap.tiling.window_weights`.
+    """
+    size, stride = window.size, window.stride
+    b, _, h, w = batch.shape
+    ph, pw = padded_length(h, size, stride), padded_length(w, size, stride)
+    x = mirror_pad(batch, ph - h, pw - w)
+    weight = torch.from_numpy(window_weights(size)).to(batch.device)
+    places = [
+        (i, r, c)
+        for i in range(b)
+        for r in window_offsets(ph, size, stride)
+        for c in window_offsets(pw, size, stride)
+    ]
+    total = torch.zeros((ph, pw), device=batch.device)
+    for _, r, c in places[: len(places) // b]:
+        total[r : r + size, c : c + size] += weight
+    out: Tensor | None = None
+    for start in range(0, len(places), chunk):
+        part = places[start : start + chunk]
+        scores = predict(torch.stack([x[i, :, r : r + size, c : c + size] for i, r, c in part]))
+        if out is None:
+            out = torch.zeros((b, scores.shape[1], ph, pw), device=batch.device)
+        for (i, r, c), s in zip(part, scores.float(), strict=True):
+            out[i, :, r : r + size, c : c + size] += s * weight
+    assert out is not None
+    return (out / total)[:, :, :h, :w]
