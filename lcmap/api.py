@@ -28,7 +28,7 @@ from lcmap.io.scene import (
     scene_statistics,
     warn_if_no_nodata,
 )
-from lcmap.io.writer import check_output, default_colours, sidecar_path
+from lcmap.io.writer import check_distinct, check_output, default_colours, sidecar_path
 from lcmap.models import ModelHeader, file_sha256
 from lcmap.types import ProgressFn
 
@@ -226,21 +226,25 @@ def segment(
     """
     from lcmap.engine import choose_device, map_scene
     from lcmap.io.writer import LabelWriter
-    from lcmap.models import load_model
-    from lcmap.models import save_model as write_model
+    from lcmap.io.writer import publish
+    from lcmap.models import load_model, stage_model
     from lcmap.stitch import NODATA, label_dtype
     from lcmap.tiling import plan_tiles
 
     scene, output = Path(scene), Path(output)
-    check_output(output, overwrite, [sidecar_path(output)])
+    inputs = [scene] + ([Path(model)] if model is not None else [])
+    check_output(output, overwrite, [sidecar_path(output)], inputs=inputs)
     if save_model is not None:
-        check_output(save_model, overwrite)
+        check_output(save_model, overwrite, inputs=inputs)
+        check_distinct(output, sidecar_path(output), save_model)
     if tile is not None and tile < 1:
         raise LcmapError(f"--tile must be at least 1 pixel, got {tile}.")
     if halo is not None and halo < 0:
         raise LcmapError(f"--halo must be 0 or more pixels, got {halo}.")
     dev = choose_device(device)
-    with bounded_gdal_cache(GDAL_CACHE_MB), open_scene(scene) as src:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(bounded_gdal_cache(GDAL_CACHE_MB))
+        src = stack.enter_context(open_scene(scene))
         check_georeference(src)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()
@@ -262,8 +266,10 @@ def segment(
                 _fit(seg, [scene], bands, norm, None, seed, dev, progress)
             header = _header(seg, bands, norm)
             model_path = None
+        staged = None
         if save_model is not None:
-            write_model(save_model, seg, header)
+            # Published with the map, only when the whole run succeeded (like the map).
+            staged = stack.enter_context(stage_model(save_model, seg, header))
             model_path = Path(save_model)
         fit_seconds = time.perf_counter() - fit_start
 
@@ -290,7 +296,7 @@ def segment(
             "seed": seed,
             "device": str(dev),
             "model": str(model_path) if model_path else None,
-            "model_sha256": file_sha256(model_path) if model_path else None,
+            "model_sha256": file_sha256(staged or model_path) if model_path else None,
             "class_names": header.class_names,
             "extra": header.extra,
         }
@@ -333,6 +339,8 @@ def segment(
                 progress=progress,
             )
             writer.commit()
+        if staged is not None:
+            publish(staged, save_model)  # type: ignore[arg-type]
     return SegmentResult(
         output=output,
         sidecar=sidecar_path(output),
@@ -392,7 +400,7 @@ def train(
 
     if not scenes:
         raise LcmapError("No scene given; pass at least one raster to train on.")
-    output = check_output(output, overwrite)
+    output = check_output(output, overwrite, inputs=[*scenes, *(labels or [])])
     dev = choose_device(device)
     with contextlib.ExitStack() as stack:
         srcs = [stack.enter_context(open_scene(p)) for p in scenes]

@@ -226,7 +226,7 @@ def finetune(
         raise LcmapError(f"--init {init} is unknown; use {', '.join(INITS)}.")
     if patch_size < 16:
         raise LcmapError(f"--patch-size {patch_size} is too small; use at least 16 pixels.")
-    output = check_output(output, overwrite)
+    output = check_output(output, overwrite, inputs=[model, *scene_paths, *label_paths])
     dev = choose_device(device)
     cas, base = load_cas_model(model)
     mapping, names = _class_mapping(label_paths, class_column, class_names)

@@ -166,7 +166,8 @@ def suggest_labels(
     if not scenes:
         raise LcmapError("No scene given; pass at least one scene to choose patches from.")
     if output is not None:
-        output = check_output(output, overwrite)
+        inputs = [model, *scenes, *([tuned] if tuned is not None else [])]
+        output = check_output(output, overwrite, inputs=inputs)
     dev = choose_device(device)
     cas, header = load_cas_model(Path(model))
     cas.to(dev)

@@ -73,7 +73,7 @@ class ToySegmenter(Segmenter):
         return {"num_classes": self._k, "windowed": self.windowed}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"k": torch.tensor([self._k])}
+        return {"k": torch.tensor([float(self._k)])}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self._k = int(state["k"][0])
@@ -88,3 +88,21 @@ def read(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """Band 1 and the profile of a raster."""
     with rasterio.open(path) as src:
         return src.read(1), dict(src.profile)
+
+
+def change_rates(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[float, float]:
+    """Rate of label changes between neighbours across the given boundaries, and elsewhere.
+
+    ``cols`` are columns ``c`` whose pair ``(c - 1, c)`` straddles a boundary (and ``rows``
+    likewise for vertical pairs). Returns ``(rate on the boundaries, rate off them)``: a seam
+    shows as a first rate well above the second.
+    """
+    horizontal = labels[:, 1:] != labels[:, :-1]  # pair (c - 1, c) is column c - 1
+    vertical = labels[1:] != labels[:-1]
+    on_c = np.zeros(horizontal.shape[1], bool)
+    on_c[cols[(cols >= 1) & (cols < labels.shape[1])] - 1] = True
+    on_r = np.zeros(vertical.shape[0], bool)
+    on_r[rows[(rows >= 1) & (rows < labels.shape[0])] - 1] = True
+    on = np.concatenate([horizontal[:, on_c].ravel(), vertical[on_r].ravel()])
+    off = np.concatenate([horizontal[:, ~on_c].ravel(), vertical[~on_r].ravel()])
+    return float(on.mean()), float(off.mean())

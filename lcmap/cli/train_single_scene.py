@@ -74,11 +74,13 @@ def train_single_scene(
     setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap import api
-        from lcmap.io.writer import check_output, sidecar_path
+        from lcmap.io.writer import check_distinct, check_output, sidecar_path
 
-        # Fail before training, not after it, when the map cannot be written.
+        # Fail before training, not after it, when the outputs cannot be written.
+        check_output(output, overwrite, inputs=[scene])
         if segment is not None:
-            check_output(segment, overwrite, [sidecar_path(segment)])
+            check_output(segment, overwrite, [sidecar_path(segment)], inputs=[scene])
+            check_distinct(output, segment, sidecar_path(segment))
         options = method_options(
             None,
             None,

@@ -157,7 +157,7 @@ def vectorize(
         raise ValueError(f"window_size must be at least 16 pixels, got {window_size}.")
     output = Path(output)
     driver = _driver_for(output)
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs=[labels] + ([legend] if legend is not None else []))
     legend_names = read_legend(legend) if legend is not None else None
     wanted = None if classes is None else {int(c) for c in classes}
 

@@ -77,12 +77,35 @@ def publish(tmp: str | Path, target: str | Path) -> None:
     os.replace(tmp, target)
 
 
-def check_output(path: str | Path, overwrite: bool, also: Sequence[Path] = ()) -> Path:
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (through links and relative spellings)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def check_output(
+    path: str | Path,
+    overwrite: bool,
+    also: Sequence[Path] = (),
+    inputs: Sequence[str | Path] = (),
+) -> Path:
     """Fail early, before any work, when ``path`` cannot be written.
+
+    Args:
+        path: the output.
+        overwrite: whether an existing regular file may be replaced.
+        also: files written beside ``path`` (a sidecar), checked the same way.
+        inputs: files the run reads; no output may be one of them, even with ``overwrite``.
 
     Raises:
         OutputExistsError: ``path`` (or one of ``also``) exists and ``overwrite`` is False.
-        OutputPathError: the parent is not a writable directory, or ``path`` is a directory.
+        OutputPathError: the parent is not a writable directory, ``path`` is a directory or
+            another non-regular file (a device, a FIFO, a socket), or it is one of ``inputs``.
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -92,11 +115,49 @@ def check_output(path: str | Path, overwrite: bool, also: Sequence[Path] = ()) -
         raise OutputPathError(f"Output folder {parent} does not exist; create it first.")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputPathError(f"Output folder {parent} is not writable.")
+    if len(path.name.encode()) > _max_name(parent):
+        raise OutputPathError(f"Output name {path.name[:40]}... is longer than {parent} allows.")
+    for p in (path, *also):
+        if p.exists() and not p.is_file():
+            raise OutputPathError(
+                f"Output {p} is not a regular file (a device, FIFO or socket); lcmap replaces "
+                "only regular files, give another name."
+            )
+        for source in inputs:
+            if same_file(p, source):
+                raise OutputPathError(
+                    f"Output {p} is the input {source}; writing it would destroy the input, "
+                    "give another output name."
+                )
     if not overwrite:
         for p in (path, *also):
             if p.exists():
                 raise OutputExistsError(f"{p} exists; pass --overwrite to replace it.")
     return path
+
+
+def check_distinct(*outputs: str | Path | None) -> None:
+    """Refuse two outputs of one run that name the same file (``-o m.tif --save-model m.tif``).
+
+    Raises:
+        OutputPathError: two of ``outputs`` are one file.
+    """
+    given = [Path(p) for p in outputs if p is not None]
+    for i, a in enumerate(given):
+        for b in given[i + 1 :]:
+            if same_file(a, b):
+                raise OutputPathError(
+                    f"Two outputs of this run are the same file ({a}, {b}); give each its own name."
+                )
+
+
+def _max_name(folder: Path) -> int:
+    """Longest file name (bytes) ``folder``'s file system allows, less room for temp names."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    return max(1, limit - 32)  # temporary names add a prefix and a suffix
 
 
 class LabelWriter:

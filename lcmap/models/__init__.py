@@ -10,11 +10,14 @@ Example:
     >>> method, header = load_model("kmeans.lcmap")      # doctest: +SKIP
 """
 
+import contextlib
 import hashlib
 import json
+import math
 import os
 import struct
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,22 +72,103 @@ class ModelHeader:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], path: str | Path = "model") -> "ModelHeader":
-        """Validate and build a header from parsed JSON."""
+    def from_dict(cls, data: Any, path: str | Path = "model") -> "ModelHeader":
+        """Validate and build a header from parsed JSON.
+
+        Raises:
+            InvalidModelError: not an lcmap header, or a field of the wrong type, length or
+                range (the message names the field).
+        """
+        if not isinstance(data, dict):
+            raise InvalidModelError(f"{path} is not an lcmap model (its header is not an object).")
         if data.get("format") != FORMAT:
             raise InvalidModelError(
                 f"{path} is not an lcmap model (format {data.get('format')!r})."
             )
-        if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        version = data.get("format_version", 0)
+        if not _is_int(version):
+            raise InvalidModelError(f"{path}: header field format_version must be an integer.")
+        if version > FORMAT_VERSION:
             raise InvalidModelError(
                 f"{path} uses model format {data['format_version']}, newer than this lcmap "
                 f"({__version__}) reads ({FORMAT_VERSION}); upgrade lcmap."
             )
         names = set(cls.__dataclass_fields__)
         try:
-            return cls(**{k: v for k, v in data.items() if k in names})
+            header = cls(**{k: v for k, v in data.items() if k in names})
         except TypeError as exc:
             raise InvalidModelError(f"{path} has an incomplete lcmap header: {exc}.") from exc
+        problem = header._problem()
+        if problem:
+            raise InvalidModelError(f"{path}: header field {problem}; the file is corrupt.")
+        return header
+
+    def _problem(self) -> str | None:
+        """What is wrong with the header's fields, or None."""
+        k, c = self.num_classes, self.in_channels
+        checks: list[tuple[str, bool, str]] = [
+            ("method", isinstance(self.method, str) and bool(self.method), "a method name"),
+            ("config", isinstance(self.config, dict), "an object"),
+            ("num_classes", _is_int(k) and 1 <= k <= 65534, "an integer from 1 to 65534"),
+            ("in_channels", _is_int(c) and c >= 1, "a positive integer"),
+            ("extra", isinstance(self.extra, dict), "an object"),
+            ("lcmap_version", isinstance(self.lcmap_version, str), "a string"),
+        ]
+        for name, ok, what in checks:
+            if not ok:
+                return f"{name} must be {what}"
+        lists: list[tuple[str, Any, int, Any, str]] = [
+            ("bands", self.bands, c, lambda b: _is_int(b) and b >= 1, "band numbers from 1"),
+            ("norm_low", self.norm_low, c, _is_finite, "finite numbers"),
+            ("norm_high", self.norm_high, c, _is_finite, "finite numbers"),
+            ("class_names", self.class_names, k, lambda n: isinstance(n, str), "strings"),
+            ("colours", self.colours, k, _is_rgb, "[r, g, b] triples of 0-255"),
+        ]
+        for name, value, length, ok, what in lists:
+            if not isinstance(value, list) or len(value) != length:
+                unit = "class" if length == k and name in ("class_names", "colours") else "band"
+                return f"{name} must list {length} values, one per {unit}"
+            if not all(ok(v) for v in value):
+                return f"{name} must hold {what}"
+        if not all(h > lo for lo, h in zip(self.norm_low, self.norm_high, strict=True)):
+            return "norm_high must be above norm_low for every band"
+        return None
+
+
+def _check_tensors(state: dict[str, Any], path: str | Path) -> None:
+    """Refuse tensors no lcmap model holds: integers where parameters are, NaN or infinity.
+
+    Learnt parameters are floating point; the only integer tensors lcmap writes are
+    BatchNorm's batch counters.
+
+    Raises:
+        InvalidModelError: naming the first bad tensor.
+    """
+    for name, tensor in state.items():
+        if tensor.is_floating_point():
+            if not bool(tensor.isfinite().all()):
+                raise InvalidModelError(f"{path}: tensor {name} holds NaN or infinite values.")
+        elif not name.endswith("num_batches_tracked"):
+            raise InvalidModelError(
+                f"{path}: tensor {name} has dtype {tensor.dtype}; lcmap stores parameters as "
+                "floating point, so the file was not written by lcmap."
+            )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_rgb(value: Any) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 3
+        and all(_is_int(v) and 0 <= v <= 255 for v in value)
+    )
 
 
 def file_sha256(path: str | Path) -> str:
@@ -126,20 +210,31 @@ def read_header(path: str | Path) -> ModelHeader:
 
 def save_model(path: str | Path, method: "Segmenter", header: ModelHeader) -> None:
     """Write ``method``'s tensors and ``header`` to ``path`` atomically (temp file + rename)."""
-    from safetensors.torch import save_file
-
     from lcmap.io.writer import publish
+
+    with stage_model(path, method, header) as tmp:
+        publish(tmp, path)
+
+
+@contextlib.contextmanager
+def stage_model(path: str | Path, method: "Segmenter", header: ModelHeader) -> Iterator[Path]:
+    """Write the model to a temporary file beside ``path`` and yield it, unpublished.
+
+    The caller publishes it (:func:`lcmap.io.writer.publish`) once everything else of its run
+    has succeeded; otherwise, or if it never does, the temporary file is removed on exit.
+    """
+    from safetensors.torch import save_file
 
     path = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in method.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    tmp = Path(name)
     try:
         save_file(state, tmp, metadata={_META_KEY: header.to_json()})
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_model(
@@ -179,6 +274,7 @@ def load_model(
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InvalidModelError(f"{path} is corrupt: its tensors cannot be read ({exc}).") from exc
+    _check_tensors(state, path)
     try:
         method = get_method(header.method, **header.config)
     except (TypeError, ValueError) as exc:

@@ -592,3 +592,81 @@ def test_default_backbone_downloads_from_the_hub_once(
     again = build(4, crops=2, steps=0)
     assert again.resolved.path == method.resolved.path
     assert again.header()["weights_sha256"] == method.header()["weights_sha256"]
+
+
+# -- tiling: the map must not depend on --tile -------------------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "naip_2020_rgbn.tif"
+
+
+@pytest.fixture(scope="module")
+def naip_crop(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> tuple[Path, Path]:
+    """A 320 x 320 px crop of the real NAIP sample (bands 1-3) and a tiny stego model of it.
+
+    The tiny model's windows are 32 px at stride 16: 10 x 10 windows, as a 224 px ViT-S window
+    is to a 2240 px scene.
+    """
+    import rasterio
+    from rasterio.windows import Window as RasterWindow
+
+    from lcmap import api
+
+    root = tmp_path_factory.mktemp("naip_crop")
+    crop = root / "crop.tif"
+    with rasterio.open(SAMPLE) as src:
+        win = RasterWindow(300, 200, 320, 320)
+        profile = {"driver": "GTiff", "width": 320, "height": 320, "count": 3, "dtype": "uint8",
+                   "crs": src.crs, "transform": src.window_transform(win)}  # fmt: skip
+        data = src.read([1, 2, 3], window=win)
+    with rasterio.open(crop, "w", **profile) as dst:
+        dst.write(data)
+    model = root / "tiny.lcmap"
+    options = {"backbone": DINO, "weights": str(tiny_weights), "backbone_args": TINY,
+               "crop_size": 32, "crops": 60, "epochs": 3}  # fmt: skip
+    api.train([crop], model, method="stego", classes=5, device="cpu", options=options)
+    return crop, model
+
+
+def map_with_tile(crop: Path, model: Path, tile: int, out: Path) -> np.ndarray:
+    import rasterio
+
+    from lcmap import api
+
+    api.segment(crop, out, model=model, tile=tile, device="cpu")
+    with rasterio.open(out) as src:
+        return src.read(1)
+
+
+def test_saved_model_maps_agree_across_tile_sizes(naip_crop: Any, tmp_path: Path) -> None:
+    crop, model = naip_crop
+    maps = {t: map_with_tile(crop, model, t, tmp_path / f"{t}.tif") for t in (48, 96, 224)}
+    for a, b in [(48, 96), (96, 224), (48, 224)]:
+        assert (maps[a] == maps[b]).mean() >= 0.97, (a, b)
+    assert len(np.unique(maps[48])) >= 3  # a map, not one class
+
+
+def test_no_seams_on_tile_cores_window_borders_or_scene_edges(
+    naip_crop: Any, tmp_path: Path
+) -> None:
+    """Label changes are no more frequent on tile and window borders than elsewhere.
+
+    A ViT has one feature per patch (8 px here), so labels change most often on patch borders
+    wherever the tiles and windows are; tile and window borders (multiples of 16 px) are patch
+    borders, so they are compared with the patch borders that are neither (8 px off them).
+    """
+    from _helpers import change_rates
+
+    crop, model = naip_crop
+    labels = map_with_tile(crop, model, 48, tmp_path / "m.tif")
+    n = labels.shape[0]
+    patch_borders, _ = change_rates(labels, np.arange(8, n, 16), np.arange(8, n, 16))
+    # Tile cores start every 48 px; windows (32 px, stride 16) start and end every 16 px.
+    for step in (48, 16):
+        lines = np.arange(step, n, step)
+        on, _ = change_rates(labels, lines, lines)
+        assert on <= 1.2 * patch_borders, (step, on, patch_borders)
+    # At the scene's edges windows reach into the mirrored halo: the first and last rows and
+    # columns change no more often than the rest.
+    edge = np.r_[1:5, n - 4 : n]
+    on, off = change_rates(labels, edge, edge)
+    assert on <= 1.2 * off, ("edge", on, off)
