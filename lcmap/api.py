@@ -28,7 +28,13 @@ from lcmap.io.scene import (
     scene_statistics,
     warn_if_no_nodata,
 )
-from lcmap.io.writer import check_distinct, check_output, default_colours, sidecar_path
+from lcmap.io.writer import (
+    check_creation_options,
+    check_distinct,
+    check_output,
+    default_colours,
+    sidecar_path,
+)
 from lcmap.models import ModelHeader, file_sha256
 from lcmap.types import ProgressFn
 
@@ -232,6 +238,7 @@ def segment(
     from lcmap.tiling import plan_tiles
 
     scene, output = Path(scene), Path(output)
+    creation_options = check_creation_options(creation_options)
     inputs = [scene] + ([Path(model)] if model is not None else [])
     check_output(output, overwrite, [sidecar_path(output)], inputs=inputs)
     if save_model is not None:
@@ -429,10 +436,10 @@ def describe(path: str | Path) -> dict[str, Any]:
         >>> describe("landcover.tif")["kind"]  # doctest: +SKIP
         'label map'
     """
-    from lcmap.models import read_header
+    from lcmap.models import NotAModelError, read_header
 
     path = Path(path)
-    with contextlib.suppress(InvalidModelError):
+    with contextlib.suppress(NotAModelError):
         header = read_header(path)
         return {"kind": "model", "path": str(path), "sha256": file_sha256(path), **asdict(header)}
     with open_scene(path) as src:

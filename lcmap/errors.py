@@ -45,6 +45,10 @@ class InputNotFoundError(LcmapError, FileNotFoundError):
     """An input file does not exist."""
 
 
+class InvalidOptionError(LcmapError, ValueError):
+    """An option or creation option has an unknown name or a value out of range."""
+
+
 class LcmapWarning(UserWarning):
     """Base class of lcmap's warnings about fixable data problems."""
 

@@ -78,6 +78,25 @@ def parse_key_values(values: list[str] | None, what: str = "option") -> dict[str
     return result
 
 
+def _resource_message(exc: BaseException) -> str:
+    """One line for a fault of the machine or of GDAL rather than of lcmap's input checks."""
+    import errno
+
+    if isinstance(exc, MemoryError):
+        return "Out of memory; use a smaller --tile or --batch-size, or free memory."
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    no_space = "No space left" in text or "disk is full" in text or "Write failed" in text
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        no_space = True
+    if no_space:
+        where = f" holding {exc.filename}" if getattr(exc, "filename", None) else ""
+        return (
+            f"The disk{where} is full or a file-size limit was reached ({text}); "
+            "nothing was written. Free space or write elsewhere."
+        )
+    return f"{text} ({type(exc).__name__})."
+
+
 @contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
     """Turn an :class:`LcmapError` into one red line on stderr and exit code 1."""
@@ -85,10 +104,15 @@ def reported_errors() -> Iterator[None]:
 
     try:
         yield
-    except LcmapError as exc:
+    except (Exception, MemoryError) as exc:
+        # lcmap's own errors, and faults of the machine (disk full) or GDAL (CPLE_*): one line.
+        gdal = type(exc).__module__.startswith("rasterio")
+        if not isinstance(exc, LcmapError | OSError | MemoryError) and not gdal:
+            raise
         if _state["verbose"] >= 2:
             log.exception("traceback")
-        Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {exc}", soft_wrap=True)
+        message = str(exc) if isinstance(exc, LcmapError) else _resource_message(exc)
+        Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {message}", soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         Console(stderr=True).print("[red]Interrupted[/red]: no output was written.")

@@ -7,6 +7,7 @@ writes the ``.lcmap.json`` sidecar and renames both into place. Any failure or i
 before that leaves nothing behind (DESIGN.md contract 5).
 """
 
+import difflib
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from lcmap.errors import OutputExistsError, OutputPathError
+from lcmap.errors import InvalidOptionError, OutputExistsError, OutputPathError
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,64 @@ def publish(tmp: str | Path, target: str | Path) -> None:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, target)
+
+
+_YES_NO = ("YES", "NO", "TRUE", "FALSE", "ON", "OFF", "1", "0")
+_RESAMPLING = ("NEAREST", "MODE", "AVERAGE", "BILINEAR", "CUBIC", "CUBICSPLINE", "LANCZOS",
+               "RMS", "NONE")  # fmt: skip
+#: The GDAL COG driver's creation options lcmap accepts, each with a check of its value
+#: (None: any value). Lossy codecs (JPEG, WEBP) would change label values, so they are out.
+COG_OPTIONS: dict[str, tuple[str, ...] | str | None] = {
+    "BLOCKSIZE": "blocksize",
+    "COMPRESS": ("NONE", "DEFLATE", "LZW", "ZSTD", "LZMA", "PACKBITS", "LERC", "LERC_DEFLATE",
+                 "LERC_ZSTD"),
+    "LEVEL": "int",
+    "PREDICTOR": ("YES", "NO", "STANDARD", "FLOATING_POINT", "1", "2"),
+    "NUM_THREADS": "threads",
+    "BIGTIFF": ("YES", "NO", "IF_NEEDED", "IF_SAFER"),
+    "OVERVIEWS": ("AUTO", "IGNORE_EXISTING", "FORCE_USE_EXISTING", "NONE"),
+    "OVERVIEW_RESAMPLING": _RESAMPLING,
+    "RESAMPLING": _RESAMPLING,
+    "OVERVIEW_COUNT": "int",
+    "OVERVIEW_COMPRESS": ("NONE", "DEFLATE", "LZW", "ZSTD", "LZMA", "PACKBITS"),
+    "OVERVIEW_PREDICTOR": ("YES", "NO", "STANDARD", "1", "2"),
+    "SPARSE_OK": _YES_NO,
+    "STATISTICS": ("AUTO", *_YES_NO),
+    "GEOTIFF_VERSION": ("AUTO", "1.0", "1.1"),
+    "MAX_Z_ERROR": None,
+}  # fmt: skip
+
+
+def check_creation_options(options: Mapping[str, str] | None) -> dict[str, str]:
+    """Validate COG creation options before any work; keys upper-cased.
+
+    Raises:
+        InvalidOptionError: an unknown key or a value GDAL would reject (or crash on).
+    """
+    out: dict[str, str] = {}
+    for key, value in (options or {}).items():
+        name, text = key.upper(), str(value).strip()
+        if name not in COG_OPTIONS:
+            close = difflib.get_close_matches(name, COG_OPTIONS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise InvalidOptionError(
+                f"Unknown COG creation option {key}{hint}; known: {', '.join(COG_OPTIONS)}."
+            )
+        rule = COG_OPTIONS[name]
+        if isinstance(rule, tuple) and text.upper() not in rule:
+            raise InvalidOptionError(
+                f"Creation option {name}={value} is not valid; use one of {', '.join(rule)}."
+            )
+        if rule in ("int", "blocksize", "threads") and not (
+            text.isdigit() or (rule == "threads" and text.upper() == "ALL_CPUS")
+        ):
+            raise InvalidOptionError(f"Creation option {name}={value} must be a whole number.")
+        if rule == "blocksize" and not (128 <= int(text) <= 4096 and int(text) % 16 == 0):
+            raise InvalidOptionError(
+                f"Creation option BLOCKSIZE={value} must be a multiple of 16 from 128 to 4096."
+            )
+        out[name] = text
+    return out
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -211,7 +270,10 @@ class LabelWriter:
         self.class_names = list(class_names)
         self.colours = list(colours)
         self.tags = dict(tags or {})
-        self.creation_options = {**DEFAULT_CREATION_OPTIONS, **(creation_options or {})}
+        self.creation_options = {
+            **DEFAULT_CREATION_OPTIONS,
+            **check_creation_options(creation_options),
+        }
         self._tmp_paths: list[Path] = []
         self._dst: Any = None
         self._committed = False

@@ -171,6 +171,10 @@ def _is_rgb(value: Any) -> bool:
     )
 
 
+class NotAModelError(InvalidModelError):
+    """The file is not an lcmap model at all (not safetensors, or no lcmap header)."""
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -201,7 +205,7 @@ def read_header(path: str | Path) -> ModelHeader:
             meta = json.loads(fh.read(size)).get("__metadata__") or {}
         data = json.loads(meta[_META_KEY])
     except (ValueError, KeyError, UnicodeDecodeError, AttributeError) as exc:
-        raise InvalidModelError(
+        raise NotAModelError(
             f"{path} is not a valid lcmap model file ({exc}); re-create it with 'lcmap train' "
             "or 'lcmap segment --save-model'."
         ) from exc
