@@ -118,9 +118,12 @@ def main() -> int:
         model = args.model
         if model is None:
             model = work / "stego.lcmap"
-            options = {"backbone": args.backbone, "weights": str(args.weights),
-                       "feature_layer": args.layer,
-                       **{k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)}}
+            options = {
+                "backbone": args.backbone,
+                "weights": str(args.weights),
+                "feature_layer": args.layer,
+                **{k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)},
+            }
             start = time.perf_counter()
             api.train([args.scene], model, method="stego", classes=args.classes, bands=bands,
                       options=options)  # fmt: skip
@@ -150,9 +153,9 @@ def main() -> int:
         if args.picture:
             km = work / "kmeans.tif"
             api.segment(args.scene, km, method="kmeans", classes=args.classes, bands=bands)
-            picture(args.scene, bands or [1, 2, 3],
-                    {"kmeans": km, f"stego, --tile {args.tiles[0]}": work / f"map_{args.tiles[0]}.tif"},
-                    args.picture)  # fmt: skip
+            first = args.tiles[0]
+            shown = {"kmeans": km, f"stego, --tile {first}": work / f"map_{first}.tif"}
+            picture(args.scene, bands or [1, 2, 3], shown, args.picture)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

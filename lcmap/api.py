@@ -18,19 +18,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lcmap import __version__
-from lcmap.errors import InvalidModelError, InvalidSceneError, LcmapError
+from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError, LcmapError
 from lcmap.io.scene import (
     Normalisation,
     bounded_gdal_cache,
     check_georeference,
     open_scene,
     resolve_bands,
+    scene_path,
     scene_statistics,
     warn_if_no_nodata,
 )
 from lcmap.io.writer import (
     check_creation_options,
     check_distinct,
+    check_map_output,
     check_output,
     default_colours,
     sidecar_path,
@@ -140,6 +142,33 @@ def _build(name: str, classes: int | None, options: dict[str, Any] | None) -> "S
         raise LcmapError(f"Bad option for method '{name}': {exc}") from exc
 
 
+#: Largest --halo: a read window of 2 * 4096 px around a tile is already 256 MB per band.
+MAX_HALO = 4096
+
+
+def check_run_numbers(
+    *,
+    tile: int | None = None,
+    halo: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+) -> None:
+    """Refuse tile, halo, batch and seed values that would fail or exhaust memory later.
+
+    Raises:
+        InvalidOptionError: naming the value and its range.
+    """
+    ranges = {
+        "--tile": (tile, 1, 2**31 - 1),  # larger than the scene: the tile shrinks to it
+        "--halo": (halo, 0, MAX_HALO),
+        "--batch-size": (batch_size, 1, 4096),
+        "--seed": (seed, 0, 2**32 - 1),
+    }
+    for flag, (value, low, high) in ranges.items():
+        if value is not None and not low <= value <= high:
+            raise InvalidOptionError(f"{flag} {value} is out of range; use {low} to {high}.")
+
+
 def _tile_halo(seg: "Segmenter", halo: int | None) -> int:
     """The halo to plan with: the method's, or ``halo`` when given.
 
@@ -155,21 +184,22 @@ def _tile_halo(seg: "Segmenter", halo: int | None) -> int:
     if seg.window is not None:
         needed = max(needed, seg.window.halo)
     if needed != halo:
+        windows = seg.window
+        why = f" and its {windows.size} px windows need {windows.halo} px" if windows else ""
         log.warning(
             "halo %d px raised to %d px: this method's tiles share a %d px grid with the scene%s.",
-            halo, needed, multiple,
-            f" and its {seg.window.size} px windows need {seg.window.halo} px" if seg.window else "",
+            halo, needed, multiple, why,
         )  # fmt: skip
     return needed
 
 
 def _check_model_bands(
-    scene: Path, count: int, header: ModelHeader, bands: list[int] | None
+    scene: str | Path, count: int, header: ModelHeader, bands: list[int] | None
 ) -> list[int]:
     bands = list(header.bands) if bands is None else bands
     if len(bands) != header.in_channels or max(bands) > count:
         raise InvalidModelError(
-            f"{scene.name} has {count} bands but the '{header.method}' model expects "
+            f"{Path(scene).name} has {count} bands but the '{header.method}' model expects "
             f"{header.in_channels} (it was fitted on bands {','.join(map(str, header.bands))}); "
             f"pass --bands with {header.in_channels} band numbers from 1 to {count}."
         )
@@ -230,24 +260,22 @@ def segment(
     Example:
         >>> segment("scene.tif", "landcover.tif", classes=6, seed=1)  # doctest: +SKIP
     """
+    # Every check of the arguments and outputs comes first, before torch is imported.
+    scene, output = scene_path(scene), Path(output)
+    creation_options = check_creation_options(creation_options)
+    inputs = [scene] + ([Path(model)] if model is not None else [])
+    check_map_output(output, overwrite, inputs=inputs)
+    if save_model is not None:
+        check_output(save_model, overwrite, inputs=inputs)
+        check_distinct(output, sidecar_path(output), save_model)
+    check_run_numbers(tile=tile, halo=halo, batch_size=batch_size, seed=seed)
+
     from lcmap.engine import choose_device, map_scene
-    from lcmap.io.writer import LabelWriter
-    from lcmap.io.writer import publish
+    from lcmap.io.writer import LabelWriter, publish
     from lcmap.models import load_model, stage_model
     from lcmap.stitch import NODATA, label_dtype
     from lcmap.tiling import plan_tiles
 
-    scene, output = Path(scene), Path(output)
-    creation_options = check_creation_options(creation_options)
-    inputs = [scene] + ([Path(model)] if model is not None else [])
-    check_output(output, overwrite, [sidecar_path(output)], inputs=inputs)
-    if save_model is not None:
-        check_output(save_model, overwrite, inputs=inputs)
-        check_distinct(output, sidecar_path(output), save_model)
-    if tile is not None and tile < 1:
-        raise LcmapError(f"--tile must be at least 1 pixel, got {tile}.")
-    if halo is not None and halo < 0:
-        raise LcmapError(f"--halo must be 0 or more pixels, got {halo}.")
     dev = choose_device(device)
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache(GDAL_CACHE_MB))
@@ -316,7 +344,7 @@ def segment(
             tags["LCMAP_MODEL_SHA256"] = str(provenance["model_sha256"])
         log.info(
             "mapping %s: %dx%d px, %d tiles of %d px (halo %d) on %s",
-            scene.name, src.width, src.height, len(plan.tiles), plan.tile, plan.halo, dev,
+            Path(scene).name, src.width, src.height, len(plan.tiles), plan.tile, plan.halo, dev,
         )  # fmt: skip
         start = time.perf_counter()
         with LabelWriter(
@@ -402,12 +430,14 @@ def train(
     Example:
         >>> train(["a.tif", "b.tif"], "stego.lcmap", method="stego", classes=8)  # doctest: +SKIP
     """
-    from lcmap.engine import choose_device
-    from lcmap.models import save_model
-
     if not scenes:
         raise LcmapError("No scene given; pass at least one raster to train on.")
     output = check_output(output, overwrite, inputs=[*scenes, *(labels or [])])
+    check_run_numbers(seed=seed)
+
+    from lcmap.engine import choose_device
+    from lcmap.models import save_model
+
     dev = choose_device(device)
     with contextlib.ExitStack() as stack:
         srcs = [stack.enter_context(open_scene(p)) for p in scenes]
@@ -438,10 +468,12 @@ def describe(path: str | Path) -> dict[str, Any]:
     """
     from lcmap.models import NotAModelError, read_header
 
-    path = Path(path)
-    with contextlib.suppress(NotAModelError):
-        header = read_header(path)
-        return {"kind": "model", "path": str(path), "sha256": file_sha256(path), **asdict(header)}
+    path = scene_path(path)
+    if isinstance(path, Path):
+        with contextlib.suppress(NotAModelError):
+            header = read_header(path)
+            return {"kind": "model", "path": str(path), "sha256": file_sha256(path),
+                    **asdict(header)}  # fmt: skip
     with open_scene(path) as src:
         tags = src.tags()
         info: dict[str, Any] = {

@@ -48,6 +48,8 @@ def choose_device(device: str = "auto") -> torch.device:
     name = os.environ.get("LCMAP_DEVICE", "auto") if device == "auto" else device
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise LcmapError(f"Unknown device '{name}'; use auto, cpu, cuda or cuda:N.")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise LcmapError(f"--device {name} was asked for but no CUDA device is available; use cpu.")
     try:

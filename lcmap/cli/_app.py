@@ -89,7 +89,8 @@ def _resource_message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         no_space = True
     if no_space:
-        where = f" holding {exc.filename}" if getattr(exc, "filename", None) else ""
+        filename = getattr(exc, "filename", None)
+        where = f" holding {filename}" if filename else ""
         return (
             f"The disk{where} is full or a file-size limit was reached ({text}); "
             "nothing was written. Free space or write elsewhere."

@@ -11,7 +11,7 @@ from lcmap.cli._app import Quiet, Verbose, app, reported_errors, setup_logging
 
 @app.command("info")
 def info(
-    path: Annotated[Path, typer.Argument(help="A scene, a label map or a model file.")],
+    path: Annotated[str, typer.Argument(help="A scene, a label map or a model file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     verbose: Verbose = 0,
     quiet: Quiet = False,
@@ -35,7 +35,7 @@ def info(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{path.name} ({facts['kind']})", show_header=False)
+    table = Table(title=f"{Path(path).name} ({facts['kind']})", show_header=False)
     for key, value in facts.items():
         text = value if isinstance(value, str) else json.dumps(value, default=str)
         table.add_row(key, text if len(text) < 400 else text[:397] + "...")

@@ -34,7 +34,10 @@ from lcmap.cli._options import (
 
 @app.command("segment")
 def segment(
-    scene: Annotated[Path, typer.Argument(help="Input raster (GeoTIFF or any GDAL raster).")],
+    scene: Annotated[
+        str,
+        typer.Argument(help="Input raster: a file, a GDAL virtual path (/vsizip/...) or a URL."),
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Output label GeoTIFF (COG).", dir_okay=False)
     ],

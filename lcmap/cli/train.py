@@ -33,7 +33,9 @@ from lcmap.cli._options import (
 
 @app.command("train")
 def train(
-    scenes: Annotated[list[Path], typer.Argument(help="Scenes to train on (same band layout).")],
+    scenes: Annotated[
+        list[str], typer.Argument(help="Scenes to train on (same band layout; files or URLs).")
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Model file to write (.lcmap).", dir_okay=False)
     ],

@@ -21,7 +21,7 @@ from lcmap.cli._options import Bands, Device, Params, Seed, method_options
 
 @app.command("train-single-scene")
 def train_single_scene(
-    scene: Annotated[Path, typer.Argument(help="The unlabelled scene to train on and map.")],
+    scene: Annotated[str, typer.Argument(help="The unlabelled scene to train on and map.")],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Model file to write (.lcmap).", dir_okay=False)
     ],
@@ -74,12 +74,12 @@ def train_single_scene(
     setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap import api
-        from lcmap.io.writer import check_distinct, check_output, sidecar_path
+        from lcmap.io.writer import check_distinct, check_map_output, check_output, sidecar_path
 
         # Fail before training, not after it, when the outputs cannot be written.
         check_output(output, overwrite, inputs=[scene])
         if segment is not None:
-            check_output(segment, overwrite, [sidecar_path(segment)], inputs=[scene])
+            check_map_output(segment, overwrite, inputs=[scene])
             check_distinct(output, segment, sidecar_path(segment))
         options = method_options(
             None,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from numpy.typing import NDArray
-from rasterio.enums import MaskFlags
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
@@ -50,15 +50,30 @@ def bounded_gdal_cache(megabytes: int) -> contextlib.AbstractContextManager[Any]
     return env
 
 
+def is_virtual(path: str | Path) -> bool:
+    """Whether ``path`` is a GDAL virtual path or a URL (``/vsizip/...``, ``s3://...``)."""
+    text = str(path)
+    return text.startswith("/vsi") or "://" in text
+
+
+def scene_path(path: str | Path) -> str | Path:
+    """``path`` as GDAL should get it: the string itself for virtual paths and URLs (a
+    ``Path`` would turn ``https://`` into ``https:/``), a ``Path`` for local files."""
+    return str(path) if is_virtual(path) else Path(path)
+
+
 def open_scene(path: str | Path) -> DatasetReader:
     """Open a raster for reading, with one-line errors for the usual mistakes.
+
+    Anything GDAL opens is accepted: local files, ``/vsizip/``, ``/vsicurl/`` and other
+    virtual paths, URLs (``https://``, ``s3://`` where credentials are set up).
 
     Raises:
         InputNotFoundError: the file does not exist.
         InvalidSceneError: it is not a raster GDAL can read, or it has no pixels.
     """
-    path = Path(path)
-    if not path.exists():
+    path = scene_path(path)
+    if isinstance(path, Path) and not path.exists():
         raise InputNotFoundError(f"Scene {path} not found; check the path.")
     try:
         with warnings.catch_warnings():
@@ -95,7 +110,9 @@ def resolve_bands(src: DatasetReader, bands: list[int] | None) -> list[int]:
         InvalidSceneError: an index is out of range.
     """
     if bands is None:
-        return list(range(1, src.count + 1))
+        # All bands but an alpha band: alpha is the mask, not data.
+        data = [b for b in range(1, src.count + 1) if not _is_alpha(src, b)]
+        return data or list(range(1, src.count + 1))
     bad = [b for b in bands if not 1 <= b <= src.count]
     if bad:
         raise InvalidSceneError(
@@ -103,6 +120,10 @@ def resolve_bands(src: DatasetReader, bands: list[int] | None) -> list[int]:
             f"use --bands with numbers from 1 to {src.count}."
         )
     return list(bands)
+
+
+def _is_alpha(src: DatasetReader, band: int) -> bool:
+    return bool(src.colorinterp[band - 1] == ColorInterp.alpha)
 
 
 def has_nodata(src: DatasetReader) -> bool:
@@ -147,7 +168,10 @@ def read_window(
         col0, row0 = 0, 0
     try:
         data = src.read(bands, window=inner, out_dtype="float32")
-        valid = (src.read_masks(bands, window=inner) > 0).any(axis=0)
+        # A pixel is valid where a chosen data band is; an alpha band chosen as data has an
+        # all-valid mask of its own, so it does not vote (the others' masks come from it).
+        voters = [b for b in bands if not _is_alpha(src, b)] or bands
+        valid = (src.read_masks(voters, window=inner) > 0).any(axis=0)
     except RasterioIOError as exc:
         raise InvalidSceneError(
             f"{Path(src.name).name}: reading rows {int(inner.row_off)}-"

@@ -166,6 +166,13 @@ def check_output(
         OutputPathError: the parent is not a writable directory, ``path`` is a directory or
             another non-regular file (a device, a FIFO, a socket), or it is one of ``inputs``.
     """
+    text = str(path)
+    if text == "-" or text.startswith(("/vsi", "vsi")) or "://" in text:
+        raise OutputPathError(
+            f"Output {text} is not a local file: lcmap writes to a temporary file and renames "
+            "it into place, so it cannot write to stdout or a GDAL virtual path; give a file "
+            "name (pipe the file onwards if needed)."
+        )
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
@@ -193,6 +200,22 @@ def check_output(
             if p.exists():
                 raise OutputExistsError(f"{p} exists; pass --overwrite to replace it.")
     return path
+
+
+def check_map_output(path: str | Path, overwrite: bool, inputs: Sequence[str | Path] = ()) -> Path:
+    """:func:`check_output` for a label map and its sidecar; the name must end .tif/.tiff.
+
+    Raises:
+        OutputPathError: another suffix (``map.png`` would be a GeoTIFF under a PNG name),
+            or any reason :func:`check_output` gives.
+    """
+    path = Path(path)
+    if str(path) != "-" and path.suffix.lower() not in (".tif", ".tiff"):
+        raise OutputPathError(
+            f"Output {path.name}: lcmap writes Cloud-Optimised GeoTIFFs, so the name must end "
+            f".tif or .tiff (convert afterwards with gdal_translate for other formats)."
+        )
+    return check_output(path, overwrite, [sidecar_path(path)], inputs=inputs)
 
 
 def check_distinct(*outputs: str | Path | None) -> None:

@@ -57,8 +57,10 @@ has no batch statistics (its dropout is off at prediction); the cosine probe nor
 pixel's code alone; the CLS and register tokens are attended to but dropped from the features;
 the feature centring of the loss (STEGO's spatially centred correlations) is used only in
 training. What a window still shares is the ViT's attention over its own content, which is
-why the window is fixed and blended. The CRF is off by default: on dubai_dev (DINOv2-S/14 block 8, k = 5) it cost
-2.5x the mapping time on a CPU and moved pooled accuracy and mIoU by less than 0.005
+why the window is fixed and blended.
+
+The CRF is off by default: on dubai_dev (DINOv2-S/14 block 8, k = 5) it cost 2.5x the mapping
+time on a CPU and moved pooled accuracy and mIoU by less than 0.005
 (``benchmarks/README.md``).
 
 Scenes with other than 3 bands: the patch embedding is adapted (bands 1-3 are R, G, B, further

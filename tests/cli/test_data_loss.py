@@ -166,8 +166,10 @@ def test_malformed_headers_are_refused_naming_the_field(scene, model, tmp_path, 
     "edit,what",
     [
         (lambda t: t.__setitem__("centroids", t["centroids"] * float("nan")), "NaN"),
-        (lambda t: t.__setitem__("centroids", t["centroids"].to(__import__("torch").int8)),
-         "dtype"),
+        (
+            lambda t: t.__setitem__("centroids", t["centroids"].to(__import__("torch").int8)),
+            "dtype",
+        ),
     ],
 )
 def test_crafted_tensors_are_refused(scene, model, tmp_path, edit, what):

@@ -20,8 +20,8 @@ from scipy.optimize import linear_sum_assignment
 from lcmap.errors import InvalidSceneError, LcmapError, WeightsError
 from lcmap.methods import _vit, get_method
 from lcmap.methods._crf import dense_crf
-from lcmap.methods.base import Window
 from lcmap.methods._distill import centre_correlation, correspondence_loss
+from lcmap.methods.base import Window
 from lcmap.methods.sampling import ArraySampler
 from lcmap.methods.stego import Stego, build
 from lcmap.models import ModelHeader, load_model, save_model
