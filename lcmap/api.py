@@ -12,15 +12,24 @@ import contextlib
 import json
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lcmap import __version__
-from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError, LcmapError
+from lcmap.errors import (
+    InvalidModelError,
+    InvalidOptionError,
+    InvalidSceneError,
+    LcmapError,
+    ModelMismatchWarning,
+)
 from lcmap.io.scene import (
     Normalisation,
+    band_facts,
+    band_mismatches,
     bounded_gdal_cache,
     check_georeference,
     open_scene,
@@ -41,6 +50,8 @@ from lcmap.models import ModelHeader, file_sha256
 from lcmap.types import ProgressFn
 
 if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
     from lcmap.methods.base import Segmenter
 
 log = logging.getLogger(__name__)
@@ -90,7 +101,9 @@ class SegmentResult:
         return sum(1 for n in self.class_pixels if n > 0)
 
 
-def _header(method: "Segmenter", bands: list[int], norm: Normalisation) -> ModelHeader:
+def _header(
+    method: "Segmenter", bands: list[int], norm: Normalisation, facts: list[dict[str, Any]]
+) -> ModelHeader:
     k = method.num_classes
     return ModelHeader(
         method=method.info.name,
@@ -103,6 +116,7 @@ def _header(method: "Segmenter", bands: list[int], norm: Normalisation) -> Model
         class_names=list(method.class_names or [f"class {i}" for i in range(k)]),
         colours=[list(c) for c in (method.colours or default_colours(k))],
         extra=method.header(),
+        band_facts=facts,
     )
 
 
@@ -193,15 +207,45 @@ def _tile_halo(seg: "Segmenter", halo: int | None) -> int:
     return needed
 
 
-def _check_model_bands(
-    scene: str | Path, count: int, header: ModelHeader, bands: list[int] | None
+def _model_bands(
+    src: "DatasetReader", header: ModelHeader, bands: list[int] | None, seed: int
 ) -> list[int]:
-    bands = list(header.bands) if bands is None else bands
-    if len(bands) != header.in_channels or max(bands) > count:
+    """The bands a saved model reads from ``src``; warns when they look like other bands.
+
+    Raises:
+        InvalidOptionError: ``bands`` differ from the model's (its classes were fitted on
+            those bands; another order or sensor would silently mean other classes).
+        InvalidModelError: the scene lacks one of the model's bands.
+    """
+    name, wanted = Path(src.name).name, ",".join(map(str, header.bands))
+    if bands is not None and list(bands) != list(header.bands):
+        raise InvalidOptionError(
+            f"The '{header.method}' model reads bands {wanted} and its classes mean something "
+            "only on those; bands cannot be chosen again with a model. Drop them, or give a "
+            f"scene whose bands {wanted} are the model's (gdal_translate -b ... makes one)."
+        )
+    if max(header.bands) > src.count:
         raise InvalidModelError(
-            f"{Path(scene).name} has {count} bands but the '{header.method}' model expects "
-            f"{header.in_channels} (it was fitted on bands {','.join(map(str, header.bands))}); "
-            f"pass --bands with {header.in_channels} band numbers from 1 to {count}."
+            f"{name} has {src.count} band{'s' if src.count > 1 else ''} but the "
+            f"'{header.method}' model reads bands {wanted}; apply it to scenes with the band "
+            "layout it was trained on."
+        )
+    bands = list(header.bands)
+    problems = band_mismatches(header.band_facts, band_facts(src, bands))
+    stats = scene_statistics([src], bands, seed)
+    for i, (lo, hi, slo, shi) in enumerate(
+        zip(header.norm_low, header.norm_high, stats.low, stats.high, strict=True), start=1
+    ):
+        span = hi - lo
+        if abs(slo - lo) > 0.5 * span or abs(shi - hi) > 0.5 * span:
+            problems.append(f"values {slo:g}..{shi:g} (model: {lo:g}..{hi:g}) on band {i}")
+    if problems:
+        warnings.warn(
+            f"{name} looks unlike the scenes the model was trained on ({'; '.join(problems[:3])}"
+            f"{'; ...' if len(problems) > 3 else ''}): another sensor or band order gives "
+            "classes another meaning.",
+            ModelMismatchWarning,
+            stacklevel=3,
         )
     return bands
 
@@ -290,7 +334,7 @@ def segment(
                     f"{model} maps {header.num_classes} classes, not {classes}; drop -k/--classes "
                     "or train a new model with that many."
                 )
-            bands = _check_model_bands(scene, src.count, header, bands)
+            bands = _model_bands(src, header, bands, seed)
             norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
             model_path: Path | None = Path(model)
         else:
@@ -299,7 +343,7 @@ def segment(
             norm = scene_statistics([src], bands, seed)
             if seg.info.needs_fit:
                 _fit(seg, [scene], bands, norm, None, seed, dev, progress)
-            header = _header(seg, bands, norm)
+            header = _header(seg, bands, norm, band_facts(src, bands))
             model_path = None
         staged = None
         if save_model is not None:
@@ -451,9 +495,10 @@ def train(
         for s in srcs:
             warn_if_no_nodata(s)
         norm = scene_statistics(srcs, chosen[0], seed)
+        facts = band_facts(srcs[0], chosen[0])
     seg = _build(method, classes, options)
     _fit(seg, scenes, chosen[0], norm, labels, seed, dev, progress)
-    header = _header(seg, chosen[0], norm)
+    header = _header(seg, chosen[0], norm, facts)
     save_model(output, seg, header)
     log.info("saved %s model to %s", method, output)
     return header

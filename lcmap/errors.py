@@ -59,3 +59,7 @@ class NoGeoreferenceWarning(LcmapWarning):
 
 class NoNodataWarning(LcmapWarning):
     """The scene declares neither a nodata value nor a mask; every pixel is treated as valid."""
+
+
+class ModelMismatchWarning(LcmapWarning):
+    """A scene's bands look unlike those a model was trained on (another sensor or order)."""

@@ -126,6 +126,38 @@ def _is_alpha(src: DatasetReader, band: int) -> bool:
     return bool(src.colorinterp[band - 1] == ColorInterp.alpha)
 
 
+def band_facts(src: DatasetReader, bands: list[int]) -> list[dict[str, Any]]:
+    """What ``src`` says of each of ``bands``: description, colour interpretation, dtype."""
+    return [
+        {
+            "description": src.descriptions[b - 1] or "",
+            "colorinterp": src.colorinterp[b - 1].name,
+            "dtype": src.dtypes[b - 1],
+        }
+        for b in bands
+    ]
+
+
+def band_mismatches(facts: list[dict[str, Any]], seen: list[dict[str, Any]]) -> list[str]:
+    """Where a scene's ``seen`` band facts contradict a model's ``facts``, one line each.
+
+    Only facts both sides state count: an empty description or an ``undefined`` / ``gray``
+    colour interpretation says nothing. The same contradiction on several bands is one item
+    (``dtype 'uint16' (model: 'uint8') on bands 1-4``).
+    """
+    vague = ("", "undefined", "gray", "grey")
+    found: dict[str, list[int]] = {}
+    for i, (want, got) in enumerate(zip(facts, seen, strict=False), start=1):
+        for key in ("description", "colorinterp", "dtype"):
+            a, b = str(want.get(key, "")), str(got.get(key, ""))
+            if a.lower() not in vague and b.lower() not in vague and a != b:
+                found.setdefault(f"{key} {b!r} (model: {a!r})", []).append(i)
+    return [
+        f"{what} on band{'s' if len(on) > 1 else ''} {','.join(map(str, on))}"
+        for what, on in found.items()
+    ]
+
+
 def has_nodata(src: DatasetReader) -> bool:
     """True if the scene declares nodata, a mask band or an alpha band."""
     return any(

@@ -50,6 +50,9 @@ class ModelHeader:
         class_names: one name per class.
         colours: one RGB triple per class.
         extra: method-specific facts (backbone name, weight sha256...).
+        band_facts: per band read, what the training scenes said of it: ``description``,
+            ``colorinterp`` and ``dtype`` (empty in files from before they were recorded);
+            a scene that disagrees is warned about when the model is applied.
         lcmap_version: version that wrote the file.
     """
 
@@ -63,6 +66,7 @@ class ModelHeader:
     class_names: list[str]
     colours: list[list[int]]
     extra: dict[str, Any] = field(default_factory=dict)
+    band_facts: list[dict[str, Any]] = field(default_factory=list)
     lcmap_version: str = __version__
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -112,6 +116,13 @@ class ModelHeader:
             ("num_classes", _is_int(k) and 1 <= k <= 65534, "an integer from 1 to 65534"),
             ("in_channels", _is_int(c) and c >= 1, "a positive integer"),
             ("extra", isinstance(self.extra, dict), "an object"),
+            (
+                "band_facts",
+                isinstance(self.band_facts, list)
+                and len(self.band_facts) in (0, c if _is_int(c) else -1)
+                and all(isinstance(f, dict) for f in self.band_facts),
+                "a list of one object per band",
+            ),
             ("lcmap_version", isinstance(self.lcmap_version, str), "a string"),
         ]
         for name, ok, what in checks:

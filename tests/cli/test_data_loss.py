@@ -175,3 +175,59 @@ def test_malformed_headers_are_refused_naming_the_field(scene, model, tmp_path, 
 def test_crafted_tensors_are_refused(scene, model, tmp_path, edit, what):
     _rewrite(model, tensor_edit=edit)
     assert what in _fails("segment", scene, "-o", tmp_path / "m.tif", "--model", model, "-q")
+
+
+# -- a model applied to other bands ------------------------------------------------------
+
+
+def test_bands_cannot_be_chosen_again_with_a_model(scene, model, tmp_path):
+    out = _fails("segment", scene, "-o", tmp_path / "m.tif", "--model", model, "-b", "3,2,1,4",
+                 "-q")  # fmt: skip
+    assert "bands cannot be chosen again" in out and not (tmp_path / "m.tif").exists()
+
+
+def test_model_records_band_facts(make_scene, tmp_path):
+    import rasterio
+
+    from lcmap.models import read_header
+
+    scene = make_scene()
+    with rasterio.open(scene, "r+") as dst:
+        dst.descriptions = ("red", "green", "blue", "nir")
+    model = tmp_path / "k.lcmap"
+    _ok("train", scene, "-m", "kmeans", "-k", "3", "-o", model, "-q")
+    facts = read_header(model).band_facts
+    assert [f["description"] for f in facts] == ["red", "green", "blue", "nir"]
+    assert {f["dtype"] for f in facts} == {"uint8"}
+
+
+def test_another_band_order_or_value_range_is_warned_about(make_scene, tmp_path):
+    import warnings
+
+    import rasterio
+
+    from lcmap import api
+    from lcmap.errors import ModelMismatchWarning
+
+    a = make_scene("a.tif")
+    with rasterio.open(a, "r+") as dst:
+        dst.descriptions = ("red", "green", "blue", "nir")
+    model = tmp_path / "k.lcmap"
+    api.train([a], model, method="kmeans", classes=3)
+    # Same sensor, same order: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        api.segment(make_scene("same.tif", seed=3), tmp_path / "s.tif", model=model)
+    # Bands in another order.
+    b = make_scene("b.tif")
+    with rasterio.open(b, "r+") as dst:
+        dst.descriptions = ("nir", "red", "green", "blue")
+    with pytest.warns(ModelMismatchWarning, match="description 'nir' \\(model: 'red'\\) on band 1"):
+        api.segment(b, tmp_path / "b_map.tif", model=model)
+    # Values on another scale (uint16, 100 times the values), bands undescribed.
+    c = make_scene("c.tif", dtype="uint16")
+    with pytest.warns(ModelMismatchWarning) as record:
+        api.segment(c, tmp_path / "c_map.tif", model=model)
+    (message,) = [str(w.message) for w in record if w.category is ModelMismatchWarning]
+    assert "dtype 'uint16' (model: 'uint8') on bands 1,2,3,4" in message
+    assert "values" in message and "\n" not in message

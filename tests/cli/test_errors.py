@@ -73,7 +73,7 @@ def test_model_bands_differ_from_scene(make_scene, tmp_path):
     assert ok.exit_code == 0, ok.output
     three = make_scene("three.tif", bands=3)
     r = _run("segment", three, "-o", tmp_path / "b.tif", "--model", model, "-q")
-    assert "has 3 bands but the 'kmeans' model expects 4" in r.output
+    assert "has 3 bands but the 'kmeans' model reads bands 1,2,3,4" in r.output
     assert not (tmp_path / "b.tif").exists()
 
 
