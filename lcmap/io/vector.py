@@ -21,6 +21,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ from shapely.geometry import shape
 
 from lcmap.errors import (
     InputNotFoundError,
+    InvalidOptionError,
     InvalidSceneError,
     NoGeoreferenceWarning,
     OutputPathError,
@@ -150,11 +153,11 @@ def vectorize(
         VectorizeResult(output=PosixPath('landcover.gpkg'), driver='GPKG', polygons=5120, ...)
     """
     if min_area < 0 or not math.isfinite(min_area):
-        raise ValueError(f"min_area must be a finite number >= 0, got {min_area}.")
+        raise InvalidOptionError(f"--min-area must be a finite number >= 0, got {min_area}.")
     if simplify < 0 or not math.isfinite(simplify):
-        raise ValueError(f"simplify must be a finite number >= 0, got {simplify}.")
+        raise InvalidOptionError(f"--simplify must be a finite number >= 0, got {simplify}.")
     if window_size < 16:
-        raise ValueError(f"window_size must be at least 16 pixels, got {window_size}.")
+        raise InvalidOptionError(f"window_size must be at least 16 pixels, got {window_size}.")
     output = Path(output)
     driver = _driver_for(output)
     check_output(output, overwrite, inputs=[labels] + ([legend] if legend is not None else []))
@@ -199,6 +202,10 @@ def vectorize(
         geoms = _simplify(geoms, simplify)
         nonempty = ~shapely.is_empty(geoms)
         cls, geoms = cls[nonempty], geoms[nonempty]
+        if min_area > 0:  # simplifying shrinks polygons: the filter holds on what is written
+            keep = shapely.area(geoms) >= min_area * (1 - 1e-9)
+            dropped += int(np.count_nonzero(~keep))
+            cls, geoms = cls[keep], geoms[keep]
 
     frame = _frame(cls, geoms, names, crs)
     _write(frame, output, driver)
@@ -369,6 +376,10 @@ def _sieve(
     window may be a piece of a larger one: changes connected to those edges are undone, and the
     polygon-level area filter deals with what remains.
     """
+    # GDAL's sieve takes sizes below the window's area; a larger one sieves it all the same.
+    size = min(size, data.size - 1)
+    if size <= 1:
+        return data
     sieved: NDArray[Any] = features.sieve(data, size, mask=valid, connectivity=4)
     if judged_whole:
         return sieved
@@ -547,7 +558,10 @@ def _write(frame: Any, output: Path, driver: str) -> None:
     """Write to a temporary file beside ``output``, then rename it into place."""
     import pyogrio
 
-    temp = output.with_name(f".{output.stem}.tmp{os.getpid()}{output.suffix}")
+    # The temporary file has the target's own name, in a temporary folder beside it: drivers
+    # that name the layer after the file (FlatGeobuf) then name it after the target.
+    folder = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    temp = folder / output.name
     try:
         with warnings.catch_warnings():
             # vectorize() has already warned about a missing CRS, in lcmap's words.
@@ -569,6 +583,5 @@ def _write(frame: Any, output: Path, driver: str) -> None:
                     **options,
                 )
         os.replace(temp, output)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

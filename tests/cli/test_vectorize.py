@@ -117,3 +117,44 @@ def test_bad_classes_is_a_usage_error(labels: Path, tmp_path: Path) -> None:
     assert "comma-separated list of class ids" in result.output
     result = runner.invoke(app, ["vectorize", str(labels), "-o", str(out), "--min-area", "-1"])
     assert result.exit_code == 2
+
+
+def test_min_area_holds_on_simplified_polygons(tmp_path: Path) -> None:
+    """Simplifying after the area filter can shrink a polygon below it: not in the output."""
+    rng = np.random.default_rng(0)
+    array = (rng.random((120, 120)) > 0.5).astype(np.uint8)  # salt and pepper: many shapes
+    array = np.kron(array[::6, ::6], np.ones((6, 6), np.uint8))[:120, :120]
+    labels = write_labels(tmp_path / "noisy.tif", array)
+    out = tmp_path / "v.gpkg"
+    r = runner.invoke(app, ["vectorize", str(labels), "-o", str(out), "--min-area", "60",
+                            "--simplify", "4", "-q"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    areas = gpd.read_file(out).geometry.area
+    assert len(areas) and (areas >= 60 * (1 - 1e-9)).all()
+
+
+def test_flatgeobuf_layer_is_named_after_the_target(labels: Path, tmp_path: Path) -> None:
+    import pyogrio
+
+    out = tmp_path / "landcover.fgb"
+    r = runner.invoke(app, ["vectorize", str(labels), "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    assert [name for name, _ in pyogrio.list_layers(out)] == ["landcover"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["landcover.fgb", "landcover.tif"]
+
+
+@pytest.mark.parametrize("option", [["--min-area", "inf"], ["--min-area", "1e308"],
+                                    ["--simplify", "inf"], ["--min-area", "nan"]])  # fmt: skip
+def test_extreme_areas_and_tolerances_are_one_line(labels: Path, tmp_path: Path, option) -> None:
+    r = runner.invoke(
+        app, ["vectorize", str(labels), "-o", str(tmp_path / "v.gpkg"), *option, "-q"]
+    )
+    assert "Traceback" not in r.output
+    if option[1] == "1e308":  # finite: everything is below it, an empty layer
+        assert r.exit_code == 0, r.output
+        assert len(gpd.read_file(tmp_path / "v.gpkg")) == 0
+    elif option[1] == "nan":  # refused by the option parser: a usage error (exit 2)
+        assert r.exit_code == 2 and "--min-area" in r.output
+    else:
+        assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+        assert not (tmp_path / "v.gpkg").exists()
