@@ -106,6 +106,7 @@ def test_windowed_method_matches_pixelwise_scores(make_scene, tmp_path):
 
 
 def test_a_halo_too_small_for_the_windows_is_raised(make_scene, tmp_path, caplog):
+    caplog.set_level("WARNING", logger="lcmap")
     a = api.segment(make_scene(), tmp_path / "a.tif", method="toy", classes=6, tile=64, halo=3,
                     options={"windowed": True})  # fmt: skip
     assert a.provenance["halo"] == 8

@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,14 +31,81 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no prog
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it exists.")]
 OutputPath = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
 
-_state: dict[str, Any] = {"verbose": 0, "quiet": False}
+_state: dict[str, Any] = {"verbose": 0, "quiet": False, "global_verbose": 0, "global_quiet": False}
+
+
+def versions() -> dict[str, str]:
+    """Versions of lcmap and of what it runs on (``lcmap --version``, as rio --show-versions)."""
+    import platform
+
+    import numpy
+    import rasterio
+
+    from lcmap import __version__
+
+    found = {
+        "lcmap": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": numpy.__version__,
+        "rasterio": rasterio.__version__,
+        "GDAL": rasterio.__gdal_version__,
+        "PROJ": rasterio.__proj_version__,
+    }
+    try:
+        import timm
+        import torch
+
+        found["torch"] = torch.__version__
+        found["timm"] = timm.__version__
+        cuda = torch.version.cuda
+        found["CUDA"] = (
+            f"{cuda}, {torch.cuda.device_count()} device(s) available"
+            if cuda and torch.cuda.is_available()
+            else f"{cuda or 'none'} (no device available)"
+        )
+    except ImportError as exc:  # pragma: no cover - torch is a dependency
+        found["torch"] = f"not importable ({exc})"
+    return found
+
+
+def _show_versions(value: bool) -> None:
+    if value:
+        for name, version in versions().items():
+            typer.echo(f"{name}: {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_versions,
+            is_eager=True,
+            help="Show lcmap's version and those of GDAL, torch and CUDA, then exit.",
+        ),
+    ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option("--verbose", "-v", count=True, help="More log output, for every command."),
+    ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors, for every command.")
+    ] = False,
+) -> None:
+    """Land-cover maps from georeferenced scenes, without labels or with very few."""
+    _state.update(global_verbose=verbose, global_quiet=quiet)
 
 
 def setup_logging(verbose: int, quiet: bool) -> None:
-    """Map -v/-q to a log level and route lcmap's logs through rich on stderr."""
+    """Map -v/-q (given before or after the command) to a log level; logs go to stderr."""
     from rich.console import Console
     from rich.logging import RichHandler
 
+    verbose += _state["global_verbose"]
+    quiet = quiet or _state["global_quiet"]
     _state.update(verbose=verbose, quiet=quiet)
     level = logging.ERROR if quiet else max(logging.DEBUG, logging.WARNING - 10 * verbose)
     root = logging.getLogger("lcmap")
@@ -115,9 +183,10 @@ def reported_errors() -> Iterator[None]:
         message = str(exc) if isinstance(exc, LcmapError) else _resource_message(exc)
         Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {message}", soft_wrap=True)
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        Console(stderr=True).print("[red]Interrupted[/red]: no output was written.")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        what = "Terminated" if isinstance(exc, Terminated) else "Interrupted"
+        Console(stderr=True).print(f"[red]{what}[/red]: no output was written.")
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
 
 @contextlib.contextmanager
@@ -173,6 +242,20 @@ def echo(message: str) -> None:
         Console(stderr=True, highlight=False).print(message, soft_wrap=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, batch schedulers, ``docker stop``), handled as Ctrl-C is."""
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    from lcmap.io.staging import deferring
+
+    if deferring(signum):
+        return  # outputs are being renamed into place: the run completes, then exits
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: SIGINT and SIGTERM clean up and exit 130 / 143."""
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     sys.exit(app())

@@ -8,8 +8,6 @@ global backend.
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 import lcmap
 from lcmap.errors import OutputExistsError, OutputPathError
 from lcmap.eval.metrics import CountMatrix, MatchName, Metrics
+from lcmap.io.staging import publish, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -241,12 +240,6 @@ def _jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- writing
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], object], *, overwrite: bool) -> Path:
     """Write through a temporary file beside ``path``, then rename (complete or absent)."""
     path = Path(path)
@@ -258,18 +251,17 @@ def _write_atomically(path: Path, write: Callable[[IO[bytes]], object], *, overw
             f"cannot write '{path}': folder '{parent}' does not exist; create it first."
         )
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
+        tmp = temp_path(path, ".part")
     except OSError as exc:
         raise OutputPathError(
             f"cannot write in '{parent}' ({exc.strerror}); choose a writable folder."
         ) from None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             write(fh)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

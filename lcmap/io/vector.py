@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from lcmap.errors import (
     OutputPathError,
 )
 from lcmap.io.scene import bounded_gdal_cache, open_scene
+from lcmap.io.staging import committing, temp_dir
 from lcmap.io.writer import check_output
 
 log = logging.getLogger(__name__)
@@ -560,7 +560,7 @@ def _write(frame: Any, output: Path, driver: str) -> None:
 
     # The temporary file has the target's own name, in a temporary folder beside it: drivers
     # that name the layer after the file (FlatGeobuf) then name it after the target.
-    folder = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    folder = temp_dir(output)
     temp = folder / output.name
     try:
         with warnings.catch_warnings():
@@ -582,6 +582,7 @@ def _write(frame: Any, output: Path, driver: str) -> None:
                     geometry_type="Polygon" if frame.empty else None,
                     **options,
                 )
-        os.replace(temp, output)
+        with committing():
+            os.replace(temp, output)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -11,7 +11,6 @@ import difflib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from lcmap.errors import InvalidOptionError, OutputExistsError, OutputPathError
+from lcmap.io.staging import committing, publish, remove_stale, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +64,6 @@ def sidecar_path(output: str | Path) -> Path:
     """Where the provenance sidecar of ``output`` goes: ``map.tif`` -> ``map.lcmap.json``."""
     output = Path(output)
     return output.with_name(output.stem + ".lcmap.json")
-
-
-def publish(tmp: str | Path, target: str | Path) -> None:
-    """Rename a finished temporary file onto ``target`` with the usual permissions.
-
-    ``mkstemp`` creates files readable by their owner only; published outputs get the
-    permissions a plain ``open()`` would have given them (0666 less the umask).
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, target)
 
 
 _YES_NO = ("YES", "NO", "TRUE", "FALSE", "ON", "OFF", "1", "0")
@@ -166,13 +154,7 @@ def check_output(
         OutputPathError: the parent is not a writable directory, ``path`` is a directory or
             another non-regular file (a device, a FIFO, a socket), or it is one of ``inputs``.
     """
-    text = str(path)
-    if text == "-" or text.startswith(("/vsi", "vsi")) or "://" in text:
-        raise OutputPathError(
-            f"Output {text} is not a local file: lcmap writes to a temporary file and renames "
-            "it into place, so it cannot write to stdout or a GDAL virtual path; give a file "
-            "name (pipe the file onwards if needed)."
-        )
+    _check_local(path)
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
@@ -199,7 +181,19 @@ def check_output(
         for p in (path, *also):
             if p.exists():
                 raise OutputExistsError(f"{p} exists; pass --overwrite to replace it.")
+    for p in (path, *also):
+        remove_stale(p)  # leftovers of killed runs of this output
     return path
+
+
+def _check_local(path: str | Path) -> None:
+    text = str(path)
+    if text == "-" or text.startswith(("/vsi", "vsi")) or "://" in text:
+        raise OutputPathError(
+            f"Output {text} is not a local file: lcmap writes to a temporary file and renames "
+            "it into place, so it cannot write to stdout or a GDAL virtual path; give a file "
+            "name (pipe the file onwards if needed)."
+        )
 
 
 def check_map_output(path: str | Path, overwrite: bool, inputs: Sequence[str | Path] = ()) -> Path:
@@ -209,8 +203,9 @@ def check_map_output(path: str | Path, overwrite: bool, inputs: Sequence[str | P
         OutputPathError: another suffix (``map.png`` would be a GeoTIFF under a PNG name),
             or any reason :func:`check_output` gives.
     """
+    _check_local(path)
     path = Path(path)
-    if str(path) != "-" and path.suffix.lower() not in (".tif", ".tiff"):
+    if path.suffix.lower() not in (".tif", ".tiff"):
         raise OutputPathError(
             f"Output {path.name}: lcmap writes Cloud-Optimised GeoTIFFs, so the name must end "
             f".tif or .tiff (convert afterwards with gdal_translate for other formats)."
@@ -302,21 +297,21 @@ class LabelWriter:
         self._committed = False
 
     def _temp(self, suffix: str) -> Path:
-        fd, name = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=suffix, dir=self.path.parent
-        )
-        os.close(fd)
-        tmp = Path(name)
+        tmp = temp_path(self.path, suffix)
         self._tmp_paths.append(tmp)
         return tmp
 
     def __enter__(self) -> Self:
-        tmp = self._temp(".partial.tif")
-        # The staging file favours speed (ZSTD level 1); the COG copy compresses for keeps.
-        # An ungeoreferenced scene gives an ungeoreferenced map; the API warned already.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            self._dst = self._open_staging(tmp)
+        try:
+            tmp = self._temp(".partial.tif")
+            # The staging file favours speed (ZSTD level 1); the COG copy compresses for keeps.
+            # An ungeoreferenced scene gives an ungeoreferenced map; the API warned already.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self._dst = self._open_staging(tmp)
+        except BaseException as exc:  # __exit__ is not called when __enter__ fails
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def _open_staging(self, tmp: Path) -> Any:
@@ -365,10 +360,11 @@ class LabelWriter:
             side_tmp.write_text(json.dumps(self.sidecar, indent=2, default=str) + "\n")
         if not self.overwrite and self.path.exists():
             raise OutputExistsError(f"{self.path} appeared while mapping; pass --overwrite.")
-        publish(cog, self.path)
-        if side_tmp is not None:
-            publish(side_tmp, sidecar_path(self.path))
-        self._committed = True
+        with committing():  # the map and its sidecar together, whatever signal arrives
+            publish(cog, self.path)
+            if side_tmp is not None:
+                publish(side_tmp, sidecar_path(self.path))
+            self._committed = True
         log.info("wrote %s", self.path)
 
     def __exit__(
@@ -381,3 +377,19 @@ class LabelWriter:
             self._dst.close()
         for tmp in self._tmp_paths:
             tmp.unlink(missing_ok=True)
+
+
+__all__ = [
+    "COG_OPTIONS",
+    "DEFAULT_CREATION_OPTIONS",
+    "LabelWriter",
+    "check_creation_options",
+    "check_distinct",
+    "check_map_output",
+    "check_output",
+    "committing",
+    "default_colours",
+    "publish",
+    "same_file",
+    "sidecar_path",
+]

@@ -14,9 +14,7 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import struct
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -225,7 +223,7 @@ def read_header(path: str | Path) -> ModelHeader:
 
 def save_model(path: str | Path, method: "Segmenter", header: ModelHeader) -> None:
     """Write ``method``'s tensors and ``header`` to ``path`` atomically (temp file + rename)."""
-    from lcmap.io.writer import publish
+    from lcmap.io.staging import publish
 
     with stage_model(path, method, header) as tmp:
         publish(tmp, path)
@@ -240,11 +238,11 @@ def stage_model(path: str | Path, method: "Segmenter", header: ModelHeader) -> I
     """
     from safetensors.torch import save_file
 
+    from lcmap.io.staging import temp_path
+
     path = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in method.state_dict().items()}
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temp_path(path, ".tmp")
     try:
         save_file(state, tmp, metadata={_META_KEY: header.to_json()})
         yield tmp

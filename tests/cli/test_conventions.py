@@ -1,0 +1,171 @@
+"""Issue 12: GIS conventions and robustness of the command line (one test per defect)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from lcmap.cli import app
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _one_line_error(result, code=1):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert len([x for x in result.output.splitlines() if x.strip()]) == 1, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("target", ["-", "/vsistdout/", "/vsimem/m.tif"])
+def test_stdout_and_virtual_outputs_are_refused(make_scene, tmp_path, target):
+    out = _one_line_error(_run("segment", make_scene(), "-o", target, "-q"))
+    assert "not a local file" in out
+    assert not os.path.exists(os.path.join(os.sep, "vsistdout")) and not os.path.exists("-")
+
+
+def test_a_map_must_be_named_tif(make_scene, tmp_path):
+    out = _one_line_error(_run("segment", make_scene(), "-o", tmp_path / "out.png", "-q"))
+    assert ".tif" in out and not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize(
+    "co,message",
+    [
+        ("FOO=BAR", "Unknown COG creation option FOO"),
+        ("BLOKSIZE=256", "did you mean BLOCKSIZE"),
+        ("BLOCKSIZE=0", "multiple of 16"),
+        ("BLOCKSIZE=7", "multiple of 16"),
+        ("BLOCKSIZE=abc", "whole number"),
+        ("BLOCKSIZE=99999999", "multiple of 16"),
+        ("COMPRESS=JPEG", "COMPRESS=JPEG is not valid"),
+    ],
+)
+def test_creation_options_are_checked_before_any_work(make_scene, tmp_path, co, message):
+    start = time.perf_counter()
+    out = _one_line_error(_run("segment", make_scene(), "-o", tmp_path / "m.tif", "--co", co,
+                               "-q"))  # fmt: skip
+    assert message in out and time.perf_counter() - start < 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--seed", "-1"], "--seed -1 is out of range"),
+        (["--seed", str(2**33)], "is out of range"),
+        (["--halo", "100000"], "--halo 100000 is out of range"),
+        (["--device", "meta"], "Unknown device 'meta'"),
+    ],
+)
+def test_out_of_range_run_options_are_one_line(make_scene, tmp_path, args, message):
+    out = _run("segment", make_scene(), "-o", tmp_path / "m.tif", *args, "-q").output
+    assert message in out and "Traceback" not in out
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_an_existing_output_is_refused_before_torch_is_imported(make_scene, tmp_path):
+    (tmp_path / "m.tif").write_bytes(b"keep")
+    code = (
+        "import sys\nfrom lcmap.cli import main\nsys.argv = ['lcmap', 'segment', sys.argv[1], "
+        "'-o', sys.argv[2], '-q']\ntry:\n    main()\nexcept SystemExit as e:\n"
+        "    print('torch' in sys.modules, e.code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(make_scene()), str(tmp_path / "m.tif")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.stdout.split() == ["False", "1"], done.stdout + done.stderr
+    assert "exists" in done.stderr and (tmp_path / "m.tif").read_bytes() == b"keep"
+
+
+def test_version_shows_gdal_and_torch():
+    r = _run("--version")
+    assert r.exit_code == 0
+    for name in ("lcmap:", "GDAL:", "torch:", "CUDA:"):
+        assert name in r.output
+
+
+def test_verbosity_flags_work_before_the_command(make_scene, tmp_path):
+    r = _run("-q", "segment", make_scene(), "-o", tmp_path / "m.tif", "-k", "3")
+    assert r.exit_code == 0 and r.output.strip() == "", r.output
+
+
+def test_gdal_virtual_paths_are_accepted_as_input(make_scene, tmp_path):
+    scene = make_scene()
+    archive = tmp_path / "scene.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(scene, "inner/scene.tif")
+    r = _run("segment", f"/vsizip/{archive}/inner/scene.tif", "-o", tmp_path / "m.tif", "-k",
+             "3", "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    with rasterio.open(tmp_path / "m.tif") as src, rasterio.open(scene) as ref:
+        assert (src.width, src.height, src.transform) == (ref.width, ref.height, ref.transform)
+    # A plain local path that does not exist is still a clear "not found".
+    missing = _run("segment", tmp_path / "nope.tif", "-o", tmp_path / "n.tif", "-q")
+    missing = _one_line_error(missing)
+    assert "not found" in missing
+
+
+def test_an_alpha_band_is_the_mask_not_a_data_band(tmp_path):
+    from lcmap import api
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(10, 240, (3, 120, 140), dtype=np.uint8)
+    alpha = np.full((120, 140), 255, np.uint8)
+    alpha[:50, :40] = 0  # 2000 transparent pixels
+    path = tmp_path / "rgba.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=140, height=120, count=4, dtype="uint8",
+                       photometric="RGB", alpha="YES", crs="EPSG:32618",
+                       transform=rasterio.transform.from_origin(5e5, 4e6, 1, 1)) as dst:  # fmt: skip
+        dst.write(np.concatenate([rgb, alpha[None]]))
+    result = api.segment(path, tmp_path / "m.tif", classes=3)
+    assert result.provenance["bands"] == [1, 2, 3]
+    with rasterio.open(tmp_path / "m.tif") as src:
+        labels = src.read(1)
+    assert (labels[:50, :40] == 255).all() and (labels[50:] != 255).all()
+    assert result.nodata_pixels == 2000
+
+
+# -- signals and leftovers ---------------------------------------------------------------
+
+
+def test_sigterm_leaves_nothing_behind(make_scene, tmp_path):
+    scene = make_scene(width=2500, height=2500)
+    out = tmp_path / "m.tif"
+    code = "from lcmap.cli import main; main()"
+    proc = subprocess.Popen([sys.executable, "-c", code, "segment", str(scene), "-o", str(out),
+                             "-p", "smooth=2", "--tile", "256", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(".partial" in p.name for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Terminated" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_leftovers_of_killed_runs_are_removed_by_the_next_run(make_scene, tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process id that no longer exists
+    stale = tmp_path / f".m.tif.lcmap{dead.pid}.abc123.partial.tif"
+    stale_dir = tmp_path / f".m.tif.lcmap{dead.pid}.def456"
+    live = tmp_path / f".m.tif.lcmap{os.getppid()}.ghi789.partial.tif"
+    stale.write_bytes(b"x")
+    stale_dir.mkdir()
+    live.write_bytes(b"x")
+    r = _run("segment", make_scene(), "-o", tmp_path / "m.tif", "-k", "3", "-q")
+    assert r.exit_code == 0, r.output
+    assert not stale.exists() and not stale_dir.exists()
+    assert live.exists()  # a live process may still be writing it
