@@ -166,7 +166,7 @@ def open_sampler(
 
 def _read_tiles(
     path: str | Path,
-    tiles: list[Tile],
+    tiles: Sequence[Tile],
     bands: list[int],
     norm: Normalisation,
     out: "queue.Queue[Any]",

@@ -14,7 +14,9 @@ whatever the tile size (:func:`window_offsets`).
 """
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,6 +46,43 @@ class Tile:
         )
 
 
+class TileGrid(Sequence[Tile]):
+    """The tiles of a plan in row-major order, made on demand: a plan of a million tiles
+    costs no more memory than a plan of one (the scene's size never bounds memory)."""
+
+    def __init__(self, width: int, height: int, tile: int, halo: int, read: int) -> None:
+        self._width, self._height = width, height
+        self._tile, self._halo, self._read = tile, halo, read
+        self._cols = math.ceil(width / tile)
+        self._count = self._cols * math.ceil(height / tile)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Tile: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Tile]: ...
+
+    def __getitem__(self, index: int | slice) -> Tile | list[Tile]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(f"tile {index} of {self._count}")
+        i, j = divmod(index, self._cols)
+        row, col = i * self._tile, j * self._tile
+        size = (min(self._tile, self._width - col), min(self._tile, self._height - row))
+        core = Window(col, row, *size)
+        read = Window(col - self._halo, row - self._halo, self._read, self._read)
+        return Tile(core, read, (i, j))
+
+    def __iter__(self) -> Iterator[Tile]:
+        return (self[i] for i in range(self._count))
+
+
 @dataclass(frozen=True)
 class TilePlan:
     """Tiles in row-major order, with the sizes they were planned with."""
@@ -53,7 +92,7 @@ class TilePlan:
     tile: int
     halo: int
     read_size: int
-    tiles: list[Tile]
+    tiles: TileGrid
 
     @property
     def rows(self) -> int:
@@ -72,7 +111,7 @@ def plan_tiles(width: int, height: int, tile: int, halo: int, multiple: int = 1)
     The tile shrinks to the scene when the scene is smaller; it is then rounded up to a
     multiple of ``multiple`` (a windowed method's stride), so that tile cores start on that
     grid. The read size is ``tile + 2 * halo`` rounded up to ``multiple``; the extra pixels
-    go to the right and bottom of each read window.
+    go to the right and bottom of each read window. Tiles are made as they are asked for.
 
     Args:
         width: scene width in pixels.
@@ -96,12 +135,7 @@ def plan_tiles(width: int, height: int, tile: int, halo: int, multiple: int = 1)
     tile = min(tile, max(width, height))
     tile = math.ceil(tile / multiple) * multiple
     read = math.ceil((tile + 2 * halo) / multiple) * multiple
-    tiles = []
-    for i, row in enumerate(range(0, height, tile)):
-        for j, col in enumerate(range(0, width, tile)):
-            core = Window(col, row, min(tile, width - col), min(tile, height - row))
-            tiles.append(Tile(core, Window(col - halo, row - halo, read, read), (i, j)))
-    return TilePlan(width, height, tile, halo, read, tiles)
+    return TilePlan(width, height, tile, halo, read, TileGrid(width, height, tile, halo, read))
 
 
 def window_weights(size: int) -> NDArray[np.float32]:

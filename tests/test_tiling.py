@@ -85,3 +85,20 @@ def test_padded_length_fits_whole_windows():
     assert padded_length(10, 32, 16) == 32
     assert padded_length(33, 32, 16) == 48
     assert padded_length(48, 32, 16) == 48
+
+
+def test_the_plan_of_a_huge_scene_costs_no_more_memory_than_a_small_one():
+    import tracemalloc
+
+    tracemalloc.start()
+    small = plan_tiles(1000, 1000, 512, 64)
+    small_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    huge = plan_tiles(1_000_000, 1_000_000, 512, 64)
+    huge_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(huge.tiles) == 1954**2 and len(small.tiles) == 4
+    assert huge_peak <= small_peak + 10_000
+    last = huge.tiles[-1]
+    assert last.index == (1953, 1953) and last.core.width == 1_000_000 - 1953 * 512
+    assert list(small.tiles)[3] == small.tiles[3] == small.tiles[-1]

@@ -126,7 +126,8 @@ def test_an_alpha_band_is_the_mask_not_a_data_band(tmp_path):
     path = tmp_path / "rgba.tif"
     with rasterio.open(path, "w", driver="GTiff", width=140, height=120, count=4, dtype="uint8",
                        photometric="RGB", alpha="YES", crs="EPSG:32618",
-                       transform=rasterio.transform.from_origin(5e5, 4e6, 1, 1)) as dst:  # fmt: skip
+                       transform=rasterio.transform.from_origin(5e5, 4e6, 1, 1),
+                       ) as dst:  # fmt: skip
         dst.write(np.concatenate([rgb, alpha[None]]))
     result = api.segment(path, tmp_path / "m.tif", classes=3)
     assert result.provenance["bands"] == [1, 2, 3]
