@@ -152,6 +152,8 @@ def _resource_message(exc: BaseException) -> str:
 
     if isinstance(exc, MemoryError):
         return "Out of memory; use a smaller --tile or --batch-size, or free memory."
+    if "previous exception" in str(exc) and (exc.__cause__ or exc.__context__):
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]  # GDAL's own words
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     no_space = "No space left" in text or "disk is full" in text or "Write failed" in text
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):

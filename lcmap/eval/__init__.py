@@ -191,15 +191,21 @@ def read_index(index_csv: str | Path) -> list[IndexEntry]:
     path = Path(index_csv)
     if not path.is_file():
         raise InputNotFoundError(f"index '{path}' does not exist; check the path.")
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in INDEX_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InvalidSceneError(
-                f"index '{path}' has columns {reader.fieldnames} but lacks {missing}; expected "
-                f"a header line '{','.join(INDEX_COLUMNS)}'."
-            )
-        rows = list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in INDEX_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InvalidSceneError(
+                    f"index '{path}' has columns {reader.fieldnames} but lacks {missing}; "
+                    f"expected a header line '{','.join(INDEX_COLUMNS)}'."
+                )
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidSceneError(
+            f"index '{path}' is not a UTF-8 CSV file ({exc}); expected a header line "
+            f"'{','.join(INDEX_COLUMNS)}' and one row per scene."
+        ) from exc
     if not rows:
         raise InvalidSceneError(f"index '{path}' lists no scene; expected one row per scene.")
     entries = []

@@ -24,6 +24,7 @@ import numpy as np
 import rasterio
 from numpy.typing import NDArray
 from rasterio.enums import MaskFlags
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from lcmap.errors import InputNotFoundError, InvalidSceneError
@@ -176,6 +177,22 @@ def _valid_mask(
     return valid
 
 
+def _read(
+    src: rasterio.io.DatasetReader, window: Window, excluded: Iterable[int], role: str
+) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+    """Values and validity of band 1 over ``window``; a decoding failure is one clear error."""
+    try:
+        values = src.read(1, window=window)
+        return values, _valid_mask(src, window, values, excluded)
+    except RasterioError as exc:
+        cause = exc.__cause__ or exc.__context__ or exc
+        raise InvalidSceneError(
+            f"The {role} {Path(src.name).name} cannot be read at rows {int(window.row_off)}-"
+            f"{int(window.row_off + window.height)} ({str(cause).splitlines()[0]}); the file "
+            "is truncated or corrupt: re-create or re-download it."
+        ) from exc
+
+
 def _windows(width: int, height: int, size: int) -> list[Window]:
     return [
         Window(col, row, min(size, width - col), min(size, height - row))
@@ -230,10 +247,9 @@ def count_rasters(
         lost = 0
         windows = _windows(truth.width, truth.height, window_size)
         for i, window in enumerate(windows, start=1):
-            t = truth.read(1, window=window)
-            t_valid = _valid_mask(truth, window, t, ignore)
-            p = pred.read(1, window=window)
-            both = t_valid & _valid_mask(pred, window, p, pred_nodata)
+            t, t_valid = _read(truth, window, ignore, "truth")
+            p, p_valid = _read(pred, window, pred_nodata, "prediction")
+            both = t_valid & p_valid
             lost += int(t_valid.sum() - both.sum())
             p_sel, t_sel = p[both], t[both]
             for role, values, name in (

@@ -205,9 +205,10 @@ def read_window(
         voters = [b for b in bands if not _is_alpha(src, b)] or bands
         valid = (src.read_masks(voters, window=inner) > 0).any(axis=0)
     except RasterioIOError as exc:
+        cause = exc.__cause__ or exc.__context__ or exc  # GDAL's own words
         raise InvalidSceneError(
             f"{Path(src.name).name}: reading rows {int(inner.row_off)}-"
-            f"{int(inner.row_off + inner.height)} failed ({str(exc).splitlines()[0]}); "
+            f"{int(inner.row_off + inner.height)} failed ({str(cause).splitlines()[0]}); "
             "the file is truncated or corrupt."
         ) from exc
     top = int(inner.row_off) - row0

@@ -242,12 +242,17 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     Raises:
         WeightsError: unreadable file or unsupported format.
     """
+    from safetensors import SafetensorError
+
     suffix = path.suffix.lower()
     obj: Any
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file
 
+            from lcmap.models import check_safetensors
+
+            check_safetensors(path)
             obj = load_file(str(path))
         elif suffix in _PTH_SUFFIXES:
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -255,7 +260,7 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
             raise WeightsError(
                 f"Weights file {path} has suffix '{suffix}'; expected .safetensors or .pth."
             )
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError, SafetensorError) as exc:
         if isinstance(exc, WeightsError):
             raise
         raise WeightsError(f"Cannot read weights file {path} ({exc}).") from exc

@@ -184,6 +184,57 @@ class NotAModelError(InvalidModelError):
     """The file is not an lcmap model at all (not safetensors, or no lcmap header)."""
 
 
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+                "U8": 1, "U16": 2, "U32": 4, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Check a safetensors file's framing before anything is allocated for it.
+
+    The header length must fit the file, the header must be a JSON object of tensors with a
+    known dtype, a shape of non-negative integers and byte offsets inside the file that match
+    the shape, so that a crafted or truncated file can neither allocate a huge buffer nor
+    read past its end.
+
+    Raises:
+        ValueError: what is wrong, in a few words.
+    """
+    size = Path(path).stat().st_size
+    with open(path, "rb") as fh:
+        raw = fh.read(8)
+        if len(raw) != 8:
+            raise ValueError("the file is shorter than a safetensors header")
+        (length,) = struct.unpack("<Q", raw)
+        if length > min(size - 8, _MAX_HEADER_BYTES):
+            raise ValueError(f"its header length {length} does not fit the file ({size} bytes)")
+        try:
+            header = json.loads(fh.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"its header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    data = size - 8 - length
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(info, dict):
+            raise ValueError(f"tensor {name} has no description")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in _DTYPE_BYTES:
+            raise ValueError(f"tensor {name} has an unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(_is_int(n) and n >= 0 for n in shape):
+            raise ValueError(f"tensor {name} has a malformed shape")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_is_int(o) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= data
+        ):
+            raise ValueError(f"tensor {name} has byte offsets outside the file")
+        if math.prod(shape) * _DTYPE_BYTES[dtype] != offsets[1] - offsets[0]:
+            raise ValueError(f"tensor {name}'s shape {shape} does not match its bytes")
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -284,6 +335,7 @@ def load_model(
             )
         header.config = {**header.config, **overrides}
     try:
+        check_safetensors(path)
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InvalidModelError(f"{path} is corrupt: its tensors cannot be read ({exc}).") from exc

@@ -670,3 +670,56 @@ def test_no_seams_on_tile_cores_window_borders_or_scene_edges(
     edge = np.r_[1:5, n - 4 : n]
     on, off = change_rates(labels, edge, edge)
     assert on <= 1.2 * off, ("edge", on, off)
+
+
+def _safetensors_bytes(header: Any, data: bytes = b"") -> bytes:
+    import json
+    import struct
+
+    raw = json.dumps(header).encode() if not isinstance(header, bytes) else header
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"garbage that is not a safetensors file at all",
+        (2**63).to_bytes(8, "little") + b"{}",
+        (99_000_000).to_bytes(8, "little") + b"{}",
+        _safetensors_bytes({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"x"),
+        _safetensors_bytes(
+            {"w": {"dtype": "F32", "shape": [10**18], "data_offsets": [0, 4]}}, b"abcd"
+        ),  # fmt: skip
+        _safetensors_bytes([1, 2, 3]),
+        __import__("pickle").dumps({"patch_embed.proj.weight": [1.0]}),
+    ],
+    ids=[
+        "empty",
+        "garbage",
+        "len-2^63",
+        "len-99MB",
+        "past-end",
+        "1e18-elements",
+        "list",
+        "pickle",
+    ],  # fmt: skip
+)
+def test_malformed_safetensors_weights_are_one_clear_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(WeightsError, match="Cannot read weights file"):
+        _vit.read_state_dict(path)
+
+
+def test_malformed_weights_are_one_line_on_the_command_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lcmap.cli import app
+
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes((2**63).to_bytes(8, "little") + b"{}")
+    r = CliRunner().invoke(app, ["segment", str(SAMPLE), "-o", str(tmp_path / "m.tif"), "-m",
+                                 "stego", "--weights", str(path), "-q"])  # fmt: skip
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Cannot read weights" in r.output
