@@ -690,7 +690,7 @@ def _safetensors_bytes(header: Any, data: bytes = b"") -> bytes:
         _safetensors_bytes({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"x"),
         _safetensors_bytes(
             {"w": {"dtype": "F32", "shape": [10**18], "data_offsets": [0, 4]}}, b"abcd"
-        ),  # fmt: skip
+        ),
         _safetensors_bytes([1, 2, 3]),
         __import__("pickle").dumps({"patch_embed.proj.weight": [1.0]}),
     ],
@@ -703,7 +703,7 @@ def _safetensors_bytes(header: Any, data: bytes = b"") -> bytes:
         "1e18-elements",
         "list",
         "pickle",
-    ],  # fmt: skip
+    ],
 )
 def test_malformed_safetensors_weights_are_one_clear_error(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "weights.safetensors"
