@@ -253,3 +253,19 @@ def test_kmeans_labels_are_the_argmax_of_its_scores():
     labels = method.predict_labels(batch)
     assert labels.shape == (2, 96, 80)
     torch.testing.assert_close(labels, method.predict(batch).argmax(dim=1), rtol=0, atol=0)
+
+
+def test_class_names_reach_gdal_as_categories_and_a_raster_attribute_table(make_scene, tmp_path):
+    """GDAL (and so QGIS) reads the names from the .aux.xml: its VRT copy of the map lists them."""
+    import rasterio.shutil
+
+    out = tmp_path / "m.tif"
+    api.segment(make_scene(), out, classes=3)
+    vrt = tmp_path / "m.vrt"
+    rasterio.shutil.copy(out, vrt, driver="VRT")
+    text = vrt.read_text()
+    for i in range(3):
+        assert f"<Category>class {i}</Category>" in text
+    assert "GDALRasterAttributeTable" in text and "<Name>Class</Name>" in text
+    with rasterio.open(out) as src:
+        assert src.colormap(1)[255][3] == 0  # nodata transparent

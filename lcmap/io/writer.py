@@ -55,6 +55,35 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )  # fmt: skip
 
 
+def aux_path(output: str | Path) -> Path:
+    """GDAL's PAM sidecar of ``output``: ``map.tif`` -> ``map.tif.aux.xml``."""
+    output = Path(output)
+    return output.with_name(output.name + ".aux.xml")
+
+
+def category_xml(names: Sequence[str], colours: Sequence[tuple[int, int, int]]) -> str:
+    """A GDAL PAM document naming the classes of band 1, read by GDAL and QGIS.
+
+    Category names (``gdalinfo`` lists them under "Categories") and a thematic raster
+    attribute table (value, class, red, green, blue) for tools that read RATs. The GeoTIFF
+    driver keeps both in this ``.aux.xml`` file, not inside the TIFF.
+    """
+    from xml.sax.saxutils import escape
+
+    fields = [("Value", 0, 5), ("Class", 2, 2), ("Red", 0, 6), ("Green", 0, 7), ("Blue", 0, 8)]
+    lines = ['<PAMDataset>', '  <PAMRasterBand band="1">', "    <CategoryNames>"]
+    lines += [f"      <Category>{escape(n)}</Category>" for n in names]
+    lines += ["    </CategoryNames>", '    <GDALRasterAttributeTable tableType="thematic">']
+    for i, (name, kind, usage) in enumerate(fields):
+        lines.append(f'      <FieldDefn index="{i}"><Name>{name}</Name><Type>{kind}</Type>'
+                     f"<Usage>{usage}</Usage></FieldDefn>")  # fmt: skip
+    for i, (name, (r, g, b)) in enumerate(zip(names, colours, strict=True)):
+        cells = "".join(f"<F>{v}</F>" for v in (i, escape(name), r, g, b))
+        lines.append(f'      <Row index="{i}">{cells}</Row>')
+    lines += ["    </GDALRasterAttributeTable>", "  </PAMRasterBand>", "</PAMDataset>", ""]
+    return "\n".join(lines)
+
+
 def default_colours(num_classes: int) -> list[tuple[int, int, int]]:
     """One colour a class, cycling :data:`PALETTE`."""
     return [PALETTE[i % len(PALETTE)] for i in range(num_classes)]
@@ -342,6 +371,9 @@ class LabelWriter:
     def commit(self) -> None:
         """Finish the map: colour table, tags, COG conversion, sidecar, then rename into place."""
         dst = self._dst
+        # A TIFF palette has no alpha channel: GDAL reads unused entries as opaque black and
+        # the nodata entry as transparent. The legend comes from the categories and the RAT
+        # of the .aux.xml sidecar, which name exactly the K classes.
         colormap = {i: (*c, 255) for i, c in enumerate(self.colours)}
         colormap[self.nodata] = (0, 0, 0, 0)
         dst.write_colormap(1, colormap)
@@ -354,14 +386,17 @@ class LabelWriter:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             rasterio.shutil.copy(self._tmp_paths[0], cog, driver="COG", **self.creation_options)
+        aux_tmp = self._temp(".aux.xml")
+        aux_tmp.write_text(category_xml(self.class_names, self.colours))
         side_tmp = None
         if self.sidecar is not None:
             side_tmp = self._temp(".json")
             side_tmp.write_text(json.dumps(self.sidecar, indent=2, default=str) + "\n")
         if not self.overwrite and self.path.exists():
             raise OutputExistsError(f"{self.path} appeared while mapping; pass --overwrite.")
-        with committing():  # the map and its sidecar together, whatever signal arrives
+        with committing():  # the map and its sidecars together, whatever signal arrives
             publish(cog, self.path)
+            publish(aux_tmp, aux_path(self.path))
             if side_tmp is not None:
                 publish(side_tmp, sidecar_path(self.path))
             self._committed = True
@@ -381,6 +416,8 @@ class LabelWriter:
 
 __all__ = [
     "COG_OPTIONS",
+    "aux_path",
+    "category_xml",
     "DEFAULT_CREATION_OPTIONS",
     "LabelWriter",
     "check_creation_options",
