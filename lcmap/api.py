@@ -11,6 +11,7 @@ Example:
 import contextlib
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from lcmap.io.scene import (
     band_mismatches,
     bounded_gdal_cache,
     check_georeference,
+    is_virtual,
     open_scene,
     resolve_bands,
     scene_path,
@@ -181,6 +183,17 @@ def check_run_numbers(
     for flag, (value, low, high) in ranges.items():
         if value is not None and not low <= value <= high:
             raise InvalidOptionError(f"{flag} {value} is out of range; use {low} to {high}.")
+
+
+def _relative(path: str | Path, output: Path) -> str:
+    """``path`` as the output's provenance records it: relative to the output's folder when
+    both are local files (a map and its scene moved together stay linked), else as given."""
+    if isinstance(path, str) and is_virtual(path):
+        return path
+    try:
+        return os.path.relpath(Path(path).resolve(), output.resolve().parent)
+    except ValueError:  # another drive (Windows)
+        return str(path)
 
 
 def _tile_halo(seg: "Segmenter", halo: int | None) -> int:
@@ -362,7 +375,7 @@ def segment(
         dtype = label_dtype(seg.num_classes)
         provenance = {
             "lcmap_version": __version__,
-            "scene": str(scene),
+            "scene": _relative(scene, output),
             "method": header.method,
             "config": header.config,
             "num_classes": seg.num_classes,
@@ -374,12 +387,15 @@ def segment(
             "window": asdict(seg.window) if seg.window else None,
             "seed": seed,
             "device": str(dev),
-            "model": str(model_path) if model_path else None,
+            "model": _relative(model_path, output) if model_path else None,
             "model_sha256": file_sha256(staged or model_path) if model_path else None,
             "class_names": header.class_names,
             "extra": header.extra,
         }
+        # The scene's own dataset tags (AREA_OR_POINT, SYNTHETIC_GEOREF...) travel with the map.
+        carried = {k: v for k, v in src.tags().items() if not k.startswith("LCMAP_")}
         tags = {
+            **carried,
             "LCMAP_VERSION": __version__,
             "LCMAP_METHOD": header.method,
             "LCMAP_PROVENANCE": json.dumps(provenance, sort_keys=True, default=str),

@@ -269,3 +269,20 @@ def test_class_names_reach_gdal_as_categories_and_a_raster_attribute_table(make_
     assert "GDALRasterAttributeTable" in text and "<Name>Class</Name>" in text
     with rasterio.open(out) as src:
         assert src.colormap(1)[255][3] == 0  # nodata transparent
+
+
+def test_provenance_paths_are_relative_and_scene_tags_are_carried(make_scene, tmp_path):
+    scene = make_scene()
+    with rasterio.open(scene, "r+") as dst:
+        dst.update_tags(SYNTHETIC_GEOREF="yes", AREA_OR_POINT="Point")
+    (tmp_path / "maps").mkdir()
+    model = tmp_path / "k.lcmap"
+    api.train([scene], model, method="kmeans", classes=3)
+    out = tmp_path / "maps" / "m.tif"
+    result = api.segment(scene, out, model=model)
+    assert result.provenance["scene"] == "../scene.tif"
+    assert result.provenance["model"] == "../k.lcmap"
+    with rasterio.open(out) as src:
+        tags = src.tags()
+    assert tags["SYNTHETIC_GEOREF"] == "yes" and tags["AREA_OR_POINT"] == "Point"
+    assert str(tmp_path) not in tags["LCMAP_PROVENANCE"]

@@ -416,10 +416,10 @@ class LabelWriter:
 
 __all__ = [
     "COG_OPTIONS",
-    "aux_path",
-    "category_xml",
     "DEFAULT_CREATION_OPTIONS",
     "LabelWriter",
+    "aux_path",
+    "category_xml",
     "check_creation_options",
     "check_distinct",
     "check_map_output",
