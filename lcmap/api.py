@@ -49,7 +49,7 @@ from lcmap.io.writer import (
     sidecar_path,
 )
 from lcmap.models import ModelHeader, file_sha256
-from lcmap.types import ProgressFn
+from lcmap.types import ProgressFn, start_phase
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
@@ -355,6 +355,7 @@ def segment(
             seg = _build(method, classes, options)
             norm = scene_statistics([src], bands, seed)
             if seg.info.needs_fit:
+                start_phase(progress, f"fit {seg.info.name}")
                 _fit(seg, [scene], bands, norm, None, seed, dev, progress)
             header = _header(seg, bands, norm, band_facts(src, bands))
             model_path = None
@@ -422,6 +423,7 @@ def segment(
             overwrite=overwrite,
             sidecar=provenance,
         ) as writer:
+            start_phase(progress, "map")
             counts = map_scene(
                 scene,
                 seg,
@@ -433,7 +435,12 @@ def segment(
                 device=dev,
                 progress=progress,
             )
+            start_phase(progress, "write COG")
+            if progress is not None:
+                progress(0, 1)
             writer.commit()
+            if progress is not None:
+                progress(1, 1)
         if staged is not None:
             publish(staged, save_model)  # type: ignore[arg-type]
     return SegmentResult(

@@ -15,3 +15,13 @@ def show_status(progress: ProgressFn | None, text: str) -> None:
     status = getattr(progress, "status", None)
     if callable(status):
         status(text)
+
+
+def start_phase(progress: ProgressFn | None, name: str) -> None:
+    """Start a new phase (``fit``, ``map``, ``write COG``): the CLI shows one bar per phase.
+
+    Uses the callback's ``phase(name)`` method when it has one, like :func:`show_status`.
+    """
+    phase = getattr(progress, "phase", None)
+    if callable(phase):
+        phase(name)

@@ -4,6 +4,7 @@ import contextlib
 import logging
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -114,10 +115,18 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
+    if verbose < 1:  # "Category: message", without lcmap's file paths and line numbers
+        warnings.formatwarning = _short_warning
     warn_log = logging.getLogger("py.warnings")
     warn_log.handlers.clear()
     warn_log.addHandler(handler)
     warn_log.setLevel(logging.ERROR if quiet else logging.WARNING)
+
+
+def _short_warning(
+    message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
+) -> str:
+    return f"{category.__name__}: {message}"
 
 
 def parse_bands(value: str | None) -> list[int] | None:
@@ -219,18 +228,28 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
         disable=bool(_state["quiet"]),
         transient=False,
     )
-    task = progress.add_task(description, total=None, status="")
+    tasks = [progress.add_task(description, total=None, status="")]
 
     class Update:
-        """``update(done, total)``; ``update.status(text)`` shows text beside the bar."""
+        """``update(done, total)``; ``.status(text)`` beside the bar; ``.phase(name)`` a new bar.
+
+        The first phase takes over the command's own bar while nothing was counted on it.
+        """
 
         def __call__(self, done: int, total: int, description: str | None = None) -> None:
             if description is not None:
-                progress.update(task, description=description)
-            progress.update(task, completed=done, total=total)
+                progress.update(tasks[-1], description=description)
+            progress.update(tasks[-1], completed=done, total=total)
 
         def status(self, text: str) -> None:
-            progress.update(task, status=text)
+            progress.update(tasks[-1], status=text)
+
+        def phase(self, name: str) -> None:
+            last = progress.tasks[-1]
+            if last.total is None and not last.completed:
+                progress.update(tasks[-1], description=name, status="")
+                return
+            tasks.append(progress.add_task(name, total=None, status=""))
 
     with progress:
         yield Update()

@@ -128,5 +128,5 @@ def segment(
     echo(
         f"Wrote {result.output} ({result.width}x{result.height}, {result.classes_used} of "
         f"{result.num_classes} classes used): {fitted}mapped in {result.seconds:.1f} s "
-        f"({mpx / max(result.seconds, 1e-9):.1f} Mpx/s on {result.device})."
+        f"({mpx / max(result.seconds, 1e-9):.3g} Mpx/s on {result.device})."
     )

@@ -71,7 +71,7 @@ def category_xml(names: Sequence[str], colours: Sequence[tuple[int, int, int]]) 
     from xml.sax.saxutils import escape
 
     fields = [("Value", 0, 5), ("Class", 2, 2), ("Red", 0, 6), ("Green", 0, 7), ("Blue", 0, 8)]
-    lines = ['<PAMDataset>', '  <PAMRasterBand band="1">', "    <CategoryNames>"]
+    lines = ["<PAMDataset>", '  <PAMRasterBand band="1">', "    <CategoryNames>"]
     lines += [f"      <Category>{escape(n)}</Category>" for n in names]
     lines += ["    </CategoryNames>", '    <GDALRasterAttributeTable tableType="thematic">']
     for i, (name, kind, usage) in enumerate(fields):
