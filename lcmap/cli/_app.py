@@ -129,6 +129,29 @@ def _short_warning(
     return f"{category.__name__}: {message}"
 
 
+def renamed(new_value: Any, old_value: Any, new: str, old: str, required: bool = False) -> Any:
+    """The value of an option whose old spelling ``old`` is kept, hidden, for one release.
+
+    Prints one deprecation line when the old spelling is used.
+
+    Raises:
+        typer.BadParameter: both spellings given, or neither when ``required``.
+    """
+    if old_value is not None:
+        if new_value is not None:
+            raise typer.BadParameter(f"give {new} only ({old} is its old spelling).")
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(
+            f"[yellow]Deprecated:[/yellow] {old} is now {new}; the old spelling goes in the "
+            "next release."
+        )
+        return old_value
+    if new_value is None and required:
+        raise typer.BadParameter(f"missing option {new}.")
+    return new_value
+
+
 def parse_bands(value: str | None) -> list[int] | None:
     """Parse ``--bands 4,3,2`` into 1-based band indexes."""
     if value is None:

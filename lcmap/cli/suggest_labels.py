@@ -12,6 +12,7 @@ from lcmap.cli._app import (
     app,
     echo,
     progress_bar,
+    renamed,
     reported_errors,
     setup_logging,
 )
@@ -21,7 +22,6 @@ from lcmap.cli._options import BatchSize, Device, Seed
 @app.command("suggest-labels")
 def suggest_labels(
     scenes: Annotated[list[Path], typer.Argument(help="Scenes to choose patches from.")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="A 'cas' model file.")],
     budget: Annotated[int, typer.Option("--budget", "-n", help="Patches to suggest.", min=1)],
     output: Annotated[
         Path,
@@ -29,7 +29,13 @@ def suggest_labels(
             "--output", "-o", help="Polygons to write (.gpkg, .fgb, .geojson).", dir_okay=False
         ),
     ],
-    patch: Annotated[int, typer.Option("--patch", help="Patch side in pixels.", min=16)] = 128,
+    model: Annotated[Path | None, typer.Option("--model", help="A 'cas' model file.")] = None,
+    patch_size: Annotated[
+        int | None,
+        typer.Option("--patch-size", help="Patch side in pixels \\[default: 128].", min=16),
+    ] = None,
+    model_old: Annotated[Path | None, typer.Option("-m", hidden=True)] = None,
+    patch_old: Annotated[int | None, typer.Option("--patch", hidden=True, min=16)] = None,
     tuned: Annotated[
         Path | None,
         typer.Option(
@@ -57,6 +63,8 @@ def suggest_labels(
         $ lcmap suggest-labels a.tif --model cas.lcmap --budget 25 --tuned tuned.lcmap -o more.gpkg
     """
     setup_logging(verbose, quiet)
+    model = renamed(model, model_old, "--model", "-m", required=True)
+    patch = renamed(patch_size, patch_old, "--patch-size", "--patch") or 128
     with reported_errors():
         from lcmap.suggest import suggest_labels as run
 

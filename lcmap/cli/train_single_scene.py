@@ -13,6 +13,7 @@ from lcmap.cli._app import (
     echo,
     parse_bands,
     progress_bar,
+    renamed,
     reported_errors,
     setup_logging,
 )
@@ -35,10 +36,11 @@ def train_single_scene(
         int | None,
         typer.Option("--iterations", help="Updates per batch of patches \\[default: 50].", min=1),
     ] = None,
-    patch: Annotated[
+    crop_size: Annotated[
         int | None,
-        typer.Option("--patch", help="Training patch size in pixels \\[default: 224].", min=8),
+        typer.Option("--crop-size", help="Training crop size in pixels \\[default: 224].", min=8),
     ] = None,
+    patch_old: Annotated[int | None, typer.Option("--patch", hidden=True, min=8)] = None,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Patches per batch \\[default: 8].", min=1)
     ] = None,
@@ -67,7 +69,8 @@ def train_single_scene(
 
         $ lcmap train-single-scene scene.tif -k 8 -o single.lcmap --segment landcover.tif
 
-        $ lcmap train-single-scene scene.tif -o single.lcmap --epochs 1 --iterations 20 --patch 128
+        $ lcmap train-single-scene scene.tif -o single.lcmap --epochs 1 --iterations 20 \
+            --crop-size 128
 
         $ lcmap segment other.tif -o other_map.tif --model single.lcmap
     """
@@ -89,7 +92,7 @@ def train_single_scene(
             param,
             epochs=epochs,
             iterations=iterations,
-            crop_size=patch,
+            crop_size=renamed(crop_size, patch_old, "--crop-size", "--patch"),
             batch_size=batch_size,
         )
         band_list = parse_bands(bands)

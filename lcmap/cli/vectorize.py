@@ -12,13 +12,14 @@ from lcmap.cli._app import (
     app,
     echo,
     progress_bar,
+    renamed,
     reported_errors,
     setup_logging,
 )
 
 
 def parse_classes(value: str | None) -> list[int] | None:
-    """Parse ``--classes 1,3`` into label values."""
+    """Parse ``--class-ids 1,3`` into label values."""
     if value is None:
         return None
     try:
@@ -64,9 +65,10 @@ def vectorize(
             min=0,
         ),
     ] = 0,
-    classes: Annotated[
-        str | None, typer.Option("--classes", help="Only these class ids, e.g. 1,3.")
+    class_ids: Annotated[
+        str | None, typer.Option("--class-ids", help="Only these class ids, e.g. 1,3.")
     ] = None,
+    classes_old: Annotated[str | None, typer.Option("--classes", hidden=True)] = None,
     legend: Annotated[
         Path | None,
         typer.Option(
@@ -100,12 +102,12 @@ def vectorize(
 
         $ lcmap vectorize landcover.tif -o landcover.fgb
 
-        $ lcmap vectorize landcover.tif -o water.geojson --classes 4 --legend legend.csv
+        $ lcmap vectorize landcover.tif -o water.geojson --class-ids 4 --legend legend.csv
 
         $ lcmap vectorize landcover.tif -o landcover.gpkg --min-area 50 --simplify 1
     """
     setup_logging(verbose, quiet)
-    wanted = parse_classes(classes)
+    wanted = parse_classes(renamed(class_ids, classes_old, "--class-ids", "--classes"))
     with reported_errors():
         from lcmap.io.vector import vectorize as run
 

@@ -9,7 +9,7 @@ from lcmap.cli import app
 from lcmap.models import read_header
 
 runner = CliRunner()
-FAST = ["--epochs", "1", "--iterations", "2", "--patch", "24", "--batch-size", "2",
+FAST = ["--epochs", "1", "--iterations", "2", "--crop-size", "24", "--batch-size", "2",
         "-p", "features=8", "--device", "cpu"]  # fmt: skip
 
 

@@ -62,7 +62,7 @@ def test_vectorize_writes_polygons(labels: Path, tmp_path: Path) -> None:
 
 def test_classes_option_filters(labels: Path, tmp_path: Path) -> None:
     out = tmp_path / "two.fgb"
-    result = runner.invoke(app, ["vectorize", str(labels), "-o", str(out), "--classes", "2"])
+    result = runner.invoke(app, ["vectorize", str(labels), "-o", str(out), "--class-ids", "2"])
     assert result.exit_code == 0, result.output
     assert list(gpd.read_file(out)["class"]) == [2]
 
@@ -112,7 +112,7 @@ def test_bad_input_is_one_line_and_exit_1(case: str, message: str, tmp_path: Pat
 
 def test_bad_classes_is_a_usage_error(labels: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.gpkg"
-    result = runner.invoke(app, ["vectorize", str(labels), "-o", str(out), "--classes", "a,b"])
+    result = runner.invoke(app, ["vectorize", str(labels), "-o", str(out), "--class-ids", "a,b"])
     assert result.exit_code == 2
     assert "comma-separated list of class ids" in result.output
     result = runner.invoke(app, ["vectorize", str(labels), "-o", str(out), "--min-area", "-1"])
@@ -158,3 +158,16 @@ def test_extreme_areas_and_tolerances_are_one_line(labels: Path, tmp_path: Path,
     else:
         assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
         assert not (tmp_path / "v.gpkg").exists()
+
+
+def test_the_old_classes_spelling_still_works_with_a_deprecation_line(
+    labels: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "v.gpkg"
+    r = runner.invoke(app, ["vectorize", str(labels), "-o", str(out), "--classes", "1", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "Deprecated: --classes is now --class-ids" in r.output
+    assert set(gpd.read_file(out)["class"]) == {1}
+    both = runner.invoke(app, ["vectorize", str(labels), "-o", str(tmp_path / "w.gpkg"),
+                               "--classes", "1", "--class-ids", "1"])  # fmt: skip
+    assert both.exit_code == 2
