@@ -8,10 +8,14 @@ For each backbone, in one process and on one device:
    window reads, normalisation, the backbone, the head, bilinear upsampling, the cosine probe,
    blending and the COG output, end to end;
 3. the same method's frozen backbone (``Stego.features``: band normalisation + ViT up to the
-   feature layer) runs over as many windows of the same size, in the same batches, on random
-   tensors already on the device, under the same autocast: the compute limit.
+   feature layer) runs over as many ViT windows as the mapping ran (``crop_size`` px each,
+   every half window, over every tile's read window), in batches of the method's
+   ``window_batch``, on random tensors already on the device, under the same autocast: the
+   compute limit.
 
 The figure is the ratio of (2) to (3) in megapixels per second (target on CUDA: 0.7 or more).
+``overlap`` is how many windows the mapping runs per window of a non-overlapping cover of the
+scene: the price of blending windows (4 at half-window strides) and of tile halos.
 
 Weights: the offline DINOv2-S/14 of ``../shared/weights/`` for ``vit_small_patch14_dinov2``
 when present; any other backbone (DINO ViT-S/8 cannot be downloaded here) gets random weights
@@ -78,16 +82,15 @@ def backbone_limit(method: Any, plan: Any, batch_size: int, device: Any) -> floa
     """Seconds for the frozen backbone over the plan's windows, batch by batch."""
     import torch
 
-    side = math.ceil(plan.read_size / method.patch_size) * method.patch_size
-    x = torch.rand(batch_size, method.in_channels, side, side, device=device)
+    size, per_call = method.window.size, method.window_batch
+    x = torch.rand(per_call, method.in_channels, size, size, device=device)
     autocast: Any = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if device.type == "cuda"
         else contextlib.nullcontext()
     )
-    batches = [batch_size] * (len(plan.tiles) // batch_size)
-    if len(plan.tiles) % batch_size:
-        batches.append(len(plan.tiles) % batch_size)
+    total = mapped_windows(method, plan)
+    batches = [per_call] * (total // per_call) + ([total % per_call] if total % per_call else [])
     with torch.inference_mode(), autocast:
         method.features(x[:1])  # warm-up
         if device.type == "cuda":
@@ -98,6 +101,13 @@ def backbone_limit(method: Any, plan: Any, batch_size: int, device: Any) -> floa
         if device.type == "cuda":
             torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def mapped_windows(method: Any, plan: Any) -> int:
+    """ViT windows the mapping runs: every tile's read window, slid at the window stride."""
+    size, stride = method.window.size, method.window.stride
+    per_side = (plan.read_size - size) // stride + 1
+    return len(plan.tiles) * per_side**2
 
 
 def run(backbone: str, scene: Path, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -121,12 +131,17 @@ def run(backbone: str, scene: Path, args: argparse.Namespace, workdir: Path) -> 
     method, _ = load_model(model)
     method.to(device)
     with rasterio.open(scene) as src:
-        plan = plan_tiles(src.width, src.height, args.tile, method.halo, method.info.size_multiple)
+        plan = plan_tiles(src.width, src.height, args.tile, method.halo, method.tile_multiple)
+        cover = math.ceil(src.width / method.window.size) * math.ceil(
+            src.height / method.window.size
+        )
     limit_s = backbone_limit(method, plan, args.batch_size, device)
     mpx = result.width * result.height / 1e6
+    windows = mapped_windows(method, plan)
     return {
         "backbone": backbone, "device": str(device), "megapixels": mpx,
-        "windows": len(plan.tiles), "window": plan.read_size, "batch_size": args.batch_size,
+        "windows": windows, "window": method.window.size, "batch_size": args.batch_size,
+        "overlap": round(windows / cover, 2),
         "segment_mpx_s": round(mpx / result.seconds, 3),
         "backbone_mpx_s": round(mpx / limit_s, 3),
         "ratio": round(limit_s / result.seconds, 3),
@@ -151,11 +166,12 @@ def main() -> None:
         for backbone in args.backbones:
             rows.append(run(backbone, scene, args, workdir))
             print(json.dumps(rows[-1]), flush=True)
-    print("\n| backbone | device | windows | segment Mpx/s | backbone Mpx/s | ratio |")
-    print("|---|---|---|---|---|---|")
+    print("\n| backbone | device | windows | overlap | segment Mpx/s | backbone Mpx/s | ratio |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['backbone']} | {r['device']} | {r['windows']}x{r['window']}px | "
-              f"{r['segment_mpx_s']} | {r['backbone_mpx_s']} | {r['ratio']} |")  # fmt: skip
+        print(f"| {r['backbone']} | {r['device']} | {r['windows']} x {r['window']} px | "
+              f"{r['overlap']} | {r['segment_mpx_s']} | {r['backbone_mpx_s']} | "
+              f"{r['ratio']} |")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -114,6 +114,13 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
     root.addHandler(handler)
     root.setLevel(level)
+    # GDAL's own messages (libtiff's "File too large"...) come out as one lcmap error line;
+    # -v shows them as they happen.
+    gdal_log = logging.getLogger("rasterio")
+    gdal_log.handlers.clear()
+    gdal_log.addHandler(handler if verbose >= 1 else logging.NullHandler())
+    gdal_log.propagate = False
+    gdal_log.setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
     logging.captureWarnings(True)
     if verbose < 1:  # "Category: message", without lcmap's file paths and line numbers
         warnings.formatwarning = _short_warning
@@ -184,6 +191,12 @@ def _resource_message(exc: BaseException) -> str:
 
     if isinstance(exc, MemoryError):
         return "Out of memory; use a smaller --tile or --batch-size, or free memory."
+    if isinstance(exc, ImportError):  # a shared library did not fit the address-space limit
+        return (
+            f"Not enough address space to load the libraries ({exc}); raise the limit "
+            "(ulimit -v): torch's CUDA build maps several GB of libraries even on a CPU, its "
+            "CPU build far less (see the README)."
+        )
     if "previous exception" in str(exc) and (exc.__cause__ or exc.__context__):
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]  # GDAL's own words
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -210,7 +223,8 @@ def reported_errors() -> Iterator[None]:
     except (Exception, MemoryError) as exc:
         # lcmap's own errors, and faults of the machine (disk full) or GDAL (CPLE_*): one line.
         gdal = type(exc).__module__.startswith("rasterio")
-        if not isinstance(exc, LcmapError | OSError | MemoryError) and not gdal:
+        no_room = isinstance(exc, ImportError) and "map segment" in str(exc)
+        if not isinstance(exc, LcmapError | OSError | MemoryError) and not (gdal or no_room):
             raise
         if _state["verbose"] >= 2:
             log.exception("traceback")

@@ -7,12 +7,13 @@ writes the ``.lcmap.json`` sidecar and renames both into place. Any failure or i
 before that leaves nothing behind (DESIGN.md contract 5).
 """
 
+import contextlib
 import difflib
 import json
 import logging
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -242,6 +243,29 @@ def check_map_output(path: str | Path, overwrite: bool, inputs: Sequence[str | P
     return check_output(path, overwrite, [sidecar_path(path)], inputs=inputs)
 
 
+def _out_of_room(exc: BaseException, folder: Path, files: Sequence[Path]) -> bool:
+    """Whether a write error came from a full disk or the file-size limit."""
+    import errno
+    import resource
+    import shutil
+
+    chain: BaseException | None = exc
+    while chain is not None:
+        if isinstance(chain, OSError) and chain.errno in (errno.ENOSPC, errno.EFBIG):
+            return True
+        if any(t in str(chain) for t in ("No space left", "File too large", "disk is full")):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(folder).free < 1 << 20:
+            return True
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        sizes = [f.stat().st_size for f in files if f.exists()]
+        return bool(sizes) and max(sizes) >= limit - (64 << 10)
+    return False
+
+
 def check_distinct(*outputs: str | Path | None) -> None:
     """Refuse two outputs of one run that name the same file (``-o m.tif --save-model m.tif``).
 
@@ -366,10 +390,35 @@ class LabelWriter:
     def write_rows(self, row: int, labels: NDArray[np.unsignedinteger]) -> None:
         """Write a (rows, width) band of labels starting at scene row ``row``."""
         window = Window(0, row, self.width, labels.shape[0])
-        self._dst.write(labels.astype(self.dtype, copy=False), 1, window=window)
+        with self._write_errors():
+            self._dst.write(labels.astype(self.dtype, copy=False), 1, window=window)
+
+    @contextlib.contextmanager
+    def _write_errors(self) -> Iterator[None]:
+        """A failed write because the disk is full or a file-size limit was hit: one clear error.
+
+        GDAL reports those in several ways (``Write failed``, a libtiff ``File too large``, or a
+        later read of the broken file), so the file system is asked as well.
+        """
+        try:
+            yield
+        except Exception as exc:
+            if not (isinstance(exc, OSError) or type(exc).__module__.startswith("rasterio")):
+                raise
+            if _out_of_room(exc, self.path.parent, self._tmp_paths):
+                raise OutputPathError(
+                    f"Writing {self.path} failed: the disk holding it is full or a file-size "
+                    "limit (ulimit -f) was reached; nothing was written. Free space or write "
+                    "elsewhere."
+                ) from exc
+            raise
 
     def commit(self) -> None:
         """Finish the map: colour table, tags, COG conversion, sidecar, then rename into place."""
+        with self._write_errors():
+            self._commit()
+
+    def _commit(self) -> None:
         dst = self._dst
         # A TIFF palette has no alpha channel: GDAL reads unused entries as opaque black and
         # the nodata entry as transparent. The legend comes from the categories and the RAT

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lcmap import __version__
-from lcmap.errors import InputNotFoundError, InvalidModelError, LcmapError
+from lcmap.errors import InputNotFoundError, InvalidModelError, LcmapError, OutputPathError
 
 if TYPE_CHECKING:
     from lcmap.methods.base import Segmenter
@@ -298,7 +298,15 @@ def stage_model(path: str | Path, method: "Segmenter", header: ModelHeader) -> I
     state = {k: v.detach().to("cpu").contiguous() for k, v in method.state_dict().items()}
     tmp = temp_path(path, ".tmp")
     try:
-        save_file(state, tmp, metadata={_META_KEY: header.to_json()})
+        try:
+            save_file(state, tmp, metadata={_META_KEY: header.to_json()})
+        except Exception as exc:  # safetensors reports I/O errors as its own SafetensorError
+            if "I/O error" not in str(exc):
+                raise
+            raise OutputPathError(
+                f"Writing model {path} failed: the disk holding it is full or a file-size limit "
+                f"was reached ({str(exc).splitlines()[0]}); nothing was written."
+            ) from exc
         yield tmp
     finally:
         tmp.unlink(missing_ok=True)
