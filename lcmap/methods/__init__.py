@@ -10,13 +10,17 @@ Example:
     >>> method = get_method("kmeans", num_classes=6)
 """
 
+import dataclasses
 import difflib
 import fnmatch
+import inspect
+import math
+import typing
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lcmap.errors import UnknownMethodError
+from lcmap.errors import InvalidOptionError, UnknownMethodError
 
 if TYPE_CHECKING:
     from lcmap.methods.base import MethodInfo, Segmenter
@@ -74,11 +78,8 @@ def get_builder(name: str) -> Builder:
     )
 
 
-def method_info(name: str) -> "MethodInfo":
-    """The :class:`~lcmap.methods.base.MethodInfo` of ``name``, without building the method.
-
-    Looks for the ``Segmenter`` subclass declaring that name in the builder's module.
-    """
+def _method_class(name: str) -> "type[Segmenter] | None":
+    """The ``Segmenter`` subclass declaring ``name`` in its builder's module, if any."""
     import sys
 
     from lcmap.methods.base import Segmenter
@@ -88,17 +89,93 @@ def method_info(name: str) -> "MethodInfo":
     for obj in vars(module).values():
         is_method = isinstance(obj, type) and issubclass(obj, Segmenter) and hasattr(obj, "info")
         if is_method and canonical_name(obj.info.name) == canonical_name(name):
-            info: MethodInfo = obj.info
-            return info
-    raise UnknownMethodError(f"Method '{name}' declares no MethodInfo in {module.__name__}.")
+            found: type[Segmenter] = obj
+            return found
+    return None
+
+
+def method_info(name: str) -> "MethodInfo":
+    """The :class:`~lcmap.methods.base.MethodInfo` of ``name``, without building the method.
+
+    Looks for the ``Segmenter`` subclass declaring that name in the builder's module.
+    """
+    cls = _method_class(name)
+    if cls is None:
+        module = get_builder(name).__module__
+        raise UnknownMethodError(f"Method '{name}' declares no MethodInfo in {module}.")
+    return cls.info
+
+
+def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Refuse unknown option names and non-finite or fractional numbers, in one place.
+
+    The names a method takes are its class's constructor parameters; a method that takes
+    ``**kwargs`` checks unknown names itself. Whole-number floats given for an integer option
+    (``-p samples=1e5``) become integers.
+
+    Raises:
+        InvalidOptionError: an unknown name (with the closest one and the list of valid
+            names), a value of the wrong kind, infinity or NaN.
+    """
+    cls = _method_class(name)
+    if cls is None:
+        return options
+    params, takes_any = _option_types(cls)
+    out = dict(options)
+    for key, value in options.items():
+        param = params.get(key)
+        if param is None:
+            if takes_any:
+                continue
+            close = difflib.get_close_matches(key, params, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise InvalidOptionError(
+                f"Method '{name}' has no option '{key}'{hint}; its options: "
+                f"{', '.join(sorted(params))}."
+            )
+        kinds = _kinds(param)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidOptionError(f"{name} option {key}={value} must be a finite number.")
+        if isinstance(value, float) and int in kinds and float not in kinds:
+            if not value.is_integer():
+                raise InvalidOptionError(f"{name} option {key}={value} must be a whole number.")
+            out[key] = int(value)
+    return out
+
+
+def _option_types(cls: type) -> tuple[dict[str, Any], bool]:
+    """Option name -> annotation of a method class, and whether it takes ``**kwargs``.
+
+    The constructor's parameters; a parameter annotated with a dataclass (a config object
+    such as ``SingleSceneConfig``) contributes that dataclass's fields instead.
+    """
+    params: dict[str, Any] = {}
+    takes_any = False
+    for n, p in inspect.signature(cls.__init__).parameters.items():  # type: ignore[misc]
+        if n == "self":
+            continue
+        if p.kind == p.VAR_KEYWORD:
+            takes_any = True
+        elif isinstance(p.annotation, type) and dataclasses.is_dataclass(p.annotation):
+            params.update(typing.get_type_hints(p.annotation))
+        elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            params[n] = p.annotation
+    return params, takes_any
+
+
+def _kinds(annotation: Any) -> set[Any]:
+    """The plain types an annotation admits (``int | None`` -> {int, NoneType})."""
+    args = typing.get_args(annotation)
+    return set(args) if args else {annotation}
 
 
 def get_method(name: "str | Segmenter", **kwargs: Any) -> "Segmenter":
     """Build a method by name with keyword options, or pass a built one straight through.
 
     Options given as None are dropped, so unset CLI flags never override a method's defaults.
+    Option names and numbers are checked first (:func:`check_options`).
     """
     if not isinstance(name, str):
         return name
     options = {k: v for k, v in kwargs.items() if v is not None}
-    return get_builder(name)(**options)
+    return get_builder(name)(**check_options(name, options))

@@ -42,6 +42,12 @@ def box_mean(x: Tensor, radius: int) -> Tensor:
     return out / (size * size)
 
 
+#: Largest local-mean radius (a 201 x 201 px window is already far beyond a texture).
+MAX_SMOOTH = 100
+#: Most pixels sampled to fit the centroids (100k is the default; 10M takes minutes).
+MAX_SAMPLES = 10_000_000
+
+
 class KMeansSegmenter(Segmenter):
     """Mini-batch k-means on per-pixel spectral (and locally smoothed) features.
 
@@ -69,8 +75,12 @@ class KMeansSegmenter(Segmenter):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"k-means needs at least 2 classes, got {num_classes}.")
-        if smooth < 0:
-            raise ValueError(f"smooth must be >= 0 pixels, got {smooth}.")
+        if not 0 <= smooth <= MAX_SMOOTH:
+            raise ValueError(f"smooth must be 0 to {MAX_SMOOTH} pixels, got {smooth}.")
+        if not num_classes <= samples <= MAX_SAMPLES:
+            raise ValueError(
+                f"samples must be from num_classes ({num_classes}) to {MAX_SAMPLES}, got {samples}."
+            )
         self._k = int(num_classes)
         self.smooth = int(smooth)
         self.samples = int(samples)

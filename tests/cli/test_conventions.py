@@ -189,3 +189,50 @@ def test_a_file_size_limit_is_one_line_and_leaves_nothing(make_scene, tmp_path, 
     assert "Traceback" not in done.stderr and len(lines) == 1, done.stderr
     assert "file-size limit" in done.stderr or "full" in done.stderr, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+@pytest.mark.parametrize(
+    "param,message",
+    [
+        ("foo=1", "has no option 'foo'; its options: in_channels, num_classes, samples"),
+        ("smoth=2", "did you mean smooth?"),
+        ("smooth=1000000", "smooth must be 0 to 100 pixels"),
+        ("samples=inf", "must be a finite number"),
+        ("samples=1e400", "must be a finite number"),
+        ("samples=2.5", "must be a whole number"),
+    ],
+)
+def test_method_options_are_checked_in_one_line(make_scene, tmp_path, param, message):
+    out = _one_line_error(_run("segment", make_scene(), "-o", tmp_path / "m.tif", "-p", param,
+                               "-q"))  # fmt: skip
+    assert message in out
+
+
+def test_a_model_whose_config_is_out_of_range_is_refused(make_scene, tmp_path):
+    import json
+    import struct
+
+    from safetensors.torch import load_file, save_file
+
+    scene = make_scene()
+    model = tmp_path / "k.lcmap"
+    assert _run("train", scene, "-m", "kmeans", "-k", "3", "-o", model, "-q").exit_code == 0
+    with open(model, "rb") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(json.loads(fh.read(size))["__metadata__"]["lcmap"])
+    header["config"]["smooth"] = 1_000_000
+    save_file(load_file(str(model)), str(model), metadata={"lcmap": json.dumps(header)})
+    out = _one_line_error(_run("segment", scene, "-o", tmp_path / "m.tif", "--model", model, "-q"))
+    assert "config does not fit" in out and "smooth" in out
+
+
+def test_a_corrupt_map_given_to_evaluate_is_one_line(make_scene, tmp_path):
+    scene = make_scene()
+    assert _run("segment", scene, "-o", tmp_path / "m.tif", "-k", "3", "-q").exit_code == 0
+    data = (tmp_path / "m.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
+    out = _one_line_error(_run("evaluate", tmp_path / "cut.tif", tmp_path / "m.tif", "-q"))
+    assert "truncated or corrupt" in out and "cut.tif" in out
+    (tmp_path / "index.csv").write_bytes(bytes(range(256)) * 4)
+    out = _one_line_error(_run("evaluate", "--index", tmp_path / "index.csv", "-q"))
+    assert "not a UTF-8 CSV" in out
