@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 _TAG = "lcmap"
@@ -116,3 +116,25 @@ def remove_stale(target: str | Path) -> list[Path]:
                 entry.unlink()
             removed.append(entry)
     return removed
+
+
+def out_of_room(exc: BaseException, folder: Path, files: Sequence[Path]) -> bool:
+    """Whether a write error came from a full disk or the file-size limit."""
+    import errno
+    import resource
+
+    chain: BaseException | None = exc
+    while chain is not None:
+        if isinstance(chain, OSError) and chain.errno in (errno.ENOSPC, errno.EFBIG):
+            return True
+        if any(t in str(chain) for t in ("No space left", "File too large", "disk is full")):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(folder).free < 1 << 20:
+            return True
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        sizes = [f.stat().st_size for f in files if f.exists()]
+        return bool(sizes) and max(sizes) >= limit - (64 << 10)
+    return False

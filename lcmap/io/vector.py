@@ -47,7 +47,7 @@ from lcmap.errors import (
     OutputPathError,
 )
 from lcmap.io.scene import bounded_gdal_cache, open_scene
-from lcmap.io.staging import committing, temp_dir
+from lcmap.io.staging import committing, out_of_room, temp_dir
 from lcmap.io.writer import check_output
 
 log = logging.getLogger(__name__)
@@ -584,5 +584,12 @@ def _write(frame: Any, output: Path, driver: str) -> None:
                 )
         with committing():
             os.replace(temp, output)
+    except Exception as exc:
+        if out_of_room(exc, output.parent, [temp]):
+            raise OutputPathError(
+                f"Writing {output} failed: the disk holding it is full or a file-size limit "
+                "(ulimit -f) was reached; nothing was written."
+            ) from exc
+        raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -28,7 +28,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from lcmap.errors import InvalidOptionError, OutputExistsError, OutputPathError
-from lcmap.io.staging import committing, publish, remove_stale, temp_path
+from lcmap.io.staging import committing, out_of_room, publish, remove_stale, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -243,29 +243,6 @@ def check_map_output(path: str | Path, overwrite: bool, inputs: Sequence[str | P
     return check_output(path, overwrite, [sidecar_path(path)], inputs=inputs)
 
 
-def _out_of_room(exc: BaseException, folder: Path, files: Sequence[Path]) -> bool:
-    """Whether a write error came from a full disk or the file-size limit."""
-    import errno
-    import resource
-    import shutil
-
-    chain: BaseException | None = exc
-    while chain is not None:
-        if isinstance(chain, OSError) and chain.errno in (errno.ENOSPC, errno.EFBIG):
-            return True
-        if any(t in str(chain) for t in ("No space left", "File too large", "disk is full")):
-            return True
-        chain = chain.__cause__ or chain.__context__
-    with contextlib.suppress(OSError):
-        if shutil.disk_usage(folder).free < 1 << 20:
-            return True
-    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if limit != resource.RLIM_INFINITY:
-        sizes = [f.stat().st_size for f in files if f.exists()]
-        return bool(sizes) and max(sizes) >= limit - (64 << 10)
-    return False
-
-
 def check_distinct(*outputs: str | Path | None) -> None:
     """Refuse two outputs of one run that name the same file (``-o m.tif --save-model m.tif``).
 
@@ -405,7 +382,7 @@ class LabelWriter:
         except Exception as exc:
             if not (isinstance(exc, OSError) or type(exc).__module__.startswith("rasterio")):
                 raise
-            if _out_of_room(exc, self.path.parent, self._tmp_paths):
+            if out_of_room(exc, self.path.parent, self._tmp_paths):
                 raise OutputPathError(
                     f"Writing {self.path} failed: the disk holding it is full or a file-size "
                     "limit (ulimit -f) was reached; nothing was written. Free space or write "

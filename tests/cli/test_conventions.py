@@ -172,23 +172,28 @@ def test_leftovers_of_killed_runs_are_removed_by_the_next_run(make_scene, tmp_pa
     assert live.exists()  # a live process may still be writing it
 
 
-@pytest.mark.parametrize("command", ["segment", "train"])
+@pytest.mark.parametrize("command", ["segment", "train", "vectorize"])
 def test_a_file_size_limit_is_one_line_and_leaves_nothing(make_scene, tmp_path, command):
     """``ulimit -f`` stands in for a full disk: the write fails with EFBIG."""
     scene = make_scene(width=1500, height=1500)
-    out = tmp_path / ("m.tif" if command == "segment" else "m.lcmap")
-    args = ["-k", "3"] if command == "segment" else ["-m", "kmeans"]
+    before = ["scene.tif"]
+    if command == "vectorize":
+        assert _run("segment", scene, "-o", tmp_path / "map.tif", "-k", "3", "-q").exit_code == 0
+        before = sorted(p.name for p in tmp_path.iterdir())
+        scene = tmp_path / "map.tif"
+    suffix = {"segment": "m.tif", "train": "m.lcmap", "vectorize": "m.gpkg"}[command]
+    args = {"segment": ["-k", "3"], "train": ["-m", "kmeans"], "vectorize": []}[command]
+    limit = {"segment": 4, "train": 1, "vectorize": 8}[command]
     code = "from lcmap.cli import main; main()"
-    cmd = " ".join([f"ulimit -f {4 if command == 'segment' else 1};",
-                    sys.executable, "-c", f"'{code}'", command, str(scene), "-o", str(out), "-q",
-                    *args])  # fmt: skip
+    cmd = " ".join([f"ulimit -f {limit};", sys.executable, "-c", f"'{code}'", command, str(scene),
+                    "-o", str(tmp_path / suffix), "-q", *args])  # fmt: skip
     done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr
     # libtiff itself prints "_tiffWriteProc: File too large." on stderr, out of Python's reach.
     lines = [x for x in done.stderr.strip().splitlines() if not x.startswith("_tiff")]
     assert "Traceback" not in done.stderr and len(lines) == 1, done.stderr
     assert "file-size limit" in done.stderr or "full" in done.stderr, done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 @pytest.mark.parametrize(
