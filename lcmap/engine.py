@@ -27,6 +27,7 @@ from lcmap.methods.base import ProgressFn, SampleBatch, Segmenter
 from lcmap.methods.sampling import MIN_VALID_FRACTION
 from lcmap.stitch import Stitcher
 from lcmap.tiling import Tile, TilePlan
+from lcmap.types import UNLABELLED
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +140,12 @@ class SceneSampler:
     @staticmethod
     def _read_labels(src: DatasetReader, window: Window) -> NDArray[np.int64]:
         """Labels over ``window``; 255 outside the raster and where it has no data."""
-        out = np.full((int(window.height), int(window.width)), 255, dtype=np.int64)
+        out = np.full((int(window.height), int(window.width)), UNLABELLED, dtype=np.int64)
         inner = window.intersection(Window(0, 0, src.width, src.height))
         r, c = int(inner.row_off - window.row_off), int(inner.col_off - window.col_off)
         h, w = int(inner.height), int(inner.width)
         data = src.read(1, window=inner).astype(np.int64)
-        data[src.read_masks(1, window=inner) == 0] = 255
+        data[src.read_masks(1, window=inner) == 0] = UNLABELLED
         out[r : r + h, c : c + w] = data
         return out
 

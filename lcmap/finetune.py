@@ -38,8 +38,8 @@ from lcmap.io.labels import (
 )
 from lcmap.io.scene import Normalisation, open_scene, read_window, resolve_bands
 from lcmap.io.writer import check_output, default_colours
-from lcmap.methods.base import ProgressFn
 from lcmap.models import ModelHeader, file_sha256, read_header
+from lcmap.types import ProgressFn
 
 if TYPE_CHECKING:
     from lcmap.methods.cas import CasSegmenter

@@ -21,7 +21,7 @@ Example:
 
 import contextlib
 import logging
-import uuid
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +33,10 @@ from rasterio.windows import Window, bounds
 
 from lcmap.errors import InvalidSceneError, LcmapError
 from lcmap.io.scene import Normalisation, open_scene, read_window, resolve_bands
-from lcmap.io.writer import check_output, publish
-from lcmap.methods.base import ProgressFn
+from lcmap.io.staging import publish, temp_dir
+from lcmap.io.writer import check_output
 from lcmap.models import ModelHeader
+from lcmap.types import ProgressFn
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -322,13 +323,13 @@ def _cluster_entropy(
 
 def _write(frame: "gpd.GeoDataFrame", output: Path) -> None:
     """Write ``frame`` beside ``output`` under a temporary name, then rename (atomic)."""
-    tmp = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.tmp{output.suffix}")
+    folder = temp_dir(output)  # the file keeps the target's name (FlatGeobuf names its layer so)
+    tmp = folder / output.name
     try:
         frame.to_file(tmp, layer="suggestions" if output.suffix.lower() == ".gpkg" else None)
         publish(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 __all__ = ["allocate", "entropy", "suggest_labels"]

@@ -2,6 +2,10 @@
 
 from collections.abc import Callable
 
+#: The label value of an unlabelled pixel in label rasters and training batches (also the
+#: uint8 nodata of lcmap's maps, see :data:`lcmap.stitch.NODATA`).
+UNLABELLED = 255
+
 #: ``(done, total)`` progress callback; the CLI passes a rich progress updater.
 ProgressFn = Callable[[int, int], None]
 

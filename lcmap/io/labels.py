@@ -25,14 +25,13 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from lcmap.errors import InputNotFoundError, InvalidSceneError
+from lcmap.types import UNLABELLED
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
 log = logging.getLogger(__name__)
 
-#: Label value of unlabelled pixels.
-UNLABELLED = 255
 #: File suffixes read as polygons rather than rasters.
 VECTOR_SUFFIXES = frozenset({".gpkg", ".geojson", ".json", ".fgb", ".shp", ".parquet"})
 #: Column names tried, in order, when no class column is given.

@@ -20,7 +20,6 @@ Offline with nothing found raises :class:`~lcmap.errors.WeightsError` at once, n
 to get and where to put it.
 """
 
-import hashlib
 import logging
 import os
 import pickle
@@ -34,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from lcmap.errors import WeightsError
+from lcmap.models import file_sha256
 
 if TYPE_CHECKING:
     from timm.models.vision_transformer import VisionTransformer
@@ -116,15 +116,6 @@ def cache_candidates(name: str) -> list[str]:
     if official:
         names.append(official)
     return list(dict.fromkeys(names))
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_online(host: str = "huggingface.co", port: int = 443) -> bool:

@@ -34,11 +34,11 @@ from lcmap.errors import InvalidModelError, InvalidSceneError
 from lcmap.methods._unet import UNet, local_halo, pad_to_multiple, random_dihedral, receptive_field
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.cas import CasSegmenter
-from lcmap.types import show_status
+from lcmap.types import UNLABELLED, show_status
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
+IGNORE_INDEX = UNLABELLED
 INITS = ("cas", "autoencoder", "random")
 
 

@@ -82,7 +82,7 @@ from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
-from lcmap.types import show_status
+from lcmap.types import UNLABELLED, show_status
 
 log = logging.getLogger(__name__)
 
@@ -557,18 +557,18 @@ class Stego(Segmenter):
 
         Unlabelled pixels (255) do not vote; a patch without a labelled pixel gets 255.
         """
-        bad = labels[(labels != 255) & ((labels < 0) | (labels >= self._k))]
+        bad = labels[(labels != UNLABELLED) & ((labels < 0) | (labels >= self._k))]
         if bad.numel():
             raise ValueError(
                 f"label value {int(bad[0])} is not a class id below {self._k}; pass -k with "
                 "the number of classes in the labels (255 marks unlabelled pixels)."
             )
-        ids = torch.where(labels == 255, self._k, labels).long()
+        ids = torch.where(labels == UNLABELLED, self._k, labels).long()
         votes = F.avg_pool2d(
             F.one_hot(ids, self._k + 1).permute(0, 3, 1, 2).float(), self.patch_size
         )
         best = votes[:, : self._k].argmax(dim=1)
-        return torch.where(votes[:, : self._k].sum(1) > 0, best, 255).to(torch.uint8)
+        return torch.where(votes[:, : self._k].sum(1) > 0, best, UNLABELLED).to(torch.uint8)
 
     def _nearest_neighbours(self, pooled: Tensor) -> Tensor:
         """(N, k) indices of each crop's most similar other crops by global feature."""
@@ -669,7 +669,7 @@ class Stego(Segmenter):
 
     def _fit_linear_probe(self, feats: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Logistic regression from unit codes to the K classes on the labelled patches."""
-        keep = labels != 255
+        keep = labels != UNLABELLED
         if not bool(keep.any()):
             raise ValueError(
                 "no training crop has labelled pixels; check that the label rasters cover the "
