@@ -1,5 +1,6 @@
 """``lcmap info`` (describe a scene, a map or a model) and ``lcmap methods`` (list methods)."""
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -45,23 +46,41 @@ def info(
 @app.command("methods")
 def methods(
     pattern: Annotated[str, typer.Argument(help="fnmatch filter, e.g. 'st*'.")] = "*",
+    options: Annotated[
+        bool, typer.Option("--options", help="Also list each method's options (-p KEY=VALUE).")
+    ] = False,
 ) -> None:
-    """List the segmentation methods (built-in and plug-ins).
+    """List the segmentation methods (built-in and plug-ins), and with --options what each takes.
 
     Examples:
 
         $ lcmap methods
+
+        $ lcmap methods kmeans --options
     """
     from rich.console import Console
     from rich.table import Table
 
-    from lcmap.methods import list_methods, method_info
+    from lcmap.methods import list_methods, method_info, method_options
 
+    console = Console()
     table = Table("method", "summary")
-    for name in list_methods(pattern):
+    names = list_methods(pattern)
+    for name in names:
         try:
             summary = method_info(name).summary
         except Exception as exc:  # a broken plug-in must not hide the others
             summary = f"[red]unavailable: {exc}[/red]"
         table.add_row(name, summary)
-    Console().print(table)
+    console.print(table)
+    if not options:
+        return
+    for name in names:
+        with contextlib.suppress(Exception):  # reported as unavailable above
+            specs = method_options(name)
+            opts = Table(
+                "option", "type", "default", "help", title=f"{name} options (-p KEY=VALUE)"
+            )
+            for spec in specs:
+                opts.add_row(spec.name, spec.type, repr(spec.default), spec.help)
+            console.print(opts)

@@ -163,6 +163,75 @@ def _option_types(cls: type) -> tuple[dict[str, Any], bool]:
     return params, takes_any
 
 
+@dataclasses.dataclass(frozen=True)
+class OptionSpec:
+    """One option of a method, as ``lcmap methods --options`` lists it."""
+
+    name: str
+    type: str
+    default: Any
+    help: str
+
+
+def method_options(name: str) -> list[OptionSpec]:
+    """The options of a method: name, type, default and one line of help.
+
+    From the same place :func:`check_options` reads: the constructor's parameters (or its
+    config dataclass's fields), their defaults, and the help the class documents for them
+    (its docstring's ``Args:`` entries, or a config field's trailing comment).
+    """
+    cls = _method_class(name)
+    if cls is None:
+        return []
+    types, _ = _option_types(cls)
+    defaults: dict[str, Any] = {}
+    helps = _docstring_args(cls.__doc__ or "")
+    for n, p in inspect.signature(cls.__init__).parameters.items():  # type: ignore[misc]
+        config = p.annotation
+        if isinstance(config, type) and dataclasses.is_dataclass(config):
+            defaults.update({f.name: f.default for f in dataclasses.fields(config)})
+            helps.update(_field_comments(config))
+        elif p.default is not p.empty:
+            defaults[n] = p.default
+    return [
+        OptionSpec(n, _type_name(t), defaults.get(n), helps.get(n, ""))
+        for n, t in types.items()
+        if n != "self"
+    ]
+
+
+def _type_name(annotation: Any) -> str:
+    names = [getattr(k, "__name__", str(k)) for k in _kinds(annotation)]
+    return " | ".join(sorted(n.replace("NoneType", "None") for n in names))
+
+
+def _docstring_args(doc: str) -> dict[str, str]:
+    """``name: text`` entries of a Google-style ``Args:`` section (first line of each)."""
+    import re
+
+    found: dict[str, str] = {}
+    section = re.split(r"\n\s*Args:\s*\n", doc, maxsplit=1)
+    if len(section) < 2:
+        return found
+    for line in section[1].splitlines():
+        entry = re.match(r"\s{4,8}([a-z_][a-z0-9_, ]*):\s*(.*)", line)
+        if entry:
+            for key in entry.group(1).split(","):
+                found[key.strip()] = entry.group(2).strip()
+    return found
+
+
+def _field_comments(config: type) -> dict[str, str]:
+    """``field: type = default  # help`` comments of a config dataclass's source."""
+    import re
+
+    try:
+        source = inspect.getsource(config)
+    except (OSError, TypeError):
+        return {}
+    return dict(re.findall(r"^\s+([a-z_][a-z0-9_]*):[^#\n]*#\s*(.*)$", source, re.MULTILINE))
+
+
 def _kinds(annotation: Any) -> set[Any]:
     """The plain types an annotation admits (``int | None`` -> {int, NoneType})."""
     args = typing.get_args(annotation)

@@ -241,3 +241,23 @@ def test_a_corrupt_map_given_to_evaluate_is_one_line(make_scene, tmp_path):
     (tmp_path / "index.csv").write_bytes(bytes(range(256)) * 4)
     out = _one_line_error(_run("evaluate", "--index", tmp_path / "index.csv", "-q"))
     assert "not a UTF-8 CSV" in out
+
+
+def test_methods_lists_each_option_with_type_default_and_help():
+    r = runner.invoke(app, ["methods", "kmeans", "--options"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if " smooth " in x)
+    assert "int" in line and " 1 " in line and "local mean" in line
+    from lcmap.methods import method_options
+
+    specs = {s.name: s for s in method_options("single_scene")}
+    assert specs["iterations"].default == 50 and specs["iterations"].type == "int"
+    assert "updates per batch" in specs["iterations"].help
+
+
+def test_options_of_a_config_dataclass_are_checked_by_name():
+    from lcmap.errors import InvalidOptionError
+    from lcmap.methods import get_method
+
+    with pytest.raises(InvalidOptionError, match="did you mean iterations"):
+        get_method("single_scene", num_classes=4, iteration=3)
