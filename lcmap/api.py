@@ -117,7 +117,7 @@ def _header(
         norm_high=list(norm.high),
         class_names=list(method.class_names or [f"class {i}" for i in range(k)]),
         colours=[list(c) for c in (method.colours or default_colours(k))],
-        extra=method.header(),
+        extra={**method.header(), **({"network": net} if (net := method.network()) else {})},
         band_facts=facts,
     )
 

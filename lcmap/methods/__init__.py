@@ -186,7 +186,7 @@ def method_options(name: str) -> list[OptionSpec]:
     types, _ = _option_types(cls)
     defaults: dict[str, Any] = {}
     helps = _docstring_args(cls.__doc__ or "")
-    for n, p in inspect.signature(cls.__init__).parameters.items():  # type: ignore[misc]
+    for n, p in inspect.signature(cls.__init__).parameters.items():
         config = p.annotation
         if isinstance(config, type) and dataclasses.is_dataclass(config):
             defaults.update({f.name: f.default for f in dataclasses.fields(config)})

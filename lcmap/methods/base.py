@@ -225,6 +225,12 @@ class Segmenter(abc.ABC):
         """Extra JSON facts for the model header (backbone name and weight sha256...)."""
         return {}
 
+    def network(self) -> dict[str, Any] | None:
+        """The network this method trains, as :func:`lcmap.nets.network_record` gives it
+        (stored as ``header.extra["network"]``, so another objective can rebuild it as an
+        encoder); None for a method without one (k-means)."""
+        return None
+
     def to(self, device: torch.device) -> Self:
         """Move the method's modules and tensors to ``device``; subclasses extend this."""
         self.device = device

@@ -34,7 +34,7 @@ indexes, fitted once per model, so they are global across tiles and scenes.
 **Stitching.** In eval mode (BatchNorm with its running statistics) a pixel's score depends
 on a finite neighbourhood only: the encoder's receptive field (140 px at depth 4), the
 ``patch_size`` pooling of bottleneck cells and the bilinear upsampling
-(:func:`~lcmap.methods._unet.receptive_field`). The halo covers half of that, in multiples of
+(:func:`~lcmap.nets.unet.receptive_field`). The halo covers half of that, in multiples of
 the bottleneck stride, and tiles are multiples of the stride, so every tile shares the scene's
 pooling grid and crop-centre stitching gives the map of whole-scene inference, whatever the
 tile size (it used to blend tiles with a 64 px overlap, which left the map depending on
@@ -51,14 +51,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lcmap.errors import InvalidModelError, InvalidSceneError
-from lcmap.methods._unet import (
+from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.nets import build_net, network_record
+from lcmap.nets.unet import (
     UNet,
     local_halo,
     pad_to_multiple,
     random_dihedral,
     receptive_field,
 )
-from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.types import show_status
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,12 @@ class CasSegmenter(Segmenter):
         field = receptive_field(self.depth, decoder=False) + cells * stride
         return local_halo(field, stride)
 
+    def network(self) -> dict[str, Any]:
+        """The UNet, by name and config (see :mod:`lcmap.nets`)."""
+        return network_record("unet", in_channels=self._in_channels, width=self.width,
+                              depth=self.depth, embed_dim=self.embed_dim,
+                              out_channels=self._in_channels)  # fmt: skip
+
     def config(self) -> dict[str, Any]:
         """Builder keyword arguments (JSON)."""
         return {
@@ -386,7 +393,10 @@ class CasSegmenter(Segmenter):
         self._train_clustering(sampler, gen, tick)
 
     def _new_net(self, channels: int) -> UNet:
-        return UNet(channels, self.width, self.depth, self.embed_dim, out_channels=channels)
+        net = build_net("unet", in_channels=channels, width=self.width, depth=self.depth,
+                        embed_dim=self.embed_dim, out_channels=channels)  # fmt: skip
+        assert isinstance(net, UNet)
+        return net
 
     def _fitted(self) -> tuple[UNet, Tensor]:
         if self.net is None or self.centroids is None:

@@ -31,9 +31,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcmap.errors import InvalidModelError, InvalidSceneError
-from lcmap.methods._unet import UNet, local_halo, pad_to_multiple, random_dihedral, receptive_field
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.cas import CasSegmenter
+from lcmap.nets import build_net, network_record
+from lcmap.nets.unet import UNet, local_halo, pad_to_multiple, random_dihedral, receptive_field
 from lcmap.types import UNLABELLED, show_status
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,12 @@ class CasFinetuned(Segmenter):
         """Half the UNet's receptive field, in multiples of the bottleneck stride."""
         return local_halo(receptive_field(self.depth, decoder=True), 1 << self.depth)
 
+    def network(self) -> dict[str, Any]:
+        """The UNet, by name and config (see :mod:`lcmap.nets`)."""
+        return network_record("unet", in_channels=self._in_channels, width=self.width,
+                              depth=self.depth, embed_dim=self.embed_dim,
+                              out_channels=self._k)  # fmt: skip
+
     def config(self) -> dict[str, Any]:
         """Builder keyword arguments (JSON)."""
         return {
@@ -401,7 +408,10 @@ class CasFinetuned(Segmenter):
         return xb.contiguous(), yb.contiguous()
 
     def _new_net(self, channels: int) -> UNet:
-        return UNet(channels, self.width, self.depth, self.embed_dim, out_channels=self._k)
+        net = build_net("unet", in_channels=channels, width=self.width, depth=self.depth,
+                        embed_dim=self.embed_dim, out_channels=self._k)  # fmt: skip
+        assert isinstance(net, UNet)
+        return net
 
     def _fitted(self) -> UNet:
         if self.net is None:

@@ -51,9 +51,11 @@ from typing import Any, ClassVar, Self
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.nets import build_net, network_record
+from lcmap.nets.single_scene_cnn import SingleSceneNet
 from lcmap.types import show_status
 
 log = logging.getLogger(__name__)
@@ -139,75 +141,12 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-class ChannelAttention(nn.Module):
-    """CBAM channel attention; a fixed per-channel scale in eval mode (see module docstring).
-
-    Args:
-        channels: feature channels C.
-        reduction: the shared MLP maps C -> C // reduction -> C.
-    """
-
-    scale: Tensor
-
-    def __init__(self, channels: int, reduction: int) -> None:
-        super().__init__()
-        hidden = max(1, channels // reduction)
-        self.mlp = nn.Sequential(
-            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels)
-        )
-        # The scene-level attention used at inference; a buffer so .to() and state_dict carry it.
-        self.register_buffer("scale", torch.ones(channels))
-
-    def weights(self, x: Tensor) -> Tensor:
-        """(B, C, H, W) features -> (B, C) attention from each tile's global pooling."""
-        avg = self.mlp(x.mean(dim=(2, 3)))
-        peak = self.mlp(x.amax(dim=(2, 3)))
-        return torch.sigmoid(avg + peak)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Scale each channel: per tile while training, by the frozen scene value otherwise."""
-        if self.training:
-            return x * self.weights(x)[:, :, None, None]
-        return x * self.scale[None, :, None, None].to(x.dtype)
-
-
-class SingleSceneNet(nn.Module):
-    """The paper's Table 1: L x (3x3 conv, ReLU, BN), channel attention, 1x1 conv, BN."""
-
-    def __init__(self, config: SingleSceneConfig, in_channels: int) -> None:
-        super().__init__()
-        convs, norms = [], []
-        channels = in_channels
-        for _ in range(config.layers):
-            convs.append(nn.Conv2d(channels, config.features, 3, stride=1, padding=1))
-            norms.append(nn.BatchNorm2d(config.features))
-            channels = config.features
-        self.convs = nn.ModuleList(convs)
-        self.norms = nn.ModuleList(norms)
-        self.attention = ChannelAttention(config.features, config.reduction)
-        self.head = nn.Conv2d(config.features, config.num_classes, 1)
-        self.head_norm = nn.BatchNorm2d(config.num_classes)
-        # The authors' initialisation: Kaiming-uniform kernels, small positive biases.
-        for conv in [*self.convs, self.head]:
-            nn.init.kaiming_uniform_(conv.weight)
-            assert conv.bias is not None
-            nn.init.constant_(conv.bias, 0.01)
-        for norm in [*self.norms, self.head_norm]:
-            nn.init.constant_(norm.bias, 0.001)
-
-    def batch_norms(self) -> list[nn.BatchNorm2d]:
-        """All batch-normalisation layers."""
-        return [m for m in [*self.norms, self.head_norm] if isinstance(m, nn.BatchNorm2d)]
-
-    def features(self, x: Tensor) -> Tensor:
-        """(B, C_in, H, W) -> (B, features, H, W) before attention."""
-        for conv, norm in zip(self.convs, self.norms, strict=True):
-            x = norm(F.relu(conv(x)))
-        return x
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C_in, H, W) -> (B, K, H, W) scores."""
-        return self.head_norm(self.head(self.attention(self.features(x))))  # type: ignore[no-any-return]
+def _new_net(cfg: SingleSceneConfig, in_channels: int) -> SingleSceneNet:
+    net = build_net("single_scene_cnn", in_channels=in_channels, layers=cfg.layers,
+                    features=cfg.features, reduction=cfg.reduction,
+                    num_classes=cfg.num_classes)  # fmt: skip
+    assert isinstance(net, SingleSceneNet)
+    return net
 
 
 def clustering_loss(scores: Tensor, valid: Tensor) -> Tensor:
@@ -292,7 +231,7 @@ class SingleScene(Segmenter):
         #: Clusters the calibration patches use after fit() (None before).
         self.clusters_used: int | None = None
         if config.in_channels is not None:
-            self.net = SingleSceneNet(config, config.in_channels)
+            self.net = _new_net(config, config.in_channels)
 
     @property
     def num_classes(self) -> int:
@@ -308,6 +247,13 @@ class SingleScene(Segmenter):
     def halo(self) -> int:
         """``layers`` pixels: each 3x3 convolution adds one pixel of context per side."""
         return self.cfg.layers
+
+    def network(self) -> dict[str, Any]:
+        """The CNN, by name and config (see :mod:`lcmap.nets`)."""
+        cfg = self.cfg
+        return network_record("single_scene_cnn", in_channels=cfg.in_channels,
+                              layers=cfg.layers, features=cfg.features,
+                              reduction=cfg.reduction, num_classes=cfg.num_classes)  # fmt: skip
 
     def config(self) -> dict[str, Any]:
         """Builder keyword arguments, including ``in_channels`` once fitted."""
@@ -378,7 +324,7 @@ class SingleScene(Segmenter):
                 f"{in_channels}; drop in_channels or pick bands with --bands."
             )
         self.cfg = SingleSceneConfig(**{**asdict(cfg), "in_channels": in_channels})
-        net = SingleSceneNet(self.cfg, in_channels).to(self.device)
+        net = _new_net(self.cfg, in_channels).to(self.device)
         self.net = net
         self._fitted = False
 

@@ -3,7 +3,7 @@
 After Hamilton et al., "Unsupervised Semantic Segmentation by Distilling Feature
 Correspondences" (ICLR 2022), as used for land cover in seed paper 000 (batch 16, Adam, learning
 rate 1e-4). Backbones: DINO (Caron et al. 2021, Apache-2.0) and DINOv2 (Oquab et al. 2023,
-Apache-2.0) ViTs from timm; weights resolve as described in :mod:`lcmap.methods._vit`. The
+Apache-2.0) ViTs from timm; weights resolve as described in :mod:`lcmap.nets.vit`. The
 backbone weights are *not* stored in the model file: its header records the backbone name,
 the weights file and its sha256, and loading resolves the weights again in the same order.
 
@@ -64,7 +64,7 @@ time on a CPU and moved pooled accuracy and mIoU by less than 0.005
 (``benchmarks/README.md``).
 
 Scenes with other than 3 bands: the patch embedding is adapted (bands 1-3 are R, G, B, further
-bands get the mean RGB filter, see :func:`lcmap.methods._vit.adapt_input_channels`); pass
+bands get the mean RGB filter, see :func:`lcmap.nets.vit.adapt_input_channels`); pass
 ``--bands`` to choose or reorder bands.
 """
 
@@ -77,11 +77,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcmap.errors import InvalidSceneError
-from lcmap.methods import _vit
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
+from lcmap.nets import build_net, network_record
+from lcmap.nets import vit as _vit
 from lcmap.types import UNLABELLED, show_status
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class Stego(Segmenter):
     Args:
         num_classes: number of clusters K.
         backbone: timm ViT name (``vit_small_patch8_224.dino``, ``vit_small_patch14_dinov2``...).
-        weights: backbone weights file (see :mod:`lcmap.methods._vit` for the search order).
+        weights: backbone weights file (see :mod:`lcmap.nets.vit` for the search order).
         weights_sha256: sha256 the weights had when the model was trained (set on reload).
         feature_layer: take features after this block (1-based; negative counts from the end;
             None = last block). Intermediate blocks suit backbones tuned for another task.
@@ -254,7 +255,8 @@ class Stego(Segmenter):
             raise ValueError(f"stego option dropout={dropout!r} must be below 1.")
         self.backbone_args = dict(backbone_args or {})
 
-        self.backbone, self.backbone_name = _vit.create_backbone(backbone, self.backbone_args)
+        self.backbone = build_net("vit", backbone=backbone, backbone_args=self.backbone_args)
+        self.backbone_name = _vit.full_name(backbone)
         self.resolved = _vit.resolve_weights(backbone, weights, weights_sha256)
         _vit.load_backbone_weights(self.backbone, self.resolved.path, self.backbone_name)
         depth = len(self.backbone.blocks)
@@ -353,6 +355,13 @@ class Stego(Segmenter):
             "seed": self.seed,
             **self.loss_params,
         }
+
+    def network(self) -> dict[str, Any]:
+        """The frozen ViT, by name and config (see :mod:`lcmap.nets`); its weights are not in
+        the model file but found again from the recorded file name and sha256."""
+        return network_record("vit", backbone=self.backbone_name,
+                              backbone_args=self.backbone_args,
+                              feature_layer=self.feature_layer)  # fmt: skip
 
     def header(self) -> dict[str, Any]:
         """Backbone facts for the model header."""

@@ -18,13 +18,14 @@ from safetensors.torch import save_file
 from scipy.optimize import linear_sum_assignment
 
 from lcmap.errors import InvalidSceneError, LcmapError, WeightsError
-from lcmap.methods import _vit, get_method
+from lcmap.methods import get_method
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import centre_correlation, correspondence_loss
 from lcmap.methods.base import Window
 from lcmap.methods.sampling import ArraySampler
 from lcmap.methods.stego import Stego, build
 from lcmap.models import ModelHeader, load_model, save_model
+from lcmap.nets import vit as _vit
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 REAL_WEIGHTS = SHARED / "weights" / "dinov2_vits14_imgfocus.safetensors"

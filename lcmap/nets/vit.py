@@ -335,6 +335,11 @@ def create_backbone(
     return model, name
 
 
+def build_vit(backbone: str, backbone_args: dict[str, Any] | None = None) -> "VisionTransformer":
+    """The network factory's ``vit``: :func:`create_backbone` without the name."""
+    return create_backbone(backbone, backbone_args)[0]
+
+
 def adapt_input_channels(model: "VisionTransformer", channels: int) -> None:
     """Give ``model``'s patch embedding ``channels`` input bands (in place).
 
