@@ -393,16 +393,6 @@ def segment(
             "class_names": header.class_names,
             "extra": header.extra,
         }
-        # The scene's own dataset tags (AREA_OR_POINT, SYNTHETIC_GEOREF...) travel with the map.
-        carried = {k: v for k, v in src.tags().items() if not k.startswith("LCMAP_")}
-        tags = {
-            **carried,
-            "LCMAP_VERSION": __version__,
-            "LCMAP_METHOD": header.method,
-            "LCMAP_PROVENANCE": json.dumps(provenance, sort_keys=True, default=str),
-        }
-        if model_path:
-            tags["LCMAP_MODEL_SHA256"] = str(provenance["model_sha256"])
         log.info(
             "mapping %s: %dx%d px, %d tiles of %d px (halo %d) on %s",
             Path(scene).name, src.width, src.height, len(plan.tiles), plan.tile, plan.halo, dev,
@@ -418,7 +408,7 @@ def segment(
             nodata=NODATA[dtype],
             class_names=header.class_names,
             colours=[tuple(c) for c in header.colours],  # type: ignore[misc]
-            tags=tags,
+            tags=src.tags(),  # the scene's own (AREA_OR_POINT, SYNTHETIC_GEOREF...) carry over
             creation_options=creation_options,
             overwrite=overwrite,
             sidecar=provenance,

@@ -56,6 +56,20 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )  # fmt: skip
 
 
+def provenance_tags(provenance: Mapping[str, Any]) -> dict[str, str]:
+    """The GeoTIFF tags that carry a map's provenance (see :class:`LabelWriter`)."""
+    from lcmap import __version__
+
+    tags = {
+        "LCMAP_VERSION": str(provenance.get("lcmap_version", __version__)),
+        "LCMAP_METHOD": str(provenance.get("method", "")),
+        "LCMAP_PROVENANCE": json.dumps(provenance, sort_keys=True, default=str),
+    }
+    if provenance.get("model_sha256"):
+        tags["LCMAP_MODEL_SHA256"] = str(provenance["model_sha256"])
+    return tags
+
+
 def aux_path(output: str | Path) -> Path:
     """GDAL's PAM sidecar of ``output``: ``map.tif`` -> ``map.tif.aux.xml``."""
     output = Path(output)
@@ -280,10 +294,13 @@ class LabelWriter:
         nodata: 255 for uint8, 65535 for uint16.
         class_names: one name per class (label 0 first).
         colours: one RGB triple per class.
-        tags: provenance tags for the dataset.
+        tags: extra dataset tags (the scene's own: ``AREA_OR_POINT``...); ``LCMAP_*`` tags
+            among them are dropped, the map's own come from ``sidecar``.
         creation_options: overrides of :data:`DEFAULT_CREATION_OPTIONS`.
         overwrite: replace an existing file.
-        sidecar: JSON provenance to write beside the map (``map.lcmap.json``); None for none.
+        sidecar: the map's provenance (JSON: lcmap version, method, config, bands...), written
+            beside the map (``map.lcmap.json``) and, as ``LCMAP_PROVENANCE``, ``LCMAP_METHOD``
+            and ``LCMAP_MODEL_SHA256``, into its tags; None for none.
 
     Example:
         >>> with LabelWriter("map.tif", ...) as writer:        # doctest: +SKIP
@@ -317,7 +334,9 @@ class LabelWriter:
         self.dtype, self.nodata = np.dtype(dtype), nodata
         self.class_names = list(class_names)
         self.colours = list(colours)
-        self.tags = dict(tags or {})
+        self.tags = {k: v for k, v in (tags or {}).items() if not k.startswith("LCMAP_")}
+        if self.sidecar is not None:
+            self.tags.update(provenance_tags(self.sidecar))
         self.creation_options = {
             **DEFAULT_CREATION_OPTIONS,
             **check_creation_options(creation_options),
