@@ -192,7 +192,8 @@ def evaluate(
 
     with reported_errors():
         from lcmap.eval import evaluate as evaluate_map
-        from lcmap.eval import evaluate_index, plot_confusion, write_json
+        from lcmap.eval import plot_confusion, write_json
+        from lcmap.evaluate_index import evaluate_index
 
         # Fail on an unwritable output before minutes of work, not after.
         for out in (json_path, plot):

@@ -135,7 +135,8 @@ class IndexResult(_Scores):
     """Per-scene and pooled scores of every scene listed in an index.
 
     The pooled confusion is the sum of the per-scene confusion matrices *after* each scene's
-    clusters were matched to classes on that scene (see :func:`lcmap.eval.evaluate_index`).
+    clusters were matched to classes on that scene (see
+    :func:`lcmap.evaluate_index.evaluate_index`).
 
     Attributes:
         index: Path of the index CSV.

@@ -18,13 +18,14 @@ from lcmap.errors import (
     NoNodataWarning,
     OutputExistsError,
 )
-from lcmap.eval import evaluate, evaluate_index, plot_confusion, read_index, write_json
+from lcmap.eval import evaluate, plot_confusion, read_index, write_json
 from lcmap.eval.metrics import (
     ConfusionCounter,
     class_confusion,
     compute_metrics,
     match_clusters,
 )
+from lcmap.evaluate_index import evaluate_index
 
 TRANSFORM = Affine(2.0, 0.0, 500000.0, 0.0, -2.0, 4000000.0)
 

@@ -1,0 +1,159 @@
+"""Score a method on an index of labelled scenes: segment each, evaluate each, pool.
+
+A workflow above both :mod:`lcmap.api` (it segments) and :mod:`lcmap.eval` (it scores), so
+the metrics package needs nothing above it. ``lcmap evaluate --index`` runs it.
+"""
+
+import contextlib
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from lcmap.errors import InvalidSceneError, LcmapWarning
+from lcmap.eval import _check_match, evaluate, read_index
+from lcmap.eval.metrics import MatchName, compute_metrics
+from lcmap.eval.report import IndexResult, SceneEvaluation
+
+log = logging.getLogger(__name__)
+
+
+def _replay_warnings(
+    caught: list[warnings.WarningMessage], repeated: dict[type[Warning], int]
+) -> None:
+    """Re-emit the first lcmap warning of each kind; 54 scenes should not print 54 copies."""
+    for w in caught:
+        if issubclass(w.category, LcmapWarning):
+            repeated[w.category] = repeated.get(w.category, 0) + 1
+            if repeated[w.category] > 1:
+                continue
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def evaluate_index(
+    index_csv: str | Path,
+    *,
+    method: str = "kmeans",
+    classes: int | None = None,
+    match: MatchName = "hungarian",
+    ignore: Iterable[int] = (255,),
+    seed: int = 0,
+    segment_options: dict[str, Any] | None = None,
+    workdir: str | Path | None = None,
+    window_size: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
+) -> IndexResult:
+    """Segment every scene of an index and score each map against its truth.
+
+    Each scene is segmented on its own with :func:`lcmap.api.segment` (the method is fitted on
+    that scene), then evaluated with :func:`evaluate`.
+
+    Pooling: each scene's clusters are matched to classes *on that scene*, and the pooled
+    figures come from the sum of the per-scene class confusion matrices after matching. This
+    is what an unsupervised per-scene method can achieve when a human names its clusters scene
+    by scene; cluster ids are not comparable across scenes fitted separately, so pooling the raw
+    cluster counts before matching would measure nothing meaningful. Pooled accuracy therefore
+    equals the pixel-weighted mean of the per-scene accuracies.
+
+    Args:
+        index_csv: CSV with columns ``set,name,scene,truth,classes`` (see :func:`read_index`).
+        method: Segmentation method name.
+        classes: Number of clusters; default: the number of truth classes of each scene
+            (the model's own with ``segment_options={"model": ...}``).
+        match: ``hungarian``, ``majority`` or ``none``.
+        ignore: Truth values that are not classes.
+        seed: Seed passed to the segmentation.
+        segment_options: Further keyword arguments for :func:`lcmap.api.segment` (``tile``,
+            ``device``, ``bands``, ``options``...).
+        workdir: Folder for the maps (kept); default a temporary folder, removed afterwards.
+        window_size: Evaluation window side, in pixels.
+        progress: Called with ``(scenes done, scenes total)``.
+
+    Returns:
+        Per-scene results and pooled figures. An lcmap warning raised by many scenes is shown
+        once, then counted.
+
+    Raises:
+        InputNotFoundError: The index or a file it lists is missing.
+        InvalidSceneError: A bad index, or rows with different class lists (pooling needs one).
+    """
+    from lcmap import api  # the API pulls in the engine (torch) only when called
+
+    match = _check_match(match)
+    index_path = Path(index_csv)
+    entries = read_index(index_path)
+    class_names = entries[0].classes
+    differing = [e.name for e in entries if e.classes != class_names]
+    if differing:
+        raise InvalidSceneError(
+            f"index '{index_path}' lists other classes for {differing[:3]} than "
+            f"{class_names} for '{entries[0].name}'; pooled figures need one class list: "
+            "split the index by class list."
+        )
+    options = dict(segment_options or {})
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lcmap-eval-")))
+        else:
+            folder = Path(workdir)
+            folder.mkdir(parents=True, exist_ok=True)
+        scenes = []
+        repeated: dict[type[Warning], int] = {}
+        for i, entry in enumerate(entries, start=1):
+            t0 = time.perf_counter()
+            out = folder / f"{entry.name}.tif"
+            if classes is not None or options.get("model") is not None:
+                k = classes  # a saved model fixes its own number of classes
+            else:
+                k = len(entry.classes)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                api.segment(
+                    entry.scene,
+                    out,
+                    method=method,
+                    classes=k,
+                    seed=seed,
+                    overwrite=True,
+                    **options,
+                )
+            _replay_warnings(caught, repeated)
+            result = evaluate(
+                out,
+                entry.truth,
+                match=match,
+                ignore=ignore,
+                class_names=entry.classes,
+                window_size=window_size,
+            )
+            seconds = time.perf_counter() - t0
+            log.info(
+                "%s: accuracy %.4f, mIoU %.4f (%.1f s)",
+                entry.name,
+                result.accuracy,
+                result.miou,
+                seconds,
+            )
+            scenes.append(SceneEvaluation(entry.set, entry.name, str(entry.scene), result, seconds))
+            if progress is not None:
+                progress(i, len(entries))
+    for category, count in repeated.items():
+        if count > 1:
+            log.warning("%d more scenes raised %s.", count - 1, category.__name__)
+    pooled = sum((s.result.confusion for s in scenes[1:]), start=scenes[0].result.confusion)
+    return IndexResult(
+        index=str(index_path),
+        method=method,
+        segment_options={"classes": classes, "seed": seed, **options},
+        match=match,
+        class_ids=list(range(len(class_names))),
+        class_names=list(class_names),
+        scenes=scenes,
+        confusion=pooled,
+        metrics=compute_metrics(pooled),
+        seconds=time.perf_counter() - start,
+    )
