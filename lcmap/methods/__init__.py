@@ -21,6 +21,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lcmap.errors import InvalidOptionError, UnknownMethodError
+from lcmap.methods.options import option_help
 
 if TYPE_CHECKING:
     from lcmap.methods.base import MethodInfo, Segmenter
@@ -156,8 +157,8 @@ def _option_types(cls: type) -> tuple[dict[str, Any], bool]:
             continue
         if p.kind == p.VAR_KEYWORD:
             takes_any = True
-        elif isinstance(p.annotation, type) and dataclasses.is_dataclass(p.annotation):
-            params.update(typing.get_type_hints(p.annotation))
+        elif (config := _config_class(p.annotation)) is not None:
+            params.update(typing.get_type_hints(config))
         elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
             params[n] = p.annotation
     return params, takes_any
@@ -187,10 +188,11 @@ def method_options(name: str) -> list[OptionSpec]:
     defaults: dict[str, Any] = {}
     helps = _docstring_args(cls.__doc__ or "")
     for n, p in inspect.signature(cls.__init__).parameters.items():
-        config = p.annotation
-        if isinstance(config, type) and dataclasses.is_dataclass(config):
+        config = _config_class(p.annotation)
+        if config is not None:
             defaults.update({f.name: f.default for f in dataclasses.fields(config)})
             helps.update(_field_comments(config))
+            helps.update({k: v for k, v in option_help(config).items() if v})
         elif p.default is not p.empty:
             defaults[n] = p.default
     return [
@@ -198,6 +200,14 @@ def method_options(name: str) -> list[OptionSpec]:
         for n, t in types.items()
         if n != "self"
     ]
+
+
+def _config_class(annotation: Any) -> type | None:
+    """The options dataclass an ``__init__`` parameter is annotated with (``X | None`` too)."""
+    for kind in typing.get_args(annotation) or (annotation,):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            return kind
+    return None
 
 
 def _type_name(annotation: Any) -> str:

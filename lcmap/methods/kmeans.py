@@ -10,6 +10,7 @@ seed and roughly ordered dark (water, shadow) to bright (bare soil, roofs).
 """
 
 import logging
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lcmap.errors import InvalidOptionError
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.methods.options import make_config, option
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +51,29 @@ MAX_SMOOTH = 100
 MAX_SAMPLES = 10_000_000
 
 
+@dataclass(frozen=True)
+class KMeansConfig:
+    """The options of :class:`KMeansSegmenter` (``config()`` returns them)."""
+
+    num_classes: int = option(8, "number of clusters K", low=2, high=65534)
+    smooth: int = option(
+        1, "radius in pixels of the local mean added as features (0 = bands only)", low=0,
+        high=MAX_SMOOTH,
+    )  # fmt: skip
+    samples: int = option(
+        100_000, "pixels sampled across the scene to fit the clusters", low=2, high=MAX_SAMPLES
+    )
+    seed: int = option(0, "seeds sampling and k-means initialisation", low=0)
+    in_channels: int | None = option(
+        None, "band count, known after fitting (stored in the model file)", low=1
+    )
+
+
 class KMeansSegmenter(Segmenter):
     """Mini-batch k-means on per-pixel spectral (and locally smoothed) features.
 
     Args:
-        num_classes: number of clusters K.
-        smooth: radius in pixels of the local mean added as features (0 = bands only).
-        samples: number of pixels sampled across the scene to fit the clusters.
-        seed: seeds sampling and k-means initialisation.
-        in_channels: band count, known after fitting (stored in the model file).
+        config: the options (:class:`KMeansConfig`).
     """
 
     info = MethodInfo(
@@ -64,28 +81,20 @@ class KMeansSegmenter(Segmenter):
         summary="Mini-batch k-means on pixel spectra (+ local mean); fast baseline, no GPU needed.",
     )
 
-    def __init__(
-        self,
-        num_classes: int = 8,
-        smooth: int = 1,
-        samples: int = 100_000,
-        seed: int = 0,
-        in_channels: int | None = None,
-    ) -> None:
+    def __init__(self, config: KMeansConfig | None = None) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"k-means needs at least 2 classes, got {num_classes}.")
-        if not 0 <= smooth <= MAX_SMOOTH:
-            raise ValueError(f"smooth must be 0 to {MAX_SMOOTH} pixels, got {smooth}.")
-        if not num_classes <= samples <= MAX_SAMPLES:
-            raise ValueError(
-                f"samples must be from num_classes ({num_classes}) to {MAX_SAMPLES}, got {samples}."
+        cfg = config or KMeansConfig()
+        if cfg.samples < cfg.num_classes:
+            raise InvalidOptionError(
+                f"kmeans option samples={cfg.samples} must be at least num_classes "
+                f"({cfg.num_classes})."
             )
-        self._k = int(num_classes)
-        self.smooth = int(smooth)
-        self.samples = int(samples)
-        self.seed = int(seed)
-        self._in_channels = in_channels
+        self.cfg = cfg
+        self._k = cfg.num_classes
+        self.smooth = cfg.smooth
+        self.samples = cfg.samples
+        self.seed = cfg.seed
+        self._in_channels = cfg.in_channels
         self.centroids: Tensor | None = None  # (K, F)
 
     @property
@@ -175,14 +184,8 @@ class KMeansSegmenter(Segmenter):
         return self._distances(batch).argmin(dim=1).reshape(b, h, w)
 
     def config(self) -> dict[str, Any]:
-        """Builder arguments."""
-        return {
-            "num_classes": self._k,
-            "smooth": self.smooth,
-            "samples": self.samples,
-            "seed": self.seed,
-            "in_channels": self._in_channels,
-        }
+        """The options (:class:`KMeansConfig`), with the band count once fitted."""
+        return asdict(replace(self.cfg, in_channels=self._in_channels))
 
     def state_dict(self) -> dict[str, Tensor]:
         """The centroids."""
@@ -208,6 +211,6 @@ class KMeansSegmenter(Segmenter):
         return self
 
 
-def build(num_classes: int = 8, **kwargs: Any) -> KMeansSegmenter:
-    """Build the k-means segmenter (see :class:`KMeansSegmenter` for options)."""
-    return KMeansSegmenter(num_classes=num_classes, **kwargs)
+def build(**options: Any) -> KMeansSegmenter:
+    """Build the k-means segmenter from the options of :class:`KMeansConfig`."""
+    return KMeansSegmenter(make_config(KMeansConfig, "kmeans", options))

@@ -46,7 +46,7 @@ clusters the calibration patches use (in the model header too); two or fewer log
 
 import logging
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Self
 
 import torch
@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.methods.options import make_config, option
 from lcmap.nets import build_net, network_record
 from lcmap.nets.single_scene_cnn import SingleSceneNet
 from lcmap.types import show_status
@@ -72,73 +73,23 @@ _MIN_CLUSTER_SHARE = 0.001
 class SingleSceneConfig:
     """Hyper-parameters of :class:`SingleScene` (all JSON; ``config()`` returns them)."""
 
-    num_classes: int = 8  # K: the paper's 8 outputs for Vaihingen's 6 classes (Sec. 4.3)
-    in_channels: int | None = None  # set by fit() from the sampler: all bands are used
-    layers: int = 5  # L 3x3 convolutions (Table 1); the halo
-    features: int = 64  # kernels per convolution (Table 1)
-    reduction: int = 16  # channel-attention MLP bottleneck ratio (CBAM's default)
-    epochs: int = 2  # I (Sec. 4.3)
-    iterations: int = 50  # J updates per batch (Sec. 4.3)
-    crop_size: int = 224  # patch side R' = C' (Sec. 3, authors' code)
-    batch_size: int = 8  # B patches per batch (authors' code)
-    lr: float = 1e-3  # SGD learning rate (authors' code)
-    momentum: float = 0.9  # SGD momentum (authors' code)
-    balance: float = 0.0  # weight of the marginal-entropy term; 0 = the paper's loss
-    seed: int | None = None  # None: use the global torch RNG (lcmap.api seeds it)
-
-    def __post_init__(self) -> None:
-        """Check ranges, with messages that say how to fix them."""
-        positive = (
-            "num_classes",
-            "layers",
-            "features",
-            "reduction",
-            "epochs",
-            "iterations",
-            "crop_size",
-            "batch_size",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(
-                    f"single_scene option {name}={getattr(self, name)} is not allowed; "
-                    "use a whole number of at least 1."
-                )
-        if self.num_classes < 2:
-            raise ValueError(
-                f"single_scene needs at least 2 clusters, got num_classes={self.num_classes}; "
-                "pass -k 2 or more."
-            )
-        if self.in_channels is not None and self.in_channels < 1:
-            raise ValueError(f"single_scene in_channels={self.in_channels} must be at least 1.")
-        if not self.lr > 0:
-            raise ValueError(f"single_scene lr={self.lr} must be positive, e.g. 0.001.")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"single_scene momentum={self.momentum} must be in [0, 1).")
-        if not self.balance >= 0:
-            raise ValueError(f"single_scene balance={self.balance} must be 0 (off) or positive.")
-
-
-_FLOAT_OPTIONS = frozenset({"lr", "momentum", "balance"})
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Convert an option to its type; CLI strings (``-p iterations=20``) included."""
-    kind = "number" if name in _FLOAT_OPTIONS else "whole number"
-    if isinstance(value, str):
-        try:
-            value = float(value) if name in _FLOAT_OPTIONS else int(value)
-        except ValueError:
-            raise ValueError(f"single_scene option {name}='{value}' is not a {kind}.") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"single_scene option {name}={value!r} is not a {kind}.")
-    if name in _FLOAT_OPTIONS:
-        return float(value)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"single_scene option {name}={value} is not a {kind}.")
-        return int(value)
-    return value
+    num_classes: int = option(
+        8, "K: the paper's 8 outputs for Vaihingen's 6 classes (Sec. 4.3)", low=2, high=65534
+    )
+    in_channels: int | None = option(
+        None, "set by fit() from the sampler: all bands are used", low=1
+    )
+    layers: int = option(5, "L 3x3 convolutions (Table 1); the halo", low=1)
+    features: int = option(64, "kernels per convolution (Table 1)", low=1)
+    reduction: int = option(16, "channel-attention MLP bottleneck ratio (CBAM's default)", low=1)
+    epochs: int = option(2, "I passes over the scene (Sec. 4.3)", low=1)
+    iterations: int = option(50, "J updates per batch of patches (Sec. 4.3)", low=1)
+    crop_size: int = option(224, "patch side R' = C' (Sec. 3, authors' code)", low=1)
+    batch_size: int = option(8, "B patches per batch (authors' code)", low=1)
+    lr: float = option(1e-3, "SGD learning rate (authors' code)", above=0)
+    momentum: float = option(0.9, "SGD momentum (authors' code)", low=0, below=1)
+    balance: float = option(0.0, "weight of the marginal-entropy term; 0 = the paper's loss", low=0)
+    seed: int | None = option(None, "None: use the global torch RNG (lcmap.api seeds it)", low=0)
 
 
 def _new_net(cfg: SingleSceneConfig, in_channels: int) -> SingleSceneNet:
@@ -426,9 +377,6 @@ class SingleScene(Segmenter):
         return {"clusters_used": self.clusters_used}
 
 
-_OPTIONS = tuple(f.name for f in fields(SingleSceneConfig))
-
-
 def build(num_classes: int = 8, **kwargs: Any) -> SingleScene:
     """Build the single-scene segmenter.
 
@@ -444,13 +392,6 @@ def build(num_classes: int = 8, **kwargs: Any) -> SingleScene:
     Example:
         >>> method = build(num_classes=5, iterations=20, crop_size=128)
     """
-    unknown = sorted(set(kwargs) - set(_OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"single_scene has no option {', '.join(repr(u) for u in unknown)}; options are "
-            f"{', '.join(n for n in _OPTIONS if n != 'num_classes')}."
-        )
-    # None means "unset" (as in get_method): keep the default.
-    options = {k: v for k, v in {"num_classes": num_classes, **kwargs}.items() if v is not None}
-    typed = {k: _coerce(k, v) for k, v in options.items()}
-    return SingleScene(SingleSceneConfig(**typed))
+    return SingleScene(
+        make_config(SingleSceneConfig, "single_scene", {"num_classes": num_classes, **kwargs})
+    )

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lcmap import __version__
-from lcmap.errors import InputNotFoundError, InvalidModelError, LcmapError, OutputPathError
+from lcmap.errors import (
+    InputNotFoundError,
+    InvalidModelError,
+    InvalidOptionError,
+    LcmapError,
+    OutputPathError,
+)
 
 if TYPE_CHECKING:
     from lcmap.methods.base import Segmenter
@@ -354,7 +360,8 @@ def load_model(
     try:
         method = get_method(header.method, **header.config)
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, LcmapError):
+        from_the_file = isinstance(exc, InvalidOptionError) or not isinstance(exc, LcmapError)
+        if not from_the_file:
             raise
         if not overrides:
             raise InvalidModelError(f"{path}: its config does not fit its method ({exc}).") from exc

@@ -201,7 +201,7 @@ def test_a_file_size_limit_is_one_line_and_leaves_nothing(make_scene, tmp_path, 
     [
         ("foo=1", "has no option 'foo'; its options: in_channels, num_classes, samples"),
         ("smoth=2", "did you mean smooth?"),
-        ("smooth=1000000", "smooth must be 0 to 100 pixels"),
+        ("smooth=1000000", "smooth=1000000 must be from 0 to 100"),
         ("samples=inf", "must be a finite number"),
         ("samples=1e400", "must be a finite number"),
         ("samples=2.5", "must be a whole number"),

@@ -74,7 +74,7 @@ def test_bad_option_is_one_clear_line(make_scene, tmp_path):
     scene = make_scene(width=40, height=33, bands=3)
     r = _invoke("train-single-scene", scene, "-o", tmp_path / "m.lcmap", "-p", "lr=-1", *FAST)
     assert r.exit_code == 1
-    assert "lr=-1.0 must be positive" in r.output and "Traceback" not in r.output
+    assert "lr=-1.0 must be above 0" in r.output and "Traceback" not in r.output
 
 
 def test_help_shows_examples():

@@ -113,10 +113,10 @@ def test_builder_converts_command_line_strings():
     [
         ({"backbone": "vit"}, "no option 'backbone'"),
         ({"iterations": "many"}, "not a whole number"),
-        ({"layers": 2.5}, "not a whole number"),
-        ({"num_classes": 1}, "at least 2 clusters"),
+        ({"layers": 2.5}, "must be a whole number"),
+        ({"num_classes": 1}, "num_classes=1 must be from 2"),
         ({"epochs": 0}, "epochs=0"),
-        ({"lr": 0}, "lr=0.0 must be positive"),
+        ({"lr": 0}, "lr=0.0 must be above 0"),
         ({"balance": -1}, "balance=-1.0"),
     ],
 )
