@@ -43,6 +43,7 @@ tile size (it used to blend tiles with a 64 px overlap, which left the map depen
 
 import logging
 import math
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -50,8 +51,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lcmap.errors import InvalidModelError, InvalidSceneError
+from lcmap.errors import InvalidOptionError, InvalidSceneError
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.methods.options import make_config, option
 from lcmap.nets import build_net, network_record
 from lcmap.nets.unet import (
     UNet,
@@ -117,15 +119,30 @@ def masked_mse(reconstruction: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     return sq.sum() / (mask.sum() * reconstruction.shape[1]).clamp_min(1.0)
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in {"0", "false", "no", "off", ""}
-    return bool(value)
+@dataclass(frozen=True)
+class CasConfig:
+    """The options of :class:`CasSegmenter` (``config()`` returns them; see its Args)."""
 
-
-def _check(name: str, value: float, minimum: float) -> None:
-    if not value >= minimum:
-        raise ValueError(f"cas option {name}={value} is invalid; expected a value >= {minimum}.")
+    num_classes: int = option(8, "number of clusters K", low=2, high=65534)
+    in_channels: int | None = option(None, "band count; None until fit() reads it", low=1)
+    width: int = option(16, "UNet channels at full resolution (level i has width * 2**i)", low=1)
+    depth: int = option(4, "number of 2x poolings (bottleneck stride 2**depth)", low=1, high=8)
+    embed_dim: int = option(32, "channels of the bottleneck embedding that is clustered", low=1)
+    patch_size: int = option(128, "training patch side in pixels, a multiple of 2**depth", low=1)
+    batch_size: int = option(16, "patches per optimiser step", low=1)
+    ae_steps: int = option(500, "phase-1 (autoencoder) optimiser steps", low=0)
+    dec_steps: int = option(500, "phase-2 (clustering + reconstruction) optimiser steps", low=0)
+    epochs: int | None = option(
+        None, "each phase runs this many epochs instead of the step counts", low=1
+    )
+    lr: float = option(1e-3, "Adam learning rate of both phases", above=0)
+    recon_weight: float = option(10.0, "lambda of eq. 8, weight of the reconstruction", low=0)
+    update_interval: int = option(25, "phase-2 steps between refreshes of the target p", low=1)
+    pool_size: int = option(256, "patches drawn at each E step", low=2)
+    kmeans_patches: int = option(512, "patches embedded to initialise the centroids", low=2)
+    alpha: float = option(1.0, "Student-t degrees of freedom (1 in the paper)", above=0)
+    keep_autoencoder: bool = option(True, "keep the phase-1 weights (finetune --init)")
+    seed: int = option(0, "seeds augmentation, pools and k-means", low=0)
 
 
 class CasSegmenter(Segmenter):
@@ -163,59 +180,27 @@ class CasSegmenter(Segmenter):
         size_multiple=16,
     )
 
-    def __init__(
-        self,
-        num_classes: int = 8,
-        in_channels: int | None = None,
-        width: int = 16,
-        depth: int = 4,
-        embed_dim: int = 32,
-        patch_size: int = 128,
-        batch_size: int = 16,
-        ae_steps: int = 500,
-        dec_steps: int = 500,
-        epochs: int | None = None,
-        lr: float = 1e-3,
-        recon_weight: float = 10.0,
-        update_interval: int = 25,
-        pool_size: int = 256,
-        kmeans_patches: int = 512,
-        alpha: float = 1.0,
-        keep_autoencoder: bool = True,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, config: CasConfig | None = None) -> None:
         super().__init__()
-        # Options may arrive as strings (``-p key=value`` on the command line): convert first.
-        self._k = int(num_classes)
-        self._in_channels = None if in_channels is None else int(in_channels)
-        self.width, self.depth, self.embed_dim = int(width), int(depth), int(embed_dim)
-        self.patch_size, self.batch_size = int(patch_size), int(batch_size)
-        self.ae_steps, self.dec_steps = int(ae_steps), int(dec_steps)
-        self.epochs = None if epochs is None else int(epochs)
-        self.lr, self.recon_weight = float(lr), float(recon_weight)
-        self.update_interval, self.pool_size = int(update_interval), int(pool_size)
-        self.kmeans_patches, self.alpha = int(kmeans_patches), float(alpha)
-        self.keep_autoencoder, self.seed = _as_bool(keep_autoencoder), int(seed)
-        for name, value, minimum in [
-            ("num_classes", self._k, 2),
-            ("width", self.width, 1),
-            ("depth", self.depth, 1),
-            ("embed_dim", self.embed_dim, 1),
-            ("batch_size", self.batch_size, 1),
-            ("ae_steps", self.ae_steps, 0),
-            ("dec_steps", self.dec_steps, 0),
-            ("epochs", 1 if self.epochs is None else self.epochs, 1),
-            ("update_interval", self.update_interval, 1),
-            ("pool_size", self.pool_size, 2),
-            ("kmeans_patches", self.kmeans_patches, self._k),
-            ("alpha", self.alpha, 1e-6),
-            ("lr", self.lr, 1e-12),
-            ("recon_weight", self.recon_weight, 0.0),
-        ]:
-            _check(name, value, minimum)
+        cfg = config or CasConfig()
+        self.cfg = cfg
+        self._k = cfg.num_classes
+        self._in_channels = cfg.in_channels
+        self.width, self.depth, self.embed_dim = cfg.width, cfg.depth, cfg.embed_dim
+        self.patch_size, self.batch_size = cfg.patch_size, cfg.batch_size
+        self.ae_steps, self.dec_steps, self.epochs = cfg.ae_steps, cfg.dec_steps, cfg.epochs
+        self.lr, self.recon_weight = cfg.lr, cfg.recon_weight
+        self.update_interval, self.pool_size = cfg.update_interval, cfg.pool_size
+        self.kmeans_patches, self.alpha = cfg.kmeans_patches, cfg.alpha
+        self.keep_autoencoder, self.seed = cfg.keep_autoencoder, cfg.seed
+        if self.kmeans_patches < self._k:
+            raise InvalidOptionError(
+                f"cas option kmeans_patches={self.kmeans_patches} must be at least num_classes "
+                f"({self._k})."
+            )
         stride = 1 << self.depth
         if self.patch_size < stride or self.patch_size % stride:
-            raise ValueError(
+            raise InvalidOptionError(
                 f"cas option patch_size={self.patch_size} is invalid; expected a multiple of "
                 f"{stride} (2**depth)."
             )
@@ -254,27 +239,8 @@ class CasSegmenter(Segmenter):
                               out_channels=self._in_channels)  # fmt: skip
 
     def config(self) -> dict[str, Any]:
-        """Builder keyword arguments (JSON)."""
-        return {
-            "num_classes": self._k,
-            "in_channels": self._in_channels,
-            "width": self.width,
-            "depth": self.depth,
-            "embed_dim": self.embed_dim,
-            "patch_size": self.patch_size,
-            "batch_size": self.batch_size,
-            "ae_steps": self.ae_steps,
-            "dec_steps": self.dec_steps,
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "recon_weight": self.recon_weight,
-            "update_interval": self.update_interval,
-            "pool_size": self.pool_size,
-            "kmeans_patches": self.kmeans_patches,
-            "alpha": self.alpha,
-            "keep_autoencoder": self.keep_autoencoder,
-            "seed": self.seed,
-        }
+        """The options (:class:`CasConfig`), with the band count once fitted."""
+        return asdict(replace(self.cfg, in_channels=self._in_channels))
 
     def header(self) -> dict[str, Any]:
         """Extra header facts: the architecture, and whether phase-1 weights are included."""
@@ -501,26 +467,13 @@ class CasSegmenter(Segmenter):
         self.centroids = centroids.detach()
 
 
-def build(num_classes: int = 8, **kwargs: Any) -> CasSegmenter:
-    """Build the ``cas`` method (keyword options: see :class:`CasSegmenter`).
-
-    The generic training options of ``lcmap train`` map onto CAS's: ``crop_size`` is the
-    patch size, ``iterations`` the step count of each phase.
-    """
-    if kwargs.get("crop_size") is not None:
-        kwargs.setdefault("patch_size", kwargs["crop_size"])
-    if kwargs.get("iterations") is not None:
-        kwargs.setdefault("ae_steps", kwargs["iterations"])
-        kwargs.setdefault("dec_steps", kwargs["iterations"])
-    kwargs.pop("crop_size", None)
-    kwargs.pop("iterations", None)
-    try:
-        return CasSegmenter(num_classes=num_classes, **kwargs)
-    except TypeError as exc:
-        raise InvalidModelError(f"cas got an unknown option ({exc}).") from exc
+def build(**options: Any) -> CasSegmenter:
+    """Build the ``cas`` method from the options of :class:`CasConfig`."""
+    return CasSegmenter(make_config(CasConfig, "cas", options))
 
 
 __all__ = [
+    "CasConfig",
     "CasSegmenter",
     "build",
     "clustering_loss",

@@ -420,13 +420,7 @@ class CasFinetuned(Segmenter):
 
 
 def build(num_classes: int = 2, **kwargs: Any) -> CasFinetuned:
-    """Build the ``cas_finetuned`` method (keyword options: see :class:`CasFinetuned`).
-
-    ``iterations`` (a generic ``lcmap train`` option) is the step count.
-    """
-    if kwargs.get("iterations") is not None:
-        kwargs.setdefault("steps", kwargs["iterations"])
-    kwargs.pop("iterations", None)
+    """Build the ``cas_finetuned`` method (keyword options: see :class:`CasFinetuned`)."""
     try:
         return CasFinetuned(num_classes=num_classes, **kwargs)
     except TypeError as exc:

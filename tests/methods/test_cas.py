@@ -74,12 +74,15 @@ def test_masked_mse_ignores_invalid_pixels():
     assert masked_mse(rec, x, valid).item() == pytest.approx(1.0)
 
 
-def test_build_checks_and_maps_options():
+def test_build_checks_options_and_refuses_other_names():
     with pytest.raises(ValueError, match="patch_size=24 is invalid"):
         build(patch_size=24, depth=4)
-    m = build(num_classes=5, crop_size=64, iterations=7, keep_autoencoder="false")
+    m = build(num_classes=5, patch_size=64, ae_steps=7, dec_steps=7, keep_autoencoder="false")
     assert (m.patch_size, m.ae_steps, m.dec_steps, m.keep_autoencoder) == (64, 7, 7, False)
     assert isinstance(get_method("cas", num_classes=4), CasSegmenter)
+    # A generic training flag CAS does not declare is refused, not renamed.
+    with pytest.raises(ValueError, match="no option 'crop_size'"):
+        build(num_classes=5, crop_size=64)
 
 
 def _synthetic(seed=0, size=96):
@@ -93,7 +96,7 @@ def _synthetic(seed=0, size=96):
 def fitted():
     torch.manual_seed(0)
     image, _ = _synthetic()
-    cas = CasSegmenter(num_classes=3, **TINY_CAS)
+    cas = build(num_classes=3, **TINY_CAS)
     cas.fit(ArraySampler([image], seed=0))
     return cas, image
 
@@ -150,9 +153,9 @@ def test_autoencoder_lowers_reconstruction_error_on_a_real_scene():
             return masked_mse(cas.net(x, use_skips=False)[1], x, valid).item()
 
     torch.manual_seed(0)
-    before = CasSegmenter(num_classes=3, in_channels=3, **options)
+    before = build(num_classes=3, in_channels=3, **options)
     torch.manual_seed(0)
-    after = CasSegmenter(num_classes=3, **options)
+    after = build(num_classes=3, **options)
     after.fit(ArraySampler([image], seed=0))
     assert error(after) < 0.7 * error(before)
 
