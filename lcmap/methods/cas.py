@@ -467,9 +467,9 @@ class CasSegmenter(Segmenter):
         self.centroids = centroids.detach()
 
 
-def build(**options: Any) -> CasSegmenter:
+def build(num_classes: int | None = None, **options: Any) -> CasSegmenter:
     """Build the ``cas`` method from the options of :class:`CasConfig`."""
-    return CasSegmenter(make_config(CasConfig, "cas", options))
+    return CasSegmenter(make_config(CasConfig, "cas", {"num_classes": num_classes, **options}))
 
 
 __all__ = [

@@ -211,6 +211,8 @@ class KMeansSegmenter(Segmenter):
         return self
 
 
-def build(**options: Any) -> KMeansSegmenter:
+def build(num_classes: int | None = None, **options: Any) -> KMeansSegmenter:
     """Build the k-means segmenter from the options of :class:`KMeansConfig`."""
-    return KMeansSegmenter(make_config(KMeansConfig, "kmeans", options))
+    return KMeansSegmenter(
+        make_config(KMeansConfig, "kmeans", {"num_classes": num_classes, **options})
+    )

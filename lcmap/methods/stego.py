@@ -70,17 +70,19 @@ bands get the mean RGB filter, see :func:`lcmap.nets.vit.adapt_input_channels`);
 
 import logging
 import math
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lcmap.errors import InvalidSceneError
+from lcmap.errors import InvalidOptionError, InvalidSceneError
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
+from lcmap.methods.options import make_config, option
 from lcmap.nets import build_net, network_record
 from lcmap.nets import vit as _vit
 from lcmap.types import UNLABELLED, show_status
@@ -104,41 +106,46 @@ _MAX_PROBE_SAMPLES = 100_000
 _SHIFT_QUANTILES = (0.3, 0.3, 0.9)
 
 
-def _bad(name: str, value: Any, what: str) -> ValueError:
-    return ValueError(f"stego option {name}={value!r} must be {what}.")
+@dataclass(frozen=True)
+class StegoConfig:
+    """The options of :class:`Stego` (``config()`` returns them resolved; see its Args)."""
 
-
-def _int(name: str, value: Any, minimum: int | None = None) -> int:
-    """Coerce a builder option (it may arrive as a string from ``-p KEY=VALUE``)."""
-    try:
-        out = int(value)
-    except (TypeError, ValueError):
-        raise _bad(name, value, "an integer") from None
-    if minimum is not None and out < minimum:
-        raise _bad(name, value, f"at least {minimum}")
-    return out
-
-
-def _float(name: str, value: Any, minimum: float | None = None) -> float:
-    """Coerce a float option (see :func:`_int`)."""
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise _bad(name, value, "a number") from None
-    if minimum is not None and out < minimum:
-        raise _bad(name, value, f"at least {minimum}")
-    return out
-
-
-def _bool(name: str, value: Any) -> bool:
-    """Coerce a boolean option (``true``/``false``, ``1``/``0``, ``yes``/``no``)."""
-    if isinstance(value, str):
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise _bad(name, value, "true or false")
-    return bool(value)
+    num_classes: int = option(8, "number of clusters K", low=2, high=65534)
+    backbone: str = option(DEFAULT_BACKBONE, "timm ViT name (DINO, DINOv2)")
+    weights: str | None = option(None, "backbone weights file (else cache, then hub)")
+    weights_sha256: str | None = option(None, "sha256 the weights had when trained")
+    feature_layer: int | None = option(None, "features after this block (None = last)")
+    backbone_args: dict[str, Any] | None = option(None, "extra timm.create_model args")  # noqa: RUF009
+    in_channels: int | None = option(None, "band count; None = set by fit()", low=1)
+    dim: int = option(70, "code dimension (70 as STEGO's ViT-S configs)", low=1)
+    crop_size: int = option(224, "training crop and mapping window side in pixels", low=1)
+    crops: int = option(320, "training crops sampled across the scenes", low=2)
+    epochs: int = option(10, "passes over the training crops", low=0)
+    steps: int | None = option(None, "total head training steps; overrides epochs", low=0)
+    batch_size: int = option(16, "crops per step (16, seed paper 000)", low=2)
+    lr: float = option(1e-4, "Adam learning rate (1e-4, seed paper 000)", low=0)
+    neighbours: int = option(7, "k of the k-NN positive crops (7, STEGO)", low=1)
+    feature_samples: int = option(11, "random feature samples per side per crop", low=1)
+    neg_samples: int = option(5, "random-crop permutations per step (5, STEGO)", low=0)
+    dropout: float = option(0.1, "channel dropout on the head's input while training", low=0,
+                            below=1)  # fmt: skip
+    auto_shifts: bool = option(False, "calibrate the shifts b on the training crops")
+    probe_steps: int = option(300, "Adam steps of the linear probe (only with labels)", low=1)
+    probe_lr: float = option(1e-2, "learning rate of the linear probe", low=0)
+    crf: bool = option(False, "refine scores with the windowed dense CRF")
+    crf_iterations: int = option(5, "mean-field iterations of the CRF", low=1)
+    feature_batch: int = option(16, "crops or windows per backbone forward pass", low=1)
+    window_stride: int | None = option(
+        None, "pixels between mapping windows; a divisor of crop_size (None = half)", low=1
+    )
+    seed: int | None = option(None, "seeds head, batches, samples, k-means (None = drawn)",
+                              low=0)  # fmt: skip
+    self_weight: float = option(_LOSS_DEFAULTS["self_weight"], "lambda of the self term")
+    self_shift: float = option(_LOSS_DEFAULTS["self_shift"], "b of the self term")
+    knn_weight: float = option(_LOSS_DEFAULTS["knn_weight"], "lambda of the k-NN term")
+    knn_shift: float = option(_LOSS_DEFAULTS["knn_shift"], "b of the k-NN term")
+    random_weight: float = option(_LOSS_DEFAULTS["random_weight"], "lambda of the random term")
+    random_shift: float = option(_LOSS_DEFAULTS["random_shift"], "b of the random term")
 
 
 class Stego(Segmenter):
@@ -194,75 +201,31 @@ class Stego(Segmenter):
         apply_options=frozenset({"crf", "crf_iterations", "weights", "window_stride"}),
     )
 
-    def __init__(
-        self,
-        num_classes: int = 8,
-        *,
-        backbone: str = DEFAULT_BACKBONE,
-        weights: str | None = None,
-        weights_sha256: str | None = None,
-        feature_layer: int | None = None,
-        backbone_args: dict[str, Any] | None = None,
-        in_channels: int | None = None,
-        dim: int = 70,
-        crop_size: int = 224,
-        crops: int = 320,
-        epochs: int = 10,
-        steps: int | None = None,
-        batch_size: int = 16,
-        lr: float = 1e-4,
-        neighbours: int = 7,
-        feature_samples: int = 11,
-        neg_samples: int = 5,
-        dropout: float = 0.1,
-        auto_shifts: bool = False,
-        probe_steps: int = 300,
-        probe_lr: float = 1e-2,
-        crf: bool = False,
-        crf_iterations: int = 5,
-        feature_batch: int = 16,
-        window_stride: int | None = None,
-        seed: int | None = None,
-        **loss: float,
-    ) -> None:
+    def __init__(self, config: StegoConfig | None = None) -> None:
         super().__init__()
-        unknown = set(loss) - set(_LOSS_DEFAULTS)
-        if unknown:
-            raise ValueError(
-                f"Unknown stego option(s) {', '.join(sorted(unknown))}; see "
-                "'lcmap methods' or lcmap.methods.stego.Stego for the options."
-            )
-        self._k = _int("num_classes", num_classes, 2)
-        self.dim = _int("dim", dim, 1)
-        self.crops = _int("crops", crops, 2)
-        self.epochs = _int("epochs", epochs, 0)
-        self.steps = None if steps is None else _int("steps", steps, 0)
-        self.batch_size = _int("batch_size", batch_size, 2)
-        self.lr = _float("lr", lr, 0)
-        self.neighbours = _int("neighbours", neighbours, 1)
-        self.feature_samples = _int("feature_samples", feature_samples, 1)
-        self.neg_samples = _int("neg_samples", neg_samples, 0)
-        self.dropout = _float("dropout", dropout, 0)
-        self.auto_shifts = _bool("auto_shifts", auto_shifts)
-        self.probe_steps = _int("probe_steps", probe_steps, 1)
-        self.probe_lr = _float("probe_lr", probe_lr, 0)
-        self.crf = _bool("crf", crf)
-        self.crf_iterations = _int("crf_iterations", crf_iterations, 1)
-        self.feature_batch = _int("feature_batch", feature_batch, 1)
-        self.seed = None if seed is None else _int("seed", seed)
-        self.loss_params = {k: _float(k, loss.get(k, v)) for k, v in _LOSS_DEFAULTS.items()}
-        if not self.dropout < 1:
-            raise ValueError(f"stego option dropout={dropout!r} must be below 1.")
-        self.backbone_args = dict(backbone_args or {})
+        cfg = config or StegoConfig()
+        self.cfg = cfg
+        self._k, self.dim, self.crops, self.epochs = cfg.num_classes, cfg.dim, cfg.crops, cfg.epochs
+        self.steps, self.batch_size, self.lr = cfg.steps, cfg.batch_size, cfg.lr
+        self.neighbours, self.feature_samples = cfg.neighbours, cfg.feature_samples
+        self.neg_samples, self.dropout, self.auto_shifts = (
+            cfg.neg_samples, cfg.dropout, cfg.auto_shifts
+        )  # fmt: skip
+        self.probe_steps, self.probe_lr = cfg.probe_steps, cfg.probe_lr
+        self.crf, self.crf_iterations = cfg.crf, cfg.crf_iterations
+        self.feature_batch, self.seed = cfg.feature_batch, cfg.seed
+        self.loss_params = {k: float(getattr(cfg, k)) for k in _LOSS_DEFAULTS}
+        self.backbone_args = dict(cfg.backbone_args or {})
+        backbone, feature_layer = cfg.backbone, cfg.feature_layer
 
         self.backbone = build_net("vit", backbone=backbone, backbone_args=self.backbone_args)
         self.backbone_name = _vit.full_name(backbone)
-        self.resolved = _vit.resolve_weights(backbone, weights, weights_sha256)
+        self.resolved = _vit.resolve_weights(backbone, cfg.weights, cfg.weights_sha256)
         _vit.load_backbone_weights(self.backbone, self.resolved.path, self.backbone_name)
         depth = len(self.backbone.blocks)
-        layer = depth if feature_layer is None else _int("feature_layer", feature_layer)
+        layer = depth if feature_layer is None else feature_layer
         if not (1 <= layer <= depth or -depth <= layer <= -1):
-            raise ValueError(
+            raise InvalidOptionError(
                 f"feature_layer={feature_layer} is out of range for {self.backbone_name} "
                 f"({depth} blocks): use 1..{depth} or -{depth}..-1."
             )
@@ -274,22 +237,24 @@ class Stego(Segmenter):
         self.backbone.requires_grad_(False).eval()
         patch = self.backbone.patch_embed.patch_size
         self.patch_size = int(patch[0] if isinstance(patch, tuple | list) else patch)
-        self.crop_size = max(self.patch_size, _int("crop_size", crop_size, 1))
+        self.crop_size = max(self.patch_size, cfg.crop_size)
         self.crop_size -= self.crop_size % self.patch_size
-        cfg: dict[str, Any] = dict(getattr(self.backbone, "pretrained_cfg", None) or {})
-        self._rgb_mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
-        self._rgb_std = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
-        stride = self.crop_size // 2 if window_stride is None else window_stride
-        stride = _int("window_stride", stride, 1)
+        pretrained: dict[str, Any] = dict(getattr(self.backbone, "pretrained_cfg", None) or {})
+        self._rgb_mean = tuple(pretrained.get("mean", (0.485, 0.456, 0.406)))
+        self._rgb_std = tuple(pretrained.get("std", (0.229, 0.224, 0.225)))
+        stride = self.crop_size // 2 if cfg.window_stride is None else cfg.window_stride
         if self.crop_size % stride:
-            raise _bad("window_stride", window_stride, f"a divisor of crop_size={self.crop_size}")
+            raise InvalidOptionError(
+                f"stego option window_stride={stride} must be a divisor of crop_size="
+                f"{self.crop_size}."
+            )
         self._window = Window(self.crop_size, stride)
 
         self._in_channels: int | None = None
         self.mean = torch.zeros(0)
         self.std = torch.ones(0)
-        if in_channels is not None:
-            self._set_in_channels(_int("in_channels", in_channels, 1))
+        if cfg.in_channels is not None:
+            self._set_in_channels(cfg.in_channels)
         embed_dim = int(self.backbone.num_features)
         self.head = StegoHead(embed_dim, self.dim)
         self.head.reset_parameters(torch.Generator().manual_seed(self.seed or 0))
@@ -325,36 +290,25 @@ class Stego(Segmenter):
         return self.feature_batch
 
     def config(self) -> dict[str, Any]:
-        """Builder keyword arguments (with the resolved weights file and its sha256)."""
-        return {
-            "num_classes": self._k,
-            "backbone": self.backbone_name,
-            "weights": str(self.resolved.path.resolve()),
-            "weights_sha256": self.resolved.sha256,
-            "feature_layer": self.feature_layer,
-            "backbone_args": self.backbone_args,
-            "in_channels": self._in_channels,
-            "dim": self.dim,
-            "crop_size": self.crop_size,
-            "crops": self.crops,
-            "epochs": self.epochs,
-            "steps": self.steps,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "neighbours": self.neighbours,
-            "feature_samples": self.feature_samples,
-            "neg_samples": self.neg_samples,
-            "dropout": self.dropout,
-            "auto_shifts": self.auto_shifts,
-            "probe_steps": self.probe_steps,
-            "probe_lr": self.probe_lr,
-            "crf": self.crf,
-            "crf_iterations": self.crf_iterations,
-            "feature_batch": self.feature_batch,
-            "window_stride": self._window.stride,
-            "seed": self.seed,
-            **self.loss_params,
-        }
+        """The options (:class:`StegoConfig`) as resolved: the backbone's full name, the
+        weights file and its sha256, the feature block, the crop size, the window stride,
+        the seed drawn at fit and the shifts calibrated by ``auto_shifts``."""
+        loss: dict[str, Any] = dict(self.loss_params)
+        return asdict(
+            replace(
+                self.cfg,
+                backbone=self.backbone_name,
+                weights=str(self.resolved.path.resolve()),
+                weights_sha256=self.resolved.sha256,
+                feature_layer=self.feature_layer,
+                backbone_args=self.backbone_args,
+                in_channels=self._in_channels,
+                crop_size=self.crop_size,
+                window_stride=self._window.stride,
+                seed=self.seed,
+                **loss,
+            )
+        )
 
     def network(self) -> dict[str, Any]:
         """The frozen ViT, by name and config (see :mod:`lcmap.nets`); its weights are not in
@@ -708,8 +662,8 @@ class Stego(Segmenter):
         return spherical_kmeans(x, self._k, gen).to(self.device)
 
 
-def build(num_classes: int = 8, **kwargs: Any) -> Stego:
-    """Build the STEGO method (see :class:`Stego` for the options).
+def build(num_classes: int | None = None, **options: Any) -> Stego:
+    """Build the STEGO method from the options of :class:`StegoConfig`.
 
     Example:
         >>> from lcmap.methods import get_method
@@ -717,4 +671,4 @@ def build(num_classes: int = 8, **kwargs: Any) -> Stego:
         ...     "stego", num_classes=5, backbone="vit_small_patch14_dinov2",
         ...     weights="dinov2_vits14.safetensors", feature_layer=8)
     """
-    return Stego(num_classes, **kwargs)
+    return Stego(make_config(StegoConfig, "stego", {"num_classes": num_classes, **options}))

@@ -307,11 +307,11 @@ def test_options_given_as_strings_are_coerced(tiny_weights: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"epochs": "many"}, "epochs='many' must be an integer"),
+        ({"epochs": "many"}, "epochs='many' is not a whole number"),
         ({"batch_size": 1}, "batch_size=1 must be at least 2"),
         ({"feature_layer": 5}, "feature_layer=5 is out of range"),
         ({"crf": "maybe"}, "crf='maybe' must be true or false"),
-        ({"shift": 0.1}, "Unknown stego option"),
+        ({"shift": 0.1}, "has no option 'shift' \\(did you mean knn_shift\\?\\)"),
         ({"backbone": "resnet50"}, "Unknown backbone 'resnet50'"),
     ],
 )
