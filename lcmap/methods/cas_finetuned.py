@@ -24,15 +24,17 @@ rasters or polygons; ``lcmap train --method cas_finetuned --labels L`` trains fr
 
 import logging
 import math
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lcmap.errors import InvalidModelError, InvalidSceneError
+from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.cas import CasSegmenter
+from lcmap.methods.options import make_config, option
 from lcmap.nets import build_net, network_record
 from lcmap.nets.unet import UNet, local_halo, pad_to_multiple, random_dihedral, receptive_field
 from lcmap.types import UNLABELLED, show_status
@@ -69,6 +71,30 @@ def class_weights(labels: Tensor, num_classes: int, max_ratio: float = 10.0) -> 
     return weights.float()
 
 
+@dataclass(frozen=True)
+class CasFinetunedConfig:
+    """The options of :class:`CasFinetuned` (``config()`` returns them; see its Args)."""
+
+    num_classes: int = option(2, "number of classes K (labels 0..K-1)", low=2, high=65534)
+    in_channels: int | None = option(None, "band count; None until fitted", low=1)
+    width: int = option(16, "UNet channels at full resolution (as the CAS model's)", low=1)
+    depth: int = option(4, "number of 2x poolings (as the CAS model's)", low=1, high=8)
+    embed_dim: int = option(32, "bottleneck channels (as the CAS model's)", low=1)
+    patch_size: int = option(128, "side of the windows fit() draws from a sampler", low=16)
+    crop_size: int | None = option(None, "random crops trained on (None = whole patches)", low=16)
+    batch_size: int = option(8, "patches per optimiser step", low=1)
+    steps: int = option(300, "optimiser steps (when epochs is None)", low=0)
+    epochs: int | None = option(None, "passes over the labelled patches; overrides steps", low=1)
+    lr: float = option(1e-3, "Adam learning rate", above=0)
+    weight_decay: float = option(1e-4, "Adam weight decay", low=0)
+    class_weighting: str = option(
+        "inverse", "class weights of the loss", choices=("inverse", "none")
+    )
+    train_patches: int = option(64, "windows drawn from the sampler by fit()", low=1)
+    init: str = option("random", "how the weights were initialised", choices=INITS)
+    seed: int = option(0, "seeds patch order, crops and augmentation", low=0)
+
+
 class CasFinetuned(Segmenter):
     """UNet with skip connections and a classification layer, trained on labelled patches.
 
@@ -98,59 +124,22 @@ class CasFinetuned(Segmenter):
         size_multiple=16,
     )
 
-    def __init__(
-        self,
-        num_classes: int = 2,
-        in_channels: int | None = None,
-        width: int = 16,
-        depth: int = 4,
-        embed_dim: int = 32,
-        patch_size: int = 128,
-        crop_size: int | None = None,
-        batch_size: int = 8,
-        steps: int = 300,
-        epochs: int | None = None,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        class_weighting: str = "inverse",
-        train_patches: int = 64,
-        init: str = "random",
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, config: CasFinetunedConfig | None = None) -> None:
         super().__init__()
-        self._k = int(num_classes)
-        self._in_channels = None if in_channels is None else int(in_channels)
-        self.width, self.depth, self.embed_dim = int(width), int(depth), int(embed_dim)
-        self.patch_size = int(patch_size)
-        self.crop_size = None if crop_size is None else int(crop_size)
-        self.batch_size, self.steps = int(batch_size), int(steps)
-        self.epochs = None if epochs is None else int(epochs)
-        self.lr, self.weight_decay = float(lr), float(weight_decay)
-        self.class_weighting, self.train_patches = str(class_weighting), int(train_patches)
-        self.init, self.seed = str(init), int(seed)
-        if self._k < 2:
-            raise ValueError(f"cas_finetuned needs at least 2 classes, got {self._k}.")
-        if min(self.width, self.depth, self.embed_dim, self.batch_size, self.patch_size) < 1:
-            raise ValueError(
-                "cas_finetuned options width, depth, embed_dim, batch_size and "
-                "patch_size must be positive."
+        cfg = config or CasFinetunedConfig()
+        self.cfg = cfg
+        self._k, self._in_channels = cfg.num_classes, cfg.in_channels
+        self.width, self.depth, self.embed_dim = cfg.width, cfg.depth, cfg.embed_dim
+        self.patch_size, self.crop_size = cfg.patch_size, cfg.crop_size
+        self.batch_size, self.steps, self.epochs = cfg.batch_size, cfg.steps, cfg.epochs
+        self.lr, self.weight_decay = cfg.lr, cfg.weight_decay
+        self.class_weighting, self.train_patches = cfg.class_weighting, cfg.train_patches
+        self.init, self.seed = cfg.init, cfg.seed
+        if self.crop_size is not None and self.crop_size > self.patch_size:
+            raise InvalidOptionError(
+                f"cas_finetuned option crop_size={self.crop_size} must not exceed "
+                f"patch_size={self.patch_size}."
             )
-        if self.steps < 0 or (self.epochs is not None and self.epochs < 1):
-            raise ValueError(
-                f"cas_finetuned needs steps >= 0 and epochs >= 1, got "
-                f"steps={self.steps}, epochs={self.epochs}."
-            )
-        if self.crop_size is not None and not 16 <= self.crop_size <= self.patch_size:
-            raise ValueError(
-                f"cas_finetuned crop_size={self.crop_size} must lie between 16 "
-                f"and patch_size={self.patch_size}."
-            )
-        if self.class_weighting not in ("inverse", "none"):
-            raise ValueError(
-                f"class_weighting '{self.class_weighting}' is unknown; use inverse or none."
-            )
-        if self.init not in INITS:
-            raise ValueError(f"init '{self.init}' is unknown; use {', '.join(INITS)}.")
         self.net: UNet | None = None
         if self._in_channels is not None:
             self.net = self._new_net(self._in_channels)
@@ -176,7 +165,7 @@ class CasFinetuned(Segmenter):
             raise InvalidModelError(
                 "the cas model is not fitted; train it with 'lcmap train --method cas' first."
             )
-        tuned = cls(
+        tuned = build(
             num_classes=num_classes,
             in_channels=cas.in_channels,
             width=cas.width,
@@ -229,25 +218,8 @@ class CasFinetuned(Segmenter):
                               out_channels=self._k)  # fmt: skip
 
     def config(self) -> dict[str, Any]:
-        """Builder keyword arguments (JSON)."""
-        return {
-            "num_classes": self._k,
-            "in_channels": self._in_channels,
-            "width": self.width,
-            "depth": self.depth,
-            "embed_dim": self.embed_dim,
-            "patch_size": self.patch_size,
-            "crop_size": self.crop_size,
-            "batch_size": self.batch_size,
-            "steps": self.steps,
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "weight_decay": self.weight_decay,
-            "class_weighting": self.class_weighting,
-            "train_patches": self.train_patches,
-            "init": self.init,
-            "seed": self.seed,
-        }
+        """The options (:class:`CasFinetunedConfig`), with the band count once fitted."""
+        return asdict(replace(self.cfg, in_channels=self._in_channels))
 
     def header(self) -> dict[str, Any]:
         """Extra header facts."""
@@ -419,12 +391,11 @@ class CasFinetuned(Segmenter):
         return self.net
 
 
-def build(num_classes: int = 2, **kwargs: Any) -> CasFinetuned:
-    """Build the ``cas_finetuned`` method (keyword options: see :class:`CasFinetuned`)."""
-    try:
-        return CasFinetuned(num_classes=num_classes, **kwargs)
-    except TypeError as exc:
-        raise InvalidModelError(f"cas_finetuned got an unknown option ({exc}).") from exc
+def build(num_classes: int | None = None, **options: Any) -> CasFinetuned:
+    """Build the ``cas_finetuned`` method from the options of :class:`CasFinetunedConfig`."""
+    return CasFinetuned(
+        make_config(CasFinetunedConfig, "cas_finetuned", {"num_classes": num_classes, **options})
+    )
 
 
-__all__ = ["INITS", "CasFinetuned", "build", "class_weights"]
+__all__ = ["INITS", "CasFinetuned", "CasFinetunedConfig", "build", "class_weights"]

@@ -19,6 +19,7 @@ from lcmap.methods.cas import (
     target_distribution,
 )
 from lcmap.methods.cas_finetuned import CasFinetuned, class_weights
+from lcmap.methods.cas_finetuned import build as build_finetuned
 from lcmap.methods.sampling import ArraySampler
 from lcmap.models import ModelHeader, load_model, save_model
 
@@ -197,7 +198,7 @@ def test_class_weights_are_inverse_frequency_clipped():
 def test_finetuned_learns_a_synthetic_three_class_scene():
     torch.manual_seed(0)
     image, truth = _synthetic(seed=1)
-    tuned = CasFinetuned(num_classes=3, width=4, depth=2, embed_dim=8, steps=60, batch_size=4)
+    tuned = build_finetuned(num_classes=3, width=4, depth=2, embed_dim=8, steps=60, batch_size=4)
     sampler = ArraySampler([image], labels=[truth.astype(np.int64)], seed=0)
     batch = sampler.sample(4, 32)
     tuned.train_on(batch.image, batch.labels)
