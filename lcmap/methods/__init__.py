@@ -178,8 +178,8 @@ def method_options(name: str) -> list[OptionSpec]:
     """The options of a method: name, type, default and one line of help.
 
     From the same place :func:`check_options` reads: the constructor's parameters (or its
-    config dataclass's fields), their defaults, and the help the class documents for them
-    (its docstring's ``Args:`` entries, or a config field's trailing comment).
+    options dataclass's fields), their defaults, and their help (the fields' own, see
+    :func:`lcmap.methods.options.option`, or a plug-in's docstring ``Args:`` entries).
     """
     cls = _method_class(name)
     if cls is None:
@@ -191,7 +191,6 @@ def method_options(name: str) -> list[OptionSpec]:
         config = _config_class(p.annotation)
         if config is not None:
             defaults.update({f.name: f.default for f in dataclasses.fields(config)})
-            helps.update(_field_comments(config))
             helps.update({k: v for k, v in option_help(config).items() if v})
         elif p.default is not p.empty:
             defaults[n] = p.default
@@ -229,17 +228,6 @@ def _docstring_args(doc: str) -> dict[str, str]:
             for key in entry.group(1).split(","):
                 found[key.strip()] = entry.group(2).strip()
     return found
-
-
-def _field_comments(config: type) -> dict[str, str]:
-    """``field: type = default  # help`` comments of a config dataclass's source."""
-    import re
-
-    try:
-        source = inspect.getsource(config)
-    except (OSError, TypeError):
-        return {}
-    return dict(re.findall(r"^\s+([a-z_][a-z0-9_]*):[^#\n]*#\s*(.*)$", source, re.MULTILINE))
 
 
 def _kinds(annotation: Any) -> set[Any]:
