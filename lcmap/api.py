@@ -132,7 +132,8 @@ def _fit(
     device: Any,
     progress: ProgressFn | None,
 ) -> None:
-    from lcmap.engine import open_sampler, seed_everything
+    from lcmap.engine import seed_everything
+    from lcmap.sampling import open_sampler
 
     seed_everything(seed)
     method.to(device)

@@ -1,4 +1,4 @@
-"""Where raster I/O meets torch: sampling windows for fitting, and the tiled mapping loop.
+"""Where raster I/O meets torch: the device, and the tiled mapping loop.
 
 A reader thread reads and normalises tile windows ahead of the device; the main thread runs
 batches through the method (bf16 autocast on CUDA) and hands labels to the stitcher, whose
@@ -17,17 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from rasterio.io import DatasetReader
-from rasterio.windows import Window
 
-from lcmap.errors import InvalidSceneError, LcmapError
-from lcmap.io.scene import Normalisation, open_scene, read_window, sample_windows
+from lcmap.errors import LcmapError
+from lcmap.io.scene import Normalisation, open_scene, read_window
 from lcmap.io.writer import LabelWriter
-from lcmap.methods.base import ProgressFn, SampleBatch, Segmenter
-from lcmap.methods.sampling import MIN_VALID_FRACTION
+from lcmap.methods.base import ProgressFn, Segmenter
 from lcmap.stitch import Stitcher
 from lcmap.tiling import Tile, TilePlan
-from lcmap.types import UNLABELLED
 
 log = logging.getLogger(__name__)
 
@@ -63,106 +59,6 @@ def seed_everything(seed: int) -> None:
     """Seed torch and numpy's global generators (methods should still use their own)."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-
-
-class SceneSampler:
-    """A :class:`~lcmap.methods.base.WindowSampler` over open scenes (and optional labels).
-
-    Args:
-        scenes: open datasets with at least ``max(bands)`` bands.
-        bands: 1-based band indexes to read.
-        norm: the normalisation applied to every window.
-        labels: optional single-band label datasets aligned with ``scenes`` (255 = unlabelled,
-            as is their nodata).
-        seed: seeds window positions.
-    """
-
-    def __init__(
-        self,
-        scenes: Sequence[DatasetReader],
-        bands: list[int],
-        norm: Normalisation,
-        labels: Sequence[DatasetReader] | None = None,
-        seed: int = 0,
-    ) -> None:
-        self.scenes = list(scenes)
-        self.bands = bands
-        self.norm = norm
-        self.labels = list(labels) if labels is not None else None
-        if self.labels is not None:
-            if len(self.labels) != len(self.scenes):
-                raise InvalidSceneError(
-                    f"{len(self.labels)} label rasters for {len(self.scenes)} scenes; "
-                    "give one --labels per scene."
-                )
-            for scene, lab in zip(self.scenes, self.labels, strict=True):
-                if (lab.width, lab.height) != (scene.width, scene.height):
-                    raise InvalidSceneError(
-                        f"Labels {Path(lab.name).name} are {lab.width}x{lab.height} but scene "
-                        f"{Path(scene.name).name} is {scene.width}x{scene.height}; "
-                        "labels must be on the scene's grid."
-                    )
-        self.rng = np.random.default_rng(seed)
-
-    @property
-    def in_channels(self) -> int:
-        """Number of bands a window has."""
-        return len(self.bands)
-
-    @property
-    def valid_pixels(self) -> int:
-        """Pixels over all scenes (nodata is not counted out: that would need a full read)."""
-        return int(sum(s.width * s.height for s in self.scenes))
-
-    def sample(self, count: int, size: int) -> SampleBatch:
-        """``count`` random ``size`` x ``size`` windows, mostly with data."""
-        area = np.array([s.width * s.height for s in self.scenes], dtype=np.float64)
-        images, valids, labels = [], [], []
-        for _ in range(count):
-            i = int(self.rng.choice(len(self.scenes), p=area / area.sum()))
-            src = self.scenes[i]
-            for _ in range(_SAMPLE_TRIES):
-                (window,) = sample_windows(src, 1, size, self.rng)
-                window = Window(window.col_off, window.row_off, size, size)
-                data, valid = read_window(src, window, self.bands)
-                if valid.mean() >= MIN_VALID_FRACTION:
-                    break
-            images.append(self.norm.apply(data, valid))
-            valids.append(valid)
-            if self.labels is not None:
-                labels.append(self._read_labels(self.labels[i], window))
-        return SampleBatch(
-            image=torch.from_numpy(np.stack(images)),
-            valid=torch.from_numpy(np.stack(valids)),
-            labels=torch.from_numpy(np.stack(labels)) if labels else None,
-        )
-
-    @staticmethod
-    def _read_labels(src: DatasetReader, window: Window) -> NDArray[np.int64]:
-        """Labels over ``window``; 255 outside the raster and where it has no data."""
-        out = np.full((int(window.height), int(window.width)), UNLABELLED, dtype=np.int64)
-        inner = window.intersection(Window(0, 0, src.width, src.height))
-        r, c = int(inner.row_off - window.row_off), int(inner.col_off - window.col_off)
-        h, w = int(inner.height), int(inner.width)
-        data = src.read(1, window=inner).astype(np.int64)
-        data[src.read_masks(1, window=inner) == 0] = UNLABELLED
-        out[r : r + h, c : c + w] = data
-        return out
-
-
-@contextlib.contextmanager
-def open_sampler(
-    scenes: Sequence[str | Path],
-    bands: list[int],
-    norm: Normalisation,
-    labels: Sequence[str | Path] | None = None,
-    seed: int = 0,
-) -> Iterator[SceneSampler]:
-    """Open scenes (and label rasters) and yield a :class:`SceneSampler` over them."""
-    with contextlib.ExitStack() as stack:
-        srcs = [stack.enter_context(open_scene(p)) for p in scenes]
-        labs = [stack.enter_context(open_scene(p)) for p in labels] if labels else None
-        yield SceneSampler(srcs, bands, norm, labs, seed)
 
 
 def _read_tiles(
@@ -276,10 +172,8 @@ def scores_for_array(
 
 
 __all__ = [
-    "SceneSampler",
     "choose_device",
     "map_scene",
-    "open_sampler",
     "scores_for_array",
     "seed_everything",
 ]

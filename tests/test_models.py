@@ -9,8 +9,8 @@ import torch
 
 from lcmap.errors import InvalidModelError
 from lcmap.methods import get_method
-from lcmap.methods.sampling import ArraySampler
 from lcmap.models import ModelHeader, load_model, read_header, save_model
+from lcmap.sampling import ArraySampler
 
 
 def _fitted_kmeans():

@@ -243,7 +243,7 @@ def test_kmeans_labels_are_the_argmax_of_its_scores():
     import torch
 
     from lcmap.methods import get_method
-    from lcmap.methods.sampling import ArraySampler
+    from lcmap.sampling import ArraySampler
 
     rng = np.random.default_rng(0)
     image = rng.random((3, 96, 80), dtype=np.float32)

@@ -20,8 +20,8 @@ from lcmap.methods.cas import (
 )
 from lcmap.methods.cas_finetuned import CasFinetuned, class_weights
 from lcmap.methods.cas_finetuned import build as build_finetuned
-from lcmap.methods.sampling import ArraySampler
 from lcmap.models import ModelHeader, load_model, save_model
+from lcmap.sampling import ArraySampler
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,6 @@ from scipy.optimize import linear_sum_assignment
 
 from lcmap import api
 from lcmap.methods import get_method
-from lcmap.methods.sampling import ArraySampler
 from lcmap.methods.single_scene import (
     SingleScene,
     SingleSceneNet,
@@ -22,6 +21,7 @@ from lcmap.methods.single_scene import (
     shuffled_partners,
 )
 from lcmap.models import ModelHeader, load_model, save_model
+from lcmap.sampling import ArraySampler
 
 # Small and quick: the tests check behaviour, not the paper's capacity.
 TINY = {"features": 8, "iterations": 2, "epochs": 1, "crop_size": 24, "batch_size": 2}

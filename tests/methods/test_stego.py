@@ -22,10 +22,10 @@ from lcmap.methods import get_method
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import centre_correlation, correspondence_loss
 from lcmap.methods.base import Window
-from lcmap.methods.sampling import ArraySampler
 from lcmap.methods.stego import Stego, build
 from lcmap.models import ModelHeader, load_model, save_model
 from lcmap.nets import vit as _vit
+from lcmap.sampling import ArraySampler
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 REAL_WEIGHTS = SHARED / "weights" / "dinov2_vits14_imgfocus.safetensors"
