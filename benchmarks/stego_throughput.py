@@ -7,8 +7,8 @@ For each backbone, in one process and on one device:
 2. ``lcmap.api.segment(scene, model=...)`` maps the scene once to warm up, then again, timed:
    window reads, normalisation, the backbone, the head, bilinear upsampling, the cosine probe,
    blending and the COG output, end to end;
-3. the same method's frozen backbone (``Stego.features``: band normalisation + ViT up to the
-   feature layer) runs over as many ViT windows as the mapping ran (``crop_size`` px each,
+3. the same method's frozen backbone (``StegoSegmenter.features``: band normalisation + ViT
+   up to the feature layer) runs over as many ViT windows as the mapping ran (``crop_size`` px each,
    every half window, over every tile's read window), in batches of the method's
    ``window_batch``, on random tensors already on the device, under the same autocast: the
    compute limit.

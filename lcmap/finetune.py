@@ -2,7 +2,8 @@
 
 :func:`finetune` reads training patches from scene/labels pairs (label rasters on the scene's
 grid, or polygons burnt into it, see :mod:`lcmap.io.labels`), builds a
-:class:`~lcmap.methods.cas_finetuned.CasFinetuned` UNet initialised from the CAS model (or its
+:class:`~lcmap.methods.cas_finetuned.CasFinetunedSegmenter` UNet initialised from the CAS
+model (or its
 phase-1 autoencoder, or at random), trains it with class-weighted cross-entropy and saves it as
 a ``cas_finetuned`` model carrying the class names and colours, so that ``lcmap segment`` and
 ``lcmap vectorize`` write real class names.
@@ -209,7 +210,7 @@ def finetune(
     import torch
 
     from lcmap.engine import choose_device
-    from lcmap.methods.cas_finetuned import CasFinetuned
+    from lcmap.methods.cas_finetuned import CasFinetunedSegmenter
     from lcmap.models import save_model
 
     model = Path(model)
@@ -295,7 +296,7 @@ def finetune(
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     try:
-        tuned = CasFinetuned.from_cas(
+        tuned = CasFinetunedSegmenter.from_cas(
             cas, num_classes, init=init, **{k: v for k, v in options.items() if v is not None}
         )
     except ValueError as exc:

@@ -73,7 +73,7 @@ def class_weights(labels: Tensor, num_classes: int, max_ratio: float = 10.0) -> 
 
 @dataclass(frozen=True)
 class CasFinetunedConfig:
-    """The options of :class:`CasFinetuned` (``config()`` returns them; see its Args)."""
+    """The options of :class:`CasFinetunedSegmenter` (``config()`` returns them; see its Args)."""
 
     num_classes: int = option(2, "number of classes K (labels 0..K-1)", low=2, high=65534)
     in_channels: int | None = option(None, "band count; None until fitted", low=1)
@@ -95,7 +95,7 @@ class CasFinetunedConfig:
     seed: int = option(0, "seeds patch order, crops and augmentation", low=0)
 
 
-class CasFinetuned(Segmenter):
+class CasFinetunedSegmenter(Segmenter):
     """UNet with skip connections and a classification layer, trained on labelled patches.
 
     Args:
@@ -147,14 +147,14 @@ class CasFinetuned(Segmenter):
     @classmethod
     def from_cas(
         cls, cas: CasSegmenter, num_classes: int, init: str = "cas", **kwargs: Any
-    ) -> "CasFinetuned":
+    ) -> "CasFinetunedSegmenter":
         """A tuned model with the CAS model's architecture, initialised as ``init`` says.
 
         Args:
             cas: a fitted (or loaded) CAS model.
             num_classes: number of classes to predict.
             init: ``cas`` (phase-2 weights), ``autoencoder`` (phase-1 weights) or ``random``.
-            **kwargs: other :class:`CasFinetuned` options (steps, lr, batch_size...).
+            **kwargs: other :class:`CasFinetunedSegmenter` options (steps, lr, batch_size...).
 
         Raises:
             InvalidModelError: ``init`` is autoencoder but the model kept no phase-1 weights.
@@ -240,7 +240,7 @@ class CasFinetuned(Segmenter):
         self.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
         self.net.to(self.device)
 
-    def to(self, device: torch.device) -> "CasFinetuned":
+    def to(self, device: torch.device) -> "CasFinetunedSegmenter":
         """Move the network to ``device``."""
         super().to(device)
         if self.net is not None:
@@ -391,11 +391,11 @@ class CasFinetuned(Segmenter):
         return self.net
 
 
-def build(num_classes: int | None = None, **options: Any) -> CasFinetuned:
+def build(num_classes: int | None = None, **options: Any) -> CasFinetunedSegmenter:
     """Build the ``cas_finetuned`` method from the options of :class:`CasFinetunedConfig`."""
-    return CasFinetuned(
+    return CasFinetunedSegmenter(
         make_config(CasFinetunedConfig, "cas_finetuned", {"num_classes": num_classes, **options})
     )
 
 
-__all__ = ["INITS", "CasFinetuned", "CasFinetunedConfig", "build", "class_weights"]
+__all__ = ["INITS", "CasFinetunedConfig", "CasFinetunedSegmenter", "build", "class_weights"]

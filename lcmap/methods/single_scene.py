@@ -27,7 +27,8 @@ BN statistics still see them, as zeros).
 Receptive field and tiles (DESIGN.md contract 2): the convolutions see ``layers`` pixels on each
 side, so ``halo = layers``. Two parts of the network would make a pixel depend on its whole tile:
 channel attention pools globally over its input, and batch normalisation in training mode uses
-batch statistics. After training, :meth:`SingleScene.fit` therefore (1) recomputes the BN running
+batch statistics. After training, :meth:`SingleSceneSegmenter.fit` therefore (1) recomputes
+the BN running
 statistics over patches drawn across the scene ("precise BN", a cumulative average) and (2)
 freezes the attention to the mean of the per-patch attention vectors over the same patches.
 Both are scene-level statistics fitted once (contract 3); at inference BN is in eval mode and the
@@ -40,7 +41,7 @@ dubai_dev scenes every model used all K clusters (K = 5 and 8), most likely as t
 layer standardises each output channel over the batch, so no channel can win everywhere. ``balance``
 (default 0, off: the paper's loss) is an opt-in guard, the marginal-entropy term of IIC/SCAN,
 ``balance * (log K - H(mean_n softmax(y_n)))``: zero when the batch uses all K clusters equally,
-``log K`` when it uses one. After fitting, :attr:`SingleScene.clusters_used` tells how many
+``log K`` when it uses one. After fitting, :attr:`SingleSceneSegmenter.clusters_used` tells how many
 clusters the calibration patches use (in the model header too); two or fewer log a warning.
 """
 
@@ -71,7 +72,7 @@ _MIN_CLUSTER_SHARE = 0.001
 
 @dataclass(frozen=True)
 class SingleSceneConfig:
-    """Hyper-parameters of :class:`SingleScene` (all JSON; ``config()`` returns them)."""
+    """Hyper-parameters of :class:`SingleSceneSegmenter` (all JSON; ``config()`` returns them)."""
 
     num_classes: int = option(
         8, "K: the paper's 8 outputs for Vaihingen's 6 classes (Sec. 4.3)", low=2, high=65534
@@ -163,7 +164,7 @@ def shuffled_partners(batch: int, generator: torch.Generator | None = None) -> T
     return partners
 
 
-class SingleScene(Segmenter):
+class SingleSceneSegmenter(Segmenter):
     """Deep clustering trained on the scene itself (seed 002); see the module docstring."""
 
     info: ClassVar[MethodInfo] = MethodInfo(
@@ -377,7 +378,7 @@ class SingleScene(Segmenter):
         return {"clusters_used": self.clusters_used}
 
 
-def build(num_classes: int = 8, **kwargs: Any) -> SingleScene:
+def build(num_classes: int = 8, **kwargs: Any) -> SingleSceneSegmenter:
     """Build the single-scene segmenter.
 
     Args:
@@ -392,6 +393,6 @@ def build(num_classes: int = 8, **kwargs: Any) -> SingleScene:
     Example:
         >>> method = build(num_classes=5, iterations=20, crop_size=128)
     """
-    return SingleScene(
+    return SingleSceneSegmenter(
         make_config(SingleSceneConfig, "single_scene", {"num_classes": num_classes, **kwargs})
     )

@@ -108,7 +108,7 @@ _SHIFT_QUANTILES = (0.3, 0.3, 0.9)
 
 @dataclass(frozen=True)
 class StegoConfig:
-    """The options of :class:`Stego` (``config()`` returns them resolved; see its Args)."""
+    """The options of :class:`StegoSegmenter` (``config()`` returns them resolved; see its Args)."""
 
     num_classes: int = option(8, "number of clusters K", low=2, high=65534)
     backbone: str = option(DEFAULT_BACKBONE, "timm ViT name (DINO, DINOv2)")
@@ -148,7 +148,7 @@ class StegoConfig:
     random_shift: float = option(_LOSS_DEFAULTS["random_shift"], "b of the random term")
 
 
-class Stego(Segmenter):
+class StegoSegmenter(Segmenter):
     """STEGO on a frozen timm ViT; see the module docstring for the method.
 
     Args:
@@ -359,7 +359,7 @@ class Stego(Segmenter):
                 )
             self.linear = (weight.float().to(self.device), bias.float().to(self.device))
 
-    def to(self, device: torch.device) -> "Stego":
+    def to(self, device: torch.device) -> "StegoSegmenter":
         """Move backbone, head and centroids to ``device``."""
         self.device = torch.device(device)
         self.backbone.to(self.device)
@@ -662,7 +662,7 @@ class Stego(Segmenter):
         return spherical_kmeans(x, self._k, gen).to(self.device)
 
 
-def build(num_classes: int | None = None, **options: Any) -> Stego:
+def build(num_classes: int | None = None, **options: Any) -> StegoSegmenter:
     """Build the STEGO method from the options of :class:`StegoConfig`.
 
     Example:
@@ -671,4 +671,6 @@ def build(num_classes: int | None = None, **options: Any) -> Stego:
         ...     "stego", num_classes=5, backbone="vit_small_patch14_dinov2",
         ...     weights="dinov2_vits14.safetensors", feature_layer=8)
     """
-    return Stego(make_config(StegoConfig, "stego", {"num_classes": num_classes, **options}))
+    return StegoSegmenter(
+        make_config(StegoConfig, "stego", {"num_classes": num_classes, **options})
+    )

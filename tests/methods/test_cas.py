@@ -18,7 +18,7 @@ from lcmap.methods.cas import (
     soft_assignment,
     target_distribution,
 )
-from lcmap.methods.cas_finetuned import CasFinetuned, class_weights
+from lcmap.methods.cas_finetuned import CasFinetunedSegmenter, class_weights
 from lcmap.methods.cas_finetuned import build as build_finetuned
 from lcmap.models import ModelHeader, load_model, save_model
 from lcmap.sampling import ArraySampler
@@ -163,7 +163,7 @@ def test_autoencoder_lowers_reconstruction_error_on_a_real_scene():
 
 def test_finetuned_from_cas_starts_as_the_pretrained_decoder(fitted):
     cas, image = fitted
-    tuned = CasFinetuned.from_cas(cas, num_classes=3, init="cas")
+    tuned = CasFinetunedSegmenter.from_cas(cas, num_classes=3, init="cas")
     assert tuned.net is not None and cas.net is not None
     net = tuned.net.eval()
     x = torch.from_numpy(image[:, :32, :32])[None]
@@ -176,15 +176,15 @@ def test_finetuned_from_cas_starts_as_the_pretrained_decoder(fitted):
 
 def test_finetuned_init_autoencoder_and_random(fitted):
     cas, _ = fitted
-    ae = CasFinetuned.from_cas(cas, num_classes=3, init="autoencoder")
+    ae = CasFinetunedSegmenter.from_cas(cas, num_classes=3, init="autoencoder")
     assert cas.autoencoder_state is not None and ae.net is not None
     torch.testing.assert_close(ae.net.stem[0].weight, cas.autoencoder_state["stem.0.weight"])
     assert not torch.equal(ae.net.stem[0].weight, cas.net.stem[0].weight)
     torch.manual_seed(1)
-    rnd = CasFinetuned.from_cas(cas, num_classes=3, init="random")
+    rnd = CasFinetunedSegmenter.from_cas(cas, num_classes=3, init="random")
     assert not torch.equal(rnd.net.stem[0].weight, cas.net.stem[0].weight)
     with pytest.raises(ValueError, match="init 'dec' is unknown"):
-        CasFinetuned.from_cas(cas, num_classes=3, init="dec")
+        CasFinetunedSegmenter.from_cas(cas, num_classes=3, init="dec")
 
 
 def test_class_weights_are_inverse_frequency_clipped():

@@ -12,8 +12,8 @@ from scipy.optimize import linear_sum_assignment
 from lcmap import api
 from lcmap.methods import get_method
 from lcmap.methods.single_scene import (
-    SingleScene,
     SingleSceneNet,
+    SingleSceneSegmenter,
     balance_loss,
     build,
     clustering_loss,
@@ -349,7 +349,7 @@ def test_model_file_round_trip(tmp_path):
     )
     save_model(path, method, header)
     loaded, header = load_model(path)
-    assert isinstance(loaded, SingleScene) and header.config["in_channels"] == 4
+    assert isinstance(loaded, SingleSceneSegmenter) and header.config["in_channels"] == 4
     assert loaded.halo == 3
     batch = torch.rand(2, 4, 17, 19)
     with torch.inference_mode():

@@ -22,7 +22,7 @@ from lcmap.methods import get_method
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import centre_correlation, correspondence_loss
 from lcmap.methods.base import Window
-from lcmap.methods.stego import Stego, build
+from lcmap.methods.stego import StegoSegmenter, build
 from lcmap.models import ModelHeader, load_model, save_model
 from lcmap.nets import vit as _vit
 from lcmap.sampling import ArraySampler
@@ -62,7 +62,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def tiny_stego(weights: Path | None, **kwargs: Any) -> Stego:
+def tiny_stego(weights: Path | None, **kwargs: Any) -> StegoSegmenter:
     options: dict[str, Any] = {
         "backbone": DINO, "weights": weights and str(weights), "backbone_args": TINY,
         "crop_size": 32, "crops": 40, "epochs": 5, "seed": 0,
@@ -100,14 +100,14 @@ def hungarian_miou(truth: np.ndarray, pred: np.ndarray, k: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def fitted(tiny_weights: Path) -> tuple[Stego, np.ndarray, np.ndarray]:
+def fitted(tiny_weights: Path) -> tuple[StegoSegmenter, np.ndarray, np.ndarray]:
     img, truth = textured_scene()
     method = tiny_stego(tiny_weights)
     method.fit(ArraySampler([img], seed=0))
     return method, img, truth
 
 
-def predict(method: Stego, img: np.ndarray) -> torch.Tensor:
+def predict(method: StegoSegmenter, img: np.ndarray) -> torch.Tensor:
     with torch.inference_mode():
         return method.predict(torch.from_numpy(img)[None])
 
@@ -300,7 +300,7 @@ def test_options_given_as_strings_are_coerced(tiny_weights: Path) -> None:
         "stego", num_classes="3", backbone=DINO, weights=str(tiny_weights), backbone_args=TINY,
         epochs="2", lr="1e-3", crf="true", feature_layer="1",
     )  # fmt: skip
-    assert isinstance(method, Stego)
+    assert isinstance(method, StegoSegmenter)
     assert (method.num_classes, method.epochs, method.lr, method.crf) == (3, 2, 1e-3, True)
 
 
@@ -339,7 +339,7 @@ def test_feature_layer_takes_an_intermediate_block(tiny_weights: Path) -> None:
 # -- model files -----------------------------------------------------------------------
 
 
-def make_header(method: Stego) -> ModelHeader:
+def make_header(method: StegoSegmenter) -> ModelHeader:
     k, c = method.num_classes, method.in_channels or 3
     return ModelHeader(
         method="stego", config=method.config(), num_classes=k, in_channels=c,
@@ -354,7 +354,7 @@ def test_save_load_round_trip_gives_identical_predictions(fitted: Any, tmp_path:
     path = tmp_path / "stego.lcmap"
     save_model(path, method, make_header(method))
     loaded, header = load_model(path)
-    assert isinstance(loaded, Stego)
+    assert isinstance(loaded, StegoSegmenter)
     assert header.extra["weights_sha256"] == _vit.file_sha256(Path(method.config()["weights"]))
     assert header.extra["backbone"] == DINO
     assert set(method.state_dict()) == {"centroids"} | {
@@ -395,7 +395,7 @@ PERMUTED = np.array([2, 0, 3, 1])  # class ids that are not the quadrant order
 
 
 @pytest.fixture(scope="module")
-def probed(tiny_weights: Path) -> tuple[Stego, np.ndarray, np.ndarray]:
+def probed(tiny_weights: Path) -> tuple[StegoSegmenter, np.ndarray, np.ndarray]:
     img, truth = textured_scene()
     labels = PERMUTED[truth]
     sparse = np.full_like(labels, 255)
@@ -429,7 +429,7 @@ def test_linear_probe_is_saved_and_loaded(probed: Any, tmp_path: Path) -> None:
     path = tmp_path / "probed.lcmap"
     save_model(path, method, make_header(method))
     loaded, _ = load_model(path)
-    assert isinstance(loaded, Stego) and loaded.linear is not None
+    assert isinstance(loaded, StegoSegmenter) and loaded.linear is not None
     assert torch.equal(predict(method, img), predict(loaded, img))
 
 
@@ -460,7 +460,7 @@ def test_loading_finds_moved_weights_in_the_cache(
 # -- weights resolution ----------------------------------------------------------------
 
 
-def features_of(method: Stego, x: torch.Tensor) -> torch.Tensor:
+def features_of(method: StegoSegmenter, x: torch.Tensor) -> torch.Tensor:
     method._set_in_channels(3)
     return method.features(x)
 
