@@ -29,6 +29,7 @@ from lcmap.errors import (
 )
 from lcmap.io.scene import (
     Normalisation,
+    ReadSpec,
     band_facts,
     band_mismatches,
     bounded_gdal_cache,
@@ -137,7 +138,7 @@ def _fit(
 
     seed_everything(seed)
     method.to(device)
-    with open_sampler(scenes, bands, norm, labels, seed) as sampler:
+    with open_sampler(scenes, ReadSpec(tuple(bands), norm), labels, seed) as sampler:
         try:
             method.fit(sampler, progress)
         except ValueError as exc:
@@ -349,7 +350,7 @@ def segment(
                     "or train a new model with that many."
                 )
             bands = _model_bands(src, header, bands, seed)
-            norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
+            norm = header.read_spec().norm
             model_path: Path | None = Path(model)
         else:
             bands = resolve_bands(src, bands)
@@ -419,8 +420,7 @@ def segment(
                 scene,
                 seg,
                 plan,
-                bands,
-                norm,
+                ReadSpec(tuple(bands), norm),
                 writer,
                 batch_size=batch_size or DEFAULT_BATCH,
                 device=dev,

@@ -19,7 +19,7 @@ import torch
 from numpy.typing import NDArray
 
 from lcmap.errors import LcmapError
-from lcmap.io.scene import Normalisation, open_scene, read_window
+from lcmap.io.scene import ReadSpec, open_scene
 from lcmap.io.writer import LabelWriter
 from lcmap.methods.base import ProgressFn, Segmenter
 from lcmap.stitch import Stitcher
@@ -64,8 +64,7 @@ def seed_everything(seed: int) -> None:
 def _read_tiles(
     path: str | Path,
     tiles: Sequence[Tile],
-    bands: list[int],
-    norm: Normalisation,
+    spec: ReadSpec,
     out: "queue.Queue[Any]",
     stop: threading.Event,
 ) -> None:
@@ -75,8 +74,7 @@ def _read_tiles(
             for tile in tiles:
                 if stop.is_set():
                     return
-                data, valid = read_window(src, tile.read, bands)
-                out.put((tile, norm.apply(data, valid), valid))
+                out.put((tile, *spec.read(src, tile.read)))
         out.put(None)
     except BaseException as exc:  # handed to the main thread, which re-raises it
         out.put(exc)
@@ -86,8 +84,7 @@ def map_scene(
     path: str | Path,
     method: Segmenter,
     plan: TilePlan,
-    bands: list[int],
-    norm: Normalisation,
+    spec: ReadSpec,
     writer: LabelWriter,
     *,
     batch_size: int,
@@ -106,7 +103,7 @@ def map_scene(
     tiles_q: queue.Queue[Any] = queue.Queue(maxsize=max(2, 2 * batch_size))
     stop = threading.Event()
     reader = threading.Thread(
-        target=_read_tiles, args=(path, plan.tiles, bands, norm, tiles_q, stop), daemon=True
+        target=_read_tiles, args=(path, plan.tiles, spec, tiles_q, stop), daemon=True
     )
     autocast: Any = (
         torch.autocast("cuda", dtype=torch.bfloat16)

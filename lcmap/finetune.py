@@ -37,7 +37,7 @@ from lcmap.io.labels import (
     open_labels,
     polygon_class_names,
 )
-from lcmap.io.scene import Normalisation, open_scene, read_window, resolve_bands
+from lcmap.io.scene import open_scene, read_window, resolve_bands
 from lcmap.io.writer import check_output, default_colours
 from lcmap.models import ModelHeader, file_sha256, read_header
 from lcmap.types import ProgressFn
@@ -231,7 +231,7 @@ def finetune(
     dev = choose_device(device)
     cas, base = load_cas_model(model)
     mapping, names = _class_mapping(label_paths, class_column, class_names)
-    norm = Normalisation(tuple(base.norm_low), tuple(base.norm_high))
+    norm = base.read_spec().norm
 
     images: list[NDArray[np.float32]] = []
     targets: list[NDArray[np.uint8]] = []

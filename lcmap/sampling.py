@@ -18,7 +18,7 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from lcmap.errors import InvalidSceneError
-from lcmap.io.scene import Normalisation, open_scene, read_window, sample_windows
+from lcmap.io.scene import ReadSpec, open_scene, read_window, sample_windows
 from lcmap.methods.base import SampleBatch
 from lcmap.types import UNLABELLED
 
@@ -147,9 +147,8 @@ class SceneSampler(_Sampler):
     """Draw random windows from open scenes (and optional labels).
 
     Args:
-        scenes: open datasets with at least ``max(bands)`` bands.
-        bands: 1-based band indexes to read.
-        norm: the normalisation applied to every window.
+        scenes: open datasets with at least ``max(spec.bands)`` bands.
+        spec: the bands to read and their normalisation.
         labels: optional single-band label datasets aligned with ``scenes`` (255 = unlabelled,
             as is their nodata).
         seed: seeds window positions.
@@ -158,14 +157,12 @@ class SceneSampler(_Sampler):
     def __init__(
         self,
         scenes: Sequence[DatasetReader],
-        bands: list[int],
-        norm: Normalisation,
+        spec: ReadSpec,
         labels: Sequence[DatasetReader] | None = None,
         seed: int = 0,
     ) -> None:
         self.scenes = list(scenes)
-        self.bands = bands
-        self.norm = norm
+        self.spec = spec
         self.labels = list(labels) if labels is not None else None
         if self.labels is not None:
             if len(self.labels) != len(self.scenes):
@@ -185,7 +182,7 @@ class SceneSampler(_Sampler):
     @property
     def in_channels(self) -> int:
         """Number of bands a window has."""
-        return len(self.bands)
+        return len(self.spec.bands)
 
     @property
     def valid_pixels(self) -> int:
@@ -201,14 +198,14 @@ class SceneSampler(_Sampler):
         src = self.scenes[i]
         (window,) = sample_windows(src, 1, size, self.rng)
         window = Window(window.col_off, window.row_off, size, size)
-        data, valid = read_window(src, window, self.bands)
+        data, valid = read_window(src, window, list(self.spec.bands))
         return (window, data), valid
 
     def _take(
         self, i: int, handle: Any, valid: NDArray[np.bool_]
     ) -> tuple[NDArray[np.float32], NDArray[Any] | None]:
         window, data = handle
-        image = self.norm.apply(data, valid)
+        image = self.spec.norm.apply(data, valid)
         if self.labels is None:
             return image, None
         return image, self._read_labels(self.labels[i], window)
@@ -229,8 +226,7 @@ class SceneSampler(_Sampler):
 @contextlib.contextmanager
 def open_sampler(
     scenes: Sequence[str | Path],
-    bands: list[int],
-    norm: Normalisation,
+    spec: ReadSpec,
     labels: Sequence[str | Path] | None = None,
     seed: int = 0,
 ) -> Iterator[SceneSampler]:
@@ -238,4 +234,4 @@ def open_sampler(
     with contextlib.ExitStack() as stack:
         srcs = [stack.enter_context(open_scene(p)) for p in scenes]
         labs = [stack.enter_context(open_scene(p)) for p in labels] if labels else None
-        yield SceneSampler(srcs, bands, norm, labs, seed)
+        yield SceneSampler(srcs, spec, labs, seed)

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from rasterio.windows import Window, bounds
 
 from lcmap.errors import InvalidSceneError, LcmapError
-from lcmap.io.scene import Normalisation, open_scene, read_window, resolve_bands
+from lcmap.io.scene import open_scene, read_window, resolve_bands
 from lcmap.io.staging import publish, temp_dir
 from lcmap.io.writer import check_output
 from lcmap.models import ModelHeader
@@ -175,7 +175,7 @@ def suggest_labels(
     tuned_model = _load_tuned(Path(tuned)) if tuned is not None else None
     if tuned_model is not None:
         tuned_model[0].to(dev)
-    norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
+    norm = header.read_spec().norm
     names = [Path(s).stem for s in scenes]
 
     patches: list[_Patch] = []
@@ -295,7 +295,7 @@ def _cluster_entropy(
     import torch
 
     method, header = tuned
-    norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
+    norm = header.read_spec().norm
     out = np.zeros(k, dtype=np.float64)
     for c in range(k):
         members = [p for p in patches if p.cluster == c]

@@ -247,6 +247,27 @@ class Normalisation:
         return result
 
 
+@dataclass(frozen=True)
+class ReadSpec:
+    """Which bands to read and how to stretch them: one value through fitting (sampling),
+    mapping (the engine), model files and patch suggestion.
+
+    Attributes:
+        bands: 1-based band indexes, in the order the method sees them.
+        norm: their normalisation.
+    """
+
+    bands: tuple[int, ...]
+    norm: Normalisation
+
+    def read(
+        self, src: DatasetReader, window: Window
+    ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+        """The normalised bands over ``window`` (mirrored past the edges) and the mask."""
+        data, valid = read_window(src, window, list(self.bands))
+        return self.norm.apply(data, valid), valid
+
+
 def sample_windows(
     src: DatasetReader, count: int, size: int, rng: np.random.Generator
 ) -> list[Window]:

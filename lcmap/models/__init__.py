@@ -30,6 +30,7 @@ from lcmap.errors import (
 )
 
 if TYPE_CHECKING:
+    from lcmap.io.scene import ReadSpec
     from lcmap.methods.base import Segmenter
 
 FORMAT = "lcmap-model"
@@ -74,6 +75,14 @@ class ModelHeader:
     lcmap_version: str = __version__
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
+
+    def read_spec(self) -> "ReadSpec":
+        """The bands and normalisation the model reads scenes with."""
+        from lcmap.io.scene import Normalisation, ReadSpec
+
+        return ReadSpec(
+            tuple(self.bands), Normalisation(tuple(self.norm_low), tuple(self.norm_high))
+        )
 
     def to_json(self) -> str:
         """The header as a JSON string."""
