@@ -51,10 +51,10 @@ from lcmap.eval.metrics import (
     compute_metrics,
     match_clusters,
 )
-from lcmap.finetune import finetune
+from lcmap.fewshot.finetune import finetune
+from lcmap.fewshot.suggest import suggest_labels
 from lcmap.io.scene import Normalisation, read_window
 from lcmap.models import load_model
-from lcmap.suggest import suggest_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "dubai_dev"

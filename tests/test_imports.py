@@ -12,7 +12,7 @@ TORCH_FREE = [
     "lcmap", "lcmap.api", "lcmap.cli", "lcmap.errors", "lcmap.types", "lcmap.tiling",
     "lcmap.stitch", "lcmap.io.scene", "lcmap.io.writer", "lcmap.io.vector", "lcmap.io.labels",
     "lcmap.io.staging", "lcmap.models", "lcmap.eval", "lcmap.eval.metrics", "lcmap.eval.report",
-    "lcmap.methods", "lcmap.nets", "lcmap.finetune", "lcmap.suggest",
+    "lcmap.methods", "lcmap.nets", "lcmap.fewshot.finetune", "lcmap.fewshot.suggest",
 ]  # fmt: skip
 
 

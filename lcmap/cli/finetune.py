@@ -112,7 +112,7 @@ def finetune(
         raise typer.BadParameter(f"--init {init} is unknown; use {', '.join(_INITS)}.")
     names = _parse_names(class_names)
     with reported_errors():
-        from lcmap.finetune import finetune as run
+        from lcmap.fewshot.finetune import finetune as run
 
         with progress_bar("fine-tune") as update:
             header = run(

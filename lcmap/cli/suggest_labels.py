@@ -66,7 +66,7 @@ def suggest_labels(
     model = renamed(model, model_old, "--model", "-m", required=True)
     patch = renamed(patch_size, patch_old, "--patch-size", "--patch") or 128
     with reported_errors():
-        from lcmap.suggest import suggest_labels as run
+        from lcmap.fewshot.suggest import suggest_labels as run
 
         with progress_bar("embed patches") as update:
             frame = run(

@@ -1,4 +1,4 @@
-"""``lcmap.suggest``: active sampling from CAS clusters."""
+"""``lcmap.fewshot.suggest``: active sampling from CAS clusters."""
 
 import geopandas as gpd
 import numpy as np
@@ -8,8 +8,8 @@ from _cas_data import train_tiny_cas, write_three_class_scene
 from shapely.geometry import box
 
 from lcmap.errors import OutputExistsError
-from lcmap.finetune import finetune
-from lcmap.suggest import allocate, entropy, suggest_labels
+from lcmap.fewshot.finetune import finetune
+from lcmap.fewshot.suggest import allocate, entropy, suggest_labels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

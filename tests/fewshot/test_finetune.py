@@ -1,4 +1,4 @@
-"""``lcmap.finetune``: few-shot fine-tuning of a CAS model from label rasters or polygons."""
+"""``lcmap.fewshot.finetune``: few-shot fine-tuning of a CAS model from labels or polygons."""
 
 import geopandas as gpd
 import numpy as np
@@ -11,7 +11,7 @@ from shapely.geometry import shape
 
 from lcmap import api
 from lcmap.errors import InvalidModelError, InvalidSceneError, OutputExistsError
-from lcmap.finetune import class_colours, finetune
+from lcmap.fewshot.finetune import class_colours, finetune
 from lcmap.models import load_model, read_header
 
 FAST = {"patch_size": 32, "steps": 60, "batch_size": 4, "device": "cpu"}

@@ -13,7 +13,7 @@ order.
 The result is a GeoDataFrame of patch footprints (polygons in the scenes' CRS) with the scene
 name, cluster id, rank within the cluster (1 = closest to the centroid) and a global ``order``
 that interleaves the clusters rank by rank, so the first N rows are a good smaller budget too.
-:func:`lcmap.finetune.finetune` reads the file back with ``patch_file=``.
+:func:`lcmap.fewshot.finetune.finetune` reads the file back with ``patch_file=``.
 
 Example:
     >>> suggest_labels(["a.tif"], "cas.lcmap", "to_label.gpkg", budget=20)  # doctest: +SKIP
@@ -158,7 +158,7 @@ def suggest_labels(
     from shapely.geometry import box
 
     from lcmap.engine import choose_device
-    from lcmap.finetune import load_cas_model
+    from lcmap.fewshot.finetune import load_cas_model
 
     if budget < 1:
         raise LcmapError(f"--budget {budget} is invalid; ask for at least one patch.")

@@ -1,0 +1,3 @@
+"""Few-shot learning: fine-tune a pre-trained encoder on a few labelled patches
+(:mod:`lcmap.fewshot.finetune`, ``lcmap finetune``) and choose which patches to label first
+(:mod:`lcmap.fewshot.suggest`, ``lcmap suggest-labels``)."""
