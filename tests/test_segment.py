@@ -286,3 +286,19 @@ def test_provenance_paths_are_relative_and_scene_tags_are_carried(make_scene, tm
         tags = src.tags()
     assert tags["SYNTHETIC_GEOREF"] == "yes" and tags["AREA_OR_POINT"] == "Point"
     assert str(tmp_path) not in tags["LCMAP_PROVENANCE"]
+
+
+def test_progress_has_one_phase_each_for_fitting_mapping_and_writing(make_scene, tmp_path):
+    class Recorder:
+        def __init__(self) -> None:
+            self.phases: list[str] = []
+
+        def __call__(self, done: int, total: int) -> None:
+            assert 0 <= done <= total
+
+        def phase(self, name: str) -> None:
+            self.phases.append(name)
+
+    progress = Recorder()
+    api.segment(make_scene(), tmp_path / "m.tif", classes=3, progress=progress)
+    assert progress.phases == ["fit kmeans", "map", "write COG"]
