@@ -120,14 +120,21 @@ def masked_mse(reconstruction: Tensor, target: Tensor, valid: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class CasConfig:
+class UNetOptions:
+    """The UNet's architecture options, shared by ``cas`` and ``cas_finetuned`` (a tuned
+    model keeps its CAS model's)."""
+
+    width: int = option(16, "UNet channels at full resolution (level i has width * 2**i)", low=1)
+    depth: int = option(4, "number of 2x poolings (bottleneck stride 2**depth)", low=1, high=8)
+    embed_dim: int = option(32, "channels of the bottleneck embedding", low=1)
+
+
+@dataclass(frozen=True)
+class CasConfig(UNetOptions):
     """The options of :class:`CasSegmenter` (``config()`` returns them; see its Args)."""
 
     num_classes: int = option(8, "number of clusters K", low=2, high=65534)
     in_channels: int | None = option(None, "band count; None until fit() reads it", low=1)
-    width: int = option(16, "UNet channels at full resolution (level i has width * 2**i)", low=1)
-    depth: int = option(4, "number of 2x poolings (bottleneck stride 2**depth)", low=1, high=8)
-    embed_dim: int = option(32, "channels of the bottleneck embedding that is clustered", low=1)
     patch_size: int = option(128, "training patch side in pixels, a multiple of 2**depth", low=1)
     batch_size: int = option(16, "patches per optimiser step", low=1)
     ae_steps: int = option(500, "phase-1 (autoencoder) optimiser steps", low=0)
@@ -475,6 +482,7 @@ def build(num_classes: int | None = None, **options: Any) -> CasSegmenter:
 __all__ = [
     "CasConfig",
     "CasSegmenter",
+    "UNetOptions",
     "build",
     "clustering_loss",
     "masked_mse",

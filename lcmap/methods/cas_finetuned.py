@@ -34,7 +34,7 @@ from torch import Tensor
 
 from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
-from lcmap.methods.cas import CasSegmenter
+from lcmap.methods.cas import CasSegmenter, UNetOptions
 from lcmap.methods.options import make_config, option
 from lcmap.nets import build_net, network_record
 from lcmap.nets.unet import UNet, local_halo, pad_to_multiple, random_dihedral, receptive_field
@@ -73,14 +73,11 @@ def class_weights(labels: Tensor, num_classes: int, max_ratio: float = 10.0) -> 
 
 
 @dataclass(frozen=True)
-class CasFinetunedConfig:
+class CasFinetunedConfig(UNetOptions):
     """The options of :class:`CasFinetunedSegmenter` (``config()`` returns them; see its Args)."""
 
     num_classes: int = option(2, "number of classes K (labels 0..K-1)", low=2, high=65534)
     in_channels: int | None = option(None, "band count; None until fitted", low=1)
-    width: int = option(16, "UNet channels at full resolution (as the CAS model's)", low=1)
-    depth: int = option(4, "number of 2x poolings (as the CAS model's)", low=1, high=8)
-    embed_dim: int = option(32, "bottleneck channels (as the CAS model's)", low=1)
     patch_size: int = option(128, "side of the windows fit() draws from a sampler", low=16)
     crop_size: int | None = option(None, "random crops trained on (None = whole patches)", low=16)
     batch_size: int = option(8, "patches per optimiser step", low=1)
