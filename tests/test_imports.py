@@ -12,7 +12,8 @@ TORCH_FREE = [
     "lcmap", "lcmap.api", "lcmap.cli", "lcmap.errors", "lcmap.types", "lcmap.tiling",
     "lcmap.stitch", "lcmap.io.scene", "lcmap.io.writer", "lcmap.io.vector", "lcmap.io.labels",
     "lcmap.io.staging", "lcmap.models", "lcmap.eval", "lcmap.eval.metrics", "lcmap.eval.report",
-    "lcmap.methods", "lcmap.nets", "lcmap.fewshot.finetune", "lcmap.fewshot.suggest",
+    "lcmap.methods", "lcmap.methods.options", "lcmap.methods.configs", "lcmap.nets",
+    "lcmap.fewshot.finetune", "lcmap.fewshot.suggest",
 ]  # fmt: skip
 
 

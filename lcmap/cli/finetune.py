@@ -16,6 +16,9 @@ from lcmap.cli._app import (
     setup_logging,
 )
 from lcmap.cli._options import BatchSize, Device, Seed
+from lcmap.methods.configs import CasFinetunedConfig
+
+_STEPS_HELP = f"Optimiser steps \\[default: {CasFinetunedConfig().steps}]."
 
 _INITS = ("cas", "autoencoder", "random")
 
@@ -75,7 +78,8 @@ def finetune(
         int | None, typer.Option("--epochs", help="Passes over the patches.", min=1)
     ] = None,
     steps: Annotated[
-        int | None, typer.Option("--steps", help="Optimiser steps \\[default: 300].", min=1)
+        int | None,
+        typer.Option("--steps", help=_STEPS_HELP, min=1),
     ] = None,
     batch_size: BatchSize = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,

@@ -18,6 +18,12 @@ from lcmap.cli._app import (
     setup_logging,
 )
 from lcmap.cli._options import Bands, Device, Params, Seed, method_options
+from lcmap.methods.configs import SingleSceneConfig
+
+
+def _help(text: str, field: str) -> str:
+    """Help with the default from the method's own options (torch-free), never copied."""
+    return f"{text} \\[default: {getattr(SingleSceneConfig(), field)}]."
 
 
 @app.command("train-single-scene")
@@ -27,22 +33,33 @@ def train_single_scene(
         Path, typer.Option("--output", "-o", help="Model file to write (.lcmap).", dir_okay=False)
     ],
     classes: Annotated[
-        int | None, typer.Option("--classes", "-k", help="Clusters K \\[default: 8].", min=2)
+        int | None,
+        typer.Option("--classes", "-k", help=_help("Clusters K", "num_classes"), min=2),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", help="Passes over the scene \\[default: 2].", min=1)
+        int | None,
+        typer.Option("--epochs", help=_help("Passes over the scene", "epochs"), min=1),
     ] = None,
     iterations: Annotated[
         int | None,
-        typer.Option("--iterations", help="Updates per batch of patches \\[default: 50].", min=1),
+        typer.Option(
+            "--iterations",
+            help=_help("Updates per batch of patches", "iterations"),
+            min=1,
+        ),
     ] = None,
     crop_size: Annotated[
         int | None,
-        typer.Option("--crop-size", help="Training crop size in pixels \\[default: 224].", min=8),
+        typer.Option(
+            "--crop-size",
+            help=_help("Training crop size in pixels", "crop_size"),
+            min=8,
+        ),
     ] = None,
     patch_old: Annotated[int | None, typer.Option("--patch", hidden=True, min=8)] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Patches per batch \\[default: 8].", min=1)
+        int | None,
+        typer.Option("--batch-size", help=_help("Patches per batch", "batch_size"), min=1),
     ] = None,
     segment: Annotated[
         Path | None,

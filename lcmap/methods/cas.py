@@ -43,7 +43,7 @@ tile size (it used to blend tiles with a 64 px overlap, which left the map depen
 
 import logging
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -53,7 +53,8 @@ from torch import Tensor, nn
 
 from lcmap.errors import InvalidOptionError, InvalidSceneError
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
-from lcmap.methods.options import make_config, option
+from lcmap.methods.configs import CasConfig, UNetOptions
+from lcmap.methods.options import make_config
 from lcmap.nets import build_net, network_record
 from lcmap.nets.unet import (
     UNet,
@@ -117,39 +118,6 @@ def masked_mse(reconstruction: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     mask = valid[:, None].to(reconstruction.dtype)
     sq = (reconstruction - target).pow(2) * mask
     return sq.sum() / (mask.sum() * reconstruction.shape[1]).clamp_min(1.0)
-
-
-@dataclass(frozen=True)
-class UNetOptions:
-    """The UNet's architecture options, shared by ``cas`` and ``cas_finetuned`` (a tuned
-    model keeps its CAS model's)."""
-
-    width: int = option(16, "UNet channels at full resolution (level i has width * 2**i)", low=1)
-    depth: int = option(4, "number of 2x poolings (bottleneck stride 2**depth)", low=1, high=8)
-    embed_dim: int = option(32, "channels of the bottleneck embedding", low=1)
-
-
-@dataclass(frozen=True)
-class CasConfig(UNetOptions):
-    """The options of :class:`CasSegmenter` (``config()`` returns them; see its Args)."""
-
-    num_classes: int = option(8, "number of clusters K", low=2, high=65534)
-    in_channels: int | None = option(None, "band count; None until fit() reads it", low=1)
-    patch_size: int = option(128, "training patch side in pixels, a multiple of 2**depth", low=1)
-    batch_size: int = option(16, "patches per optimiser step", low=1)
-    ae_steps: int = option(500, "phase-1 (autoencoder) optimiser steps", low=0)
-    dec_steps: int = option(500, "phase-2 (clustering + reconstruction) optimiser steps", low=0)
-    epochs: int | None = option(
-        None, "each phase runs this many epochs instead of the step counts", low=1
-    )
-    lr: float = option(1e-3, "Adam learning rate of both phases", above=0)
-    recon_weight: float = option(10.0, "lambda of eq. 8, weight of the reconstruction", low=0)
-    update_interval: int = option(25, "phase-2 steps between refreshes of the target p", low=1)
-    pool_size: int = option(256, "patches drawn at each E step", low=2)
-    kmeans_patches: int = option(512, "patches embedded to initialise the centroids", low=2)
-    alpha: float = option(1.0, "Student-t degrees of freedom (1 in the paper)", above=0)
-    keep_autoencoder: bool = option(True, "keep the phase-1 weights (finetune --init)")
-    seed: int = option(0, "seeds augmentation, pools and k-means", low=0)
 
 
 class CasSegmenter(Segmenter):

@@ -25,7 +25,7 @@ scratch.
 
 import logging
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -34,8 +34,9 @@ from torch import Tensor
 
 from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
-from lcmap.methods.cas import CasSegmenter, UNetOptions
-from lcmap.methods.options import make_config, option
+from lcmap.methods.cas import CasSegmenter
+from lcmap.methods.configs import INITS, CasFinetunedConfig
+from lcmap.methods.options import make_config
 from lcmap.nets import build_net, network_record
 from lcmap.nets.unet import UNet, local_halo, pad_to_multiple, random_dihedral, receptive_field
 from lcmap.types import UNLABELLED, show_status
@@ -43,7 +44,6 @@ from lcmap.types import UNLABELLED, show_status
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = UNLABELLED
-INITS = ("cas", "autoencoder", "random")
 
 
 def class_weights(labels: Tensor, num_classes: int, max_ratio: float = 10.0) -> Tensor:
@@ -70,27 +70,6 @@ def class_weights(labels: Tensor, num_classes: int, max_ratio: float = 10.0) -> 
         floor = weights[present].min()
         weights[present] = weights[present].clamp(max=float(floor) * max_ratio)
     return weights.float()
-
-
-@dataclass(frozen=True)
-class CasFinetunedConfig(UNetOptions):
-    """The options of :class:`CasFinetunedSegmenter` (``config()`` returns them; see its Args)."""
-
-    num_classes: int = option(2, "number of classes K (labels 0..K-1)", low=2, high=65534)
-    in_channels: int | None = option(None, "band count; None until fitted", low=1)
-    patch_size: int = option(128, "side of the windows fit() draws from a sampler", low=16)
-    crop_size: int | None = option(None, "random crops trained on (None = whole patches)", low=16)
-    batch_size: int = option(8, "patches per optimiser step", low=1)
-    steps: int = option(300, "optimiser steps (when epochs is None)", low=0)
-    epochs: int | None = option(None, "passes over the labelled patches; overrides steps", low=1)
-    lr: float = option(1e-3, "Adam learning rate", above=0)
-    weight_decay: float = option(1e-4, "Adam weight decay", low=0)
-    class_weighting: str = option(
-        "inverse", "class weights of the loss", choices=("inverse", "none")
-    )
-    train_patches: int = option(64, "windows drawn from the sampler by fit()", low=1)
-    init: str = option("random", "how the weights were initialised", choices=INITS)
-    seed: int = option(0, "seeds patch order, crops and augmentation", low=0)
 
 
 class CasFinetunedSegmenter(Segmenter):

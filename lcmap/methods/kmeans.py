@@ -10,7 +10,7 @@ seed and roughly ordered dark (water, shadow) to bright (bare soil, roofs).
 """
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,8 @@ from torch import Tensor
 
 from lcmap.errors import InvalidOptionError
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
-from lcmap.methods.options import make_config, option
+from lcmap.methods.configs import KMeansConfig
+from lcmap.methods.options import make_config
 
 log = logging.getLogger(__name__)
 
@@ -43,30 +44,6 @@ def box_mean(x: Tensor, radius: int) -> Tensor:
     for j in range(1, size):
         out += rows[..., j : j + w]
     return out / (size * size)
-
-
-#: Largest local-mean radius (a 201 x 201 px window is already far beyond a texture).
-MAX_SMOOTH = 100
-#: Most pixels sampled to fit the centroids (100k is the default; 10M takes minutes).
-MAX_SAMPLES = 10_000_000
-
-
-@dataclass(frozen=True)
-class KMeansConfig:
-    """The options of :class:`KMeansSegmenter` (``config()`` returns them)."""
-
-    num_classes: int = option(8, "number of clusters K", low=2, high=65534)
-    smooth: int = option(
-        1, "radius in pixels of the local mean added as features (0 = bands only)", low=0,
-        high=MAX_SMOOTH,
-    )  # fmt: skip
-    samples: int = option(
-        100_000, "pixels sampled across the scene to fit the clusters", low=2, high=MAX_SAMPLES
-    )
-    seed: int = option(0, "seeds sampling and k-means initialisation", low=0)
-    in_channels: int | None = option(
-        None, "band count, known after fitting (stored in the model file)", low=1
-    )
 
 
 class KMeansSegmenter(Segmenter):

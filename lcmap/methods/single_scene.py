@@ -47,7 +47,7 @@ clusters the calibration patches use (in the model header too); two or fewer log
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, ClassVar, Self
 
 import torch
@@ -55,7 +55,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
-from lcmap.methods.options import make_config, option
+from lcmap.methods.configs import SingleSceneConfig
+from lcmap.methods.options import make_config
 from lcmap.nets import build_net, network_record
 from lcmap.nets.single_scene_cnn import SingleSceneNet
 from lcmap.types import show_status
@@ -68,29 +69,6 @@ log = logging.getLogger(__name__)
 _CALIBRATION_PATCHES = 32
 # A cluster counts as in use when it labels at least this share of the calibration pixels.
 _MIN_CLUSTER_SHARE = 0.001
-
-
-@dataclass(frozen=True)
-class SingleSceneConfig:
-    """Hyper-parameters of :class:`SingleSceneSegmenter` (all JSON; ``config()`` returns them)."""
-
-    num_classes: int = option(
-        8, "K: the paper's 8 outputs for Vaihingen's 6 classes (Sec. 4.3)", low=2, high=65534
-    )
-    in_channels: int | None = option(
-        None, "set by fit() from the sampler: all bands are used", low=1
-    )
-    layers: int = option(5, "L 3x3 convolutions (Table 1); the halo", low=1)
-    features: int = option(64, "kernels per convolution (Table 1)", low=1)
-    reduction: int = option(16, "channel-attention MLP bottleneck ratio (CBAM's default)", low=1)
-    epochs: int = option(2, "I passes over the scene (Sec. 4.3)", low=1)
-    iterations: int = option(50, "J updates per batch of patches (Sec. 4.3)", low=1)
-    crop_size: int = option(224, "patch side R' = C' (Sec. 3, authors' code)", low=1)
-    batch_size: int = option(8, "B patches per batch (authors' code)", low=1)
-    lr: float = option(1e-3, "SGD learning rate (authors' code)", above=0)
-    momentum: float = option(0.9, "SGD momentum (authors' code)", low=0, below=1)
-    balance: float = option(0.0, "weight of the marginal-entropy term; 0 = the paper's loss", low=0)
-    seed: int | None = option(None, "None: use the global torch RNG (lcmap.api seeds it)", low=0)
 
 
 def _new_net(cfg: SingleSceneConfig, in_channels: int) -> SingleSceneNet:

@@ -70,7 +70,7 @@ bands get the mean RGB filter, see :func:`lcmap.nets.vit.adapt_input_channels`);
 
 import logging
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -82,70 +82,19 @@ from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
-from lcmap.methods.options import make_config, option
+from lcmap.methods.configs import _LOSS_DEFAULTS, StegoConfig
+from lcmap.methods.options import make_config
 from lcmap.nets import build_net, network_record
 from lcmap.nets import vit as _vit
 from lcmap.types import UNLABELLED, show_status
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BACKBONE = "vit_small_patch8_224.dino"
-# STEGO's Potsdam ViT-S loss configuration: (weight lambda, shift b) per term.
-_LOSS_DEFAULTS = {
-    "self_weight": 0.67,
-    "self_shift": 0.08,
-    "knn_weight": 0.25,
-    "knn_shift": 0.02,
-    "random_weight": 0.63,
-    "random_shift": 0.46,
-}
 # Scores are cosine similarities in [-1, 1]; STEGO's CRF uses softmax(2 * similarity).
 _CRF_ALPHA = 2.0
 _MAX_PROBE_SAMPLES = 100_000
 # auto_shifts: quantiles of the centred feature correlations used as b (self, kNN, random).
 _SHIFT_QUANTILES = (0.3, 0.3, 0.9)
-
-
-@dataclass(frozen=True)
-class StegoConfig:
-    """The options of :class:`StegoSegmenter` (``config()`` returns them resolved; see its Args)."""
-
-    num_classes: int = option(8, "number of clusters K", low=2, high=65534)
-    backbone: str = option(DEFAULT_BACKBONE, "timm ViT name (DINO, DINOv2)")
-    weights: str | None = option(None, "backbone weights file (else cache, then hub)")
-    weights_sha256: str | None = option(None, "sha256 the weights had when trained")
-    feature_layer: int | None = option(None, "features after this block (None = last)")
-    backbone_args: dict[str, Any] | None = option(None, "extra timm.create_model args")  # noqa: RUF009
-    in_channels: int | None = option(None, "band count; None = set by fit()", low=1)
-    dim: int = option(70, "code dimension (70 as STEGO's ViT-S configs)", low=1)
-    crop_size: int = option(224, "training crop and mapping window side in pixels", low=1)
-    crops: int = option(320, "training crops sampled across the scenes", low=2)
-    epochs: int = option(10, "passes over the training crops", low=0)
-    steps: int | None = option(None, "total head training steps; overrides epochs", low=0)
-    batch_size: int = option(16, "crops per step (16, seed paper 000)", low=2)
-    lr: float = option(1e-4, "Adam learning rate (1e-4, seed paper 000)", low=0)
-    neighbours: int = option(7, "k of the k-NN positive crops (7, STEGO)", low=1)
-    feature_samples: int = option(11, "random feature samples per side per crop", low=1)
-    neg_samples: int = option(5, "random-crop permutations per step (5, STEGO)", low=0)
-    dropout: float = option(0.1, "channel dropout on the head's input while training", low=0,
-                            below=1)  # fmt: skip
-    auto_shifts: bool = option(False, "calibrate the shifts b on the training crops")
-    probe_steps: int = option(300, "Adam steps of the linear probe (only with labels)", low=1)
-    probe_lr: float = option(1e-2, "learning rate of the linear probe", low=0)
-    crf: bool = option(False, "refine scores with the windowed dense CRF")
-    crf_iterations: int = option(5, "mean-field iterations of the CRF", low=1)
-    feature_batch: int = option(16, "crops or windows per backbone forward pass", low=1)
-    window_stride: int | None = option(
-        None, "pixels between mapping windows; a divisor of crop_size (None = half)", low=1
-    )
-    seed: int | None = option(None, "seeds head, batches, samples, k-means (None = drawn)",
-                              low=0)  # fmt: skip
-    self_weight: float = option(_LOSS_DEFAULTS["self_weight"], "lambda of the self term")
-    self_shift: float = option(_LOSS_DEFAULTS["self_shift"], "b of the self term")
-    knn_weight: float = option(_LOSS_DEFAULTS["knn_weight"], "lambda of the k-NN term")
-    knn_shift: float = option(_LOSS_DEFAULTS["knn_shift"], "b of the k-NN term")
-    random_weight: float = option(_LOSS_DEFAULTS["random_weight"], "lambda of the random term")
-    random_shift: float = option(_LOSS_DEFAULTS["random_shift"], "b of the random term")
 
 
 class StegoSegmenter(Segmenter):

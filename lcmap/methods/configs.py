@@ -1,0 +1,168 @@
+"""The options of every built-in method, one frozen dataclass each (torch-free).
+
+Each method module imports its dataclass from here; keeping them apart from the networks lets
+the command line show their defaults in its help without importing torch (``lcmap --help``
+stays fast). See :mod:`lcmap.methods.options` for how they are converted and checked.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from lcmap.methods.options import option
+
+DEFAULT_BACKBONE = "vit_small_patch8_224.dino"
+# STEGO's Potsdam ViT-S loss configuration: (weight lambda, shift b) per term.
+_LOSS_DEFAULTS = {
+    "self_weight": 0.67,
+    "self_shift": 0.08,
+    "knn_weight": 0.25,
+    "knn_shift": 0.02,
+    "random_weight": 0.63,
+    "random_shift": 0.46,
+}
+
+#: The initialisations of ``cas_finetuned`` (seed 001's rows).
+INITS = ("cas", "autoencoder", "random")
+
+
+#: Largest local-mean radius (a 201 x 201 px window is already far beyond a texture).
+MAX_SMOOTH = 100
+#: Most pixels sampled to fit the centroids (100k is the default; 10M takes minutes).
+MAX_SAMPLES = 10_000_000
+
+
+@dataclass(frozen=True)
+class KMeansConfig:
+    """The options of :class:`KMeansSegmenter` (``config()`` returns them)."""
+
+    num_classes: int = option(8, "number of clusters K", low=2, high=65534)
+    smooth: int = option(
+        1, "radius in pixels of the local mean added as features (0 = bands only)", low=0,
+        high=MAX_SMOOTH,
+    )  # fmt: skip
+    samples: int = option(
+        100_000, "pixels sampled across the scene to fit the clusters", low=2, high=MAX_SAMPLES
+    )
+    seed: int = option(0, "seeds sampling and k-means initialisation", low=0)
+    in_channels: int | None = option(
+        None, "band count, known after fitting (stored in the model file)", low=1
+    )
+
+
+@dataclass(frozen=True)
+class SingleSceneConfig:
+    """Hyper-parameters of :class:`SingleSceneSegmenter` (all JSON; ``config()`` returns them)."""
+
+    num_classes: int = option(
+        8, "K: the paper's 8 outputs for Vaihingen's 6 classes (Sec. 4.3)", low=2, high=65534
+    )
+    in_channels: int | None = option(
+        None, "set by fit() from the sampler: all bands are used", low=1
+    )
+    layers: int = option(5, "L 3x3 convolutions (Table 1); the halo", low=1)
+    features: int = option(64, "kernels per convolution (Table 1)", low=1)
+    reduction: int = option(16, "channel-attention MLP bottleneck ratio (CBAM's default)", low=1)
+    epochs: int = option(2, "I passes over the scene (Sec. 4.3)", low=1)
+    iterations: int = option(50, "J updates per batch of patches (Sec. 4.3)", low=1)
+    crop_size: int = option(224, "patch side R' = C' (Sec. 3, authors' code)", low=1)
+    batch_size: int = option(8, "B patches per batch (authors' code)", low=1)
+    lr: float = option(1e-3, "SGD learning rate (authors' code)", above=0)
+    momentum: float = option(0.9, "SGD momentum (authors' code)", low=0, below=1)
+    balance: float = option(0.0, "weight of the marginal-entropy term; 0 = the paper's loss", low=0)
+    seed: int | None = option(None, "None: use the global torch RNG (lcmap.api seeds it)", low=0)
+
+
+@dataclass(frozen=True)
+class UNetOptions:
+    """The UNet's architecture options, shared by ``cas`` and ``cas_finetuned`` (a tuned
+    model keeps its CAS model's)."""
+
+    width: int = option(16, "UNet channels at full resolution (level i has width * 2**i)", low=1)
+    depth: int = option(4, "number of 2x poolings (bottleneck stride 2**depth)", low=1, high=8)
+    embed_dim: int = option(32, "channels of the bottleneck embedding", low=1)
+
+
+@dataclass(frozen=True)
+class CasConfig(UNetOptions):
+    """The options of :class:`CasSegmenter` (``config()`` returns them; see its Args)."""
+
+    num_classes: int = option(8, "number of clusters K", low=2, high=65534)
+    in_channels: int | None = option(None, "band count; None until fit() reads it", low=1)
+    patch_size: int = option(128, "training patch side in pixels, a multiple of 2**depth", low=1)
+    batch_size: int = option(16, "patches per optimiser step", low=1)
+    ae_steps: int = option(500, "phase-1 (autoencoder) optimiser steps", low=0)
+    dec_steps: int = option(500, "phase-2 (clustering + reconstruction) optimiser steps", low=0)
+    epochs: int | None = option(
+        None, "each phase runs this many epochs instead of the step counts", low=1
+    )
+    lr: float = option(1e-3, "Adam learning rate of both phases", above=0)
+    recon_weight: float = option(10.0, "lambda of eq. 8, weight of the reconstruction", low=0)
+    update_interval: int = option(25, "phase-2 steps between refreshes of the target p", low=1)
+    pool_size: int = option(256, "patches drawn at each E step", low=2)
+    kmeans_patches: int = option(512, "patches embedded to initialise the centroids", low=2)
+    alpha: float = option(1.0, "Student-t degrees of freedom (1 in the paper)", above=0)
+    keep_autoencoder: bool = option(True, "keep the phase-1 weights (finetune --init)")
+    seed: int = option(0, "seeds augmentation, pools and k-means", low=0)
+
+
+@dataclass(frozen=True)
+class CasFinetunedConfig(UNetOptions):
+    """The options of :class:`CasFinetunedSegmenter` (``config()`` returns them; see its Args)."""
+
+    num_classes: int = option(2, "number of classes K (labels 0..K-1)", low=2, high=65534)
+    in_channels: int | None = option(None, "band count; None until fitted", low=1)
+    patch_size: int = option(128, "side of the windows fit() draws from a sampler", low=16)
+    crop_size: int | None = option(None, "random crops trained on (None = whole patches)", low=16)
+    batch_size: int = option(8, "patches per optimiser step", low=1)
+    steps: int = option(300, "optimiser steps (when epochs is None)", low=0)
+    epochs: int | None = option(None, "passes over the labelled patches; overrides steps", low=1)
+    lr: float = option(1e-3, "Adam learning rate", above=0)
+    weight_decay: float = option(1e-4, "Adam weight decay", low=0)
+    class_weighting: str = option(
+        "inverse", "class weights of the loss", choices=("inverse", "none")
+    )
+    train_patches: int = option(64, "windows drawn from the sampler by fit()", low=1)
+    init: str = option("random", "how the weights were initialised", choices=INITS)
+    seed: int = option(0, "seeds patch order, crops and augmentation", low=0)
+
+
+@dataclass(frozen=True)
+class StegoConfig:
+    """The options of :class:`StegoSegmenter` (``config()`` returns them resolved; see its Args)."""
+
+    num_classes: int = option(8, "number of clusters K", low=2, high=65534)
+    backbone: str = option(DEFAULT_BACKBONE, "timm ViT name (DINO, DINOv2)")
+    weights: str | None = option(None, "backbone weights file (else cache, then hub)")
+    weights_sha256: str | None = option(None, "sha256 the weights had when trained")
+    feature_layer: int | None = option(None, "features after this block (None = last)")
+    backbone_args: dict[str, Any] | None = option(None, "extra timm.create_model args")  # noqa: RUF009
+    in_channels: int | None = option(None, "band count; None = set by fit()", low=1)
+    dim: int = option(70, "code dimension (70 as STEGO's ViT-S configs)", low=1)
+    crop_size: int = option(224, "training crop and mapping window side in pixels", low=1)
+    crops: int = option(320, "training crops sampled across the scenes", low=2)
+    epochs: int = option(10, "passes over the training crops", low=0)
+    steps: int | None = option(None, "total head training steps; overrides epochs", low=0)
+    batch_size: int = option(16, "crops per step (16, seed paper 000)", low=2)
+    lr: float = option(1e-4, "Adam learning rate (1e-4, seed paper 000)", low=0)
+    neighbours: int = option(7, "k of the k-NN positive crops (7, STEGO)", low=1)
+    feature_samples: int = option(11, "random feature samples per side per crop", low=1)
+    neg_samples: int = option(5, "random-crop permutations per step (5, STEGO)", low=0)
+    dropout: float = option(0.1, "channel dropout on the head's input while training", low=0,
+                            below=1)  # fmt: skip
+    auto_shifts: bool = option(False, "calibrate the shifts b on the training crops")
+    probe_steps: int = option(300, "Adam steps of the linear probe (only with labels)", low=1)
+    probe_lr: float = option(1e-2, "learning rate of the linear probe", low=0)
+    crf: bool = option(False, "refine scores with the windowed dense CRF")
+    crf_iterations: int = option(5, "mean-field iterations of the CRF", low=1)
+    feature_batch: int = option(16, "crops or windows per backbone forward pass", low=1)
+    window_stride: int | None = option(
+        None, "pixels between mapping windows; a divisor of crop_size (None = half)", low=1
+    )
+    seed: int | None = option(None, "seeds head, batches, samples, k-means (None = drawn)",
+                              low=0)  # fmt: skip
+    self_weight: float = option(_LOSS_DEFAULTS["self_weight"], "lambda of the self term")
+    self_shift: float = option(_LOSS_DEFAULTS["self_shift"], "b of the self term")
+    knn_weight: float = option(_LOSS_DEFAULTS["knn_weight"], "lambda of the k-NN term")
+    knn_shift: float = option(_LOSS_DEFAULTS["knn_shift"], "b of the k-NN term")
+    random_weight: float = option(_LOSS_DEFAULTS["random_weight"], "lambda of the random term")
+    random_shift: float = option(_LOSS_DEFAULTS["random_shift"], "b of the random term")
