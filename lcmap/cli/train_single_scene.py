@@ -86,8 +86,7 @@ def train_single_scene(
 
         $ lcmap train-single-scene scene.tif -k 8 -o single.lcmap --segment landcover.tif
 
-        $ lcmap train-single-scene scene.tif -o single.lcmap --epochs 1 --iterations 20 \
-            --crop-size 128
+        $ lcmap train-single-scene s.tif -o s.lcmap --epochs 1 --iterations 20 --crop-size 128
 
         $ lcmap segment other.tif -o other_map.tif --model single.lcmap
     """
