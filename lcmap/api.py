@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from rasterio.io import DatasetReader
 
     from lcmap.methods.base import Segmenter
+    from lcmap.tiling import TilePlan
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,74 @@ def _relative(path: str | Path, output: Path) -> str:
         return str(path)
 
 
+def _segmenter_for(
+    src: "DatasetReader",
+    scene: str | Path,
+    *,
+    method: str,
+    model: str | Path | None,
+    classes: int | None,
+    bands: list[int] | None,
+    options: dict[str, Any] | None,
+    seed: int,
+    device: Any,
+    progress: ProgressFn | None,
+) -> tuple["Segmenter", ModelHeader, ReadSpec]:
+    """The method that maps ``src``, its header and what it reads: the saved ``model``, or
+    ``method`` fitted on the scene (with the scene's own normalisation)."""
+    from lcmap.models import load_model
+
+    if model is not None:
+        seg, header = load_model(model, options)
+        if classes is not None and classes != header.num_classes:
+            raise LcmapError(
+                f"{model} maps {header.num_classes} classes, not {classes}; drop -k/--classes "
+                "or train a new model with that many."
+            )
+        chosen = _model_bands(src, header, bands, seed)
+        return seg, header, ReadSpec(tuple(chosen), header.read_spec().norm)
+    chosen = resolve_bands(src, bands)
+    seg = _build(method, classes, options)
+    norm = scene_statistics([src], chosen, seed)
+    if seg.info.needs_fit:
+        start_phase(progress, f"fit {seg.info.name}")
+        _fit(seg, [scene], chosen, norm, None, seed, device, progress)
+    header = _header(seg, chosen, norm, band_facts(src, chosen))
+    return seg, header, ReadSpec(tuple(chosen), norm)
+
+
+def _provenance(
+    scene: str | Path,
+    output: Path,
+    seg: "Segmenter",
+    header: ModelHeader,
+    spec: ReadSpec,
+    plan: "TilePlan",
+    seed: int,
+    device: str,
+) -> dict[str, Any]:
+    """What the map's tags and sidecar record of how it was made (no model file yet)."""
+    return {
+        "lcmap_version": __version__,
+        "scene": _relative(scene, output),
+        "method": header.method,
+        "config": header.config,
+        "num_classes": seg.num_classes,
+        "bands": list(spec.bands),
+        "normalisation": {"low": list(spec.norm.low), "high": list(spec.norm.high)},
+        "tile": plan.tile,
+        "halo": plan.halo,
+        "stitch": "crop_centre",
+        "window": asdict(seg.window) if seg.window else None,
+        "seed": seed,
+        "device": device,
+        "model": None,
+        "model_sha256": None,
+        "class_names": header.class_names,
+        "extra": header.extra,
+    }
+
+
 def _tile_halo(seg: "Segmenter", halo: int | None) -> int:
     """The halo to plan with: the method's, or ``halo`` when given.
 
@@ -331,7 +400,7 @@ def segment(
 
     from lcmap.engine import choose_device, map_scene
     from lcmap.io.writer import LabelWriter, publish
-    from lcmap.models import load_model, stage_model
+    from lcmap.models import stage_model
     from lcmap.stitch import NODATA, label_dtype
     from lcmap.tiling import plan_tiles
 
@@ -342,25 +411,11 @@ def segment(
         check_georeference(src)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()
-        if model is not None:
-            seg, header = load_model(model, options)
-            if classes is not None and classes != header.num_classes:
-                raise LcmapError(
-                    f"{model} maps {header.num_classes} classes, not {classes}; drop -k/--classes "
-                    "or train a new model with that many."
-                )
-            bands = _model_bands(src, header, bands, seed)
-            norm = header.read_spec().norm
-            model_path: Path | None = Path(model)
-        else:
-            bands = resolve_bands(src, bands)
-            seg = _build(method, classes, options)
-            norm = scene_statistics([src], bands, seed)
-            if seg.info.needs_fit:
-                start_phase(progress, f"fit {seg.info.name}")
-                _fit(seg, [scene], bands, norm, None, seed, dev, progress)
-            header = _header(seg, bands, norm, band_facts(src, bands))
-            model_path = None
+        seg, header, spec = _segmenter_for(
+            src, scene, method=method, model=model, classes=classes, bands=bands,
+            options=options, seed=seed, device=dev, progress=progress,
+        )  # fmt: skip
+        model_path: Path | None = Path(model) if model is not None else None
         staged = None
         if save_model is not None:
             # Published with the map, only when the whole run succeeded (like the map).
@@ -376,25 +431,10 @@ def segment(
             seg.tile_multiple,
         )
         dtype = label_dtype(seg.num_classes)
-        provenance = {
-            "lcmap_version": __version__,
-            "scene": _relative(scene, output),
-            "method": header.method,
-            "config": header.config,
-            "num_classes": seg.num_classes,
-            "bands": bands,
-            "normalisation": {"low": list(norm.low), "high": list(norm.high)},
-            "tile": plan.tile,
-            "halo": plan.halo,
-            "stitch": "crop_centre",
-            "window": asdict(seg.window) if seg.window else None,
-            "seed": seed,
-            "device": str(dev),
-            "model": _relative(model_path, output) if model_path else None,
-            "model_sha256": file_sha256(staged or model_path) if model_path else None,
-            "class_names": header.class_names,
-            "extra": header.extra,
-        }
+        provenance = _provenance(scene, output, seg, header, spec, plan, seed, str(dev))
+        if model_path is not None:
+            provenance["model"] = _relative(model_path, output)
+            provenance["model_sha256"] = file_sha256(staged or model_path)
         log.info(
             "mapping %s: %dx%d px, %d tiles of %d px (halo %d) on %s",
             Path(scene).name, src.width, src.height, len(plan.tiles), plan.tile, plan.halo, dev,
@@ -420,7 +460,7 @@ def segment(
                 scene,
                 seg,
                 plan,
-                ReadSpec(tuple(bands), norm),
+                spec,
                 writer,
                 batch_size=batch_size or DEFAULT_BATCH,
                 device=dev,
