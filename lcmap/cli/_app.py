@@ -220,7 +220,7 @@ def reported_errors() -> Iterator[None]:
 
     try:
         yield
-    except (Exception, MemoryError) as exc:
+    except Exception as exc:
         # lcmap's own errors, and faults of the machine (disk full) or GDAL (CPLE_*): one line.
         gdal = type(exc).__module__.startswith("rasterio")
         no_room = isinstance(exc, ImportError) and "map segment" in str(exc)
