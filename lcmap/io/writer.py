@@ -201,14 +201,15 @@ def check_output(
     _check_local(path)
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OutputPathError(f"Output {path} is a directory; give a file name.")
     if not parent.is_dir():
         raise OutputPathError(f"Output folder {parent} does not exist; create it first.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputPathError(f"Output folder {parent} is not writable.")
+    # Before anything stats the path itself: a name too long for the file system fails there.
     if len(path.name.encode()) > _max_name(parent):
         raise OutputPathError(f"Output name {path.name[:40]}... is longer than {parent} allows.")
+    if path.is_dir():
+        raise OutputPathError(f"Output {path} is a directory; give a file name.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"Output folder {parent} is not writable.")
     for p in (path, *also):
         if p.exists() and not p.is_file():
             raise OutputPathError(

@@ -1,0 +1,56 @@
+"""``lcmap.io.staging``: temporary names, publication, leftovers of killed runs, signals."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lcmap.io import staging
+
+
+def test_temporary_names_carry_the_target_and_the_process(tmp_path: Path) -> None:
+    target = tmp_path / "map.tif"
+    tmp = staging.temp_path(target, ".partial.tif")
+    assert tmp.parent == tmp_path and tmp.exists()
+    assert tmp.name.startswith(f".map.tif.lcmap{os.getpid()}.") and tmp.name.endswith(
+        ".partial.tif"
+    )
+    folder = staging.temp_dir(target)
+    assert folder.is_dir() and folder.name.startswith(f".map.tif.lcmap{os.getpid()}.")
+
+
+def test_publish_gives_the_usual_permissions(tmp_path: Path) -> None:
+    tmp = staging.temp_path(tmp_path / "m.lcmap")
+    tmp.write_bytes(b"model")
+    staging.publish(tmp, tmp_path / "m.lcmap")
+    mode = (tmp_path / "m.lcmap").stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask and not tmp.exists()
+
+
+def test_only_leftovers_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".m.tif.lcmap{dead.pid}.x.partial.tif"
+    mine = tmp_path / f".m.tif.lcmap{os.getpid()}.y.partial.tif"
+    other_target = tmp_path / f".n.tif.lcmap{dead.pid}.z.partial.tif"
+    for p in (stale, mine, other_target):
+        p.write_bytes(b"")
+    assert staging.remove_stale(tmp_path / "m.tif") == [stale]
+    assert mine.exists() and other_target.exists()
+
+
+def test_a_signal_during_publication_is_held_not_raised() -> None:
+    assert staging.deferring(2) is False
+    with staging.committing():
+        assert staging.deferring(15) is True
+    assert staging.held_signal() == 15
+
+
+def test_out_of_room_recognises_a_full_disk(tmp_path: Path) -> None:
+    import errno
+
+    assert staging.out_of_room(OSError(errno.ENOSPC, "No space left on device"), tmp_path, [])
+    assert staging.out_of_room(RuntimeError("_tiffWriteProc: File too large"), tmp_path, [])
+    assert not staging.out_of_room(RuntimeError("bad tile"), tmp_path, [])

@@ -1,0 +1,50 @@
+"""``lcmap.io.writer``: output checks, creation options, category names."""
+
+from pathlib import Path
+
+import pytest
+
+from lcmap.errors import InvalidOptionError, OutputExistsError, OutputPathError
+from lcmap.io.writer import (
+    category_xml,
+    check_creation_options,
+    check_distinct,
+    check_map_output,
+    check_output,
+    provenance_tags,
+)
+
+
+def test_creation_options_are_upper_cased_and_checked() -> None:
+    assert check_creation_options({"compress": "zstd", "blocksize": "256"}) == {
+        "COMPRESS": "zstd", "BLOCKSIZE": "256"}  # fmt: skip
+    for bad in ({"BLOCKSIZE": "100"}, {"COMPRESS": "WEBP"}, {"LEVEL": "x"}, {"FOO": "1"}):
+        with pytest.raises(InvalidOptionError):
+            check_creation_options(bad)
+
+
+def test_outputs_are_checked_against_inputs_existing_files_and_each_other(tmp_path: Path) -> None:
+    scene = tmp_path / "s.tif"
+    scene.write_bytes(b"x")
+    with pytest.raises(OutputPathError, match="is the input"):
+        check_output(tmp_path / "." / "s.tif", True, inputs=[scene])
+    with pytest.raises(OutputExistsError):
+        check_output(scene, False)
+    with pytest.raises(OutputPathError, match="same file"):
+        check_distinct(tmp_path / "a.tif", tmp_path / "b" / ".." / "a.tif")
+    with pytest.raises(OutputPathError, match=r"must end\s+\.tif"):
+        check_map_output(tmp_path / "m.jpg", False)
+    with pytest.raises(OutputPathError, match="longer than"):
+        check_output(tmp_path / ("x" * 300 + ".tif"), False)
+
+
+def test_category_document_names_every_class_with_its_colour() -> None:
+    xml = category_xml(["water & sea", "land"], [(0, 0, 255), (10, 200, 30)])
+    assert "<Category>water &amp; sea</Category>" in xml
+    assert '<Row index="1"><F>1</F><F>land</F><F>10</F><F>200</F><F>30</F></Row>' in xml
+
+
+def test_provenance_tags_name_method_and_model() -> None:
+    tags = provenance_tags({"method": "kmeans", "model_sha256": "abc", "lcmap_version": "9"})
+    assert tags["LCMAP_METHOD"] == "kmeans" and tags["LCMAP_MODEL_SHA256"] == "abc"
+    assert tags["LCMAP_VERSION"] == "9" and '"method": "kmeans"' in tags["LCMAP_PROVENANCE"]

@@ -1,0 +1,35 @@
+"""``lcmap.methods.kmeans``: the baseline's options, features and labels."""
+
+import numpy as np
+import pytest
+import torch
+
+from lcmap.errors import InvalidOptionError
+from lcmap.methods.kmeans import KMeansConfig, box_mean, build
+from lcmap.sampling import ArraySampler
+
+
+def test_box_mean_is_the_local_mean_of_a_mirrored_window() -> None:
+    x = torch.arange(25, dtype=torch.float32).reshape(1, 1, 5, 5)
+    out = box_mean(x, 1)
+    assert out.shape == x.shape
+    assert out[0, 0, 2, 2] == pytest.approx(x[0, 0, 1:4, 1:4].mean())
+
+
+def test_fits_two_spectra_and_labels_them_apart() -> None:
+    image = np.zeros((2, 32, 32), np.float32)
+    image[:, :, 16:] = 1.0
+    method = build(2, smooth=0, samples=500)
+    method.fit(ArraySampler([image], seed=0))
+    labels = method.predict_labels(torch.from_numpy(image)[None])[0].numpy()
+    assert len(np.unique(labels[:, :16])) == 1 and len(np.unique(labels[:, 16:])) == 1
+    assert labels[0, 0] != labels[0, 31]
+    assert method.config() == {**KMeansConfig(num_classes=2, smooth=0, samples=500).__dict__,
+                               "in_channels": 2}  # fmt: skip
+
+
+def test_option_ranges() -> None:
+    with pytest.raises(InvalidOptionError, match="smooth=101 must be from 0 to 100"):
+        build(4, smooth=101)
+    with pytest.raises(InvalidOptionError, match="num_classes=1 must be from 2"):
+        build(1)
