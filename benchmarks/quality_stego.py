@@ -13,6 +13,7 @@ Example:
     python benchmarks/quality_stego.py -k 5 --layers 8 12 --json stego_dubai.json
     python benchmarks/quality_stego.py --every 9 -k 5 --layers 8 -p auto_shifts=true
     python benchmarks/quality_stego.py --every 18 -k 5 --layers 8 --crf   # CRF cost and effect
+    python benchmarks/quality_stego.py --tiles 1,2,3,4 --every 6 -k 5 --layers 8 -p window_stride=56
 """
 
 import argparse
@@ -36,10 +37,13 @@ def _value(text: str) -> Any:
         return text
 
 
-def subset_index(index: Path, every: int, out: Path) -> Path:
-    """Every ``every``-th row of ``index`` (absolute paths), written to ``out``."""
+def subset_index(index: Path, every: int, out: Path, tiles: set[str] | None = None) -> Path:
+    """Every ``every``-th row of ``index`` (absolute paths), written to ``out``; with ``tiles``
+    only the scenes of those dubai_dev tiles (``dubai_t3_4`` is tile 3) are counted."""
     with index.open(newline="") as f:
         rows = list(csv.DictReader(f))
+    if tiles:
+        rows = [r for r in rows if r["name"].split("_")[1].lstrip("t") in tiles]
     keep = rows[::every]
     for row in keep:
         for key in ("scene", "truth"):
@@ -67,6 +71,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, default=INDEX)
     parser.add_argument("--every", type=int, default=1, help="take every N-th scene")
+    parser.add_argument("--tiles", help="only these dubai_dev tiles, e.g. 1,2,3,4 (choices on 1-4)")
     parser.add_argument("-k", "--classes", type=int, default=5)
     parser.add_argument("--layers", type=int, nargs="+", default=[8, 12])
     parser.add_argument("--backbone", default="vit_small_patch14_dinov2")
@@ -81,8 +86,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lcmap-stego-quality-") as tmp:
         workdir = Path(tmp)
         index = args.index
-        if args.every > 1:
-            index = subset_index(args.index, args.every, workdir / "index.csv")
+        tiles = set(args.tiles.split(",")) if args.tiles else None
+        if args.every > 1 or tiles:
+            index = subset_index(args.index, args.every, workdir / "index.csv", tiles)
         scenes = [e.scene for e in read_index(index)]
         kmeans = evaluate_index(index, method="kmeans", classes=args.classes)
         rows.append(summary("kmeans", kmeans, {}))

@@ -187,8 +187,6 @@ def parse_key_values(values: list[str] | None, what: str = "option") -> dict[str
 
 def _resource_message(exc: BaseException) -> str:
     """One line for a fault of the machine or of GDAL rather than of lcmap's input checks."""
-    import errno
-
     if isinstance(exc, MemoryError):
         return "Out of memory; use a smaller --tile or --batch-size, or free memory."
     if isinstance(exc, ImportError):  # a shared library did not fit the address-space limit
@@ -199,11 +197,10 @@ def _resource_message(exc: BaseException) -> str:
         )
     if "previous exception" in str(exc) and (exc.__cause__ or exc.__context__):
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]  # GDAL's own words
+    from lcmap.io.staging import no_space
+
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    no_space = "No space left" in text or "disk is full" in text or "Write failed" in text
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        no_space = True
-    if no_space:
+    if no_space(exc) or "Write failed" in text:
         filename = getattr(exc, "filename", None)
         where = f" holding {filename}" if filename else ""
         return (

@@ -111,7 +111,8 @@ def resolve_bands(src: DatasetReader, bands: list[int] | None) -> list[int]:
     """
     if bands is None:
         # All bands but an alpha band: alpha is the mask, not data.
-        data = [b for b in range(1, src.count + 1) if not _is_alpha(src, b)]
+        interp = src.colorinterp
+        data = [b for b in range(1, src.count + 1) if interp[b - 1] != ColorInterp.alpha]
         return data or list(range(1, src.count + 1))
     bad = [b for b in bands if not 1 <= b <= src.count]
     if bad:
@@ -120,10 +121,6 @@ def resolve_bands(src: DatasetReader, bands: list[int] | None) -> list[int]:
             f"use --bands with numbers from 1 to {src.count}."
         )
     return list(bands)
-
-
-def _is_alpha(src: DatasetReader, band: int) -> bool:
-    return bool(src.colorinterp[band - 1] == ColorInterp.alpha)
 
 
 def band_facts(src: DatasetReader, bands: list[int]) -> list[dict[str, Any]]:
@@ -202,7 +199,8 @@ def read_window(
         data = src.read(bands, window=inner, out_dtype="float32")
         # A pixel is valid where a chosen data band is; an alpha band chosen as data has an
         # all-valid mask of its own, so it does not vote (the others' masks come from it).
-        voters = [b for b in bands if not _is_alpha(src, b)] or bands
+        interp = src.colorinterp
+        voters = [b for b in bands if interp[b - 1] != ColorInterp.alpha] or bands
         valid = (src.read_masks(voters, window=inner) > 0).any(axis=0)
     except RasterioIOError as exc:
         cause = exc.__cause__ or exc.__context__ or exc  # GDAL's own words

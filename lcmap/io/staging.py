@@ -118,18 +118,28 @@ def remove_stale(target: str | Path) -> list[Path]:
     return removed
 
 
-def out_of_room(exc: BaseException, folder: Path, files: Sequence[Path]) -> bool:
-    """Whether a write error came from a full disk or the file-size limit."""
+def no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk is full or a file-size limit hit."""
     import errno
-    import resource
 
     chain: BaseException | None = exc
     while chain is not None:
-        if isinstance(chain, OSError) and chain.errno in (errno.ENOSPC, errno.EFBIG):
+        if isinstance(chain, OSError) and chain.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             return True
         if any(t in str(chain) for t in ("No space left", "File too large", "disk is full")):
             return True
         chain = chain.__cause__ or chain.__context__
+    return False
+
+
+def out_of_room(exc: BaseException, folder: Path, files: Sequence[Path]) -> bool:
+    """Whether a write error came from a full disk or the file-size limit: what the error
+    says (:func:`no_space`), else what the file system says (GDAL often reports only
+    ``Write failed`` or a later read of the broken file)."""
+    import resource
+
+    if no_space(exc):
+        return True
     with contextlib.suppress(OSError):
         if shutil.disk_usage(folder).free < 1 << 20:
             return True

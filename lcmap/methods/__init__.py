@@ -108,10 +108,12 @@ def method_info(name: str) -> "MethodInfo":
 
 
 def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Refuse unknown option names and non-finite or fractional numbers, in one place.
+    """Refuse unknown option names and non-finite or fractional numbers, for any method.
 
-    The names a method takes are its class's constructor parameters; a method that takes
-    ``**kwargs`` checks unknown names itself. Whole-number floats given for an integer option
+    The names a method takes are its options dataclass's fields or, for a plug-in without one,
+    its constructor's parameters (one that takes ``**kwargs`` checks unknown names itself).
+    Built-in methods check values again, with their ranges, in
+    :func:`lcmap.methods.options.make_config`. Whole-number floats given for an integer option
     (``-p samples=1e5``) become integers.
 
     Raises:

@@ -6,8 +6,10 @@ anchored to the scene, so a core pixel's blended score is the same for any tile 
 (see :mod:`lcmap.tiling`).
 """
 
+import functools
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -26,6 +28,20 @@ def mirror_pad(x: Tensor, pad_h: int, pad_w: int) -> Tensor:
         x = F.pad(x, (0, step_w, 0, step_h), mode="reflect")
         pad_h, pad_w = pad_h - step_h, pad_w - step_w
     return x
+
+
+@functools.lru_cache(maxsize=8)
+def _weights(
+    size: int, stride: int, height: int, width: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """One window's blending weights and their sum over a ``height`` x ``width`` tile: the
+    same for every tile of a plan, so computed once (read only)."""
+    weight = window_weights(size)
+    total = np.zeros((height, width), dtype=np.float32)
+    for r in window_offsets(height, size, stride):
+        for c in window_offsets(width, size, stride):
+            total[r : r + size, c : c + size] += weight
+    return torch.from_numpy(weight).to(device), torch.from_numpy(total).to(device)
 
 
 def sliding_scores(
@@ -47,16 +63,13 @@ def sliding_scores(
     b, _, h, w = batch.shape
     ph, pw = padded_length(h, size, stride), padded_length(w, size, stride)
     x = mirror_pad(batch, ph - h, pw - w)
-    weight = torch.from_numpy(window_weights(size)).to(batch.device)
+    weight, total = _weights(size, stride, ph, pw, batch.device)
     places = [
         (i, r, c)
         for i in range(b)
         for r in window_offsets(ph, size, stride)
         for c in window_offsets(pw, size, stride)
     ]
-    total = torch.zeros((ph, pw), device=batch.device)
-    for _, r, c in places[: len(places) // b]:
-        total[r : r + size, c : c + size] += weight
     out: Tensor | None = None
     for start in range(0, len(places), chunk):
         part = places[start : start + chunk]
