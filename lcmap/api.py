@@ -84,6 +84,8 @@ class SegmentResult:
         seconds: wall time of the mapping pass (fitting excluded).
         fit_seconds: wall time of fitting (0 with a model).
         device: the torch device used.
+        method_choice: why the method was chosen when none was given (:func:`default_method`),
+            else empty.
     """
 
     output: Path
@@ -98,6 +100,7 @@ class SegmentResult:
     fit_seconds: float
     device: str
     provenance: dict[str, Any] = field(default_factory=dict)
+    method_choice: str = ""
 
     @property
     def classes_used(self) -> int:
@@ -197,6 +200,29 @@ def _relative(path: str | Path, output: Path) -> str:
         return os.path.relpath(Path(path).resolve(), output.resolve().parent)
     except ValueError:  # another drive (Windows)
         return str(path)
+
+
+def default_method(options: dict[str, Any] | None = None) -> tuple[str, str]:
+    """The method ``lcmap segment`` uses when none is given, and why, in a few words.
+
+    ``dino_kmeans`` (the best unsupervised method measured, ``benchmarks/README.md``) when its
+    backbone's weights are on this machine or given with ``weights``; otherwise ``kmeans``,
+    which needs none. Nothing is downloaded to decide.
+    """
+    from lcmap.methods.configs import DINO_KMEANS_BACKBONE
+    from lcmap.nets.vit import full_name, local_weights
+
+    options = options or {}
+    backbone = str(options.get("backbone") or DINO_KMEANS_BACKBONE)
+    if options.get("weights"):
+        return "dino_kmeans", f"backbone weights given: {options['weights']}"
+    found = local_weights(backbone)
+    if found is not None:
+        return "dino_kmeans", f"{full_name(backbone)} weights found in {found.parent}"
+    return "kmeans", (
+        f"no {full_name(backbone)} weights on this machine; 'lcmap weights get' fetches them "
+        "for dino_kmeans"
+    )
 
 
 def _segmenter_for(
@@ -338,7 +364,7 @@ def segment(
     scene: str | Path,
     output: str | Path,
     *,
-    method: str = "kmeans",
+    method: str | None = None,
     model: str | Path | None = None,
     save_model: str | Path | None = None,
     classes: int | None = None,
@@ -362,7 +388,8 @@ def segment(
     Args:
         scene: input raster (any GDAL format, any number of bands).
         output: label GeoTIFF to write (a COG; uint8, 255 = nodata; uint16 above 255 classes).
-        method: registry name of the method (ignored with ``model``).
+        method: registry name of the method (ignored with ``model``); None =
+            :func:`default_method` (``dino_kmeans`` when its weights are here, else ``kmeans``).
         model: a model file from :func:`train` or ``save_model``.
         save_model: where to save the fitted model.
         classes: number of classes K (method default when None).
@@ -397,6 +424,11 @@ def segment(
         check_output(save_model, overwrite, inputs=inputs)
         check_distinct(output, sidecar_path(output), save_model)
     check_run_numbers(tile=tile, halo=halo, batch_size=batch_size, seed=seed)
+    choice = ""
+    if method is None:
+        method, choice = ("kmeans", "") if model is not None else default_method(options)
+        if choice:
+            log.info("method: %s (%s)", method, choice)
 
     from lcmap.engine import choose_device, map_scene
     from lcmap.io.writer import LabelWriter, publish
@@ -487,6 +519,7 @@ def segment(
         fit_seconds=fit_seconds,
         device=str(dev),
         provenance=provenance,
+        method_choice=f"{method} ({choice})" if choice else "",
     )
 
 

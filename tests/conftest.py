@@ -1,6 +1,7 @@
 """Shared fixtures: synthetic scenes with a known pattern, a toy method, device selection."""
 
 import os
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,10 @@ import torch
 from _helpers import SPECTRA, quadrant_truth
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
+
+# Tests never see the developer's weights cache: what `lcmap segment` picks by default, and
+# what resolves, must not depend on the machine.
+os.environ["LCMAP_CACHE_DIR"] = tempfile.mkdtemp(prefix="lcmap-test-cache-")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,5 +16,6 @@ from lcmap.cli import vectorize as _vectorize  # noqa: F401  isort: skip
 from lcmap.cli import finetune as _finetune  # noqa: F401  isort: skip
 from lcmap.cli import suggest_labels as _suggest_labels  # noqa: F401  isort: skip
 from lcmap.cli import train_single_scene as _train_single_scene  # noqa: F401  isort: skip
+from lcmap.cli import weights as _weights  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]

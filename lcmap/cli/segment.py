@@ -42,8 +42,14 @@ def segment(
         Path, typer.Option("--output", "-o", help="Output label GeoTIFF (COG).", dir_okay=False)
     ],
     method: Annotated[
-        str, typer.Option("--method", "-m", help="Segmentation method; see 'lcmap methods'.")
-    ] = "kmeans",
+        str | None,
+        typer.Option(
+            "--method",
+            "-m",
+            help="Segmentation method; see 'lcmap methods' \\[default: dino_kmeans when its "
+            "ViT weights are on this machine, else kmeans].",
+        ),
+    ] = None,
     model: Annotated[
         Path | None,
         typer.Option("--model", help="Apply a saved model (.lcmap) instead of fitting one."),
@@ -123,6 +129,8 @@ def segment(
                 progress=update,
                 options=options,
             )
+    if result.method_choice:
+        echo(f"method: {result.method_choice}")
     mpx = result.width * result.height / 1e6
     fitted = f"fitted in {result.fit_seconds:.1f} s, " if result.fit_seconds >= 0.05 else ""
     echo(

@@ -134,7 +134,9 @@ class StegoConfig:
     backbone: str = option(DEFAULT_BACKBONE, "timm ViT name (DINO, DINOv2)")
     weights: str | None = option(None, "backbone weights file (else cache, then hub)")
     weights_sha256: str | None = option(None, "sha256 the weights had when trained")
-    feature_layer: int | None = option(None, "features after this block (None = last)")
+    feature_layer: int | None = option(
+        None, "features after this block (None = measured best for the backbone, else last)"
+    )
     backbone_args: dict[str, Any] | None = option(None, "extra timm.create_model args")  # noqa: RUF009
     in_channels: int | None = option(None, "band count; None = set by fit()", low=1)
     dim: int = option(70, "code dimension (70 as STEGO's ViT-S configs)", low=1)
@@ -166,3 +168,39 @@ class StegoConfig:
     knn_shift: float = option(_LOSS_DEFAULTS["knn_shift"], "b of the k-NN term")
     random_weight: float = option(_LOSS_DEFAULTS["random_weight"], "lambda of the random term")
     random_shift: float = option(_LOSS_DEFAULTS["random_shift"], "b of the random term")
+
+
+#: The backbone ``dino_kmeans`` uses by default: the one self-supervised ViT whose weights can
+#: be had offline here (``lcmap weights``), and the one its defaults were measured with.
+DINO_KMEANS_BACKBONE = "vit_small_patch14_dinov2"
+
+
+@dataclass(frozen=True)
+class DinoKMeansConfig:
+    """The options of :class:`DinoKMeansSegmenter` (``config()`` returns them resolved)."""
+
+    num_classes: int = option(8, "number of clusters K", low=2, high=65534)
+    backbone: str = option(DINO_KMEANS_BACKBONE, "timm ViT name (DINO, DINOv2)")
+    weights: str | None = option(None, "backbone weights file (else cache, then hub)")
+    weights_sha256: str | None = option(None, "sha256 the weights had when fitted")
+    feature_layer: int | None = option(
+        None, "features after this block (None = measured best for the backbone, else last)"
+    )
+    backbone_args: dict[str, Any] | None = option(None, "extra timm.create_model args")  # noqa: RUF009
+    in_channels: int | None = option(None, "band count; None = set by fit()", low=1)
+    crop_size: int = option(224, "window side in pixels (fitting and mapping)", low=1)
+    crops: int = option(128, "windows drawn across the scenes to fit the clusters", low=1)
+    pixels_per_crop: int = option(500, "pixels sampled per window for the k-means", low=1)
+    spectral_weight: float = option(
+        0.0, "weight of the normalised bands next to the unit ViT feature (0 = features only)",
+        low=0,
+    )  # fmt: skip
+    guided_radius: int = option(
+        0, "guided-filter radius in px for the upsampled scores (0 = bilinear only)", low=0
+    )
+    guided_eps: float = option(1e-2, "guided-filter regularisation", above=0)
+    feature_batch: int = option(16, "windows per backbone forward pass", low=1)
+    window_stride: int | None = option(
+        None, "pixels between mapping windows; a divisor of crop_size (None = half)", low=1
+    )
+    seed: int = option(0, "seeds window and pixel sampling and the k-means", low=0)

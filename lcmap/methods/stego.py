@@ -81,11 +81,11 @@ from lcmap.errors import InvalidOptionError, InvalidSceneError
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
+from lcmap.methods._frozen_vit import FrozenViT
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
 from lcmap.methods.configs import _LOSS_DEFAULTS, StegoConfig
 from lcmap.methods.options import make_config
-from lcmap.nets import build_net, network_record
-from lcmap.nets import vit as _vit
+from lcmap.nets import network_record
 from lcmap.types import UNLABELLED, show_status
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ class StegoSegmenter(Segmenter):
         weights: backbone weights file (see :mod:`lcmap.nets.vit` for the search order).
         weights_sha256: sha256 the weights had when the model was trained (set on reload).
         feature_layer: take features after this block (1-based; negative counts from the end;
-            None = last block). Intermediate blocks suit backbones tuned for another task.
+            None = the block measured best for a known backbone,
+            :data:`~lcmap.methods._frozen_vit.BEST_FEATURE_LAYER`, else the last).
         backbone_args: extra keyword arguments for ``timm.create_model`` (tests: tiny ViTs).
         in_channels: band count; None = set by :meth:`fit` from the sampler.
         dim: code dimension (70 as STEGO's ViT-S configs).
@@ -167,30 +168,11 @@ class StegoSegmenter(Segmenter):
         self.backbone_args = dict(cfg.backbone_args or {})
         backbone, feature_layer = cfg.backbone, cfg.feature_layer
 
-        self.backbone = build_net("vit", backbone=backbone, backbone_args=self.backbone_args)
-        self.backbone_name = _vit.full_name(backbone)
-        self.resolved = _vit.resolve_weights(backbone, cfg.weights, cfg.weights_sha256)
-        _vit.load_backbone_weights(self.backbone, self.resolved.path, self.backbone_name)
-        depth = len(self.backbone.blocks)
-        layer = depth if feature_layer is None else feature_layer
-        if not (1 <= layer <= depth or -depth <= layer <= -1):
-            raise InvalidOptionError(
-                f"feature_layer={feature_layer} is out of range for {self.backbone_name} "
-                f"({depth} blocks): use 1..{depth} or -{depth}..-1."
-            )
-        self.feature_layer = layer if layer > 0 else depth + 1 + layer
-        # Blocks after the feature layer are never run: drop them.
-        self.backbone.prune_intermediate_layers(
-            [self.feature_layer - 1], prune_norm=False, prune_head=True
-        )
-        self.backbone.requires_grad_(False).eval()
-        patch = self.backbone.patch_embed.patch_size
-        self.patch_size = int(patch[0] if isinstance(patch, tuple | list) else patch)
-        self.crop_size = max(self.patch_size, cfg.crop_size)
-        self.crop_size -= self.crop_size % self.patch_size
-        pretrained: dict[str, Any] = dict(getattr(self.backbone, "pretrained_cfg", None) or {})
-        self._rgb_mean = tuple(pretrained.get("mean", (0.485, 0.456, 0.406)))
-        self._rgb_std = tuple(pretrained.get("std", (0.229, 0.224, 0.225)))
+        self.vit = FrozenViT("stego", backbone, cfg.weights, cfg.weights_sha256, feature_layer,
+                             self.backbone_args, cfg.crop_size)  # fmt: skip
+        self.backbone, self.backbone_name = self.vit.net, self.vit.name
+        self.resolved, self.feature_layer = self.vit.resolved, self.vit.feature_layer
+        self.patch_size, self.crop_size = self.vit.patch_size, self.vit.crop_size
         stride = self.crop_size // 2 if cfg.window_stride is None else cfg.window_stride
         if self.crop_size % stride:
             raise InvalidOptionError(
@@ -199,13 +181,9 @@ class StegoSegmenter(Segmenter):
             )
         self._window = Window(self.crop_size, stride)
 
-        self._in_channels: int | None = None
-        self.mean = torch.zeros(0)
-        self.std = torch.ones(0)
         if cfg.in_channels is not None:
-            self._set_in_channels(cfg.in_channels)
-        embed_dim = int(self.backbone.num_features)
-        self.head = StegoHead(embed_dim, self.dim)
+            self.vit.set_in_channels(cfg.in_channels)
+        self.head = StegoHead(self.vit.dim, self.dim)
         self.head.reset_parameters(torch.Generator().manual_seed(self.seed or 0))
         self.centroids: Tensor | None = None
         # Linear probe (K, dim) weight and (K,) bias, only when fitted with labels.
@@ -221,7 +199,7 @@ class StegoSegmenter(Segmenter):
     @property
     def in_channels(self) -> int | None:
         """Band count (None until fitted or given)."""
-        return self._in_channels
+        return self.vit.in_channels
 
     @property
     def halo(self) -> int:
@@ -247,11 +225,11 @@ class StegoSegmenter(Segmenter):
             replace(
                 self.cfg,
                 backbone=self.backbone_name,
-                weights=str(self.resolved.path.resolve()),
+                weights=self.vit.weights_path(),
                 weights_sha256=self.resolved.sha256,
                 feature_layer=self.feature_layer,
                 backbone_args=self.backbone_args,
-                in_channels=self._in_channels,
+                in_channels=self.vit.in_channels,
                 crop_size=self.crop_size,
                 window_stride=self._window.stride,
                 seed=self.seed,
@@ -268,14 +246,7 @@ class StegoSegmenter(Segmenter):
 
     def header(self) -> dict[str, Any]:
         """Backbone facts for the model header."""
-        return {
-            "backbone": self.backbone_name,
-            "weights": str(self.resolved.path),
-            "weights_sha256": self.resolved.sha256,
-            "weights_source": self.resolved.source,
-            "feature_layer": self.feature_layer,
-            "patch_size": self.patch_size,
-        }
+        return self.vit.header()
 
     def state_dict(self) -> dict[str, Tensor]:
         """Head weights and centroids; the backbone is resolved again on load."""
@@ -311,10 +282,8 @@ class StegoSegmenter(Segmenter):
     def to(self, device: torch.device) -> "StegoSegmenter":
         """Move backbone, head and centroids to ``device``."""
         self.device = torch.device(device)
-        self.backbone.to(self.device)
+        self.vit.to(self.device)
         self.head.to(self.device)
-        self.mean = self.mean.to(self.device)
-        self.std = self.std.to(self.device)
         if self.centroids is not None:
             self.centroids = self.centroids.to(self.device)
         if self.linear is not None:
@@ -323,52 +292,17 @@ class StegoSegmenter(Segmenter):
 
     # -- features ------------------------------------------------------------------------
 
-    def _set_in_channels(self, channels: int) -> None:
-        if self._in_channels is not None and self._in_channels != channels:
-            raise InvalidSceneError(
-                f"The scenes have {channels} bands but this stego model expects "
-                f"{self._in_channels}; pass --bands to pick {self._in_channels}."
-            )
-        _vit.adapt_input_channels(self.backbone, channels)
-        self._in_channels = channels
-        dev = self.device
-        self.mean = torch.tensor(_vit.adapt_band_stats(self._rgb_mean, channels), device=dev)
-        self.std = torch.tensor(_vit.adapt_band_stats(self._rgb_std, channels), device=dev)
-        self.backbone.to(dev)
-
     def features(self, images: Tensor) -> Tensor:
-        """Frozen backbone features.
-
-        Args:
-            images: (B, C, H, W) bands normalised to ~0..1; H, W multiples of the patch size.
-
-        Returns:
-            (B, D, H / patch, W / patch) features of block ``feature_layer`` (final norm
-            applied, as STEGO's DINO features), without gradient.
-        """
-        x = (images - self.mean.view(1, -1, 1, 1).to(images.dtype)) / self.std.view(1, -1, 1, 1).to(
-            images.dtype
-        )
-        with torch.no_grad():
-            out = self.backbone.forward_intermediates(
-                x,
-                indices=[self.feature_layer - 1],
-                norm=True,
-                stop_early=True,
-                intermediates_only=True,
-                output_fmt="NCHW",
-            )
-        assert isinstance(out, list)
-        feats: Tensor = out[0]
-        return feats
+        """Frozen backbone features (:meth:`FrozenViT.features`): (B, D, H / patch, W / patch)."""
+        return self.vit.features(images)
 
     def _check_batch(self, batch: Tensor) -> None:
-        if self._in_channels is None or self.centroids is None:
+        if self.vit.in_channels is None or self.centroids is None:
             raise RuntimeError("stego must be fitted (or loaded) before predict().")
-        if batch.shape[1] != self._in_channels:
+        if batch.shape[1] != self.vit.in_channels:
             raise InvalidSceneError(
                 f"The tiles have {batch.shape[1]} bands but this stego model expects "
-                f"{self._in_channels}; pass --bands to pick {self._in_channels}."
+                f"{self.vit.in_channels}; pass --bands to pick {self.vit.in_channels}."
             )
 
     def predict(self, batch: Tensor) -> Tensor:
@@ -506,7 +440,7 @@ class StegoSegmenter(Segmenter):
 
     def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
         """Train the head on crops across the scenes, then fit the cluster probe."""
-        self._set_in_channels(int(sampler.in_channels))
+        self.vit.set_in_channels(int(sampler.in_channels))
         n = self.crops
         batch = min(self.batch_size, n)
         steps = self.steps if self.steps is not None else self.epochs * math.ceil(n / batch)

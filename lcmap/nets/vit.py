@@ -137,7 +137,36 @@ def is_online(host: str = "huggingface.co", port: int = 443) -> bool:
     return bool(reached)
 
 
-def _hub_weights(name: str, cache: Path) -> Path | None:
+def local_weights(backbone: str) -> Path | None:
+    """The weights of ``backbone`` already on this machine (cache directory, then timm's hub
+    cache), without touching the network; None when there are none."""
+    name = full_name(backbone)
+    cache = cache_dir()
+    for filename in cache_candidates(name):
+        if (cache / filename).is_file():
+            return cache / filename
+    return _hub_weights(name, cache, download=False)
+
+
+def weights_table() -> list[dict[str, Any]]:
+    """One row per known backbone: where its weights would resolve from, whether they are
+    here, and their sha256 (``lcmap weights list``). Never touches the network."""
+    cache = cache_dir()
+    rows = []
+    for name in KNOWN_BACKBONES:
+        found = local_weights(name)
+        rows.append({
+            "backbone": name,
+            "cache": str(cache),
+            "looks_for": cache_candidates(name),
+            "present": found is not None,
+            "path": str(found) if found else None,
+            "sha256": file_sha256(found) if found else None,
+        })  # fmt: skip
+    return rows
+
+
+def _hub_weights(name: str, cache: Path, download: bool = True) -> Path | None:
     """timm's hub ``model.safetensors`` for ``name``: cached copy first, download if online."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -154,7 +183,7 @@ def _hub_weights(name: str, cache: Path) -> Path | None:
         )
     except (LocalEntryNotFoundError, OSError, ValueError):
         pass
-    if not is_online():
+    if not download or not is_online():
         return None
     log.info("Downloading %s weights from huggingface.co/%s", name, repo)
     try:

@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import timm
 import torch
+from _tiny_vit import DINO, TINY, hungarian_miou, textured_scene, tiny_vit
 from safetensors.torch import save_file
-from scipy.optimize import linear_sum_assignment
 
 from lcmap.errors import InvalidSceneError, LcmapError, WeightsError
 from lcmap.methods import get_method
@@ -29,8 +28,6 @@ from lcmap.sampling import ArraySampler
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 REAL_WEIGHTS = SHARED / "weights" / "dinov2_vits14_imgfocus.safetensors"
-TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2}
-DINO = "vit_small_patch8_224.dino"
 DINOV2 = "vit_small_patch14_dinov2.lvd142m"
 DINOV2_REG = "vit_small_patch14_reg4_dinov2.lvd142m"
 
@@ -47,14 +44,6 @@ def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-def tiny_vit(name: str = DINO, **extra: Any) -> torch.nn.Module:
-    torch.manual_seed(0)
-    args = dict(TINY, **extra)
-    return timm.create_model(
-        name.split(".")[0], pretrained=False, num_classes=0, dynamic_img_size=True, **args
-    )
-
-
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny_dino_s8.safetensors"
@@ -69,34 +58,6 @@ def tiny_stego(weights: Path | None, **kwargs: Any) -> StegoSegmenter:
     }  # fmt: skip
     options.update(kwargs)
     return build(kwargs.pop("num_classes", 4), **options)
-
-
-def textured_scene(size: int = 96, bands: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Four quadrants with distinct colours and stripe textures; truth 0..3."""
-    rng = np.random.default_rng(0)
-    half = size // 2
-    img = np.zeros((bands, size, size), np.float32)
-    truth = np.zeros((size, size), np.int64)
-    yy, xx = np.mgrid[:half, :half]
-    colours = [(0.8, 0.2, 0.2), (0.2, 0.7, 0.3), (0.2, 0.3, 0.8), (0.7, 0.7, 0.2)]
-    for q, (r, c) in enumerate([(0, 0), (0, half), (half, 0), (half, half)]):
-        texture = 0.15 * np.sin((xx if q % 2 else yy) * (0.5 + 0.4 * q))
-        for b in range(bands):
-            noise = 0.03 * rng.standard_normal((half, half))
-            img[b, r : r + half, c : c + half] = colours[q][b % 3] + texture + noise
-        truth[r : r + half, c : c + half] = q
-    return np.clip(img, 0, 1), truth
-
-
-def hungarian_miou(truth: np.ndarray, pred: np.ndarray, k: int) -> float:
-    conf = np.zeros((k, k))
-    np.add.at(conf, (truth.ravel(), pred.ravel()), 1)
-    rows, cols = linear_sum_assignment(-conf)
-    ious = [
-        conf[i, j] / (conf[i].sum() + conf[:, j].sum() - conf[i, j])
-        for i, j in zip(rows, cols, strict=True)
-    ]
-    return float(np.mean(ious))
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +129,7 @@ def test_auto_shifts_are_calibrated_on_the_training_crops_and_recorded(
 
 def test_gradients_reach_the_head_only(tiny_weights: Path) -> None:
     method = tiny_stego(tiny_weights)
-    method._set_in_channels(3)
+    method.vit.set_in_channels(3)
     images = torch.rand(4, 3, 32, 32)
     feats = method.features(images)
     loss, _ = method.loss_from_features(feats, feats.flip(0), torch.Generator().manual_seed(0))
@@ -324,7 +285,7 @@ def test_bad_options_raise_clear_errors(
 
 def test_feature_layer_takes_an_intermediate_block(tiny_weights: Path) -> None:
     method = tiny_stego(tiny_weights, feature_layer=1)
-    method._set_in_channels(3)
+    method.vit.set_in_channels(3)
     assert len(method.backbone.blocks) == 1  # later blocks are pruned
     x = torch.rand(2, 3, 32, 32)
     full = tiny_vit()
@@ -461,7 +422,7 @@ def test_loading_finds_moved_weights_in_the_cache(
 
 
 def features_of(method: StegoSegmenter, x: torch.Tensor) -> torch.Tensor:
-    method._set_in_channels(3)
+    method.vit.set_in_channels(3)
     return method.features(x)
 
 

@@ -1,0 +1,210 @@
+"""The lever sweeps behind dino_kmeans' defaults, on dubai_dev tiles 1-4 only (issue 15).
+
+A feature-cache harness, so that one backbone pass serves every sweep: ``cache`` runs the
+DINOv2-S/14 of ``../shared/weights`` once per scene (224 px windows every 112 px, patch
+features of blocks 4, 6, 8, 10, 12 averaged where windows overlap, bands stretched to their
+2-98% percentiles per scene) into ``--cache``; ``sweep`` fits k-means (K = 5) on pixels of one
+half of the scenes (5000 a scene; unit features bilinearly sampled at the pixel, optionally
+next to ``beta`` x the bands) and scores the other half (per-scene Hungarian, pooled), both
+ways (``A->B`` and ``B->A``: the 36 scenes of tiles 1-4 split by alternate index rows), and
+``--loto`` leaving one tile out. It approximates lcmap's mapping (features averaged rather than
+Hann-blended scores; per-scene stretch rather than the model's), so the product's figures
+come from ``quality_unsupervised.py``; this one only ranks the levers.
+
+Example:
+    python benchmarks/dino_kmeans_levers.py cache --cache /tmp/dk_cache
+    python benchmarks/dino_kmeans_levers.py sweep --cache /tmp/dk_cache --blocks 4 6 8 10 12
+    python benchmarks/dino_kmeans_levers.py sweep --cache /tmp/dk_cache --betas 0 0.5 1 2
+    python benchmarks/dino_kmeans_levers.py sweep --cache /tmp/dk_cache --betas 0 0.5 1 --loto
+    python benchmarks/dino_kmeans_levers.py sweep --cache /tmp/dk_cache --guided 8
+"""
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data" / "dubai_dev"
+DINOV2 = ROOT / ".." / "shared" / "weights" / "dinov2_vits14_imgfocus.safetensors"
+BLOCKS = [4, 6, 8, 10, 12]
+WINDOW, STRIDE, PATCH, K = 224, 112, 14, 5
+
+
+def tile_of(name: str) -> str:
+    return name.split("_")[1].lstrip("t")
+
+
+def scenes() -> list[dict[str, str]]:
+    with (DATA / "index.csv").open(newline="") as f:
+        return [r for r in csv.DictReader(f) if tile_of(r["name"]) in "1234"]
+
+
+def cache(out: Path) -> None:
+    import rasterio
+    import torch
+    import torch.nn.functional as F
+
+    from lcmap.nets import build_net
+    from lcmap.nets import vit as _vit
+
+    out.mkdir(parents=True, exist_ok=True)
+    net = build_net("vit", backbone="vit_small_patch14_dinov2", backbone_args={})
+    _vit.load_backbone_weights(net, DINOV2, "vit_small_patch14_dinov2.lvd142m")
+    net.eval()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    for row in scenes():
+        target = out / f"{row['name']}.npz"
+        if target.exists():
+            continue
+        with rasterio.open(DATA / row["scene"]) as src:
+            img = src.read().astype(np.float32)
+        lo, hi = (v.astype(np.float32) for v in np.percentile(img.reshape(3, -1), (2, 98), 1))
+        x = np.clip((img - lo[:, None, None]) / np.maximum(hi - lo, 1e-6)[:, None, None], 0, 1)
+        _, h, w = x.shape
+        big_h = max(WINDOW, -(-(h - WINDOW) // STRIDE) * STRIDE + WINDOW)
+        big_w = max(WINDOW, -(-(w - WINDOW) // STRIDE) * STRIDE + WINDOW)
+        xt = F.pad(torch.from_numpy(x)[None], (0, big_w - w, 0, big_h - h), mode="reflect")
+        xt = (xt - mean) / std
+        n = WINDOW // PATCH
+        acc = torch.zeros(len(BLOCKS), net.num_features, big_h // PATCH, big_w // PATCH)
+        count = torch.zeros(1, 1, big_h // PATCH, big_w // PATCH)
+        offsets = [(i, j) for i in range(0, big_h - WINDOW + 1, STRIDE)
+                   for j in range(0, big_w - WINDOW + 1, STRIDE)]  # fmt: skip
+        with torch.no_grad():
+            for b in range(0, len(offsets), 16):
+                chunk = offsets[b : b + 16]
+                batch = torch.cat([xt[:, :, i : i + WINDOW, j : j + WINDOW] for i, j in chunk])
+                feats = net.forward_intermediates(batch, indices=[k - 1 for k in BLOCKS],
+                                                  norm=True, intermediates_only=True,
+                                                  output_fmt="NCHW")  # fmt: skip
+                for m, (i, j) in enumerate(chunk):
+                    r, c = i // PATCH, j // PATCH
+                    for bi in range(len(BLOCKS)):
+                        acc[bi, :, r : r + n, c : c + n] += feats[bi][m]
+                    count[..., r : r + n, c : c + n] += 1
+        np.savez(target, feats=(acc / count).half().numpy(), img=(x * 255).astype(np.uint8))
+        print(row["name"], flush=True)
+
+
+class Scene:
+    def __init__(self, folder: Path, name: str) -> None:
+        import rasterio
+        import torch
+
+        z = np.load(folder / f"{name}.npz")
+        self.feats = torch.from_numpy(z["feats"].astype(np.float32))
+        self.img = torch.from_numpy(z["img"].astype(np.float32) / 255)
+        with rasterio.open(DATA / "truth" / f"{name}.tif") as src:
+            self.truth = src.read(1)
+        self.h, self.w = self.truth.shape
+
+    def features(self, blocks: tuple[int, ...]) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        f = torch.cat([F.normalize(self.feats[BLOCKS.index(b)], dim=0) for b in blocks])
+        return F.normalize(f, dim=0)[None]
+
+
+def fit(scenes_: list[Scene], blocks: tuple[int, ...], beta: float, seed: int) -> Any:
+    import torch
+    import torch.nn.functional as F
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in scenes_:
+        f = s.features(blocks)
+        gh, gw = f.shape[-2:]
+        ys, xs = rng.integers(0, s.h, 5000), rng.integers(0, s.w, 5000)
+        grid = torch.tensor(np.stack([(xs + 0.5) / (gw * PATCH) * 2 - 1,
+                                      (ys + 0.5) / (gh * PATCH) * 2 - 1], -1),
+                            dtype=torch.float32)[None, None]  # fmt: skip
+        v = F.normalize(F.grid_sample(f, grid, align_corners=False)[0, :, 0].T, dim=1)
+        rows.append(torch.cat([v, beta * s.img[:, ys, xs].T], 1) if beta else v)
+    data = torch.cat(rows).numpy()
+    return torch.from_numpy(KMeans(K, n_init=3, random_state=seed).fit(data).cluster_centers_)
+
+
+def labels(s: Scene, c: Any, blocks: tuple[int, ...], beta: float, guided: int) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    from lcmap.methods._guided import guided_filter
+
+    f = s.features(blocks)
+    c = c.float()
+    d = f.shape[1]
+    cf, cs = c[:, :d], c[:, d:]
+    g = torch.einsum("bchw,kc->bkhw", f, cf)
+    g = F.interpolate(g, size=(f.shape[2] * PATCH, f.shape[3] * PATCH), mode="bilinear",
+                      align_corners=False)[..., : s.h, : s.w]  # fmt: skip
+    score = 2 * g - (cf**2).sum(1)[None, :, None, None]
+    if beta:
+        score = score - ((beta * s.img[None, :, None] - cs.T[None, :, :, None, None]) ** 2).sum(1)
+    if guided:
+        score = guided_filter(s.img[None], score, guided, 1e-2)
+    return score.argmax(1)[0].numpy()
+
+
+def pooled(pairs: list[tuple[Any, Any]]) -> dict[str, float]:
+    from scipy.optimize import linear_sum_assignment
+
+    conf = np.zeros((K, K), np.int64)
+    for lab, truth in pairs:
+        m = truth != 255
+        cm = np.zeros((K, K), np.int64)
+        np.add.at(cm, (lab[m], truth[m]), 1)
+        rows, cols = linear_sum_assignment(-cm)
+        conf += cm[rows][np.argsort(cols)]
+    tp = np.diag(conf)
+    iou = tp / (conf.sum(0) + conf.sum(1) - tp)
+    return {"accuracy": round(float(tp.sum() / conf.sum()), 4), "miou": round(float(iou.mean()), 4)}
+
+
+def sweep(args: argparse.Namespace) -> None:
+    names = sorted(r["name"] for r in scenes())
+    loaded = {n: Scene(args.cache, n) for n in names}
+    if args.loto:
+        folds = [([n for n in names if tile_of(n) != t], [n for n in names if tile_of(n) == t])
+                 for t in "1234"]  # fmt: skip
+    else:
+        a, b = names[0::2], names[1::2]
+        folds = [(a, b), (b, a)]
+    for blocks in [tuple(args.blocks)] if args.together else [(b,) for b in args.blocks]:
+        for beta in args.betas:
+            res = []
+            for fit_names, test_names in folds:
+                c = fit([loaded[n] for n in fit_names], blocks, beta, args.seed)
+                res.append(pooled([(labels(loaded[n], c, blocks, beta, args.guided),
+                                    loaded[n].truth) for n in test_names]))  # fmt: skip
+            mious = [r["miou"] for r in res]
+            print(f"blocks {blocks} beta {beta} guided {args.guided}: mIoU per fold {mious}, "
+                  f"mean {np.mean(mious):.4f}", flush=True)  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("cache", "sweep"))
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--blocks", type=int, nargs="+", default=[8])
+    parser.add_argument("--together", action="store_true", help="concatenate the blocks")
+    parser.add_argument("--betas", type=float, nargs="+", default=[0.0])
+    parser.add_argument("--guided", type=int, default=0, help="guided-filter radius (0 = off)")
+    parser.add_argument("--loto", action="store_true", help="leave one tile out (4 folds)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.step == "cache":
+        cache(args.cache)
+    else:
+        sweep(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

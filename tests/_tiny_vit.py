@@ -1,0 +1,47 @@
+"""Tiny random timm ViTs and a textured synthetic scene, shared by the ViT method tests."""
+
+from typing import Any
+
+import numpy as np
+import timm
+import torch
+from scipy.optimize import linear_sum_assignment
+
+TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2}
+DINO = "vit_small_patch8_224.dino"
+
+
+def tiny_vit(name: str = DINO, **extra: Any) -> torch.nn.Module:
+    torch.manual_seed(0)
+    args = dict(TINY, **extra)
+    return timm.create_model(
+        name.split(".")[0], pretrained=False, num_classes=0, dynamic_img_size=True, **args
+    )
+
+
+def textured_scene(size: int = 96, bands: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Four quadrants with distinct colours and stripe textures; truth 0..3."""
+    rng = np.random.default_rng(0)
+    half = size // 2
+    img = np.zeros((bands, size, size), np.float32)
+    truth = np.zeros((size, size), np.int64)
+    yy, xx = np.mgrid[:half, :half]
+    colours = [(0.8, 0.2, 0.2), (0.2, 0.7, 0.3), (0.2, 0.3, 0.8), (0.7, 0.7, 0.2)]
+    for q, (r, c) in enumerate([(0, 0), (0, half), (half, 0), (half, half)]):
+        texture = 0.15 * np.sin((xx if q % 2 else yy) * (0.5 + 0.4 * q))
+        for b in range(bands):
+            noise = 0.03 * rng.standard_normal((half, half))
+            img[b, r : r + half, c : c + half] = colours[q][b % 3] + texture + noise
+        truth[r : r + half, c : c + half] = q
+    return np.clip(img, 0, 1), truth
+
+
+def hungarian_miou(truth: np.ndarray, pred: np.ndarray, k: int) -> float:
+    conf = np.zeros((k, k))
+    np.add.at(conf, (truth.ravel(), pred.ravel()), 1)
+    rows, cols = linear_sum_assignment(-conf)
+    ious = [
+        conf[i, j] / (conf[i].sum() + conf[:, j].sum() - conf[i, j])
+        for i, j in zip(rows, cols, strict=True)
+    ]
+    return float(np.mean(ious))

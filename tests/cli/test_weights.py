@@ -1,0 +1,53 @@
+"""`lcmap weights list` and the default method `lcmap segment` picks from what is present."""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from lcmap import api
+from lcmap.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    monkeypatch.setenv("LCMAP_CACHE_DIR", str(folder))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return folder
+
+
+def test_list_says_what_is_present_with_its_sha256(cache: Path) -> None:
+    data = b"not really weights"
+    (cache / "vit_small_patch14_dinov2.safetensors").write_bytes(data)
+    result = runner.invoke(app, ["weights", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["backbone"]: r for r in json.loads(result.stdout)}
+    present = rows["vit_small_patch14_dinov2.lvd142m"]
+    assert present["present"] and present["sha256"] == hashlib.sha256(data).hexdigest()
+    assert not rows["vit_small_patch8_224.dino"]["present"]
+    assert "dino_deitsmall8_pretrain.pth" in rows["vit_small_patch8_224.dino"]["looks_for"]
+
+
+def test_default_method_is_dino_kmeans_only_when_its_weights_are_here(cache: Path) -> None:
+    method, why = api.default_method()
+    assert method == "kmeans" and "lcmap weights" in why
+    (cache / "vit_small_patch14_dinov2.safetensors").write_bytes(b"x")
+    method, why = api.default_method()
+    assert method == "dino_kmeans" and str(cache) in why
+    assert api.default_method({"weights": "my.pth"})[0] == "dino_kmeans"
+
+
+def test_segment_without_method_says_which_it_used_and_why(
+    cache: Path, make_scene: Any, tmp_path: Path
+) -> None:
+    scene = make_scene(width=64, height=64)
+    result = runner.invoke(app, ["segment", str(scene), "-o", str(tmp_path / "m.tif"), "-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert "method: kmeans (no vit_small_patch14_dinov2.lvd142m weights" in result.output

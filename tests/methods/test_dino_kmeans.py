@@ -1,0 +1,128 @@
+"""dino_kmeans: region recovery, maps independent of --tile, model files, the guided filter.
+
+Tiny random ViTs (width 32, 2 blocks) saved to tmp_path keep these fast; the figures on real
+weights are in benchmarks/README.md (quality_unsupervised.py).
+"""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import torch.nn.functional as F
+from _tiny_vit import DINO, TINY, hungarian_miou, textured_scene, tiny_vit
+from safetensors.torch import save_file
+
+from lcmap import api
+from lcmap.errors import InvalidOptionError, InvalidSceneError
+from lcmap.methods._guided import guided_filter
+from lcmap.methods.dino_kmeans import DinoKMeansSegmenter, build
+from lcmap.models import load_model
+from lcmap.sampling import ArraySampler
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cache").mkdir()
+    monkeypatch.setenv("LCMAP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "tiny_dino_s8.safetensors"
+    save_file(tiny_vit().state_dict(), str(path))
+    return path
+
+
+def options(weights: Path, **extra: Any) -> dict[str, Any]:
+    return {"backbone": DINO, "weights": str(weights), "backbone_args": TINY, "crop_size": 32,
+            "crops": 24, "pixels_per_crop": 200, **extra}  # fmt: skip
+
+
+def test_recovers_textured_regions(tiny_weights: Path) -> None:
+    img, truth = textured_scene()
+    method = build(4, **options(tiny_weights))
+    method.fit(ArraySampler([img], seed=0))
+    with torch.inference_mode():
+        labels = method.predict_tile_labels(torch.from_numpy(img)[None])[0].numpy()
+    assert hungarian_miou(truth, labels, 4) >= 0.9
+
+
+def test_features_only_and_bands_only_weighting_both_fit(tiny_weights: Path) -> None:
+    img, _ = textured_scene(64)
+    for weight in (0.0, 3.0):
+        method = build(3, **options(tiny_weights, spectral_weight=weight))
+        method.fit(ArraySampler([img], seed=0))
+        assert method.centroids is not None
+        assert tuple(method.centroids.shape) == (3, 32 + 3)
+
+
+def test_stride_must_divide_the_window(tiny_weights: Path) -> None:
+    with pytest.raises(InvalidOptionError, match="window_stride=12 must be a divisor"):
+        build(3, **options(tiny_weights, window_stride=12))
+
+
+def test_tiles_with_other_band_counts_are_refused(tiny_weights: Path) -> None:
+    img, _ = textured_scene(64)
+    method = build(3, **options(tiny_weights))
+    method.fit(ArraySampler([img], seed=0))
+    with pytest.raises(InvalidSceneError, match="expects 3; pass --bands"):
+        method.predict(torch.zeros(1, 4, 32, 32))
+
+
+def map_at(scene: Path, model: Path, tile: int, out: Path, **kw: Any) -> np.ndarray:
+    api.segment(scene, out, model=model, tile=tile, device="cpu", overwrite=True, **kw)
+    with rasterio.open(out) as src:
+        labels: np.ndarray = src.read(1)
+    return labels
+
+
+def test_maps_do_not_depend_on_the_tile_size(make_scene: Any, tiny_weights: Path,
+                                             tmp_path: Path) -> None:  # fmt: skip
+    scene = make_scene(width=150, height=118, bands=3)
+    model = tmp_path / "m.lcmap"
+    api.segment(scene, tmp_path / "fit.tif", method="dino_kmeans", classes=4, device="cpu",
+                save_model=model, options=options(tiny_weights))  # fmt: skip
+    maps = [map_at(scene, model, t, tmp_path / f"{t}.tif") for t in (32, 64, 256)]
+    for other in maps[1:]:
+        assert (other == maps[0]).mean() >= 0.999
+
+
+def test_saved_model_reloads_with_the_same_map_and_takes_the_guided_filter(
+    make_scene: Any, tiny_weights: Path, tmp_path: Path
+) -> None:
+    scene = make_scene(width=96, height=80, bands=3)
+    model = tmp_path / "m.lcmap"
+    first = tmp_path / "first.tif"
+    api.segment(scene, first, method="dino_kmeans", classes=4, device="cpu", save_model=model,
+                options=options(tiny_weights))  # fmt: skip
+    with rasterio.open(first) as src:
+        fitted = src.read(1)
+    again = map_at(scene, model, 64, tmp_path / "again.tif")
+    assert (again == fitted).mean() >= 0.999
+    method, _ = load_model(model)
+    assert isinstance(method, DinoKMeansSegmenter)
+    guided = map_at(scene, model, 64, tmp_path / "g.tif", options={"guided_radius": 4})
+    assert guided.shape == fitted.shape
+    assert set(np.unique(guided)) <= set(range(4))
+
+
+def test_guided_filter_keeps_a_sharp_edge_that_bilinear_upsampling_blurs() -> None:
+    # A step edge at column 37, inside a 14 px patch (columns 28-41): scores known per patch
+    # and upsampled bilinearly put the boundary near the patch centre, not on the edge.
+    size, patch, edge = 84, 14, 37
+    guide = torch.zeros(1, 3, size, size)
+    guide[..., edge:] = 1.0
+    truth = (torch.arange(size) >= edge).long().expand(size, size)
+    coarse = F.avg_pool2d(torch.stack([1 - guide[:, 0], guide[:, 0]], dim=1), patch)
+    bilinear = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    guided = guided_filter(guide, bilinear, radius=8, eps=1e-3)
+    wrong_bilinear = int((bilinear.argmax(1)[0] != truth).sum())
+    wrong_guided = int((guided.argmax(1)[0] != truth).sum())
+    assert wrong_bilinear >= size  # a whole column on the wrong side of the edge
+    assert wrong_guided == 0
