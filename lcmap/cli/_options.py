@@ -18,6 +18,18 @@ Bands = Annotated[
 BatchSize = Annotated[
     int | None, typer.Option("--batch-size", help="Tiles or crops per batch.", min=1)
 ]
+Tile = Annotated[
+    int | None, typer.Option("--tile", help="Tile size in pixels \\[default: 512].", min=1)
+]
+Halo = Annotated[
+    int | None,
+    typer.Option(
+        "--halo",
+        help="Context pixels on each side of a tile \\[default: the method's receptive field; "
+        "the overlap blended for ViTs].",
+        min=0,
+    ),
+]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Seed = Annotated[int, typer.Option("--seed", help="Fixes sampling and initialisation.")]
 Backbone = Annotated[

@@ -24,7 +24,9 @@ from lcmap.cli._options import (
     Classes,
     Crf,
     FeatureLayer,
+    Halo,
     Params,
+    Tile,
     Weights,
     method_options,
 )
@@ -97,12 +99,8 @@ def evaluate(
     ] = None,
     classes: Classes = None,
     bands: Bands = None,
-    tile: Annotated[
-        int | None, typer.Option("--tile", help="With --index: tile size.", min=1)
-    ] = None,
-    halo: Annotated[
-        int | None, typer.Option("--halo", help="With --index: context pixels per side.", min=0)
-    ] = None,
+    tile: Tile = None,
+    halo: Halo = None,
     batch_size: BatchSize = None,
     device: Annotated[
         str | None, typer.Option("--device", help="With --index: auto, cpu, cuda or cuda:N.")

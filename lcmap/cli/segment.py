@@ -25,8 +25,10 @@ from lcmap.cli._options import (
     Crf,
     Device,
     FeatureLayer,
+    Halo,
     Params,
     Seed,
+    Tile,
     Weights,
     method_options,
 )
@@ -60,18 +62,8 @@ def segment(
     ] = None,
     classes: Classes = None,
     bands: Bands = None,
-    tile: Annotated[
-        int | None, typer.Option("--tile", help="Tile size in pixels \\[default: 512].", min=1)
-    ] = None,
-    halo: Annotated[
-        int | None,
-        typer.Option(
-            "--halo",
-            help="Context pixels on each side of a tile \\[default: the method's receptive "
-            "field; the overlap blended for ViTs].",
-            min=0,
-        ),
-    ] = None,
+    tile: Tile = None,
+    halo: Halo = None,
     batch_size: BatchSize = None,
     device: Device = "auto",
     seed: Seed = 0,
