@@ -95,6 +95,8 @@ def segment(
 
         $ lcmap segment other.tif -o other_map.tif --model scene.lcmap
 
+        $ lcmap segment scene.tif -o map.tif --method dino_kmeans --weights dinov2_s14.safetensors
+
         $ lcmap segment scene.tif -o map.tif --method stego --weights dino_deitsmall8_pretrain.pth
     """
     setup_logging(verbose, quiet)
