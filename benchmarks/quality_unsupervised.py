@@ -87,18 +87,13 @@ def main() -> int:
             report(scores("kmeans per scene", result, {}))
             apply("kmeans", *fitted("kmeans", "kmeans", {}))
         if "dino_kmeans" in args.runs:
-            apply(
-                "dino_kmeans, features only",
-                *fitted("dino_kmeans", "dk0", {**vit, "spectral_weight": 0.0}),
-            )
-            model, fit_s = fitted("dino_kmeans", "dk1", vit)
-            apply("dino_kmeans (default: + bands)", model, fit_s)
-            apply(
-                f"dino_kmeans + guided filter r={args.guided_radius}",
-                model,
-                fit_s,
-                {"guided_radius": args.guided_radius},
-            )
+            model, fit_s = fitted("dino_kmeans", "dk0", vit)
+            apply("dino_kmeans (defaults: block 8 features)", model, fit_s)
+            if args.guided:
+                options = {"guided_radius": args.guided_radius}
+                apply(f"dino_kmeans + guided filter r={args.guided_radius}", model, fit_s, options)
+            bands = {**vit, "spectral_weight": 1.0}
+            apply("dino_kmeans + bands (spectral_weight=1)", *fitted("dino_kmeans", "dk1", bands))
         if "stego" in args.runs:
             apply(
                 "stego block 8",
