@@ -210,7 +210,7 @@ def default_method(options: dict[str, Any] | None = None) -> tuple[str, str]:
     which needs none. Nothing is downloaded to decide.
     """
     from lcmap.methods.configs import DINO_KMEANS_BACKBONE
-    from lcmap.nets.vit import full_name, local_weights
+    from lcmap.nets.vit import cache_candidates, cache_dir, full_name, local_weights
 
     options = options or {}
     backbone = str(options.get("backbone") or DINO_KMEANS_BACKBONE)
@@ -219,9 +219,10 @@ def default_method(options: dict[str, Any] | None = None) -> tuple[str, str]:
     found = local_weights(backbone)
     if found is not None:
         return "dino_kmeans", f"{full_name(backbone)} weights found in {found.parent}"
+    name = full_name(backbone)
     return "kmeans", (
-        f"no {full_name(backbone)} weights on this machine; 'lcmap weights get' fetches them "
-        "for dino_kmeans"
+        f"no {name} weights on this machine; for dino_kmeans put {cache_candidates(name)[-1]} in "
+        f"{cache_dir()} or pass --weights PATH ('lcmap weights list' shows what is looked for)"
     )
 
 
