@@ -50,6 +50,8 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=1, help="take every N-th scene of each set")
     parser.add_argument("-k", "--classes", type=int, default=5)
     parser.add_argument("--weights", type=Path, default=DINOV2)
+    parser.add_argument("--fit-tiles", default="1234", help="dubai_dev tiles to fit on")
+    parser.add_argument("--test-tiles", default="56", help="dubai_dev tiles to score")
     parser.add_argument("--guided", action="store_true", help="also map with the guided filter")
     parser.add_argument("--guided-radius", type=int, default=8)
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
@@ -64,8 +66,12 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="lcmap-quality-") as tmp:
         work = Path(tmp)
-        fit_index = subset_index(args.index, args.every, work / "fit.csv", set("1234"))
-        test_index = subset_index(args.index, args.every, work / "test.csv", set("56"))
+        fit_index = subset_index(
+            args.index, args.every, work / "fit.csv", set(args.fit_tiles.replace(",", ""))
+        )
+        test_index = subset_index(
+            args.index, args.every, work / "test.csv", set(args.test_tiles.replace(",", ""))
+        )
         fit_scenes = [e.scene for e in read_index(fit_index)]
 
         def fitted(method: str, name: str, options: dict[str, Any]) -> tuple[Path, float]:
