@@ -11,7 +11,7 @@ accuracy / 69.9 mIoU, above STEGO's trained head (77.0 / 62.6; Hahn et al., "Boo
 Unsupervised Semantic Segmentation with Principal Mask Proposals" (PriMaPs), CVPR 2024,
 baseline rows): the features and how they are clustered matter more than the head. k-means on
 unit vectors is cosine k-means, as the paper's baseline. On dubai_dev (``benchmarks/README.md``)
-it is the best unsupervised map lcmap makes: fitted on tiles 1-4, mIoU 0.42 on tiles 5-6
+it is the best unsupervised map lcmap makes: fitted on tiles 1-4, mIoU 0.46 on tiles 5-6
 against 0.39 for pixel k-means fitted the same way and 0.34 for k-means per scene.
 
 The bands are an option, off by default. A ViT-S/14 gives one feature per 14 x 14 px (7 m at
