@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from lcmap.errors import InvalidOptionError, InvalidSceneError
+from lcmap.methods.base import Window
 from lcmap.nets import build_net
 from lcmap.nets import vit as _vit
 
@@ -75,6 +76,16 @@ class FrozenViT:
         self.mean = torch.zeros(0)
         self.std = torch.ones(0)
         self.device = torch.device("cpu")
+
+    def window(self, stride: int | None) -> Window:
+        """The mapping window: ``crop_size`` px every ``stride`` px (None = half a window)."""
+        stride = self.crop_size // 2 if stride is None else stride
+        if self.crop_size % stride:
+            raise InvalidOptionError(
+                f"{self.method} option window_stride={stride} must be a divisor of crop_size="
+                f"{self.crop_size}."
+            )
+        return Window(self.crop_size, stride)
 
     @property
     def dim(self) -> int:

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lcmap.errors import InvalidOptionError, InvalidSceneError
+from lcmap.errors import InvalidSceneError
 from lcmap.methods._frozen_vit import FrozenViT
 from lcmap.methods._guided import guided_filter
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
@@ -79,13 +79,7 @@ class DinoKMeansSegmenter(Segmenter):
         self.backbone_args = dict(cfg.backbone_args or {})
         self.vit = FrozenViT("dino_kmeans", cfg.backbone, cfg.weights, cfg.weights_sha256,
                              cfg.feature_layer, self.backbone_args, cfg.crop_size)  # fmt: skip
-        size = self.vit.crop_size
-        stride = size // 2 if cfg.window_stride is None else cfg.window_stride
-        if size % stride:
-            raise InvalidOptionError(
-                f"dino_kmeans option window_stride={stride} must be a divisor of crop_size={size}."
-            )
-        self._window = Window(size, stride)
+        self._window = self.vit.window(cfg.window_stride)
         if cfg.in_channels is not None:
             self.vit.set_in_channels(cfg.in_channels)
         self.centroids: Tensor | None = None  # (K, D + C)

@@ -77,7 +77,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lcmap.errors import InvalidOptionError, InvalidSceneError
+from lcmap.errors import InvalidSceneError
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
@@ -173,13 +173,7 @@ class StegoSegmenter(Segmenter):
         self.backbone, self.backbone_name = self.vit.net, self.vit.name
         self.resolved, self.feature_layer = self.vit.resolved, self.vit.feature_layer
         self.patch_size, self.crop_size = self.vit.patch_size, self.vit.crop_size
-        stride = self.crop_size // 2 if cfg.window_stride is None else cfg.window_stride
-        if self.crop_size % stride:
-            raise InvalidOptionError(
-                f"stego option window_stride={stride} must be a divisor of crop_size="
-                f"{self.crop_size}."
-            )
-        self._window = Window(self.crop_size, stride)
+        self._window = self.vit.window(cfg.window_stride)
 
         if cfg.in_channels is not None:
             self.vit.set_in_channels(cfg.in_channels)
