@@ -50,6 +50,7 @@ from lcmap.io.writer import (
     sidecar_path,
 )
 from lcmap.models import ModelHeader, file_sha256
+from lcmap.scale import PartsRun, check_scale_flags, open_client
 from lcmap.types import ProgressFn, start_phase
 
 if TYPE_CHECKING:
@@ -86,6 +87,8 @@ class SegmentResult:
         device: the torch device used.
         method_choice: why the method was chosen when none was given (:func:`default_method`),
             else empty.
+        parts_reused: parts a resumed run found finished (:mod:`lcmap.scale`).
+        parts_computed: parts computed by this run (0 when mapped in one pass).
     """
 
     output: Path
@@ -101,6 +104,8 @@ class SegmentResult:
     device: str
     provenance: dict[str, Any] = field(default_factory=dict)
     method_choice: str = ""
+    parts_reused: int = 0
+    parts_computed: int = 0
 
     @property
     def classes_used(self) -> int:
@@ -200,6 +205,14 @@ def _relative(path: str | Path, output: Path) -> str:
         return os.path.relpath(Path(path).resolve(), output.resolve().parent)
     except ValueError:  # another drive (Windows)
         return str(path)
+
+
+def _identity(scene: str | Path) -> Any:
+    """What tells a scene file from another for a resumed run: path, size, modification."""
+    if isinstance(scene, str) and is_virtual(scene):
+        return scene
+    stat = Path(scene).stat()
+    return [str(Path(scene).resolve()), stat.st_size, stat.st_mtime_ns]
 
 
 def default_method(options: dict[str, Any] | None = None) -> tuple[str, str]:
@@ -379,6 +392,11 @@ def segment(
     creation_options: dict[str, str] | None = None,
     progress: ProgressFn | None = None,
     options: dict[str, Any] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    part_rows: int | None = None,
+    client: Any = None,
 ) -> SegmentResult:
     """Map ``scene`` to a land-cover label GeoTIFF on the same grid.
 
@@ -406,6 +424,12 @@ def segment(
         options: method options passed to its builder (e.g. ``{"smooth": 2}``); with
             ``model``, only the options that change how a trained model predicts (the
             method's ``apply_options``, e.g. ``{"crf": True}`` for stego).
+        workers: map in parts on a new local Dask cluster of this many worker processes.
+        scheduler: map in parts on the Dask cluster at this address.
+        resume: map in parts (here unless ``workers``/``scheduler``) kept beside the output,
+            reusing those a killed run of the same command finished (:mod:`lcmap.scale`).
+        part_rows: tile rows a part (about 16 Mpx a part when None).
+        client: a Dask client already open (many-scene runs share one).
 
     Returns:
         A summary of the map written.
@@ -425,11 +449,21 @@ def segment(
         check_output(save_model, overwrite, inputs=inputs)
         check_distinct(output, sidecar_path(output), save_model)
     check_run_numbers(tile=tile, halo=halo, batch_size=batch_size, seed=seed)
+    check_scale_flags(workers, scheduler)
+    if part_rows is not None and part_rows < 1:
+        raise InvalidOptionError(f"--part-rows {part_rows}: give at least 1 tile row.")
     choice = ""
     if method is None:
         method, choice = ("kmeans", "") if model is not None else default_method(options)
         if choice:
             log.info("method: %s (%s)", method, choice)
+    in_parts = bool(workers or scheduler or resume or client is not None)
+    parts = None
+    if in_parts:
+        request = {"scene": _identity(scene), "method": None if model else method,
+                   "classes": classes, "bands": bands, "options": options or {}, "seed": seed,
+                   "model": file_sha256(model) if model is not None else None}  # fmt: skip
+        parts = PartsRun(output, request, resume)
 
     from lcmap.engine import choose_device, map_scene
     from lcmap.io.writer import LabelWriter, publish
@@ -444,10 +478,17 @@ def segment(
         check_georeference(src)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()
-        seg, header, spec = _segmenter_for(
-            src, scene, method=method, model=model, classes=classes, bands=bands,
-            options=options, seed=seed, device=dev, progress=progress,
-        )  # fmt: skip
+        cached = parts.cached_model() if parts is not None else None
+        if cached is not None:  # a killed run of this command fitted it already
+            seg, header, spec = _segmenter_for(
+                src, scene, method=method, model=cached, classes=None, bands=None,
+                options=None, seed=seed, device=dev, progress=progress,
+            )  # fmt: skip
+        else:
+            seg, header, spec = _segmenter_for(
+                src, scene, method=method, model=model, classes=classes, bands=bands,
+                options=options, seed=seed, device=dev, progress=progress,
+            )  # fmt: skip
         model_path: Path | None = Path(model) if model is not None else None
         staged = None
         if save_model is not None:
@@ -473,6 +514,17 @@ def segment(
             Path(scene).name, src.width, src.height, len(plan.tiles), plan.tile, plan.halo, dev,
         )  # fmt: skip
         start = time.perf_counter()
+        part_files = None
+        if parts is not None:
+            parts.prepare()
+            if client is None:
+                client = stack.enter_context(open_client(workers, scheduler))
+            start_phase(progress, f"map {Path(scene).name} in parts")
+            part_files, counts = parts.run(
+                scene=scene, seg=seg, header=header, spec=spec, plan=plan, crs=src.crs,
+                transform=src.transform, batch_size=batch_size or DEFAULT_BATCH,
+                device=device, client=client, tile_rows=part_rows, progress=progress,
+            )  # fmt: skip
         with LabelWriter(
             output,
             width=src.width,
@@ -487,18 +539,20 @@ def segment(
             creation_options=creation_options,
             overwrite=overwrite,
             sidecar=provenance,
+            parts=part_files,
         ) as writer:
-            start_phase(progress, "map")
-            counts = map_scene(
-                scene,
-                seg,
-                plan,
-                spec,
-                writer,
-                batch_size=batch_size or DEFAULT_BATCH,
-                device=dev,
-                progress=progress,
-            )
+            if parts is None:
+                start_phase(progress, f"map {Path(scene).name}")
+                counts = map_scene(
+                    scene,
+                    seg,
+                    plan,
+                    spec,
+                    writer,
+                    batch_size=batch_size or DEFAULT_BATCH,
+                    device=dev,
+                    progress=progress,
+                )
             start_phase(progress, "write COG")
             if progress is not None:
                 progress(0, 1)
@@ -507,6 +561,8 @@ def segment(
                 progress(1, 1)
         if staged is not None:
             publish(staged, save_model)  # type: ignore[arg-type]
+        if parts is not None:
+            parts.clean()
     return SegmentResult(
         output=output,
         sidecar=sidecar_path(output),
@@ -521,6 +577,8 @@ def segment(
         device=str(dev),
         provenance=provenance,
         method_choice=f"{method} ({choice})" if choice else "",
+        parts_reused=parts.reused if parts is not None else 0,
+        parts_computed=parts.computed if parts is not None else 0,
     )
 
 

@@ -12,7 +12,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -20,7 +20,6 @@ from numpy.typing import NDArray
 
 from lcmap.errors import LcmapError
 from lcmap.io.scene import ReadSpec, open_scene
-from lcmap.io.writer import LabelWriter
 from lcmap.methods.base import ProgressFn, Segmenter
 from lcmap.stitch import Stitcher
 from lcmap.tiling import Tile, TilePlan
@@ -80,30 +79,44 @@ def _read_tiles(
         out.put(exc)
 
 
+class RowWriter(Protocol):
+    """Where finished rows go: a :class:`~lcmap.io.writer.LabelWriter` or a part file."""
+
+    def write_rows(self, row: int, labels: NDArray[np.unsignedinteger]) -> None: ...
+
+
 def map_scene(
     path: str | Path,
     method: Segmenter,
     plan: TilePlan,
     spec: ReadSpec,
-    writer: LabelWriter,
+    writer: RowWriter,
     *,
     batch_size: int,
     device: torch.device,
     progress: ProgressFn | None = None,
+    tile_rows: range | None = None,
 ) -> NDArray[np.int64]:
     """Predict every tile of ``plan``, stitch, and stream finished rows into ``writer``.
+
+    Args:
+        tile_rows: only these tile rows (one part of the scene, :mod:`lcmap.scale`); their
+            tiles are the same as in a whole-scene run, so is their part of the map.
 
     Returns:
         Pixel count per class (index K counts nodata).
     """
     method.to(device)
-    stitcher = Stitcher(plan, method.num_classes)
+    stitcher = Stitcher(plan, method.num_classes, tile_rows)
+    tiles: Sequence[Tile] = plan.tiles
+    if tile_rows is not None:
+        tiles = plan.tiles[tile_rows.start * plan.cols : tile_rows.stop * plan.cols]
     counts = np.zeros(method.num_classes + 1, dtype=np.int64)
     # A few batches ahead: enough to hide read latency, small enough to bound memory.
     tiles_q: queue.Queue[Any] = queue.Queue(maxsize=max(2, 2 * batch_size))
     stop = threading.Event()
     reader = threading.Thread(
-        target=_read_tiles, args=(path, plan.tiles, spec, tiles_q, stop), daemon=True
+        target=_read_tiles, args=(path, tiles, spec, tiles_q, stop), daemon=True
     )
     autocast: Any = (
         torch.autocast("cuda", dtype=torch.bfloat16)
@@ -129,7 +142,7 @@ def map_scene(
             emit(stitcher.add_labels(tile, labels[i], valid))
 
     reader.start()
-    done, total = 0, len(plan.tiles)
+    done, total = 0, len(tiles)
     try:
         batch: list[tuple[Tile, NDArray[np.float32], NDArray[np.bool_]]] = []
         while True:

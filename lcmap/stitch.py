@@ -34,6 +34,8 @@ class Stitcher:
     Args:
         plan: the tile plan the predictions follow.
         num_classes: K, the number of classes.
+        tile_rows: the tile rows to stitch (a part of the scene, see :mod:`lcmap.scale`);
+            all of them when None.
 
     Example:
         >>> for tile, labels, valid in predictions:            # doctest: +SKIP
@@ -42,13 +44,15 @@ class Stitcher:
         >>> for row, band in stitcher.finish(): ...             # doctest: +SKIP
     """
 
-    def __init__(self, plan: TilePlan, num_classes: int) -> None:
+    def __init__(self, plan: TilePlan, num_classes: int, tile_rows: range | None = None) -> None:
         self.plan = plan
         self.num_classes = num_classes
         self.dtype = label_dtype(num_classes)
         self.nodata = NODATA[self.dtype]
-        self._tile_row = 0  # the tile row being filled
-        self._emitted = 0  # scene rows already handed out
+        rows = tile_rows if tile_rows is not None else range(plan.rows)
+        self._tile_row = rows.start  # the tile row being filled
+        self._emitted = rows.start * plan.tile  # scene rows already handed out
+        self._end = min(rows.stop * plan.tile, plan.height)  # scene rows to hand out
         # Labels and validity of the current band of tile cores.
         self._labels = np.zeros((plan.tile, plan.width), dtype=self.dtype)
         self._valid = np.zeros((plan.tile, plan.width), dtype=bool)
@@ -85,7 +89,7 @@ class Stitcher:
 
     def finish(self) -> Iterator[tuple[int, NDArray[np.unsignedinteger]]]:
         """Yield the rows still held once every tile has been added."""
-        while self._emitted < self.plan.height:
+        while self._emitted < self._end:
             yield from self._close_tile_row()
 
     def _close_tile_row(self) -> Iterator[tuple[int, NDArray[np.unsignedinteger]]]:

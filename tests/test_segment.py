@@ -301,4 +301,4 @@ def test_progress_has_one_phase_each_for_fitting_mapping_and_writing(make_scene,
 
     progress = Recorder()
     api.segment(make_scene(), tmp_path / "m.tif", classes=3, progress=progress)
-    assert progress.phases == ["fit kmeans", "map", "write COG"]
+    assert progress.phases == ["fit kmeans", "map scene.tif", "write COG"]

@@ -226,7 +226,7 @@ def reported_errors() -> Iterator[None]:
         if _state["verbose"] >= 2:
             log.exception("traceback")
         message = str(exc) if isinstance(exc, LcmapError) else _resource_message(exc)
-        Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {message}", soft_wrap=True)
+        echo_error(message)
         raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
         what = "Terminated" if isinstance(exc, Terminated) else "Interrupted"
@@ -287,6 +287,13 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
 
     with progress:
         yield Update()
+
+
+def echo_error(message: str) -> None:
+    """Print one red error line on stderr, also with -q (a failure the run survived)."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {message}", soft_wrap=True)
 
 
 def echo(message: str) -> None:

@@ -1,7 +1,7 @@
 """``lcmap segment``: map a scene to a land-cover GeoTIFF."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,6 +11,7 @@ from lcmap.cli._app import (
     Verbose,
     app,
     echo,
+    echo_error,
     parse_bands,
     parse_key_values,
     progress_bar,
@@ -33,15 +34,50 @@ from lcmap.cli._options import (
     method_options,
 )
 
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="Map in parts on a new local Dask cluster of N worker processes \\[default: this "
+        "process, no parts].",
+        min=1,
+    ),
+]
+Scheduler = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="Map in parts on the Dask cluster at ADDRESS (tcp://...)."),
+]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Map in parts kept in OUTPUT.parts/ and reuse those a killed run of the same "
+        "command finished (with several scenes: keep the maps already made).",
+    ),
+]
+PartRows = Annotated[
+    int | None,
+    typer.Option("--part-rows", help="Tile rows per part \\[default: about 16 Mpx a part].", min=1),
+]
+
 
 @app.command("segment")
 def segment(
-    scene: Annotated[
-        str,
-        typer.Argument(help="Input raster: a file, a GDAL virtual path (/vsizip/...) or a URL."),
+    scenes: Annotated[
+        list[str],
+        typer.Argument(
+            help="Input rasters: files, GDAL virtual paths (/vsizip/...) or URLs; @list.txt "
+            "reads paths from a file, a quoted glob ('tiles/*.tif') is expanded by lcmap.",
+            show_default=False,
+        ),
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output label GeoTIFF (COG).", dir_okay=False)
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output label GeoTIFF (COG); a folder (OUTDIR/) with several scenes.",
+        ),
     ],
     method: Annotated[
         str | None,
@@ -58,7 +94,11 @@ def segment(
     ] = None,
     save_model: Annotated[
         Path | None,
-        typer.Option("--save-model", help="Save the model fitted on this scene.", dir_okay=False),
+        typer.Option(
+            "--save-model",
+            help="Save the fitted model \\[default with several scenes: OUTDIR/model.lcmap].",
+            dir_okay=False,
+        ),
     ] = None,
     classes: Classes = None,
     bands: Bands = None,
@@ -76,6 +116,10 @@ def segment(
         list[str] | None,
         typer.Option("--co", help="GDAL COG creation option KEY=VALUE (repeatable)."),
     ] = None,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+    resume: Resume = False,
+    part_rows: PartRows = None,
     overwrite: Overwrite = False,
     verbose: Verbose = 0,
     quiet: Quiet = False,
@@ -87,6 +131,14 @@ def segment(
     transform and size, uint8 labels from 0 (255 = nodata), a colour table, class names and
     provenance tags, plus a .lcmap.json sidecar.
 
+    With several scenes, -o names a folder: one model is fitted across all of them (saved as
+    OUTDIR/model.lcmap) and applied to each, so a label means the same in every map; the maps
+    are OUTDIR/<scene name>.tif, with OUTDIR/mosaic.vrt over them when they share a CRS. A
+    scene that fails is reported and the others still finish (exit status 1).
+
+    --workers N or --scheduler ADDRESS map each scene in parts on Dask workers, --resume in
+    parts kept beside the output; the map is the same as in one process.
+
     Examples:
 
         $ lcmap segment scene.tif -o landcover.tif
@@ -95,6 +147,10 @@ def segment(
 
         $ lcmap segment other.tif -o other_map.tif --model scene.lcmap
 
+        $ lcmap segment 2020/*.tif -o maps/ -k 8
+
+        $ lcmap segment 'mosaic/**/*.tif' -o maps/ --model scene.lcmap --workers 4 --resume
+
         $ lcmap segment scene.tif -o map.tif --method dino_kmeans --weights dinov2_s14.safetensors
 
         $ lcmap segment scene.tif -o map.tif --method stego --weights dino_deitsmall8_pretrain.pth
@@ -102,33 +158,51 @@ def segment(
     setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap import api
+        from lcmap.scale.scenes import expand_scenes
 
         options = method_options(backbone, weights, feature_layer, crf, param)
+        paths = expand_scenes(scenes)
+        many = len(paths) > 1 or output.endswith(("/", "\\")) or Path(output).is_dir()
+        common: dict[str, Any] = {
+            "method": method, "model": model, "save_model": save_model, "classes": classes,
+            "bands": parse_bands(bands), "tile": tile, "halo": halo, "batch_size": batch_size,
+            "device": device, "seed": seed, "overwrite": overwrite,
+            "creation_options": parse_key_values(co, "--co"), "options": options,
+            "workers": workers, "scheduler": scheduler, "resume": resume, "part_rows": part_rows,
+        }  # fmt: skip
         with progress_bar("segment") as update:
-            result = api.segment(
-                scene,
-                output,
-                method=method,
-                model=model,
-                save_model=save_model,
-                classes=classes,
-                bands=parse_bands(bands),
-                tile=tile,
-                halo=halo,
-                batch_size=batch_size,
-                device=device,
-                seed=seed,
-                overwrite=overwrite,
-                creation_options=parse_key_values(co, "--co"),
-                progress=update,
-                options=options,
-            )
+            if many:
+                from lcmap.scale.scenes import segment_many
+
+                done = segment_many(paths, output, progress=update, **common)
+            else:
+                result = api.segment(paths[0], output, progress=update, **common)
+    if many:
+        _report_many(done)
+        return
     if result.method_choice:
         echo(f"method: {result.method_choice}")
+    _report(result)
+
+
+def _report(result: Any) -> None:
     mpx = result.width * result.height / 1e6
     fitted = f"fitted in {result.fit_seconds:.1f} s, " if result.fit_seconds >= 0.05 else ""
+    reused = f", {result.parts_reused} parts reused" if result.parts_reused else ""
     echo(
         f"Wrote {result.output} ({result.width}x{result.height}, {result.classes_used} of "
         f"{result.num_classes} classes used): {fitted}mapped in {result.seconds:.1f} s "
-        f"({mpx / max(result.seconds, 1e-9):.3g} Mpx/s on {result.device})."
+        f"({mpx / max(result.seconds, 1e-9):.3g} Mpx/s on {result.device}{reused})."
     )
+
+
+def _report_many(done: Any) -> None:
+    for result in done.maps:
+        _report(result)
+    if done.mosaic is not None:
+        echo(f"Wrote {done.mosaic} over the maps; model: {done.model}")
+    for scene, reason in done.failed:
+        echo_error(f"{scene} failed: {reason}")
+    if done.failed:
+        echo_error(f"{len(done.failed)} of {len(done.failed) + len(done.maps)} scenes failed.")
+        raise typer.Exit(1)

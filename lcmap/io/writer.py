@@ -9,6 +9,7 @@ before that leaves nothing behind (DESIGN.md contract 5).
 
 import contextlib
 import difflib
+import itertools
 import json
 import logging
 import os
@@ -198,7 +199,7 @@ def check_output(
         OutputPathError: the parent is not a writable directory, ``path`` is a directory or
             another non-regular file (a device, a FIFO, a socket), or it is one of ``inputs``.
     """
-    _check_local(path)
+    check_local(path)
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -231,7 +232,8 @@ def check_output(
     return path
 
 
-def _check_local(path: str | Path) -> None:
+def check_local(path: str | Path) -> None:
+    """Refuse stdout (``-``), GDAL virtual paths and URLs as outputs, in one line."""
     text = str(path)
     if text == "-" or text.startswith(("/vsi", "vsi")) or "://" in text:
         raise OutputPathError(
@@ -248,7 +250,7 @@ def check_map_output(path: str | Path, overwrite: bool, inputs: Sequence[str | P
         OutputPathError: another suffix (``map.png`` would be a GeoTIFF under a PNG name),
             or any reason :func:`check_output` gives.
     """
-    _check_local(path)
+    check_local(path)
     path = Path(path)
     if path.suffix.lower() not in (".tif", ".tiff"):
         raise OutputPathError(
@@ -302,6 +304,9 @@ class LabelWriter:
         sidecar: the map's provenance (JSON: lcmap version, method, config, bands...), written
             beside the map (``map.lcmap.json``) and, as ``LCMAP_PROVENANCE``, ``LCMAP_METHOD``
             and ``LCMAP_MODEL_SHA256``, into its tags; None for none.
+        parts: instead of rows written here, finished part files that together cover the
+            scene, each ``(path, first row)``, full width, in row order (:mod:`lcmap.scale`).
+            :meth:`commit` makes the COG from a VRT over them, in one pass.
 
     Example:
         >>> with LabelWriter("map.tif", ...) as writer:        # doctest: +SKIP
@@ -325,8 +330,10 @@ class LabelWriter:
         creation_options: Mapping[str, str] | None = None,
         overwrite: bool = False,
         sidecar: Mapping[str, Any] | None = None,
+        parts: Sequence[tuple[Path, int]] | None = None,
     ) -> None:
         self.path = Path(path)
+        self.parts = list(parts) if parts is not None else None
         self.sidecar = dict(sidecar) if sidecar is not None else None
         check_output(self.path, overwrite, [sidecar_path(self.path)] if sidecar else [])
         self.overwrite = overwrite
@@ -353,12 +360,14 @@ class LabelWriter:
 
     def __enter__(self) -> Self:
         try:
-            tmp = self._temp(".partial.tif")
             # The staging file favours speed (ZSTD level 1); the COG copy compresses for keeps.
             # An ungeoreferenced scene gives an ungeoreferenced map; the API warned already.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self._dst = self._open_staging(tmp)
+                if self.parts is None:
+                    self._dst = self._open_staging(self._temp(".partial.tif"))
+                else:
+                    self._dst = self._open_parts(self._temp(".vrt"), self.parts)
         except BaseException as exc:  # __exit__ is not called when __enter__ fails
             self.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -384,8 +393,38 @@ class LabelWriter:
             bigtiff="IF_SAFER",
         )
 
+    def _open_parts(self, vrt: Path, parts: Sequence[tuple[Path, int]]) -> Any:
+        """A VRT stacking the part files, opened for update (colour table and tags go there)."""
+        from xml.sax.saxutils import escape
+
+        gdal_type = {"uint8": "Byte", "uint16": "UInt16"}[self.dtype.name]
+        bounds = [row for _, row in parts] + [self.height]
+        if bounds[0] != 0 or any(a >= b for a, b in itertools.pairwise(bounds)):
+            raise ValueError(f"parts do not tile rows 0..{self.height} in order: {bounds}")
+        sources = []
+        for (part, row), end in zip(parts, bounds[1:], strict=True):
+            rect = f'xOff="0" yOff="{{}}" xSize="{self.width}" ySize="{end - row}"'
+            sources.append(
+                "    <SimpleSource>"
+                f'<SourceFilename relativeToVRT="0">{escape(str(Path(part).resolve()))}'
+                "</SourceFilename><SourceBand>1</SourceBand>"
+                f"<SrcRect {rect.format(0)}/><DstRect {rect.format(row)}/></SimpleSource>"
+            )
+        srs = f"  <SRS>{escape(self.crs.to_wkt())}</SRS>\n" if self.crs else ""
+        geo = ",".join(repr(v) for v in self.transform.to_gdal())
+        vrt.write_text(
+            f'<VRTDataset rasterXSize="{self.width}" rasterYSize="{self.height}">\n{srs}'
+            f"  <GeoTransform>{geo}</GeoTransform>\n"
+            f'  <VRTRasterBand dataType="{gdal_type}" band="1">\n'
+            f"    <NoDataValue>{self.nodata}</NoDataValue>\n" + "\n".join(sources) + "\n"
+            "  </VRTRasterBand>\n</VRTDataset>\n"
+        )
+        return rasterio.open(vrt, "r+")
+
     def write_rows(self, row: int, labels: NDArray[np.unsignedinteger]) -> None:
         """Write a (rows, width) band of labels starting at scene row ``row``."""
+        if self.parts is not None:
+            raise RuntimeError("this writer assembles part files; rows cannot be written to it")
         window = Window(0, row, self.width, labels.shape[0])
         with self._write_errors():
             self._dst.write(labels.astype(self.dtype, copy=False), 1, window=window)
@@ -468,6 +507,7 @@ __all__ = [
     "category_xml",
     "check_creation_options",
     "check_distinct",
+    "check_local",
     "check_map_output",
     "check_output",
     "committing",

@@ -1,0 +1,279 @@
+"""Many scenes, one meaning: one model fitted across all of them, one map per scene, a mosaic.
+
+``lcmap segment A.tif B.tif ... -o OUTDIR/`` fits the method once on windows drawn across
+every scene (or takes ``--model``), saves it as ``OUTDIR/model.lcmap`` and applies it to each
+scene, so label 3 means the same in every map. A scene that fails is reported by name and
+the others still finish. When the maps share a CRS, ``OUTDIR/mosaic.vrt`` shows them as one.
+"""
+
+import glob
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import escape
+
+import rasterio
+
+from lcmap.errors import (
+    InputNotFoundError,
+    InvalidOptionError,
+    InvalidSceneError,
+    LcmapError,
+    OutputPathError,
+)
+from lcmap.io.scene import open_scene, scene_path
+from lcmap.io.staging import publish, temp_path
+from lcmap.io.writer import check_local, check_map_output, check_output
+from lcmap.scale.cluster import check_scale_flags, open_client
+from lcmap.types import ProgressFn, start_phase
+
+if TYPE_CHECKING:
+    from lcmap.api import SegmentResult
+
+log = logging.getLogger(__name__)
+
+MOSAIC = "mosaic.vrt"
+MODEL = "model.lcmap"
+
+
+@dataclass
+class ScenesResult:
+    """What :func:`segment_many` produced.
+
+    Attributes:
+        maps: one result per scene mapped.
+        failed: ``(scene, reason)`` for each scene that failed.
+        model: the model every map was made with.
+        mosaic: the VRT over the maps, when they share a CRS.
+    """
+
+    maps: list["SegmentResult"] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    model: Path | None = None
+    mosaic: Path | None = None
+
+
+def expand_scenes(given: Sequence[str]) -> list[str]:
+    """The scenes named by ``given``: paths, ``@list.txt`` files of paths (one a line, ``#``
+    comments), and quoted globs (``'tiles/*.tif'``, for lists too long for a shell).
+
+    Raises:
+        InputNotFoundError: a list file is missing, or a glob matches nothing.
+    """
+    scenes: list[str] = []
+    for item in given:
+        if item.startswith("@"):
+            listing = Path(item[1:])
+            if not listing.is_file():
+                raise InputNotFoundError(f"Scene list {listing} not found.")
+            lines = (line.split("#", 1)[0].strip() for line in listing.read_text().splitlines())
+            base = listing.parent
+            scenes += [str(base / line) if not Path(line).is_absolute() else line
+                       for line in lines if line]  # fmt: skip
+        elif glob.has_magic(item) and not Path(item).exists():
+            found = sorted(glob.glob(item, recursive=True))
+            if not found:
+                raise InputNotFoundError(f"No scene matches {item}.")
+            scenes += found
+        else:
+            scenes.append(item)
+    if not scenes:
+        raise InputNotFoundError("No scene given.")
+    return scenes
+
+
+def map_names(scenes: Sequence[str], outdir: Path) -> list[Path]:
+    """``OUTDIR/<scene stem>.tif`` for each scene.
+
+    Raises:
+        InvalidOptionError: two scenes would give the same map name.
+    """
+    outputs = [outdir / f"{Path(s).stem}.tif" for s in scenes]
+    seen: dict[Path, str] = {}
+    for scene, out in zip(scenes, outputs, strict=True):
+        if out in seen:
+            raise InvalidOptionError(
+                f"{seen[out]} and {scene} would both be mapped to {out}; rename one, or map "
+                "them in separate runs."
+            )
+        seen[out] = scene
+    return outputs
+
+
+def segment_many(
+    scenes: Sequence[str],
+    outdir: str | Path,
+    *,
+    method: str | None = None,
+    model: str | Path | None = None,
+    save_model: str | Path | None = None,
+    classes: int | None = None,
+    bands: list[int] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    options: dict[str, Any] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    **mapping: Any,
+) -> ScenesResult:
+    """Map every scene with one model into ``outdir`` (see the module doc).
+
+    Args:
+        scenes: the rasters (same band layout).
+        outdir: folder of the maps (made when missing; its parent must exist).
+        method: method fitted across the scenes (ignored with ``model``; None = the default).
+        model: a saved model to apply instead of fitting.
+        save_model: where the fitted model goes (``OUTDIR/model.lcmap`` when None).
+        classes: K.
+        bands: 1-based bands.
+        seed: fixes sampling and initialisation.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        overwrite: replace existing maps and model.
+        progress: progress callback (one phase per scene).
+        options: method options.
+        workers: map each scene in parts on a local Dask cluster of this many processes.
+        scheduler: ... or on the Dask cluster at this address.
+        resume: reuse finished maps (made with the same model) and finished parts.
+        **mapping: passed on to :func:`lcmap.api.segment` (``tile``, ``halo``, ``batch_size``,
+            ``creation_options``, ``part_rows``).
+
+    Returns:
+        The maps, the failures, the model and the mosaic.
+
+    Raises:
+        LcmapError: bad arguments or outputs (before any work), or the fit failed.
+    """
+    from lcmap import api
+
+    check_scale_flags(workers, scheduler)
+    check_local(outdir)
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise OutputPathError(f"{outdir} is not a folder; with several scenes -o names a folder.")
+    if not outdir.parent.is_dir():
+        raise OutputPathError(f"Output folder {outdir.parent} does not exist; create it first.")
+    outdir.mkdir(exist_ok=True)
+    outputs = map_names(scenes, outdir)
+    check_output(outdir / MOSAIC, overwrite or resume)
+    if not resume:  # every map's name is checked before the fit: a clash loses no work
+        for scene, output in zip(scenes, outputs, strict=True):
+            check_map_output(output, overwrite, inputs=[scene])
+    model_out = Path(save_model) if save_model is not None else outdir / MODEL
+    result = ScenesResult(model=Path(model) if model is not None else model_out)
+    readable = []
+    for scene in scenes:  # an unreadable scene fails alone, before the fit
+        try:
+            with open_scene(scene_path(scene)):
+                readable.append(scene)
+        except LcmapError as exc:
+            log.warning("%s skipped: %s", scene, exc)
+            result.failed.append((scene, str(exc)))
+    if not readable:
+        raise InvalidSceneError("No scene could be read: " + "; ".join(r for _, r in result.failed))
+    if model is None:
+        check_output(model_out, overwrite or resume, inputs=scenes)
+        method = method or api.default_method(options)[0]
+        start_phase(progress, f"fit {method} on {len(readable)} scenes")
+        api.train(readable, model_out, method=method, classes=classes, bands=bands, seed=seed,
+                  device=device, overwrite=True, progress=progress, options=options)  # fmt: skip
+        bands, classes, options = None, None, None  # all in the model now
+    assert result.model is not None
+    from lcmap.models import file_sha256
+
+    sha = file_sha256(result.model)
+    with open_client(workers, scheduler) as client:
+        for scene, output in zip(scenes, outputs, strict=True):
+            if scene not in readable:
+                continue
+            if resume and _made_with(output, sha):
+                log.info("%s: done by an earlier run, kept", output)
+                continue
+            try:
+                check_map_output(output, overwrite, inputs=[scene, result.model])
+                mapped = api.segment(
+                    scene, output, model=result.model, classes=classes, bands=bands, seed=seed,
+                    device=device, overwrite=overwrite, progress=progress, options=options,
+                    resume=resume, client=client, **mapping,
+                )  # fmt: skip
+                result.maps.append(mapped)
+            except Exception as exc:  # reported by name; the other scenes still finish
+                log.warning("%s failed (%s); going on with the other scenes", scene, exc)
+                result.failed.append((scene, str(exc).splitlines()[0] if str(exc) else repr(exc)))
+    made = [o for o in outputs if o.is_file()]
+    result.mosaic = write_mosaic(made, outdir / MOSAIC) if made else None
+    return result
+
+
+def _made_with(output: Path, sha: str) -> bool:
+    """Whether ``output`` is a finished map made with the model of sha256 ``sha``."""
+    try:
+        with rasterio.open(output) as src:
+            return bool(src.tags().get("LCMAP_MODEL_SHA256") == sha)
+    except rasterio.errors.RasterioIOError:
+        return False
+
+
+def write_mosaic(maps: Sequence[Path], path: Path) -> Path | None:
+    """A VRT over ``maps`` (later maps on top where they overlap, nodata see-through), with
+    the first map's colour table; None (and a log line) when the maps' CRSs differ.
+
+    The mosaic's pixel size is the finest of the maps'; its extent is their union.
+    """
+    infos = []
+    for m in maps:
+        with rasterio.open(m) as src:
+            infos.append({"path": m, "crs": src.crs, "bounds": src.bounds, "res": src.res,
+                          "size": (src.width, src.height), "nodata": src.nodata,
+                          "colormap": src.colormap(1), "dtype": src.dtypes[0],
+                          "names": src.tags().get("CLASS_NAMES")})  # fmt: skip
+    crss = {str(i["crs"]) for i in infos}
+    if len(crss) > 1:
+        log.info("no %s: the maps are in %d CRSs", path.name, len(crss))
+        return None
+    first = infos[0]
+    crs, nodata, colormap, names = first["crs"], first["nodata"], first["colormap"], first["names"]
+    xres = min(i["res"][0] for i in infos)
+    yres = min(i["res"][1] for i in infos)
+    left = min(i["bounds"].left for i in infos)
+    top = max(i["bounds"].top for i in infos)
+    width = round((max(i["bounds"].right for i in infos) - left) / xres)
+    height = round((top - min(i["bounds"].bottom for i in infos)) / yres)
+    gdal_type = {"uint8": "Byte", "uint16": "UInt16"}[first["dtype"]]
+    lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
+    if crs is not None:
+        lines.append(f"  <SRS>{escape(crs.to_wkt())}</SRS>")
+    lines.append(f"  <GeoTransform>{left!r},{xres!r},0.0,{top!r},0.0,{-yres!r}</GeoTransform>")
+    if names:
+        lines.append(f'  <Metadata><MDI key="CLASS_NAMES">{escape(names)}</MDI></Metadata>')
+    lines += [f'  <VRTRasterBand dataType="{gdal_type}" band="1">',
+              f"    <NoDataValue>{nodata:g}</NoDataValue>",
+              "    <ColorInterp>Palette</ColorInterp>", "    <ColorTable>"]  # fmt: skip
+    top_entry = max(colormap) if colormap else 0
+    for value in range(top_entry + 1):
+        r, g, b, a = colormap.get(value, (0, 0, 0, 0))
+        lines.append(f'      <Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>')
+    lines.append("    </ColorTable>")
+    for info in infos:
+        bounds, res, (w, h) = info["bounds"], info["res"], info["size"]
+        x = (bounds.left - left) / xres
+        y = (top - bounds.top) / yres
+        dst = (f'xOff="{x:.6f}" yOff="{y:.6f}" xSize="{w * res[0] / xres:.6f}" '
+               f'ySize="{h * res[1] / yres:.6f}"')  # fmt: skip
+        lines += ["    <ComplexSource>",
+                  '      <SourceFilename relativeToVRT="1">'
+                  f'{escape(info["path"].name)}</SourceFilename>',
+                  "      <SourceBand>1</SourceBand>",
+                  f'      <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>',
+                  f"      <DstRect {dst}/>", f"      <NODATA>{nodata:g}</NODATA>",
+                  "    </ComplexSource>"]  # fmt: skip
+    lines += ["  </VRTRasterBand>", "</VRTDataset>", ""]
+    tmp = temp_path(path, ".vrt")
+    tmp.write_text("\n".join(lines))
+    publish(tmp, path)
+    log.info("wrote %s over %d maps", path, len(maps))
+    return path
