@@ -28,6 +28,7 @@ from lcmap.errors import (
     ModelMismatchWarning,
 )
 from lcmap.io.scene import (
+    MAPPING_GDAL_CACHE_MB,
     Normalisation,
     ReadSpec,
     band_facts,
@@ -63,8 +64,8 @@ log = logging.getLogger(__name__)
 
 #: Tile core size in pixels when none is given: a 512-px COG block, a few MB a tile.
 DEFAULT_TILE = 512
-#: GDAL block cache in MB while mapping: enough for a few rows of 512-px blocks.
-GDAL_CACHE_MB = 256
+#: GDAL block cache in MB while mapping.
+GDAL_CACHE_MB = MAPPING_GDAL_CACHE_MB
 #: Tiles a batch when none is given (CPU-friendly; raise it on a GPU).
 DEFAULT_BATCH = 4
 
@@ -517,14 +518,16 @@ def segment(
         part_files = None
         if parts is not None:
             parts.prepare()
-            if client is None:
-                client = stack.enter_context(open_client(workers, scheduler))
-            start_phase(progress, f"map {Path(scene).name} in parts")
-            part_files, counts = parts.run(
-                scene=scene, seg=seg, header=header, spec=spec, plan=plan, crs=src.crs,
-                transform=src.transform, batch_size=batch_size or DEFAULT_BATCH,
-                device=device, client=client, tile_rows=part_rows, progress=progress,
-            )  # fmt: skip
+            # A cluster of its own is closed before the COG is assembled from the parts.
+            with (
+                contextlib.nullcontext(client) if client else open_client(workers, scheduler)
+            ) as dask_client:
+                start_phase(progress, f"map {Path(scene).name} in parts")
+                part_files, counts = parts.run(
+                    scene=scene, seg=seg, header=header, spec=spec, plan=plan, crs=src.crs,
+                    transform=src.transform, batch_size=batch_size or DEFAULT_BATCH,
+                    device=device, client=dask_client, tile_rows=part_rows, progress=progress,
+                )  # fmt: skip
         with LabelWriter(
             output,
             width=src.width,

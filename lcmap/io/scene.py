@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 CLIP_PERCENTILES = (2.0, 98.0)
 
 
+#: GDAL block cache in MB while mapping (in this process and on each Dask worker): enough for
+#: a few rows of 512-px blocks.
+MAPPING_GDAL_CACHE_MB = 256
+
+
 def bounded_gdal_cache(megabytes: int) -> contextlib.AbstractContextManager[Any]:
     """Cap GDAL's block cache (default: 5% of RAM, which grows with what is read).
 

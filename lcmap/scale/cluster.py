@@ -9,6 +9,7 @@ scene's name and the cause. Completed tasks drive the same progress bar as the i
 
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -52,6 +53,7 @@ def open_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
         yield None
         return
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError as exc:
         raise LcmapError(
@@ -64,7 +66,20 @@ def open_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
             except (OSError, TimeoutError) as exc:
                 raise LcmapError(f"Cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         else:
-            # One thread a worker: torch already uses the cores a worker process is given.
+            # One task at a time a worker, and the machine's cores shared out between the
+            # workers' torch threads (Dask's nanny would give each worker one thread). Dask also
+            # sets MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's adaptive mmap
+            # threshold: every tile-sized array is then mmapped and faulted in afresh, and a part
+            # took 1.7x as long (benchmarks/README.md, scale-out); lcmap's workers keep glibc's
+            # default.
+            threads = max(1, (os.cpu_count() or 1) // workers)  # type: ignore[operator]
+            environ = "distributed.nanny.pre-spawn-environ"
+            stack.enter_context(
+                dask.config.set(
+                    {f"{environ}.MALLOC_TRIM_THRESHOLD_": None}
+                    | {f"{environ}.{k}_NUM_THREADS": threads for k in ("OMP", "MKL", "OPENBLAS")}
+                )
+            )
             cluster = stack.enter_context(
                 LocalCluster(  # type: ignore[no-untyped-call]
                     n_workers=workers,
@@ -72,6 +87,7 @@ def open_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
                     processes=True,
                     dashboard_address=None,
                     silence_logs=logging.ERROR,
+                    env={"LCMAP_NUM_THREADS": str(threads)},
                 )
             )
             client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
@@ -115,7 +131,7 @@ def run_parts(
 
     from distributed import as_completed
 
-    shared = client.scatter(model, broadcast=True)
+    shared = client.scatter([model], broadcast=True)[0]  # one object, on every worker once
     futures = {
         client.submit(
             compute_part, job, part, shared, key=f"lcmap-{part.name}-{uuid.uuid4().hex}",

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from lcmap.io.scene import ReadSpec
+from lcmap.io.scene import MAPPING_GDAL_CACHE_MB, ReadSpec, bounded_gdal_cache
 from lcmap.io.staging import publish, temp_path
 from lcmap.tiling import TilePlan
 
@@ -194,11 +194,12 @@ def compute_part(job: PartJob, part: Part, model: tuple[str, bytes]) -> list[int
     dtype = label_dtype(seg.num_classes)
     writer = PartWriter(job, part, dtype, NODATA[dtype])
     try:
-        counts = map_scene(
-            job.scene, seg, job.plan, job.spec, writer,
-            batch_size=job.batch_size, device=choose_device(_worker_device(job.device)),
-            tile_rows=part.tile_rows,
-        )  # fmt: skip
+        with bounded_gdal_cache(MAPPING_GDAL_CACHE_MB):
+            counts = map_scene(
+                job.scene, seg, job.plan, job.spec, writer,
+                batch_size=job.batch_size, device=choose_device(_worker_device(job.device)),
+                tile_rows=part.tile_rows,
+            )  # fmt: skip
         writer.commit()
     except BaseException:
         writer.close()
