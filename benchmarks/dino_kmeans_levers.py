@@ -17,6 +17,7 @@ Example:
     python benchmarks/dino_kmeans_levers.py sweep --cache /tmp/dk_cache --betas 0 0.5 1 2
     python benchmarks/dino_kmeans_levers.py sweep --cache /tmp/dk_cache --betas 0 0.5 1 --loto
     python benchmarks/dino_kmeans_levers.py sweep --cache /tmp/dk_cache --guided 8
+    python benchmarks/dino_kmeans_levers.py sweep --cache /tmp/dk_cache --blocks 8 --center
 """
 
 import argparse
@@ -43,7 +44,9 @@ def scenes() -> list[dict[str, str]]:
         return [r for r in csv.DictReader(f) if tile_of(r["name"]) in "1234"]
 
 
-def cache(out: Path) -> None:
+def cache(out: Path, shift: int = 0) -> None:
+    """One backbone pass per scene; with ``shift``, of the scene less its first ``shift`` rows
+    and columns (a patch grid ``shift`` px off the first: ``sweep --shifts``)."""
     import rasterio
     import torch
     import torch.nn.functional as F
@@ -58,13 +61,14 @@ def cache(out: Path) -> None:
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     for row in scenes():
-        target = out / f"{row['name']}.npz"
+        target = out / f"{row['name']}{f'_s{shift}' if shift else ''}.npz"
         if target.exists():
             continue
         with rasterio.open(DATA / row["scene"]) as src:
             img = src.read().astype(np.float32)
         lo, hi = (v.astype(np.float32) for v in np.percentile(img.reshape(3, -1), (2, 98), 1))
         x = np.clip((img - lo[:, None, None]) / np.maximum(hi - lo, 1e-6)[:, None, None], 0, 1)
+        x = x[:, shift:, shift:]
         _, h, w = x.shape
         big_h = max(WINDOW, -(-(h - WINDOW) // STRIDE) * STRIDE + WINDOW)
         big_w = max(WINDOW, -(-(w - WINDOW) // STRIDE) * STRIDE + WINDOW)
@@ -98,20 +102,36 @@ class Scene:
 
         z = np.load(folder / f"{name}.npz")
         self.feats = torch.from_numpy(z["feats"].astype(np.float32))
+        self.folder, self.name = folder, name
         self.img = torch.from_numpy(z["img"].astype(np.float32) / 255)
         with rasterio.open(DATA / "truth" / f"{name}.tif") as src:
             self.truth = src.read(1)
         self.h, self.w = self.truth.shape
 
-    def features(self, blocks: tuple[int, ...]) -> Any:
+    def features(self, blocks: tuple[int, ...], mean: Any = None) -> Any:
+        """Unit features of ``blocks``; with ``mean`` (the fit's mean unit feature), centred
+        on it first and made unit again (``--center``)."""
         import torch
         import torch.nn.functional as F
 
         f = torch.cat([F.normalize(self.feats[BLOCKS.index(b)], dim=0) for b in blocks])
-        return F.normalize(f, dim=0)[None]
+        f = F.normalize(f, dim=0)
+        if mean is not None:
+            f = F.normalize(f - mean[:, None, None], dim=0)
+        return f[None]
 
 
-def fit(scenes_: list[Scene], blocks: tuple[int, ...], beta: float, seed: int) -> Any:
+def mean_feature(scenes_: list[Scene], blocks: tuple[int, ...]) -> Any:
+    """The mean unit feature over the fit scenes' patches (``--center``)."""
+    import torch
+
+    sums = [s.features(blocks)[0].flatten(1) for s in scenes_]
+    return torch.cat(sums, 1).mean(1)
+
+
+def fit(
+    scenes_: list[Scene], blocks: tuple[int, ...], beta: float, seed: int, mean: Any = None
+) -> Any:
     import torch
     import torch.nn.functional as F
     from sklearn.cluster import KMeans
@@ -119,7 +139,7 @@ def fit(scenes_: list[Scene], blocks: tuple[int, ...], beta: float, seed: int) -
     rng = np.random.default_rng(seed)
     rows = []
     for s in scenes_:
-        f = s.features(blocks)
+        f = s.features(blocks, mean)
         gh, gw = f.shape[-2:]
         ys, xs = rng.integers(0, s.h, 5000), rng.integers(0, s.w, 5000)
         grid = torch.tensor(np.stack([(xs + 0.5) / (gw * PATCH) * 2 - 1,
@@ -131,19 +151,41 @@ def fit(scenes_: list[Scene], blocks: tuple[int, ...], beta: float, seed: int) -
     return torch.from_numpy(KMeans(K, n_init=3, random_state=seed).fit(data).cluster_centers_)
 
 
-def labels(s: Scene, c: Any, blocks: tuple[int, ...], beta: float, guided: int) -> Any:
+def labels(
+    s: Scene,
+    c: Any,
+    blocks: tuple[int, ...],
+    beta: float,
+    guided: int,
+    mean: Any = None,
+    shifts: tuple[int, ...] = (),
+) -> Any:
     import torch
     import torch.nn.functional as F
 
     from lcmap.methods._guided import guided_filter
 
-    f = s.features(blocks)
+    f = s.features(blocks, mean)
     c = c.float()
     d = f.shape[1]
     cf, cs = c[:, :d], c[:, d:]
     g = torch.einsum("bchw,kc->bkhw", f, cf)
     g = F.interpolate(g, size=(f.shape[2] * PATCH, f.shape[3] * PATCH), mode="bilinear",
                       align_corners=False)[..., : s.h, : s.w]  # fmt: skip
+    if shifts:  # the same scores from patch grids shifted by each shift, averaged
+        total, weight = g.clone(), torch.ones(1, 1, s.h, s.w)
+        for shift in shifts:
+            z = np.load(s.folder / f"{s.name}_s{shift}.npz")
+            other = Scene.__new__(Scene)
+            other.feats = torch.from_numpy(z["feats"].astype(np.float32))
+            fs = other.features(blocks, mean)
+            gs = torch.einsum("bchw,kc->bkhw", fs, cf)
+            gs = F.interpolate(gs, size=(fs.shape[2] * PATCH, fs.shape[3] * PATCH),
+                               mode="bilinear", align_corners=False)  # fmt: skip
+            gs = gs[..., : s.h - shift, : s.w - shift]
+            total[..., shift:, shift:] += gs
+            weight[..., shift:, shift:] += 1
+        g = total / weight
     score = 2 * g - (cf**2).sum(1)[None, :, None, None]
     if beta:
         score = score - ((beta * s.img[None, :, None] - cs.T[None, :, :, None, None]) ** 2).sum(1)
@@ -180,12 +222,16 @@ def sweep(args: argparse.Namespace) -> None:
         for beta in args.betas:
             res = []
             for fit_names, test_names in folds:
-                c = fit([loaded[n] for n in fit_names], blocks, beta, args.seed)
-                res.append(pooled([(labels(loaded[n], c, blocks, beta, args.guided),
+                fitted = [loaded[n] for n in fit_names]
+                mean = mean_feature(fitted, blocks) if args.center else None
+                c = fit(fitted, blocks, beta, args.seed, mean)
+                res.append(pooled([(labels(loaded[n], c, blocks, beta, args.guided, mean,
+                                           tuple(args.shifts)),
                                     loaded[n].truth) for n in test_names]))  # fmt: skip
             mious = [r["miou"] for r in res]
-            print(f"blocks {blocks} beta {beta} guided {args.guided}: mIoU per fold {mious}, "
-                  f"mean {np.mean(mious):.4f}", flush=True)  # fmt: skip
+            print(f"blocks {blocks} beta {beta} guided {args.guided} center {args.center} "
+                  f"shifts {args.shifts}: "
+                  f"mIoU per fold {mious}, mean {np.mean(mious):.4f}", flush=True)  # fmt: skip
 
 
 def main() -> int:
@@ -198,9 +244,19 @@ def main() -> int:
     parser.add_argument("--guided", type=int, default=0, help="guided-filter radius (0 = off)")
     parser.add_argument("--loto", action="store_true", help="leave one tile out (4 folds)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--shifts",
+        type=int,
+        nargs="*",
+        default=[],
+        help="average scores from these shifted patch grids (cache --shift)",
+    )
+    parser.add_argument("--shift", type=int, default=0, help="cache: shift the patch grid")
+    parser.add_argument("--center", action="store_true",
+                        help="centre the unit features on the fit's mean feature")  # fmt: skip
     args = parser.parse_args()
     if args.step == "cache":
-        cache(args.cache)
+        cache(args.cache, args.shift)
     else:
         sweep(args)
     return 0

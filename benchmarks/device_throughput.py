@@ -1,0 +1,92 @@
+"""Mapping and training throughput on one device, against the CPU in the same run (issue 17).
+
+* kmeans mapping: ``api.segment`` with one saved kmeans model on a SIZE x SIZE RGBN scene made
+  from the real NAIP scene, on the CPU and on ``--device``: Mpx/s each and their ratio;
+* training: ``single_scene`` (Saha et al., ``--iterations`` updates per batch, 1 epoch) and
+  ``cas`` (``--steps`` autoencoder + ``--steps`` clustering steps) on a 1024 x 1024 crop, on
+  ``--device``: seconds, and seconds per megapixel of the crop at those settings.
+
+Each figure is measured after one warm-up run of the same call. With ``--device cpu`` the CPU
+rows are measured once (the script is then a check that it runs, as in CI-like conditions).
+
+Usage:
+    python benchmarks/device_throughput.py --device cuda --size 8192
+    python benchmarks/device_throughput.py --device cpu --size 2048 --iterations 5 --steps 10
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from segment_throughput import make_scene
+
+
+def timed(fn: Any) -> float:
+    fn()  # warm-up (CUDA context, cuDNN autotuning, GDAL cache)
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--size", type=int, default=8192, help="kmeans scene side in pixels")
+    parser.add_argument("--iterations", type=int, default=20, help="single_scene updates")
+    parser.add_argument("--steps", type=int, default=100, help="cas steps per phase")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/lcmap-bench"))
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    from lcmap import api
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    scene, crop = args.workdir / f"naip_{args.size}.tif", args.workdir / "naip_1024.tif"
+    for path, size in ((scene, args.size), (crop, 1024)):
+        if not path.exists():
+            make_scene(path, size)
+    model = args.workdir / "device_kmeans.lcmap"
+    api.train([scene], model, method="kmeans", classes=6, device="cpu", overwrite=True)
+    out = args.workdir / "device_map.tif"
+    mpx = args.size**2 / 1e6
+    rows: list[dict[str, Any]] = []
+
+    def segment(device: str) -> None:
+        api.segment(scene, out, model=model, device=device, overwrite=True, batch_size=16)
+
+    devices = ["cpu"] if args.device == "cpu" else ["cpu", args.device]
+    speeds = {d: mpx / timed(lambda d=d: segment(d)) for d in devices}
+    rows.append({"run": "kmeans segment", "size": args.size,
+                 **{f"{d}_mpx_s": round(v, 2) for d, v in speeds.items()},
+                 "ratio_to_cpu": round(speeds[devices[-1]] / speeds["cpu"], 2)})  # fmt: skip
+    print(json.dumps(rows[-1]), flush=True)
+
+    crop_mpx = 1024**2 / 1e6
+    trainings = {
+        "single_scene": {"iterations": args.iterations, "epochs": 1},
+        "cas": {"ae_steps": args.steps, "dec_steps": args.steps},
+    }
+    for method, options in trainings.items():
+        target = args.workdir / f"device_{method}.lcmap"
+
+        def train(
+            method: str = method, options: dict[str, Any] = options, target: Path = target
+        ) -> None:
+            api.train([crop], target, method=method, device=args.device, overwrite=True,
+                      options=dict(options))  # fmt: skip
+
+        seconds = timed(train)
+        rows.append({"run": f"{method} train", "device": args.device, "options": options,
+                     "seconds": round(seconds, 2),
+                     "s_per_mpx": round(seconds / crop_mpx, 2)})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
