@@ -479,17 +479,14 @@ def segment(
         check_georeference(src)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()
+        given: dict[str, Any] = {"model": model, "classes": classes, "bands": bands,
+                                 "options": options}  # fmt: skip
         cached = parts.cached_model() if parts is not None else None
         if cached is not None:  # a killed run of this command fitted it already
-            seg, header, spec = _segmenter_for(
-                src, scene, method=method, model=cached, classes=None, bands=None,
-                options=None, seed=seed, device=dev, progress=progress,
-            )  # fmt: skip
-        else:
-            seg, header, spec = _segmenter_for(
-                src, scene, method=method, model=model, classes=classes, bands=bands,
-                options=options, seed=seed, device=dev, progress=progress,
-            )  # fmt: skip
+            given = {"model": cached, "classes": None, "bands": None, "options": None}
+        seg, header, spec = _segmenter_for(
+            src, scene, method=method, seed=seed, device=dev, progress=progress, **given
+        )
         model_path: Path | None = Path(model) if model is not None else None
         staged = None
         if save_model is not None:
