@@ -69,6 +69,7 @@ def segment(
             help="Input rasters: files, GDAL virtual paths (/vsizip/...) or URLs; @list.txt "
             "reads paths from a file, a quoted glob ('tiles/*.tif') is expanded by lcmap.",
             show_default=False,
+            metavar="SCENE",
         ),
     ],
     output: Annotated[
@@ -133,7 +134,7 @@ def segment(
 
     With several scenes, -o names a folder: one model is fitted across all of them (saved as
     OUTDIR/model.lcmap) and applied to each, so a label means the same in every map; the maps
-    are OUTDIR/<scene name>.tif, with OUTDIR/mosaic.vrt over them when they share a CRS. A
+    are OUTDIR/SCENE_NAME.tif, with OUTDIR/mosaic.vrt over them when they share a CRS. A
     scene that fails is reported and the others still finish (exit status 1).
 
     --workers N or --scheduler ADDRESS map each scene in parts on Dask workers, --resume in
