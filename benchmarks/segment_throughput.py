@@ -92,7 +92,7 @@ def profile(scene: Path, out: Path, top: int = 20) -> None:
 
     start = time.perf_counter()
     with cProfile.Profile() as prof:
-        api.segment(scene, out, classes=6, overwrite=True)
+        api.segment(scene, out, method="kmeans", classes=6, overwrite=True)
     print(f"total {time.perf_counter() - start:.1f} s")
     pstats.Stats(prof).sort_stats("tottime").print_stats(top)
 
@@ -123,8 +123,8 @@ def main() -> None:
             [sys.executable, "-c", IO_COPY, str(scene), str(args.workdir / "copy.tif")]
         )
         out = args.workdir / f"map_{size}.tif"
-        lc_s, lc_rss = timed([*lcmap, "segment", str(scene), "-o", str(out), "-k", "6",
-                              "--overwrite", "-q"])  # fmt: skip
+        lc_s, lc_rss = timed([*lcmap, "segment", str(scene), "-o", str(out), "-m", "kmeans",
+                              "-k", "6", "--overwrite", "-q"])  # fmt: skip
         rows.append({
             "size": size, "megapixels": mpx,
             "io_copy_mpx_s": mpx / io_s, "io_copy_rss_mb": io_rss,
