@@ -72,6 +72,26 @@ def run(scene: Path, out: Path, kwargs: dict[str, object]) -> dict[str, float]:
     return {**figures, "driver_rss_mb": driver_peak, "worker_rss_mb": worker_peak}
 
 
+def task_payload(scene: Path, model: Path) -> int:
+    """Pickled bytes of what one task is sent (its job and part; the model goes once)."""
+    import pickle
+
+    from lcmap.models import load_model
+    from lcmap.scale.parts import PartJob, plan_parts
+    from lcmap.tiling import plan_tiles
+
+    seg, header = load_model(model)
+    with rasterio.open(scene) as src:
+        plan = plan_tiles(src.width, src.height, 512, seg.halo, seg.tile_multiple)
+        spec = header.read_spec()
+        key = {"sha": "0" * 64, "plan": [plan.width, plan.height, plan.tile, plan.halo,
+               plan.read_size], "bands": list(spec.bands),
+               "norm": [list(spec.norm.low), list(spec.norm.high)], "lcmap": "0.0.0"}  # fmt: skip
+        job = PartJob(str(scene), plan, spec, scene.parent / "x.parts", key, src.crs,
+                      src.transform, 4, "cpu")  # fmt: skip
+    return len(pickle.dumps((job, plan_parts(plan)[0])))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=16000)
@@ -105,7 +125,9 @@ def main() -> None:
     same = all(np.array_equal(maps["in-process"], m) for m in maps.values())
     mpx = args.size**2 / 1e6
     base_s = rows[0]["seconds"]
-    print(f"\n{args.size} x {args.size} px ({mpx:.0f} Mpx), maps identical: {same}\n")
+    sizes = sorted({(args.workdir / f"scale_{i}.tif").stat().st_size for i in range(len(rows))})
+    print(f"\n{args.size} x {args.size} px ({mpx:.0f} Mpx), maps identical: {same}, COG bytes "
+          f"{sizes}, task payload {task_payload(scene, model)} bytes pickled\n")  # fmt: skip
     print("| run | wall s | Mpx/s | speed-up | setup s | map s | COG s | tasks | worker-s/task | "
           "driver RSS MB | worker RSS MB |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|")

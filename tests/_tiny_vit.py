@@ -1,5 +1,6 @@
 """Tiny random timm ViTs and a textured synthetic scene, shared by the ViT method tests."""
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,3 +46,29 @@ def hungarian_miou(truth: np.ndarray, pred: np.ndarray, k: int) -> float:
         for i, j in zip(rows, cols, strict=True)
     ]
     return float(np.mean(ious))
+
+
+NAIP_SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "naip_2020_rgbn.tif"
+
+
+def tiny_stego_on_naip(root: Path, weights: Path, crops: int, epochs: int) -> tuple[Path, Path]:
+    """A 320 x 320 px crop of the real NAIP sample (bands 1-3) in ``root`` and a tiny stego
+    model (5 classes, 32 px windows at stride 16) trained on it with the ``weights`` ViT."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from lcmap import api
+
+    crop = root / "crop.tif"
+    with rasterio.open(NAIP_SAMPLE) as src:
+        win = Window(300, 200, 320, 320)
+        profile = {"driver": "GTiff", "width": 320, "height": 320, "count": 3, "dtype": "uint8",
+                   "crs": src.crs, "transform": src.window_transform(win)}  # fmt: skip
+        data = src.read([1, 2, 3], window=win)
+    with rasterio.open(crop, "w", **profile) as dst:
+        dst.write(data)
+    model = root / "tiny.lcmap"
+    options = {"backbone": DINO, "weights": str(weights), "backbone_args": TINY,
+               "crop_size": 32, "crops": crops, "epochs": epochs}  # fmt: skip
+    api.train([crop], model, method="stego", classes=5, device="cpu", options=options)
+    return crop, model

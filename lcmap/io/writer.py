@@ -48,6 +48,13 @@ DEFAULT_CREATION_OPTIONS = {
     "BIGTIFF": "IF_SAFER",
 }
 
+#: Label rows on their way to the COG (the staging file, a part file of a scaled-out run):
+#: single band, tiled like the COG, ZSTD level 1 for speed (the COG copy compresses for keeps).
+STAGING_PROFILE: dict[str, Any] = {
+    "driver": "GTiff", "count": 1, "tiled": True, "blockxsize": 512, "blockysize": 512,
+    "compress": "ZSTD", "zstd_level": 1, "bigtiff": "IF_SAFER",
+}  # fmt: skip
+
 # A qualitative palette (20 distinct colours, after ColorBrewer/Tableau), cycled beyond 20.
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -377,20 +384,13 @@ class LabelWriter:
         return rasterio.open(
             tmp,
             "w",
-            driver="GTiff",
             width=self.width,
             height=self.height,
-            count=1,
             dtype=self.dtype.name,
             crs=self.crs,
             transform=self.transform,
             nodata=self.nodata,
-            tiled=True,
-            blockxsize=512,
-            blockysize=512,
-            compress="ZSTD",
-            zstd_level=1,
-            bigtiff="IF_SAFER",
+            **STAGING_PROFILE,
         )
 
     def _open_parts(self, vrt: Path, parts: Sequence[tuple[Path, int]]) -> Any:
@@ -502,6 +502,7 @@ class LabelWriter:
 __all__ = [
     "COG_OPTIONS",
     "DEFAULT_CREATION_OPTIONS",
+    "STAGING_PROFILE",
     "LabelWriter",
     "aux_path",
     "category_xml",

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import shutil
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +161,4 @@ class PartsRun:
 
     def clean(self) -> None:
         """Remove the folder once the map is published."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.folder, ignore_errors=True)

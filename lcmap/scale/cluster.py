@@ -69,9 +69,9 @@ def open_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
             # One task at a time a worker, and the machine's cores shared out between the
             # workers' torch threads (Dask's nanny would give each worker one thread). Dask also
             # sets MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's adaptive mmap
-            # threshold: every tile-sized array is then mmapped and faulted in afresh, and a part
-            # took 1.7x as long (benchmarks/README.md, scale-out); lcmap's workers keep glibc's
-            # default.
+            # threshold: every tile-sized array is then mmapped and faulted in afresh, and
+            # `--workers 1` took 1.7x as long (benchmarks/README.md, scale-out); lcmap's workers
+            # keep glibc's default.
             threads = max(1, (os.cpu_count() or 1) // workers)  # type: ignore[operator]
             environ = "distributed.nanny.pre-spawn-environ"
             stack.enter_context(
@@ -114,20 +114,23 @@ def run_parts(
     Raises:
         LcmapError: a part failed (after its retries), naming the scene and the cause.
     """
-    total = np.zeros(0, dtype=np.int64)
+    found: list[Sequence[int]] = []
 
-    def add(counts: Sequence[int], done: int) -> None:
-        nonlocal total
-        total = total + np.asarray(counts, dtype=np.int64) if total.size else np.array(counts)
+    def summed() -> NDArray[np.int64]:
+        total: NDArray[np.int64] = np.asarray(found, dtype=np.int64).sum(axis=0)
+        return total
+
+    def add(counts: Sequence[int]) -> None:
+        found.append(counts)
         if progress is not None:
-            progress(done, len(parts))
+            progress(len(found), len(parts))
 
     if progress is not None:
         progress(0, len(parts))
     if client is None:
-        for done, part in enumerate(parts, start=1):
-            add(compute_part(job, part, model), done)
-        return total
+        for part in parts:
+            add(compute_part(job, part, model))
+        return summed()
 
     from distributed import as_completed
 
@@ -141,7 +144,7 @@ def run_parts(
     }  # fmt: skip
     try:
         finished = as_completed(futures)  # type: ignore[no-untyped-call]
-        for done, future in enumerate(finished, start=1):
+        for future in finished:
             try:
                 counts = future.result()
             except LcmapError:
@@ -152,7 +155,7 @@ def run_parts(
                     f"{job.scene}: {part.name} (rows {part.first_row}-"
                     f"{part.first_row + part.rows - 1}) failed: {type(exc).__name__}: {exc}"
                 ) from exc
-            add(counts, done)
+            add(counts)
     finally:
         client.cancel(list(futures))
-    return total
+    return summed()

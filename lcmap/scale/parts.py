@@ -27,6 +27,7 @@ from rasterio.windows import Window
 
 from lcmap.io.scene import MAPPING_GDAL_CACHE_MB, ReadSpec, bounded_gdal_cache
 from lcmap.io.staging import publish, temp_path
+from lcmap.io.writer import STAGING_PROFILE
 from lcmap.tiling import TilePlan
 
 if TYPE_CHECKING:
@@ -116,11 +117,9 @@ class PartWriter:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             self._dst = rasterio.open(
-                self.tmp, "w", driver="GTiff", width=job.plan.width, height=part.rows, count=1,
-                dtype=dtype.name, nodata=nodata, crs=job.crs,
-                transform=rasterio.windows.transform(window, job.transform), tiled=True,
-                blockxsize=512, blockysize=512, compress="ZSTD", zstd_level=1,
-                bigtiff="IF_SAFER",
+                self.tmp, "w", width=job.plan.width, height=part.rows, dtype=dtype.name,
+                nodata=nodata, crs=job.crs,
+                transform=rasterio.windows.transform(window, job.transform), **STAGING_PROFILE,
             )  # fmt: skip
 
     def write_rows(self, row: int, labels: NDArray[np.unsignedinteger]) -> None:

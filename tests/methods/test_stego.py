@@ -568,25 +568,9 @@ def naip_crop(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> t
     The tiny model's windows are 32 px at stride 16: 10 x 10 windows, as a 224 px ViT-S window
     is to a 2240 px scene.
     """
-    import rasterio
-    from rasterio.windows import Window as RasterWindow
+    from _tiny_vit import tiny_stego_on_naip
 
-    from lcmap import api
-
-    root = tmp_path_factory.mktemp("naip_crop")
-    crop = root / "crop.tif"
-    with rasterio.open(SAMPLE) as src:
-        win = RasterWindow(300, 200, 320, 320)
-        profile = {"driver": "GTiff", "width": 320, "height": 320, "count": 3, "dtype": "uint8",
-                   "crs": src.crs, "transform": src.window_transform(win)}  # fmt: skip
-        data = src.read([1, 2, 3], window=win)
-    with rasterio.open(crop, "w", **profile) as dst:
-        dst.write(data)
-    model = root / "tiny.lcmap"
-    options = {"backbone": DINO, "weights": str(tiny_weights), "backbone_args": TINY,
-               "crop_size": 32, "crops": 60, "epochs": 3}  # fmt: skip
-    api.train([crop], model, method="stego", classes=5, device="cpu", options=options)
-    return crop, model
+    return tiny_stego_on_naip(tmp_path_factory.mktemp("naip_crop"), tiny_weights, 60, 3)
 
 
 def map_with_tile(crop: Path, model: Path, tile: int, out: Path) -> np.ndarray:
