@@ -187,14 +187,14 @@ def check_run_numbers(
         InvalidOptionError: naming the value and its range.
     """
     ranges = {
-        "--tile": (tile, 1, 2**31 - 1),  # larger than the scene: the tile shrinks to it
-        "--halo": (halo, 0, MAX_HALO),
-        "--batch-size": (batch_size, 1, 4096),
-        "--seed": (seed, 0, 2**32 - 1),
+        "tile": (tile, 1, 2**31 - 1),  # larger than the scene: the tile shrinks to it
+        "halo": (halo, 0, MAX_HALO),
+        "batch_size": (batch_size, 1, 4096),
+        "seed": (seed, 0, 2**32 - 1),
     }
-    for flag, (value, low, high) in ranges.items():
+    for name, (value, low, high) in ranges.items():
         if value is not None and not low <= value <= high:
-            raise InvalidOptionError(f"{flag} {value} is out of range; use {low} to {high}.")
+            raise InvalidOptionError(f"{name}={value} is out of range; use {low} to {high}.")
 
 
 def _relative(path: str | Path, output: Path) -> str:
@@ -236,7 +236,7 @@ def default_method(options: dict[str, Any] | None = None) -> tuple[str, str]:
     name = full_name(backbone)
     return "kmeans", (
         f"no {name} weights on this machine; for dino_kmeans put {cache_candidates(name)[-1]} in "
-        f"{cache_dir()} or pass --weights PATH ('lcmap weights list' shows what is looked for)"
+        f"{cache_dir()} or pass weights=PATH ('lcmap weights list' shows what is looked for)"
     )
 
 
@@ -261,7 +261,7 @@ def _segmenter_for(
         seg, header = load_model(model, options)
         if classes is not None and classes != header.num_classes:
             raise LcmapError(
-                f"{model} maps {header.num_classes} classes, not {classes}; drop -k/--classes "
+                f"{model} maps {header.num_classes} classes, not {classes}; drop classes= "
                 "or train a new model with that many."
             )
         chosen = _model_bands(src, header, bands, seed)
@@ -452,7 +452,7 @@ def segment(
     check_run_numbers(tile=tile, halo=halo, batch_size=batch_size, seed=seed)
     check_scale_flags(workers, scheduler)
     if part_rows is not None and part_rows < 1:
-        raise InvalidOptionError(f"--part-rows {part_rows}: give at least 1 tile row.")
+        raise InvalidOptionError(f"part_rows={part_rows}: give at least 1 tile row.")
     choice = ""
     if method is None:
         method, choice = ("kmeans", "") if model is not None else default_method(options)
@@ -636,7 +636,7 @@ def train(
         if bands is None and len(counts) > 1:
             raise InvalidSceneError(
                 f"The scenes have different band counts ({sorted(counts)}); "
-                "pass --bands to pick the same bands from each."
+                "pass bands=... to pick the same bands from each."
             )
         for s in srcs:
             warn_if_no_nodata(s)

@@ -47,7 +47,7 @@ def choose_device(device: str = "auto") -> torch.device:
     if name != "cpu" and not name.startswith("cuda"):
         raise LcmapError(f"Unknown device '{name}'; use auto, cpu, cuda or cuda:N.")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise LcmapError(f"--device {name} was asked for but no CUDA device is available; use cpu.")
+        raise LcmapError(f"device={name} was asked for but no CUDA device is available; use cpu.")
     try:
         return torch.device(name)
     except RuntimeError as exc:

@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import re
 import signal
 import sys
 import warnings
@@ -31,6 +32,33 @@ Verbose = Annotated[
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bar.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it exists.")]
 OutputPath = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
+
+#: The library names options by the API's keywords (``bands=``, ``overwrite=True``); its
+#: messages reach the command line with the flags instead.
+FLAGS = {
+    "overwrite": "--overwrite", "bands": "--bands", "weights": "--weights",
+    "backbone": "--backbone", "class_column": "--class-column", "class_names": "--class-names",
+    "labels": "--labels", "ignore": "--ignore", "min_area": "--min-area",
+    "simplify": "--simplify", "workers": "--workers", "scheduler": "--scheduler",
+    "part_rows": "--part-rows", "device": "--device", "model": "--model",
+    "classes": "-k/--classes", "save_model": "--save-model", "tile": "--tile", "halo": "--halo",
+    "batch_size": "--batch-size", "seed": "--seed", "patches": "--patches",
+    "budget": "--budget",
+}  # fmt: skip
+_KEYWORD = re.compile(r"\b(overwrite)=True\b|\b(" + "|".join(FLAGS) + r")=(?:\.\.\.)? ?")
+
+
+def cli_message(text: str) -> str:
+    """``text`` with the API keywords of :data:`FLAGS` written as the command line's flags."""
+
+    def flag(match: re.Match[str]) -> str:
+        if match[1]:
+            return FLAGS[match[1]]
+        after = text[match.end() : match.end() + 1]
+        return FLAGS[match[2]] + ("" if not after or after in ",.;:)" else " ")
+
+    return _KEYWORD.sub(flag, text)
+
 
 _state: dict[str, Any] = {"verbose": 0, "quiet": False, "global_verbose": 0, "global_quiet": False}
 
@@ -226,7 +254,7 @@ def reported_errors() -> Iterator[None]:
         if _state["verbose"] >= 2:
             log.exception("traceback")
         message = str(exc) if isinstance(exc, LcmapError) else _resource_message(exc)
-        echo_error(message)
+        echo_error(cli_message(message))
         raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
         what = "Terminated" if isinstance(exc, Terminated) else "Interrupted"

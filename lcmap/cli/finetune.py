@@ -1,4 +1,4 @@
-"""``lcmap finetune``: fine-tune a CAS model on a few labelled patches."""
+"""``lcmap finetune``: fine-tune a model that provides an encoder on a few labelled patches."""
 
 from pathlib import Path
 from typing import Annotated
@@ -20,8 +20,6 @@ from lcmap.methods.configs import CasFinetunedConfig
 
 _STEPS_HELP = f"Optimiser steps \\[default: {CasFinetunedConfig().steps}]."
 
-_INITS = ("cas", "autoencoder", "random")
-
 
 def _parse_names(value: str | None) -> list[str] | None:
     if value is None:
@@ -36,7 +34,9 @@ def _parse_names(value: str | None) -> list[str] | None:
 
 @app.command("finetune")
 def finetune(
-    model: Annotated[Path, typer.Argument(help="A 'cas' model from 'lcmap train --method cas'.")],
+    model: Annotated[
+        Path, typer.Argument(help="A model that provides an encoder ('cas' or 'stego').")
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Tuned model file to write.", dir_okay=False)
     ],
@@ -72,8 +72,13 @@ def finetune(
         int, typer.Option("--patch-size", help="Patch side in pixels.", min=16)
     ] = 128,
     init: Annotated[
-        str, typer.Option("--init", help="Initial weights: cas, autoencoder or random.")
-    ] = "cas",
+        str | None,
+        typer.Option(
+            "--init",
+            help="Initial weights, one of those MODEL offers (a wrong name lists them) "
+            "\\[default: MODEL's first].",
+        ),
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option("--epochs", help="Passes over the patches.", min=1)
     ] = None,
@@ -93,11 +98,13 @@ def finetune(
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
-    """Fine-tune a CAS MODEL on labelled patches and save a model with real class names.
+    """Fine-tune MODEL's encoder on labelled patches and save a model with real class names.
 
-    The UNet gets its skip connections and a classification layer back and is trained with
-    class-weighted cross-entropy (label 255 ignored). '--init autoencoder' and '--init random'
-    give the paper's baselines. Map scenes with 'lcmap segment SCENE --model TUNED'.
+    A cas MODEL's UNet gets its skip connections and a classification layer back and is
+    trained with class-weighted cross-entropy (label 255 ignored); '--init autoencoder' and
+    '--init random' give the paper's baselines. A stego MODEL keeps its frozen ViT and head
+    and gets a linear probe on its codes. A wrong --init lists what MODEL offers. Map scenes
+    with 'lcmap segment SCENE --model TUNED'.
 
     Examples:
 
@@ -112,8 +119,6 @@ def finetune(
         raise typer.BadParameter(
             f"{len(scene)} --scene but {len(labels)} --labels; give one --labels per --scene."
         )
-    if init not in _INITS:
-        raise typer.BadParameter(f"--init {init} is unknown; use {', '.join(_INITS)}.")
     names = _parse_names(class_names)
     with reported_errors():
         from lcmap.fewshot.finetune import finetune as run

@@ -10,6 +10,7 @@ from lcmap.cli._app import (
     Quiet,
     Verbose,
     app,
+    cli_message,
     echo,
     echo_error,
     parse_bands,
@@ -182,7 +183,7 @@ def segment(
         _report_many(done)
         return
     if result.method_choice:
-        echo(f"method: {result.method_choice}")
+        echo(f"method: {cli_message(result.method_choice)}")
     _report(result)
 
 

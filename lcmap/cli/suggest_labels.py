@@ -1,4 +1,4 @@
-"""``lcmap suggest-labels``: choose patches to annotate from a CAS model's clusters."""
+"""``lcmap suggest-labels``: choose patches to annotate from a model's clusters."""
 
 from pathlib import Path
 from typing import Annotated
@@ -29,7 +29,9 @@ def suggest_labels(
             "--output", "-o", help="Polygons to write (.gpkg, .fgb, .geojson).", dir_okay=False
         ),
     ],
-    model: Annotated[Path | None, typer.Option("--model", help="A 'cas' model file.")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="A model that provides an encoder (cas, stego).")
+    ] = None,
     patch_size: Annotated[
         int | None,
         typer.Option("--patch-size", help="Patch side in pixels \\[default: 128].", min=16),
@@ -49,7 +51,7 @@ def suggest_labels(
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
-    """Suggest BUDGET patches to label: the most typical patches of every CAS cluster.
+    """Suggest BUDGET patches to label: the most typical patches of every cluster of MODEL.
 
     The budget is spread evenly over the clusters, taking the patches closest to each
     centroid; extra patches go to the clusters whose predicted majority classes (with

@@ -115,7 +115,7 @@ def evaluate(
     if counts.pixels == 0:
         raise InvalidSceneError(
             f"no pixel to evaluate: '{pred}' and '{truth}' have no valid pixel in common "
-            f"(ignored truth values {ignore}); check the nodata values and --ignore."
+            f"(ignored truth values {ignore}); check the nodata values and ignore=..."
         )
     present = [int(c) for c in counts.class_ids]
     if num_classes is None:
@@ -127,7 +127,7 @@ def evaluate(
             raise InvalidSceneError(
                 f"truth '{truth}' has labels {extra} but only {num_classes} classes "
                 f"(ids 0-{num_classes - 1}) were given; name every class or pass "
-                f"--ignore {extra[0]}."
+                f"ignore={extra[0]}."
             )
     names = list(class_names) if class_names is not None else [str(c) for c in class_ids]
     mapping = match_clusters(counts.cluster_ids, counts.class_ids, counts.counts, match)

@@ -258,7 +258,7 @@ def count_rasters(
             ):
                 if values.size and values.min() < 0:
                     hint = (
-                        " pass it with --ignore"
+                        " pass it with ignore="
                         if role == "truth"
                         else " declare it as the map's nodata"
                     )

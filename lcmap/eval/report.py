@@ -245,7 +245,7 @@ def _write_atomically(path: Path, write: Callable[[IO[bytes]], object], *, overw
     """Write through a temporary file beside ``path``, then rename (complete or absent)."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"'{path}' exists; pass --overwrite to replace it.")
+        raise OutputExistsError(f"'{path}' exists; pass overwrite=True to replace it.")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputPathError(

@@ -1,17 +1,17 @@
-"""Few-shot fine-tuning of a CAS model on labelled patches (seed 001, section 4.2.1).
+"""Few-shot fine-tuning of any model that provides an encoder (seed 001, section 4.2.1).
 
 :func:`finetune` reads training patches from scene/labels pairs (label rasters on the scene's
-grid, or polygons burnt into it, see :mod:`lcmap.io.labels`), builds a
-:class:`~lcmap.methods.cas_finetuned.CasFinetunedSegmenter` UNet initialised from the CAS
-model (or its
-phase-1 autoencoder, or at random), trains it with class-weighted cross-entropy and saves it as
-a ``cas_finetuned`` model carrying the class names and colours, so that ``lcmap segment`` and
-``lcmap vectorize`` write real class names.
+grid, or polygons burnt into it, see :mod:`lcmap.io.labels`), asks the model's encoder
+(:class:`~lcmap.fewshot.encoder.FewShotEncoder`) for a tuned network started as ``init`` says,
+trains it on them and saves it with the class names and colours, so that ``lcmap segment`` and
+``lcmap vectorize`` write real class names. A ``cas`` model gives a ``cas_finetuned`` UNet
+(initialised from the CAS model, its phase-1 autoencoder, or at random); a ``stego`` model
+gives the same model with a linear probe trained on its codes.
 
 Patches are ``patch_size`` windows on a grid over each scene that hold labelled pixels; with
 ``patches=N`` N of them are chosen at random (seeded), or the first N footprints of a
 ``lcmap suggest-labels`` file (``patch_file``), to reproduce the few-shot setting. Bands and
-normalisation are the CAS model's, so the tuned model reads scenes exactly as it did.
+normalisation are the base model's, so the tuned model reads scenes exactly as it did.
 
 Example:
     >>> finetune("cas.lcmap", ["a.tif"], ["a_labels.gpkg"], "tuned.lcmap",
@@ -22,12 +22,13 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from lcmap.errors import InvalidModelError, InvalidSceneError, LcmapError
+from lcmap.fewshot.encoder import TunableSegmenter, check_init, load_encoder
 from lcmap.io.labels import (
     UNLABELLED,
     LabelledWindow,
@@ -39,11 +40,8 @@ from lcmap.io.labels import (
 )
 from lcmap.io.scene import open_scene, read_window, resolve_bands
 from lcmap.io.writer import check_output, default_colours
-from lcmap.models import ModelHeader, file_sha256, read_header
+from lcmap.models import ModelHeader, file_sha256
 from lcmap.types import ProgressFn
-
-if TYPE_CHECKING:
-    from lcmap.methods.cas import CasSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +49,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PATCH = 128
 #: Without ``patches``, at most this many patches are used (a random subset beyond it).
 MAX_PATCHES = 2000
-INITS = ("cas", "autoencoder", "random")
 
 # Colours for common land-cover names, so a tuned map looks familiar in QGIS.
 _NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -83,26 +80,6 @@ def class_colours(names: Sequence[str]) -> list[tuple[int, int, int]]:
     return [_NAMED_COLOURS.get(n.strip().lower(), palette[i]) for i, n in enumerate(names)]
 
 
-def load_cas_model(model: Path) -> tuple["CasSegmenter", ModelHeader]:
-    """Load a ``cas`` model file.
-
-    Raises:
-        InvalidModelError: the file holds another method's model.
-    """
-    from lcmap.methods.cas import CasSegmenter
-    from lcmap.models import load_model
-
-    header = read_header(model)
-    if header.method != "cas":
-        raise InvalidModelError(
-            f"{model.name} is a '{header.method}' model; fine-tuning starts from a 'cas' model "
-            "made with 'lcmap train --method cas'."
-        )
-    method, header = load_model(model)
-    assert isinstance(method, CasSegmenter)
-    return method, header
-
-
 def _class_mapping(
     labels: Sequence[Path], column: str | None, class_names: Sequence[str] | None
 ) -> tuple[dict[str, int] | None, list[str] | None]:
@@ -125,7 +102,7 @@ def _choose(
     candidates: list[tuple[int, LabelledWindow]], patches: int | None, ranked: bool, seed: int
 ) -> list[tuple[int, LabelledWindow]]:
     if patches is not None and patches < 1:
-        raise LcmapError(f"--patches {patches} is invalid; give a positive number of patches.")
+        raise LcmapError(f"patches={patches} is invalid; give a positive number of patches.")
     if not candidates:
         raise InvalidSceneError(
             "No training patch holds a labelled pixel; check that the labels overlap the "
@@ -160,7 +137,7 @@ def finetune(
     patches: int | None = None,
     patch_file: str | Path | None = None,
     patch_size: int = DEFAULT_PATCH,
-    init: str = "cas",
+    init: str | None = None,
     epochs: int | None = None,
     steps: int | None = None,
     batch_size: int | None = None,
@@ -171,10 +148,11 @@ def finetune(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> ModelHeader:
-    """Fine-tune a ``cas`` model on labelled patches and save a ``cas_finetuned`` model.
+    """Fine-tune a model that provides an encoder on labelled patches and save the result.
 
     Args:
-        model: the ``cas`` model file (bands, normalisation and weights come from it).
+        model: the base model file (bands, normalisation and weights come from it); its
+            method must provide an encoder (:mod:`lcmap.fewshot.encoder`).
         scenes: scenes with labels, one per entry of ``labels``.
         labels: per scene, a label raster on its grid (class ids from 0, 255 = unlabelled) or
             a polygon file with a class column (ids or names).
@@ -187,12 +165,10 @@ def finetune(
             ``patch_file``; None = every labelled patch (up to :data:`MAX_PATCHES`).
         patch_file: a ``lcmap suggest-labels`` GPKG whose footprints are the patches.
         patch_size: side of a grid patch in pixels.
-        init: ``cas``, ``autoencoder`` or ``random`` (see :mod:`lcmap.methods.cas_finetuned`).
-        epochs: passes over the patches (default: ``steps`` optimiser steps).
-        steps: optimiser steps when ``epochs`` is None (default 300).
-        batch_size: patches per step (default 8).
-        lr: learning rate (default 1e-3).
-        crop_size: train on random crops of this size from the patches (cheaper steps).
+        init: one of the starts the model offers (``fewshot_inits()``; ``cas``,
+            ``autoencoder`` or ``random`` for a cas model); None = its first.
+        epochs, steps, batch_size, lr, crop_size: training options of the tuned network
+            (None = its default); one it does not take is refused.
         seed: fixes patch choice, initialisation and augmentation.
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace an existing output.
@@ -203,33 +179,32 @@ def finetune(
 
     Raises:
         InputNotFoundError: a scene, labels or the model does not exist.
-        InvalidModelError: the model is not a ``cas`` model.
+        InvalidModelError: the model provides no encoder.
+        InvalidOptionError: ``init`` is not offered, or an option is not taken.
         InvalidSceneError: labels off the scene's grid, unknown classes, no labelled pixel.
         OutputExistsError: ``output`` exists and ``overwrite`` is False.
     """
     import torch
 
     from lcmap.engine import choose_device
-    from lcmap.methods.cas_finetuned import CasFinetunedSegmenter
     from lcmap.models import save_model
 
     model = Path(model)
     scene_paths = [Path(s) for s in scenes]
     label_paths = [Path(p) for p in labels]
     if not scene_paths:
-        raise LcmapError("No scene given; pass --scene with --labels at least once.")
+        raise LcmapError("No scene given; give at least one scene with its labels.")
     if len(scene_paths) != len(label_paths):
         raise LcmapError(
-            f"{len(scene_paths)} scenes but {len(label_paths)} label files; give one --labels "
-            "after each --scene."
+            f"{len(scene_paths)} scenes but {len(label_paths)} label files; give one label "
+            "file per scene."
         )
-    if init not in INITS:
-        raise LcmapError(f"--init {init} is unknown; use {', '.join(INITS)}.")
     if patch_size < 16:
-        raise LcmapError(f"--patch-size {patch_size} is too small; use at least 16 pixels.")
+        raise LcmapError(f"patch size {patch_size} is too small; use at least 16 pixels.")
     output = check_output(output, overwrite, inputs=[model, *scene_paths, *label_paths])
     dev = choose_device(device)
-    cas, base = load_cas_model(model)
+    encoder, base = load_encoder(model)
+    init = check_init(encoder, init)
     mapping, names = _class_mapping(label_paths, class_column, class_names)
     norm = base.read_spec().norm
 
@@ -285,24 +260,23 @@ def finetune(
         targets = [_pad(t, side, UNLABELLED) for t in targets]
 
     options: dict[str, Any] = {
-        "patch_size": int(images[0].shape[-1]),
         "crop_size": crop_size,
         "batch_size": batch_size,
         "steps": steps,
         "epochs": epochs,
         "lr": lr,
-        "seed": seed,
     }
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-    try:
-        tuned = CasFinetunedSegmenter.from_cas(
-            cas, num_classes, init=init, **{k: v for k, v in options.items() if v is not None}
-        )
-    except ValueError as exc:
-        if isinstance(exc, LcmapError):
-            raise
-        raise LcmapError(f"Bad fine-tuning option: {exc}") from exc
+    tuned = encoder.tuned(
+        num_classes,
+        init,
+        patch_size=int(images[0].shape[-1]),
+        seed=seed,
+        **{k: v for k, v in options.items() if v is not None},
+    )
+    if not isinstance(tuned, TunableSegmenter):
+        raise InvalidModelError(f"{model.name}: its tuned network cannot learn from patches.")
     tuned.to(dev)
     x = torch.from_numpy(np.stack(images))
     y = torch.from_numpy(np.stack(targets).astype(np.int64))
@@ -323,6 +297,7 @@ def finetune(
         colours=[list(c) for c in tuned.colours],
         extra={
             **tuned.header(),
+            "init": init,
             "base_model": model.name,
             "base_model_sha256": file_sha256(model),
             "patches": len(x),
@@ -341,4 +316,4 @@ def _pad(array: NDArray[Any], side: int, value: int) -> NDArray[Any]:
     return np.pad(array, widths, constant_values=value)
 
 
-__all__ = ["DEFAULT_PATCH", "INITS", "class_colours", "finetune", "load_cas_model"]
+__all__ = ["DEFAULT_PATCH", "class_colours", "finetune"]

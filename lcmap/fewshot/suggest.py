@@ -1,13 +1,14 @@
-"""Active sampling: which patches to label next, from a CAS model's clusters (seed 001, 4.2.2).
+"""Active sampling: which patches to label next, from a model's clusters (seed 001, 4.2.2).
 
 The scenes are cut into a grid of ``patch_size`` patches (whole patches inside the scene, at
-least half valid). Each patch is embedded with the CAS encoder and assigned to its nearest
-centroid. The budget is spread evenly over the non-empty clusters and each cluster contributes
-the patches *closest to its centroid*: the most typical examples of every land-cover mode.
-When the budget does not divide evenly, the extra patches go to the clusters of highest
-*uncertainty*: with a fine-tuned model, the entropy of the predicted majority classes of the
-cluster's patches (the paper's rule: a pure cluster needs fewer labels); without one, the
-largest clusters. A cluster with fewer patches than its share passes the rest on in the same
+least half valid). Each patch is embedded with the model's encoder and assigned to its nearest
+centroid (:class:`~lcmap.fewshot.encoder.FewShotEncoder`: a cas model's DEC clusters, a stego
+model's cluster probe). The budget is spread evenly over the non-empty clusters and each
+cluster contributes the patches *closest to its centroid*: the most typical examples of every
+land-cover mode. When the budget does not divide evenly, the extra patches go to the clusters
+of highest *uncertainty*: with a fine-tuned model, the entropy of the predicted majority
+classes of the cluster's patches (the paper's rule: a pure cluster needs fewer labels);
+without one, the largest clusters. A cluster with fewer patches than its share passes the rest on in the same
 order.
 
 The result is a GeoDataFrame of patch footprints (polygons in the scenes' CRS) with the scene
@@ -32,6 +33,7 @@ from numpy.typing import NDArray
 from rasterio.windows import Window, bounds
 
 from lcmap.errors import InvalidSceneError, LcmapError
+from lcmap.fewshot.encoder import FewShotEncoder, load_encoder
 from lcmap.io.scene import open_scene, read_window, resolve_bands
 from lcmap.io.staging import publish, temp_dir
 from lcmap.io.writer import check_output
@@ -126,11 +128,11 @@ def suggest_labels(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> "gpd.GeoDataFrame":
-    """Suggest ``budget`` patches to label, spread over a CAS model's clusters.
+    """Suggest ``budget`` patches to label, spread over a model's clusters.
 
     Args:
         scenes: scenes to choose from (one CRS).
-        model: a ``cas`` model file.
+        model: a model file whose method provides an encoder (cas, stego).
         output: polygon file to write (GPKG by default; the suffix picks the format), or None
             to only return the table.
         budget: number of patches.
@@ -149,7 +151,7 @@ def suggest_labels(
         ``size`` (pixels) and the polygon.
 
     Raises:
-        InvalidModelError: ``model`` is not a ``cas`` model.
+        InvalidModelError: ``model``'s method provides no encoder.
         InvalidSceneError: the scenes have different CRSs, or no patch fits in them.
         OutputExistsError: ``output`` exists and ``overwrite`` is False.
     """
@@ -158,20 +160,19 @@ def suggest_labels(
     from shapely.geometry import box
 
     from lcmap.engine import choose_device
-    from lcmap.fewshot.finetune import load_cas_model
 
     if budget < 1:
-        raise LcmapError(f"--budget {budget} is invalid; ask for at least one patch.")
+        raise LcmapError(f"budget {budget} is invalid; ask for at least one patch.")
     if patch_size < 16:
-        raise LcmapError(f"--patch {patch_size} is too small; use at least 16 pixels.")
+        raise LcmapError(f"patch size {patch_size} is too small; use at least 16 pixels.")
     if not scenes:
         raise LcmapError("No scene given; pass at least one scene to choose patches from.")
     if output is not None:
         inputs = [model, *scenes, *([tuned] if tuned is not None else [])]
         output = check_output(output, overwrite, inputs=inputs)
     dev = choose_device(device)
-    cas, header = load_cas_model(Path(model))
-    cas.to(dev)
+    encoder, header = load_encoder(model)
+    encoder.to(dev)
     tuned_model = _load_tuned(Path(tuned)) if tuned is not None else None
     if tuned_model is not None:
         tuned_model[0].to(dev)
@@ -196,7 +197,7 @@ def suggest_labels(
         total = sum(len(g) for g in grids)
         if total == 0:
             raise InvalidSceneError(
-                f"No {patch_size}-px patch fits in the scenes; use a smaller --patch."
+                f"No {patch_size}-px patch fits in the scenes; use a smaller patch size."
             )
         done = 0
         with torch.inference_mode():
@@ -207,13 +208,13 @@ def suggest_labels(
                     keep = [k for k, (_, v) in enumerate(reads) if v.mean() >= MIN_VALID]
                     if keep:
                         x = np.stack([norm.apply(*reads[k]) for k in keep])
-                        patches.extend(_embed(cas, x, i, [wins[k] for k in keep], dev))
+                        patches.extend(_embed(encoder, x, i, [wins[k] for k in keep], dev))
                     done += len(wins)
                     if progress is not None:
                         progress(done, total)
         if not patches:
             raise InvalidSceneError("Every patch is mostly nodata; nothing to suggest.")
-        k = cas.num_classes
+        k = encoder.num_classes
         clusters = np.array([p.cluster for p in patches])
         sizes = np.bincount(clusters, minlength=k)
         if budget > len(patches):
@@ -266,18 +267,23 @@ def suggest_labels(
 
 
 def _embed(
-    cas: Any, x: NDArray[np.float32], scene: int, windows: list[Window], dev: "torch.device"
+    encoder: FewShotEncoder,
+    x: NDArray[np.float32],
+    scene: int,
+    windows: list[Window],
+    dev: "torch.device",
 ) -> list[_Patch]:
     import torch
 
-    z = cas.patch_embeddings(torch.from_numpy(x).to(dev))
-    q = cas.assign(z)
-    cluster = q.argmax(dim=1)
-    dist = (z - cas.centroids[cluster]).norm(dim=1)
+    found = encoder.assign_windows(encoder.embed_windows(torch.from_numpy(x).to(dev)))
     return [
         _Patch(scene, w, int(c), float(d), float(conf))
         for w, c, d, conf in zip(
-            windows, cluster.tolist(), dist.tolist(), q.max(dim=1).values.tolist(), strict=True
+            windows,
+            found.cluster.tolist(),
+            found.distance.tolist(),
+            found.confidence.tolist(),
+            strict=True,
         )
     ]
 

@@ -238,7 +238,7 @@ def class_column(frame: "gpd.GeoDataFrame", column: str | None, path: str | Path
         return str(columns[0])
     raise InvalidSceneError(
         f"{Path(path).name} has columns {', '.join(columns) or '(none)'}; say which holds the "
-        "class with --class-column."
+        "class (class_column=)."
     )
 
 
@@ -319,7 +319,7 @@ def open_labels(
         if unknown:
             raise InvalidSceneError(
                 f"{path.name} has class '{unknown[0]}' which is not among the class names "
-                f"({', '.join(mapping) or 'none'}); add it to --class-names."
+                f"({', '.join(mapping) or 'none'}); add it to the class names (class_names=)."
             )
         frame["class_id"] = [mapping[str(v)] for v in values]
     if frame.crs is not None and scene.crs is not None and frame.crs != scene.crs:

@@ -123,7 +123,7 @@ def resolve_bands(src: DatasetReader, bands: list[int] | None) -> list[int]:
     if bad:
         raise InvalidSceneError(
             f"{Path(src.name).name} has {src.count} bands but band {bad[0]} was asked for; "
-            f"use --bands with numbers from 1 to {src.count}."
+            f"use bands= with numbers from 1 to {src.count}."
         )
     return list(bands)
 

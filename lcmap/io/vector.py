@@ -153,9 +153,9 @@ def vectorize(
         VectorizeResult(output=PosixPath('landcover.gpkg'), driver='GPKG', polygons=5120, ...)
     """
     if min_area < 0 or not math.isfinite(min_area):
-        raise InvalidOptionError(f"--min-area must be a finite number >= 0, got {min_area}.")
+        raise InvalidOptionError(f"min_area= must be a finite number >= 0, got {min_area}.")
     if simplify < 0 or not math.isfinite(simplify):
-        raise InvalidOptionError(f"--simplify must be a finite number >= 0, got {simplify}.")
+        raise InvalidOptionError(f"simplify= must be a finite number >= 0, got {simplify}.")
     if window_size < 16:
         raise InvalidOptionError(f"window_size must be at least 16 pixels, got {window_size}.")
     output = Path(output)

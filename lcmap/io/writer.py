@@ -233,7 +233,7 @@ def check_output(
     if not overwrite:
         for p in (path, *also):
             if p.exists():
-                raise OutputExistsError(f"{p} exists; pass --overwrite to replace it.")
+                raise OutputExistsError(f"{p} exists; pass overwrite=True to replace it.")
     for p in (path, *also):
         remove_stale(p)  # leftovers of killed runs of this output
     return path
@@ -478,7 +478,7 @@ class LabelWriter:
             side_tmp = self._temp(".json")
             side_tmp.write_text(json.dumps(self.sidecar, indent=2, default=str) + "\n")
         if not self.overwrite and self.path.exists():
-            raise OutputExistsError(f"{self.path} appeared while mapping; pass --overwrite.")
+            raise OutputExistsError(f"{self.path} appeared while mapping; pass overwrite=True.")
         with committing():  # the map and its sidecars together, whatever signal arrives
             publish(cog, self.path)
             publish(aux_tmp, aux_path(self.path))

@@ -107,6 +107,17 @@ def method_info(name: str) -> "MethodInfo":
     return cls.info
 
 
+def fewshot_methods() -> list[str]:
+    """Methods whose models provide an encoder for few-shot learning
+    (:class:`lcmap.fewshot.encoder.FewShotEncoder`: ``lcmap finetune``, ``suggest-labels``)."""
+    found = []
+    for name in list_methods():
+        cls = _method_class(name)
+        if cls is not None and callable(getattr(cls, "fewshot_inits", None)):
+            found.append(name)
+    return found
+
+
 def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """Refuse unknown option names and non-finite or fractional numbers, for any method.
 

@@ -97,7 +97,7 @@ class FrozenViT:
         if self.in_channels is not None and self.in_channels != channels:
             raise InvalidSceneError(
                 f"The scenes have {channels} bands but this {self.method} model expects "
-                f"{self.in_channels}; pass --bands to pick {self.in_channels}."
+                f"{self.in_channels}; pass bands= to pick {self.in_channels}."
             )
         _vit.adapt_input_channels(self.net, channels)
         self.in_channels = channels

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lcmap.errors import InvalidOptionError, InvalidSceneError
+from lcmap.fewshot.encoder import Assignment
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import CasConfig, UNetOptions
 from lcmap.methods.options import make_config
@@ -275,6 +276,35 @@ class CasSegmenter(Segmenter):
         _, centroids = self._fitted()
         return soft_assignment(embeddings, centroids, self.alpha)
 
+    # -- few-shot encoder (lcmap.fewshot.encoder.FewShotEncoder) ----------------------------
+
+    def fewshot_inits(self) -> dict[str, str]:
+        """The paper's three starting points (seed 001, Table 4), those this file holds."""
+        inits = {"cas": "encoder and decoder after DEC clustering (phase 2)"}
+        if self.autoencoder_state is not None:
+            inits["autoencoder"] = "the phase-1 autoencoder"
+        inits["random"] = "the same UNet from scratch (the paper's OnlyLabeled)"
+        return inits
+
+    def embed_windows(self, batch: Tensor) -> Tensor:
+        """(B, C, S, S) windows -> (B, embed_dim): :meth:`patch_embeddings`."""
+        return self.patch_embeddings(batch)
+
+    def assign_windows(self, embeddings: Tensor) -> Assignment:
+        """Nearest centroid by the Student-t assignment q; distance in embedding units."""
+        _, centroids = self._fitted()
+        q = self.assign(embeddings)
+        cluster = q.argmax(dim=1)
+        distance = (embeddings - centroids[cluster]).norm(dim=1)
+        return Assignment(cluster, distance, q.max(dim=1).values)
+
+    def tuned(self, num_classes: int, init: str, **options: Any) -> Segmenter:
+        """A ``cas_finetuned`` UNet started from ``init`` (see
+        :meth:`~lcmap.methods.cas_finetuned.CasFinetunedSegmenter.from_cas`)."""
+        from lcmap.methods.cas_finetuned import CasFinetunedSegmenter
+
+        return CasFinetunedSegmenter.from_cas(self, num_classes, init=init, **options)
+
     def predict(self, batch: Tensor) -> Tensor:
         """Soft cluster assignment of the patch centred on each pixel (see the module doc).
 
@@ -306,7 +336,7 @@ class CasSegmenter(Segmenter):
         if self._in_channels is not None and channels != self._in_channels:
             raise InvalidSceneError(
                 f"the scenes have {channels} bands but this cas model was built for "
-                f"{self._in_channels}; pass --bands to pick {self._in_channels}."
+                f"{self._in_channels}; pass bands= to pick {self._in_channels}."
             )
         self._in_channels = channels
         self.net = self._new_net(channels).to(self.device)

@@ -139,9 +139,7 @@ class CasFinetunedSegmenter(Segmenter):
         if init not in INITS:
             raise ValueError(f"init '{init}' is unknown; use {', '.join(INITS)}.")
         if cas.net is None or cas.in_channels is None:
-            raise InvalidModelError(
-                "the cas model is not fitted; train it with 'lcmap train --method cas' first."
-            )
+            raise InvalidModelError("the cas model is not fitted; train a cas model first.")
         tuned = build(
             num_classes=num_classes,
             in_channels=cas.in_channels,
@@ -159,7 +157,7 @@ class CasFinetunedSegmenter(Segmenter):
         elif cas.autoencoder_state is None:
             raise InvalidModelError(
                 "the cas model has no phase-1 autoencoder weights (keep_autoencoder was off); "
-                "use --init cas or --init random."
+                "start from init 'cas' or 'random'."
             )
         else:
             source = cas.autoencoder_state
@@ -240,12 +238,12 @@ class CasFinetunedSegmenter(Segmenter):
         if self._in_channels is not None and channels != self._in_channels:
             raise InvalidSceneError(
                 f"the scenes have {channels} bands but this model was built for "
-                f"{self._in_channels}; pass --bands to pick {self._in_channels}."
+                f"{self._in_channels}; pass bands= to pick {self._in_channels}."
             )
         batch = sampler.sample(self.train_patches, self.patch_size)
         if batch.labels is None:
             raise InvalidSceneError(
-                "cas_finetuned learns from labels but none were given; pass --labels "
+                "cas_finetuned learns from labels but none were given; pass labels= "
                 "(a label raster per scene, 255 = unlabelled), or use 'lcmap finetune'."
             )
         if self.net is None:
@@ -286,7 +284,7 @@ class CasFinetunedSegmenter(Segmenter):
             found = int(labels[bad].max())
             raise InvalidSceneError(
                 f"labels contain class {found} but the model has {self._k} classes (0.."
-                f"{self._k - 1}, 255 = unlabelled); pass --class-names with every class."
+                f"{self._k - 1}, 255 = unlabelled); pass class_names= with every class."
             )
         labelled = int((labels != IGNORE_INDEX).sum())
         if labelled == 0:

@@ -101,7 +101,7 @@ class CasConfig(UNetOptions):
     pool_size: int = option(256, "patches drawn at each E step", low=2)
     kmeans_patches: int = option(512, "patches embedded to initialise the centroids", low=2)
     alpha: float = option(1.0, "Student-t degrees of freedom (1 in the paper)", above=0)
-    keep_autoencoder: bool = option(True, "keep the phase-1 weights (finetune --init)")
+    keep_autoencoder: bool = option(True, "keep the phase-1 weights (a few-shot init)")
     seed: int = option(0, "seeds augmentation, pools and k-means", low=0)
 
 

@@ -234,7 +234,7 @@ class DinoKMeansSegmenter(Segmenter):
         if batch.shape[1] != self.vit.in_channels:
             raise InvalidSceneError(
                 f"The tiles have {batch.shape[1]} bands but this dino_kmeans model expects "
-                f"{self.vit.in_channels}; pass --bands to pick {self.vit.in_channels}."
+                f"{self.vit.in_channels}; pass bands= to pick {self.vit.in_channels}."
             )
         h, w = batch.shape[-2:]
         p = self.vit.patch_size

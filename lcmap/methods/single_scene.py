@@ -251,7 +251,7 @@ class SingleSceneSegmenter(Segmenter):
         if cfg.in_channels not in (None, in_channels):
             raise ValueError(
                 f"single_scene was built for {cfg.in_channels} bands but the scene has "
-                f"{in_channels}; drop in_channels or pick bands with --bands."
+                f"{in_channels}; drop in_channels or pick bands with bands=..."
             )
         self.cfg = SingleSceneConfig(**{**asdict(cfg), "in_channels": in_channels})
         net = _new_net(self.cfg, in_channels).to(self.device)

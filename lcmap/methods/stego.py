@@ -68,6 +68,7 @@ bands get the mean RGB filter, see :func:`lcmap.nets.vit.adapt_input_channels`);
 ``--bands`` to choose or reorder bands.
 """
 
+import copy
 import logging
 import math
 from dataclasses import asdict, replace
@@ -77,7 +78,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lcmap.errors import InvalidSceneError
+from lcmap.errors import InvalidOptionError, InvalidSceneError
+from lcmap.fewshot.encoder import Assignment
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
@@ -296,7 +298,7 @@ class StegoSegmenter(Segmenter):
         if batch.shape[1] != self.vit.in_channels:
             raise InvalidSceneError(
                 f"The tiles have {batch.shape[1]} bands but this stego model expects "
-                f"{self.vit.in_channels}; pass --bands to pick {self.vit.in_channels}."
+                f"{self.vit.in_channels}; pass bands= to pick {self.vit.in_channels}."
             )
 
     def predict(self, batch: Tensor) -> Tensor:
@@ -312,11 +314,7 @@ class StegoSegmenter(Segmenter):
         self._check_batch(batch)
         assert self.centroids is not None
         h, w = batch.shape[-2:]
-        p = self.patch_size
-        pad_h, pad_w = (-h) % p, (-w) % p
-        x = batch
-        if pad_h or pad_w:
-            x = F.pad(batch, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > p else "replicate")
+        x = self._pad_to_patch(batch)
         self.head.eval()
         codes = self.head(self.features(x)).float()
         codes = F.interpolate(codes, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -515,8 +513,15 @@ class StegoSegmenter(Segmenter):
                 "no training crop has labelled pixels; check that the label rasters cover the "
                 "scenes (255 = unlabelled) or raise 'crops'."
             )
-        x = self._codes(feats, keep).to(self.device)
-        y = labels[keep].long().to(self.device)
+        weight, bias, _ = self._logistic(self._codes(feats, keep), labels[keep])
+        return weight, bias
+
+    def _logistic(self, codes: Tensor, classes: Tensor) -> tuple[Tensor, Tensor, list[float]]:
+        """(K, dim) weight, (K,) bias and losses of ``probe_steps`` Adam steps of multinomial
+        logistic regression from (M, dim) unit codes to (M,) class ids."""
+        x = codes.to(self.device)
+        y = classes.long().to(self.device)
+        losses: list[float] = []
         weight = torch.zeros(self._k, self.dim, device=self.device, requires_grad=True)
         bias = torch.zeros(self._k, device=self.device, requires_grad=True)
         opt = torch.optim.Adam([weight, bias], lr=self.probe_lr)
@@ -525,11 +530,12 @@ class StegoSegmenter(Segmenter):
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
+            losses.append(float(loss.detach()))
         log.info(
-            "stego: linear probe on %d labelled patches, %d classes present, loss %.4f",
-            len(y), int(torch.unique(y).numel()), float(loss.detach()),
+            "stego: linear probe on %d labelled samples, %d classes present, loss %.4f",
+            len(y), int(torch.unique(y).numel()), losses[-1] if losses else float("nan"),
         )  # fmt: skip
-        return weight.detach(), bias.detach()
+        return weight.detach(), bias.detach(), losses
 
     def _fit_probe(self, feats: Tensor, valid: Tensor, gen: torch.Generator) -> Tensor:
         """Cosine k-means on the codes of valid training-crop patches -> (K, dim)."""
@@ -537,6 +543,133 @@ class StegoSegmenter(Segmenter):
         if x.shape[0] > _MAX_PROBE_SAMPLES:
             x = x[torch.randperm(x.shape[0], generator=gen)[:_MAX_PROBE_SAMPLES]]
         return spherical_kmeans(x, self._k, gen).to(self.device)
+
+    # -- few-shot encoder (lcmap.fewshot.encoder.FewShotEncoder) ----------------------------
+
+    def fewshot_inits(self) -> dict[str, str]:
+        """One start: the frozen ViT and trained head, with a new linear probe on the codes."""
+        return {"stego": "frozen ViT and trained head; a linear probe on the codes is trained"}
+
+    def embed_windows(self, batch: Tensor) -> Tensor:
+        """(B, C, S, S) windows -> (B, dim) unit mean of the window's unit pixel codes
+        (seen as :meth:`train_on` sees a patch)."""
+        self._check_batch(batch)
+        self.head.eval()
+        return F.normalize(self._pixel_codes(batch.float()).mean(dim=(2, 3)), dim=1)
+
+    def assign_windows(self, embeddings: Tensor) -> Assignment:
+        """Nearest centroid by cosine; distance = 1 - cosine; confidence = the softmax of the
+        scaled cosines the CRF also uses."""
+        assert self.centroids is not None
+        sims = embeddings.float() @ self.centroids.float().T
+        best = sims.max(dim=1)
+        confidence = (_CRF_ALPHA * sims).softmax(dim=1).max(dim=1).values
+        return Assignment(best.indices, 1.0 - best.values, confidence)
+
+    def tuned(self, num_classes: int, init: str, **options: Any) -> "StegoSegmenter":
+        """This model with a linear probe for ``num_classes`` classes to train (STEGO's
+        linear probe, trained here on a few labelled patches instead of a whole label set).
+
+        Takes the options ``steps`` (the probe's Adam steps), ``lr`` and ``seed``; the
+        patches' ``patch_size`` is a fact of the data, not an option of the probe.
+        """
+        if init != "stego":
+            raise InvalidOptionError(f"init '{init}' is not offered by a stego model; use stego.")
+        options.pop("patch_size", None)
+        taken = {"steps": "probe_steps", "lr": "probe_lr", "seed": "seed"}
+        refused = sorted(set(options) - set(taken))
+        if refused:
+            raise InvalidOptionError(
+                f"a stego model's linear probe does not take {', '.join(refused)}; "
+                f"it takes {', '.join(taken)}."
+            )
+        fields = {**asdict(self.cfg), "num_classes": num_classes}
+        fields.update({taken[k]: v for k, v in options.items()})
+        cfg = make_config(StegoConfig, "stego", fields)
+        tuned = copy.copy(self)  # shares the frozen ViT and the trained head
+        tuned.cfg, tuned._k = cfg, num_classes
+        tuned.probe_steps, tuned.probe_lr, tuned.seed = cfg.probe_steps, cfg.probe_lr, cfg.seed
+        tuned.centroids, tuned.linear = None, None
+        return tuned
+
+    def train_on(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        valid: Tensor | None = None,
+        progress: ProgressFn | None = None,
+    ) -> list[float]:
+        """Fit the linear probe on the labelled pixels of patches held in memory.
+
+        The ViT sees each patch as it sees a mapping window: patches smaller than
+        ``crop_size`` are reflection-padded to it (the same scale and position-embedding grid
+        as in mapping; STEGO's authors fit their probes on the crops the head was trained at).
+        Codes are upsampled to pixels as in :meth:`predict`, so the probe learns from every
+        labelled pixel (a seeded subset of at most 100,000). The cluster probe becomes the
+        unit class means of those codes, so the file stays a complete stego model.
+        """
+        labels = labels.long().clone()
+        if valid is not None:
+            labels[~valid.bool()] = UNLABELLED
+        bad = labels[(labels != UNLABELLED) & ((labels < 0) | (labels >= self._k))]
+        if bad.numel():
+            raise InvalidSceneError(
+                f"labels contain class {int(bad.max())} but the model has {self._k} classes "
+                f"(0..{self._k - 1}, 255 = unlabelled)."
+            )
+        total = int((labels != UNLABELLED).sum())
+        if total == 0:
+            raise InvalidSceneError(
+                "the training patches hold no labelled pixel; check that the labels overlap "
+                "the scenes (255 = unlabelled)."
+            )
+        gen = torch.Generator().manual_seed(self.seed or 0)
+        share = min(1.0, _MAX_PROBE_SAMPLES / total)
+        codes, classes = [], []
+        self.head.eval()
+        with torch.no_grad():
+            for i in range(len(images)):
+                y = labels[i]
+                pick = (y != UNLABELLED) & (torch.rand(y.shape, generator=gen) < share)
+                if bool(pick.any()):
+                    c = self._pixel_codes(images[i : i + 1].to(self.device, torch.float32))
+                    codes.append(c[0].permute(1, 2, 0)[pick.to(c.device)].cpu())
+                    classes.append(y[pick])
+                if progress is not None:
+                    progress(i + 1, len(images) + 1)
+        x, y = torch.cat(codes), torch.cat(classes)
+        weight, bias, losses = self._logistic(x, y)
+        self.linear = (weight, bias)
+        means = torch.zeros(self._k, self.dim).index_add_(0, y, x)
+        missing = means.norm(dim=1) == 0  # a class without pixels: its probe weight's direction
+        means[missing] = weight.cpu()[missing]
+        self.centroids = F.normalize(means, dim=1).to(self.device)
+        if progress is not None:
+            progress(len(images) + 1, len(images) + 1)
+        return losses
+
+    def _pad_to_patch(self, batch: Tensor) -> Tensor:
+        h, w = batch.shape[-2:]
+        p = self.patch_size
+        pad_h, pad_w = (-h) % p, (-w) % p
+        if not (pad_h or pad_w):
+            return batch
+        return F.pad(batch, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > p else "replicate")
+
+    def _pixel_codes(self, batch: Tensor) -> Tensor:
+        """(B, C, h, w) patches -> (B, dim, h, w) unit codes, seen in a ``crop_size`` window."""
+        h, w = batch.shape[-2:]
+        s = self.crop_size
+        top, left = max(0, (s - h) // 2), max(0, (s - w) // 2)
+        x = batch
+        if top or left:
+            bottom, right = max(0, s - h - top), max(0, s - w - left)
+            mode = "reflect" if min(h, w) > max(top, left, bottom, right) else "replicate"
+            x = F.pad(batch, (left, right, top, bottom), mode=mode)
+        x = self._pad_to_patch(x)
+        codes = self.head(self.features(x)).float()
+        codes = F.interpolate(codes, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.normalize(codes[..., top : top + h, left : left + w], dim=1)
 
 
 def build(num_classes: int | None = None, **options: Any) -> StegoSegmenter:

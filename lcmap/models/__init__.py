@@ -285,7 +285,7 @@ def read_header(path: str | Path) -> ModelHeader:
     except (ValueError, KeyError, UnicodeDecodeError, AttributeError) as exc:
         raise NotAModelError(
             f"{path} is not a valid lcmap model file ({exc}); re-create it with 'lcmap train' "
-            "or 'lcmap segment --save-model'."
+            "or saved by a segment run (save_model=...)."
         ) from exc
     return ModelHeader.from_dict(data, path)
 
@@ -357,7 +357,7 @@ def load_model(
             raise LcmapError(
                 f"{', '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} fixed when a "
                 f"{header.method} model is trained, and {path} has its own; {can} be given "
-                "with --model. Train a new model to change the others."
+                "with model=... Train a new model to change the others."
             )
         header.config = {**header.config, **overrides}
     try:
@@ -374,7 +374,7 @@ def load_model(
             raise
         if not overrides:
             raise InvalidModelError(f"{path}: its config does not fit its method ({exc}).") from exc
-        raise LcmapError(f"{exc} (given with --model {path}).") from exc
+        raise LcmapError(f"{exc} (given as model={path}).") from exc
     try:
         method.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:

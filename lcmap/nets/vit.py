@@ -191,7 +191,7 @@ def _hub_weights(name: str, cache: Path, download: bool = True) -> Path | None:
     except Exception as exc:  # hub errors come in many classes; all mean "no weights"
         raise WeightsError(
             f"Downloading {name} weights from huggingface.co/{repo} failed ({exc}); "
-            f"download them by hand into {cache} or pass --weights PATH."
+            f"download them by hand into {cache} or pass weights=PATH."
         ) from exc
 
 
@@ -220,7 +220,7 @@ def resolve_weights(
             found = (path, "explicit")
         elif expected_sha256 is None:
             raise WeightsError(
-                f"Backbone weights file {path} not found; pass an existing --weights PATH "
+                f"Backbone weights file {path} not found; pass an existing weights=PATH "
                 f"(official DINO/DINOv2 .pth or timm .safetensors for {name})."
             )
         else:
@@ -241,7 +241,7 @@ def resolve_weights(
         raise WeightsError(
             f"No weights for backbone {name} and no network to download them: get {wanted} "
             f"(or timm's {name}.safetensors) and put it in {cache} (set LCMAP_CACHE_DIR to "
-            "choose the folder), or pass --weights PATH."
+            "choose the folder), or pass weights=PATH."
         )
     path, source = found
     sha = file_sha256(path)
@@ -312,7 +312,7 @@ def load_backbone_weights(model: "VisionTransformer", path: Path, name: str) -> 
         # timm would silently resample the patch embedding; that is another backbone.
         raise WeightsError(
             f"Weights {path} have {tuple(got.shape[-2:])} patches but backbone {name} uses "
-            f"{tuple(want[-2:])}; pass the matching --backbone."
+            f"{tuple(want[-2:])}; pass backbone= with the matching name."
         )
     state = checkpoint_filter_fn(state, model)
     try:
@@ -329,7 +329,7 @@ def load_backbone_weights(model: "VisionTransformer", path: Path, name: str) -> 
         )
         raise WeightsError(
             f"Weights {path} do not fit backbone {name} ({detail}); pass weights made for "
-            f"{name} or choose the matching --backbone."
+            f"{name} or pass backbone= with the matching name."
         ) from exc
 
 

@@ -35,9 +35,9 @@ def check_scale_flags(workers: int | None, scheduler: str | None) -> None:
         InvalidOptionError: both given, or fewer than one worker.
     """
     if workers is not None and scheduler is not None:
-        raise InvalidOptionError("Give --workers (a new local cluster) or --scheduler, not both.")
+        raise InvalidOptionError("Give workers= (a new local cluster) or scheduler=, not both.")
     if workers is not None and not 1 <= workers <= 4096:
-        raise InvalidOptionError(f"--workers {workers} is out of range; use 1 to 4096.")
+        raise InvalidOptionError(f"workers={workers} is out of range; use 1 to 4096.")
 
 
 @contextlib.contextmanager
@@ -57,7 +57,7 @@ def open_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
         from distributed import Client, LocalCluster
     except ImportError as exc:
         raise LcmapError(
-            "--workers/--scheduler need dask.distributed: pip install 'dask[distributed]'."
+            "workers= and scheduler= need dask.distributed: pip install 'dask[distributed]'."
         ) from exc
     with contextlib.ExitStack() as stack:
         if scheduler is not None:

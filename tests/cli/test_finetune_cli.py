@@ -117,7 +117,8 @@ def test_finetune_usage_and_input_errors(data, tmp_path):
         "--init",
         "dec",
     )
-    assert r.exit_code == 2 and "--init dec is unknown" in r.output
+    assert r.exit_code == 1 and "init 'dec' is not offered" in r.output
+    assert "cas (" in r.output and "random (" in r.output
     r = _invoke(
         "finetune",
         tmp_path / "nope.lcmap",

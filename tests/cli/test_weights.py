@@ -37,7 +37,7 @@ def test_list_says_what_is_present_with_its_sha256(cache: Path) -> None:
 
 def test_default_method_is_dino_kmeans_only_when_its_weights_are_here(cache: Path) -> None:
     method, why = api.default_method()
-    assert method == "kmeans" and "--weights PATH" in why and str(cache) in why
+    assert method == "kmeans" and "weights=PATH" in why and str(cache) in why
     (cache / "vit_small_patch14_dinov2.safetensors").write_bytes(b"x")
     method, why = api.default_method()
     assert method == "dino_kmeans" and str(cache) in why

@@ -152,7 +152,7 @@ def test_truth_ignore_values(hand_case: tuple[Path, Path]) -> None:
     result = evaluate(pred, truth)  # 7 is a class unless ignored
     assert result.class_ids == [0, 1, 2, 7]
     assert result.metrics.pixels == 20
-    with pytest.raises(InvalidSceneError, match=r"has labels \[7\].*--ignore 7"):
+    with pytest.raises(InvalidSceneError, match=r"has labels \[7\].*ignore=7"):
         evaluate(pred, truth, class_names=["a", "b", "c"])
 
 
@@ -186,7 +186,7 @@ def test_pred_mask_band_and_truth_nodata_are_left_out(tmp_path: Path) -> None:
 def test_negative_truth_label_needs_ignore(tmp_path: Path) -> None:
     pred = write_labels(tmp_path / "p.tif", np.array([[0, 1, 1]], np.int16))
     truth = write_labels(tmp_path / "t.tif", np.array([[0, -1, 1]], np.int16))
-    with pytest.raises(InvalidSceneError, match=r"negative label -1.*--ignore"):
+    with pytest.raises(InvalidSceneError, match=r"negative label -1.*ignore="):
         evaluate(pred, truth)
     assert evaluate(pred, truth, ignore=(-1,)).accuracy == 1.0
 
@@ -236,7 +236,7 @@ def test_json_report_content(hand_case: tuple[Path, Path], tmp_path: Path) -> No
     assert data["classes"][3]["iou"] is None  # NaN -> null, valid JSON
     assert data["confusion"]["matrix"][1] == [1, 4, 0, 0, 3]
     assert data["cluster_counts"]["matrix"][2] == [0, 3, 0, 0]
-    with pytest.raises(OutputExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
         write_json(result, out)
     write_json(result, out, overwrite=True)
 

@@ -118,7 +118,7 @@ def test_finetune_errors(data, tmp_path):
     root, _ = data
     args = (root / "cas.lcmap", [root / "a.tif"], [root / "a_labels.tif"])
     (tmp_path / "exists.lcmap").write_bytes(b"")
-    with pytest.raises(OutputExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
         finetune(*args, tmp_path / "exists.lcmap", **FAST)
     with pytest.raises(InvalidSceneError, match="only 2 class names"):
         finetune(*args, tmp_path / "t.lcmap", class_names=["a", "b"], **FAST)

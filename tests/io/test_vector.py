@@ -349,7 +349,7 @@ def test_existing_output_is_kept_without_overwrite(tmp_path: Path) -> None:
     good = write_labels(tmp_path / "good.tif", np.zeros((20, 20), np.uint8))
     out = tmp_path / "out.fgb"
     out.write_text("precious")
-    with pytest.raises(OutputExistsError, match="exists; pass --overwrite"):
+    with pytest.raises(OutputExistsError, match="exists; pass overwrite=True"):
         vectorize(good, out)
     assert out.read_text() == "precious"
     vectorize(good, out, overwrite=True)

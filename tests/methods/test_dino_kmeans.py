@@ -71,7 +71,7 @@ def test_tiles_with_other_band_counts_are_refused(tiny_weights: Path) -> None:
     img, _ = textured_scene(64)
     method = build(3, **options(tiny_weights))
     method.fit(ArraySampler([img], seed=0))
-    with pytest.raises(InvalidSceneError, match="expects 3; pass --bands"):
+    with pytest.raises(InvalidSceneError, match="expects 3; pass bands="):
         method.predict(torch.zeros(1, 4, 32, 32))
 
 

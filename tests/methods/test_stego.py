@@ -476,7 +476,7 @@ def test_offline_without_weights_fails_at_once_naming_the_file(_isolated_cache: 
     start = time.perf_counter()
     with pytest.raises(WeightsError, match=r"dino_deitsmall8_pretrain\.pth") as info:
         build(4, backbone_args=TINY)
-    assert str(_isolated_cache) in str(info.value) and "--weights" in str(info.value)
+    assert str(_isolated_cache) in str(info.value) and "weights=PATH" in str(info.value)
     assert time.perf_counter() - start < 5
 
 
@@ -493,7 +493,7 @@ def test_missing_explicit_weights_file_is_an_error(tmp_path: Path) -> None:
 def test_weights_of_another_architecture_are_rejected(tmp_path: Path) -> None:
     wrong = tmp_path / "s16.safetensors"
     save_file(tiny_vit("vit_small_patch16_224.dino").state_dict(), str(wrong))
-    with pytest.raises(WeightsError, match="pass the matching --backbone"):
+    with pytest.raises(WeightsError, match="pass backbone= with the matching name"):
         tiny_stego(wrong)
     deeper = tmp_path / "deeper.safetensors"
     save_file(tiny_vit(depth=3).state_dict(), str(deeper))

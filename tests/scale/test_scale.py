@@ -219,7 +219,7 @@ def test_scale_flags_fail_in_one_line(tmp_path: Path, flags: list[str], message:
 
 
 def test_api_refuses_bad_part_rows(tmp_path: Path) -> None:
-    with pytest.raises(InvalidOptionError, match="part-rows"):
+    with pytest.raises(InvalidOptionError, match="part_rows="):
         api.segment(SAMPLE, tmp_path / "m.tif", method="kmeans", resume=True, part_rows=0)
 
 
