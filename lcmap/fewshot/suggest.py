@@ -8,8 +8,8 @@ cluster contributes the patches *closest to its centroid*: the most typical exam
 land-cover mode. When the budget does not divide evenly, the extra patches go to the clusters
 of highest *uncertainty*: with a fine-tuned model, the entropy of the predicted majority
 classes of the cluster's patches (the paper's rule: a pure cluster needs fewer labels);
-without one, the largest clusters. A cluster with fewer patches than its share passes the rest on in the same
-order.
+without one, the largest clusters. A cluster with fewer patches than its share passes the
+rest on in the same order.
 
 The result is a GeoDataFrame of patch footprints (polygons in the scenes' CRS) with the scene
 name, cluster id, rank within the cluster (1 = closest to the centroid) and a global ``order``
