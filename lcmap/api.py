@@ -52,13 +52,13 @@ from lcmap.io.writer import (
 )
 from lcmap.models import ModelHeader, file_sha256
 from lcmap.scale import PartsRun, check_scale_flags, open_client
+from lcmap.tiling import TilePlan, plan_tiles
 from lcmap.types import ProgressFn, start_phase
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
 
     from lcmap.methods.base import Segmenter
-    from lcmap.tiling import TilePlan
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def _provenance(
     seg: "Segmenter",
     header: ModelHeader,
     spec: ReadSpec,
-    plan: "TilePlan",
+    plan: TilePlan,
     seed: int,
     device: str,
 ) -> dict[str, Any]:
@@ -444,33 +444,21 @@ def segment(
     # Every check of the arguments and outputs comes first, before torch is imported.
     scene, output = scene_path(scene), Path(output)
     creation_options = check_creation_options(creation_options)
-    inputs = [scene] + ([Path(model)] if model is not None else [])
-    check_map_output(output, overwrite, inputs=inputs)
-    if save_model is not None:
-        check_output(save_model, overwrite, inputs=inputs)
-        check_distinct(output, sidecar_path(output), save_model)
+    _check_segment_outputs(scene, output, model, save_model, overwrite)
     check_run_numbers(tile=tile, halo=halo, batch_size=batch_size, seed=seed)
     check_scale_flags(workers, scheduler)
     if part_rows is not None and part_rows < 1:
         raise InvalidOptionError(f"part_rows={part_rows}: give at least 1 tile row.")
-    choice = ""
-    if method is None:
-        method, choice = ("kmeans", "") if model is not None else default_method(options)
-        if choice:
-            log.info("method: %s (%s)", method, choice)
-    in_parts = bool(workers or scheduler or resume or client is not None)
+    method, choice = _choose_method(method, model, options)
     parts = None
-    if in_parts:
+    if workers or scheduler or resume or client is not None:
         request = {"scene": _identity(scene), "method": None if model else method,
                    "classes": classes, "bands": bands, "options": options or {}, "seed": seed,
                    "model": file_sha256(model) if model is not None else None}  # fmt: skip
         parts = PartsRun(output, request, resume)
 
-    from lcmap.engine import choose_device, map_scene
-    from lcmap.io.writer import LabelWriter, publish
-    from lcmap.models import stage_model
-    from lcmap.stitch import NODATA, label_dtype
-    from lcmap.tiling import plan_tiles
+    from lcmap.engine import choose_device
+    from lcmap.io.writer import publish
 
     dev = choose_device(device)
     with contextlib.ExitStack() as stack:
@@ -487,78 +475,20 @@ def segment(
         seg, header, spec = _segmenter_for(
             src, scene, method=method, seed=seed, device=dev, progress=progress, **given
         )
-        model_path: Path | None = Path(model) if model is not None else None
-        staged = None
-        if save_model is not None:
-            # Published with the map, only when the whole run succeeded (like the map).
-            staged = stack.enter_context(stage_model(save_model, seg, header))
-            model_path = Path(save_model)
+        model_path, staged = _stage_model(stack, seg, header, model, save_model)
         fit_seconds = time.perf_counter() - fit_start
-
-        plan = plan_tiles(
-            src.width,
-            src.height,
-            tile or DEFAULT_TILE,
-            _tile_halo(seg, halo),
-            seg.tile_multiple,
-        )
-        dtype = label_dtype(seg.num_classes)
+        job = _MapJob(scene, src, seg, header, spec, batch_size or DEFAULT_BATCH, progress)
+        plan = plan_tiles(src.width, src.height, tile or DEFAULT_TILE, _tile_halo(seg, halo),
+                          seg.tile_multiple)  # fmt: skip
         provenance = _provenance(scene, output, seg, header, spec, plan, seed, str(dev))
         if model_path is not None:
             provenance["model"] = _relative(model_path, output)
             provenance["model_sha256"] = file_sha256(staged or model_path)
-        log.info(
-            "mapping %s: %dx%d px, %d tiles of %d px (halo %d) on %s",
-            Path(scene).name, src.width, src.height, len(plan.tiles), plan.tile, plan.halo, dev,
-        )  # fmt: skip
         start = time.perf_counter()
-        part_files = None
-        if parts is not None:
-            parts.prepare()
-            # A cluster of its own is closed before the COG is assembled from the parts.
-            with (
-                contextlib.nullcontext(client) if client else open_client(workers, scheduler)
-            ) as dask_client:
-                start_phase(progress, f"map {Path(scene).name} in parts")
-                part_files, counts = parts.run(
-                    scene=scene, seg=seg, header=header, spec=spec, plan=plan, crs=src.crs,
-                    transform=src.transform, batch_size=batch_size or DEFAULT_BATCH,
-                    device=device, client=dask_client, tile_rows=part_rows, progress=progress,
-                )  # fmt: skip
-        with LabelWriter(
-            output,
-            width=src.width,
-            height=src.height,
-            crs=src.crs,
-            transform=src.transform,
-            dtype=dtype,
-            nodata=NODATA[dtype],
-            class_names=header.class_names,
-            colours=[tuple(c) for c in header.colours],  # type: ignore[misc]
-            tags=src.tags(),  # the scene's own (AREA_OR_POINT, SYNTHETIC_GEOREF...) carry over
-            creation_options=creation_options,
-            overwrite=overwrite,
-            sidecar=provenance,
-            parts=part_files,
-        ) as writer:
-            if parts is None:
-                start_phase(progress, f"map {Path(scene).name}")
-                counts = map_scene(
-                    scene,
-                    seg,
-                    plan,
-                    spec,
-                    writer,
-                    batch_size=batch_size or DEFAULT_BATCH,
-                    device=dev,
-                    progress=progress,
-                )
-            start_phase(progress, "write COG")
-            if progress is not None:
-                progress(0, 1)
-            writer.commit()
-            if progress is not None:
-                progress(1, 1)
+        cluster = _PartsCluster(workers, scheduler, part_rows, client, device)
+        counts = _map_and_write(
+            job, plan, output, provenance, creation_options, overwrite, dev, parts, cluster
+        )
         if staged is not None:
             publish(staged, save_model)  # type: ignore[arg-type]
         if parts is not None:
@@ -580,6 +510,144 @@ def segment(
         parts_reused=parts.reused if parts is not None else 0,
         parts_computed=parts.computed if parts is not None else 0,
     )
+
+
+def _check_segment_outputs(
+    scene: str | Path,
+    output: Path,
+    model: str | Path | None,
+    save_model: str | Path | None,
+    overwrite: bool,
+) -> None:
+    """Refuse a map or model output that exists (without ``overwrite``), is an input, or
+    names another output of the run."""
+    inputs = [scene] + ([Path(model)] if model is not None else [])
+    check_map_output(output, overwrite, inputs=inputs)
+    if save_model is not None:
+        check_output(save_model, overwrite, inputs=inputs)
+        check_distinct(output, sidecar_path(output), save_model)
+
+
+def _choose_method(
+    method: str | None, model: str | Path | None, options: dict[str, Any] | None
+) -> tuple[str, str]:
+    """The method to fit (the model's own when ``model``) and why it was chosen ("" when
+    given); see :func:`default_method`."""
+    if method is not None:
+        return method, ""
+    if model is not None:
+        return "kmeans", ""
+    method, choice = default_method(options)
+    if choice:
+        log.info("method: %s (%s)", method, choice)
+    return method, choice
+
+
+def _stage_model(
+    stack: contextlib.ExitStack,
+    seg: "Segmenter",
+    header: ModelHeader,
+    model: str | Path | None,
+    save_model: str | Path | None,
+) -> tuple[Path | None, Path | None]:
+    """The model file the map records, and the staged copy of ``save_model``, which is
+    published with the map, only when the whole run succeeded (like the map)."""
+    from lcmap.models import stage_model
+
+    if save_model is None:
+        return (Path(model) if model is not None else None), None
+    return Path(save_model), stack.enter_context(stage_model(save_model, seg, header))
+
+
+@dataclass
+class _MapJob:
+    """What mapping one scene needs, whatever runs it (here, or in parts)."""
+
+    scene: str | Path
+    src: "DatasetReader"
+    seg: "Segmenter"
+    header: ModelHeader
+    spec: ReadSpec
+    batch_size: int
+    progress: ProgressFn | None
+
+
+@dataclass
+class _PartsCluster:
+    """Where parts are computed: a new local cluster, a scheduler, or a client given."""
+
+    workers: int | None
+    scheduler: str | None
+    part_rows: int | None
+    client: Any
+    device: str  # as asked for (``auto``...): each worker chooses its own
+
+
+def _map_and_write(
+    job: _MapJob,
+    plan: TilePlan,
+    output: Path,
+    provenance: dict[str, Any],
+    creation_options: dict[str, str],
+    overwrite: bool,
+    device: Any,
+    parts: PartsRun | None,
+    cluster: _PartsCluster,
+) -> Any:
+    """Map the scene's tiles (streamed to the COG, or in parts assembled into it) and commit
+    the COG; returns the pixel count per class and of nodata."""
+    from lcmap.engine import map_scene
+    from lcmap.io.writer import LabelWriter
+    from lcmap.stitch import NODATA, label_dtype
+
+    src, progress, name = job.src, job.progress, Path(job.scene).name
+    log.info(
+        "mapping %s: %dx%d px, %d tiles of %d px (halo %d) on %s",
+        name, src.width, src.height, len(plan.tiles), plan.tile, plan.halo, device,
+    )  # fmt: skip
+    part_files = None
+    if parts is not None:
+        parts.prepare()
+        # A cluster of its own is closed before the COG is assembled from the parts.
+        own = open_client(cluster.workers, cluster.scheduler)
+        with contextlib.nullcontext(cluster.client) if cluster.client else own as dask_client:
+            start_phase(progress, f"map {name} in parts")
+            part_files, counts = parts.run(
+                scene=job.scene, seg=job.seg, header=job.header, spec=job.spec, plan=plan,
+                crs=src.crs, transform=src.transform, batch_size=job.batch_size,
+                device=cluster.device, client=dask_client, tile_rows=cluster.part_rows,
+                progress=progress,
+            )  # fmt: skip
+    dtype = label_dtype(job.seg.num_classes)
+    with LabelWriter(
+        output,
+        width=src.width,
+        height=src.height,
+        crs=src.crs,
+        transform=src.transform,
+        dtype=dtype,
+        nodata=NODATA[dtype],
+        class_names=job.header.class_names,
+        colours=[tuple(c) for c in job.header.colours],  # type: ignore[misc]
+        tags=src.tags(),  # the scene's own (AREA_OR_POINT, SYNTHETIC_GEOREF...) carry over
+        creation_options=creation_options,
+        overwrite=overwrite,
+        sidecar=provenance,
+        parts=part_files,
+    ) as writer:
+        if parts is None:
+            start_phase(progress, f"map {name}")
+            counts = map_scene(
+                job.scene, job.seg, plan, job.spec, writer,
+                batch_size=job.batch_size, device=device, progress=progress,
+            )  # fmt: skip
+        start_phase(progress, "write COG")
+        if progress is not None:
+            progress(0, 1)
+        writer.commit()
+        if progress is not None:
+            progress(1, 1)
+    return counts
 
 
 def train(

@@ -291,6 +291,12 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
         transient=False,
     )
     tasks = [progress.add_task(description, total=None, status="")]
+    shown: list[bool] = []  # the bar appears with the first news: an early error prints alone
+
+    def show() -> None:
+        if not shown:
+            progress.start()
+            shown.append(True)
 
     class Update:
         """``update(done, total)``; ``.status(text)`` beside the bar; ``.phase(name)`` a new bar.
@@ -299,22 +305,28 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
         """
 
         def __call__(self, done: int, total: int, description: str | None = None) -> None:
+            show()
             if description is not None:
                 progress.update(tasks[-1], description=description)
             progress.update(tasks[-1], completed=done, total=total)
 
         def status(self, text: str) -> None:
+            show()
             progress.update(tasks[-1], status=text)
 
         def phase(self, name: str) -> None:
+            show()
             last = progress.tasks[-1]
             if last.total is None and not last.completed:
                 progress.update(tasks[-1], description=name, status="")
                 return
             tasks.append(progress.add_task(name, total=None, status=""))
 
-    with progress:
+    try:
         yield Update()
+    finally:
+        if shown:
+            progress.stop()
 
 
 def echo_error(message: str) -> None:

@@ -206,47 +206,11 @@ def finetune(
     encoder, base = load_encoder(model)
     init = check_init(encoder, init)
     mapping, names = _class_mapping(label_paths, class_column, class_names)
-    norm = base.read_spec().norm
 
-    images: list[NDArray[np.float32]] = []
-    targets: list[NDArray[np.uint8]] = []
-    with contextlib.ExitStack() as stack:
-        srcs = [stack.enter_context(open_scene(p)) for p in scene_paths]
-        bands = [resolve_bands(s, base.bands) for s in srcs]
-        sources = []
-        for src, lab in zip(srcs, label_paths, strict=True):
-            source, handle = open_labels(lab, src, column=class_column, class_ids=mapping)
-            if handle is not None:
-                stack.enter_context(handle)
-            sources.append(source)
-        candidates: list[tuple[int, LabelledWindow]] = []
-        ranking: list[int] = []  # suggestion order of each candidate (patch_file only)
-        for i, (src, source) in enumerate(zip(srcs, sources, strict=True)):
-            if patch_file is None:
-                found = labelled_windows(source, src.width, src.height, patch_size)
-                candidates.extend((i, w) for w in found)
-            else:
-                found = []
-                for order, win in footprint_windows(patch_file, src, scene_paths[i].stem):
-                    hit = labelled_windows(source, src.width, src.height, 0, windows=[win])
-                    if hit:
-                        found.append(hit[0])
-                        candidates.append((i, hit[0]))
-                        ranking.append(order)
-            log.info("%s: %d labelled patches", scene_paths[i].name, len(found))
-        if patch_file is not None:  # merge the scenes back into the file's ranking
-            candidates = [
-                c for _, c in sorted(zip(ranking, candidates, strict=True), key=lambda t: t[0])
-            ]
-        chosen = _choose(candidates, patches, patch_file is not None, seed)
-        for i, lw in chosen:
-            data, valid = read_window(srcs[i], lw.window, bands[i])
-            target = sources[i].read(lw.window)
-            target[~valid] = UNLABELLED
-            images.append(norm.apply(data, valid))
-            targets.append(target)
-
-    num_classes = max(len(names) if names else 0, max(lw.max_class for _, lw in candidates) + 1, 2)
+    images, targets, max_class = _training_patches(
+        scene_paths, label_paths, base, mapping, class_column, patch_file, patch_size, patches, seed
+    )
+    num_classes = max(len(names) if names else 0, max_class + 1, 2)
     names = list(names) if names else [f"class {i}" for i in range(num_classes)]
     if len(names) < num_classes:
         raise InvalidSceneError(
@@ -308,6 +272,61 @@ def finetune(
     save_model(output, tuned, header)
     log.info("saved fine-tuned model to %s", output)
     return header
+
+
+def _training_patches(
+    scene_paths: list[Path],
+    label_paths: list[Path],
+    base: ModelHeader,
+    mapping: dict[str, int] | None,
+    class_column: str | None,
+    patch_file: str | Path | None,
+    patch_size: int,
+    patches: int | None,
+    seed: int,
+) -> tuple[list[NDArray[np.float32]], list[NDArray[np.uint8]], int]:
+    """The chosen labelled patches, read with the base model's bands and normalisation, their
+    labels (255 = unlabelled or nodata), and the largest class id among all candidates."""
+    norm = base.read_spec().norm
+    images: list[NDArray[np.float32]] = []
+    targets: list[NDArray[np.uint8]] = []
+    with contextlib.ExitStack() as stack:
+        srcs = [stack.enter_context(open_scene(p)) for p in scene_paths]
+        bands = [resolve_bands(s, base.bands) for s in srcs]
+        sources = []
+        for src, lab in zip(srcs, label_paths, strict=True):
+            source, handle = open_labels(lab, src, column=class_column, class_ids=mapping)
+            if handle is not None:
+                stack.enter_context(handle)
+            sources.append(source)
+        candidates: list[tuple[int, LabelledWindow]] = []
+        ranking: list[int] = []  # suggestion order of each candidate (patch_file only)
+        for i, (src, source) in enumerate(zip(srcs, sources, strict=True)):
+            if patch_file is None:
+                found = labelled_windows(source, src.width, src.height, patch_size)
+                candidates.extend((i, w) for w in found)
+            else:
+                found = []
+                for order, win in footprint_windows(patch_file, src, scene_paths[i].stem):
+                    hit = labelled_windows(source, src.width, src.height, 0, windows=[win])
+                    if hit:
+                        found.append(hit[0])
+                        candidates.append((i, hit[0]))
+                        ranking.append(order)
+            log.info("%s: %d labelled patches", scene_paths[i].name, len(found))
+        if patch_file is not None:  # merge the scenes back into the file's ranking
+            candidates = [
+                c for _, c in sorted(zip(ranking, candidates, strict=True), key=lambda t: t[0])
+            ]
+        chosen = _choose(candidates, patches, patch_file is not None, seed)
+        for i, lw in chosen:
+            data, valid = read_window(srcs[i], lw.window, bands[i])
+            target = sources[i].read(lw.window)
+            target[~valid] = UNLABELLED
+            images.append(norm.apply(data, valid))
+            targets.append(target)
+
+    return images, targets, max(lw.max_class for _, lw in candidates)
 
 
 def _pad(array: NDArray[Any], side: int, value: int) -> NDArray[Any]:

@@ -15,7 +15,15 @@ from torch import Tensor
 
 from lcmap.types import ProgressFn
 
-__all__ = ["MethodInfo", "ProgressFn", "SampleBatch", "Segmenter", "Window", "WindowSampler"]
+__all__ = [
+    "MethodInfo",
+    "ProgressFn",
+    "SampleBatch",
+    "Segmenter",
+    "Window",
+    "WindowSampler",
+    "training_labels",
+]
 
 
 @dataclass(frozen=True)
@@ -235,3 +243,32 @@ class Segmenter(abc.ABC):
         """Move the method's modules and tensors to ``device``; subclasses extend this."""
         self.device = device
         return self
+
+
+def training_labels(labels: Tensor, valid: Tensor | None, num_classes: int) -> tuple[Tensor, int]:
+    """Labels of patches to learn from: int64, 255 (unlabelled) where ``valid`` is False,
+    and how many pixels are labelled.
+
+    Raises:
+        InvalidSceneError: a label outside 0..K-1 (and not 255), or no labelled pixel.
+    """
+    from lcmap.errors import InvalidSceneError
+    from lcmap.types import UNLABELLED
+
+    labels = labels.long().clone()
+    if valid is not None:
+        labels[~valid.bool()] = UNLABELLED
+    bad = (labels != UNLABELLED) & ((labels < 0) | (labels >= num_classes))
+    if bad.any():
+        raise InvalidSceneError(
+            f"labels contain class {int(labels[bad].max())} but the model has {num_classes} "
+            f"classes (0..{num_classes - 1}, 255 = unlabelled); pass class_names= with every "
+            "class."
+        )
+    labelled = int((labels != UNLABELLED).sum())
+    if labelled == 0:
+        raise InvalidSceneError(
+            "the training patches hold no labelled pixel; check that the labels overlap "
+            "the scenes (255 = unlabelled)."
+        )
+    return labels, labelled

@@ -33,7 +33,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
-from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.methods.base import (
+    MethodInfo,
+    ProgressFn,
+    Segmenter,
+    WindowSampler,
+    training_labels,
+)
 from lcmap.methods.cas import CasSegmenter
 from lcmap.methods.configs import INITS, CasFinetunedConfig
 from lcmap.methods.options import make_config
@@ -276,22 +282,7 @@ class CasFinetunedSegmenter(Segmenter):
             self._in_channels = int(images.shape[1])
             self.net = self._new_net(self._in_channels)
         net = self.net.to(self.device)
-        labels = labels.long().clone()
-        if valid is not None:
-            labels[~valid.bool()] = IGNORE_INDEX
-        bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= self._k))
-        if bad.any():
-            found = int(labels[bad].max())
-            raise InvalidSceneError(
-                f"labels contain class {found} but the model has {self._k} classes (0.."
-                f"{self._k - 1}, 255 = unlabelled); pass class_names= with every class."
-            )
-        labelled = int((labels != IGNORE_INDEX).sum())
-        if labelled == 0:
-            raise InvalidSceneError(
-                "the training patches hold no labelled pixel; check that the labels overlap "
-                "the scenes (255 = unlabelled)."
-            )
+        labels, labelled = training_labels(labels, valid, self._k)
         weight = (
             class_weights(labels, self._k)
             if self.class_weighting == "inverse"

@@ -84,7 +84,14 @@ from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
 from lcmap.methods._frozen_vit import FrozenViT
-from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
+from lcmap.methods.base import (
+    MethodInfo,
+    ProgressFn,
+    Segmenter,
+    Window,
+    WindowSampler,
+    training_labels,
+)
 from lcmap.methods.configs import _LOSS_DEFAULTS, StegoConfig
 from lcmap.methods.options import make_config
 from lcmap.nets import network_record
@@ -608,21 +615,7 @@ class StegoSegmenter(Segmenter):
         labelled pixel (a seeded subset of at most 100,000). The cluster probe becomes the
         unit class means of those codes, so the file stays a complete stego model.
         """
-        labels = labels.long().clone()
-        if valid is not None:
-            labels[~valid.bool()] = UNLABELLED
-        bad = labels[(labels != UNLABELLED) & ((labels < 0) | (labels >= self._k))]
-        if bad.numel():
-            raise InvalidSceneError(
-                f"labels contain class {int(bad.max())} but the model has {self._k} classes "
-                f"(0..{self._k - 1}, 255 = unlabelled)."
-            )
-        total = int((labels != UNLABELLED).sum())
-        if total == 0:
-            raise InvalidSceneError(
-                "the training patches hold no labelled pixel; check that the labels overlap "
-                "the scenes (255 = unlabelled)."
-            )
+        labels, total = training_labels(labels, valid, self._k)
         gen = torch.Generator().manual_seed(self.seed or 0)
         share = min(1.0, _MAX_PROBE_SAMPLES / total)
         codes, classes = [], []

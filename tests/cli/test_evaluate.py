@@ -6,35 +6,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-import rasterio
-from rasterio.transform import Affine
 from typer.testing import CliRunner
 
 from lcmap.cli import app
+from tests.eval._cases import write_labels
 
-TRANSFORM = Affine(2.0, 0.0, 500000.0, 0.0, -2.0, 4000000.0)
 runner = CliRunner()
 
 # 3 x 5 maps: truth classes 0..2 (255 = unlabelled); clusters 0..3 where 3 is a second cluster
 # of class 1 that Hungarian leaves unmatched (2 px wrong), majority merges into class 1.
 TRUTH = np.array([[0, 0, 0, 1, 1], [0, 0, 1, 1, 1], [2, 2, 2, 255, 255]], np.uint8)
 PRED = np.array([[5, 5, 5, 7, 7], [5, 5, 7, 3, 3], [9, 9, 9, 3, 3]], np.uint8)
-
-
-def write_labels(path: Path, data: np.ndarray) -> Path:
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=data.shape[1],
-        height=data.shape[0],
-        count=1,
-        dtype=data.dtype,
-        crs="EPSG:32618",
-        transform=TRANSFORM,
-    ) as dst:
-        dst.write(data, 1)
-    return path
 
 
 @pytest.fixture

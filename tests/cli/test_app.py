@@ -1,4 +1,4 @@
-"""Issue 12: GIS conventions and robustness of the command line (one test per defect)."""
+"""GIS conventions and robustness of the command line, common to every command (issue 12)."""
 
 import os
 import signal
@@ -10,69 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 import rasterio
-from typer.testing import CliRunner
 
-from lcmap.cli import app
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(result, code=1):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    assert len([x for x in result.output.splitlines() if x.strip()]) == 1, result.output
-    return result.output
-
-
-@pytest.mark.parametrize("target", ["-", "/vsistdout/", "/vsimem/m.tif"])
-def test_stdout_and_virtual_outputs_are_refused(make_scene, tmp_path, target):
-    out = _one_line_error(_run("segment", make_scene(), "-o", target, "-q"))
-    assert "not a local file" in out
-    assert not os.path.exists(os.path.join(os.sep, "vsistdout")) and not os.path.exists("-")
-
-
-def test_a_map_must_be_named_tif(make_scene, tmp_path):
-    out = _one_line_error(_run("segment", make_scene(), "-o", tmp_path / "out.png", "-q"))
-    assert ".tif" in out and not (tmp_path / "out.png").exists()
-
-
-@pytest.mark.parametrize(
-    "co,message",
-    [
-        ("FOO=BAR", "Unknown COG creation option FOO"),
-        ("BLOKSIZE=256", "did you mean BLOCKSIZE"),
-        ("BLOCKSIZE=0", "multiple of 16"),
-        ("BLOCKSIZE=7", "multiple of 16"),
-        ("BLOCKSIZE=abc", "whole number"),
-        ("BLOCKSIZE=99999999", "multiple of 16"),
-        ("COMPRESS=JPEG", "COMPRESS=JPEG is not valid"),
-    ],
-)
-def test_creation_options_are_checked_before_any_work(make_scene, tmp_path, co, message):
-    start = time.perf_counter()
-    out = _one_line_error(_run("segment", make_scene(), "-o", tmp_path / "m.tif", "--co", co,
-                               "-q"))  # fmt: skip
-    assert message in out and time.perf_counter() - start < 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
-
-
-@pytest.mark.parametrize(
-    "args,message",
-    [
-        (["--seed", "-1"], "--seed -1 is out of range"),
-        (["--seed", str(2**33)], "is out of range"),
-        (["--halo", "100000"], "--halo 100000 is out of range"),
-        (["--device", "meta"], "Unknown device 'meta'"),
-    ],
-)
-def test_out_of_range_run_options_are_one_line(make_scene, tmp_path, args, message):
-    out = _run("segment", make_scene(), "-o", tmp_path / "m.tif", *args, "-q").output
-    assert message in out and "Traceback" not in out
-    assert not (tmp_path / "m.tif").exists()
+from tests.cli._cli import one_line_error, run
 
 
 def test_an_existing_output_is_refused_before_torch_is_imported(make_scene, tmp_path):
@@ -89,14 +28,14 @@ def test_an_existing_output_is_refused_before_torch_is_imported(make_scene, tmp_
 
 
 def test_version_shows_gdal_and_torch():
-    r = _run("--version")
+    r = run("--version")
     assert r.exit_code == 0
     for name in ("lcmap:", "GDAL:", "torch:", "CUDA:"):
         assert name in r.output
 
 
 def test_verbosity_flags_work_before_the_command(make_scene, tmp_path):
-    r = _run("-q", "segment", make_scene(), "-o", tmp_path / "m.tif", "-k", "3")
+    r = run("-q", "segment", make_scene(), "-o", tmp_path / "m.tif", "-k", "3")
     assert r.exit_code == 0 and r.output.strip() == "", r.output
 
 
@@ -105,14 +44,14 @@ def test_gdal_virtual_paths_are_accepted_as_input(make_scene, tmp_path):
     archive = tmp_path / "scene.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.write(scene, "inner/scene.tif")
-    r = _run("segment", f"/vsizip/{archive}/inner/scene.tif", "-o", tmp_path / "m.tif", "-k",
+    r = run("segment", f"/vsizip/{archive}/inner/scene.tif", "-o", tmp_path / "m.tif", "-k",
              "3", "-q")  # fmt: skip
     assert r.exit_code == 0, r.output
     with rasterio.open(tmp_path / "m.tif") as src, rasterio.open(scene) as ref:
         assert (src.width, src.height, src.transform) == (ref.width, ref.height, ref.transform)
     # A plain local path that does not exist is still a clear "not found".
-    missing = _run("segment", tmp_path / "nope.tif", "-o", tmp_path / "n.tif", "-q")
-    missing = _one_line_error(missing)
+    missing = run("segment", tmp_path / "nope.tif", "-o", tmp_path / "n.tif", "-q")
+    missing = one_line_error(missing)
     assert "not found" in missing
 
 
@@ -166,7 +105,7 @@ def test_leftovers_of_killed_runs_are_removed_by_the_next_run(make_scene, tmp_pa
     stale.write_bytes(b"x")
     stale_dir.mkdir()
     live.write_bytes(b"x")
-    r = _run("segment", make_scene(), "-o", tmp_path / "m.tif", "-k", "3", "-q")
+    r = run("segment", make_scene(), "-o", tmp_path / "m.tif", "-k", "3", "-q")
     assert r.exit_code == 0, r.output
     assert not stale.exists() and not stale_dir.exists()
     assert live.exists()  # a live process may still be writing it
@@ -178,7 +117,7 @@ def test_a_file_size_limit_is_one_line_and_leaves_nothing(make_scene, tmp_path, 
     scene = make_scene(width=1500, height=1500)
     before = ["scene.tif"]
     if command == "vectorize":
-        assert _run("segment", scene, "-o", tmp_path / "map.tif", "-k", "3", "-q").exit_code == 0
+        assert run("segment", scene, "-o", tmp_path / "map.tif", "-k", "3", "-q").exit_code == 0
         before = sorted(p.name for p in tmp_path.iterdir())
         scene = tmp_path / "map.tif"
     suffix = {"segment": "m.tif", "train": "m.lcmap", "vectorize": "m.gpkg"}[command]
@@ -208,7 +147,7 @@ def test_a_file_size_limit_is_one_line_and_leaves_nothing(make_scene, tmp_path, 
     ],
 )
 def test_method_options_are_checked_in_one_line(make_scene, tmp_path, param, message):
-    out = _one_line_error(_run("segment", make_scene(), "-o", tmp_path / "m.tif", "-p", param,
+    out = one_line_error(run("segment", make_scene(), "-o", tmp_path / "m.tif", "-p", param,
                                "-q"))  # fmt: skip
     assert message in out
 
@@ -221,38 +160,26 @@ def test_a_model_whose_config_is_out_of_range_is_refused(make_scene, tmp_path):
 
     scene = make_scene()
     model = tmp_path / "k.lcmap"
-    assert _run("train", scene, "-m", "kmeans", "-k", "3", "-o", model, "-q").exit_code == 0
+    assert run("train", scene, "-m", "kmeans", "-k", "3", "-o", model, "-q").exit_code == 0
     with open(model, "rb") as fh:
         (size,) = struct.unpack("<Q", fh.read(8))
         header = json.loads(json.loads(fh.read(size))["__metadata__"]["lcmap"])
     header["config"]["smooth"] = 1_000_000
     save_file(load_file(str(model)), str(model), metadata={"lcmap": json.dumps(header)})
-    out = _one_line_error(_run("segment", scene, "-o", tmp_path / "m.tif", "--model", model, "-q"))
+    out = one_line_error(run("segment", scene, "-o", tmp_path / "m.tif", "--model", model, "-q"))
     assert "config does not fit" in out and "smooth" in out
 
 
 def test_a_corrupt_map_given_to_evaluate_is_one_line(make_scene, tmp_path):
     scene = make_scene()
-    assert _run("segment", scene, "-o", tmp_path / "m.tif", "-k", "3", "-q").exit_code == 0
+    assert run("segment", scene, "-o", tmp_path / "m.tif", "-k", "3", "-q").exit_code == 0
     data = (tmp_path / "m.tif").read_bytes()
     (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
-    out = _one_line_error(_run("evaluate", tmp_path / "cut.tif", tmp_path / "m.tif", "-q"))
+    out = one_line_error(run("evaluate", tmp_path / "cut.tif", tmp_path / "m.tif", "-q"))
     assert "truncated or corrupt" in out and "cut.tif" in out
     (tmp_path / "index.csv").write_bytes(bytes(range(256)) * 4)
-    out = _one_line_error(_run("evaluate", "--index", tmp_path / "index.csv", "-q"))
+    out = one_line_error(run("evaluate", "--index", tmp_path / "index.csv", "-q"))
     assert "not a UTF-8 CSV" in out
-
-
-def test_methods_lists_each_option_with_type_default_and_help():
-    r = runner.invoke(app, ["methods", "kmeans", "--options"], env={"COLUMNS": "200"})
-    assert r.exit_code == 0, r.output
-    line = next(x for x in r.output.splitlines() if " smooth " in x)
-    assert "int" in line and " 1 " in line and "local mean" in line
-    from lcmap.methods import method_options
-
-    specs = {s.name: s for s in method_options("single_scene")}
-    assert specs["iterations"].default == 50 and specs["iterations"].type == "int"
-    assert "updates per batch" in specs["iterations"].help
 
 
 def test_options_of_a_config_dataclass_are_checked_by_name():

@@ -1,0 +1,42 @@
+"""``lcmap suggest-labels``: the command writes the footprints a user annotates next."""
+
+import geopandas as gpd
+import pytest
+from _cas_data import train_tiny_cas, write_three_class_scene
+
+from lcmap.cli import app
+from tests.cli._cli import one_line_error, runner
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("suggest_cli")
+    write_three_class_scene(root / "a.tif", root / "a_labels.tif", seed=0)
+    train_tiny_cas(root / "a.tif", root / "cas.lcmap")
+    return root
+
+
+def test_the_command_writes_the_budget_as_polygons(data, tmp_path):
+    out = tmp_path / "to_label.gpkg"
+    args = ["suggest-labels", str(data / "a.tif"), "--model", str(data / "cas.lcmap"),
+            "-n", "4", "--patch-size", "32", "-o", str(out), "--device", "cpu"]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "Wrote 4 patch footprints" in r.output
+    frame = gpd.read_file(out)
+    assert len(frame) == 4 and sorted(frame["order"]) == [1, 2, 3, 4]
+    r = runner.invoke(app, args)  # the output exists now: refused, kept
+    assert "--overwrite" in one_line_error(r) and len(gpd.read_file(out)) == 4
+
+
+def test_a_model_without_an_encoder_is_one_line(data, make_scene, tmp_path):
+    model = tmp_path / "km.lcmap"
+    r = runner.invoke(app, ["train", str(data / "a.tif"), "-m", "kmeans", "-k", "3",
+                            "-o", str(model), "-q"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["suggest-labels", str(data / "a.tif"), "--model", str(model),
+                            "-n", "2", "-o", str(tmp_path / "s.gpkg")])  # fmt: skip
+    assert "provides no encoder" in one_line_error(r)
+    assert not (tmp_path / "s.gpkg").exists()
