@@ -11,6 +11,7 @@ from lcmap.cli._app import app, main
 from lcmap.cli import info as _info  # noqa: F401  isort: skip
 from lcmap.cli import segment as _segment  # noqa: F401  isort: skip
 from lcmap.cli import train as _train  # noqa: F401  isort: skip
+from lcmap.cli import pretrain as _pretrain  # noqa: F401  isort: skip
 from lcmap.cli import evaluate as _evaluate  # noqa: F401  isort: skip
 from lcmap.cli import vectorize as _vectorize  # noqa: F401  isort: skip
 from lcmap.cli import finetune as _finetune  # noqa: F401  isort: skip

@@ -35,7 +35,7 @@ def _parse_names(value: str | None) -> list[str] | None:
 @app.command("finetune")
 def finetune(
     model: Annotated[
-        Path, typer.Argument(help="A model that provides an encoder ('cas' or 'stego').")
+        Path, typer.Argument(help="A model that provides an encoder (cas, stego, simclr).")
     ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Tuned model file to write.", dir_okay=False)
@@ -92,6 +92,14 @@ def finetune(
         int | None,
         typer.Option("--crop-size", help="Train on random crops of this size (faster).", min=16),
     ] = None,
+    freeze_encoder: Annotated[
+        bool | None,
+        typer.Option(
+            "--freeze-encoder/--train-encoder",
+            help="Train the decoder only, keeping the pre-trained encoder (simclr models; "
+            "seed 003's Frozen rows) \\[default: train it].",
+        ),
+    ] = None,
     device: Device = "auto",
     seed: Seed = 0,
     overwrite: Overwrite = False,
@@ -103,8 +111,9 @@ def finetune(
     A cas MODEL's UNet gets its skip connections and a classification layer back and is
     trained with class-weighted cross-entropy (label 255 ignored); '--init autoencoder' and
     '--init random' give the paper's baselines. A stego MODEL keeps its frozen ViT and head
-    and gets a linear probe on its codes. A wrong --init lists what MODEL offers. Map scenes
-    with 'lcmap segment SCENE --model TUNED'.
+    and gets a linear probe on its codes. A simclr MODEL's encoder gets a UNet decoder
+    (--freeze-encoder trains the decoder only). A wrong --init lists what MODEL offers. Map
+    scenes with 'lcmap segment SCENE --model TUNED'.
 
     Examples:
 
@@ -140,6 +149,7 @@ def finetune(
                 batch_size=batch_size,
                 lr=lr,
                 crop_size=crop_size,
+                freeze_encoder=freeze_encoder,
                 seed=seed,
                 device=device,
                 overwrite=overwrite,

@@ -143,6 +143,7 @@ def finetune(
     batch_size: int | None = None,
     lr: float | None = None,
     crop_size: int | None = None,
+    freeze_encoder: bool | None = None,
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
@@ -167,8 +168,8 @@ def finetune(
         patch_size: side of a grid patch in pixels.
         init: one of the starts the model offers (``fewshot_inits()``; ``cas``,
             ``autoencoder`` or ``random`` for a cas model); None = its first.
-        epochs, steps, batch_size, lr, crop_size: training options of the tuned network
-            (None = its default); one it does not take is refused.
+        epochs, steps, batch_size, lr, crop_size, freeze_encoder: training options of the
+            tuned network (None = its default); one it does not take is refused.
         seed: fixes patch choice, initialisation and augmentation.
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace an existing output.
@@ -229,6 +230,7 @@ def finetune(
         "steps": steps,
         "epochs": epochs,
         "lr": lr,
+        "freeze_encoder": freeze_encoder,
     }
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)

@@ -24,7 +24,6 @@ scratch.
 """
 
 import logging
-import math
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -33,49 +32,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
-from lcmap.methods.base import (
-    MethodInfo,
-    ProgressFn,
-    Segmenter,
-    WindowSampler,
-    training_labels,
-)
+from lcmap.methods._supervised import IGNORE_INDEX, Schedule, class_weights, train_classifier
+from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.cas import CasSegmenter
 from lcmap.methods.configs import INITS, CasFinetunedConfig
 from lcmap.methods.options import make_config
 from lcmap.nets import build_net, network_record
 from lcmap.nets.unet import UNet, local_halo, pad_to_multiple, random_dihedral, receptive_field
-from lcmap.types import UNLABELLED, show_status
 
 log = logging.getLogger(__name__)
-
-IGNORE_INDEX = UNLABELLED
-
-
-def class_weights(labels: Tensor, num_classes: int, max_ratio: float = 10.0) -> Tensor:
-    """Inverse-frequency class weights from labelled pixels (255 ignored).
-
-    ``w_c = n / (K_present * n_c)``, clipped to ``max_ratio`` times the smallest weight so that
-    a class with a few pixels does not dominate; classes without pixels get weight 0.
-
-    Args:
-        labels: integer labels of any shape.
-        num_classes: K.
-        max_ratio: largest allowed ratio between two weights.
-
-    Returns:
-        (K,) float32 weights.
-    """
-    flat = labels.reshape(-1)
-    flat = flat[(flat >= 0) & (flat < num_classes)]
-    counts = torch.bincount(flat, minlength=num_classes).double()
-    present = counts > 0
-    weights = torch.zeros(num_classes, dtype=torch.float64)
-    if present.any():
-        weights[present] = counts.sum() / (present.sum() * counts[present])
-        floor = weights[present].min()
-        weights[present] = weights[present].clamp(max=float(floor) * max_ratio)
-    return weights.float()
 
 
 class CasFinetunedSegmenter(Segmenter):
@@ -282,47 +247,12 @@ class CasFinetunedSegmenter(Segmenter):
             self._in_channels = int(images.shape[1])
             self.net = self._new_net(self._in_channels)
         net = self.net.to(self.device)
-        labels, labelled = training_labels(labels, valid, self._k)
-        weight = (
-            class_weights(labels, self._k)
-            if self.class_weighting == "inverse"
-            else torch.ones(self._k)
-        ).to(self.device)
-        n = len(images)
-        per_epoch = math.ceil(n / self.batch_size)
-        steps = self.epochs * per_epoch if self.epochs is not None else self.steps
-        log.info(
-            "fine-tuning on %d patches (%d labelled pixels), %d steps, class weights %s",
-            n,
-            labelled,
-            steps,
-            [round(float(w), 3) for w in weight],
-        )
-        gen = torch.Generator().manual_seed(self.seed)
-        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        net.train()
-        losses: list[float] = []
-        order = torch.randperm(n, generator=gen)
-        for step in range(steps):
-            pos = (step % per_epoch) * self.batch_size
-            if step and pos == 0:
-                order = torch.randperm(n, generator=gen)
-            idx = order[pos : pos + self.batch_size]
-            x, y = self._augment(images[idx].float(), labels[idx], gen)
-            x, y = x.to(self.device), y.to(self.device)
-            if bool((y != IGNORE_INDEX).any()):  # a crop may hold no labelled pixel
-                _, logits = net(x, use_skips=True)
-                loss = F.cross_entropy(logits, y, weight=weight, ignore_index=IGNORE_INDEX)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                opt.step()
-                losses.append(float(loss.item()))
-            if losses and (step % 50 == 0 or step == steps - 1):
-                log.info("fine-tuning step %d/%d: cross-entropy %.4f", step + 1, steps, losses[-1])
-            if progress is not None:
-                progress(step + 1, steps)
-                if losses and step % 10 == 0:
-                    show_status(progress, f"cross-entropy {losses[-1]:.4f}")
+        schedule = Schedule(self.batch_size, self.steps, self.epochs, self.lr,
+                            self.weight_decay, self.class_weighting, self.seed)  # fmt: skip
+        losses = train_classifier(
+            lambda x: net(x, use_skips=True)[1], net.parameters(), net.train, images, labels,
+            valid, self._k, schedule, self._augment, self.device, progress,
+        )  # fmt: skip
         net.eval()
         return losses
 

@@ -204,3 +204,70 @@ class DinoKMeansConfig:
         None, "pixels between mapping windows; a divisor of crop_size (None = half)", low=1
     )
     seed: int = option(0, "seeds window and pixel sampling and the k-means", low=0)
+
+
+#: Encoders of :mod:`lcmap.nets.encoder_unet` (kept here so the CLI need not import torch).
+ENCODER_NAMES = ("unet", "resnet18-unet", "resnet34-unet", "resnet50-unet", "swin-unet")
+#: The starts of ``encoder_finetuned`` from a ``simclr`` model.
+ENCODER_INITS = ("simclr", "random")
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """The network and its mapping window, shared by ``simclr`` and ``encoder_finetuned``
+    (a tuned model keeps its pre-trained encoder's)."""
+
+    encoder: str = option("resnet18-unet", "contracting path (lcmap.nets.encoder_unet)",
+                          choices=ENCODER_NAMES)  # fmt: skip
+    in_channels: int | None = option(None, "band count; None until fitted", low=1)
+    weights: str | None = option(None, "local timm/torchvision checkpoint for the encoder")
+    crop_size: int | None = option(
+        None, "window side in pixels, training and mapping (None: 224 for swin-unet, else 128)",
+        low=32,
+    )  # fmt: skip
+    window_stride: int | None = option(None, "mapping window stride (None: half a window)", low=1)
+
+
+@dataclass(frozen=True)
+class SimclrConfig(EncoderOptions):
+    """The options of :class:`SimclrSegmenter` (``config()`` returns them; seed 004's defaults)."""
+
+    num_classes: int = option(5, "clusters K of the cosine k-means probe", low=2, high=65534)
+    windows: int = option(512, "windows drawn across the scenes to pre-train on", low=2)
+    batch_size: int = option(16, "windows per step (2 views each; seed 004: 8 or 16)", low=2)
+    epochs: int = option(40, "passes over the windows (seed 004: 40)", low=1)
+    steps: int | None = option(None, "optimiser steps; overrides epochs", low=1)
+    optimizer: str = option("sgd", "sgd (seed 004) or adam (seed 003's Swin)",
+                            choices=("sgd", "adam"))  # fmt: skip
+    lr: float = option(1e-3, "learning rate (seed 004: SGD 1e-3)", above=0)
+    temperature: float = option(0.1, "NT-Xent temperature (seed 004: 0.1 or 0.7)", above=0)
+    min_scale: float = option(0.2, "smallest random crop, fraction of the window (seed 004: 20%)",
+                              above=0, high=1)  # fmt: skip
+    projection_dim: int = option(128, "output of the 2-layer MLP projection head", low=1)
+    dense_weight: float = option(
+        0.0, "weight of the dense (pixel) contrast, DenseCL's mix (0 = SimCLR alone)", low=0,
+        high=1,
+    )  # fmt: skip
+    dense_points: int = option(32, "pixel pairs per window for the dense contrast", low=1)
+    probe_windows: int = option(256, "windows embedded to fit the k-means probe", low=1)
+    seed: int = option(0, "seeds windows, views, initialisation and the probe", low=0)
+
+
+@dataclass(frozen=True)
+class EncoderFinetunedConfig(EncoderOptions):
+    """The options of :class:`EncoderFinetunedSegmenter` (``config()`` returns them)."""
+
+    num_classes: int = option(2, "number of classes K (labels 0..K-1)", low=2, high=65534)
+    decoder_width: int = option(32, "channels of the finest decoder level", low=1)
+    freeze_encoder: bool = option(False, "train the decoder only (seed 003's Frozen rows)")
+    batch_size: int = option(8, "patches per optimiser step", low=1)
+    steps: int = option(300, "optimiser steps (when epochs is None)", low=0)
+    epochs: int | None = option(None, "passes over the labelled patches; overrides steps", low=1)
+    lr: float = option(1e-3, "AdamW learning rate", above=0)
+    weight_decay: float = option(1e-4, "AdamW weight decay", low=0)
+    class_weighting: str = option(
+        "inverse", "class weights of the loss", choices=("inverse", "none")
+    )
+    train_patches: int = option(64, "windows drawn from the sampler by fit()", low=1)
+    init: str = option("random", "how the encoder was initialised", choices=ENCODER_INITS)
+    seed: int = option(0, "seeds patch order, crops and augmentation", low=0)

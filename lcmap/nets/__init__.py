@@ -13,6 +13,8 @@ name                   network
 ``vit``                a headless timm ViT by name (DINO, DINOv2; :mod:`lcmap.nets.vit`)
 ``timm_encoder``       any timm ``features_only`` encoder (ResNet, Swin...) with an
                        N-band stem (:mod:`lcmap.nets.timm_encoder`)
+``encoder_unet``       ResNet-UNet, Swin-UNet or the CAS UNet's contracting path with
+                       a UNet decoder (:mod:`lcmap.nets.encoder_unet`)
 =====================  ==============================================================
 
 Example:
@@ -31,6 +33,7 @@ NETWORKS = {
     "single_scene_cnn": "lcmap.nets.single_scene_cnn:SingleSceneNet",
     "vit": "lcmap.nets.vit:build_vit",
     "timm_encoder": "lcmap.nets.timm_encoder:TimmEncoder",
+    "encoder_unet": "lcmap.nets.encoder_unet:EncoderUNet",
 }
 
 

@@ -1,0 +1,211 @@
+"""A UNet on a named encoder fine-tuned on a few labelled patches (seeds 003 and 004).
+
+The network is :class:`~lcmap.nets.encoder_unet.EncoderUNet` (ResNet-UNet, Swin-UNet or the
+CAS UNet's contracting path with a convolutional decoder). Its contracting path starts from a
+``simclr`` model's pre-trained encoder (``init="simclr"``, via ``lcmap finetune
+ENCODER.lcmap``) or at random (``init="random"``, the baseline rows of both seeds); decoder and
+classification layer are always learnt from the labels. ``freeze_encoder`` trains the decoder
+alone (seed 003's "Frozen" rows; no gradient reaches the encoder and its BatchNorm statistics
+stay as pre-trained). Loss: class-weighted cross-entropy (seed 004), label 255 ignored
+(:mod:`lcmap.methods._supervised`).
+
+Patches are trained on as random ``crop_size`` crops (reflection-padded up to it, labels padded
+unlabelled) under one of the 8 symmetries of the square. Mapping uses the same fixed windows as
+the encoder's model, Hann-blended, so the map does not depend on ``--tile``; predictions are
+softmax class probabilities.
+"""
+
+from dataclasses import asdict, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lcmap.errors import InvalidSceneError
+from lcmap.methods._sliding import mirror_pad
+from lcmap.methods._supervised import IGNORE_INDEX, Schedule, train_classifier
+from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
+from lcmap.methods.configs import EncoderFinetunedConfig
+from lcmap.methods.options import make_config
+from lcmap.methods.simclr import window_geometry
+from lcmap.nets import build_net, network_record
+from lcmap.nets.encoder_unet import EncoderUNet
+from lcmap.nets.unet import random_dihedral
+
+
+class EncoderFinetunedSegmenter(Segmenter):
+    """An encoder UNet trained on labelled patches; real classes.
+
+    Args:
+        config: :class:`~lcmap.methods.configs.EncoderFinetunedConfig`.
+    """
+
+    info = MethodInfo(
+        name="encoder_finetuned",
+        summary="UNet on a pre-trained (or random) encoder, tuned on a few labelled patches",
+        apply_options=frozenset({"window_stride"}),
+    )
+
+    def __init__(self, config: EncoderFinetunedConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or EncoderFinetunedConfig()
+        self._window = window_geometry(cfg.encoder, cfg.crop_size, cfg.window_stride)
+        self.cfg = replace(cfg, crop_size=self._window.size, window_stride=self._window.stride)
+        self.net: EncoderUNet | None = None
+        if cfg.in_channels is not None:
+            self._build(cfg.in_channels)
+
+    def _build(self, channels: int) -> None:
+        self.cfg = replace(self.cfg, in_channels=channels)
+        torch.manual_seed(self.cfg.seed)
+        net = build_net("encoder_unet", **self._net_config())
+        assert isinstance(net, EncoderUNet)
+        self.net = net
+
+    def _net_config(self) -> dict[str, Any]:
+        return {"encoder": self.cfg.encoder, "in_channels": self.cfg.in_channels,
+                "out_channels": self.cfg.num_classes, "decoder_width": self.cfg.decoder_width,
+                "weights": self.cfg.weights}  # fmt: skip
+
+    def load_encoder(self, state: dict[str, Tensor]) -> None:
+        """Start the contracting path from another network's ``encoder.*`` tensors."""
+        net = self._fitted()
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if unexpected or any(k.startswith("encoder.") for k in missing):
+            raise ValueError(f"encoder weights do not fit ({missing[:3]}, {unexpected[:3]})")
+
+    # -- Segmenter interface -------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes K."""
+        return self.cfg.num_classes
+
+    @property
+    def in_channels(self) -> int | None:
+        """Band count."""
+        return self.cfg.in_channels
+
+    @property
+    def halo(self) -> int:
+        """Context for every window over a tile's core: window size - stride."""
+        return self._window.halo
+
+    @property
+    def window(self) -> Window:
+        """``crop_size`` windows every ``window_stride`` px."""
+        return self._window
+
+    def config(self) -> dict[str, Any]:
+        """The options as resolved."""
+        return asdict(self.cfg)
+
+    def network(self) -> dict[str, Any]:
+        """The encoder UNet, by name and config (:mod:`lcmap.nets`)."""
+        return network_record("encoder_unet", **self._net_config())
+
+    def header(self) -> dict[str, Any]:
+        """How the encoder started and whether it was trained."""
+        return {"init": self.cfg.init, "freeze_encoder": self.cfg.freeze_encoder}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """``net.*``: the network's tensors."""
+        return {f"net.{k}": v.detach().cpu() for k, v in self._fitted().state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore tensors written by :meth:`state_dict`."""
+        net = self._fitted()
+        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        net.to(self.device)
+
+    def to(self, device: torch.device) -> "EncoderFinetunedSegmenter":
+        """Move the network to ``device``."""
+        super().to(device)
+        if self.net is not None:
+            self.net.to(device)
+        return self
+
+    def predict(self, batch: Tensor) -> Tensor:
+        """(B, C, S, S) windows -> (B, K, S, S) softmax class probabilities."""
+        net = self._fitted()
+        net.eval()
+        return torch.softmax(net(batch.float()).float(), dim=1)
+
+    # -- training --------------------------------------------------------------------------
+
+    def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
+        """Draw ``train_patches`` labelled windows from ``sampler`` and train on them."""
+        batch = sampler.sample(self.cfg.train_patches, self._window.size)
+        if batch.labels is None:
+            raise InvalidSceneError(
+                "encoder_finetuned learns from labels but none were given; pass labels= "
+                "(a label raster per scene, 255 = unlabelled), or fine-tune a simclr model."
+            )
+        if self.net is None:
+            self._build(int(sampler.in_channels))
+        self.train_on(batch.image, batch.labels, batch.valid, progress=progress)
+
+    def train_on(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        valid: Tensor | None = None,
+        progress: ProgressFn | None = None,
+    ) -> list[float]:
+        """Fine-tune on (N, C, S, S) patches and (N, S, S) labels (255 = unlabelled)."""
+        if self.net is None:
+            self._build(int(images.shape[1]))
+        net = self._fitted().to(self.device)
+        frozen = self.cfg.freeze_encoder
+        for p in net.encoder.parameters():
+            p.requires_grad_(not frozen)
+        params = [p for p in net.parameters() if p.requires_grad]
+
+        def train_mode() -> None:
+            net.train()
+            if frozen:
+                net.encoder.eval()  # its BatchNorm statistics stay as pre-trained
+
+        cfg = self.cfg
+        schedule = Schedule(cfg.batch_size, cfg.steps, cfg.epochs, cfg.lr, cfg.weight_decay,
+                            cfg.class_weighting, cfg.seed)  # fmt: skip
+        losses = train_classifier(net, params, train_mode, images, labels, valid,
+                                  cfg.num_classes, schedule, self._augment, self.device,
+                                  progress)  # fmt: skip
+        net.eval()
+        return losses
+
+    def _augment(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Random ``crop_size`` crops (padded up to it) under one of the 8 symmetries."""
+        size = self._window.size
+        h, w = x.shape[-2:]
+        if h < size or w < size:
+            x = mirror_pad(x, max(0, size - h), max(0, size - w))
+            y = F.pad(y, (0, max(0, size - w), 0, max(0, size - h)), value=IGNORE_INDEX)
+        xs, ys = [], []
+        for xi, yi in zip(x, y, strict=True):
+            r = int(torch.randint(0, xi.shape[-2] - size + 1, (1,), generator=gen))
+            c = int(torch.randint(0, xi.shape[-1] - size + 1, (1,), generator=gen))
+            xi, yi = random_dihedral(xi[:, r : r + size, c : c + size],
+                                     yi[r : r + size, c : c + size], generator=gen)  # fmt: skip
+            xs.append(xi)
+            ys.append(yi)
+        return torch.stack(xs).contiguous(), torch.stack(ys).contiguous()
+
+    def _fitted(self) -> EncoderUNet:
+        if self.net is None:
+            raise RuntimeError("encoder_finetuned must be trained (or loaded) before it is used")
+        return self.net
+
+
+def build(num_classes: int | None = None, **options: Any) -> EncoderFinetunedSegmenter:
+    """Build ``encoder_finetuned`` from the options of :class:`EncoderFinetunedConfig`."""
+    return EncoderFinetunedSegmenter(
+        make_config(
+            EncoderFinetunedConfig, "encoder_finetuned", {"num_classes": num_classes, **options}
+        )
+    )
+
+
+__all__ = ["EncoderFinetunedConfig", "EncoderFinetunedSegmenter", "build"]

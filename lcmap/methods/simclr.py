@@ -1,0 +1,366 @@
+"""SimCLR pre-training of an encoder on the user's own scenes, and a map from its features.
+
+Seed 004 (SimCLR on unlabelled aerial and satellite data, then fine-tuning with class-weighted
+cross-entropy) and seed 003 (a contracting path pre-trained by contrast, then a segmentation
+head trained on few labels, frozen or not):
+
+1. Windows of ``crop_size`` px are drawn across all given scenes (nodata-aware, seeded).
+2. Each step takes ``batch_size`` windows and makes two views of each
+   (:mod:`lcmap.methods._contrastive`: random resized crop down to 20%, flips and 90-degree
+   rotations, blur, brightness/contrast, an illumination ramp, erasing).
+3. The encoder (:mod:`lcmap.nets.encoder_unet`: ResNet, Swin-T or the CAS UNet's contracting
+   path, N-band stem), global average pooling of its last stage, a 2-layer MLP projection head
+   (ReLU, seed 004) and NT-Xent with ``temperature`` (seed 004: 0.1 or 0.7) over the 2N views.
+   Optimiser SGD at 1e-3 (seed 004; momentum 0.9 as SimCLR's reference code) or Adam (seed
+   003's Swin). With ``dense_weight`` > 0, PixContrast (PixPro's pixel-level baseline) on the
+   encoder's dense embedding is mixed in as DenseCL mixes its dense loss:
+   ``(1 - w) * global + w * dense``.
+4. A cosine k-means probe with K clusters is fitted on the dense embeddings (the encoder's
+   hypercolumn at stride 4, :meth:`EncoderUNet.embed`) of windows drawn across the same
+   scenes, pixels drawn with the window's blending weight, so a label means one thing across
+   tiles and scenes. ``lcmap segment SCENE --model ENCODER.lcmap`` maps with it.
+
+Mapping: the network sees only ``crop_size`` windows every ``window_stride`` px on a grid
+anchored to the scene, Hann-blended (as STEGO's ViT), so the map does not depend on ``--tile``;
+BatchNorm runs in eval mode (no batch statistics), so a window's scores depend on that window
+alone. Scores are the cosine similarity of each pixel's upsampled embedding to the centroids.
+
+The model is also a few-shot encoder (:mod:`lcmap.fewshot.encoder`): ``lcmap finetune
+ENCODER.lcmap`` trains an ``encoder_finetuned`` UNet whose contracting path starts from the
+pre-trained encoder (``--init simclr``) or at random (``--init random``), frozen or not.
+"""
+
+import logging
+from dataclasses import asdict, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lcmap.errors import InvalidOptionError, InvalidSceneError
+from lcmap.fewshot.encoder import Assignment
+from lcmap.methods._cluster import spherical_kmeans
+from lcmap.methods._contrastive import AUGMENTATIONS, make_views, nt_xent, sample_at, view_points
+from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
+from lcmap.methods.configs import SimclrConfig
+from lcmap.methods.options import make_config
+from lcmap.nets import build_net, network_record
+from lcmap.nets.encoder_unet import FIXED_SIZE, EncoderUNet, encoder_state
+from lcmap.types import show_status
+
+log = logging.getLogger(__name__)
+
+#: Pixels drawn per probe window (Hann-weighted) for the k-means probe.
+_PROBE_PIXELS = 64
+
+
+def window_geometry(encoder: str, crop_size: int | None, stride: int | None) -> Window:
+    """The window an encoder network sees: ``crop_size`` (Swin's fixed 224 by default, else
+    128) every ``stride`` px (half a window by default); checked against the encoder."""
+    fixed = FIXED_SIZE.get(encoder)
+    size = crop_size or fixed or 128
+    if fixed is not None and size != fixed:
+        raise InvalidOptionError(f"encoder {encoder} takes {fixed} px windows; crop_size={size}")
+    if size % 32:
+        raise InvalidOptionError(
+            f"crop_size={size} must be a multiple of 32 (the encoder's stride)"
+        )
+    stride = stride or size // 2
+    if size % stride:
+        raise InvalidOptionError(f"window_stride={stride} must divide crop_size={size}")
+    return Window(size, stride)
+
+
+class SimclrSegmenter(Segmenter):
+    """An encoder pre-trained by contrast on the scenes, mapped by cosine k-means.
+
+    Args:
+        config: :class:`~lcmap.methods.configs.SimclrConfig` (see its fields' help).
+    """
+
+    info = MethodInfo(
+        name="simclr",
+        summary="encoder pre-trained on your scenes by contrast (SimCLR, + dense); "
+        "k-means on its features",
+        apply_options=frozenset({"window_stride"}),
+    )
+
+    def __init__(self, config: SimclrConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or SimclrConfig()
+        self._window = window_geometry(cfg.encoder, cfg.crop_size, cfg.window_stride)
+        self.cfg = replace(cfg, crop_size=self._window.size, window_stride=self._window.stride)
+        self.net: EncoderUNet | None = None
+        self.projection: nn.Module | None = None
+        self.dense_projection: nn.Module | None = None
+        self.centroids: Tensor | None = None
+        self.final_loss: float | None = None
+        if cfg.in_channels is not None:
+            self._build(cfg.in_channels)
+
+    def _build(self, channels: int) -> None:
+        self.cfg = replace(self.cfg, in_channels=channels)
+        torch.manual_seed(self.cfg.seed)
+        net = build_net("encoder_unet", **self._net_config())
+        assert isinstance(net, EncoderUNet)
+        self.net = net
+        deep, dim, out = net.channels[-1], net.embed_dim(), self.cfg.projection_dim
+        self.projection = nn.Sequential(nn.Linear(deep, deep), nn.ReLU(), nn.Linear(deep, out))
+        self.dense_projection = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(),
+                                              nn.Linear(dim // 2, out))  # fmt: skip
+
+    def _net_config(self) -> dict[str, Any]:
+        return {"encoder": self.cfg.encoder, "in_channels": self.cfg.in_channels,
+                "weights": self.cfg.weights}  # fmt: skip
+
+    # -- Segmenter interface -------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        """Clusters K of the probe."""
+        return self.cfg.num_classes
+
+    @property
+    def in_channels(self) -> int | None:
+        """Band count (None until fitted)."""
+        return self.cfg.in_channels
+
+    @property
+    def halo(self) -> int:
+        """Context for every window over a tile's core: window size - stride."""
+        return self._window.halo
+
+    @property
+    def window(self) -> Window:
+        """``crop_size`` windows every ``window_stride`` px."""
+        return self._window
+
+    def config(self) -> dict[str, Any]:
+        """The options as resolved (window size and stride, band count)."""
+        return asdict(self.cfg)
+
+    def network(self) -> dict[str, Any]:
+        """The encoder network, by name and config (:mod:`lcmap.nets`)."""
+        return network_record("encoder_unet", **self._net_config())
+
+    def header(self) -> dict[str, Any]:
+        """The augmentations and the final contrastive loss."""
+        return {"augmentations": AUGMENTATIONS, "final_loss": self.final_loss,
+                "objective": "simclr+dense" if self.cfg.dense_weight else "simclr"}  # fmt: skip
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """``encoder.*`` (the network's encoder), the projection heads and the centroids."""
+        net = self._fitted()
+        assert self.projection is not None and self.dense_projection is not None
+        state = {f"net.{k}": v.detach().cpu() for k, v in net.state_dict().items()}
+        state.update({f"projection.{k}": v.detach().cpu()
+                      for k, v in self.projection.state_dict().items()})  # fmt: skip
+        state.update({f"dense_projection.{k}": v.detach().cpu()
+                      for k, v in self.dense_projection.state_dict().items()})  # fmt: skip
+        assert self.centroids is not None
+        state["centroids"] = self.centroids.detach().cpu()
+        return state
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`state_dict` wrote."""
+        if self.net is None:
+            raise KeyError("the config has no in_channels, so the network cannot be rebuilt")
+        assert self.projection is not None and self.dense_projection is not None
+        for prefix, module in (("net.", self.net), ("projection.", self.projection),
+                               ("dense_projection.", self.dense_projection)):  # fmt: skip
+            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items()
+                                    if k.startswith(prefix)})  # fmt: skip
+        centroids = state["centroids"]
+        if tuple(centroids.shape) != (self.num_classes, self.net.embed_dim()):
+            raise ValueError(f"centroids have shape {tuple(centroids.shape)}")
+        self.centroids = centroids.float()
+        self.to(self.device)
+
+    def to(self, device: torch.device) -> "SimclrSegmenter":
+        """Move the network, heads and centroids to ``device``."""
+        super().to(device)
+        for module in (self.net, self.projection, self.dense_projection):
+            if module is not None:
+                module.to(device)
+        if self.centroids is not None:
+            self.centroids = self.centroids.to(device)
+        return self
+
+    def predict(self, batch: Tensor) -> Tensor:
+        """(B, C, S, S) windows -> (B, K, S, S) cosine similarity of each pixel's upsampled
+        embedding to the centroids."""
+        net = self._fitted()
+        if batch.shape[1] != self.in_channels:
+            raise InvalidSceneError(
+                f"The tiles have {batch.shape[1]} bands but this simclr model expects "
+                f"{self.in_channels}; pass bands= to pick {self.in_channels}."
+            )
+        assert self.centroids is not None
+        net.eval()
+        z = net.embed(batch.float())
+        scores = torch.einsum("bdhw,kd->bkhw", z, self.centroids.float())
+        return F.interpolate(scores, size=batch.shape[-2:], mode="bilinear", align_corners=False)
+
+    # -- pre-training ----------------------------------------------------------------------
+
+    def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
+        """Pre-train the encoder by contrast on windows of the scenes, then fit the probe."""
+        cfg = self.cfg
+        if self.net is None:
+            self._build(int(sampler.in_channels))
+        net = self._fitted()
+        self.to(self.device)
+        pool = sampler.sample(cfg.windows, cfg.crop_size)  # type: ignore[arg-type]
+        n = len(pool.image)
+        batch = min(cfg.batch_size, n)
+        per_epoch = max(1, n // batch)
+        steps = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
+        total = steps + cfg.probe_windows
+        gen = torch.Generator().manual_seed(cfg.seed)
+        assert self.projection is not None and self.dense_projection is not None
+        params = [*net.encoder.parameters(), *self.projection.parameters()]
+        if cfg.dense_weight:
+            params += list(self.dense_projection.parameters())
+        opt = (
+            torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
+            if cfg.optimizer == "sgd"
+            else torch.optim.Adam(params, lr=cfg.lr)
+        )
+        log.info("simclr: %s on %d windows of %d px, %d steps of %d windows",
+                 cfg.encoder, n, cfg.crop_size, steps, batch)  # fmt: skip
+        net.train()
+        order = torch.randperm(n, generator=gen)
+        for step in range(steps):
+            pos = (step % per_epoch) * batch
+            if step and pos == 0:
+                order = torch.randperm(n, generator=gen)
+            loss, parts = self.contrastive_loss(pool.image[order[pos : pos + batch]], gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            self.final_loss = float(loss.detach())
+            if step % 20 == 0 or step == steps - 1:
+                log.info("simclr step %d/%d: loss %.4f %s", step + 1, steps, self.final_loss,
+                         parts)  # fmt: skip
+            if progress is not None:
+                progress(step + 1, total)
+                show_status(progress, f"loss {self.final_loss:.4f}")
+        net.eval()
+        self.centroids = self._fit_probe(sampler, gen, progress, steps, total)
+
+    def contrastive_loss(
+        self, windows: Tensor, gen: torch.Generator
+    ) -> tuple[Tensor, dict[str, float]]:
+        """The loss of one batch of (N, C, S, S) windows: NT-Xent of the pooled last stage,
+        mixed with PixContrast on the dense embedding when ``dense_weight`` > 0."""
+        net = self._fitted()
+        assert self.projection is not None and self.dense_projection is not None
+        cfg = self.cfg
+        views, grids = make_views(windows.to(self.device), cfg.min_scale, gen)
+        x = torch.cat([views[0], views[1]])
+        feats = net.features(x)
+        pooled = self.projection(feats[-1].mean(dim=(2, 3)))
+        n = windows.shape[0]
+        loss = nt_xent(pooled[:n], pooled[n:], cfg.temperature)
+        parts = {"global": float(loss.detach())}
+        if cfg.dense_weight:
+            emb = net.hypercolumn(feats, x.shape[-2:])
+            coords, ok = view_points(grids, cfg.dense_points, gen)
+            keep = ok.flatten()
+            if bool(keep.any()):
+                a = sample_at(emb[:n], coords[0]).reshape(-1, emb.shape[1])[keep]
+                b = sample_at(emb[n:], coords[1]).reshape(-1, emb.shape[1])[keep]
+                dense = nt_xent(self.dense_projection(a), self.dense_projection(b),
+                                cfg.temperature)  # fmt: skip
+                parts["dense"] = float(dense.detach())
+                loss = (1 - cfg.dense_weight) * loss + cfg.dense_weight * dense
+        return loss, parts
+
+    def _fit_probe(
+        self,
+        sampler: WindowSampler,
+        gen: torch.Generator,
+        progress: ProgressFn | None,
+        done: int,
+        total: int,
+    ) -> Tensor:
+        """Cosine k-means on embeddings of pixels drawn with the window's blending weight."""
+        from lcmap.tiling import window_weights
+
+        net = self._fitted()
+        s = self._window.size
+        weight = torch.from_numpy(window_weights(s)).flatten()
+        vectors: list[Tensor] = []
+        drawn = 0
+        while drawn < self.cfg.probe_windows:
+            count = min(16, self.cfg.probe_windows - drawn)
+            sample = sampler.sample(count, s)
+            with torch.no_grad():
+                z = net.embed(sample.image.to(self.device).float())
+            for i in range(count):
+                probs = weight * sample.valid[i].flatten().float()
+                if float(probs.sum()) == 0:
+                    continue
+                pick = torch.multinomial(probs, _PROBE_PIXELS, replacement=True, generator=gen)
+                rows, cols = (pick // s).float(), (pick % s).float()
+                grid = torch.stack([(cols + 0.5) / s * 2 - 1, (rows + 0.5) / s * 2 - 1], dim=-1)
+                vectors.append(sample_at(z[i : i + 1], grid[None].to(z.device))[0].cpu())
+            drawn += count
+            if progress is not None:
+                progress(done + drawn, total)
+        if not vectors:
+            raise InvalidSceneError("no valid pixel in the probe windows; nothing to cluster")
+        x = F.normalize(torch.cat(vectors), dim=1)
+        log.info("simclr: k-means probe on %d pixels, K = %d", len(x), self.num_classes)
+        return spherical_kmeans(x, self.num_classes, gen).to(self.device)
+
+    def _fitted(self) -> EncoderUNet:
+        if self.net is None:
+            raise RuntimeError("simclr must be fitted (or loaded) before it is used")
+        return self.net
+
+    # -- few-shot encoder (lcmap.fewshot.encoder.FewShotEncoder) ----------------------------
+
+    def fewshot_inits(self) -> dict[str, str]:
+        """The pre-trained encoder, or the same network from scratch (seed 003's baseline)."""
+        return {"simclr": "the pre-trained encoder; decoder and classifier learnt from labels",
+                "random": "the same network from scratch"}  # fmt: skip
+
+    def embed_windows(self, batch: Tensor) -> Tensor:
+        """(B, C, S, S) -> (B, D) unit mean of the window's dense embedding."""
+        net = self._fitted()
+        net.eval()
+        return F.normalize(net.embed(batch.float()).mean(dim=(2, 3)), dim=1)
+
+    def assign_windows(self, embeddings: Tensor) -> Assignment:
+        """Nearest centroid by cosine; distance = 1 - cosine."""
+        assert self.centroids is not None
+        sims = embeddings.float() @ self.centroids.float().T
+        best = sims.max(dim=1)
+        return Assignment(
+            best.indices, 1.0 - best.values, (sims / 0.1).softmax(dim=1).max(1).values
+        )
+
+    def tuned(self, num_classes: int, init: str, **options: Any) -> Segmenter:
+        """An ``encoder_finetuned`` UNet with this model's encoder, bands and window."""
+        from lcmap.methods.encoder_finetuned import build
+
+        options.pop("patch_size", None)  # a fact of the patches, not an option of the net
+        net = self._fitted()
+        tuned = build(num_classes, encoder=self.cfg.encoder, in_channels=self.in_channels,
+                      crop_size=self._window.size, window_stride=self._window.stride,
+                      init=init, **options)  # fmt: skip
+        if init == "simclr":
+            tuned.load_encoder(encoder_state(net))
+        return tuned
+
+
+def build(num_classes: int | None = None, **options: Any) -> SimclrSegmenter:
+    """Build the ``simclr`` method from the options of :class:`SimclrConfig`."""
+    return SimclrSegmenter(
+        make_config(SimclrConfig, "simclr", {"num_classes": num_classes, **options})
+    )
+
+
+__all__ = ["SimclrConfig", "SimclrSegmenter", "build", "window_geometry"]

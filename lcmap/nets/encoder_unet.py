@@ -1,0 +1,191 @@
+"""UNets whose contracting path is a named encoder: ResNet-UNet, Swin-UNet, or the CAS UNet's.
+
+Seeds 003 and 004 compare a plain UNet, a ResNet-UNet and a Swin-UNet, each from scratch or
+with a contracting path pre-trained by contrastive learning. :class:`EncoderUNet` is that
+network for any encoder of :data:`ENCODERS`:
+
+- the encoder (contracting path) returns multi-scale feature maps, finest first
+  (:class:`~lcmap.nets.timm_encoder.TimmEncoder` for timm's ResNets and Swin-T, with an N-band
+  stem; :class:`UNetEncoder` for the CAS UNet's own contracting path);
+- the expanding path is a light convolutional UNet decoder: at each level, upsample x2
+  (bilinear), concatenate the encoder's skip, two 3x3 convolutions with BatchNorm and ReLU; a
+  last upsampling to the input's resolution and a 1x1 convolution give the class scores.
+
+Swin-UNet (Cao et al. 2021, seed 003's reference [4]) expands with Swin blocks and patch
+expanding. Here its expanding path is the same light convolutional decoder as the ResNet-UNet's,
+by choice: seed 003's own discussion (its section 5) finds that the pre-trained *contracting*
+path is what the comparison is about, and that the original "Swin-UNet + SSL" replaced the
+contracting path only. One decoder for every encoder keeps the rows of that comparison about
+the encoder alone; the decoder is trained from the labels in every case, as in both seeds.
+
+:meth:`EncoderUNet.embed` gives the dense embedding an unsupervised map clusters: the encoder's
+stages at stride 4 and coarser, each upsampled to stride 4 and L2-normalised, concatenated (a
+hypercolumn); every stage of a contrastively pre-trained encoder is in it, and no untrained
+decoder weight is.
+"""
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lcmap.nets.timm_encoder import TimmEncoder
+from lcmap.nets.unet import UNet
+
+#: Encoder name -> timm model name ("" = the CAS UNet's contracting path).
+ENCODERS = {
+    "unet": "",
+    "resnet18-unet": "resnet18",
+    "resnet34-unet": "resnet34",
+    "resnet50-unet": "resnet50",
+    "swin-unet": "swin_tiny_patch4_window7_224",
+}
+#: Encoders that only take windows of one size (Swin's attention windows tile a fixed grid).
+FIXED_SIZE = {"swin-unet": 224}
+#: The embedding's stride (pixels per embedding cell).
+EMBED_STRIDE = 4
+
+
+class UNetEncoder(nn.Module):
+    """The CAS UNet's contracting path (:class:`~lcmap.nets.unet.UNet`), as an encoder.
+
+    Args:
+        in_channels: bands of the input.
+        width: channels at full resolution; level ``i`` has ``width * 2**i``.
+        depth: number of 2x poolings.
+    """
+
+    def __init__(self, in_channels: int, width: int = 16, depth: int = 4) -> None:
+        super().__init__()
+        unet = UNet(in_channels, width, depth, embed_dim=width, out_channels=1)
+        self.stem, self.down = unet.stem, unet.down
+        self.out_channels = [width * 2**i for i in range(depth + 1)]
+        self.reductions = [2**i for i in range(depth + 1)]
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """(B, C, H, W) -> feature maps, finest first."""
+        feats = [self.stem(x)]
+        for block in self.down:
+            feats.append(block(feats[-1]))
+        return feats
+
+
+def build_encoder(
+    encoder: str, in_channels: int, weights: str | None = None, img_size: int | None = None
+) -> nn.Module:
+    """The contracting path called ``encoder`` (see :data:`ENCODERS`), randomly initialised
+    or from a local timm/torchvision checkpoint (``weights``, first convolution adapted to
+    ``in_channels``)."""
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder '{encoder}'; known: {', '.join(ENCODERS)}")
+    if not ENCODERS[encoder]:
+        if weights is not None:
+            raise ValueError("the unet encoder has no published weights; drop weights")
+        return UNetEncoder(in_channels)
+    size = FIXED_SIZE.get(encoder)  # CNNs take any size; Swin is built for its window
+    return TimmEncoder(ENCODERS[encoder], in_channels, weights=weights, img_size=size)
+
+
+class _Up(nn.Module):
+    """Upsample x2 (bilinear) to the skip's size, concatenate it, two 3x3 conv-BN-ReLU."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels + skip_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        out: Tensor = self.conv(torch.cat([x, skip], dim=1))
+        return out
+
+
+class EncoderUNet(nn.Module):
+    """A named encoder with a UNet decoder and a 1x1 classification layer.
+
+    Args:
+        encoder: a key of :data:`ENCODERS`.
+        in_channels: bands of the input.
+        out_channels: classes of the head.
+        decoder_width: channels of the finest decoder level; each coarser level doubles them,
+            up to 256.
+        weights: a local timm/torchvision checkpoint for the encoder (RGB filters adapted).
+        img_size: the window size, for encoders that need one (Swin: 224).
+    """
+
+    def __init__(
+        self,
+        encoder: str,
+        in_channels: int,
+        out_channels: int = 2,
+        decoder_width: int = 32,
+        weights: str | None = None,
+        img_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = build_encoder(encoder, in_channels, weights, img_size)
+        #: Channels and reductions of the encoder's stages, finest first.
+        self.channels: list[int] = list(self.encoder.out_channels)  # type: ignore[arg-type]
+        self.reductions: list[int] = list(self.encoder.reductions)  # type: ignore[arg-type]
+        chans = self.channels
+        widths = [min(256, decoder_width * 2**i) for i in range(len(chans))]
+        ups = []
+        prev = chans[-1]
+        for i in reversed(range(len(chans) - 1)):
+            ups.append(_Up(prev, chans[i], widths[i]))
+            prev = widths[i]
+        self.up = nn.ModuleList(ups)
+        self.head = nn.Conv2d(prev, out_channels, 1)
+
+    @property
+    def stride(self) -> int:
+        """Inputs must be multiples of this (the coarsest stage's reduction)."""
+        return self.reductions[-1]
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """The encoder's multi-scale feature maps, finest first."""
+        feats: list[Tensor] = self.encoder(x)
+        return feats
+
+    def embed(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, D, H / 4, W / 4): :meth:`hypercolumn` of the encoder's features."""
+        return self.hypercolumn(self.features(x), x.shape[-2:])
+
+    def hypercolumn(self, feats: list[Tensor], size: Any) -> Tensor:
+        """The stages at stride 4 and coarser, each upsampled to stride 4 and unit-normalised
+        per position, concatenated and unit-normalised again."""
+        cells = (size[0] // EMBED_STRIDE, size[1] // EMBED_STRIDE)
+        parts = [
+            F.normalize(F.interpolate(f.float(), size=cells, mode="bilinear"), dim=1)
+            for f, r in zip(feats, self.reductions, strict=True)
+            if r >= EMBED_STRIDE
+        ]
+        return F.normalize(torch.cat(parts, dim=1), dim=1)
+
+    def embed_dim(self) -> int:
+        """Channels of :meth:`embed`."""
+        pairs = zip(self.channels, self.reductions, strict=True)
+        return sum(c for c, r in pairs if r >= EMBED_STRIDE)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W), H and W multiples of :attr:`stride` -> (B, out_channels, H, W) logits."""
+        feats = self.features(x)
+        y = feats[-1]
+        for i, block in enumerate(self.up):
+            y = block(y, feats[-2 - i])
+        if y.shape[-2:] != x.shape[-2:]:
+            y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        out: Tensor = self.head(y)
+        return out
+
+
+def encoder_state(net: EncoderUNet) -> dict[str, Any]:
+    """The encoder's tensors (``encoder.*``), to start another network of the same encoder."""
+    return {k: v.detach().cpu() for k, v in net.state_dict().items() if k.startswith("encoder.")}

@@ -1,0 +1,137 @@
+"""``simclr`` and ``encoder_finetuned``: contrastive pre-training on a real scene, maps from it,
+few-shot fine-tuning with a frozen or trained encoder, and every encoder through a model file."""
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from _cas_data import CLASS_NAMES, miou, write_three_class_scene
+from _tiny_vit import NAIP_SAMPLE
+
+from lcmap import api
+from lcmap.fewshot.encoder import load_encoder
+from lcmap.fewshot.finetune import finetune
+from lcmap.fewshot.suggest import suggest_labels
+from lcmap.methods import get_method
+from lcmap.methods.simclr import SimclrSegmenter
+from lcmap.models import load_model, read_header, save_model
+from lcmap.nets.encoder_unet import ENCODERS
+from lcmap.sampling import ArraySampler
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FAST = {"encoder": "resnet18-unet", "crop_size": 64, "windows": 24, "batch_size": 8,
+        "steps": 3, "probe_windows": 8, "seed": 0}  # fmt: skip
+
+
+def _naip(size: int = 256) -> np.ndarray:
+    with rasterio.open(NAIP_SAMPLE) as src:
+        data = src.read([1, 2, 3], window=((200, 200 + size), (300, 300 + size)))
+    return data.astype(np.float32) / 255.0
+
+
+def test_pretraining_lowers_the_contrastive_loss_on_a_real_scene():
+    windows = torch.from_numpy(ArraySampler([_naip()], seed=0).sample(16, 64).image.numpy())
+    options = {**FAST, "steps": 15, "optimizer": "adam", "windows": 16, "batch_size": 16,
+               "dense_weight": 0.5}  # fmt: skip
+    seg = get_method("simclr", num_classes=4, **options)
+
+    def loss() -> float:
+        seg.net.train()  # as in training: batch statistics; the same views before and after
+        with torch.no_grad():
+            value, _ = seg.contrastive_loss(windows, torch.Generator().manual_seed(9))
+        return float(value)
+
+    seg._build(3)
+    before = loss()
+    seg.fit(ArraySampler([_naip()], seed=0))
+    after = loss()
+    assert after < before - 0.1, (before, after)
+    assert seg.final_loss is not None and seg.centroids.shape == (4, seg.net.embed_dim())
+
+
+@pytest.fixture(scope="module")
+def encoder_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("simclr")
+    write_three_class_scene(root / "a.tif", root / "a_labels.tif", seed=0)
+    truth_b = write_three_class_scene(root / "b.tif", root / "b_labels.tif", seed=1)
+    options = {**FAST, "dense_weight": 0.5}
+    header = api.train([root / "a.tif"], root / "enc.lcmap", method="simclr", classes=3,
+                       device="cpu", options=options)  # fmt: skip
+    return root, truth_b, header
+
+
+def test_the_model_file_records_the_encoder_augmentations_and_loss(encoder_model):
+    _, _, header = encoder_model
+    assert header.method == "simclr"
+    assert header.extra["network"]["config"]["encoder"] == "resnet18-unet"
+    assert "random_resized_crop" in header.extra["augmentations"]
+    assert header.extra["objective"] == "simclr+dense" and header.extra["final_loss"] > 0
+    assert header.config["crop_size"] == 64 and header.config["window_stride"] == 32
+
+
+def test_an_encoder_maps_the_same_at_any_tile_size(encoder_model, tmp_path):
+    root, _, _ = encoder_model
+    maps = []
+    for tile in (32, 96):
+        out = tmp_path / f"m{tile}.tif"
+        api.segment(root / "b.tif", out, model=root / "enc.lcmap", tile=tile)
+        with rasterio.open(out) as src:
+            maps.append(src.read(1))
+    assert np.array_equal(maps[0], maps[1])
+    assert len(np.unique(maps[0])) >= 2
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_fine_tuning_from_the_encoder(encoder_model, tmp_path, frozen):
+    root, truth_b, _ = encoder_model
+    encoder, _ = load_encoder(root / "enc.lcmap")
+    assert list(encoder.fewshot_inits()) == ["simclr", "random"]
+    before = {k: v.clone() for k, v in encoder.net.encoder.state_dict().items()}
+    header = finetune(root / "enc.lcmap", [root / "a.tif"], [root / "a_labels.tif"],
+                      tmp_path / "t.lcmap", class_names=CLASS_NAMES, patch_size=64, patches=6,
+                      steps=60, batch_size=4, freeze_encoder=frozen, device="cpu")  # fmt: skip
+    assert header.method == "encoder_finetuned" and header.extra["init"] == "simclr"
+    tuned, _ = load_model(tmp_path / "t.lcmap")
+    after = tuned.net.encoder.state_dict()
+    same = all(torch.equal(before[k], after[k]) for k in before)
+    assert same == frozen  # a frozen encoder received no update, BatchNorm statistics included
+    result = api.segment(root / "b.tif", tmp_path / "b.tif", model=tmp_path / "t.lcmap")
+    with rasterio.open(result.output) as out:
+        assert miou(out.read(1), truth_b, 3) >= 0.5
+
+
+def test_a_frozen_encoder_gets_no_gradient():
+    seg = get_method("encoder_finetuned", num_classes=3, encoder="unet", in_channels=3,
+                     crop_size=32, freeze_encoder=True, steps=2, batch_size=2)  # fmt: skip
+    images, labels = torch.rand(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    seg.train_on(images, labels)
+    assert all(p.grad is None for p in seg.net.encoder.parameters())
+    assert any(p.grad is not None for p in seg.net.head.parameters())
+
+
+def test_suggest_labels_from_an_encoder(encoder_model, tmp_path):
+    root, _, _ = encoder_model
+    frame = suggest_labels([root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32,
+                           device="cpu")  # fmt: skip
+    assert len(frame) == 4 and frame["cluster"].max() < 3
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
+    from lcmap.api import _header
+    from lcmap.io.scene import Normalisation
+
+    crop = 224 if encoder == "swin-unet" else 64
+    for name in ("simclr", "encoder_finetuned"):
+        seg = get_method(name, num_classes=3, encoder=encoder, in_channels=2, crop_size=crop)
+        if isinstance(seg, SimclrSegmenter):
+            seg.centroids = torch.nn.functional.normalize(torch.randn(3, seg.net.embed_dim()))
+        norm = Normalisation(low=(0.0, 0.0), high=(1.0, 1.0))
+        path = tmp_path / f"{name}.lcmap"
+        save_model(path, seg, _header(seg, [1, 2], norm, []))
+        back, _ = load_model(path)
+        assert read_header(path).extra["network"]["config"]["encoder"] == encoder
+        x = torch.rand(1, 2, crop, crop)
+        with torch.no_grad():
+            assert torch.allclose(seg.predict(x), back.predict(x), atol=1e-5)

@@ -1,0 +1,39 @@
+"""``lcmap.nets.encoder_unet``: every encoder, any band count, local weights adapted."""
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from lcmap.nets import build_net
+from lcmap.nets.encoder_unet import ENCODERS, EncoderUNet, encoder_state
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+def test_each_encoder_maps_n_bands_to_classes_and_embeddings(encoder):
+    torch.manual_seed(0)
+    net = build_net("encoder_unet", encoder=encoder, in_channels=7, out_channels=5)
+    size = 224 if encoder == "swin-unet" else 64
+    net.eval()
+    with torch.no_grad():
+        x = torch.rand(2, 7, size, size)
+        logits, z = net(x), net.embed(x)
+    assert logits.shape == (2, 5, size, size)
+    assert z.shape == (2, net.embed_dim(), size // 4, size // 4)
+    assert torch.allclose(z.norm(dim=1), torch.ones(2, size // 4, size // 4), atol=1e-4)
+    assert len(net.features(x)) == len(net.reductions)
+
+
+def test_local_rgb_weights_are_loaded_into_a_five_band_stem(tmp_path):
+    torch.manual_seed(1)
+    rgb = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    path = tmp_path / "resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in rgb.state_dict().items()}, str(path))
+    net = EncoderUNet("resnet18-unet", in_channels=5, weights=str(path))
+    state = encoder_state(net)
+    deep = state["encoder.body.layer4.1.conv2.weight"]
+    assert torch.equal(deep, rgb.state_dict()["layer4.1.conv2.weight"])
+    stem = state["encoder.body.conv1.weight"]
+    assert stem.shape[1] == 5
+    # timm's adaptation: the RGB filters repeated over the bands and rescaled by 3 / 5.
+    assert torch.allclose(stem[:, :3], rgb.state_dict()["conv1.weight"] * 3 / 5, atol=1e-6)
