@@ -13,7 +13,7 @@ from lcmap.nets.unet import UNet
 
 
 def test_every_network_is_built_by_name() -> None:
-    assert list_nets() == ["single_scene_cnn", "timm_encoder", "unet", "vit"]
+    assert list_nets() == ["encoder_unet", "single_scene_cnn", "timm_encoder", "unet", "vit"]
     unet = build_net("unet", in_channels=5, width=4, depth=2, embed_dim=8, out_channels=3)
     assert isinstance(unet, UNet)
     z, out = unet(torch.rand(1, 5, 32, 32))

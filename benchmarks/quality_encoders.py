@@ -1,0 +1,200 @@
+"""Seed 003 Table 4's shape on the Dubai scenes: encoders from scratch vs pre-trained by contrast.
+
+Protocol (``../shared/data/dubai_dev``; truth 0 building, 1 land, 2 road, 3 vegetation,
+4 water, 255 ignored; every choice on tiles 1-4, scores on tiles 5-6):
+
+1. Per encoder, pre-train ``simclr`` on the scenes of tiles 1-4 (labels unused), once with
+   SimCLR's global NT-Xent alone and once with the dense (PixContrast) mix.
+2. Fine-tune ``encoder_finetuned`` with N labelled patches (random, seeded) from tiles 1-4:
+   rows ``random`` (the same network from scratch), ``simclr frozen``, ``simclr fine-tuned``,
+   ``dense fine-tuned``; 3 seeds.
+3. Score tiles 5-6 with the labels as classes (no matching): pooled per-class IoU, mIoU,
+   accuracy, mean F1; mean and spread over the seeds.
+4. Unsupervised maps of the pre-trained encoders (their k-means probe, K = 5) and k-means
+   (fitted on tiles 1-4, same K) on the same pixels, pooled Hungarian matching.
+5. Cost: pre-training seconds per 1000 windows (views = 2 per window) on this machine.
+
+CPU budget (2 shared cores): 64-px windows, 300 pre-training steps of 16 windows, 100
+fine-tuning steps of 8 patches, the central 512 x 512 crop of each evaluation scene.
+Swin-UNet takes 224-px windows only and is left out of the CPU default (``--encoders``).
+
+Usage:
+    python benchmarks/quality_encoders.py --out /tmp/enc_quality
+    python benchmarks/quality_encoders.py --out /tmp/enc_quality --quick   # a smoke run
+"""
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from quality_cas import CLASSES, DATA, eval_crops, read_index, score
+
+from lcmap import api
+from lcmap.errors import NoNodataWarning
+from lcmap.fewshot.finetune import finetune
+from lcmap.io.scene import Normalisation
+from lcmap.models import load_model
+
+log = logging.getLogger("quality_encoders")
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="Folder for models and results.")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--encoders", default="unet,resnet18-unet")
+    p.add_argument("--budgets", default="20")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--crop", type=int, default=64, help="Window side (pre-training, mapping).")
+    p.add_argument("--pretrain-steps", type=int, default=300)
+    p.add_argument("--pretrain-windows", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--optimizer", default="adam", help="adam or sgd (seed 004: sgd 1e-3).")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--ft-steps", type=int, default=100)
+    p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
+    p.add_argument("--eval-crop", type=int, default=512)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run.")
+    args = p.parse_args()
+    if args.quick:
+        args.seeds, args.pretrain_steps, args.ft_steps, args.eval_crop = "0", 5, 5, 128
+        args.pretrain_windows, args.encoders = 64, "unet"
+    return args
+
+
+def predict_labels(model_path: Path, crops: list[dict[str, Any]]) -> list[np.ndarray]:
+    """Each crop mapped as ``segment`` maps it: fixed windows, blended (``predict_tiles``)."""
+    method, header = load_model(model_path)
+    method.to(torch.device("cpu"))
+    norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
+    preds = []
+    for c in crops:
+        bands = [b - 1 for b in header.bands]
+        x = torch.from_numpy(norm.apply(c["raw"][bands], c["valid"]))[None]
+        with torch.inference_mode():
+            preds.append(method.predict_tiles(x).argmax(dim=1)[0].numpy().astype(np.int64))
+    return preds
+
+
+def per_class_iou(preds: list[np.ndarray], crops: list[dict[str, Any]]) -> list[float]:
+    k = len(CLASSES)
+    conf = np.zeros((k, k), dtype=np.int64)
+    for pred, c in zip(preds, crops, strict=True):
+        keep = (c["truth"] != 255) & c["valid"]
+        np.add.at(conf, (c["truth"][keep].astype(np.int64), np.clip(pred[keep], 0, k - 1)), 1)
+    inter = np.diag(conf).astype(float)
+    union = conf.sum(0) + conf.sum(1) - inter
+    return [float(i / u) if u else float("nan") for i, u in zip(inter, union, strict=True)]
+
+
+def main() -> None:
+    args = parse()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    logging.getLogger("lcmap").setLevel(logging.WARNING)
+    if not (args.data / "index.csv").exists():
+        sys.exit(f"{args.data / 'index.csv'} not found; the Dubai data is needed.")
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", category=NoNodataWarning)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    budgets = [int(v) for v in args.budgets.split(",")]
+    seeds = [int(v) for v in args.seeds.split(",")]
+    train_rows, eval_rows = read_index(args.data)
+    scenes = [args.data / r["scene"] for r in train_rows]
+    truths = [args.data / r["truth"] for r in train_rows]
+    crops = eval_crops(args.data, eval_rows, args.eval_crop)
+    results: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()},
+                               "pretrain": {}, "unsupervised": {}, "runs": []}  # fmt: skip
+
+    km = out / "kmeans.lcmap"
+    api.train(scenes, km, method="kmeans", classes=5, seed=0, device="cpu", overwrite=True)
+    results["unsupervised"]["kmeans"] = score(predict_labels(km, crops), crops, "hungarian")
+    log.info("kmeans: %s", results["unsupervised"]["kmeans"])
+
+    for encoder in args.encoders.split(","):
+        models = {}
+        for objective, dense in (("simclr", 0.0), ("dense", 0.5)):
+            path = out / f"{encoder}-{objective}.lcmap"
+            options = {"encoder": encoder, "crop_size": args.crop, "steps": args.pretrain_steps,
+                       "windows": args.pretrain_windows, "batch_size": args.batch,
+                       "optimizer": args.optimizer, "lr": args.lr,
+                       "temperature": args.temperature, "dense_weight": dense}  # fmt: skip
+            t0 = time.perf_counter()
+            header = api.train(scenes, path, method="simclr", classes=5, seed=0, device="cpu",
+                               overwrite=True, options=options)  # fmt: skip
+            seconds = time.perf_counter() - t0
+            windows = args.pretrain_steps * args.batch
+            results["pretrain"][path.stem] = {
+                "seconds": seconds, "s_per_1000_windows": 1000 * seconds / windows,
+                "final_loss": header.extra["final_loss"],
+            }  # fmt: skip
+            unsup = score(predict_labels(path, crops), crops, "hungarian")
+            results["unsupervised"][path.stem] = unsup
+            log.info("%s: pre-trained in %.0f s, loss %.3f; unsupervised %s", path.stem,
+                     seconds, header.extra["final_loss"], unsup)  # fmt: skip
+            models[objective] = path
+        rows = [("random", models["simclr"], "random", False),
+                ("simclr frozen", models["simclr"], "simclr", True),
+                ("simclr fine-tuned", models["simclr"], "simclr", False),
+                ("dense fine-tuned", models["dense"], "simclr", False)]  # fmt: skip
+        for row, model, init, frozen in rows:
+            for n in budgets:
+                for seed in seeds:
+                    tuned = out / "tuned.lcmap"
+                    t0 = time.perf_counter()
+                    finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=n,
+                             patch_size=args.patch, init=init, freeze_encoder=frozen,
+                             steps=args.ft_steps, batch_size=8, seed=seed, device="cpu",
+                             overwrite=True)  # fmt: skip
+                    preds = predict_labels(tuned, crops)
+                    run = {"encoder": encoder, "row": row, "patches": n, "seed": seed,
+                           **score(preds, crops, "none"), "iou": per_class_iou(preds, crops),
+                           "seconds": time.perf_counter() - t0}  # fmt: skip
+                    results["runs"].append(run)
+                    log.info("%s", {k: v for k, v in run.items() if k != "iou"})
+                    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(table(results, budgets))
+    (out / "table.md").write_text(table(results, budgets))
+
+
+def table(results: dict[str, Any], budgets: list[int]) -> str:
+    lines = ["| encoder | row | N | mIoU (spread) | accuracy | mean F1 | "
+             + " | ".join(f"IoU {c}" for c in CLASSES) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(CLASSES)]  # fmt: skip
+    keys = sorted({(r["encoder"], r["row"], r["patches"]) for r in results["runs"]},
+                  key=lambda t: (t[0], t[2]))  # fmt: skip
+    for encoder, row, n in keys:
+        rs = [
+            r
+            for r in results["runs"]
+            if (r["encoder"], r["row"], r["patches"]) == (encoder, row, n)
+        ]
+        miou = [r["miou"] for r in rs]
+        iou = np.nanmean([r["iou"] for r in rs], axis=0)
+        lines.append(
+            f"| {encoder} | {row} | {n} | {np.mean(miou):.3f} ({np.min(miou):.3f}-"
+            f"{np.max(miou):.3f}) | {np.mean([r['accuracy'] for r in rs]):.3f} | "
+            f"{np.mean([r['mean_f1'] for r in rs]):.3f} | "
+            + " | ".join(f"{v:.3f}" for v in iou)
+            + " |"
+        )
+    lines += ["", "| unsupervised (K = 5, Hungarian) | accuracy | mIoU |", "|---|---|---|"]
+    lines += [f"| {k} | {v['accuracy']:.3f} | {v['miou']:.3f} |"
+              for k, v in results["unsupervised"].items()]  # fmt: skip
+    lines += ["", "| pre-training | s / 1000 windows | final loss |", "|---|---|---|"]
+    lines += [f"| {k} | {v['s_per_1000_windows']:.1f} | {v['final_loss']:.3f} |"
+              for k, v in results["pretrain"].items()]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
