@@ -31,9 +31,11 @@ def at_commit(commit: str) -> dict[str, str]:
     listing = subprocess.run(["git", "ls-tree", "-r", "--name-only", commit, "lcmap"],
                              cwd=ROOT, capture_output=True, text=True, check=True)  # fmt: skip
     files = [f for f in listing.stdout.split() if f.endswith(".py")]
+    show = ["git", "show"]
     return {
-        f: subprocess.run(["git", "show", f"{commit}:{f}"], cwd=ROOT, capture_output=True,
-                          text=True, check=True).stdout  # fmt: skip
+        f: subprocess.run(
+            [*show, f"{commit}:{f}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
         for f in files
     }
 

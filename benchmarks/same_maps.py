@@ -1,14 +1,19 @@
 """Are the maps the same as at another commit? sha256 of the label rasters of fixed runs.
 
 Segments 384 x 384 px crops of three dubai_dev scenes with kmeans, a tiny stego (DINOv2-S/14
-from ``../shared/weights/``, block 8, 20 crops, 2 head steps) and a tiny cas, each at a fixed
-seed, and prints one sha256 per map of the label values (not of the file: tags hold
-versions and paths). Run it at two commits and compare the lines (refactors must not change
-them).
+from ``../shared/weights/``, block 8, 20 crops, 2 head steps), a tiny cas, and that cas
+fine-tuned on the crop's truth (``cas_finetuned``, 20 steps), each at a fixed seed, and prints
+one sha256 per map of the label values (not of the file: tags hold versions and paths). Run it
+at two commits and compare the lines (refactors must not change them).
+
+``--lcmap CHECKOUT`` imports lcmap from another checkout (``git worktree add``). PYTHONPATH
+alone does not: an editable install (``pip install -e``) finds lcmap through an import hook
+that comes before PYTHONPATH, so both runs would use the same code.
 
 Example:
+    git worktree add /tmp/before OLD_COMMIT
+    python benchmarks/same_maps.py --lcmap /tmp/before > before.txt
     python benchmarks/same_maps.py > after.txt
-    PYTHONPATH=/path/to/old/checkout python benchmarks/same_maps.py > before.txt
     diff before.txt after.txt
 """
 
@@ -47,22 +52,44 @@ def crop(scene: Path, out: Path, size: int = 384) -> Path:
     return out
 
 
+def use_checkout(root: str) -> None:
+    """Import lcmap from ``root``: drop the editable install's import hook, put root first."""
+    sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+    sys.path.insert(0, root)
+    import lcmap
+
+    if not lcmap.__file__ or not lcmap.__file__.startswith(str(Path(root).resolve())):
+        sys.exit(f"lcmap was imported from {lcmap.__file__}, not from {root}")
+
+
 def main() -> int:
+    if "--lcmap" in sys.argv:
+        use_checkout(str(Path(sys.argv[sys.argv.index("--lcmap") + 1]).resolve()))
     import rasterio
 
     from lcmap import api
+    from lcmap.fewshot.finetune import finetune
+
+    def digest(path: Path) -> str:
+        with rasterio.open(path) as src:
+            return hashlib.sha256(src.read(1).tobytes()).hexdigest()
 
     with tempfile.TemporaryDirectory(prefix="lcmap-same-maps-") as tmp:
         work = Path(tmp)
         for name in SCENES:
-            scene = crop(SHARED / "data" / "dubai_dev" / "scenes" / f"{name}.tif",
-                         work / f"{name}.tif")  # fmt: skip
+            data = SHARED / "data" / "dubai_dev"
+            scene = crop(data / "scenes" / f"{name}.tif", work / f"{name}.tif")
+            truth = crop(data / "truth" / f"{name}.tif", work / f"{name}_truth.tif")
             for run, kwargs in RUNS.items():
                 out = work / f"{name}_{run}.tif"
-                api.segment(scene, out, seed=7, device="cpu", **kwargs)
-                with rasterio.open(out) as src:
-                    digest = hashlib.sha256(src.read(1).tobytes()).hexdigest()
-                print(f"{name} {run} {digest}", flush=True)
+                model = work / f"{name}_{run}.lcmap"
+                api.segment(scene, out, seed=7, device="cpu", save_model=model, **kwargs)
+                print(f"{name} {run} {digest(out)}", flush=True)
+            tuned = work / f"{name}_tuned.lcmap"
+            finetune(work / f"{name}_cas.lcmap", [scene], [truth], tuned, patch_size=64,
+                     patches=8, steps=20, batch_size=4, seed=7, device="cpu")  # fmt: skip
+            api.segment(scene, work / f"{name}_tuned.tif", model=tuned, device="cpu")
+            print(f"{name} cas_finetuned {digest(work / f'{name}_tuned.tif')}", flush=True)
     return 0
 
 

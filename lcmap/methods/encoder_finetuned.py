@@ -15,7 +15,6 @@ the encoder's model, Hann-blended, so the map does not depend on ``--tile``; pre
 softmax class probabilities.
 """
 
-from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -23,18 +22,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcmap.errors import InvalidSceneError
+from lcmap.methods._encoder import EncoderSegmenter
 from lcmap.methods._sliding import mirror_pad
 from lcmap.methods._supervised import IGNORE_INDEX, Schedule, train_classifier
-from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
+from lcmap.methods.base import MethodInfo, ProgressFn, WindowSampler
 from lcmap.methods.configs import EncoderFinetunedConfig
 from lcmap.methods.options import make_config
-from lcmap.methods.simclr import window_geometry
-from lcmap.nets import build_net, network_record
-from lcmap.nets.encoder_unet import EncoderUNet
 from lcmap.nets.unet import random_dihedral
 
 
-class EncoderFinetunedSegmenter(Segmenter):
+class EncoderFinetunedSegmenter(EncoderSegmenter):
     """An encoder UNet trained on labelled patches; real classes.
 
     Args:
@@ -48,25 +45,14 @@ class EncoderFinetunedSegmenter(Segmenter):
     )
 
     def __init__(self, config: EncoderFinetunedConfig | None = None) -> None:
-        super().__init__()
         cfg = config or EncoderFinetunedConfig()
-        self._window = window_geometry(cfg.encoder, cfg.crop_size, cfg.window_stride)
-        self.cfg = replace(cfg, crop_size=self._window.size, window_stride=self._window.stride)
-        self.net: EncoderUNet | None = None
+        super().__init__(cfg)
         if cfg.in_channels is not None:
             self._build(cfg.in_channels)
 
-    def _build(self, channels: int) -> None:
-        self.cfg = replace(self.cfg, in_channels=channels)
-        torch.manual_seed(self.cfg.seed)
-        net = build_net("encoder_unet", **self._net_config())
-        assert isinstance(net, EncoderUNet)
-        self.net = net
-
     def _net_config(self) -> dict[str, Any]:
-        return {"encoder": self.cfg.encoder, "in_channels": self.cfg.in_channels,
-                "out_channels": self.cfg.num_classes, "decoder_width": self.cfg.decoder_width,
-                "weights": self.cfg.weights}  # fmt: skip
+        return {**super()._net_config(), "out_channels": self.cfg.num_classes,
+                "decoder_width": self.cfg.decoder_width}  # fmt: skip
 
     def load_encoder(self, state: dict[str, Tensor]) -> None:
         """Start the contracting path from another network's ``encoder.*`` tensors."""
@@ -76,34 +62,6 @@ class EncoderFinetunedSegmenter(Segmenter):
             raise ValueError(f"encoder weights do not fit ({missing[:3]}, {unexpected[:3]})")
 
     # -- Segmenter interface -------------------------------------------------------------
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes K."""
-        return self.cfg.num_classes
-
-    @property
-    def in_channels(self) -> int | None:
-        """Band count."""
-        return self.cfg.in_channels
-
-    @property
-    def halo(self) -> int:
-        """Context for every window over a tile's core: window size - stride."""
-        return self._window.halo
-
-    @property
-    def window(self) -> Window:
-        """``crop_size`` windows every ``window_stride`` px."""
-        return self._window
-
-    def config(self) -> dict[str, Any]:
-        """The options as resolved."""
-        return asdict(self.cfg)
-
-    def network(self) -> dict[str, Any]:
-        """The encoder UNet, by name and config (:mod:`lcmap.nets`)."""
-        return network_record("encoder_unet", **self._net_config())
 
     def header(self) -> dict[str, Any]:
         """How the encoder started and whether it was trained."""
@@ -192,11 +150,6 @@ class EncoderFinetunedSegmenter(Segmenter):
             xs.append(xi)
             ys.append(yi)
         return torch.stack(xs).contiguous(), torch.stack(ys).contiguous()
-
-    def _fitted(self) -> EncoderUNet:
-        if self.net is None:
-            raise RuntimeError("encoder_finetuned must be trained (or loaded) before it is used")
-        return self.net
 
 
 def build(num_classes: int | None = None, **options: Any) -> EncoderFinetunedSegmenter:

@@ -31,22 +31,21 @@ pre-trained encoder (``--init simclr``) or at random (``--init random``), frozen
 """
 
 import logging
-from dataclasses import asdict, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lcmap.errors import InvalidOptionError, InvalidSceneError
+from lcmap.errors import InvalidSceneError
 from lcmap.fewshot.encoder import Assignment
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._contrastive import AUGMENTATIONS, make_views, nt_xent, sample_at, view_points
-from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
+from lcmap.methods._encoder import EncoderSegmenter
+from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import SimclrConfig
 from lcmap.methods.options import make_config
-from lcmap.nets import build_net, network_record
-from lcmap.nets.encoder_unet import FIXED_SIZE, EncoderUNet, encoder_state
+from lcmap.nets.encoder_unet import encoder_state
 from lcmap.types import show_status
 
 log = logging.getLogger(__name__)
@@ -55,24 +54,7 @@ log = logging.getLogger(__name__)
 _PROBE_PIXELS = 64
 
 
-def window_geometry(encoder: str, crop_size: int | None, stride: int | None) -> Window:
-    """The window an encoder network sees: ``crop_size`` (Swin's fixed 224 by default, else
-    128) every ``stride`` px (half a window by default); checked against the encoder."""
-    fixed = FIXED_SIZE.get(encoder)
-    size = crop_size or fixed or 128
-    if fixed is not None and size != fixed:
-        raise InvalidOptionError(f"encoder {encoder} takes {fixed} px windows; crop_size={size}")
-    if size % 32:
-        raise InvalidOptionError(
-            f"crop_size={size} must be a multiple of 32 (the encoder's stride)"
-        )
-    stride = stride or size // 2
-    if size % stride:
-        raise InvalidOptionError(f"window_stride={stride} must divide crop_size={size}")
-    return Window(size, stride)
-
-
-class SimclrSegmenter(Segmenter):
+class SimclrSegmenter(EncoderSegmenter):
     """An encoder pre-trained by contrast on the scenes, mapped by cosine k-means.
 
     Args:
@@ -87,11 +69,8 @@ class SimclrSegmenter(Segmenter):
     )
 
     def __init__(self, config: SimclrConfig | None = None) -> None:
-        super().__init__()
         cfg = config or SimclrConfig()
-        self._window = window_geometry(cfg.encoder, cfg.crop_size, cfg.window_stride)
-        self.cfg = replace(cfg, crop_size=self._window.size, window_stride=self._window.stride)
-        self.net: EncoderUNet | None = None
+        super().__init__(cfg)
         self.projection: nn.Module | None = None
         self.dense_projection: nn.Module | None = None
         self.centroids: Tensor | None = None
@@ -100,49 +79,12 @@ class SimclrSegmenter(Segmenter):
             self._build(cfg.in_channels)
 
     def _build(self, channels: int) -> None:
-        self.cfg = replace(self.cfg, in_channels=channels)
-        torch.manual_seed(self.cfg.seed)
-        net = build_net("encoder_unet", **self._net_config())
-        assert isinstance(net, EncoderUNet)
-        self.net = net
+        super()._build(channels)
+        net = self._fitted()
         deep, dim, out = net.channels[-1], net.embed_dim(), self.cfg.projection_dim
         self.projection = nn.Sequential(nn.Linear(deep, deep), nn.ReLU(), nn.Linear(deep, out))
         self.dense_projection = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(),
                                               nn.Linear(dim // 2, out))  # fmt: skip
-
-    def _net_config(self) -> dict[str, Any]:
-        return {"encoder": self.cfg.encoder, "in_channels": self.cfg.in_channels,
-                "weights": self.cfg.weights}  # fmt: skip
-
-    # -- Segmenter interface -------------------------------------------------------------
-
-    @property
-    def num_classes(self) -> int:
-        """Clusters K of the probe."""
-        return self.cfg.num_classes
-
-    @property
-    def in_channels(self) -> int | None:
-        """Band count (None until fitted)."""
-        return self.cfg.in_channels
-
-    @property
-    def halo(self) -> int:
-        """Context for every window over a tile's core: window size - stride."""
-        return self._window.halo
-
-    @property
-    def window(self) -> Window:
-        """``crop_size`` windows every ``window_stride`` px."""
-        return self._window
-
-    def config(self) -> dict[str, Any]:
-        """The options as resolved (window size and stride, band count)."""
-        return asdict(self.cfg)
-
-    def network(self) -> dict[str, Any]:
-        """The encoder network, by name and config (:mod:`lcmap.nets`)."""
-        return network_record("encoder_unet", **self._net_config())
 
     def header(self) -> dict[str, Any]:
         """The augmentations and the final contrastive loss."""
@@ -211,7 +153,7 @@ class SimclrSegmenter(Segmenter):
             self._build(int(sampler.in_channels))
         net = self._fitted()
         self.to(self.device)
-        pool = sampler.sample(cfg.windows, cfg.crop_size)  # type: ignore[arg-type]
+        pool = sampler.sample(cfg.windows, cfg.crop_size)
         n = len(pool.image)
         batch = min(cfg.batch_size, n)
         per_epoch = max(1, n // batch)
@@ -315,11 +257,6 @@ class SimclrSegmenter(Segmenter):
         log.info("simclr: k-means probe on %d pixels, K = %d", len(x), self.num_classes)
         return spherical_kmeans(x, self.num_classes, gen).to(self.device)
 
-    def _fitted(self) -> EncoderUNet:
-        if self.net is None:
-            raise RuntimeError("simclr must be fitted (or loaded) before it is used")
-        return self.net
-
     # -- few-shot encoder (lcmap.fewshot.encoder.FewShotEncoder) ----------------------------
 
     def fewshot_inits(self) -> dict[str, str]:
@@ -363,4 +300,4 @@ def build(num_classes: int | None = None, **options: Any) -> SimclrSegmenter:
     )
 
 
-__all__ = ["SimclrConfig", "SimclrSegmenter", "build", "window_geometry"]
+__all__ = ["SimclrConfig", "SimclrSegmenter", "build"]
