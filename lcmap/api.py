@@ -136,25 +136,53 @@ def _header(
 def _fit(
     method: "Segmenter",
     scenes: Sequence[str | Path],
-    bands: list[int],
-    norm: Normalisation,
+    spec: ReadSpec,
     labels: Sequence[str | Path] | None,
     seed: int,
     device: Any,
     progress: ProgressFn | None,
 ) -> None:
-    from lcmap.engine import seed_everything
     from lcmap.sampling import open_sampler
+
+    with open_sampler(scenes, spec, labels, seed) as sampler:
+        _fit_with(method, sampler, seed, device, progress)
+
+
+def _fit_pairs(
+    method: "Segmenter",
+    scenes: Sequence[str | Path],
+    partners: Sequence[str | Path],
+    spec: ReadSpec,
+    seed: int,
+    device: Any,
+    progress: ProgressFn | None,
+) -> dict[str, Any]:
+    """Fit on windows of scenes and their partners; what the model records of the partners."""
+    from lcmap.methods import method_options
+    from lcmap.sampling import open_pair_sampler
+
+    if "pair_channels" not in {o.name for o in method_options(method.info.name)}:
+        raise InvalidOptionError(f"method '{method.info.name}' does not learn from pairs.")
+    with open_pair_sampler(scenes, partners, spec, seed) as sampler:
+        _fit_with(method, sampler, seed, device, progress)
+        other = sampler.partner_spec
+        return {"partners": [Path(str(p)).name for p in partners], "bands": list(other.bands),
+                "norm_low": list(other.norm.low), "norm_high": list(other.norm.high)}  # fmt: skip
+
+
+def _fit_with(
+    method: "Segmenter", sampler: Any, seed: int, device: Any, progress: ProgressFn | None
+) -> None:
+    from lcmap.engine import seed_everything
 
     seed_everything(seed)
     method.to(device)
-    with open_sampler(scenes, ReadSpec(tuple(bands), norm), labels, seed) as sampler:
-        try:
-            method.fit(sampler, progress)
-        except ValueError as exc:
-            if isinstance(exc, LcmapError):
-                raise
-            raise InvalidSceneError(f"Cannot fit '{method.info.name}': {exc}") from exc
+    try:
+        method.fit(sampler, progress)
+    except ValueError as exc:
+        if isinstance(exc, LcmapError):
+            raise
+        raise InvalidSceneError(f"Cannot fit '{method.info.name}': {exc}") from exc
 
 
 def _build(name: str, classes: int | None, options: dict[str, Any] | None) -> "Segmenter":
@@ -271,7 +299,7 @@ def _segmenter_for(
     norm = scene_statistics([src], chosen, seed)
     if seg.info.needs_fit:
         start_phase(progress, f"fit {seg.info.name}")
-        _fit(seg, [scene], chosen, norm, None, seed, device, progress)
+        _fit(seg, [scene], ReadSpec(tuple(chosen), norm), None, seed, device, progress)
     header = _header(seg, chosen, norm, band_facts(src, chosen))
     return seg, header, ReadSpec(tuple(chosen), norm)
 
@@ -658,6 +686,7 @@ def train(
     classes: int | None = None,
     bands: list[int] | None = None,
     labels: Sequence[str | Path] | None = None,
+    partners: Sequence[str | Path] | None = None,
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
@@ -676,6 +705,9 @@ def train(
         classes: number of classes K.
         bands: 1-based band indexes (all when None).
         labels: optional label rasters aligned with ``scenes`` (255 = unlabelled).
+        partners: per scene, the same ground seen by another sensor or on another date, read
+            on the scene's grid through a warped view (any CRS and pixel size): positive
+            pairs for methods that learn from pairs (``simclr``).
         seed: fixes sampling and initialisation.
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace an existing model file.
@@ -690,7 +722,7 @@ def train(
     """
     if not scenes:
         raise LcmapError("No scene given; pass at least one raster to train on.")
-    output = check_output(output, overwrite, inputs=[*scenes, *(labels or [])])
+    output = check_output(output, overwrite, inputs=[*scenes, *(labels or []), *(partners or [])])
     check_run_numbers(seed=seed)
 
     from lcmap.engine import choose_device
@@ -711,8 +743,14 @@ def train(
         norm = scene_statistics(srcs, chosen[0], seed)
         facts = band_facts(srcs[0], chosen[0])
     seg = _build(method, classes, options)
-    _fit(seg, scenes, chosen[0], norm, labels, seed, dev, progress)
-    header = _header(seg, chosen[0], norm, facts)
+    spec = ReadSpec(tuple(chosen[0]), norm)
+    if partners is None:
+        _fit(seg, scenes, spec, labels, seed, dev, progress)
+        header = _header(seg, chosen[0], norm, facts)
+    else:
+        pairs = _fit_pairs(seg, scenes, partners, spec, seed, dev, progress)
+        header = _header(seg, chosen[0], norm, facts)
+        header.extra["pairs"] = pairs
     save_model(output, seg, header)
     log.info("saved %s model to %s", method, output)
     return header

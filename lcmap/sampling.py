@@ -18,7 +18,14 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from lcmap.errors import InvalidSceneError
-from lcmap.io.scene import ReadSpec, open_scene, read_window, sample_windows
+from lcmap.io.scene import (
+    ReadSpec,
+    open_on_grid,
+    open_scene,
+    read_window,
+    sample_windows,
+    scene_statistics,
+)
 from lcmap.methods.base import SampleBatch
 from lcmap.types import UNLABELLED
 
@@ -223,6 +230,60 @@ class SceneSampler(_Sampler):
         return out
 
 
+class PairSampler(SceneSampler):
+    """Windows of scenes and, on the same footprint, of their partners (another sensor or
+    date), the partners read on each scene's grid through a warped view
+    (:func:`lcmap.io.scene.open_on_grid`).
+
+    A window's image holds the scene's bands, then the partner's (each normalised by its own
+    spec); it counts as valid where both have data. :attr:`split` is the scene's band count.
+
+    Args:
+        scenes: open scenes.
+        partners: per scene, its partner seen on the scene's grid.
+        spec: the scenes' bands and normalisation.
+        partner_spec: the partners' bands and normalisation.
+        seed: seeds window positions.
+    """
+
+    def __init__(
+        self,
+        scenes: Sequence[DatasetReader],
+        partners: Sequence[Any],
+        spec: ReadSpec,
+        partner_spec: ReadSpec,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(scenes, spec, None, seed)
+        self.partners = list(partners)
+        self.partner_spec = partner_spec
+
+    @property
+    def split(self) -> int:
+        """Bands of the scene; the partner's follow."""
+        return len(self.spec.bands)
+
+    @property
+    def in_channels(self) -> int:
+        """Bands of a window: the scene's and the partner's."""
+        return len(self.spec.bands) + len(self.partner_spec.bands)
+
+    def _draw(self, i: int, size: int) -> tuple[Any, NDArray[np.bool_]]:
+        (window, data), valid = super()._draw(i, size)
+        other, other_valid = read_window(self.partners[i], window, list(self.partner_spec.bands))
+        return (window, data, other, valid, other_valid), valid & other_valid
+
+    def _take(
+        self, i: int, handle: Any, valid: NDArray[np.bool_]
+    ) -> tuple[NDArray[np.float32], NDArray[Any] | None]:
+        _, data, other, own_valid, other_valid = handle
+        image = np.concatenate(
+            [self.spec.norm.apply(data, own_valid),
+             self.partner_spec.norm.apply(other, other_valid)]
+        )  # fmt: skip
+        return image, None
+
+
 @contextlib.contextmanager
 def open_sampler(
     scenes: Sequence[str | Path],
@@ -235,3 +296,29 @@ def open_sampler(
         srcs = [stack.enter_context(open_scene(p)) for p in scenes]
         labs = [stack.enter_context(open_scene(p)) for p in labels] if labels else None
         yield SceneSampler(srcs, spec, labs, seed)
+
+
+@contextlib.contextmanager
+def open_pair_sampler(
+    scenes: Sequence[str | Path],
+    partners: Sequence[str | Path],
+    spec: ReadSpec,
+    seed: int = 0,
+) -> Iterator[PairSampler]:
+    """Open scenes and their partners on the scenes' grids; the partners' normalisation is
+    estimated over all their bands (:func:`lcmap.io.scene.scene_statistics`)."""
+    if len(partners) != len(scenes):
+        raise InvalidSceneError(
+            f"{len(partners)} partners for {len(scenes)} scenes; give one each."
+        )
+    with contextlib.ExitStack() as stack:
+        srcs = [stack.enter_context(open_scene(p)) for p in scenes]
+        views = [
+            stack.enter_context(open_on_grid(p, s)) for p, s in zip(partners, srcs, strict=True)
+        ]
+        counts = {v.count for v in views}
+        if len(counts) > 1:
+            raise InvalidSceneError(f"The partners have different band counts ({sorted(counts)}).")
+        bands = list(range(1, views[0].count + 1))
+        partner_spec = ReadSpec(tuple(bands), scene_statistics(views, bands, seed))
+        yield PairSampler(srcs, views, spec, partner_spec, seed)

@@ -24,11 +24,13 @@ _DEFAULTS = SimclrConfig()
 
 @app.command("pretrain")
 def pretrain(
-    scenes: Annotated[list[str], typer.Argument(help="Scenes to learn from (labels unused).")],
     output: Annotated[
         Path,
         typer.Option("--output", "-o", help="Encoder model to write (.lcmap).", dir_okay=False),
     ],
+    scenes: Annotated[
+        list[str] | None, typer.Argument(help="Scenes to learn from (labels unused).")
+    ] = None,
     method: Annotated[
         str, typer.Option("--method", "-m", help="Pre-training method (simclr).")
     ] = "simclr",
@@ -42,6 +44,15 @@ def pretrain(
         Path | None,
         typer.Option(
             "--weights", help="Local timm/torchvision checkpoint to start from.", exists=True
+        ),
+    ] = None,
+    pair: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pair",
+            help="A.tif:B.tif, the same ground by two sensors or dates (repeatable; "
+            "@FILE reads one A:B per line): B is read on A's grid; each encoder learns from "
+            "the other's view.",
         ),
     ] = None,
     classes: Classes = None,
@@ -109,9 +120,16 @@ def pretrain(
 
         $ lcmap pretrain s2_*.tif -o swin.lcmap --encoder swin-unet --optimizer adam --dense
 
+        $ lcmap pretrain --pair s2_a.tif:s1_a.tif --pair s2_b.tif:s1_b.tif -o s2s1.lcmap
+
         $ lcmap finetune enc.lcmap --scene a.tif --labels truth.tif --patches 20 -o tuned.lcmap
     """
     setup_logging(verbose, quiet)
+    pairs = _parse_pairs(pair or [])
+    if scenes and pairs:
+        raise typer.BadParameter("give SCENES or --pair, not both.")
+    if not scenes and not pairs:
+        raise typer.BadParameter("give SCENES to learn from, or --pair A.tif:B.tif.")
     with reported_errors():
         from lcmap import api
 
@@ -121,9 +139,29 @@ def pretrain(
             batch_size=batch_size, optimizer=optimizer, lr=lr, crop_size=crop_size,
         )  # fmt: skip
         with progress_bar(f"pretrain {method}") as update:
-            header = api.train(scenes, output, method=method, classes=classes,
+            header = api.train(scenes or [a for a, _ in pairs], output, method=method,
+                               partners=[b for _, b in pairs] or None, classes=classes,
                                bands=parse_bands(bands), seed=seed, device=device,
                                overwrite=overwrite, progress=update, options=options)  # fmt: skip
     loss = header.extra.get("final_loss")
     echo(f"Saved {encoder} encoder (final loss {loss:.4f}, {header.num_classes} clusters) "
          f"to {output}.")  # fmt: skip
+
+
+def _parse_pairs(values: list[str]) -> list[tuple[str, str]]:
+    """``A:B`` values (and ``@FILE`` of one ``A:B`` per line, paths relative to the file)."""
+    pairs = []
+    for value in values:
+        if value.startswith("@"):
+            listing = Path(value[1:])
+            if not listing.is_file():
+                raise typer.BadParameter(f"pair list {listing} not found.")
+            lines = [ln.strip() for ln in listing.read_text().splitlines() if ln.strip()]
+            found = _parse_pairs(lines)
+            pairs += [(str(listing.parent / a), str(listing.parent / b)) for a, b in found]
+            continue
+        parts = value.split(":")
+        if len(parts) != 2 or not all(parts):
+            raise typer.BadParameter(f"'{value}' is not A.tif:B.tif (two local paths).")
+        pairs.append((parts[0], parts[1]))
+    return pairs

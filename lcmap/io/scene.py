@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,46 @@ def open_scene(path: str | Path) -> DatasetReader:
         src.close()
         raise InvalidSceneError(f"{path} is empty ({src.width}x{src.height}, {src.count} bands).")
     return src
+
+
+def resampling_for(src: DatasetReader) -> Any:
+    """How to resample ``src`` onto another grid: nearest for classes (a palette, or one
+    integer band of 8 bits: labels, masks), bilinear for measurements (reflectance, backscatter,
+    elevation), which averaging does not corrupt."""
+    from rasterio.enums import Resampling
+
+    dtype = np.dtype(src.dtypes[0])
+    byte_band = src.count == 1 and dtype.kind in "iu" and dtype.itemsize == 1
+    categorical = src.colorinterp[0] == ColorInterp.palette or byte_band
+    return Resampling.nearest if categorical else Resampling.bilinear
+
+
+@contextlib.contextmanager
+def open_on_grid(path: str | Path, ref: DatasetReader) -> Iterator[Any]:
+    """Open ``path`` as seen on ``ref``'s grid (CRS, transform, size), warped on the fly.
+
+    A rasterio ``WarpedVRT``: each window read is warped when read (never the whole raster),
+    with :func:`resampling_for` the raster; pixels it does not cover read as nodata (masked).
+
+    Raises:
+        InputNotFoundError, InvalidSceneError: as :func:`open_scene`; a raster or a grid
+            without a CRS cannot be warped.
+    """
+    from rasterio.vrt import WarpedVRT
+
+    with open_scene(path) as src:
+        if src.crs is None or ref.crs is None:
+            raise InvalidSceneError(
+                f"{Path(str(path)).name} or {Path(ref.name).name} has no CRS; a raster can only "
+                "be read on another's grid when both are georeferenced."
+            )
+        # Where the raster does not reach: its own nodata, else 0 (integers) or NaN (floats).
+        integer = np.dtype(src.dtypes[0]).kind in "iu"
+        nodata = src.nodata if src.nodata is not None else (0 if integer else np.nan)
+        with WarpedVRT(src, crs=ref.crs, transform=ref.transform, width=ref.width,
+                       height=ref.height, resampling=resampling_for(src),
+                       src_nodata=src.nodata, nodata=nodata) as vrt:  # fmt: skip
+            yield vrt
 
 
 def check_georeference(src: DatasetReader) -> bool:

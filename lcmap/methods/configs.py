@@ -250,6 +250,9 @@ class SimclrConfig(EncoderOptions):
     )  # fmt: skip
     dense_points: int = option(32, "pixel pairs per window for the dense contrast", low=1)
     probe_windows: int = option(256, "windows embedded to fit the k-means probe", low=1)
+    pair_channels: int | None = option(
+        None, "bands of the partner sensor or date when pre-trained on pairs (set by fit)", low=1
+    )
     seed: int = option(0, "seeds windows, views, initialisation and the probe", low=0)
 
 

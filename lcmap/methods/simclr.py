@@ -31,6 +31,7 @@ pre-trained encoder (``--init simclr``) or at random (``--init random``), frozen
 """
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -45,7 +46,8 @@ from lcmap.methods._encoder import EncoderSegmenter
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import SimclrConfig
 from lcmap.methods.options import make_config
-from lcmap.nets.encoder_unet import encoder_state
+from lcmap.nets import build_net
+from lcmap.nets.encoder_unet import EncoderUNet, encoder_state
 from lcmap.types import show_status
 
 log = logging.getLogger(__name__)
@@ -75,12 +77,19 @@ class SimclrSegmenter(EncoderSegmenter):
         self.dense_projection: nn.Module | None = None
         self.centroids: Tensor | None = None
         self.final_loss: float | None = None
+        #: The partner sensor's encoder (pre-training on pairs), same architecture.
+        self.pair_net: EncoderUNet | None = None
         if cfg.in_channels is not None:
             self._build(cfg.in_channels)
 
     def _build(self, channels: int) -> None:
         super()._build(channels)
         net = self._fitted()
+        if self.cfg.pair_channels:
+            pair = build_net("encoder_unet", encoder=self.cfg.encoder,
+                             in_channels=self.cfg.pair_channels)  # fmt: skip
+            assert isinstance(pair, EncoderUNet)
+            self.pair_net = pair
         deep, dim, out = net.channels[-1], net.embed_dim(), self.cfg.projection_dim
         self.projection = nn.Sequential(nn.Linear(deep, deep), nn.ReLU(), nn.Linear(deep, out))
         self.dense_projection = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(),
@@ -91,15 +100,19 @@ class SimclrSegmenter(EncoderSegmenter):
         return {"augmentations": AUGMENTATIONS, "final_loss": self.final_loss,
                 "objective": "simclr+dense" if self.cfg.dense_weight else "simclr"}  # fmt: skip
 
+    def _modules(self) -> dict[str, nn.Module]:
+        """The state's modules by prefix."""
+        assert self.net is not None and self.projection is not None
+        assert self.dense_projection is not None
+        modules = {"net.": self.net, "projection.": self.projection,
+                   "dense_projection.": self.dense_projection}  # fmt: skip
+        return modules | ({"pair_net.": self.pair_net} if self.pair_net is not None else {})
+
     def state_dict(self) -> dict[str, Tensor]:
-        """``encoder.*`` (the network's encoder), the projection heads and the centroids."""
-        net = self._fitted()
-        assert self.projection is not None and self.dense_projection is not None
-        state = {f"net.{k}": v.detach().cpu() for k, v in net.state_dict().items()}
-        state.update({f"projection.{k}": v.detach().cpu()
-                      for k, v in self.projection.state_dict().items()})  # fmt: skip
-        state.update({f"dense_projection.{k}": v.detach().cpu()
-                      for k, v in self.dense_projection.state_dict().items()})  # fmt: skip
+        """The network (``net.*``), the partner's (``pair_net.*``), the projection heads and
+        the centroids."""
+        state = {f"{prefix}{k}": v.detach().cpu() for prefix, module in self._modules().items()
+                 for k, v in module.state_dict().items()}  # fmt: skip
         assert self.centroids is not None
         state["centroids"] = self.centroids.detach().cpu()
         return state
@@ -108,9 +121,7 @@ class SimclrSegmenter(EncoderSegmenter):
         """Restore what :meth:`state_dict` wrote."""
         if self.net is None:
             raise KeyError("the config has no in_channels, so the network cannot be rebuilt")
-        assert self.projection is not None and self.dense_projection is not None
-        for prefix, module in (("net.", self.net), ("projection.", self.projection),
-                               ("dense_projection.", self.dense_projection)):  # fmt: skip
+        for prefix, module in self._modules().items():
             module.load_state_dict({k[len(prefix) :]: v for k, v in state.items()
                                     if k.startswith(prefix)})  # fmt: skip
         centroids = state["centroids"]
@@ -122,7 +133,7 @@ class SimclrSegmenter(EncoderSegmenter):
     def to(self, device: torch.device) -> "SimclrSegmenter":
         """Move the network, heads and centroids to ``device``."""
         super().to(device)
-        for module in (self.net, self.projection, self.dense_projection):
+        for module in (self.net, self.projection, self.dense_projection, self.pair_net):
             if module is not None:
                 module.to(device)
         if self.centroids is not None:
@@ -148,9 +159,12 @@ class SimclrSegmenter(EncoderSegmenter):
 
     def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
         """Pre-train the encoder by contrast on windows of the scenes, then fit the probe."""
-        cfg = self.cfg
+        split = getattr(sampler, "split", None)  # windows of pairs: the scene's bands first
         if self.net is None:
-            self._build(int(sampler.in_channels))
+            if split is not None:
+                self.cfg = replace(self.cfg, pair_channels=int(sampler.in_channels) - split)
+            self._build(split or int(sampler.in_channels))
+        cfg = self.cfg
         net = self._fitted()
         self.to(self.device)
         pool = sampler.sample(cfg.windows, cfg.crop_size)
@@ -162,6 +176,8 @@ class SimclrSegmenter(EncoderSegmenter):
         gen = torch.Generator().manual_seed(cfg.seed)
         assert self.projection is not None and self.dense_projection is not None
         params = [*net.encoder.parameters(), *self.projection.parameters()]
+        if self.pair_net is not None:
+            params += list(self.pair_net.encoder.parameters())
         if cfg.dense_weight:
             params += list(self.dense_projection.parameters())
         opt = (
@@ -172,6 +188,8 @@ class SimclrSegmenter(EncoderSegmenter):
         log.info("simclr: %s on %d windows of %d px, %d steps of %d windows",
                  cfg.encoder, n, cfg.crop_size, steps, batch)  # fmt: skip
         net.train()
+        if self.pair_net is not None:
+            self.pair_net.train()
         order = torch.randperm(n, generator=gen)
         for step in range(steps):
             pos = (step % per_epoch) * batch
@@ -189,30 +207,44 @@ class SimclrSegmenter(EncoderSegmenter):
                 progress(step + 1, total)
                 show_status(progress, f"loss {self.final_loss:.4f}")
         net.eval()
+        if self.pair_net is not None:
+            self.pair_net.eval()
         self.centroids = self._fit_probe(sampler, gen, progress, steps, total)
 
     def contrastive_loss(
         self, windows: Tensor, gen: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
         """The loss of one batch of (N, C, S, S) windows: NT-Xent of the pooled last stage,
-        mixed with PixContrast on the dense embedding when ``dense_weight`` > 0."""
+        mixed with PixContrast on the dense embedding when ``dense_weight`` > 0.
+
+        Windows of pairs (``pair_channels``) hold the scene's bands, then the partner's: the
+        first view is the scene's, seen by :attr:`net`, the second the partner's, seen by
+        :attr:`pair_net`, both projected by the one head into one space (seed 003's two
+        branches)."""
         net = self._fitted()
         assert self.projection is not None and self.dense_projection is not None
         cfg = self.cfg
         views, grids = make_views(windows.to(self.device), cfg.min_scale, gen)
-        x = torch.cat([views[0], views[1]])
-        feats = net.features(x)
-        pooled = self.projection(feats[-1].mean(dim=(2, 3)))
-        n = windows.shape[0]
-        loss = nt_xent(pooled[:n], pooled[n:], cfg.temperature)
+        n, size = windows.shape[0], views.shape[-2:]
+        if self.pair_net is None:  # one pass over both views: BatchNorm sees all 2N
+            feats = net.features(torch.cat([views[0], views[1]]))
+            fa, fb = [f[:n] for f in feats], [f[n:] for f in feats]
+            other = net
+        else:
+            split = int(self.in_channels or 0)
+            fa, fb = net.features(views[0][:, :split]), self.pair_net.features(views[1][:, split:])
+            other = self.pair_net
+        za = self.projection(fa[-1].mean(dim=(2, 3)))
+        zb = self.projection(fb[-1].mean(dim=(2, 3)))
+        loss = nt_xent(za, zb, cfg.temperature)
         parts = {"global": float(loss.detach())}
         if cfg.dense_weight:
-            emb = net.hypercolumn(feats, x.shape[-2:])
+            ea, eb = net.hypercolumn(fa, size), other.hypercolumn(fb, size)
             coords, ok = view_points(grids, cfg.dense_points, gen)
             keep = ok.flatten()
             if bool(keep.any()):
-                a = sample_at(emb[:n], coords[0]).reshape(-1, emb.shape[1])[keep]
-                b = sample_at(emb[n:], coords[1]).reshape(-1, emb.shape[1])[keep]
+                a = sample_at(ea, coords[0]).reshape(-1, ea.shape[1])[keep]
+                b = sample_at(eb, coords[1]).reshape(-1, eb.shape[1])[keep]
                 dense = nt_xent(self.dense_projection(a), self.dense_projection(b),
                                 cfg.temperature)  # fmt: skip
                 parts["dense"] = float(dense.detach())
@@ -239,7 +271,7 @@ class SimclrSegmenter(EncoderSegmenter):
             count = min(16, self.cfg.probe_windows - drawn)
             sample = sampler.sample(count, s)
             with torch.no_grad():
-                z = net.embed(sample.image.to(self.device).float())
+                z = net.embed(sample.image[:, : self.in_channels].to(self.device).float())
             for i in range(count):
                 probs = weight * sample.valid[i].flatten().float()
                 if float(probs.sum()) == 0:

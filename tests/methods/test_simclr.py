@@ -9,6 +9,7 @@ from _cas_data import CLASS_NAMES, miou, write_three_class_scene
 from _tiny_vit import NAIP_SAMPLE
 
 from lcmap import api
+from lcmap.errors import InvalidOptionError
 from lcmap.fewshot.encoder import load_encoder
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
@@ -135,3 +136,36 @@ def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
         x = torch.rand(1, 2, crop, crop)
         with torch.no_grad():
             assert torch.allclose(seg.predict(x), back.predict(x), atol=1e-5)
+
+
+def test_pretraining_on_pairs_of_sensors_keeps_an_encoder_for_each(tmp_path):
+    from _cas_data import ORIGIN, three_class_truth
+    from rasterio.transform import from_origin
+
+    truth = three_class_truth(128, 160, seed=3)
+    optical = (np.array([[40, 80, 160], [170, 150, 60], [90, 200, 90]])[truth]).transpose(2, 0, 1)
+    radar = np.stack([truth * 3.0 - 15.0, truth * -2.0 - 8.0])[:, ::2, ::2]  # 2 bands, 4 m
+    a, b = tmp_path / "s2.tif", tmp_path / "s1.tif"
+    for path, data, pixel in (
+        (a, optical.astype(np.uint8), 2.0),
+        (b, radar.astype(np.float32), 4.0),
+    ):
+        profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
+                   "count": data.shape[0], "dtype": data.dtype, "crs": "EPSG:32618",
+                   "transform": from_origin(*ORIGIN, pixel, pixel)}  # fmt: skip
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+    model = tmp_path / "pair.lcmap"
+    header = api.train([a], model, method="simclr", classes=3, partners=[b], device="cpu",
+                       options={**FAST, "encoder": "unet", "dense_weight": 0.5})  # fmt: skip
+    assert header.in_channels == 3 and header.config["pair_channels"] == 2
+    assert header.extra["pairs"]["partners"] == ["s1.tif"] and header.extra["pairs"]["bands"] == [
+        1,
+        2,
+    ]
+    seg, _ = load_model(model)
+    assert seg.pair_net is not None and seg.pair_net.encoder.stem[0].in_channels == 2
+    result = api.segment(a, tmp_path / "map.tif", model=model)
+    assert result.width == 160 and sum(result.class_pixels) == 128 * 160
+    with pytest.raises(InvalidOptionError, match="does not learn from pairs"):
+        api.train([a], tmp_path / "km.lcmap", method="kmeans", partners=[b], device="cpu")
