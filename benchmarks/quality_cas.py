@@ -126,7 +126,8 @@ def predict_labels(model_path: Path, crops: list[dict[str, Any]]) -> list[np.nda
         bands = [b - 1 for b in header.bands]
         x = torch.from_numpy(norm.apply(c["raw"][bands], c["valid"]))[None]
         with torch.inference_mode():
-            preds.append(method.predict(x).argmax(dim=1)[0].numpy().astype(np.int64))
+            # predict_tiles: predict, or fixed windows blended for a windowed method
+            preds.append(method.predict_tiles(x).argmax(dim=1)[0].numpy().astype(np.int64))
     return preds
 
 

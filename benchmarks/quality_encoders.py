@@ -34,13 +34,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from quality_cas import CLASSES, DATA, eval_crops, read_index, score
+from quality_cas import CLASSES, DATA, eval_crops, predict_labels, read_index, score
 
 from lcmap import api
 from lcmap.errors import NoNodataWarning
 from lcmap.fewshot.finetune import finetune
-from lcmap.io.scene import Normalisation
-from lcmap.models import load_model
 
 log = logging.getLogger("quality_encoders")
 
@@ -69,20 +67,6 @@ def parse() -> argparse.Namespace:
         args.seeds, args.pretrain_steps, args.ft_steps, args.eval_crop = "0", 5, 5, 128
         args.pretrain_windows, args.encoders = 64, "unet"
     return args
-
-
-def predict_labels(model_path: Path, crops: list[dict[str, Any]]) -> list[np.ndarray]:
-    """Each crop mapped as ``segment`` maps it: fixed windows, blended (``predict_tiles``)."""
-    method, header = load_model(model_path)
-    method.to(torch.device("cpu"))
-    norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
-    preds = []
-    for c in crops:
-        bands = [b - 1 for b in header.bands]
-        x = torch.from_numpy(norm.apply(c["raw"][bands], c["valid"]))[None]
-        with torch.inference_mode():
-            preds.append(method.predict_tiles(x).argmax(dim=1)[0].numpy().astype(np.int64))
-    return preds
 
 
 def per_class_iou(preds: list[np.ndarray], crops: list[dict[str, Any]]) -> list[float]:

@@ -68,7 +68,11 @@ def main() -> int:
     import rasterio
 
     from lcmap import api
-    from lcmap.fewshot.finetune import finetune
+
+    try:
+        from lcmap.fewshot.finetune import finetune
+    except ImportError:  # before lcmap/fewshot/ (b108bf5 and older)
+        from lcmap.finetune import finetune  # type: ignore[no-redef]
 
     def digest(path: Path) -> str:
         with rasterio.open(path) as src:

@@ -88,6 +88,13 @@ class EncoderSegmenter(Segmenter):
         """The encoder UNet, by name and config (:mod:`lcmap.nets`)."""
         return network_record("encoder_unet", **self._net_config())
 
+    def to(self, device: torch.device) -> "EncoderSegmenter":
+        """Move the network to ``device``."""
+        super().to(device)
+        if self.net is not None:
+            self.net.to(device)
+        return self
+
     def _fitted(self) -> EncoderUNet:
         if self.net is None:
             raise RuntimeError(f"{self.info.name} must be fitted (or loaded) before it is used")

@@ -77,13 +77,6 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
         net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
         net.to(self.device)
 
-    def to(self, device: torch.device) -> "EncoderFinetunedSegmenter":
-        """Move the network to ``device``."""
-        super().to(device)
-        if self.net is not None:
-            self.net.to(device)
-        return self
-
     def predict(self, batch: Tensor) -> Tensor:
         """(B, C, S, S) windows -> (B, K, S, S) softmax class probabilities."""
         net = self._fitted()

@@ -133,7 +133,7 @@ class SimclrSegmenter(EncoderSegmenter):
     def to(self, device: torch.device) -> "SimclrSegmenter":
         """Move the network, heads and centroids to ``device``."""
         super().to(device)
-        for module in (self.net, self.projection, self.dense_projection, self.pair_net):
+        for module in (self.projection, self.dense_projection, self.pair_net):
             if module is not None:
                 module.to(device)
         if self.centroids is not None:
