@@ -42,6 +42,9 @@ from lcmap.io.scene import (
     scene_statistics,
     warn_if_no_nodata,
 )
+from lcmap.io.stack import check_layout as check_stack_layout
+from lcmap.io.stack import layout as stack_layout
+from lcmap.io.stack import stacked
 from lcmap.io.writer import (
     check_creation_options,
     check_distinct,
@@ -426,6 +429,7 @@ def segment(
     resume: bool = False,
     part_rows: int | None = None,
     client: Any = None,
+    stack: Sequence[str | Path] | None = None,
 ) -> SegmentResult:
     """Map ``scene`` to a land-cover label GeoTIFF on the same grid.
 
@@ -459,6 +463,9 @@ def segment(
             reusing those a killed run of the same command finished (:mod:`lcmap.scale`).
         part_rows: tile rows a part (about 16 Mpx a part when None).
         client: a Dask client already open (many-scene runs share one).
+        stack: co-registered rasters whose bands follow the scene's, reprojected onto its
+            grid window by window (:mod:`lcmap.io.stack`); a model trained with a stack must
+            be given the same stack.
 
     Returns:
         A summary of the map written.
@@ -472,7 +479,8 @@ def segment(
     # Every check of the arguments and outputs comes first, before torch is imported.
     scene, output = scene_path(scene), Path(output)
     creation_options = check_creation_options(creation_options)
-    _check_segment_outputs(scene, output, model, save_model, overwrite)
+    stack = [scene_path(p) for p in stack or []]
+    _check_segment_outputs(scene, output, model, save_model, overwrite, stack)
     check_run_numbers(tile=tile, halo=halo, batch_size=batch_size, seed=seed)
     check_scale_flags(workers, scheduler)
     if part_rows is not None and part_rows < 1:
@@ -483,15 +491,19 @@ def segment(
         request = {"scene": _identity(scene), "method": None if model else method,
                    "classes": classes, "bands": bands, "options": options or {}, "seed": seed,
                    "model": file_sha256(model) if model is not None else None}  # fmt: skip
+        if stack:
+            request["stack"] = [_identity(p) for p in stack]
         parts = PartsRun(output, request, resume)
 
     from lcmap.engine import choose_device
     from lcmap.io.writer import publish
 
     dev = choose_device(device)
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(bounded_gdal_cache(GDAL_CACHE_MB))
-        src = stack.enter_context(open_scene(scene))
+    with contextlib.ExitStack() as opened:
+        opened.enter_context(bounded_gdal_cache(GDAL_CACHE_MB))
+        # With a stack, everything reads the VRT of the scene's and the stack's bands.
+        read = opened.enter_context(stacked(scene, stack)) if stack else scene
+        src = opened.enter_context(open_scene(read))
         check_georeference(src)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()
@@ -501,14 +513,18 @@ def segment(
         if cached is not None:  # a killed run of this command fitted it already
             given = {"model": cached, "classes": None, "bands": None, "options": None}
         seg, header, spec = _segmenter_for(
-            src, scene, method=method, seed=seed, device=dev, progress=progress, **given
+            src, read, method=method, seed=seed, device=dev, progress=progress, **given
         )
-        model_path, staged = _stage_model(stack, seg, header, model, save_model)
+        if stack and given["model"] is None:
+            header.extra["stack"] = stack_layout(stack)
+        model_path, staged = _stage_model(opened, seg, header, model, save_model)
         fit_seconds = time.perf_counter() - fit_start
-        job = _MapJob(scene, src, seg, header, spec, batch_size or DEFAULT_BATCH, progress)
+        job = _MapJob(read, src, seg, header, spec, batch_size or DEFAULT_BATCH, progress)
         plan = plan_tiles(src.width, src.height, tile or DEFAULT_TILE, _tile_halo(seg, halo),
                           seg.tile_multiple)  # fmt: skip
         provenance = _provenance(scene, output, seg, header, spec, plan, seed, str(dev))
+        if stack:
+            provenance["stack"] = [_relative(p, output) for p in stack]
         if model_path is not None:
             provenance["model"] = _relative(model_path, output)
             provenance["model_sha256"] = file_sha256(staged or model_path)
@@ -546,10 +562,15 @@ def _check_segment_outputs(
     model: str | Path | None,
     save_model: str | Path | None,
     overwrite: bool,
+    stack: Sequence[str | Path],
 ) -> None:
     """Refuse a map or model output that exists (without ``overwrite``), is an input, or
-    names another output of the run."""
-    inputs = [scene] + ([Path(model)] if model is not None else [])
+    names another output of the run; and a stack that the model was not trained with."""
+    inputs = [scene, *stack] + ([Path(model)] if model is not None else [])
+    if model is not None:
+        from lcmap.models import read_header
+
+        check_stack_layout(read_header(model).extra.get("stack"), stack)
     check_map_output(output, overwrite, inputs=inputs)
     if save_model is not None:
         check_output(save_model, overwrite, inputs=inputs)
@@ -687,6 +708,7 @@ def train(
     bands: list[int] | None = None,
     labels: Sequence[str | Path] | None = None,
     partners: Sequence[str | Path] | None = None,
+    stack: Sequence[str | Path] | None = None,
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
@@ -708,6 +730,8 @@ def train(
         partners: per scene, the same ground seen by another sensor or on another date, read
             on the scene's grid through a warped view (any CRS and pixel size): positive
             pairs for methods that learn from pairs (``simclr``).
+        stack: co-registered rasters whose bands follow the (one) scene's, reprojected onto
+            its grid (:mod:`lcmap.io.stack`); the model records their layout.
         seed: fixes sampling and initialisation.
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace an existing model file.
@@ -722,15 +746,20 @@ def train(
     """
     if not scenes:
         raise LcmapError("No scene given; pass at least one raster to train on.")
-    output = check_output(output, overwrite, inputs=[*scenes, *(labels or []), *(partners or [])])
+    if stack and len(scenes) != 1:
+        raise LcmapError(f"a stack goes with one scene; {len(scenes)} were given.")
+    inputs = [*scenes, *(labels or []), *(partners or []), *(stack or [])]
+    output = check_output(output, overwrite, inputs=inputs)
     check_run_numbers(seed=seed)
 
     from lcmap.engine import choose_device
     from lcmap.models import save_model
 
     dev = choose_device(device)
-    with contextlib.ExitStack() as stack:
-        srcs = [stack.enter_context(open_scene(p)) for p in scenes]
+    with contextlib.ExitStack() as opened:
+        if stack:  # the scene's bands and the stack's, read through one VRT
+            scenes = [opened.enter_context(stacked(scene_path(scenes[0]), list(stack)))]
+        srcs = [opened.enter_context(open_scene(p)) for p in scenes]
         counts = {s.count for s in srcs}
         chosen = [resolve_bands(s, bands) for s in srcs]
         if bands is None and len(counts) > 1:
@@ -742,15 +771,17 @@ def train(
             warn_if_no_nodata(s)
         norm = scene_statistics(srcs, chosen[0], seed)
         facts = band_facts(srcs[0], chosen[0])
-    seg = _build(method, classes, options)
-    spec = ReadSpec(tuple(chosen[0]), norm)
-    if partners is None:
-        _fit(seg, scenes, spec, labels, seed, dev, progress)
-        header = _header(seg, chosen[0], norm, facts)
-    else:
-        pairs = _fit_pairs(seg, scenes, partners, spec, seed, dev, progress)
-        header = _header(seg, chosen[0], norm, facts)
-        header.extra["pairs"] = pairs
+        seg = _build(method, classes, options)
+        spec = ReadSpec(tuple(chosen[0]), norm)
+        if partners is None:
+            _fit(seg, scenes, spec, labels, seed, dev, progress)
+            header = _header(seg, chosen[0], norm, facts)
+        else:
+            pairs = _fit_pairs(seg, scenes, partners, spec, seed, dev, progress)
+            header = _header(seg, chosen[0], norm, facts)
+            header.extra["pairs"] = pairs
+        if stack:
+            header.extra["stack"] = stack_layout(stack)
     save_model(output, seg, header)
     log.info("saved %s model to %s", method, output)
     return header

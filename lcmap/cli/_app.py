@@ -43,7 +43,7 @@ FLAGS = {
     "part_rows": "--part-rows", "device": "--device", "model": "--model",
     "classes": "-k/--classes", "save_model": "--save-model", "tile": "--tile", "halo": "--halo",
     "batch_size": "--batch-size", "seed": "--seed", "patches": "--patches",
-    "budget": "--budget",
+    "budget": "--budget", "stack": "--stack",
 }  # fmt: skip
 _KEYWORD = re.compile(r"\b(overwrite)=True\b|\b(" + "|".join(FLAGS) + r")=(?:\.\.\.)? ?")
 

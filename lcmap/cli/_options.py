@@ -49,6 +49,14 @@ Crf = Annotated[
         help="Refine STEGO maps with a dense CRF (also when applying a --model) \\[default: off].",
     ),
 ]
+Stack = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--stack",
+        help="A co-registered raster whose bands follow the scene's, reprojected onto its "
+        "grid window by window (repeatable; e.g. Sentinel-1 under a Sentinel-2 scene).",
+    ),
+]
 Params = Annotated[
     list[str] | None,
     typer.Option("--param", "-p", help="Any other method option KEY=VALUE (repeatable)."),

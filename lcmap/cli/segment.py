@@ -30,6 +30,7 @@ from lcmap.cli._options import (
     Halo,
     Params,
     Seed,
+    Stack,
     Tile,
     Weights,
     method_options,
@@ -114,6 +115,7 @@ def segment(
     feature_layer: FeatureLayer = None,
     crf: Crf = None,
     param: Params = None,
+    stack: Stack = None,
     co: Annotated[
         list[str] | None,
         typer.Option("--co", help="GDAL COG creation option KEY=VALUE (repeatable)."),
@@ -156,6 +158,8 @@ def segment(
         $ lcmap segment scene.tif -o map.tif --method dino_kmeans --weights dinov2_s14.safetensors
 
         $ lcmap segment scene.tif -o map.tif --method stego --weights dino_deitsmall8_pretrain.pth
+
+        $ lcmap segment s2.tif --stack s1.tif -o map.tif -k 8
     """
     setup_logging(verbose, quiet)
     with reported_errors():
@@ -176,9 +180,11 @@ def segment(
             if many:
                 from lcmap.scale.scenes import segment_many
 
+                if stack:
+                    raise typer.BadParameter("--stack goes with one scene.")
                 done = segment_many(paths, output, progress=update, **common)
             else:
-                result = api.segment(paths[0], output, progress=update, **common)
+                result = api.segment(paths[0], output, progress=update, stack=stack, **common)
     if many:
         _report_many(done)
         return

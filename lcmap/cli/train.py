@@ -26,6 +26,7 @@ from lcmap.cli._options import (
     FeatureLayer,
     Params,
     Seed,
+    Stack,
     Weights,
     method_options,
 )
@@ -66,6 +67,7 @@ def train(
     feature_layer: FeatureLayer = None,
     crf: Crf = None,
     param: Params = None,
+    stack: Stack = None,
     device: Device = "auto",
     seed: Seed = 0,
     overwrite: Overwrite = False,
@@ -109,6 +111,7 @@ def train(
                 classes=classes,
                 bands=parse_bands(bands),
                 labels=labels,
+                stack=stack,
                 seed=seed,
                 device=device,
                 overwrite=overwrite,

@@ -110,11 +110,12 @@ def resampling_for(src: DatasetReader) -> Any:
 
 
 @contextlib.contextmanager
-def open_on_grid(path: str | Path, ref: DatasetReader) -> Iterator[Any]:
+def open_on_grid(path: str | Path, ref: DatasetReader, fill: float | None = None) -> Iterator[Any]:
     """Open ``path`` as seen on ``ref``'s grid (CRS, transform, size), warped on the fly.
 
     A rasterio ``WarpedVRT``: each window read is warped when read (never the whole raster),
-    with :func:`resampling_for` the raster; pixels it does not cover read as nodata (masked).
+    with :func:`resampling_for` the raster; pixels it does not cover read as nodata (masked):
+    ``fill``, or the raster's nodata, or 0 (integers) or NaN (floats).
 
     Raises:
         InputNotFoundError, InvalidSceneError: as :func:`open_scene`; a raster or a grid
@@ -131,6 +132,7 @@ def open_on_grid(path: str | Path, ref: DatasetReader) -> Iterator[Any]:
         # Where the raster does not reach: its own nodata, else 0 (integers) or NaN (floats).
         integer = np.dtype(src.dtypes[0]).kind in "iu"
         nodata = src.nodata if src.nodata is not None else (0 if integer else np.nan)
+        nodata = fill if fill is not None else nodata
         with WarpedVRT(src, crs=ref.crs, transform=ref.transform, width=ref.width,
                        height=ref.height, resampling=resampling_for(src),
                        src_nodata=src.nodata, nodata=nodata) as vrt:  # fmt: skip

@@ -1,0 +1,88 @@
+"""``lcmap.io.stack``: a raster's bands stacked after a scene's, on its grid, read lazily."""
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from lcmap import api
+from lcmap.cli import app
+from lcmap.errors import InvalidSceneError, LcmapError
+from lcmap.io.scene import open_on_grid, read_window
+from lcmap.io.stack import stacked
+from lcmap.models import read_header
+from tests.cli._cli import one_line_error, runner
+
+
+def _write(path, data, crs, transform, nodata=None):
+    profile = {"driver": "GTiff", "width": data.shape[-1], "height": data.shape[-2],
+               "count": data.shape[0], "dtype": data.dtype, "crs": crs,
+               "transform": transform, "nodata": nodata}  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+@pytest.fixture
+def pair(tmp_path):
+    rng = np.random.default_rng(0)
+    optical = rng.integers(1, 255, (3, 96, 128)).astype(np.uint8)
+    optical[:, :8, :8] = 0  # nodata corner
+    scene = _write(tmp_path / "s2.tif", optical, "EPSG:32633",
+                   from_origin(500000, 5000000, 10, 10), nodata=0)  # fmt: skip
+    # Radar at another pixel size, covering the scene's left two thirds only.
+    radar = rng.normal(-12, 3, (2, 40, 40)).astype(np.float32)
+    extra = _write(tmp_path / "s1.tif", radar, "EPSG:32633", from_origin(500000, 5000000, 20, 20))
+    return scene, extra
+
+
+def test_the_stack_holds_the_scene_then_the_warped_raster(pair):
+    scene, extra = pair
+    with stacked(scene, [extra]) as path, rasterio.open(path) as src:
+        assert (src.count, src.width, src.height) == (5, 128, 96)
+        data, valid = read_window(src, Window(0, 0, 128, 96), [1, 2, 3, 4, 5])
+    with rasterio.open(scene) as s:
+        own = s.read().astype(np.float32)
+        with open_on_grid(extra, s, fill=0) as view:
+            warped = view.read(out_dtype="float32")
+    assert np.array_equal(data[:3], own)
+    assert np.allclose(data[3:], warped)
+    assert not valid[:8, :8].any() and valid[8:, 8:].all()  # the scene's own mask
+    assert np.isfinite(data).all() and (data[3:, :, 90:] == 0).all()  # beyond the radar: 0
+
+
+def test_a_model_trained_on_a_stack_refuses_a_scene_without_it(pair, tmp_path):
+    scene, extra = pair
+    model, out = tmp_path / "m.lcmap", tmp_path / "m.tif"
+    result = api.segment(scene, out, method="kmeans", classes=3, stack=[extra],
+                         save_model=model)  # fmt: skip
+    assert (result.width, result.height) == (128, 96)
+    header = read_header(model)
+    assert header.in_channels == 5 and header.extra["stack"][0]["bands"] == 2
+    r = runner.invoke(app, ["segment", str(scene), "--model", str(model), "-o",
+                            str(tmp_path / "x.tif")])  # fmt: skip
+    assert "s1.tif: 2 bands" in one_line_error(r) and "--stack" in r.output
+    assert not (tmp_path / "x.tif").exists()
+    plain = _plain_model(scene, tmp_path)
+    with pytest.raises(InvalidSceneError, match="without stacked rasters"):
+        api.segment(scene, tmp_path / "y.tif", model=plain, stack=[extra])
+    with rasterio.open(out) as a:
+        again = tmp_path / "again.tif"
+        api.segment(scene, again, model=model, stack=[extra])
+        with rasterio.open(again) as b:
+            assert np.array_equal(a.read(1), b.read(1))
+
+
+def _plain_model(scene, tmp_path):
+    path = tmp_path / "plain.lcmap"
+    api.train([scene], path, method="kmeans", classes=3)
+    return path
+
+
+def test_a_stack_goes_with_one_scene(pair, tmp_path):
+    scene, extra = pair
+    with pytest.raises(LcmapError, match="one scene"):
+        api.train([scene, scene], tmp_path / "m.lcmap", method="kmeans", stack=[extra])
+    header = api.train([scene], tmp_path / "m.lcmap", method="kmeans", classes=3, stack=[extra])
+    assert header.in_channels == 5 and header.extra["stack"][0]["name"] == "s1.tif"
