@@ -15,7 +15,7 @@ from lcmap.cli._app import (
     reported_errors,
     setup_logging,
 )
-from lcmap.cli._options import BatchSize, Device, Seed
+from lcmap.cli._options import BatchSize, Device, Seed, Stack
 from lcmap.methods.configs import CasFinetunedConfig
 
 _STEPS_HELP = f"Optimiser steps \\[default: {CasFinetunedConfig().steps}]."
@@ -87,6 +87,7 @@ def finetune(
         typer.Option("--steps", help=_STEPS_HELP, min=1),
     ] = None,
     batch_size: BatchSize = None,
+    stack: Stack = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
     crop_size: Annotated[
         int | None,
@@ -150,6 +151,7 @@ def finetune(
                 lr=lr,
                 crop_size=crop_size,
                 freeze_encoder=freeze_encoder,
+                stack=stack,
                 seed=seed,
                 device=device,
                 overwrite=overwrite,

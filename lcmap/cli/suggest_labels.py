@@ -16,7 +16,7 @@ from lcmap.cli._app import (
     reported_errors,
     setup_logging,
 )
-from lcmap.cli._options import BatchSize, Device, Seed
+from lcmap.cli._options import BatchSize, Device, Seed, Stack
 
 
 @app.command("suggest-labels")
@@ -45,6 +45,7 @@ def suggest_labels(
         ),
     ] = None,
     batch_size: BatchSize = None,
+    stack: Stack = None,
     device: Device = "auto",
     seed: Seed = 0,
     overwrite: Overwrite = False,
@@ -79,6 +80,7 @@ def suggest_labels(
                 patch_size=patch,
                 tuned=tuned,
                 batch_size=batch_size or 16,
+                stack=stack,
                 seed=seed,
                 device=device,
                 overwrite=overwrite,

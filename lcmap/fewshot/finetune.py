@@ -39,6 +39,7 @@ from lcmap.io.labels import (
     polygon_class_names,
 )
 from lcmap.io.scene import open_scene, read_window, resolve_bands
+from lcmap.io.stack import with_stack
 from lcmap.io.writer import check_output, default_colours
 from lcmap.models import ModelHeader, file_sha256
 from lcmap.types import ProgressFn
@@ -144,6 +145,7 @@ def finetune(
     lr: float | None = None,
     crop_size: int | None = None,
     freeze_encoder: bool | None = None,
+    stack: Sequence[str | Path] | None = None,
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
@@ -170,6 +172,8 @@ def finetune(
             ``autoencoder`` or ``random`` for a cas model); None = its first.
         epochs, steps, batch_size, lr, crop_size, freeze_encoder: training options of the
             tuned network (None = its default); one it does not take is refused.
+        stack: co-registered rasters stacked after the (one) scene's bands, as the model was
+            trained with them (:mod:`lcmap.io.stack`).
         seed: fixes patch choice, initialisation and augmentation.
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace an existing output.
@@ -202,15 +206,18 @@ def finetune(
         )
     if patch_size < 16:
         raise LcmapError(f"patch size {patch_size} is too small; use at least 16 pixels.")
-    output = check_output(output, overwrite, inputs=[model, *scene_paths, *label_paths])
+    inputs = [model, *scene_paths, *label_paths, *(stack or [])]
+    output = check_output(output, overwrite, inputs=inputs)
     dev = choose_device(device)
     encoder, base = load_encoder(model)
     init = check_init(encoder, init)
     mapping, names = _class_mapping(label_paths, class_column, class_names)
 
-    images, targets, max_class = _training_patches(
-        scene_paths, label_paths, base, mapping, class_column, patch_file, patch_size, patches, seed
-    )
+    with with_stack(scene_paths, stack, base.extra.get("stack")) as reads:
+        images, targets, max_class = _training_patches(
+            scene_paths, reads, label_paths, base, mapping, class_column, patch_file,
+            patch_size, patches, seed,
+        )  # fmt: skip
     num_classes = max(len(names) if names else 0, max_class + 1, 2)
     names = list(names) if names else [f"class {i}" for i in range(num_classes)]
     if len(names) < num_classes:
@@ -269,6 +276,7 @@ def finetune(
             "patches": len(x),
             "labelled_pixels": labelled,
             "scenes": [p.name for p in scene_paths],
+            **({"stack": base.extra["stack"]} if base.extra.get("stack") else {}),
         },
     )
     save_model(output, tuned, header)
@@ -278,6 +286,7 @@ def finetune(
 
 def _training_patches(
     scene_paths: list[Path],
+    reads: list[str | Path],
     label_paths: list[Path],
     base: ModelHeader,
     mapping: dict[str, int] | None,
@@ -287,13 +296,14 @@ def _training_patches(
     patches: int | None,
     seed: int,
 ) -> tuple[list[NDArray[np.float32]], list[NDArray[np.uint8]], int]:
-    """The chosen labelled patches, read with the base model's bands and normalisation, their
-    labels (255 = unlabelled or nodata), and the largest class id among all candidates."""
+    """The chosen labelled patches (scenes named by ``scene_paths``, read from ``reads``: the
+    same, or their stacks) with the base model's bands and normalisation, their labels (255 =
+    unlabelled or nodata), and the largest class id among all candidates."""
     norm = base.read_spec().norm
     images: list[NDArray[np.float32]] = []
     targets: list[NDArray[np.uint8]] = []
     with contextlib.ExitStack() as stack:
-        srcs = [stack.enter_context(open_scene(p)) for p in scene_paths]
+        srcs = [stack.enter_context(open_scene(p)) for p in reads]
         bands = [resolve_bands(s, base.bands) for s in srcs]
         sources = []
         for src, lab in zip(srcs, label_paths, strict=True):

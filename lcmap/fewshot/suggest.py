@@ -35,6 +35,7 @@ from rasterio.windows import Window, bounds
 from lcmap.errors import InvalidSceneError, LcmapError
 from lcmap.fewshot.encoder import FewShotEncoder, load_encoder
 from lcmap.io.scene import open_scene, read_window, resolve_bands
+from lcmap.io.stack import with_stack
 from lcmap.io.staging import publish, temp_dir
 from lcmap.io.writer import check_output
 from lcmap.models import ModelHeader
@@ -123,6 +124,7 @@ def suggest_labels(
     patch_size: int = 128,
     tuned: str | Path | None = None,
     batch_size: int = 16,
+    stack: Sequence[str | Path] | None = None,
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
@@ -140,6 +142,8 @@ def suggest_labels(
         tuned: an optional fine-tuned model whose predictions decide where the extra patches
             go (entropy of majority classes per cluster).
         batch_size: patches per forward pass.
+        stack: co-registered rasters stacked after the (one) scene's bands, as the model was
+            trained with them (:mod:`lcmap.io.stack`).
         seed: seeds the patches sampled for the entropy estimate.
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace an existing output.
@@ -168,7 +172,7 @@ def suggest_labels(
     if not scenes:
         raise LcmapError("No scene given; pass at least one scene to choose patches from.")
     if output is not None:
-        inputs = [model, *scenes, *([tuned] if tuned is not None else [])]
+        inputs = [model, *scenes, *(stack or []), *([tuned] if tuned is not None else [])]
         output = check_output(output, overwrite, inputs=inputs)
     dev = choose_device(device)
     encoder, header = load_encoder(model)
@@ -180,8 +184,9 @@ def suggest_labels(
     names = [Path(s).stem for s in scenes]
 
     patches: list[_Patch] = []
-    with contextlib.ExitStack() as stack:
-        srcs = [stack.enter_context(open_scene(p)) for p in scenes]
+    with contextlib.ExitStack() as opened:
+        inputs = opened.enter_context(with_stack(scenes, stack, header.extra.get("stack")))
+        srcs = [opened.enter_context(open_scene(p)) for p in inputs]
         crss = {s.crs.to_string() if s.crs else None for s in srcs}
         if len(crss) > 1:
             raise InvalidSceneError(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from lcmap.errors import InvalidSceneError
+from lcmap.errors import InvalidSceneError, LcmapError
 from lcmap.io.scene import is_virtual, open_on_grid, open_scene
 
 _GDAL_TYPES = {
@@ -125,4 +125,27 @@ def stacked(scene: str | Path, extras: Sequence[str | Path]) -> Iterator[str]:
         yield str(path)
 
 
-__all__ = ["check_layout", "layout", "stacked"]
+@contextlib.contextmanager
+def with_stack(
+    scenes: Sequence[str | Path],
+    stack: Sequence[str | Path] | None,
+    recorded: list[dict[str, Any]] | None,
+) -> Iterator[list[str | Path]]:
+    """``scenes`` as a model with the ``recorded`` stack reads them: unchanged without a
+    stack, else the one scene's :func:`stacked` VRT.
+
+    Raises:
+        LcmapError: a stack with several scenes; InvalidSceneError: a stack (or none) that
+            does not match what the model was trained with.
+    """
+    check_layout(recorded, stack or [])
+    if not stack:
+        yield list(scenes)
+        return
+    if len(scenes) != 1:
+        raise LcmapError(f"a stack goes with one scene; {len(scenes)} were given.")
+    with stacked(scenes[0], stack) as path:
+        yield [path]
+
+
+__all__ = ["check_layout", "layout", "stacked", "with_stack"]

@@ -86,3 +86,28 @@ def test_a_stack_goes_with_one_scene(pair, tmp_path):
         api.train([scene, scene], tmp_path / "m.lcmap", method="kmeans", stack=[extra])
     header = api.train([scene], tmp_path / "m.lcmap", method="kmeans", classes=3, stack=[extra])
     assert header.in_channels == 5 and header.extra["stack"][0]["name"] == "s1.tif"
+
+
+def test_few_shot_learning_reads_the_stack_the_model_was_trained_with(tmp_path):
+    from _cas_data import ORIGIN, TINY_CAS, write_three_class_scene
+
+    from lcmap.fewshot.finetune import finetune
+    from lcmap.fewshot.suggest import suggest_labels
+
+    scene, labels = tmp_path / "a.tif", tmp_path / "a_labels.tif"
+    truth = write_three_class_scene(scene, labels, seed=0)
+    extra = _write(tmp_path / "s1.tif", (truth[None] * 2.0 - 5.0).astype(np.float32),
+                   "EPSG:32618", from_origin(*ORIGIN, 2.0, 2.0))  # fmt: skip
+    model = tmp_path / "cas.lcmap"
+    api.train([scene], model, method="cas", classes=3, stack=[extra], device="cpu",
+              options=TINY_CAS)  # fmt: skip
+    header = finetune(model, [scene], [labels], tmp_path / "t.lcmap", patch_size=32, patches=4,
+                      steps=5, stack=[extra], device="cpu")  # fmt: skip
+    assert header.in_channels == 4 and header.extra["scenes"] == ["a.tif"]
+    assert header.extra["stack"][0]["name"] == "s1.tif"  # the tuned model reads it too
+    api.segment(scene, tmp_path / "t.tif", model=tmp_path / "t.lcmap", stack=[extra])
+    frame = suggest_labels([scene], model, None, budget=3, patch_size=32, stack=[extra],
+                           device="cpu")  # fmt: skip
+    assert len(frame) == 3 and set(frame["scene"]) == {"a"}
+    with pytest.raises(InvalidSceneError, match="plus stacked rasters"):
+        finetune(model, [scene], [labels], tmp_path / "u.lcmap", patch_size=32, device="cpu")
