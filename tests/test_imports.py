@@ -13,7 +13,8 @@ TORCH_FREE = [
     "lcmap.stitch", "lcmap.io.scene", "lcmap.io.writer", "lcmap.io.vector", "lcmap.io.labels",
     "lcmap.io.staging", "lcmap.models", "lcmap.eval", "lcmap.eval.metrics", "lcmap.eval.report",
     "lcmap.methods", "lcmap.methods.options", "lcmap.methods.configs", "lcmap.nets",
-    "lcmap.fewshot.finetune", "lcmap.fewshot.suggest",
+    "lcmap.fewshot.finetune", "lcmap.fewshot.suggest", "lcmap.fewshot.encoder", "lcmap.io.stack",
+    "lcmap.cli.pretrain",
 ]  # fmt: skip
 
 
