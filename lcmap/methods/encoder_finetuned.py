@@ -40,7 +40,7 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
 
     info = MethodInfo(
         name="encoder_finetuned",
-        summary="UNet on a pre-trained (or random) encoder, tuned on a few labelled patches",
+        summary="UNet on a pre-trained (or random) encoder, tuned on a few labelled patches.",
         apply_options=frozenset({"window_stride"}),
     )
 

@@ -65,8 +65,8 @@ class SimclrSegmenter(EncoderSegmenter):
 
     info = MethodInfo(
         name="simclr",
-        summary="encoder pre-trained on your scenes by contrast (SimCLR, + dense); "
-        "k-means on its features",
+        summary="Encoder pre-trained on your scenes by contrast (SimCLR, + dense); "
+        "k-means on its features.",
         apply_options=frozenset({"window_stride"}),
     )
 
