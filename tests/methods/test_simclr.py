@@ -169,3 +169,16 @@ def test_pretraining_on_pairs_of_sensors_keeps_an_encoder_for_each(tmp_path):
     assert result.width == 160 and sum(result.class_pixels) == 128 * 160
     with pytest.raises(InvalidOptionError, match="does not learn from pairs"):
         api.train([a], tmp_path / "km.lcmap", method="kmeans", partners=[b], device="cpu")
+
+
+def test_the_same_seed_gives_the_same_encoder(tmp_path):
+    scene = tmp_path / "a.tif"
+    write_three_class_scene(scene, tmp_path / "a_labels.tif", seed=4)
+    states = []
+    for i in range(2):
+        model = tmp_path / f"m{i}.lcmap"
+        api.train([scene], model, method="simclr", classes=3, device="cpu", seed=5,
+                  options={**FAST, "encoder": "unet", "dense_weight": 0.5})  # fmt: skip
+        states.append(load_model(model)[0].state_dict())
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
