@@ -10,11 +10,16 @@ and applied to the 18 scenes of tiles 5-6; clusters are matched to the 5 classes
   ``spectral_weight=1`` (lever 4: the bands next to the features), and, with ``--guided``,
   the default model applied with the guided filter (lever 3: ``-p guided_radius=R``; about 5x
   the mapping time on a CPU, so measured on a subset: ``--every 3 --guided``);
-- ``stego`` block 8 (the trained head), for reference.
+- ``stego`` block 8 (the trained head), for reference;
+- ``simclr`` (lever 5, issue 14's encoders): a resnet18-unet pre-trained on the fit tiles by
+  SimCLR (``--simclr-steps``, 64-px windows, Adam 1e-3, batch 16), mapped by its cosine
+  k-means probe.
 
 Example:
     python benchmarks/quality_unsupervised.py --json quality_unsupervised.json
     python benchmarks/quality_unsupervised.py --every 3 --runs dino_kmeans --guided
+    python benchmarks/quality_unsupervised.py --runs simclr --simclr-steps 300 1000 \
+        --fit-tiles 12 --test-tiles 34
 """
 
 import argparse
@@ -28,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_stego import DINOV2, INDEX, subset_index
 
-RUNS = ("kmeans", "dino_kmeans", "stego")
+RUNS = ("kmeans", "dino_kmeans", "stego", "simclr")
 
 
 def scores(name: str, result: Any, extra: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +59,10 @@ def main() -> int:
     parser.add_argument("--test-tiles", default="56", help="dubai_dev tiles to score")
     parser.add_argument("--guided", action="store_true", help="also map with the guided filter")
     parser.add_argument("--guided-radius", type=int, default=8)
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
+    parser.add_argument("--runs", nargs="+", default=list(RUNS[:3]), choices=RUNS)
+    parser.add_argument("--simclr-steps", nargs="+", type=int, default=[1000])
+    parser.add_argument("--simclr-encoder", default="resnet18-unet")
+    parser.add_argument("--simclr-dense", type=float, default=0.0, help="dense_weight")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -109,6 +117,13 @@ def main() -> int:
                     {**vit, "backbone": "vit_small_patch14_dinov2", "feature_layer": 8},
                 ),
             )
+        if "simclr" in args.runs:
+            for steps in args.simclr_steps:
+                options = {"encoder": args.simclr_encoder, "crop_size": 64, "steps": steps,
+                           "windows": 1024, "batch_size": 16, "optimizer": "adam",
+                           "dense_weight": args.simclr_dense}  # fmt: skip
+                name = f"simclr {args.simclr_encoder}, {steps} steps, dense {args.simclr_dense}"
+                apply(name, *fitted("simclr", f"simclr{steps}", options))
     print("\n| run | accuracy | mIoU | mean F1 | fit s | map s/Mpx |")
     print("|---|---|---|---|---|---|")
     for r in rows:
