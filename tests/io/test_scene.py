@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from _helpers import write_raster
 from rasterio.windows import Window
 
 from lcmap.io.scene import (
@@ -47,15 +48,6 @@ def test_band_mismatches_group_one_contradiction_over_bands_and_ignore_vague_fac
     assert band_mismatches(model, model) == []
 
 
-def _write(path: Path, data: np.ndarray, crs: str, transform, nodata=None) -> Path:
-    profile = {"driver": "GTiff", "width": data.shape[-1], "height": data.shape[-2],
-               "count": data.shape[0], "dtype": data.dtype, "crs": crs,
-               "transform": transform, "nodata": nodata}  # fmt: skip
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
-
-
 def test_a_partner_in_another_crs_lands_on_the_right_pixels(tmp_path) -> None:
     from rasterio.transform import from_origin
     from rasterio.warp import transform as reproject_points
@@ -63,7 +55,7 @@ def test_a_partner_in_another_crs_lands_on_the_right_pixels(tmp_path) -> None:
     from lcmap.io.scene import open_on_grid
 
     # A: UTM 33N, 10 m; B: geographic, ~5 m, with a bright 4 x 4 block at a known place.
-    a = _write(tmp_path / "a.tif", np.zeros((1, 200, 200), np.uint16), "EPSG:32633",
+    a = write_raster(tmp_path / "a.tif", np.zeros((1, 200, 200), np.uint16), "EPSG:32633",
                from_origin(500000, 5000000, 10, 10))  # fmt: skip
     (lon0, lon1), (lat0, lat1) = reproject_points(
         "EPSG:32633", "EPSG:4326", [499500, 502500], [5000500, 4997500]
@@ -72,7 +64,7 @@ def test_a_partner_in_another_crs_lands_on_the_right_pixels(tmp_path) -> None:
     b = np.full((2, int((lat0 - lat1) / step), int((lon1 - lon0) / step)), 10, np.uint16)
     row, col = b.shape[1] // 2, b.shape[2] // 3
     b[:, row : row + 4, col : col + 4] = 1000
-    b_path = _write(tmp_path / "b.tif", b, "EPSG:4326", from_origin(lon0, lat0, step, step))
+    b_path = write_raster(tmp_path / "b.tif", b, "EPSG:4326", from_origin(lon0, lat0, step, step))
     # Where the block's centre is on A's grid, by the transforms alone.
     (x,), (y,) = reproject_points("EPSG:4326", "EPSG:32633", [lon0 + (col + 2) * step],
                                   [lat0 - (row + 2) * step])  # fmt: skip
@@ -93,9 +85,9 @@ def test_a_partner_smaller_than_the_scene_is_nodata_outside(tmp_path) -> None:
 
     from lcmap.io.scene import open_on_grid
 
-    a = _write(tmp_path / "a.tif", np.ones((1, 100, 100), np.uint16), "EPSG:32633",
+    a = write_raster(tmp_path / "a.tif", np.ones((1, 100, 100), np.uint16), "EPSG:32633",
                from_origin(500000, 5000000, 10, 10))  # fmt: skip
-    b = _write(tmp_path / "b.tif", np.full((1, 50, 50), 7.0, np.float32), "EPSG:32633",
+    b = write_raster(tmp_path / "b.tif", np.full((1, 50, 50), 7.0, np.float32), "EPSG:32633",
                from_origin(500000, 5000000, 10, 10))  # fmt: skip
     with rasterio.open(a) as ref, open_on_grid(b, ref) as view:
         data, valid = read_window(view, Window(0, 0, 100, 100), [1])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import rasterio
+from _helpers import write_raster
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
@@ -15,25 +16,18 @@ from lcmap.models import read_header
 from tests.cli._cli import one_line_error, runner
 
 
-def _write(path, data, crs, transform, nodata=None):
-    profile = {"driver": "GTiff", "width": data.shape[-1], "height": data.shape[-2],
-               "count": data.shape[0], "dtype": data.dtype, "crs": crs,
-               "transform": transform, "nodata": nodata}  # fmt: skip
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
-
-
 @pytest.fixture
 def pair(tmp_path):
     rng = np.random.default_rng(0)
     optical = rng.integers(1, 255, (3, 96, 128)).astype(np.uint8)
     optical[:, :8, :8] = 0  # nodata corner
-    scene = _write(tmp_path / "s2.tif", optical, "EPSG:32633",
+    scene = write_raster(tmp_path / "s2.tif", optical, "EPSG:32633",
                    from_origin(500000, 5000000, 10, 10), nodata=0)  # fmt: skip
     # Radar at another pixel size, covering the scene's left two thirds only.
     radar = rng.normal(-12, 3, (2, 40, 40)).astype(np.float32)
-    extra = _write(tmp_path / "s1.tif", radar, "EPSG:32633", from_origin(500000, 5000000, 20, 20))
+    extra = write_raster(
+        tmp_path / "s1.tif", radar, "EPSG:32633", from_origin(500000, 5000000, 20, 20)
+    )
     return scene, extra
 
 
@@ -96,7 +90,7 @@ def test_few_shot_learning_reads_the_stack_the_model_was_trained_with(tmp_path):
 
     scene, labels = tmp_path / "a.tif", tmp_path / "a_labels.tif"
     truth = write_three_class_scene(scene, labels, seed=0)
-    extra = _write(tmp_path / "s1.tif", (truth[None] * 2.0 - 5.0).astype(np.float32),
+    extra = write_raster(tmp_path / "s1.tif", (truth[None] * 2.0 - 5.0).astype(np.float32),
                    "EPSG:32618", from_origin(*ORIGIN, 2.0, 2.0))  # fmt: skip
     model = tmp_path / "cas.lcmap"
     api.train([scene], model, method="cas", classes=3, stack=[extra], device="cpu",
