@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from lcmap.errors import InvalidModelError, InvalidOptionError
-from lcmap.models import ModelHeader, read_header
+from lcmap.models import ModelHeader
 
 if TYPE_CHECKING:
     import torch
@@ -131,7 +131,6 @@ def load_encoder(path: str | Path) -> tuple[FewShotEncoder, ModelHeader]:
     from lcmap.models import load_model
 
     path = Path(path)
-    read_header(path)  # a missing or malformed file is reported before torch is imported
     method, header = load_model(path)
     return as_encoder(method, path.name), header
 

@@ -80,3 +80,28 @@ def sliding_scores(
             out[i, :, r : r + size, c : c + size] += s * weight
     assert out is not None
     return (out / total)[:, :, :h, :w]
+
+
+@functools.lru_cache(maxsize=8)
+def _flat_weights(size: int) -> Tensor:
+    """:func:`lcmap.tiling.window_weights` of one window, flattened (read only)."""
+    return torch.from_numpy(window_weights(size)).flatten()
+
+
+def hann_pixels(valid: Tensor, count: int, gen: torch.Generator) -> tuple[Tensor, Tensor] | None:
+    """``count`` pixels of one (S, S) window, drawn (with replacement) with the window's
+    blending weight among its valid pixels, for fitting clusters on what the blended map is
+    made of: a pixel's map comes mostly from the windows it lies near the centre of.
+
+    Returns:
+        The (count,) flat indices and their (count, 2) ``grid_sample`` coordinates (pixel
+        centres, ``align_corners=False``: where bilinear upsampling to the window samples);
+        None when the window has no valid pixel.
+    """
+    s = valid.shape[-1]
+    probs = _flat_weights(s) * valid.flatten().float()
+    if float(probs.sum()) == 0:
+        return None
+    pick = torch.multinomial(probs, count, replacement=True, generator=gen)
+    rows, cols = (pick // s).float(), (pick % s).float()
+    return pick, torch.stack([(cols + 0.5) / s * 2 - 1, (rows + 0.5) / s * 2 - 1], dim=-1)

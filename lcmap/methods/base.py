@@ -13,7 +13,8 @@ from typing import Any, ClassVar, NamedTuple, Protocol, Self
 import torch
 from torch import Tensor
 
-from lcmap.types import ProgressFn
+from lcmap.errors import InvalidSceneError
+from lcmap.types import UNLABELLED, ProgressFn
 
 __all__ = [
     "MethodInfo",
@@ -252,9 +253,6 @@ def training_labels(labels: Tensor, valid: Tensor | None, num_classes: int) -> t
     Raises:
         InvalidSceneError: a label outside 0..K-1 (and not 255), or no labelled pixel.
     """
-    from lcmap.errors import InvalidSceneError
-    from lcmap.types import UNLABELLED
-
     labels = labels.long().clone()
     if valid is not None:
         labels[~valid.bool()] = UNLABELLED

@@ -46,6 +46,7 @@ from torch import Tensor
 from lcmap.errors import InvalidSceneError
 from lcmap.methods._frozen_vit import FrozenViT
 from lcmap.methods._guided import guided_filter
+from lcmap.methods._sliding import hann_pixels
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
 from lcmap.methods.configs import DinoKMeansConfig
 from lcmap.methods.options import make_config
@@ -161,22 +162,14 @@ class DinoKMeansSegmenter(Segmenter):
         the mean feature, central ones 0.96), so fitting on all positions alike lets clusters
         follow the window's border instead of the land cover.
         """
-        from lcmap.tiling import window_weights
-
         feats = F.normalize(self.vit.features(images.to(self.device)).float(), dim=1)
-        n, c, s, _ = images.shape
-        weight = torch.from_numpy(window_weights(s)).flatten()
+        c = images.shape[1]
         out = []
-        for i in range(n):
-            probs = weight * valid[i].flatten().float()
-            if float(probs.sum()) == 0:
+        for i in range(images.shape[0]):
+            drawn = hann_pixels(valid[i], self.cfg.pixels_per_crop, gen)
+            if drawn is None:
                 continue
-            pick = torch.multinomial(probs, self.cfg.pixels_per_crop, replacement=True,
-                                     generator=gen)  # fmt: skip
-            rows, cols = (pick // s).float(), (pick % s).float()
-            # Pixel centres in grid_sample's coordinates: the points F.interpolate(bilinear,
-            # align_corners=False) samples when predict() upsamples to the window.
-            grid = torch.stack([(cols + 0.5) / s * 2 - 1, (rows + 0.5) / s * 2 - 1], dim=-1)
+            pick, grid = drawn
             f = F.grid_sample(
                 feats[i : i + 1], grid[None, None].to(feats.device), mode="bilinear",
                 padding_mode="border", align_corners=False,

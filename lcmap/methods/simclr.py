@@ -43,6 +43,7 @@ from lcmap.fewshot.encoder import Assignment
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._contrastive import AUGMENTATIONS, make_views, nt_xent, sample_at, view_points
 from lcmap.methods._encoder import EncoderSegmenter
+from lcmap.methods._sliding import hann_pixels
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import SimclrConfig
 from lcmap.methods.options import make_config
@@ -260,11 +261,8 @@ class SimclrSegmenter(EncoderSegmenter):
         total: int,
     ) -> Tensor:
         """Cosine k-means on embeddings of pixels drawn with the window's blending weight."""
-        from lcmap.tiling import window_weights
-
         net = self._fitted()
         s = self._window.size
-        weight = torch.from_numpy(window_weights(s)).flatten()
         vectors: list[Tensor] = []
         drawn = 0
         while drawn < self.cfg.probe_windows:
@@ -273,12 +271,10 @@ class SimclrSegmenter(EncoderSegmenter):
             with torch.no_grad():
                 z = net.embed(sample.image[:, : self.in_channels].to(self.device).float())
             for i in range(count):
-                probs = weight * sample.valid[i].flatten().float()
-                if float(probs.sum()) == 0:
+                drawn_pixels = hann_pixels(sample.valid[i], _PROBE_PIXELS, gen)
+                if drawn_pixels is None:
                     continue
-                pick = torch.multinomial(probs, _PROBE_PIXELS, replacement=True, generator=gen)
-                rows, cols = (pick // s).float(), (pick % s).float()
-                grid = torch.stack([(cols + 0.5) / s * 2 - 1, (rows + 0.5) / s * 2 - 1], dim=-1)
+                _, grid = drawn_pixels
                 vectors.append(sample_at(z[i : i + 1], grid[None].to(z.device))[0].cpu())
             drawn += count
             if progress is not None:
