@@ -151,6 +151,33 @@ def fit(
     return torch.from_numpy(KMeans(K, n_init=3, random_state=seed).fit(data).cluster_centers_)
 
 
+def primaps(
+    scenes_: list[Scene], blocks: tuple[int, ...], init: Any, args: argparse.Namespace
+) -> Any:
+    """PriMaPs-EM (lcmap.methods._primaps) from the k-means ``init``, on ``--primaps-crops``
+    windows of 16 x 16 patches a scene cut from the cached feature grids."""
+    import torch
+
+    from lcmap.methods._primaps import fit_prototypes, principal_masks
+    from lcmap.tiling import window_weights
+
+    gen = torch.Generator().manual_seed(args.seed)
+    n = WINDOW // PATCH
+    feats, masks = [], []
+    for s in scenes_:
+        f = s.features(blocks)[0]
+        gh, gw = f.shape[-2:]
+        for _ in range(args.primaps_crops):
+            r = int(torch.randint(max(gh - n, 0) + 1, (1,), generator=gen))
+            c = int(torch.randint(max(gw - n, 0) + 1, (1,), generator=gen))
+            crop = f[:, r : r + n, c : c + n]
+            feats.append(crop)
+            masks.append(principal_masks(crop, threshold=args.threshold))
+    return fit_prototypes(torch.stack(feats), torch.stack(masks), init.float(),
+                          weight=torch.from_numpy(window_weights(n)), steps=args.em_steps,
+                          generator=gen)  # fmt: skip
+
+
 def labels(
     s: Scene,
     c: Any,
@@ -225,12 +252,14 @@ def sweep(args: argparse.Namespace) -> None:
                 fitted = [loaded[n] for n in fit_names]
                 mean = mean_feature(fitted, blocks) if args.center else None
                 c = fit(fitted, blocks, beta, args.seed, mean)
+                if args.em_steps:
+                    c = primaps(fitted, blocks, c, args)
                 res.append(pooled([(labels(loaded[n], c, blocks, beta, args.guided, mean,
                                            tuple(args.shifts)),
                                     loaded[n].truth) for n in test_names]))  # fmt: skip
             mious = [r["miou"] for r in res]
             print(f"blocks {blocks} beta {beta} guided {args.guided} center {args.center} "
-                  f"shifts {args.shifts}: "
+                  f"shifts {args.shifts} em {args.em_steps} threshold {args.threshold}: "
                   f"mIoU per fold {mious}, mean {np.mean(mious):.4f}", flush=True)  # fmt: skip
 
 
@@ -252,6 +281,19 @@ def main() -> int:
         help="average scores from these shifted patch grids (cache --shift)",
     )
     parser.add_argument("--shift", type=int, default=0, help="cache: shift the patch grid")
+    parser.add_argument(
+        "--em-steps",
+        type=int,
+        default=0,
+        help="refine the k-means by PriMaPs-EM for this many steps (0 = off)",
+    )
+    parser.add_argument("--threshold", type=float, default=0.4, help="PriMaPs mask threshold")
+    parser.add_argument(
+        "--primaps-crops",
+        type=int,
+        default=8,
+        help="PriMaPs windows (16 x 16 patches) cut from each fit scene",
+    )
     parser.add_argument("--center", action="store_true",
                         help="centre the unit features on the fit's mean feature")  # fmt: skip
     args = parser.parse_args()

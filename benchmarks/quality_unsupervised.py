@@ -10,6 +10,8 @@ and applied to the 18 scenes of tiles 5-6; clusters are matched to the 5 classes
   ``spectral_weight=1`` (lever 4: the bands next to the features), and, with ``--guided``,
   the default model applied with the guided filter (lever 3: ``-p guided_radius=R``; about 5x
   the mapping time on a CPU, so measured on a subset: ``--every 3 --guided``);
+- ``primaps`` (lever 2: PriMaPs-EM, ``dino_kmeans``' clusters refined on principal mask
+  proposals), for each of ``--em-steps`` and ``--seeds``;
 - ``stego`` block 8 (the trained head), for reference;
 - ``simclr`` (lever 5, issue 14's encoders): a resnet18-unet pre-trained on the fit tiles by
   SimCLR (``--simclr-steps``, 64-px windows, Adam 1e-3, batch 16), mapped by its cosine
@@ -18,6 +20,7 @@ and applied to the 18 scenes of tiles 5-6; clusters are matched to the 5 classes
 Example:
     python benchmarks/quality_unsupervised.py --json quality_unsupervised.json
     python benchmarks/quality_unsupervised.py --every 3 --runs dino_kmeans --guided
+    python benchmarks/quality_unsupervised.py --runs primaps --em-steps 1000 3000 --seeds 0 1
     python benchmarks/quality_unsupervised.py --runs simclr --simclr-steps 300 1000 \
         --fit-tiles 12 --test-tiles 34
 """
@@ -33,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_stego import DINOV2, INDEX, subset_index
 
-RUNS = ("kmeans", "dino_kmeans", "stego", "simclr")
+RUNS = ("kmeans", "dino_kmeans", "stego", "simclr", "primaps")
 
 
 def scores(name: str, result: Any, extra: dict[str, Any]) -> dict[str, Any]:
@@ -63,6 +66,14 @@ def main() -> int:
     parser.add_argument("--simclr-steps", nargs="+", type=int, default=[1000])
     parser.add_argument("--simclr-encoder", default="resnet18-unet")
     parser.add_argument("--simclr-dense", type=float, default=0.0, help="dense_weight")
+    parser.add_argument(
+        "--em-steps",
+        nargs="+",
+        type=int,
+        default=[None],
+        help="primaps: EM steps (default: the method's)",
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="primaps: seeds")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -108,6 +119,12 @@ def main() -> int:
                 apply(f"dino_kmeans + guided filter r={args.guided_radius}", model, fit_s, options)
             bands = {**vit, "spectral_weight": 1.0}
             apply("dino_kmeans + bands (spectral_weight=1)", *fitted("dino_kmeans", "dk1", bands))
+        if "primaps" in args.runs:
+            for steps in args.em_steps:
+                for seed in args.seeds:
+                    options = {**vit, "em_steps": steps, "seed": seed}
+                    name = f"primaps, {steps or 'default'} EM steps, seed {seed}"
+                    apply(name, *fitted("primaps", f"pm{steps}_{seed}", options))
         if "stego" in args.runs:
             apply(
                 "stego block 8",

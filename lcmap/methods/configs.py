@@ -206,6 +206,23 @@ class DinoKMeansConfig:
     seed: int = option(0, "seeds window and pixel sampling and the k-means", low=0)
 
 
+@dataclass(frozen=True)
+class PrimapsConfig(DinoKMeansConfig):
+    """The options of :class:`PrimapsSegmenter`: ``dino_kmeans``' and PriMaPs-EM's (defaults:
+    the paper's, except ``em_steps``, measured on dubai_dev tiles 1-4)."""
+
+    mask_threshold: float = option(
+        0.4, "cosine to a mask's anchor (times the highest) a patch needs to join the mask",
+        above=0, high=1,
+    )  # fmt: skip
+    em_steps: int = option(1000, "EM steps on the class prototypes", low=1)
+    em_batch: int = option(32, "windows per EM step", low=1)
+    em_lr: float = option(5e-3, "Adam learning rate of the running prototypes", above=0)
+    ema_decay: float = option(0.98, "decay of the momentum prototypes", low=0, high=1)
+    ema_every: int = option(10, "EM steps between momentum updates", low=1)
+    focal_gamma: float = option(2.0, "focal-loss gamma of the class weights", low=0)
+
+
 #: Encoders of :mod:`lcmap.nets.encoder_unet` (kept here so the CLI need not import torch).
 ENCODER_NAMES = ("unet", "resnet18-unet", "resnet34-unet", "resnet50-unet", "swin-unet")
 #: The starts of ``encoder_finetuned`` from a ``simclr`` model.

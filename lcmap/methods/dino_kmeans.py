@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import NDArray
 from torch import Tensor
 
 from lcmap.errors import InvalidSceneError
@@ -152,7 +153,9 @@ class DinoKMeansSegmenter(Segmenter):
 
     # -- fitting -------------------------------------------------------------------------
 
-    def _pixel_vectors(self, images: Tensor, valid: Tensor, gen: torch.Generator) -> Tensor:
+    def _pixel_vectors(
+        self, feats: Tensor, images: Tensor, valid: Tensor, gen: torch.Generator
+    ) -> Tensor:
         """(M, D + C) joint vectors of up to ``pixels_per_crop`` valid pixels per window.
 
         Pixels are drawn with the window's blending weight (Hann, :func:`window_weights`):
@@ -161,8 +164,10 @@ class DinoKMeansSegmenter(Segmenter):
         (on a uniform grey window, DINOv2-S/14 block-8 border patches have cosine 0.82-0.87 to
         the mean feature, central ones 0.96), so fitting on all positions alike lets clusters
         follow the window's border instead of the land cover.
+
+        Args:
+            feats: (B, D, h, w) unit patch features of the windows ``images``.
         """
-        feats = F.normalize(self.vit.features(images.to(self.device)).float(), dim=1)
         c = images.shape[1]
         out = []
         for i in range(images.shape[0]):
@@ -179,20 +184,26 @@ class DinoKMeansSegmenter(Segmenter):
             out.append(torch.cat([f, self.cfg.spectral_weight * bands], dim=1).cpu())
         return torch.cat(out) if out else torch.zeros(0, self.vit.dim + c)
 
-    def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
-        """Draw windows across the scenes and fit the clusters on their pixels."""
-        from sklearn.cluster import KMeans
-        from threadpoolctl import threadpool_limits
-
+    def _draw(
+        self, sampler: WindowSampler, progress: ProgressFn | None, total: int, keep: bool
+    ) -> tuple[NDArray[np.float64], list[tuple[Tensor, Tensor]]]:
+        """Draw ``crops`` windows across the scenes: the pixel vectors for the k-means and,
+        with ``keep``, each batch's (B, D, h, w) unit patch features (float16, CPU) with their
+        (B, h, w) valid patches (at least half the patch's pixels valid)."""
         self.vit.set_in_channels(int(sampler.in_channels))
         gen = torch.Generator().manual_seed(self.cfg.seed)
-        total = self.cfg.crops + 1
         vectors: list[Tensor] = []
+        windows: list[tuple[Tensor, Tensor]] = []
         done = 0
         while done < self.cfg.crops:
             n = min(self.cfg.feature_batch, self.cfg.crops - done)
             sample = sampler.sample(n, self._window.size)
-            vectors.append(self._pixel_vectors(sample.image, sample.valid, gen))
+            feats = F.normalize(self.vit.features(sample.image.to(self.device)).float(), dim=1)
+            vectors.append(self._pixel_vectors(feats, sample.image, sample.valid, gen))
+            if keep:
+                p = self.vit.patch_size
+                patch_valid = F.avg_pool2d(sample.valid[:, None].float(), p)[:, 0] >= 0.5
+                windows.append((feats.half().cpu(), patch_valid.cpu()))
             done += n
             if progress is not None:
                 progress(done, total)
@@ -202,14 +213,27 @@ class DinoKMeansSegmenter(Segmenter):
                 f"only {len(data)} valid pixels were sampled for {self.num_classes} clusters; "
                 "the scenes are almost all nodata."
             )
+        return data, windows
+
+    def _kmeans(self, data: NDArray[np.float64]) -> None:
+        """Fit the centroids on the pixel vectors, numbered by decreasing cluster size."""
+        from sklearn.cluster import KMeans
+        from threadpoolctl import threadpool_limits
+
         with threadpool_limits(1):  # see kmeans.fit: spinning OpenMP threads on 2 cores
             km = KMeans(self.num_classes, n_init=3, random_state=self.cfg.seed).fit(data)
         sizes = np.bincount(km.labels_, minlength=self.num_classes)
         order = np.argsort(-sizes, kind="stable")  # clusters numbered by decreasing size
         self.centroids = torch.from_numpy(km.cluster_centers_[order].astype(np.float32))
         self.centroids = self.centroids.to(self.device)
-        log.info("dino_kmeans: %d pixels from %d windows, block %d, inertia %.4g",
+        log.info("%s: %d pixels from %d windows, block %d, inertia %.4g", self.info.name,
                  len(data), self.cfg.crops, self.vit.feature_layer, km.inertia_)  # fmt: skip
+
+    def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
+        """Draw windows across the scenes and fit the clusters on their pixels."""
+        total = self.cfg.crops + 1
+        data, _ = self._draw(sampler, progress, total, keep=False)
+        self._kmeans(data)
         if progress is not None:
             progress(total, total)
 
