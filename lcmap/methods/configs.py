@@ -199,6 +199,9 @@ class DinoKMeansConfig:
         0, "guided-filter radius in px for the upsampled scores (0 = bilinear only)", low=0
     )
     guided_eps: float = option(1e-2, "guided-filter regularisation", above=0)
+    flips: bool = option(
+        False, "average the scores over the window and its 3 flips (4x the backbone cost)"
+    )
     feature_batch: int = option(16, "windows per backbone forward pass", low=1)
     window_stride: int | None = option(
         None, "pixels between mapping windows; a divisor of crop_size (None = half)", low=1

@@ -27,7 +27,8 @@ distance is ``2 f.c_f - |c_f|^2 - w^2 |s - c_s|^2`` up to a constant. ``f.c_f`` 
 ``f``, so it is computed per patch and the K score maps are upsampled (bilinear, the same
 interpolation the fit sampled with), not the D-channel features: K / D of the cost. With
 ``guided_radius`` the upsampled scores go through a guided filter with the bands as the guide
-(:mod:`lcmap.methods._guided`): edges of the image stay edges of the map.
+(:mod:`lcmap.methods._guided`): edges of the image stay edges of the map. With ``flips`` the
+patch scores are averaged over the window and its three flips (test-time augmentation).
 
 Windows as STEGO (:mod:`lcmap.methods.stego`): the ViT sees only ``crop_size`` windows every
 ``window_stride`` px on a grid anchored to the scene, Hann-blended, so the map does not depend
@@ -71,7 +72,9 @@ class DinoKMeansSegmenter(Segmenter):
         name="dino_kmeans",
         summary="k-means on frozen DINO/DINOv2 ViT features + bands (no training).",
         needs_fit=True,
-        apply_options=frozenset({"weights", "window_stride", "guided_radius", "guided_eps"}),
+        apply_options=frozenset(
+            {"weights", "window_stride", "guided_radius", "guided_eps", "flips"}
+        ),
     )
 
     def __init__(self, config: DinoKMeansConfig | None = None) -> None:
@@ -239,6 +242,11 @@ class DinoKMeansSegmenter(Segmenter):
 
     # -- prediction ----------------------------------------------------------------------
 
+    def _dots(self, x: Tensor, cf: Tensor) -> Tensor:
+        """(B, K, h, w) cosines of the patch features of ``x`` to the centroids' features."""
+        feats = F.normalize(self.vit.features(x).float(), dim=1)
+        return torch.einsum("bdhw,kd->bkhw", feats, cf)
+
     def predict(self, batch: Tensor) -> Tensor:
         """(B, K, H, W) negative squared distances to the centroids (higher = nearer).
 
@@ -261,8 +269,15 @@ class DinoKMeansSegmenter(Segmenter):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > p else "replicate")
         d = self.vit.dim
         cf, cs = self.centroids[:, :d], self.centroids[:, d:]  # cs is in weighted units
-        feats = F.normalize(self.vit.features(x).float(), dim=1)
-        dots = torch.einsum("bdhw,kd->bkhw", feats, cf)
+        dots = self._dots(x, cf)
+        if self.cfg.flips:
+            # Test-time augmentation: the image's flips see the same ground with other
+            # contexts; x is a whole number of patches, so a flipped image's patches are the
+            # original ones and its scores flip back onto them exactly. Flips rather than
+            # 90-degree turns keep any tile shape.
+            for dims in ((-1,), (-2,), (-2, -1)):
+                dots = dots + self._dots(x.flip(dims), cf).flip(dims)
+            dots = dots / 4
         dots = F.interpolate(dots, size=x.shape[-2:], mode="bilinear", align_corners=False)
         scores = 2 * dots[..., :h, :w] - (cf * cf).sum(1)[None, :, None, None]
         if self.cfg.spectral_weight > 0:

@@ -4,6 +4,7 @@ Tiny random ViTs (width 32, 2 blocks) saved to tmp_path keep these fast; the fig
 weights are in benchmarks/README.md (quality_unsupervised.py).
 """
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,18 @@ def test_guided_filter_keeps_a_sharp_edge_that_bilinear_upsampling_blurs() -> No
     wrong_guided = int((guided.argmax(1)[0] != truth).sum())
     assert wrong_bilinear >= size  # a whole column on the wrong side of the edge
     assert wrong_guided == 0
+
+
+def test_flips_make_the_scores_flip_equivariant(tiny_weights: Path) -> None:
+    # Averaged over the flip group, the scores of a flipped window are the flipped scores;
+    # one view alone is not (the ViT's position embeddings are not symmetric).
+    img, _ = textured_scene(64)
+    method = build(4, **options(tiny_weights))
+    method.fit(ArraySampler([img], seed=0))
+    x = torch.from_numpy(img)[None, :, :32, :32].float()
+    plain = (method.predict(x.flip(-1)) - method.predict(x).flip(-1)).abs().max()
+    method.cfg = replace(method.cfg, flips=True)
+    for dims in ((-1,), (-2,), (-2, -1)):
+        flipped = (method.predict(x.flip(dims)) - method.predict(x).flip(dims)).abs().max()
+        assert float(flipped) < 1e-4
+    assert float(plain) > 1e-3
