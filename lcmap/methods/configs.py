@@ -212,13 +212,13 @@ class DinoKMeansConfig:
 @dataclass(frozen=True)
 class PrimapsConfig(DinoKMeansConfig):
     """The options of :class:`PrimapsSegmenter`: ``dino_kmeans``' and PriMaPs-EM's (defaults:
-    the paper's, except ``em_steps``, measured on dubai_dev tiles 1-4)."""
+    the paper's; ``em_steps`` and ``mask_threshold`` also measured on dubai_dev tiles 1-4)."""
 
     mask_threshold: float = option(
         0.4, "cosine to a mask's anchor (times the highest) a patch needs to join the mask",
         above=0, high=1,
     )  # fmt: skip
-    em_steps: int = option(1000, "EM steps on the class prototypes", low=1)
+    em_steps: int = option(7000, "EM steps on the class prototypes", low=1)
     em_batch: int = option(32, "windows per EM step", low=1)
     em_lr: float = option(5e-3, "Adam learning rate of the running prototypes", above=0)
     ema_decay: float = option(0.98, "decay of the momentum prototypes", low=0, high=1)

@@ -35,13 +35,13 @@ def test_list_says_what_is_present_with_its_sha256(cache: Path) -> None:
     assert "dino_deitsmall8_pretrain.pth" in rows["vit_small_patch8_224.dino"]["looks_for"]
 
 
-def test_default_method_is_dino_kmeans_only_when_its_weights_are_here(cache: Path) -> None:
+def test_default_method_is_primaps_only_when_its_weights_are_here(cache: Path) -> None:
     method, why = api.default_method()
     assert method == "kmeans" and "weights=PATH" in why and str(cache) in why
     (cache / "vit_small_patch14_dinov2.safetensors").write_bytes(b"x")
     method, why = api.default_method()
-    assert method == "dino_kmeans" and str(cache) in why
-    assert api.default_method({"weights": "my.pth"})[0] == "dino_kmeans"
+    assert method == "primaps" and str(cache) in why
+    assert api.default_method({"weights": "my.pth"})[0] == "primaps"
 
 
 def test_segment_without_method_says_which_it_used_and_why(
