@@ -1,8 +1,9 @@
-"""Scene | kmeans | the default deep method, side by side, as a user would first look at them.
+"""Scene | kmeans | the deep methods, side by side, as a user would first look at them.
 
 Each scene is segmented twice with ``lcmap.api.segment``, each method fitted on that scene
-alone (what ``lcmap segment SCENE`` does): ``kmeans`` and ``dino_kmeans`` (DINOv2-S/14 of
-``../shared/weights``, the default when those weights are present). One PNG per scene in
+alone (what ``lcmap segment SCENE`` does): ``kmeans``, ``dino_kmeans`` and ``primaps``
+(DINOv2-S/14 of ``../shared/weights``; ``primaps`` is the default when those weights are
+present). One PNG per scene in
 ``--out``, drawn in the colour tables the maps carry (not committed: they are large).
 
 Example:
@@ -42,7 +43,8 @@ def main() -> int:
         for rel, show, k in SCENES:
             scene = DATA / rel
             maps = {}
-            runs = [("kmeans", None), ("dino_kmeans", {"weights": str(args.weights)})]
+            vit = {"weights": str(args.weights)}
+            runs = [("kmeans", None), ("dino_kmeans", vit), ("primaps", vit)]
             for method, options in runs:
                 out = Path(tmp) / f"{scene.stem}_{method}.tif"
                 api.segment(scene, out, method=method, classes=k, options=options,

@@ -1,8 +1,9 @@
 """Where raster I/O meets torch: the device, and the tiled mapping loop.
 
 A reader thread reads and normalises tile windows ahead of the device; the main thread runs
-batches through the method (bf16 autocast on CUDA) and hands labels to the stitcher, whose
-finished rows go straight to the writer. Nothing here holds more than a band of rows.
+batches through the method (bf16 autocast on CUDA) and hands labels to the stitcher; a writer
+thread writes the stitcher's finished rows (GDAL compresses them without holding Python's
+lock) while the next batch is scored. Nothing here holds more than a few bands of rows.
 """
 
 import contextlib
@@ -85,6 +86,48 @@ class RowWriter(Protocol):
     def write_rows(self, row: int, labels: NDArray[np.unsignedinteger]) -> None: ...
 
 
+class _WriterThread:
+    """Writes finished rows on a thread of its own, at most ``depth`` bands behind; counts the
+    pixels per class. An error in the writer is raised again in the main thread at the next
+    :meth:`put` or at :meth:`close`."""
+
+    def __init__(self, writer: RowWriter, num_classes: int, nodata: int, depth: int = 4) -> None:
+        self.writer, self.num_classes, self.nodata = writer, num_classes, nodata
+        self.counts = np.zeros(num_classes + 1, dtype=np.int64)
+        self._q: queue.Queue[tuple[int, NDArray[np.unsignedinteger]] | None] = queue.Queue(
+            maxsize=depth
+        )
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._q.get()) is not None:
+            if self._error is not None:
+                continue  # drain without writing after a failure
+            try:
+                row, labels = item
+                self.writer.write_rows(row, labels)
+                found = np.bincount(labels.ravel(), minlength=self.nodata + 1)
+                self.counts[: self.num_classes] += found[: self.num_classes]
+                self.counts[-1] += found[self.nodata]
+            except BaseException as exc:  # raised again in the main thread
+                self._error = exc
+
+    def put(self, row: int, labels: NDArray[np.unsignedinteger]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._q.put((row, labels))
+
+    def close(self) -> None:
+        """Wait for every row to be written; raise the writer's error if there was one."""
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def map_scene(
     path: str | Path,
     method: Segmenter,
@@ -111,7 +154,6 @@ def map_scene(
     tiles: Sequence[Tile] = plan.tiles
     if tile_rows is not None:
         tiles = plan.tiles[tile_rows.start * plan.cols : tile_rows.stop * plan.cols]
-    counts = np.zeros(method.num_classes + 1, dtype=np.int64)
     # A few batches ahead: enough to hide read latency, small enough to bound memory.
     tiles_q: queue.Queue[Any] = queue.Queue(maxsize=max(2, 2 * batch_size))
     stop = threading.Event()
@@ -126,12 +168,11 @@ def map_scene(
 
     label_torch_dtype = torch.uint8 if stitcher.dtype == np.uint8 else torch.int32
 
+    sink = _WriterThread(writer, method.num_classes, stitcher.nodata)
+
     def emit(rows: Iterator[tuple[int, NDArray[np.unsignedinteger]]]) -> None:
         for row, labels in rows:
-            writer.write_rows(row, labels)
-            found = np.bincount(labels.ravel(), minlength=stitcher.nodata + 1)
-            counts[: method.num_classes] += found[: method.num_classes]
-            counts[-1] += found[stitcher.nodata]
+            sink.put(row, labels)
 
     def run(batch: list[tuple[Tile, NDArray[np.float32], NDArray[np.bool_]]]) -> None:
         x = torch.from_numpy(np.stack([b[1] for b in batch])).to(device, non_blocking=True)
@@ -160,13 +201,16 @@ def map_scene(
             if item is None:
                 break
         emit(stitcher.finish())
+        sink.close()
     finally:
         stop.set()
         while reader.is_alive():  # unblock a reader waiting on a full queue
             with contextlib.suppress(queue.Empty):
                 tiles_q.get(timeout=0.1)
         reader.join()
-    return counts
+        with contextlib.suppress(BaseException):  # already raised, or the error in flight
+            sink.close()
+    return sink.counts
 
 
 def scores_for_array(
