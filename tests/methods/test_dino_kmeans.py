@@ -13,8 +13,7 @@ import pytest
 import rasterio
 import torch
 import torch.nn.functional as F
-from _tiny_vit import DINO, TINY, hungarian_miou, textured_scene, tiny_vit
-from safetensors.torch import save_file
+from _tiny_vit import DINO, TINY, hungarian_miou, textured_scene
 
 from lcmap import api
 from lcmap.errors import InvalidOptionError, InvalidSceneError
@@ -23,21 +22,7 @@ from lcmap.methods.dino_kmeans import DinoKMeansSegmenter, build
 from lcmap.models import load_model
 from lcmap.sampling import ArraySampler
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "cache").mkdir()
-    monkeypatch.setenv("LCMAP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "tiny_dino_s8.safetensors"
-    save_file(tiny_vit().state_dict(), str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread", "vit_cache")
 
 
 def options(weights: Path, **extra: Any) -> dict[str, Any]:

@@ -13,8 +13,7 @@ import pytest
 import rasterio
 import torch
 import torch.nn.functional as F
-from _tiny_vit import DINO, TINY, hungarian_miou, textured_scene, tiny_vit
-from safetensors.torch import save_file
+from _tiny_vit import DINO, TINY, hungarian_miou, textured_scene
 
 from lcmap import api
 from lcmap.errors import InvalidOptionError
@@ -23,7 +22,7 @@ from lcmap.methods.primaps import PrimapsSegmenter, build
 from lcmap.models import load_model
 from lcmap.sampling import ArraySampler
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "vit_cache")
 
 D = 16
 
@@ -87,20 +86,6 @@ def test_em_makes_labels_agree_within_masks_from_a_start_that_splits_a_region() 
     fitted = fit_prototypes(feats_t, torch.stack(masks), start, steps=400, generator=gen)
     assert hungarian_miou(truth, labels(fitted), 2) >= 0.95
     assert torch.allclose(fitted.norm(dim=1), torch.ones(2), atol=1e-5)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "cache").mkdir()
-    monkeypatch.setenv("LCMAP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "tiny_dino_s8.safetensors"
-    save_file(tiny_vit().state_dict(), str(path))
-    return path
 
 
 def options(weights: Path, **extra: Any) -> dict[str, Any]:

@@ -32,23 +32,7 @@ DINOV2 = "vit_small_patch14_dinov2.lvd142m"
 DINOV2_REG = "vit_small_patch14_reg4_dinov2.lvd142m"
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    monkeypatch.setenv("LCMAP_CACHE_DIR", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "tiny_dino_s8.safetensors"
-    save_file(tiny_vit().state_dict(), str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread", "vit_cache")
 
 
 def tiny_stego(weights: Path | None, **kwargs: Any) -> StegoSegmenter:
@@ -407,11 +391,11 @@ def test_linear_probe_rejects_unusable_labels(
 
 
 def test_loading_finds_moved_weights_in_the_cache(
-    fitted: Any, tmp_path: Path, _isolated_cache: Path
+    fitted: Any, tmp_path: Path, vit_cache: Path
 ) -> None:
     method, img, _ = fitted
     config = dict(method.config(), weights=str(tmp_path / "gone" / "tiny_dino_s8.safetensors"))
-    shutil.copy(method.config()["weights"], _isolated_cache / "tiny_dino_s8.safetensors")
+    shutil.copy(method.config()["weights"], vit_cache / "tiny_dino_s8.safetensors")
     again = build(**config)
     again.load_state_dict(method.state_dict())
     assert again.resolved.source == "cache"
@@ -461,22 +445,22 @@ def test_official_dinov2_pth_is_converted_to_timm_names(name: str, tmp_path: Pat
 
 
 def test_weights_found_in_cache_directory(
-    tiny_weights: Path, tmp_path: Path, _isolated_cache: Path
+    tiny_weights: Path, tmp_path: Path, vit_cache: Path
 ) -> None:
-    shutil.copy(tiny_weights, _isolated_cache / f"{DINO}.safetensors")
+    shutil.copy(tiny_weights, vit_cache / f"{DINO}.safetensors")
     method = tiny_stego(None)
     assert method.resolved.source == "cache"
     assert method.header()["weights_sha256"] == _vit.file_sha256(tiny_weights)
-    (_isolated_cache / f"{DINO}.safetensors").unlink()
-    torch.save(tiny_vit().state_dict(), _isolated_cache / "dino_deitsmall8_pretrain.pth")
+    (vit_cache / f"{DINO}.safetensors").unlink()
+    torch.save(tiny_vit().state_dict(), vit_cache / "dino_deitsmall8_pretrain.pth")
     assert tiny_stego(None).resolved.path.name.endswith("pretrain.pth")
 
 
-def test_offline_without_weights_fails_at_once_naming_the_file(_isolated_cache: Path) -> None:
+def test_offline_without_weights_fails_at_once_naming_the_file(vit_cache: Path) -> None:
     start = time.perf_counter()
     with pytest.raises(WeightsError, match=r"dino_deitsmall8_pretrain\.pth") as info:
         build(4, backbone_args=TINY)
-    assert str(_isolated_cache) in str(info.value) and "weights=PATH" in str(info.value)
+    assert str(vit_cache) in str(info.value) and "weights=PATH" in str(info.value)
     assert time.perf_counter() - start < 5
 
 
@@ -543,13 +527,13 @@ def test_bf16_autocast_matches_fp32(fitted: Any) -> None:
 
 @pytest.mark.network
 def test_default_backbone_downloads_from_the_hub_once(
-    _isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+    vit_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not _vit.is_online():
         pytest.skip("the weights hub is not reachable")
     method = build(4, crops=2, steps=0)
     assert method.resolved.source == "hub"
-    assert method.resolved.path.is_relative_to(_isolated_cache)
+    assert method.resolved.path.is_relative_to(vit_cache)
     monkeypatch.setenv("LCMAP_OFFLINE", "1")  # the second time it comes from the cache
     again = build(4, crops=2, steps=0)
     assert again.resolved.path == method.resolved.path
