@@ -27,6 +27,7 @@ Example:
 """
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -80,6 +81,13 @@ def main() -> int:
         help="primaps: EM steps (default: the method's)",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="primaps: seeds")
+    parser.add_argument(
+        "--crops",
+        nargs="+",
+        type=int,
+        default=[None],
+        help="primaps: windows drawn for the fit (default: the method's)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -129,16 +137,16 @@ def main() -> int:
             bands = {**vit, "spectral_weight": 1.0}
             apply("dino_kmeans + bands (spectral_weight=1)", *fitted("dino_kmeans", "dk1", bands))
         if "primaps" in args.runs:
-            for steps in args.em_steps:
-                for seed in args.seeds:
-                    options = {**vit, "em_steps": steps, "seed": seed}
-                    name = f"primaps, {steps or 'default'} EM steps, seed {seed}"
-                    # The seed draws the windows too (api.train's), not only the k-means
-                    # start and the EM's batch order.
-                    model, fit_s = fitted("primaps", f"pm{steps}_{seed}", options, seed)
-                    apply(name, model, fit_s)
-                    if args.flips:
-                        apply(f"{name}, flips", model, fit_s, {"flips": True})
+            for steps, crops, seed in itertools.product(args.em_steps, args.crops, args.seeds):
+                options = {**vit, "em_steps": steps, "crops": crops, "seed": seed}
+                name = (f"primaps, {steps or 'default'} EM steps, {crops or 'default'} "
+                        f"windows, seed {seed}")  # fmt: skip
+                # The seed draws the windows too (api.train's), not only the k-means
+                # start and the EM's batch order.
+                model, fit_s = fitted("primaps", f"pm{steps}_{crops}_{seed}", options, seed)
+                apply(name, model, fit_s)
+                if args.flips:
+                    apply(f"{name}, flips", model, fit_s, {"flips": True})
         if "stego" in args.runs:
             apply(
                 "stego block 8",
