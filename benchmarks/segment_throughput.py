@@ -12,6 +12,7 @@ Figures are ratios against the baseline measured in the same run.
 Usage:
     python benchmarks/segment_throughput.py --sizes 4000 8000 16000 --workdir /tmp/lcmap-bench
     python benchmarks/segment_throughput.py --profile 8000   # where lcmap's time goes
+    python benchmarks/segment_throughput.py --sizes 8000 --lcmap /tmp/before  # another commit
 """
 
 import argparse
@@ -72,6 +73,16 @@ def make_scene(path: Path, size: int) -> None:
             dst.write(tile[:, rows][:, :, cols], window=Window(0, row, size, h))
 
 
+#: ``python -c`` body running lcmap's CLI from the checkout given as its first argument. An
+#: editable install's import hook comes before PYTHONPATH, so it is dropped first.
+FROM_CHECKOUT = """
+import runpy, sys
+sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path.insert(0, sys.argv.pop(1))
+runpy.run_module("lcmap", run_name="__main__")
+"""
+
+
 def timed(cmd: list[str]) -> tuple[float, float]:
     """Run ``cmd``; return (seconds, peak RSS in MB) of that process alone."""
     start = time.perf_counter()
@@ -102,6 +113,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 8000, 16000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/lcmap-bench"))
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--lcmap", type=Path, metavar="CHECKOUT",
+                        help="run lcmap from this checkout (a 'git worktree' of another "
+                        "commit), for before/after figures")  # fmt: skip
     parser.add_argument("--profile", type=int, metavar="SIZE",
                         help="profile lcmap on a SIZE x SIZE scene instead")  # fmt: skip
     args = parser.parse_args()
@@ -113,6 +127,8 @@ def main() -> None:
         profile(scene, args.workdir / f"map_{args.profile}.tif")
         return
     lcmap = [sys.executable, "-m", "lcmap"]
+    if args.lcmap:
+        lcmap = [sys.executable, "-c", FROM_CHECKOUT, str(args.lcmap.resolve())]
     rows = []
     for size in args.sizes:
         scene = args.workdir / f"naip_{size}.tif"
