@@ -515,6 +515,7 @@ def segment(
         seg, header, spec = _segmenter_for(
             src, read, method=method, seed=seed, device=dev, progress=progress, **given
         )
+        _warn_coarse_patches(seg, src)
         if stack and given["model"] is None:
             header.extra["stack"] = stack_layout(stack)
         model_path, staged = _stage_model(opened, seg, header, model, save_model)
@@ -575,6 +576,33 @@ def _check_segment_outputs(
     if save_model is not None:
         check_output(save_model, overwrite, inputs=inputs)
         check_distinct(output, sidecar_path(output), save_model)
+
+
+#: Ground side of one ViT patch above which a ViT method's map is said to be coarse. Between
+#: what was measured good (dubai_dev: 14 px x 0.5 m = 7 m) and what looked worse than k-means
+#: on the NAIP (70 m) and Landsat (420 m) pictures of ``benchmarks/pictures.py``.
+COARSE_PATCH_M = 20.0
+
+
+def _warn_coarse_patches(seg: "Segmenter", src: "DatasetReader") -> None:
+    """Say in one line when a ViT method sees the scene in patches of much ground."""
+    vit = getattr(seg, "vit", None)
+    crs = src.crs
+    if vit is None or crs is None or not crs.is_projected:
+        return
+    units = (crs.linear_units or "").lower()
+    if units not in ("metre", "meter", "m"):
+        return
+    ground = float(vit.patch_size) * max(abs(src.res[0]), abs(src.res[1]))
+    if ground > COARSE_PATCH_M:
+        log.warning(
+            "%s sees this scene in %d px patches, %.0f m of ground at %.3g m pixels: thin "
+            "features (rivers, roads) will be lost; the kmeans method keeps them.",
+            seg.info.name,
+            vit.patch_size,
+            ground,
+            max(abs(src.res[0]), abs(src.res[1])),
+        )
 
 
 def _choose_method(

@@ -5,6 +5,7 @@ tests use a tiny random ViT (width 32, 2 blocks), as test_dino_kmeans does. The 
 real DINOv2-S/14 are in benchmarks/README.md.
 """
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ import pytest
 import rasterio
 import torch
 import torch.nn.functional as F
+from _helpers import write_raster
 from _tiny_vit import DINO, TINY, hungarian_miou, textured_scene
+from rasterio.transform import from_origin
 
 from lcmap import api
 from lcmap.errors import InvalidOptionError
@@ -129,3 +132,21 @@ def test_model_file_reloads_as_primaps_with_the_same_map_at_every_tile_size(
         first = src.read(1)
     for other in maps:
         assert (other == first).mean() >= 0.999
+
+
+def test_coarse_pixels_get_a_one_line_warning_that_vit_patches_lose_thin_features(
+    tiny_weights: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    img, _ = textured_scene(96)
+    pixels = (img * 255).astype(np.uint8)
+    for res, warned in ((30.0, True), (0.5, False)):
+        scene = write_raster(tmp_path / f"s{res}.tif", pixels, "EPSG:32618",
+                             from_origin(500000, 4000000, res, res))  # fmt: skip
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="lcmap.api"):
+            api.segment(scene, tmp_path / f"m{res}.tif", method="primaps", classes=3,
+                        device="cpu", options=options(tiny_weights))  # fmt: skip
+        found = [r.getMessage() for r in caplog.records if "of ground" in r.getMessage()]
+        assert bool(found) == warned
+        if warned:
+            assert "8 px patches, 240 m of ground at 30 m pixels" in found[0]
