@@ -37,6 +37,23 @@ def textured_scene(size: int = 96, bands: int = 3) -> tuple[np.ndarray, np.ndarr
     return np.clip(img, 0, 1), truth
 
 
+def cluster_options(weights: Path, **extra: Any) -> dict[str, Any]:
+    """Options of a tiny ``dino_kmeans`` / ``primaps`` on the tiny ViT saved at ``weights``."""
+    return {"backbone": DINO, "weights": str(weights), "backbone_args": TINY, "crop_size": 32,
+            "crops": 24, "pixels_per_crop": 200, **extra}  # fmt: skip
+
+
+def textured_miou(method: Any, k: int = 4) -> float:
+    """Fit ``method`` on :func:`textured_scene` and score its map of it (Hungarian mIoU)."""
+    from lcmap.sampling import ArraySampler
+
+    img, truth = textured_scene()
+    method.fit(ArraySampler([img], seed=0))
+    with torch.inference_mode():
+        labels = method.predict_tile_labels(torch.from_numpy(img)[None])[0].numpy()
+    return hungarian_miou(truth, labels, k)
+
+
 def hungarian_miou(truth: np.ndarray, pred: np.ndarray, k: int) -> float:
     conf = np.zeros((k, k))
     np.add.at(conf, (truth.ravel(), pred.ravel()), 1)

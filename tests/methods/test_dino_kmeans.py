@@ -13,7 +13,7 @@ import pytest
 import rasterio
 import torch
 import torch.nn.functional as F
-from _tiny_vit import DINO, TINY, hungarian_miou, textured_scene
+from _tiny_vit import cluster_options, textured_miou, textured_scene
 
 from lcmap import api
 from lcmap.errors import InvalidOptionError, InvalidSceneError
@@ -25,18 +25,11 @@ from lcmap.sampling import ArraySampler
 pytestmark = pytest.mark.usefixtures("one_thread", "vit_cache")
 
 
-def options(weights: Path, **extra: Any) -> dict[str, Any]:
-    return {"backbone": DINO, "weights": str(weights), "backbone_args": TINY, "crop_size": 32,
-            "crops": 24, "pixels_per_crop": 200, **extra}  # fmt: skip
+options = cluster_options
 
 
 def test_recovers_textured_regions(tiny_weights: Path) -> None:
-    img, truth = textured_scene()
-    method = build(4, **options(tiny_weights))
-    method.fit(ArraySampler([img], seed=0))
-    with torch.inference_mode():
-        labels = method.predict_tile_labels(torch.from_numpy(img)[None])[0].numpy()
-    assert hungarian_miou(truth, labels, 4) >= 0.9
+    assert textured_miou(build(4, **options(tiny_weights))) >= 0.9
 
 
 def test_features_only_and_bands_only_weighting_both_fit(tiny_weights: Path) -> None:
