@@ -208,7 +208,7 @@ def map_scene(
             with contextlib.suppress(queue.Empty):
                 tiles_q.get(timeout=0.1)
         reader.join()
-        with contextlib.suppress(BaseException):  # already raised, or the error in flight
+        with contextlib.suppress(Exception):  # already raised, or the error in flight
             sink.close()
     return sink.counts
 
