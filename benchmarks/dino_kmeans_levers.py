@@ -151,29 +151,65 @@ def fit(
     return torch.from_numpy(KMeans(K, n_init=3, random_state=seed).fit(data).cluster_centers_)
 
 
-def primaps(
-    scenes_: list[Scene], blocks: tuple[int, ...], init: Any, args: argparse.Namespace
-) -> Any:
-    """PriMaPs-EM (lcmap.methods._primaps) from the k-means ``init``, on ``--primaps-crops``
-    windows of 16 x 16 patches a scene cut from the cached feature grids."""
+def crops(scenes_: list[Scene], blocks: tuple[int, ...], args: argparse.Namespace) -> Any:
+    """(N, D, 16, 16) windows of patch features cut from the cached grids: ``--primaps-crops``
+    a scene, or with ``--windows N`` N windows drawn as the product draws them (a scene picked
+    with probability proportional to its area, ``--stratified``: the same number a scene)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(args.seed)
+    n = WINDOW // PATCH
+    if args.windows:
+        rng = np.random.default_rng(args.seed)
+        if args.stratified:
+            picks = np.resize(rng.permutation(len(scenes_)), args.windows)
+        else:
+            area = np.array([s.h * s.w for s in scenes_], np.float64)
+            picks = rng.choice(len(scenes_), args.windows, p=area / area.sum())
+    else:
+        picks = np.repeat(np.arange(len(scenes_)), args.primaps_crops)
+    out = []
+    for i in picks:
+        f = scenes_[int(i)].features(blocks)[0]
+        gh, gw = f.shape[-2:]
+        r = int(torch.randint(max(gh - n, 0) + 1, (1,), generator=gen))
+        c = int(torch.randint(max(gw - n, 0) + 1, (1,), generator=gen))
+        out.append(f[:, r : r + n, c : c + n])
+    return torch.stack(out)
+
+
+def fit_windows(feats: Any, seed: int, n_init: int) -> Any:
+    """k-means on 500 pixels a window drawn with the Hann weight (the product's draw)."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.cluster import KMeans
+
+    from lcmap.methods._sliding import hann_pixels
+
+    gen = torch.Generator().manual_seed(seed)
+    valid = torch.ones(WINDOW, WINDOW, dtype=torch.bool)
+    rows = []
+    for f in feats:
+        drawn = hann_pixels(valid, 500, gen)
+        assert drawn is not None
+        v = F.grid_sample(f[None], drawn[1][None, None], mode="bilinear",
+                          padding_mode="border", align_corners=False)  # fmt: skip
+        rows.append(F.normalize(v[0, :, 0].T, dim=1))
+    data = torch.cat(rows).numpy()
+    return torch.from_numpy(KMeans(K, n_init=n_init, random_state=seed).fit(data).cluster_centers_)
+
+
+def primaps(feats: Any, init: Any, args: argparse.Namespace) -> Any:
+    """PriMaPs-EM (lcmap.methods._primaps) from the k-means ``init`` on the windows ``feats``."""
     import torch
 
     from lcmap.methods._primaps import fit_prototypes, principal_masks
     from lcmap.tiling import window_weights
 
     gen = torch.Generator().manual_seed(args.seed)
-    n = WINDOW // PATCH
-    feats, masks = [], []
-    for s in scenes_:
-        f = s.features(blocks)[0]
-        gh, gw = f.shape[-2:]
-        for _ in range(args.primaps_crops):
-            r = int(torch.randint(max(gh - n, 0) + 1, (1,), generator=gen))
-            c = int(torch.randint(max(gw - n, 0) + 1, (1,), generator=gen))
-            crop = f[:, r : r + n, c : c + n]
-            feats.append(crop)
-            masks.append(principal_masks(crop, threshold=args.threshold))
-    return fit_prototypes(torch.stack(feats), torch.stack(masks), init.float(),
+    n = feats.shape[-1]
+    masks = [principal_masks(f, threshold=args.threshold) for f in feats]
+    return fit_prototypes(feats, torch.stack(masks), init.float(),
                           weight=torch.from_numpy(window_weights(n)), steps=args.em_steps,
                           generator=gen)  # fmt: skip
 
@@ -251,15 +287,22 @@ def sweep(args: argparse.Namespace) -> None:
             for fit_names, test_names in folds:
                 fitted = [loaded[n] for n in fit_names]
                 mean = mean_feature(fitted, blocks) if args.center else None
-                c = fit(fitted, blocks, beta, args.seed, mean)
+                if args.windows:  # the product's draw: k-means and EM on the same windows
+                    feats = crops(fitted, blocks, args)
+                    c = fit_windows(feats, args.seed, args.n_init)
+                else:
+                    c = fit(fitted, blocks, beta, args.seed, mean)
+                    feats = crops(fitted, blocks, args) if args.em_steps else None
                 if args.em_steps:
-                    c = primaps(fitted, blocks, c, args)
+                    c = primaps(feats, c, args)
                 res.append(pooled([(labels(loaded[n], c, blocks, beta, args.guided, mean,
                                            tuple(args.shifts)),
                                     loaded[n].truth) for n in test_names]))  # fmt: skip
             mious = [r["miou"] for r in res]
             print(f"blocks {blocks} beta {beta} guided {args.guided} center {args.center} "
-                  f"shifts {args.shifts} em {args.em_steps} threshold {args.threshold}: "
+                  f"shifts {args.shifts} em {args.em_steps} threshold {args.threshold} "
+                  f"windows {args.windows} stratified {args.stratified} n_init {args.n_init} "
+                  f"seed {args.seed}: "
                   f"mIoU per fold {mious}, mean {np.mean(mious):.4f}", flush=True)  # fmt: skip
 
 
@@ -294,6 +337,15 @@ def main() -> int:
         default=8,
         help="PriMaPs windows (16 x 16 patches) cut from each fit scene",
     )
+    parser.add_argument("--windows", type=int, default=0,
+                        help="draw this many windows across the fit scenes, as the product "
+                        "does, for both the k-means and the EM (0 = the fixed draws)")  # fmt: skip
+    parser.add_argument(
+        "--stratified",
+        action="store_true",
+        help="--windows: the same number of windows from every scene",
+    )
+    parser.add_argument("--n-init", type=int, default=3, help="--windows: k-means restarts")
     parser.add_argument("--center", action="store_true",
                         help="centre the unit features on the fit's mean feature")  # fmt: skip
     args = parser.parse_args()

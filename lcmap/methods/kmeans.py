@@ -10,6 +10,7 @@ seed and roughly ordered dark (water, shadow) to bright (bare soil, roofs).
 """
 
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -138,27 +139,42 @@ class KMeansSegmenter(Segmenter):
         if progress is not None:
             progress(windows + 1, windows + 1)
 
-    def _distances(self, batch: Tensor) -> Tensor:
-        """(B, C, H, W) bands -> (B * H * W, K) distances of each pixel to each centroid."""
+    def _distances(self, batch: Tensor) -> Iterator[Tensor]:
+        """(B, C, H, W) bands -> per centroid, the (B, H, W) squared distances of each pixel.
+
+        Plane by plane, ``sum_j (f_j - c_kj)^2`` added in feature order: only elementwise
+        subtractions, squares and additions, each rounded once, so a pixel's distance is the
+        same bits whatever the tile's shape or its place in it (DESIGN.md contract 2; the
+        matmul form ``|f|^2 - 2 f.c + |c|^2`` is not, and loses precision). On (H, W) planes
+        it needs no pixel-major copy of the features and, for labels, no (K, H, W) stack:
+        faster than ``torch.cdist``'s exact mode on a CPU (benchmarks/README.md).
+        """
         if self.centroids is None:
             raise RuntimeError("k-means must be fitted before predict")
         feats = self.features(batch.float())
-        pixels = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
-        # Pairwise distances without the matmul shortcut: each pixel's distance is computed the
-        # same way whatever the tile's shape, so the map does not depend on the tiling
-        # (DESIGN.md contract 2); for so few features and centroids it was also faster on a CPU
-        # than the matmul and 1x1-convolution forms (benchmarks/README.md).
-        return torch.cdist(pixels, self.centroids, compute_mode="donot_use_mm_for_euclid_dist")
+        c = self.centroids
+        scratch = torch.empty_like(feats[:, 0])
+        for k in range(c.shape[0]):
+            d = (feats[:, 0] - c[k, 0]).square_()
+            for j in range(1, feats.shape[1]):
+                torch.sub(feats[:, j], c[k, j], out=scratch)
+                d.add_(scratch.square_())
+            yield d
 
     def predict(self, batch: Tensor) -> Tensor:
-        """Scores = minus the distance to each centroid."""
-        b, _, h, w = batch.shape
-        return -self._distances(batch).reshape(b, h, w, self._k).permute(0, 3, 1, 2)
+        """Scores = minus the squared distance to each centroid."""
+        return -torch.stack(list(self._distances(batch)), dim=1)
 
     def predict_labels(self, batch: Tensor) -> Tensor:
-        """The nearest centroid (the lowest id on a tie), without building the score planes."""
-        b, _, h, w = batch.shape
-        return self._distances(batch).argmin(dim=1).reshape(b, h, w)
+        """The nearest centroid (the lowest id on a tie), by a running minimum over the
+        centroids (an argmin across a (B, K, H, W) stack was slower)."""
+        planes = self._distances(batch)
+        best = next(planes)
+        labels = torch.zeros(best.shape, dtype=torch.int64, device=best.device)
+        for k, d in enumerate(planes, start=1):
+            labels.masked_fill_(d < best, k)
+            torch.minimum(best, d, out=best)
+        return labels
 
     def config(self) -> dict[str, Any]:
         """The options (:class:`KMeansConfig`), with the band count once fitted."""

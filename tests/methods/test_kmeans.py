@@ -33,3 +33,20 @@ def test_option_ranges() -> None:
         build(4, smooth=101)
     with pytest.raises(InvalidOptionError, match="num_classes=1 must be from 2"):
         build(1)
+
+
+def test_labels_are_the_nearest_centroid_whatever_the_tile() -> None:
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 4, 67, 91, generator=gen)
+    method = build(6, smooth=0, in_channels=4)
+    centroids = torch.rand(6, 4, generator=gen)
+    centroids[5] = centroids[2]  # a tie: the lower id wins
+    method.load_state_dict({"centroids": centroids})
+    labels = method.predict_labels(image)[0]
+    exact = ((image[0].double()[None] - centroids.double()[:, :, None, None]) ** 2).sum(1)
+    assert torch.equal(labels, exact.argmin(0))
+    assert not (labels == 5).any()
+    assert torch.equal(method.predict(image).argmax(1)[0], labels)
+    # The same pixels in another tile shape get the same bits, hence the same labels.
+    crop = image[..., 5:40, 13:80]
+    assert torch.equal(method.predict(crop), method.predict(image)[..., 5:40, 13:80])
