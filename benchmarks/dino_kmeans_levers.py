@@ -18,6 +18,8 @@ Example:
     python benchmarks/dino_kmeans_levers.py sweep --cache /tmp/dk_cache --betas 0 0.5 1 --loto
     python benchmarks/dino_kmeans_levers.py sweep --cache /tmp/dk_cache --guided 8
     python benchmarks/dino_kmeans_levers.py sweep --cache /tmp/dk_cache --blocks 8 --center
+    python benchmarks/dino_kmeans_levers.py sweep --cache /tmp/dk_cache --blocks 8 \
+        --em-steps 7000 --windows 512 --seed 1
 """
 
 import argparse

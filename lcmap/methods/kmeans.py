@@ -151,13 +151,16 @@ class KMeansSegmenter(Segmenter):
         """
         if self.centroids is None:
             raise RuntimeError("k-means must be fitted before predict")
-        feats = self.features(batch.float())
+        x = batch.float()
+        # The feature planes in features()' order, without concatenating them (a copy that
+        # cost as much as the distances).
+        planes = [*x.unbind(1), *(box_mean(x, self.smooth).unbind(1) if self.smooth else ())]
         c = self.centroids
-        scratch = torch.empty_like(feats[:, 0])
+        scratch = torch.empty_like(planes[0])
         for k in range(c.shape[0]):
-            d = (feats[:, 0] - c[k, 0]).square_()
-            for j in range(1, feats.shape[1]):
-                torch.sub(feats[:, j], c[k, j], out=scratch)
+            d = (planes[0] - c[k, 0]).square_()
+            for j in range(1, len(planes)):
+                torch.sub(planes[j], c[k, j], out=scratch)
                 d.add_(scratch.square_())
             yield d
 
