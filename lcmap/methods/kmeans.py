@@ -38,13 +38,17 @@ def box_mean(x: Tensor, radius: int) -> Tensor:
     size = 2 * radius + 1
     h, w = x.shape[-2:]
     padded = F.pad(x, (radius,) * 4, mode="replicate")
-    rows = padded[..., 0:h, :].clone()
-    for i in range(1, size):
+    if size == 1:
+        return x.clone()
+    # The first sum makes a new tensor: no copy of the first slice (the same additions, in
+    # the same order, as copying it and adding the others).
+    rows = padded[..., 0:h, :] + padded[..., 1 : 1 + h, :]
+    for i in range(2, size):
         rows += padded[..., i : i + h, :]
-    out = rows[..., 0:w].clone()
-    for j in range(1, size):
+    out = rows[..., 0:w] + rows[..., 1 : 1 + w]
+    for j in range(2, size):
         out += rows[..., j : j + w]
-    return out / (size * size)
+    return out.div_(size * size)
 
 
 class KMeansSegmenter(Segmenter):
