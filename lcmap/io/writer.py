@@ -29,6 +29,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from lcmap.errors import InvalidOptionError, OutputExistsError, OutputPathError
+from lcmap.io.overviews import ModePyramid, overview_sizes
 from lcmap.io.staging import committing, out_of_room, publish, remove_stale, temp_path
 
 log = logging.getLogger(__name__)
@@ -358,7 +359,19 @@ class LabelWriter:
         }
         self._tmp_paths: list[Path] = []
         self._dst: Any = None
+        self._source: Path | None = None  # what the COG copy reads
+        self._pyramid: ModePyramid | None = None
         self._committed = False
+
+    def _streams_overviews(self) -> bool:
+        """Whether lcmap builds the MODE overviews from the rows (:mod:`lcmap.io.overviews`):
+        those the COG driver would build itself by default (no other resampling or count)."""
+        co = self.creation_options
+        return (
+            co.get("OVERVIEWS", "AUTO").upper() == "AUTO"
+            and co.get("OVERVIEW_RESAMPLING", "").upper() == "MODE"
+            and "OVERVIEW_COUNT" not in co
+        )
 
     def _temp(self, suffix: str) -> Path:
         tmp = temp_path(self.path, suffix)
@@ -372,9 +385,14 @@ class LabelWriter:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 if self.parts is None:
-                    self._dst = self._open_staging(self._temp(".partial.tif"))
+                    self._source = self._temp(".partial.tif")
+                    self._dst = self._open_staging(self._source)
+                    if self._streams_overviews():
+                        self._pyramid = self._open_pyramid()
                 else:
-                    self._dst = self._open_parts(self._temp(".vrt"), self.parts)
+                    self._source = self._temp(".vrt")
+                    overviews = self._pyramid_of_parts(self.parts)
+                    self._dst = self._open_parts(self._source, self.parts, overviews)
         except BaseException as exc:  # __exit__ is not called when __enter__ fails
             self.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -393,8 +411,39 @@ class LabelWriter:
             **STAGING_PROFILE,
         )
 
-    def _open_parts(self, vrt: Path, parts: Sequence[tuple[Path, int]]) -> Any:
-        """A VRT stacking the part files, opened for update (colour table and tags go there)."""
+    def _open_pyramid(self) -> ModePyramid | None:
+        """Staging files for the overview levels (None when the map needs none)."""
+        blocksize = int(self.creation_options.get("BLOCKSIZE", "512"))
+        levels = len(overview_sizes(self.width, self.height, blocksize))
+        if not levels:
+            return None
+        paths = [self._temp(f".ovr{i + 1}.tif") for i in range(levels)]
+        profile = {**STAGING_PROFILE, "dtype": self.dtype.name, "nodata": self.nodata}
+        return ModePyramid(paths, self.width, self.height, blocksize, profile, self.nodata)
+
+    def _pyramid_of_parts(self, parts: Sequence[tuple[Path, int]]) -> list[Path]:
+        """The overview levels of finished part files, read once in row order (the same
+        levels a one-pass map streams, so both give the same COG, byte for byte)."""
+        if not self._streams_overviews():
+            return []
+        self._pyramid = self._open_pyramid()
+        if self._pyramid is None:
+            return []
+        for part, first in parts:
+            with rasterio.open(part) as src:
+                for top in range(0, src.height, 1024):
+                    rows = src.read(
+                        1, window=Window(0, top, src.width, min(1024, src.height - top))
+                    )
+                    self._pyramid.add(first + top, rows)
+        self._pyramid.close()
+        return self._pyramid.paths() if self._pyramid.complete else []
+
+    def _open_parts(
+        self, vrt: Path, parts: Sequence[tuple[Path, int]], overviews: Sequence[Path] = ()
+    ) -> Any:
+        """A VRT stacking the part files, opened for update (colour table and tags go there);
+        ``overviews``: files holding its overview levels, finest first."""
         from xml.sax.saxutils import escape
 
         gdal_type = {"uint8": "Byte", "uint16": "UInt16"}[self.dtype.name]
@@ -410,11 +459,19 @@ class LabelWriter:
                 "</SourceFilename><SourceBand>1</SourceBand>"
                 f"<SrcRect {rect.format(0)}/><DstRect {rect.format(row)}/></SimpleSource>"
             )
+        sources += [
+            f'    <Overview><SourceFilename relativeToVRT="0">{escape(str(Path(o).resolve()))}'
+            "</SourceFilename><SourceBand>1</SourceBand></Overview>"
+            for o in overviews
+        ]
         srs = f"  <SRS>{escape(self.crs.to_wkt())}</SRS>\n" if self.crs else ""
         geo = ",".join(repr(v) for v in self.transform.to_gdal())
+        # An ungeoreferenced scene (no CRS, identity transform) stays without a geotransform.
+        ungeoreferenced = self.crs is None and self.transform.is_identity
+        geo_xml = "" if ungeoreferenced else f"  <GeoTransform>{geo}</GeoTransform>\n"
         vrt.write_text(
             f'<VRTDataset rasterXSize="{self.width}" rasterYSize="{self.height}">\n{srs}'
-            f"  <GeoTransform>{geo}</GeoTransform>\n"
+            f"{geo_xml}"
             f'  <VRTRasterBand dataType="{gdal_type}" band="1">\n'
             f"    <NoDataValue>{self.nodata}</NoDataValue>\n" + "\n".join(sources) + "\n"
             "  </VRTRasterBand>\n</VRTDataset>\n"
@@ -426,8 +483,11 @@ class LabelWriter:
         if self.parts is not None:
             raise RuntimeError("this writer assembles part files; rows cannot be written to it")
         window = Window(0, row, self.width, labels.shape[0])
+        labels = labels.astype(self.dtype, copy=False)
         with self._write_errors():
-            self._dst.write(labels.astype(self.dtype, copy=False), 1, window=window)
+            self._dst.write(labels, 1, window=window)
+            if self._pyramid is not None:
+                self._pyramid.add(row, labels)
 
     @contextlib.contextmanager
     def _write_errors(self) -> Iterator[None]:
@@ -455,6 +515,26 @@ class LabelWriter:
             self._commit()
 
     def _commit(self) -> None:
+        options = dict(self.creation_options)
+        if self._pyramid is not None and self.parts is not None:
+            if self._pyramid.complete:  # already in the parts' VRT
+                options["OVERVIEWS"] = "FORCE_USE_EXISTING"
+        elif self._pyramid is not None:
+            self._pyramid.close()
+            if self._pyramid.complete:
+                # The overviews streamed from the rows become the VRT's; the COG copy keeps
+                # them instead of making its own in a second pass over the map.
+                self._dst.close()
+                assert self._source is not None
+                staging, self._source = self._source, self._temp(".vrt")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    self._dst = self._open_parts(
+                        self._source, [(staging, 0)], self._pyramid.paths()
+                    )
+                options["OVERVIEWS"] = "FORCE_USE_EXISTING"
+            else:
+                log.debug("rows arrived out of order: the COG driver builds the overviews")
         dst = self._dst
         # A TIFF palette has no alpha channel: GDAL reads unused entries as opaque black and
         # the nodata entry as transparent. The legend comes from the categories and the RAT
@@ -470,7 +550,7 @@ class LabelWriter:
         cog = self._temp(".cog.tif")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            rasterio.shutil.copy(self._tmp_paths[0], cog, driver="COG", **self.creation_options)
+            rasterio.shutil.copy(self._source, cog, driver="COG", **options)
         aux_tmp = self._temp(".aux.xml")
         aux_tmp.write_text(category_xml(self.class_names, self.colours))
         side_tmp = None
@@ -495,6 +575,8 @@ class LabelWriter:
     ) -> None:
         if self._dst is not None:
             self._dst.close()
+        if self._pyramid is not None:
+            self._pyramid.close()
         for tmp in self._tmp_paths:
             tmp.unlink(missing_ok=True)
 
