@@ -516,25 +516,26 @@ class LabelWriter:
 
     def _commit(self) -> None:
         options = dict(self.creation_options)
-        if self._pyramid is not None and self.parts is not None:
-            if self._pyramid.complete:  # already in the parts' VRT
-                options["OVERVIEWS"] = "FORCE_USE_EXISTING"
-        elif self._pyramid is not None:
+        overviews: list[Path] = []
+        if self._pyramid is not None:
             self._pyramid.close()
             if self._pyramid.complete:
-                # The overviews streamed from the rows become the VRT's; the COG copy keeps
-                # them instead of making its own in a second pass over the map.
-                self._dst.close()
-                assert self._source is not None
-                staging, self._source = self._source, self._temp(".vrt")
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                    self._dst = self._open_parts(
-                        self._source, [(staging, 0)], self._pyramid.paths()
-                    )
+                # The overviews made from the rows: the COG copy keeps them instead of
+                # making its own in a second pass over the map.
+                overviews = self._pyramid.paths()
                 options["OVERVIEWS"] = "FORCE_USE_EXISTING"
             else:
                 log.debug("rows arrived out of order: the COG driver builds the overviews")
+        if self.parts is None:
+            # The staging file is read through a VRT (as parts are), which takes the colour
+            # table and tags (a GeoTIFF still being written cannot take a palette) and the
+            # overviews.
+            self._dst.close()
+            assert self._source is not None
+            staging, self._source = self._source, self._temp(".vrt")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self._dst = self._open_parts(self._source, [(staging, 0)], overviews)
         dst = self._dst
         # A TIFF palette has no alpha channel: GDAL reads unused entries as opaque black and
         # the nodata entry as transparent. The legend comes from the categories and the RAT
