@@ -42,22 +42,21 @@ def mode_2x2(labels: NDArray[Any], nodata: int) -> NDArray[Any]:
     if h % 2 or w % 2:
         labels = np.pad(labels, ((0, h % 2), (0, w % 2)), constant_values=nodata)
     v = (labels[0::2, 0::2], labels[0::2, 1::2], labels[1::2, 0::2], labels[1::2, 1::2])
-    same = {(i, j): v[i] == v[j] for i in range(4) for j in range(i + 1, 4)}
+    same = {(i, j): (v[i] == v[j]).view(np.uint8) for i in range(4) for j in range(i + 1, 4)}
     out = v[0].copy()
     best = np.zeros(out.shape, np.uint8)
     for i in range(4):
-        # How many of the block's pixels share pixel i's value (nodata pixels count 0: a
-        # class is never equal to nodata, so they only ever match each other).
-        count = np.ones(out.shape, np.uint8)
-        for j in range(4):
-            if j != i:
-                count += same[min(i, j), max(i, j)]
-        count[v[i] == nodata] = 0
+        # How many of the block's pixels share pixel i's value; 0 for a nodata pixel (a
+        # class is never equal to nodata, so nodata pixels only ever match each other).
+        a, b, c = (same[min(i, j), max(i, j)] for j in range(4) if j != i)
+        count = a + b
+        count += c
+        count += 1
+        count *= (v[i] != nodata).view(np.uint8)
         if i == 0:
             best = count
             continue
-        better = count > best
-        out[better] = v[i][better]
+        np.copyto(out, v[i], where=count > best)
         np.maximum(best, count, out=best)
     return out
 
