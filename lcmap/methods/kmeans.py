@@ -36,10 +36,10 @@ def box_mean(x: Tensor, radius: int) -> Tensor:
     the map.
     """
     size = 2 * radius + 1
-    h, w = x.shape[-2:]
-    padded = F.pad(x, (radius,) * 4, mode="replicate")
     if size == 1:
         return x.clone()
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (radius,) * 4, mode="replicate")
     # The first sum makes a new tensor: no copy of the first slice (the same additions, in
     # the same order, as copying it and adding the others).
     rows = padded[..., 0:h, :] + padded[..., 1 : 1 + h, :]
