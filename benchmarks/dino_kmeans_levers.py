@@ -153,13 +153,14 @@ def fit(
     return torch.from_numpy(KMeans(K, n_init=3, random_state=seed).fit(data).cluster_centers_)
 
 
-def crops(scenes_: list[Scene], blocks: tuple[int, ...], args: argparse.Namespace) -> Any:
+def crops(scenes_: list[Scene], blocks: tuple[int, ...], args: argparse.Namespace, gen: Any) -> Any:
     """(N, D, 16, 16) windows of patch features cut from the cached grids: ``--primaps-crops``
     a scene, or with ``--windows N`` N windows drawn as the product draws them (a scene picked
-    with probability proportional to its area, ``--stratified``: the same number a scene)."""
+    with probability proportional to its area, ``--stratified``: the same number a scene).
+    ``gen`` (a torch generator) places them; without ``--windows`` it goes on to the EM, as
+    when the earlier sweep rows were measured, so they reproduce."""
     import torch
 
-    gen = torch.Generator().manual_seed(args.seed)
     n = WINDOW // PATCH
     if args.windows:
         rng = np.random.default_rng(args.seed)
@@ -201,14 +202,13 @@ def fit_windows(feats: Any, seed: int, n_init: int) -> Any:
     return torch.from_numpy(KMeans(K, n_init=n_init, random_state=seed).fit(data).cluster_centers_)
 
 
-def primaps(feats: Any, init: Any, args: argparse.Namespace) -> Any:
+def primaps(feats: Any, init: Any, args: argparse.Namespace, gen: Any) -> Any:
     """PriMaPs-EM (lcmap.methods._primaps) from the k-means ``init`` on the windows ``feats``."""
     import torch
 
     from lcmap.methods._primaps import fit_prototypes, principal_masks
     from lcmap.tiling import window_weights
 
-    gen = torch.Generator().manual_seed(args.seed)
     n = feats.shape[-1]
     masks = [principal_masks(f, threshold=args.threshold) for f in feats]
     return fit_prototypes(feats, torch.stack(masks), init.float(),
@@ -275,6 +275,8 @@ def pooled(pairs: list[tuple[Any, Any]]) -> dict[str, float]:
 
 
 def sweep(args: argparse.Namespace) -> None:
+    import torch
+
     names = sorted(r["name"] for r in scenes())
     loaded = {n: Scene(args.cache, n) for n in names}
     if args.loto:
@@ -289,14 +291,16 @@ def sweep(args: argparse.Namespace) -> None:
             for fit_names, test_names in folds:
                 fitted = [loaded[n] for n in fit_names]
                 mean = mean_feature(fitted, blocks) if args.center else None
+                gen = torch.Generator().manual_seed(args.seed)
                 if args.windows:  # the product's draw: k-means and EM on the same windows
-                    feats = crops(fitted, blocks, args)
+                    feats = crops(fitted, blocks, args, gen)
                     c = fit_windows(feats, args.seed, args.n_init)
+                    gen = torch.Generator().manual_seed(args.seed)  # the EM's own, as run
                 else:
                     c = fit(fitted, blocks, beta, args.seed, mean)
-                    feats = crops(fitted, blocks, args) if args.em_steps else None
+                    feats = crops(fitted, blocks, args, gen) if args.em_steps else None
                 if args.em_steps:
-                    c = primaps(feats, c, args)
+                    c = primaps(feats, c, args, gen)
                 res.append(pooled([(labels(loaded[n], c, blocks, beta, args.guided, mean,
                                            tuple(args.shifts)),
                                     loaded[n].truth) for n in test_names]))  # fmt: skip
