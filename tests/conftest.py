@@ -30,6 +30,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture
+def vit_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty weights cache and no hub: nothing but the files a test gives is found."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("LCMAP_CACHE_DIR", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """One torch intra-op thread for a module of small-tensor training tests.

@@ -1,7 +1,7 @@
 """MODE overviews of a label map, built from its rows as they stream out of the stitcher.
 
 GDAL's COG driver would otherwise build the overviews after the map is written: a second pass
-over the whole map (on a 256 Mpx map, 5.4 of the 6.9 s the COG conversion took). Here each
+over the whole map (most of the commit's time: ``benchmarks/cog_writer.py``). Here each
 level is made from the level below, two rows at a time, while the map is being written, into
 its own staging file; :class:`~lcmap.io.writer.LabelWriter` then hands them to the COG driver
 as the source's overviews (a VRT with explicit ``<Overview>`` elements and
@@ -14,6 +14,7 @@ pixels one level down, nodata left out (nodata only when all four are); on a tie
 reading order (top-left, top-right, bottom-left, bottom-right).
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,21 +44,23 @@ def mode_2x2(labels: NDArray[Any], nodata: int) -> NDArray[Any]:
         labels = np.pad(labels, ((0, h % 2), (0, w % 2)), constant_values=nodata)
     v = (labels[0::2, 0::2], labels[0::2, 1::2], labels[1::2, 0::2], labels[1::2, 1::2])
     same = {(i, j): (v[i] == v[j]).view(np.uint8) for i in range(4) for j in range(i + 1, 4)}
-    out = v[0].copy()
-    best = np.zeros(out.shape, np.uint8)
-    for i in range(4):
-        # How many of the block's pixels share pixel i's value; 0 for a nodata pixel (a
-        # class is never equal to nodata, so nodata pixels only ever match each other).
+
+    def count(i: int) -> NDArray[np.uint8]:
+        """How many of the block's pixels share pixel i's value; 0 for a nodata pixel (a
+        class is never equal to nodata, so nodata pixels only ever match each other)."""
         a, b, c = (same[min(i, j), max(i, j)] for j in range(4) if j != i)
-        count = a + b
-        count += c
-        count += 1
-        count *= (v[i] != nodata).view(np.uint8)
-        if i == 0:
-            best = count
-            continue
-        np.copyto(out, v[i], where=count > best)
-        np.maximum(best, count, out=best)
+        n: NDArray[np.uint8] = a + b
+        n += c
+        n += 1
+        n *= (v[i] != nodata).view(np.uint8)
+        return n
+
+    out = v[0].copy()
+    best = count(0)
+    for i in range(1, 4):
+        n = count(i)
+        np.copyto(out, v[i], where=n > best)
+        np.maximum(best, n, out=best)
     return out
 
 
@@ -76,7 +79,7 @@ class ModePyramid:
     """Build every overview level from the map's rows, in row order (see the module docstring).
 
     Args:
-        paths: one staging file path per level (:func:`overview_sizes` says how many).
+        path_of: the staging file of level ``i`` (1 = the finest).
         width: the map's width.
         height: the map's height.
         blocksize: the COG's block size.
@@ -86,24 +89,21 @@ class ModePyramid:
 
     def __init__(
         self,
-        paths: list[Path],
+        path_of: Callable[[int], Path],
         width: int,
         height: int,
         blocksize: int,
         profile: dict[str, Any],
         nodata: int,
     ) -> None:
-        sizes = overview_sizes(width, height, blocksize)
-        if len(paths) != len(sizes):
-            raise ValueError(f"{len(sizes)} overview levels need as many paths, got {len(paths)}")
         self.nodata = nodata
         self.height = height
         self.next_row = 0
         self.broken = False
         self.levels: list[_Level] = []
         try:
-            for path, (w, h) in zip(paths, sizes, strict=True):
-                self.levels.append(_Level(path, w, h, profile))
+            for i, (w, h) in enumerate(overview_sizes(width, height, blocksize), start=1):
+                self.levels.append(_Level(path_of(i), w, h, profile))
         except BaseException:
             self.close()
             raise

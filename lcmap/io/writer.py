@@ -414,12 +414,11 @@ class LabelWriter:
     def _open_pyramid(self) -> ModePyramid | None:
         """Staging files for the overview levels (None when the map needs none)."""
         blocksize = int(self.creation_options.get("BLOCKSIZE", "512"))
-        levels = len(overview_sizes(self.width, self.height, blocksize))
-        if not levels:
+        if not overview_sizes(self.width, self.height, blocksize):
             return None
-        paths = [self._temp(f".ovr{i + 1}.tif") for i in range(levels)]
         profile = {**STAGING_PROFILE, "dtype": self.dtype.name, "nodata": self.nodata}
-        return ModePyramid(paths, self.width, self.height, blocksize, profile, self.nodata)
+        return ModePyramid(lambda i: self._temp(f".ovr{i}.tif"), self.width, self.height,
+                           blocksize, profile, self.nodata)  # fmt: skip
 
     def _pyramid_of_parts(self, parts: Sequence[tuple[Path, int]]) -> list[Path]:
         """The overview levels of finished part files, read once in row order (the same

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from typer.testing import CliRunner
 
 from lcmap import api
@@ -14,18 +13,9 @@ from lcmap.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    folder.mkdir()
-    monkeypatch.setenv("LCMAP_CACHE_DIR", str(folder))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return folder
-
-
-def test_list_says_what_is_present_with_its_sha256(cache: Path) -> None:
+def test_list_says_what_is_present_with_its_sha256(vit_cache: Path) -> None:
     data = b"not really weights"
-    (cache / "vit_small_patch14_dinov2.safetensors").write_bytes(data)
+    (vit_cache / "vit_small_patch14_dinov2.safetensors").write_bytes(data)
     result = runner.invoke(app, ["weights", "list", "--json"])
     assert result.exit_code == 0, result.output
     rows = {r["backbone"]: r for r in json.loads(result.stdout)}
@@ -35,17 +25,17 @@ def test_list_says_what_is_present_with_its_sha256(cache: Path) -> None:
     assert "dino_deitsmall8_pretrain.pth" in rows["vit_small_patch8_224.dino"]["looks_for"]
 
 
-def test_default_method_is_primaps_only_when_its_weights_are_here(cache: Path) -> None:
+def test_default_method_is_primaps_only_when_its_weights_are_here(vit_cache: Path) -> None:
     method, why = api.default_method()
-    assert method == "kmeans" and "weights=PATH" in why and str(cache) in why
-    (cache / "vit_small_patch14_dinov2.safetensors").write_bytes(b"x")
+    assert method == "kmeans" and "weights=PATH" in why and str(vit_cache) in why
+    (vit_cache / "vit_small_patch14_dinov2.safetensors").write_bytes(b"x")
     method, why = api.default_method()
-    assert method == "primaps" and str(cache) in why
+    assert method == "primaps" and str(vit_cache) in why
     assert api.default_method({"weights": "my.pth"})[0] == "primaps"
 
 
 def test_segment_without_method_says_which_it_used_and_why(
-    cache: Path, make_scene: Any, tmp_path: Path
+    vit_cache: Path, make_scene: Any, tmp_path: Path
 ) -> None:
     scene = make_scene(width=64, height=64)
     result = runner.invoke(app, ["segment", str(scene), "-o", str(tmp_path / "m.tif"), "-k", "3"])

@@ -1,20 +1,11 @@
-"""Fixtures of the ViT method tests (stego, dino_kmeans, primaps)."""
+"""Fixtures of the ViT method tests (stego, dino_kmeans, primaps); ``vit_cache`` is in
+``tests/conftest.py``."""
 
 from pathlib import Path
 
 import pytest
 from _tiny_vit import tiny_vit
 from safetensors.torch import save_file
-
-
-@pytest.fixture
-def vit_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty weights cache and no hub: nothing but the files a test gives is found."""
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    monkeypatch.setenv("LCMAP_CACHE_DIR", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
 
 
 @pytest.fixture(scope="module")
