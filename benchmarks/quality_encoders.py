@@ -7,7 +7,8 @@ Protocol (``../shared/data/dubai_dev``; truth 0 building, 1 land, 2 road, 3 vege
    SimCLR's global NT-Xent alone and once with the dense (PixContrast) mix.
 2. Fine-tune ``encoder_finetuned`` with N labelled patches (random, seeded) from tiles 1-4:
    rows ``random`` (the same network from scratch), ``simclr frozen``, ``simclr fine-tuned``,
-   ``dense fine-tuned``; 3 seeds.
+   ``dense fine-tuned``, and the linear head on the frozen encoder (linear evaluation):
+   ``random linear`` and ``simclr linear``; 3 seeds.
 3. Score tiles 5-6 with the labels as classes (no matching): pooled per-class IoU, mIoU,
    accuracy, mean F1; mean and spread over the seeds.
 4. Unsupervised maps of the pre-trained encoders (their k-means probe, K = 5) and k-means
@@ -53,6 +54,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=64, help="Window side (pre-training, mapping).")
     p.add_argument("--pretrain-steps", type=int, default=300)
     p.add_argument("--pretrain-windows", type=int, default=1024)
+    p.add_argument("--pretrain-seed", type=int, default=0, help="Seed of the pre-training.")
+    p.add_argument("--objectives", default="simclr,dense", help="Pre-trainings to run.")
+    p.add_argument("--rows", default=",".join(ROWS), help="Fine-tuning rows to run.")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--optimizer", default="adam", help="adam or sgd (seed 004: sgd 1e-3).")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -67,6 +71,18 @@ def parse() -> argparse.Namespace:
         args.seeds, args.pretrain_steps, args.ft_steps, args.eval_crop = "0", 5, 5, 128
         args.pretrain_windows, args.encoders = 64, "unet"
     return args
+
+
+#: Fine-tuning row -> (pre-training objective, init, frozen encoder, head).
+ROWS = {
+    "random": ("simclr", "random", False, "decoder"),
+    "simclr frozen": ("simclr", "simclr", True, "decoder"),
+    "simclr fine-tuned": ("simclr", "simclr", False, "decoder"),
+    "dense fine-tuned": ("dense", "simclr", False, "decoder"),
+    "random linear": ("simclr", "random", True, "linear"),
+    "simclr linear": ("simclr", "simclr", True, "linear"),
+    "dense linear": ("dense", "simclr", True, "linear"),
+}
 
 
 def per_class_iou(preds: list[np.ndarray], crops: list[dict[str, Any]]) -> list[float]:
@@ -106,15 +122,17 @@ def main() -> None:
 
     for encoder in args.encoders.split(","):
         models = {}
-        for objective, dense in (("simclr", 0.0), ("dense", 0.5)):
+        objectives = {"simclr": 0.0, "dense": 0.5}
+        for objective in args.objectives.split(","):
+            dense = objectives[objective]
             path = out / f"{encoder}-{objective}.lcmap"
             options = {"encoder": encoder, "crop_size": args.crop, "steps": args.pretrain_steps,
                        "windows": args.pretrain_windows, "batch_size": args.batch,
                        "optimizer": args.optimizer, "lr": args.lr,
                        "temperature": args.temperature, "dense_weight": dense}  # fmt: skip
             t0 = time.perf_counter()
-            header = api.train(scenes, path, method="simclr", classes=5, seed=0, device="cpu",
-                               overwrite=True, options=options)  # fmt: skip
+            header = api.train(scenes, path, method="simclr", classes=5, seed=args.pretrain_seed,
+                               device="cpu", overwrite=True, options=options)  # fmt: skip
             seconds = time.perf_counter() - t0
             windows = args.pretrain_steps * args.batch
             results["pretrain"][path.stem] = {
@@ -126,17 +144,17 @@ def main() -> None:
             log.info("%s: pre-trained in %.0f s, loss %.3f; unsupervised %s", path.stem,
                      seconds, header.extra["final_loss"], unsup)  # fmt: skip
             models[objective] = path
-        rows = [("random", models["simclr"], "random", False),
-                ("simclr frozen", models["simclr"], "simclr", True),
-                ("simclr fine-tuned", models["simclr"], "simclr", False),
-                ("dense fine-tuned", models["dense"], "simclr", False)]  # fmt: skip
-        for row, model, init, frozen in rows:
+        for row in args.rows.split(","):
+            objective, init, frozen, head = ROWS[row]
+            if objective not in models:
+                continue
+            model = models[objective]
             for n in budgets:
                 for seed in seeds:
                     tuned = out / "tuned.lcmap"
                     t0 = time.perf_counter()
                     finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=n,
-                             patch_size=args.patch, init=init, freeze_encoder=frozen,
+                             patch_size=args.patch, init=init, freeze_encoder=frozen, head=head,
                              steps=args.ft_steps, batch_size=8, seed=seed, device="cpu",
                              overwrite=True)  # fmt: skip
                     preds = predict_labels(tuned, crops)

@@ -101,6 +101,14 @@ def finetune(
             "seed 003's Frozen rows) \\[default: train it].",
         ),
     ] = None,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            "--head",
+            help="simclr models: 'decoder' (a UNet decoder) or 'linear' (a 1x1 layer on the "
+            "encoder's embedding; with --freeze-encoder, a linear probe) \\[default: decoder].",
+        ),
+    ] = None,
     device: Device = "auto",
     seed: Seed = 0,
     overwrite: Overwrite = False,
@@ -113,7 +121,8 @@ def finetune(
     trained with class-weighted cross-entropy (label 255 ignored); '--init autoencoder' and
     '--init random' give the paper's baselines. A stego MODEL keeps its frozen ViT and head
     and gets a linear probe on its codes. A simclr MODEL's encoder gets a UNet decoder
-    (--freeze-encoder trains the decoder only). A wrong --init lists what MODEL offers. Map
+    (--freeze-encoder trains the decoder only; --head linear replaces the decoder by a linear
+    layer on the encoder's embedding). A wrong --init lists what MODEL offers. Map
     scenes with 'lcmap segment SCENE --model TUNED'.
 
     Examples:
@@ -123,6 +132,8 @@ def finetune(
         $ lcmap finetune cas.lcmap --scene a.tif --labels drawn.gpkg -o tuned.lcmap
 
         $ lcmap finetune cas.lcmap --scene a.tif --labels truth.tif --patches 20 -o tuned.lcmap
+
+        $ lcmap finetune enc.lcmap --scene a.tif --labels t.tif --head linear --freeze-encoder -o p
     """
     setup_logging(verbose, quiet)
     if len(scene) != len(labels):
@@ -151,6 +162,7 @@ def finetune(
                 lr=lr,
                 crop_size=crop_size,
                 freeze_encoder=freeze_encoder,
+                head=head,
                 stack=stack,
                 seed=seed,
                 device=device,

@@ -230,6 +230,8 @@ class PrimapsConfig(DinoKMeansConfig):
 ENCODER_NAMES = ("unet", "resnet18-unet", "resnet34-unet", "resnet50-unet", "swin-unet")
 #: The starts of ``encoder_finetuned`` from a ``simclr`` model.
 ENCODER_INITS = ("simclr", "random")
+#: What the classification layer of ``encoder_finetuned`` reads (as ``encoder_unet.HEADS``).
+ENCODER_HEADS = ("decoder", "linear")
 
 
 @dataclass(frozen=True)
@@ -282,11 +284,18 @@ class EncoderFinetunedConfig(EncoderOptions):
 
     num_classes: int = option(2, "number of classes K (labels 0..K-1)", low=2, high=65534)
     decoder_width: int = option(32, "channels of the finest decoder level", low=1)
+    head: str = option(
+        "decoder", "decoder (a UNet decoder, seed 003) or linear (a 1x1 layer on the encoder's "
+        "embedding: linear evaluation)", choices=ENCODER_HEADS,
+    )  # fmt: skip
     freeze_encoder: bool = option(False, "train the decoder only (seed 003's Frozen rows)")
     batch_size: int = option(8, "patches per optimiser step", low=1)
     steps: int = option(300, "optimiser steps (when epochs is None)", low=0)
     epochs: int | None = option(None, "passes over the labelled patches; overrides steps", low=1)
-    lr: float = option(1e-3, "AdamW learning rate", above=0)
+    lr: float | None = option(
+        None, "AdamW learning rate (None: 1e-3 with the decoder, 1e-2 with the linear head)",
+        above=0,
+    )  # fmt: skip
     weight_decay: float = option(1e-4, "AdamW weight decay", low=0)
     class_weighting: str = option(
         "inverse", "class weights of the loss", choices=("inverse", "none")

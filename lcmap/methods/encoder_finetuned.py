@@ -6,7 +6,11 @@ CAS UNet's contracting path with a convolutional decoder). Its contracting path 
 ENCODER.lcmap``) or at random (``init="random"``, the baseline rows of both seeds); decoder and
 classification layer are always learnt from the labels. ``freeze_encoder`` trains the decoder
 alone (seed 003's "Frozen" rows; no gradient reaches the encoder and its BatchNorm statistics
-stay as pre-trained). Loss: class-weighted cross-entropy (seed 004), label 255 ignored
+stay as pre-trained). ``head="linear"`` replaces the decoder by a 1x1 layer on the encoder's
+embedding (linear evaluation, as SimCLR's and STEGO's probes); with ``freeze_encoder`` the
+labels train K x D weights alone. Its learning rate defaults to 1e-2, the value of lcmap's
+STEGO probe (a linear layer on unit-norm features needs larger steps than a whole decoder).
+Loss: class-weighted cross-entropy (seed 004), label 255 ignored
 (:mod:`lcmap.methods._supervised`).
 
 Patches are trained on as random ``crop_size`` crops (reflection-padded up to it, labels padded
@@ -52,7 +56,7 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
 
     def _net_config(self) -> dict[str, Any]:
         return {**super()._net_config(), "out_channels": self.cfg.num_classes,
-                "decoder_width": self.cfg.decoder_width}  # fmt: skip
+                "decoder_width": self.cfg.decoder_width, "head": self.cfg.head}  # fmt: skip
 
     def load_encoder(self, state: dict[str, Tensor]) -> None:
         """Start the contracting path from another network's ``encoder.*`` tensors."""
@@ -65,7 +69,8 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
 
     def header(self) -> dict[str, Any]:
         """How the encoder started and whether it was trained."""
-        return {"init": self.cfg.init, "freeze_encoder": self.cfg.freeze_encoder}
+        return {"init": self.cfg.init, "freeze_encoder": self.cfg.freeze_encoder,
+                "head": self.cfg.head}  # fmt: skip
 
     def state_dict(self) -> dict[str, Tensor]:
         """``net.*``: the network's tensors."""
@@ -119,7 +124,8 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
                 net.encoder.eval()  # its BatchNorm statistics stay as pre-trained
 
         cfg = self.cfg
-        schedule = Schedule(cfg.batch_size, cfg.steps, cfg.epochs, cfg.lr, cfg.weight_decay,
+        lr = cfg.lr if cfg.lr is not None else (1e-2 if cfg.head == "linear" else 1e-3)
+        schedule = Schedule(cfg.batch_size, cfg.steps, cfg.epochs, lr, cfg.weight_decay,
                             cfg.class_weighting, cfg.seed)  # fmt: skip
         losses = train_classifier(net, params, train_mode, images, labels, valid,
                                   cfg.num_classes, schedule, self._augment, self.device,

@@ -21,7 +21,11 @@ the encoder alone; the decoder is trained from the labels in every case, as in b
 :meth:`EncoderUNet.embed` gives the dense embedding an unsupervised map clusters: the encoder's
 stages at stride 4 and coarser, each upsampled to stride 4 and L2-normalised, concatenated (a
 hypercolumn); every stage of a contrastively pre-trained encoder is in it, and no untrained
-decoder weight is.
+decoder weight is. With ``head="linear"`` the network has no decoder: a 1x1 classification
+layer on that embedding, its scores upsampled (bilinear) to the input's resolution. This is the
+linear evaluation of a self-supervised encoder (SimCLR, Chen et al. 2020, section 4; STEGO's
+linear probe): the few labels train K x D weights only, and the classes are read from the same
+features the unsupervised map clusters.
 """
 
 from typing import Any
@@ -45,6 +49,8 @@ ENCODERS = {
 FIXED_SIZE = {"swin-unet": 224}
 #: The embedding's stride (pixels per embedding cell).
 EMBED_STRIDE = 4
+#: What the classification layer reads: the UNet decoder, or the encoder's embedding alone.
+HEADS = ("decoder", "linear")
 
 
 class UNetEncoder(nn.Module):
@@ -108,7 +114,7 @@ class _Up(nn.Module):
 
 
 class EncoderUNet(nn.Module):
-    """A named encoder with a UNet decoder and a 1x1 classification layer.
+    """A named encoder with a UNet decoder (or none) and a 1x1 classification layer.
 
     Args:
         encoder: a key of :data:`ENCODERS`.
@@ -118,6 +124,8 @@ class EncoderUNet(nn.Module):
             up to 256.
         weights: a local timm/torchvision checkpoint for the encoder (RGB filters adapted).
         img_size: the window size, for encoders that need one (Swin: 224).
+        head: ``decoder`` (the UNet decoder, then the classification layer) or ``linear``
+            (the classification layer on :meth:`embed`, no decoder).
     """
 
     def __init__(
@@ -128,8 +136,12 @@ class EncoderUNet(nn.Module):
         decoder_width: int = 32,
         weights: str | None = None,
         img_size: int | None = None,
+        head: str = "decoder",
     ) -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head '{head}'; known: {', '.join(HEADS)}")
+        self.linear = head == "linear"
         self.encoder = build_encoder(encoder, in_channels, weights, img_size)
         #: Channels and reductions of the encoder's stages, finest first.
         self.channels: list[int] = list(self.encoder.out_channels)  # type: ignore[arg-type]
@@ -141,8 +153,8 @@ class EncoderUNet(nn.Module):
         for i in reversed(range(len(chans) - 1)):
             ups.append(_Up(prev, chans[i], widths[i]))
             prev = widths[i]
-        self.up = nn.ModuleList(ups)
-        self.head = nn.Conv2d(prev, out_channels, 1)
+        self.up = nn.ModuleList([] if self.linear else ups)
+        self.head = nn.Conv2d(self.embed_dim() if self.linear else prev, out_channels, 1)
 
     @property
     def stride(self) -> int:
@@ -177,6 +189,11 @@ class EncoderUNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W), H and W multiples of :attr:`stride` -> (B, out_channels, H, W) logits."""
         feats = self.features(x)
+        if self.linear:
+            scores = self.head(self.hypercolumn(feats, x.shape[-2:]))
+            out_: Tensor = F.interpolate(scores, size=x.shape[-2:], mode="bilinear",
+                                         align_corners=False)  # fmt: skip
+            return out_
         y = feats[-1]
         for i, block in enumerate(self.up):
             y = block(y, feats[-2 - i])

@@ -83,16 +83,19 @@ def test_an_encoder_maps_the_same_at_any_tile_size(encoder_model, tmp_path):
     assert len(np.unique(maps[0])) >= 2
 
 
-@pytest.mark.parametrize("frozen", [True, False])
-def test_fine_tuning_from_the_encoder(encoder_model, tmp_path, frozen):
+@pytest.mark.parametrize(("frozen", "head"), [(True, "decoder"), (False, "decoder"),
+                                              (True, "linear")])  # fmt: skip
+def test_fine_tuning_from_the_encoder(encoder_model, tmp_path, frozen, head):
     root, truth_b, _ = encoder_model
     encoder, _ = load_encoder(root / "enc.lcmap")
     assert list(encoder.fewshot_inits()) == ["simclr", "random"]
     before = {k: v.clone() for k, v in encoder.net.encoder.state_dict().items()}
     header = finetune(root / "enc.lcmap", [root / "a.tif"], [root / "a_labels.tif"],
                       tmp_path / "t.lcmap", class_names=CLASS_NAMES, patch_size=64, patches=6,
-                      steps=60, batch_size=4, freeze_encoder=frozen, device="cpu")  # fmt: skip
+                      steps=60, batch_size=4, freeze_encoder=frozen, head=head,
+                      device="cpu")  # fmt: skip
     assert header.method == "encoder_finetuned" and header.extra["init"] == "simclr"
+    assert header.extra["head"] == head
     tuned, _ = load_model(tmp_path / "t.lcmap")
     after = tuned.net.encoder.state_dict()
     same = all(torch.equal(before[k], after[k]) for k in before)
@@ -124,15 +127,18 @@ def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
     from lcmap.io.scene import Normalisation
 
     crop = 224 if encoder == "swin-unet" else 64
-    for name in ("simclr", "encoder_finetuned"):
-        seg = get_method(name, num_classes=3, encoder=encoder, in_channels=2, crop_size=crop)
+    for name, options in (("simclr", {}), ("encoder_finetuned", {}),
+                          ("encoder_finetuned", {"head": "linear"})):  # fmt: skip
+        seg = get_method(name, num_classes=3, encoder=encoder, in_channels=2, crop_size=crop,
+                         **options)  # fmt: skip
         if isinstance(seg, SimclrSegmenter):
             seg.centroids = torch.nn.functional.normalize(torch.randn(3, seg.net.embed_dim()))
         norm = Normalisation(low=(0.0, 0.0), high=(1.0, 1.0))
-        path = tmp_path / f"{name}.lcmap"
+        path = tmp_path / f"{name}{len(options)}.lcmap"
         save_model(path, seg, _header(seg, [1, 2], norm, []))
         back, _ = load_model(path)
         assert read_header(path).extra["network"]["config"]["encoder"] == encoder
+        assert back.net.linear == (options.get("head") == "linear")
         x = torch.rand(1, 2, crop, crop)
         with torch.no_grad():
             assert torch.allclose(seg.predict(x), back.predict(x), atol=1e-5)

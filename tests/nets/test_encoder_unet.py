@@ -37,3 +37,21 @@ def test_local_rgb_weights_are_loaded_into_a_five_band_stem(tmp_path):
     assert stem.shape[1] == 5
     # timm's adaptation: the RGB filters repeated over the bands and rescaled by 3 / 5.
     assert torch.allclose(stem[:, :3], rgb.state_dict()["conv1.weight"] * 3 / 5, atol=1e-6)
+
+
+def test_the_linear_head_reads_the_embedding_and_has_no_decoder():
+    torch.manual_seed(0)
+    net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=3, out_channels=4,
+                    head="linear")  # fmt: skip
+    net.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        logits = net(x)
+        by_hand = torch.nn.functional.interpolate(net.head(net.embed(x)), size=(64, 64),
+                                                  mode="bilinear", align_corners=False)  # fmt: skip
+    assert logits.shape == (1, 4, 64, 64) and torch.allclose(logits, by_hand, atol=1e-6)
+    outside = {k for k in net.state_dict() if not k.startswith("encoder.")}
+    assert outside == {"head.weight", "head.bias"}  # K x D weights and K biases, nothing else
+    assert net.head.weight.shape == (4, net.embed_dim(), 1, 1)
+    with pytest.raises(ValueError, match="unknown head"):
+        build_net("encoder_unet", encoder="unet", in_channels=3, head="mlp")
