@@ -69,8 +69,6 @@ log = logging.getLogger(__name__)
 DEFAULT_TILE = 512
 #: GDAL block cache in MB while mapping.
 GDAL_CACHE_MB = MAPPING_GDAL_CACHE_MB
-#: Tiles a batch when none is given (CPU-friendly; raise it on a GPU).
-DEFAULT_BATCH = 4
 
 
 @dataclass
@@ -448,7 +446,7 @@ def segment(
         bands: 1-based band indexes (all bands, or the model's, when None).
         tile: tile core size in pixels.
         halo: context pixels per side (the method's receptive field when None).
-        batch_size: tiles per batch.
+        batch_size: tiles per batch (None: 4 on the CPU, from free memory on CUDA).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         seed: fixes sampling and initialisation.
         overwrite: replace existing outputs.
@@ -520,7 +518,7 @@ def segment(
             header.extra["stack"] = stack_layout(stack)
         model_path, staged = _stage_model(opened, seg, header, model, save_model)
         fit_seconds = time.perf_counter() - fit_start
-        job = _MapJob(read, src, seg, header, spec, batch_size or DEFAULT_BATCH, progress)
+        job = _MapJob(read, src, seg, header, spec, batch_size, progress)
         plan = plan_tiles(src.width, src.height, tile or DEFAULT_TILE, _tile_halo(seg, halo),
                           seg.tile_multiple)  # fmt: skip
         provenance = _provenance(scene, output, seg, header, spec, plan, seed, str(dev))
@@ -645,7 +643,7 @@ class _MapJob:
     seg: "Segmenter"
     header: ModelHeader
     spec: ReadSpec
-    batch_size: int
+    batch_size: int | None  # None: the engine chooses (lcmap.engine.map_scene)
     progress: ProgressFn | None
 
 

@@ -1,16 +1,24 @@
 """Where raster I/O meets torch: the device, and the tiled mapping loop.
 
-A reader thread reads and normalises tile windows ahead of the device; the main thread runs
-batches through the method (bf16 autocast on CUDA) and hands labels to the stitcher; a writer
-thread writes the stitcher's finished rows (GDAL compresses them without holding Python's
-lock) while the next batch is scored. Nothing here holds more than a few bands of rows.
+Reader threads read and normalise tile windows ahead of the device (one on the CPU, up to four
+on a GPU, ``$LCMAP_READ_THREADS`` to choose); the main thread runs batches through the method
+and hands labels to the stitcher; a writer thread writes the stitcher's finished rows (GDAL
+compresses them without holding Python's lock) while the next batch is scored. Nothing here
+holds more than a few bands of rows and two batches of tiles.
+
+On CUDA: tiles are stacked into pinned host memory and copied without blocking, the method
+runs under bf16 autocast, and without a batch size one is chosen from the device's free memory
+(:func:`probe_batch_size`). ``-v`` logs the share of the mapping loop the model kept the device
+busy (CUDA events around each batch; on the CPU, the main thread's time in the model).
 """
 
 import contextlib
 import logging
+import math
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +36,14 @@ from lcmap.tiling import Tile, TilePlan
 log = logging.getLogger(__name__)
 
 _SAMPLE_TRIES = 20
+#: Tiles a batch on the CPU when none is given.
+CPU_BATCH = 4
+#: Largest batch chosen from the device's memory.
+MAX_AUTO_BATCH = 256
+#: Share of the device's free memory a chosen batch may take (the rest: allocator slack).
+DEVICE_MEMORY_SHARE = 0.7
+#: Host memory the tiles read ahead may hold (two batches), which also bounds the batch size.
+PREFETCH_BYTES = 1 << 30
 
 
 def choose_device(device: str = "auto") -> torch.device:
@@ -68,16 +84,134 @@ def _read_tiles(
     out: "queue.Queue[Any]",
     stop: threading.Event,
 ) -> None:
-    """Reader thread: read and normalise every tile in order; ``None`` marks the end."""
+    """Reader thread: read and normalise every tile in order (its own dataset handle)."""
     try:
         with open_scene(path) as src:
             for tile in tiles:
                 if stop.is_set():
                     return
                 out.put((tile, *spec.read(src, tile.read)))
-        out.put(None)
     except BaseException as exc:  # handed to the main thread, which re-raises it
         out.put(exc)
+
+
+class _Prefetch:
+    """Tiles read and normalised on ``threads`` threads, handed out in order.
+
+    Tile ``i`` is read by thread ``i % threads`` into that thread's queue, so taking the queues
+    in turn gives the tiles in order with no reordering buffer; at most ``depth`` tiles are
+    read ahead in all. A reader's error is raised where its tile would have been.
+    """
+
+    def __init__(self, path: str | Path, tiles: Sequence[Tile], spec: ReadSpec,
+                 threads: int, depth: int) -> None:  # fmt: skip
+        n = max(1, min(threads, len(tiles)))
+        self.total = len(tiles)
+        self._stop = threading.Event()
+        self._queues: list[queue.Queue[Any]] = [
+            queue.Queue(maxsize=max(1, depth // n)) for _ in range(n)
+        ]
+        self._threads = [
+            threading.Thread(
+                target=_read_tiles, args=(path, tiles[i::n], spec, q, self._stop), daemon=True
+            )
+            for i, q in enumerate(self._queues)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def __iter__(self) -> Iterator[tuple[Tile, NDArray[np.float32], NDArray[np.bool_]]]:
+        for i in range(self.total):
+            item = self._queues[i % len(self._queues)].get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop the readers (unblocking any waiting on a full queue) and join them."""
+        self._stop.set()
+        for thread, q in zip(self._threads, self._queues, strict=True):
+            while thread.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    q.get(timeout=0.1)
+            thread.join()
+
+
+def batch_size_for(free: int, fixed: int, per_window: int, tile_bytes: int, tiles: int) -> int:
+    """The batch size a device with ``free`` bytes takes: the most windows whose memory
+    (``fixed + n * per_window``) fits :data:`DEVICE_MEMORY_SHARE` of it and whose read-ahead
+    (two batches of ``tile_bytes`` host tiles) fits :data:`PREFETCH_BYTES`; at least 1, at
+    most :data:`MAX_AUTO_BATCH` and the number of ``tiles``."""
+    by_device = (int(free * DEVICE_MEMORY_SHARE) - fixed) // max(1, per_window)
+    by_host = PREFETCH_BYTES // max(1, 2 * tile_bytes)
+    return int(max(1, min(by_device, by_host, MAX_AUTO_BATCH, tiles)))
+
+
+def _autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA, nothing elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def probe_batch_size(
+    method: Segmenter, shape: tuple[int, ...], device: torch.device, tiles: int
+) -> int:
+    """A batch size for ``method`` on CUDA ``device``, for tiles of ``shape`` (C, H, W).
+
+    The method's peak memory is measured on one and on two zero tiles (its memory per window
+    and its fixed part), then :func:`batch_size_for` fits that to the memory free now.
+    """
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info(device)
+    peaks = []
+    for n in (1, 2):
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        x = torch.zeros((n, *shape), device=device)
+        with torch.inference_mode(), _autocast(device):
+            method.predict_tile_labels(x)
+        peaks.append(torch.cuda.max_memory_allocated(device) - base)
+        del x
+    per_window = max(1, peaks[1] - peaks[0])
+    size = batch_size_for(free, max(0, peaks[0] - per_window), per_window,
+                          4 * math.prod(shape), tiles)  # fmt: skip
+    log.info("batch size %d: %.0f MiB free on %s, %.0f MiB per tile of %s", size,
+             free / 2**20, device, per_window / 2**20, "x".join(map(str, shape)))  # fmt: skip
+    return size
+
+
+class _BusyClock:
+    """Seconds the model kept the device busy: CUDA events around each batch's work on the
+    GPU (copy in, forward, argmax); on the CPU the main thread's time in the model."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.seconds = 0.0
+        self._events: list[tuple[Any, Any]] = []
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        if self.cuda:
+            self.busy()  # fold the batches done so far (complete: their labels came back)
+            begin, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))  # type: ignore[no-untyped-call]
+            begin.record()
+            yield
+            end.record()
+            self._events.append((begin, end))
+        else:
+            start = time.perf_counter()
+            yield
+            self.seconds += time.perf_counter() - start
+
+    def busy(self) -> float:
+        """Busy seconds so far (waits for the device's recorded batches)."""
+        for begin, end in self._events:
+            end.synchronize()
+            self.seconds += begin.elapsed_time(end) / 1000.0
+        self._events.clear()
+        return self.seconds
 
 
 class RowWriter(Protocol):
@@ -119,6 +253,11 @@ class _WriterThread:
             raise self._error
         self._q.put((row, labels))
 
+    def put_rows(self, rows: Iterator[tuple[int, NDArray[np.unsignedinteger]]]) -> None:
+        """:meth:`put` every finished ``(row, labels)`` band of ``rows``."""
+        for row, labels in rows:
+            self.put(row, labels)
+
     def close(self) -> None:
         """Wait for every row to be written; raise the writer's error if there was one."""
         if self._thread.is_alive():
@@ -135,16 +274,21 @@ def map_scene(
     spec: ReadSpec,
     writer: RowWriter,
     *,
-    batch_size: int,
+    batch_size: int | None,
     device: torch.device,
     progress: ProgressFn | None = None,
     tile_rows: range | None = None,
+    read_threads: int | None = None,
 ) -> NDArray[np.int64]:
     """Predict every tile of ``plan``, stitch, and stream finished rows into ``writer``.
 
     Args:
+        batch_size: tiles per batch; None = :data:`CPU_BATCH` on the CPU, and on CUDA what
+            :func:`probe_batch_size` measures.
         tile_rows: only these tile rows (one part of the scene, :mod:`lcmap.scale`); their
             tiles are the same as in a whole-scene run, so is their part of the map.
+        read_threads: threads reading tiles ahead (None: ``$LCMAP_READ_THREADS``, else 1 on
+            the CPU and up to 4 on CUDA).
 
     Returns:
         Pixel count per class (index K counts nodata).
@@ -154,60 +298,66 @@ def map_scene(
     tiles: Sequence[Tile] = plan.tiles
     if tile_rows is not None:
         tiles = plan.tiles[tile_rows.start * plan.cols : tile_rows.stop * plan.cols]
-    # A few batches ahead: enough to hide read latency, small enough to bound memory.
-    tiles_q: queue.Queue[Any] = queue.Queue(maxsize=max(2, 2 * batch_size))
-    stop = threading.Event()
-    reader = threading.Thread(
-        target=_read_tiles, args=(path, tiles, spec, tiles_q, stop), daemon=True
-    )
-    autocast: Any = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-
+    cuda = device.type == "cuda"
+    if read_threads is None:
+        read_threads = int(os.environ.get("LCMAP_READ_THREADS", "0")) or (
+            min(4, os.cpu_count() or 1) if cuda else 1
+        )
     label_torch_dtype = torch.uint8 if stitcher.dtype == np.uint8 else torch.int32
-
-    sink = _WriterThread(writer, method.num_classes, stitcher.nodata)
-
-    def emit(rows: Iterator[tuple[int, NDArray[np.unsignedinteger]]]) -> None:
-        for row, labels in rows:
-            sink.put(row, labels)
+    clock = _BusyClock(device)
+    pinned: torch.Tensor | None = None  # CUDA: the host batch, reused (page-locked)
 
     def run(batch: list[tuple[Tile, NDArray[np.float32], NDArray[np.bool_]]]) -> None:
-        x = torch.from_numpy(np.stack([b[1] for b in batch])).to(device, non_blocking=True)
-        with torch.inference_mode(), autocast:
-            # The argmax runs on the device, only labels come back.
-            labels = method.predict_tile_labels(x).to(label_torch_dtype).cpu().numpy()
+        nonlocal pinned
+        arrays = [b[1] for b in batch]
+        with clock.batch():
+            if cuda:
+                if pinned is None or pinned.shape[0] < len(batch):
+                    pinned = torch.empty((len(batch), *arrays[0].shape), pin_memory=True)
+                host = pinned[: len(batch)]
+                np.stack(arrays, out=host.numpy())
+                # Safe to refill next batch: the labels' copy back below waits for this one.
+                x = host.to(device, non_blocking=True)
+            else:
+                x = torch.from_numpy(np.stack(arrays))
+            with torch.inference_mode(), _autocast(device):
+                # The argmax runs on the device, only labels come back.
+                labels_dev = method.predict_tile_labels(x).to(label_torch_dtype)
+        labels = labels_dev.cpu().numpy()
         for i, (tile, _, valid) in enumerate(batch):
-            emit(stitcher.add_labels(tile, labels[i], valid))
+            sink.put_rows(stitcher.add_labels(tile, labels[i], valid))
 
-    reader.start()
-    done, total = 0, len(tiles)
+    sink = _WriterThread(writer, method.num_classes, stitcher.nodata)
+    reads: _Prefetch | None = None
     try:
+        size = batch_size or CPU_BATCH
+        if batch_size is None and cuda and tiles:
+            with open_scene(path) as src:  # the first tile's shape, to measure the method on
+                shape = spec.read(src, tiles[0].read)[0].shape
+            size = probe_batch_size(method, shape, device, len(tiles))
+        # Two batches ahead: enough to hide read latency, small enough to bound memory.
+        reads = _Prefetch(path, tiles, spec, read_threads, depth=max(2, 2 * size))
+        start, done = time.perf_counter(), 0
         batch: list[tuple[Tile, NDArray[np.float32], NDArray[np.bool_]]] = []
-        while True:
-            item = tiles_q.get()
-            if isinstance(item, BaseException):
-                raise item
-            if item is not None:
-                batch.append(item)
-            if batch and (item is None or len(batch) == batch_size):
+        for item in reads:
+            batch.append(item)
+            if len(batch) == size or done + len(batch) == len(tiles):
                 run(batch)
                 done += len(batch)
                 batch = []
                 if progress is not None:
-                    progress(done, total)
-            if item is None:
-                break
-        emit(stitcher.finish())
+                    progress(done, len(tiles))
+        sink.put_rows(stitcher.finish())
         sink.close()
+        wall = time.perf_counter() - start
+        log.info(
+            "model busy %.0f%% of the %.1f s mapping loop on %s (%d tiles, batches of %d, "
+            "%d reader threads)", 100 * clock.busy() / max(wall, 1e-9), wall, device,
+            len(tiles), size, read_threads,
+        )  # fmt: skip
     finally:
-        stop.set()
-        while reader.is_alive():  # unblock a reader waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                tiles_q.get(timeout=0.1)
-        reader.join()
+        if reads is not None:
+            reads.close()
         with contextlib.suppress(Exception):  # already raised, or the error in flight
             sink.close()
     return sink.counts
@@ -226,8 +376,10 @@ def scores_for_array(
 
 
 __all__ = [
+    "batch_size_for",
     "choose_device",
     "map_scene",
+    "probe_batch_size",
     "scores_for_array",
     "seed_everything",
 ]

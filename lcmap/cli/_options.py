@@ -18,6 +18,14 @@ Bands = Annotated[
 BatchSize = Annotated[
     int | None, typer.Option("--batch-size", help="Tiles or crops per batch.", min=1)
 ]
+MapBatchSize = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size",
+        help="Tiles per batch \\[default: 4 on the CPU; on a GPU, what its free memory takes].",
+        min=1,
+    ),
+]
 Tile = Annotated[
     int | None, typer.Option("--tile", help="Tile size in pixels \\[default: 512].", min=1)
 ]

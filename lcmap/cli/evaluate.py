@@ -20,11 +20,11 @@ from lcmap.cli._app import (
 from lcmap.cli._options import (
     Backbone,
     Bands,
-    BatchSize,
     Classes,
     Crf,
     FeatureLayer,
     Halo,
+    MapBatchSize,
     Params,
     Tile,
     Weights,
@@ -101,7 +101,7 @@ def evaluate(
     bands: Bands = None,
     tile: Tile = None,
     halo: Halo = None,
-    batch_size: BatchSize = None,
+    batch_size: MapBatchSize = None,
     device: Annotated[
         str | None, typer.Option("--device", help="With --index: auto, cpu, cuda or cuda:N.")
     ] = None,

@@ -124,7 +124,7 @@ class PartsRun:
         plan: TilePlan,
         crs: Any,
         transform: Any,
-        batch_size: int,
+        batch_size: int | None,
         device: str,
         client: Any,
         tile_rows: int | None,

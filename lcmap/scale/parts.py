@@ -83,7 +83,7 @@ class PartJob:
     key: Mapping[str, Any]
     crs: Any
     transform: Any
-    batch_size: int
+    batch_size: int | None
     device: str
 
 
