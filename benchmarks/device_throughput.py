@@ -1,7 +1,9 @@
 """Mapping and training throughput on one device, against the CPU in the same run (issue 17).
 
 * kmeans mapping: ``api.segment`` with one saved kmeans model on a SIZE x SIZE RGBN scene made
-  from the real NAIP scene, on the CPU and on ``--device``: Mpx/s each and their ratio;
+  from the real NAIP scene, on the CPU and on ``--device``: Mpx/s each and their ratio, the
+  model's busy share of the mapping loop on each, and the same on ``--device`` with no batch
+  size (on CUDA: the batch size measured from free memory, ``auto_batch``);
 * training: ``single_scene`` (Saha et al., ``--iterations`` updates per batch, 1 epoch) and
   ``cas`` (``--steps`` autoencoder + ``--steps`` clustering steps) on a 1024 x 1024 crop, on
   ``--device``: seconds, and seconds per megapixel of the crop at those settings.
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_log import engine_log
 from segment_throughput import make_scene
 
 
@@ -55,14 +58,27 @@ def main() -> None:
     mpx = args.size**2 / 1e6
     rows: list[dict[str, Any]] = []
 
-    def segment(device: str) -> None:
-        api.segment(scene, out, model=model, device=device, overwrite=True, batch_size=16)
+    def segment(device: str, batch_size: int | None = 16) -> None:
+        api.segment(scene, out, model=model, device=device, overwrite=True,
+                    batch_size=batch_size)  # fmt: skip
 
     devices = ["cpu"] if args.device == "cpu" else ["cpu", args.device]
-    speeds = {d: mpx / timed(lambda d=d: segment(d)) for d in devices}
-    rows.append({"run": "kmeans segment", "size": args.size,
+    busy = {}
+    speeds = {}
+    for d in devices:
+        with engine_log() as engine:
+            speeds[d] = mpx / timed(lambda d=d: segment(d))
+        busy[d] = engine.figures().get("busy_share")
+    rows.append({"run": "kmeans segment", "size": args.size, "batch_size": 16,
                  **{f"{d}_mpx_s": round(v, 2) for d, v in speeds.items()},
+                 **{f"{d}_busy_share": v for d, v in busy.items()},
                  "ratio_to_cpu": round(speeds[devices[-1]] / speeds["cpu"], 2)})  # fmt: skip
+    print(json.dumps(rows[-1]), flush=True)
+    # No batch size: 4 on the CPU, measured from free memory on CUDA.
+    with engine_log() as engine:
+        seconds = timed(lambda: segment(args.device, None))
+    rows.append({"run": "kmeans segment, automatic batch", "device": args.device,
+                 "mpx_s": round(mpx / seconds, 2), **engine.figures()})  # fmt: skip
     print(json.dumps(rows[-1]), flush=True)
 
     crop_mpx = 1024**2 / 1e6

@@ -38,6 +38,13 @@ step "stego segment vs bare backbone (ViT-S/8, ViT-S/14)"
 HF_HUB_OFFLINE=1 python benchmarks/stego_throughput.py --size "$stego_size" \
   --batch-size "$batch" --device "$device" --json "$out/stego_throughput.json"
 
+if [ "$device" != cpu ]; then
+  step "stego ViT-S/14 segment with the batch size chosen from free memory"
+  HF_HUB_OFFLINE=1 python benchmarks/stego_throughput.py --size "$stego_size" \
+    --backbones vit_small_patch14_dinov2 --batch-size auto --device "$device" \
+    --json "$out/stego_throughput_auto.json"
+fi
+
 step "kmeans on $device vs cpu; single_scene and cas training"
 HF_HUB_OFFLINE=1 python benchmarks/device_throughput.py --device "$device" --size "$size" \
   --iterations "$iterations" --steps "$steps" --workdir "$out/work" \

@@ -24,6 +24,10 @@ saved to a timm ``.safetensors`` file, which is as fast as the real ones.
 Usage:
     python benchmarks/stego_throughput.py --size 1024                 # CPU figures
     python benchmarks/stego_throughput.py --size 4096 --batch-size 16 --device cuda
+    python benchmarks/stego_throughput.py --size 4096 --batch-size auto --device cuda
+
+Each row also has the mapping loop's own figures (``engine_log.py``): the model's busy share of
+the loop and, with ``--batch-size auto`` on CUDA, the batch size chosen.
 """
 
 import argparse
@@ -38,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from engine_log import engine_log
 from rasterio.windows import Window
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +132,8 @@ def run(backbone: str, scene: Path, args: argparse.Namespace, workdir: Path) -> 
     kwargs = {"model": model, "device": str(device), "batch_size": args.batch_size,
               "tile": args.tile, "overwrite": True}  # fmt: skip
     api.segment(scene, out, **kwargs)  # warm-up: cuDNN/oneDNN kernels, caches
-    result = api.segment(scene, out, **kwargs)
+    with engine_log() as engine:
+        result = api.segment(scene, out, **kwargs)
     method, _ = load_model(model)
     method.to(device)
     with rasterio.open(scene) as src:
@@ -141,6 +147,7 @@ def run(backbone: str, scene: Path, args: argparse.Namespace, workdir: Path) -> 
     return {
         "backbone": backbone, "device": str(device), "megapixels": mpx,
         "windows": windows, "window": method.window.size, "batch_size": args.batch_size,
+        **engine.figures(),
         "overlap": round(windows / cover, 2),
         "segment_mpx_s": round(mpx / result.seconds, 3),
         "backbone_mpx_s": round(mpx / limit_s, 3),
@@ -154,7 +161,12 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=BACKBONES)
     parser.add_argument("--feature-layer", type=int, default=None)
     parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument(
+        "--batch-size",
+        type=lambda v: None if v == "auto" else int(v),
+        default=4,
+        help="tiles per batch, or auto (chosen from free memory on CUDA)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
