@@ -57,7 +57,7 @@ def tuned_head(model: Path, opts: dict[str, Any], seed: int, x: torch.Tensor,
     """An ``encoder_finetuned`` net trained on (x, y); returns a predict function."""
     encoder, _ = load_encoder(model)
     bn = opts.pop("bn", False)
-    tuned: Any = encoder.tuned(K, "simclr", seed=seed, batch_size=8, steps=100, **opts)
+    tuned: Any = encoder.tuned(K, "simclr", seed=seed, batch_size=8, **({"steps": 100} | opts))
     if bn:
         net = tuned.net
         net.head = torch.nn.Sequential(torch.nn.BatchNorm2d(net.embed_dim(), affine=False),

@@ -97,16 +97,16 @@ def finetune(
         bool | None,
         typer.Option(
             "--freeze-encoder/--train-encoder",
-            help="Train the decoder only, keeping the pre-trained encoder (simclr models; "
-            "seed 003's Frozen rows) \\[default: train it].",
+            help="Keep the pre-trained encoder and train the head only (simclr models; seed "
+            "003's Frozen rows) \\[default: frozen].",
         ),
     ] = None,
     head: Annotated[
         str | None,
         typer.Option(
             "--head",
-            help="simclr models: 'decoder' (a UNet decoder) or 'linear' (a 1x1 layer on the "
-            "encoder's embedding; with --freeze-encoder, a linear probe) \\[default: decoder].",
+            help="simclr models: 'linear' (a 1x1 layer on the encoder's embedding; frozen, a "
+            "linear probe) or 'decoder' (a UNet decoder, seed 003) \\[default: linear].",
         ),
     ] = None,
     device: Device = "auto",
@@ -120,9 +120,9 @@ def finetune(
     A cas MODEL's UNet gets its skip connections and a classification layer back and is
     trained with class-weighted cross-entropy (label 255 ignored); '--init autoencoder' and
     '--init random' give the paper's baselines. A stego MODEL keeps its frozen ViT and head
-    and gets a linear probe on its codes. A simclr MODEL's encoder gets a UNet decoder
-    (--freeze-encoder trains the decoder only; --head linear replaces the decoder by a linear
-    layer on the encoder's embedding). A wrong --init lists what MODEL offers. Map
+    and gets a linear probe on its codes. A simclr MODEL's frozen encoder gets a linear layer
+    on its embedding (--head decoder: a UNet decoder; --train-encoder: the encoder trained
+    too). A wrong --init lists what MODEL offers. Map
     scenes with 'lcmap segment SCENE --model TUNED'.
 
     Examples:
@@ -133,7 +133,7 @@ def finetune(
 
         $ lcmap finetune cas.lcmap --scene a.tif --labels truth.tif --patches 20 -o tuned.lcmap
 
-        $ lcmap finetune enc.lcmap --scene a.tif --labels t.tif --head linear --freeze-encoder -o p
+        $ lcmap finetune enc.lcmap --scene a.tif --labels t.tif --head decoder --train-encoder -o t
     """
     setup_logging(verbose, quiet)
     if len(scene) != len(labels):

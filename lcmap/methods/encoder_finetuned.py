@@ -4,12 +4,15 @@ The network is :class:`~lcmap.nets.encoder_unet.EncoderUNet` (ResNet-UNet, Swin-
 CAS UNet's contracting path with a convolutional decoder). Its contracting path starts from a
 ``simclr`` model's pre-trained encoder (``init="simclr"``, via ``lcmap finetune
 ENCODER.lcmap``) or at random (``init="random"``, the baseline rows of both seeds); decoder and
-classification layer are always learnt from the labels. ``freeze_encoder`` trains the decoder
-alone (seed 003's "Frozen" rows; no gradient reaches the encoder and its BatchNorm statistics
-stay as pre-trained). ``head="linear"`` replaces the decoder by a 1x1 layer on the encoder's
-embedding (linear evaluation, as SimCLR's and STEGO's probes); with ``freeze_encoder`` the
-labels train K x D weights alone. Its learning rate defaults to 1e-2, the value of lcmap's
-STEGO probe (a linear layer on unit-norm features needs larger steps than a whole decoder).
+classification layer are always learnt from the labels. ``freeze_encoder`` (the default) keeps
+the encoder as pre-trained (seed 003's "Frozen" rows; no gradient reaches it and its BatchNorm
+statistics stay). ``head="linear"`` (the default) has no decoder: a 1x1 layer on the encoder's
+embedding (linear evaluation, as SimCLR's and STEGO's probes), so with a frozen encoder the
+labels train K x D weights alone; ``head="decoder"`` is seed 003's UNet decoder. The defaults
+are the best of these on held-out patches of dubai_dev tiles 1-4
+(``benchmarks/fewshot_heads.py``). The linear layer's learning rate defaults to 1e-2, the
+value of lcmap's STEGO probe (a linear layer on unit-norm features needs larger steps than a
+whole decoder).
 Loss: class-weighted cross-entropy (seed 004), label 255 ignored
 (:mod:`lcmap.methods._supervised`).
 

@@ -289,7 +289,7 @@ class SimclrSegmenter(EncoderSegmenter):
 
     def fewshot_inits(self) -> dict[str, str]:
         """The pre-trained encoder, or the same network from scratch (seed 003's baseline)."""
-        return {"simclr": "the pre-trained encoder; decoder and classifier learnt from labels",
+        return {"simclr": "the pre-trained encoder; the head learnt from labels",
                 "random": "the same network from scratch"}  # fmt: skip
 
     def embed_windows(self, batch: Tensor) -> Tensor:

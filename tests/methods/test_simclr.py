@@ -127,14 +127,14 @@ def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
     from lcmap.io.scene import Normalisation
 
     crop = 224 if encoder == "swin-unet" else 64
-    for name, options in (("simclr", {}), ("encoder_finetuned", {}),
+    for name, options in (("simclr", {}), ("encoder_finetuned", {"head": "decoder"}),
                           ("encoder_finetuned", {"head": "linear"})):  # fmt: skip
         seg = get_method(name, num_classes=3, encoder=encoder, in_channels=2, crop_size=crop,
                          **options)  # fmt: skip
         if isinstance(seg, SimclrSegmenter):
             seg.centroids = torch.nn.functional.normalize(torch.randn(3, seg.net.embed_dim()))
         norm = Normalisation(low=(0.0, 0.0), high=(1.0, 1.0))
-        path = tmp_path / f"{name}{len(options)}.lcmap"
+        path = tmp_path / f"{name}{options.get('head')}.lcmap"
         save_model(path, seg, _header(seg, [1, 2], norm, []))
         back, _ = load_model(path)
         assert read_header(path).extra["network"]["config"]["encoder"] == encoder
