@@ -312,7 +312,11 @@ def map_scene(
         arrays = [b[1] for b in batch]
         with clock.batch():
             if cuda:
-                if pinned is None or pinned.shape[0] < len(batch):
+                if (
+                    pinned is None
+                    or pinned.shape[0] < len(batch)
+                    or pinned.shape[1:] != arrays[0].shape
+                ):
                     pinned = torch.empty((len(batch), *arrays[0].shape), pin_memory=True)
                 host = pinned[: len(batch)]
                 np.stack(arrays, out=host.numpy())

@@ -1,20 +1,21 @@
 """A UNet on a named encoder fine-tuned on a few labelled patches (seeds 003 and 004).
 
 The network is :class:`~lcmap.nets.encoder_unet.EncoderUNet` (ResNet-UNet, Swin-UNet or the
-CAS UNet's contracting path with a convolutional decoder). Its contracting path starts from a
-``simclr`` model's pre-trained encoder (``init="simclr"``, via ``lcmap finetune
-ENCODER.lcmap``) or at random (``init="random"``, the baseline rows of both seeds); decoder and
-classification layer are always learnt from the labels. ``freeze_encoder`` (the default) keeps
-the encoder as pre-trained (seed 003's "Frozen" rows; no gradient reaches it and its BatchNorm
-statistics stay). ``head="linear"`` (the default) has no decoder: a 1x1 layer on the encoder's
-embedding (linear evaluation, as SimCLR's and STEGO's probes), so with a frozen encoder the
-labels train K x D weights alone; ``head="decoder"`` is seed 003's UNet decoder. The defaults
-are the best of these on held-out patches of dubai_dev tiles 1-4
-(``benchmarks/fewshot_heads.py``). The linear layer's learning rate defaults to 1e-2, the
-value of lcmap's STEGO probe (a linear layer on unit-norm features needs larger steps than a
-whole decoder).
-Loss: class-weighted cross-entropy (seed 004), label 255 ignored
-(:mod:`lcmap.methods._supervised`).
+CAS UNet's contracting path). Its contracting path starts from a ``simclr`` model's pre-trained
+encoder (``init="simclr"``, via ``lcmap finetune ENCODER.lcmap``) or at random
+(``init="random"``, the baseline rows of both seeds); the head is always learnt from the labels.
+
+- ``head="linear"`` (the default): no decoder, a 1x1 layer on the encoder's embedding (linear
+  evaluation, as SimCLR's and STEGO's probes); its learning rate defaults to 1e-2, the value of
+  lcmap's STEGO probe (a linear layer on unit-norm features needs larger steps than a decoder).
+  ``head="decoder"``: seed 003's convolutional UNet decoder (learning rate 1e-3).
+- ``freeze_encoder`` (the default): the encoder stays as pre-trained (seed 003's "Frozen"
+  rows; no gradient reaches it and its BatchNorm statistics stay), so with the linear head the
+  labels train K x D weights alone.
+
+The defaults are the best of these on held-out patches of dubai_dev tiles 1-4
+(``benchmarks/fewshot_heads.py``). Loss: class-weighted cross-entropy (seed 004), label 255
+ignored (:mod:`lcmap.methods._supervised`).
 
 Patches are trained on as random ``crop_size`` crops (reflection-padded up to it, labels padded
 unlabelled) under one of the 8 symmetries of the square. Mapping uses the same fixed windows as
