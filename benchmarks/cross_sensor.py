@@ -91,22 +91,33 @@ def knn_f1(train: torch.Tensor, train_labels: list[set[str]], test: torch.Tensor
     return float(np.mean(f1s))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def pretrain_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every pair pre-training benchmark takes (this one, ``multi_date.py``)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--encoder", default="resnet18-unet")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--windows", type=int, default=512)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--temperature", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
+    return p
+
+
+def quiet_run(threads: int) -> None:
+    """Log progress lines only, no lcmap chatter or nodata warnings; torch on ``threads``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     logging.getLogger("lcmap").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=NoNodataWarning)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
+
+
+def main() -> None:
+    p = pretrain_parser(__doc__)
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--temperature", type=float, default=0.1)
+    args = p.parse_args()
+    quiet_run(args.threads)
     if not (args.data / "index.csv").exists():
         sys.exit(f"{args.data / 'index.csv'} not found; the BigEarthNet pairs are needed.")
     args.out.mkdir(parents=True, exist_ok=True)

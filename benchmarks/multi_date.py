@@ -17,24 +17,21 @@ Usage:
     python benchmarks/multi_date.py --out /tmp/multi_date
 """
 
-import argparse
 import json
 import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 import torch
-from cross_sensor import retrieval
+from cross_sensor import pretrain_parser, quiet_run, retrieval
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from lcmap import api
-from lcmap.errors import NoNodataWarning
 from lcmap.io.scene import Normalisation
 from lcmap.methods import get_method
 from lcmap.models import load_model
@@ -94,20 +91,10 @@ def project(seg: Any, x: torch.Tensor, partner: bool) -> torch.Tensor:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--encoder", default="resnet18-unet")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--windows", type=int, default=512)
+    p = pretrain_parser(__doc__)
     p.add_argument("--window", type=int, default=64)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
-    logging.getLogger("lcmap").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=NoNodataWarning)
-    torch.set_num_threads(args.threads)
+    quiet_run(args.threads)
     if not NAIP.exists():
         sys.exit(f"{NAIP} not found; the NAIP dates are needed.")
     args.out.mkdir(parents=True, exist_ok=True)
