@@ -298,6 +298,7 @@ def map_scene(
     tiles: Sequence[Tile] = plan.tiles
     if tile_rows is not None:
         tiles = plan.tiles[tile_rows.start * plan.cols : tile_rows.stop * plan.cols]
+    method.prepare_mapping(len(tiles) * plan.read_size**2)
     cuda = device.type == "cuda"
     if read_threads is None:
         read_threads = int(os.environ.get("LCMAP_READ_THREADS", "0")) or (

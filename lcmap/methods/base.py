@@ -240,6 +240,12 @@ class Segmenter(abc.ABC):
         encoder); None for a method without one (k-means)."""
         return None
 
+    def prepare_mapping(self, pixels: int) -> None:
+        """Called once before a mapping run over ``pixels`` pixels of tile windows (halos
+        included) on the method's device: a method may build what pays at that size (k-means
+        compiles its scoring kernel). Nothing by default."""
+        del pixels  # used by the methods that override this
+
     def to(self, device: torch.device) -> Self:
         """Move the method's modules and tensors to ``device``; subclasses extend this."""
         self.device = device

@@ -1,5 +1,7 @@
 """``lcmap.methods.kmeans``: the baseline's options, features and labels."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -50,3 +52,26 @@ def test_labels_are_the_nearest_centroid_whatever_the_tile() -> None:
     # The same pixels in another tile shape get the same bits, hence the same labels.
     crop = image[..., 5:40, 13:80]
     assert torch.equal(method.predict(crop), method.predict(image)[..., 5:40, 13:80])
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("c++", "g++", "clang++")), reason="no C++ compiler"
+)
+def test_the_compiled_scoring_gives_the_eager_labels_bit_for_bit(monkeypatch) -> None:
+    gen = torch.Generator().manual_seed(1)
+    image = torch.rand(2, 4, 70, 90, generator=gen)
+    method = build(6, smooth=2, in_channels=4)
+    centroids = torch.rand(6, 8, generator=gen)
+    centroids[4] = centroids[1]  # a tie: the lower id wins in both
+    method.load_state_dict({"centroids": centroids})
+    eager = method.predict_labels(image)
+    monkeypatch.setenv("LCMAP_COMPILE", "1")
+    method.prepare_mapping(1)
+    assert method._compiled is not None
+    assert torch.equal(method.predict_labels(image), eager)
+    assert method._compiled is not None  # it did not fall back to the eager code
+    crop = image[..., 9:61, 11:83]  # another tile shape; away from the crop's edges, same labels
+    assert torch.equal(method.predict_labels(crop)[:, 2:-2, 2:-2], eager[:, 11:59, 13:81])
+    monkeypatch.setenv("LCMAP_COMPILE", "0")
+    method.prepare_mapping(10**12)
+    assert method._compiled is None
