@@ -9,7 +9,7 @@ brightness (mean of the normalised bands), so ids are stable under re-fitting wi
 seed and roughly ordered dark (water, shadow) to bright (bare soil, roofs).
 
 Scoring on the CPU of a large run (:data:`COMPILE_MIN_PIXELS` or more) goes through
-``torch.compile`` when a C++ compiler is found: the same subtractions, squares, additions and
+``torch.compile`` when a C++ compiler is found: the local mean, subtractions, squares, additions and
 running minimum, fused into one pass over the pixels instead of one pass per operation, and the
 same bits (``tests/methods/test_kmeans.py``). ``$LCMAP_COMPILE`` = 1 or 0 forces it on or off;
 if compiling fails the eager code maps (one log line says why).
@@ -34,10 +34,11 @@ from lcmap.methods.options import make_config
 
 log = logging.getLogger(__name__)
 
-#: A CPU mapping run over at least this many pixels (tile windows) compiles the scoring kernel:
-#: compiling costs about 10-20 s the first time on a machine (then cached by torch, about 1.5
-#: s), and saves about 0.1 s per megapixel on 2 cores (benchmarks/README.md).
-COMPILE_MIN_PIXELS = 128_000_000
+#: A CPU mapping run over at least this many pixels (tile windows) compiles the scoring kernel.
+#: Compiling costs 10-20 s the first time on a machine (torch caches it: about 2 s after that,
+#: plus about 2 s to import the compiler). On 2 cores it breaks even near 256 Mpx and maps
+#: 1024 Mpx 1.3x faster (15.1 -> 19.6 Mpx/s; benchmarks/README.md).
+COMPILE_MIN_PIXELS = 500_000_000
 
 
 def box_mean(x: Tensor, radius: int) -> Tensor:
@@ -204,8 +205,7 @@ class KMeansSegmenter(Segmenter):
         if self._compiled is not None and self.centroids is not None:
             x = batch.float()
             try:
-                return self._compiled(x, box_mean(x, self.smooth) if self.smooth else None,
-                                      self.centroids)  # fmt: skip
+                return self._compiled(x, self.smooth, self.centroids)
             except Exception as exc:  # a compiler that fails: the eager code gives the same
                 log.info("compiled k-means scoring failed (%s); eager torch instead",
                          str(exc).splitlines()[0] if str(exc) else type(exc).__name__)  # fmt: skip
@@ -246,12 +246,13 @@ class KMeansSegmenter(Segmenter):
         return self
 
 
-def nearest_centroid(x: Tensor, means: Tensor | None, centroids: Tensor) -> Tensor:
+def nearest_centroid(x: Tensor, smooth: int, centroids: Tensor) -> Tensor:
     """(B, H, W) nearest centroid of each pixel of bands ``x`` (B, C, H, W) and their local
-    ``means``: the operations of :meth:`KMeansSegmenter._distances` and
-    :meth:`KMeansSegmenter.predict_labels` in the same order, written without in-place updates
-    so that ``torch.compile`` can fuse them."""
-    planes = [*x.unbind(1), *(means.unbind(1) if means is not None else ())]
+    means over ``smooth`` px: the operations of :func:`box_mean`,
+    :meth:`KMeansSegmenter._distances` and :meth:`KMeansSegmenter.predict_labels` in the same
+    order, written so that ``torch.compile`` can fuse them into one pass."""
+    means = box_mean(x, smooth).unbind(1) if smooth else ()
+    planes = [*x.unbind(1), *means]
     best = labels = None
     for k in range(centroids.shape[0]):
         d = (planes[0] - centroids[k, 0]).square()
