@@ -357,7 +357,7 @@ def map_scene(
         wall = time.perf_counter() - start
         log.info(
             "model busy %.0f%% of the %.1f s mapping loop on %s (%d tiles, batches of %d, "
-            "%d reader threads)", 100 * clock.busy() / max(wall, 1e-9), wall, device,
+            "readers: %d)", 100 * clock.busy() / max(wall, 1e-9), wall, device,
             len(tiles), size, read_threads,
         )  # fmt: skip
     finally:

@@ -126,7 +126,7 @@ def test_verbose_mapping_logs_how_busy_the_model_kept_the_device(
     assert len(found) == 1, found
     share = float(re.match(r"model busy (\d+)%", found[0]).group(1))  # type: ignore[union-attr]
     assert 0 < share <= 100
-    assert "batches of 3" in found[0] and "1 reader threads" in found[0]
+    assert "batches of 3" in found[0] and "readers: 1" in found[0]
 
 
 @pytest.mark.gpu
