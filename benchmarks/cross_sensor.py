@@ -59,8 +59,9 @@ def patches(data: Path, rows: list[dict[str, Any]], key: str, norm: Normalisatio
 
 
 def embed(seg: Any, x: torch.Tensor, partner: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled last-stage features and their projection, by the sensor's encoder."""
-    net = seg.pair_net if partner else seg.net
+    """Pooled last-stage features and their projection, by the sensor's encoder (the one
+    encoder of a model pre-trained without pairs)."""
+    net = seg.pair_net if partner and seg.pair_net is not None else seg.net
     net.eval()
     seg.projection.eval()
     with torch.no_grad():

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
-from cross_sensor import pretrain_parser, quiet_run, retrieval
+from cross_sensor import embed, pretrain_parser, quiet_run, retrieval
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -81,15 +81,6 @@ def windows(path: Path, size: int, norm: Normalisation) -> torch.Tensor:
     return torch.from_numpy(np.stack([norm.apply(t, valid) for t in tiles]))
 
 
-def project(seg: Any, x: torch.Tensor, partner: bool) -> torch.Tensor:
-    """Unit projections of pooled last-stage features, by the date's encoder."""
-    net = seg.pair_net if partner and seg.pair_net is not None else seg.net
-    net.eval()
-    seg.projection.eval()
-    with torch.no_grad():
-        return torch.nn.functional.normalize(seg.projection(net.features(x)[-1].mean((2, 3))), 1)
-
-
 def main() -> None:
     p = pretrain_parser(__doc__)
     p.add_argument("--window", type=int, default=64)
@@ -124,9 +115,9 @@ def main() -> None:
     results["random init"] = {}
     for name, seg in models.items():
         own, other = norms[name]
-        z2020 = project(seg, windows(parts["2020"][1], args.window, own), False)
+        _, z2020 = embed(seg, windows(parts["2020"][1], args.window, own), False)
         for date in ("2015", "2009"):
-            z = project(seg, windows(parts[date][1], args.window, other), True)
+            _, z = embed(seg, windows(parts[date][1], args.window, other), True)
             results[name][f"retrieval_2020_to_{date}"] = retrieval(z2020, z)
         results[name]["test_windows"] = len(z2020)
         results[name]["chance"] = 1 / len(z2020)

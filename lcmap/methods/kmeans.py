@@ -65,6 +65,18 @@ def box_mean(x: Tensor, radius: int) -> Tensor:
     return out.div_(size * size)
 
 
+def feature_planes(x: Tensor, smooth: int) -> list[Tensor]:
+    """The (B, H, W) feature planes of bands ``x`` in :meth:`KMeansSegmenter.features`' order
+    (bands, then their local means), without concatenating them (a copy that cost as much as
+    the distances)."""
+    return [*x.unbind(1), *(box_mean(x, smooth).unbind(1) if smooth else ())]
+
+
+def has_cxx_compiler() -> bool:
+    """Whether ``torch.compile`` can build CPU kernels here (``$CXX``, c++, g++ or clang++)."""
+    return any(shutil.which(c) for c in (os.environ.get("CXX", "c++"), "g++", "clang++"))
+
+
 class KMeansSegmenter(Segmenter):
     """Mini-batch k-means on per-pixel spectral (and locally smoothed) features.
 
@@ -170,10 +182,7 @@ class KMeansSegmenter(Segmenter):
         """
         if self.centroids is None:
             raise RuntimeError("k-means must be fitted before predict")
-        x = batch.float()
-        # The feature planes in features()' order, without concatenating them (a copy that
-        # cost as much as the distances).
-        planes = [*x.unbind(1), *(box_mean(x, self.smooth).unbind(1) if self.smooth else ())]
+        planes = feature_planes(batch.float(), self.smooth)
         c = self.centroids
         scratch = torch.empty_like(planes[0])
         for k in range(c.shape[0]):
@@ -190,7 +199,7 @@ class KMeansSegmenter(Segmenter):
         self._compiled = None
         if not wanted or self.device.type != "cpu":
             return
-        if not any(shutil.which(c) for c in (os.environ.get("CXX", "c++"), "g++", "clang++")):
+        if not has_cxx_compiler():
             log.info("no C++ compiler found: k-means scores with eager torch")
             return
         self._compiled = torch.compile(nearest_centroid, dynamic=True)
@@ -251,8 +260,7 @@ def nearest_centroid(x: Tensor, smooth: int, centroids: Tensor) -> Tensor:
     means over ``smooth`` px: the operations of :func:`box_mean`,
     :meth:`KMeansSegmenter._distances` and :meth:`KMeansSegmenter.predict_labels` in the same
     order, written so that ``torch.compile`` can fuse them into one pass."""
-    means = box_mean(x, smooth).unbind(1) if smooth else ()
-    planes = [*x.unbind(1), *means]
+    planes = feature_planes(x, smooth)
     best = labels = None
     for k in range(centroids.shape[0]):
         d = (planes[0] - centroids[k, 0]).square()

@@ -1,13 +1,11 @@
 """``lcmap.methods.kmeans``: the baseline's options, features and labels."""
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
 
 from lcmap.errors import InvalidOptionError
-from lcmap.methods.kmeans import KMeansConfig, box_mean, build
+from lcmap.methods.kmeans import KMeansConfig, box_mean, build, has_cxx_compiler
 from lcmap.sampling import ArraySampler
 
 
@@ -54,9 +52,7 @@ def test_labels_are_the_nearest_centroid_whatever_the_tile() -> None:
     assert torch.equal(method.predict(crop), method.predict(image)[..., 5:40, 13:80])
 
 
-@pytest.mark.skipif(
-    not any(shutil.which(c) for c in ("c++", "g++", "clang++")), reason="no C++ compiler"
-)
+@pytest.mark.skipif(not has_cxx_compiler(), reason="no C++ compiler")
 def test_the_compiled_scoring_gives_the_eager_labels_bit_for_bit(monkeypatch) -> None:
     gen = torch.Generator().manual_seed(1)
     image = torch.rand(2, 4, 70, 90, generator=gen)
