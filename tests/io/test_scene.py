@@ -41,6 +41,22 @@ def test_a_read_spec_reads_its_bands_normalised(make_scene) -> None:
     assert valid.shape == (16, 16)
 
 
+def test_normalising_in_place_gives_the_same_bits_and_leaves_other_arrays_alone() -> None:
+    norm = Normalisation((10.0, 3.5), (200.0, 90.25))
+    raw = np.random.default_rng(0).integers(0, 256, (2, 9, 7)).astype(np.uint8)
+    valid = np.ones((9, 7), bool)
+    valid[2, 3] = False
+    copied = norm.apply(raw, valid)
+    floats = raw.astype(np.float32)
+    in_place = norm.apply(floats, valid, in_place=True)
+    assert in_place is floats  # stretched where it was
+    assert np.array_equal(in_place.view(np.uint32), copied.view(np.uint32))
+    assert (copied[:, 2, 3] == 0).all() and copied.min() == 0 and copied.max() == 1
+    before = raw.copy()
+    norm.apply(raw, valid, in_place=True)  # not float32: a new array, the input untouched
+    assert np.array_equal(raw, before)
+
+
 def test_band_mismatches_group_one_contradiction_over_bands_and_ignore_vague_facts() -> None:
     model = [{"description": "red", "colorinterp": "red", "dtype": "uint8"}] * 2
     scene = [{"description": "", "colorinterp": "undefined", "dtype": "uint16"}] * 2
