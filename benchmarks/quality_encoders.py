@@ -19,12 +19,20 @@ CPU budget (2 shared cores): 64-px windows, 300 pre-training steps of 16 windows
 fine-tuning steps of 8 patches, the central 512 x 512 crop of each evaluation scene.
 Swin-UNet takes 224-px windows only and is left out of the CPU default (``--encoders``).
 
+Also: ``--sampling suggested`` trains on the first N patches of ``lcmap suggest-labels``' ranking
+(from the pre-trained model; every row of an encoder gets the same patches), and ``--models
+NAME=PATH`` adds rows for ready few-shot models (a ``stego`` model on the frozen DINOv2) fine-tuned
+at their own defaults.
+
 Usage:
     python benchmarks/quality_encoders.py --out /tmp/enc_quality
+    python benchmarks/quality_encoders.py --out /tmp/q --encoders "" --sampling random,suggested \
+        --models simclr=/tmp/enc_quality/resnet18-unet-simclr.lcmap stego=/tmp/stego.lcmap
     python benchmarks/quality_encoders.py --out /tmp/enc_quality --quick   # a smoke run
 """
 
 import argparse
+import itertools
 import json
 import logging
 import sys
@@ -40,6 +48,7 @@ from quality_cas import CLASSES, DATA, eval_crops, predict_labels, read_index, s
 from lcmap import api
 from lcmap.errors import NoNodataWarning
 from lcmap.fewshot.finetune import finetune
+from lcmap.fewshot.suggest import suggest_labels
 
 log = logging.getLogger("quality_encoders")
 
@@ -65,6 +74,12 @@ def parse() -> argparse.Namespace:
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--models", nargs="*", default=[], metavar="NAME=PATH",
+                   help="Also fine-tune these ready few-shot models (e.g. a stego model on the "
+                   "frozen DINOv2) at their own defaults: rows 'NAME probe'.")  # fmt: skip
+    p.add_argument("--sampling", default="random",
+                   help="random, suggested (the first N of the model's 'suggest-labels' "
+                   "ranking over tiles 1-4, seed 001's active sampling), or both.")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run.")
     args = p.parse_args()
     if args.quick:
@@ -105,6 +120,31 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=NoNodataWarning)
     out: Path = args.out
+
+    def fewshot_rows(model: Path, encoder: str, row: str, options: dict[str, Any]) -> None:
+        """Fine-tune ``model`` with each budget and seed (``options`` to ``finetune``), score
+        tiles 5-6 with the labels as classes, add the runs to ``results``."""
+        for sampling, n, seed in itertools.product(args.sampling.split(","), budgets, seeds):
+            patch_file = None
+            if sampling == "suggested":
+                patch_file = out / f"{model.stem}-suggested.gpkg"
+                if not patch_file.exists():  # the ranking uses no label: one per model
+                    suggest_labels(scenes, model, patch_file, budget=max(budgets),
+                                   patch_size=args.patch, device="cpu")  # fmt: skip
+            tuned = out / "tuned.lcmap"
+            t0 = time.perf_counter()
+            finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=n,
+                     patch_file=patch_file, patch_size=args.patch, seed=seed, device="cpu",
+                     overwrite=True, **options)  # fmt: skip
+            preds = predict_labels(tuned, crops)
+            run = {"encoder": encoder, "row": row + (", suggested" if patch_file else ""),
+                   "patches": n, "seed": seed, **score(preds, crops, "none"),
+                   "iou": per_class_iou(preds, crops),
+                   "seconds": time.perf_counter() - t0}  # fmt: skip
+            results["runs"].append(run)
+            log.info("%s", {k: v for k, v in run.items() if k != "iou"})
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+
     out.mkdir(parents=True, exist_ok=True)
     budgets = [int(v) for v in args.budgets.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
@@ -120,7 +160,7 @@ def main() -> None:
     results["unsupervised"]["kmeans"] = score(predict_labels(km, crops), crops, "hungarian")
     log.info("kmeans: %s", results["unsupervised"]["kmeans"])
 
-    for encoder in args.encoders.split(","):
+    for encoder in filter(None, args.encoders.split(",")):
         models = {}
         objectives = {"simclr": 0.0, "dense": 0.5}
         for objective in args.objectives.split(","):
@@ -148,22 +188,11 @@ def main() -> None:
             objective, init, frozen, head = ROWS[row]
             if objective not in models:
                 continue
-            model = models[objective]
-            for n in budgets:
-                for seed in seeds:
-                    tuned = out / "tuned.lcmap"
-                    t0 = time.perf_counter()
-                    finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=n,
-                             patch_size=args.patch, init=init, freeze_encoder=frozen, head=head,
-                             steps=args.ft_steps, batch_size=8, seed=seed, device="cpu",
-                             overwrite=True)  # fmt: skip
-                    preds = predict_labels(tuned, crops)
-                    run = {"encoder": encoder, "row": row, "patches": n, "seed": seed,
-                           **score(preds, crops, "none"), "iou": per_class_iou(preds, crops),
-                           "seconds": time.perf_counter() - t0}  # fmt: skip
-                    results["runs"].append(run)
-                    log.info("%s", {k: v for k, v in run.items() if k != "iou"})
-                    (out / "results.json").write_text(json.dumps(results, indent=1))
+            options = {"init": init, "freeze_encoder": frozen, "head": head,
+                       "steps": args.ft_steps, "batch_size": 8}  # fmt: skip
+            fewshot_rows(models[objective], encoder, row, options)
+    for name, path in (m.split("=", 1) for m in args.models):
+        fewshot_rows(Path(path), name, f"{name} probe", {})
     print(table(results, budgets))
     (out / "table.md").write_text(table(results, budgets))
 
