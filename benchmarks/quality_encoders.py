@@ -80,6 +80,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--sampling", default="random",
                    help="random, suggested (the first N of the model's 'suggest-labels' "
                    "ranking over tiles 1-4, seed 001's active sampling), or both.")  # fmt: skip
+    p.add_argument("--reuse", action="store_true",
+                   help="Keep pre-trained models already in --out (same settings).")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run.")
     args = p.parse_args()
     if args.quick:
@@ -88,13 +90,14 @@ def parse() -> argparse.Namespace:
     return args
 
 
-#: Fine-tuning row -> (pre-training objective, init, frozen encoder, head).
-ROWS = {
-    "random": ("simclr", "random", False, "decoder"),
+#: Fine-tuning row -> (pre-training objective, init, frozen encoder, head). A random row
+#: (objective None) takes the first pre-trained model's bands, normalisation and patches.
+ROWS: dict[str, tuple[str | None, str, bool, str]] = {
+    "random": (None, "random", False, "decoder"),
     "simclr frozen": ("simclr", "simclr", True, "decoder"),
     "simclr fine-tuned": ("simclr", "simclr", False, "decoder"),
     "dense fine-tuned": ("dense", "simclr", False, "decoder"),
-    "random linear": ("simclr", "random", True, "linear"),
+    "random linear": (None, "random", True, "linear"),
     "simclr linear": ("simclr", "simclr", True, "linear"),
     "dense linear": ("dense", "simclr", True, "linear"),
 }
@@ -171,6 +174,10 @@ def main() -> None:
                        "optimizer": args.optimizer, "lr": args.lr,
                        "temperature": args.temperature, "dense_weight": dense}  # fmt: skip
             t0 = time.perf_counter()
+            models[objective] = path
+            if args.reuse and path.exists():  # pre-trained by an earlier run with these settings
+                log.info("%s: reused", path.stem)
+                continue
             header = api.train(scenes, path, method="simclr", classes=5, seed=args.pretrain_seed,
                                device="cpu", overwrite=True, options=options)  # fmt: skip
             seconds = time.perf_counter() - t0
@@ -183,14 +190,14 @@ def main() -> None:
             results["unsupervised"][path.stem] = unsup
             log.info("%s: pre-trained in %.0f s, loss %.3f; unsupervised %s", path.stem,
                      seconds, header.extra["final_loss"], unsup)  # fmt: skip
-            models[objective] = path
         for row in args.rows.split(","):
             objective, init, frozen, head = ROWS[row]
-            if objective not in models:
+            model = models.get(objective) if objective else next(iter(models.values()), None)
+            if model is None:
                 continue
             options = {"init": init, "freeze_encoder": frozen, "head": head,
                        "steps": args.ft_steps, "batch_size": 8}  # fmt: skip
-            fewshot_rows(models[objective], encoder, row, options)
+            fewshot_rows(model, encoder, row, options)
     for name, path in (m.split("=", 1) for m in args.models):
         fewshot_rows(Path(path), name, f"{name} probe", {})
     print(table(results, budgets))
