@@ -20,7 +20,8 @@ fine-tuning steps of 8 patches, the central 512 x 512 crop of each evaluation sc
 Swin-UNet takes 224-px windows only and is left out of the CPU default (``--encoders``).
 
 Also: ``--sampling suggested`` trains on the first N patches of ``lcmap suggest-labels``' ranking
-(from the pre-trained model; every row of an encoder gets the same patches), and ``--models
+(by the row's pre-trained model, the random rows by the first one: rows of one model share their
+patches), and ``--models
 NAME=PATH`` adds rows for ready few-shot models (a ``stego`` model on the frozen DINOv2) fine-tuned
 at their own defaults.
 
