@@ -131,7 +131,7 @@ def main() -> None:
         for sampling, n, seed in itertools.product(args.sampling.split(","), budgets, seeds):
             patch_file = None
             if sampling == "suggested":
-                patch_file = out / f"{model.stem}-suggested.gpkg"
+                patch_file = out / f"{model.stem}-suggested{max(budgets)}.gpkg"
                 if not patch_file.exists():  # the ranking uses no label: one per model
                     suggest_labels(scenes, model, patch_file, budget=max(budgets),
                                    patch_size=args.patch, device="cpu")  # fmt: skip
