@@ -21,14 +21,15 @@ Swin-UNet takes 224-px windows only and is left out of the CPU default (``--enco
 
 Also: ``--sampling suggested`` trains on the first N patches of ``lcmap suggest-labels``' ranking
 (by the row's pre-trained model, the random rows by the first one: rows of one model share their
-patches), and ``--models
-NAME=PATH`` adds rows for ready few-shot models (a ``stego`` model on the frozen DINOv2) fine-tuned
-at their own defaults.
+patches), and ``--models NAME=PATH`` adds rows for ready few-shot models fine-tuned at their own
+defaults (``--stego WEIGHTS`` first trains one on tiles 1-4: a STEGO head on the frozen
+DINOv2-S/14).
 
 Usage:
     python benchmarks/quality_encoders.py --out /tmp/enc_quality
     python benchmarks/quality_encoders.py --out /tmp/q --encoders "" --sampling random,suggested \
-        --models simclr=/tmp/enc_quality/resnet18-unet-simclr.lcmap stego=/tmp/stego.lcmap
+        --models simclr=/tmp/enc_quality/resnet18-unet-simclr.lcmap \
+        --stego ../shared/weights/dinov2_vits14_imgfocus.safetensors
     python benchmarks/quality_encoders.py --out /tmp/enc_quality --quick   # a smoke run
 """
 
@@ -78,6 +79,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--models", nargs="*", default=[], metavar="NAME=PATH",
                    help="Also fine-tune these ready few-shot models (e.g. a stego model on the "
                    "frozen DINOv2) at their own defaults: rows 'NAME probe'.")  # fmt: skip
+    p.add_argument("--stego", type=Path, metavar="WEIGHTS",
+                   help="Also train a stego model on tiles 1-4 (DINOv2-S/14 from this local "
+                   "weights file, its defaults otherwise): rows 'stego probe'.")  # fmt: skip
     p.add_argument("--sampling", default="random",
                    help="random, suggested (the first N of the model's 'suggest-labels' "
                    "ranking over tiles 1-4, seed 001's active sampling), or both.")  # fmt: skip
@@ -199,8 +203,15 @@ def main() -> None:
             options = {"init": init, "freeze_encoder": frozen, "head": head,
                        "steps": args.ft_steps, "batch_size": 8}  # fmt: skip
             fewshot_rows(model, encoder, row, options)
-    for name, path in (m.split("=", 1) for m in args.models):
-        fewshot_rows(Path(path), name, f"{name} probe", {})
+    ready = [(name, Path(path)) for name, path in (m.split("=", 1) for m in args.models)]
+    if args.stego:
+        stego = out / "stego.lcmap"
+        options = {"backbone": "vit_small_patch14_dinov2", "weights": str(args.stego)}
+        api.train(scenes, stego, method="stego", classes=5, device="cpu", overwrite=True,
+                  options=options)  # fmt: skip
+        ready.append(("stego", stego))
+    for name, path in ready:
+        fewshot_rows(path, name, f"{name} probe", {})
     print(table(results, budgets))
     (out / "table.md").write_text(table(results, budgets))
 
