@@ -83,6 +83,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512, help="0 = whole evaluation scenes.")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--suggest-clusters", default="budget",
+                   help="suggest-labels --clusters: budget (TypiClust, the default), model "
+                   "(seed 001's rule, the default before 2026-12-03) or N.")  # fmt: skip
     p.add_argument("--retrain", action="store_true", help="Re-train the CAS model if present.")
     p.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run.")
     args = p.parse_args()
@@ -90,6 +93,11 @@ def parse() -> argparse.Namespace:
         args.budgets, args.seeds, args.ae_steps, args.dec_steps = "10", "0", 20, 20
         args.ft_steps, args.eval_crop = 10, 256
     return args
+
+
+def suggest_clusters(text: str) -> int | str:
+    """``--suggest-clusters`` as ``suggest_labels(clusters=...)`` takes it."""
+    return int(text) if text.isdigit() else text
 
 
 def read_index(data: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -294,6 +302,7 @@ def main() -> None:
             suggested,
             budget=max(budgets),
             patch_size=args.patch,
+            clusters=suggest_clusters(args.suggest_clusters),
             device="cpu",
             overwrite=True,
         )

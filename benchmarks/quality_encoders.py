@@ -45,7 +45,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from quality_cas import CLASSES, DATA, eval_crops, predict_labels, read_index, score
+from quality_cas import (
+    CLASSES,
+    DATA,
+    eval_crops,
+    predict_labels,
+    read_index,
+    score,
+    suggest_clusters,
+)
 
 from lcmap import api
 from lcmap.errors import NoNodataWarning
@@ -76,6 +84,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--suggest-clusters", default="budget",
+                   help="suggest-labels --clusters: budget (TypiClust, the default), model "
+                   "(seed 001's rule, the default before 2026-12-03) or N.")  # fmt: skip
     p.add_argument("--models", nargs="*", default=[], metavar="NAME=PATH",
                    help="Also fine-tune these ready few-shot models (e.g. a stego model on the "
                    "frozen DINOv2) at their own defaults: rows 'NAME probe'.")  # fmt: skip
@@ -138,7 +149,8 @@ def main() -> None:
                 patch_file = out / f"{model.stem}-suggested{max(budgets)}.gpkg"
                 if not patch_file.exists():  # the ranking uses no label: one per model
                     suggest_labels(scenes, model, patch_file, budget=max(budgets),
-                                   patch_size=args.patch, device="cpu")  # fmt: skip
+                                   patch_size=args.patch, device="cpu",
+                                   clusters=suggest_clusters(args.suggest_clusters))  # fmt: skip
             tuned = out / "tuned.lcmap"
             t0 = time.perf_counter()
             finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=n,

@@ -1,7 +1,7 @@
 """``lcmap suggest-labels``: choose patches to annotate from a model's clusters."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -44,6 +44,14 @@ def suggest_labels(
             "--tuned", help="A fine-tuned model: extra patches go to its most uncertain clusters."
         ),
     ] = None,
+    clusters: Annotated[
+        str,
+        typer.Option(
+            "--clusters",
+            help="budget: as many clusters as patches, drawn from the patches' embeddings "
+            "(TypiClust); model: the model's own clusters (seed 001); or a number.",
+        ),
+    ] = "budget",
     batch_size: BatchSize = None,
     stack: Stack = None,
     device: Device = "auto",
@@ -52,22 +60,34 @@ def suggest_labels(
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
-    """Suggest BUDGET patches to label: the most typical patches of every cluster of MODEL.
+    """Suggest BUDGET patches to label: the most typical patch of every cluster of MODEL's
+    embedding.
 
-    The budget is spread evenly over the clusters, taking the patches closest to each
-    centroid; extra patches go to the clusters whose predicted majority classes (with
-    --tuned) are most mixed, else to the largest clusters. The footprints (scene, cluster,
-    rank, order) are ready to annotate in QGIS; 'lcmap finetune --patch-file' reads them back.
+    By default the patches are clustered into BUDGET clusters and the patch closest to each
+    centroid is suggested (TypiClust: typical and diverse). With --clusters model (or a number
+    below the budget) the budget is spread evenly over fewer clusters, the patches closest to
+    each centroid first; extra patches go to the clusters whose predicted majority classes
+    (with --tuned) are most mixed, else to the largest clusters. The footprints (scene,
+    cluster, rank, order) are ready to annotate in QGIS; 'lcmap finetune --patch-file' reads
+    them back.
 
     Examples:
 
         $ lcmap suggest-labels a.tif b.tif --model cas.lcmap --budget 20 -o to_label.gpkg
 
-        $ lcmap suggest-labels a.tif --model cas.lcmap --budget 25 --tuned tuned.lcmap -o more.gpkg
+        $ lcmap suggest-labels a.tif --model cas.lcmap --budget 25 --clusters model \\
+            --tuned tuned.lcmap -o more.gpkg
     """
     setup_logging(verbose, quiet)
     model = renamed(model, model_old, "--model", "-m", required=True)
     patch = renamed(patch_size, patch_old, "--patch-size", "--patch") or 128
+    chosen: int | Literal["budget", "model"]
+    if clusters in ("budget", "model"):
+        chosen = "budget" if clusters == "budget" else "model"
+    elif clusters.isdigit():
+        chosen = int(clusters)
+    else:
+        raise typer.BadParameter(f"'{clusters}': use budget, model or a number of clusters.")
     with reported_errors():
         from lcmap.fewshot.suggest import suggest_labels as run
 
@@ -82,9 +102,10 @@ def suggest_labels(
                 batch_size=batch_size or 16,
                 stack=stack,
                 seed=seed,
+                clusters=chosen,
                 device=device,
                 overwrite=overwrite,
                 progress=update,
             )
-    clusters = frame["cluster"].nunique() if len(frame) else 0
-    echo(f"Wrote {len(frame)} patch footprints over {clusters} clusters to {output}.")
+    found = frame["cluster"].nunique() if len(frame) else 0
+    echo(f"Wrote {len(frame)} patch footprints over {found} clusters to {output}.")

@@ -1,15 +1,19 @@
 """Active sampling: which patches to label next, from a model's clusters (seed 001, 4.2.2).
 
 The scenes are cut into a grid of ``patch_size`` patches (whole patches inside the scene, at
-least half valid). Each patch is embedded with the model's encoder and assigned to its nearest
-centroid (:class:`~lcmap.fewshot.encoder.FewShotEncoder`: a cas model's DEC clusters, a stego
-model's cluster probe). The budget is spread evenly over the non-empty clusters and each
-cluster contributes the patches *closest to its centroid*: the most typical examples of every
-land-cover mode. When the budget does not divide evenly, the extra patches go to the clusters
-of highest *uncertainty*: with a fine-tuned model, the entropy of the predicted majority
-classes of the cluster's patches (the paper's rule: a pure cluster needs fewer labels);
-without one, the largest clusters. A cluster with fewer patches than its share passes the
-rest on in the same order.
+least half valid). Each patch is embedded with the model's encoder
+(:class:`~lcmap.fewshot.encoder.FewShotEncoder`) and assigned to a cluster: by default one of
+``budget`` clusters drawn afresh from the patches' embeddings by cosine k-means (TypiClust,
+Hacohen et al. 2022: with very few labels, one typical patch per cluster of the
+self-supervised embedding; on dubai_dev tiles 1-4 it beat the model's 5 clusters, see
+``benchmarks/README.md``), or with ``clusters="model"`` its nearest centroid of the model (a
+cas model's DEC clusters, a stego or simclr model's probe: seed 001's rule). The budget is
+spread evenly over the non-empty clusters and each cluster contributes the patches *closest
+to its centroid*: the most typical examples of every land-cover mode. When the budget does
+not divide evenly, the extra patches go to the clusters of highest *uncertainty*: with a
+fine-tuned model, the entropy of the predicted majority classes of the cluster's patches (the
+paper's rule: a pure cluster needs fewer labels); without one, the largest clusters. A cluster
+with fewer patches than its share passes the rest on in the same order.
 
 The result is a GeoDataFrame of patch footprints (polygons in the scenes' CRS) with the scene
 name, cluster id, rank within the cluster (1 = closest to the centroid) and a global ``order``
@@ -26,7 +30,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,6 +66,7 @@ class _Patch:
     cluster: int
     distance: float
     confidence: float
+    embedding: NDArray[np.float32] | None = None
 
 
 def allocate(budget: int, sizes: Sequence[int], priority: Sequence[int]) -> list[int]:
@@ -126,6 +131,7 @@ def suggest_labels(
     batch_size: int = 16,
     stack: Sequence[str | Path] | None = None,
     seed: int = 0,
+    clusters: int | Literal["budget", "model"] = "budget",
     device: str = "auto",
     overwrite: bool = False,
     progress: ProgressFn | None = None,
@@ -144,7 +150,11 @@ def suggest_labels(
         batch_size: patches per forward pass.
         stack: co-registered rasters stacked after the (one) scene's bands, as the model was
             trained with them (:mod:`lcmap.io.stack`).
-        seed: seeds the patches sampled for the entropy estimate.
+        seed: seeds the patches sampled for the entropy estimate and the re-clustering.
+        clusters: ``"budget"`` (default): as many clusters as patches, drawn afresh from the
+            patches' embeddings by cosine k-means, one typical patch from each (TypiClust's
+            rule); ``"model"``: the model's own clusters (seed 001's rule); or a number of
+            clusters to draw afresh.
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace an existing output.
         progress: ``(done, total)`` callback over patches.
@@ -167,6 +177,16 @@ def suggest_labels(
 
     if budget < 1:
         raise LcmapError(f"budget {budget} is invalid; ask for at least one patch.")
+    if clusters == "budget":
+        clusters = budget
+    if clusters == "model":
+        fresh = None
+    elif isinstance(clusters, int) and not isinstance(clusters, bool) and clusters >= 1:
+        fresh = clusters
+    else:
+        raise LcmapError(
+            f"clusters {clusters!r} is invalid; use 'budget', 'model' or a number of clusters."
+        )
     if patch_size < 16:
         raise LcmapError(f"patch size {patch_size} is too small; use at least 16 pixels.")
     if not scenes:
@@ -213,15 +233,15 @@ def suggest_labels(
                     keep = [k for k, (_, v) in enumerate(reads) if v.mean() >= MIN_VALID]
                     if keep:
                         x = np.stack([norm.apply(*reads[k]) for k in keep])
-                        patches.extend(_embed(encoder, x, i, [wins[k] for k in keep], dev))
+                        found = _embed(encoder, x, i, [wins[k] for k in keep], dev, fresh)
+                        patches.extend(found)
                     done += len(wins)
                     if progress is not None:
                         progress(done, total)
         if not patches:
             raise InvalidSceneError("Every patch is mostly nodata; nothing to suggest.")
-        k = encoder.num_classes
-        clusters = np.array([p.cluster for p in patches])
-        sizes = np.bincount(clusters, minlength=k)
+        k = encoder.num_classes if fresh is None else _recluster(patches, fresh, seed)
+        sizes = np.bincount([p.cluster for p in patches], minlength=k)
         if budget > len(patches):
             log.warning("only %d patches exist; suggesting all of them", len(patches))
         share, extra = divmod(budget, max(1, int((sizes > 0).sum())))
@@ -277,10 +297,17 @@ def _embed(
     scene: int,
     windows: list[Window],
     dev: "torch.device",
+    clusters: int | None,
 ) -> list[_Patch]:
+    """The patches assigned to the model's clusters; with ``clusters``, their embeddings
+    kept for :func:`_recluster` instead."""
     import torch
 
-    found = encoder.assign_windows(encoder.embed_windows(torch.from_numpy(x).to(dev)))
+    embedded = encoder.embed_windows(torch.from_numpy(x).to(dev))
+    if clusters is not None:
+        vectors = embedded.float().cpu().numpy()
+        return [_Patch(scene, w, -1, 0.0, 0.0, v) for w, v in zip(windows, vectors, strict=True)]
+    found = encoder.assign_windows(embedded)
     return [
         _Patch(scene, w, int(c), float(d), float(conf))
         for w, c, d, conf in zip(
@@ -291,6 +318,33 @@ def _embed(
             strict=True,
         )
     ]
+
+
+def _recluster(patches: list[_Patch], clusters: int, seed: int) -> int:
+    """Cluster the patches' embeddings afresh (cosine k-means, seeded) and assign each patch
+    its cluster, distance (1 - cosine) and confidence (softmax of cosine / 0.1, as the simclr
+    probe's); returns the number of clusters.
+
+    TypiClust (Hacohen et al., ICML 2022, "Active learning on a budget") shows that with very
+    few labels the patches to label should be typical *and* diverse: one per cluster of the
+    self-supervised embeddings, as many clusters as the budget. Seed 001 spreads the budget
+    over the model's K clusters (K = the map's classes), so a budget of 20 on K = 5 takes the
+    4 patches nearest each of 5 centroids."""
+    import torch
+
+    from lcmap.methods._cluster import spherical_kmeans
+
+    vectors = [p.embedding for p in patches if p.embedding is not None]
+    x = torch.nn.functional.normalize(torch.from_numpy(np.stack(vectors)), dim=1)
+    k = min(clusters, len(patches))
+    centres = spherical_kmeans(x, k, torch.Generator().manual_seed(seed))
+    sims = x @ centres.T
+    best = sims.max(dim=1)
+    confidence = (sims / 0.1).softmax(dim=1).max(dim=1).values
+    for p, c, s, q in zip(patches, best.indices.tolist(), best.values.tolist(),
+                          confidence.tolist(), strict=True):  # fmt: skip
+        p.cluster, p.distance, p.confidence, p.embedding = int(c), 1.0 - float(s), float(q), None
+    return k
 
 
 def _cluster_entropy(

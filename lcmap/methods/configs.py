@@ -262,6 +262,11 @@ class SimclrConfig(EncoderOptions):
     optimizer: str = option("sgd", "sgd (seed 004) or adam (seed 003's Swin)",
                             choices=("sgd", "adam"))  # fmt: skip
     lr: float = option(1e-3, "learning rate (seed 004: SGD 1e-3)", above=0)
+    schedule: str = option(
+        "constant", "learning rate over the steps: constant (seed 004) or cosine (SimCLR's "
+        "reference: linear warm-up over the first 10%, then cosine decay to 0)",
+        choices=("constant", "cosine"),
+    )  # fmt: skip
     temperature: float = option(0.1, "NT-Xent temperature (seed 004: 0.1 or 0.7)", above=0)
     min_scale: float = option(0.2, "smallest random crop, fraction of the window (seed 004: 20%)",
                               above=0, high=1)  # fmt: skip

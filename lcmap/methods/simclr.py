@@ -31,6 +31,8 @@ pre-trained encoder (``--init simclr``) or at random (``--init random``), frozen
 """
 
 import logging
+import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -186,6 +188,8 @@ class SimclrSegmenter(EncoderSegmenter):
             if cfg.optimizer == "sgd"
             else torch.optim.Adam(params, lr=cfg.lr)
         )
+        lr_at = cosine_warmup(steps) if cfg.schedule == "cosine" else (lambda step: 1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
         log.info("simclr: %s on %d windows of %d px, %d steps of %d windows",
                  cfg.encoder, n, cfg.crop_size, steps, batch)  # fmt: skip
         net.train()
@@ -200,6 +204,7 @@ class SimclrSegmenter(EncoderSegmenter):
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
+            scheduler.step()
             self.final_loss = float(loss.detach())
             if step % 20 == 0 or step == steps - 1:
                 log.info("simclr step %d/%d: loss %.4f %s", step + 1, steps, self.final_loss,
@@ -319,6 +324,20 @@ class SimclrSegmenter(EncoderSegmenter):
         if init == "simclr":
             tuned.load_encoder(encoder_state(net))
         return tuned
+
+
+def cosine_warmup(steps: int, warmup: float = 0.1) -> Callable[[int], float]:
+    """The learning-rate factor at each step: linear warm-up over the first ``warmup`` share
+    of the steps, then cosine decay to 0 (SimCLR's reference schedule, also MoCo v2's and
+    BYOL's)."""
+    ramp = max(1, round(warmup * steps))
+
+    def factor(step: int) -> float:
+        if step < ramp:
+            return (step + 1) / ramp
+        return 0.5 * (1 + math.cos(math.pi * (step - ramp) / max(1, steps - ramp)))
+
+    return factor
 
 
 def build(num_classes: int | None = None, **options: Any) -> SimclrSegmenter:

@@ -40,3 +40,20 @@ def test_a_model_without_an_encoder_is_one_line(data, make_scene, tmp_path):
                             "-n", "2", "-o", str(tmp_path / "s.gpkg")])  # fmt: skip
     assert "provides no encoder" in one_line_error(r)
     assert not (tmp_path / "s.gpkg").exists()
+
+
+def test_the_clusters_option(data, tmp_path):
+    base = ["suggest-labels", str(data / "a.tif"), "--model", str(data / "cas.lcmap"), "-n", "4",
+            "--patch-size", "32", "--device", "cpu"]  # fmt: skip
+    for clusters, most in (("model", 3), ("2", 2), ("budget", 4)):
+        out = tmp_path / f"{clusters}.gpkg"
+        r = runner.invoke(app, [*base, "--clusters", clusters, "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        found = gpd.read_file(out)["cluster"]
+        assert len(found) == 4 and found.max() < most  # cluster ids 0..most-1
+    assert found.nunique() == 4  # budget: one patch per cluster
+    r = runner.invoke(app, [*base, "--clusters", "many", "-o", str(tmp_path / "bad.gpkg")])
+    assert r.exit_code == 2 and "use budget, model or a number" in r.output  # a usage error
+    r = runner.invoke(app, [*base, "--clusters", "0", "-o", str(tmp_path / "bad.gpkg")])
+    assert "clusters 0 is invalid" in one_line_error(r)
+    assert not (tmp_path / "bad.gpkg").exists()

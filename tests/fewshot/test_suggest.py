@@ -1,4 +1,5 @@
-"""``lcmap.fewshot.suggest``: active sampling from CAS clusters."""
+"""``lcmap.fewshot.suggest``: active sampling from a model's clusters (seed 001) or from
+clusters of the patches' embeddings, one per patch (TypiClust)."""
 
 import geopandas as gpd
 import numpy as np
@@ -7,9 +8,9 @@ import rasterio
 from _cas_data import train_tiny_cas, write_three_class_scene
 from shapely.geometry import box
 
-from lcmap.errors import OutputExistsError
+from lcmap.errors import LcmapError, OutputExistsError
 from lcmap.fewshot.finetune import finetune
-from lcmap.fewshot.suggest import allocate, entropy, suggest_labels
+from lcmap.fewshot.suggest import _Patch, _recluster, allocate, entropy, suggest_labels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,9 +46,11 @@ def test_suggest_labels_returns_budget_polygons_inside_the_scenes(data, tmp_path
         out,
         budget=6,
         patch_size=32,
+        clusters="model",
         device="cpu",
     )
     assert len(frame) == 6 and frame.geometry.is_valid.all()
+    assert frame["cluster"].max() < 3  # the tiny CAS model's 3 clusters
     assert sorted(frame["order"]) == list(range(1, 7))
     sizes = frame.groupby("cluster").size()
     assert sizes.max() - sizes.min() <= 1 or len(sizes) < 3  # spread over the clusters
@@ -84,6 +87,7 @@ def test_extra_patches_follow_the_tuned_models_uncertainty(data, tmp_path):
         None,
         budget=4,
         patch_size=32,
+        clusters="model",
         tuned=tmp_path / "t.lcmap",
         device="cpu",
     )
@@ -103,3 +107,38 @@ def test_extra_patches_follow_the_tuned_models_uncertainty(data, tmp_path):
         device="cpu",
     )
     assert header.extra["patches"] == 3
+
+
+def test_by_default_each_patch_is_the_most_typical_of_its_own_cluster(data):
+    root = data
+    frame = suggest_labels([root / "a.tif", root / "b.tif"], root / "cas.lcmap", None,
+                           budget=7, patch_size=32, device="cpu")  # fmt: skip
+    assert len(frame) == 7 and frame["cluster"].nunique() == 7
+    assert (frame["rank"] == 1).all() and sorted(frame["order"]) == list(range(1, 8))
+    fewer = suggest_labels([root / "a.tif"], root / "cas.lcmap", None, budget=6, clusters=2,
+                           patch_size=32, device="cpu")  # fmt: skip
+    assert sorted(fewer.groupby("cluster").size()) == [3, 3]
+
+
+def test_reclustering_finds_the_groups_and_their_most_typical_member():
+    directions = np.eye(8, dtype=np.float32)[:3] * 5
+    offsets = [np.zeros(8, dtype=np.float32)]  # member 0 on the group's axis, the others
+    for j in range(4):  # in pairs that cancel out, so the centroid is the axis
+        step = np.zeros(8, dtype=np.float32)
+        step[3 + j] = 0.5 + 0.2 * j
+        offsets += [step, -step]
+    patches = [_Patch(0, None, -1, 0.0, 0.0, d + o) for d in directions for o in offsets]
+    assert _recluster(patches, 3, seed=0) == 3
+    groups = [patches[g * 9 : g * 9 + 9] for g in range(3)]
+    assert len({p.cluster for p in patches}) == 3
+    for members in groups:
+        assert len({p.cluster for p in members}) == 1  # a group is one cluster
+        assert min(members, key=lambda p: p.distance) is members[0]
+        assert members[0].distance == pytest.approx(0.0, abs=1e-6)
+        assert all(p.embedding is None and 0 < p.confidence <= 1 for p in members)
+
+
+@pytest.mark.parametrize("clusters", [0, -2, "all"])
+def test_a_bad_cluster_count_is_a_clear_error(data, clusters):
+    with pytest.raises(LcmapError, match="clusters"):
+        suggest_labels([data / "a.tif"], data / "cas.lcmap", None, budget=4, clusters=clusters)

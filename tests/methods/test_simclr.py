@@ -1,6 +1,8 @@
 """``simclr`` and ``encoder_finetuned``: contrastive pre-training on a real scene, maps from it,
 few-shot fine-tuning with a frozen or trained encoder, and every encoder through a model file."""
 
+import itertools
+
 import numpy as np
 import pytest
 import rasterio
@@ -14,7 +16,7 @@ from lcmap.fewshot.encoder import load_encoder
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
 from lcmap.methods import get_method
-from lcmap.methods.simclr import SimclrSegmenter
+from lcmap.methods.simclr import SimclrSegmenter, cosine_warmup
 from lcmap.models import load_model, read_header, save_model
 from lcmap.nets.encoder_unet import ENCODERS
 from lcmap.sampling import ArraySampler
@@ -117,8 +119,11 @@ def test_a_frozen_encoder_gets_no_gradient():
 def test_suggest_labels_from_an_encoder(encoder_model, tmp_path):
     root, _, _ = encoder_model
     frame = suggest_labels([root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32,
+                           clusters="model", device="cpu")  # fmt: skip
+    assert len(frame) == 4 and frame["cluster"].max() < 3  # the probe's 3 clusters
+    frame = suggest_labels([root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32,
                            device="cpu")  # fmt: skip
-    assert len(frame) == 4 and frame["cluster"].max() < 3
+    assert len(frame) == 4 and frame["cluster"].nunique() == 4
 
 
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
@@ -188,3 +193,31 @@ def test_the_same_seed_gives_the_same_encoder(tmp_path):
         states.append(load_model(model)[0].state_dict())
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_the_cosine_schedule_warms_up_then_decays_to_zero():
+    factor = cosine_warmup(200)
+    values = [factor(step) for step in range(200)]
+    assert values[0] == pytest.approx(1 / 20) and values[19] == pytest.approx(1.0)
+    assert all(a < b for a, b in itertools.pairwise(values[:20]))  # the warm-up rises
+    assert all(a >= b for a, b in itertools.pairwise(values[19:]))  # then it decays
+    assert values[-1] < 1e-3
+
+
+def test_pretraining_follows_the_chosen_schedule(monkeypatch):
+    seen: list[float] = []
+    step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    options = {**FAST, "steps": 10, "optimizer": "adam", "lr": 0.01, "windows": 8}
+    get_method("simclr", num_classes=2, schedule="cosine", **options).fit(
+        ArraySampler([_naip(128)], seed=0)
+    )
+    assert seen == pytest.approx([0.01 * cosine_warmup(10)(i) for i in range(10)])
+    seen.clear()
+    get_method("simclr", num_classes=2, **options).fit(ArraySampler([_naip(128)], seed=0))
+    assert seen == [0.01] * 10
