@@ -83,9 +83,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512, help="0 = whole evaluation scenes.")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--suggest-clusters", default="budget",
-                   help="suggest-labels --clusters: budget (TypiClust, the default), model "
-                   "(seed 001's rule, the default before 2026-12-03) or N.")  # fmt: skip
+    p.add_argument("--suggest-clusters", default="model",
+                   help="suggest-labels --clusters: model (seed 001's rule, the default), "
+                   "budget (TypiClust) or N.")  # fmt: skip
     p.add_argument("--retrain", action="store_true", help="Re-train the CAS model if present.")
     p.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run.")
     args = p.parse_args()

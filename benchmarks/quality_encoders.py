@@ -84,9 +84,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--suggest-clusters", default="budget",
-                   help="suggest-labels --clusters: budget (TypiClust, the default), model "
-                   "(seed 001's rule, the default before 2026-12-03) or N.")  # fmt: skip
+    p.add_argument("--suggest-clusters", default="model",
+                   help="suggest-labels --clusters: model (seed 001's rule, the default), "
+                   "budget (TypiClust) or N.")  # fmt: skip
     p.add_argument("--models", nargs="*", default=[], metavar="NAME=PATH",
                    help="Also fine-tune these ready few-shot models (e.g. a stego model on the "
                    "frozen DINOv2) at their own defaults: rows 'NAME probe'.")  # fmt: skip

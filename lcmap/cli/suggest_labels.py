@@ -48,10 +48,10 @@ def suggest_labels(
         str,
         typer.Option(
             "--clusters",
-            help="budget: as many clusters as patches, drawn from the patches' embeddings "
-            "(TypiClust); model: the model's own clusters (seed 001); or a number.",
+            help="model: the model's own clusters (seed 001); budget: as many clusters as "
+            "patches, drawn from the patches' embeddings (TypiClust); or a number.",
         ),
-    ] = "budget",
+    ] = "model",
     batch_size: BatchSize = None,
     stack: Stack = None,
     device: Device = "auto",
@@ -60,23 +60,23 @@ def suggest_labels(
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
-    """Suggest BUDGET patches to label: the most typical patch of every cluster of MODEL's
-    embedding.
+    """Suggest BUDGET patches to label: the most typical patches of every cluster of MODEL.
 
-    By default the patches are clustered into BUDGET clusters and the patch closest to each
-    centroid is suggested (TypiClust: typical and diverse). With --clusters model (or a number
-    below the budget) the budget is spread evenly over fewer clusters, the patches closest to
-    each centroid first; extra patches go to the clusters whose predicted majority classes
-    (with --tuned) are most mixed, else to the largest clusters. The footprints (scene,
-    cluster, rank, order) are ready to annotate in QGIS; 'lcmap finetune --patch-file' reads
-    them back.
+    The budget is spread evenly over the clusters, taking the patches closest to each
+    centroid; extra patches go to the clusters whose predicted majority classes (with
+    --tuned) are most mixed, else to the largest clusters. The clusters are the model's own
+    (seed 001) or, with --clusters budget, as many clusters of the patches' embeddings as
+    patches, one typical patch each (TypiClust: closer to the scenes' own class shares, so
+    rare classes get fewer patches). The footprints (scene, cluster, rank, order) are ready to
+    annotate in QGIS; 'lcmap finetune --patch-file' reads them back.
 
     Examples:
 
         $ lcmap suggest-labels a.tif b.tif --model cas.lcmap --budget 20 -o to_label.gpkg
 
-        $ lcmap suggest-labels a.tif --model cas.lcmap --budget 25 --clusters model \\
-            --tuned tuned.lcmap -o more.gpkg
+        $ lcmap suggest-labels a.tif --model cas.lcmap --budget 25 --tuned tuned.lcmap -o more.gpkg
+
+        $ lcmap suggest-labels a.tif --model enc.lcmap --budget 20 --clusters budget -o typ.gpkg
     """
     setup_logging(verbose, quiet)
     model = renamed(model, model_old, "--model", "-m", required=True)

@@ -2,12 +2,14 @@
 
 The scenes are cut into a grid of ``patch_size`` patches (whole patches inside the scene, at
 least half valid). Each patch is embedded with the model's encoder
-(:class:`~lcmap.fewshot.encoder.FewShotEncoder`) and assigned to a cluster: by default one of
-``budget`` clusters drawn afresh from the patches' embeddings by cosine k-means (TypiClust,
-Hacohen et al. 2022: with very few labels, one typical patch per cluster of the
-self-supervised embedding; on dubai_dev tiles 1-4 it beat the model's 5 clusters, see
-``benchmarks/README.md``), or with ``clusters="model"`` its nearest centroid of the model (a
-cas model's DEC clusters, a stego or simclr model's probe: seed 001's rule). The budget is
+(:class:`~lcmap.fewshot.encoder.FewShotEncoder`) and assigned to a cluster: by default its
+nearest centroid of the model (a cas model's DEC clusters, a stego or simclr model's probe:
+seed 001's rule), or with ``clusters="budget"`` one of ``budget`` clusters drawn afresh from
+the patches' embeddings by cosine k-means (TypiClust, Hacohen et al. 2022: one typical patch
+per cluster). TypiClust scored higher on held-out patches of dubai_dev tiles 1-4 but lower on
+tiles 5-6, whose class shares differ: it samples the modes in proportion to their size, while
+seed 001's even split over the model's few clusters keeps rare classes in the budget
+(``benchmarks/README.md``). The budget is
 spread evenly over the non-empty clusters and each cluster contributes the patches *closest
 to its centroid*: the most typical examples of every land-cover mode. When the budget does
 not divide evenly, the extra patches go to the clusters of highest *uncertainty*: with a
@@ -131,7 +133,7 @@ def suggest_labels(
     batch_size: int = 16,
     stack: Sequence[str | Path] | None = None,
     seed: int = 0,
-    clusters: int | Literal["budget", "model"] = "budget",
+    clusters: int | Literal["budget", "model"] = "model",
     device: str = "auto",
     overwrite: bool = False,
     progress: ProgressFn | None = None,
@@ -151,10 +153,10 @@ def suggest_labels(
         stack: co-registered rasters stacked after the (one) scene's bands, as the model was
             trained with them (:mod:`lcmap.io.stack`).
         seed: seeds the patches sampled for the entropy estimate and the re-clustering.
-        clusters: ``"budget"`` (default): as many clusters as patches, drawn afresh from the
-            patches' embeddings by cosine k-means, one typical patch from each (TypiClust's
-            rule); ``"model"``: the model's own clusters (seed 001's rule); or a number of
-            clusters to draw afresh.
+        clusters: ``"model"`` (default): the model's own clusters (seed 001's rule);
+            ``"budget"``: as many clusters as patches, drawn afresh from the patches'
+            embeddings by cosine k-means, one typical patch from each (TypiClust's rule); or a
+            number of clusters to draw afresh.
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace an existing output.
         progress: ``(done, total)`` callback over patches.

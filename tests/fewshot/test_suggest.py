@@ -87,7 +87,6 @@ def test_extra_patches_follow_the_tuned_models_uncertainty(data, tmp_path):
         None,
         budget=4,
         patch_size=32,
-        clusters="model",
         tuned=tmp_path / "t.lcmap",
         device="cpu",
     )
@@ -109,10 +108,10 @@ def test_extra_patches_follow_the_tuned_models_uncertainty(data, tmp_path):
     assert header.extra["patches"] == 3
 
 
-def test_by_default_each_patch_is_the_most_typical_of_its_own_cluster(data):
+def test_budget_clusters_make_each_patch_the_most_typical_of_its_own_cluster(data):
     root = data
     frame = suggest_labels([root / "a.tif", root / "b.tif"], root / "cas.lcmap", None,
-                           budget=7, patch_size=32, device="cpu")  # fmt: skip
+                           budget=7, patch_size=32, clusters="budget", device="cpu")  # fmt: skip
     assert len(frame) == 7 and frame["cluster"].nunique() == 7
     assert (frame["rank"] == 1).all() and sorted(frame["order"]) == list(range(1, 8))
     fewer = suggest_labels([root / "a.tif"], root / "cas.lcmap", None, budget=6, clusters=2,

@@ -119,10 +119,10 @@ def test_a_frozen_encoder_gets_no_gradient():
 def test_suggest_labels_from_an_encoder(encoder_model, tmp_path):
     root, _, _ = encoder_model
     frame = suggest_labels([root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32,
-                           clusters="model", device="cpu")  # fmt: skip
+                           device="cpu")  # fmt: skip
     assert len(frame) == 4 and frame["cluster"].max() < 3  # the probe's 3 clusters
     frame = suggest_labels([root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32,
-                           device="cpu")  # fmt: skip
+                           clusters="budget", device="cpu")  # fmt: skip
     assert len(frame) == 4 and frame["cluster"].nunique() == 4
 
 

@@ -1,0 +1,113 @@
+"""Which patches to suggest, chosen on dubai_dev tiles 1-4 alone: the model's clusters or one
+cluster per patch of the budget (TypiClust).
+
+For each encoder model, ``lcmap suggest-labels`` ranks the 128-px patches of the 36 scenes of
+tiles 1-4 with each ``--clusters`` choice; ``lcmap finetune --patch-file`` trains the model's
+default head (a linear layer on the frozen encoder) on the first N, 100 steps, seeds 0-2; the
+score is the pooled mIoU over every other labelled 128-px patch of tiles 1-4 (the patches
+trained on are left out). Tiles 5-6 are not read.
+
+Usage:
+    python benchmarks/suggest_choice.py --out /tmp/suggest_choice \\
+        --models /tmp/fs/sugg0/resnet18-unet-simclr.lcmap /tmp/fs/sugg1/resnet18-unet-simclr.lcmap
+"""
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from quality_cas import CLASSES, DATA, read_index, suggest_clusters
+
+from lcmap.fewshot.finetune import finetune
+from lcmap.fewshot.suggest import suggest_labels
+from lcmap.io.labels import labelled_windows, open_labels
+from lcmap.io.scene import open_scene, read_window, resolve_bands
+from lcmap.models import load_model, read_header
+
+K = len(CLASSES)
+PATCH = 128
+
+
+def labelled_patches(
+    model: Path, scenes: list[Path], truths: list[Path]
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, int, int]]]:
+    """Every whole labelled 128-px patch of the scenes (the model's bands and normalisation),
+    its truth (255 = none) and its (scene, row, col)."""
+    header = read_header(model)
+    norm = header.read_spec().norm
+    images, targets, keys = [], [], []
+    for scene, truth in zip(scenes, truths, strict=True):
+        with open_scene(scene) as src:
+            source, handle = open_labels(truth, src)
+            bands = resolve_bands(src, header.bands)
+            for lw in labelled_windows(source, src.width, src.height, PATCH):
+                w = lw.window
+                if w.col_off + PATCH > src.width or w.row_off + PATCH > src.height:
+                    continue
+                data, valid = read_window(src, w, bands)
+                target = source.read(w).astype(np.int64)
+                target[~valid] = 255
+                images.append(norm.apply(data, valid))
+                targets.append(target)
+                keys.append((scene.stem, int(w.row_off), int(w.col_off)))
+            if handle is not None:
+                handle.close()
+    return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets)), keys
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--models", type=Path, nargs="+", required=True)
+    p.add_argument("--clusters", default="model,budget", help="suggest-labels --clusters values")
+    p.add_argument("--budget", type=int, default=20)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, _ = read_index(DATA)
+    scenes, truths = [DATA / r["scene"] for r in rows], [DATA / r["truth"] for r in rows]
+    print("| model | --clusters | mIoU mean | fine-tuning seeds | IoU building / land / road / "
+          "vegetation / water (mean) |\n|---|---|---|---|---|", flush=True)  # fmt: skip
+    for i, model in enumerate(args.models):
+        x, y, keys = labelled_patches(model, scenes, truths)
+        for clusters in args.clusters.split(","):
+            ranking = args.out / f"model{i}-{clusters}.gpkg"
+            frame = suggest_labels(scenes, model, ranking, budget=args.budget, patch_size=PATCH,
+                                   clusters=suggest_clusters(clusters), device="cpu",
+                                   overwrite=True)  # fmt: skip
+            chosen = frame.sort_values("order").head(args.budget)
+            trained = {(r.scene, r.row, r.col) for r in chosen.itertuples()}
+            held = [j for j, key in enumerate(keys) if key not in trained]
+            scores, ious = [], []
+            for seed in (int(s) for s in args.seeds.split(",")):
+                tuned = args.out / "tuned.lcmap"
+                finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=args.budget,
+                         patch_file=ranking, patch_size=PATCH, seed=seed, device="cpu",
+                         overwrite=True, steps=100)  # fmt: skip
+                segmenter, _ = load_model(tuned)
+                conf = torch.zeros(K * K, dtype=torch.float64)
+                with torch.no_grad():
+                    for start in range(0, len(held), 32):
+                        index = held[start : start + 32]
+                        pred, truth = segmenter.predict(x[index]).argmax(1), y[index]
+                        keep = truth != 255
+                        conf += torch.bincount(truth[keep] * K + pred[keep], minlength=K * K)
+                m = conf.reshape(K, K).numpy()
+                inter = np.diag(m)
+                iou = inter / np.maximum(m.sum(0) + m.sum(1) - inter, 1)
+                scores.append(float(iou.mean()))
+                ious.append(iou)
+            per_class = " / ".join(f"{v:.3f}" for v in np.mean(ious, axis=0))
+            each = " / ".join(f"{s:.3f}" for s in scores)
+            print(f"| {model} | {clusters} | {np.mean(scores):.3f} | {each} | {per_class} |",
+                  flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
