@@ -17,13 +17,12 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from quality_cas import DATA, read_index
+from quality_cas import choice_run
 from scipy.optimize import linear_sum_assignment
 
 from lcmap import api
@@ -77,11 +76,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reuse", action="store_true", help="Keep models already in --out.")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    args.out.mkdir(parents=True, exist_ok=True)
-    rows, _ = read_index(DATA)
-    scenes, truths = [DATA / r["scene"] for r in rows], [DATA / r["truth"] for r in rows]
+    scenes, truths = choice_run(args)
     print("| setting | seed | final loss | pre-training s | probe mIoU (k-means seeds 0-2) |\n"
           "|---|---|---|---|---|", flush=True)  # fmt: skip
     for setting in args.settings:

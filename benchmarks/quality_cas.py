@@ -100,6 +100,16 @@ def suggest_clusters(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
+def choice_run(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """Set up a script that chooses on tiles 1-4 (``args.threads``, ``args.out``, warnings
+    off); the scenes of tiles 1-4 and their truths."""
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, _ = read_index(DATA)
+    return [DATA / r["scene"] for r in rows], [DATA / r["truth"] for r in rows]
+
+
 def read_index(data: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     with open(data / "index.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))

@@ -14,12 +14,11 @@ Usage:
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from quality_cas import CLASSES, DATA, read_index, suggest_clusters
+from quality_cas import CLASSES, choice_run, suggest_clusters
 
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
@@ -67,11 +66,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    args.out.mkdir(parents=True, exist_ok=True)
-    rows, _ = read_index(DATA)
-    scenes, truths = [DATA / r["scene"] for r in rows], [DATA / r["truth"] for r in rows]
+    scenes, truths = choice_run(args)
     print("| model | --clusters | mIoU mean | fine-tuning seeds | IoU building / land / road / "
           "vegetation / water (mean) |\n|---|---|---|---|---|", flush=True)  # fmt: skip
     for i, model in enumerate(args.models):
