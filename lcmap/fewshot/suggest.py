@@ -9,13 +9,15 @@ the patches' embeddings by cosine k-means (TypiClust, Hacohen et al. 2022: one t
 per cluster). TypiClust scored higher on held-out patches of dubai_dev tiles 1-4 but lower on
 tiles 5-6, whose class shares differ: it samples the modes in proportion to their size, while
 seed 001's even split over the model's few clusters keeps rare classes in the budget
-(``benchmarks/README.md``). The budget is
-spread evenly over the non-empty clusters and each cluster contributes the patches *closest
-to its centroid*: the most typical examples of every land-cover mode. When the budget does
-not divide evenly, the extra patches go to the clusters of highest *uncertainty*: with a
-fine-tuned model, the entropy of the predicted majority classes of the cluster's patches (the
-paper's rule: a pure cluster needs fewer labels); without one, the largest clusters. A cluster
-with fewer patches than its share passes the rest on in the same order.
+(``benchmarks/README.md``).
+
+The budget is spread evenly over the non-empty clusters and each cluster contributes the
+patches *closest to its centroid*: the most typical examples of every land-cover mode. When
+the budget does not divide evenly, the extra patches go to the clusters of highest
+*uncertainty*: with a fine-tuned model, the entropy of the predicted majority classes of the
+cluster's patches (the paper's rule: a pure cluster needs fewer labels); without one, the
+largest clusters. A cluster with fewer patches than its share passes the rest on in the same
+order.
 
 The result is a GeoDataFrame of patch footprints (polygons in the scenes' CRS) with the scene
 name, cluster id, rank within the cluster (1 = closest to the centroid) and a global ``order``

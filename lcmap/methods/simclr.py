@@ -12,8 +12,9 @@ head trained on few labels, frozen or not):
    path, N-band stem), global average pooling of its last stage, a 2-layer MLP projection head
    (ReLU, seed 004) and NT-Xent with ``temperature`` (seed 004: 0.1 or 0.7) over the 2N views.
    Optimiser SGD at 1e-3 (seed 004; momentum 0.9 as SimCLR's reference code) or Adam (seed
-   003's Swin). With ``dense_weight`` > 0, PixContrast (PixPro's pixel-level baseline) on the
-   encoder's dense embedding is mixed in as DenseCL mixes its dense loss:
+   003's Swin), at a constant rate (seed 004) or with ``schedule="cosine"`` (SimCLR's
+   warm-up and cosine decay). With ``dense_weight`` > 0, PixContrast (PixPro's pixel-level
+   baseline) on the encoder's dense embedding is mixed in as DenseCL mixes its dense loss:
    ``(1 - w) * global + w * dense``.
 4. A cosine k-means probe with K clusters is fitted on the dense embeddings (the encoder's
    hypercolumn at stride 4, :meth:`EncoderUNet.embed`) of windows drawn across the same
