@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from quality_cas import choice_run
-from scipy.optimize import linear_sum_assignment
+from quality_cas import choice_run, pooled_metrics
 
 from lcmap import api
 from lcmap.fewshot.encoder import load_encoder
@@ -59,12 +58,7 @@ def probe_miou(
         pick = torch.randperm(len(cells), generator=gen)[:16384]
         centres = spherical_kmeans(cells[pick], K, gen)
         pred = (cells @ centres.T).argmax(1)
-        conf = torch.bincount(truth[keep] * K + pred[keep], minlength=K * K)
-        m = conf.reshape(K, K).double().numpy()
-        _, cols = linear_sum_assignment(-m)
-        m = m[:, cols]
-        inter = np.diag(m)
-        scores.append(float((inter / (m.sum(0) + m.sum(1) - inter)).mean()))
+        scores.append(pooled_metrics([(pred[keep].numpy(), truth[keep].numpy())], "hungarian").miou)
     return scores
 
 

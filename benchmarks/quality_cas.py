@@ -35,6 +35,7 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,13 @@ from lcmap import api
 from lcmap.errors import NoNodataWarning
 from lcmap.eval.metrics import (
     ConfusionCounter,
+    Metrics,
     class_confusion,
     compute_metrics,
     match_clusters,
 )
 from lcmap.fewshot.finetune import finetune
-from lcmap.fewshot.suggest import suggest_labels
+from lcmap.fewshot.suggest import parse_clusters, suggest_labels
 from lcmap.io.scene import Normalisation, read_window
 from lcmap.models import load_model
 
@@ -93,11 +95,6 @@ def parse() -> argparse.Namespace:
         args.budgets, args.seeds, args.ae_steps, args.dec_steps = "10", "0", 20, 20
         args.ft_steps, args.eval_crop = 10, 256
     return args
-
-
-def suggest_clusters(text: str) -> int | str:
-    """``--suggest-clusters`` as ``suggest_labels(clusters=...)`` takes it."""
-    return int(text) if text.isdigit() else text
 
 
 def choice_run(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
@@ -149,15 +146,23 @@ def predict_labels(model_path: Path, crops: list[dict[str, Any]]) -> list[np.nda
     return preds
 
 
-def score(preds: list[np.ndarray], crops: list[dict[str, Any]], match: str) -> dict[str, float]:
+def pooled_metrics(pairs: Iterable[tuple[Any, Any]], match: str) -> Metrics:
+    """The metrics of (prediction, truth) pixel arrays pooled, the predicted labels matched to
+    the classes by ``match`` (pixels without truth already left out)."""
     counter = ConfusionCounter()
-    for pred, c in zip(preds, crops, strict=True):
-        keep = (c["truth"] != 255) & c["valid"]
-        counter.add(pred[keep], c["truth"][keep].astype(np.int64))
+    for pred, truth in pairs:
+        counter.add(np.asarray(pred), np.asarray(truth).astype(np.int64))
     clusters, classes, counts = counter.matrix()
     mapping = match_clusters(clusters, classes, counts, match)  # type: ignore[arg-type]
-    m = compute_metrics(
+    return compute_metrics(
         class_confusion(clusters, classes, counts, mapping, list(range(len(CLASSES))))
+    )
+
+
+def score(preds: list[np.ndarray], crops: list[dict[str, Any]], match: str) -> dict[str, float]:
+    keeps = [(c["truth"] != 255) & c["valid"] for c in crops]
+    m = pooled_metrics(
+        ((pred[k], c["truth"][k]) for pred, c, k in zip(preds, crops, keeps, strict=True)), match
     )
     return {"accuracy": m.accuracy, "miou": m.miou, "mean_f1": m.mean_f1}
 
@@ -312,7 +317,7 @@ def main() -> None:
             suggested,
             budget=max(budgets),
             patch_size=args.patch,
-            clusters=suggest_clusters(args.suggest_clusters),
+            clusters=parse_clusters(args.suggest_clusters),
             device="cpu",
             overwrite=True,
         )

@@ -52,13 +52,12 @@ from quality_cas import (
     predict_labels,
     read_index,
     score,
-    suggest_clusters,
 )
 
 from lcmap import api
 from lcmap.errors import NoNodataWarning
 from lcmap.fewshot.finetune import finetune
-from lcmap.fewshot.suggest import suggest_labels
+from lcmap.fewshot.suggest import parse_clusters, suggest_labels
 
 log = logging.getLogger("quality_encoders")
 
@@ -150,7 +149,7 @@ def main() -> None:
                 if not patch_file.exists():  # the ranking uses no label: one per model
                     suggest_labels(scenes, model, patch_file, budget=max(budgets),
                                    patch_size=args.patch, device="cpu",
-                                   clusters=suggest_clusters(args.suggest_clusters))  # fmt: skip
+                                   clusters=parse_clusters(args.suggest_clusters))  # fmt: skip
             tuned = out / "tuned.lcmap"
             t0 = time.perf_counter()
             finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=n,

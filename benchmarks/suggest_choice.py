@@ -18,15 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from quality_cas import CLASSES, choice_run, suggest_clusters
+from quality_cas import CLASSES, choice_run, pooled_metrics
 
 from lcmap.fewshot.finetune import finetune
-from lcmap.fewshot.suggest import suggest_labels
+from lcmap.fewshot.suggest import parse_clusters, suggest_labels
 from lcmap.io.labels import labelled_windows, open_labels
 from lcmap.io.scene import open_scene, read_window, resolve_bands
 from lcmap.models import load_model, read_header
 
-K = len(CLASSES)
 PATCH = 128
 
 
@@ -74,7 +73,7 @@ def main() -> None:
         for clusters in args.clusters.split(","):
             ranking = args.out / f"model{i}-{clusters}.gpkg"
             frame = suggest_labels(scenes, model, ranking, budget=args.budget, patch_size=PATCH,
-                                   clusters=suggest_clusters(clusters), device="cpu",
+                                   clusters=parse_clusters(clusters), device="cpu",
                                    overwrite=True)  # fmt: skip
             chosen = frame.sort_values("order").head(args.budget)
             trained = {(r.scene, r.row, r.col) for r in chosen.itertuples()}
@@ -86,18 +85,16 @@ def main() -> None:
                          patch_file=ranking, patch_size=PATCH, seed=seed, device="cpu",
                          overwrite=True, steps=100)  # fmt: skip
                 segmenter, _ = load_model(tuned)
-                conf = torch.zeros(K * K, dtype=torch.float64)
+                pairs = []
                 with torch.no_grad():
                     for start in range(0, len(held), 32):
                         index = held[start : start + 32]
                         pred, truth = segmenter.predict(x[index]).argmax(1), y[index]
                         keep = truth != 255
-                        conf += torch.bincount(truth[keep] * K + pred[keep], minlength=K * K)
-                m = conf.reshape(K, K).numpy()
-                inter = np.diag(m)
-                iou = inter / np.maximum(m.sum(0) + m.sum(1) - inter, 1)
-                scores.append(float(iou.mean()))
-                ious.append(iou)
+                        pairs.append((pred[keep].numpy(), truth[keep].numpy()))
+                m = pooled_metrics(pairs, "none")
+                scores.append(m.miou)
+                ious.append(m.iou)
             per_class = " / ".join(f"{v:.3f}" for v in np.mean(ious, axis=0))
             each = " / ".join(f"{s:.3f}" for s in scores)
             print(f"| {model} | {clusters} | {np.mean(scores):.3f} | {each} | {per_class} |",

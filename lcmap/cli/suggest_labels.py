@@ -1,7 +1,7 @@
 """``lcmap suggest-labels``: choose patches to annotate from a model's clusters."""
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -81,13 +81,12 @@ def suggest_labels(
     setup_logging(verbose, quiet)
     model = renamed(model, model_old, "--model", "-m", required=True)
     patch = renamed(patch_size, patch_old, "--patch-size", "--patch") or 128
-    chosen: int | Literal["budget", "model"]
-    if clusters in ("budget", "model"):
-        chosen = "budget" if clusters == "budget" else "model"
-    elif clusters.isdigit():
-        chosen = int(clusters)
-    else:
-        raise typer.BadParameter(f"'{clusters}': use budget, model or a number of clusters.")
+    from lcmap.fewshot.suggest import parse_clusters
+
+    try:
+        chosen = parse_clusters(clusters)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     with reported_errors():
         from lcmap.fewshot.suggest import suggest_labels as run
 

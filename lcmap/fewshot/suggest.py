@@ -110,6 +110,21 @@ def entropy(counts: NDArray[np.integer[Any]]) -> float:
     return float(-(p * np.log(p)).sum())
 
 
+def parse_clusters(text: str) -> int | Literal["budget", "model"]:
+    """``--clusters`` as :func:`suggest_labels` takes it: ``budget``, ``model`` or a number.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if text == "budget":
+        return "budget"
+    if text == "model":
+        return "model"
+    if text.isdigit():
+        return int(text)
+    raise ValueError(f"'{text}': use budget, model or a number of clusters.")
+
+
 def _grid(width: int, height: int, size: int) -> list[Window]:
     return [
         Window(c, r, size, size)
@@ -237,7 +252,9 @@ def suggest_labels(
                     keep = [k for k, (_, v) in enumerate(reads) if v.mean() >= MIN_VALID]
                     if keep:
                         x = np.stack([norm.apply(*reads[k]) for k in keep])
-                        found = _embed(encoder, x, i, [wins[k] for k in keep], dev, fresh)
+                        found = _embed(
+                            encoder, x, i, [wins[k] for k in keep], dev, fresh is not None
+                        )
                         patches.extend(found)
                     done += len(wins)
                     if progress is not None:
@@ -301,14 +318,14 @@ def _embed(
     scene: int,
     windows: list[Window],
     dev: "torch.device",
-    clusters: int | None,
+    keep_embeddings: bool,
 ) -> list[_Patch]:
-    """The patches assigned to the model's clusters; with ``clusters``, their embeddings
-    kept for :func:`_recluster` instead."""
+    """The patches assigned to the model's clusters, or with ``keep_embeddings`` unassigned
+    and holding their embeddings, for :func:`_recluster`."""
     import torch
 
     embedded = encoder.embed_windows(torch.from_numpy(x).to(dev))
-    if clusters is not None:
+    if keep_embeddings:
         vectors = embedded.float().cpu().numpy()
         return [_Patch(scene, w, -1, 0.0, 0.0, v) for w, v in zip(windows, vectors, strict=True)]
     found = encoder.assign_windows(embedded)
