@@ -86,6 +86,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--suggest-clusters", default="model",
                    help="suggest-labels --clusters: model (seed 001's rule, the default), "
                    "budget (TypiClust) or N.")  # fmt: skip
+    p.add_argument("--suggest-pick", default="nearest", choices=["nearest", "diverse"],
+                   help="suggest-labels --pick.")  # fmt: skip
     p.add_argument("--models", nargs="*", default=[], metavar="NAME=PATH",
                    help="Also fine-tune these ready few-shot models (e.g. a stego model on the "
                    "frozen DINOv2) at their own defaults: rows 'NAME probe'.")  # fmt: skip
@@ -149,7 +151,8 @@ def main() -> None:
                 if not patch_file.exists():  # the ranking uses no label: one per model
                     suggest_labels(scenes, model, patch_file, budget=max(budgets),
                                    patch_size=args.patch, device="cpu",
-                                   clusters=parse_clusters(args.suggest_clusters))  # fmt: skip
+                                   clusters=parse_clusters(args.suggest_clusters),
+                                   pick=args.suggest_pick)  # fmt: skip
             tuned = out / "tuned.lcmap"
             t0 = time.perf_counter()
             finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=n,

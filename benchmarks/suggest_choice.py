@@ -1,11 +1,11 @@
 """Which patches to suggest, chosen on dubai_dev tiles 1-4 alone: the model's clusters or one
-cluster per patch of the budget (TypiClust).
+cluster per patch of the budget (TypiClust), each cluster's nearest patches or diverse ones.
 
 For each encoder model, ``lcmap suggest-labels`` ranks the 128-px patches of the 36 scenes of
-tiles 1-4 with each ``--clusters`` choice; ``lcmap finetune --patch-file`` trains the model's
-default head (a linear layer on the frozen encoder) on the first N, 100 steps, seeds 0-2; the
-score is the pooled mIoU over every other labelled 128-px patch of tiles 1-4 (the patches
-trained on are left out). Tiles 5-6 are not read.
+tiles 1-4 with each ``--clusters`` and ``--pick`` choice; ``lcmap finetune --patch-file``
+trains the model's default head (a linear layer on the frozen encoder) on the first N, 100
+steps, seeds 0-2; the score is the pooled mIoU over every other labelled 128-px patch of
+tiles 1-4 (the patches trained on are left out). Tiles 5-6 are not read.
 
 Usage:
     python benchmarks/suggest_choice.py --out /tmp/suggest_choice \\
@@ -13,6 +13,7 @@ Usage:
 """
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -61,19 +62,20 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--models", type=Path, nargs="+", required=True)
     p.add_argument("--clusters", default="model,budget", help="suggest-labels --clusters values")
+    p.add_argument("--picks", default="nearest", help="suggest-labels --pick values")
     p.add_argument("--budget", type=int, default=20)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     scenes, truths = choice_run(args)
-    print("| model | --clusters | mIoU mean | fine-tuning seeds | IoU building / land / road / "
-          "vegetation / water (mean) |\n|---|---|---|---|---|", flush=True)  # fmt: skip
+    print("| model | --clusters | --pick | mIoU mean | fine-tuning seeds | IoU building / land / "
+          "road / vegetation / water (mean) |\n|---|---|---|---|---|---|", flush=True)  # fmt: skip
     for i, model in enumerate(args.models):
         x, y, keys = labelled_patches(model, scenes, truths)
-        for clusters in args.clusters.split(","):
-            ranking = args.out / f"model{i}-{clusters}.gpkg"
+        for clusters, pick in itertools.product(args.clusters.split(","), args.picks.split(",")):
+            ranking = args.out / f"model{i}-{clusters}-{pick}.gpkg"
             frame = suggest_labels(scenes, model, ranking, budget=args.budget, patch_size=PATCH,
-                                   clusters=parse_clusters(clusters), device="cpu",
+                                   clusters=parse_clusters(clusters), pick=pick, device="cpu",
                                    overwrite=True)  # fmt: skip
             chosen = frame.sort_values("order").head(args.budget)
             trained = {(r.scene, r.row, r.col) for r in chosen.itertuples()}
@@ -97,7 +99,8 @@ def main() -> None:
                 ious.append(m.iou)
             per_class = " / ".join(f"{v:.3f}" for v in np.mean(ious, axis=0))
             each = " / ".join(f"{s:.3f}" for s in scores)
-            print(f"| {model} | {clusters} | {np.mean(scores):.3f} | {each} | {per_class} |",
+            mean = np.mean(scores)
+            print(f"| {model} | {clusters} | {pick} | {mean:.3f} | {each} | {per_class} |",
                   flush=True)  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """``lcmap suggest-labels``: choose patches to annotate from a model's clusters."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -52,6 +52,14 @@ def suggest_labels(
             "patches, drawn from the patches' embeddings (TypiClust); or a number.",
         ),
     ] = "model",
+    pick: Annotated[
+        Literal["nearest", "diverse"],
+        typer.Option(
+            "--pick",
+            help="nearest: each cluster's patches closest to its centroid (seed 001); diverse: "
+            "one typical patch per sub-cluster of each cluster (TypiClust within clusters).",
+        ),
+    ] = "nearest",
     batch_size: BatchSize = None,
     stack: Stack = None,
     device: Device = "auto",
@@ -67,8 +75,10 @@ def suggest_labels(
     --tuned) are most mixed, else to the largest clusters. The clusters are the model's own
     (seed 001) or, with --clusters budget, as many clusters of the patches' embeddings as
     patches, one typical patch each (TypiClust: closer to the scenes' own class shares, so
-    rare classes get fewer patches). The footprints (scene, cluster, rank, order) are ready to
-    annotate in QGIS; 'lcmap finetune --patch-file' reads them back.
+    rare classes get fewer patches). With --pick diverse each cluster's share is one typical
+    patch from each of as many sub-clusters of it, instead of its nearest patches. The
+    footprints (scene, cluster, rank, order) are ready to annotate in QGIS; 'lcmap finetune
+    --patch-file' reads them back.
 
     Examples:
 
@@ -77,6 +87,8 @@ def suggest_labels(
         $ lcmap suggest-labels a.tif --model cas.lcmap --budget 25 --tuned tuned.lcmap -o more.gpkg
 
         $ lcmap suggest-labels a.tif --model enc.lcmap --budget 20 --clusters budget -o typ.gpkg
+
+        $ lcmap suggest-labels a.tif --model enc.lcmap --budget 20 --pick diverse -o div.gpkg
     """
     setup_logging(verbose, quiet)
     model = renamed(model, model_old, "--model", "-m", required=True)
@@ -102,6 +114,7 @@ def suggest_labels(
                 stack=stack,
                 seed=seed,
                 clusters=chosen,
+                pick=pick,
                 device=device,
                 overwrite=overwrite,
                 progress=update,

@@ -12,7 +12,9 @@ seed 001's even split over the model's few clusters keeps rare classes in the bu
 (``benchmarks/README.md``).
 
 The budget is spread evenly over the non-empty clusters and each cluster contributes the
-patches *closest to its centroid*: the most typical examples of every land-cover mode. When
+patches *closest to its centroid*: the most typical examples of every land-cover mode (or,
+with ``pick="diverse"``, one typical patch from each of as many sub-clusters of the cluster as
+its share: TypiClust inside seed 001's split, so a share is not spent on near-copies). When
 the budget does not divide evenly, the extra patches go to the clusters of highest
 *uncertainty*: with a fine-tuned model, the entropy of the predicted majority classes of the
 cluster's patches (the paper's rule: a pure cluster needs fewer labels); without one, the
@@ -151,6 +153,7 @@ def suggest_labels(
     stack: Sequence[str | Path] | None = None,
     seed: int = 0,
     clusters: int | Literal["budget", "model"] = "model",
+    pick: Literal["nearest", "diverse"] = "nearest",
     device: str = "auto",
     overwrite: bool = False,
     progress: ProgressFn | None = None,
@@ -174,6 +177,10 @@ def suggest_labels(
             ``"budget"``: as many clusters as patches, drawn afresh from the patches'
             embeddings by cosine k-means, one typical patch from each (TypiClust's rule); or a
             number of clusters to draw afresh.
+        pick: how a cluster's share is taken: ``"nearest"`` (default): its patches closest to
+            the centroid (seed 001); ``"diverse"``: its patches clustered afresh into as many
+            sub-clusters as its share, the patch closest to each sub-centroid (TypiClust's rule
+            inside each of seed 001's clusters).
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace an existing output.
         progress: ``(done, total)`` callback over patches.
@@ -206,6 +213,8 @@ def suggest_labels(
         raise LcmapError(
             f"clusters {clusters!r} is invalid; use 'budget', 'model' or a number of clusters."
         )
+    if pick not in ("nearest", "diverse"):
+        raise LcmapError(f"pick {pick!r} is invalid; use 'nearest' or 'diverse'.")
     if patch_size < 16:
         raise LcmapError(f"patch size {patch_size} is too small; use at least 16 pixels.")
     if not scenes:
@@ -253,7 +262,13 @@ def suggest_labels(
                     if keep:
                         x = np.stack([norm.apply(*reads[k]) for k in keep])
                         found = _embed(
-                            encoder, x, i, [wins[k] for k in keep], dev, fresh is not None
+                            encoder,
+                            x,
+                            i,
+                            [wins[k] for k in keep],
+                            dev,
+                            assign=fresh is None,
+                            keep_embeddings=fresh is not None or pick == "diverse",
                         )
                         patches.extend(found)
                     done += len(wins)
@@ -280,6 +295,8 @@ def suggest_labels(
     rows = []
     for c in priority:
         members = sorted((p for p in patches if p.cluster == c), key=lambda p: p.distance)
+        if pick == "diverse":
+            members = _spread(members, alloc[c], seed)
         for rank, p in enumerate(members[: alloc[c]], start=1):
             rows.append((rank, priority.index(c), p))
     rows.sort(key=lambda r: (r[0], r[1]))  # interleave clusters rank by rank
@@ -318,27 +335,67 @@ def _embed(
     scene: int,
     windows: list[Window],
     dev: "torch.device",
+    *,
+    assign: bool,
     keep_embeddings: bool,
 ) -> list[_Patch]:
-    """The patches assigned to the model's clusters, or with ``keep_embeddings`` unassigned
-    and holding their embeddings, for :func:`_recluster`."""
+    """The patches, with ``assign`` assigned to the model's clusters (else cluster -1, for
+    :func:`_recluster`), with ``keep_embeddings`` holding their embeddings."""
     import torch
 
     embedded = encoder.embed_windows(torch.from_numpy(x).to(dev))
-    if keep_embeddings:
-        vectors = embedded.float().cpu().numpy()
+    vectors = embedded.float().cpu().numpy() if keep_embeddings else [None] * len(windows)
+    if not assign:
         return [_Patch(scene, w, -1, 0.0, 0.0, v) for w, v in zip(windows, vectors, strict=True)]
     found = encoder.assign_windows(embedded)
     return [
-        _Patch(scene, w, int(c), float(d), float(conf))
-        for w, c, d, conf in zip(
+        _Patch(scene, w, int(c), float(d), float(conf), v)
+        for w, c, d, conf, v in zip(
             windows,
             found.cluster.tolist(),
             found.distance.tolist(),
             found.confidence.tolist(),
+            vectors,
             strict=True,
         )
     ]
+
+
+def _unit_embeddings(patches: Sequence[_Patch]) -> "torch.Tensor":
+    import torch
+
+    vectors = [p.embedding for p in patches if p.embedding is not None]
+    return torch.nn.functional.normalize(torch.from_numpy(np.stack(vectors)), dim=1)
+
+
+def _spread(members: list[_Patch], share: int, seed: int) -> list[_Patch]:
+    """``share`` patches of one cluster, typical and diverse: the members clustered afresh
+    (cosine k-means, seeded) into ``share`` sub-clusters, the member nearest each
+    sub-centroid, largest sub-cluster first.
+
+    This is TypiClust's rule (Hacohen et al., ICML 2022) applied inside each of seed 001's
+    clusters: seed 001's even split keeps every mode of the model in the budget (a rare class
+    keeps its share), while the nearest patches to one centroid are often near-copies of one
+    another (the same roof type, the same field); one patch per sub-mode covers the cluster's
+    variety instead. ``members`` come sorted by distance to the model's centroid; a share of
+    all of them or none needs no clustering."""
+    import torch
+
+    from lcmap.methods._cluster import spherical_kmeans
+
+    if share <= 0 or share >= len(members):
+        return members
+    x = _unit_embeddings(members)
+    centres = spherical_kmeans(x, share, torch.Generator().manual_seed(seed))
+    sims = x @ centres.T
+    owner = sims.argmax(dim=1)
+    chosen: list[int] = []
+    for j in range(share):
+        mine = (owner == j).nonzero().flatten().tolist()
+        # an empty sub-cluster (rare after k-means) takes the nearest member not yet taken
+        pool = [i for i in (mine or range(len(members))) if i not in chosen]
+        chosen.append(max(pool, key=lambda i: float(sims[i, j])))
+    return [members[i] for i in chosen]
 
 
 def _recluster(patches: list[_Patch], clusters: int, seed: int) -> int:
@@ -355,8 +412,7 @@ def _recluster(patches: list[_Patch], clusters: int, seed: int) -> int:
 
     from lcmap.methods._cluster import spherical_kmeans
 
-    vectors = [p.embedding for p in patches if p.embedding is not None]
-    x = torch.nn.functional.normalize(torch.from_numpy(np.stack(vectors)), dim=1)
+    x = _unit_embeddings(patches)
     k = min(clusters, len(patches))
     centres = spherical_kmeans(x, k, torch.Generator().manual_seed(seed))
     sims = x @ centres.T
@@ -364,7 +420,7 @@ def _recluster(patches: list[_Patch], clusters: int, seed: int) -> int:
     confidence = (sims / 0.1).softmax(dim=1).max(dim=1).values
     for p, c, s, q in zip(patches, best.indices.tolist(), best.values.tolist(),
                           confidence.tolist(), strict=True):  # fmt: skip
-        p.cluster, p.distance, p.confidence, p.embedding = int(c), 1.0 - float(s), float(q), None
+        p.cluster, p.distance, p.confidence = int(c), 1.0 - float(s), float(q)
     return k
 
 

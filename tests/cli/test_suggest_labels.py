@@ -57,3 +57,20 @@ def test_the_clusters_option(data, tmp_path):
     r = runner.invoke(app, [*base, "--clusters", "0", "-o", str(tmp_path / "bad.gpkg")])
     assert "clusters 0 is invalid" in one_line_error(r)
     assert not (tmp_path / "bad.gpkg").exists()
+
+
+def test_the_pick_option(data, tmp_path):
+    base = ["suggest-labels", str(data / "a.tif"), "--model", str(data / "cas.lcmap"), "-n", "6",
+            "--patch-size", "16", "--device", "cpu"]  # fmt: skip
+    found = {}
+    for pick in ("nearest", "diverse"):
+        out = tmp_path / f"{pick}.gpkg"
+        r = runner.invoke(app, [*base, "--pick", pick, "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        frame = gpd.read_file(out)
+        found[pick] = {(row.row, row.col) for row in frame.itertuples()}
+        assert len(found[pick]) == 6
+    assert found["nearest"] != found["diverse"]
+    r = runner.invoke(app, [*base, "--pick", "far", "-o", str(tmp_path / "bad.gpkg")])
+    assert r.exit_code == 2 and "'far' is not one of" in r.output
+    assert not (tmp_path / "bad.gpkg").exists()

@@ -10,7 +10,14 @@ from shapely.geometry import box
 
 from lcmap.errors import LcmapError, OutputExistsError
 from lcmap.fewshot.finetune import finetune
-from lcmap.fewshot.suggest import _Patch, _recluster, allocate, entropy, suggest_labels
+from lcmap.fewshot.suggest import (
+    _Patch,
+    _recluster,
+    _spread,
+    allocate,
+    entropy,
+    suggest_labels,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -134,7 +141,51 @@ def test_reclustering_finds_the_groups_and_their_most_typical_member():
         assert len({p.cluster for p in members}) == 1  # a group is one cluster
         assert min(members, key=lambda p: p.distance) is members[0]
         assert members[0].distance == pytest.approx(0.0, abs=1e-6)
-        assert all(p.embedding is None and 0 < p.confidence <= 1 for p in members)
+        assert all(0 < p.confidence <= 1 for p in members)
+
+
+def _group(axis: int, size: int, first_distance: float) -> list[_Patch]:
+    """``size`` patches around one axis of R^8: the first on it, the others in pairs that
+    cancel out (so the group's mean direction is the axis); ``distance`` (to a model centroid)
+    grows from ``first_distance`` in steps of 0.01."""
+    base = np.zeros(8, dtype=np.float32)
+    base[axis] = 5
+    vectors = [base]
+    for j in range((size - 1) // 2):
+        step = np.zeros(8, dtype=np.float32)
+        step[3 + j % 5] = 0.3 + 0.1 * j
+        vectors += [base + step, base - step]
+    return [_Patch(0, None, 0, first_distance + 0.01 * i, 0.5, v) for i, v in enumerate(vectors)]
+
+
+def test_diverse_pick_takes_the_typical_patch_of_each_sub_mode():
+    # One model cluster with three sub-modes: 7 near-copies nearest the model's centroid, then
+    # 5 and 3 patches of two other modes. Seed 001's nearest patches all come from the first
+    # mode; the diverse pick takes each mode's own central patch, the largest mode first.
+    big, mid, small = _group(0, 7, 0.0), _group(1, 5, 0.2), _group(2, 3, 0.4)
+    members = big + mid + small
+    assert all(p in big for p in members[:3])  # what "nearest" would take
+    chosen = _spread(members, 3, seed=0)
+    assert chosen == [big[0], mid[0], small[0]]
+    assert _spread(members, 3, seed=1) == chosen  # no seed finds other modes
+    assert _spread(members, len(members), seed=0) == members  # a share of all: all
+    assert _spread(members, 0, seed=0) == members  # (the caller takes none of them)
+
+
+def test_diverse_pick_keeps_the_split_over_the_models_clusters(data):
+    root = data
+    kwargs = {"budget": 9, "patch_size": 16, "device": "cpu"}
+    nearest = suggest_labels([root / "a.tif", root / "b.tif"], root / "cas.lcmap", None, **kwargs)
+    diverse = suggest_labels([root / "a.tif", root / "b.tif"], root / "cas.lcmap", None,
+                             pick="diverse", **kwargs)  # fmt: skip
+    share = nearest.groupby("cluster").size()
+    assert diverse.groupby("cluster").size().equals(share)  # the same split over clusters
+    assert sorted(diverse["order"]) == list(range(1, 10))
+    assert not diverse.duplicated(["scene", "row", "col"]).any()
+    keys = {(r.scene, r.row, r.col) for r in nearest.itertuples()}
+    assert {(r.scene, r.row, r.col) for r in diverse.itertuples()} != keys  # other patches
+    with pytest.raises(LcmapError, match="pick 'far' is invalid"):
+        suggest_labels([root / "a.tif"], root / "cas.lcmap", None, budget=4, pick="far")
 
 
 @pytest.mark.parametrize("clusters", [0, -2, "all"])
