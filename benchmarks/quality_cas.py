@@ -88,8 +88,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--suggest-clusters", default="model",
                    help="suggest-labels --clusters: model (seed 001's rule, the default), "
                    "budget (TypiClust) or N.")  # fmt: skip
-    p.add_argument("--suggest-pick", default="nearest", choices=["nearest", "diverse"],
-                   help="suggest-labels --pick.")  # fmt: skip
+    p.add_argument("--suggest-pick", default="diverse", choices=["diverse", "nearest"],
+                   help="suggest-labels --pick (nearest: the default before 2026-12-03's tenth "
+                   "session).")  # fmt: skip
     p.add_argument("--retrain", action="store_true", help="Re-train the CAS model if present.")
     p.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run.")
     args = p.parse_args()

@@ -86,8 +86,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--suggest-clusters", default="model",
                    help="suggest-labels --clusters: model (seed 001's rule, the default), "
                    "budget (TypiClust) or N.")  # fmt: skip
-    p.add_argument("--suggest-pick", default="nearest", choices=["nearest", "diverse"],
-                   help="suggest-labels --pick.")  # fmt: skip
+    p.add_argument("--suggest-pick", default="diverse", choices=["diverse", "nearest"],
+                   help="suggest-labels --pick (nearest: the default before 2026-12-03's tenth "
+                   "session).")  # fmt: skip
     p.add_argument("--models", nargs="*", default=[], metavar="NAME=PATH",
                    help="Also fine-tune these ready few-shot models (e.g. a stego model on the "
                    "frozen DINOv2) at their own defaults: rows 'NAME probe'.")  # fmt: skip

@@ -62,7 +62,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--models", type=Path, nargs="+", required=True)
     p.add_argument("--clusters", default="model,budget", help="suggest-labels --clusters values")
-    p.add_argument("--picks", default="nearest", help="suggest-labels --pick values")
+    p.add_argument("--picks", default="nearest,diverse", help="suggest-labels --pick values")
     p.add_argument("--budget", type=int, default=20)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--threads", type=int, default=2)

@@ -56,10 +56,10 @@ def suggest_labels(
         Literal["nearest", "diverse"],
         typer.Option(
             "--pick",
-            help="nearest: each cluster's patches closest to its centroid (seed 001); diverse: "
-            "one typical patch per sub-cluster of each cluster (TypiClust within clusters).",
+            help="diverse: one typical patch per sub-cluster of each cluster's share (TypiClust "
+            "within clusters); nearest: each cluster's patches closest to its centroid (seed 001).",
         ),
-    ] = "nearest",
+    ] = "diverse",
     batch_size: BatchSize = None,
     stack: Stack = None,
     device: Device = "auto",
@@ -68,15 +68,15 @@ def suggest_labels(
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
-    """Suggest BUDGET patches to label: the most typical patches of every cluster of MODEL.
+    """Suggest BUDGET patches to label: typical patches of every cluster of MODEL.
 
-    The budget is spread evenly over the clusters, taking the patches closest to each
-    centroid; extra patches go to the clusters whose predicted majority classes (with
-    --tuned) are most mixed, else to the largest clusters. The clusters are the model's own
-    (seed 001) or, with --clusters budget, as many clusters of the patches' embeddings as
-    patches, one typical patch each (TypiClust: closer to the scenes' own class shares, so
-    rare classes get fewer patches). With --pick diverse each cluster's share is one typical
-    patch from each of as many sub-clusters of it, instead of its nearest patches. The
+    The budget is spread evenly over the clusters; extra patches go to the clusters whose
+    predicted majority classes (with --tuned) are most mixed, else to the largest clusters.
+    Within a cluster, --pick diverse (default) takes one typical patch from each of as many
+    sub-clusters of it as its share; --pick nearest the patches closest to its centroid
+    (seed 001). The clusters are the model's own (seed 001) or, with --clusters budget, as
+    many clusters of the patches' embeddings as patches, one typical patch each (TypiClust:
+    closer to the scenes' own class shares, so rare classes get fewer patches). The
     footprints (scene, cluster, rank, order) are ready to annotate in QGIS; 'lcmap finetune
     --patch-file' reads them back.
 
@@ -88,7 +88,7 @@ def suggest_labels(
 
         $ lcmap suggest-labels a.tif --model enc.lcmap --budget 20 --clusters budget -o typ.gpkg
 
-        $ lcmap suggest-labels a.tif --model enc.lcmap --budget 20 --pick diverse -o div.gpkg
+        $ lcmap suggest-labels a.tif --model enc.lcmap --budget 20 --pick nearest -o near.gpkg
     """
     setup_logging(verbose, quiet)
     model = renamed(model, model_old, "--model", "-m", required=True)

@@ -70,7 +70,7 @@ def test_suggest_labels_returns_budget_polygons_inside_the_scenes(data, tmp_path
     written = gpd.read_file(out)
     assert len(written) == 6 and written.crs == crs
     assert set(written.columns) >= {"scene", "cluster", "rank", "order", "geometry"}
-    # The closest patch of each cluster comes first.
+    # Each cluster's first patch (rank 1) comes before any second one.
     assert (frame.sort_values("order").head(sizes.size)["rank"] == 1).all()
     with pytest.raises(OutputExistsError):
         suggest_labels([root / "a.tif"], root / "cas.lcmap", out, budget=2, patch_size=32)
@@ -172,12 +172,12 @@ def test_diverse_pick_takes_the_typical_patch_of_each_sub_mode():
     assert _spread(members, 0, seed=0) == members  # (the caller takes none of them)
 
 
-def test_diverse_pick_keeps_the_split_over_the_models_clusters(data):
+def test_the_default_diverse_pick_keeps_the_split_over_the_models_clusters(data):
     root = data
     kwargs = {"budget": 9, "patch_size": 16, "device": "cpu"}
-    nearest = suggest_labels([root / "a.tif", root / "b.tif"], root / "cas.lcmap", None, **kwargs)
-    diverse = suggest_labels([root / "a.tif", root / "b.tif"], root / "cas.lcmap", None,
-                             pick="diverse", **kwargs)  # fmt: skip
+    nearest = suggest_labels([root / "a.tif", root / "b.tif"], root / "cas.lcmap", None,
+                             pick="nearest", **kwargs)  # fmt: skip
+    diverse = suggest_labels([root / "a.tif", root / "b.tif"], root / "cas.lcmap", None, **kwargs)
     share = nearest.groupby("cluster").size()
     assert diverse.groupby("cluster").size().equals(share)  # the same split over clusters
     assert sorted(diverse["order"]) == list(range(1, 10))
