@@ -167,7 +167,7 @@ def test_diverse_pick_takes_the_typical_patch_of_each_sub_mode():
     assert all(p in big for p in members[:3])  # what "nearest" would take
     chosen = _spread(members, 3, seed=0)
     assert chosen == [big[0], mid[0], small[0]]
-    assert _spread(members, 3, seed=1) == chosen  # no seed finds other modes
+    assert _spread(members, 3, seed=1) == chosen  # the same for another seed
     assert _spread(members, len(members), seed=0) == members  # a share of all: all
     assert _spread(members, 0, seed=0) == members  # (the caller takes none of them)
 
