@@ -37,8 +37,9 @@ BASE = {"encoder": "resnet18-unet", "crop_size": 64, "steps": 1000, "windows": 1
 
 def probe_miou(
     model: Path, scenes: list[Path], truths: list[Path], restarts: int = 3
-) -> list[float]:
-    """Pooled Hungarian mIoU of K-means on the embedding cells, one per k-means seed."""
+) -> tuple[list[float], float]:
+    """Pooled Hungarian mIoU of K-means on the embedding cells, one per k-means seed, and the
+    cells' RankMe (:func:`rankme`, on the first k-means seed's sample)."""
     images, targets, _ = _training_patches(scenes, scenes, truths, read_header(model), None,
                                            None, None, 128, None, 0)  # fmt: skip
     x = torch.from_numpy(np.stack(images))
@@ -52,14 +53,25 @@ def probe_miou(
     cells = emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
     truth = y[:, 2::4, 2::4].reshape(-1)
     keep = truth != 255
-    scores = []
+    scores, rank = [], 0.0
     for seed in range(restarts):
         gen = torch.Generator().manual_seed(seed)
         pick = torch.randperm(len(cells), generator=gen)[:16384]
+        rank = rank or rankme(cells[pick])
         centres = spherical_kmeans(cells[pick], K, gen)
         pred = (cells @ centres.T).argmax(1)
         scores.append(pooled_metrics([(pred[keep].numpy(), truth[keep].numpy())], "hungarian").miou)
-    return scores
+    return scores, rank
+
+
+def rankme(x: torch.Tensor) -> float:
+    """RankMe (Garrido et al., ICML 2023): exp of the entropy of the normalised singular values
+    of (N, D) embeddings, the effective rank. A label-free score that tracks the downstream
+    quality of a self-supervised encoder across runs; here to see whether it tells this
+    project's good pre-training seeds from bad ones."""
+    sv = torch.linalg.svdvals(x.double())
+    p = sv / sv.sum() + 1e-12
+    return float(torch.exp(-(p * p.log()).sum()))
 
 
 def main() -> None:
@@ -71,8 +83,8 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true", help="Keep models already in --out.")
     args = p.parse_args()
     scenes, truths = choice_run(args)
-    print("| setting | seed | final loss | pre-training s | probe mIoU (k-means seeds 0-2) |\n"
-          "|---|---|---|---|---|", flush=True)  # fmt: skip
+    print("| setting | seed | final loss | pre-training s | probe mIoU (k-means seeds 0-2) | "
+          "RankMe |\n|---|---|---|---|---|---|", flush=True)  # fmt: skip
     for setting in args.settings:
         name, options = setting.split("=", 1)
         for seed in (int(s) for s in args.seeds.split(",")):
@@ -83,9 +95,10 @@ def main() -> None:
                           overwrite=True, options=BASE | json.loads(options))  # fmt: skip
             seconds = time.perf_counter() - t0
             loss = read_header(model).extra["final_loss"]
-            scores = probe_miou(model, scenes, truths)
+            scores, rank = probe_miou(model, scenes, truths)
             print(f"| {name} | {seed} | {loss:.3f} | {seconds:.0f} | {np.mean(scores):.3f} "
-                  f"({' / '.join(f'{s:.3f}' for s in scores)}) |", flush=True)  # fmt: skip
+                  f"({' / '.join(f'{s:.3f}' for s in scores)}) | {rank:.1f} |",
+                  flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
