@@ -6,7 +6,8 @@ windows, 1024 windows, 1000 Adam steps of 16 at 1e-3, temperature 0.1) is pre-tr
 36 scenes of tiles 1-4 with each seed. The score: every labelled 128-px patch of tiles 1-4 is
 embedded (the hypercolumn at stride 4), cosine k-means with K = 5 is fitted on 16 384 random
 cells (three k-means seeds), and the pooled Hungarian mIoU of the cells against their truth
-(the centre pixel of each 4 x 4 cell) is averaged. Tiles 5-6 are not read.
+(the centre pixel of each 4 x 4 cell) is averaged; beside it, the label-free RankMe of the
+sampled cells. Tiles 5-6 are not read.
 
 Usage:
     python benchmarks/pretrain_choice.py --out /tmp/pretrain_choice \\
