@@ -86,6 +86,7 @@ def main() -> None:
     scenes, truths = choice_run(args)
     print("| setting | seed | final loss | pre-training s | probe mIoU (k-means seeds 0-2) | "
           "RankMe |\n|---|---|---|---|---|---|", flush=True)  # fmt: skip
+    found: list[tuple[float, float, float]] = []  # (probe, RankMe, loss) per model
     for setting in args.settings:
         name, options = setting.split("=", 1)
         for seed in (int(s) for s in args.seeds.split(",")):
@@ -100,6 +101,21 @@ def main() -> None:
             print(f"| {name} | {seed} | {loss:.3f} | {seconds:.0f} | {np.mean(scores):.3f} "
                   f"({' / '.join(f'{s:.3f}' for s in scores)}) | {rank:.1f} |",
                   flush=True)  # fmt: skip
+            found.append((float(np.mean(scores)), rank, loss))
+    print(correlations(found))
+
+
+def correlations(found: list[tuple[float, float, float]]) -> str:
+    """Spearman's rank correlation of the probe with RankMe and with the final loss."""
+    from scipy.stats import spearmanr
+
+    if len(found) < 3:
+        return "(Spearman needs 3 models or more)"
+    probe, rank, loss = zip(*found, strict=True)
+    r, p = spearmanr(probe, rank)
+    r2, p2 = spearmanr(probe, loss)
+    return (f"Spearman with the probe over {len(found)} models: RankMe {r:+.2f} (p = {p:.2f}), "
+            f"final loss {r2:+.2f} (p = {p2:.2f})")  # fmt: skip
 
 
 if __name__ == "__main__":

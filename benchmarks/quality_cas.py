@@ -85,12 +85,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512, help="0 = whole evaluation scenes.")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--suggest-clusters", default="model",
-                   help="suggest-labels --clusters: model (seed 001's rule, the default), "
-                   "budget (TypiClust) or N.")  # fmt: skip
-    p.add_argument("--suggest-pick", default="diverse", choices=["diverse", "nearest"],
-                   help="suggest-labels --pick (nearest: the default before 2026-12-03's tenth "
-                   "session).")  # fmt: skip
+    add_suggest_options(p)
     p.add_argument("--retrain", action="store_true", help="Re-train the CAS model if present.")
     p.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run.")
     args = p.parse_args()
@@ -98,6 +93,21 @@ def parse() -> argparse.Namespace:
         args.budgets, args.seeds, args.ae_steps, args.dec_steps = "10", "0", 20, 20
         args.ft_steps, args.eval_crop = 10, 256
     return args
+
+
+def add_suggest_options(p: argparse.ArgumentParser) -> None:
+    """``--suggest-clusters`` and ``--suggest-pick``, read back by :func:`suggest_options`."""
+    p.add_argument("--suggest-clusters", default="model",
+                   help="suggest-labels --clusters: model (seed 001's rule, the default), "
+                   "budget (TypiClust) or N.")  # fmt: skip
+    p.add_argument("--suggest-pick", default="diverse", choices=["diverse", "nearest"],
+                   help="suggest-labels --pick (nearest: the default before 2026-12-03's tenth "
+                   "session).")  # fmt: skip
+
+
+def suggest_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``suggest_labels`` keywords the ``--suggest-*`` options ask for."""
+    return {"clusters": parse_clusters(args.suggest_clusters), "pick": args.suggest_pick}
 
 
 def choice_run(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
@@ -320,8 +330,7 @@ def main() -> None:
             suggested,
             budget=max(budgets),
             patch_size=args.patch,
-            clusters=parse_clusters(args.suggest_clusters),
-            pick=args.suggest_pick,
+            **suggest_options(args),
             device="cpu",
             overwrite=True,
         )

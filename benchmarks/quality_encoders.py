@@ -48,16 +48,18 @@ import torch
 from quality_cas import (
     CLASSES,
     DATA,
+    add_suggest_options,
     eval_crops,
     predict_labels,
     read_index,
     score,
+    suggest_options,
 )
 
 from lcmap import api
 from lcmap.errors import NoNodataWarning
 from lcmap.fewshot.finetune import finetune
-from lcmap.fewshot.suggest import parse_clusters, suggest_labels
+from lcmap.fewshot.suggest import suggest_labels
 
 log = logging.getLogger("quality_encoders")
 
@@ -83,12 +85,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--suggest-clusters", default="model",
-                   help="suggest-labels --clusters: model (seed 001's rule, the default), "
-                   "budget (TypiClust) or N.")  # fmt: skip
-    p.add_argument("--suggest-pick", default="diverse", choices=["diverse", "nearest"],
-                   help="suggest-labels --pick (nearest: the default before 2026-12-03's tenth "
-                   "session).")  # fmt: skip
+    add_suggest_options(p)
     p.add_argument("--models", nargs="*", default=[], metavar="NAME=PATH",
                    help="Also fine-tune these ready few-shot models (e.g. a stego model on the "
                    "frozen DINOv2) at their own defaults: rows 'NAME probe'.")  # fmt: skip
@@ -152,8 +149,7 @@ def main() -> None:
                 if not patch_file.exists():  # the ranking uses no label: one per model
                     suggest_labels(scenes, model, patch_file, budget=max(budgets),
                                    patch_size=args.patch, device="cpu",
-                                   clusters=parse_clusters(args.suggest_clusters),
-                                   pick=args.suggest_pick)  # fmt: skip
+                                   **suggest_options(args))  # fmt: skip
             tuned = out / "tuned.lcmap"
             t0 = time.perf_counter()
             finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=n,
