@@ -3,8 +3,9 @@ cluster per patch of the budget (TypiClust), each cluster's nearest patches or d
 
 For each encoder model, ``lcmap suggest-labels`` ranks the 128-px patches of the 36 scenes of
 tiles 1-4 with each ``--clusters`` and ``--pick`` choice; ``lcmap finetune --patch-file``
-trains the model's default head (a linear layer on the frozen encoder) on the first N, 100
-steps, seeds 0-2; the score is the pooled mIoU over every other labelled 128-px patch of
+trains each ``--heads`` head (default: the default head, a linear layer on the frozen
+encoder's embedding and the bands; ``--heads linear,linear-bands`` compares it with the
+embedding alone, the default before the eleventh session) on the first N, 100 steps, seeds 0-2; the score is the pooled mIoU over every other labelled 128-px patch of
 tiles 1-4 (the patches trained on are left out). Tiles 5-6 are not read.
 
 Usage:
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from quality_cas import CLASSES, choice_run, pooled_metrics
 
+from lcmap.eval.metrics import Metrics
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import parse_clusters, suggest_labels
 from lcmap.io.labels import labelled_windows, open_labels
@@ -57,19 +59,33 @@ def labelled_patches(
     return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets)), keys
 
 
+def held_out_score(tuned: Path, x: torch.Tensor, y: torch.Tensor) -> Metrics:
+    """Pooled metrics of a fine-tuned model over patches it was not trained on."""
+    segmenter, _ = load_model(tuned)
+    pairs = []
+    with torch.no_grad():
+        for start in range(0, len(x), 32):
+            pred, truth = segmenter.predict(x[start : start + 32]).argmax(1), y[start : start + 32]
+            keep = truth != 255
+            pairs.append((pred[keep].numpy(), truth[keep].numpy()))
+    return pooled_metrics(pairs, "none")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--models", type=Path, nargs="+", required=True)
     p.add_argument("--clusters", default="model,budget", help="suggest-labels --clusters values")
     p.add_argument("--picks", default="nearest,diverse", help="suggest-labels --pick values")
+    p.add_argument("--heads", default="linear-bands", help="finetune --head values")
     p.add_argument("--budget", type=int, default=20)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     scenes, truths = choice_run(args)
-    print("| model | --clusters | --pick | mIoU mean | fine-tuning seeds | IoU building / land / "
-          "road / vegetation / water (mean) |\n|---|---|---|---|---|---|", flush=True)  # fmt: skip
+    print("| model | --clusters | --pick | --head | mIoU mean | fine-tuning seeds | IoU building / "
+          "land / road / vegetation / water (mean) |\n|---|---|---|---|---|---|---|",
+          flush=True)  # fmt: skip
     for i, model in enumerate(args.models):
         x, y, keys = labelled_patches(model, scenes, truths)
         for clusters, pick in itertools.product(args.clusters.split(","), args.picks.split(",")):
@@ -80,28 +96,21 @@ def main() -> None:
             chosen = frame.sort_values("order").head(args.budget)
             trained = {(r.scene, r.row, r.col) for r in chosen.itertuples()}
             held = [j for j, key in enumerate(keys) if key not in trained]
-            scores, ious = [], []
-            for seed in (int(s) for s in args.seeds.split(",")):
-                tuned = args.out / "tuned.lcmap"
-                finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=args.budget,
-                         patch_file=ranking, patch_size=PATCH, seed=seed, device="cpu",
-                         overwrite=True, steps=100)  # fmt: skip
-                segmenter, _ = load_model(tuned)
-                pairs = []
-                with torch.no_grad():
-                    for start in range(0, len(held), 32):
-                        index = held[start : start + 32]
-                        pred, truth = segmenter.predict(x[index]).argmax(1), y[index]
-                        keep = truth != 255
-                        pairs.append((pred[keep].numpy(), truth[keep].numpy()))
-                m = pooled_metrics(pairs, "none")
-                scores.append(m.miou)
-                ious.append(m.iou)
-            per_class = " / ".join(f"{v:.3f}" for v in np.mean(ious, axis=0))
-            each = " / ".join(f"{s:.3f}" for s in scores)
-            mean = np.mean(scores)
-            print(f"| {model} | {clusters} | {pick} | {mean:.3f} | {each} | {per_class} |",
-                  flush=True)  # fmt: skip
+            for head in args.heads.split(","):
+                scores, ious = [], []
+                for seed in (int(s) for s in args.seeds.split(",")):
+                    tuned = args.out / "tuned.lcmap"
+                    finetune(model, scenes, truths, tuned, class_names=CLASSES,
+                             patches=args.budget, patch_file=ranking, patch_size=PATCH,
+                             seed=seed, device="cpu", overwrite=True, steps=100,
+                             head=head)  # fmt: skip
+                    m = held_out_score(tuned, x[held], y[held])
+                    scores.append(m.miou)
+                    ious.append(m.iou)
+                per_class = " / ".join(f"{v:.3f}" for v in np.mean(ious, axis=0))
+                each = " / ".join(f"{s:.3f}" for s in scores)
+                print(f"| {model} | {clusters} | {pick} | {head} | {np.mean(scores):.3f} | "
+                      f"{each} | {per_class} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -106,7 +106,8 @@ def finetune(
         typer.Option(
             "--head",
             help="simclr models: 'linear' (a 1x1 layer on the encoder's embedding; frozen, a "
-            "linear probe) or 'decoder' (a UNet decoder, seed 003) \\[default: linear].",
+            "linear probe), 'linear-bands' (the same layer also reading the bands, averaged "
+            "over 4 x 4 px) or 'decoder' (a UNet decoder, seed 003) \\[default: linear-bands].",
         ),
     ] = None,
     device: Device = "auto",
@@ -121,9 +122,9 @@ def finetune(
     trained with class-weighted cross-entropy (label 255 ignored); '--init autoencoder' and
     '--init random' give the paper's baselines. A stego MODEL keeps its frozen ViT and head
     and gets a linear probe on its codes. A simclr MODEL's frozen encoder gets a linear layer
-    on its embedding (--head decoder: a UNet decoder; --train-encoder: the encoder trained
-    too). A wrong --init lists what MODEL offers. Map
-    scenes with 'lcmap segment SCENE --model TUNED'.
+    on its embedding and the bands (--head linear: the embedding alone; --head decoder: a UNet
+    decoder; --train-encoder: the encoder trained too). A wrong --init lists what MODEL
+    offers. Map scenes with 'lcmap segment SCENE --model TUNED'.
 
     Examples:
 

@@ -231,7 +231,7 @@ ENCODER_NAMES = ("unet", "resnet18-unet", "resnet34-unet", "resnet50-unet", "swi
 #: The starts of ``encoder_finetuned`` from a ``simclr`` model.
 ENCODER_INITS = ("simclr", "random")
 #: What the classification layer of ``encoder_finetuned`` reads (as ``encoder_unet.HEADS``).
-ENCODER_HEADS = ("decoder", "linear")
+ENCODER_HEADS = ("decoder", "linear", "linear-bands")
 
 
 @dataclass(frozen=True)
@@ -289,12 +289,16 @@ class EncoderFinetunedConfig(EncoderOptions):
 
     num_classes: int = option(2, "number of classes K (labels 0..K-1)", low=2, high=65534)
     decoder_width: int = option(32, "channels of the finest decoder level", low=1)
-    # Default: the linear probe on the frozen encoder, the best head on held-out patches of
+    # Default: a linear probe on the frozen encoder, the best head on held-out patches of
     # dubai_dev tiles 1-4 (benchmarks/fewshot_heads.py: 0.397 mIoU against 0.342-0.348 for the
-    # UNet decoder, frozen or trained); seed 003's rows are head=decoder.
+    # UNet decoder, frozen or trained), reading the bands beside the embedding (higher than the
+    # embedding alone in each of 18 fine-tuning runs on tiles 1-4: 0.444 against 0.439 with 20
+    # suggested patches, 0.453 against 0.447 with 50; benchmarks/suggest_choice.py --heads);
+    # seed 003's rows are head=decoder.
     head: str = option(
-        "linear", "linear (a 1x1 layer on the encoder's embedding: linear evaluation) or "
-        "decoder (a UNet decoder, seed 003)", choices=ENCODER_HEADS,
+        "linear-bands", "linear (a 1x1 layer on the encoder's embedding: linear evaluation), "
+        "linear-bands (the same layer also reading the window's bands, averaged over each "
+        "embedding cell) or decoder (a UNet decoder, seed 003)", choices=ENCODER_HEADS,
     )  # fmt: skip
     freeze_encoder: bool = option(True, "keep the pre-trained encoder (seed 003's Frozen rows)")
     batch_size: int = option(8, "patches per optimiser step", low=1)

@@ -5,16 +5,21 @@ CAS UNet's contracting path). Its contracting path starts from a ``simclr`` mode
 encoder (``init="simclr"``, via ``lcmap finetune ENCODER.lcmap``) or at random
 (``init="random"``, the baseline rows of both seeds); the head is always learnt from the labels.
 
-- ``head="linear"`` (the default): no decoder, a 1x1 layer on the encoder's embedding (linear
-  evaluation, as SimCLR's and STEGO's probes); its learning rate defaults to 1e-2, the value of
-  lcmap's STEGO probe (a linear layer on unit-norm features needs larger steps than a decoder).
-  ``head="decoder"``: seed 003's convolutional UNet decoder (learning rate 1e-3).
+- ``head="linear"``: no decoder, a 1x1 layer on the encoder's embedding (linear evaluation,
+  as SimCLR's and STEGO's probes); its learning rate defaults to 1e-2, the value of lcmap's
+  STEGO probe (a linear layer on unit-norm features needs larger steps than a decoder).
+  ``head="linear-bands"`` (the default): the same layer reading the window's bands too, each
+  band averaged over the embedding's 4 x 4 cells and put beside the embedding. A pixel
+  classifier's features next to the learnt ones, as hypercolumns keep the early layers
+  (Hariharan et al., CVPR 2015): what a class's colour tells is there even where an encoder's
+  pre-training left it out. ``head="decoder"``: seed 003's convolutional UNet decoder
+  (learning rate 1e-3).
 - ``freeze_encoder`` (the default): the encoder stays as pre-trained (seed 003's "Frozen"
   rows; no gradient reaches it and its BatchNorm statistics stay), so with the linear head the
   labels train K x D weights alone.
 
 The defaults are the best of these on held-out patches of dubai_dev tiles 1-4
-(``benchmarks/fewshot_heads.py``). Loss: class-weighted cross-entropy (seed 004), label 255
+(``benchmarks/fewshot_heads.py``, ``benchmarks/suggest_choice.py --heads``). Loss: class-weighted cross-entropy (seed 004), label 255
 ignored (:mod:`lcmap.methods._supervised`).
 
 Patches are trained on as random ``crop_size`` crops (reflection-padded up to it, labels padded
@@ -128,7 +133,7 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
                 net.encoder.eval()  # its BatchNorm statistics stay as pre-trained
 
         cfg = self.cfg
-        lr = cfg.lr if cfg.lr is not None else (1e-2 if cfg.head == "linear" else 1e-3)
+        lr = cfg.lr if cfg.lr is not None else (1e-3 if cfg.head == "decoder" else 1e-2)
         schedule = Schedule(cfg.batch_size, cfg.steps, cfg.epochs, lr, cfg.weight_decay,
                             cfg.class_weighting, cfg.seed)  # fmt: skip
         losses = train_classifier(net, params, train_mode, images, labels, valid,

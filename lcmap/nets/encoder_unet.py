@@ -49,8 +49,9 @@ ENCODERS = {
 FIXED_SIZE = {"swin-unet": 224}
 #: The embedding's stride (pixels per embedding cell).
 EMBED_STRIDE = 4
-#: What the classification layer reads: the UNet decoder, or the encoder's embedding alone.
-HEADS = ("decoder", "linear")
+#: What the classification layer reads: the UNet decoder, the encoder's embedding alone, or the
+#: embedding beside the input's bands averaged over each embedding cell.
+HEADS = ("decoder", "linear", "linear-bands")
 
 
 class UNetEncoder(nn.Module):
@@ -124,8 +125,9 @@ class EncoderUNet(nn.Module):
             up to 256.
         weights: a local timm/torchvision checkpoint for the encoder (RGB filters adapted).
         img_size: the window size, for encoders that need one (Swin: 224).
-        head: ``decoder`` (the UNet decoder, then the classification layer) or ``linear``
-            (the classification layer on :meth:`embed`, no decoder).
+        head: ``decoder`` (the UNet decoder, then the classification layer), ``linear``
+            (the classification layer on :meth:`embed`, no decoder) or ``linear-bands``
+            (on :meth:`embed` and the input's bands, :meth:`probe_input`).
     """
 
     def __init__(
@@ -141,7 +143,9 @@ class EncoderUNet(nn.Module):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown head '{head}'; known: {', '.join(HEADS)}")
-        self.linear = head == "linear"
+        self.linear = head != "decoder"
+        #: Whether the linear head also reads the input's bands (:meth:`probe_input`).
+        self.with_bands = head == "linear-bands"
         self.encoder = build_encoder(encoder, in_channels, weights, img_size)
         #: Channels and reductions of the encoder's stages, finest first.
         self.channels: list[int] = list(self.encoder.out_channels)  # type: ignore[arg-type]
@@ -154,7 +158,8 @@ class EncoderUNet(nn.Module):
             ups.append(_Up(prev, chans[i], widths[i]))
             prev = widths[i]
         self.up = nn.ModuleList([] if self.linear else ups)
-        self.head = nn.Conv2d(self.embed_dim() if self.linear else prev, out_channels, 1)
+        probe_dim = self.embed_dim() + (in_channels if self.with_bands else 0)
+        self.head = nn.Conv2d(probe_dim if self.linear else prev, out_channels, 1)
 
     @property
     def stride(self) -> int:
@@ -181,6 +186,15 @@ class EncoderUNet(nn.Module):
         ]
         return F.normalize(torch.cat(parts, dim=1), dim=1)
 
+    def probe_input(self, x: Tensor, feats: list[Tensor]) -> Tensor:
+        """What the linear head reads: :meth:`hypercolumn`, and with ``head="linear-bands"``
+        the input's bands averaged over each 4 x 4 cell after it (a pixel classifier's
+        features beside the learnt ones)."""
+        column = self.hypercolumn(feats, x.shape[-2:])
+        if not self.with_bands:
+            return column
+        return torch.cat([column, F.avg_pool2d(x.float(), EMBED_STRIDE)], dim=1)
+
     def embed_dim(self) -> int:
         """Channels of :meth:`embed`."""
         pairs = zip(self.channels, self.reductions, strict=True)
@@ -190,7 +204,7 @@ class EncoderUNet(nn.Module):
         """(B, C, H, W), H and W multiples of :attr:`stride` -> (B, out_channels, H, W) logits."""
         feats = self.features(x)
         if self.linear:
-            scores = self.head(self.hypercolumn(feats, x.shape[-2:]))
+            scores = self.head(self.probe_input(x, feats))
             out_: Tensor = F.interpolate(scores, size=x.shape[-2:], mode="bilinear",
                                          align_corners=False)  # fmt: skip
             return out_

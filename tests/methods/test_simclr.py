@@ -86,7 +86,8 @@ def test_an_encoder_maps_the_same_at_any_tile_size(encoder_model, tmp_path):
 
 
 @pytest.mark.parametrize(("frozen", "head"), [(True, "decoder"), (False, "decoder"),
-                                              (True, "linear")])  # fmt: skip
+                                              (True, "linear"),
+                                              (True, "linear-bands")])  # fmt: skip
 def test_fine_tuning_from_the_encoder(encoder_model, tmp_path, frozen, head):
     root, truth_b, _ = encoder_model
     encoder, _ = load_encoder(root / "enc.lcmap")
@@ -133,7 +134,8 @@ def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
 
     crop = 224 if encoder == "swin-unet" else 64
     for name, options in (("simclr", {}), ("encoder_finetuned", {"head": "decoder"}),
-                          ("encoder_finetuned", {"head": "linear"})):  # fmt: skip
+                          ("encoder_finetuned", {"head": "linear"}),
+                          ("encoder_finetuned", {"head": "linear-bands"})):  # fmt: skip
         seg = get_method(name, num_classes=3, encoder=encoder, in_channels=2, crop_size=crop,
                          **options)  # fmt: skip
         if isinstance(seg, SimclrSegmenter):
@@ -143,7 +145,8 @@ def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
         save_model(path, seg, _header(seg, [1, 2], norm, []))
         back, _ = load_model(path)
         assert read_header(path).extra["network"]["config"]["encoder"] == encoder
-        assert back.net.linear == (options.get("head") == "linear")
+        assert back.net.linear == (options.get("head") in ("linear", "linear-bands"))
+        assert back.net.with_bands == (options.get("head") == "linear-bands")
         x = torch.rand(1, 2, crop, crop)
         with torch.no_grad():
             assert torch.allclose(seg.predict(x), back.predict(x), atol=1e-5)

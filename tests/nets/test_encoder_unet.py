@@ -55,3 +55,28 @@ def test_the_linear_head_reads_the_embedding_and_has_no_decoder():
     assert net.head.weight.shape == (4, net.embed_dim(), 1, 1)
     with pytest.raises(ValueError, match="unknown head"):
         build_net("encoder_unet", encoder="unet", in_channels=3, head="mlp")
+
+
+def test_the_linear_bands_head_reads_each_cells_mean_band_values_after_the_embedding():
+    torch.manual_seed(0)
+    net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=3, out_channels=3,
+                    head="linear-bands")  # fmt: skip
+    net.eval()
+    assert net.head.weight.shape == (3, net.embed_dim() + 3, 1, 1)
+    # Class scores from the bands alone: class c scores band c's mean over each 4 x 4 cell.
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.zero_()
+        net.head.weight[:, net.embed_dim() :, 0, 0] = torch.eye(3)
+    x = torch.zeros(1, 3, 64, 64)
+    x[0, 0, :32] = 1.0  # top half: band 0; bottom-left: band 1; bottom-right: band 2
+    x[0, 1, 32:, :32] = 1.0
+    x[0, 2, 32:, 32:] = 1.0
+    with torch.no_grad():
+        classes = net(x).argmax(1)[0]
+    assert (classes[:30] == 0).all()
+    assert (classes[34:, :30] == 1).all() and (classes[34:, 34:] == 2).all()
+    # The embedding part is unchanged: the same layer as the linear head's on embed().
+    with torch.no_grad():
+        column = net.probe_input(x, net.features(x))
+    assert torch.equal(column[:, : net.embed_dim()], net.embed(x))
