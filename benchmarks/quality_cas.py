@@ -145,18 +145,23 @@ def eval_crops(data: Path, rows: list[dict[str, str]], crop: int) -> list[dict[s
     return out
 
 
-def predict_labels(model_path: Path, crops: list[dict[str, Any]]) -> list[np.ndarray]:
+def predict_scores(model_path: Path, crops: list[dict[str, Any]]) -> list[torch.Tensor]:
+    """The model's (K, H, W) scores on each crop (its bands and normalisation)."""
     method, header = load_model(model_path)
     method.to(torch.device("cpu"))
     norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
-    preds = []
+    scores = []
     for c in crops:
         bands = [b - 1 for b in header.bands]
         x = torch.from_numpy(norm.apply(c["raw"][bands], c["valid"]))[None]
         with torch.inference_mode():
             # predict_tiles: predict, or fixed windows blended for a windowed method
-            preds.append(method.predict_tiles(x).argmax(dim=1)[0].numpy().astype(np.int64))
-    return preds
+            scores.append(method.predict_tiles(x)[0])
+    return scores
+
+
+def predict_labels(model_path: Path, crops: list[dict[str, Any]]) -> list[np.ndarray]:
+    return [s.argmax(dim=0).numpy().astype(np.int64) for s in predict_scores(model_path, crops)]
 
 
 def pooled_metrics(pairs: Iterable[tuple[Any, Any]], match: str) -> Metrics:

@@ -5,8 +5,9 @@ For each encoder model, ``lcmap suggest-labels`` ranks the 128-px patches of the
 tiles 1-4 with each ``--clusters`` and ``--pick`` choice; ``lcmap finetune --patch-file``
 trains each ``--heads`` head (default: the default head, a linear layer on the frozen
 encoder's embedding and the bands; ``--heads linear,linear-bands`` compares it with the
-embedding alone, the default before the eleventh session) on the first N, 100 steps, seeds 0-2; the score is the pooled mIoU over every other labelled 128-px patch of
-tiles 1-4 (the patches trained on are left out). Tiles 5-6 are not read.
+embedding alone, the default before the eleventh session) on the first N, 100 steps, seeds
+0-2; the score is the pooled mIoU over every other labelled 128-px patch of tiles 1-4 (the
+patches trained on are left out). Tiles 5-6 are not read.
 
 Usage:
     python benchmarks/suggest_choice.py --out /tmp/suggest_choice \\

@@ -1,0 +1,105 @@
+"""Do encoders pre-trained with different seeds map better together? (issue 14, exploration)
+
+The held-out quality of the default few-shot head swings with the SimCLR pre-training seed
+(0.30-0.49 mIoU on tiles 5-6 with the same patches rule). A deep ensemble (Lakshminarayanan et
+al., NeurIPS 2017) averages the class probabilities of models trained from different seeds,
+the standard answer to seed variance. Here: the first model's ``lcmap suggest-labels`` picks N
+patches of tiles 1-4; each model's default head is fine-tuned on those same patches (100
+steps, seeds 0-2); each model alone and the mean of their softmax outputs are scored on every
+other labelled 128-px patch of tiles 1-4 and on the tiles 5-6 crops of ``quality_encoders.py``
+(central 512 px, ``--match none``). Not a product option: this measures whether one is worth it.
+
+Usage:
+    python benchmarks/encoder_ensemble.py --out /tmp/ensemble --budget 20 \\
+        --models /tmp/fs/sugg0/resnet18-unet-simclr.lcmap /tmp/fs/sugg1/resnet18-unet-simclr.lcmap
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from quality_cas import (
+    CLASSES,
+    DATA,
+    choice_run,
+    eval_crops,
+    pooled_metrics,
+    predict_scores,
+    read_index,
+)
+from suggest_choice import PATCH, labelled_patches
+
+from lcmap.fewshot.finetune import finetune
+from lcmap.fewshot.suggest import suggest_labels
+from lcmap.models import load_model
+
+
+def patch_scores(tuned: Path, x: torch.Tensor) -> torch.Tensor:
+    """Softmax (N, K, S, S) of a fine-tuned model on patches."""
+    segmenter, _ = load_model(tuned)
+    with torch.no_grad():
+        return torch.cat([segmenter.predict(x[i : i + 32]) for i in range(0, len(x), 32)])
+
+
+def miou_of(preds: list[np.ndarray], truths: list[np.ndarray]) -> float:
+    pairs = [(p[t != 255], t[t != 255]) for p, t in zip(preds, truths, strict=True)]
+    return float(pooled_metrics(pairs, "none").miou)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--models", type=Path, nargs="+", required=True)
+    p.add_argument("--budget", type=int, default=20)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    scenes, truths = choice_run(args)
+    crops = eval_crops(DATA, read_index(DATA)[1], 512)
+    truth56 = [np.where(c["valid"], c["truth"], 255).astype(np.int64) for c in crops]
+    ranking = args.out / "patches.gpkg"
+    frame = suggest_labels(scenes, args.models[0], ranking, budget=args.budget, patch_size=PATCH,
+                           device="cpu", overwrite=True)  # fmt: skip
+    trained = {(r.scene, r.row, r.col) for r in frame.sort_values("order").head(args.budget)
+               .itertuples()}  # fmt: skip
+    patches = {model: labelled_patches(model, scenes, truths) for model in args.models}
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        sum14: torch.Tensor | None = None
+        sum56: list[Any] = [0.0] * len(crops)
+        for model in args.models:
+            x, y, keys = patches[model]
+            held = [j for j, key in enumerate(keys) if key not in trained]
+            tuned = args.out / "tuned.lcmap"
+            finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=args.budget,
+                     patch_file=ranking, patch_size=PATCH, seed=seed, device="cpu",
+                     overwrite=True, steps=100)  # fmt: skip
+            p14 = patch_scores(tuned, x[held])
+            p56 = predict_scores(tuned, crops)
+            y14 = list(y[held].numpy())
+            single = (miou_of(list(p14.argmax(1).numpy()), y14),
+                      miou_of([s.argmax(0).numpy() for s in p56], truth56))  # fmt: skip
+            rows.setdefault(f"{model} alone", []).append(single)
+            sum14 = p14 if sum14 is None else sum14 + p14
+            sum56 = [a + b for a, b in zip(sum56, p56, strict=True)]
+        assert sum14 is not None
+        both = (miou_of(list(sum14.argmax(1).numpy()), y14),
+                miou_of([s.argmax(0).numpy() for s in sum56], truth56))  # fmt: skip
+        rows.setdefault(f"ensemble of {len(args.models)}", []).append(both)
+        print(f"seed {seed}: " + "; ".join(f"{k} {v[-1][0]:.3f} / {v[-1][1]:.3f}"
+                                           for k, v in rows.items()), flush=True)  # fmt: skip
+    print(f"\n| {args.budget} patches | tiles 1-4 mIoU (seeds) | tiles 5-6 mIoU (seeds) |\n"
+          "|---|---|---|")  # fmt: skip
+    for name, runs in rows.items():
+        a, b = np.array(runs).T
+        print(
+            f"| {name} | {a.mean():.3f} ({' / '.join(f'{v:.3f}' for v in a)}) | "
+            f"{b.mean():.3f} ({' / '.join(f'{v:.3f}' for v in b)}) |"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
