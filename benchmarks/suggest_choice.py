@@ -3,10 +3,10 @@ cluster per patch of the budget (TypiClust), each cluster's nearest patches or d
 
 For each encoder model, ``lcmap suggest-labels`` ranks the 128-px patches of the 36 scenes of
 tiles 1-4 with each ``--clusters`` and ``--pick`` choice; ``lcmap finetune --patch-file``
-trains each ``--heads`` head (default: the default head, a linear layer on the frozen
-encoder's embedding and the bands; ``--heads linear,linear-bands`` compares it with the
-embedding alone, the default before the eleventh session) on the first N, 100 steps, seeds
-0-2; the score is the pooled mIoU over every other labelled 128-px patch of tiles 1-4 (the
+trains the model's default head (for a simclr model a linear layer on the frozen encoder's
+embedding and the bands; ``--heads linear,linear-bands`` compares heads, ``linear``, the
+embedding alone, being the default before the eleventh session) on the first N, 100 steps,
+seeds 0-2; the score is the pooled mIoU over every other labelled 128-px patch of tiles 1-4 (the
 patches trained on are left out). Tiles 5-6 are not read.
 
 Usage:
@@ -78,7 +78,7 @@ def main() -> None:
     p.add_argument("--models", type=Path, nargs="+", required=True)
     p.add_argument("--clusters", default="model,budget", help="suggest-labels --clusters values")
     p.add_argument("--picks", default="nearest,diverse", help="suggest-labels --pick values")
-    p.add_argument("--heads", default="linear-bands", help="finetune --head values")
+    p.add_argument("--heads", default="", help="finetune --head values (none: its default)")
     p.add_argument("--budget", type=int, default=20)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--threads", type=int, default=2)
@@ -97,7 +97,7 @@ def main() -> None:
             chosen = frame.sort_values("order").head(args.budget)
             trained = {(r.scene, r.row, r.col) for r in chosen.itertuples()}
             held = [j for j, key in enumerate(keys) if key not in trained]
-            for head in args.heads.split(","):
+            for head in args.heads.split(",") if args.heads else [None]:
                 scores, ious = [], []
                 for seed in (int(s) for s in args.seeds.split(",")):
                     tuned = args.out / "tuned.lcmap"
@@ -110,8 +110,8 @@ def main() -> None:
                     ious.append(m.iou)
                 per_class = " / ".join(f"{v:.3f}" for v in np.mean(ious, axis=0))
                 each = " / ".join(f"{s:.3f}" for s in scores)
-                print(f"| {model} | {clusters} | {pick} | {head} | {np.mean(scores):.3f} | "
-                      f"{each} | {per_class} |", flush=True)  # fmt: skip
+                print(f"| {model} | {clusters} | {pick} | {head or 'default'} | "
+                      f"{np.mean(scores):.3f} | {each} | {per_class} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ encoder (``init="simclr"``, via ``lcmap finetune ENCODER.lcmap``) or at random
   labels train K x D weights alone.
 
 The defaults are the best of these on held-out patches of dubai_dev tiles 1-4
-(``benchmarks/fewshot_heads.py``, ``benchmarks/suggest_choice.py --heads``). Loss: class-weighted cross-entropy (seed 004), label 255
-ignored (:mod:`lcmap.methods._supervised`).
+(``benchmarks/fewshot_heads.py``, ``benchmarks/suggest_choice.py --heads``). Loss:
+class-weighted cross-entropy (seed 004), label 255 ignored (:mod:`lcmap.methods._supervised`).
 
 Patches are trained on as random ``crop_size`` crops (reflection-padded up to it, labels padded
 unlabelled) under one of the 8 symmetries of the square. Mapping uses the same fixed windows as
