@@ -21,32 +21,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from quality_cas import (
-    CLASSES,
-    DATA,
-    choice_run,
-    eval_crops,
-    pooled_metrics,
-    predict_scores,
-    read_index,
-)
-from suggest_choice import PATCH, labelled_patches
+from quality_cas import CLASSES, DATA, choice_run, eval_crops, predict_scores, read_index, score
+from suggest_choice import PATCH, labelled_patches, patch_metrics, patch_scores
 
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
-from lcmap.models import load_model
-
-
-def patch_scores(tuned: Path, x: torch.Tensor) -> torch.Tensor:
-    """Softmax (N, K, S, S) of a fine-tuned model on patches."""
-    segmenter, _ = load_model(tuned)
-    with torch.no_grad():
-        return torch.cat([segmenter.predict(x[i : i + 32]) for i in range(0, len(x), 32)])
-
-
-def miou_of(preds: list[np.ndarray], truths: list[np.ndarray]) -> float:
-    pairs = [(p[t != 255], t[t != 255]) for p, t in zip(preds, truths, strict=True)]
-    return float(pooled_metrics(pairs, "none").miou)
 
 
 def main() -> None:
@@ -59,7 +38,6 @@ def main() -> None:
     args = p.parse_args()
     scenes, truths = choice_run(args)
     crops = eval_crops(DATA, read_index(DATA)[1], 512)
-    truth56 = [np.where(c["valid"], c["truth"], 255).astype(np.int64) for c in crops]
     ranking = args.out / "patches.gpkg"
     frame = suggest_labels(scenes, args.models[0], ranking, budget=args.budget, patch_size=PATCH,
                            device="cpu", overwrite=True)  # fmt: skip
@@ -79,15 +57,15 @@ def main() -> None:
                      overwrite=True, steps=100)  # fmt: skip
             p14 = patch_scores(tuned, x[held])
             p56 = predict_scores(tuned, crops)
-            y14 = list(y[held].numpy())
-            single = (miou_of(list(p14.argmax(1).numpy()), y14),
-                      miou_of([s.argmax(0).numpy() for s in p56], truth56))  # fmt: skip
+            y14 = y[held]
+            single = (patch_metrics(p14.argmax(1), y14).miou,
+                      score([s.argmax(0).numpy() for s in p56], crops, "none")["miou"])  # fmt: skip
             rows.setdefault(f"{model} alone", []).append(single)
             sum14 = p14 if sum14 is None else sum14 + p14
             sum56 = [a + b for a, b in zip(sum56, p56, strict=True)]
         assert sum14 is not None
-        both = (miou_of(list(sum14.argmax(1).numpy()), y14),
-                miou_of([s.argmax(0).numpy() for s in sum56], truth56))  # fmt: skip
+        both = (patch_metrics(sum14.argmax(1), y14).miou,
+                score([s.argmax(0).numpy() for s in sum56], crops, "none")["miou"])  # fmt: skip
         rows.setdefault(f"ensemble of {len(args.models)}", []).append(both)
         print(f"seed {seed}: " + "; ".join(f"{k} {v[-1][0]:.3f} / {v[-1][1]:.3f}"
                                            for k, v in rows.items()), flush=True)  # fmt: skip

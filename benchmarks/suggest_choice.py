@@ -60,16 +60,17 @@ def labelled_patches(
     return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(targets)), keys
 
 
-def held_out_score(tuned: Path, x: torch.Tensor, y: torch.Tensor) -> Metrics:
-    """Pooled metrics of a fine-tuned model over patches it was not trained on."""
+def patch_scores(tuned: Path, x: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, K, S, S) of a fine-tuned model on patches."""
     segmenter, _ = load_model(tuned)
-    pairs = []
     with torch.no_grad():
-        for start in range(0, len(x), 32):
-            pred, truth = segmenter.predict(x[start : start + 32]).argmax(1), y[start : start + 32]
-            keep = truth != 255
-            pairs.append((pred[keep].numpy(), truth[keep].numpy()))
-    return pooled_metrics(pairs, "none")
+        return torch.cat([segmenter.predict(x[i : i + 32]) for i in range(0, len(x), 32)])
+
+
+def patch_metrics(pred: torch.Tensor, y: torch.Tensor) -> Metrics:
+    """Pooled metrics of (N, S, S) predicted classes against their truth (255 = none)."""
+    keep = y != 255
+    return pooled_metrics([(pred[keep].numpy(), y[keep].numpy())], "none")
 
 
 def main() -> None:
@@ -105,7 +106,7 @@ def main() -> None:
                              patches=args.budget, patch_file=ranking, patch_size=PATCH,
                              seed=seed, device="cpu", overwrite=True, steps=100,
                              head=head)  # fmt: skip
-                    m = held_out_score(tuned, x[held], y[held])
+                    m = patch_metrics(patch_scores(tuned, x[held]).argmax(1), y[held])
                     scores.append(m.miou)
                     ious.append(m.iou)
                 per_class = " / ".join(f"{v:.3f}" for v in np.mean(ious, axis=0))
