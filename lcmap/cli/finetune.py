@@ -107,7 +107,8 @@ def finetune(
             "--head",
             help="simclr models: 'linear' (a 1x1 layer on the encoder's embedding; frozen, a "
             "linear probe), 'linear-bands' (the same layer also reading the bands, averaged "
-            "over 4 x 4 px) or 'decoder' (a UNet decoder, seed 003) \\[default: linear-bands].",
+            "over 4 x 4 px), 'linear-indices' (and each pair of bands' normalised difference, "
+            "as NDVI) or 'decoder' (a UNet decoder, seed 003) \\[default: linear-indices].",
         ),
     ] = None,
     device: Device = "auto",

@@ -7,8 +7,14 @@ of the 8 symmetries of the square (aerial and satellite scenes have no up); a Ga
 (half the views, sigma 0.1-2 px, as SimCLR); brightness and contrast (x * c + b per view);
 simulated illumination (a smooth multiplicative ramp across the view, 0.8-1.2 end to end: a sun
 angle or haze gradient); random erasing of one rectangle (2-20% of the view, as torchvision's
-RandomErasing). The geometric part is kept as a sampling grid, so a point of the window can be
-found in each view (:func:`view_points`); the dense loss uses that to pair pixels.
+RandomErasing). With ``colour_jitter`` s > 0 (off by default), each view's bands are also
+jittered one by one before that: with probability 0.8 a gain in 1 +- s and an offset in +- s
+(normalised units) per band, and with probability 0.2 every band replaced by the bands' mean.
+That is SimCLR's colour distortion (Chen et al. 2020, colour jitter p = 0.8 and random
+grayscale p = 0.2; their Fig. 6 shows that without it the task is solved by matching the two
+views' colour histograms) carried over to any number of bands. The geometric part is kept as a
+sampling grid, so a point of the window can be found in each view (:func:`view_points`); the
+dense loss uses that to pair pixels.
 
 Dense contrast: PixContrast, the pixel-level contrastive baseline of PixPro (Xie et al.,
 "Propagate Yourself", CVPR 2021): two pixels of different views are a positive pair when they
@@ -34,6 +40,15 @@ AUGMENTATIONS = {
     "illumination_ramp": [0.8, 1.2],
     "random_erasing": {"p": 0.5, "area": [0.02, 0.2]},
 }
+
+
+def augmentations(colour_jitter: float = 0.0) -> dict[str, object]:
+    """The augmentations of :func:`make_views`, as the model file records them."""
+    if not colour_jitter:
+        return dict(AUGMENTATIONS)
+    jitter = {"p": 0.8, "gain": [1 - colour_jitter, 1 + colour_jitter],
+              "offset": [-colour_jitter, colour_jitter], "band_mean_p": 0.2}  # fmt: skip
+    return {**AUGMENTATIONS, "colour_jitter": jitter}
 
 
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
@@ -83,8 +98,23 @@ def random_view_grid(size: int, min_scale: float, gen: torch.Generator) -> Tenso
     return _dihedral_grid(grid, k, flip)
 
 
-def photometric(view: Tensor, gen: torch.Generator) -> Tensor:
-    """Blur, brightness/contrast, illumination ramp and erasing of one (C, S, S) view."""
+def band_jitter(view: Tensor, strength: float, gen: torch.Generator) -> Tensor:
+    """SimCLR's colour distortion for any number of bands, on one (C, S, S) view: with
+    probability 0.8 each band gets its own gain in 1 +- ``strength`` and offset in +-
+    ``strength``; then with probability 0.2 every band becomes the bands' mean (grayscale)."""
+    c = view.shape[0]
+    if float(torch.rand(1, generator=gen)) < 0.8:
+        gain = torch.empty(c, 1, 1).uniform_(1 - strength, 1 + strength, generator=gen)
+        offset = torch.empty(c, 1, 1).uniform_(-strength, strength, generator=gen)
+        view = view * gain.to(view.device) + offset.to(view.device)
+    if float(torch.rand(1, generator=gen)) < 0.2:
+        view = view.mean(dim=0, keepdim=True).expand_as(view).contiguous()
+    return view
+
+
+def photometric(view: Tensor, gen: torch.Generator, colour_jitter: float = 0.0) -> Tensor:
+    """Blur, per-band jitter (``colour_jitter`` > 0), brightness/contrast, illumination ramp
+    and erasing of one (C, S, S) view."""
     s = view.shape[-1]
     if float(torch.rand(1, generator=gen)) < 0.5:
         sigma = float(torch.empty(1).uniform_(0.1, 2.0, generator=gen))
@@ -101,6 +131,8 @@ def photometric(view: Tensor, gen: torch.Generator) -> Tensor:
         v = F.conv2d(v, kernel.view(1, 1, 1, -1))
         v = F.conv2d(v, kernel.view(1, 1, -1, 1))
         view = v[:, 0]
+    if colour_jitter > 0:  # draws nothing when off: earlier models stay reproducible
+        view = band_jitter(view, colour_jitter, gen)
     contrast = float(torch.empty(1).uniform_(0.8, 1.2, generator=gen))
     brightness = float(torch.empty(1).uniform_(-0.2, 0.2, generator=gen))
     mean = view.mean(dim=(1, 2), keepdim=True)
@@ -122,7 +154,11 @@ def photometric(view: Tensor, gen: torch.Generator) -> Tensor:
 
 
 def make_views(
-    windows: Tensor, min_scale: float, gen: torch.Generator, augment: bool = True
+    windows: Tensor,
+    min_scale: float,
+    gen: torch.Generator,
+    augment: bool = True,
+    colour_jitter: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Two augmented views of each window and their sampling grids.
 
@@ -131,6 +167,7 @@ def make_views(
         min_scale: the smallest crop, as a fraction of the window's area (seed 004: 0.2).
         gen: the CPU generator every random choice draws from (reproducible by seed).
         augment: apply the photometric augmentations (the geometric ones always).
+        colour_jitter: strength of the per-band jitter (:func:`band_jitter`); 0 = none.
 
     Returns:
         (2, N, C, S, S) views and (2, N, S, S, 2) grids (window coordinates in [-1, 1] of
@@ -145,7 +182,10 @@ def make_views(
     )
     if augment:
         views = torch.stack(
-            [torch.stack([photometric(views[v, i], gen) for i in range(n)]) for v in range(2)]
+            [
+                torch.stack([photometric(views[v, i], gen, colour_jitter) for i in range(n)])
+                for v in range(2)
+            ]
         )
     return views, grids
 

@@ -231,7 +231,7 @@ ENCODER_NAMES = ("unet", "resnet18-unet", "resnet34-unet", "resnet50-unet", "swi
 #: The starts of ``encoder_finetuned`` from a ``simclr`` model.
 ENCODER_INITS = ("simclr", "random")
 #: What the classification layer of ``encoder_finetuned`` reads (as ``encoder_unet.HEADS``).
-ENCODER_HEADS = ("decoder", "linear", "linear-bands")
+ENCODER_HEADS = ("decoder", "linear", "linear-bands", "linear-indices")
 
 
 @dataclass(frozen=True)
@@ -270,6 +270,10 @@ class SimclrConfig(EncoderOptions):
     temperature: float = option(0.1, "NT-Xent temperature (seed 004: 0.1 or 0.7)", above=0)
     min_scale: float = option(0.2, "smallest random crop, fraction of the window (seed 004: 20%)",
                               above=0, high=1)  # fmt: skip
+    colour_jitter: float = option(
+        0.0, "per-band gain/offset jitter of the views, SimCLR's colour distortion for any "
+        "bands (0 = off, seed 004's brightness/contrast only)", low=0, high=1,
+    )  # fmt: skip
     projection_dim: int = option(128, "output of the 2-layer MLP projection head", low=1)
     dense_weight: float = option(
         0.0, "weight of the dense (pixel) contrast, DenseCL's mix (0 = SimCLR alone)", low=0,
@@ -293,12 +297,15 @@ class EncoderFinetunedConfig(EncoderOptions):
     # dubai_dev tiles 1-4 (benchmarks/fewshot_heads.py: 0.397 mIoU against 0.342-0.348 for the
     # UNet decoder, frozen or trained), reading the bands beside the embedding (higher than the
     # embedding alone in each of 18 fine-tuning runs on tiles 1-4: 0.444 against 0.439 with 20
-    # suggested patches, 0.453 against 0.447 with 50; benchmarks/suggest_choice.py --heads);
-    # seed 003's rows are head=decoder.
+    # suggested patches, 0.453 against 0.447 with 50; benchmarks/suggest_choice.py --heads),
+    # and the bands' pairwise normalised differences after them (higher again in 17 of 18 runs:
+    # 0.447 against 0.444 with 20, 0.457 against 0.453 with 50); seed 003's rows are
+    # head=decoder.
     head: str = option(
-        "linear-bands", "linear (a 1x1 layer on the encoder's embedding: linear evaluation), "
-        "linear-bands (the same layer also reading the window's bands, averaged over each "
-        "embedding cell) or decoder (a UNet decoder, seed 003)", choices=ENCODER_HEADS,
+        "linear-indices", "linear (a 1x1 layer on the encoder's embedding: linear "
+        "evaluation), linear-bands (the same layer also reading the window's bands, averaged "
+        "over each embedding cell), linear-indices (and every pair of bands' normalised "
+        "difference) or decoder (a UNet decoder, seed 003)", choices=ENCODER_HEADS,
     )  # fmt: skip
     freeze_encoder: bool = option(True, "keep the pre-trained encoder (seed 003's Frozen rows)")
     batch_size: int = option(8, "patches per optimiser step", low=1)

@@ -8,12 +8,15 @@ encoder (``init="simclr"``, via ``lcmap finetune ENCODER.lcmap``) or at random
 - ``head="linear"``: no decoder, a 1x1 layer on the encoder's embedding (linear evaluation,
   as SimCLR's and STEGO's probes); its learning rate defaults to 1e-2, the value of lcmap's
   STEGO probe (a linear layer on unit-norm features needs larger steps than a decoder).
-  ``head="linear-bands"`` (the default): the same layer reading the window's bands too, each
-  band averaged over the embedding's 4 x 4 cells and put beside the embedding. A pixel
-  classifier's features next to the learnt ones, as hypercolumns keep the early layers
-  (Hariharan et al., CVPR 2015): what a class's colour tells is there even where an encoder's
-  pre-training left it out. ``head="decoder"``: seed 003's convolutional UNet decoder
-  (learning rate 1e-3).
+  ``head="linear-bands"``: the same layer reading the window's bands too, each band averaged
+  over the embedding's 4 x 4 cells and put beside the embedding. A pixel classifier's features
+  next to the learnt ones, as hypercolumns keep the early layers (Hariharan et al., CVPR
+  2015): what a class's colour tells is there even where an encoder's pre-training left it
+  out. ``head="linear-indices"`` (the default): also every pair of those bands' normalised
+  difference ``(a - b) / (a + b)``, the form of NDVI and NDWI: a linear layer cannot form a
+  ratio, and a ratio keeps a class's colour when its brightness changes (dark vegetation
+  against dark water). ``head="decoder"``: seed 003's convolutional UNet decoder (learning
+  rate 1e-3).
 - ``freeze_encoder`` (the default): the encoder stays as pre-trained (seed 003's "Frozen"
   rows; no gradient reaches it and its BatchNorm statistics stay), so with the linear head the
   labels train K x D weights alone.

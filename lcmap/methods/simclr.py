@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from lcmap.errors import InvalidSceneError
 from lcmap.fewshot.encoder import Assignment
 from lcmap.methods._cluster import spherical_kmeans
-from lcmap.methods._contrastive import AUGMENTATIONS, make_views, nt_xent, sample_at, view_points
+from lcmap.methods._contrastive import augmentations, make_views, nt_xent, sample_at, view_points
 from lcmap.methods._encoder import EncoderSegmenter
 from lcmap.methods._sliding import hann_pixels
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
@@ -101,7 +101,8 @@ class SimclrSegmenter(EncoderSegmenter):
 
     def header(self) -> dict[str, Any]:
         """The augmentations and the final contrastive loss."""
-        return {"augmentations": AUGMENTATIONS, "final_loss": self.final_loss,
+        return {"augmentations": augmentations(self.cfg.colour_jitter),
+                "final_loss": self.final_loss,
                 "objective": "simclr+dense" if self.cfg.dense_weight else "simclr"}  # fmt: skip
 
     def _modules(self) -> dict[str, nn.Module]:
@@ -231,7 +232,8 @@ class SimclrSegmenter(EncoderSegmenter):
         net = self._fitted()
         assert self.projection is not None and self.dense_projection is not None
         cfg = self.cfg
-        views, grids = make_views(windows.to(self.device), cfg.min_scale, gen)
+        views, grids = make_views(windows.to(self.device), cfg.min_scale, gen,
+                                  colour_jitter=cfg.colour_jitter)  # fmt: skip
         n, size = windows.shape[0], views.shape[-2:]
         if self.pair_net is None:  # one pass over both views: BatchNorm sees all 2N
             feats = net.features(torch.cat([views[0], views[1]]))

@@ -49,9 +49,11 @@ ENCODERS = {
 FIXED_SIZE = {"swin-unet": 224}
 #: The embedding's stride (pixels per embedding cell).
 EMBED_STRIDE = 4
+#: Damping of :func:`normalised_differences` (bands are stretched to 0..1: 1% of the stretch).
+INDEX_EPS = 0.01
 #: What the classification layer reads: the UNet decoder, the encoder's embedding alone, or the
 #: embedding beside the input's bands averaged over each embedding cell.
-HEADS = ("decoder", "linear", "linear-bands")
+HEADS = ("decoder", "linear", "linear-bands", "linear-indices")
 
 
 class UNetEncoder(nn.Module):
@@ -114,6 +116,15 @@ class _Up(nn.Module):
         return out
 
 
+def normalised_differences(bands: Tensor, eps: float = INDEX_EPS) -> Tensor:
+    """(B, C, H, W) stretched bands -> (B, C (C - 1) / 2, H, W): ``(a - b) / (a + b + eps)``
+    for every pair of bands a < b, the form of NDVI and NDWI, which a brightness change
+    scales away; ``eps`` damps it where both bands are near black."""
+    i, j = torch.triu_indices(bands.shape[1], bands.shape[1], offset=1, device=bands.device)
+    a, b = bands[:, i], bands[:, j]
+    return (a - b) / (a + b + eps)
+
+
 class EncoderUNet(nn.Module):
     """A named encoder with a UNet decoder (or none) and a 1x1 classification layer.
 
@@ -126,8 +137,9 @@ class EncoderUNet(nn.Module):
         weights: a local timm/torchvision checkpoint for the encoder (RGB filters adapted).
         img_size: the window size, for encoders that need one (Swin: 224).
         head: ``decoder`` (the UNet decoder, then the classification layer), ``linear``
-            (the classification layer on :meth:`embed`, no decoder) or ``linear-bands``
-            (on :meth:`embed` and the input's bands, :meth:`probe_input`).
+            (the classification layer on :meth:`embed`, no decoder), ``linear-bands``
+            (on :meth:`embed` and the input's bands, :meth:`probe_input`) or
+            ``linear-indices`` (and the bands' :func:`normalised_differences`).
     """
 
     def __init__(
@@ -145,7 +157,9 @@ class EncoderUNet(nn.Module):
             raise ValueError(f"unknown head '{head}'; known: {', '.join(HEADS)}")
         self.linear = head != "decoder"
         #: Whether the linear head also reads the input's bands (:meth:`probe_input`).
-        self.with_bands = head == "linear-bands"
+        self.with_bands = head in ("linear-bands", "linear-indices")
+        #: Whether it also reads every pair of bands' normalised difference (:meth:`probe_input`).
+        self.with_indices = head == "linear-indices"
         self.encoder = build_encoder(encoder, in_channels, weights, img_size)
         #: Channels and reductions of the encoder's stages, finest first.
         self.channels: list[int] = list(self.encoder.out_channels)  # type: ignore[arg-type]
@@ -158,7 +172,8 @@ class EncoderUNet(nn.Module):
             ups.append(_Up(prev, chans[i], widths[i]))
             prev = widths[i]
         self.up = nn.ModuleList([] if self.linear else ups)
-        probe_dim = self.embed_dim() + (in_channels if self.with_bands else 0)
+        pairs = in_channels * (in_channels - 1) // 2 if self.with_indices else 0
+        probe_dim = self.embed_dim() + (in_channels if self.with_bands else 0) + pairs
         self.head = nn.Conv2d(probe_dim if self.linear else prev, out_channels, 1)
 
     @property
@@ -189,11 +204,15 @@ class EncoderUNet(nn.Module):
     def probe_input(self, x: Tensor, feats: list[Tensor]) -> Tensor:
         """What the linear head reads: :meth:`hypercolumn`, and with ``head="linear-bands"``
         the input's bands averaged over each 4 x 4 cell after it (a pixel classifier's
-        features beside the learnt ones)."""
+        features beside the learnt ones); with ``head="linear-indices"`` also the
+        :func:`normalised_differences` of those cell means."""
         column = self.hypercolumn(feats, x.shape[-2:])
         if not self.with_bands:
             return column
-        return torch.cat([column, F.avg_pool2d(x.float(), EMBED_STRIDE)], dim=1)
+        bands = F.avg_pool2d(x.float(), EMBED_STRIDE)
+        if not self.with_indices:
+            return torch.cat([column, bands], dim=1)
+        return torch.cat([column, bands, normalised_differences(bands)], dim=1)
 
     def embed_dim(self) -> int:
         """Channels of :meth:`embed`."""

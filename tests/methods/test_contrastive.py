@@ -6,7 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lcmap.methods._contrastive import _dihedral_grid, make_views, nt_xent, sample_at, view_points
+from lcmap.methods._contrastive import (
+    _dihedral_grid,
+    augmentations,
+    band_jitter,
+    make_views,
+    nt_xent,
+    sample_at,
+    view_points,
+)
 
 
 def _by_hand(z1: torch.Tensor, z2: torch.Tensor, t: float) -> float:
@@ -69,3 +77,40 @@ def test_the_symmetries_of_a_view_are_applied_to_its_grid_as_to_an_image():
             expected = torch.rot90(window, k, dims=(-2, -1))
             expected = torch.flip(expected, dims=(-1,)) if flip else expected
             assert torch.allclose(view, expected, atol=1e-5)
+
+
+def test_band_jitter_changes_each_band_on_its_own_within_its_strength():
+    # Four bands holding the same constant: a per-band gain g in 1 +- s and offset o in +- s
+    # give g * 1 + o in [1 - 2s, 1 + 2s], different between bands (colour changes, not only
+    # brightness). Expected shares: coloured 0.8 x 0.8; grey (every band the bands' mean) after
+    # a jitter 0.8 x 0.2; untouched 0.2 (grey or not, the bands stay 1).
+    s, trials = 0.4, 400
+    gen = torch.Generator().manual_seed(0)
+    view = torch.ones(4, 8, 8)
+    counts = {"untouched": 0, "grey": 0, "coloured": 0}
+    for _ in range(trials):
+        out = band_jitter(view, s, gen)
+        per_band = out[:, 0, 0]
+        assert torch.equal(out, per_band[:, None, None].expand_as(out))  # no spatial change
+        assert bool(((per_band >= 1 - 2 * s - 1e-6) & (per_band <= 1 + 2 * s + 1e-6)).all())
+        if torch.equal(per_band, torch.ones(4)):
+            counts["untouched"] += 1
+        elif torch.allclose(per_band, per_band[0].expand(4)):
+            counts["grey"] += 1
+        else:
+            counts["coloured"] += 1
+    assert 0.55 < counts["coloured"] / trials < 0.73
+    assert 0.09 < counts["grey"] / trials < 0.23
+    assert 0.13 < counts["untouched"] / trials < 0.27
+
+
+def test_views_without_colour_jitter_are_drawn_as_before():
+    # colour_jitter=0 draws nothing more: models pre-trained before the option reproduce.
+    window = torch.rand(3, 4, 16, 16, generator=torch.Generator().manual_seed(2))
+    a = make_views(window, 0.3, torch.Generator().manual_seed(7))
+    b = make_views(window, 0.3, torch.Generator().manual_seed(7), colour_jitter=0.0)
+    c = make_views(window, 0.3, torch.Generator().manual_seed(7), colour_jitter=0.4)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    assert "colour_jitter" not in augmentations(0.0)
+    assert augmentations(0.4)["colour_jitter"]["gain"] == [0.6, 1.4]

@@ -87,7 +87,8 @@ def test_an_encoder_maps_the_same_at_any_tile_size(encoder_model, tmp_path):
 
 @pytest.mark.parametrize(("frozen", "head"), [(True, "decoder"), (False, "decoder"),
                                               (True, "linear"),
-                                              (True, "linear-bands")])  # fmt: skip
+                                              (True, "linear-bands"),
+                                              (True, "linear-indices")])  # fmt: skip
 def test_fine_tuning_from_the_encoder(encoder_model, tmp_path, frozen, head):
     root, truth_b, _ = encoder_model
     encoder, _ = load_encoder(root / "enc.lcmap")
@@ -135,7 +136,8 @@ def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
     crop = 224 if encoder == "swin-unet" else 64
     for name, options in (("simclr", {}), ("encoder_finetuned", {"head": "decoder"}),
                           ("encoder_finetuned", {"head": "linear"}),
-                          ("encoder_finetuned", {"head": "linear-bands"})):  # fmt: skip
+                          ("encoder_finetuned", {"head": "linear-bands"}),
+                          ("encoder_finetuned", {"head": "linear-indices"})):  # fmt: skip
         seg = get_method(name, num_classes=3, encoder=encoder, in_channels=2, crop_size=crop,
                          **options)  # fmt: skip
         if isinstance(seg, SimclrSegmenter):
@@ -145,8 +147,10 @@ def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
         save_model(path, seg, _header(seg, [1, 2], norm, []))
         back, _ = load_model(path)
         assert read_header(path).extra["network"]["config"]["encoder"] == encoder
-        assert back.net.linear == (options.get("head") in ("linear", "linear-bands"))
-        assert back.net.with_bands == (options.get("head") == "linear-bands")
+        head = options.get("head")
+        assert back.net.linear == (head in ("linear", "linear-bands", "linear-indices"))
+        assert back.net.with_bands == (head in ("linear-bands", "linear-indices"))
+        assert back.net.with_indices == (head == "linear-indices")
         x = torch.rand(1, 2, crop, crop)
         with torch.no_grad():
             assert torch.allclose(seg.predict(x), back.predict(x), atol=1e-5)

@@ -80,3 +80,26 @@ def test_the_linear_bands_head_reads_each_cells_mean_band_values_after_the_embed
     with torch.no_grad():
         column = net.probe_input(x, net.features(x))
     assert torch.equal(column[:, : net.embed_dim()], net.embed(x))
+
+
+def test_the_linear_indices_head_adds_each_pairs_normalised_difference():
+    torch.manual_seed(0)
+    net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=3, out_channels=2,
+                    head="linear-indices")  # fmt: skip
+    net.eval()
+    d = net.embed_dim()
+    assert net.head.weight.shape == (2, d + 3 + 3, 1, 1)  # embedding, 3 bands, 3 pairs
+    x = torch.rand(1, 3, 32, 32)
+    x[0, :, :8] = torch.tensor([0.6, 0.2, 0.0])[:, None, None]  # a bright green-red cell row
+    with torch.no_grad():
+        probe = net.probe_input(x, net.features(x))
+    assert torch.equal(probe[:, :d], net.embed(x))
+    bands = torch.nn.functional.avg_pool2d(x, 4)
+    assert torch.allclose(probe[:, d : d + 3], bands)
+    # Pairs (0, 1), (0, 2), (1, 2): (a - b) / (a + b + 0.01), by hand on the first cell.
+    expected = torch.tensor([0.4 / 0.81, 0.6 / 0.61, 0.2 / 0.21])
+    assert torch.allclose(probe[0, d + 3 :, 0, 0], expected, atol=1e-5)
+    # Brightness scales away: the same cell twice as bright keeps its indices (up to eps).
+    with torch.no_grad():
+        darker = net.probe_input(x / 2, net.features(x / 2))
+    assert torch.allclose(darker[0, d + 3 :, 0, 0], probe[0, d + 3 :, 0, 0], atol=0.05)
