@@ -123,7 +123,8 @@ def finetune(
     trained with class-weighted cross-entropy (label 255 ignored); '--init autoencoder' and
     '--init random' give the paper's baselines. A stego MODEL keeps its frozen ViT and head
     and gets a linear probe on its codes. A simclr MODEL's frozen encoder gets a linear layer
-    on its embedding and the bands (--head linear: the embedding alone; --head decoder: a UNet
+    on its embedding, the bands and each pair's normalised difference (--head linear-bands:
+    without the differences; --head linear: the embedding alone; --head decoder: a UNet
     decoder; --train-encoder: the encoder trained too). A wrong --init lists what MODEL
     offers. Map scenes with 'lcmap segment SCENE --model TUNED'.
 

@@ -1,0 +1,100 @@
+"""Re-estimate each scene's class shares before labelling its pixels? (issue 14, exploration)
+
+Tiles 5-6 of dubai_dev hold other class shares than tiles 1-4 (building 20.9% -> 1.9%, water
+16.7% -> 47.8%), and the few-shot head learns with class-weighted cross-entropy, i.e. as if
+every class were equally common. The textbook correction for a change of class shares (label
+shift) is Saerens, Latinne and Decaestecker (Neural Computation, 2002): EM on one scene's
+predicted probabilities estimates its class shares q, then each pixel's probabilities are
+multiplied by q / p_train and renormalised. Here: the model's ``lcmap suggest-labels`` picks N
+patches of tiles 1-4, the default head is fine-tuned on them (100 steps, seeds 0-2), and every
+other labelled 128-px patch of tiles 1-4 is scored plain and with the correction fitted per
+scene on that scene's patches (no label read), p_train being the weighted training shares
+(uniform where the inverse-frequency weights are not clipped). Tiles 5-6 are not read. Not a
+product option: this measures whether one is worth it.
+
+Usage:
+    python benchmarks/prior_shift.py --out /tmp/prior_shift --budget 20 \\
+        --models /tmp/fs/sugg0/resnet18-unet-simclr.lcmap
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from quality_cas import CLASSES, choice_run
+from suggest_choice import PATCH, labelled_patches, patch_metrics, patch_scores
+
+from lcmap.fewshot.finetune import finetune
+from lcmap.fewshot.suggest import suggest_labels
+from lcmap.methods._supervised import class_weights
+
+
+def em_shares(probs: torch.Tensor, train: torch.Tensor, steps: int = 100) -> torch.Tensor:
+    """Saerens et al.'s EM: the class shares of (N, K) probabilities predicted under the
+    training shares ``train``."""
+    shares = train.clone()
+    for _ in range(steps):
+        adjusted = probs * (shares / train)
+        new = (adjusted / adjusted.sum(1, keepdim=True)).mean(0)
+        if torch.allclose(new, shares, atol=1e-6):
+            return new
+        shares = new
+    return shares
+
+
+def corrected(probs: torch.Tensor, scenes: list[str], train: torch.Tensor) -> torch.Tensor:
+    """(N, S, S) classes of (N, K, S, S) patch probabilities, each scene's patches rescaled by
+    that scene's EM shares."""
+    out = torch.empty(probs.shape[0], *probs.shape[2:], dtype=torch.long)
+    for scene in sorted(set(scenes)):
+        idx = [i for i, s in enumerate(scenes) if s == scene]
+        p = probs[idx].double()
+        shares = em_shares(p.permute(0, 2, 3, 1).reshape(-1, p.shape[1]), train)
+        out[idx] = (p * (shares / train)[None, :, None, None]).argmax(1)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--models", type=Path, nargs="+", required=True)
+    p.add_argument("--budget", type=int, default=20)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    scenes, truths = choice_run(args)
+    print("| model | scoring | mIoU mean | fine-tuning seeds | IoU building / land / road / "
+          "vegetation / water (mean) |\n|---|---|---|---|---|", flush=True)  # fmt: skip
+    for i, model in enumerate(args.models):
+        x, y, keys = labelled_patches(model, scenes, truths)
+        ranking = args.out / f"model{i}.gpkg"
+        frame = suggest_labels(scenes, model, ranking, budget=args.budget, patch_size=PATCH,
+                               device="cpu", overwrite=True)  # fmt: skip
+        chosen = frame.sort_values("order").head(args.budget)
+        trained = {(r.scene, r.row, r.col) for r in chosen.itertuples()}
+        held = [j for j, key in enumerate(keys) if key not in trained]
+        labels = y[[j for j, key in enumerate(keys) if key in trained]]
+        counts = torch.bincount(labels[labels != 255], minlength=len(CLASSES)).double()
+        train = counts * class_weights(labels, len(CLASSES)).double()
+        train = train / train.sum()
+        found: dict[str, list] = {"plain": [], "EM shares per scene": []}
+        for seed in (int(s) for s in args.seeds.split(",")):
+            tuned = args.out / "tuned.lcmap"
+            finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=args.budget,
+                     patch_file=ranking, patch_size=PATCH, seed=seed, device="cpu",
+                     overwrite=True, steps=100)  # fmt: skip
+            probs = patch_scores(tuned, x[held])
+            found["plain"].append(patch_metrics(probs.argmax(1), y[held]))
+            pred = corrected(probs, [keys[j][0] for j in held], train)
+            found["EM shares per scene"].append(patch_metrics(pred, y[held]))
+        for name, metrics in found.items():
+            each = " / ".join(f"{m.miou:.3f}" for m in metrics)
+            per_class = " / ".join(f"{v:.3f}" for v in np.mean([m.iou for m in metrics], 0))
+            print(f"| {model} | {name} | {np.mean([m.miou for m in metrics]):.3f} | {each} | "
+                  f"{per_class} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
