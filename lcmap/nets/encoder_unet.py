@@ -51,8 +51,9 @@ FIXED_SIZE = {"swin-unet": 224}
 EMBED_STRIDE = 4
 #: Damping of :func:`normalised_differences` (bands are stretched to 0..1: 1% of the stretch).
 INDEX_EPS = 0.01
-#: What the classification layer reads: the UNet decoder, the encoder's embedding alone, or the
-#: embedding beside the input's bands averaged over each embedding cell.
+#: What the classification layer reads: the UNet decoder, the encoder's embedding alone, the
+#: embedding beside the input's bands averaged over each embedding cell, or those and the bands'
+#: pairwise normalised differences.
 HEADS = ("decoder", "linear", "linear-bands", "linear-indices")
 
 

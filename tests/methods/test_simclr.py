@@ -73,6 +73,12 @@ def test_the_model_file_records_the_encoder_augmentations_and_loss(encoder_model
     assert header.config["crop_size"] == 64 and header.config["window_stride"] == 32
 
 
+def test_the_model_file_records_the_colour_jitter_when_used():
+    assert "colour_jitter" not in get_method("simclr", num_classes=2).header()["augmentations"]
+    jittered = get_method("simclr", num_classes=2, colour_jitter=0.3).header()["augmentations"]
+    assert jittered["colour_jitter"]["offset"] == [-0.3, 0.3]
+
+
 def test_an_encoder_maps_the_same_at_any_tile_size(encoder_model, tmp_path):
     root, _, _ = encoder_model
     maps = []
