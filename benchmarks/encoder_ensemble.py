@@ -14,28 +14,20 @@ Usage:
         --models /tmp/fs/sugg0/resnet18-unet-simclr.lcmap /tmp/fs/sugg1/resnet18-unet-simclr.lcmap
 """
 
-import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from quality_cas import CLASSES, DATA, choice_run, eval_crops, predict_scores, read_index, score
-from suggest_choice import PATCH, labelled_patches, patch_metrics, patch_scores
+from suggest_choice import PATCH, fewshot_parser, labelled_patches, patch_metrics, patch_scores
 
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--models", type=Path, nargs="+", required=True)
-    p.add_argument("--budget", type=int, default=20)
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
+    args = fewshot_parser(__doc__).parse_args()
     scenes, truths = choice_run(args)
     crops = eval_crops(DATA, read_index(DATA)[1], 512)
     ranking = args.out / "patches.gpkg"

@@ -17,14 +17,12 @@ Usage:
         --models /tmp/fs/sugg0/resnet18-unet-simclr.lcmap
 """
 
-import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from quality_cas import CLASSES, choice_run
-from suggest_choice import PATCH, labelled_patches, patch_metrics, patch_scores
+from suggest_choice import PATCH, fewshot_parser, labelled_patches, patch_metrics, patch_scores
 
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
@@ -57,13 +55,7 @@ def corrected(probs: torch.Tensor, scenes: list[str], train: torch.Tensor) -> to
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--models", type=Path, nargs="+", required=True)
-    p.add_argument("--budget", type=int, default=20)
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
+    args = fewshot_parser(__doc__).parse_args()
     scenes, truths = choice_run(args)
     print("| model | scoring | mIoU mean | fine-tuning seeds | IoU building / land / road / "
           "vegetation / water (mean) |\n|---|---|---|---|---|", flush=True)  # fmt: skip

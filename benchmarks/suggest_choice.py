@@ -74,16 +74,23 @@ def patch_metrics(pred: torch.Tensor, y: torch.Tensor) -> Metrics:
     return pooled_metrics([(pred[keep].numpy(), y[keep].numpy())], "none")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def fewshot_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every few-shot choice script takes: ``--out``, ``--models``, ``--budget``
+    (patches), ``--seeds`` (fine-tuning) and ``--threads``."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--models", type=Path, nargs="+", required=True)
-    p.add_argument("--clusters", default="model,budget", help="suggest-labels --clusters values")
-    p.add_argument("--picks", default="nearest,diverse", help="suggest-labels --pick values")
-    p.add_argument("--heads", default="", help="finetune --head values (none: its default)")
     p.add_argument("--budget", type=int, default=20)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--threads", type=int, default=2)
+    return p
+
+
+def main() -> None:
+    p = fewshot_parser(__doc__)
+    p.add_argument("--clusters", default="model,budget", help="suggest-labels --clusters values")
+    p.add_argument("--picks", default="nearest,diverse", help="suggest-labels --pick values")
+    p.add_argument("--heads", default="", help="finetune --head values (none: its default)")
     args = p.parse_args()
     scenes, truths = choice_run(args)
     print("| model | --clusters | --pick | --head | mIoU mean | fine-tuning seeds | IoU building / "
