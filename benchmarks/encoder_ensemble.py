@@ -4,10 +4,11 @@ The held-out quality of the default few-shot head swings with the SimCLR pre-tra
 (0.30-0.49 mIoU on tiles 5-6 with the same patches rule). A deep ensemble (Lakshminarayanan et
 al., NeurIPS 2017) averages the class probabilities of models trained from different seeds,
 the standard answer to seed variance. Here: the first model's ``lcmap suggest-labels`` picks N
-patches of tiles 1-4; each model's default head is fine-tuned on those same patches (100
-steps, seeds 0-2); each model alone and the mean of their softmax outputs are scored on every
-other labelled 128-px patch of tiles 1-4 and on the tiles 5-6 crops of ``quality_encoders.py``
-(central 512 px, ``--match none``). Not a product option: this measures whether one is worth it.
+patches of tiles 1-4; each model's default head (or ``--head``) is fine-tuned on those same
+patches (100 steps, seeds 0-2); each model alone and the mean of their softmax outputs are
+scored on every other labelled 128-px patch of tiles 1-4 and on the tiles 5-6 crops of
+``quality_encoders.py`` (central 512 px, ``--match none``). Not a product option: this
+measures whether one is worth it.
 
 Usage:
     python benchmarks/encoder_ensemble.py --out /tmp/ensemble --budget 20 \\
@@ -19,22 +20,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from quality_cas import CLASSES, DATA, choice_run, eval_crops, predict_scores, read_index, score
-from suggest_choice import PATCH, fewshot_parser, labelled_patches, patch_metrics, patch_scores
+from quality_cas import DATA, choice_run, eval_crops, predict_scores, read_index, score
+from suggest_choice import (
+    PATCH,
+    fewshot_parser,
+    labelled_patches,
+    patch_metrics,
+    patch_scores,
+    trained_keys,
+    tune,
+)
 
-from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
 
 
 def main() -> None:
-    args = fewshot_parser(__doc__).parse_args()
+    p = fewshot_parser(__doc__)
+    p.add_argument("--head", default=None, help="finetune --head (none: each model's default)")
+    args = p.parse_args()
     scenes, truths = choice_run(args)
     crops = eval_crops(DATA, read_index(DATA)[1], 512)
     ranking = args.out / "patches.gpkg"
     frame = suggest_labels(scenes, args.models[0], ranking, budget=args.budget, patch_size=PATCH,
                            device="cpu", overwrite=True)  # fmt: skip
-    trained = {(r.scene, r.row, r.col) for r in frame.sort_values("order").head(args.budget)
-               .itertuples()}  # fmt: skip
+    trained = trained_keys(frame, args.budget)
     patches = {model: labelled_patches(model, scenes, truths) for model in args.models}
     rows: dict[str, list[tuple[float, float]]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -43,10 +52,7 @@ def main() -> None:
         for model in args.models:
             x, y, keys = patches[model]
             held = [j for j, key in enumerate(keys) if key not in trained]
-            tuned = args.out / "tuned.lcmap"
-            finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=args.budget,
-                     patch_file=ranking, patch_size=PATCH, seed=seed, device="cpu",
-                     overwrite=True, steps=100)  # fmt: skip
+            tuned = tune(model, scenes, truths, ranking, args.budget, seed, args.out, args.head)
             p14 = patch_scores(tuned, x[held])
             p56 = predict_scores(tuned, crops)
             y14 = y[held]

@@ -20,11 +20,10 @@ Usage:
 import sys
 
 import numpy as np
+import suggest_choice
 import torch
 from quality_cas import CLASSES, choice_run
-from suggest_choice import PATCH, fewshot_parser, labelled_patches, patch_metrics, patch_scores
 
-from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
 from lcmap.methods._supervised import class_weights
 
@@ -55,17 +54,17 @@ def corrected(probs: torch.Tensor, scenes: list[str], train: torch.Tensor) -> to
 
 
 def main() -> None:
-    args = fewshot_parser(__doc__).parse_args()
+    args = suggest_choice.fewshot_parser(__doc__).parse_args()
     scenes, truths = choice_run(args)
     print("| model | scoring | mIoU mean | fine-tuning seeds | IoU building / land / road / "
           "vegetation / water (mean) |\n|---|---|---|---|---|", flush=True)  # fmt: skip
     for i, model in enumerate(args.models):
-        x, y, keys = labelled_patches(model, scenes, truths)
+        x, y, keys = suggest_choice.labelled_patches(model, scenes, truths)
         ranking = args.out / f"model{i}.gpkg"
-        frame = suggest_labels(scenes, model, ranking, budget=args.budget, patch_size=PATCH,
-                               device="cpu", overwrite=True)  # fmt: skip
-        chosen = frame.sort_values("order").head(args.budget)
-        trained = {(r.scene, r.row, r.col) for r in chosen.itertuples()}
+        frame = suggest_labels(scenes, model, ranking, budget=args.budget,
+                               patch_size=suggest_choice.PATCH, device="cpu",
+                               overwrite=True)  # fmt: skip
+        trained = suggest_choice.trained_keys(frame, args.budget)
         held = [j for j, key in enumerate(keys) if key not in trained]
         labels = y[[j for j, key in enumerate(keys) if key in trained]]
         counts = torch.bincount(labels[labels != 255], minlength=len(CLASSES)).double()
@@ -73,14 +72,11 @@ def main() -> None:
         train = train / train.sum()
         found: dict[str, list] = {"plain": [], "EM shares per scene": []}
         for seed in (int(s) for s in args.seeds.split(",")):
-            tuned = args.out / "tuned.lcmap"
-            finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=args.budget,
-                     patch_file=ranking, patch_size=PATCH, seed=seed, device="cpu",
-                     overwrite=True, steps=100)  # fmt: skip
-            probs = patch_scores(tuned, x[held])
-            found["plain"].append(patch_metrics(probs.argmax(1), y[held]))
+            tuned = suggest_choice.tune(model, scenes, truths, ranking, args.budget, seed, args.out)
+            probs = suggest_choice.patch_scores(tuned, x[held])
+            found["plain"].append(suggest_choice.patch_metrics(probs.argmax(1), y[held]))
             pred = corrected(probs, [keys[j][0] for j in held], train)
-            found["EM shares per scene"].append(patch_metrics(pred, y[held]))
+            found["EM shares per scene"].append(suggest_choice.patch_metrics(pred, y[held]))
         for name, metrics in found.items():
             each = " / ".join(f"{m.miou:.3f}" for m in metrics)
             per_class = " / ".join(f"{v:.3f}" for v in np.mean([m.iou for m in metrics], 0))

@@ -20,6 +20,7 @@ import itertools
 import sys
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import torch
 from quality_cas import CLASSES, choice_run, pooled_metrics
@@ -74,6 +75,31 @@ def patch_metrics(pred: torch.Tensor, y: torch.Tensor) -> Metrics:
     return pooled_metrics([(pred[keep].numpy(), y[keep].numpy())], "none")
 
 
+def trained_keys(frame: gpd.GeoDataFrame, budget: int) -> set[tuple[str, int, int]]:
+    """The (scene, row, col) of the first ``budget`` patches of a ``suggest-labels`` frame."""
+    chosen = frame.sort_values("order").head(budget)
+    return {(r.scene, r.row, r.col) for r in chosen.itertuples()}
+
+
+def tune(
+    model: Path,
+    scenes: list[Path],
+    truths: list[Path],
+    ranking: Path,
+    budget: int,
+    seed: int,
+    out: Path,
+    head: str | None = None,
+) -> Path:
+    """``lcmap finetune`` of ``model`` on the first ``budget`` patches of ``ranking`` (100
+    steps, the head's defaults unless ``head``); the tuned model, ``out / tuned.lcmap``."""
+    tuned = out / "tuned.lcmap"
+    finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=budget,
+             patch_file=ranking, patch_size=PATCH, seed=seed, device="cpu", overwrite=True,
+             steps=100, head=head)  # fmt: skip
+    return tuned
+
+
 def fewshot_parser(doc: str) -> argparse.ArgumentParser:
     """The arguments every few-shot choice script takes: ``--out``, ``--models``, ``--budget``
     (patches), ``--seeds`` (fine-tuning) and ``--threads``."""
@@ -103,17 +129,13 @@ def main() -> None:
             frame = suggest_labels(scenes, model, ranking, budget=args.budget, patch_size=PATCH,
                                    clusters=parse_clusters(clusters), pick=pick, device="cpu",
                                    overwrite=True)  # fmt: skip
-            chosen = frame.sort_values("order").head(args.budget)
-            trained = {(r.scene, r.row, r.col) for r in chosen.itertuples()}
+            trained = trained_keys(frame, args.budget)
             held = [j for j, key in enumerate(keys) if key not in trained]
             for head in args.heads.split(",") if args.heads else [None]:
                 scores, ious = [], []
                 for seed in (int(s) for s in args.seeds.split(",")):
-                    tuned = args.out / "tuned.lcmap"
-                    finetune(model, scenes, truths, tuned, class_names=CLASSES,
-                             patches=args.budget, patch_file=ranking, patch_size=PATCH,
-                             seed=seed, device="cpu", overwrite=True, steps=100,
-                             head=head)  # fmt: skip
+                    tuned = tune(model, scenes, truths, ranking, args.budget, seed, args.out,
+                                 head)  # fmt: skip
                     m = patch_metrics(patch_scores(tuned, x[held]).argmax(1), y[held])
                     scores.append(m.miou)
                     ious.append(m.iou)

@@ -90,7 +90,7 @@ def test_the_linear_indices_head_adds_each_pairs_normalised_difference():
     d = net.embed_dim()
     assert net.head.weight.shape == (2, d + 3 + 3, 1, 1)  # embedding, 3 bands, 3 pairs
     x = torch.rand(1, 3, 32, 32)
-    x[0, :, :8] = torch.tensor([0.6, 0.2, 0.0])[:, None, None]  # a bright green-red cell row
+    x[0, :, :8] = torch.tensor([0.6, 0.2, 0.0])[:, None, None]  # the first cell row: 0.6, 0.2, 0
     with torch.no_grad():
         probe = net.probe_input(x, net.features(x))
     assert torch.equal(probe[:, :d], net.embed(x))
