@@ -6,11 +6,11 @@ every class were equally common. The textbook correction for a change of class s
 shift) is Saerens, Latinne and Decaestecker (Neural Computation, 2002): EM on one scene's
 predicted probabilities estimates its class shares q, then each pixel's probabilities are
 multiplied by q / p_train and renormalised. Here: the model's ``lcmap suggest-labels`` picks N
-patches of tiles 1-4, the default head is fine-tuned on them (100 steps, seeds 0-2), and every
-other labelled 128-px patch of tiles 1-4 is scored plain and with the correction fitted per
-scene on that scene's patches (no label read), p_train being the weighted training shares
-(uniform where the inverse-frequency weights are not clipped). Tiles 5-6 are not read. Not a
-product option: this measures whether one is worth it.
+patches of tiles 1-4, the default head (or ``--head``) is fine-tuned on them (100 steps, seeds
+0-2), and every other labelled 128-px patch of tiles 1-4 is scored plain and with the
+correction fitted per scene on that scene's patches (no label read), p_train being the
+weighted training shares (uniform where the inverse-frequency weights are not clipped). Tiles
+5-6 are not read. Not a product option: this measures whether one is worth it.
 
 Usage:
     python benchmarks/prior_shift.py --out /tmp/prior_shift --budget 20 \\
@@ -54,7 +54,9 @@ def corrected(probs: torch.Tensor, scenes: list[str], train: torch.Tensor) -> to
 
 
 def main() -> None:
-    args = suggest_choice.fewshot_parser(__doc__).parse_args()
+    p = suggest_choice.fewshot_parser(__doc__)
+    p.add_argument("--head", default=None, help="finetune --head (none: the model's default)")
+    args = p.parse_args()
     scenes, truths = choice_run(args)
     print("| model | scoring | mIoU mean | fine-tuning seeds | IoU building / land / road / "
           "vegetation / water (mean) |\n|---|---|---|---|---|", flush=True)  # fmt: skip
@@ -72,7 +74,8 @@ def main() -> None:
         train = train / train.sum()
         found: dict[str, list] = {"plain": [], "EM shares per scene": []}
         for seed in (int(s) for s in args.seeds.split(",")):
-            tuned = suggest_choice.tune(model, scenes, truths, ranking, args.budget, seed, args.out)
+            tuned = suggest_choice.tune(model, scenes, truths, ranking, args.budget, seed, args.out,
+                                        args.head)  # fmt: skip
             probs = suggest_choice.patch_scores(tuned, x[held])
             found["plain"].append(suggest_choice.patch_metrics(probs.argmax(1), y[held]))
             pred = corrected(probs, [keys[j][0] for j in held], train)

@@ -9,7 +9,8 @@ Protocol (``../shared/data/dubai_dev``; truth 0 building, 1 land, 2 road, 3 vege
    rows ``random`` (the same network from scratch), ``simclr frozen``, ``simclr fine-tuned``,
    ``dense fine-tuned``, and the linear head on the frozen encoder (linear evaluation):
    ``random linear`` and ``simclr linear`` (``... linear-bands``: the same head also reading the
-   bands; ``... linear-indices``: and every pair of bands' normalised difference); 3 seeds.
+   bands; ``... linear-indices``: and every pair of bands' normalised difference; ``...
+   linear-texture``: and each band's local standard deviation); 3 seeds.
 3. Score tiles 5-6 with the labels as classes (no matching): pooled per-class IoU, mIoU,
    accuracy, mean F1; mean and spread over the seeds.
 4. Unsupervised maps of the pre-trained encoders (their k-means probe, K = 5) and k-means
@@ -120,6 +121,8 @@ ROWS: dict[str, tuple[str | None, str, bool, str]] = {
     "simclr linear-bands": ("simclr", "simclr", True, "linear-bands"),
     "random linear-indices": (None, "random", True, "linear-indices"),
     "simclr linear-indices": ("simclr", "simclr", True, "linear-indices"),
+    "random linear-texture": (None, "random", True, "linear-texture"),
+    "simclr linear-texture": ("simclr", "simclr", True, "linear-texture"),
 }
 
 

@@ -4,9 +4,10 @@ cluster per patch of the budget (TypiClust), each cluster's nearest patches or d
 For each encoder model, ``lcmap suggest-labels`` ranks the 128-px patches of the 36 scenes of
 tiles 1-4 with each ``--clusters`` and ``--pick`` choice; ``lcmap finetune --patch-file``
 trains the model's default head (for a simclr model a linear layer on the frozen encoder's
-embedding, the bands and their normalised differences since the twelfth session;
-``--heads linear,linear-bands`` compares heads, ``linear``, the embedding alone, being the
-default before the eleventh session and ``linear-bands`` before the twelfth) on the first N,
+embedding, the bands, their normalised differences and their local standard deviations
+since the thirteenth session; ``--heads linear,linear-bands`` compares heads, ``linear``, the
+embedding alone, being the default before the eleventh session, ``linear-bands`` before the
+twelfth and ``linear-indices`` before the thirteenth) on the first N,
 100 steps, seeds 0-2; the score is the pooled mIoU over every other labelled 128-px patch of
 tiles 1-4 (the patches trained on are left out). Tiles 5-6 are not read.
 

@@ -108,7 +108,8 @@ def finetune(
             help="simclr models: 'linear' (a 1x1 layer on the encoder's embedding; frozen, a "
             "linear probe), 'linear-bands' (the same layer also reading the bands, averaged "
             "over 4 x 4 px), 'linear-indices' (and each pair of bands' normalised difference, "
-            "as NDVI) or 'decoder' (a UNet decoder, seed 003) \\[default: linear-indices].",
+            "as NDVI), 'linear-texture' (and each band's local standard deviation) or "
+            "'decoder' (a UNet decoder, seed 003) \\[default: linear-texture].",
         ),
     ] = None,
     device: Device = "auto",
@@ -123,9 +124,10 @@ def finetune(
     trained with class-weighted cross-entropy (label 255 ignored); '--init autoencoder' and
     '--init random' give the paper's baselines. A stego MODEL keeps its frozen ViT and head
     and gets a linear probe on its codes. A simclr MODEL's frozen encoder gets a linear layer
-    on its embedding, the bands and each pair's normalised difference (--head linear-bands:
-    without the differences; --head linear: the embedding alone; --head decoder: a UNet
-    decoder; --train-encoder: the encoder trained too). A wrong --init lists what MODEL
+    on its embedding, the bands, each pair's normalised difference and each band's local
+    standard deviation (--head linear-indices: without the deviations; --head linear-bands:
+    the bands alone beside the embedding; --head linear: the embedding alone; --head decoder:
+    a UNet decoder; --train-encoder: the encoder trained too). A wrong --init lists what MODEL
     offers. Map scenes with 'lcmap segment SCENE --model TUNED'.
 
     Examples:

@@ -231,7 +231,7 @@ ENCODER_NAMES = ("unet", "resnet18-unet", "resnet34-unet", "resnet50-unet", "swi
 #: The starts of ``encoder_finetuned`` from a ``simclr`` model.
 ENCODER_INITS = ("simclr", "random")
 #: What the classification layer of ``encoder_finetuned`` reads (as ``encoder_unet.HEADS``).
-ENCODER_HEADS = ("decoder", "linear", "linear-bands", "linear-indices")
+ENCODER_HEADS = ("decoder", "linear", "linear-bands", "linear-indices", "linear-texture")
 
 
 @dataclass(frozen=True)
@@ -299,13 +299,16 @@ class EncoderFinetunedConfig(EncoderOptions):
     # embedding alone in each of 18 fine-tuning runs on tiles 1-4: 0.444 against 0.439 with 20
     # suggested patches, 0.453 against 0.447 with 50; benchmarks/suggest_choice.py --heads),
     # and the bands' pairwise normalised differences after them (higher again in 17 of 18 runs:
-    # 0.447 against 0.444 with 20, 0.457 against 0.453 with 50); seed 003's rows are
-    # head=decoder.
+    # 0.447 against 0.444 with 20, 0.457 against 0.453 with 50), and each band's local standard
+    # deviation after those (higher in 18 of 18: 0.456 against 0.447 with 20, 0.464 against
+    # 0.457 with 50); seed 003's rows are head=decoder.
     head: str = option(
-        "linear-indices", "linear (a 1x1 layer on the encoder's embedding: linear "
+        "linear-texture", "linear (a 1x1 layer on the encoder's embedding: linear "
         "evaluation), linear-bands (the same layer also reading the window's bands, averaged "
         "over each embedding cell), linear-indices (and every pair of bands' normalised "
-        "difference) or decoder (a UNet decoder, seed 003)", choices=ENCODER_HEADS,
+        "difference), linear-texture (and each band's standard deviation over the cell and "
+        "the 3 x 3 cells around it) or decoder (a UNet decoder, seed 003)",
+        choices=ENCODER_HEADS,
     )  # fmt: skip
     freeze_encoder: bool = option(True, "keep the pre-trained encoder (seed 003's Frozen rows)")
     batch_size: int = option(8, "patches per optimiser step", low=1)

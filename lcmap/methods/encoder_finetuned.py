@@ -12,11 +12,14 @@ encoder (``init="simclr"``, via ``lcmap finetune ENCODER.lcmap``) or at random
   over the embedding's 4 x 4 cells and put beside the embedding. A pixel classifier's features
   next to the learnt ones, as hypercolumns keep the early layers (Hariharan et al., CVPR
   2015): what a class's colour tells is there even where an encoder's pre-training left it
-  out. ``head="linear-indices"`` (the default): also every pair of those bands' normalised
-  difference ``(a - b) / (a + b)``, the form of NDVI and NDWI: a linear layer cannot form a
-  ratio, and a ratio keeps a class's colour when its brightness changes (dark vegetation
-  against dark water). ``head="decoder"``: seed 003's convolutional UNet decoder (learning
-  rate 1e-3).
+  out. ``head="linear-indices"``: also every pair of those bands' normalised difference
+  ``(a - b) / (a + b)``, the form of NDVI and NDWI: a linear layer cannot form a ratio, and a
+  ratio keeps a class's colour when its brightness changes (dark vegetation against dark
+  water). ``head="linear-texture"`` (the default): also each band's standard deviation over
+  the cell and over the 3 x 3 cells around it, the local variance of remote-sensing texture
+  measures (:func:`~lcmap.nets.encoder_unet.local_std`): a linear layer on means cannot form
+  a variance, and still water is smooth where vegetation or a roof of its colour is not.
+  ``head="decoder"``: seed 003's convolutional UNet decoder (learning rate 1e-3).
 - ``freeze_encoder`` (the default): the encoder stays as pre-trained (seed 003's "Frozen"
   rows; no gradient reaches it and its BatchNorm statistics stay), so with the linear head the
   labels train K x D weights alone.

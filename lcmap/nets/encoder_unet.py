@@ -52,9 +52,11 @@ EMBED_STRIDE = 4
 #: Damping of :func:`normalised_differences` (bands are stretched to 0..1: 1% of the stretch).
 INDEX_EPS = 0.01
 #: What the classification layer reads: the UNet decoder, the encoder's embedding alone, the
-#: embedding beside the input's bands averaged over each embedding cell, or those and the bands'
-#: pairwise normalised differences.
-HEADS = ("decoder", "linear", "linear-bands", "linear-indices")
+#: embedding beside the input's bands averaged over each embedding cell, those and the bands'
+#: pairwise normalised differences, or those and each band's local standard deviation.
+HEADS = ("decoder", "linear", "linear-bands", "linear-indices", "linear-texture")
+#: Cells (of :data:`EMBED_STRIDE` px) across the wider neighbourhood of :func:`local_std`.
+TEXTURE_CELLS = 3
 
 
 class UNetEncoder(nn.Module):
@@ -126,6 +128,18 @@ def normalised_differences(bands: Tensor, eps: float = INDEX_EPS) -> Tensor:
     return (a - b) / (a + b + eps)
 
 
+def local_std(bands: Tensor, cells: int = TEXTURE_CELLS) -> Tensor:
+    """(B, C, H, W) stretched bands -> (B, 2 C, H / 4, W / 4): each band's standard deviation
+    over each 4 x 4 px embedding cell, then over the ``cells`` x ``cells`` cells around it (the
+    local variance of remote-sensing texture measures, Woodcock and Strahler 1987: still water
+    is smooth where vegetation of the same colour is not)."""
+    mean = F.avg_pool2d(bands, EMBED_STRIDE)
+    square = F.avg_pool2d(bands * bands, EMBED_STRIDE)
+    wide = [F.avg_pool2d(m, cells, stride=1, padding=cells // 2, count_include_pad=False)
+            for m in (mean, square)]  # fmt: skip
+    return torch.cat([(q - m * m).clamp(min=0).sqrt() for m, q in ((mean, square), wide)], 1)
+
+
 class EncoderUNet(nn.Module):
     """A named encoder with a UNet decoder (or none) and a 1x1 classification layer.
 
@@ -140,7 +154,8 @@ class EncoderUNet(nn.Module):
         head: ``decoder`` (the UNet decoder, then the classification layer), ``linear``
             (the classification layer on :meth:`embed`, no decoder), ``linear-bands``
             (on :meth:`embed` and the input's bands, :meth:`probe_input`) or
-            ``linear-indices`` (and the bands' :func:`normalised_differences`).
+            ``linear-indices`` (and the bands' :func:`normalised_differences`) or
+            ``linear-texture`` (and each band's :func:`local_std`).
     """
 
     def __init__(
@@ -158,9 +173,11 @@ class EncoderUNet(nn.Module):
             raise ValueError(f"unknown head '{head}'; known: {', '.join(HEADS)}")
         self.linear = head != "decoder"
         #: Whether the linear head also reads the input's bands (:meth:`probe_input`).
-        self.with_bands = head in ("linear-bands", "linear-indices")
+        self.with_bands = head in ("linear-bands", "linear-indices", "linear-texture")
         #: Whether it also reads every pair of bands' normalised difference (:meth:`probe_input`).
-        self.with_indices = head == "linear-indices"
+        self.with_indices = head in ("linear-indices", "linear-texture")
+        #: Whether it also reads each band's :func:`local_std` (:meth:`probe_input`).
+        self.with_texture = head == "linear-texture"
         self.encoder = build_encoder(encoder, in_channels, weights, img_size)
         #: Channels and reductions of the encoder's stages, finest first.
         self.channels: list[int] = list(self.encoder.out_channels)  # type: ignore[arg-type]
@@ -174,7 +191,8 @@ class EncoderUNet(nn.Module):
             prev = widths[i]
         self.up = nn.ModuleList([] if self.linear else ups)
         pairs = in_channels * (in_channels - 1) // 2 if self.with_indices else 0
-        probe_dim = self.embed_dim() + (in_channels if self.with_bands else 0) + pairs
+        texture = 2 * in_channels if self.with_texture else 0
+        probe_dim = self.embed_dim() + (in_channels if self.with_bands else 0) + pairs + texture
         self.head = nn.Conv2d(probe_dim if self.linear else prev, out_channels, 1)
 
     @property
@@ -206,14 +224,18 @@ class EncoderUNet(nn.Module):
         """What the linear head reads: :meth:`hypercolumn`, and with ``head="linear-bands"``
         the input's bands averaged over each 4 x 4 cell after it (a pixel classifier's
         features beside the learnt ones); with ``head="linear-indices"`` also the
-        :func:`normalised_differences` of those cell means."""
+        :func:`normalised_differences` of those cell means; with ``head="linear-texture"``
+        also each band's :func:`local_std`."""
         column = self.hypercolumn(feats, x.shape[-2:])
         if not self.with_bands:
             return column
         bands = F.avg_pool2d(x.float(), EMBED_STRIDE)
         if not self.with_indices:
             return torch.cat([column, bands], dim=1)
-        return torch.cat([column, bands, normalised_differences(bands)], dim=1)
+        parts = [column, bands, normalised_differences(bands)]
+        if self.with_texture:
+            parts.append(local_std(x.float()))
+        return torch.cat(parts, dim=1)
 
     def embed_dim(self) -> int:
         """Channels of :meth:`embed`."""

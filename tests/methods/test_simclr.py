@@ -94,7 +94,8 @@ def test_an_encoder_maps_the_same_at_any_tile_size(encoder_model, tmp_path):
 @pytest.mark.parametrize(("frozen", "head"), [(True, "decoder"), (False, "decoder"),
                                               (True, "linear"),
                                               (True, "linear-bands"),
-                                              (True, "linear-indices")])  # fmt: skip
+                                              (True, "linear-indices"),
+                                              (True, "linear-texture")])  # fmt: skip
 def test_fine_tuning_from_the_encoder(encoder_model, tmp_path, frozen, head):
     root, truth_b, _ = encoder_model
     encoder, _ = load_encoder(root / "enc.lcmap")
@@ -143,7 +144,8 @@ def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
     for name, options in (("simclr", {}), ("encoder_finetuned", {"head": "decoder"}),
                           ("encoder_finetuned", {"head": "linear"}),
                           ("encoder_finetuned", {"head": "linear-bands"}),
-                          ("encoder_finetuned", {"head": "linear-indices"})):  # fmt: skip
+                          ("encoder_finetuned", {"head": "linear-indices"}),
+                          ("encoder_finetuned", {"head": "linear-texture"})):  # fmt: skip
         seg = get_method(name, num_classes=3, encoder=encoder, in_channels=2, crop_size=crop,
                          **options)  # fmt: skip
         if isinstance(seg, SimclrSegmenter):
@@ -154,9 +156,10 @@ def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
         back, _ = load_model(path)
         assert read_header(path).extra["network"]["config"]["encoder"] == encoder
         head = options.get("head")
-        assert back.net.linear == (head in ("linear", "linear-bands", "linear-indices"))
-        assert back.net.with_bands == (head in ("linear-bands", "linear-indices"))
-        assert back.net.with_indices == (head == "linear-indices")
+        assert back.net.linear == (head not in ("decoder", None))
+        assert back.net.with_bands == (head in ("linear-bands", "linear-indices", "linear-texture"))
+        assert back.net.with_indices == (head in ("linear-indices", "linear-texture"))
+        assert back.net.with_texture == (head == "linear-texture")
         x = torch.rand(1, 2, crop, crop)
         with torch.no_grad():
             assert torch.allclose(seg.predict(x), back.predict(x), atol=1e-5)

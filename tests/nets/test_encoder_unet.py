@@ -103,3 +103,29 @@ def test_the_linear_indices_head_adds_each_pairs_normalised_difference():
     with torch.no_grad():
         darker = net.probe_input(x / 2, net.features(x / 2))
     assert torch.allclose(darker[0, d + 3 :, 0, 0], probe[0, d + 3 :, 0, 0], atol=0.05)
+
+
+def test_the_linear_texture_head_adds_each_bands_local_standard_deviation():
+    torch.manual_seed(0)
+    net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=2, out_channels=2,
+                    head="linear-texture")  # fmt: skip
+    net.eval()
+    d = net.embed_dim()
+    assert net.head.weight.shape == (2, d + 2 + 1 + 4, 1, 1)  # 2 bands, 1 pair, 2 x 2 stds
+    x = torch.full((1, 2, 32, 32), 0.5)
+    x[0, 0, :8, :8] = (torch.arange(8)[:, None] + torch.arange(8)).remainder(2).float()  # 0/1
+    with torch.no_grad():
+        probe = net.probe_input(x, net.features(x))
+    # The embedding, the bands and their difference first, as the linear-indices head reads.
+    bands = torch.nn.functional.avg_pool2d(x, 4)
+    assert torch.equal(probe[:, :d], net.embed(x))
+    assert torch.allclose(probe[:, d : d + 2], bands)
+    std4, std12 = probe[0, d + 3 : d + 5], probe[0, d + 5 :]
+    # Band 0: a 0/1 checkerboard over the top-left 2 x 2 cells (std 0.5 in each), flat elsewhere.
+    assert torch.allclose(std4[0, :2, :2], torch.full((2, 2), 0.5))
+    assert std4[0, 2:].abs().max() < 1e-6 and std4[1].abs().max() < 1e-3
+    # Over 3 x 3 cells: the corner cell sees 4 cells, all checkered (mean 0.5, std 0.5); the
+    # cell at (1, 1) sees 4 checkered cells of 9, the rest 0.5: std = 0.5 * sqrt(4 / 9).
+    assert torch.allclose(std12[0, 0, 0], torch.tensor(0.5), atol=1e-4)
+    assert torch.allclose(std12[0, 1, 1], torch.tensor(0.5 * (4 / 9) ** 0.5), atol=1e-4)
+    assert std12[0, 4:, 4:].abs().max() < 1e-3 and std12[1].abs().max() < 1e-3
