@@ -153,7 +153,7 @@ class EncoderUNet(nn.Module):
         img_size: the window size, for encoders that need one (Swin: 224).
         head: ``decoder`` (the UNet decoder, then the classification layer), ``linear``
             (the classification layer on :meth:`embed`, no decoder), ``linear-bands``
-            (on :meth:`embed` and the input's bands, :meth:`probe_input`) or
+            (on :meth:`embed` and the input's bands, :meth:`probe_input`),
             ``linear-indices`` (and the bands' :func:`normalised_differences`) or
             ``linear-texture`` (and each band's :func:`local_std`).
     """
