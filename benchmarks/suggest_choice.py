@@ -7,9 +7,10 @@ trains the model's default head (for a simclr model a linear layer on the frozen
 embedding, the bands, their normalised differences and their local standard deviations
 since the thirteenth session; ``--heads linear,linear-bands`` compares heads, ``linear``, the
 embedding alone, being the default before the eleventh session, ``linear-bands`` before the
-twelfth and ``linear-indices`` before the thirteenth) on the first N,
-100 steps, seeds 0-2; the score is the pooled mIoU over every other labelled 128-px patch of
-tiles 1-4 (the patches trained on are left out). Tiles 5-6 are not read.
+twelfth and ``linear-indices`` before the thirteenth; ``--inits simclr,random`` compares the
+pre-trained encoder with a random one) on the first N, 100 steps (``--steps``), seeds 0-2; the
+score is the pooled mIoU over every other labelled 128-px patch of tiles 1-4 (the patches
+trained on are left out). Tiles 5-6 are not read.
 
 Usage:
     python benchmarks/suggest_choice.py --out /tmp/suggest_choice \\
@@ -91,13 +92,16 @@ def tune(
     seed: int,
     out: Path,
     head: str | None = None,
+    init: str | None = None,
+    steps: int = 100,
 ) -> Path:
     """``lcmap finetune`` of ``model`` on the first ``budget`` patches of ``ranking`` (100
-    steps, the head's defaults unless ``head``); the tuned model, ``out / tuned.lcmap``."""
+    steps unless ``steps``, the model's default head and start unless ``head`` and ``init``);
+    the tuned model, ``out / tuned.lcmap``."""
     tuned = out / "tuned.lcmap"
     finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=budget,
              patch_file=ranking, patch_size=PATCH, seed=seed, device="cpu", overwrite=True,
-             steps=100, head=head)  # fmt: skip
+             steps=steps, head=head, init=init)  # fmt: skip
     return tuned
 
 
@@ -118,10 +122,12 @@ def main() -> None:
     p.add_argument("--clusters", default="model,budget", help="suggest-labels --clusters values")
     p.add_argument("--picks", default="nearest,diverse", help="suggest-labels --pick values")
     p.add_argument("--heads", default="", help="finetune --head values (none: its default)")
+    p.add_argument("--inits", default="", help="finetune --init values (none: its default)")
+    p.add_argument("--steps", type=int, default=100, help="fine-tuning steps")
     args = p.parse_args()
     scenes, truths = choice_run(args)
-    print("| model | --clusters | --pick | --head | mIoU mean | fine-tuning seeds | IoU building / "
-          "land / road / vegetation / water (mean) |\n|---|---|---|---|---|---|---|",
+    print("| model | --clusters | --pick | --head | --init | mIoU mean | fine-tuning seeds | IoU "
+          "building / land / road / vegetation / water (mean) |\n|---|---|---|---|---|---|---|---|",
           flush=True)  # fmt: skip
     for i, model in enumerate(args.models):
         x, y, keys = labelled_patches(model, scenes, truths)
@@ -132,18 +138,21 @@ def main() -> None:
                                    overwrite=True)  # fmt: skip
             trained = trained_keys(frame, args.budget)
             held = [j for j, key in enumerate(keys) if key not in trained]
-            for head in args.heads.split(",") if args.heads else [None]:
+            heads = args.heads.split(",") if args.heads else [None]
+            inits = args.inits.split(",") if args.inits else [None]
+            for head, init in itertools.product(heads, inits):
                 scores, ious = [], []
                 for seed in (int(s) for s in args.seeds.split(",")):
                     tuned = tune(model, scenes, truths, ranking, args.budget, seed, args.out,
-                                 head)  # fmt: skip
+                                 head, init, args.steps)  # fmt: skip
                     m = patch_metrics(patch_scores(tuned, x[held]).argmax(1), y[held])
                     scores.append(m.miou)
                     ious.append(m.iou)
                 per_class = " / ".join(f"{v:.3f}" for v in np.mean(ious, axis=0))
                 each = " / ".join(f"{s:.3f}" for s in scores)
                 print(f"| {model} | {clusters} | {pick} | {head or 'default'} | "
-                      f"{np.mean(scores):.3f} | {each} | {per_class} |", flush=True)  # fmt: skip
+                      f"{init or 'default'} | {np.mean(scores):.3f} | {each} | {per_class} |",
+                      flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
