@@ -82,11 +82,16 @@ def test_the_linear_bands_head_reads_each_cells_mean_band_values_after_the_embed
     assert torch.equal(column[:, : net.embed_dim()], net.embed(x))
 
 
-def test_the_linear_indices_head_adds_each_pairs_normalised_difference():
+def _linear_head_net(head: str, bands: int):
+    """A seeded resnet18-unet with a 2-class linear ``head`` on ``bands`` bands, in eval mode."""
     torch.manual_seed(0)
-    net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=3, out_channels=2,
-                    head="linear-indices")  # fmt: skip
-    net.eval()
+    net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=bands, out_channels=2,
+                    head=head)  # fmt: skip
+    return net.eval()
+
+
+def test_the_linear_indices_head_adds_each_pairs_normalised_difference():
+    net = _linear_head_net("linear-indices", 3)
     d = net.embed_dim()
     assert net.head.weight.shape == (2, d + 3 + 3, 1, 1)  # embedding, 3 bands, 3 pairs
     x = torch.rand(1, 3, 32, 32)
@@ -106,10 +111,7 @@ def test_the_linear_indices_head_adds_each_pairs_normalised_difference():
 
 
 def test_the_linear_texture_head_adds_each_bands_local_standard_deviation():
-    torch.manual_seed(0)
-    net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=2, out_channels=2,
-                    head="linear-texture")  # fmt: skip
-    net.eval()
+    net = _linear_head_net("linear-texture", 2)
     d = net.embed_dim()
     assert net.head.weight.shape == (2, d + 2 + 1 + 4, 1, 1)  # 2 bands, 1 pair, 2 x 2 stds
     x = torch.full((1, 2, 32, 32), 0.5)
