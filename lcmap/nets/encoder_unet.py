@@ -128,12 +128,13 @@ def normalised_differences(bands: Tensor, eps: float = INDEX_EPS) -> Tensor:
     return (a - b) / (a + b + eps)
 
 
-def local_std(bands: Tensor, cells: int = TEXTURE_CELLS) -> Tensor:
+def local_std(bands: Tensor, mean: Tensor | None = None, cells: int = TEXTURE_CELLS) -> Tensor:
     """(B, C, H, W) stretched bands -> (B, 2 C, H / 4, W / 4): each band's standard deviation
     over each 4 x 4 px embedding cell, then over the ``cells`` x ``cells`` cells around it (the
     local variance of remote-sensing texture measures, Woodcock and Strahler 1987: still water
-    is smooth where vegetation of the same colour is not)."""
-    mean = F.avg_pool2d(bands, EMBED_STRIDE)
+    is smooth where vegetation of the same colour is not). ``mean``: the bands' cell means,
+    when already computed."""
+    mean = F.avg_pool2d(bands, EMBED_STRIDE) if mean is None else mean
     square = F.avg_pool2d(bands * bands, EMBED_STRIDE)
     wide = [F.avg_pool2d(m, cells, stride=1, padding=cells // 2, count_include_pad=False)
             for m in (mean, square)]  # fmt: skip
@@ -230,11 +231,11 @@ class EncoderUNet(nn.Module):
         if not self.with_bands:
             return column
         bands = F.avg_pool2d(x.float(), EMBED_STRIDE)
-        if not self.with_indices:
-            return torch.cat([column, bands], dim=1)
-        parts = [column, bands, normalised_differences(bands)]
+        parts = [column, bands]
+        if self.with_indices:
+            parts.append(normalised_differences(bands))
         if self.with_texture:
-            parts.append(local_std(x.float()))
+            parts.append(local_std(x.float(), bands))
         return torch.cat(parts, dim=1)
 
     def embed_dim(self) -> int:
