@@ -120,14 +120,17 @@ def choice_run(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     return [DATA / r["scene"] for r in rows], [DATA / r["truth"] for r in rows]
 
 
-def read_index(data: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+def read_index(
+    data: Path, train: tuple[int, ...] = (1, 2, 3, 4), test: tuple[int, ...] = (5, 6)
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The index rows of the ``train`` tiles and of the ``test`` tiles."""
     with open(data / "index.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
 
     def tile(row: dict[str, str]) -> int:
         return int(row["name"].split("_")[1][1:])  # dubai_tT_N
 
-    return [r for r in rows if tile(r) <= 4], [r for r in rows if tile(r) in (5, 6)]
+    return [r for r in rows if tile(r) in train], [r for r in rows if tile(r) in test]
 
 
 def eval_crops(data: Path, rows: list[dict[str, str]], crop: int) -> list[dict[str, Any]]:

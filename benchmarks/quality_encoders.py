@@ -83,6 +83,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--optimizer", default="adam", help="adam or sgd (seed 004: sgd 1e-3).")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--pretrain-options", type=json.loads, default={}, metavar="JSON",
+                   help="Other simclr options to pre-train with: {\"ema\": 0.99}.")  # fmt: skip
     p.add_argument("--ft-steps", type=int, default=100)
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512)
@@ -99,6 +101,9 @@ def parse() -> argparse.Namespace:
                    "ranking over tiles 1-4, seed 001's active sampling), or both.")  # fmt: skip
     p.add_argument("--reuse", action="store_true",
                    help="Keep pre-trained models already in --out (same settings).")  # fmt: skip
+    p.add_argument("--tiles", default="1,2,3,4:5,6", metavar="TRAIN:TEST",
+                   help="Tiles to pre-train and fine-tune on, and tiles to score; a choice "
+                   "made on tiles 1-4 alone holds one of them out, e.g. 1,2,3:4.")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run.")
     args = p.parse_args()
     if args.quick:
@@ -175,7 +180,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     budgets = [int(v) for v in args.budgets.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
-    train_rows, eval_rows = read_index(args.data)
+    train_tiles, test_tiles = (tuple(map(int, t.split(","))) for t in args.tiles.split(":"))
+    train_rows, eval_rows = read_index(args.data, train_tiles, test_tiles)
     scenes = [args.data / r["scene"] for r in train_rows]
     truths = [args.data / r["truth"] for r in train_rows]
     crops = eval_crops(args.data, eval_rows, args.eval_crop)
@@ -196,7 +202,8 @@ def main() -> None:
             options = {"encoder": encoder, "crop_size": args.crop, "steps": args.pretrain_steps,
                        "windows": args.pretrain_windows, "batch_size": args.batch,
                        "optimizer": args.optimizer, "lr": args.lr,
-                       "temperature": args.temperature, "dense_weight": dense}  # fmt: skip
+                       "temperature": args.temperature, "dense_weight": dense,
+                       **args.pretrain_options}  # fmt: skip
             t0 = time.perf_counter()
             models[objective] = path
             if args.reuse and path.exists():  # pre-trained by an earlier run with these settings

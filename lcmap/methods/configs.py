@@ -274,6 +274,10 @@ class SimclrConfig(EncoderOptions):
         0.0, "per-band gain/offset jitter of the views, SimCLR's colour distortion for any "
         "bands (0 = off, seed 004's brightness/contrast only)", low=0, high=1,
     )  # fmt: skip
+    ema: float = option(
+        0.0, "decay of an exponential moving average of the encoder's weights over the steps, "
+        "saved in place of the last step's (0 = off; MoCo v3's momentum is 0.99)", low=0, below=1,
+    )  # fmt: skip
     projection_dim: int = option(128, "output of the 2-layer MLP projection head", low=1)
     dense_weight: float = option(
         0.0, "weight of the dense (pixel) contrast, DenseCL's mix (0 = SimCLR alone)", low=0,

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from lcmap.errors import InvalidSceneError
 from lcmap.fewshot.encoder import Assignment
@@ -197,6 +198,7 @@ class SimclrSegmenter(EncoderSegmenter):
         net.train()
         if self.pair_net is not None:
             self.pair_net.train()
+        averages = self._averages()
         order = torch.randperm(n, generator=gen)
         for step in range(steps):
             pos = (step % per_epoch) * batch
@@ -207,6 +209,8 @@ class SimclrSegmenter(EncoderSegmenter):
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             scheduler.step()
+            for average, encoder in averages:
+                average.update_parameters(encoder)
             self.final_loss = float(loss.detach())
             if step % 20 == 0 or step == steps - 1:
                 log.info("simclr step %d/%d: loss %.4f %s", step + 1, steps, self.final_loss,
@@ -214,10 +218,27 @@ class SimclrSegmenter(EncoderSegmenter):
             if progress is not None:
                 progress(step + 1, total)
                 show_status(progress, f"loss {self.final_loss:.4f}")
+        for average, encoder in averages:  # the averaged weights replace the last step's
+            encoder.load_state_dict(average.module.state_dict())
         net.eval()
         if self.pair_net is not None:
             self.pair_net.eval()
         self.centroids = self._fit_probe(sampler, gen, progress, steps, total)
+
+    def _averages(self) -> list[tuple[AveragedModel, nn.Module]]:
+        """With ``ema`` > 0, an exponential moving average of each encoder's weights and
+        BatchNorm statistics, beside the encoder it averages (updated after every step).
+
+        Polyak averaging: at a constant rate the weights keep moving around a minimum, and
+        their average sits nearer its centre, where features generalise better (Izmailov et
+        al. 2018, stochastic weight averaging). BYOL's target and MoCo's momentum encoder are
+        such averages, and DINO evaluates its average (the teacher) because it does better."""
+        if not self.cfg.ema:
+            return []
+        nets = [self._fitted()] + ([self.pair_net] if self.pair_net is not None else [])
+        ema = get_ema_multi_avg_fn(self.cfg.ema)  # type: ignore[no-untyped-call]
+        return [(AveragedModel(n.encoder, multi_avg_fn=ema, use_buffers=True), n.encoder)
+                for n in nets]  # fmt: skip
 
     def contrastive_loss(
         self, windows: Tensor, gen: torch.Generator

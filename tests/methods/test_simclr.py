@@ -237,3 +237,21 @@ def test_pretraining_follows_the_chosen_schedule(monkeypatch):
     seen.clear()
     get_method("simclr", num_classes=2, **options).fit(ArraySampler([_naip(128)], seed=0))
     assert seen == [0.01] * 10
+
+
+def test_the_moving_average_is_what_the_model_keeps():
+    """With ``ema`` = d, two steps leave d * w1 + (1 - d) * w2 in the encoder, where w1 and w2
+    are the weights after each step (the average starts at the first step's); the trajectory
+    itself is the same as without it."""
+
+    def encoder(steps: int, **options: float) -> dict[str, torch.Tensor]:
+        seg = get_method("simclr", num_classes=2, **{**FAST, "steps": steps, "windows": 8},
+                         **options)  # fmt: skip
+        seg.fit(ArraySampler([_naip(128)], seed=0))
+        return {k: v.clone() for k, v in seg.net.encoder.state_dict().items()
+                if v.is_floating_point()}  # fmt: skip
+
+    w1, w2, averaged = encoder(1), encoder(2), encoder(2, ema=0.25)
+    assert any(not torch.allclose(w1[k], w2[k]) for k in w1)  # the second step moved them
+    for k in w1:
+        torch.testing.assert_close(averaged[k], 0.25 * w1[k] + 0.75 * w2[k])
