@@ -86,6 +86,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--pretrain-options", type=json.loads, default={}, metavar="JSON",
                    help="Other simclr options to pre-train with: {\"ema\": 0.99}.")  # fmt: skip
     p.add_argument("--ft-steps", type=int, default=100)
+    p.add_argument("--head-stages", type=int, help="Encoder stages the linear head reads.")
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
@@ -227,7 +228,8 @@ def main() -> None:
             if model is None:
                 continue
             options = {"init": init, "freeze_encoder": frozen, "head": head,
-                       "steps": args.ft_steps, "batch_size": 8}  # fmt: skip
+                       "steps": args.ft_steps, "batch_size": 8,
+                       "head_stages": args.head_stages}  # fmt: skip
             fewshot_rows(model, encoder, row, options)
     ready = [(name, Path(path)) for name, path in (m.split("=", 1) for m in args.models)]
     if args.stego:

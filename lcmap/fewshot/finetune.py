@@ -146,6 +146,7 @@ def finetune(
     crop_size: int | None = None,
     freeze_encoder: bool | None = None,
     head: str | None = None,
+    head_stages: int | None = None,
     stack: Sequence[str | Path] | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -171,8 +172,8 @@ def finetune(
         patch_size: side of a grid patch in pixels.
         init: one of the starts the model offers (``fewshot_inits()``; ``cas``,
             ``autoencoder`` or ``random`` for a cas model); None = its first.
-        epochs, steps, batch_size, lr, crop_size, freeze_encoder, head: training options of
-            the tuned network (None = its default); one it does not take is refused.
+        epochs, steps, batch_size, lr, crop_size, freeze_encoder, head, head_stages: training
+            options of the tuned network (None = its default); one it does not take is refused.
         stack: co-registered rasters stacked after the (one) scene's bands, as the model was
             trained with them (:mod:`lcmap.io.stack`).
         seed: fixes patch choice, initialisation and augmentation.
@@ -240,6 +241,7 @@ def finetune(
         "lr": lr,
         "freeze_encoder": freeze_encoder,
         "head": head,
+        "head_stages": head_stages,
     }
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)

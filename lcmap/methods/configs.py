@@ -314,6 +314,10 @@ class EncoderFinetunedConfig(EncoderOptions):
         "the 3 x 3 cells around it) or decoder (a UNet decoder, seed 003)",
         choices=ENCODER_HEADS,
     )  # fmt: skip
+    head_stages: int | None = option(
+        None, "encoder stages the linear head reads, finest first (None: all; the finest "
+        "transfer best, Yosinski et al. 2014)", low=1, high=4,
+    )  # fmt: skip
     freeze_encoder: bool = option(True, "keep the pre-trained encoder (seed 003's Frozen rows)")
     batch_size: int = option(8, "patches per optimiser step", low=1)
     steps: int = option(300, "optimiser steps (when epochs is None)", low=0)

@@ -71,7 +71,8 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
 
     def _net_config(self) -> dict[str, Any]:
         return {**super()._net_config(), "out_channels": self.cfg.num_classes,
-                "decoder_width": self.cfg.decoder_width, "head": self.cfg.head}  # fmt: skip
+                "decoder_width": self.cfg.decoder_width, "head": self.cfg.head,
+                "head_stages": self.cfg.head_stages}  # fmt: skip
 
     def load_encoder(self, state: dict[str, Tensor]) -> None:
         """Start the contracting path from another network's ``encoder.*`` tensors."""

@@ -157,6 +157,8 @@ class EncoderUNet(nn.Module):
             (on :meth:`embed` and the input's bands, :meth:`probe_input`),
             ``linear-indices`` (and the bands' :func:`normalised_differences`) or
             ``linear-texture`` (and each band's :func:`local_std`).
+        head_stages: how many of the encoder's stages at stride 4 and coarser the linear head
+            reads, finest first (None: all, as :meth:`embed`).
     """
 
     def __init__(
@@ -168,6 +170,7 @@ class EncoderUNet(nn.Module):
         weights: str | None = None,
         img_size: int | None = None,
         head: str = "decoder",
+        head_stages: int | None = None,
     ) -> None:
         super().__init__()
         if head not in HEADS:
@@ -183,6 +186,11 @@ class EncoderUNet(nn.Module):
         #: Channels and reductions of the encoder's stages, finest first.
         self.channels: list[int] = list(self.encoder.out_channels)  # type: ignore[arg-type]
         self.reductions: list[int] = list(self.encoder.reductions)  # type: ignore[arg-type]
+        embedded = sum(r >= EMBED_STRIDE for r in self.reductions)
+        if head_stages is not None and not 1 <= head_stages <= embedded:
+            raise ValueError(f"head_stages must be 1 to {embedded} for this encoder")
+        #: Stages (at stride 4 and coarser, finest first) of the linear head's hypercolumn.
+        self.head_stages = head_stages or embedded
         chans = self.channels
         widths = [min(256, decoder_width * 2**i) for i in range(len(chans))]
         ups = []
@@ -193,7 +201,8 @@ class EncoderUNet(nn.Module):
         self.up = nn.ModuleList([] if self.linear else ups)
         pairs = in_channels * (in_channels - 1) // 2 if self.with_indices else 0
         texture = 2 * in_channels if self.with_texture else 0
-        probe_dim = self.embed_dim() + (in_channels if self.with_bands else 0) + pairs + texture
+        bands = in_channels if self.with_bands else 0
+        probe_dim = self.embed_dim(self.head_stages) + bands + pairs + texture
         self.head = nn.Conv2d(probe_dim if self.linear else prev, out_channels, 1)
 
     @property
@@ -210,16 +219,16 @@ class EncoderUNet(nn.Module):
         """(B, C, H, W) -> (B, D, H / 4, W / 4): :meth:`hypercolumn` of the encoder's features."""
         return self.hypercolumn(self.features(x), x.shape[-2:])
 
-    def hypercolumn(self, feats: list[Tensor], size: Any) -> Tensor:
-        """The stages at stride 4 and coarser, each upsampled to stride 4 and unit-normalised
-        per position, concatenated and unit-normalised again."""
+    def hypercolumn(self, feats: list[Tensor], size: Any, stages: int | None = None) -> Tensor:
+        """The stages at stride 4 and coarser (the first ``stages`` of them), each upsampled to
+        stride 4 and unit-normalised per position, concatenated and unit-normalised again."""
         cells = (size[0] // EMBED_STRIDE, size[1] // EMBED_STRIDE)
         parts = [
             F.normalize(F.interpolate(f.float(), size=cells, mode="bilinear"), dim=1)
             for f, r in zip(feats, self.reductions, strict=True)
             if r >= EMBED_STRIDE
         ]
-        return F.normalize(torch.cat(parts, dim=1), dim=1)
+        return F.normalize(torch.cat(parts[:stages], dim=1), dim=1)
 
     def probe_input(self, x: Tensor, feats: list[Tensor]) -> Tensor:
         """What the linear head reads: :meth:`hypercolumn`, and with ``head="linear-bands"``
@@ -227,7 +236,7 @@ class EncoderUNet(nn.Module):
         features beside the learnt ones); with ``head="linear-indices"`` also the
         :func:`normalised_differences` of those cell means; with ``head="linear-texture"``
         also each band's :func:`local_std`."""
-        column = self.hypercolumn(feats, x.shape[-2:])
+        column = self.hypercolumn(feats, x.shape[-2:], self.head_stages)
         if not self.with_bands:
             return column
         bands = F.avg_pool2d(x.float(), EMBED_STRIDE)
@@ -238,10 +247,10 @@ class EncoderUNet(nn.Module):
             parts.append(local_std(x.float(), bands))
         return torch.cat(parts, dim=1)
 
-    def embed_dim(self) -> int:
-        """Channels of :meth:`embed`."""
+    def embed_dim(self, stages: int | None = None) -> int:
+        """Channels of :meth:`embed` (of its first ``stages`` stages)."""
         pairs = zip(self.channels, self.reductions, strict=True)
-        return sum(c for c, r in pairs if r >= EMBED_STRIDE)
+        return sum([c for c, r in pairs if r >= EMBED_STRIDE][:stages])
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W), H and W multiples of :attr:`stride` -> (B, out_channels, H, W) logits."""

@@ -131,3 +131,24 @@ def test_the_linear_texture_head_adds_each_bands_local_standard_deviation():
     assert torch.allclose(std12[0, 0, 0], torch.tensor(0.5), atol=1e-4)
     assert torch.allclose(std12[0, 1, 1], torch.tensor(0.5 * (4 / 9) ** 0.5), atol=1e-4)
     assert std12[0, 4:, 4:].abs().max() < 1e-3 and std12[1].abs().max() < 1e-3
+
+
+def test_the_linear_head_reads_only_its_first_stages():
+    """``head_stages=2``: the head's scores depend on the stride-4 and stride-8 stages alone,
+    while the k-means embedding keeps every stage."""
+    torch.manual_seed(0)
+    net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=3, out_channels=4,
+                    head="linear", head_stages=2).eval()  # fmt: skip
+    assert isinstance(net, EncoderUNet)
+    assert net.head.in_channels == 64 + 128 and net.embed_dim() == 64 + 128 + 256 + 512
+    x = torch.rand(1, 3, 64, 64)
+    feats = net.features(x)
+    deeper = [*feats[:3], *(torch.rand_like(f) for f in feats[3:])]  # strides 16 and 32
+    finer = [*feats[:2], torch.rand_like(feats[2]), *feats[3:]]  # stride 8
+    with torch.no_grad():
+        scores = net.head(net.probe_input(x, feats))
+        torch.testing.assert_close(net.head(net.probe_input(x, deeper)), scores)
+        assert not torch.allclose(net.head(net.probe_input(x, finer)), scores)
+    with pytest.raises(ValueError, match="head_stages must be 1 to 4"):
+        build_net("encoder_unet", encoder="resnet18-unet", in_channels=3, head="linear",
+                  head_stages=5)  # fmt: skip
