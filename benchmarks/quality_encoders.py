@@ -105,6 +105,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--tiles", default="1,2,3,4:5,6", metavar="TRAIN:TEST",
                    help="Tiles to pre-train and fine-tune on, and tiles to score; a choice "
                    "made on tiles 1-4 alone holds one of them out, e.g. 1,2,3:4.")  # fmt: skip
+    p.add_argument("--pretrain-tiles", metavar="TILES",
+                   help="Tiles to pre-train on (labels unused) if not the training tiles; "
+                   "1,2,3,4,5,6 learns from the scenes to map too, as a user would.")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run.")
     args = p.parse_args()
     if args.quick:
@@ -183,8 +186,13 @@ def main() -> None:
     seeds = [int(v) for v in args.seeds.split(",")]
     train_tiles, test_tiles = (tuple(map(int, t.split(","))) for t in args.tiles.split(":"))
     train_rows, eval_rows = read_index(args.data, train_tiles, test_tiles)
+    if args.pretrain_tiles:
+        pretrain_rows = read_index(args.data, tuple(map(int, args.pretrain_tiles.split(","))))[0]
+    else:
+        pretrain_rows = train_rows
     scenes = [args.data / r["scene"] for r in train_rows]
     truths = [args.data / r["truth"] for r in train_rows]
+    pretrain_scenes = [args.data / r["scene"] for r in pretrain_rows]
     crops = eval_crops(args.data, eval_rows, args.eval_crop)
     results: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()},
                                "pretrain": {}, "unsupervised": {}, "runs": []}  # fmt: skip
@@ -210,8 +218,9 @@ def main() -> None:
             if args.reuse and path.exists():  # pre-trained by an earlier run with these settings
                 log.info("%s: reused", path.stem)
                 continue
-            header = api.train(scenes, path, method="simclr", classes=5, seed=args.pretrain_seed,
-                               device="cpu", overwrite=True, options=options)  # fmt: skip
+            header = api.train(pretrain_scenes, path, method="simclr", classes=5,
+                               seed=args.pretrain_seed, device="cpu", overwrite=True,
+                               options=options)  # fmt: skip
             seconds = time.perf_counter() - t0
             windows = args.pretrain_steps * args.batch
             results["pretrain"][path.stem] = {
