@@ -315,8 +315,8 @@ class EncoderFinetunedConfig(EncoderOptions):
         choices=ENCODER_HEADS,
     )  # fmt: skip
     head_stages: int | None = option(
-        None, "encoder stages the linear head reads, finest first (None: all; the finest "
-        "transfer best, Yosinski et al. 2014)", low=1, high=4,
+        None, "encoder stages at stride 4 and coarser the linear head reads, finest first "
+        "(None: all; 2 scored lower on dubai_dev, benchmarks/README.md)", low=1, high=4,
     )  # fmt: skip
     freeze_encoder: bool = option(True, "keep the pre-trained encoder (seed 003's Frozen rows)")
     batch_size: int = option(8, "patches per optimiser step", low=1)

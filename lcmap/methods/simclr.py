@@ -15,7 +15,8 @@ head trained on few labels, frozen or not):
    003's Swin), at a constant rate (seed 004) or with ``schedule="cosine"`` (SimCLR's
    warm-up and cosine decay). With ``dense_weight`` > 0, PixContrast (PixPro's pixel-level
    baseline) on the encoder's dense embedding is mixed in as DenseCL mixes its dense loss:
-   ``(1 - w) * global + w * dense``.
+   ``(1 - w) * global + w * dense``. With ``ema`` > 0 the encoder saved is a moving average
+   of its weights over the steps (off by default: lower on dubai_dev, benchmarks/README.md).
 4. A cosine k-means probe with K clusters is fitted on the dense embeddings (the encoder's
    hypercolumn at stride 4, :meth:`EncoderUNet.embed`) of windows drawn across the same
    scenes, pixels drawn with the window's blending weight, so a label means one thing across

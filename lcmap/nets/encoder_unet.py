@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lcmap.errors import InvalidOptionError
 from lcmap.nets.timm_encoder import TimmEncoder
 from lcmap.nets.unet import UNet
 
@@ -188,7 +189,8 @@ class EncoderUNet(nn.Module):
         self.reductions: list[int] = list(self.encoder.reductions)  # type: ignore[arg-type]
         embedded = sum(r >= EMBED_STRIDE for r in self.reductions)
         if head_stages is not None and not 1 <= head_stages <= embedded:
-            raise ValueError(f"head_stages must be 1 to {embedded} for this encoder")
+            raise InvalidOptionError(f"head_stages must be 1 to {embedded} for the {encoder} "
+                                     f"encoder, not {head_stages}.")  # fmt: skip
         #: Stages (at stride 4 and coarser, finest first) of the linear head's hypercolumn.
         self.head_stages = head_stages or embedded
         chans = self.channels

@@ -5,6 +5,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
+from lcmap.errors import InvalidOptionError
 from lcmap.nets import build_net
 from lcmap.nets.encoder_unet import ENCODERS, EncoderUNet, encoder_state
 
@@ -149,6 +150,5 @@ def test_the_linear_head_reads_only_its_first_stages():
         scores = net.head(net.probe_input(x, feats))
         torch.testing.assert_close(net.head(net.probe_input(x, deeper)), scores)
         assert not torch.allclose(net.head(net.probe_input(x, finer)), scores)
-    with pytest.raises(ValueError, match="head_stages must be 1 to 4"):
-        build_net("encoder_unet", encoder="resnet18-unet", in_channels=3, head="linear",
-                  head_stages=5)  # fmt: skip
+    with pytest.raises(InvalidOptionError, match="head_stages must be 1 to 3 for the unet"):
+        build_net("encoder_unet", encoder="unet", in_channels=3, head="linear", head_stages=4)
