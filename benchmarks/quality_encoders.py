@@ -25,7 +25,9 @@ Also: ``--sampling suggested`` trains on the first N patches of ``lcmap suggest-
 (by the row's pre-trained model, the random rows by the first one: rows of one model share their
 patches), and ``--models NAME=PATH`` adds rows for ready few-shot models fine-tuned at their own
 defaults (``--stego WEIGHTS`` first trains one on tiles 1-4: a STEGO head on the frozen
-DINOv2-S/14).
+DINOv2-S/14). ``--tiles 1,2,3:4`` trains on tiles 1-3 and scores tile 4 (a fold for choices
+that stay inside tiles 1-4), and ``--pretrain-tiles`` pre-trains on other tiles than the
+labelled ones (labels unused).
 
 Usage:
     python benchmarks/quality_encoders.py --out /tmp/enc_quality
