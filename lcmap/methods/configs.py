@@ -278,6 +278,10 @@ class SimclrConfig(EncoderOptions):
         0.0, "decay of an exponential moving average of the encoder's weights over the steps, "
         "saved in place of the last step's (0 = off; MoCo v3's momentum is 0.99)", low=0, below=1,
     )  # fmt: skip
+    shuffle_bn: bool = option(
+        False, "normalise the two views of a window in different BatchNorm batches (MoCo's "
+        "shuffling BN on one device)",
+    )  # fmt: skip
     projection_dim: int = option(128, "output of the 2-layer MLP projection head", low=1)
     dense_weight: float = option(
         0.0, "weight of the dense (pixel) contrast, DenseCL's mix (0 = SimCLR alone)", low=0,

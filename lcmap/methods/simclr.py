@@ -241,6 +241,28 @@ class SimclrSegmenter(EncoderSegmenter):
         return [(AveragedModel(n.encoder, multi_avg_fn=ema, use_buffers=True), n.encoder)
                 for n in nets]  # fmt: skip
 
+    def view_features(self, a: Tensor, b: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """The encoder's features of the first views ``a`` and the second views ``b`` of N
+        windows. By default one pass: BatchNorm normalises all 2N views together.
+
+        With ``shuffle_bn``, two passes whose BatchNorm batches never hold both views of a
+        window: (a of the even windows, b of the odd) and (a of the odd, b of the even).
+        MoCo's shuffling BN (He et al. 2020, section 3.3) for one device: when a view's
+        positive is in its batch, the batch statistics can give the pair away, and the network
+        finds a low loss without learning better features."""
+        n = a.shape[0]
+        net = self._fitted()
+        if not self.cfg.shuffle_bn:
+            feats = net.features(torch.cat([a, b]))
+            return [f[:n] for f in feats], [f[n:] for f in feats]
+        even, odd = torch.arange(0, n, 2), torch.arange(1, n, 2)
+        first = net.features(torch.cat([a[even], b[odd]]))
+        second = net.features(torch.cat([a[odd], b[even]]))
+        order = torch.cat([even, n + odd, odd, n + even]).to(a.device)
+        back = torch.argsort(order)  # rows of (first, second) -> a_0 .. a_n-1, b_0 .. b_n-1
+        feats = [torch.cat([f, g])[back] for f, g in zip(first, second, strict=True)]
+        return [f[:n] for f in feats], [f[n:] for f in feats]
+
     def contrastive_loss(
         self, windows: Tensor, gen: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
@@ -256,10 +278,9 @@ class SimclrSegmenter(EncoderSegmenter):
         cfg = self.cfg
         views, grids = make_views(windows.to(self.device), cfg.min_scale, gen,
                                   colour_jitter=cfg.colour_jitter)  # fmt: skip
-        n, size = windows.shape[0], views.shape[-2:]
-        if self.pair_net is None:  # one pass over both views: BatchNorm sees all 2N
-            feats = net.features(torch.cat([views[0], views[1]]))
-            fa, fb = [f[:n] for f in feats], [f[n:] for f in feats]
+        size = views.shape[-2:]
+        if self.pair_net is None:
+            fa, fb = self.view_features(views[0], views[1])
             other = net
         else:
             split = int(self.in_channels or 0)

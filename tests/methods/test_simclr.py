@@ -255,3 +255,28 @@ def test_the_moving_average_is_what_the_model_keeps():
     assert any(not torch.allclose(w1[k], w2[k]) for k in w1)  # the second step moved them
     for k in w1:
         torch.testing.assert_close(averaged[k], 0.25 * w1[k] + 0.75 * w2[k])
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shuffled_batchnorm_keeps_a_views_partner_out_of_its_batch(shuffle):
+    """With ``shuffle_bn`` the first view of window 0 is normalised without its second view:
+    changing that view leaves it unchanged (and without, BatchNorm carries the change over);
+    every view's features are its own, in the windows' order."""
+    seg = get_method("simclr", num_classes=2, shuffle_bn=shuffle, **FAST)
+    seg._build(3)
+    seg.net.train()
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(6, 3, 64, 64, generator=gen), torch.rand(6, 3, 64, 64, generator=gen)
+    other = b.clone()
+    other[0] = torch.rand(3, 64, 64, generator=gen) * 4
+    with torch.no_grad():
+        fa, fb = seg.view_features(a, b)
+        fa2, fb2 = seg.view_features(a, other)
+        assert torch.equal(fa[-1][0], fa2[-1][0]) == shuffle
+        assert not torch.allclose(fb[-1][0], fb2[-1][0])
+        if shuffle:  # a_1 shares its batch with b_0 (a of the odd windows, b of the even)
+            assert not torch.allclose(fa[-1][1], fa2[-1][1])
+            seg.net.eval()  # without batch statistics each view maps alone: the order is kept
+            fa, fb = seg.view_features(a, b)
+            torch.testing.assert_close(fa[-1], seg.net.features(a)[-1])
+            torch.testing.assert_close(fb[-1], seg.net.features(b)[-1])
