@@ -16,7 +16,9 @@ head trained on few labels, frozen or not):
    warm-up and cosine decay). With ``dense_weight`` > 0, PixContrast (PixPro's pixel-level
    baseline) on the encoder's dense embedding is mixed in as DenseCL mixes its dense loss:
    ``(1 - w) * global + w * dense``. With ``ema`` > 0 the encoder saved is a moving average
-   of its weights over the steps (off by default: lower on dubai_dev, benchmarks/README.md).
+   of its weights over the steps, and with ``shuffle_bn`` the two views of a window are
+   normalised in different BatchNorm batches (both off by default: lower on a dubai_dev fold,
+   benchmarks/README.md).
 4. A cosine k-means probe with K clusters is fitted on the dense embeddings (the encoder's
    hypercolumn at stride 4, :meth:`EncoderUNet.embed`) of windows drawn across the same
    scenes, pixels drawn with the window's blending weight, so a label means one thing across
