@@ -186,12 +186,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     budgets = [int(v) for v in args.budgets.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
-    train_tiles, test_tiles = (tuple(map(int, t.split(","))) for t in args.tiles.split(":"))
+
+    def tiles(text: str) -> tuple[int, ...]:
+        return tuple(int(t) for t in text.split(","))
+
+    train_tiles, test_tiles = (tiles(t) for t in args.tiles.split(":"))
     train_rows, eval_rows = read_index(args.data, train_tiles, test_tiles)
+    pretrain_rows = train_rows
     if args.pretrain_tiles:
-        pretrain_rows = read_index(args.data, tuple(map(int, args.pretrain_tiles.split(","))))[0]
-    else:
-        pretrain_rows = train_rows
+        pretrain_rows = read_index(args.data, tiles(args.pretrain_tiles))[0]
     scenes = [args.data / r["scene"] for r in train_rows]
     truths = [args.data / r["truth"] for r in train_rows]
     pretrain_scenes = [args.data / r["scene"] for r in pretrain_rows]

@@ -225,12 +225,10 @@ class EncoderUNet(nn.Module):
         """The stages at stride 4 and coarser (the first ``stages`` of them), each upsampled to
         stride 4 and unit-normalised per position, concatenated and unit-normalised again."""
         cells = (size[0] // EMBED_STRIDE, size[1] // EMBED_STRIDE)
-        parts = [
-            F.normalize(F.interpolate(f.float(), size=cells, mode="bilinear"), dim=1)
-            for f, r in zip(feats, self.reductions, strict=True)
-            if r >= EMBED_STRIDE
-        ]
-        return F.normalize(torch.cat(parts[:stages], dim=1), dim=1)
+        kept = [f for f, r in zip(feats, self.reductions, strict=True) if r >= EMBED_STRIDE]
+        parts = [F.normalize(F.interpolate(f.float(), size=cells, mode="bilinear"), dim=1)
+                 for f in kept[:stages]]  # fmt: skip
+        return F.normalize(torch.cat(parts, dim=1), dim=1)
 
     def probe_input(self, x: Tensor, feats: list[Tensor]) -> Tensor:
         """What the linear head reads: :meth:`hypercolumn`, and with ``head="linear-bands"``

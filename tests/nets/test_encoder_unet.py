@@ -83,11 +83,11 @@ def test_the_linear_bands_head_reads_each_cells_mean_band_values_after_the_embed
     assert torch.equal(column[:, : net.embed_dim()], net.embed(x))
 
 
-def _linear_head_net(head: str, bands: int):
+def _linear_head_net(head: str, bands: int, **options):
     """A seeded resnet18-unet with a 2-class linear ``head`` on ``bands`` bands, in eval mode."""
     torch.manual_seed(0)
     net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=bands, out_channels=2,
-                    head=head)  # fmt: skip
+                    head=head, **options)  # fmt: skip
     return net.eval()
 
 
@@ -137,10 +137,7 @@ def test_the_linear_texture_head_adds_each_bands_local_standard_deviation():
 def test_the_linear_head_reads_only_its_first_stages():
     """``head_stages=2``: the head's scores depend on the stride-4 and stride-8 stages alone,
     while the k-means embedding keeps every stage."""
-    torch.manual_seed(0)
-    net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=3, out_channels=4,
-                    head="linear", head_stages=2).eval()  # fmt: skip
-    assert isinstance(net, EncoderUNet)
+    net = _linear_head_net("linear", 3, head_stages=2)
     assert net.head.in_channels == 64 + 128 and net.embed_dim() == 64 + 128 + 256 + 512
     x = torch.rand(1, 3, 64, 64)
     feats = net.features(x)
