@@ -461,7 +461,7 @@ def _cluster_entropy(
             ]
             x = torch.from_numpy(np.stack([norm.apply(*r) for r in reads])).to(dev)
             with torch.inference_mode():
-                labels = method.predict(x).argmax(dim=1).cpu().numpy()
+                labels = method.predict_tile_labels(x).cpu().numpy()
             for lab, (_, valid) in zip(labels, reads, strict=True):
                 counts = np.bincount(lab[valid], minlength=method.num_classes)
                 majority[int(counts.argmax())] += 1

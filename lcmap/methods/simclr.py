@@ -49,13 +49,13 @@ from lcmap.errors import InvalidSceneError
 from lcmap.fewshot.encoder import Assignment
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._contrastive import augmentations, make_views, nt_xent, sample_at, view_points
-from lcmap.methods._encoder import EncoderSegmenter
+from lcmap.methods._encoder import EncoderSegmenter, mean_embedding
 from lcmap.methods._sliding import hann_pixels
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import SimclrConfig
 from lcmap.methods.options import make_config
 from lcmap.nets import build_net
-from lcmap.nets.encoder_unet import EncoderUNet, encoder_state
+from lcmap.nets.encoder_unet import FIXED_SIZE, EncoderUNet, encoder_state
 from lcmap.types import show_status
 
 log = logging.getLogger(__name__)
@@ -346,10 +346,11 @@ class SimclrSegmenter(EncoderSegmenter):
                 "random": "the same network from scratch"}  # fmt: skip
 
     def embed_windows(self, batch: Tensor) -> Tensor:
-        """(B, C, S, S) -> (B, D) unit mean of the window's dense embedding."""
+        """(B, C, S, S) -> (B, D) unit mean of the window's dense embedding (windows of any
+        size, through Swin's fixed ones: :func:`~lcmap.methods._encoder.mean_embedding`)."""
         net = self._fitted()
         net.eval()
-        return F.normalize(net.embed(batch.float()).mean(dim=(2, 3)), dim=1)
+        return F.normalize(mean_embedding(net, batch, FIXED_SIZE.get(self.cfg.encoder)), dim=1)
 
     def assign_windows(self, embeddings: Tensor) -> Assignment:
         """Nearest centroid by cosine; distance = 1 - cosine."""

@@ -135,6 +135,40 @@ def test_suggest_labels_from_an_encoder(encoder_model, tmp_path):
     assert len(frame) == 4 and frame["cluster"].nunique() == 4
 
 
+def test_a_swin_encoder_embeds_patches_of_any_size():
+    # Swin takes 224 px windows only; a patch of another size is embedded through them.
+    seg = get_method("simclr", num_classes=3, encoder="swin-unet", in_channels=2, crop_size=224)
+    seg.net.eval()
+    x = torch.rand(2, 2, 448, 448)
+    with torch.no_grad():
+        whole = seg.embed_windows(x)
+        quarters = [seg.net.embed(x[..., r : r + 224, c : c + 224]).mean(dim=(2, 3))
+                    for r in (0, 224) for c in (0, 224)]  # fmt: skip
+        small = seg.embed_windows(x[..., :128, :100])
+        odd = seg.embed_windows(x[..., :300, :230])
+    # four windows tile 448 px exactly: the patch's embedding is their cells' mean
+    expected = torch.nn.functional.normalize(torch.stack(quarters).mean(0), dim=1)
+    assert torch.allclose(whole, expected, atol=1e-5)
+    for e in (small, odd):
+        assert e.shape == whole.shape and torch.allclose(e.norm(dim=1), torch.ones(2))
+
+
+def test_suggest_labels_with_a_swin_encoder_and_its_tuned_model(tmp_path):
+    write_three_class_scene(tmp_path / "a.tif", tmp_path / "a_labels.tif", 240, 256, seed=0)
+    options = {"encoder": "swin-unet", "windows": 4, "batch_size": 2, "steps": 1,
+               "probe_windows": 2}  # fmt: skip
+    api.train([tmp_path / "a.tif"], tmp_path / "enc.lcmap", method="simclr", classes=3,
+              device="cpu", options=options)  # fmt: skip
+    finetune(tmp_path / "enc.lcmap", [tmp_path / "a.tif"], [tmp_path / "a_labels.tif"],
+             tmp_path / "t.lcmap", patches=2, patch_size=128, steps=1, device="cpu")  # fmt: skip
+    # patches smaller than Swin's window; 2 patches over 3 clusters: the tuned model's
+    # uncertainty decides which clusters get one
+    frame = suggest_labels([tmp_path / "a.tif"], tmp_path / "enc.lcmap", None, budget=2,
+                           patch_size=112, tuned=tmp_path / "t.lcmap", clusters=3,
+                           device="cpu")  # fmt: skip
+    assert len(frame) == 2 and set(frame["size"]) == {112}
+
+
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
 def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
     from lcmap.api import _header
