@@ -1,6 +1,7 @@
 """Shared fixtures: synthetic scenes with a known pattern, a toy method, device selection."""
 
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -17,7 +18,13 @@ from rasterio.transform import from_origin
 
 # Tests never see the developer's weights cache: what `lcmap segment` picks by default, and
 # what resolves, must not depend on the machine.
-os.environ["LCMAP_CACHE_DIR"] = tempfile.mkdtemp(prefix="lcmap-test-cache-")
+_CACHE = tempfile.mkdtemp(prefix="lcmap-test-cache-")
+os.environ["LCMAP_CACHE_DIR"] = _CACHE
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the empty weights cache the session used."""
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
