@@ -61,5 +61,9 @@ class NoNodataWarning(LcmapWarning):
     """The scene declares neither a nodata value nor a mask; every pixel is treated as valid."""
 
 
+class TrainingCollapseWarning(LcmapWarning):
+    """Contrastive pre-training ended at its loss's chance level: the encoder learnt nothing."""
+
+
 class ModelMismatchWarning(LcmapWarning):
     """A scene's bands look unlike those a model was trained on (another sensor or order)."""

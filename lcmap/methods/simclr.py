@@ -18,7 +18,9 @@ head trained on few labels, frozen or not):
    ``(1 - w) * global + w * dense``. With ``ema`` > 0 the encoder saved is a moving average
    of its weights over the steps, and with ``shuffle_bn`` the two views of a window are
    normalised in different BatchNorm batches (both off by default: lower on a dubai_dev fold,
-   benchmarks/README.md).
+   benchmarks/README.md). A run that ends with the global loss at its chance level,
+   ln(2 batch - 1), warns (:class:`~lcmap.errors.TrainingCollapseWarning`): Swin-T with Adam at
+   1e-3 does so; Swin's recipe scales 1e-3 by batch / 512, with a warm-up.
 4. A cosine k-means probe with K clusters is fitted on the dense embeddings (the encoder's
    hypercolumn at stride 4, :meth:`EncoderUNet.embed`) of windows drawn across the same
    scenes, pixels drawn with the window's blending weight, so a label means one thing across
@@ -36,6 +38,7 @@ pre-trained encoder (``--init simclr``) or at random (``--init random``), frozen
 
 import logging
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -45,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from lcmap.errors import InvalidSceneError
+from lcmap.errors import InvalidSceneError, TrainingCollapseWarning
 from lcmap.fewshot.encoder import Assignment
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._contrastive import augmentations, make_views, nt_xent, sample_at, view_points
@@ -59,6 +62,10 @@ from lcmap.nets.encoder_unet import FIXED_SIZE, EncoderUNet, encoder_state
 from lcmap.types import show_status
 
 log = logging.getLogger(__name__)
+#: Steps after which a loss still at chance level is a collapse, not a start.
+COLLAPSE_MIN_STEPS = 50
+#: Share of the chance level above which the loss counts as at chance.
+CHANCE_SHARE = 0.99
 
 #: Pixels drawn per probe window (Hann-weighted) for the k-means probe.
 _PROBE_PIXELS = 64
@@ -221,6 +228,8 @@ class SimclrSegmenter(EncoderSegmenter):
             if progress is not None:
                 progress(step + 1, total)
                 show_status(progress, f"loss {self.final_loss:.4f}")
+        if steps >= COLLAPSE_MIN_STEPS:
+            check_collapse(parts["global"], batch)
         for average, encoder in averages:  # the averaged weights replace the last step's
             encoder.load_state_dict(average.module.state_dict())
         net.eval()
@@ -373,6 +382,21 @@ class SimclrSegmenter(EncoderSegmenter):
         if init == "simclr":
             tuned.load_encoder(encoder_state(net))
         return tuned
+
+
+def check_collapse(global_loss: float, batch: int) -> None:
+    """Warn when the global NT-Xent ended at its chance level, ln(2 batch - 1): every
+    projection at one point (a learning rate too high for the encoder, or windows with nothing
+    to tell apart), so the encoder learnt nothing a map or a head could use."""
+    chance = math.log(2 * batch - 1)
+    if global_loss >= CHANCE_SHARE * chance:
+        warnings.warn(
+            f"simclr's loss ended at its chance level ({global_loss:.3f}, ln(2 x {batch} - 1) = "
+            f"{chance:.3f}): the encoder learnt nothing. Pre-train again with a lower --lr "
+            "(swin-unet with adam: about 1e-3 x batch / 512, with -p schedule=cosine).",
+            TrainingCollapseWarning,
+            stacklevel=3,
+        )
 
 
 def cosine_warmup(steps: int, warmup: float = 0.1) -> Callable[[int], float]:

@@ -2,6 +2,7 @@
 few-shot fine-tuning with a frozen or trained encoder, and every encoder through a model file."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from _cas_data import CLASS_NAMES, miou, write_three_class_scene
 from _tiny_vit import NAIP_SAMPLE
 
 from lcmap import api
-from lcmap.errors import InvalidOptionError
+from lcmap.errors import InvalidOptionError, TrainingCollapseWarning
 from lcmap.fewshot.encoder import load_encoder
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
@@ -133,6 +134,18 @@ def test_suggest_labels_from_an_encoder(encoder_model, tmp_path):
     frame = suggest_labels([root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32,
                            clusters="budget", device="cpu")  # fmt: skip
     assert len(frame) == 4 and frame["cluster"].nunique() == 4
+
+
+def test_a_pretraining_whose_loss_ends_at_chance_says_so():
+    # A flat scene: every view the same, the NT-Xent at exactly ln(2 x batch - 1).
+    flat = np.full((3, 96, 96), 0.5, dtype=np.float32)
+    options = {**FAST, "encoder": "unet", "crop_size": 32, "windows": 8, "batch_size": 4,
+               "steps": 50, "optimizer": "adam", "probe_windows": 2}  # fmt: skip
+    with pytest.warns(TrainingCollapseWarning, match="chance level"):
+        get_method("simclr", num_classes=2, **options).fit(ArraySampler([flat], seed=0))
+    with warnings.catch_warnings():  # a real scene learns, and nothing is said
+        warnings.simplefilter("error", TrainingCollapseWarning)
+        get_method("simclr", num_classes=2, **options).fit(ArraySampler([_naip(96)], seed=0))
 
 
 def test_a_swin_encoder_embeds_patches_of_any_size():
