@@ -35,7 +35,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +148,13 @@ def eval_crops(data: Path, rows: list[dict[str, str]], crop: int) -> list[dict[s
     return out
 
 
-def predict_scores(model_path: Path, crops: list[dict[str, Any]]) -> list[torch.Tensor]:
-    """The model's (K, H, W) scores on each crop (its bands and normalisation)."""
+def predict_scores(
+    model_path: Path,
+    crops: list[dict[str, Any]],
+    adapt: Callable[[Any, torch.Tensor], None] | None = None,
+) -> list[torch.Tensor]:
+    """The model's (K, H, W) scores on each crop (its bands and normalisation); ``adapt``
+    (method, crop) first, if given."""
     method, header = load_model(model_path)
     method.to(torch.device("cpu"))
     norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
@@ -157,14 +162,21 @@ def predict_scores(model_path: Path, crops: list[dict[str, Any]]) -> list[torch.
     for c in crops:
         bands = [b - 1 for b in header.bands]
         x = torch.from_numpy(norm.apply(c["raw"][bands], c["valid"]))[None]
+        if adapt is not None:
+            adapt(method, x)
         with torch.inference_mode():
             # predict_tiles: predict, or fixed windows blended for a windowed method
             scores.append(method.predict_tiles(x)[0])
     return scores
 
 
-def predict_labels(model_path: Path, crops: list[dict[str, Any]]) -> list[np.ndarray]:
-    return [s.argmax(dim=0).numpy().astype(np.int64) for s in predict_scores(model_path, crops)]
+def predict_labels(
+    model_path: Path,
+    crops: list[dict[str, Any]],
+    adapt: Callable[[Any, torch.Tensor], None] | None = None,
+) -> list[np.ndarray]:
+    scores = predict_scores(model_path, crops, adapt)
+    return [s.argmax(dim=0).numpy().astype(np.int64) for s in scores]
 
 
 def pooled_metrics(pairs: Iterable[tuple[Any, Any]], match: str) -> Metrics:

@@ -65,8 +65,6 @@ from lcmap import api
 from lcmap.errors import NoNodataWarning
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
-from lcmap.io.scene import Normalisation
-from lcmap.models import load_model
 
 log = logging.getLogger("quality_encoders")
 
@@ -154,34 +152,23 @@ def per_class_iou(preds: list[np.ndarray], crops: list[dict[str, Any]]) -> list[
     return [float(i / u) if u else float("nan") for i, u in zip(inter, union, strict=True)]
 
 
-def adapted_bn_labels(model_path: Path, crops: list[dict[str, Any]]) -> list[np.ndarray]:
-    """The tuned model's labels on each crop after its encoder's BatchNorm statistics are
-    re-estimated on that crop's own windows, labels unused (AdaBN: Li et al., "Revisiting
-    batch normalization for practical domain adaptation", 2016): the shift between the tiles
-    trained on and the scene mapped absorbed by the normalisation, the head kept."""
-    method, header = load_model(model_path)
-    net = method.net
-    norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
-    size, stride = method.window.size, method.window.stride
-    trained = {k: v.clone() for k, v in net.state_dict().items()}
-    labels = []
-    for c in crops:
-        net.load_state_dict(trained)
-        for m in net.encoder.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.reset_running_stats()
-                m.momentum = None  # a plain mean over the crop's batches
-        x = torch.from_numpy(norm.apply(c["raw"][[b - 1 for b in header.bands]], c["valid"]))[None]
-        windows = x.unfold(2, size, stride).unfold(3, size, stride)
-        windows = windows.permute(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1], size, size)
-        net.encoder.train()
-        with torch.no_grad():
-            for i in range(0, len(windows), 64):
-                net.encoder(windows[i : i + 64].float())
-        net.eval()
-        with torch.inference_mode():
-            labels.append(method.predict_tiles(x)[0].argmax(0).numpy().astype(np.int64))
-    return labels
+def adapt_bn(method: Any, x: torch.Tensor) -> None:
+    """Re-estimate the encoder's BatchNorm statistics on the crop ``x``'s own windows, labels
+    unused, before the model scores it (AdaBN: Li et al., "Revisiting batch normalization for
+    practical domain adaptation", 2016): the shift between the tiles trained on and the scene
+    mapped absorbed by the normalisation, the head kept."""
+    net, size, stride = method.net, method.window.size, method.window.stride
+    for m in net.encoder.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # a plain mean over the crop's batches
+    windows = x.unfold(2, size, stride).unfold(3, size, stride)
+    windows = windows.permute(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1], size, size)
+    net.encoder.train()
+    with torch.no_grad():
+        for i in range(0, len(windows), 64):
+            net.encoder(windows[i : i + 64].float())
+    net.eval()
 
 
 def main() -> None:
@@ -214,7 +201,7 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             scored = [(name, predict_labels(tuned, crops))]
             if args.adapt_bn:
-                scored.append((name + ", adapted BN", adapted_bn_labels(tuned, crops)))
+                scored.append((name + ", adapted BN", predict_labels(tuned, crops, adapt_bn)))
             for name, preds in scored:
                 run = {"encoder": encoder, "row": name, "patches": n, "seed": seed,
                        **score(preds, crops, "none"), "iou": per_class_iou(preds, crops),

@@ -18,6 +18,7 @@ from lcmap.methods.base import Segmenter, Window
 from lcmap.methods.configs import EncoderOptions
 from lcmap.nets import build_net, network_record
 from lcmap.nets.encoder_unet import EMBED_STRIDE, FIXED_SIZE, EncoderUNet
+from lcmap.tiling import padded_length, window_offsets
 
 
 def window_geometry(encoder: str, crop_size: int | None, stride: int | None) -> Window:
@@ -107,29 +108,18 @@ def mean_embedding(net: EncoderUNet, batch: Tensor, fixed: int | None) -> Tensor
     """(B, C, H, W) patches -> (B, D): the mean of each patch's dense embedding over its cells.
 
     An encoder that takes windows of one size only (``fixed``: Swin's 224 px) sees the patch
-    mirrored at the right and bottom up to that size, or, when the patch is larger, windows of
-    that size covering it (cells seen twice averaged); only the patch's own cells count. Other
-    encoders embed the patch whole.
+    mirrored at the right and bottom up to whole windows, which tile it; only the patch's own
+    cells count. Other encoders embed the patch whole.
     """
     h, w = batch.shape[-2:]
     if fixed is None or (h, w) == (fixed, fixed):
         return net.embed(batch.float()).mean(dim=(2, 3))
-    # up to the window and to whole embedding cells, so that window starts fall on cells
-    pad_h = max(fixed, -(-h // EMBED_STRIDE) * EMBED_STRIDE) - h
-    pad_w = max(fixed, -(-w // EMBED_STRIDE) * EMBED_STRIDE) - w
-    x = mirror_pad(batch.float(), pad_h, pad_w)
-    total, count = None, torch.zeros(x.shape[-2] // EMBED_STRIDE, x.shape[-1] // EMBED_STRIDE)
-    rows = sorted({*range(0, x.shape[-2] - fixed + 1, fixed), x.shape[-2] - fixed})
-    cols = sorted({*range(0, x.shape[-1] - fixed + 1, fixed), x.shape[-1] - fixed})
-    for r in rows:
-        for c in cols:
-            z = net.embed(x[..., r : r + fixed, c : c + fixed])
-            if total is None:
-                total = z.new_zeros(*z.shape[:2], *count.shape)
-            cells = (slice(r // EMBED_STRIDE, (r + fixed) // EMBED_STRIDE),
-                     slice(c // EMBED_STRIDE, (c + fixed) // EMBED_STRIDE))  # fmt: skip
-            total[..., cells[0], cells[1]] += z
-            count[cells] += 1
-    assert total is not None
-    z = total / count.to(total.device)
+    height, width = padded_length(h, fixed, fixed), padded_length(w, fixed, fixed)
+    x = mirror_pad(batch.float(), height - h, width - w)
+    offsets = window_offsets(height, fixed, fixed), window_offsets(width, fixed, fixed)
+    rows = []
+    for r in offsets[0]:
+        row = [net.embed(x[..., r : r + fixed, c : c + fixed]) for c in offsets[1]]
+        rows.append(torch.cat(row, dim=-1))
+    z = torch.cat(rows, dim=-2)
     return z[..., : max(1, h // EMBED_STRIDE), : max(1, w // EMBED_STRIDE)].mean(dim=(2, 3))
