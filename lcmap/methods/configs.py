@@ -268,6 +268,14 @@ class SimclrConfig(EncoderOptions):
         choices=("constant", "cosine"),
     )  # fmt: skip
     temperature: float = option(0.1, "NT-Xent temperature (seed 004: 0.1 or 0.7)", above=0)
+    loss: str = option(
+        "ntxent", "the global loss: ntxent (SimCLR, seed 004) or simsiam (no negatives, Chen "
+        "and He 2021: seed 004's outlook for small batches)", choices=("ntxent", "simsiam"),
+    )  # fmt: skip
+    projector_dim: int = option(
+        2048, "width of SimSiam's 3-layer projector, which replaces the projection head with "
+        "loss=simsiam (its predictor's hidden layer is a quarter of it)", low=4,
+    )  # fmt: skip
     min_scale: float = option(0.2, "smallest random crop, fraction of the window (seed 004: 20%)",
                               above=0, high=1)  # fmt: skip
     colour_jitter: float = option(

@@ -15,12 +15,15 @@ head trained on few labels, frozen or not):
    003's Swin), at a constant rate (seed 004) or with ``schedule="cosine"`` (SimCLR's
    warm-up and cosine decay). With ``dense_weight`` > 0, PixContrast (PixPro's pixel-level
    baseline) on the encoder's dense embedding is mixed in as DenseCL mixes its dense loss:
-   ``(1 - w) * global + w * dense``. With ``ema`` > 0 the encoder saved is a moving average
-   of its weights over the steps, and with ``shuffle_bn`` the two views of a window are
-   normalised in different BatchNorm batches (both off by default: lower on a dubai_dev fold,
-   benchmarks/README.md). A run that ends with the global loss at its chance level,
-   ln(2 batch - 1), warns (:class:`~lcmap.errors.TrainingCollapseWarning`): Swin-T with Adam at
-   1e-3 does so; Swin's recipe scales 1e-3 by batch / 512, with a warm-up.
+   ``(1 - w) * global + w * dense``. With ``loss="simsiam"`` the global loss is SimSiam's, which
+   needs no negatives (seed 004's outlook: its batches of 8-16 are far below SimCLR's hundreds),
+   with SimSiam's projector and predictor in place of the projection head. With ``ema`` > 0
+   the encoder saved is a moving average of its weights over the steps, and with
+   ``shuffle_bn`` the two views of a window are normalised in different BatchNorm batches
+   (both off by default: lower on a dubai_dev fold, benchmarks/README.md). A run that ends
+   with its projections collapsed (NT-Xent at its chance level, ln(2 batch - 1)) warns
+   (:class:`~lcmap.errors.TrainingCollapseWarning`): Swin-T with Adam at 1e-3 does so; Swin's
+   recipe scales 1e-3 by batch / 512, with a warm-up.
 4. A cosine k-means probe with K clusters is fitted on the dense embeddings (the encoder's
    hypercolumn at stride 4, :meth:`EncoderUNet.embed`) of windows drawn across the same
    scenes, pixels drawn with the window's blending weight, so a label means one thing across
@@ -51,7 +54,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from lcmap.errors import InvalidSceneError, TrainingCollapseWarning
 from lcmap.fewshot.encoder import Assignment
 from lcmap.methods._cluster import spherical_kmeans
-from lcmap.methods._contrastive import augmentations, make_views, nt_xent, sample_at, view_points
+from lcmap.methods._contrastive import (
+    augmentations,
+    make_views,
+    nt_xent,
+    sample_at,
+    simsiam,
+    view_points,
+)
 from lcmap.methods._encoder import EncoderSegmenter, mean_embedding
 from lcmap.methods._sliding import hann_pixels
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
@@ -90,6 +100,8 @@ class SimclrSegmenter(EncoderSegmenter):
         super().__init__(cfg)
         self.projection: nn.Module | None = None
         self.dense_projection: nn.Module | None = None
+        #: SimSiam's predictor (``loss="simsiam"``), else None.
+        self.predictor: nn.Module | None = None
         self.centroids: Tensor | None = None
         self.final_loss: float | None = None
         #: The partner sensor's encoder (pre-training on pairs), same architecture.
@@ -106,15 +118,31 @@ class SimclrSegmenter(EncoderSegmenter):
             assert isinstance(pair, EncoderUNet)
             self.pair_net = pair
         deep, dim, out = net.channels[-1], net.embed_dim(), self.cfg.projection_dim
-        self.projection = nn.Sequential(nn.Linear(deep, deep), nn.ReLU(), nn.Linear(deep, out))
+        self.predictor = None
+        if self.cfg.loss == "simsiam":  # SimSiam's projector and bottleneck predictor
+            width = self.cfg.projector_dim
+            self.projection = nn.Sequential(
+                nn.Linear(deep, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(),
+                nn.Linear(width, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(),
+                nn.Linear(width, width, bias=False), nn.BatchNorm1d(width, affine=False),
+            )  # fmt: skip
+            self.predictor = nn.Sequential(
+                nn.Linear(width, width // 4, bias=False), nn.BatchNorm1d(width // 4), nn.ReLU(),
+                nn.Linear(width // 4, width),
+            )  # fmt: skip
+        else:
+            self.projection = nn.Sequential(nn.Linear(deep, deep), nn.ReLU(),
+                                            nn.Linear(deep, out))  # fmt: skip
         self.dense_projection = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(),
                                               nn.Linear(dim // 2, out))  # fmt: skip
 
     def header(self) -> dict[str, Any]:
         """The augmentations and the final contrastive loss."""
+        objective = "simclr" if self.cfg.loss == "ntxent" else self.cfg.loss
+        if self.cfg.dense_weight:
+            objective += "+dense"
         return {"augmentations": augmentations(self.cfg.colour_jitter),
-                "final_loss": self.final_loss,
-                "objective": "simclr+dense" if self.cfg.dense_weight else "simclr"}  # fmt: skip
+                "final_loss": self.final_loss, "objective": objective}  # fmt: skip
 
     def _modules(self) -> dict[str, nn.Module]:
         """The state's modules by prefix."""
@@ -122,6 +150,8 @@ class SimclrSegmenter(EncoderSegmenter):
         assert self.dense_projection is not None
         modules = {"net.": self.net, "projection.": self.projection,
                    "dense_projection.": self.dense_projection}  # fmt: skip
+        if self.predictor is not None:
+            modules["predictor."] = self.predictor
         return modules | ({"pair_net.": self.pair_net} if self.pair_net is not None else {})
 
     def state_dict(self) -> dict[str, Tensor]:
@@ -149,7 +179,7 @@ class SimclrSegmenter(EncoderSegmenter):
     def to(self, device: torch.device) -> "SimclrSegmenter":
         """Move the network, heads and centroids to ``device``."""
         super().to(device)
-        for module in (self.projection, self.dense_projection, self.pair_net):
+        for module in (self.projection, self.dense_projection, self.predictor, self.pair_net):
             if module is not None:
                 module.to(device)
         if self.centroids is not None:
@@ -192,6 +222,8 @@ class SimclrSegmenter(EncoderSegmenter):
         gen = torch.Generator().manual_seed(cfg.seed)
         assert self.projection is not None and self.dense_projection is not None
         params = [*net.encoder.parameters(), *self.projection.parameters()]
+        if self.predictor is not None:
+            params += list(self.predictor.parameters())
         if self.pair_net is not None:
             params += list(self.pair_net.encoder.parameters())
         if cfg.dense_weight:
@@ -205,9 +237,9 @@ class SimclrSegmenter(EncoderSegmenter):
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
         log.info("simclr: %s on %d windows of %d px, %d steps of %d windows",
                  cfg.encoder, n, cfg.crop_size, steps, batch)  # fmt: skip
-        net.train()
-        if self.pair_net is not None:
-            self.pair_net.train()
+        for module in (net, self.projection, self.predictor, self.pair_net):
+            if module is not None:
+                module.train()
         averages = self._averages()
         order = torch.randperm(n, generator=gen)
         for step in range(steps):
@@ -229,7 +261,7 @@ class SimclrSegmenter(EncoderSegmenter):
                 progress(step + 1, total)
                 show_status(progress, f"loss {self.final_loss:.4f}")
         if steps >= COLLAPSE_MIN_STEPS:
-            check_collapse(parts["global"], batch)
+            check_collapse(parts, batch)
         for average, encoder in averages:  # the averaged weights replace the last step's
             encoder.load_state_dict(average.module.state_dict())
         net.eval()
@@ -277,8 +309,9 @@ class SimclrSegmenter(EncoderSegmenter):
     def contrastive_loss(
         self, windows: Tensor, gen: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
-        """The loss of one batch of (N, C, S, S) windows: NT-Xent of the pooled last stage,
-        mixed with PixContrast on the dense embedding when ``dense_weight`` > 0.
+        """The loss of one batch of (N, C, S, S) windows: NT-Xent (or SimSiam, ``loss``) of the
+        pooled last stage, mixed with PixContrast on the dense embedding when ``dense_weight``
+        > 0.
 
         Windows of pairs (``pair_channels``) hold the scene's bands, then the partner's: the
         first view is the scene's, seen by :attr:`net`, the second the partner's, seen by
@@ -299,8 +332,12 @@ class SimclrSegmenter(EncoderSegmenter):
             other = self.pair_net
         za = self.projection(fa[-1].mean(dim=(2, 3)))
         zb = self.projection(fb[-1].mean(dim=(2, 3)))
-        loss = nt_xent(za, zb, cfg.temperature)
-        parts = {"global": float(loss.detach())}
+        if self.predictor is not None:
+            loss, parts = simsiam(self.predictor(za), self.predictor(zb), za, zb)
+        else:
+            loss = nt_xent(za, zb, cfg.temperature)
+            parts = {}
+        parts["global"] = float(loss.detach())
         if cfg.dense_weight:
             ea, eb = net.hypercolumn(fa, size), other.hypercolumn(fb, size)
             coords, ok = view_points(grids, cfg.dense_points, gen)
@@ -384,16 +421,24 @@ class SimclrSegmenter(EncoderSegmenter):
         return tuned
 
 
-def check_collapse(global_loss: float, batch: int) -> None:
-    """Warn when the global NT-Xent ended at its chance level, ln(2 batch - 1): every
-    projection at one point (a learning rate too high for the encoder, or windows with nothing
-    to tell apart), so the encoder learnt nothing a map or a head could use."""
-    chance = math.log(2 * batch - 1)
-    if global_loss >= CHANCE_SHARE * chance:
+def check_collapse(parts: dict[str, float], batch: int) -> None:
+    """Warn when the last step's global loss says the projections collapsed to one point (a
+    learning rate too high for the encoder, or windows with nothing to tell apart), so the
+    encoder learnt nothing a map or a head could use: NT-Xent at its chance level,
+    ln(2 batch - 1), or SimSiam's projections no longer spread (``spread`` near 0)."""
+    if "spread" in parts:
+        collapsed = parts["spread"] <= 1 - CHANCE_SHARE
+        level = f"projections ended at one point (spread {parts['spread']:.3f} of about 1)"
+    else:
+        chance = math.log(2 * batch - 1)
+        collapsed = parts["global"] >= CHANCE_SHARE * chance
+        level = (f"loss ended at its chance level ({parts['global']:.3f}, ln(2 x {batch} - 1) = "
+                 f"{chance:.3f})")  # fmt: skip
+    if collapsed:
         warnings.warn(
-            f"simclr's loss ended at its chance level ({global_loss:.3f}, ln(2 x {batch} - 1) = "
-            f"{chance:.3f}): the encoder learnt nothing. Pre-train again with a lower --lr "
-            "(swin-unet with adam: about 1e-3 x batch / 512, with -p schedule=cosine).",
+            f"simclr's {level}: the encoder learnt nothing. "
+            "Pre-train again with a lower --lr (swin-unet with adam: about 1e-3 x batch / 512, "
+            "with -p schedule=cosine).",
             TrainingCollapseWarning,
             stacklevel=3,
         )
