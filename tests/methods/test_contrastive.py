@@ -13,6 +13,7 @@ from lcmap.methods._contrastive import (
     make_views,
     nt_xent,
     sample_at,
+    simsiam,
     view_points,
 )
 
@@ -45,6 +46,26 @@ def test_nt_xent_matches_the_formula_on_random_vectors(t):
     assert float(nt_xent(z1, z2, t)) == pytest.approx(_by_hand(z1, z2, t), rel=1e-4)
     # Swapping the views changes nothing; a lower temperature sharpens the loss.
     assert float(nt_xent(z2, z1, t)) == pytest.approx(float(nt_xent(z1, z2, t)), rel=1e-5)
+
+
+def test_simsiam_on_a_case_worked_out_by_hand():
+    # Each prediction against the other view's projection: cosines 1/sqrt(2) and 1 per side,
+    # so the loss is -(1/sqrt(2) + 1) / 2; the projections get no gradient (stop-gradient).
+    p1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    p2 = torch.tensor([[0.0, 1.0], [1.0, 0.0]], requires_grad=True)
+    z1 = torch.tensor([[0.0, 3.0], [1.0, 1.0]], requires_grad=True)
+    z2 = torch.tensor([[1.0, 1.0], [0.0, 2.0]], requires_grad=True)
+    loss, _ = simsiam(p1, p2, z1, z2)
+    assert float(loss.detach()) == pytest.approx(-(1 / math.sqrt(2) + 1) / 2, rel=1e-5)
+    loss.backward()
+    assert p1.grad is not None and p2.grad is not None
+    assert z1.grad is None and z2.grad is None
+    # Spread: about 1 for projections spread over the sphere, 0 when all are one point.
+    gen = torch.Generator().manual_seed(0)
+    spread = simsiam(*(torch.randn(256, 64, generator=gen) for _ in range(4)))[1]["spread"]
+    assert spread == pytest.approx(1.0, abs=0.1)
+    same = torch.ones(8, 64)
+    assert simsiam(same, same, same, same)[1]["spread"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_views_keep_the_pixels_of_a_pair_aligned():

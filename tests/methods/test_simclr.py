@@ -17,7 +17,7 @@ from lcmap.fewshot.encoder import load_encoder
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
 from lcmap.methods import get_method
-from lcmap.methods.simclr import SimclrSegmenter, cosine_warmup
+from lcmap.methods.simclr import SimclrSegmenter, check_collapse, cosine_warmup
 from lcmap.models import load_model, read_header, save_model
 from lcmap.nets.encoder_unet import ENCODERS
 from lcmap.sampling import ArraySampler
@@ -52,6 +52,45 @@ def test_pretraining_lowers_the_contrastive_loss_on_a_real_scene():
     after = loss()
     assert after < before - 0.1, (before, after)
     assert seg.final_loss is not None and seg.centroids.shape == (4, seg.net.embed_dim())
+
+
+def test_simsiam_pretraining_lowers_its_loss_and_keeps_its_predictor(tmp_path):
+    from lcmap.api import _header
+    from lcmap.io.scene import Normalisation
+
+    windows = torch.from_numpy(ArraySampler([_naip()], seed=0).sample(16, 64).image.numpy())
+    options = {**FAST, "steps": 15, "optimizer": "adam", "windows": 16, "batch_size": 16,
+               "loss": "simsiam"}  # fmt: skip
+    seg = get_method("simclr", num_classes=4, **options)
+
+    def loss() -> float:
+        for module in (seg.net, seg.projection, seg.predictor):
+            module.train()
+        with torch.no_grad():
+            value, _ = seg.contrastive_loss(windows, torch.Generator().manual_seed(9))
+        return float(value)
+
+    seg._build(3)
+    before = loss()
+    seg.fit(ArraySampler([_naip()], seed=0))
+    after = loss()
+    assert after < before - 0.1, (before, after)
+    assert seg.header()["objective"] == "simsiam"
+    path = tmp_path / "simsiam.lcmap"
+    save_model(path, seg, _header(seg, [1, 2, 3], Normalisation((0.0,) * 3, (1.0,) * 3), []))
+    back, _ = load_model(path)
+    assert read_header(path).extra["objective"] == "simsiam"
+    for mine, theirs in ((seg.predictor, back.predictor), (seg.projection, back.projection)):
+        state = theirs.state_dict()
+        assert all(torch.equal(v.cpu(), state[k].cpu()) for k, v in mine.state_dict().items())
+
+
+def test_a_collapse_of_simsiams_projections_says_so():
+    with pytest.warns(TrainingCollapseWarning, match="one point"):
+        check_collapse({"spread": 0.004, "global": -1.0}, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingCollapseWarning)
+        check_collapse({"spread": 0.9, "global": -0.9}, 16)
 
 
 @pytest.fixture(scope="module")
