@@ -110,15 +110,19 @@ def pretrain(
 
     Two augmented views of each window (random resized crop, flips and rotations, blur,
     brightness/contrast, illumination, erasing) are pulled together and other windows pushed
-    apart (SimCLR's NT-Xent; with --dense also pixel by pixel). The model maps without labels
-    ('lcmap segment SCENE --model ENCODER') and is the start of few-shot fine-tuning
+    apart (SimCLR's NT-Xent; with --dense also pixel by pixel; with -p loss=simsiam the views
+    are pulled together by SimSiam, which needs no other windows). The model maps without
+    labels ('lcmap segment SCENE --model ENCODER') and is the start of few-shot fine-tuning
     ('lcmap finetune ENCODER --scene S --labels L').
 
     Examples:
 
         $ lcmap pretrain a.tif b.tif -o enc.lcmap --encoder resnet18-unet -k 6
 
-        $ lcmap pretrain s2_*.tif -o swin.lcmap --encoder swin-unet --optimizer adam --dense
+        $ lcmap pretrain a.tif b.tif -o enc.lcmap --optimizer adam -p loss=simsiam
+
+        $ lcmap pretrain s2.tif -o swin.lcmap --encoder swin-unet --optimizer adam \\
+            --lr 3e-5 -p schedule=cosine
 
         $ lcmap pretrain --pair s2_a.tif:s1_a.tif --pair s2_b.tif:s1_b.tif -o s2s1.lcmap
 
