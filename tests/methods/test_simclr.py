@@ -34,14 +34,16 @@ def _naip(size: int = 256) -> np.ndarray:
     return data.astype(np.float32) / 255.0
 
 
-def test_pretraining_lowers_the_contrastive_loss_on_a_real_scene():
+def _pretrained_on_naip(**extra) -> tuple[SimclrSegmenter, float, float]:
+    """15 Adam steps on the NAIP sample; the loss of the same views before and after."""
     windows = torch.from_numpy(ArraySampler([_naip()], seed=0).sample(16, 64).image.numpy())
-    options = {**FAST, "steps": 15, "optimizer": "adam", "windows": 16, "batch_size": 16,
-               "dense_weight": 0.5}  # fmt: skip
-    seg = get_method("simclr", num_classes=4, **options)
+    options = {**FAST, "steps": 15, "optimizer": "adam", "windows": 16, "batch_size": 16}
+    seg = get_method("simclr", num_classes=4, **options, **extra)
 
     def loss() -> float:
-        seg.net.train()  # as in training: batch statistics; the same views before and after
+        for module in (seg.net, seg.projection, seg.predictor):
+            if module is not None:  # as in training: batch statistics
+                module.train()
         with torch.no_grad():
             value, _ = seg.contrastive_loss(windows, torch.Generator().manual_seed(9))
         return float(value)
@@ -49,7 +51,11 @@ def test_pretraining_lowers_the_contrastive_loss_on_a_real_scene():
     seg._build(3)
     before = loss()
     seg.fit(ArraySampler([_naip()], seed=0))
-    after = loss()
+    return seg, before, loss()
+
+
+def test_pretraining_lowers_the_contrastive_loss_on_a_real_scene():
+    seg, before, after = _pretrained_on_naip(dense_weight=0.5)
     assert after < before - 0.1, (before, after)
     assert seg.final_loss is not None and seg.centroids.shape == (4, seg.net.embed_dim())
 
@@ -58,22 +64,7 @@ def test_simsiam_pretraining_lowers_its_loss_and_keeps_its_predictor(tmp_path):
     from lcmap.api import _header
     from lcmap.io.scene import Normalisation
 
-    windows = torch.from_numpy(ArraySampler([_naip()], seed=0).sample(16, 64).image.numpy())
-    options = {**FAST, "steps": 15, "optimizer": "adam", "windows": 16, "batch_size": 16,
-               "loss": "simsiam"}  # fmt: skip
-    seg = get_method("simclr", num_classes=4, **options)
-
-    def loss() -> float:
-        for module in (seg.net, seg.projection, seg.predictor):
-            module.train()
-        with torch.no_grad():
-            value, _ = seg.contrastive_loss(windows, torch.Generator().manual_seed(9))
-        return float(value)
-
-    seg._build(3)
-    before = loss()
-    seg.fit(ArraySampler([_naip()], seed=0))
-    after = loss()
+    seg, before, after = _pretrained_on_naip(loss="simsiam")
     assert after < before - 0.1, (before, after)
     assert seg.header()["objective"] == "simsiam"
     path = tmp_path / "simsiam.lcmap"
