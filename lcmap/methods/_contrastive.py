@@ -30,9 +30,9 @@ view's projection under a stop-gradient; no negative is needed and its accuracy 
 with the batch size (their Table 2). Seed 004's outlook asks for a method "that does not rely on
 negative samples", because its batches of 8 and 16 give NT-Xent 14 or 30 negatives where
 SimCLR's reference needs hundreds. VICReg (Bardes et al. 2022), the other candidate, was not
-taken: its covariance term over D dimensions from a batch of N has rank at most N - 1, so at
-N = 16 and D = 2048 it cannot reach 0 at unit variance, and on the NAIP sample its variance
-hinge stayed at 0.84 of its maximum after 200 steps.
+taken: it estimates a D x D covariance from the batch, of rank at most N - 1, so at N = 16 and
+D = 2048 its covariance term cannot reach 0 while every dimension keeps unit variance, and the
+two terms pull against each other.
 """
 
 import math

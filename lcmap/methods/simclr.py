@@ -21,9 +21,9 @@ head trained on few labels, frozen or not):
    the encoder saved is a moving average of its weights over the steps, and with
    ``shuffle_bn`` the two views of a window are normalised in different BatchNorm batches
    (both off by default: lower on a dubai_dev fold, benchmarks/README.md). A run that ends
-   with its projections collapsed (NT-Xent at its chance level, ln(2 batch - 1)) warns
-   (:class:`~lcmap.errors.TrainingCollapseWarning`): Swin-T with Adam at 1e-3 does so; Swin's
-   recipe scales 1e-3 by batch / 512, with a warm-up.
+   with its projections collapsed (NT-Xent at its chance level, ln(2 batch - 1), or SimSiam's
+   projections without spread) warns (:class:`~lcmap.errors.TrainingCollapseWarning`): Swin-T
+   with Adam at 1e-3 does so; Swin's recipe scales 1e-3 by batch / 512, with a warm-up.
 4. A cosine k-means probe with K clusters is fitted on the dense embeddings (the encoder's
    hypercolumn at stride 4, :meth:`EncoderUNet.embed`) of windows drawn across the same
    scenes, pixels drawn with the window's blending weight, so a label means one thing across
