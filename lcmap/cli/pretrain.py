@@ -88,7 +88,12 @@ def pretrain(
     ] = None,
     batch_size: BatchSize = None,
     optimizer: Annotated[
-        str | None, typer.Option("--optimizer", help="sgd (seed 004) or adam (seed 003).")
+        str | None,
+        typer.Option(
+            "--optimizer",
+            help="sgd (seed 004) or adam (seed 003; every dubai_dev figure in "
+            f"benchmarks/README.md, where it scored above sgd) \\[default: {_DEFAULTS.optimizer}].",
+        ),
     ] = None,
     lr: Annotated[
         float | None, typer.Option("--lr", help="Learning rate \\[default: 1e-3].")
@@ -117,7 +122,7 @@ def pretrain(
 
     Examples:
 
-        $ lcmap pretrain a.tif b.tif -o enc.lcmap --encoder resnet18-unet -k 6
+        $ lcmap pretrain a.tif b.tif -o enc.lcmap --encoder resnet18-unet --optimizer adam -k 6
 
         $ lcmap pretrain a.tif b.tif -o enc.lcmap --optimizer adam -p loss=simsiam
 
