@@ -118,7 +118,6 @@ class SimclrSegmenter(EncoderSegmenter):
             assert isinstance(pair, EncoderUNet)
             self.pair_net = pair
         deep, dim, out = net.channels[-1], net.embed_dim(), self.cfg.projection_dim
-        self.predictor = None
         if self.cfg.loss == "simsiam":  # SimSiam's projector and bottleneck predictor
             width = self.cfg.projector_dim
             self.projection = nn.Sequential(
