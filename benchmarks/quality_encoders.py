@@ -90,6 +90,14 @@ def parse() -> argparse.Namespace:
                    help="Other simclr options to pre-train with: {\"ema\": 0.99}.")  # fmt: skip
     p.add_argument("--ft-steps", type=int, default=100)
     p.add_argument("--head-stages", type=int, help="Encoder stages the linear head reads.")
+    p.add_argument("--tune-steps", type=int,
+                   help="LP-FT: steps tuning the encoder after the head's.")  # fmt: skip
+    p.add_argument("--self-train", type=int, default=0, metavar="N",
+                   help="Self-train each tuned model on N unlabelled patches (finetune's "
+                   "self_train).")  # fmt: skip
+    p.add_argument("--self-train-on", choices=("train", "test"), default="train",
+                   help="Draw them from the training scenes, or from the scenes scored "
+                   "(labels unused: a user's scenes to map).")  # fmt: skip
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
@@ -196,7 +204,8 @@ def main() -> None:
             t0 = time.perf_counter()
             finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=n,
                      patch_file=patch_file, patch_size=args.patch, seed=seed, device="cpu",
-                     overwrite=True, **options)  # fmt: skip
+                     overwrite=True, self_train=args.self_train, unlabelled=unlabelled,
+                     **options)  # fmt: skip
             name = row + (", suggested" if patch_file else "")
             seconds = time.perf_counter() - t0
             scored = [(name, predict_labels(tuned, crops))]
@@ -226,6 +235,9 @@ def main() -> None:
     truths = [args.data / r["truth"] for r in train_rows]
     pretrain_scenes = [args.data / r["scene"] for r in pretrain_rows]
     crops = eval_crops(args.data, eval_rows, args.eval_crop)
+    unlabelled = None
+    if args.self_train and args.self_train_on == "test":
+        unlabelled = [args.data / r["scene"] for r in eval_rows]
     results: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()},
                                "pretrain": {}, "unsupervised": {}, "runs": []}  # fmt: skip
 
@@ -270,7 +282,7 @@ def main() -> None:
                 continue
             options = {"init": init, "freeze_encoder": frozen, "head": head,
                        "steps": args.ft_steps, "batch_size": 8,
-                       "head_stages": args.head_stages}  # fmt: skip
+                       "head_stages": args.head_stages, "tune_steps": args.tune_steps}  # fmt: skip
             fewshot_rows(model, encoder, row, options)
     ready = [(name, Path(path)) for name, path in (m.split("=", 1) for m in args.models)]
     if args.stego:

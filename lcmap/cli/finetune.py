@@ -112,6 +112,23 @@ def finetune(
             "'decoder' (a UNet decoder, seed 003) \\[default: linear-texture].",
         ),
     ] = None,
+    self_train: Annotated[
+        int,
+        typer.Option(
+            "--self-train",
+            help="After training, label N random unlabelled patches with the tuned model (the "
+            "most confident fifth of each class) and train afresh on both (CBST); 0 = off.",
+            min=0,
+        ),
+    ] = 0,
+    unlabelled: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--unlabelled",
+            help="A scene to draw the --self-train patches from, e.g. one to map (repeatable) "
+            "\\[default: the --scene files].",
+        ),
+    ] = None,
     device: Device = "auto",
     seed: Seed = 0,
     overwrite: Overwrite = False,
@@ -169,6 +186,8 @@ def finetune(
                 freeze_encoder=freeze_encoder,
                 head=head,
                 stack=stack,
+                self_train=self_train,
+                unlabelled=unlabelled,
                 seed=seed,
                 device=device,
                 overwrite=overwrite,

@@ -22,13 +22,14 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from lcmap.errors import InvalidModelError, InvalidSceneError, LcmapError
+from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError, LcmapError
 from lcmap.fewshot.encoder import TunableSegmenter, check_init, load_encoder
+from lcmap.fewshot.self_training import pseudo_labels, unlabelled_patches
 from lcmap.io.labels import (
     UNLABELLED,
     LabelledWindow,
@@ -43,6 +44,11 @@ from lcmap.io.stack import with_stack
 from lcmap.io.writer import check_output, default_colours
 from lcmap.models import ModelHeader, file_sha256
 from lcmap.types import ProgressFn
+
+if TYPE_CHECKING:
+    import torch
+
+    from lcmap.methods.base import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +153,10 @@ def finetune(
     freeze_encoder: bool | None = None,
     head: str | None = None,
     head_stages: int | None = None,
+    tune_steps: int | None = None,
     stack: Sequence[str | Path] | None = None,
+    self_train: int = 0,
+    unlabelled: Sequence[str | Path] | None = None,
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
@@ -172,10 +181,15 @@ def finetune(
         patch_size: side of a grid patch in pixels.
         init: one of the starts the model offers (``fewshot_inits()``; ``cas``,
             ``autoencoder`` or ``random`` for a cas model); None = its first.
-        epochs, steps, batch_size, lr, crop_size, freeze_encoder, head, head_stages: training
-            options of the tuned network (None = its default); one it does not take is refused.
+        epochs, steps, batch_size, lr, crop_size, freeze_encoder, head, head_stages,
+            tune_steps: training options of the tuned network (None = its default); one it
+            does not take is refused.
         stack: co-registered rasters stacked after the (one) scene's bands, as the model was
             trained with them (:mod:`lcmap.io.stack`).
+        self_train: after training, label this many random unlabelled patches with the tuned
+            model and train a fresh one on both (:mod:`lcmap.fewshot.self_training`); 0 = off.
+        unlabelled: scenes to draw those patches from, e.g. the scenes to be mapped (their
+            labels, if any, are never read); None = the labelled scenes.
         seed: fixes patch choice, initialisation and augmentation.
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace an existing output.
@@ -187,7 +201,8 @@ def finetune(
     Raises:
         InputNotFoundError: a scene, labels or the model does not exist.
         InvalidModelError: the model provides no encoder.
-        InvalidOptionError: ``init`` is not offered, or an option is not taken.
+        InvalidOptionError: ``init`` is not offered, an option is not taken, or
+            ``unlabelled`` is given without ``self_train`` (or with a stack).
         InvalidSceneError: labels off the scene's grid, unknown classes, no labelled pixel.
         OutputExistsError: ``output`` exists and ``overwrite`` is False.
     """
@@ -208,7 +223,20 @@ def finetune(
         )
     if patch_size < 16:
         raise LcmapError(f"patch size {patch_size} is too small; use at least 16 pixels.")
-    inputs = [model, *scene_paths, *label_paths, *(stack or [])]
+    extra_paths = [Path(p) for p in unlabelled or []]
+    if not 0 <= self_train <= MAX_PATCHES:
+        raise InvalidOptionError(f"self_train={self_train} patches; give 0 (off) to {MAX_PATCHES}.")
+    if extra_paths and not self_train:
+        raise InvalidOptionError(
+            "unlabelled scenes are only read for self-training; give the number of patches "
+            "to self-train on as well (self_train, --self-train)."
+        )
+    if extra_paths and stack:
+        raise InvalidOptionError(
+            "self-training on unlabelled scenes does not take a stack; self-train on the "
+            "labelled scene (leave unlabelled out)."
+        )
+    inputs = [model, *scene_paths, *label_paths, *(stack or []), *extra_paths]
     output = check_output(output, overwrite, inputs=inputs)
     dev = choose_device(device)
     encoder, base = load_encoder(model)
@@ -220,6 +248,12 @@ def finetune(
             scene_paths, reads, label_paths, base, mapping, class_column, patch_file,
             patch_size, patches, seed,
         )  # fmt: skip
+        if self_train:
+            with contextlib.ExitStack() as opened:
+                srcs = [opened.enter_context(open_scene(p)) for p in extra_paths or reads]
+                for src in srcs:
+                    resolve_bands(src, base.bands)
+                pool, pool_valid = unlabelled_patches(srcs, base, self_train, patch_size, seed)
     num_classes = max(len(names) if names else 0, max_class + 1, 2)
     names = list(names) if names else [f"class {i}" for i in range(num_classes)]
     if len(names) < num_classes:
@@ -242,24 +276,45 @@ def finetune(
         "freeze_encoder": freeze_encoder,
         "head": head,
         "head_stages": head_stages,
+        "tune_steps": tune_steps,
     }
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    tuned = encoder.tuned(
-        num_classes,
-        init,
-        patch_size=int(images[0].shape[-1]),
-        seed=seed,
-        **{k: v for k, v in options.items() if v is not None},
-    )
-    if not isinstance(tuned, TunableSegmenter):
-        raise InvalidModelError(f"{model.name}: its tuned network cannot learn from patches.")
-    tuned.to(dev)
+
+    def trained(x: "torch.Tensor", y: "torch.Tensor", stage: int) -> "Segmenter":
+        """A tuned network started afresh as ``init`` says and trained on ``x``, ``y``."""
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        tuned = encoder.tuned(
+            num_classes,
+            init,
+            patch_size=int(images[0].shape[-1]),
+            seed=seed,
+            **{k: v for k, v in options.items() if v is not None},
+        )
+        if not isinstance(tuned, TunableSegmenter):
+            raise InvalidModelError(f"{model.name}: its tuned network cannot learn from patches.")
+        tuned.to(dev)
+        stages = 2 if self_train else 1  # one progress bar over both trainings
+
+        def staged(done: int, total: int) -> None:
+            if progress is not None:
+                progress(stage * total + done, stages * total)
+
+        tuned.train_on(x, y, progress=staged)
+        return tuned
+
     x = torch.from_numpy(np.stack(images))
     y = torch.from_numpy(np.stack(targets).astype(np.int64))
     labelled = int((y != UNLABELLED).sum())
     log.info("fine-tuning (init %s) on %d patches, %d labelled pixels", init, len(x), labelled)
-    tuned.train_on(x, y, progress=progress)
+    tuned = trained(x, y, 0)
+    if self_train:
+        pseudo = pseudo_labels(tuned, pool, pool_valid)
+        log.info("self-training: %d pseudo-labelled pixels in %d unlabelled patches",
+                 int((pseudo != UNLABELLED).sum()), len(pool))  # fmt: skip
+        side = max(x.shape[-1], pool.shape[-1])  # footprints may differ from patch_size
+        x, pool = (torch.from_numpy(_pad(t.numpy(), side, 0)) for t in (x, pool))
+        y, pseudo = (torch.from_numpy(_pad(t.numpy(), side, UNLABELLED)) for t in (y, pseudo))
+        tuned = trained(torch.cat([x, pool]), torch.cat([y, pseudo]), 1)
     tuned.class_names = names
     tuned.colours = class_colours(names)
     header = ModelHeader(
@@ -280,6 +335,14 @@ def finetune(
             "patches": len(x),
             "labelled_pixels": labelled,
             "scenes": [p.name for p in scene_paths],
+            **(
+                {
+                    "self_train": self_train,
+                    "self_train_scenes": [p.name for p in extra_paths or scene_paths],
+                }
+                if self_train
+                else {}
+            ),
             **({"stack": base.extra["stack"]} if base.extra.get("stack") else {}),
         },
     )

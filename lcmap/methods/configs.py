@@ -331,6 +331,18 @@ class EncoderFinetunedConfig(EncoderOptions):
         "(None: all; 2 scored lower on dubai_dev, benchmarks/README.md)", low=1, high=4,
     )  # fmt: skip
     freeze_encoder: bool = option(True, "keep the pre-trained encoder (seed 003's Frozen rows)")
+    # LP-FT (Kumar et al., "Fine-tuning can distort pretrained features and underperform
+    # out-of-distribution", ICLR 2022): train the head on the frozen encoder first, then the
+    # whole network at a small rate, so that the encoder is tuned from a fitted head instead
+    # of a random one. Their rate is small against the probe's; 1e-4 is AdamW's usual
+    # fine-tuning rate for a ResNet. BatchNorm statistics stay frozen in that stage: 8 patches
+    # a step are too few to re-estimate them. Off: 300 such steps scored 0.279 against 0.284 on
+    # the fold dubai_dev tiles 1-3 -> 4, higher in 4 of 9 runs (benchmarks/README.md).
+    tune_steps: int = option(
+        0, "after the head's steps, this many steps training the encoder with the head (LP-FT); "
+        "needs freeze_encoder", low=0,
+    )  # fmt: skip
+    tune_lr: float = option(1e-4, "AdamW learning rate of the tune_steps", above=0)
     batch_size: int = option(8, "patches per optimiser step", low=1)
     steps: int = option(300, "optimiser steps (when epochs is None)", low=0)
     epochs: int | None = option(None, "passes over the labelled patches; overrides steps", low=1)

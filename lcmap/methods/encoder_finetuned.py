@@ -22,7 +22,10 @@ encoder (``init="simclr"``, via ``lcmap finetune ENCODER.lcmap``) or at random
   ``head="decoder"``: seed 003's convolutional UNet decoder (learning rate 1e-3).
 - ``freeze_encoder`` (the default): the encoder stays as pre-trained (seed 003's "Frozen"
   rows; no gradient reaches it and its BatchNorm statistics stay), so with the linear head the
-  labels train K x D weights alone.
+  labels train K x D weights alone. ``tune_steps`` (off by default) then trains the encoder
+  with the fitted head at ``tune_lr``, BatchNorm statistics kept: LP-FT (Kumar et al., ICLR
+  2022), which tunes from a fitted head rather than a random one; lower on a fold of dubai_dev
+  tiles 1-4 (benchmarks/README.md), so an option.
 
 The defaults are the best of these on held-out patches of dubai_dev tiles 1-4
 (``benchmarks/fewshot_heads.py``, ``benchmarks/suggest_choice.py --heads``). Loss:
@@ -40,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lcmap.errors import InvalidSceneError
+from lcmap.errors import InvalidOptionError, InvalidSceneError
 from lcmap.methods._encoder import EncoderSegmenter
 from lcmap.methods._sliding import mirror_pad
 from lcmap.methods._supervised import IGNORE_INDEX, Schedule, train_classifier
@@ -65,6 +68,11 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
 
     def __init__(self, config: EncoderFinetunedConfig | None = None) -> None:
         cfg = config or EncoderFinetunedConfig()
+        if cfg.tune_steps and not cfg.freeze_encoder:
+            raise InvalidOptionError(
+                f"tune_steps={cfg.tune_steps} tunes the encoder after a frozen stage; keep "
+                "freeze_encoder (drop --train-encoder) or set tune_steps=0."
+            )
         super().__init__(cfg)
         if cfg.in_channels is not None:
             self._build(cfg.in_channels)
@@ -86,7 +94,7 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
     def header(self) -> dict[str, Any]:
         """How the encoder started and whether it was trained."""
         return {"init": self.cfg.init, "freeze_encoder": self.cfg.freeze_encoder,
-                "head": self.cfg.head}  # fmt: skip
+                "head": self.cfg.head, "tune_steps": self.cfg.tune_steps}  # fmt: skip
 
     def state_dict(self) -> dict[str, Tensor]:
         """``net.*``: the network's tensors."""
@@ -143,9 +151,29 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
         lr = cfg.lr if cfg.lr is not None else (1e-3 if cfg.head == "decoder" else 1e-2)
         schedule = Schedule(cfg.batch_size, cfg.steps, cfg.epochs, lr, cfg.weight_decay,
                             cfg.class_weighting, cfg.seed)  # fmt: skip
+        first = 0  # steps of the head's stage, known once it reports
+
+        def head_progress(done: int, total: int) -> None:
+            nonlocal first
+            first = total
+            if progress is not None:
+                progress(done, total + cfg.tune_steps)
+
+        def tune_progress(done: int, total: int) -> None:
+            if progress is not None:
+                progress(first + done, first + total)
+
         losses = train_classifier(net, params, train_mode, images, labels, valid,
                                   cfg.num_classes, schedule, self._augment, self.device,
-                                  progress)  # fmt: skip
+                                  head_progress)  # fmt: skip
+        if cfg.tune_steps:  # LP-FT: the encoder too, from the fitted head, BatchNorm kept
+            for p in net.encoder.parameters():
+                p.requires_grad_(True)
+            tune = Schedule(cfg.batch_size, cfg.tune_steps, None, cfg.tune_lr,
+                            cfg.weight_decay, cfg.class_weighting, cfg.seed + 1)  # fmt: skip
+            losses += train_classifier(net, list(net.parameters()), train_mode, images, labels,
+                                       valid, cfg.num_classes, tune, self._augment,
+                                       self.device, tune_progress)  # fmt: skip
         net.eval()
         return losses
 

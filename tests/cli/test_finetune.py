@@ -131,3 +131,18 @@ def test_finetune_usage_and_input_errors(data, tmp_path):
     )
     assert r.exit_code == 1 and "not found" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "t.lcmap").exists()
+
+
+def test_finetune_self_trains_on_a_scene_to_map(data, tmp_path):
+    root = data
+    write_three_class_scene(tmp_path / "b.tif", tmp_path / "b_labels.tif", 96, 96, seed=1)
+    base = ("finetune", root / "cas.lcmap", "--scene", root / "a.tif", "--labels",
+            root / "a_labels.tif", "--patch-size", 32, "--steps", 2, "--device", "cpu")  # fmt: skip
+    r = _invoke(*base, "-o", tmp_path / "t.lcmap", "--unlabelled", tmp_path / "b.tif")
+    assert r.exit_code == 1 and "only read for self-training" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "t.lcmap").exists()
+    r = _invoke(*base, "-o", tmp_path / "t.lcmap", "--self-train", 3, "--unlabelled",
+                tmp_path / "b.tif", "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    header = read_header(tmp_path / "t.lcmap")
+    assert header.extra["self_train"] == 3 and header.extra["self_train_scenes"] == ["b.tif"]

@@ -156,6 +156,25 @@ def test_a_frozen_encoder_gets_no_gradient():
     assert any(p.grad is not None for p in seg.net.head.parameters())
 
 
+def test_lp_ft_tunes_the_encoder_after_the_head_and_keeps_its_batchnorm_statistics():
+    seg = get_method("encoder_finetuned", num_classes=3, encoder="resnet18-unet",
+                     in_channels=3, crop_size=32, steps=3, tune_steps=2, batch_size=2,
+                     head="linear-texture")  # fmt: skip
+    net = seg.net
+    weights = {k: v.clone() for k, v in net.encoder.named_parameters()}
+    buffers = {k: v.clone() for k, v in net.encoder.named_buffers()}
+    seen: list[tuple[int, int]] = []
+    losses = seg.train_on(torch.rand(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32)),
+                          progress=lambda done, total: seen.append((done, total)))  # fmt: skip
+    assert len(losses) == 5 and seen[-1] == (5, 5)
+    assert {total for _, total in seen} == {5}  # one bar over both stages
+    assert any(not torch.equal(weights[k], v) for k, v in net.encoder.named_parameters())
+    assert all(torch.equal(buffers[k], v) for k, v in net.encoder.named_buffers())
+    with pytest.raises(InvalidOptionError, match="tune_steps=2 tunes the encoder after a frozen"):
+        get_method("encoder_finetuned", num_classes=3, encoder="unet", in_channels=3,
+                   crop_size=32, freeze_encoder=False, tune_steps=2)  # fmt: skip
+
+
 def test_suggest_labels_from_an_encoder(encoder_model, tmp_path):
     root, _, _ = encoder_model
     frame = suggest_labels([root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32,
