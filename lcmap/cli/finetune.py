@@ -147,6 +147,10 @@ def finetune(
     a UNet decoder; --train-encoder: the encoder trained too). A wrong --init lists what MODEL
     offers. Map scenes with 'lcmap segment SCENE --model TUNED'.
 
+    --self-train N --unlabelled SCENE adapts the model to a scene you will map: the tuned
+    model labels N of its patches, the surest fifth of each class, and a fresh model learns
+    from both (class-balanced self-training); labels of SCENE are never read.
+
     Examples:
 
         $ lcmap finetune cas.lcmap --scene a.tif --labels t.tif -o t.lcmap --class-names water,built
@@ -156,6 +160,9 @@ def finetune(
         $ lcmap finetune cas.lcmap --scene a.tif --labels truth.tif --patches 20 -o tuned.lcmap
 
         $ lcmap finetune enc.lcmap --scene a.tif --labels t.tif --head decoder --train-encoder -o t
+
+        $ lcmap finetune enc.lcmap --scene a.tif --labels t.tif -o t.lcmap \\
+            --self-train 100 --unlabelled b.tif
     """
     setup_logging(verbose, quiet)
     if len(scene) != len(labels):
