@@ -229,7 +229,7 @@ def finetune(
     if extra_paths and not self_train:
         raise InvalidOptionError(
             "unlabelled scenes are only read for self-training; give the number of patches "
-            "to self-train on as well (self_train, --self-train)."
+            "to self-train on as well (self_train)."
         )
     if extra_paths and stack:
         raise InvalidOptionError(

@@ -71,7 +71,7 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
         if cfg.tune_steps and not cfg.freeze_encoder:
             raise InvalidOptionError(
                 f"tune_steps={cfg.tune_steps} tunes the encoder after a frozen stage; keep "
-                "freeze_encoder (drop --train-encoder) or set tune_steps=0."
+                "freeze_encoder=True or set tune_steps=0."
             )
         super().__init__(cfg)
         if cfg.in_channels is not None:
