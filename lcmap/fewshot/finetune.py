@@ -252,7 +252,12 @@ def finetune(
             with contextlib.ExitStack() as opened:
                 srcs = [opened.enter_context(open_scene(p)) for p in extra_paths or reads]
                 for src in srcs:
-                    resolve_bands(src, base.bands)
+                    if src.count < max(base.bands):
+                        raise InvalidSceneError(
+                            f"{Path(src.name).name} has {src.count} bands but the model reads "
+                            f"bands {', '.join(map(str, base.bands))}; self-train on scenes "
+                            "with the model's bands."
+                        )
                 pool, pool_valid = unlabelled_patches(srcs, base, self_train, patch_size, seed)
     num_classes = max(len(names) if names else 0, max_class + 1, 2)
     names = list(names) if names else [f"class {i}" for i in range(num_classes)]
