@@ -134,7 +134,7 @@ def test_self_training_on_the_scene_to_map_records_it_and_maps_it_well(data, tmp
         assert miou(out.read(1), truth_b, 3) >= 0.6
 
 
-def test_self_training_starts_a_fresh_network_on_the_pseudo_labels(data, tmp_path, monkeypatch):
+def test_self_training_labels_patches_of_the_labelled_scene_by_default(data, tmp_path, monkeypatch):
     import lcmap.fewshot.finetune as module
 
     root, _ = data
