@@ -39,7 +39,7 @@ from lcmap.io.labels import (
     open_labels,
     polygon_class_names,
 )
-from lcmap.io.scene import open_scene, read_window, resolve_bands
+from lcmap.io.scene import open_scene, read_window
 from lcmap.io.stack import with_stack
 from lcmap.io.writer import check_output, default_colours
 from lcmap.models import ModelHeader, file_sha256
@@ -47,6 +47,7 @@ from lcmap.types import ProgressFn
 
 if TYPE_CHECKING:
     import torch
+    from rasterio.io import DatasetReader
 
     from lcmap.methods.base import Segmenter
 
@@ -252,12 +253,7 @@ def finetune(
             with contextlib.ExitStack() as opened:
                 srcs = [opened.enter_context(open_scene(p)) for p in extra_paths or reads]
                 for src in srcs:
-                    if src.count < max(base.bands):
-                        raise InvalidSceneError(
-                            f"{Path(src.name).name} has {src.count} bands but the model reads "
-                            f"bands {', '.join(map(str, base.bands))}; self-train on scenes "
-                            "with the model's bands."
-                        )
+                    _require_model_bands(src, base, "self-train on scenes with them")
                 pool, pool_valid = unlabelled_patches(srcs, base, self_train, patch_size, seed)
     num_classes = max(len(names) if names else 0, max_class + 1, 2)
     names = list(names) if names else [f"class {i}" for i in range(num_classes)]
@@ -356,6 +352,16 @@ def finetune(
     return header
 
 
+def _require_model_bands(src: "DatasetReader", base: ModelHeader, use: str) -> None:
+    """Refuse, in one line naming them, a scene that lacks one of the base model's bands (the
+    model has no band choice to offer: its encoder and normalisation are fixed to those)."""
+    if src.count < max(base.bands):
+        raise InvalidSceneError(
+            f"{Path(src.name).name} has {src.count} band{'s' if src.count > 1 else ''} but the "
+            f"'{base.method}' model reads bands {', '.join(map(str, base.bands))}; {use}."
+        )
+
+
 def _training_patches(
     scene_paths: list[Path],
     reads: list[str | Path],
@@ -376,7 +382,9 @@ def _training_patches(
     targets: list[NDArray[np.uint8]] = []
     with contextlib.ExitStack() as stack:
         srcs = [stack.enter_context(open_scene(p)) for p in reads]
-        bands = [resolve_bands(s, base.bands) for s in srcs]
+        for src in srcs:
+            _require_model_bands(src, base, "fine-tune on scenes with them")
+        bands = [list(base.bands) for _ in srcs]
         sources = []
         for src, lab in zip(srcs, label_paths, strict=True):
             source, handle = open_labels(lab, src, column=class_column, class_ids=mapping)

@@ -182,6 +182,9 @@ def test_finetune_errors(data, tmp_path):
         finetune(*args, tmp_path / "t.lcmap", unlabelled=[root / "b.tif"], **FAST)
     with pytest.raises(InvalidOptionError, match="self_train=-1 patches; give 0"):
         finetune(*args, tmp_path / "t.lcmap", self_train=-1, **FAST)
+    # A labelled scene without the model's bands: named in one line, not a band-choice hint.
+    with pytest.raises(InvalidSceneError, match=r"has 1 band but the 'cas' model reads bands 1, 2"):
+        finetune(root / "cas.lcmap", [empty], [root / "a_labels.tif"], tmp_path / "t.lcmap", **FAST)
     assert not (tmp_path / "t.lcmap").exists()
 
 
