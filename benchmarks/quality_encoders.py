@@ -76,7 +76,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--encoders", default="unet,resnet18-unet")
     p.add_argument("--budgets", default="20")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--crop", type=int, default=64, help="Window side (pre-training, mapping).")
+    p.add_argument("--crop", type=int, default=64,
+                   help="Window side (pre-training, fine-tuning crops, mapping). 64 for CPU time "
+                        "in every figure before 2026-12-04's eighteenth session; lcmap's own "
+                        "default is 128.")  # fmt: skip
     p.add_argument("--pretrain-steps", type=int, default=300)
     p.add_argument("--pretrain-windows", type=int, default=1024)
     p.add_argument("--pretrain-seed", type=int, default=0, help="Seed of the pre-training.")
