@@ -152,14 +152,25 @@ ROWS: dict[str, tuple[str | None, str, bool, str]] = {
 }
 
 
-def per_class_iou(preds: list[np.ndarray], crops: list[dict[str, Any]]) -> list[float]:
+def crop_confusions(preds: list[np.ndarray], crops: list[dict[str, Any]]) -> list[np.ndarray]:
+    """Per scored crop, its labelled valid pixels counted truth x predicted class, with a last
+    column for labels outside the classes: ``benchmarks/paired_ci.py`` resamples the crops."""
     k = len(CLASSES)
-    conf = np.zeros((k, k), dtype=np.int64)
+    out = []
     for pred, c in zip(preds, crops, strict=True):
         keep = (c["truth"] != 255) & c["valid"]
-        np.add.at(conf, (c["truth"][keep].astype(np.int64), np.clip(pred[keep], 0, k - 1)), 1)
-    inter = np.diag(conf).astype(float)
-    union = conf.sum(0) + conf.sum(1) - inter
+        cols = np.where((pred >= 0) & (pred < k), pred, k)[keep]
+        cells = c["truth"][keep].astype(np.int64) * (k + 1) + cols
+        out.append(np.bincount(cells, minlength=k * (k + 1)).reshape(k, k + 1))
+    return out
+
+
+def per_class_iou(confusions: list[np.ndarray]) -> list[float]:
+    """Pooled IoU per class (NaN where the class is neither in the truth nor predicted)."""
+    k = len(CLASSES)
+    conf = np.sum(confusions, axis=0)
+    inter = np.diag(conf[:, :k]).astype(float)
+    union = conf[:, :k].sum(0) + conf.sum(1) - inter
     return [float(i / u) if u else float("nan") for i, u in zip(inter, union, strict=True)]
 
 
@@ -215,11 +226,13 @@ def main() -> None:
             if args.adapt_bn:
                 scored.append((name + ", adapted BN", predict_labels(tuned, crops, adapt_bn)))
             for name, preds in scored:
+                confusions = crop_confusions(preds, crops)
                 run = {"encoder": encoder, "row": name, "patches": n, "seed": seed,
-                       **score(preds, crops, "none"), "iou": per_class_iou(preds, crops),
-                       "seconds": seconds}  # fmt: skip
+                       **score(preds, crops, "none"), "iou": per_class_iou(confusions),
+                       "seconds": seconds,
+                       "confusions": [c.tolist() for c in confusions]}  # fmt: skip
                 results["runs"].append(run)
-                log.info("%s", {k: v for k, v in run.items() if k != "iou"})
+                log.info("%s", {k: v for k, v in run.items() if k not in ("iou", "confusions")})
             (out / "results.json").write_text(json.dumps(results, indent=1))
 
     out.mkdir(parents=True, exist_ok=True)
@@ -242,6 +255,7 @@ def main() -> None:
     if args.self_train and args.self_train_on == "test":
         unlabelled = [args.data / r["scene"] for r in eval_rows]
     results: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()},
+                               "crops": [c["name"] for c in crops],
                                "pretrain": {}, "unsupervised": {}, "runs": []}  # fmt: skip
 
     km = out / "kmeans.lcmap"
