@@ -17,6 +17,9 @@ Protocol (``../shared/data/dubai_dev``; truth 0 building, 1 land, 2 road, 3 vege
    (fitted on tiles 1-4, same K) on the same pixels, pooled Hungarian matching.
 5. Cost: pre-training seconds per 1000 windows (views = 2 per window) on this machine.
 
+Each run keeps every scored crop's confusion matrix in ``results.json``: ``paired_ci.py`` gives
+bootstrap intervals of the difference between two rows from them.
+
 CPU budget (2 shared cores): 64-px windows, 300 pre-training steps of 16 windows, 100
 fine-tuning steps of 8 patches, the central 512 x 512 crop of each evaluation scene.
 Swin-UNet takes 224-px windows only and is left out of the CPU default (``--encoders``).
