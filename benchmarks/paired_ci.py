@@ -24,10 +24,12 @@ if it differs from the stored one: the intervals are about the very figures of t
 
 Usage:
     python benchmarks/paired_ci.py --a "simclr linear-texture, suggested" \\
-        --b "random linear-texture, suggested" /tmp/s22/c128t56_*/results.json
+        --b "random linear-texture, suggested" /tmp/s22/ntf*_*/results.json
     python benchmarks/paired_ci.py --a "simclr linear-texture, suggested" \\
-        --b "simclr linear-texture, suggested" /tmp/s22/ss_f*/results.json \\
-        --against /tmp/s22/nt_f*/results.json
+        --b "simclr linear-texture, suggested" /tmp/s22/ssf*_*/results.json \\
+        --against /tmp/s22/ntf*_*/results.json
+
+(the folders of ``benchmarks/README.md``'s section "How sure are these differences?")
 """
 
 import argparse
