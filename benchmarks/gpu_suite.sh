@@ -1,53 +1,91 @@
 #!/usr/bin/env bash
-# The GPU suite (issue 17): install lcmap on a bare machine from the package registry, run the
-# GPU tests and the method tests on the device, then the throughput benchmarks, in one go.
+# The GPU suite (issue 17): install lcmap on a bare machine, run the GPU tests and the method
+# tests on the device, then the throughput and pre-training cost benchmarks, in one go.
 #
-#   bash benchmarks/gpu_suite.sh                 # on a GPU machine (about 10 minutes)
-#   bash benchmarks/gpu_suite.sh --device cpu    # the same steps on the CPU, small sizes
+#   bash benchmarks/gpu_suite.sh                       # on a GPU machine (about 6 minutes)
+#   bash benchmarks/gpu_suite.sh --device cpu          # the same steps on the CPU, small sizes
+#   bash benchmarks/gpu_suite.sh --wheels .whl         # a machine with no package registry:
+#       torch, timm and the rest are already in its python3; the missing packages come as wheels
+#       in .whl (rasterio, shapely, geopandas, pyproj, dask, ...), installed with --no-index
 #
-# Results: $OUT (default /tmp/lcmap-gpu-suite): one JSON per benchmark and suite.log.
+# Each step has its own time limit (STEP_LIMIT seconds, default 240), so one slow step cannot
+# cost the others their figures. Results: $OUT (default /tmp/lcmap-gpu-suite): one JSON per
+# benchmark and suite.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=cuda
-if [ "${1:-}" = "--device" ]; then device=$2; fi
+wheels=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --device) device=$2; shift 2 ;;
+    --wheels) wheels=$2; shift 2 ;;
+    *) echo "gpu_suite.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
 out=${OUT:-/tmp/lcmap-gpu-suite}
+limit=${STEP_LIMIT:-240}
 mkdir -p "$out"
 exec > >(tee "$out/suite.log") 2>&1
 
 step() { echo; echo "== $* ($(date +%T))"; }
+failed=0
+# run a step under its time limit; a failure is logged and the suite goes on
+run() { timeout "$limit" "$@" || { echo "!! step failed (exit $?): $*"; failed=1; }; }
 
 step install
-python3 -m venv "$out/venv"
-. "$out/venv/bin/activate"
-pip install -q -e ".[dev]"
+if [ -n "$wheels" ]; then
+  # no registry: the wheels and lcmap itself (for its entry points) go into a side folder
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$out/site" "$wheels"/*.whl
+  python3 -m pip install -q --no-index --no-deps --no-build-isolation --target "$out/site" .
+  export PYTHONPATH="$out/site${PYTHONPATH:+:$PYTHONPATH}"
+  rm -rf "$out/site/lcmap"  # keep the metadata; import the checkout's lcmap
+  export PYTHONPATH="$PWD:$PYTHONPATH"
+  mkdir -p "$out/bin"  # a 'python' that is the image's python3, for timeout and subprocesses
+  printf '#!/bin/sh\nexec python3 "$@"\n' > "$out/bin/python" && chmod +x "$out/bin/python"
+  export PATH="$out/bin:$PATH"
+else
+  python3 -m venv "$out/venv"
+  . "$out/venv/bin/activate"
+  pip install -q -e ".[dev]"
+fi
 python -m lcmap --version
+# spread the test modules over worker processes where pytest-xdist is installed
+parallel=$(python -c "import xdist" 2>/dev/null && echo "-n 8" || true)
 
 if [ "$device" = cpu ]; then
   size=2048; stego_size=512; iterations=5; steps=10; batch=4
+  pretrain_steps=4; pretrain_batches=16; cpu_pretrain_steps=4
 else
   nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv || true
   size=8192; stego_size=4096; iterations=20; steps=100; batch=32
+  pretrain_steps=100; pretrain_batches=16,64,256; cpu_pretrain_steps=10
   step "pytest -m gpu"
-  python -m pytest -q -p no:cacheprovider -m gpu
+  run python -m pytest -q -p no:cacheprovider -p no:benchmark $parallel -m gpu
 fi
 
-step "method tests on $device"
-LCMAP_TEST_DEVICE=$device python -m pytest -q -p no:cacheprovider tests/methods -x
-
 step "stego segment vs bare backbone (ViT-S/8, ViT-S/14)"
-HF_HUB_OFFLINE=1 python benchmarks/stego_throughput.py --size "$stego_size" \
+HF_HUB_OFFLINE=1 run python benchmarks/stego_throughput.py --size "$stego_size" \
   --batch-size "$batch" --device "$device" --json "$out/stego_throughput.json"
 
 if [ "$device" != cpu ]; then
   step "stego ViT-S/14 segment with the batch size chosen from free memory"
-  HF_HUB_OFFLINE=1 python benchmarks/stego_throughput.py --size "$stego_size" \
+  HF_HUB_OFFLINE=1 run python benchmarks/stego_throughput.py --size "$stego_size" \
     --backbones vit_small_patch14_dinov2 --batch-size auto --device "$device" \
     --json "$out/stego_throughput_auto.json"
 fi
 
 step "kmeans on $device vs cpu; single_scene and cas training"
-HF_HUB_OFFLINE=1 python benchmarks/device_throughput.py --device "$device" --size "$size" \
+HF_HUB_OFFLINE=1 run python benchmarks/device_throughput.py --device "$device" --size "$size" \
   --iterations "$iterations" --steps "$steps" --workdir "$out/work" \
   --json "$out/device_throughput.json"
 
+step "pre-training cost: lcmap pretrain, resnet18-unet, 128-px windows, $pretrain_steps steps"
+run python benchmarks/pretrain_cost.py --device "$device" --steps "$pretrain_steps" \
+  --cpu-steps "$cpu_pretrain_steps" --batch-sizes "$pretrain_batches" --workdir "$out/work" \
+  --json "$out/pretrain_cost.json"
+
+step "method tests on $device"
+LCMAP_TEST_DEVICE=$device run python -m pytest -q -p no:cacheprovider -p no:benchmark $parallel tests/methods
+
 step done
+exit $failed

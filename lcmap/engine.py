@@ -38,8 +38,11 @@ log = logging.getLogger(__name__)
 _SAMPLE_TRIES = 20
 #: Tiles a batch on the CPU when none is given.
 CPU_BATCH = 4
-#: Largest batch chosen from the device's memory.
-MAX_AUTO_BATCH = 256
+#: Largest batch chosen from the device's memory. On an H200 the memory rule alone chose 64
+#: tiles for STEGO ViT-S/14 and 127 for kmeans, and both mapped about a fifth slower than with
+#: 32 and 16 (benchmarks/README.md, gpu_suite.sh): a scene of a few hundred tiles then makes a
+#: handful of batches, and reading the next one no longer overlaps the model's work.
+MAX_AUTO_BATCH = 32
 #: Share of the device's free memory a chosen batch may take (the rest: allocator slack).
 DEVICE_MEMORY_SHARE = 0.7
 #: Host memory the tiles read ahead may hold (two batches), which also bounds the batch size.
