@@ -6,7 +6,8 @@
 #   bash benchmarks/gpu_suite.sh --device cpu          # the same steps on the CPU, small sizes
 #   bash benchmarks/gpu_suite.sh --wheels .whl         # a machine with no package registry:
 #       torch, timm and the rest are already in its python3; the missing packages come as wheels
-#       in .whl (rasterio, shapely, geopandas, pyproj, dask, ...), installed with --no-index
+#       in .whl (rasterio, shapely, geopandas, pyproj, dask, ...: `bash benchmarks/gpu_wheels.sh`
+#       fetches them where a registry is reachable), installed with --no-index
 #
 # Each step has its own time limit (STEP_LIMIT seconds, default 240), so one slow step cannot
 # cost the others their figures. Results: $OUT (default /tmp/lcmap-gpu-suite): one JSON per

@@ -84,6 +84,7 @@ from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
 from lcmap.methods._frozen_vit import FrozenViT
+from lcmap.methods._upsample import upsampled_cosine
 from lcmap.methods.base import (
     MethodInfo,
     ProgressFn,
@@ -324,14 +325,15 @@ class StegoSegmenter(Segmenter):
         x = self._pad_to_patch(batch)
         self.head.eval()
         codes = self.head(self.features(x)).float()
-        codes = F.interpolate(codes, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        codes = F.normalize(codes[..., :h, :w], dim=1)
+        # The codes upsampled to pixels and normalised, dotted with the probe's vectors, as
+        # STEGO evaluates; computed without the (B, dim, H, W) tensor (see _upsample).
+        size = (x.shape[-2], x.shape[-1])
         if self.linear is not None:
-            logits = torch.einsum("bchw,kc->bkhw", codes, self.linear[0].float())
+            logits = upsampled_cosine(codes, self.linear[0].float(), size)[..., :h, :w]
             logits = logits + self.linear[1].float()[None, :, None, None]
             scores = logits.softmax(dim=1)
         else:
-            scores = torch.einsum("bchw,kc->bkhw", codes, self.centroids.float())
+            scores = upsampled_cosine(codes, self.centroids.float(), size)[..., :h, :w]
             logits = _CRF_ALPHA * scores
         if self.crf:
             scores = dense_crf(self._guide(batch), logits, iterations=self.crf_iterations)

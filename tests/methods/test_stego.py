@@ -20,6 +20,7 @@ from lcmap.errors import InvalidSceneError, LcmapError, WeightsError
 from lcmap.methods import get_method
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import centre_correlation, correspondence_loss
+from lcmap.methods._upsample import upsampled_cosine
 from lcmap.methods.base import Window
 from lcmap.methods.stego import StegoSegmenter, build
 from lcmap.models import ModelHeader, load_model, save_model
@@ -653,3 +654,22 @@ def test_malformed_weights_are_one_line_on_the_command_line(tmp_path: Path) -> N
                                  "stego", "--weights", str(path), "-q"])  # fmt: skip
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert len(r.output.strip().splitlines()) == 1 and "Cannot read weights" in r.output
+
+
+@pytest.mark.parametrize(("patches", "pixels"), [((16, 16), (224, 224)), ((5, 6), (70, 84)),
+                                                 ((3, 7), (33, 47)), ((1, 1), (14, 14)),
+                                                 ((4, 2), (8, 50))])  # fmt: skip
+def test_upsampled_cosine_is_the_literal_upsample_normalise_and_dot(patches, pixels) -> None:
+    """The cheap form gives STEGO's scores: codes upsampled to pixels, each pixel normalised,
+    dotted with the centroids; at window size, odd sizes, one patch, and a zero code."""
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(sum(patches) + sum(pixels))
+    codes = torch.randn(2, 7, *patches, generator=gen)
+    codes[0, :, 0, 0] = 0  # a zero code: F.normalize's eps, not a division by zero
+    vectors = F.normalize(torch.randn(4, 7, generator=gen), dim=1)
+    up = F.interpolate(codes, size=pixels, mode="bilinear", align_corners=False)
+    literal = torch.einsum("bchw,kc->bkhw", F.normalize(up, dim=1), vectors)
+    cheap = upsampled_cosine(codes, vectors, pixels)
+    assert cheap.shape == literal.shape
+    torch.testing.assert_close(cheap, literal, atol=1e-5, rtol=0)
