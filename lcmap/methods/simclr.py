@@ -196,8 +196,9 @@ class SimclrSegmenter(EncoderSegmenter):
             )
         assert self.centroids is not None
         net.eval()
-        z = net.embed(batch.float())
-        scores = torch.einsum("bdhw,kd->bkhw", z, self.centroids.float())
+        x = batch.float()
+        # einsum(embed(x), centroids), without building the hypercolumn (lcmap.nets.upsample)
+        scores = net.hypercolumn_dots(net.features(x), x.shape[-2:], self.centroids.float())
         return F.interpolate(scores, size=batch.shape[-2:], mode="bilinear", align_corners=False)
 
     # -- pre-training ----------------------------------------------------------------------

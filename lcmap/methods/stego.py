@@ -84,7 +84,6 @@ from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
 from lcmap.methods._frozen_vit import FrozenViT
-from lcmap.methods._upsample import upsampled_cosine
 from lcmap.methods.base import (
     MethodInfo,
     ProgressFn,
@@ -96,6 +95,7 @@ from lcmap.methods.base import (
 from lcmap.methods.configs import _LOSS_DEFAULTS, StegoConfig
 from lcmap.methods.options import make_config
 from lcmap.nets import network_record
+from lcmap.nets.upsample import upsampled_cosine
 from lcmap.types import UNLABELLED, show_status
 
 log = logging.getLogger(__name__)

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from lcmap.errors import InvalidOptionError
 from lcmap.nets.timm_encoder import TimmEncoder
 from lcmap.nets.unet import UNet
+from lcmap.nets.upsample import upsampled_dots
 
 #: Encoder name -> timm model name ("" = the CAS UNet's contracting path).
 ENCODERS = {
@@ -230,6 +231,24 @@ class EncoderUNet(nn.Module):
                  for f in kept[:stages]]  # fmt: skip
         return F.normalize(torch.cat(parts, dim=1), dim=1)
 
+    def hypercolumn_dots(
+        self, feats: list[Tensor], size: Any, vectors: Tensor, stages: int | None = None
+    ) -> Tensor:
+        """``einsum(hypercolumn(feats, size, stages), vectors)``: (B, K, H / 4, W / 4), without
+        upsampling any stage (:func:`~lcmap.nets.upsample.upsampled_dots`, stage by stage, and
+        the same two normalisations, ``F.normalize``'s eps included)."""
+        cells = (size[0] // EMBED_STRIDE, size[1] // EMBED_STRIDE)
+        kept = [f for f, r in zip(feats, self.reductions, strict=True) if r >= EMBED_STRIDE]
+        dots, squared, start = [], [], 0
+        for f in kept[:stages]:
+            part, norm2 = upsampled_dots(f.float(), vectors[:, start : start + f.shape[1]], cells)
+            norm = norm2.sqrt().clamp(min=1e-12)  # the stage's own normalisation
+            dots.append(part / norm[:, None])
+            squared.append(norm2 / norm**2)  # |that stage's normalised part|^2
+            start += f.shape[1]
+        total = torch.stack(squared).sum(0).sqrt().clamp(min=1e-12)
+        return torch.stack(dots).sum(0) / total[:, None]
+
     def probe_input(self, x: Tensor, feats: list[Tensor]) -> Tensor:
         """What the linear head reads: :meth:`hypercolumn`, and with ``head="linear-bands"``
         the input's bands averaged over each 4 x 4 cell after it (a pixel classifier's
@@ -239,13 +258,30 @@ class EncoderUNet(nn.Module):
         column = self.hypercolumn(feats, x.shape[-2:], self.head_stages)
         if not self.with_bands:
             return column
+        return torch.cat([column, *self._band_features(x)], dim=1)
+
+    def _band_features(self, x: Tensor) -> list[Tensor]:
+        """What the linear head reads after the hypercolumn (see :meth:`probe_input`)."""
         bands = F.avg_pool2d(x.float(), EMBED_STRIDE)
-        parts = [column, bands]
+        parts = [bands]
         if self.with_indices:
             parts.append(normalised_differences(bands))
         if self.with_texture:
             parts.append(local_std(x.float(), bands))
-        return torch.cat(parts, dim=1)
+        return parts
+
+    def _linear_scores(self, x: Tensor, feats: list[Tensor]) -> Tensor:
+        """``head(probe_input(x, feats))`` at prediction: the hypercolumn's share of the 1 x 1
+        layer through :meth:`hypercolumn_dots`, the bands' share as before. Training keeps the
+        literal form, so fine-tuning's arithmetic does not change."""
+        weight = self.head.weight[:, :, 0, 0].float()
+        width = self.embed_dim(self.head_stages)
+        scores = self.hypercolumn_dots(feats, x.shape[-2:], weight[:, :width], self.head_stages)
+        if self.with_bands:
+            extra = torch.cat(self._band_features(x), dim=1)
+            scores = scores + torch.einsum("bchw,kc->bkhw", extra, weight[:, width:])
+        bias = self.head.bias
+        return scores if bias is None else scores + bias.float()[None, :, None, None]
 
     def embed_dim(self, stages: int | None = None) -> int:
         """Channels of :meth:`embed` (of its first ``stages`` stages)."""
@@ -256,7 +292,10 @@ class EncoderUNet(nn.Module):
         """(B, C, H, W), H and W multiples of :attr:`stride` -> (B, out_channels, H, W) logits."""
         feats = self.features(x)
         if self.linear:
-            scores = self.head(self.probe_input(x, feats))
+            if self.training:
+                scores = self.head(self.probe_input(x, feats))
+            else:  # the same scores, without building the hypercolumn
+                scores = self._linear_scores(x, feats)
             out_: Tensor = F.interpolate(scores, size=x.shape[-2:], mode="bilinear",
                                          align_corners=False)  # fmt: skip
             return out_

@@ -20,11 +20,11 @@ from lcmap.errors import InvalidSceneError, LcmapError, WeightsError
 from lcmap.methods import get_method
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import centre_correlation, correspondence_loss
-from lcmap.methods._upsample import upsampled_cosine
 from lcmap.methods.base import Window
 from lcmap.methods.stego import StegoSegmenter, build
 from lcmap.models import ModelHeader, load_model, save_model
 from lcmap.nets import vit as _vit
+from lcmap.nets.upsample import upsampled_cosine
 from lcmap.sampling import ArraySampler
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"

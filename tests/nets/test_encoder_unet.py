@@ -149,3 +149,37 @@ def test_the_linear_head_reads_only_its_first_stages():
         assert not torch.allclose(net.head(net.probe_input(x, finer)), scores)
     with pytest.raises(InvalidOptionError, match="head_stages must be 1 to 3 for the unet"):
         build_net("encoder_unet", encoder="unet", in_channels=3, head="linear", head_stages=4)
+
+
+@pytest.mark.parametrize("encoder", ["unet", "resnet18-unet"])
+def test_hypercolumn_scores_are_the_literal_hypercolumn_dotted(encoder):
+    """``hypercolumn_dots`` (simclr's k-means map) equals the built hypercolumn's dot products,
+    a position with a zero stage included (its own normalisation's eps)."""
+    torch.manual_seed(0)
+    net = build_net("encoder_unet", encoder=encoder, in_channels=4, out_channels=3).eval()
+    x = torch.rand(2, 4, 96, 64)
+    with torch.no_grad():
+        feats = net.features(x)
+        kept = [i for i, r in enumerate(net.reductions) if r >= 4]
+        feats[kept[-1]][0, :, 0, 0] = 0
+        vectors = torch.nn.functional.normalize(torch.randn(6, net.embed_dim()), dim=1)
+        literal = torch.einsum("bdhw,kd->bkhw", net.hypercolumn(feats, x.shape[-2:]), vectors)
+        torch.testing.assert_close(net.hypercolumn_dots(feats, x.shape[-2:], vectors), literal,
+                                   atol=1e-5, rtol=0)  # fmt: skip
+
+
+@pytest.mark.parametrize("head", ["linear", "linear-bands", "linear-indices", "linear-texture"])
+@pytest.mark.parametrize("stages", [None, 2])
+def test_a_linear_head_predicts_what_it_was_trained_with(head, stages):
+    """At prediction (eval mode) the linear head skips building the hypercolumn; its logits
+    are the training form's, for every head and a head reading only its first stages."""
+    net = _linear_head_net(head, 4, head_stages=stages)
+    x = torch.rand(2, 4, 64, 96)
+    with torch.no_grad():
+        net.train()
+        net.head(net.probe_input(x, net.features(x)))  # BatchNorm running statistics of x
+        net.eval()
+        literal = net.head(net.probe_input(x, net.features(x)))
+        literal = torch.nn.functional.interpolate(literal, size=x.shape[-2:], mode="bilinear",
+                                                  align_corners=False)  # fmt: skip
+        torch.testing.assert_close(net(x), literal, atol=1e-5, rtol=0)

@@ -15,7 +15,9 @@ come from far less work:
   from each column's squared norm and each pair of neighbours' dot product.
 
 Same result up to float rounding (a unit test holds it to 1e-5 of the literal form), same
-semantics as STEGO's own evaluation (upsample the codes, then the probe).
+semantics as STEGO's own evaluation (upsample the codes, then the probe). The hypercolumn of a
+contrastively pre-trained encoder (:meth:`lcmap.nets.encoder_unet.EncoderUNet.hypercolumn_dots`)
+is scored the same way, stage by stage.
 """
 
 import torch
@@ -48,6 +50,17 @@ def upsampled_cosine(codes: Tensor, vectors: Tensor, size: tuple[int, int]) -> T
         (B, K, H, W): each pixel's upsampled code, L2-normalised (``F.normalize``'s eps), dotted
         with each vector.
     """
+    dots, squared = upsampled_dots(codes, vectors, size)
+    return dots / squared.clamp(min=1e-24).sqrt()[:, None]
+
+
+def upsampled_dots(codes: Tensor, vectors: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """The upsampled codes' dot products with ``vectors`` and their squared norms.
+
+    Returns:
+        (B, K, H, W) ``einsum(interpolate(codes, size), vectors)`` and (B, H, W)
+        ``|interpolate(codes, size)|^2``, without the (B, D, H, W) tensor (see the module).
+    """
     height, width = size
     dots = torch.einsum("bdhw,kd->bkhw", codes, vectors)
     dots = F.interpolate(dots, size=size, mode="bilinear", align_corners=False)
@@ -59,4 +72,4 @@ def upsampled_cosine(codes: Tensor, vectors: Tensor, size: tuple[int, int]) -> T
     left, right, t = _source_columns(codes.shape[-1], width, codes.device)
     s = 1 - t
     squared = s * s * norms[..., left] + 2 * s * t * pairs[..., left] + t * t * norms[..., right]
-    return dots / squared.clamp(min=1e-24).sqrt()[:, None]
+    return dots, squared.clamp(min=0)
