@@ -1,0 +1,81 @@
+"""Mapping time of the encoder methods (simclr, encoder_finetuned), to compare two code versions.
+
+Trains (once, fixed seeds, kept in ``--out``) a small simclr model on the sample NAIP scene and a
+simclr encoder fine-tuned on dubai_dev's ``dubai_t1_1`` (its truth raster, 6 patches), maps each
+scene with its model (one warm-up, then timed) and writes the maps into ``--out``. With
+``--against DIR`` it also counts the pixels where the maps differ from another run's.
+
+Run it under each code version, e.g. for the prediction change of 2026-12-04::
+
+    git worktree add /tmp/before 650daf0
+    PYTHONPATH=/tmp/before python benchmarks/map_speed.py --out /tmp/ms --tag before
+    python benchmarks/map_speed.py --out /tmp/ms --tag after --against /tmp/ms/before
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+ROOT = Path(__file__).resolve().parent.parent
+NAIP = ROOT / "sample_data" / "naip_2020_rgbn.tif"
+DUBAI = ROOT / ".." / "shared" / "data" / "dubai_dev"
+
+
+def models(out: Path) -> dict[str, tuple[Path, Path]]:
+    """name -> (scene, model), trained on first use."""
+    from lcmap import api
+    from lcmap.fewshot.finetune import finetune
+
+    simclr = out / "simclr.lcmap"
+    if not simclr.exists():
+        api.train([NAIP], simclr, method="simclr", classes=6, device="cpu", seed=0,
+                  options={"encoder": "resnet18-unet", "steps": 20, "windows": 64,
+                           "probe_windows": 16})  # fmt: skip
+    found = {"simclr": (NAIP, simclr)}
+    scene, truth = DUBAI / "scenes" / "dubai_t1_1.tif", DUBAI / "truth" / "dubai_t1_1.tif"
+    if scene.exists():
+        encoder, tuned = out / "encoder.lcmap", out / "finetuned.lcmap"
+        if not tuned.exists():
+            api.train([scene], encoder, method="simclr", classes=5, device="cpu", seed=0,
+                      options={"encoder": "resnet18-unet", "steps": 10, "windows": 32,
+                               "probe_windows": 8})  # fmt: skip
+            finetune(encoder, [scene], [truth], tuned, patches=6, steps=20, device="cpu", seed=0)
+        found["encoder_finetuned"] = (scene, tuned)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="models and maps")
+    parser.add_argument("--tag", required=True, help="this code version's name")
+    parser.add_argument("--against", type=Path, help="another run's maps, to count differences")
+    args = parser.parse_args()
+    from lcmap import api
+
+    maps = args.out / args.tag
+    maps.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, (scene, model) in models(args.out).items():
+        target = maps / f"{name}.tif"
+        api.segment(scene, target, model=model, device="cpu", overwrite=True)  # warm-up
+        start = time.perf_counter()
+        api.segment(scene, target, model=model, device="cpu", overwrite=True)
+        seconds = time.perf_counter() - start
+        with rasterio.open(target) as src:
+            labels = src.read(1)
+        row = {"method": name, "tag": args.tag, "seconds": round(seconds, 2),
+               "s_per_mpx": round(seconds / (labels.size / 1e6), 2)}  # fmt: skip
+        if args.against is not None:
+            with rasterio.open(args.against / f"{name}.tif") as src:
+                row["pixels_differing"] = int(np.count_nonzero(src.read(1) != labels))
+            row["pixels"] = int(labels.size)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
