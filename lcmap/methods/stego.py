@@ -326,7 +326,7 @@ class StegoSegmenter(Segmenter):
         self.head.eval()
         codes = self.head(self.features(x)).float()
         # The codes upsampled to pixels and normalised, dotted with the probe's vectors, as
-        # STEGO evaluates; computed without the (B, dim, H, W) tensor (see _upsample).
+        # STEGO evaluates; computed without the (B, dim, H, W) tensor (see lcmap.nets.upsample).
         size = (x.shape[-2], x.shape[-1])
         if self.linear is not None:
             logits = upsampled_cosine(codes, self.linear[0].float(), size)[..., :h, :w]
