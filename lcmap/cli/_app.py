@@ -8,7 +8,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -241,11 +241,12 @@ def _resource_message(exc: BaseException) -> str:
 @contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
     """Turn an :class:`LcmapError` into one red line on stderr and exit code 1."""
-    from rich.console import Console
-
     try:
         yield
     except Exception as exc:
+        interrupt = _interrupt_behind(exc)
+        if interrupt is not None:  # an error while unwinding after SIGINT/SIGTERM: the signal
+            _interrupted(interrupt)
         # lcmap's own errors, and faults of the machine (disk full) or GDAL (CPLE_*): one line.
         gdal = type(exc).__module__.startswith("rasterio")
         no_room = isinstance(exc, ImportError) and "map segment" in str(exc)
@@ -257,9 +258,30 @@ def reported_errors() -> Iterator[None]:
         echo_error(cli_message(message))
         raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
-        what = "Terminated" if isinstance(exc, Terminated) else "Interrupted"
-        Console(stderr=True).print(f"[red]{what}[/red]: no output was written.")
-        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+        _interrupted(exc)
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The SIGINT/SIGTERM that ``exc`` was raised while handling, if any (a library's cleanup
+    can fail when a signal lands inside it: rasterio then reports 'No GDAL environment')."""
+    seen: BaseException | None = exc.__context__ or exc.__cause__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__context__ or seen.__cause__
+    return None
+
+
+def _interrupted(exc: KeyboardInterrupt) -> NoReturn:
+    """Remove what the run left, say so in one line, exit 143 (SIGTERM) or 130 (SIGINT)."""
+    from rich.console import Console
+
+    from lcmap.io.staging import remove_own_leftovers
+
+    remove_own_leftovers()  # what a writer had made but not yet noted when the signal came
+    what = "Terminated" if isinstance(exc, Terminated) else "Interrupted"
+    Console(stderr=True).print(f"[red]{what}[/red]: no output was written.")
+    raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 _TAG = "lcmap"
 
@@ -25,15 +26,22 @@ _TAG = "lcmap"
 class _State:
     committing = 0  # depth of nested committing() blocks
     held: int | None = None  # a signal that arrived meanwhile
+    # (folder, prefix) of every temporary this process made, noted before it exists
+    places: ClassVar[set[tuple[Path, str]]] = set()
 
 
 def _prefix(target: Path) -> str:
     return f".{target.name}.{_TAG}{os.getpid()}."
 
 
+def _note_place(target: Path) -> None:
+    _State.places.add((target.parent, _prefix(target)))
+
+
 def temp_path(target: str | Path, suffix: str = ".tmp") -> Path:
     """A new empty file beside ``target`` to write it under (see the module doc)."""
     target = Path(target)
+    _note_place(target)
     fd, name = tempfile.mkstemp(prefix=_prefix(target), suffix=suffix, dir=target.parent)
     os.close(fd)
     return Path(name)
@@ -42,7 +50,36 @@ def temp_path(target: str | Path, suffix: str = ".tmp") -> Path:
 def temp_dir(target: str | Path) -> Path:
     """A new empty folder beside ``target`` (for writers that choose their own file names)."""
     target = Path(target)
+    _note_place(target)
     return Path(tempfile.mkdtemp(prefix=_prefix(target), dir=target.parent))
+
+
+def remove_own_leftovers() -> list[Path]:
+    """Delete every temporary this process made that is still there (the CLI calls it when
+    SIGINT or SIGTERM stops a run).
+
+    Each writer removes its own temporaries when it fails or is interrupted, but a signal can
+    land between a temporary's creation and the writer noting it (inside ``mkstemp``): the
+    folder and prefix of every temporary are noted before it is made, so this finds those too.
+    Published outputs carry no such prefix and are never touched.
+
+    Returns:
+        The paths removed.
+    """
+    removed: list[Path] = []
+    for folder, prefix in sorted(_State.places):
+        try:
+            entries = [e for e in folder.iterdir() if e.name.startswith(prefix)]
+        except OSError:
+            continue
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed.append(entry)
+    return removed
 
 
 def publish(tmp: str | Path, target: str | Path) -> None:

@@ -96,6 +96,31 @@ def test_sigterm_leaves_nothing_behind(make_scene, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
+@pytest.mark.parametrize(("signal_class", "code"), [("Terminated", 143),
+                                                    ("KeyboardInterrupt", 130)])  # fmt: skip
+def test_an_error_while_unwinding_after_a_signal_exits_as_the_signal(
+    tmp_path, capsys, signal_class, code
+):
+    """A signal that lands inside a library's cleanup can make it fail in turn (rasterio:
+    'No GDAL environment exists'); the run still ends as interrupted, with the signal's exit
+    code, and what it had made is removed."""
+    import typer
+
+    from lcmap.cli import _app
+    from lcmap.io import staging
+
+    interrupt = _app.Terminated if signal_class == "Terminated" else KeyboardInterrupt
+    left = staging.temp_path(tmp_path / "m.tif", ".partial.tif")
+    with pytest.raises(typer.Exit) as done, _app.reported_errors():
+        try:
+            raise interrupt()
+        finally:
+            raise OSError("No GDAL environment exists")
+    assert done.value.exit_code == code
+    assert "no output was written" in capsys.readouterr().err
+    assert not left.exists()
+
+
 def test_leftovers_of_killed_runs_are_removed_by_the_next_run(make_scene, tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a process id that no longer exists

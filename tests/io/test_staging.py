@@ -54,3 +54,22 @@ def test_out_of_room_recognises_a_full_disk(tmp_path: Path) -> None:
     assert staging.out_of_room(OSError(errno.ENOSPC, "No space left on device"), tmp_path, [])
     assert staging.out_of_room(RuntimeError("_tiffWriteProc: File too large"), tmp_path, [])
     assert not staging.out_of_room(RuntimeError("bad tile"), tmp_path, [])
+
+
+def test_a_temporary_its_writer_never_noted_is_removed_after_an_interrupt(tmp_path: Path) -> None:
+    """A signal can land inside ``mkstemp``, after the file exists and before the writer holds
+    its name: the CLI's interrupt path then finds it by the place noted beforehand. Nothing
+    else goes: not another process's temporary, not another name, not a published output."""
+    target = tmp_path / "m.tif"
+    lost = staging.temp_path(target, ".ovr3.tif")  # made; its writer never learnt the name
+    folder = staging.temp_dir(target)
+    (folder / "m.gpkg").write_bytes(b"x")
+    target.write_bytes(b"published")
+    other_pid = tmp_path / f".m.tif.lcmap{os.getpid() + 1}.w.partial.tif"
+    unrelated = tmp_path / "notes.txt"
+    for p in (other_pid, unrelated):
+        p.write_bytes(b"")
+    removed = staging.remove_own_leftovers()
+    assert set(removed) >= {lost, folder}
+    assert not lost.exists() and not folder.exists()
+    assert target.read_bytes() == b"published" and other_pid.exists() and unrelated.exists()
