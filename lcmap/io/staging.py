@@ -72,14 +72,20 @@ def remove_own_leftovers() -> list[Path]:
             entries = [e for e in folder.iterdir() if e.name.startswith(prefix)]
         except OSError:
             continue
-        for entry in entries:
-            with contextlib.suppress(OSError):
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-                removed.append(entry)
+        removed += [entry for entry in entries if _remove(entry)]
     return removed
+
+
+def _remove(entry: Path) -> bool:
+    """Delete a leftover file or folder; False when it could not be."""
+    try:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    except OSError:
+        return False
+    return True
 
 
 def publish(tmp: str | Path, target: str | Path) -> None:
@@ -146,11 +152,7 @@ def remove_stale(target: str | Path) -> list[Path]:
         found = pattern.match(entry.name)
         if found is None or int(found.group(1)) == os.getpid() or _alive(int(found.group(1))):
             continue
-        with contextlib.suppress(OSError):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+        if _remove(entry):
             removed.append(entry)
     return removed
 
