@@ -1,11 +1,11 @@
-"""Mapping time of simclr, encoder_finetuned and primaps, to compare two code versions.
+"""Mapping time of simclr, encoder_finetuned, primaps and stego, to compare two code versions.
 
 Trains (once, fixed seeds, kept in ``--out``) a small simclr model on the sample NAIP scene, a
-simclr encoder fine-tuned on dubai_dev's ``dubai_t1_1`` (its truth raster, 6 patches) and a
-primaps model on the NAIP scene (with the offline DINOv2 weights), maps each scene with its
-model (one warm-up, then the best of ``--repeats`` timed runs) and writes the maps into
-``--out``. With ``--against DIR`` it also counts the pixels where the maps differ from another
-run's.
+simclr encoder fine-tuned on dubai_dev's ``dubai_t1_1`` (its truth raster, 6 patches), and a
+primaps and a stego model on the NAIP scene (with the offline DINOv2 weights), maps each
+scene with its model (one warm-up, then the best of ``--repeats`` timed runs) and writes the
+maps into ``--out``. With ``--against DIR`` it also counts the pixels where the maps differ
+from another run's.
 
 Run it under each code version, e.g. for the prediction change of 2026-12-04::
 
@@ -54,6 +54,12 @@ def models(out: Path) -> dict[str, tuple[Path, Path]]:
             api.train([NAIP], primaps, method="primaps", classes=6, device="cpu", seed=0,
                       options={"weights": str(DINOV2)})  # fmt: skip
         found["primaps"] = (NAIP, primaps)
+        stego = out / "stego.lcmap"
+        if not stego.exists():
+            api.train([NAIP], stego, method="stego", classes=6, device="cpu", seed=0,
+                      options={"backbone": "vit_small_patch14_dinov2", "weights": str(DINOV2),
+                               "steps": 20, "crops": 40})  # fmt: skip
+        found["stego"] = (NAIP, stego)
     return found
 
 
@@ -68,7 +74,6 @@ def main() -> None:
 
     maps = args.out / args.tag
     maps.mkdir(parents=True, exist_ok=True)
-    rows = []
     for name, (scene, model) in models(args.out).items():
         target = maps / f"{name}.tif"
         api.segment(scene, target, model=model, device="cpu", overwrite=True)  # warm-up
@@ -85,7 +90,6 @@ def main() -> None:
             with rasterio.open(args.against / f"{name}.tif") as src:
                 row["pixels_differing"] = int(np.count_nonzero(src.read(1) != labels))
             row["pixels"] = int(labels.size)
-        rows.append(row)
         print(json.dumps(row), flush=True)
 
 
