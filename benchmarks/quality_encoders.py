@@ -286,14 +286,14 @@ def main() -> None:
                                seed=args.pretrain_seed, device="cpu", overwrite=True,
                                options=options)  # fmt: skip
             seconds = time.perf_counter() - t0
-            windows = args.pretrain_steps * args.batch
+            windows = args.pretrain_steps * args.batch  # 0 steps: the weights as they are
             results["pretrain"][path.stem] = {
-                "seconds": seconds, "s_per_1000_windows": 1000 * seconds / windows,
-                "final_loss": header.extra["final_loss"],
+                "seconds": seconds, "final_loss": header.extra["final_loss"],
+                "s_per_1000_windows": 1000 * seconds / windows if windows else float("nan"),
             }  # fmt: skip
             unsup = score(predict_labels(path, crops), crops, "hungarian")
             results["unsupervised"][path.stem] = unsup
-            log.info("%s: pre-trained in %.0f s, loss %.3f; unsupervised %s", path.stem,
+            log.info("%s: pre-trained in %.0f s, loss %s; unsupervised %s", path.stem,
                      seconds, header.extra["final_loss"], unsup)  # fmt: skip
         for row in args.rows.split(","):
             objective, init, frozen, head = ROWS[row]
@@ -342,7 +342,7 @@ def table(results: dict[str, Any], budgets: list[int]) -> str:
     lines += [f"| {k} | {v['accuracy']:.3f} | {v['miou']:.3f} |"
               for k, v in results["unsupervised"].items()]  # fmt: skip
     lines += ["", "| pre-training | s / 1000 windows | final loss |", "|---|---|---|"]
-    lines += [f"| {k} | {v['s_per_1000_windows']:.1f} | {v['final_loss']:.3f} |"
+    lines += [f"| {k} | {v['s_per_1000_windows']:.1f} | {v['final_loss'] or float('nan'):.3f} |"
               for k, v in results["pretrain"].items()]  # fmt: skip
     return "\n".join(lines) + "\n"
 

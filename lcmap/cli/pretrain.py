@@ -43,7 +43,10 @@ def pretrain(
     weights: Annotated[
         Path | None,
         typer.Option(
-            "--weights", help="Local timm/torchvision checkpoint to start from.", exists=True
+            "--weights",
+            help="Local timm/torchvision checkpoint to start from (dinov2-vits14: a DINOv2 "
+            "ViT-S/14 .pth or timm .safetensors, e.g. from 'lcmap weights get').",
+            exists=True,
         ),
     ] = None,
     pair: Annotated[
@@ -76,7 +79,13 @@ def pretrain(
         ),
     ] = None,
     steps: Annotated[
-        int | None, typer.Option("--steps", help="Optimiser steps (overrides --epochs).", min=1)
+        int | None,
+        typer.Option(
+            "--steps",
+            help="Optimiser steps (overrides --epochs); 0 keeps the --weights as they are and "
+            "fits the k-means probe only.",
+            min=0,
+        ),
     ] = None,
     windows: Annotated[
         int | None,
@@ -101,7 +110,9 @@ def pretrain(
     crop_size: Annotated[
         int | None,
         typer.Option(
-            "--crop-size", help="Window side in pixels \\[default: 128; swin-unet 224].", min=32
+            "--crop-size",
+            help="Window side in pixels \\[default: 128; swin-unet and dinov2-vits14 224].",
+            min=32,
         ),
     ] = None,
     param: Params = None,
@@ -118,7 +129,9 @@ def pretrain(
     apart (SimCLR's NT-Xent; with --dense also pixel by pixel; with -p loss=simsiam the views
     are pulled together by SimSiam, which needs no other windows). The model maps without
     labels ('lcmap segment SCENE --model ENCODER') and is the start of few-shot fine-tuning
-    ('lcmap finetune ENCODER --scene S --labels L').
+    ('lcmap finetune ENCODER --scene S --labels L'). With --steps 0 the encoder is kept as
+    --weights gives it (a DINOv2 ViT-S/14 with --encoder dinov2-vits14) and only the k-means
+    probe is fitted.
 
     Examples:
 
@@ -128,6 +141,9 @@ def pretrain(
 
         $ lcmap pretrain s2.tif -o swin.lcmap --encoder swin-unet --optimizer adam \\
             --lr 3e-5 -p schedule=cosine
+
+        $ lcmap pretrain a.tif b.tif -o dino.lcmap --encoder dinov2-vits14 \\
+            --weights dinov2_vits14.safetensors --steps 0
 
         $ lcmap pretrain --pair s2_a.tif:s1_a.tif --pair s2_b.tif:s1_b.tif -o s2s1.lcmap
 
@@ -153,8 +169,8 @@ def pretrain(
                                bands=parse_bands(bands), seed=seed, device=device,
                                overwrite=overwrite, progress=update, options=options)  # fmt: skip
     loss = header.extra.get("final_loss")
-    echo(f"Saved {encoder} encoder (final loss {loss:.4f}, {header.num_classes} clusters) "
-         f"to {output}.")  # fmt: skip
+    trained = "not pre-trained" if loss is None else f"final loss {loss:.4f}"
+    echo(f"Saved {encoder} encoder ({trained}, {header.num_classes} clusters) to {output}.")
 
 
 def _parse_pairs(values: list[str]) -> list[tuple[str, str]]:

@@ -227,7 +227,8 @@ class PrimapsConfig(DinoKMeansConfig):
 
 
 #: Encoders of :mod:`lcmap.nets.encoder_unet` (kept here so the CLI need not import torch).
-ENCODER_NAMES = ("unet", "resnet18-unet", "resnet34-unet", "resnet50-unet", "swin-unet")
+ENCODER_NAMES = ("unet", "resnet18-unet", "resnet34-unet", "resnet50-unet", "swin-unet",
+                 "dinov2-vits14")  # fmt: skip
 #: The starts of ``encoder_finetuned`` from a ``simclr`` model.
 ENCODER_INITS = ("simclr", "random")
 #: What the classification layer of ``encoder_finetuned`` reads (as ``encoder_unet.HEADS``).
@@ -258,7 +259,10 @@ class SimclrConfig(EncoderOptions):
     windows: int = option(512, "windows drawn across the scenes to pre-train on", low=2)
     batch_size: int = option(16, "windows per step (2 views each; seed 004: 8 or 16)", low=2)
     epochs: int = option(40, "passes over the windows (seed 004: 40)", low=1)
-    steps: int | None = option(None, "optimiser steps; overrides epochs", low=1)
+    steps: int | None = option(
+        None, "optimiser steps; overrides epochs (0: the encoder as initialised, e.g. from "
+        "its weights, with only the k-means probe fitted)", low=0,
+    )  # fmt: skip
     optimizer: str = option("sgd", "sgd (seed 004) or adam (seed 003's Swin)",
                             choices=("sgd", "adam"))  # fmt: skip
     lr: float = option(1e-3, "learning rate (seed 004: SGD 1e-3)", above=0)

@@ -213,6 +213,14 @@ class SimclrSegmenter(EncoderSegmenter):
         cfg = self.cfg
         net = self._fitted()
         self.to(self.device)
+        if cfg.steps == 0:  # the encoder as initialised (its weights): the probe alone
+            log.info("simclr: %s not pre-trained (steps=0); fitting the probe", cfg.encoder)
+            net.eval()
+            if self.pair_net is not None:
+                self.pair_net.eval()
+            gen = torch.Generator().manual_seed(cfg.seed)
+            self.centroids = self._fit_probe(sampler, gen, progress, 0, cfg.probe_windows)
+            return
         pool = sampler.sample(cfg.windows, cfg.crop_size)
         n = len(pool.image)
         batch = min(cfg.batch_size, n)

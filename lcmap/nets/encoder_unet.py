@@ -6,7 +6,8 @@ network for any encoder of :data:`ENCODERS`:
 
 - the encoder (contracting path) returns multi-scale feature maps, finest first
   (:class:`~lcmap.nets.timm_encoder.TimmEncoder` for timm's ResNets and Swin-T, with an N-band
-  stem; :class:`UNetEncoder` for the CAS UNet's own contracting path);
+  stem; :class:`UNetEncoder` for the CAS UNet's own contracting path;
+  :class:`~lcmap.nets.vit_encoder.ViTEncoder` for DINOv2's ViT-S/14, one stage at stride 14);
 - the expanding path is a light convolutional UNet decoder: at each level, upsample x2
   (bilinear), concatenate the encoder's skip, two 3x3 convolutions with BatchNorm and ReLU; a
   last upsampling to the input's resolution and a 1x1 convolution give the class scores.
@@ -38,6 +39,7 @@ from lcmap.errors import InvalidOptionError
 from lcmap.nets.timm_encoder import TimmEncoder
 from lcmap.nets.unet import UNet
 from lcmap.nets.upsample import upsampled_dots
+from lcmap.nets.vit_encoder import ViTEncoder
 
 #: Encoder name -> timm model name ("" = the CAS UNet's contracting path).
 ENCODERS = {
@@ -46,9 +48,11 @@ ENCODERS = {
     "resnet34-unet": "resnet34",
     "resnet50-unet": "resnet50",
     "swin-unet": "swin_tiny_patch4_window7_224",
+    "dinov2-vits14": "vit_small_patch14_dinov2",
 }
-#: Encoders that only take windows of one size (Swin's attention windows tile a fixed grid).
-FIXED_SIZE = {"swin-unet": 224}
+#: Encoders that only take windows of one size (Swin's attention windows tile a fixed grid; the
+#: ViT's tokens were measured in STEGO's 224 px crops, a multiple of its 14 px patch and of 32).
+FIXED_SIZE = {"swin-unet": 224, "dinov2-vits14": 224}
 #: The embedding's stride (pixels per embedding cell).
 EMBED_STRIDE = 4
 #: Damping of :func:`normalised_differences` (bands are stretched to 0..1: 1% of the stretch).
@@ -97,6 +101,8 @@ def build_encoder(
         if weights is not None:
             raise ValueError("the unet encoder has no published weights; drop weights")
         return UNetEncoder(in_channels)
+    if encoder == "dinov2-vits14":
+        return ViTEncoder(in_channels, weights=weights)
     size = FIXED_SIZE.get(encoder)  # CNNs take any size; Swin is built for its window
     return TimmEncoder(ENCODERS[encoder], in_channels, weights=weights, img_size=size)
 
@@ -288,9 +294,10 @@ class EncoderUNet(nn.Module):
         pairs = zip(self.channels, self.reductions, strict=True)
         return sum([c for c, r in pairs if r >= EMBED_STRIDE][:stages])
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C, H, W), H and W multiples of :attr:`stride` -> (B, out_channels, H, W) logits."""
-        feats = self.features(x)
+    def forward(self, x: Tensor, feats: list[Tensor] | None = None) -> Tensor:
+        """(B, C, H, W), H and W multiples of :attr:`stride` -> (B, out_channels, H, W) logits
+        (``feats``: the encoder's :meth:`features` of ``x``, when already computed)."""
+        feats = self.features(x) if feats is None else feats
         if self.linear:
             if self.training:
                 scores = self.head(self.probe_input(x, feats))

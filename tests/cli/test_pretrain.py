@@ -28,3 +28,15 @@ def test_a_window_the_encoder_cannot_take_is_one_line(make_scene, tmp_path):
             "--crop-size", "128"]  # fmt: skip
     assert "224" in one_line_error(runner.invoke(app, args))
     assert not model.exists()
+
+
+def test_zero_steps_saves_the_encoder_as_it_started_and_says_so(make_scene, tmp_path):
+    model = tmp_path / "enc.lcmap"
+    args = ["pretrain", str(make_scene(width=96, height=96)), "-o", str(model), "--encoder",
+            "unet", "--crop-size", "64", "--steps", "0", "-k", "2", "-p", "probe_windows=2",
+            "--device", "cpu"]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "Saved unet encoder (not pre-trained, 2 clusters)" in r.output
+    header = read_header(model)
+    assert header.config["steps"] == 0 and header.extra["final_loss"] is None

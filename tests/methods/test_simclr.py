@@ -19,7 +19,7 @@ from lcmap.fewshot.suggest import suggest_labels
 from lcmap.methods import get_method
 from lcmap.methods.simclr import SimclrSegmenter, check_collapse, cosine_warmup
 from lcmap.models import load_model, read_header, save_model
-from lcmap.nets.encoder_unet import ENCODERS
+from lcmap.nets.encoder_unet import ENCODERS, FIXED_SIZE
 from lcmap.sampling import ArraySampler
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -236,7 +236,7 @@ def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
     from lcmap.api import _header
     from lcmap.io.scene import Normalisation
 
-    crop = 224 if encoder == "swin-unet" else 64
+    crop = FIXED_SIZE.get(encoder, 64)
     for name, options in (("simclr", {}), ("encoder_finetuned", {"head": "decoder"}),
                           ("encoder_finetuned", {"head": "linear"}),
                           ("encoder_finetuned", {"head": "linear-bands"}),
@@ -376,3 +376,51 @@ def test_shuffled_batchnorm_keeps_a_views_partner_out_of_its_batch(shuffle):
             fa, fb = seg.view_features(a, b)
             torch.testing.assert_close(fa[-1], seg.net.features(a)[-1])
             torch.testing.assert_close(fb[-1], seg.net.features(b)[-1])
+
+
+def test_zero_steps_keeps_the_weights_and_fits_only_the_probe(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(5)
+    rgb = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    path = tmp_path / "resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in rgb.state_dict().items()}, str(path))
+    seg = get_method("simclr", num_classes=3, **{**FAST, "steps": 0, "weights": str(path)})
+    seg.fit(ArraySampler([_naip(128)], seed=0))
+    state = seg.net.encoder.body.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in rgb.state_dict().items() if k in state)
+    assert seg.final_loss is None and seg.header()["final_loss"] is None
+    assert seg.centroids.shape == (3, seg.net.embed_dim())
+    assert seg.predict(torch.from_numpy(_naip(64))[None]).shape == (1, 3, 64, 64)
+
+
+def test_a_frozen_vit_is_encoded_once_per_window_with_the_same_result(monkeypatch):
+    from lcmap.methods import encoder_finetuned
+    from lcmap.methods.encoder_finetuned import FrozenFeatures
+
+    seg = get_method("encoder_finetuned", num_classes=3, encoder="dinov2-vits14",
+                     in_channels=3, steps=3, batch_size=2, seed=0)  # fmt: skip
+    net = seg.net.eval()
+    x = torch.rand(3, 3, 224, 224)
+    calls = []
+    features = net.features
+    monkeypatch.setattr(net, "features", lambda b: calls.append(len(b)) or features(b))
+    memo = FrozenFeatures(net)
+    with torch.no_grad():
+        want = features(x)
+        first, again = memo(x[[0, 1, 0]]), memo(x[[1, 2, 2]])
+    assert calls == [2, 1]  # window 0 twice in a batch, window 1 again later: encoded once
+    assert torch.allclose(first[0], want[0][[0, 1, 0]], atol=1e-5)
+    assert torch.allclose(again[0], want[0][[1, 2, 2]], atol=1e-5)
+    with torch.no_grad():  # over its budget the memo keeps nothing and answers the same
+        assert torch.allclose(FrozenFeatures(net, max_bytes=0)(x)[0], want[0], atol=1e-5)
+        assert calls[-1] == 3
+    monkeypatch.undo()
+    images, labels = torch.rand(2, 3, 128, 128), torch.randint(0, 3, (2, 128, 128))
+    with_memo = seg.train_on(images, labels)
+    seg2 = get_method("encoder_finetuned", num_classes=3, encoder="dinov2-vits14",
+                      in_channels=3, steps=3, batch_size=2, seed=0)  # fmt: skip
+    monkeypatch.setattr(encoder_finetuned.FrozenFeatures, "__call__",
+                        lambda self, b: self.net.features(b))  # fmt: skip
+    assert np.allclose(seg2.train_on(images, labels), with_memo, atol=1e-5)

@@ -5,16 +5,16 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from lcmap.errors import InvalidOptionError
+from lcmap.errors import InvalidOptionError, WeightsError
 from lcmap.nets import build_net
-from lcmap.nets.encoder_unet import ENCODERS, EncoderUNet, encoder_state
+from lcmap.nets.encoder_unet import ENCODERS, FIXED_SIZE, EncoderUNet, encoder_state
 
 
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
 def test_each_encoder_maps_n_bands_to_classes_and_embeddings(encoder):
     torch.manual_seed(0)
     net = build_net("encoder_unet", encoder=encoder, in_channels=7, out_channels=5)
-    size = 224 if encoder == "swin-unet" else 64
+    size = FIXED_SIZE.get(encoder, 64)
     net.eval()
     with torch.no_grad():
         x = torch.rand(2, 7, size, size)
@@ -183,3 +183,44 @@ def test_a_linear_head_predicts_what_it_was_trained_with(head, stages):
         literal = torch.nn.functional.interpolate(literal, size=x.shape[-2:], mode="bilinear",
                                                   align_corners=False)  # fmt: skip
         torch.testing.assert_close(net(x), literal, atol=1e-5, rtol=0)
+
+
+def _dinov2_file(tmp_path):
+    torch.manual_seed(2)
+    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0,
+                            dynamic_img_size=True)  # fmt: skip
+    path = tmp_path / "dinov2.safetensors"
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
+    return vit.eval(), path
+
+
+def test_the_dinov2_encoder_reads_block_8_tokens_as_stego_does(tmp_path):
+    vit, path = _dinov2_file(tmp_path)
+    net = EncoderUNet("dinov2-vits14", in_channels=3, weights=str(path)).eval()
+    assert len(net.encoder.body.blocks) == 8 and net.reductions == [14]
+    x = torch.rand(2, 3, 224, 224)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        (tokens,) = net.features(x)
+        want = vit.forward_intermediates((x - mean) / std, indices=[7], norm=True,
+                                         intermediates_only=True, output_fmt="NCHW")[0]  # fmt: skip
+    assert tokens.shape == (2, 384, 16, 16)
+    assert torch.allclose(tokens, want, atol=1e-5)
+    # no buffer beyond the ViT's own tensors goes into a model file
+    assert all(k.startswith("encoder.body.") or k.startswith("head.")
+               for k in net.state_dict())  # fmt: skip
+
+
+def test_the_dinov2_encoder_takes_n_bands_and_refuses_other_weights(tmp_path):
+    vit, path = _dinov2_file(tmp_path)
+    net = EncoderUNet("dinov2-vits14", in_channels=5, weights=str(path))
+    stem = net.encoder.body.patch_embed.proj.weight
+    rgb = vit.state_dict()["patch_embed.proj.weight"]
+    assert stem.shape[1] == 5 and stem.requires_grad
+    assert torch.allclose(stem[:, :3], rgb * 3 / 5, atol=1e-6)
+    resnet = tmp_path / "resnet18.safetensors"
+    model = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(resnet))
+    with pytest.raises(WeightsError, match="do not fit"):
+        EncoderUNet("dinov2-vits14", in_channels=3, weights=str(resnet))
