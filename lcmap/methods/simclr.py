@@ -67,8 +67,9 @@ from lcmap.methods._sliding import hann_pixels
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import SimclrConfig
 from lcmap.methods.options import make_config
-from lcmap.nets import build_net
+from lcmap.nets import build_net, vit_encoder
 from lcmap.nets.encoder_unet import FIXED_SIZE, EncoderUNet, encoder_state
+from lcmap.nets.vit import resolve_weights
 from lcmap.types import show_status
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,11 @@ class SimclrSegmenter(EncoderSegmenter):
         if self.net is None:
             if split is not None:
                 self.cfg = replace(self.cfg, pair_channels=int(sampler.in_channels) - split)
+            if self.cfg.encoder == "dinov2-vits14" and self.cfg.weights is None:
+                # Named for its weights: found as the ViT methods find theirs (cache, then
+                # hub), or a one-line error naming the file, never a random ViT unasked.
+                found = resolve_weights(vit_encoder.ARCH).path
+                self.cfg = replace(self.cfg, weights=str(found))
             self._build(split or int(sampler.in_channels))
         cfg = self.cfg
         net = self._fitted()

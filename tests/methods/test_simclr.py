@@ -424,3 +424,26 @@ def test_a_frozen_vit_is_encoded_once_per_window_with_the_same_result(monkeypatc
     monkeypatch.setattr(encoder_finetuned.FrozenFeatures, "__call__",
                         lambda self, b: self.net.features(b))  # fmt: skip
     assert np.allclose(seg2.train_on(images, labels), with_memo, atol=1e-5)
+
+
+def test_a_dinov2_encoder_without_weights_finds_them_or_says_which_file(tmp_path, monkeypatch):
+    from lcmap.errors import WeightsError
+
+    monkeypatch.setenv("LCMAP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LCMAP_OFFLINE", "1")
+    options = {**FAST, "encoder": "dinov2-vits14", "crop_size": 224, "steps": 0}
+    seg = get_method("simclr", num_classes=2, **options)
+    with pytest.raises(WeightsError, match="vit_small_patch14_dinov2"):
+        seg.fit(ArraySampler([_naip(224)], seed=0))
+    import timm
+    from safetensors.torch import save_file
+
+    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0)
+    (tmp_path / "cache").mkdir()
+    cached = tmp_path / "cache" / "vit_small_patch14_dinov2.safetensors"
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(cached))
+    seg = get_method("simclr", num_classes=2, **{**options, "probe_windows": 2})
+    seg.fit(ArraySampler([_naip(224)], seed=0))
+    assert seg.cfg.weights == str(cached)
+    block = seg.net.encoder.body.blocks[3].mlp.fc1.weight
+    assert torch.equal(block, vit.state_dict()["blocks.3.mlp.fc1.weight"])
