@@ -56,6 +56,9 @@ from lcmap.nets.encoder_unet import EncoderUNet
 from lcmap.nets.unet import random_dihedral
 from lcmap.nets.vit_encoder import ViTEncoder
 
+#: Encoders whose features a frozen fine-tuning memoises (:class:`FrozenFeatures`).
+MEMOISED: tuple[type, ...] = (ViTEncoder,)
+
 
 class EncoderFinetunedSegmenter(EncoderSegmenter):
     """An encoder UNet trained on labelled patches; real classes.
@@ -168,9 +171,10 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
                 progress(first + done, first + total)
 
         logits_of: Callable[[Tensor], Tensor] = net
-        if frozen and isinstance(net.encoder, ViTEncoder):  # see FrozenFeatures
+        if frozen and isinstance(net.encoder, MEMOISED):  # see FrozenFeatures
             memo = FrozenFeatures(net)
             logits_of = lambda x: net(x, memo(x))  # noqa: E731
+
         losses = train_classifier(logits_of, params, train_mode, images, labels, valid,
                                   cfg.num_classes, schedule, self._augment, self.device,
                                   head_progress)  # fmt: skip
@@ -213,10 +217,10 @@ class FrozenFeatures:
     their values; at most ``max_bytes`` of features are kept (larger patches, whose random
     crops rarely repeat, are then encoded as before).
 
-    Used for the ViT encoder, whose forward pass is most of a step: 100 steps of 8 windows of
-    224 px on 20 patches took 22-23 s with it and 33 s without (2 CPU threads). A ResNet-18
-    step at 128 px is mostly the head's, and there keeping 1.5 MB of features per window cost
-    more than it saved (15 s against 11 s), so CNN encoders run as before.
+    Used for the ViT encoder (:data:`MEMOISED`), whose forward pass is most of a step. A
+    ResNet-18 step at 128 px is mostly the head's, and there keeping 1.5 MB of features per
+    window cost more than it saved, so CNN encoders run as before
+    (``benchmarks/finetune_speed.py``; figures in ``benchmarks/README.md``).
 
     Args:
         net: the network whose (frozen) encoder is memoised.

@@ -219,21 +219,29 @@ class SimclrSegmenter(EncoderSegmenter):
         cfg = self.cfg
         net = self._fitted()
         self.to(self.device)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        steps = 0
         if cfg.steps == 0:  # the encoder as initialised (its weights): the probe alone
             log.info("simclr: %s not pre-trained (steps=0); fitting the probe", cfg.encoder)
-            net.eval()
-            if self.pair_net is not None:
-                self.pair_net.eval()
-            gen = torch.Generator().manual_seed(cfg.seed)
-            self.centroids = self._fit_probe(sampler, gen, progress, 0, cfg.probe_windows)
-            return
+        else:
+            steps = self._pretrain(sampler, gen, progress)
+        net.eval()
+        if self.pair_net is not None:
+            self.pair_net.eval()
+        self.centroids = self._fit_probe(sampler, gen, progress, steps, steps + cfg.probe_windows)
+
+    def _pretrain(
+        self, sampler: WindowSampler, gen: torch.Generator, progress: ProgressFn | None
+    ) -> int:
+        """The contrastive steps on windows drawn from ``sampler``; returns how many."""
+        cfg = self.cfg
+        net = self._fitted()
         pool = sampler.sample(cfg.windows, cfg.crop_size)
         n = len(pool.image)
         batch = min(cfg.batch_size, n)
         per_epoch = max(1, n // batch)
-        steps = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
+        steps: int = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
         total = steps + cfg.probe_windows
-        gen = torch.Generator().manual_seed(cfg.seed)
         assert self.projection is not None and self.dense_projection is not None
         params = [*net.encoder.parameters(), *self.projection.parameters()]
         if self.predictor is not None:
@@ -278,10 +286,7 @@ class SimclrSegmenter(EncoderSegmenter):
             check_collapse(parts, batch)
         for average, encoder in averages:  # the averaged weights replace the last step's
             encoder.load_state_dict(average.module.state_dict())
-        net.eval()
-        if self.pair_net is not None:
-            self.pair_net.eval()
-        self.centroids = self._fit_probe(sampler, gen, progress, steps, total)
+        return steps
 
     def _averages(self) -> list[tuple[AveragedModel, nn.Module]]:
         """With ``ema`` > 0, an exponential moving average of each encoder's weights and
