@@ -59,7 +59,7 @@ if [ "$device" = cpu ]; then
 else
   nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv || true
   size=8192; stego_size=4096; iterations=20; steps=100; batch=32
-  pretrain_steps=100; pretrain_batches=16,64,256; cpu_pretrain_steps=10
+  pretrain_steps=50; pretrain_batches=64,256; cpu_pretrain_steps=10
   step "pytest -m gpu"
   run python -m pytest -q -p no:cacheprovider -p no:benchmark $parallel -m gpu
 fi
@@ -75,18 +75,29 @@ if [ "$device" != cpu ]; then
     --json "$out/stego_throughput_auto.json"
 fi
 
-step "kmeans on $device vs cpu; single_scene and cas training"
-HF_HUB_OFFLINE=1 run python benchmarks/device_throughput.py --device "$device" --size "$size" \
-  --iterations "$iterations" --steps "$steps" --workdir "$out/work" \
-  --json "$out/device_throughput.json"
-
 step "pre-training cost: lcmap pretrain, resnet18-unet, 128-px windows, $pretrain_steps steps"
 run python benchmarks/pretrain_cost.py --device "$device" --steps "$pretrain_steps" \
   --cpu-steps "$cpu_pretrain_steps" --batch-sizes "$pretrain_batches" --workdir "$out/work" \
   --json "$out/pretrain_cost.json"
 
+if [ "$device" != cpu ]; then
+  # the other encoders at batch 64 on the device alone (their CPU steps would cost its minutes):
+  # compared with resnet18-unet's batch-64 row above
+  for encoder in swin-unet dinov2-vits14; do
+    step "pre-training cost: $encoder, batch 64, $pretrain_steps steps"
+    run python benchmarks/pretrain_cost.py --device "$device" --encoder "$encoder" \
+      --steps "$pretrain_steps" --cpu-steps 0 --batch-sizes 64 --workdir "$out/work" \
+      --json "$out/pretrain_cost_$encoder.json"
+  done
+fi
+
 step "method tests on $device"
 LCMAP_TEST_DEVICE=$device run python -m pytest -q -p no:cacheprovider -p no:benchmark $parallel tests/methods
+
+step "kmeans on $device vs cpu; single_scene and cas training"
+HF_HUB_OFFLINE=1 run python benchmarks/device_throughput.py --device "$device" --size "$size" \
+  --iterations "$iterations" --steps "$steps" --workdir "$out/work" \
+  --json "$out/device_throughput.json"
 
 step done
 exit $failed
