@@ -59,7 +59,9 @@ class EncoderSegmenter(Segmenter):
 
     def _net_config(self) -> dict[str, Any]:
         cfg: EncoderOptions = self.cfg
-        return {"encoder": cfg.encoder, "in_channels": cfg.in_channels, "weights": cfg.weights}
+        net = {"encoder": cfg.encoder, "in_channels": cfg.in_channels, "weights": cfg.weights}
+        # recorded where it applies: other encoders' model files stay as they were
+        return net if cfg.vit_blocks == 1 else {**net, "vit_blocks": cfg.vit_blocks}
 
     @property
     def num_classes(self) -> int:

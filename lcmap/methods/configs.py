@@ -249,6 +249,10 @@ class EncoderOptions:
         low=32,
     )  # fmt: skip
     window_stride: int | None = option(None, "mapping window stride (None: half a window)", low=1)
+    vit_blocks: int = option(
+        1, "dinov2-vits14: the last N blocks up to its cut whose tokens the embedding "
+        "concatenates (DINOv2's boosted linear segmentation reads 4)", low=1, high=8,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

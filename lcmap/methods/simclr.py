@@ -434,7 +434,7 @@ class SimclrSegmenter(EncoderSegmenter):
         net = self._fitted()
         tuned = build(num_classes, encoder=self.cfg.encoder, in_channels=self.in_channels,
                       crop_size=self._window.size, window_stride=self._window.stride,
-                      init=init, **options)  # fmt: skip
+                      vit_blocks=self.cfg.vit_blocks, init=init, **options)  # fmt: skip
         if init == "simclr":
             tuned.load_encoder(encoder_state(net))
         return tuned

@@ -39,7 +39,7 @@ from lcmap.errors import InvalidOptionError
 from lcmap.nets.timm_encoder import TimmEncoder
 from lcmap.nets.unet import UNet
 from lcmap.nets.upsample import upsampled_dots
-from lcmap.nets.vit_encoder import ViTEncoder
+from lcmap.nets.vit_encoder import FEATURE_BLOCK, ViTEncoder
 
 #: Encoder name -> timm model name ("" = the CAS UNet's contracting path).
 ENCODERS = {
@@ -90,19 +90,27 @@ class UNetEncoder(nn.Module):
 
 
 def build_encoder(
-    encoder: str, in_channels: int, weights: str | None = None, img_size: int | None = None
+    encoder: str,
+    in_channels: int,
+    weights: str | None = None,
+    img_size: int | None = None,
+    vit_blocks: int = 1,
 ) -> nn.Module:
     """The contracting path called ``encoder`` (see :data:`ENCODERS`), randomly initialised
     or from a local timm/torchvision checkpoint (``weights``, first convolution adapted to
-    ``in_channels``)."""
+    ``in_channels``); ``vit_blocks``: the ViT's blocks returned (``dinov2-vits14`` only)."""
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder '{encoder}'; known: {', '.join(ENCODERS)}")
+    if vit_blocks != 1 and encoder != "dinov2-vits14":
+        raise InvalidOptionError(f"vit_blocks is for the dinov2-vits14 encoder, not {encoder}.")
     if not ENCODERS[encoder]:
         if weights is not None:
             raise ValueError("the unet encoder has no published weights; drop weights")
         return UNetEncoder(in_channels)
     if encoder == "dinov2-vits14":
-        return ViTEncoder(in_channels, weights=weights)
+        if not 1 <= vit_blocks <= FEATURE_BLOCK:
+            raise InvalidOptionError(f"vit_blocks must be 1 to {FEATURE_BLOCK}, not {vit_blocks}.")
+        return ViTEncoder(in_channels, weights=weights, blocks=vit_blocks)
     size = FIXED_SIZE.get(encoder)  # CNNs take any size; Swin is built for its window
     return TimmEncoder(ENCODERS[encoder], in_channels, weights=weights, img_size=size)
 
@@ -167,6 +175,7 @@ class EncoderUNet(nn.Module):
             ``linear-texture`` (and each band's :func:`local_std`).
         head_stages: how many of the encoder's stages at stride 4 and coarser the linear head
             reads, finest first (None: all, as :meth:`embed`).
+        vit_blocks: ``dinov2-vits14``: how many of the ViT's blocks up to its cut are stages.
     """
 
     def __init__(
@@ -179,6 +188,7 @@ class EncoderUNet(nn.Module):
         img_size: int | None = None,
         head: str = "decoder",
         head_stages: int | None = None,
+        vit_blocks: int = 1,
     ) -> None:
         super().__init__()
         if head not in HEADS:
@@ -190,7 +200,7 @@ class EncoderUNet(nn.Module):
         self.with_indices = head in ("linear-indices", "linear-texture")
         #: Whether it also reads each band's :func:`local_std` (:meth:`probe_input`).
         self.with_texture = head == "linear-texture"
-        self.encoder = build_encoder(encoder, in_channels, weights, img_size)
+        self.encoder = build_encoder(encoder, in_channels, weights, img_size, vit_blocks)
         #: Channels and reductions of the encoder's stages, finest first.
         self.channels: list[int] = list(self.encoder.out_channels)  # type: ignore[arg-type]
         self.reductions: list[int] = list(self.encoder.reductions)  # type: ignore[arg-type]

@@ -447,3 +447,28 @@ def test_a_dinov2_encoder_without_weights_finds_them_or_says_which_file(tmp_path
     assert seg.cfg.weights == str(cached)
     block = seg.net.encoder.body.blocks[3].mlp.fc1.weight
     assert torch.equal(block, vit.state_dict()["blocks.3.mlp.fc1.weight"])
+
+
+def test_a_dinov2_encoder_of_several_blocks_keeps_them_through_the_file_and_fine_tuning(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    from lcmap.api import _header
+    from lcmap.io.scene import Normalisation
+
+    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0)
+    path = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
+    seg = get_method("simclr", num_classes=2, **{**FAST, "encoder": "dinov2-vits14",
+                     "crop_size": 224, "steps": 0, "probe_windows": 2, "weights": str(path),
+                     "vit_blocks": 3})  # fmt: skip
+    seg.fit(ArraySampler([_naip(224)], seed=0))
+    assert seg.net.reductions == [14] * 3
+    model = tmp_path / "enc.lcmap"
+    save_model(model, seg, _header(seg, [1, 2, 3], Normalisation((0.0,) * 3, (1.0,) * 3), []))
+    back, _ = load_model(model)
+    assert back.cfg.vit_blocks == 3 and back.net.reductions == [14] * 3
+    tuned = back.tuned(3, "simclr")
+    assert tuned.net.reductions == [14] * 3
+    assert torch.equal(tuned.net.encoder.body.blocks[5].attn.qkv.weight,
+                       vit.state_dict()["blocks.5.attn.qkv.weight"])  # fmt: skip

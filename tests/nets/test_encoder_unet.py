@@ -212,6 +212,31 @@ def test_the_dinov2_encoder_reads_block_8_tokens_as_stego_does(tmp_path):
                for k in net.state_dict())  # fmt: skip
 
 
+def test_the_dinov2_encoder_returns_the_last_blocks_up_to_its_cut_as_stages(tmp_path):
+    vit, path = _dinov2_file(tmp_path)
+    net = EncoderUNet("dinov2-vits14", in_channels=3, weights=str(path), head="linear-texture",
+                      out_channels=4, vit_blocks=4).eval()  # fmt: skip
+    assert len(net.encoder.body.blocks) == 8 and net.reductions == [14] * 4
+    assert net.head.in_channels == 4 * 384 + 3 + 3 + 6  # tokens, bands, indices, texture
+    x = torch.rand(2, 3, 224, 224)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        stages = net.features(x)
+        want = vit.forward_intermediates((x - mean) / std, indices=[4, 5, 6, 7], norm=True,
+                                         intermediates_only=True, output_fmt="NCHW")  # fmt: skip
+        for got, block in zip(stages, want, strict=True):  # blocks 5 to 8, in order
+            assert torch.allclose(got, block, atol=1e-5)
+        net.train()
+        literal = net(x)
+        net.eval()
+        torch.testing.assert_close(net(x), literal, atol=1e-5, rtol=0)
+    with pytest.raises(InvalidOptionError, match="vit_blocks must be 1 to 8"):
+        EncoderUNet("dinov2-vits14", in_channels=3, vit_blocks=9)
+    with pytest.raises(InvalidOptionError, match="dinov2-vits14 encoder, not resnet18-unet"):
+        EncoderUNet("resnet18-unet", in_channels=3, vit_blocks=2)
+
+
 def test_the_dinov2_encoder_takes_n_bands_and_refuses_other_weights(tmp_path):
     vit, path = _dinov2_file(tmp_path)
     net = EncoderUNet("dinov2-vits14", in_channels=5, weights=str(path))
