@@ -143,7 +143,7 @@ def pretrain(
             --lr 3e-5 -p schedule=cosine
 
         $ lcmap pretrain a.tif b.tif -o dino.lcmap --encoder dinov2-vits14 \\
-            --weights dinov2_vits14.safetensors --steps 0
+            --weights dinov2_vits14.safetensors --steps 0 -p vit_blocks=4
 
         $ lcmap pretrain --pair s2_a.tif:s1_a.tif --pair s2_b.tif:s1_b.tif -o s2s1.lcmap
 
