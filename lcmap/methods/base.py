@@ -73,6 +73,9 @@ class MethodInfo:
         apply_options: builder options that only change how a trained model predicts (a
             CRF, where the backbone weights live), so they may be given again when a saved
             model is applied; every other option is fixed by training.
+        start_options: options naming where training started (a ``weights`` file) that a
+            saved model does not need: its file holds every tensor, so loading it ignores
+            them (the model maps on another machine, or after the start file is gone).
     """
 
     name: str
@@ -80,6 +83,7 @@ class MethodInfo:
     size_multiple: int = 1
     needs_fit: bool = True
     apply_options: frozenset[str] = frozenset()
+    start_options: frozenset[str] = frozenset()
 
 
 class SampleBatch(NamedTuple):

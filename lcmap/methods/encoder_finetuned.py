@@ -71,6 +71,7 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
         name="encoder_finetuned",
         summary="UNet on a pre-trained (or random) encoder, tuned on a few labelled patches.",
         apply_options=frozenset({"window_stride"}),
+        start_options=frozenset({"weights"}),
     )
 
     def __init__(self, config: EncoderFinetunedConfig | None = None) -> None:

@@ -94,6 +94,7 @@ class SimclrSegmenter(EncoderSegmenter):
         summary="Encoder pre-trained on your scenes by contrast (SimCLR, + dense); "
         "k-means on its features.",
         apply_options=frozenset({"window_stride"}),
+        start_options=frozenset({"weights"}),
     )
 
     def __init__(self, config: SimclrConfig | None = None) -> None:
@@ -432,9 +433,13 @@ class SimclrSegmenter(EncoderSegmenter):
 
         options.pop("patch_size", None)  # a fact of the patches, not an option of the net
         net = self._fitted()
+        # This model's window, unless the tuning asks for its own (then half of it as stride)
+        size = options.pop("crop_size", None)
+        window = (self._window.size, self._window.stride) if size is None else (size, None)
         tuned = build(num_classes, encoder=self.cfg.encoder, in_channels=self.in_channels,
-                      crop_size=self._window.size, window_stride=self._window.stride,
-                      vit_blocks=self.cfg.vit_blocks, init=init, **options)  # fmt: skip
+                      crop_size=window[0], window_stride=window[1],
+                      vit_blocks=options.pop("vit_blocks", self.cfg.vit_blocks), init=init,
+                      **options)  # fmt: skip
         if init == "simclr":
             tuned.load_encoder(encoder_state(net))
         return tuned

@@ -349,6 +349,9 @@ def load_model(
     from lcmap.methods import get_method, method_info
 
     header = read_header(path)
+    started = method_info(header.method).start_options & set(header.config)
+    if started:  # the file holds the tensors those options would have read
+        header.config = {**header.config, **dict.fromkeys(started)}
     if overrides:
         allowed = method_info(header.method).apply_options
         fixed = sorted(set(overrides) - allowed)

@@ -466,9 +466,18 @@ def test_a_dinov2_encoder_of_several_blocks_keeps_them_through_the_file_and_fine
     assert seg.net.reductions == [14] * 3
     model = tmp_path / "enc.lcmap"
     save_model(model, seg, _header(seg, [1, 2, 3], Normalisation((0.0,) * 3, (1.0,) * 3), []))
+    path.unlink()  # the model file holds the ViT: the start file is not needed to load it
     back, _ = load_model(model)
     assert back.cfg.vit_blocks == 3 and back.net.reductions == [14] * 3
     tuned = back.tuned(3, "simclr")
     assert tuned.net.reductions == [14] * 3
     assert torch.equal(tuned.net.encoder.body.blocks[5].attn.qkv.weight,
                        vit.state_dict()["blocks.5.attn.qkv.weight"])  # fmt: skip
+    assert back.tuned(3, "simclr", vit_blocks=1).net.reductions == [14]
+
+
+def test_tuning_may_choose_its_own_window():
+    seg = get_method("simclr", num_classes=2, in_channels=3, **FAST)
+    assert seg.tuned(3, "simclr").cfg.crop_size == FAST["crop_size"]
+    tuned = seg.tuned(3, "simclr", crop_size=96)
+    assert (tuned.cfg.crop_size, tuned.cfg.window_stride) == (96, 48)
