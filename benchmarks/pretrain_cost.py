@@ -85,15 +85,17 @@ def main() -> None:
 
     weights = random_vit_weights(args.workdir) if args.encoder == "dinov2-vits14" else None
     rows = []
+    cpu = None
     if args.cpu_steps > 0:
-        rows.append(marginal("cpu", args.cpu_steps, 16, args.workdir, args.encoder, weights))
-        print(json.dumps(rows[0]), flush=True)
+        cpu = marginal("cpu", args.cpu_steps, 16, args.workdir, args.encoder, weights)
+        rows.append(cpu)
+        print(json.dumps(cpu), flush=True)
     if args.device != "cpu":
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             row = marginal(args.device, args.steps, batch, args.workdir, args.encoder, weights)
-            if rows and rows[0]["device"] == "cpu" and row["s_per_1000_windows"] > 0:
+            if cpu is not None and row["s_per_1000_windows"] > 0:
                 row["speedup_vs_cpu"] = round(
-                    rows[0]["s_per_1000_windows"] / row["s_per_1000_windows"], 1
+                    cpu["s_per_1000_windows"] / row["s_per_1000_windows"], 1
                 )
             rows.append(row)
             print(json.dumps(row), flush=True)

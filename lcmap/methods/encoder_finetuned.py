@@ -175,7 +175,6 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
         if frozen and isinstance(net.encoder, MEMOISED):  # see FrozenFeatures
             memo = FrozenFeatures(net)
             logits_of = lambda x: net(x, memo(x))  # noqa: E731
-
         losses = train_classifier(logits_of, params, train_mode, images, labels, valid,
                                   cfg.num_classes, schedule, self._augment, self.device,
                                   head_progress)  # fmt: skip

@@ -39,7 +39,7 @@ from lcmap.errors import InvalidOptionError
 from lcmap.nets.timm_encoder import TimmEncoder
 from lcmap.nets.unet import UNet
 from lcmap.nets.upsample import upsampled_dots
-from lcmap.nets.vit_encoder import FEATURE_BLOCK, ViTEncoder
+from lcmap.nets.vit_encoder import ViTEncoder
 
 #: Encoder name -> timm model name ("" = the CAS UNet's contracting path).
 ENCODERS = {
@@ -108,8 +108,6 @@ def build_encoder(
             raise ValueError("the unet encoder has no published weights; drop weights")
         return UNetEncoder(in_channels)
     if encoder == "dinov2-vits14":
-        if not 1 <= vit_blocks <= FEATURE_BLOCK:
-            raise InvalidOptionError(f"vit_blocks must be 1 to {FEATURE_BLOCK}, not {vit_blocks}.")
         return ViTEncoder(in_channels, weights=weights, blocks=vit_blocks)
     size = FIXED_SIZE.get(encoder)  # CNNs take any size; Swin is built for its window
     return TimmEncoder(ENCODERS[encoder], in_channels, weights=weights, img_size=size)

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lcmap.errors import InvalidOptionError
 from lcmap.nets import vit as _vit
 
 #: timm's architecture for ``dinov2-vits14``.
@@ -56,8 +57,8 @@ class ViTEncoder(nn.Module):
         blocks: int = 1,
     ) -> None:
         super().__init__()
-        if not 1 <= blocks <= block:
-            raise ValueError(f"blocks must be 1 to {block}, not {blocks}")
+        if not 1 <= blocks <= block:  # the option's name, as a model's config gives it
+            raise InvalidOptionError(f"vit_blocks must be 1 to {block}, not {blocks}.")
         body, name = _vit.create_backbone(ARCH)
         if weights is not None:
             _vit.load_backbone_weights(body, Path(weights), name)
