@@ -95,6 +95,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--pretrain-options", type=json.loads, default={}, metavar="JSON",
                    help="Other simclr options to pre-train with: {\"ema\": 0.99}.")  # fmt: skip
     p.add_argument("--ft-steps", type=int, default=100)
+    p.add_argument("--ft-options", type=json.loads, default={}, metavar="JSON",
+                   help='More options of the fine-tuning, e.g. {"vit_upsample": 2}.')  # fmt: skip
     p.add_argument("--head-stages", type=int, help="Encoder stages the linear head reads.")
     p.add_argument("--tune-steps", type=int,
                    help="LP-FT: steps tuning the encoder after the head's.")  # fmt: skip
@@ -302,7 +304,8 @@ def main() -> None:
                 continue
             options = {"init": init, "freeze_encoder": frozen, "head": head,
                        "steps": args.ft_steps, "batch_size": 8,
-                       "head_stages": args.head_stages, "tune_steps": args.tune_steps}  # fmt: skip
+                       "head_stages": args.head_stages, "tune_steps": args.tune_steps,
+                       **args.ft_options}  # fmt: skip
             fewshot_rows(model, encoder, row, options)
     ready = [(name, Path(path)) for name, path in (m.split("=", 1) for m in args.models)]
     if args.stego:

@@ -60,8 +60,9 @@ class EncoderSegmenter(Segmenter):
     def _net_config(self) -> dict[str, Any]:
         cfg: EncoderOptions = self.cfg
         net = {"encoder": cfg.encoder, "in_channels": cfg.in_channels, "weights": cfg.weights}
-        # recorded where it applies: other encoders' model files stay as they were
-        return net if cfg.vit_blocks == 1 else {**net, "vit_blocks": cfg.vit_blocks}
+        # recorded where they apply: other encoders' model files stay as they were
+        vit = {"vit_blocks": cfg.vit_blocks, "vit_upsample": cfg.vit_upsample}
+        return {**net, **{k: v for k, v in vit.items() if v != 1}}
 
     @property
     def num_classes(self) -> int:

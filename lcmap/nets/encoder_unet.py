@@ -95,20 +95,23 @@ def build_encoder(
     weights: str | None = None,
     img_size: int | None = None,
     vit_blocks: int = 1,
+    vit_upsample: int = 1,
 ) -> nn.Module:
     """The contracting path called ``encoder`` (see :data:`ENCODERS`), randomly initialised
     or from a local timm/torchvision checkpoint (``weights``, first convolution adapted to
-    ``in_channels``); ``vit_blocks``: the ViT's blocks returned (``dinov2-vits14`` only)."""
+    ``in_channels``); ``vit_blocks``: the ViT's blocks returned, ``vit_upsample``: how many
+    times the window is enlarged before it (``dinov2-vits14`` only)."""
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder '{encoder}'; known: {', '.join(ENCODERS)}")
-    if vit_blocks != 1 and encoder != "dinov2-vits14":
-        raise InvalidOptionError(f"vit_blocks is for the dinov2-vits14 encoder, not {encoder}.")
+    for name, value in (("vit_blocks", vit_blocks), ("vit_upsample", vit_upsample)):
+        if value != 1 and encoder != "dinov2-vits14":
+            raise InvalidOptionError(f"{name} is for the dinov2-vits14 encoder, not {encoder}.")
     if not ENCODERS[encoder]:
         if weights is not None:
             raise ValueError("the unet encoder has no published weights; drop weights")
         return UNetEncoder(in_channels)
     if encoder == "dinov2-vits14":
-        return ViTEncoder(in_channels, weights=weights, blocks=vit_blocks)
+        return ViTEncoder(in_channels, weights=weights, blocks=vit_blocks, upsample=vit_upsample)
     size = FIXED_SIZE.get(encoder)  # CNNs take any size; Swin is built for its window
     return TimmEncoder(ENCODERS[encoder], in_channels, weights=weights, img_size=size)
 
@@ -174,6 +177,7 @@ class EncoderUNet(nn.Module):
         head_stages: how many of the encoder's stages at stride 4 and coarser the linear head
             reads, finest first (None: all, as :meth:`embed`).
         vit_blocks: ``dinov2-vits14``: how many of the ViT's blocks up to its cut are stages.
+        vit_upsample: ``dinov2-vits14``: how many times the window is enlarged before the ViT.
     """
 
     def __init__(
@@ -187,6 +191,7 @@ class EncoderUNet(nn.Module):
         head: str = "decoder",
         head_stages: int | None = None,
         vit_blocks: int = 1,
+        vit_upsample: int = 1,
     ) -> None:
         super().__init__()
         if head not in HEADS:
@@ -198,7 +203,8 @@ class EncoderUNet(nn.Module):
         self.with_indices = head in ("linear-indices", "linear-texture")
         #: Whether it also reads each band's :func:`local_std` (:meth:`probe_input`).
         self.with_texture = head == "linear-texture"
-        self.encoder = build_encoder(encoder, in_channels, weights, img_size, vit_blocks)
+        self.encoder = build_encoder(encoder, in_channels, weights, img_size, vit_blocks,
+                                     vit_upsample)  # fmt: skip
         #: Channels and reductions of the encoder's stages, finest first.
         self.channels: list[int] = list(self.encoder.out_channels)  # type: ignore[arg-type]
         self.reductions: list[int] = list(self.encoder.reductions)  # type: ignore[arg-type]

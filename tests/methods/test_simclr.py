@@ -449,7 +449,7 @@ def test_a_dinov2_encoder_without_weights_finds_them_or_says_which_file(tmp_path
     assert torch.equal(block, vit.state_dict()["blocks.3.mlp.fc1.weight"])
 
 
-def test_a_dinov2_encoder_of_several_blocks_keeps_them_through_the_file_and_fine_tuning(tmp_path):
+def test_a_dinov2_encoder_of_several_blocks_and_finer_tokens_keeps_them_through_the_file(tmp_path):
     import timm
     from safetensors.torch import save_file
 
@@ -461,19 +461,20 @@ def test_a_dinov2_encoder_of_several_blocks_keeps_them_through_the_file_and_fine
     save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
     seg = get_method("simclr", num_classes=2, **{**FAST, "encoder": "dinov2-vits14",
                      "crop_size": 224, "steps": 0, "probe_windows": 2, "weights": str(path),
-                     "vit_blocks": 3})  # fmt: skip
+                     "vit_blocks": 3, "vit_upsample": 2})  # fmt: skip
     seg.fit(ArraySampler([_naip(224)], seed=0))
-    assert seg.net.reductions == [14] * 3
+    assert seg.net.reductions == [7] * 3
+    assert seg.network()["config"]["vit_upsample"] == 2
     model = tmp_path / "enc.lcmap"
     save_model(model, seg, _header(seg, [1, 2, 3], Normalisation((0.0,) * 3, (1.0,) * 3), []))
     path.unlink()  # the model file holds the ViT: the start file is not needed to load it
     back, _ = load_model(model)
-    assert back.cfg.vit_blocks == 3 and back.net.reductions == [14] * 3
+    assert back.cfg.vit_blocks == 3 and back.net.reductions == [7] * 3
     tuned = back.tuned(3, "simclr")
-    assert tuned.net.reductions == [14] * 3
+    assert tuned.net.reductions == [7] * 3
     assert torch.equal(tuned.net.encoder.body.blocks[5].attn.qkv.weight,
                        vit.state_dict()["blocks.5.attn.qkv.weight"])  # fmt: skip
-    assert back.tuned(3, "simclr", vit_blocks=1).net.reductions == [14]
+    assert back.tuned(3, "simclr", vit_blocks=1, vit_upsample=1).net.reductions == [14]
 
 
 def test_tuning_may_choose_its_own_window():

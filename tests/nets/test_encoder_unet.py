@@ -3,6 +3,7 @@
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from lcmap.errors import InvalidOptionError, WeightsError
@@ -235,6 +236,28 @@ def test_the_dinov2_encoder_returns_the_last_blocks_up_to_its_cut_as_stages(tmp_
         EncoderUNet("dinov2-vits14", in_channels=3, vit_blocks=9)
     with pytest.raises(InvalidOptionError, match="dinov2-vits14 encoder, not resnet18-unet"):
         EncoderUNet("resnet18-unet", in_channels=3, vit_blocks=2)
+
+
+def test_the_dinov2_encoder_upsampled_reads_the_enlarged_window_at_7_px(tmp_path):
+    vit, path = _dinov2_file(tmp_path)
+    net = EncoderUNet("dinov2-vits14", in_channels=3, weights=str(path), head="linear-texture",
+                      out_channels=4, vit_upsample=2).eval()  # fmt: skip
+    assert net.reductions == [7] and net.head.in_channels == 384 + 3 + 3 + 6
+    x = torch.rand(2, 3, 224, 224)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    big = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        (tokens,) = net.features(x)
+        want = vit.forward_intermediates((big - mean) / std, indices=[7], norm=True,
+                                         intermediates_only=True, output_fmt="NCHW")[0]  # fmt: skip
+        assert tokens.shape == (2, 384, 32, 32)  # a token every 7 px of the window
+        assert torch.allclose(tokens, want, atol=1e-5)
+        assert net(x).shape == (2, 4, 224, 224)
+    with pytest.raises(InvalidOptionError, match="vit_upsample must be 1 or 2"):
+        EncoderUNet("dinov2-vits14", in_channels=3, vit_upsample=3)
+    with pytest.raises(InvalidOptionError, match="vit_upsample is for the dinov2-vits14"):
+        EncoderUNet("resnet18-unet", in_channels=3, vit_upsample=2)
 
 
 def test_the_dinov2_encoder_takes_n_bands_and_refuses_other_weights(tmp_path):
