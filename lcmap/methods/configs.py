@@ -342,14 +342,6 @@ class EncoderFinetunedConfig(EncoderOptions):
         None, "encoder stages at stride 4 and coarser the linear head reads, finest first "
         "(None: all; 2 scored lower on dubai_dev, benchmarks/README.md)", low=1, high=4,
     )  # fmt: skip
-    # DINOv2's linear segmentation head puts a BatchNorm before its linear layer (Oquab et al.
-    # 2023, section 7.4, and their BNHead): every channel it reads at one scale, whatever the
-    # encoder's normalisation made of it. Here each channel is standardised by its mean and
-    # standard deviation over the labelled patches, folded into the layer after training.
-    standardise: bool = option(
-        False, "linear heads: standardise each channel the head reads over the labelled "
-        "patches (as DINOv2's BatchNorm head), folded into the layer after training",
-    )  # fmt: skip
     freeze_encoder: bool = option(True, "keep the pre-trained encoder (seed 003's Frozen rows)")
     # LP-FT (Kumar et al., "Fine-tuning can distort pretrained features and underperform
     # out-of-distribution", ICLR 2022): train the head on the frozen encoder first, then the

@@ -172,17 +172,12 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
                 progress(first + done, first + total)
 
         logits_of: Callable[[Tensor], Tensor] = net
-        features_of: Callable[[Tensor], list[Tensor]] = net.features
         if frozen and isinstance(net.encoder, MEMOISED):  # see FrozenFeatures
             memo = FrozenFeatures(net)
             logits_of = lambda x: net(x, memo(x))  # noqa: E731
-            features_of = memo
-        if cfg.standardise and net.linear:
-            net.probe_affine = self._probe_statistics(features_of, images, labels)
         losses = train_classifier(logits_of, params, train_mode, images, labels, valid,
                                   cfg.num_classes, schedule, self._augment, self.device,
                                   head_progress)  # fmt: skip
-        net.fold_probe_affine()
         if cfg.tune_steps:  # LP-FT: the encoder too, from the fitted head, BatchNorm kept
             for p in net.encoder.parameters():
                 p.requires_grad_(True)
@@ -193,18 +188,6 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
                                        self.device, tune_progress)  # fmt: skip
         net.eval()
         return losses
-
-    def _probe_statistics(
-        self, features_of: Callable[[Tensor], list[Tensor]], images: Tensor, labels: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Each channel of the linear head's input: its mean and 1 / standard deviation over
-        the labelled patches, each seen once as a training window (padded and cropped by
-        :meth:`_augment`; the statistics of :func:`probe_statistics`)."""
-        gen = torch.Generator().manual_seed(self.cfg.seed)
-        step = self.cfg.batch_size
-        windows = [self._augment(images[i : i + step].float(), labels[i : i + step], gen)[0]
-                   for i in range(0, len(images), step)]  # fmt: skip
-        return probe_statistics(self._fitted(), features_of, windows, self.device)
 
     def _augment(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """Random ``crop_size`` crops (padded up to it) under one of the 8 symmetries."""
@@ -267,29 +250,6 @@ class FrozenFeatures:
                     self.size += size
         found = [fresh[k] if k in fresh else self.kept[k] for k in keys]
         return [torch.cat(parts) for parts in zip(*found, strict=True)]
-
-
-def probe_statistics(
-    net: EncoderUNet,
-    features_of: Callable[[Tensor], list[Tensor]],
-    windows: list[Tensor],
-    device: torch.device,
-) -> tuple[Tensor, Tensor]:
-    """Each channel of ``net``'s :meth:`~EncoderUNet.probe_input` over batches of ``windows``:
-    its mean and 1 / standard deviation (floored at a thousandth of the bands' 0..1 stretch,
-    so a channel nearly constant over the patches is not blown up where a scene varies it)."""
-    total = square = torch.zeros(net.head.in_channels, dtype=torch.float64, device=device)
-    count = 0
-    with torch.no_grad():
-        for x in windows:
-            x = x.to(device)
-            p = net.probe_input(x, features_of(x)).double()
-            total = total + p.sum(dim=(0, 2, 3))
-            square = square + (p * p).sum(dim=(0, 2, 3))
-            count += p.shape[0] * p.shape[2] * p.shape[3]
-    mean = total / count
-    std = (square / count - mean * mean).clamp(min=0).sqrt()
-    return mean.float(), (1 / std.clamp(min=1e-3)).float()
 
 
 def build(num_classes: int | None = None, **options: Any) -> EncoderFinetunedSegmenter:

@@ -227,9 +227,6 @@ class EncoderUNet(nn.Module):
         bands = in_channels if self.with_bands else 0
         probe_dim = self.embed_dim(self.head_stages) + bands + pairs + texture
         self.head = nn.Conv2d(probe_dim if self.linear else prev, out_channels, 1)
-        #: While a linear head trains: a per-channel (shift, scale) applied to
-        #: :meth:`probe_input`, then folded into the head (:meth:`fold_probe_affine`).
-        self.probe_affine: tuple[Tensor, Tensor] | None = None
 
     @property
     def stride(self) -> int:
@@ -279,25 +276,9 @@ class EncoderUNet(nn.Module):
         :func:`normalised_differences` of those cell means; with ``head="linear-texture"``
         also each band's :func:`local_std`."""
         column = self.hypercolumn(feats, x.shape[-2:], self.head_stages)
-        if self.with_bands:
-            column = torch.cat([column, *self._band_features(x)], dim=1)
-        if self.probe_affine is None:
+        if not self.with_bands:
             return column
-        shift, scale = self.probe_affine
-        return (column - shift[None, :, None, None]) * scale[None, :, None, None]
-
-    def fold_probe_affine(self) -> None:
-        """Fold :attr:`probe_affine` into the head and drop it: ``head((p - shift) * scale)``
-        is ``head'(p)`` with ``weight' = weight * scale`` and ``bias' = bias - weight' . shift``,
-        so the network reads :meth:`probe_input` as before and its file is unchanged."""
-        if self.probe_affine is None:
-            return
-        shift, scale = self.probe_affine
-        self.probe_affine = None
-        with torch.no_grad():
-            self.head.weight.mul_(scale.view(1, -1, 1, 1))
-            if self.head.bias is not None:
-                self.head.bias.sub_(self.head.weight[:, :, 0, 0] @ shift)
+        return torch.cat([column, *self._band_features(x)], dim=1)
 
     def _band_features(self, x: Tensor) -> list[Tensor]:
         """What the linear head reads after the hypercolumn (see :meth:`probe_input`)."""

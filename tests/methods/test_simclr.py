@@ -175,41 +175,6 @@ def test_lp_ft_tunes_the_encoder_after_the_head_and_keeps_its_batchnorm_statisti
                    crop_size=32, freeze_encoder=False, tune_steps=2)  # fmt: skip
 
 
-def test_a_standardised_head_reads_unit_channels_and_folds_them_into_its_layer():
-    from lcmap.methods.encoder_finetuned import probe_statistics
-
-    seg = get_method("encoder_finetuned", num_classes=3, encoder="unet", in_channels=3,
-                     crop_size=32, steps=2, batch_size=2, head="linear-texture",
-                     standardise=True)  # fmt: skip
-    net = seg.net.eval()
-    windows = [torch.rand(2, 3, 32, 32) * 0.2, torch.rand(2, 3, 32, 32) * 0.2 + 0.5]
-    shift, scale = probe_statistics(net, net.features, windows, torch.device("cpu"))
-    x = torch.cat(windows)
-    with torch.no_grad():
-        plain = net.probe_input(x, net.features(x))
-        net.probe_affine = (shift, scale)
-        unit = net.probe_input(x, net.features(x))
-        varied = plain.std(dim=(0, 2, 3)) > 1e-3
-        assert torch.allclose(unit.mean(dim=(0, 2, 3)), torch.zeros(1), atol=1e-4)
-        assert torch.allclose(unit.std(dim=(0, 2, 3), unbiased=False)[varied], torch.ones(1),
-                              atol=1e-3)  # fmt: skip
-        net.train()
-        net.encoder.eval()  # frozen, as fine-tuning keeps it
-        literal = net(x)  # the head on the standardised channels
-        net.fold_probe_affine()
-        net.eval()
-        assert net.probe_affine is None
-        torch.testing.assert_close(net(x), literal, atol=1e-4, rtol=0)
-    # training standardises, then folds: the tuned network is a plain linear head again
-    images, labels = torch.rand(4, 3, 32, 32), torch.randint(0, 3, (4, 32, 32))
-    seg.train_on(images, labels)
-    plain_seg = get_method("encoder_finetuned", num_classes=3, encoder="unet", in_channels=3,
-                           crop_size=32, steps=2, batch_size=2, head="linear-texture")  # fmt: skip
-    plain_seg.train_on(images, labels)
-    assert seg.net.probe_affine is None
-    assert not torch.allclose(seg.net.head.weight, plain_seg.net.head.weight)
-
-
 def test_suggest_labels_from_an_encoder(encoder_model, tmp_path):
     root, _, _ = encoder_model
     frame = suggest_labels([root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32,
