@@ -255,7 +255,8 @@ class EncoderOptions:
     )  # fmt: skip
     vit_upsample: int = option(
         1, "dinov2-vits14: 2 enlarges each window twice before the ViT, so its tokens fall "
-        "every 7 px instead of 14 (finer maps, about 4.7 times the ViT's cost)", low=1, high=2,
+        "every 7 px instead of 14 (4 times the tokens; not better on dubai_dev, "
+        "benchmarks/README.md)", low=1, high=2,
     )  # fmt: skip
 
 

@@ -18,8 +18,8 @@ texture beside the tokens.
   the tokens fall every 7 px of the scene instead of 14: DINOv2 evaluates segmentation on
   inputs larger than its training crops for the same reason (finer tokens find smaller
   objects; Oquab et al. 2023, section 7.4), and STEGO prefers 8 px patches to 16 px ones.
-  It costs about 4.7 times the ViT's time per window (4 times the tokens, attention growing
-  with their square; ``benchmarks/README.md``).
+  Four times the tokens, so several times the ViT's cost; not better on dubai_dev's folds
+  (+0.005 mIoU, ``benchmarks/README.md``), so off by default.
 - The bands, stretched to 0..1, are standardised with the ImageNet mean and standard deviation
   DINOv2 was trained with (extra bands: the RGB means), and the patch embedding takes N bands
   (:func:`~lcmap.nets.vit.adapt_input_channels`).
