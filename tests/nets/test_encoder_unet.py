@@ -186,6 +186,13 @@ def test_a_linear_head_predicts_what_it_was_trained_with(head, stages):
         torch.testing.assert_close(net(x), literal, atol=1e-5, rtol=0)
 
 
+def _imagenet(x):
+    """RGB in 0..1 standardised as DINOv2 was trained (what the encoder does first)."""
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 def _dinov2_file(tmp_path):
     torch.manual_seed(2)
     vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0,
@@ -200,11 +207,9 @@ def test_the_dinov2_encoder_reads_block_8_tokens_as_stego_does(tmp_path):
     net = EncoderUNet("dinov2-vits14", in_channels=3, weights=str(path)).eval()
     assert len(net.encoder.body.blocks) == 8 and net.reductions == [14]
     x = torch.rand(2, 3, 224, 224)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
         (tokens,) = net.features(x)
-        want = vit.forward_intermediates((x - mean) / std, indices=[7], norm=True,
+        want = vit.forward_intermediates(_imagenet(x), indices=[7], norm=True,
                                          intermediates_only=True, output_fmt="NCHW")[0]  # fmt: skip
     assert tokens.shape == (2, 384, 16, 16)
     assert torch.allclose(tokens, want, atol=1e-5)
@@ -220,11 +225,9 @@ def test_the_dinov2_encoder_returns_the_last_blocks_up_to_its_cut_as_stages(tmp_
     assert len(net.encoder.body.blocks) == 8 and net.reductions == [14] * 4
     assert net.head.in_channels == 4 * 384 + 3 + 3 + 6  # tokens, bands, indices, texture
     x = torch.rand(2, 3, 224, 224)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
         stages = net.features(x)
-        want = vit.forward_intermediates((x - mean) / std, indices=[4, 5, 6, 7], norm=True,
+        want = vit.forward_intermediates(_imagenet(x), indices=[4, 5, 6, 7], norm=True,
                                          intermediates_only=True, output_fmt="NCHW")  # fmt: skip
         for got, block in zip(stages, want, strict=True):  # blocks 5 to 8, in order
             assert torch.allclose(got, block, atol=1e-5)
@@ -244,12 +247,10 @@ def test_the_dinov2_encoder_upsampled_reads_the_enlarged_window_at_7_px(tmp_path
                       out_channels=4, vit_upsample=2).eval()  # fmt: skip
     assert net.reductions == [7] and net.head.in_channels == 384 + 3 + 3 + 6
     x = torch.rand(2, 3, 224, 224)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     big = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
     with torch.no_grad():
         (tokens,) = net.features(x)
-        want = vit.forward_intermediates((big - mean) / std, indices=[7], norm=True,
+        want = vit.forward_intermediates(_imagenet(big), indices=[7], norm=True,
                                          intermediates_only=True, output_fmt="NCHW")[0]  # fmt: skip
         assert tokens.shape == (2, 384, 32, 32)  # a token every 7 px of the window
         assert torch.allclose(tokens, want, atol=1e-5)
