@@ -152,10 +152,11 @@ def predict_scores(
     model_path: Path,
     crops: list[dict[str, Any]],
     adapt: Callable[[Any, torch.Tensor], None] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> list[torch.Tensor]:
     """The model's (K, H, W) scores on each crop (its bands and normalisation); ``adapt``
-    (method, crop) first, if given."""
-    method, header = load_model(model_path)
+    (method, crop) first, if given; ``overrides``: options of how it maps (``load_model``)."""
+    method, header = load_model(model_path, overrides)
     method.to(torch.device("cpu"))
     norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
     scores = []
@@ -174,8 +175,9 @@ def predict_labels(
     model_path: Path,
     crops: list[dict[str, Any]],
     adapt: Callable[[Any, torch.Tensor], None] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> list[np.ndarray]:
-    scores = predict_scores(model_path, crops, adapt)
+    scores = predict_scores(model_path, crops, adapt, overrides)
     return [s.argmax(dim=0).numpy().astype(np.int64) for s in scores]
 
 

@@ -31,7 +31,8 @@ defaults (``--stego WEIGHTS`` first trains one on tiles 1-4: a STEGO head on the
 DINOv2-S/14). ``--tiles 1,2,3:4`` trains on tiles 1-3 and scores tile 4 (a fold for choices
 that stay inside tiles 1-4), ``--pretrain-tiles`` pre-trains on other tiles than the
 labelled ones (labels unused), and ``--adapt-bn`` also scores each tuned model after its
-encoder's BatchNorm statistics are re-estimated on each scored crop (AdaBN).
+encoder's BatchNorm statistics are re-estimated on each scored crop (AdaBN); ``--tta`` also scores
+it mapping each window under its 8 symmetries (rows '..., tta').
 
 Usage:
     python benchmarks/quality_encoders.py --out /tmp/enc_quality
@@ -98,6 +99,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--ft-options", type=json.loads, default={}, metavar="JSON",
                    help='More options of the fine-tuning, e.g. {"vit_upsample": 2}.')  # fmt: skip
     p.add_argument("--head-stages", type=int, help="Encoder stages the linear head reads.")
+    p.add_argument("--tta", action="store_true",
+                   help="Also score each tuned model mapped under the 8 symmetries.")  # fmt: skip
     p.add_argument("--tune-steps", type=int,
                    help="LP-FT: steps tuning the encoder after the head's.")  # fmt: skip
     p.add_argument("--self-train", type=int, default=0, metavar="N",
@@ -230,6 +233,8 @@ def main() -> None:
             scored = [(name, predict_labels(tuned, crops))]
             if args.adapt_bn:
                 scored.append((name + ", adapted BN", predict_labels(tuned, crops, adapt_bn)))
+            if args.tta:
+                scored.append((name + ", tta", predict_labels(tuned, crops, None, {"tta": True})))
             for name, preds in scored:
                 confusions = crop_confusions(preds, crops)
                 run = {"encoder": encoder, "row": name, "patches": n, "seed": seed,

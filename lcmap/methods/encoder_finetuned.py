@@ -20,6 +20,9 @@ encoder (``init="simclr"``, via ``lcmap finetune ENCODER.lcmap``) or at random
   measures (:func:`~lcmap.nets.encoder_unet.local_std`): a linear layer on means cannot form
   a variance, and still water is smooth where vegetation or a roof of its colour is not.
   ``head="decoder"``: seed 003's convolutional UNet decoder (learning rate 1e-3).
+  ``embed_dropout`` (off by default): while the head trains, each window's embedding is hidden
+  from it with this probability, so it learns to classify from the bands, indices and texture
+  alone too (modality dropout, Neverova et al. 2016); nothing is hidden when mapping.
 - ``freeze_encoder`` (the default): the encoder stays as pre-trained (seed 003's "Frozen"
   rows; no gradient reaches it and its BatchNorm statistics stay), so with the linear head the
   labels train K x D weights alone. ``tune_steps`` (off by default) then trains the encoder
@@ -34,7 +37,9 @@ class-weighted cross-entropy (seed 004), label 255 ignored (:mod:`lcmap.methods.
 Patches are trained on as random ``crop_size`` crops (reflection-padded up to it, labels padded
 unlabelled) under one of the 8 symmetries of the square. Mapping uses the same fixed windows as
 the encoder's model, Hann-blended, so the map does not depend on ``--tile``; predictions are
-softmax class probabilities.
+softmax class probabilities. ``tta`` (off by default; ``lcmap segment --model TUNED -p
+tta=true`` turns it on for a tuned model) averages them over the window's 8 symmetries, the ones
+the head was trained under (test-time augmentation), at 8 times the cost.
 """
 
 import hashlib
@@ -52,8 +57,8 @@ from lcmap.methods._supervised import IGNORE_INDEX, Schedule, train_classifier
 from lcmap.methods.base import MethodInfo, ProgressFn, WindowSampler
 from lcmap.methods.configs import EncoderFinetunedConfig
 from lcmap.methods.options import make_config
-from lcmap.nets.encoder_unet import EncoderUNet
-from lcmap.nets.unet import random_dihedral
+from lcmap.nets.encoder_unet import BAND_HEADS, EncoderUNet
+from lcmap.nets.unet import dihedral_mean, random_dihedral
 from lcmap.nets.vit_encoder import ViTEncoder
 
 #: Encoders whose features a frozen fine-tuning memoises (:class:`FrozenFeatures`).
@@ -70,7 +75,7 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
     info = MethodInfo(
         name="encoder_finetuned",
         summary="UNet on a pre-trained (or random) encoder, tuned on a few labelled patches.",
-        apply_options=frozenset({"window_stride"}),
+        apply_options=frozenset({"window_stride", "tta"}),
         start_options=frozenset({"weights"}),
     )
 
@@ -80,6 +85,11 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
             raise InvalidOptionError(
                 f"tune_steps={cfg.tune_steps} tunes the encoder after a frozen stage; keep "
                 "freeze_encoder=True or set tune_steps=0."
+            )
+        if cfg.embed_dropout and cfg.head not in BAND_HEADS:
+            raise InvalidOptionError(
+                f"embed_dropout hides the embedding from a head that reads the bands too; "
+                f"the '{cfg.head}' head does not: use one of {', '.join(BAND_HEADS)}."
             )
         super().__init__(cfg)
         if cfg.in_channels is not None:
@@ -118,7 +128,11 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
         """(B, C, S, S) windows -> (B, K, S, S) softmax class probabilities."""
         net = self._fitted()
         net.eval()
-        return torch.softmax(net(batch.float()).float(), dim=1)
+
+        def probabilities(x: Tensor) -> Tensor:
+            return torch.softmax(net(x.float()).float(), dim=1)
+
+        return dihedral_mean(probabilities, batch) if self.cfg.tta else probabilities(batch)
 
     # -- training --------------------------------------------------------------------------
 
@@ -175,9 +189,13 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
         if frozen and isinstance(net.encoder, MEMOISED):  # see FrozenFeatures
             memo = FrozenFeatures(net)
             logits_of = lambda x: net(x, memo(x))  # noqa: E731
-        losses = train_classifier(logits_of, params, train_mode, images, labels, valid,
-                                  cfg.num_classes, schedule, self._augment, self.device,
-                                  head_progress)  # fmt: skip
+        net.embed_dropout = cfg.embed_dropout  # the head's stage only
+        try:
+            losses = train_classifier(logits_of, params, train_mode, images, labels, valid,
+                                      cfg.num_classes, schedule, self._augment, self.device,
+                                      head_progress)  # fmt: skip
+        finally:
+            net.embed_dropout = 0.0
         if cfg.tune_steps:  # LP-FT: the encoder too, from the fitted head, BatchNorm kept
             for p in net.encoder.parameters():
                 p.requires_grad_(True)

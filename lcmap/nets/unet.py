@@ -11,6 +11,8 @@ BatchNorm (not GroupNorm) keeps a prediction local: in eval mode a pixel's score
 receptive field only, never on statistics of the whole tile.
 """
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -177,8 +179,21 @@ def random_dihedral(*tensors: Tensor, generator: torch.Generator | None = None) 
     """
     k = int(torch.randint(0, 4, (1,), generator=generator))
     flip = bool(torch.randint(0, 2, (1,), generator=generator))
-    out = []
-    for t in tensors:
-        t = torch.rot90(t, k, dims=(-2, -1))
-        out.append(torch.flip(t, dims=(-1,)) if flip else t)
-    return out
+    return [dihedral(t, k, flip) for t in tensors]
+
+
+def dihedral(t: Tensor, k: int, flip: bool) -> Tensor:
+    """``t`` turned ``k`` quarter turns, then mirrored left-right if ``flip`` (last two axes)."""
+    t = torch.rot90(t, k, dims=(-2, -1))
+    return torch.flip(t, dims=(-1,)) if flip else t
+
+
+def dihedral_mean(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """The mean of ``fn`` over the 8 symmetries of the square applied to ``x``, each output
+    turned back onto ``x``'s pixels (test-time augmentation; ``fn`` keeps the image axes)."""
+    total = fn(x)
+    for k, flip in [(k, f) for k in range(4) for f in (False, True)][1:]:
+        y = fn(dihedral(x, k, flip))
+        y = torch.flip(y, dims=(-1,)) if flip else y
+        total = total + torch.rot90(y, -k, dims=(-2, -1))
+    return total / 8

@@ -147,6 +147,30 @@ def test_fine_tuning_from_the_encoder(encoder_model, tmp_path, frozen, head):
         assert miou(out.read(1), truth_b, 3) >= 0.5
 
 
+def test_a_tuned_model_maps_under_the_8_symmetries_when_asked(encoder_model, tmp_path):
+    root, truth_b, _ = encoder_model
+    finetune(root / "enc.lcmap", [root / "a.tif"], [root / "a_labels.tif"], tmp_path / "t.lcmap",
+             class_names=CLASS_NAMES, patch_size=64, patches=6, steps=30, batch_size=4,
+             device="cpu")  # fmt: skip
+    plain, _ = load_model(tmp_path / "t.lcmap")
+    tta, header = load_model(tmp_path / "t.lcmap", {"tta": True})  # a mapping option
+    assert header.config["tta"] is True and plain.cfg.tta is False
+    x = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        turned = [plain.predict(x.rot90(k, (-2, -1))).rot90(-k, (-2, -1)) for k in range(4)]
+        flipped = [plain.predict(x.rot90(k, (-2, -1)).flip(-1)).flip(-1).rot90(-k, (-2, -1))
+                   for k in range(4)]  # fmt: skip
+        torch.testing.assert_close(tta.predict(x), torch.stack(turned + flipped).mean(0))
+    maps = []
+    for tile in (32, 96):  # still the same map at any tile size
+        out = tmp_path / f"m{tile}.tif"
+        api.segment(root / "b.tif", out, model=tmp_path / "t.lcmap", tile=tile,
+                    options={"tta": True})  # fmt: skip
+        with rasterio.open(out) as src:
+            maps.append(src.read(1))
+    assert np.array_equal(maps[0], maps[1]) and miou(maps[0], truth_b, 3) >= 0.5
+
+
 def test_a_frozen_encoder_gets_no_gradient():
     seg = get_method("encoder_finetuned", num_classes=3, encoder="unet", in_channels=3,
                      crop_size=32, freeze_encoder=True, steps=2, batch_size=2)  # fmt: skip
@@ -154,6 +178,23 @@ def test_a_frozen_encoder_gets_no_gradient():
     seg.train_on(images, labels)
     assert all(p.grad is None for p in seg.net.encoder.parameters())
     assert any(p.grad is not None for p in seg.net.head.parameters())
+
+
+def test_embed_dropout_trains_the_head_only_and_needs_a_head_reading_the_bands():
+    images, labels = torch.rand(4, 3, 32, 32), torch.randint(0, 3, (4, 32, 32))
+    heads = []
+    for p in (0.0, 0.5):
+        torch.manual_seed(0)
+        seg = get_method("encoder_finetuned", num_classes=3, encoder="unet", in_channels=3,
+                         crop_size=32, steps=3, batch_size=4, head="linear-texture",
+                         embed_dropout=p)  # fmt: skip
+        seg.train_on(images, labels)
+        assert seg.net.embed_dropout == 0.0  # off again once the head is trained
+        heads.append(seg.net.head.weight.detach().clone())
+    assert not torch.equal(*heads)  # the option reached the head's training
+    with pytest.raises(InvalidOptionError, match="embed_dropout hides the embedding"):
+        get_method("encoder_finetuned", num_classes=3, encoder="unet", in_channels=3,
+                   head="linear", embed_dropout=0.5)  # fmt: skip
 
 
 def test_lp_ft_tunes_the_encoder_after_the_head_and_keeps_its_batchnorm_statistics():

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from lcmap.errors import InvalidOptionError
 from lcmap.nets import build_net, list_nets
 from lcmap.nets.timm_encoder import TimmEncoder
-from lcmap.nets.unet import UNet
+from lcmap.nets.unet import UNet, dihedral, dihedral_mean
 
 
 def test_every_network_is_built_by_name() -> None:
@@ -69,3 +69,20 @@ def test_a_model_file_records_a_network_another_objective_can_rebuild(tmp_path: 
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(net.encode(x)[0], cas.net.encode(x)[0])
+
+
+def test_the_dihedral_mean_maps_a_turned_input_to_the_turned_output():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 2, 3, padding=1)  # its kernel has a direction
+    ramp = torch.linspace(0, 1, 16)[:, None]  # and so has a term that grows down the rows
+    fn = lambda t: conv(t) + ramp  # noqa: E731
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        mean = dihedral_mean(fn, x)
+        assert not torch.allclose(mean, fn(x), atol=1e-3)
+        for k in range(4):
+            for flip in (False, True):
+                turned = dihedral_mean(fn, dihedral(x, k, flip))
+                torch.testing.assert_close(turned, dihedral(mean, k, flip))
+        pointwise = lambda t: 2 * t + 1  # noqa: E731  # already symmetric: unchanged
+        torch.testing.assert_close(dihedral_mean(pointwise, x), pointwise(x))
