@@ -156,7 +156,6 @@ def finetune(
     head_stages: int | None = None,
     tune_steps: int | None = None,
     vit_upsample: int | None = None,
-    embed_dropout: float | None = None,
     stack: Sequence[str | Path] | None = None,
     self_train: int = 0,
     unlabelled: Sequence[str | Path] | None = None,
@@ -185,9 +184,9 @@ def finetune(
         init: one of the starts the model offers (``fewshot_inits()``; ``cas``,
             ``autoencoder`` or ``random`` for a cas model); None = its first.
         epochs, steps, batch_size, lr, crop_size, freeze_encoder, head, head_stages,
-            tune_steps, vit_upsample, embed_dropout: training options of the tuned network
-            (None = its default, or the base model's own for vit_upsample); one it does not
-            take is refused.
+            tune_steps, vit_upsample: training options of the tuned network (None = its
+            default, or the base model's own for vit_upsample); one it does not take is
+            refused.
         stack: co-registered rasters stacked after the (one) scene's bands, as the model was
             trained with them (:mod:`lcmap.io.stack`).
         self_train: after training, label this many random unlabelled patches with the tuned
@@ -282,7 +281,6 @@ def finetune(
         "head_stages": head_stages,
         "tune_steps": tune_steps,
         "vit_upsample": vit_upsample,
-        "embed_dropout": embed_dropout,
     }
 
     def trained(x: "torch.Tensor", y: "torch.Tensor", stage: int) -> "Segmenter":

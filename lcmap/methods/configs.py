@@ -360,15 +360,6 @@ class EncoderFinetunedConfig(EncoderOptions):
         False, "map each window under its 8 flips and quarter turns and average the class "
         "probabilities (test-time augmentation; 8 times the cost)",
     )  # fmt: skip
-    # Modality dropout (ModDrop: Neverova et al., "ModDrop: adaptive multi-modal gesture
-    # recognition", TPAMI 2016): the encoder's embedding is one modality of the linear head's
-    # input and the bands, indices and texture another; hiding the embedding from some training
-    # windows makes the head learn to classify from the bands alone as well, so it does not
-    # lean on an embedding fitted to few patches where a class's colour tells it.
-    embed_dropout: float = option(
-        0.0, "linear heads reading the bands: probability that a training window's embedding "
-        "is hidden from the head (modality dropout); 0 = off", low=0, below=1,
-    )  # fmt: skip
     batch_size: int = option(8, "patches per optimiser step", low=1)
     steps: int = option(300, "optimiser steps (when epochs is None)", low=0)
     epochs: int | None = option(None, "passes over the labelled patches; overrides steps", low=1)

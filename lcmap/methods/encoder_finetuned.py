@@ -20,9 +20,6 @@ encoder (``init="simclr"``, via ``lcmap finetune ENCODER.lcmap``) or at random
   measures (:func:`~lcmap.nets.encoder_unet.local_std`): a linear layer on means cannot form
   a variance, and still water is smooth where vegetation or a roof of its colour is not.
   ``head="decoder"``: seed 003's convolutional UNet decoder (learning rate 1e-3).
-  ``embed_dropout`` (off by default): while the head trains, each window's embedding is hidden
-  from it with this probability, so it learns to classify from the bands, indices and texture
-  alone too (modality dropout, Neverova et al. 2016); nothing is hidden when mapping.
 - ``freeze_encoder`` (the default): the encoder stays as pre-trained (seed 003's "Frozen"
   rows; no gradient reaches it and its BatchNorm statistics stay), so with the linear head the
   labels train K x D weights alone. ``tune_steps`` (off by default) then trains the encoder
@@ -57,7 +54,7 @@ from lcmap.methods._supervised import IGNORE_INDEX, Schedule, train_classifier
 from lcmap.methods.base import MethodInfo, ProgressFn, WindowSampler
 from lcmap.methods.configs import EncoderFinetunedConfig
 from lcmap.methods.options import make_config
-from lcmap.nets.encoder_unet import BAND_HEADS, EncoderUNet
+from lcmap.nets.encoder_unet import EncoderUNet
 from lcmap.nets.unet import dihedral_mean, random_dihedral
 from lcmap.nets.vit_encoder import ViTEncoder
 
@@ -85,11 +82,6 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
             raise InvalidOptionError(
                 f"tune_steps={cfg.tune_steps} tunes the encoder after a frozen stage; keep "
                 "freeze_encoder=True or set tune_steps=0."
-            )
-        if cfg.embed_dropout and cfg.head not in BAND_HEADS:
-            raise InvalidOptionError(
-                f"embed_dropout hides the embedding from a head that reads the bands too; "
-                f"the '{cfg.head}' head does not: use one of {', '.join(BAND_HEADS)}."
             )
         super().__init__(cfg)
         if cfg.in_channels is not None:
@@ -189,13 +181,9 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
         if frozen and isinstance(net.encoder, MEMOISED):  # see FrozenFeatures
             memo = FrozenFeatures(net)
             logits_of = lambda x: net(x, memo(x))  # noqa: E731
-        net.embed_dropout = cfg.embed_dropout  # the head's stage only
-        try:
-            losses = train_classifier(logits_of, params, train_mode, images, labels, valid,
-                                      cfg.num_classes, schedule, self._augment, self.device,
-                                      head_progress)  # fmt: skip
-        finally:
-            net.embed_dropout = 0.0
+        losses = train_classifier(logits_of, params, train_mode, images, labels, valid,
+                                  cfg.num_classes, schedule, self._augment, self.device,
+                                  head_progress)  # fmt: skip
         if cfg.tune_steps:  # LP-FT: the encoder too, from the fitted head, BatchNorm kept
             for p in net.encoder.parameters():
                 p.requires_grad_(True)

@@ -61,8 +61,6 @@ INDEX_EPS = 0.01
 #: embedding beside the input's bands averaged over each embedding cell, those and the bands'
 #: pairwise normalised differences, or those and each band's local standard deviation.
 HEADS = ("decoder", "linear", "linear-bands", "linear-indices", "linear-texture")
-#: The linear heads that read the input's bands beside the embedding.
-BAND_HEADS = ("linear-bands", "linear-indices", "linear-texture")
 #: Cells (of :data:`EMBED_STRIDE` px) across the wider neighbourhood of :func:`local_std`.
 TEXTURE_CELLS = 3
 
@@ -200,7 +198,7 @@ class EncoderUNet(nn.Module):
             raise ValueError(f"unknown head '{head}'; known: {', '.join(HEADS)}")
         self.linear = head != "decoder"
         #: Whether the linear head also reads the input's bands (:meth:`probe_input`).
-        self.with_bands = head in BAND_HEADS
+        self.with_bands = head in ("linear-bands", "linear-indices", "linear-texture")
         #: Whether it also reads every pair of bands' normalised difference (:meth:`probe_input`).
         self.with_indices = head in ("linear-indices", "linear-texture")
         #: Whether it also reads each band's :func:`local_std` (:meth:`probe_input`).
@@ -229,9 +227,6 @@ class EncoderUNet(nn.Module):
         bands = in_channels if self.with_bands else 0
         probe_dim = self.embed_dim(self.head_stages) + bands + pairs + texture
         self.head = nn.Conv2d(probe_dim if self.linear else prev, out_channels, 1)
-        #: In training, the probability that a window's hypercolumn is hidden (zeroed) from a
-        #: head reading the bands too (modality dropout; set while a head trains).
-        self.embed_dropout = 0.0
 
     @property
     def stride(self) -> int:
@@ -283,9 +278,6 @@ class EncoderUNet(nn.Module):
         column = self.hypercolumn(feats, x.shape[-2:], self.head_stages)
         if not self.with_bands:
             return column
-        if self.training and self.embed_dropout > 0:  # kept windows unscaled: mapping sees all
-            keep = torch.rand(len(column), 1, 1, 1, device=column.device) >= self.embed_dropout
-            column = column * keep
         return torch.cat([column, *self._band_features(x)], dim=1)
 
     def _band_features(self, x: Tensor) -> list[Tensor]:

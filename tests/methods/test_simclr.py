@@ -180,23 +180,6 @@ def test_a_frozen_encoder_gets_no_gradient():
     assert any(p.grad is not None for p in seg.net.head.parameters())
 
 
-def test_embed_dropout_trains_the_head_only_and_needs_a_head_reading_the_bands():
-    images, labels = torch.rand(4, 3, 32, 32), torch.randint(0, 3, (4, 32, 32))
-    heads = []
-    for p in (0.0, 0.5):
-        torch.manual_seed(0)
-        seg = get_method("encoder_finetuned", num_classes=3, encoder="unet", in_channels=3,
-                         crop_size=32, steps=3, batch_size=4, head="linear-texture",
-                         embed_dropout=p)  # fmt: skip
-        seg.train_on(images, labels)
-        assert seg.net.embed_dropout == 0.0  # off again once the head is trained
-        heads.append(seg.net.head.weight.detach().clone())
-    assert not torch.equal(*heads)  # the option reached the head's training
-    with pytest.raises(InvalidOptionError, match="embed_dropout hides the embedding"):
-        get_method("encoder_finetuned", num_classes=3, encoder="unet", in_channels=3,
-                   head="linear", embed_dropout=0.5)  # fmt: skip
-
-
 def test_lp_ft_tunes_the_encoder_after_the_head_and_keeps_its_batchnorm_statistics():
     seg = get_method("encoder_finetuned", num_classes=3, encoder="resnet18-unet",
                      in_channels=3, crop_size=32, steps=3, tune_steps=2, batch_size=2,

@@ -135,24 +135,6 @@ def test_the_linear_texture_head_adds_each_bands_local_standard_deviation():
     assert std12[0, 4:, 4:].abs().max() < 1e-3 and std12[1].abs().max() < 1e-3
 
 
-def test_embed_dropout_hides_whole_windows_embeddings_in_training_only():
-    net = _linear_head_net("linear-texture", 3)
-    d = net.embed_dim()
-    x = torch.rand(64, 3, 32, 32)
-    with torch.no_grad():
-        feats = net.features(x)
-        full = net.probe_input(x, feats)
-        net.embed_dropout = 0.5
-        assert torch.equal(net.probe_input(x, feats), full)  # mapping (eval) hides nothing
-        net.train()
-        torch.manual_seed(0)
-        dropped = net.probe_input(x, feats)
-    hidden = dropped[:, :d].flatten(1).abs().amax(1) == 0
-    assert 16 <= int(hidden.sum()) <= 48  # about half of 64 windows, each whole or not at all
-    assert torch.equal(dropped[~hidden], full[~hidden])  # kept windows unscaled
-    assert torch.equal(dropped[:, d:], full[:, d:])  # the bands, indices and texture always
-
-
 def test_the_linear_head_reads_only_its_first_stages():
     """``head_stages=2``: the head's scores depend on the stride-4 and stride-8 stages alone,
     while the k-means embedding keeps every stage."""
