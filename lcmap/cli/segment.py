@@ -143,6 +143,11 @@ def segment(
     --workers N or --scheduler ADDRESS map each scene in parts on Dask workers, --resume in
     parts kept beside the output; the map is the same as in one process.
 
+    With --model, -p gives the options that change how a trained model maps (a wrong one lists
+    them): -p tta=true maps the windows of a model fine-tuned from an encoder ('lcmap pretrain',
+    then 'lcmap finetune') under their 8 flips and quarter turns and averages the class
+    probabilities (8 times the time).
+
     Examples:
 
         $ lcmap segment scene.tif -o landcover.tif
@@ -150,6 +155,8 @@ def segment(
         $ lcmap segment scene.tif -o landcover.tif -k 6 --bands 4,3,2 --save-model scene.lcmap
 
         $ lcmap segment other.tif -o other_map.tif --model scene.lcmap
+
+        $ lcmap segment other.tif -o other_map.tif --model tuned.lcmap -p tta=true
 
         $ lcmap segment 2020/*.tif -o maps/ -k 8
 

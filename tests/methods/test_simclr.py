@@ -10,8 +10,10 @@ import rasterio
 import torch
 from _cas_data import CLASS_NAMES, miou, write_three_class_scene
 from _tiny_vit import NAIP_SAMPLE
+from typer.testing import CliRunner
 
 from lcmap import api
+from lcmap.cli import app
 from lcmap.errors import InvalidOptionError, TrainingCollapseWarning
 from lcmap.fewshot.encoder import load_encoder
 from lcmap.fewshot.finetune import finetune
@@ -161,12 +163,16 @@ def test_a_tuned_model_maps_under_the_8_symmetries_when_asked(encoder_model, tmp
         flipped = [plain.predict(x.rot90(k, (-2, -1)).flip(-1)).flip(-1).rot90(-k, (-2, -1))
                    for k in range(4)]  # fmt: skip
         torch.testing.assert_close(tta.predict(x), torch.stack(turned + flipped).mean(0))
+    # The same map at any tile size, through the API and the command line's -p alike.
+    api.segment(root / "b.tif", tmp_path / "m32.tif", model=tmp_path / "t.lcmap", tile=32,
+                options={"tta": True})  # fmt: skip
+    args = ["segment", root / "b.tif", "-o", tmp_path / "m96.tif", "--model", tmp_path / "t.lcmap",
+            "--tile", "96", "-p", "tta=true", "-q"]  # fmt: skip
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
     maps = []
-    for tile in (32, 96):  # still the same map at any tile size
-        out = tmp_path / f"m{tile}.tif"
-        api.segment(root / "b.tif", out, model=tmp_path / "t.lcmap", tile=tile,
-                    options={"tta": True})  # fmt: skip
-        with rasterio.open(out) as src:
+    for name in ("m32.tif", "m96.tif"):
+        with rasterio.open(tmp_path / name) as src:
             maps.append(src.read(1))
     assert np.array_equal(maps[0], maps[1]) and miou(maps[0], truth_b, 3) >= 0.5
 
