@@ -47,14 +47,16 @@ def pseudo_labels(
     batch_size: int = 16,
 ) -> "torch.Tensor":
     """(N, S, S) class ids from ``model`` for ``images``; 255 where no data, and where a pixel's
-    confidence is below the top ``portion`` of the pixels given the same class."""
+    confidence is below the top ``portion`` of the pixels given the same class. The patches are
+    scored as a map scores tiles (``predict_tiles``: a windowed model's fixed windows, blended),
+    so a patch need not fit the model's window."""
     import torch
 
     probs = []
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
             chunk = images[i : i + batch_size].to(model.device)
-            probs.append(model.predict(chunk).float().cpu())
+            probs.append(model.predict_tiles(chunk).float().cpu())
     confidence, labels = torch.cat(probs).max(dim=1)
     keep = torch.zeros_like(valid)
     for c in np.unique(labels[valid].numpy()).tolist():

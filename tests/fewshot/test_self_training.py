@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from lcmap.fewshot.self_training import pseudo_labels
+from lcmap.methods import get_method
 
 
 class _Fixed:
@@ -14,7 +15,7 @@ class _Fixed:
     def __init__(self, probs: torch.Tensor) -> None:
         self.probs = probs
 
-    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+    def predict_tiles(self, batch: torch.Tensor) -> torch.Tensor:
         return self.probs[: len(batch)]
 
 
@@ -50,3 +51,20 @@ def test_pixels_without_data_get_no_pseudo_label():
     labels = pseudo_labels(_Fixed(_probs(classes, confidence)), torch.zeros(1, 3, 8, 8), valid)
     assert bool((labels[0, :, :4] == 255).all())
     assert int((labels[0, :, 4:] == 0).sum()) == 32  # ties at the threshold are all kept
+
+
+def test_a_vit_model_labels_patches_that_do_not_fit_its_window():
+    # DINOv2's ViT takes 224 px windows (a multiple of its 14 px patches); finetune's patches
+    # are 128 px: they are scored as a map scores tiles, not passed to the ViT as they are.
+    torch.manual_seed(0)
+    model = get_method("encoder_finetuned", num_classes=3, encoder="dinov2-vits14",
+                       in_channels=3, seed=0)  # fmt: skip
+    model.net.eval()
+    images = torch.rand(2, 3, 128, 128)
+    valid = torch.ones(2, 128, 128, dtype=torch.bool)
+    labels = pseudo_labels(model, images, valid)
+    assert labels.shape == (2, 128, 128)
+    with torch.no_grad():
+        best = model.predict_tiles(images).argmax(dim=1)
+    kept = labels != 255
+    assert kept.float().mean() >= 0.15 and torch.equal(labels[kept], best[kept])
