@@ -56,10 +56,9 @@ from lcmap.methods.configs import EncoderFinetunedConfig
 from lcmap.methods.options import make_config
 from lcmap.nets.encoder_unet import EncoderUNet
 from lcmap.nets.unet import dihedral_mean, random_dihedral
-from lcmap.nets.vit_encoder import ViTEncoder
 
-#: Encoders whose features a frozen fine-tuning memoises (:class:`FrozenFeatures`).
-MEMOISED: tuple[type, ...] = (ViTEncoder,)
+#: Whether a frozen encoder's features are memoised while the head trains (:class:`FrozenFeatures`).
+MEMOISE = True
 
 
 class EncoderFinetunedSegmenter(EncoderSegmenter):
@@ -178,7 +177,7 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
                 progress(first + done, first + total)
 
         logits_of: Callable[[Tensor], Tensor] = net
-        if frozen and isinstance(net.encoder, MEMOISED):  # see FrozenFeatures
+        if frozen and MEMOISE:  # see FrozenFeatures
             memo = FrozenFeatures(net)
             logits_of = lambda x: net(x, memo(x))  # noqa: E731
         losses = train_classifier(logits_of, params, train_mode, images, labels, valid,
@@ -223,10 +222,11 @@ class FrozenFeatures:
     their values; at most ``max_bytes`` of features are kept (larger patches, whose random
     crops rarely repeat, are then encoded as before).
 
-    Used for the ViT encoder (:data:`MEMOISED`), whose forward pass is most of a step. A
-    ResNet-18 step at 128 px is mostly the head's, and there keeping 1.5 MB of features per
-    window cost more than it saved, so CNN encoders run as before
-    (``benchmarks/finetune_speed.py``; figures in ``benchmarks/README.md``).
+    Used for every frozen encoder: with the linear head factored (it never builds the
+    hypercolumn) the encoder's pass is most of a step for each of them; 100 steps of 8 took
+    0.36 (ViT) to 0.64 (ResNet-50) of the time without the memo (``benchmarks/finetune_speed.py``;
+    figures in ``benchmarks/README.md``). Until 2026-12-05 the ResNets ran without it, because
+    building the hypercolumn dwarfed their encoder's pass.
 
     Args:
         net: the network whose (frozen) encoder is memoised.

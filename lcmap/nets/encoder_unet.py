@@ -291,9 +291,11 @@ class EncoderUNet(nn.Module):
         return parts
 
     def _linear_scores(self, x: Tensor, feats: list[Tensor]) -> Tensor:
-        """``head(probe_input(x, feats))`` at prediction: the hypercolumn's share of the 1 x 1
-        layer through :meth:`hypercolumn_dots`, the bands' share as before. Training keeps the
-        literal form, so fine-tuning's arithmetic does not change."""
+        """``head(probe_input(x, feats))``, the hypercolumn's share of the 1 x 1 layer through
+        :meth:`hypercolumn_dots`, the bands' share as before: the same scores and gradients up
+        to float rounding, without the (B, D, H / 4, W / 4) hypercolumn. Training used the
+        literal form until 2026-12-05; with DINOv2's four blocks (D = 1536) building it was
+        most of a fine-tuning step (``benchmarks/finetune_speed.py``)."""
         weight = self.head.weight[:, :, 0, 0].float()
         width = self.embed_dim(self.head_stages)
         scores = self.hypercolumn_dots(feats, x.shape[-2:], weight[:, :width], self.head_stages)
@@ -313,10 +315,7 @@ class EncoderUNet(nn.Module):
         (``feats``: the encoder's :meth:`features` of ``x``, when already computed)."""
         feats = self.features(x) if feats is None else feats
         if self.linear:
-            if self.training:
-                scores = self.head(self.probe_input(x, feats))
-            else:  # the same scores, without building the hypercolumn
-                scores = self._linear_scores(x, feats)
+            scores = self._linear_scores(x, feats)
             out_: Tensor = F.interpolate(scores, size=x.shape[-2:], mode="bilinear",
                                          align_corners=False)  # fmt: skip
             return out_

@@ -456,6 +456,28 @@ def test_a_frozen_vit_is_encoded_once_per_window_with_the_same_result(monkeypatc
     assert np.allclose(seg2.train_on(images, labels), with_memo, atol=1e-5)
 
 
+def test_a_frozen_cnn_is_memoised_too_and_trains_as_without_it(monkeypatch):
+    """BatchNorm held in eval mode, a frozen ResNet's features are a function of the window:
+    the memo encodes each distinct window once and the losses are those without it."""
+    from lcmap.methods import encoder_finetuned
+
+    def tuned():
+        return get_method("encoder_finetuned", num_classes=3, encoder="resnet18-unet",
+                          in_channels=3, crop_size=64, steps=6, batch_size=4, seed=0)  # fmt: skip
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 64, 64, generator=gen)  # 2 patches, 8 forms each: 16 windows
+    labels = torch.randint(0, 3, (2, 64, 64), generator=gen)
+    seg = tuned()
+    encoded = []
+    features = seg.net.features
+    monkeypatch.setattr(seg.net, "features", lambda b: encoded.append(len(b)) or features(b))
+    with_memo = seg.train_on(images, labels)
+    assert 0 < sum(encoded) <= 16 < 6 * 4  # never a window twice
+    monkeypatch.setattr(encoder_finetuned, "MEMOISE", False)
+    assert np.allclose(tuned().train_on(images, labels), with_memo, atol=1e-5)
+
+
 def test_a_dinov2_encoder_without_weights_finds_them_or_says_which_file(tmp_path, monkeypatch):
     from lcmap.errors import WeightsError
 

@@ -169,21 +169,37 @@ def test_hypercolumn_scores_are_the_literal_hypercolumn_dotted(encoder):
                                    atol=1e-5, rtol=0)  # fmt: skip
 
 
+def _literal_logits(net, x):
+    """The linear head on the built hypercolumn (``probe_input``), upsampled to pixels."""
+    scores = net.head(net.probe_input(x, net.features(x)))
+    return torch.nn.functional.interpolate(scores, size=x.shape[-2:], mode="bilinear",
+                                           align_corners=False)  # fmt: skip
+
+
 @pytest.mark.parametrize("head", ["linear", "linear-bands", "linear-indices", "linear-texture"])
 @pytest.mark.parametrize("stages", [None, 2])
-def test_a_linear_head_predicts_what_it_was_trained_with(head, stages):
-    """At prediction (eval mode) the linear head skips building the hypercolumn; its logits
-    are the training form's, for every head and a head reading only its first stages."""
+def test_a_linear_head_scores_and_learns_as_the_literal_hypercolumn(head, stages):
+    """The linear head never builds the hypercolumn; its logits (prediction and training) and
+    the gradients of a loss on them (the head's and a trained encoder's) are the literal
+    form's, for every head and a head reading only its first stages."""
     net = _linear_head_net(head, 4, head_stages=stages)
     x = torch.rand(2, 4, 64, 96)
+    y = torch.randint(0, 2, (2, 64, 96))
     with torch.no_grad():
         net.train()
-        net.head(net.probe_input(x, net.features(x)))  # BatchNorm running statistics of x
+        net(x)  # BatchNorm running statistics of x
         net.eval()
-        literal = net.head(net.probe_input(x, net.features(x)))
-        literal = torch.nn.functional.interpolate(literal, size=x.shape[-2:], mode="bilinear",
-                                                  align_corners=False)  # fmt: skip
-        torch.testing.assert_close(net(x), literal, atol=1e-5, rtol=0)
+        torch.testing.assert_close(net(x), _literal_logits(net, x), atol=1e-5, rtol=0)
+    net.eval()  # training steps of a trained encoder, BatchNorm statistics held still
+    grads = []
+    for logits_of in (net, lambda x: _literal_logits(net, x)):
+        net.zero_grad()
+        torch.nn.functional.cross_entropy(logits_of(x), y).backward()
+        grads.append({k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and {"head.weight", "head.bias"} <= grads[0].keys()
+    assert any(k.startswith("encoder.") for k in grads[0])
+    for k, grad in grads[0].items():
+        torch.testing.assert_close(grad, grads[1][k], atol=1e-5, rtol=1e-4, msg=k)
 
 
 def _imagenet(x):
@@ -231,10 +247,7 @@ def test_the_dinov2_encoder_returns_the_last_blocks_up_to_its_cut_as_stages(tmp_
                                          intermediates_only=True, output_fmt="NCHW")  # fmt: skip
         for got, block in zip(stages, want, strict=True):  # blocks 5 to 8, in order
             assert torch.allclose(got, block, atol=1e-5)
-        net.train()
-        literal = net(x)
-        net.eval()
-        torch.testing.assert_close(net(x), literal, atol=1e-5, rtol=0)
+        torch.testing.assert_close(net(x), _literal_logits(net, x), atol=1e-5, rtol=0)
     with pytest.raises(InvalidOptionError, match="vit_blocks must be 1 to 8"):
         EncoderUNet("dinov2-vits14", in_channels=3, vit_blocks=9)
     with pytest.raises(InvalidOptionError, match="dinov2-vits14 encoder, not resnet18-unet"):
