@@ -223,10 +223,10 @@ class FrozenFeatures:
     crops rarely repeat, are then encoded as before).
 
     Used for every frozen encoder: with the linear head factored (it never builds the
-    hypercolumn) the encoder's pass is most of a step for each of them; 100 steps of 8 took
-    0.36 (ViT) to 0.64 (ResNet-50) of the time without the memo (``benchmarks/finetune_speed.py``;
-    figures in ``benchmarks/README.md``). Until 2026-12-05 the ResNets ran without it, because
-    building the hypercolumn dwarfed their encoder's pass.
+    hypercolumn) the encoder's pass is most of a step for each of them: with the memo, steps
+    took 0.31 (the ViT) to 0.84 (the CAS UNet) of their time without it
+    (``benchmarks/finetune_speed.py``; figures in ``benchmarks/README.md``). Until 2026-12-05
+    the CNNs ran without it, because building the hypercolumn dwarfed their encoder's pass.
 
     Args:
         net: the network whose (frozen) encoder is memoised.
