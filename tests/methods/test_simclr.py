@@ -456,13 +456,15 @@ def test_a_frozen_vit_is_encoded_once_per_window_with_the_same_result(monkeypatc
     assert np.allclose(seg2.train_on(images, labels), with_memo, atol=1e-5)
 
 
-def test_a_frozen_cnn_is_memoised_too_and_trains_as_without_it(monkeypatch):
+@pytest.mark.parametrize("head", ["linear-texture", "decoder"])
+def test_a_frozen_cnn_is_memoised_too_and_trains_as_without_it(monkeypatch, head):
     """BatchNorm held in eval mode, a frozen ResNet's features are a function of the window:
-    the memo encodes each distinct window once and the losses are those without it."""
+    the memo encodes each distinct window once and the losses are those without it, for the
+    linear head and the decoder."""
     from lcmap.methods import encoder_finetuned
 
     def tuned():
-        return get_method("encoder_finetuned", num_classes=3, encoder="resnet18-unet",
+        return get_method("encoder_finetuned", num_classes=3, encoder="resnet18-unet", head=head,
                           in_channels=3, crop_size=64, steps=6, batch_size=4, seed=0)  # fmt: skip
 
     gen = torch.Generator().manual_seed(0)
