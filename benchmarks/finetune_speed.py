@@ -13,7 +13,7 @@ Two savings in ``encoder_finetuned``'s head training, each timed against going w
 This times ``train_on`` on 20 random 128-px patches (the few-shot setting: each padded to one
 window, so 8 distinct forms) for the ViT (224-px windows; ``--vit-blocks 4`` is the README's
 workflow) and the CNNs and Swin (``--encoders``; 128 px, Swin 224), random weights (speed does
-not depend on them); the losses of the three runs must agree.
+not depend on them); the losses of the four runs must agree.
 
 Usage:
     python benchmarks/finetune_speed.py --steps 100 --threads 2 --vit-blocks 1 4
