@@ -358,10 +358,11 @@ class EncoderFinetunedConfig(EncoderOptions):
     tune_lr: float = option(1e-4, "AdamW learning rate of the tune_steps", above=0)
     # Test-time augmentation over the symmetries the head was trained under: +0.009 mIoU on the
     # four folds inside dubai_dev tiles 1-4 (DINOv2 block 8, 20 patches; 95% interval +0.002 to
-    # +0.015), +0.008 on tiles 5-6 (benchmarks/README.md). Off by default: 8 times the mapping.
+    # +0.015), +0.008 on tiles 5-6 (benchmarks/README.md). Off by default: 8 network passes a
+    # window, 5.1 times the mapping time of one scene on a 2-core CPU.
     tta: bool = option(
         False, "map each window under its 8 flips and quarter turns and average the class "
-        "probabilities (test-time augmentation; 8 times the cost)",
+        "probabilities (test-time augmentation; 8 network passes a window)",
     )  # fmt: skip
     batch_size: int = option(8, "patches per optimiser step", low=1)
     steps: int = option(300, "optimiser steps (when epochs is None)", low=0)

@@ -36,7 +36,8 @@ unlabelled) under one of the 8 symmetries of the square. Mapping uses the same f
 the encoder's model, Hann-blended, so the map does not depend on ``--tile``; predictions are
 softmax class probabilities. ``tta`` (off by default; ``lcmap segment --model TUNED -p
 tta=true`` turns it on for a tuned model) averages them over the window's 8 symmetries, the ones
-the head was trained under (test-time augmentation), at 8 times the cost.
+the head was trained under (test-time augmentation), at 8 network passes a window (5.1 times the
+mapping time measured on a 2-core CPU).
 """
 
 import hashlib
