@@ -58,7 +58,6 @@ from lcmap.methods._contrastive import (
     augmentations,
     make_views,
     nt_xent,
-    sample_at,
     simsiam,
     view_points,
 )
@@ -359,12 +358,11 @@ class SimclrSegmenter(EncoderSegmenter):
             parts = {}
         parts["global"] = float(loss.detach())
         if cfg.dense_weight:
-            ea, eb = net.hypercolumn(fa, size), other.hypercolumn(fb, size)
             coords, ok = view_points(grids, cfg.dense_points, gen)
             keep = ok.flatten()
-            if bool(keep.any()):
-                a = sample_at(ea, coords[0]).reshape(-1, ea.shape[1])[keep]
-                b = sample_at(eb, coords[1]).reshape(-1, eb.shape[1])[keep]
+            if bool(keep.any()):  # the two views' hypercolumns at the places both see
+                a = net.hypercolumn_at(fa, size, coords[0]).flatten(0, 1)[keep]
+                b = other.hypercolumn_at(fb, size, coords[1]).flatten(0, 1)[keep]
                 dense = nt_xent(self.dense_projection(a), self.dense_projection(b),
                                 cfg.temperature)  # fmt: skip
                 parts["dense"] = float(dense.detach())
@@ -387,14 +385,18 @@ class SimclrSegmenter(EncoderSegmenter):
         while drawn < self.cfg.probe_windows:
             count = min(16, self.cfg.probe_windows - drawn)
             sample = sampler.sample(count, s)
+            image = sample.image[:, : self.in_channels].to(self.device).float()
             with torch.no_grad():
-                z = net.embed(sample.image[:, : self.in_channels].to(self.device).float())
+                feats = net.features(image)
             for i in range(count):
                 drawn_pixels = hann_pixels(sample.valid[i], _PROBE_PIXELS, gen)
                 if drawn_pixels is None:
                     continue
                 _, grid = drawn_pixels
-                vectors.append(sample_at(z[i : i + 1], grid[None].to(z.device))[0].cpu())
+                with torch.no_grad():  # the embedding at those pixels only
+                    z = net.hypercolumn_at([f[i : i + 1] for f in feats], image.shape[-2:],
+                                           grid[None].to(self.device))  # fmt: skip
+                vectors.append(z[0].cpu())
             drawn += count
             if progress is not None:
                 progress(done + drawn, total)

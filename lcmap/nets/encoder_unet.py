@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from lcmap.errors import InvalidOptionError
 from lcmap.nets.timm_encoder import TimmEncoder
 from lcmap.nets.unet import UNet
-from lcmap.nets.upsample import upsampled_dots
+from lcmap.nets.upsample import source_columns, upsampled_dots
 from lcmap.nets.vit_encoder import ViTEncoder
 
 #: Encoder name -> timm model name ("" = the CAS UNet's contracting path).
@@ -250,6 +250,45 @@ class EncoderUNet(nn.Module):
         parts = [F.normalize(F.interpolate(f.float(), size=cells, mode="bilinear"), dim=1)
                  for f in kept[:stages]]  # fmt: skip
         return F.normalize(torch.cat(parts, dim=1), dim=1)
+
+    def hypercolumn_at(
+        self, feats: list[Tensor], size: Any, coords: Tensor, stages: int | None = None
+    ) -> Tensor:
+        """``sample_at(hypercolumn(feats, size, stages), coords)``: (B, P, D), the hypercolumn
+        sampled at (B, P, 2) ``grid_sample`` coordinates (bilinear, ``align_corners=False``,
+        zero outside), built at the four stride-4 cells each point reads and nowhere else.
+
+        A k-means probe reads 64 pixels a window; the whole hypercolumn of a 224-px window of
+        DINOv2's four blocks is 56 x 56 x 1536 values, and building it was half of ``lcmap
+        pretrain --steps 0`` (the README's DINOv2 workflow). Same numbers up to float rounding
+        (a unit test holds it to 1e-5 of the literal form)."""
+        cells = (size[0] // EMBED_STRIDE, size[1] // EMBED_STRIDE)
+        # grid_sample's four corners on the (cells) grid and their weights; outside: weight 0
+        x = ((coords[..., 0].float() + 1) * cells[1] - 1) / 2
+        y = ((coords[..., 1].float() + 1) * cells[0] - 1) / 2
+        x0, y0 = x.floor(), y.floor()
+        rows, cols, weights = [], [], []
+        for r, wy in ((y0, y0 + 1 - y), (y0 + 1, y - y0)):
+            for c, wx in ((x0, x0 + 1 - x), (x0 + 1, x - x0)):
+                inside = (r >= 0) & (r < cells[0]) & (c >= 0) & (c < cells[1])
+                rows.append(r.long().clamp(0, cells[0] - 1))
+                cols.append(c.long().clamp(0, cells[1] - 1))
+                weights.append(wy * wx * inside)
+        row, col = torch.stack(rows, -1).flatten(1), torch.stack(cols, -1).flatten(1)
+        batch = torch.arange(row.shape[0], device=row.device)[:, None]
+        kept = [f for f, r in zip(feats, self.reductions, strict=True) if r >= EMBED_STRIDE]
+        parts = []
+        for f in kept[:stages]:  # each stage upsampled to stride 4 at those cells only
+            f = f.float()
+            top, bottom, ty = (t[row] for t in source_columns(f.shape[-2], cells[0], f.device))
+            left, right, tx = (t[col] for t in source_columns(f.shape[-1], cells[1], f.device))
+            ty, tx = ty[..., None], tx[..., None]
+            upper = (1 - tx) * f[batch, :, top, left] + tx * f[batch, :, top, right]
+            lower = (1 - tx) * f[batch, :, bottom, left] + tx * f[batch, :, bottom, right]
+            parts.append(F.normalize((1 - ty) * upper + ty * lower, dim=-1))  # (B, 4P, C)
+        column = F.normalize(torch.cat(parts, dim=-1), dim=-1)
+        column = column.reshape(*coords.shape[:2], 4, column.shape[-1])
+        return (column * torch.stack(weights, -1)[..., None]).sum(-2)
 
     def hypercolumn_dots(
         self, feats: list[Tensor], size: Any, vectors: Tensor, stages: int | None = None

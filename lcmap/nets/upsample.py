@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _source_columns(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+def source_columns(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """For each output index: left source index, right source index and the right weight, as
     ``F.interpolate(mode="bilinear", align_corners=False)`` computes them for a size."""
     scale = n_in / n_out
@@ -69,7 +69,7 @@ def upsampled_dots(codes: Tensor, vectors: Tensor, size: tuple[int, int]) -> tup
     norms = (rows * rows).sum(1)  # (B, H, w)
     pairs = (rows[..., :-1] * rows[..., 1:]).sum(1)  # (B, H, w - 1): <u_j, u_j+1>
     pairs = torch.cat([pairs, norms[..., -1:]], dim=-1)  # at the last column right == left
-    left, right, t = _source_columns(codes.shape[-1], width, codes.device)
+    left, right, t = source_columns(codes.shape[-1], width, codes.device)
     s = 1 - t
     squared = s * s * norms[..., left] + 2 * s * t * pairs[..., left] + t * t * norms[..., right]
     return dots, squared.clamp(min=0)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from lcmap.errors import InvalidOptionError, WeightsError
+from lcmap.methods._contrastive import sample_at
 from lcmap.nets import build_net
 from lcmap.nets.encoder_unet import ENCODERS, FIXED_SIZE, EncoderUNet, encoder_state
 
@@ -167,6 +168,41 @@ def test_hypercolumn_scores_are_the_literal_hypercolumn_dotted(encoder):
         literal = torch.einsum("bdhw,kd->bkhw", net.hypercolumn(feats, x.shape[-2:]), vectors)
         torch.testing.assert_close(net.hypercolumn_dots(feats, x.shape[-2:], vectors), literal,
                                    atol=1e-5, rtol=0)  # fmt: skip
+
+
+@pytest.mark.parametrize(("encoder", "stages"), [("unet", None), ("resnet18-unet", 2),
+                                                 ("dinov2-vits14", None)])  # fmt: skip
+def test_the_hypercolumn_at_points_is_the_built_hypercolumn_sampled(encoder, stages):
+    """``hypercolumn_at`` (simclr's k-means probe and dense contrast) equals ``sample_at`` on
+    the built hypercolumn, values and gradients: pixel centres of the window (its edges
+    included, where bilinear sampling reads outside), points anywhere, some outside the
+    window, and a zero stage."""
+    torch.manual_seed(0)
+    options = {"vit_blocks": 2} if encoder == "dinov2-vits14" else {}
+    net = build_net("encoder_unet", encoder=encoder, in_channels=4, **options).eval()
+    h, w = (224, 224) if encoder == "dinov2-vits14" else (96, 64)
+    x = torch.rand(2, 4, h, w)
+    rows, cols = torch.randint(0, h, (2, 50)), torch.randint(0, w, (2, 50))
+    rows[:, :4] = torch.tensor([0, 0, h - 1, h - 1])  # the four corner pixels
+    cols[:, :4] = torch.tensor([0, w - 1, 0, w - 1])
+    centres = torch.stack([(cols + 0.5) / w * 2 - 1, (rows + 0.5) / h * 2 - 1], dim=-1)
+    coords = torch.cat([centres, torch.rand(2, 30, 2) * 2.4 - 1.2], dim=1)
+    with torch.no_grad():
+        feats = net.features(x)
+        kept = [i for i, r in enumerate(net.reductions) if r >= 4]
+        feats[kept[-1]][0, :, 0, 0] = 0
+    feats = [f.requires_grad_() for f in feats]  # and the dense contrast's gradients
+    literal = sample_at(net.hypercolumn(feats, x.shape[-2:], stages), coords)
+    got = net.hypercolumn_at(feats, x.shape[-2:], coords, stages)
+    assert got.shape == (2, 80, net.embed_dim(stages))
+    torch.testing.assert_close(got, literal, atol=1e-5, rtol=0)
+    weights = torch.randn_like(got)
+    grads = [torch.autograd.grad((out * weights).sum(), feats, allow_unused=True)
+             for out in (got, literal)]  # fmt: skip
+    for ours, theirs in zip(*grads, strict=True):
+        assert (ours is None) == (theirs is None)  # stages the head does not read
+        if ours is not None:
+            torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-3)
 
 
 def _literal_logits(net, x):
