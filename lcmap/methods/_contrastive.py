@@ -268,6 +268,9 @@ def _window_to_view(grid: Tensor, places: Tensor) -> Tensor:
 
 
 def sample_at(features: Tensor, coords: Tensor) -> Tensor:
-    """(N, D, h, w) feature maps sampled at (N, P, 2) view coordinates -> (N, P, D)."""
+    """(N, D, h, w) feature maps sampled at (N, P, 2) view coordinates -> (N, P, D): what
+    those coordinates mean (:func:`view_points`, :func:`~lcmap.methods._sliding.hann_pixels`).
+    Training and the probe read hypercolumns at them through
+    :meth:`~lcmap.nets.encoder_unet.EncoderUNet.hypercolumn_at`, tested against this."""
     out = F.grid_sample(features, coords[:, :, None, :], mode="bilinear", align_corners=False)
     return out[..., 0].permute(0, 2, 1)
