@@ -11,7 +11,8 @@ the difference to mean much (at 4 extra CPU steps and 25 extra GPU steps of batc
 and 11.3 s per 1000 windows on the same CPU in two runs). ``--cpu-steps 0`` leaves the CPU row out
 (an encoder whose CPU steps would cost the device's minutes). dinov2-vits14 is timed on random
 weights written to the work folder (its speed does not depend on them, and the offline DINOv2 file
-need not travel to the device).
+need not travel to the device). To time another checkout through ``PYTHONPATH``, run the script from
+outside the repository: ``python -m lcmap`` puts the working folder first on the path.
 
 Usage:
     python benchmarks/pretrain_cost.py --device cuda --steps 50 --batch-sizes 16,64,256
