@@ -242,13 +242,20 @@ class EncoderUNet(nn.Module):
         """(B, C, H, W) -> (B, D, H / 4, W / 4): :meth:`hypercolumn` of the encoder's features."""
         return self.hypercolumn(self.features(x), x.shape[-2:])
 
+    def _embedded(
+        self, feats: list[Tensor], size: Any, stages: int | None
+    ) -> tuple[tuple[int, int], list[Tensor]]:
+        """The embedding's (rows, cols) of cells for an input of ``size``, and the stages at
+        stride 4 and coarser (the first ``stages`` of them) that the hypercolumn is made of."""
+        kept = [f for f, r in zip(feats, self.reductions, strict=True) if r >= EMBED_STRIDE]
+        return (size[0] // EMBED_STRIDE, size[1] // EMBED_STRIDE), kept[:stages]
+
     def hypercolumn(self, feats: list[Tensor], size: Any, stages: int | None = None) -> Tensor:
         """The stages at stride 4 and coarser (the first ``stages`` of them), each upsampled to
         stride 4 and unit-normalised per position, concatenated and unit-normalised again."""
-        cells = (size[0] // EMBED_STRIDE, size[1] // EMBED_STRIDE)
-        kept = [f for f, r in zip(feats, self.reductions, strict=True) if r >= EMBED_STRIDE]
+        cells, kept = self._embedded(feats, size, stages)
         parts = [F.normalize(F.interpolate(f.float(), size=cells, mode="bilinear"), dim=1)
-                 for f in kept[:stages]]  # fmt: skip
+                 for f in kept]  # fmt: skip
         return F.normalize(torch.cat(parts, dim=1), dim=1)
 
     def hypercolumn_at(
@@ -262,7 +269,7 @@ class EncoderUNet(nn.Module):
         DINOv2's four blocks is 56 x 56 x 1536 values, and building it was half of ``lcmap
         pretrain --steps 0`` (the README's DINOv2 workflow). Same numbers up to float rounding
         (a unit test holds it to 1e-5 of the literal form)."""
-        cells = (size[0] // EMBED_STRIDE, size[1] // EMBED_STRIDE)
+        cells, kept = self._embedded(feats, size, stages)
         # grid_sample's four corners on the (cells) grid and their weights; outside: weight 0
         x = ((coords[..., 0].float() + 1) * cells[1] - 1) / 2
         y = ((coords[..., 1].float() + 1) * cells[0] - 1) / 2
@@ -276,9 +283,8 @@ class EncoderUNet(nn.Module):
                 weights.append(wy * wx * inside)
         row, col = torch.stack(rows, -1).flatten(1), torch.stack(cols, -1).flatten(1)
         batch = torch.arange(row.shape[0], device=row.device)[:, None]
-        kept = [f for f, r in zip(feats, self.reductions, strict=True) if r >= EMBED_STRIDE]
         parts = []
-        for f in kept[:stages]:  # each stage upsampled to stride 4 at those cells only
+        for f in kept:  # each stage upsampled to stride 4 at those cells only
             f = f.float()
             top, bottom, ty = (t[row] for t in source_columns(f.shape[-2], cells[0], f.device))
             left, right, tx = (t[col] for t in source_columns(f.shape[-1], cells[1], f.device))
@@ -296,10 +302,9 @@ class EncoderUNet(nn.Module):
         """``einsum(hypercolumn(feats, size, stages), vectors)``: (B, K, H / 4, W / 4), without
         upsampling any stage (:func:`~lcmap.nets.upsample.upsampled_dots`, stage by stage, and
         the same two normalisations, ``F.normalize``'s eps included)."""
-        cells = (size[0] // EMBED_STRIDE, size[1] // EMBED_STRIDE)
-        kept = [f for f, r in zip(feats, self.reductions, strict=True) if r >= EMBED_STRIDE]
+        cells, kept = self._embedded(feats, size, stages)
         dots, squared, start = [], [], 0
-        for f in kept[:stages]:
+        for f in kept:
             part, norm2 = upsampled_dots(f.float(), vectors[:, start : start + f.shape[1]], cells)
             norm = norm2.sqrt().clamp(min=1e-12)  # the stage's own normalisation
             dots.append(part / norm[:, None])
