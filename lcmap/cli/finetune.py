@@ -89,6 +89,10 @@ def finetune(
     batch_size: BatchSize = None,
     stack: Stack = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
+    weight_decay: Annotated[
+        float | None,
+        typer.Option("--weight-decay", help="The optimiser's (decoupled) weight decay.", min=0),
+    ] = None,
     crop_size: Annotated[
         int | None,
         typer.Option("--crop-size", help="Train on random crops of this size (faster).", min=16),
@@ -191,6 +195,7 @@ def finetune(
                 steps=steps,
                 batch_size=batch_size,
                 lr=lr,
+                weight_decay=weight_decay,
                 crop_size=crop_size,
                 freeze_encoder=freeze_encoder,
                 head=head,

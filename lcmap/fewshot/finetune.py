@@ -150,6 +150,7 @@ def finetune(
     steps: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
+    weight_decay: float | None = None,
     crop_size: int | None = None,
     freeze_encoder: bool | None = None,
     head: str | None = None,
@@ -183,7 +184,7 @@ def finetune(
         patch_size: side of a grid patch in pixels.
         init: one of the starts the model offers (``fewshot_inits()``; ``cas``,
             ``autoencoder`` or ``random`` for a cas model); None = its first.
-        epochs, steps, batch_size, lr, crop_size, freeze_encoder, head, head_stages,
+        epochs, steps, batch_size, lr, weight_decay, crop_size, freeze_encoder, head, head_stages,
             tune_steps, vit_upsample: training options of the tuned network (None = its
             default, or the base model's own for vit_upsample); one it does not take is
             refused.
@@ -276,6 +277,7 @@ def finetune(
         "steps": steps,
         "epochs": epochs,
         "lr": lr,
+        "weight_decay": weight_decay,
         "freeze_encoder": freeze_encoder,
         "head": head,
         "head_stages": head_stages,

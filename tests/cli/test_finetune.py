@@ -67,6 +67,8 @@ def test_suggest_then_finetune_from_the_suggestions(data, tmp_path):
         2,
         "--init",
         "autoencoder",
+        "--weight-decay",
+        0.05,
         "--device",
         "cpu",
         "-q",
@@ -75,6 +77,7 @@ def test_suggest_then_finetune_from_the_suggestions(data, tmp_path):
     header = read_header(tuned)
     assert header.class_names == ["water", "land", "vegetation"]
     assert header.extra["patches"] == 3 and header.config["init"] == "autoencoder"
+    assert header.config["weight_decay"] == 0.05
     r = _invoke(
         "suggest-labels",
         root / "a.tif",
@@ -119,6 +122,10 @@ def test_finetune_usage_and_input_errors(data, tmp_path):
     )
     assert r.exit_code == 1 and "init 'dec' is not offered" in r.output
     assert "cas (" in r.output and "random (" in r.output
+    r = _invoke("finetune", root / "cas.lcmap", "--scene", root / "a.tif", "--labels",
+                root / "a_labels.tif", "-o", tmp_path / "t.lcmap",
+                "--weight-decay", -1)  # fmt: skip
+    assert r.exit_code == 2 and "--weight-decay" in r.output
     r = _invoke(
         "finetune",
         tmp_path / "nope.lcmap",
