@@ -91,7 +91,11 @@ def finetune(
     lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
     weight_decay: Annotated[
         float | None,
-        typer.Option("--weight-decay", help="The optimiser's (decoupled) weight decay.", min=0),
+        typer.Option(
+            "--weight-decay",
+            help="AdamW's weight decay (cas and simclr models) [default: 1e-4].",
+            min=0,
+        ),
     ] = None,
     crop_size: Annotated[
         int | None,

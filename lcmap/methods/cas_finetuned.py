@@ -58,8 +58,8 @@ class CasFinetunedSegmenter(Segmenter):
         batch_size: patches per optimiser step.
         steps: optimiser steps (used when ``epochs`` is None).
         epochs: passes over the labelled patches; overrides ``steps`` when given.
-        lr: Adam learning rate.
-        weight_decay: Adam weight decay.
+        lr: AdamW learning rate.
+        weight_decay: AdamW (decoupled) weight decay.
         class_weighting: ``inverse`` (inverse frequency, clipped) or ``none``.
         train_patches: windows drawn from the sampler by :meth:`fit`.
         init: how the weights were initialised (recorded: cas, autoencoder or random).

@@ -116,8 +116,8 @@ class CasFinetunedConfig(UNetOptions):
     batch_size: int = option(8, "patches per optimiser step", low=1)
     steps: int = option(300, "optimiser steps (when epochs is None)", low=0)
     epochs: int | None = option(None, "passes over the labelled patches; overrides steps", low=1)
-    lr: float = option(1e-3, "Adam learning rate", above=0)
-    weight_decay: float = option(1e-4, "Adam weight decay", low=0)
+    lr: float = option(1e-3, "AdamW learning rate", above=0)
+    weight_decay: float = option(1e-4, "AdamW weight decay", low=0)
     class_weighting: str = option(
         "inverse", "class weights of the loss", choices=("inverse", "none")
     )
