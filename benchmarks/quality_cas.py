@@ -153,21 +153,23 @@ def predict_scores(
     crops: list[dict[str, Any]],
     adapt: Callable[[Any, torch.Tensor], None] | None = None,
     overrides: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> list[torch.Tensor]:
-    """The model's (K, H, W) scores on each crop (its bands and normalisation); ``adapt``
-    (method, crop) first, if given; ``overrides``: options of how it maps (``load_model``)."""
+    """The model's (K, H, W) scores on each crop (its bands and normalisation), computed on
+    ``device`` and returned on the CPU; ``adapt`` (method, crop) first, if given;
+    ``overrides``: options of how it maps (``load_model``)."""
     method, header = load_model(model_path, overrides)
-    method.to(torch.device("cpu"))
+    method.to(torch.device(device))
     norm = Normalisation(tuple(header.norm_low), tuple(header.norm_high))
     scores = []
     for c in crops:
         bands = [b - 1 for b in header.bands]
-        x = torch.from_numpy(norm.apply(c["raw"][bands], c["valid"]))[None]
+        x = torch.from_numpy(norm.apply(c["raw"][bands], c["valid"]))[None].to(device)
         if adapt is not None:
             adapt(method, x)
         with torch.inference_mode():
             # predict_tiles: predict, or fixed windows blended for a windowed method
-            scores.append(method.predict_tiles(x)[0])
+            scores.append(method.predict_tiles(x)[0].cpu())
     return scores
 
 
@@ -176,8 +178,9 @@ def predict_labels(
     crops: list[dict[str, Any]],
     adapt: Callable[[Any, torch.Tensor], None] | None = None,
     overrides: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> list[np.ndarray]:
-    scores = predict_scores(model_path, crops, adapt, overrides)
+    scores = predict_scores(model_path, crops, adapt, overrides, device)
     return [s.argmax(dim=0).numpy().astype(np.int64) for s in scores]
 
 

@@ -112,6 +112,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu",
+                   help="Where to pre-train, fine-tune and map (cpu, cuda).")  # fmt: skip
     add_suggest_options(p)
     p.add_argument("--models", nargs="*", default=[], metavar="NAME=PATH",
                    help="Also fine-tune these ready few-shot models (e.g. a stego model on the "
@@ -220,21 +222,28 @@ def main() -> None:
                 patch_file = out / f"{model.stem}-suggested{max(budgets)}.gpkg"
                 if not patch_file.exists():  # the ranking uses no label: one per model
                     suggest_labels(scenes, model, patch_file, budget=max(budgets),
-                                   patch_size=args.patch, device="cpu",
+                                   patch_size=args.patch, device=args.device,
                                    **suggest_options(args))  # fmt: skip
             tuned = out / "tuned.lcmap"
             t0 = time.perf_counter()
             finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=n,
-                     patch_file=patch_file, patch_size=args.patch, seed=seed, device="cpu",
+                     patch_file=patch_file, patch_size=args.patch, seed=seed, device=args.device,
                      overwrite=True, self_train=args.self_train, unlabelled=unlabelled,
                      **options)  # fmt: skip
             name = row + (", suggested" if patch_file else "")
             seconds = time.perf_counter() - t0
-            scored = [(name, predict_labels(tuned, crops))]
+            scored = [(name, predict_labels(tuned, crops, device=args.device))]
             if args.adapt_bn:
-                scored.append((name + ", adapted BN", predict_labels(tuned, crops, adapt_bn)))
+                scored.append(
+                    (
+                        name + ", adapted BN",
+                        predict_labels(tuned, crops, adapt_bn, device=args.device),
+                    )
+                )
             if args.tta:
-                scored.append((name + ", tta", predict_labels(tuned, crops, None, {"tta": True})))
+                scored.append(
+                    (name + ", tta", predict_labels(tuned, crops, None, {"tta": True}, args.device))
+                )
             for name, preds in scored:
                 confusions = crop_confusions(preds, crops)
                 run = {"encoder": encoder, "row": name, "patches": n, "seed": seed,
@@ -269,8 +278,10 @@ def main() -> None:
                                "pretrain": {}, "unsupervised": {}, "runs": []}  # fmt: skip
 
     km = out / "kmeans.lcmap"
-    api.train(scenes, km, method="kmeans", classes=5, seed=0, device="cpu", overwrite=True)
-    results["unsupervised"]["kmeans"] = score(predict_labels(km, crops), crops, "hungarian")
+    api.train(scenes, km, method="kmeans", classes=5, seed=0, device=args.device, overwrite=True)
+    results["unsupervised"]["kmeans"] = score(
+        predict_labels(km, crops, device=args.device), crops, "hungarian"
+    )
     log.info("kmeans: %s", results["unsupervised"]["kmeans"])
 
     for encoder in filter(None, args.encoders.split(",")):
@@ -290,7 +301,7 @@ def main() -> None:
                 log.info("%s: reused", path.stem)
                 continue
             header = api.train(pretrain_scenes, path, method="simclr", classes=5,
-                               seed=args.pretrain_seed, device="cpu", overwrite=True,
+                               seed=args.pretrain_seed, device=args.device, overwrite=True,
                                options=options)  # fmt: skip
             seconds = time.perf_counter() - t0
             windows = args.pretrain_steps * args.batch  # 0 steps: the weights as they are
@@ -298,7 +309,7 @@ def main() -> None:
                 "seconds": seconds, "final_loss": header.extra["final_loss"],
                 "s_per_1000_windows": 1000 * seconds / windows if windows else float("nan"),
             }  # fmt: skip
-            unsup = score(predict_labels(path, crops), crops, "hungarian")
+            unsup = score(predict_labels(path, crops, device=args.device), crops, "hungarian")
             results["unsupervised"][path.stem] = unsup
             log.info("%s: pre-trained in %.0f s, loss %s; unsupervised %s", path.stem,
                      seconds, header.extra["final_loss"], unsup)  # fmt: skip
@@ -316,7 +327,7 @@ def main() -> None:
     if args.stego:
         stego = out / "stego.lcmap"
         options = {"backbone": "vit_small_patch14_dinov2", "weights": str(args.stego)}
-        api.train(scenes, stego, method="stego", classes=5, device="cpu", overwrite=True,
+        api.train(scenes, stego, method="stego", classes=5, device=args.device, overwrite=True,
                   options=options)  # fmt: skip
         ready.append(("stego", stego))
     for name, path in ready:
