@@ -45,11 +45,10 @@ from lcmap.io.scene import (
 from lcmap.io.stack import check_layout as check_stack_layout
 from lcmap.io.stack import layout as stack_layout
 from lcmap.io.stack import stacked
+from lcmap.io.staging import check_distinct, check_output
 from lcmap.io.writer import (
     check_creation_options,
-    check_distinct,
     check_map_output,
-    check_output,
     default_colours,
     sidecar_path,
 )

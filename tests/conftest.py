@@ -27,6 +27,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_CACHE, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_run() -> Iterator[None]:
+    """Each test is a run of its own: no outputs noted by an earlier test's guard."""
+    from lcmap.io import staging
+
+    staging.begin_run()
+    yield
+    staging.begin_run()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip gpu tests when CUDA is absent."""
     if torch.cuda.is_available():

@@ -241,6 +241,9 @@ def _resource_message(exc: BaseException) -> str:
 @contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
     """Turn an :class:`LcmapError` into one red line on stderr and exit code 1."""
+    from lcmap.io.staging import begin_run
+
+    begin_run()
     try:
         yield
     except Exception as exc:
@@ -276,11 +279,17 @@ def _interrupted(exc: KeyboardInterrupt) -> NoReturn:
     """Remove what the run left, say so in one line, exit 143 (SIGTERM) or 130 (SIGINT)."""
     from rich.console import Console
 
-    from lcmap.io.staging import remove_own_leftovers
+    from lcmap.io.staging import published, remove_own_leftovers
 
     remove_own_leftovers()  # what a writer had made but not yet noted when the signal came
     what = "Terminated" if isinstance(exc, Terminated) else "Interrupted"
-    Console(stderr=True).print(f"[red]{what}[/red]: no output was written.")
+    done = published()
+    told = (
+        f"{', '.join(str(p) for p in done)} complete; nothing else was written."
+        if done
+        else "no output was written."
+    )
+    Console(stderr=True, highlight=False).print(f"[red]{what}[/red]: {told}", soft_wrap=True)
     raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
 
@@ -379,7 +388,27 @@ def _on_signal(signum: int, frame: Any) -> None:
 
 
 def main() -> None:
-    """Console-script entry point: SIGINT and SIGTERM clean up and exit 130 / 143."""
+    """Console-script entry point: SIGINT and SIGTERM clean up and exit 130 / 143.
+
+    A signal that arrives once every output is published is held back (the run has only
+    cleanup left): the command finishes, says the outputs are complete, and exits 0.
+    """
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    sys.exit(app())
+    try:
+        app()
+        code: int | str | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    # Nothing is left to interrupt: a signal from here on cannot kill the process mid-exit
+    # (with no message) or raise inside the interpreter's shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from lcmap.io.staging import held_signal, published
+
+    held = held_signal()
+    if held is not None and code in (0, None):
+        what = "Terminated" if held == signal.SIGTERM else "Interrupted"
+        done = ", ".join(str(p) for p in published())
+        echo(f"{what} after the outputs were complete: {done}.")
+    sys.exit(code)

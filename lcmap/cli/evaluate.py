@@ -1,6 +1,7 @@
 """``lcmap evaluate``: score a label map against truth, or segment and score an index of scenes."""
 
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -30,7 +31,6 @@ from lcmap.cli._options import (
     Weights,
     method_options,
 )
-from lcmap.errors import OutputExistsError, OutputPathError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -73,11 +73,18 @@ def evaluate(
         typer.Option("--class-names", help="Truth class names in id order, e.g. water,tree,road."),
     ] = None,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the full report as JSON.", dir_okay=False)
+        Path | None,
+        typer.Option(
+            "--json", help="Write the full report as JSON (- for stdout).", dir_okay=False
+        ),
     ] = None,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Save the confusion matrix as a PNG.", dir_okay=False),
+        typer.Option(
+            "--plot",
+            help="Save the confusion matrix as a picture (.png, .pdf or .svg).",
+            dir_okay=False,
+        ),
     ] = None,
     index: Annotated[
         Path | None,
@@ -189,18 +196,21 @@ def evaluate(
     ignore_values = tuple(ignore) if ignore else (255,)
 
     with reported_errors():
+        from lcmap.eval import check_plot_name, plot_confusion, to_json, write_json
         from lcmap.eval import evaluate as evaluate_map
-        from lcmap.eval import plot_confusion, write_json
         from lcmap.evaluate_index import evaluate_index
+        from lcmap.io.staging import check_distinct, check_output
 
-        # Fail on an unwritable output before minutes of work, not after.
-        for out in (json_path, plot):
-            if out is not None and out.exists() and not overwrite:
-                raise OutputExistsError(f"'{out}' exists; pass --overwrite to replace it.")
-            if out is not None and not out.absolute().parent.is_dir():
-                raise OutputPathError(
-                    f"cannot write '{out}': folder '{out.parent}' does not exist; create it first."
-                )
+        # Fail on an unwritable output before minutes of work, not after: every output passes
+        # the one guard (never an input, a device, a FIFO or an existing file unasked).
+        to_stdout = json_path is not None and str(json_path) == "-"
+        inputs = [p for p in (pred, truth, index) if p is not None]
+        for out in (None if to_stdout else json_path, plot):
+            if out is not None:
+                check_output(out, overwrite, inputs=inputs)
+        check_distinct(None if to_stdout else json_path, plot)
+        if plot is not None:
+            check_plot_name(plot)
 
         result: EvaluationResult | IndexResult
         if index is not None:
@@ -237,8 +247,10 @@ def evaluate(
                     class_names=names,
                     progress=update,
                 )
-        _print_result(result)
-        if json_path is not None:
+        _print_result(result, stderr=to_stdout)
+        if to_stdout:
+            sys.stdout.write(to_json(result))
+        elif json_path is not None:
             write_json(result, json_path, overwrite=overwrite)
             echo(f"Wrote {json_path}")
         if plot is not None:
@@ -293,14 +305,14 @@ def _summary(metrics: "Metrics") -> str:
     )
 
 
-def _print_result(result: "EvaluationResult | IndexResult") -> None:
+def _print_result(result: "EvaluationResult | IndexResult", stderr: bool = False) -> None:
     """Print the result tables on stdout (they are the command's output)."""
     from rich.console import Console
     from rich.table import Table
 
     from lcmap.eval import EvaluationResult
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, stderr=stderr)  # stdout holds the JSON with --json -
     if isinstance(result, EvaluationResult):
         console.print(
             _class_table(

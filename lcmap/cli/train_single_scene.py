@@ -93,7 +93,8 @@ def train_single_scene(
     setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap import api
-        from lcmap.io.writer import check_distinct, check_map_output, check_output, sidecar_path
+        from lcmap.io.staging import check_distinct, check_output
+        from lcmap.io.writer import check_map_output, sidecar_path
 
         # Fail before training, not after it, when the outputs cannot be written.
         check_output(output, overwrite, inputs=[scene])

@@ -32,9 +32,12 @@ from lcmap.eval.report import (
     EvaluationResult,
     IndexResult,
     SceneEvaluation,
+    check_plot_name,
     plot_confusion,
+    to_json,
     write_json,
 )
+from lcmap.io.vector import tagged_class_names
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +49,11 @@ __all__ = [
     "MatchName",
     "Metrics",
     "SceneEvaluation",
+    "check_plot_name",
     "evaluate",
     "plot_confusion",
     "read_index",
+    "to_json",
     "write_json",
 ]
 
@@ -88,7 +93,8 @@ def evaluate(
         ignore: Truth values that are not classes.
         num_classes: Classes are ``0 .. num_classes - 1``. Default: ``len(class_names)`` if
             given, else the truth labels present.
-        class_names: One name per class id, in id order.
+        class_names: One name per class id, in id order. Default: the truth raster's
+            ``CLASS_NAMES`` tag where it has one, else the ids.
         window_size: Side of the windows read at a time, in pixels.
         progress: Called with ``(windows done, windows total)``.
 
@@ -129,7 +135,11 @@ def evaluate(
                 f"(ids 0-{num_classes - 1}) were given; name every class or pass "
                 f"ignore={extra[0]}."
             )
-    names = list(class_names) if class_names is not None else [str(c) for c in class_ids]
+    if class_names is not None:
+        names = list(class_names)
+    else:  # the truth's own names (an lcmap map as truth, or a named raster), else the ids
+        tagged = tagged_class_names(truth) or {}
+        names = [tagged.get(c, str(c)) for c in class_ids]
     mapping = match_clusters(counts.cluster_ids, counts.class_ids, counts.counts, match)
     confusion = class_confusion(
         counts.cluster_ids, counts.class_ids, counts.counts, mapping, class_ids
@@ -186,7 +196,7 @@ def read_index(index_csv: str | Path) -> list[IndexEntry]:
     if not path.is_file():
         raise InputNotFoundError(f"index '{path}' does not exist; check the path.")
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             missing = [c for c in INDEX_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:

@@ -137,7 +137,11 @@ def _open_labels(path: Path, role: str) -> rasterio.io.DatasetReader:
             "(e.g. uint8 as written by `lcmap segment`)."
         )
     if src.count > 1:
-        log.warning("%s '%s' has %d bands; only band 1 is evaluated.", role, path, src.count)
+        src.close()
+        raise InvalidSceneError(
+            f"{role} '{path}' has {src.count} bands; expected a single-band label raster "
+            "(pick one with gdal_translate -b N)."
+        )
     return src
 
 

@@ -16,9 +16,9 @@ from typing import IO, Any
 import numpy as np
 
 import lcmap
-from lcmap.errors import OutputExistsError, OutputPathError
+from lcmap.errors import OutputPathError
 from lcmap.eval.metrics import CountMatrix, MatchName, Metrics
-from lcmap.io.staging import publish, temp_path
+from lcmap.io.staging import check_output, publish, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -243,14 +243,8 @@ def _jsonable(value: Any) -> Any:
 
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], object], *, overwrite: bool) -> Path:
     """Write through a temporary file beside ``path``, then rename (complete or absent)."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"'{path}' exists; pass overwrite=True to replace it.")
+    path = check_output(path, overwrite)
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputPathError(
-            f"cannot write '{path}': folder '{parent}' does not exist; create it first."
-        )
     try:
         tmp = temp_path(path, ".part")
     except OSError as exc:
@@ -276,9 +270,33 @@ def write_json(
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
         OutputPathError: The folder of ``path`` does not exist or is not writable.
     """
-    data = {"lcmap_version": lcmap.__version__, **result.to_dict()}
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    text = to_json(result)
     return _write_atomically(Path(path), lambda fh: fh.write(text.encode()), overwrite=overwrite)
+
+
+def to_json(result: EvaluationResult | IndexResult) -> str:
+    """``result.to_dict()`` (plus the lcmap version) as indented JSON text."""
+    data = {"lcmap_version": lcmap.__version__, **result.to_dict()}
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+#: Picture formats of :func:`plot_confusion`, by file suffix.
+PLOT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+
+
+def check_plot_name(path: str | Path) -> str:
+    """The picture format ``path``'s suffix asks for.
+
+    Raises:
+        OutputPathError: a suffix of no format in :data:`PLOT_FORMATS`.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in PLOT_FORMATS:
+        raise OutputPathError(
+            f"Plot {Path(path).name}: the name must end {', '.join(PLOT_FORMATS)} (the format "
+            "follows the suffix)."
+        )
+    return PLOT_FORMATS[suffix]
 
 
 def plot_confusion(
@@ -289,7 +307,8 @@ def plot_confusion(
     title: str = "",
     overwrite: bool = False,
 ) -> Path:
-    """Save a row-normalised confusion matrix (truth rows, predicted columns) as PNG.
+    """Save a row-normalised confusion matrix (truth rows, predicted columns) as a picture
+    (PNG, PDF or SVG, by the suffix of ``path``).
 
     Cells show the share of each truth class's pixels; a last ``unmatched`` column appears
     when some pixels belong to clusters matched to no class.
@@ -297,7 +316,7 @@ def plot_confusion(
     Args:
         confusion: ``(n, n)`` or ``(n, n + 1)`` counts (see ``EvaluationResult.confusion``).
         class_names: ``n`` class names.
-        path: Output PNG file.
+        path: Output file (``.png``, ``.pdf`` or ``.svg``).
         title: Figure title (e.g. the headline scores).
         overwrite: Replace ``path`` if it exists.
 
@@ -343,6 +362,7 @@ def plot_confusion(
                     fontsize=8,
                     color="white" if value > 0.5 else "black",
                 )
+    kind = check_plot_name(path)
     return _write_atomically(
-        Path(path), lambda fh: fig.savefig(fh, format="png", dpi=120), overwrite=overwrite
+        Path(path), lambda fh: fig.savefig(fh, format=kind, dpi=120), overwrite=overwrite
     )

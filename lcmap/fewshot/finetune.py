@@ -41,7 +41,8 @@ from lcmap.io.labels import (
 )
 from lcmap.io.scene import open_scene, read_window
 from lcmap.io.stack import with_stack
-from lcmap.io.writer import check_output, default_colours
+from lcmap.io.staging import check_output
+from lcmap.io.writer import default_colours
 from lcmap.models import ModelHeader, file_sha256
 from lcmap.types import ProgressFn
 

@@ -50,8 +50,7 @@ from lcmap.errors import InvalidSceneError, LcmapError
 from lcmap.fewshot.encoder import FewShotEncoder, load_encoder
 from lcmap.io.scene import open_scene, read_window, resolve_bands
 from lcmap.io.stack import with_stack
-from lcmap.io.staging import publish, temp_dir
-from lcmap.io.writer import check_output
+from lcmap.io.staging import check_output, publish, temp_dir
 from lcmap.models import ModelHeader
 from lcmap.types import ProgressFn
 

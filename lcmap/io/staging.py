@@ -5,22 +5,35 @@ Every output is first written under a temporary name beside its target,
 complete (:func:`publish`). The process id in the name tells a later run which leftovers
 belong to no live process (a run killed with SIGKILL): :func:`remove_stale` deletes those.
 
+Every output of every command passes one guard, :func:`check_output`, before any work, and
+:func:`publish` checks the target again before the rename: an output never replaces an input,
+a directory, a device, a FIFO or a socket, a file under ``/dev``, ``/proc`` or ``/sys``, nor an
+existing file or link without ``overwrite``.
+
 Renames happen inside :func:`committing`: a SIGINT or SIGTERM that arrives then is held back
 until the outputs are in place, so a signal can never report failure for a complete output
-nor leave half of the outputs of a run published (the CLI's signal handler asks
-:func:`deferring`).
+nor leave half of the outputs of a run published. Once every output the guard was asked about
+is published, the run has only cleanup left and a signal is held back too (the CLI's signal
+handler asks :func:`deferring`, and says the outputs are complete).
 """
 
 import contextlib
 import os
 import re
 import shutil
+import signal
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
+from lcmap.errors import OutputExistsError, OutputPathError
+
 _TAG = "lcmap"
+#: Where no output ever goes: the rename would replace a device node or a kernel file
+#: (``/dev/stdout`` is a link to whatever fd 1 is).
+_SYSTEM = ("/dev", "/proc", "/sys")
 
 
 class _State:
@@ -28,6 +41,9 @@ class _State:
     held: int | None = None  # a signal that arrived meanwhile
     # (folder, prefix) of every temporary this process made, noted before it exists
     places: ClassVar[set[tuple[Path, str]]] = set()
+    # the outputs the guard checked for this run, and those published so far
+    expected: ClassVar[set[Path]] = set()
+    published: ClassVar[list[Path]] = []
 
 
 def _prefix(target: Path) -> str:
@@ -94,11 +110,14 @@ def publish(tmp: str | Path, target: str | Path) -> None:
     ``mkstemp`` creates files readable by their owner only; published outputs get the
     permissions a plain ``open()`` would have given them (0666 less the umask).
     """
+    target = Path(target)
+    _check_entry(target, overwrite=True)  # a device or FIFO may have appeared meanwhile
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     with committing():
         os.replace(tmp, target)
+        _State.published.append(_key(target))
 
 
 @contextlib.contextmanager
@@ -109,11 +128,16 @@ def committing() -> Iterator[None]:
         yield
     finally:
         _State.committing -= 1
+        if not _State.committing and _State.held is not None and not all_published():
+            # More work follows these outputs: the held signal stops it now.
+            signum, _State.held = _State.held, None
+            signal.raise_signal(signum)
 
 
 def deferring(signum: int) -> bool:
-    """For a signal handler: True (and the signal is noted) while outputs are being published."""
-    if _State.committing:
+    """For a signal handler: True (and the signal is noted) while outputs are being published
+    or once all of them are (the run then has only cleanup left, and finishes)."""
+    if _State.committing or all_published():
         _State.held = signum
         return True
     return False
@@ -122,6 +146,33 @@ def deferring(signum: int) -> bool:
 def held_signal() -> int | None:
     """The signal that arrived while publishing, if any (the run completed regardless)."""
     return _State.held
+
+
+def begin_run() -> None:
+    """Forget the outputs and the held signal of an earlier run in this process (each CLI
+    command starts with it)."""
+    _State.expected.clear()
+    _State.published.clear()
+    _State.held = None
+
+
+def all_published() -> bool:
+    """Whether every output the guard checked in this process has been published."""
+    return bool(_State.expected) and _State.expected <= set(_State.published)
+
+
+def published() -> list[Path]:
+    """The outputs published so far by this process, in order."""
+    return list(dict.fromkeys(_State.published))
+
+
+def _key(path: Path) -> Path:
+    """One spelling of an output's path (its folder resolved, its name kept)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        return Path(os.path.realpath(parent)) / path.name
+    except (OSError, ValueError):
+        return Path(os.path.abspath(path))
 
 
 def _alive(pid: int) -> bool:
@@ -187,3 +238,157 @@ def out_of_room(exc: BaseException, folder: Path, files: Sequence[Path]) -> bool
         sizes = [f.stat().st_size for f in files if f.exists()]
         return bool(sizes) and max(sizes) >= limit - (64 << 10)
     return False
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (through links and relative spellings)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def check_output(
+    path: str | Path,
+    overwrite: bool,
+    also: Sequence[Path] = (),
+    inputs: Sequence[str | Path] = (),
+) -> Path:
+    """The guard every output of every command passes, before any work (see the module doc).
+
+    Args:
+        path: the output.
+        overwrite: whether an existing regular file (or a link) may be replaced.
+        also: files written beside ``path`` (its sidecars), checked the same way.
+        inputs: files the run reads; no output may be one of them, even with ``overwrite``.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputExistsError: ``path`` (or one of ``also``) exists, as a file or as a link, and
+            ``overwrite`` is False.
+        OutputPathError: the folder is missing or not writable; the output is a directory,
+            another non-regular file (a device, a FIFO, a socket), a link loop, a place under
+            ``/dev``, ``/proc`` or ``/sys``, or one of ``inputs``.
+    """
+    check_local(path)
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputPathError(f"Output folder {parent} does not exist; create it first.")
+    for p in (path, *also):
+        # Before anything stats the path itself: a name too long for the file system fails there.
+        if len(os.fsencode(p.name)) > _max_name(parent):
+            raise OutputPathError(
+                f"Output name {_shown(p.name)[:40]}... is longer than {parent} allows."
+            )
+        try:
+            str(p).encode("utf-8")
+        except UnicodeEncodeError:
+            raise OutputPathError(
+                f"Output name {_shown(p)} is not valid UTF-8, which GDAL needs; rename it."
+            ) from None
+        _check_entry(p, overwrite=True)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"Output folder {parent} is not writable.")
+    for p in (path, *also):
+        for source in inputs:
+            if same_file(p, source):
+                raise OutputPathError(
+                    f"Output {_shown(p)} is the input {_shown(source)}; writing it would "
+                    "destroy the input, give another output name."
+                )
+    for p in (path, *also):
+        _check_entry(p, overwrite)
+    for p in (path, *also):
+        _State.expected.add(_key(p))
+        remove_stale(p)  # leftovers of killed runs of this output
+    return path
+
+
+def _check_entry(path: Path, overwrite: bool) -> None:
+    """Refuse to replace ``path`` unless it is absent, or a regular file or a link (to a
+    regular file, or dangling) that ``overwrite`` allows replacing. The rename replaces the
+    directory entry itself, so a link is judged as a link and by what it points to."""
+    where = _key(path)
+    if any(str(where) == s or str(where).startswith(s + "/") for s in _SYSTEM):
+        raise OutputPathError(
+            f"Output {_shown(path)} is a system file ({where}); lcmap writes only regular files, "
+            "give a file name (pipe that file onwards if needed)."
+        )
+    try:
+        entry = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputPathError(
+            f"Output {_shown(path)} cannot be reached ({exc.strerror})."
+        ) from None
+    if stat.S_ISLNK(entry.st_mode):
+        try:
+            entry = os.stat(path)
+        except FileNotFoundError:
+            if not overwrite:
+                raise OutputExistsError(
+                    f"{_shown(path)} exists (a link to a missing file); pass overwrite=True "
+                    "to replace the link."
+                ) from None
+            return
+        except OSError as exc:
+            raise OutputPathError(
+                f"Output {_shown(path)} is a link that cannot be followed ({exc.strerror}); "
+                "give another name."
+            ) from None
+    if stat.S_ISDIR(entry.st_mode):
+        raise OutputPathError(f"Output {_shown(path)} is a directory; give a file name.")
+    if not stat.S_ISREG(entry.st_mode):
+        raise OutputPathError(
+            f"Output {_shown(path)} is not a regular file (a device, FIFO or socket); lcmap "
+            "replaces only regular files, give another name."
+        )
+    if not overwrite:
+        raise OutputExistsError(f"{_shown(path)} exists; pass overwrite=True to replace it.")
+
+
+def _shown(path: str | Path) -> str:
+    """A path as a message can print it (undecodable bytes escaped, as ``ls -b`` does)."""
+    return os.fsdecode(os.fsencode(path)).encode("utf-8", "backslashreplace").decode()
+
+
+def check_local(path: str | Path) -> None:
+    """Refuse stdout (``-``), GDAL virtual paths and URLs as outputs, in one line."""
+    text = str(path)
+    if text == "-" or text.startswith(("/vsi", "vsi")) or "://" in text:
+        raise OutputPathError(
+            f"Output {text} is not a local file: lcmap writes to a temporary file and renames "
+            "it into place, so it cannot write to stdout or a GDAL virtual path; give a file "
+            "name (pipe the file onwards if needed)."
+        )
+
+
+def check_distinct(*outputs: str | Path | None) -> None:
+    """Refuse two outputs of one run that name the same file (``-o m.tif --save-model m.tif``).
+
+    Raises:
+        OutputPathError: two of ``outputs`` are one file.
+    """
+    given = [Path(p) for p in outputs if p is not None]
+    for i, a in enumerate(given):
+        for b in given[i + 1 :]:
+            if same_file(a, b):
+                raise OutputPathError(
+                    f"Two outputs of this run are the same file ({a}, {b}); give each its own name."
+                )
+
+
+def _max_name(folder: Path) -> int:
+    """Longest file name (bytes) ``folder``'s file system allows, less room for temp names."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    return max(1, limit - 32)  # temporary names add a prefix and a suffix

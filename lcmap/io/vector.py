@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 import shapely
 from numpy.typing import NDArray
 from rasterio import features
@@ -47,8 +48,7 @@ from lcmap.errors import (
     OutputPathError,
 )
 from lcmap.io.scene import bounded_gdal_cache, open_scene
-from lcmap.io.staging import committing, out_of_room, temp_dir
-from lcmap.io.writer import check_output
+from lcmap.io.staging import check_output, committing, out_of_room, temp_dir
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +307,16 @@ def _json_names(text: str) -> dict[int, str] | None:
     except (ValueError, TypeError):
         pass
     return None
+
+
+def tagged_class_names(path: str | Path) -> dict[int, str] | None:
+    """The class names a label raster's ``CLASS_NAMES`` tag gives (as lcmap writes it), by id;
+    None when it has none (or the raster cannot be read)."""
+    try:
+        with rasterio.open(path) as src:
+            return _tag_names(src)
+    except RasterioError:
+        return None
 
 
 def _tag_names(src: DatasetReader) -> dict[int, str] | None:

@@ -12,7 +12,6 @@ import difflib
 import itertools
 import json
 import logging
-import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,7 +29,16 @@ from rasterio.windows import Window
 
 from lcmap.errors import InvalidOptionError, OutputExistsError, OutputPathError
 from lcmap.io.overviews import ModePyramid, overview_sizes
-from lcmap.io.staging import committing, out_of_room, publish, remove_stale, temp_path
+from lcmap.io.staging import (
+    check_distinct,
+    check_local,
+    check_output,
+    committing,
+    out_of_room,
+    publish,
+    same_file,
+    temp_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,82 +185,9 @@ def check_creation_options(options: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
-def same_file(a: str | Path, b: str | Path) -> bool:
-    """Whether two paths name one file (through links and relative spellings)."""
-    a, b = Path(a), Path(b)
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-        return a.resolve() == b.resolve()
-    except (OSError, RuntimeError):
-        return False
-
-
-def check_output(
-    path: str | Path,
-    overwrite: bool,
-    also: Sequence[Path] = (),
-    inputs: Sequence[str | Path] = (),
-) -> Path:
-    """Fail early, before any work, when ``path`` cannot be written.
-
-    Args:
-        path: the output.
-        overwrite: whether an existing regular file may be replaced.
-        also: files written beside ``path`` (a sidecar), checked the same way.
-        inputs: files the run reads; no output may be one of them, even with ``overwrite``.
-
-    Raises:
-        OutputExistsError: ``path`` (or one of ``also``) exists and ``overwrite`` is False.
-        OutputPathError: the parent is not a writable directory, ``path`` is a directory or
-            another non-regular file (a device, a FIFO, a socket), or it is one of ``inputs``.
-    """
-    check_local(path)
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputPathError(f"Output folder {parent} does not exist; create it first.")
-    # Before anything stats the path itself: a name too long for the file system fails there.
-    if len(path.name.encode()) > _max_name(parent):
-        raise OutputPathError(f"Output name {path.name[:40]}... is longer than {parent} allows.")
-    if path.is_dir():
-        raise OutputPathError(f"Output {path} is a directory; give a file name.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputPathError(f"Output folder {parent} is not writable.")
-    for p in (path, *also):
-        if p.exists() and not p.is_file():
-            raise OutputPathError(
-                f"Output {p} is not a regular file (a device, FIFO or socket); lcmap replaces "
-                "only regular files, give another name."
-            )
-        for source in inputs:
-            if same_file(p, source):
-                raise OutputPathError(
-                    f"Output {p} is the input {source}; writing it would destroy the input, "
-                    "give another output name."
-                )
-    if not overwrite:
-        for p in (path, *also):
-            if p.exists():
-                raise OutputExistsError(f"{p} exists; pass overwrite=True to replace it.")
-    for p in (path, *also):
-        remove_stale(p)  # leftovers of killed runs of this output
-    return path
-
-
-def check_local(path: str | Path) -> None:
-    """Refuse stdout (``-``), GDAL virtual paths and URLs as outputs, in one line."""
-    text = str(path)
-    if text == "-" or text.startswith(("/vsi", "vsi")) or "://" in text:
-        raise OutputPathError(
-            f"Output {text} is not a local file: lcmap writes to a temporary file and renames "
-            "it into place, so it cannot write to stdout or a GDAL virtual path; give a file "
-            "name (pipe the file onwards if needed)."
-        )
-
-
 def check_map_output(path: str | Path, overwrite: bool, inputs: Sequence[str | Path] = ()) -> Path:
-    """:func:`check_output` for a label map and its sidecar; the name must end .tif/.tiff.
+    """:func:`check_output` for a label map and its two sidecars (``.aux.xml``,
+    ``.lcmap.json``); the name must end .tif/.tiff.
 
     Raises:
         OutputPathError: another suffix (``map.png`` would be a GeoTIFF under a PNG name),
@@ -265,31 +200,7 @@ def check_map_output(path: str | Path, overwrite: bool, inputs: Sequence[str | P
             f"Output {path.name}: lcmap writes Cloud-Optimised GeoTIFFs, so the name must end "
             f".tif or .tiff (convert afterwards with gdal_translate for other formats)."
         )
-    return check_output(path, overwrite, [sidecar_path(path)], inputs=inputs)
-
-
-def check_distinct(*outputs: str | Path | None) -> None:
-    """Refuse two outputs of one run that name the same file (``-o m.tif --save-model m.tif``).
-
-    Raises:
-        OutputPathError: two of ``outputs`` are one file.
-    """
-    given = [Path(p) for p in outputs if p is not None]
-    for i, a in enumerate(given):
-        for b in given[i + 1 :]:
-            if same_file(a, b):
-                raise OutputPathError(
-                    f"Two outputs of this run are the same file ({a}, {b}); give each its own name."
-                )
-
-
-def _max_name(folder: Path) -> int:
-    """Longest file name (bytes) ``folder``'s file system allows, less room for temp names."""
-    try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        limit = 255
-    return max(1, limit - 32)  # temporary names add a prefix and a suffix
+    return check_output(path, overwrite, [aux_path(path), sidecar_path(path)], inputs=inputs)
 
 
 class LabelWriter:
@@ -343,7 +254,8 @@ class LabelWriter:
         self.path = Path(path)
         self.parts = list(parts) if parts is not None else None
         self.sidecar = dict(sidecar) if sidecar is not None else None
-        check_output(self.path, overwrite, [sidecar_path(self.path)] if sidecar else [])
+        sidecars = [aux_path(self.path)] + ([sidecar_path(self.path)] if sidecar else [])
+        check_output(self.path, overwrite, sidecars)
         self.overwrite = overwrite
         self.width, self.height = width, height
         self.crs, self.transform = crs, transform

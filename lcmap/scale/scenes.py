@@ -24,8 +24,8 @@ from lcmap.errors import (
     OutputPathError,
 )
 from lcmap.io.scene import open_scene, scene_path
-from lcmap.io.staging import publish, temp_path
-from lcmap.io.writer import check_local, check_map_output, check_output
+from lcmap.io.staging import check_local, check_output, publish, temp_path
+from lcmap.io.writer import check_map_output
 from lcmap.scale.cluster import check_scale_flags, open_client
 from lcmap.types import ProgressFn, start_phase
 

@@ -1,6 +1,7 @@
 """``lcmap.io.staging``: temporary names, publication, leftovers of killed runs, signals."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,11 +42,28 @@ def test_only_leftovers_of_dead_processes_are_removed(tmp_path: Path) -> None:
     assert mine.exists() and other_target.exists()
 
 
-def test_a_signal_during_publication_is_held_not_raised() -> None:
-    assert staging.deferring(2) is False
-    with staging.committing():
-        assert staging.deferring(15) is True
-    assert staging.held_signal() == 15
+def test_a_signal_during_publication_is_held_until_the_outputs_are_in_place(
+    tmp_path: Path,
+) -> None:
+    """Held while renaming; then delivered again when more outputs are still to come, and
+    held for good once every output the guard checked is published (only cleanup is left)."""
+    got: list[int] = []
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        first, second = tmp_path / "a.tif", tmp_path / "b.lcmap"
+        staging.check_output(first, False)
+        staging.check_output(second, False)
+        assert staging.deferring(signal.SIGTERM) is False
+        with staging.committing():
+            staging.publish(staging.temp_path(first), first)
+            assert staging.deferring(signal.SIGTERM) is True
+        assert got == [signal.SIGTERM]  # b.lcmap is still to come: the signal stops the run
+        assert staging.held_signal() is None and staging.published() == [first]
+        staging.publish(staging.temp_path(second), second)
+        assert staging.deferring(signal.SIGTERM) is True  # all in place: nothing to stop
+        assert staging.held_signal() == signal.SIGTERM and got == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def test_out_of_room_recognises_a_full_disk(tmp_path: Path) -> None:
