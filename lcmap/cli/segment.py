@@ -175,7 +175,13 @@ def segment(
 
         options = method_options(backbone, weights, feature_layer, crf, param)
         paths = expand_scenes(scenes)
-        many = len(paths) > 1 or output.endswith(("/", "\\")) or Path(output).is_dir()
+        # One scene maps into a folder when -o ends with / or names a folder; a folder
+        # named like a map (o.tif/) is a mistake, refused by the output guard.
+        many = (
+            len(paths) > 1
+            or output.endswith(("/", "\\"))
+            or (Path(output).is_dir() and Path(output).suffix.lower() not in (".tif", ".tiff"))
+        )
         common: dict[str, Any] = {
             "method": method, "model": model, "save_model": save_model, "classes": classes,
             "bands": parse_bands(bands), "tile": tile, "halo": halo, "batch_size": batch_size,

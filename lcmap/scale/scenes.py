@@ -25,7 +25,7 @@ from lcmap.errors import (
 )
 from lcmap.io.scene import open_scene, scene_path
 from lcmap.io.staging import check_local, check_output, publish, temp_path
-from lcmap.io.writer import check_map_output
+from lcmap.io.writer import check_creation_options, check_map_output
 from lcmap.scale.cluster import check_scale_flags, open_client
 from lcmap.types import ProgressFn, start_phase
 
@@ -157,24 +157,32 @@ def segment_many(
         raise OutputPathError(f"{outdir} is not a folder; with several scenes -o names a folder.")
     if not outdir.parent.is_dir():
         raise OutputPathError(f"Output folder {outdir.parent} does not exist; create it first.")
+    made_outdir = not outdir.exists()
     outdir.mkdir(exist_ok=True)
-    outputs = map_names(scenes, outdir)
-    check_output(outdir / MOSAIC, overwrite or resume)
-    if not resume:  # every map's name is checked before the fit: a clash loses no work
-        for scene, output in zip(scenes, outputs, strict=True):
-            check_map_output(output, overwrite, inputs=[scene])
-    model_out = Path(save_model) if save_model is not None else outdir / MODEL
-    result = ScenesResult(model=Path(model) if model is not None else model_out)
-    readable = []
-    for scene in scenes:  # an unreadable scene fails alone, before the fit
-        try:
-            with open_scene(scene_path(scene)):
-                readable.append(scene)
-        except LcmapError as exc:
-            log.warning("%s skipped: %s", scene, exc)
-            result.failed.append((scene, str(exc)))
-    if not readable:
-        raise InvalidSceneError("No scene could be read: " + "; ".join(r for _, r in result.failed))
+    try:
+        check_creation_options(mapping.get("creation_options"))  # before the fit, not per map
+        outputs = map_names(scenes, outdir)
+        check_output(outdir / MOSAIC, overwrite or resume)
+        if not resume:  # every map's name is checked before the fit: a clash loses no work
+            for scene, output in zip(scenes, outputs, strict=True):
+                check_map_output(output, overwrite, inputs=[scene])
+        model_out = Path(save_model) if save_model is not None else outdir / MODEL
+        result = ScenesResult(model=Path(model) if model is not None else model_out)
+        readable = []
+        for scene in scenes:  # an unreadable scene fails alone, before the fit
+            try:
+                with open_scene(scene_path(scene)):
+                    readable.append(scene)
+            except LcmapError as exc:
+                log.warning("%s skipped: %s", scene, exc)
+                result.failed.append((scene, str(exc)))
+        if not readable:
+            reasons = "; ".join(r for _, r in result.failed)
+            raise InvalidSceneError(f"No scene could be read: {reasons}")
+    except LcmapError:
+        if made_outdir:  # a refused run leaves no empty folder behind
+            outdir.rmdir()
+        raise
     if model is None:
         check_output(model_out, overwrite or resume, inputs=scenes)
         method = method or api.default_method(options)[0]
