@@ -35,6 +35,7 @@ from lcmap.io.scene import (
     band_mismatches,
     bounded_gdal_cache,
     check_georeference,
+    check_input_file,
     is_virtual,
     open_scene,
     resolve_bands,
@@ -46,6 +47,7 @@ from lcmap.io.stack import check_layout as check_stack_layout
 from lcmap.io.stack import layout as stack_layout
 from lcmap.io.stack import stacked
 from lcmap.io.staging import check_distinct, check_output
+from lcmap.io.vector import tagged_class_names
 from lcmap.io.writer import (
     check_creation_options,
     check_map_output,
@@ -823,8 +825,14 @@ def describe(path: str | Path) -> dict[str, Any]:
 
     path = scene_path(path)
     if isinstance(path, Path):
-        with contextlib.suppress(NotAModelError):
+        check_input_file(path, "Input")
+        # A .lcmap file is a model whatever is wrong with it: its own error, not GDAL's.
+        try:
             header = read_header(path)
+        except NotAModelError:
+            if path.suffix == ".lcmap":
+                raise
+        else:
             return {"kind": "model", "path": str(path), "sha256": file_sha256(path),
                     **asdict(header)}  # fmt: skip
     with open_scene(path) as src:
@@ -848,6 +856,8 @@ def describe(path: str | Path) -> dict[str, Any]:
             "descriptions": list(src.descriptions),
         }
         if info["kind"] == "label map":
-            info["class_names"] = json.loads(tags.get("CLASS_NAMES", "[]"))
-            info["provenance"] = json.loads(tags.get("LCMAP_PROVENANCE", "{}"))
+            names = tagged_class_names(path) or {}
+            info["class_names"] = [names[i] for i in sorted(names)]
+            with contextlib.suppress(ValueError, RecursionError):  # a damaged tag is left out
+                info["provenance"] = json.loads(tags.get("LCMAP_PROVENANCE", "{}"))
         return info

@@ -27,7 +27,8 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from lcmap.errors import InputNotFoundError, InvalidSceneError
+from lcmap.errors import InvalidSceneError
+from lcmap.io.scene import check_input_file
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,7 @@ class RasterCounts:
 
 def _open_labels(path: Path, role: str) -> rasterio.io.DatasetReader:
     path = Path(path)
-    if not path.exists():
-        raise InputNotFoundError(f"{role} raster '{path}' does not exist; check the path.")
+    check_input_file(path, f"{role} raster")
     try:
         src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:

@@ -68,6 +68,29 @@ def scene_path(path: str | Path) -> str | Path:
     return str(path) if is_virtual(path) else Path(path)
 
 
+def check_input_file(path: Path, role: str) -> None:
+    """Refuse a local input that is missing, a link loop, or not a regular file (a FIFO would
+    block GDAL's open until killed; a device or folder is no raster).
+
+    Raises:
+        InputNotFoundError: nothing is there.
+        InvalidSceneError: something other than a regular file is there.
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{role} {path} not found; check the path.") from None
+    except OSError as exc:
+        raise InvalidSceneError(f"{role} {path} cannot be opened ({exc.strerror}).") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        raise InvalidSceneError(
+            f"{role} {path} is {kind}; give a raster file or a GDAL virtual path (/vsi...)."
+        )
+
+
 def open_scene(path: str | Path) -> DatasetReader:
     """Open a raster for reading, with one-line errors for the usual mistakes.
 
@@ -79,8 +102,8 @@ def open_scene(path: str | Path) -> DatasetReader:
         InvalidSceneError: it is not a raster GDAL can read, or it has no pixels.
     """
     path = scene_path(path)
-    if isinstance(path, Path) and not path.exists():
-        raise InputNotFoundError(f"Scene {path} not found; check the path.")
+    if isinstance(path, Path):
+        check_input_file(path, "Scene")
     try:
         with warnings.catch_warnings():
             # lcmap says so itself (check_georeference), once, in its own words.

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -225,15 +226,13 @@ def check_safetensors(path: str | Path) -> None:
         (length,) = struct.unpack("<Q", raw)
         if length > min(size - 8, _MAX_HEADER_BYTES):
             raise ValueError(f"its header length {length} does not fit the file ({size} bytes)")
-        try:
-            header = json.loads(fh.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"its header is not JSON ({exc})") from None
+        header = _json(fh.read(length), "its header")
     if not isinstance(header, dict):
         raise ValueError("its header is not a JSON object")
     data = size - 8 - length
     for name, info in header.items():
         if name == "__metadata__":
+            _check_metadata(info)
             continue
         if not isinstance(info, dict):
             raise ValueError(f"tensor {name} has no description")
@@ -253,6 +252,33 @@ def check_safetensors(path: str | Path) -> None:
             raise ValueError(f"tensor {name}'s shape {shape} does not match its bytes")
 
 
+def _json(raw: bytes | str, what: str) -> Any:
+    """Parse JSON from a file that may be crafted.
+
+    Raises:
+        ValueError: not JSON, not UTF-8, or nested past the parser's depth.
+    """
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{what} is not JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply to be a model header") from None
+
+
+def _check_metadata(meta: Any) -> None:
+    """safetensors' ``__metadata__`` is an object of strings.
+
+    Raises:
+        ValueError: it is not.
+    """
+    if not isinstance(meta, dict):
+        raise ValueError("its __metadata__ is not a JSON object")
+    for key, value in meta.items():
+        if not isinstance(value, str):
+            raise ValueError(f"its __metadata__ field {key!r} is not a string")
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -260,6 +286,26 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_model_path(path: str | Path) -> None:
+    """Refuse a model path that is missing, a folder, a device, a FIFO or a link loop.
+
+    Raises:
+        InputNotFoundError: nothing is there (or a link points nowhere).
+        InvalidModelError: something other than a regular file is there.
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputNotFoundError(f"Model file {path} not found.") from None
+    except OSError as exc:
+        raise InvalidModelError(f"Model file {path} cannot be opened ({exc.strerror}).") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device or FIFO)"
+        raise InvalidModelError(f"Model {path} is {kind}; give a .lcmap model file.")
 
 
 def read_header(path: str | Path) -> ModelHeader:
@@ -270,8 +316,7 @@ def read_header(path: str | Path) -> ModelHeader:
         InvalidModelError: the file is not a readable lcmap model.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputNotFoundError(f"Model file {path} not found.")
+    check_model_path(path)
     try:
         with open(path, "rb") as fh:
             raw_len = fh.read(8)
@@ -280,9 +325,15 @@ def read_header(path: str | Path) -> ModelHeader:
             (size,) = struct.unpack("<Q", raw_len)
             if size > _MAX_HEADER_BYTES or size > path.stat().st_size - 8:
                 raise ValueError("header length is out of range")
-            meta = json.loads(fh.read(size)).get("__metadata__") or {}
-        data = json.loads(meta[_META_KEY])
-    except (ValueError, KeyError, UnicodeDecodeError, AttributeError) as exc:
+            header = _json(fh.read(size), "the header")
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        meta = header.get("__metadata__") or {}
+        _check_metadata(meta)
+        if _META_KEY not in meta:
+            raise ValueError(f"its metadata has no {_META_KEY!r} field")
+        data = _json(meta[_META_KEY], f"the {_META_KEY!r} field")
+    except ValueError as exc:
         raise NotAModelError(
             f"{path} is not a valid lcmap model file ({exc}); re-create it with 'lcmap train' "
             "or saved by a segment run (save_model=...)."
