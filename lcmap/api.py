@@ -14,7 +14,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,7 +184,8 @@ def _fit_with(
     except ValueError as exc:
         if isinstance(exc, LcmapError):
             raise
-        raise InvalidSceneError(f"Cannot fit '{method.info.name}': {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidSceneError(f"Cannot fit '{method.info.name}': {first}") from exc
 
 
 def _build(name: str, classes: int | None, options: dict[str, Any] | None) -> "Segmenter":
@@ -499,6 +500,8 @@ def segment(
 
     dev = choose_device(device)
     with contextlib.ExitStack() as opened:
+        if parts is not None:
+            opened.push(_abandon_parts(parts))
         opened.enter_context(bounded_gdal_cache(GDAL_CACHE_MB))
         # With a stack, everything reads the VRT of the scene's and the stack's bands.
         read = opened.enter_context(stacked(scene, stack)) if stack else scene
@@ -649,6 +652,17 @@ class _MapJob:
 
 
 @dataclass
+def _abandon_parts(parts: PartsRun) -> Callable[..., bool]:
+    """An exit callback: a failed or stopped run abandons its parts (kept only for --resume)."""
+
+    def on_exit(kind: type[BaseException] | None, *_: Any) -> bool:
+        if kind is not None:
+            parts.abandon()
+        return False
+
+    return on_exit
+
+
 class _PartsCluster:
     """Where parts are computed: a new local cluster, a scheduler, or a client given."""
 

@@ -156,6 +156,37 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     warn_log.handlers.clear()
     warn_log.addHandler(handler)
     warn_log.setLevel(logging.ERROR if quiet else logging.WARNING)
+    sys.unraisablehook = _unraisable
+    if not getattr(sys.excepthook, "lcmap", False):
+        sys.excepthook = _cython_print_hook(sys.excepthook)
+
+
+def _cython_print_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``sys.excepthook`` for the exceptions Cython prints while Python code is still running
+    (rasterio's GDAL log callback prints its decoding error before reporting it as
+    unraisable): a debug line. A real uncaught exception reaches the hook with no Python frame
+    left on the stack, and goes to ``original``."""
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        try:
+            running = sys._getframe(1) is not None
+        except ValueError:
+            running = False
+        if not running:
+            original(kind, value, tb)
+            return
+        log.debug("ignored while running: %s: %s", kind.__name__, value)
+
+    hook.lcmap = True  # type: ignore[attr-defined]
+    return hook
+
+
+def _unraisable(args: Any) -> None:
+    """An exception no caller can catch (rasterio's GDAL log callback failing to decode a
+    message that is not UTF-8, a destructor): a debug line (-vv), not Python's traceback. The
+    error that follows it, if any, is reported as usual."""
+    where = getattr(args.object, "__qualname__", None) or repr(args.object)
+    log.debug("ignored in %s: %s: %s", where, args.exc_type.__name__, args.exc_value)
 
 
 def _short_warning(
@@ -363,16 +394,20 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
 def echo_error(message: str) -> None:
     """Print one red error line on stderr, also with -q (a failure the run survived)."""
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {message}", soft_wrap=True)
+    Console(stderr=True, highlight=False).print(
+        f"[red]Error:[/red] {escape(message)}", soft_wrap=True
+    )
 
 
 def echo(message: str) -> None:
     """Print a result line on stderr unless -q (stdout stays free for pipelines)."""
     if not _state["quiet"]:
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True, highlight=False).print(message, soft_wrap=True)
+        Console(stderr=True, highlight=False).print(escape(message), soft_wrap=True)
 
 
 class Terminated(KeyboardInterrupt):

@@ -117,6 +117,13 @@ def open_scene(path: str | Path) -> DatasetReader:
     if src.width == 0 or src.height == 0 or src.count == 0:
         src.close()
         raise InvalidSceneError(f"{path} is empty ({src.width}x{src.height}, {src.count} bands).")
+    if len(set(src.dtypes)) > 1:
+        types = ", ".join(dict.fromkeys(src.dtypes))
+        src.close()
+        raise InvalidSceneError(
+            f"{path} has bands of different data types ({types}); lcmap reads bands of one "
+            "type: build the VRT or stack with one (gdalbuildvrt -ot, gdal_translate -ot)."
+        )
     return src
 
 
@@ -273,6 +280,7 @@ def read_window(
         interp = src.colorinterp
         voters = [b for b in bands if interp[b - 1] != ColorInterp.alpha] or bands
         valid = (src.read_masks(voters, window=inner) > 0).any(axis=0)
+        data, valid = _finite(src, data, valid)
     except RasterioIOError as exc:
         cause = exc.__cause__ or exc.__context__ or exc  # GDAL's own words
         raise InvalidSceneError(
@@ -391,6 +399,7 @@ def scene_statistics(
                 out_shape = (len(bands), min(src.height, 1024), min(src.width, 1024))
                 data = src.read(bands, out_shape=out_shape, out_dtype="float32")
                 valid = (src.read_masks(bands, out_shape=out_shape) > 0).any(axis=0)
+                data, valid = _finite(src, data, valid)
                 values.append(data[:, valid])
         if not found:
             raise InvalidSceneError(
@@ -405,7 +414,24 @@ def scene_statistics(
 
 def _any_valid(src: DatasetReader, bands: list[int]) -> bool:
     """Whether any pixel is valid, reading block by block (stops at the first)."""
+    floats = np.dtype(src.dtypes[0]).kind == "f"
     for _, window in src.block_windows(1):
-        if (src.read_masks(bands, window=window) > 0).any():
+        valid = (src.read_masks(bands, window=window) > 0).any(axis=0)
+        if floats and valid.any():
+            valid = _finite(src, src.read(bands, window=window), valid)[1]
+        if valid.any():
             return True
     return False
+
+
+def _finite(
+    src: DatasetReader, data: NDArray[Any], valid: NDArray[np.bool_]
+) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+    """NaN and infinities are missing data, declared nodata or not (GDAL's own reading of a
+    float raster): such pixels become invalid and their values 0, so no method sees them."""
+    if np.dtype(src.dtypes[0]).kind != "f":
+        return data, valid
+    finite = np.isfinite(data)
+    if finite.all():
+        return data, valid
+    return np.where(finite, data, 0).astype(data.dtype), valid & finite.all(axis=0)

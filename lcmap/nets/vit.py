@@ -283,16 +283,29 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
             raise WeightsError(
                 f"Weights file {path} has suffix '{suffix}'; expected .safetensors or .pth."
             )
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError, SafetensorError) as exc:
+    except pickle.UnpicklingError:
+        # torch's refusal is many lines and suggests weights_only=False, which would run the
+        # file's code: lcmap never does.
+        raise WeightsError(
+            f"Weights file {path} holds code (pickled objects other than tensors), which lcmap "
+            "refuses to run; use a .safetensors file or a plain state dict of tensors."
+        ) from None
+    except EOFError:
+        raise WeightsError(f"Weights file {path} is empty or cut short.") from None
+    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
         if isinstance(exc, WeightsError):
             raise
-        raise WeightsError(f"Cannot read weights file {path} ({exc}).") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"Cannot read weights file {path} ({first}).") from exc
     # DINO training checkpoints wrap the backbone: {"teacher": {"module.backbone.x": ...}}.
     for key in ("teacher", "model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise WeightsError(f"Weights file {path} does not hold a state dict of tensors.")
+    bad = [k for k, v in obj.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise WeightsError(f"Weights file {path}: tensor {bad[0]} holds NaN or infinite values.")
     state = {k.removeprefix("module."): v for k, v in obj.items()}
     if any(k.startswith("backbone.") for k in state):
         state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}

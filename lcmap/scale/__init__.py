@@ -68,6 +68,7 @@ class PartsRun:
         self.folder = parts_folder(self.output)
         self.reused = 0
         self.computed = 0
+        self.prepared = False  # the folder is this run's (made or taken over by prepare())
         self._request = json.loads(json.dumps(self.request, sort_keys=True, default=str))
 
     def cached_model(self) -> Path | None:
@@ -101,6 +102,7 @@ class PartsRun:
                             folder)  # fmt: skip
             shutil.rmtree(folder)
         folder.mkdir(exist_ok=True)
+        self.prepared = True
         (folder / _RUN).write_text(json.dumps(self._request, sort_keys=True) + "\n")
 
     def model_bytes(self, seg: "Segmenter", header: "ModelHeader") -> tuple[str, bytes]:
@@ -162,3 +164,14 @@ class PartsRun:
     def clean(self) -> None:
         """Remove the folder once the map is published."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def abandon(self) -> None:
+        """The run failed or was stopped: keep the parts for ``--resume`` (and say where), or
+        remove them when the run did not ask to resume."""
+        if not self.prepared:
+            return
+        if self.resume:
+            log.warning("finished parts kept in %s: the same command with --resume goes on.",
+                        self.folder)  # fmt: skip
+        else:
+            self.clean()

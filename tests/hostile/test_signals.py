@@ -70,7 +70,9 @@ def test_a_signal_after_the_last_output_is_published_reports_success(make_scene,
 def test_a_signal_during_publication_completes_the_map_and_its_sidecars(make_scene, tmp_path):
     scene = make_scene()
     # The signal comes after the map itself, before its two sidecars are renamed.
-    done = _run("renamed", "m.tif", signal.SIGTERM, "segment", scene, "-o", tmp_path / "m.tif", "-k", "3")
+    done = _run(
+        "renamed", "m.tif", signal.SIGTERM, "segment", scene, "-o", tmp_path / "m.tif", "-k", "3"
+    )
     assert done.returncode == 0, done.stderr
     assert {"m.tif", "m.tif.aux.xml", "m.lcmap.json"} <= {p.name for p in tmp_path.iterdir()}
 
