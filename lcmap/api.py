@@ -651,7 +651,6 @@ class _MapJob:
     progress: ProgressFn | None
 
 
-@dataclass
 def _abandon_parts(parts: PartsRun) -> Callable[..., bool]:
     """An exit callback: a failed or stopped run abandons its parts (kept only for --resume)."""
 
@@ -663,6 +662,7 @@ def _abandon_parts(parts: PartsRun) -> Callable[..., bool]:
     return on_exit
 
 
+@dataclass
 class _PartsCluster:
     """Where parts are computed: a new local cluster, a scheduler, or a client given."""
 
