@@ -81,20 +81,31 @@ def versions() -> dict[str, str]:
         "GDAL": rasterio.__gdal_version__,
         "PROJ": rasterio.__proj_version__,
     }
-    try:
-        import timm
-        import torch
+    found.update(_torch_versions())
+    return found
 
-        found["torch"] = torch.__version__
-        found["timm"] = timm.__version__
-        cuda = torch.version.cuda
-        found["CUDA"] = (
-            f"{cuda}, {torch.cuda.device_count()} device(s) available"
-            if cuda and torch.cuda.is_available()
-            else f"{cuda or 'none'} (no device available)"
-        )
-    except ImportError as exc:  # pragma: no cover - torch is a dependency
-        found["torch"] = f"not importable ({exc})"
+
+def _torch_versions() -> dict[str, str]:
+    """torch's, timm's and CUDA's versions from the installed packages' metadata, without
+    importing torch (which takes seconds): the CUDA version is that torch was built with."""
+    import importlib.metadata
+    import importlib.util
+    import re
+
+    found: dict[str, str] = {}
+    for name in ("torch", "timm"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    spec = importlib.util.find_spec("torch")
+    cuda = None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        with contextlib.suppress(OSError):
+            text = (Path(folder) / "version.py").read_text()
+            match = re.search(r"^cuda(?:\s*:\s*[^=]+)?\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
+            cuda = match.group(1) if match else None
+    found["CUDA"] = f"{cuda} (torch's build)" if cuda else "none (a CPU build of torch)"
     return found
 
 
@@ -422,6 +433,23 @@ def _on_signal(signum: int, frame: Any) -> None:
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def _inductor_dir() -> Path | None:
+    """The folder torch's compiler caches in by default (``$TMPDIR/torchinductor_<user>``),
+    or None when the user chose one."""
+    import getpass
+    import os
+    import tempfile
+
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return None
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        return None
+    safe = re.sub(r'[\\/:*?"<>|]', "_", user)  # as torch names it
+    return Path(tempfile.gettempdir()) / f"torchinductor_{safe}"
+
+
 def main() -> None:
     """Console-script entry point: SIGINT and SIGTERM clean up and exit 130 / 143.
 
@@ -430,11 +458,16 @@ def main() -> None:
     """
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    inductor = _inductor_dir()
+    had_inductor = inductor is None or inductor.exists()
     try:
         app()
         code: int | str | None = 0
     except SystemExit as exc:
         code = exc.code
+    if not had_inductor:  # importing timm makes torch's compile cache folder, empty
+        with contextlib.suppress(OSError):
+            inductor.rmdir()  # type: ignore[union-attr]  # only while still empty
     # Nothing is left to interrupt: a signal from here on cannot kill the process mid-exit
     # (with no message) or raise inside the interpreter's shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

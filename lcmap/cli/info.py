@@ -49,6 +49,8 @@ def methods(
     options: Annotated[
         bool, typer.Option("--options", help="Also list each method's options (-p KEY=VALUE).")
     ] = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
 ) -> None:
     """List the segmentation methods (built-in and plug-ins), and with --options what each takes.
 
@@ -58,6 +60,7 @@ def methods(
 
         $ lcmap methods kmeans --options
     """
+    setup_logging(verbose, quiet)  # the list is the result: -q leaves it on stdout
     from rich.console import Console
     from rich.table import Table
 

@@ -20,7 +20,6 @@ import csv
 import json
 import logging
 import math
-import os
 import shutil
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -48,7 +47,7 @@ from lcmap.errors import (
     OutputPathError,
 )
 from lcmap.io.scene import bounded_gdal_cache, open_scene
-from lcmap.io.staging import check_output, committing, out_of_room, temp_dir
+from lcmap.io.staging import check_output, out_of_room, publish, temp_dir
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +229,14 @@ def vectorize(
         dropped,
         output,
     )
+    missing = sorted((wanted or set()) - set(result.polygons_per_class))
+    if missing:
+        log.warning(
+            "no polygon of class %s in %s: the map has no such class there, or all of its "
+            "regions are below min_area.",
+            ", ".join(map(str, missing)),
+            output,
+        )
     return result
 
 
@@ -585,6 +592,8 @@ def _write(frame: Any, output: Path, driver: str) -> None:
                     options["layer_options"] = {"RFC7946": "YES"}
                 if driver != "FlatGeobuf":
                     options["layer"] = output.stem
+                if driver == "GPKG":  # 1.2 opens without a warning in older GDALs (QGIS 3.x)
+                    options["dataset_options"] = {"VERSION": "1.2"}
                 pyogrio.write_dataframe(
                     frame,
                     temp,
@@ -592,8 +601,7 @@ def _write(frame: Any, output: Path, driver: str) -> None:
                     geometry_type="Polygon" if frame.empty else None,
                     **options,
                 )
-        with committing():
-            os.replace(temp, output)
+        publish(temp, output)
     except Exception as exc:
         if out_of_room(exc, output.parent, [temp]):
             raise OutputPathError(

@@ -309,7 +309,11 @@ class LabelWriter:
         self.dtype, self.nodata = np.dtype(dtype), nodata
         self.class_names = list(class_names)
         self.colours = list(colours)
-        self.tags = {k: v for k, v in (tags or {}).items() if not k.startswith("LCMAP_")}
+        # The scene's own tags, less those the map writes itself (a map of a map has them).
+        own = ("CLASS_NAMES", "OVR_RESAMPLING_ALG")
+        self.tags = {
+            k: v for k, v in (tags or {}).items() if not k.startswith("LCMAP_") and k not in own
+        }
         if self.sidecar is not None:
             self.tags.update(provenance_tags(self.sidecar))
         self.creation_options = {

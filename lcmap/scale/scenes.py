@@ -8,6 +8,7 @@ the others still finish. When the maps share a CRS, ``OUTDIR/mosaic.vrt`` shows 
 
 import glob
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,19 +58,23 @@ class ScenesResult:
 
 def expand_scenes(given: Sequence[str]) -> list[str]:
     """The scenes named by ``given``: paths, ``@list.txt`` files of paths (one a line, ``#``
-    comments), and quoted globs (``'tiles/*.tif'``, for lists too long for a shell).
+    comments; ``@-`` reads the list from stdin, relative paths from the working folder), and
+    quoted globs (``'tiles/*.tif'``, for lists too long for a shell).
 
     Raises:
         InputNotFoundError: a list file is missing, or a glob matches nothing.
     """
     scenes: list[str] = []
     for item in given:
-        if item.startswith("@"):
+        if item == "@-":  # the list on stdin (find ... | lcmap segment @- -o maps/)
+            text, base = sys.stdin.read(), Path(".")
+        elif item.startswith("@"):
             listing = Path(item[1:])
             if not listing.is_file():
                 raise InputNotFoundError(f"Scene list {listing} not found.")
-            lines = (line.split("#", 1)[0].strip() for line in listing.read_text().splitlines())
-            base = listing.parent
+            text, base = listing.read_text(encoding="utf-8-sig"), listing.parent
+        if item.startswith("@"):
+            lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
             scenes += [str(base / line) if not Path(line).is_absolute() else line
                        for line in lines if line]  # fmt: skip
         elif glob.has_magic(item) and not Path(item).exists():

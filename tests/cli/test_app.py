@@ -34,6 +34,22 @@ def test_version_shows_gdal_and_torch():
         assert name in r.output
 
 
+def test_version_does_not_import_torch():
+    """torch takes seconds to import; its version comes from the package metadata."""
+    code = (
+        "import sys; from lcmap.cli import main; sys.argv = ['lcmap', '--version']\n"
+        "try:\n    main()\nexcept SystemExit:\n    print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stdout + done.stderr
+
+
+def test_methods_takes_quiet_and_verbose():
+    assert run("methods", "-q").exit_code == 0
+    assert run("methods", "kmeans", "-v").exit_code == 0
+
+
 def test_verbosity_flags_work_before_the_command(make_scene, tmp_path):
     r = run("-q", "segment", make_scene(), "-o", tmp_path / "m.tif", "-k", "3")
     assert r.exit_code == 0 and r.output.strip() == "", r.output

@@ -98,7 +98,7 @@ def test_failures_exit_1_with_one_line(maps: tuple[Path, Path], tmp_path: Path) 
     pred, truth = maps
     result = invoke(tmp_path / "nope.tif", truth)
     assert result.exit_code == 1
-    assert "nope.tif' does not exist" in result.stderr
+    assert "nope.tif not found" in result.stderr
     assert "Traceback" not in result.output
     other = write_labels(tmp_path / "other.tif", np.zeros((4, 5), np.uint8))
     result = invoke(other, truth)

@@ -158,7 +158,7 @@ def test_grid_mismatch_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_bad_inputs(tmp_path: Path) -> None:
     truth = write_labels(tmp_path / "t.tif", np.zeros((2, 2), np.uint8))
-    with pytest.raises(InputNotFoundError, match="does not exist"):
+    with pytest.raises(InputNotFoundError, match="not found"):
         evaluate(tmp_path / "missing.tif", truth)
     floats = write_labels(tmp_path / "f.tif", np.zeros((2, 2), np.float32))
     with pytest.raises(InvalidSceneError, match="float32 values; expected integer labels"):

@@ -11,10 +11,10 @@ import stat
 import numpy as np
 import pytest
 import rasterio
-from tests.cli._cli import one_line_error, run
 
 from lcmap.errors import OutputExistsError, OutputPathError
 from lcmap.io import staging
+from tests.cli._cli import one_line_error, run
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_an_existing_sidecar_needs_overwrite(make_scene, tmp_path):
 
 @pytest.mark.parametrize("path", ["/dev/stdout", "/dev/null", "/proc/self/fd/1", "/dev/shm/x"])
 def test_system_paths_are_never_outputs(path):
-    with pytest.raises(OutputPathError, match="system file|not a regular"):
+    with pytest.raises(OutputPathError, match=r"system file|not a regular"):
         staging.check_output(path, overwrite=True)
 
 
@@ -160,7 +160,7 @@ def test_creation_options_that_would_change_labels_or_fail_late_are_one_line(
     scene = make_scene()
     args = [part for piece in option.split(" --co ") for part in ("--co", piece)]
     one_line_error(run("segment", scene, "-o", tmp_path / "o.tif", "-k", "3", *args, "-q"))
-    assert list(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+    assert [p.name for p in tmp_path.iterdir()] == ["scene.tif"]
 
 
 def test_lossless_lerc_keeps_every_label(mapped, make_scene, tmp_path):

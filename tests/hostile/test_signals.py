@@ -81,8 +81,8 @@ def test_a_signal_between_two_outputs_names_the_complete_one(make_scene, tmp_pat
     """The map is published before the model of ``--save-model``: stopped between the two,
     the run says the map is complete and the model was not written, and exits 143."""
     scene = make_scene()
-    done = _run("committed", "m.lcmap.json", signal.SIGTERM, "segment", scene, "-o", tmp_path / "m.tif",
-                "-k", "3", "--save-model", tmp_path / "k.lcmap")  # fmt: skip
+    args = ["-o", tmp_path / "m.tif", "-k", "3", "--save-model", tmp_path / "k.lcmap"]
+    done = _run("committed", "m.lcmap.json", signal.SIGTERM, "segment", scene, *args)
     assert done.returncode == 143, done.stderr
     assert "m.tif" in done.stderr and "complete; nothing else was written" in done.stderr
     assert "Traceback" not in done.stderr
