@@ -430,7 +430,26 @@ def _on_signal(signum: int, frame: Any) -> None:
 
     if deferring(signum):
         return  # outputs are being renamed into place: the run completes, then exits
+    if _importing(frame):
+        # An exception raised inside a module's import can land in C++ (torch's start-up,
+        # through pybind11), which aborts the process: the signal comes again once it is done.
+        import os
+        import threading
+
+        again = threading.Timer(0.2, os.kill, (os.getpid(), signum))
+        again.daemon = True
+        again.start()
+        return
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _importing(frame: Any) -> bool:
+    """Whether ``frame`` runs inside an import (a module's top-level code)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _inductor_dir() -> Path | None:

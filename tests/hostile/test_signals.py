@@ -5,6 +5,7 @@ renamed into place, or right after the block publishing it ends, so the moment i
 race.
 """
 
+import os
 import signal
 import subprocess
 import sys
@@ -88,3 +89,31 @@ def test_a_signal_between_two_outputs_names_the_complete_one(make_scene, tmp_pat
     assert "Traceback" not in done.stderr
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["m.lcmap.json", "m.tif", "m.tif.aux.xml", "scene.tif"], names
+
+
+def test_a_signal_during_an_import_waits_for_it(tmp_path):
+    """torch's start-up aborts the process when an exception is raised inside it: a signal
+    that lands in an import is delivered again once the import has finished."""
+    (tmp_path / "slow_module.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.5)\nDONE = 1\n"
+    )
+    code = textwrap.dedent(
+        """
+        import signal, sys, time
+        from lcmap.cli._app import _on_signal
+        signal.signal(signal.SIGINT, _on_signal)
+        try:
+            import slow_module
+            print("imported", slow_module.DONE)
+            time.sleep(5)
+            print("never interrupted")
+        except KeyboardInterrupt:
+            print("interrupted after the import")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env=env)  # fmt: skip
+    assert done.stdout.split("\n")[:2] == ["imported 1", "interrupted after the import"], (
+        done.stdout + done.stderr
+    )
