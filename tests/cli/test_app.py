@@ -229,3 +229,16 @@ def test_options_of_a_config_dataclass_are_checked_by_name():
 
     with pytest.raises(InvalidOptionError, match="did you mean iterations"):
         get_method("single_scene", num_classes=4, iteration=3)
+
+
+def test_progress_is_a_line_per_stage_when_stderr_is_not_a_terminal(make_scene, tmp_path):
+    """A log file gets a line as each stage starts and at each tenth, with the time left."""
+    code = "from lcmap.cli import main; main()"
+    done = subprocess.run([sys.executable, "-c", code, "segment", str(make_scene()), "-o",
+                           str(tmp_path / "m.tif"), "-k", "3"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert "fit kmeans: started" in lines and "write COG: started" in lines
+    assert any(line.startswith("fit kmeans: ") and "(100%)" in line for line in lines)
+    assert "\x1b[" not in done.stderr  # no terminal control codes in a log
