@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,14 +24,12 @@ from lcmap.errors import (
     InvalidOptionError,
     InvalidSceneError,
     LcmapError,
-    ModelMismatchWarning,
 )
 from lcmap.io.scene import (
     MAPPING_GDAL_CACHE_MB,
     Normalisation,
     ReadSpec,
     band_facts,
-    band_mismatches,
     bounded_gdal_cache,
     check_georeference,
     check_input_file,
@@ -54,7 +51,7 @@ from lcmap.io.writer import (
     default_colours,
     sidecar_path,
 )
-from lcmap.models import ModelHeader, file_sha256
+from lcmap.models import ModelHeader, file_sha256, warn_if_unlike
 from lcmap.scale import PartsRun, check_scale_flags, open_client
 from lcmap.tiling import TilePlan, plan_tiles
 from lcmap.types import ProgressFn, start_phase
@@ -386,24 +383,8 @@ def _model_bands(
             f"'{header.method}' model reads bands {wanted}; apply it to scenes with the band "
             "layout it was trained on."
         )
-    bands = list(header.bands)
-    problems = band_mismatches(header.band_facts, band_facts(src, bands))
-    stats = scene_statistics([src], bands, seed)
-    for i, (lo, hi, slo, shi) in enumerate(
-        zip(header.norm_low, header.norm_high, stats.low, stats.high, strict=True), start=1
-    ):
-        span = hi - lo
-        if abs(slo - lo) > 0.5 * span or abs(shi - hi) > 0.5 * span:
-            problems.append(f"values {slo:g}..{shi:g} (model: {lo:g}..{hi:g}) on band {i}")
-    if problems:
-        warnings.warn(
-            f"{name} looks unlike the scenes the model was trained on ({'; '.join(problems[:3])}"
-            f"{'; ...' if len(problems) > 3 else ''}): another sensor or band order gives "
-            "classes another meaning.",
-            ModelMismatchWarning,
-            stacklevel=3,
-        )
-    return bands
+    warn_if_unlike(src, header, seed)
+    return list(header.bands)
 
 
 def segment(

@@ -43,7 +43,7 @@ from lcmap.io.scene import open_scene, read_window
 from lcmap.io.stack import with_stack
 from lcmap.io.staging import check_output
 from lcmap.io.writer import default_colours
-from lcmap.models import ModelHeader, file_sha256
+from lcmap.models import ModelHeader, file_sha256, warn_if_unlike
 from lcmap.types import ProgressFn
 
 if TYPE_CHECKING:
@@ -332,6 +332,7 @@ def finetune(
         bands=list(base.bands),
         norm_low=list(base.norm_low),
         norm_high=list(base.norm_high),
+        band_facts=list(base.band_facts),  # the sensor check of later runs needs them
         class_names=names,
         colours=[list(c) for c in tuned.colours],
         extra={
@@ -366,6 +367,7 @@ def _require_model_bands(src: "DatasetReader", base: ModelHeader, use: str) -> N
             f"{Path(src.name).name} has {src.count} band{'s' if src.count > 1 else ''} but the "
             f"'{base.method}' model reads bands {', '.join(map(str, base.bands))}; {use}."
         )
+    warn_if_unlike(src, base)  # the same sensor check as applying the model
 
 
 def _training_patches(

@@ -27,10 +27,13 @@ from lcmap.errors import (
     InvalidModelError,
     InvalidOptionError,
     LcmapError,
+    ModelMismatchWarning,
     OutputPathError,
 )
 
 if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
     from lcmap.io.scene import ReadSpec
     from lcmap.methods.base import Segmenter
 
@@ -286,6 +289,34 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def warn_if_unlike(src: "DatasetReader", header: ModelHeader, seed: int = 0) -> None:
+    """Warn (:class:`ModelMismatchWarning`) when ``src``'s bands look unlike those ``header``'s
+    model was trained on: other band descriptions, colours, data type, or values far outside
+    its normalisation. Another sensor or band order gives the classes another meaning."""
+    import warnings
+
+    from lcmap.io.scene import band_facts, band_mismatches, scene_statistics
+
+    bands = list(header.bands)
+    problems = band_mismatches(header.band_facts, band_facts(src, bands))
+    stats = scene_statistics([src], bands, seed)
+    for i, (lo, hi, slo, shi) in enumerate(
+        zip(header.norm_low, header.norm_high, stats.low, stats.high, strict=True), start=1
+    ):
+        span = hi - lo
+        if abs(slo - lo) > 0.5 * span or abs(shi - hi) > 0.5 * span:
+            problems.append(f"values {slo:g}..{shi:g} (model: {lo:g}..{hi:g}) on band {i}")
+    if problems:
+        more = "; ..." if len(problems) > 3 else ""
+        warnings.warn(
+            f"{Path(src.name).name} looks unlike the scenes the model was trained on "
+            f"({'; '.join(problems[:3])}{more}): another sensor or band order gives classes "
+            "another meaning.",
+            ModelMismatchWarning,
+            stacklevel=3,
+        )
 
 
 def check_model_path(path: str | Path) -> None:

@@ -158,3 +158,29 @@ def test_finetune_self_trains_on_a_scene_to_map(data, tmp_path):
     assert r.exit_code == 0, r.output
     header = read_header(tmp_path / "t.lcmap")
     assert header.extra["self_train"] == 3 and header.extra["self_train_scenes"] == ["b.tif"]
+
+
+def test_finetune_checks_the_sensor_and_keeps_the_band_record(data, tmp_path):
+    """A model fitted on 3-band uint8 imagery, tuned on an 8-band int16 stack: the same
+    warning as applying it; and the tuned model keeps the base model's band record."""
+    import numpy as np
+    import rasterio
+
+    root = data
+    with rasterio.open(root / "a.tif") as src:
+        profile = {**src.profile, "count": 8, "dtype": "int16", "nodata": -9999}
+        rgb = src.read().astype(np.int16) * 40
+    with rasterio.open(tmp_path / "landsat.tif", "w", **profile) as dst:
+        dst.write(np.concatenate([rgb, rgb, rgb[:2]]))
+    import subprocess
+    import sys
+
+    args = ["finetune", root / "cas.lcmap", "--scene", tmp_path / "landsat.tif", "--labels",
+            root / "a_labels.tif", "-o", tmp_path / "t.lcmap", "--steps", "2"]  # fmt: skip
+    code = "from lcmap.cli import main; main()"
+    done = subprocess.run([sys.executable, "-c", code, *map(str, args)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "looks unlike the scenes the model was trained on" in " ".join(done.stderr.split())
+    tuned, base = read_header(tmp_path / "t.lcmap"), read_header(root / "cas.lcmap")
+    assert tuned.band_facts == base.band_facts and tuned.band_facts
