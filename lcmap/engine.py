@@ -35,7 +35,6 @@ from lcmap.tiling import Tile, TilePlan
 
 log = logging.getLogger(__name__)
 
-_SAMPLE_TRIES = 20
 #: Tiles a batch on the CPU when none is given.
 CPU_BATCH = 4
 #: Largest batch chosen from the device's memory. On an H200 the memory rule alone chose 64

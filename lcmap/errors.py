@@ -29,10 +29,6 @@ class WeightsError(LcmapError, OSError):
     """Backbone weights could not be found, downloaded or verified."""
 
 
-class MissingDependencyError(LcmapError, ImportError):
-    """An optional dependency is not installed."""
-
-
 class OutputExistsError(LcmapError, FileExistsError):
     """The output exists and ``overwrite`` was not given."""
 

@@ -32,7 +32,6 @@ Verbose = Annotated[
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bar.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it exists.")]
-OutputPath = Annotated[Path, typer.Option("--output", "-o", help="Output file.", dir_okay=False)]
 
 #: The library names options by the API's keywords (``bands=``, ``overwrite=True``); its
 #: messages reach the command line with the flags instead.
@@ -205,29 +204,6 @@ def _short_warning(
     message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
 ) -> str:
     return f"{category.__name__}: {message}"
-
-
-def renamed(new_value: Any, old_value: Any, new: str, old: str, required: bool = False) -> Any:
-    """The value of an option whose old spelling ``old`` is kept, hidden, for one release.
-
-    Prints one deprecation line when the old spelling is used.
-
-    Raises:
-        typer.BadParameter: both spellings given, or neither when ``required``.
-    """
-    if old_value is not None:
-        if new_value is not None:
-            raise typer.BadParameter(f"give {new} only ({old} is its old spelling).")
-        from rich.console import Console
-
-        Console(stderr=True, highlight=False).print(
-            f"[yellow]Deprecated:[/yellow] {old} is now {new}; the old spelling goes in the "
-            "next release."
-        )
-        return old_value
-    if new_value is None and required:
-        raise typer.BadParameter(f"missing option {new}.")
-    return new_value
 
 
 def parse_bands(value: str | None) -> list[int] | None:

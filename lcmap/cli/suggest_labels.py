@@ -12,7 +12,6 @@ from lcmap.cli._app import (
     app,
     echo,
     progress_bar,
-    renamed,
     reported_errors,
     setup_logging,
 )
@@ -30,14 +29,11 @@ def suggest_labels(
         ),
     ],
     model: Annotated[
-        Path | None, typer.Option("--model", help="A model that provides an encoder (cas, stego).")
-    ] = None,
+        Path, typer.Option("--model", help="A model that provides an encoder (cas, stego).")
+    ],
     patch_size: Annotated[
-        int | None,
-        typer.Option("--patch-size", help="Patch side in pixels \\[default: 128].", min=16),
-    ] = None,
-    model_old: Annotated[Path | None, typer.Option("-m", hidden=True)] = None,
-    patch_old: Annotated[int | None, typer.Option("--patch", hidden=True, min=16)] = None,
+        int, typer.Option("--patch-size", help="Patch side in pixels.", min=16)
+    ] = 128,
     tuned: Annotated[
         Path | None,
         typer.Option(
@@ -91,8 +87,7 @@ def suggest_labels(
         $ lcmap suggest-labels a.tif --model enc.lcmap --budget 20 --pick nearest -o near.gpkg
     """
     setup_logging(verbose, quiet)
-    model = renamed(model, model_old, "--model", "-m", required=True)
-    patch = renamed(patch_size, patch_old, "--patch-size", "--patch") or 128
+
     from lcmap.fewshot.suggest import parse_clusters
 
     try:
@@ -108,7 +103,7 @@ def suggest_labels(
                 model,
                 output,
                 budget=budget,
-                patch_size=patch,
+                patch_size=patch_size,
                 tuned=tuned,
                 batch_size=batch_size or 16,
                 stack=stack,

@@ -13,7 +13,6 @@ from lcmap.cli._app import (
     echo,
     parse_bands,
     progress_bar,
-    renamed,
     reported_errors,
     setup_logging,
 )
@@ -56,7 +55,6 @@ def train_single_scene(
             min=8,
         ),
     ] = None,
-    patch_old: Annotated[int | None, typer.Option("--patch", hidden=True, min=8)] = None,
     batch_size: Annotated[
         int | None,
         typer.Option("--batch-size", help=_help("Patches per batch", "batch_size"), min=1),
@@ -109,7 +107,7 @@ def train_single_scene(
             param,
             epochs=epochs,
             iterations=iterations,
-            crop_size=renamed(crop_size, patch_old, "--crop-size", "--patch"),
+            crop_size=crop_size,
             batch_size=batch_size,
         )
         band_list = parse_bands(bands)

@@ -12,7 +12,6 @@ from lcmap.cli._app import (
     app,
     echo,
     progress_bar,
-    renamed,
     reported_errors,
     setup_logging,
 )
@@ -68,7 +67,6 @@ def vectorize(
     class_ids: Annotated[
         str | None, typer.Option("--class-ids", help="Only these class ids, e.g. 1,3.")
     ] = None,
-    classes_old: Annotated[str | None, typer.Option("--classes", hidden=True)] = None,
     legend: Annotated[
         Path | None,
         typer.Option(
@@ -107,7 +105,7 @@ def vectorize(
         $ lcmap vectorize landcover.tif -o landcover.gpkg --min-area 50 --simplify 1
     """
     setup_logging(verbose, quiet)
-    wanted = parse_classes(renamed(class_ids, classes_old, "--class-ids", "--classes"))
+    wanted = parse_classes(class_ids)
     with reported_errors():
         from lcmap.io.vector import vectorize as run
 

@@ -160,14 +160,7 @@ def test_extreme_areas_and_tolerances_are_one_line(labels: Path, tmp_path: Path,
         assert not (tmp_path / "v.gpkg").exists()
 
 
-def test_the_old_classes_spelling_still_works_with_a_deprecation_line(
-    labels: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "v.gpkg"
-    r = runner.invoke(app, ["vectorize", str(labels), "-o", str(out), "--classes", "1", "-q"])
-    assert r.exit_code == 0, r.output
-    assert "Deprecated: --classes is now --class-ids" in r.output
-    assert set(gpd.read_file(out)["class"]) == {1}
-    both = runner.invoke(app, ["vectorize", str(labels), "-o", str(tmp_path / "w.gpkg"),
-                               "--classes", "1", "--class-ids", "1"])  # fmt: skip
-    assert both.exit_code == 2
+def test_the_removed_classes_spelling_is_a_usage_error(labels: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["vectorize", str(labels), "-o", str(tmp_path / "v.gpkg"),
+                            "--classes", "1"])  # fmt: skip
+    assert r.exit_code == 2 and not (tmp_path / "v.gpkg").exists()
