@@ -117,7 +117,7 @@ def finetune(
             "linear probe), 'linear-bands' (the same layer also reading the bands, averaged "
             "over 4 x 4 px), 'linear-indices' (and each pair of bands' normalised difference, "
             "as NDVI), 'linear-texture' (and each band's local standard deviation) or "
-            "'decoder' (a UNet decoder, seed 003) \\[default: linear-texture].",
+            "'decoder' (a UNet decoder, Temple) \\[default: linear-texture].",
         ),
     ] = None,
     self_train: Annotated[

@@ -100,7 +100,7 @@ def pretrain(
         str | None,
         typer.Option(
             "--optimizer",
-            help="sgd (seed 004) or adam (seed 003; every dubai_dev figure in "
+            help="sgd (Ghandali et al.) or adam (Temple; every dubai_dev figure in "
             f"benchmarks/README.md, where it scored above sgd) \\[default: {_DEFAULTS.optimizer}].",
         ),
     ] = None,

@@ -44,7 +44,7 @@ def suggest_labels(
         str,
         typer.Option(
             "--clusters",
-            help="model: the model's own clusters (seed 001); budget: as many clusters as "
+            help="model: the model's own clusters (Ghosh et al.); budget: as many clusters as "
             "patches, drawn from the patches' embeddings (TypiClust); or a number.",
         ),
     ] = "model",
@@ -53,7 +53,8 @@ def suggest_labels(
         typer.Option(
             "--pick",
             help="diverse: one typical patch per sub-cluster of each cluster's share (TypiClust "
-            "within clusters); nearest: each cluster's patches closest to its centroid (seed 001).",
+            "within clusters); nearest: each cluster's patches closest to its centroid "
+            "(Ghosh et al.).",
         ),
     ] = "diverse",
     batch_size: BatchSize = None,
@@ -70,7 +71,7 @@ def suggest_labels(
     predicted majority classes (with --tuned) are most mixed, else to the largest clusters.
     Within a cluster, --pick diverse (default) takes one typical patch from each of as many
     sub-clusters of it as its share; --pick nearest the patches closest to its centroid
-    (seed 001). The clusters are the model's own (seed 001) or, with --clusters budget, as
+    (Ghosh et al.). The clusters are the model's own (Ghosh et al.) or, with --clusters budget, as
     many clusters of the patches' embeddings as patches, one typical patch each (TypiClust:
     closer to the scenes' own class shares, so rare classes get fewer patches). The
     footprints (scene, cluster, rank, order) are ready to annotate in QGIS; 'lcmap finetune

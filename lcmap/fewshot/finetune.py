@@ -1,4 +1,4 @@
-"""Few-shot fine-tuning of any model that provides an encoder (seed 001, section 4.2.1).
+"""Few-shot fine-tuning of any model that provides an encoder (Ghosh et al., section 4.2.1).
 
 :func:`finetune` reads training patches from scene/labels pairs (label rasters on the scene's
 grid, or polygons burnt into it, see :mod:`lcmap.io.labels`), asks the model's encoder

@@ -1,22 +1,22 @@
-"""Active sampling: which patches to label next, from a model's clusters (seed 001, 4.2.2).
+"""Active sampling: which patches to label next, from a model's clusters (Ghosh et al., 4.2.2).
 
 The scenes are cut into a grid of ``patch_size`` patches (whole patches inside the scene, at
 least half valid). Each patch is embedded with the model's encoder
 (:class:`~lcmap.fewshot.encoder.FewShotEncoder`) and assigned to a cluster: by default its
 nearest centroid of the model (a cas model's DEC clusters, a stego or simclr model's probe:
-seed 001's rule), or with ``clusters="budget"`` one of ``budget`` clusters drawn afresh from
+Ghosh et al.'s rule), or with ``clusters="budget"`` one of ``budget`` clusters drawn afresh from
 the patches' embeddings by cosine k-means (TypiClust, Hacohen et al. 2022: one typical patch
 per cluster). TypiClust scored higher on held-out patches of dubai_dev tiles 1-4 but lower on
 tiles 5-6, whose class shares differ: it samples the modes in proportion to their size, while
-seed 001's even split over the model's few clusters keeps rare classes in the budget
+Ghosh et al.'s even split over the model's few clusters keeps rare classes in the budget
 (``benchmarks/README.md``).
 
-The budget is spread evenly over the non-empty clusters (seed 001). By default
+The budget is spread evenly over the non-empty clusters (Ghosh et al.). By default
 (``pick="diverse"``) a cluster's share of n patches is one typical patch from each of n
 sub-clusters of its patches (cosine k-means on their embeddings, the patch nearest each
-sub-centroid): TypiClust's rule inside seed 001's split, so every mode of the model keeps its
+sub-centroid): TypiClust's rule inside Ghosh et al.'s split, so every mode of the model keeps its
 share and the share is not spent on near-copies of one patch. With ``pick="nearest"`` the
-share is the n patches *closest to the cluster's centroid* (seed 001's own rule). On dubai_dev
+share is the n patches *closest to the cluster's centroid* (Ghosh et al.'s own rule). On dubai_dev
 tiles 1-4, where the default was chosen, "diverse" scored higher than both "nearest" and
 TypiClust alone (``benchmarks/README.md``). When the budget does not divide evenly, the extra
 patches go to the clusters of highest *uncertainty*: with a fine-tuned model, the entropy of
@@ -176,14 +176,14 @@ def suggest_labels(
         stack: co-registered rasters stacked after the (one) scene's bands, as the model was
             trained with them (:mod:`lcmap.io.stack`).
         seed: seeds the patches sampled for the entropy estimate and the re-clustering.
-        clusters: ``"model"`` (default): the model's own clusters (seed 001's rule);
+        clusters: ``"model"`` (default): the model's own clusters (Ghosh et al.'s rule);
             ``"budget"``: as many clusters as patches, drawn afresh from the patches'
             embeddings by cosine k-means, one typical patch from each (TypiClust's rule); or a
             number of clusters to draw afresh.
         pick: how a cluster's share is taken: ``"diverse"`` (default): its patches clustered
             afresh into as many sub-clusters as its share, the patch closest to each
-            sub-centroid (TypiClust's rule inside each of seed 001's clusters); ``"nearest"``:
-            its patches closest to the centroid (seed 001's own rule).
+            sub-centroid (TypiClust's rule inside each of Ghosh et al.'s clusters); ``"nearest"``:
+            its patches closest to the centroid (Ghosh et al.'s own rule).
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace an existing output.
         progress: ``(done, total)`` callback over patches.
@@ -378,8 +378,8 @@ def _spread(members: list[_Patch], share: int, seed: int) -> list[_Patch]:
     (cosine k-means, seeded) into ``share`` sub-clusters, the member nearest each
     sub-centroid, largest sub-cluster first.
 
-    This is TypiClust's rule (Hacohen et al., ICML 2022) applied inside each of seed 001's
-    clusters: seed 001's even split keeps every mode of the model in the budget (a rare class
+    This is TypiClust's rule (Hacohen et al., ICML 2022) applied inside each of Ghosh et al.'s
+    clusters: Ghosh et al.'s even split keeps every mode of the model in the budget (a rare class
     keeps its share), while the nearest patches to one centroid are often near-copies of one
     another (the same roof type, the same field); one patch per sub-mode covers the cluster's
     variety instead. ``members`` come sorted by distance to the model's centroid; a share of

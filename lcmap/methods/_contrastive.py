@@ -1,7 +1,7 @@
 """Contrastive learning pieces: the NT-Xent loss, augmented views that remember where their
 pixels came from, and pixel pairs between two views of one window.
 
-Views (seed 004, "Positive and negative pair generation"): a random resized crop (10-100% of
+Views (Ghandali et al., "Positive and negative pair generation"): a random resized crop (10-100% of
 the window's area down to ``min_scale``; aspect 3/4-4/3) resized back to the window's size; one
 of the 8 symmetries of the square (aerial and satellite scenes have no up); a Gaussian blur
 (half the views, sigma 0.1-2 px, as SimCLR); brightness and contrast (x * c + b per view);
@@ -193,7 +193,7 @@ def make_views(
 
     Args:
         windows: (N, C, S, S) normalised windows.
-        min_scale: the smallest crop, as a fraction of the window's area (seed 004: 0.2).
+        min_scale: the smallest crop, as a fraction of the window's area (Ghandali et al.: 0.2).
         gen: the CPU generator every random choice draws from (reproducible by seed).
         augment: apply the photometric augmentations (the geometric ones always).
         colour_jitter: strength of the per-band jitter (:func:`band_jitter`); 0 = none.

@@ -1,7 +1,7 @@
 """Supervised training of a segmentation network on labelled patches held in memory.
 
 One loop for every tuned network (``cas_finetuned``, ``encoder_finetuned``): class-weighted
-cross-entropy (inverse frequency, as seed 004 weights its classes), label 255 ignored, AdamW,
+cross-entropy (inverse frequency, as Ghandali et al. weights its classes), label 255 ignored, AdamW,
 patches in a seeded random order epoch by epoch, augmentation by the caller.
 """
 

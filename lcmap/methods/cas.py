@@ -1,4 +1,4 @@
-"""CAS: clustering-augmented self-supervised pre-training (seed 001, Ghosh et al. 2021).
+"""CAS: clustering-augmented self-supervised pre-training (Ghosh et al., Ghosh et al. 2021).
 
 A UNet encoder-decoder over all bands is trained on patches drawn across the scenes, without
 labels, in two phases (paper section 4.1):
@@ -279,7 +279,7 @@ class CasSegmenter(Segmenter):
     # -- few-shot encoder (lcmap.fewshot.encoder.FewShotEncoder) ----------------------------
 
     def fewshot_inits(self) -> dict[str, str]:
-        """The paper's three starting points (seed 001, Table 4), those this file holds."""
+        """The paper's three starting points (Ghosh et al., Table 4), those this file holds."""
         inits = {"cas": "encoder and decoder after DEC clustering (phase 2)"}
         if self.autoencoder_state is not None:
             inits["autoencoder"] = "the phase-1 autoencoder"

@@ -1,8 +1,8 @@
-"""Few-shot segmentation with a UNet fine-tuned from a CAS model (seed 001, section 4.2.1).
+"""Few-shot segmentation with a UNet fine-tuned from a CAS model (Ghosh et al., section 4.2.1).
 
 The CAS UNet gets its skip connections and a classification layer back (Fig. 2) and is trained
 with pixel-wise cross-entropy on a handful of labelled patches. Classes are weighted by inverse
-frequency in the labelled pixels, as in seed 004, so that a rare class in ten patches still
+frequency in the labelled pixels, as in Ghandali et al., so that a rare class in ten patches still
 counts; label 255 is ignored. Three initialisations reproduce the paper's rows:
 
 - ``cas``: encoder and decoder from the CAS model (phase 2, after clustering);

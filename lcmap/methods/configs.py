@@ -21,7 +21,7 @@ _LOSS_DEFAULTS = {
     "random_shift": 0.46,
 }
 
-#: The initialisations of ``cas_finetuned`` (seed 001's rows).
+#: The initialisations of ``cas_finetuned`` (Ghosh et al.'s rows).
 INITS = ("cas", "autoencoder", "random")
 
 
@@ -262,38 +262,41 @@ class EncoderOptions:
 
 @dataclass(frozen=True)
 class SimclrConfig(EncoderOptions):
-    """The options of :class:`SimclrSegmenter` (``config()`` returns them; seed 004's defaults)."""
+    """The options of :class:`SimclrSegmenter` (``config()`` returns them; the defaults are
+    Ghandali et al.'s)."""
 
     num_classes: int = option(5, "clusters K of the cosine k-means probe", low=2, high=65534)
     windows: int = option(512, "windows drawn across the scenes to pre-train on", low=2)
-    batch_size: int = option(16, "windows per step (2 views each; seed 004: 8 or 16)", low=2)
-    epochs: int = option(40, "passes over the windows (seed 004: 40)", low=1)
+    batch_size: int = option(16, "windows per step (2 views each; Ghandali et al.: 8 or 16)", low=2)
+    epochs: int = option(40, "passes over the windows (Ghandali et al.: 40)", low=1)
     steps: int | None = option(
         None, "optimiser steps; overrides epochs (0: the encoder as initialised, e.g. from "
         "its weights, with only the k-means probe fitted)", low=0,
     )  # fmt: skip
-    optimizer: str = option("sgd", "sgd (seed 004) or adam (seed 003's Swin)",
+    optimizer: str = option("sgd", "sgd (Ghandali et al.) or adam (Temple's Swin)",
                             choices=("sgd", "adam"))  # fmt: skip
-    lr: float = option(1e-3, "learning rate (seed 004: SGD 1e-3)", above=0)
+    lr: float = option(1e-3, "learning rate (Ghandali et al.: SGD 1e-3)", above=0)
     schedule: str = option(
-        "constant", "learning rate over the steps: constant (seed 004) or cosine (SimCLR's "
+        "constant", "learning rate over the steps: constant (Ghandali et al.) or cosine (SimCLR's "
         "reference: linear warm-up over the first 10%, then cosine decay to 0)",
         choices=("constant", "cosine"),
     )  # fmt: skip
-    temperature: float = option(0.1, "NT-Xent temperature (seed 004: 0.1 or 0.7)", above=0)
+    temperature: float = option(0.1, "NT-Xent temperature (Ghandali et al.: 0.1 or 0.7)", above=0)
     loss: str = option(
-        "ntxent", "the global loss: ntxent (SimCLR, seed 004) or simsiam (no negatives, Chen "
-        "and He 2021: seed 004's outlook for small batches)", choices=("ntxent", "simsiam"),
+        "ntxent", "the global loss: ntxent (SimCLR, Ghandali et al.) or simsiam (no negatives, "
+        "Chen and He 2021: Ghandali et al.'s outlook for small batches)",
+        choices=("ntxent", "simsiam"),
     )  # fmt: skip
     projector_dim: int = option(
         2048, "width of SimSiam's 3-layer projector, which replaces the projection head with "
         "loss=simsiam (its predictor's hidden layer is a quarter of it)", low=4,
     )  # fmt: skip
-    min_scale: float = option(0.2, "smallest random crop, fraction of the window (seed 004: 20%)",
-                              above=0, high=1)  # fmt: skip
+    min_scale: float = option(
+        0.2, "smallest random crop, fraction of the window (Ghandali et al.: 20%)", above=0, high=1
+    )
     colour_jitter: float = option(
         0.0, "per-band gain/offset jitter of the views, SimCLR's colour distortion for any "
-        "bands (0 = off, seed 004's brightness/contrast only)", low=0, high=1,
+        "bands (0 = off, Ghandali et al.'s brightness/contrast only)", low=0, high=1,
     )  # fmt: skip
     ema: float = option(
         0.0, "decay of an exponential moving average of the encoder's weights over the steps, "
@@ -330,20 +333,20 @@ class EncoderFinetunedConfig(EncoderOptions):
     # and the bands' pairwise normalised differences after them (higher again in 17 of 18 runs:
     # 0.447 against 0.444 with 20, 0.457 against 0.453 with 50), and each band's local standard
     # deviation after those (higher in 18 of 18: 0.456 against 0.447 with 20, 0.464 against
-    # 0.457 with 50); seed 003's rows are head=decoder.
+    # 0.457 with 50); Temple's rows are head=decoder.
     head: str = option(
         "linear-texture", "linear (a 1x1 layer on the encoder's embedding: linear "
         "evaluation), linear-bands (the same layer also reading the window's bands, averaged "
         "over each embedding cell), linear-indices (and every pair of bands' normalised "
         "difference), linear-texture (and each band's standard deviation over the cell and "
-        "the 3 x 3 cells around it) or decoder (a UNet decoder, seed 003)",
+        "the 3 x 3 cells around it) or decoder (a UNet decoder, Temple)",
         choices=ENCODER_HEADS,
     )  # fmt: skip
     head_stages: int | None = option(
         None, "encoder stages at stride 4 and coarser the linear head reads, finest first "
         "(None: all; 2 scored lower on dubai_dev, benchmarks/README.md)", low=1, high=4,
     )  # fmt: skip
-    freeze_encoder: bool = option(True, "keep the pre-trained encoder (seed 003's Frozen rows)")
+    freeze_encoder: bool = option(True, "keep the pre-trained encoder (Temple's Frozen rows)")
     # LP-FT (Kumar et al., "Fine-tuning can distort pretrained features and underperform
     # out-of-distribution", ICLR 2022): train the head on the frozen encoder first, then the
     # whole network at a small rate, so that the encoder is tuned from a fitted head instead

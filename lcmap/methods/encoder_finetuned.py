@@ -1,4 +1,4 @@
-"""A UNet on a named encoder fine-tuned on a few labelled patches (seeds 003 and 004).
+"""A UNet on a named encoder fine-tuned on a few labelled patches (Temple and Ghandali et al.).
 
 The network is :class:`~lcmap.nets.encoder_unet.EncoderUNet` (ResNet-UNet, Swin-UNet or the
 CAS UNet's contracting path). Its contracting path starts from a ``simclr`` model's pre-trained
@@ -19,8 +19,8 @@ encoder (``init="simclr"``, via ``lcmap finetune ENCODER.lcmap``) or at random
   the cell and over the 3 x 3 cells around it, the local variance of remote-sensing texture
   measures (:func:`~lcmap.nets.encoder_unet.local_std`): a linear layer on means cannot form
   a variance, and still water is smooth where vegetation or a roof of its colour is not.
-  ``head="decoder"``: seed 003's convolutional UNet decoder (learning rate 1e-3).
-- ``freeze_encoder`` (the default): the encoder stays as pre-trained (seed 003's "Frozen"
+  ``head="decoder"``: Temple's convolutional UNet decoder (learning rate 1e-3).
+- ``freeze_encoder`` (the default): the encoder stays as pre-trained (Temple's "Frozen"
   rows; no gradient reaches it and its BatchNorm statistics stay), so with the linear head the
   labels train K x D weights alone. ``tune_steps`` (off by default) then trains the encoder
   with the fitted head at ``tune_lr``, BatchNorm statistics kept: LP-FT (Kumar et al., ICLR
@@ -29,7 +29,8 @@ encoder (``init="simclr"``, via ``lcmap finetune ENCODER.lcmap``) or at random
 
 The defaults are the best of these on held-out patches of dubai_dev tiles 1-4
 (``benchmarks/fewshot_heads.py``, ``benchmarks/suggest_choice.py --heads``). Loss:
-class-weighted cross-entropy (seed 004), label 255 ignored (:mod:`lcmap.methods._supervised`).
+class-weighted cross-entropy (Ghandali et al.), label 255 ignored
+(:mod:`lcmap.methods._supervised`).
 
 Patches are trained on as random ``crop_size`` crops (reflection-padded up to it, labels padded
 unlabelled) under one of the 8 symmetries of the square. Mapping uses the same fixed windows as

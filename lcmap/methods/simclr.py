@@ -1,7 +1,7 @@
 """SimCLR pre-training of an encoder on the user's own scenes, and a map from its features.
 
 Seed 004 (SimCLR on unlabelled aerial and satellite data, then fine-tuning with class-weighted
-cross-entropy) and seed 003 (a contracting path pre-trained by contrast, then a segmentation
+cross-entropy) and Temple (a contracting path pre-trained by contrast, then a segmentation
 head trained on few labels, frozen or not):
 
 1. Windows of ``crop_size`` px are drawn across all given scenes (nodata-aware, seeded).
@@ -10,13 +10,15 @@ head trained on few labels, frozen or not):
    rotations, blur, brightness/contrast, an illumination ramp, erasing).
 3. The encoder (:mod:`lcmap.nets.encoder_unet`: ResNet, Swin-T or the CAS UNet's contracting
    path, N-band stem), global average pooling of its last stage, a 2-layer MLP projection head
-   (ReLU, seed 004) and NT-Xent with ``temperature`` (seed 004: 0.1 or 0.7) over the 2N views.
-   Optimiser SGD at 1e-3 (seed 004; momentum 0.9 as SimCLR's reference code) or Adam (seed
-   003's Swin), at a constant rate (seed 004) or with ``schedule="cosine"`` (SimCLR's
+   (ReLU, Ghandali et al.) and NT-Xent with ``temperature`` (Ghandali et al.: 0.1 or 0.7) over
+   the 2N views.
+   Optimiser SGD at 1e-3 (Ghandali et al.; momentum 0.9 as SimCLR's reference code) or Adam
+   (Temple's Swin), at a constant rate (Ghandali et al.) or with ``schedule="cosine"`` (SimCLR's
    warm-up and cosine decay). With ``dense_weight`` > 0, PixContrast (PixPro's pixel-level
    baseline) on the encoder's dense embedding is mixed in as DenseCL mixes its dense loss:
    ``(1 - w) * global + w * dense``. With ``loss="simsiam"`` the global loss is SimSiam's, which
-   needs no negatives (seed 004's outlook: its batches of 8-16 are far below SimCLR's hundreds),
+   needs no negatives (Ghandali et al.'s outlook: its batches of 8-16 are far below SimCLR's
+   hundreds),
    with SimSiam's projector and predictor in place of the projection head. With ``ema`` > 0
    the encoder saved is a moving average of its weights over the steps, and with
    ``shuffle_bn`` the two views of a window are normalised in different BatchNorm batches
@@ -334,7 +336,7 @@ class SimclrSegmenter(EncoderSegmenter):
 
         Windows of pairs (``pair_channels``) hold the scene's bands, then the partner's: the
         first view is the scene's, seen by :attr:`net`, the second the partner's, seen by
-        :attr:`pair_net`, both projected by the one head into one space (seed 003's two
+        :attr:`pair_net`, both projected by the one head into one space (Temple's two
         branches)."""
         net = self._fitted()
         assert self.projection is not None and self.dense_projection is not None
@@ -409,7 +411,7 @@ class SimclrSegmenter(EncoderSegmenter):
     # -- few-shot encoder (lcmap.fewshot.encoder.FewShotEncoder) ----------------------------
 
     def fewshot_inits(self) -> dict[str, str]:
-        """The pre-trained encoder, or the same network from scratch (seed 003's baseline)."""
+        """The pre-trained encoder, or the same network from scratch (Temple's baseline)."""
         return {"simclr": "the pre-trained encoder; the head learnt from labels",
                 "random": "the same network from scratch"}  # fmt: skip
 

@@ -1,7 +1,7 @@
 """Single-scene deep clustering: a small CNN trained on the unlabelled scene it maps.
 
 Saha, Mou, Shahzad and Zhu, "Segmentation of VHR EO images using unsupervised learning"
-(seed 002, ``shared/seeds/002_9a82c760a4146b37.txt``). No pretrained weights: the network is
+(Saha et al., ``shared/seeds/002_9a82c760a4146b37.txt``). No pretrained weights: the network is
 initialised at random and trained on patches of the scene itself (all bands), so the model file
 holds everything it needs.
 
@@ -143,7 +143,7 @@ def shuffled_partners(batch: int, generator: torch.Generator | None = None) -> T
 
 
 class SingleSceneSegmenter(Segmenter):
-    """Deep clustering trained on the scene itself (seed 002); see the module docstring."""
+    """Deep clustering trained on the scene itself (Saha et al.); see the module docstring."""
 
     info: ClassVar[MethodInfo] = MethodInfo(
         name="single_scene",

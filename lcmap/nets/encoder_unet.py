@@ -12,9 +12,9 @@ network for any encoder of :data:`ENCODERS`:
   (bilinear), concatenate the encoder's skip, two 3x3 convolutions with BatchNorm and ReLU; a
   last upsampling to the input's resolution and a 1x1 convolution give the class scores.
 
-Swin-UNet (Cao et al. 2021, seed 003's reference [4]) expands with Swin blocks and patch
+Swin-UNet (Cao et al. 2021, Temple's reference [4]) expands with Swin blocks and patch
 expanding. Here its expanding path is the same light convolutional decoder as the ResNet-UNet's,
-by choice: seed 003's own discussion (its section 5) finds that the pre-trained *contracting*
+by choice: Temple's own discussion (its section 5) finds that the pre-trained *contracting*
 path is what the comparison is about, and that the original "Swin-UNet + SSL" replaced the
 contracting path only. One decoder for every encoder keeps the rows of that comparison about
 the encoder alone; the decoder is trained from the labels in every case, as in both seeds.

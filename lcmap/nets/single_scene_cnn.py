@@ -1,4 +1,4 @@
-"""The single-scene CNN of Saha et al. (seed 002): 3x3 convolutions, channel attention, 1x1.
+"""The single-scene CNN of Saha et al.: 3x3 convolutions, channel attention, 1x1.
 
 Built by name through :func:`lcmap.nets.build_net` (``"single_scene_cnn"``); trained by the
 objective in :mod:`lcmap.methods.single_scene`.

@@ -1,6 +1,6 @@
 """The UNet shared by ``cas`` (pre-training) and ``cas_finetuned`` (few-shot segmentation).
 
-One network serves both stages of seed 001 (Ghosh et al., CAS), its Fig. 2: during pre-training
+One network serves both stages of Ghosh et al. (CAS), its Fig. 2: during pre-training
 the skip connections are removed and a reconstruction layer maps the decoder's features back to
 the bands; for fine-tuning the skips and a classification layer are added back. So that the
 pre-trained weights transfer one to one, each decoder block's first convolution has input
