@@ -78,7 +78,7 @@ def train_single_scene(
     and the loss is cross-entropy to it plus a contrastive term against shuffled patches. No
     labels and no pretrained weights. With --segment the scene is mapped too; 'lcmap segment
     OTHER.tif --model MODEL' applies the model to a similar scene. Other options (layers,
-    features, lr, balance...) go through -p KEY=VALUE.
+    features, lr...) go through -p KEY=VALUE.
 
     Examples:
 

@@ -157,30 +157,3 @@ def distillation_loss(
         "random": float(random_term.detach()),
     }
     return loss, parts
-
-
-def calibrated_shifts(
-    feats: Tensor, knn: Tensor, generator: torch.Generator, quantiles: tuple[float, float, float]
-) -> dict[str, float]:
-    """Shifts b at quantiles of the centred feature correlations of self, k-NN, random pairs.
-
-    Args:
-        feats: (N, D, h, w) training-crop features (N >= 2).
-        knn: (N, k) nearest-neighbour indices.
-        generator: CPU generator choosing the crops (64 at most) and correlation samples.
-        quantiles: for the self, k-NN and random terms.
-    """
-    n = feats.shape[0]
-    idx = torch.randperm(n, generator=generator)[: min(n, 64)]
-    f = F.normalize(feats[idx].float(), dim=1)
-    others = {
-        "self_shift": f,
-        "knn_shift": F.normalize(feats[knn[idx, 0]].float(), dim=1),
-        "random_shift": f[(torch.arange(len(idx)) + 1) % len(idx)],
-    }
-    out = {}
-    for (name, other), q in zip(others.items(), quantiles, strict=True):
-        fd = centre_correlation(correlation(f, other, normalized=True)).flatten()
-        pick = torch.randperm(fd.numel(), generator=generator)[:200_000]
-        out[name] = round(float(torch.quantile(fd[pick], q)), 4)
-    return out

@@ -68,7 +68,6 @@ class SingleSceneConfig:
     batch_size: int = option(8, "B patches per batch (authors' code)", low=1)
     lr: float = option(1e-3, "SGD learning rate (authors' code)", above=0)
     momentum: float = option(0.9, "SGD momentum (authors' code)", low=0, below=1)
-    balance: float = option(0.0, "weight of the marginal-entropy term; 0 = the paper's loss", low=0)
     seed: int | None = option(None, "None: use the global torch RNG (lcmap.api seeds it)", low=0)
 
 
@@ -151,7 +150,6 @@ class StegoConfig:
     neg_samples: int = option(5, "random-crop permutations per step (5, STEGO)", low=0)
     dropout: float = option(0.1, "channel dropout on the head's input while training", low=0,
                             below=1)  # fmt: skip
-    auto_shifts: bool = option(False, "calibrate the shifts b on the training crops")
     probe_steps: int = option(300, "Adam steps of the linear probe (only with labels)", low=1)
     probe_lr: float = option(1e-2, "learning rate of the linear probe", low=0)
     crf: bool = option(False, "refine scores with the windowed dense CRF")
@@ -195,10 +193,6 @@ class DinoKMeansConfig:
         0.0, "weight of the normalised bands next to the unit ViT feature (0 = features only)",
         low=0,
     )  # fmt: skip
-    guided_radius: int = option(
-        0, "guided-filter radius in px for the upsampled scores (0 = bilinear only)", low=0
-    )
-    guided_eps: float = option(1e-2, "guided-filter regularisation", above=0)
     flips: bool = option(
         False, "average the scores over the window and its 3 flips (4x the backbone cost)"
     )

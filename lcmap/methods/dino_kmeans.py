@@ -26,9 +26,8 @@ Scores: with a unit feature ``f`` and a centroid ``(c_f, c_s)``, the negative sq
 distance is ``2 f.c_f - |c_f|^2 - w^2 |s - c_s|^2`` up to a constant. ``f.c_f`` is linear in
 ``f``, so it is computed per patch and the K score maps are upsampled (bilinear, the same
 interpolation the fit sampled with), not the D-channel features: K / D of the cost. With
-``guided_radius`` the upsampled scores go through a guided filter with the bands as the guide
-(:mod:`lcmap.methods._guided`): edges of the image stay edges of the map. With ``flips`` the
-patch scores are averaged over the window and its three flips (test-time augmentation).
+``flips`` the patch scores are averaged over the window and its three flips (test-time
+augmentation).
 
 Windows as STEGO (:mod:`lcmap.methods.stego`): the ViT sees only ``crop_size`` windows every
 ``window_stride`` px on a grid anchored to the scene, Hann-blended, so the map does not depend
@@ -47,7 +46,6 @@ from torch import Tensor
 
 from lcmap.errors import InvalidSceneError
 from lcmap.methods._frozen_vit import FrozenViT
-from lcmap.methods._guided import guided_filter
 from lcmap.methods._sliding import hann_pixels
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
 from lcmap.methods.configs import DinoKMeansConfig
@@ -55,10 +53,6 @@ from lcmap.methods.options import make_config
 from lcmap.nets import network_record
 
 log = logging.getLogger(__name__)
-
-#: Guide bands for the guided filter (the first three: RGB in most scenes; a C x C system is
-#: solved per pixel, so all 12 bands of a Sentinel-2 scene would cost 50x more).
-_GUIDE_BANDS = 3
 
 
 class DinoKMeansSegmenter(Segmenter):
@@ -72,9 +66,7 @@ class DinoKMeansSegmenter(Segmenter):
         name="dino_kmeans",
         summary="k-means on frozen DINO/DINOv2 ViT features + bands (no training).",
         needs_fit=True,
-        apply_options=frozenset(
-            {"weights", "window_stride", "guided_radius", "guided_eps", "flips"}
-        ),
+        apply_options=frozenset({"weights", "window_stride", "flips"}),
     )
 
     def __init__(self, config: DinoKMeansConfig | None = None) -> None:
@@ -285,9 +277,6 @@ class DinoKMeansSegmenter(Segmenter):
             # |s - c|^2 = |s|^2 - 2 s.c + |c|^2, without a (B, K, C, H, W) tensor.
             dist = (s * s).sum(1, keepdim=True) - 2 * torch.einsum("bchw,kc->bkhw", s, cs)
             scores = scores - dist - (cs * cs).sum(1)[None, :, None, None]
-        if self.cfg.guided_radius > 0:
-            guide = batch[:, :_GUIDE_BANDS].float()
-            scores = guided_filter(guide, scores, self.cfg.guided_radius, self.cfg.guided_eps)
         return scores
 
 

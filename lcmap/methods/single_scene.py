@@ -38,11 +38,9 @@ the same map as inferring the whole scene at once.
 
 Collapse: argmax self-labelling can end with few clusters in use. We have not seen it here: on
 dubai_dev scenes every model used all K clusters (K = 5 and 8), most likely as the final BN
-layer standardises each output channel over the batch, so no channel can win everywhere. ``balance``
-(default 0, off: the paper's loss) is an opt-in guard, the marginal-entropy term of IIC/SCAN,
-``balance * (log K - H(mean_n softmax(y_n)))``: zero when the batch uses all K clusters equally,
-``log K`` when it uses one. After fitting, :attr:`SingleSceneSegmenter.clusters_used` tells how many
-clusters the calibration patches use (in the model header too); two or fewer log a warning.
+layer standardises each output channel over the batch, so no channel can win everywhere. After
+fitting, :attr:`SingleSceneSegmenter.clusters_used` tells how many clusters the calibration
+patches use (in the model header too); two or fewer log a warning.
 """
 
 import logging
@@ -107,22 +105,6 @@ def contrastive_loss(scores: Tensor, valid: Tensor, permutation: Tensor) -> Tens
     """
     distance = (scores - scores[permutation]).abs().sum(dim=1)  # L1 over the K outputs
     return _masked_mean(torch.exp(-distance), valid & valid[permutation])
-
-
-def balance_loss(scores: Tensor, valid: Tensor) -> Tensor:
-    """``log K - H(p_mean)``: KL of the batch's mean soft assignment from uniform (>= 0).
-
-    Args:
-        scores: (B, K, H, W) network outputs.
-        valid: (B, H, W) bool.
-    """
-    k = scores.shape[1]
-    probs = scores.softmax(dim=1).permute(0, 2, 3, 1)[valid]
-    if probs.numel() == 0:
-        return scores.sum() * 0.0
-    mean = probs.mean(dim=0)
-    entropy = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
-    return math.log(k) - entropy
 
 
 def _masked_mean(values: Tensor, valid: Tensor) -> Tensor:
@@ -288,8 +270,6 @@ class SingleSceneSegmenter(Segmenter):
                         # Algorithm 1 line 16: a fresh shuffle at every iteration.
                         partners = shuffled_partners(count).to(self.device)
                         loss = loss + contrastive_loss(scores, valid, partners)
-                    if cfg.balance > 0:
-                        loss = loss + cfg.balance * balance_loss(scores, valid)
                     loss.backward()  # type: ignore[no-untyped-call]
                     optimiser.step()
                     done += 1
@@ -346,7 +326,7 @@ class SingleSceneSegmenter(Segmenter):
         log.info("single_scene: %d of %d clusters in use", self.clusters_used, k)
         if self.clusters_used <= 2 < k:
             log.warning(
-                "single_scene collapsed to %d of %d clusters; try balance=1 (-p balance=1).",
+                "single_scene collapsed to %d of %d clusters; try another --seed or fewer classes.",
                 self.clusters_used,
                 k,
             )
@@ -362,7 +342,7 @@ def build(num_classes: int = 8, **kwargs: Any) -> SingleSceneSegmenter:
     Args:
         num_classes: K clusters (score channels).
         **kwargs: any field of :class:`SingleSceneConfig` (layers, features, reduction, epochs,
-            iterations, crop_size, batch_size, lr, momentum, balance, seed, in_channels);
+            iterations, crop_size, batch_size, lr, momentum, seed, in_channels);
             strings from the command line are converted.
 
     Raises:

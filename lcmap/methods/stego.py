@@ -23,9 +23,8 @@ Fitting:
    ``feature_samples`` x ``feature_samples`` (11 x 11) random bilinear feature samples, 5
    random-crop permutations. Weights and shifts default to STEGO's Potsdam ViT-S
    configuration (aerial imagery): lambda = 0.67 / 0.25 / 0.63, b = 0.08 / 0.02 / 0.46
-   (``src/configs/dataset/potsdam.yaml``); ``auto_shifts`` recalibrates the shifts for other
-   backbones and blocks. Because the head is pointwise, it is applied to the sampled feature
-   vectors rather than to whole maps: exact for the linear path, about 60 times cheaper on a
+   (``src/configs/dataset/potsdam.yaml``). Because the head is pointwise, it is applied to the
+   sampled feature vectors rather than to whole maps: exact for the linear path, about 60 times cheaper on a
    CPU. The default 10 epochs (200 steps) keep fitting to minutes on a CPU; STEGO trains for
    thousands of steps, so raise ``epochs`` on a GPU.
 4. Cluster probe: spherical (cosine) k-means on the normalised codes of all training crops,
@@ -82,7 +81,7 @@ from lcmap.errors import InvalidOptionError, InvalidSceneError
 from lcmap.fewshot.encoder import Assignment
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
-from lcmap.methods._distill import StegoHead, calibrated_shifts, distillation_loss
+from lcmap.methods._distill import StegoHead, distillation_loss
 from lcmap.methods._frozen_vit import FrozenViT
 from lcmap.methods.base import (
     MethodInfo,
@@ -103,8 +102,6 @@ log = logging.getLogger(__name__)
 # Scores are cosine similarities in [-1, 1]; STEGO's CRF uses softmax(2 * similarity).
 _CRF_ALPHA = 2.0
 _MAX_PROBE_SAMPLES = 100_000
-# auto_shifts: quantiles of the centred feature correlations used as b (self, kNN, random).
-_SHIFT_QUANTILES = (0.3, 0.3, 0.9)
 
 
 class StegoSegmenter(Segmenter):
@@ -132,12 +129,6 @@ class StegoSegmenter(Segmenter):
         feature_samples: random feature samples per side per crop and step (11, STEGO).
         neg_samples: random-crop permutations per step (5, STEGO).
         dropout: channel dropout on the head's input while training (0.1, STEGO).
-        auto_shifts: set the shifts b at fit time to the 0.3 / 0.3 / 0.9 quantiles of the
-            centred feature correlations (self / k-NN / random pairs) of the training crops.
-            STEGO's shifts were tuned for DINO ViT-S/8 last-block features; DINOv2 block 8
-            correlates much more strongly (median 0.54 for self pairs on Dubai), so with them
-            nearly every pair attracts. Which quantiles suit a dataset is data-dependent (no
-            setting won on both synthetic and Dubai scenes), hence off by default.
         self_weight, self_shift, knn_weight, knn_shift, random_weight, random_shift: lambda
             and b of the three loss terms (STEGO's pos_intra, pos_inter and neg_inter).
         probe_steps: Adam steps of the linear probe (only with labels).
@@ -168,9 +159,7 @@ class StegoSegmenter(Segmenter):
         self._k, self.dim, self.crops, self.epochs = cfg.num_classes, cfg.dim, cfg.crops, cfg.epochs
         self.steps, self.batch_size, self.lr = cfg.steps, cfg.batch_size, cfg.lr
         self.neighbours, self.feature_samples = cfg.neighbours, cfg.feature_samples
-        self.neg_samples, self.dropout, self.auto_shifts = (
-            cfg.neg_samples, cfg.dropout, cfg.auto_shifts
-        )  # fmt: skip
+        self.neg_samples, self.dropout = cfg.neg_samples, cfg.dropout
         self.probe_steps, self.probe_lr = cfg.probe_steps, cfg.probe_lr
         self.crf, self.crf_iterations = cfg.crf, cfg.crf_iterations
         self.feature_batch, self.seed = cfg.feature_batch, cfg.seed
@@ -223,7 +212,7 @@ class StegoSegmenter(Segmenter):
     def config(self) -> dict[str, Any]:
         """The options (:class:`StegoConfig`) as resolved: the backbone's full name, the
         weights file and its sha256, the feature block, the crop size, the window stride,
-        the seed drawn at fit and the shifts calibrated by ``auto_shifts``."""
+        and the seed drawn at fit."""
         loss: dict[str, Any] = dict(self.loss_params)
         return asdict(
             replace(
@@ -455,9 +444,6 @@ class StegoSegmenter(Segmenter):
         if self.seed is None:
             self.seed = int(torch.randint(2**31 - 1, (1,)))
         gen = torch.Generator().manual_seed(self.seed)
-        if self.auto_shifts:
-            self.loss_params.update(calibrated_shifts(feats, knn, gen, _SHIFT_QUANTILES))
-            log.info("stego: calibrated shifts %s", self.loss_params)
         self._train_head(feats, knn, steps, gen, progress, total)
         self.centroids = self._fit_probe(feats, valid, gen)
         self.linear = self._fit_linear_probe(feats, labels) if labels is not None else None

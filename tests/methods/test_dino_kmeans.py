@@ -1,4 +1,4 @@
-"""dino_kmeans: region recovery, maps independent of --tile, model files, the guided filter.
+"""dino_kmeans: region recovery, maps independent of --tile, model files, flips.
 
 Tiny random ViTs (width 32, 2 blocks) saved to tmp_path keep these fast; the figures on real
 weights are in benchmarks/README.md (quality_unsupervised.py).
@@ -12,12 +12,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-import torch.nn.functional as F
 from _tiny_vit import cluster_options, textured_miou, textured_scene
 
 from lcmap import api
 from lcmap.errors import InvalidOptionError, InvalidSceneError
-from lcmap.methods._guided import guided_filter
 from lcmap.methods.dino_kmeans import DinoKMeansSegmenter, build
 from lcmap.models import load_model
 from lcmap.sampling import ArraySampler
@@ -72,7 +70,7 @@ def test_maps_do_not_depend_on_the_tile_size(make_scene: Any, tiny_weights: Path
         assert (other == maps[0]).mean() >= 0.999
 
 
-def test_saved_model_reloads_with_the_same_map_and_takes_the_guided_filter(
+def test_saved_model_reloads_with_the_same_map(
     make_scene: Any, tiny_weights: Path, tmp_path: Path
 ) -> None:
     scene = make_scene(width=96, height=80, bands=3)
@@ -86,25 +84,6 @@ def test_saved_model_reloads_with_the_same_map_and_takes_the_guided_filter(
     assert (again == fitted).mean() >= 0.999
     method, _ = load_model(model)
     assert isinstance(method, DinoKMeansSegmenter)
-    guided = map_at(scene, model, 64, tmp_path / "g.tif", options={"guided_radius": 4})
-    assert guided.shape == fitted.shape
-    assert set(np.unique(guided)) <= set(range(4))
-
-
-def test_guided_filter_keeps_a_sharp_edge_that_bilinear_upsampling_blurs() -> None:
-    # A step edge at column 37, inside a 14 px patch (columns 28-41): scores known per patch
-    # and upsampled bilinearly put the boundary near the patch centre, not on the edge.
-    size, patch, edge = 84, 14, 37
-    guide = torch.zeros(1, 3, size, size)
-    guide[..., edge:] = 1.0
-    truth = (torch.arange(size) >= edge).long().expand(size, size)
-    coarse = F.avg_pool2d(torch.stack([1 - guide[:, 0], guide[:, 0]], dim=1), patch)
-    bilinear = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
-    guided = guided_filter(guide, bilinear, radius=8, eps=1e-3)
-    wrong_bilinear = int((bilinear.argmax(1)[0] != truth).sum())
-    wrong_guided = int((guided.argmax(1)[0] != truth).sum())
-    assert wrong_bilinear >= size  # a whole column on the wrong side of the edge
-    assert wrong_guided == 0
 
 
 def test_flips_make_the_scores_flip_equivariant(tiny_weights: Path) -> None:

@@ -14,7 +14,6 @@ from lcmap.methods import get_method
 from lcmap.methods.single_scene import (
     SingleSceneNet,
     SingleSceneSegmenter,
-    balance_loss,
     build,
     clustering_loss,
     contrastive_loss,
@@ -96,7 +95,6 @@ def test_defaults_are_the_papers():
     assert cfg["num_classes"] == 8 and cfg["layers"] == 5 and cfg["features"] == 64
     assert (cfg["epochs"], cfg["iterations"], cfg["crop_size"]) == (2, 50, 224)
     assert (cfg["batch_size"], cfg["lr"], cfg["momentum"]) == (8, 1e-3, 0.9)
-    assert cfg["balance"] == 0.0
     assert method.halo == 5 and method.in_channels is None
     assert method.window is None and method.info.size_multiple == 1
     assert method.info.needs_fit
@@ -117,7 +115,6 @@ def test_builder_converts_command_line_strings():
         ({"num_classes": 1}, "num_classes=1 must be from 2"),
         ({"epochs": 0}, "epochs=0"),
         ({"lr": 0}, "lr=0.0 must be above 0"),
-        ({"balance": -1}, "balance=-1.0"),
     ],
 )
 def test_builder_rejects_bad_options_clearly(options, message):
@@ -192,19 +189,6 @@ def test_contrastive_loss_is_mean_exp_of_negative_l1():
     assert contrastive_loss(scores, valid, partners).item() == pytest.approx(math.exp(-3))
 
 
-def test_balance_loss_is_zero_for_uniform_use_and_log_k_for_collapse():
-    valid = torch.ones(1, 2, 2, dtype=torch.bool)
-    assert balance_loss(torch.zeros(1, 4, 2, 2), valid).item() == pytest.approx(0, abs=1e-6)
-    collapsed = torch.zeros(1, 4, 2, 2)
-    collapsed[:, 0] = 50.0
-    assert balance_loss(collapsed, valid).item() == pytest.approx(math.log(4), abs=1e-4)
-    spread = torch.full((1, 4, 2, 2), -50.0)
-    for i in range(4):
-        spread[0, i, i // 2, i % 2] = 50.0
-    assert balance_loss(spread, valid).item() == pytest.approx(0, abs=1e-4)
-
-
-@pytest.mark.parametrize("batch", [2, 3, 5, 8])
 def test_shuffled_partners_never_pair_a_patch_with_itself(batch):
     generator = torch.Generator().manual_seed(batch)
     for _ in range(50):

@@ -101,17 +101,6 @@ def test_each_loss_term_on_constant_features_is_minus_one_minus_shift(tiny_weigh
     assert float(loss.detach()) == pytest.approx(expected, abs=1e-5)
 
 
-def test_auto_shifts_are_calibrated_on_the_training_crops_and_recorded(
-    tiny_weights: Path,
-) -> None:
-    method = tiny_stego(tiny_weights, auto_shifts=True, crops=20, steps=2)
-    method.fit(ArraySampler([textured_scene()[0]], seed=0))
-    config = method.config()
-    shifts = [config[k] for k in ("self_shift", "knn_shift", "random_shift")]
-    assert shifts != [0.08, 0.02, 0.46] and all(-1 <= b <= 1 for b in shifts)
-    assert config["auto_shifts"] is True
-
-
 def test_gradients_reach_the_head_only(tiny_weights: Path) -> None:
     method = tiny_stego(tiny_weights)
     method.vit.set_in_channels(3)
