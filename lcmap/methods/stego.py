@@ -24,8 +24,8 @@ Fitting:
    random-crop permutations. Weights and shifts default to STEGO's Potsdam ViT-S
    configuration (aerial imagery): lambda = 0.67 / 0.25 / 0.63, b = 0.08 / 0.02 / 0.46
    (``src/configs/dataset/potsdam.yaml``). Because the head is pointwise, it is applied to the
-   sampled feature vectors rather than to whole maps: exact for the linear path, about 60 times cheaper on a
-   CPU. The default 10 epochs (200 steps) keep fitting to minutes on a CPU; STEGO trains for
+   sampled feature vectors rather than to whole maps: exact for the linear path, and far cheaper
+   on a CPU. The default 10 epochs (200 steps) keep fitting to minutes on a CPU; STEGO trains for
    thousands of steps, so raise ``epochs`` on a GPU.
 4. Cluster probe: spherical (cosine) k-means on the normalised codes of all training crops,
    fitted once, so cluster ids are global; clusters are numbered by decreasing size.
