@@ -89,14 +89,6 @@ def finetune(
     batch_size: BatchSize = None,
     stack: Stack = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
-    weight_decay: Annotated[
-        float | None,
-        typer.Option(
-            "--weight-decay",
-            help="AdamW's weight decay (cas and simclr models) [default: 1e-4].",
-            min=0,
-        ),
-    ] = None,
     crop_size: Annotated[
         int | None,
         typer.Option("--crop-size", help="Train on random crops of this size (faster).", min=16),
@@ -105,8 +97,8 @@ def finetune(
         bool | None,
         typer.Option(
             "--freeze-encoder/--train-encoder",
-            help="Keep the pre-trained encoder and train the head only (simclr models; seed "
-            "003's Frozen rows) \\[default: frozen].",
+            help="Keep the pre-trained encoder and train the head only (simclr models; "
+            "Temple's Frozen rows) \\[default: frozen].",
         ),
     ] = None,
     head: Annotated[
@@ -118,23 +110,6 @@ def finetune(
             "over 4 x 4 px), 'linear-indices' (and each pair of bands' normalised difference, "
             "as NDVI), 'linear-texture' (and each band's local standard deviation) or "
             "'decoder' (a UNet decoder, Temple) \\[default: linear-texture].",
-        ),
-    ] = None,
-    self_train: Annotated[
-        int,
-        typer.Option(
-            "--self-train",
-            help="After training, label N random unlabelled patches with the tuned model (the "
-            "most confident fifth of each class) and train afresh on both (CBST); 0 = off.",
-            min=0,
-        ),
-    ] = 0,
-    unlabelled: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--unlabelled",
-            help="A scene to draw the --self-train patches from, e.g. one to map (repeatable) "
-            "\\[default: the --scene files].",
         ),
     ] = None,
     device: Device = "auto",
@@ -155,12 +130,6 @@ def finetune(
     a UNet decoder; --train-encoder: the encoder trained too). A wrong --init lists what MODEL
     offers. Map scenes with 'lcmap segment SCENE --model TUNED'.
 
-    --self-train N --unlabelled SCENE adapts the model to a scene you will map, which needs no
-    labels: the tuned model labels N of its patches, the surest fifth of each class, and a
-    fresh model learns from both (class-balanced self-training). On dubai_dev it raised four
-    held-out tiles' mean mIoU a little and lowered tiles 5-6's (benchmarks/README.md): check
-    it against a few labels of your own.
-
     Examples:
 
         $ lcmap finetune cas.lcmap --scene a.tif --labels t.tif -o t.lcmap --class-names water,built
@@ -171,8 +140,6 @@ def finetune(
 
         $ lcmap finetune enc.lcmap --scene a.tif --labels t.tif --head decoder --train-encoder -o t
 
-        $ lcmap finetune enc.lcmap --scene a.tif --labels t.tif -o t.lcmap \\
-            --self-train 100 --unlabelled b.tif
     """
     setup_logging(verbose, quiet)
     if len(scene) != len(labels):
@@ -199,13 +166,10 @@ def finetune(
                 steps=steps,
                 batch_size=batch_size,
                 lr=lr,
-                weight_decay=weight_decay,
                 crop_size=crop_size,
                 freeze_encoder=freeze_encoder,
                 head=head,
                 stack=stack,
-                self_train=self_train,
-                unlabelled=unlabelled,
                 seed=seed,
                 device=device,
                 overwrite=overwrite,

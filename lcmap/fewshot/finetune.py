@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError, LcmapError
+from lcmap.errors import InvalidModelError, InvalidSceneError, LcmapError
 from lcmap.fewshot.encoder import TunableSegmenter, check_init, load_encoder
-from lcmap.fewshot.self_training import pseudo_labels, unlabelled_patches
 from lcmap.io.labels import (
     UNLABELLED,
     LabelledWindow,
@@ -151,16 +150,10 @@ def finetune(
     steps: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
-    weight_decay: float | None = None,
     crop_size: int | None = None,
     freeze_encoder: bool | None = None,
     head: str | None = None,
-    head_stages: int | None = None,
-    tune_steps: int | None = None,
-    vit_upsample: int | None = None,
     stack: Sequence[str | Path] | None = None,
-    self_train: int = 0,
-    unlabelled: Sequence[str | Path] | None = None,
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
@@ -185,16 +178,10 @@ def finetune(
         patch_size: side of a grid patch in pixels.
         init: one of the starts the model offers (``fewshot_inits()``; ``cas``,
             ``autoencoder`` or ``random`` for a cas model); None = its first.
-        epochs, steps, batch_size, lr, weight_decay, crop_size, freeze_encoder, head, head_stages,
-            tune_steps, vit_upsample: training options of the tuned network (None = its
-            default, or the base model's own for vit_upsample); one it does not take is
-            refused.
+        epochs, steps, batch_size, lr, crop_size, freeze_encoder, head: training options of
+            the tuned network (None = its default); one it does not take is refused.
         stack: co-registered rasters stacked after the (one) scene's bands, as the model was
             trained with them (:mod:`lcmap.io.stack`).
-        self_train: after training, label this many random unlabelled patches with the tuned
-            model and train a fresh one on both (:mod:`lcmap.fewshot.self_training`); 0 = off.
-        unlabelled: scenes to draw those patches from, e.g. the scenes to be mapped (their
-            labels, if any, are never read); None = the labelled scenes.
         seed: fixes patch choice, initialisation and augmentation.
         device: ``auto``, ``cpu`` or ``cuda``.
         overwrite: replace an existing output.
@@ -206,8 +193,7 @@ def finetune(
     Raises:
         InputNotFoundError: a scene, labels or the model does not exist.
         InvalidModelError: the model provides no encoder.
-        InvalidOptionError: ``init`` is not offered, an option is not taken, or
-            ``unlabelled`` is given without ``self_train`` (or with a stack).
+        InvalidOptionError: ``init`` is not offered, or an option is not taken.
         InvalidSceneError: labels off the scene's grid, unknown classes, no labelled pixel.
         OutputExistsError: ``output`` exists and ``overwrite`` is False.
     """
@@ -228,20 +214,7 @@ def finetune(
         )
     if patch_size < 16:
         raise LcmapError(f"patch size {patch_size} is too small; use at least 16 pixels.")
-    extra_paths = [Path(p) for p in unlabelled or []]
-    if not 0 <= self_train <= MAX_PATCHES:
-        raise InvalidOptionError(f"self_train={self_train} patches; give 0 (off) to {MAX_PATCHES}.")
-    if extra_paths and not self_train:
-        raise InvalidOptionError(
-            "unlabelled scenes are only read for self-training; give the number of patches "
-            "to self-train on as well (self_train)."
-        )
-    if extra_paths and stack:
-        raise InvalidOptionError(
-            "self-training on unlabelled scenes does not take a stack; self-train on the "
-            "labelled scene (leave unlabelled out)."
-        )
-    inputs = [model, *scene_paths, *label_paths, *(stack or []), *extra_paths]
+    inputs = [model, *scene_paths, *label_paths, *(stack or [])]
     output = check_output(output, overwrite, inputs=inputs)
     dev = choose_device(device)
     encoder, base = load_encoder(model)
@@ -253,12 +226,6 @@ def finetune(
             scene_paths, reads, label_paths, base, mapping, class_column, patch_file,
             patch_size, patches, seed,
         )  # fmt: skip
-        if self_train:
-            with contextlib.ExitStack() as opened:
-                srcs = [opened.enter_context(open_scene(p)) for p in extra_paths or reads]
-                for src in srcs:
-                    _require_model_bands(src, base, "self-train on scenes with them")
-                pool, pool_valid = unlabelled_patches(srcs, base, self_train, patch_size, seed)
     num_classes = max(len(names) if names else 0, max_class + 1, 2)
     names = list(names) if names else [f"class {i}" for i in range(num_classes)]
     if len(names) < num_classes:
@@ -278,15 +245,11 @@ def finetune(
         "steps": steps,
         "epochs": epochs,
         "lr": lr,
-        "weight_decay": weight_decay,
         "freeze_encoder": freeze_encoder,
         "head": head,
-        "head_stages": head_stages,
-        "tune_steps": tune_steps,
-        "vit_upsample": vit_upsample,
     }
 
-    def trained(x: "torch.Tensor", y: "torch.Tensor", stage: int) -> "Segmenter":
+    def trained(x: "torch.Tensor", y: "torch.Tensor") -> "Segmenter":
         """A tuned network started afresh as ``init`` says and trained on ``x``, ``y``."""
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
@@ -300,28 +263,14 @@ def finetune(
         if not isinstance(tuned, TunableSegmenter):
             raise InvalidModelError(f"{model.name}: its tuned network cannot learn from patches.")
         tuned.to(dev)
-        stages = 2 if self_train else 1  # one progress bar over both trainings
-
-        def staged(done: int, total: int) -> None:
-            if progress is not None:
-                progress(stage * total + done, stages * total)
-
-        tuned.train_on(x, y, progress=staged)
+        tuned.train_on(x, y, progress=progress)
         return tuned
 
     x = torch.from_numpy(np.stack(images))
     y = torch.from_numpy(np.stack(targets).astype(np.int64))
     labelled = int((y != UNLABELLED).sum())
     log.info("fine-tuning (init %s) on %d patches, %d labelled pixels", init, len(x), labelled)
-    tuned = trained(x, y, 0)
-    if self_train:
-        pseudo = pseudo_labels(tuned, pool, pool_valid)
-        log.info("self-training: %d pseudo-labelled pixels in %d unlabelled patches",
-                 int((pseudo != UNLABELLED).sum()), len(pool))  # fmt: skip
-        side = max(x.shape[-1], pool.shape[-1])  # footprints may differ from patch_size
-        x, pool = (torch.from_numpy(_pad(t.numpy(), side, 0)) for t in (x, pool))
-        y, pseudo = (torch.from_numpy(_pad(t.numpy(), side, UNLABELLED)) for t in (y, pseudo))
-        tuned = trained(torch.cat([x, pool]), torch.cat([y, pseudo]), 1)
+    tuned = trained(x, y)
     tuned.class_names = names
     tuned.colours = class_colours(names)
     header = ModelHeader(
@@ -343,14 +292,6 @@ def finetune(
             "patches": len(x),
             "labelled_pixels": labelled,
             "scenes": [p.name for p in scene_paths],
-            **(
-                {
-                    "self_train": self_train,
-                    "self_train_scenes": [p.name for p in extra_paths or scene_paths],
-                }
-                if self_train
-                else {}
-            ),
             **({"stack": base.extra["stack"]} if base.extra.get("stack") else {}),
         },
     )

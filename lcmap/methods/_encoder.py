@@ -61,8 +61,7 @@ class EncoderSegmenter(Segmenter):
         cfg: EncoderOptions = self.cfg
         net = {"encoder": cfg.encoder, "in_channels": cfg.in_channels, "weights": cfg.weights}
         # recorded where they apply: other encoders' model files stay as they were
-        vit = {"vit_blocks": cfg.vit_blocks, "vit_upsample": cfg.vit_upsample}
-        return {**net, **{k: v for k, v in vit.items() if v != 1}}
+        return {**net, **({"vit_blocks": cfg.vit_blocks} if cfg.vit_blocks != 1 else {})}
 
     @property
     def num_classes(self) -> int:

@@ -247,11 +247,6 @@ class EncoderOptions:
         1, "dinov2-vits14: the last N blocks up to its cut whose tokens the embedding "
         "concatenates (DINOv2's boosted linear segmentation reads 4)", low=1, high=8,
     )  # fmt: skip
-    vit_upsample: int = option(
-        1, "dinov2-vits14: 2 enlarges each window twice before the ViT, so its tokens fall "
-        "every 7 px instead of 14 (4 times the tokens; not better on dubai_dev, "
-        "benchmarks/README.md)", low=1, high=2,
-    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -336,23 +331,7 @@ class EncoderFinetunedConfig(EncoderOptions):
         "the 3 x 3 cells around it) or decoder (a UNet decoder, Temple)",
         choices=ENCODER_HEADS,
     )  # fmt: skip
-    head_stages: int | None = option(
-        None, "encoder stages at stride 4 and coarser the linear head reads, finest first "
-        "(None: all; 2 scored lower on dubai_dev, benchmarks/README.md)", low=1, high=4,
-    )  # fmt: skip
     freeze_encoder: bool = option(True, "keep the pre-trained encoder (Temple's Frozen rows)")
-    # LP-FT (Kumar et al., "Fine-tuning can distort pretrained features and underperform
-    # out-of-distribution", ICLR 2022): train the head on the frozen encoder first, then the
-    # whole network at a small rate, so that the encoder is tuned from a fitted head instead
-    # of a random one. Their rate is small against the probe's; 1e-4 is AdamW's usual
-    # fine-tuning rate for a ResNet. BatchNorm statistics stay frozen in that stage: 8 patches
-    # a step are too few to re-estimate them. Off: 300 such steps scored 0.279 against 0.284 on
-    # the fold dubai_dev tiles 1-3 -> 4, higher in 4 of 9 runs (benchmarks/README.md).
-    tune_steps: int = option(
-        0, "after the head's steps, this many steps training the encoder with the head (LP-FT); "
-        "needs freeze_encoder", low=0,
-    )  # fmt: skip
-    tune_lr: float = option(1e-4, "AdamW learning rate of the tune_steps", above=0)
     # Test-time augmentation over the symmetries the head was trained under: +0.009 mIoU on the
     # four folds inside dubai_dev tiles 1-4 (DINOv2 block 8, 20 patches; 95% interval +0.002 to
     # +0.015), +0.008 on tiles 5-6 (benchmarks/README.md). Off by default: 8 network passes a

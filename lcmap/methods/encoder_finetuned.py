@@ -22,10 +22,7 @@ encoder (``init="simclr"``, via ``lcmap finetune ENCODER.lcmap``) or at random
   ``head="decoder"``: Temple's convolutional UNet decoder (learning rate 1e-3).
 - ``freeze_encoder`` (the default): the encoder stays as pre-trained (Temple's "Frozen"
   rows; no gradient reaches it and its BatchNorm statistics stay), so with the linear head the
-  labels train K x D weights alone. ``tune_steps`` (off by default) then trains the encoder
-  with the fitted head at ``tune_lr``, BatchNorm statistics kept: LP-FT (Kumar et al., ICLR
-  2022), which tunes from a fitted head rather than a random one; lower on a fold of dubai_dev
-  tiles 1-4 (benchmarks/README.md), so an option.
+  labels train K x D weights alone.
 
 The defaults are the best of these on held-out patches of dubai_dev tiles 1-4
 (``benchmarks/fewshot_heads.py``, ``benchmarks/suggest_choice.py --heads``). Loss:
@@ -49,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lcmap.errors import InvalidOptionError, InvalidSceneError
+from lcmap.errors import InvalidSceneError
 from lcmap.methods._encoder import EncoderSegmenter
 from lcmap.methods._sliding import mirror_pad
 from lcmap.methods._supervised import IGNORE_INDEX, Schedule, train_classifier
@@ -79,19 +76,13 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
 
     def __init__(self, config: EncoderFinetunedConfig | None = None) -> None:
         cfg = config or EncoderFinetunedConfig()
-        if cfg.tune_steps and not cfg.freeze_encoder:
-            raise InvalidOptionError(
-                f"tune_steps={cfg.tune_steps} tunes the encoder after a frozen stage; keep "
-                "freeze_encoder=True or set tune_steps=0."
-            )
         super().__init__(cfg)
         if cfg.in_channels is not None:
             self._build(cfg.in_channels)
 
     def _net_config(self) -> dict[str, Any]:
         return {**super()._net_config(), "out_channels": self.cfg.num_classes,
-                "decoder_width": self.cfg.decoder_width, "head": self.cfg.head,
-                "head_stages": self.cfg.head_stages}  # fmt: skip
+                "decoder_width": self.cfg.decoder_width, "head": self.cfg.head}  # fmt: skip
 
     def load_encoder(self, state: dict[str, Tensor]) -> None:
         """Start the contracting path from another network's ``encoder.*`` tensors."""
@@ -105,7 +96,7 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
     def header(self) -> dict[str, Any]:
         """How the encoder started and whether it was trained."""
         return {"init": self.cfg.init, "freeze_encoder": self.cfg.freeze_encoder,
-                "head": self.cfg.head, "tune_steps": self.cfg.tune_steps}  # fmt: skip
+                "head": self.cfg.head}  # fmt: skip
 
     def state_dict(self) -> dict[str, Tensor]:
         """``net.*``: the network's tensors."""
@@ -166,33 +157,13 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
         lr = cfg.lr if cfg.lr is not None else (1e-3 if cfg.head == "decoder" else 1e-2)
         schedule = Schedule(cfg.batch_size, cfg.steps, cfg.epochs, lr, cfg.weight_decay,
                             cfg.class_weighting, cfg.seed)  # fmt: skip
-        first = 0  # steps of the head's stage, known once it reports
-
-        def head_progress(done: int, total: int) -> None:
-            nonlocal first
-            first = total
-            if progress is not None:
-                progress(done, total + cfg.tune_steps)
-
-        def tune_progress(done: int, total: int) -> None:
-            if progress is not None:
-                progress(first + done, first + total)
-
         logits_of: Callable[[Tensor], Tensor] = net
         if frozen and MEMOISE:  # see FrozenFeatures
             memo = FrozenFeatures(net)
             logits_of = lambda x: net(x, memo(x))  # noqa: E731
         losses = train_classifier(logits_of, params, train_mode, images, labels, valid,
                                   cfg.num_classes, schedule, self._augment, self.device,
-                                  head_progress)  # fmt: skip
-        if cfg.tune_steps:  # LP-FT: the encoder too, from the fitted head, BatchNorm kept
-            for p in net.encoder.parameters():
-                p.requires_grad_(True)
-            tune = Schedule(cfg.batch_size, cfg.tune_steps, None, cfg.tune_lr,
-                            cfg.weight_decay, cfg.class_weighting, cfg.seed + 1)  # fmt: skip
-            losses += train_classifier(net, list(net.parameters()), train_mode, images, labels,
-                                       valid, cfg.num_classes, tune, self._augment,
-                                       self.device, tune_progress)  # fmt: skip
+                                  progress)  # fmt: skip
         net.eval()
         return losses
 

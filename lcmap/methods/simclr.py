@@ -443,7 +443,6 @@ class SimclrSegmenter(EncoderSegmenter):
         tuned = build(num_classes, encoder=self.cfg.encoder, in_channels=self.in_channels,
                       crop_size=window[0], window_stride=window[1],
                       vit_blocks=options.pop("vit_blocks", self.cfg.vit_blocks),
-                      vit_upsample=options.pop("vit_upsample", self.cfg.vit_upsample),
                       init=init, **options)  # fmt: skip
         if init == "simclr":
             tuned.load_encoder(encoder_state(net))

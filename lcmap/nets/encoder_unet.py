@@ -95,23 +95,20 @@ def build_encoder(
     weights: str | None = None,
     img_size: int | None = None,
     vit_blocks: int = 1,
-    vit_upsample: int = 1,
 ) -> nn.Module:
     """The contracting path called ``encoder`` (see :data:`ENCODERS`), randomly initialised
     or from a local timm/torchvision checkpoint (``weights``, first convolution adapted to
-    ``in_channels``); ``vit_blocks``: the ViT's blocks returned, ``vit_upsample``: how many
-    times the window is enlarged before it (``dinov2-vits14`` only)."""
+    ``in_channels``); ``vit_blocks``: the ViT's blocks returned (``dinov2-vits14`` only)."""
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder '{encoder}'; known: {', '.join(ENCODERS)}")
-    for name, value in (("vit_blocks", vit_blocks), ("vit_upsample", vit_upsample)):
-        if value != 1 and encoder != "dinov2-vits14":
-            raise InvalidOptionError(f"{name} is for the dinov2-vits14 encoder, not {encoder}.")
+    if vit_blocks != 1 and encoder != "dinov2-vits14":
+        raise InvalidOptionError(f"vit_blocks is for the dinov2-vits14 encoder, not {encoder}.")
     if not ENCODERS[encoder]:
         if weights is not None:
             raise ValueError("the unet encoder has no published weights; drop weights")
         return UNetEncoder(in_channels)
     if encoder == "dinov2-vits14":
-        return ViTEncoder(in_channels, weights=weights, blocks=vit_blocks, upsample=vit_upsample)
+        return ViTEncoder(in_channels, weights=weights, blocks=vit_blocks)
     size = FIXED_SIZE.get(encoder)  # CNNs take any size; Swin is built for its window
     return TimmEncoder(ENCODERS[encoder], in_channels, weights=weights, img_size=size)
 
@@ -174,10 +171,7 @@ class EncoderUNet(nn.Module):
             (on :meth:`embed` and the input's bands, :meth:`probe_input`),
             ``linear-indices`` (and the bands' :func:`normalised_differences`) or
             ``linear-texture`` (and each band's :func:`local_std`).
-        head_stages: how many of the encoder's stages at stride 4 and coarser the linear head
-            reads, finest first (None: all, as :meth:`embed`).
         vit_blocks: ``dinov2-vits14``: how many of the ViT's blocks up to its cut are stages.
-        vit_upsample: ``dinov2-vits14``: how many times the window is enlarged before the ViT.
     """
 
     def __init__(
@@ -189,9 +183,7 @@ class EncoderUNet(nn.Module):
         weights: str | None = None,
         img_size: int | None = None,
         head: str = "decoder",
-        head_stages: int | None = None,
         vit_blocks: int = 1,
-        vit_upsample: int = 1,
     ) -> None:
         super().__init__()
         if head not in HEADS:
@@ -203,17 +195,12 @@ class EncoderUNet(nn.Module):
         self.with_indices = head in ("linear-indices", "linear-texture")
         #: Whether it also reads each band's :func:`local_std` (:meth:`probe_input`).
         self.with_texture = head == "linear-texture"
-        self.encoder = build_encoder(encoder, in_channels, weights, img_size, vit_blocks,
-                                     vit_upsample)  # fmt: skip
+        self.encoder = build_encoder(encoder, in_channels, weights, img_size, vit_blocks)
         #: Channels and reductions of the encoder's stages, finest first.
         self.channels: list[int] = list(self.encoder.out_channels)  # type: ignore[arg-type]
         self.reductions: list[int] = list(self.encoder.reductions)  # type: ignore[arg-type]
-        embedded = sum(r >= EMBED_STRIDE for r in self.reductions)
-        if head_stages is not None and not 1 <= head_stages <= embedded:
-            raise InvalidOptionError(f"head_stages must be 1 to {embedded} for the {encoder} "
-                                     f"encoder, not {head_stages}.")  # fmt: skip
         #: Stages (at stride 4 and coarser, finest first) of the linear head's hypercolumn.
-        self.head_stages = head_stages or embedded
+        self.head_stages = sum(r >= EMBED_STRIDE for r in self.reductions)
         chans = self.channels
         widths = [min(256, decoder_width * 2**i) for i in range(len(chans))]
         ups = []

@@ -14,12 +14,6 @@ texture beside the tokens.
   reads them for STEGO. With ``blocks`` = n > 1 the n last blocks up to the cut are returned,
   one stage each (the hypercolumn concatenates them): DINOv2's boosted linear evaluation for
   segmentation reads the tokens of the last 4 blocks (Oquab et al. 2023, section 7.4, "+ms").
-- With ``upsample`` = 2 the window is enlarged twice (bilinear) before the patch embedding, so
-  the tokens fall every 7 px of the scene instead of 14: DINOv2 evaluates segmentation on
-  inputs larger than its training crops for the same reason (finer tokens find smaller
-  objects; Oquab et al. 2023, section 7.4), and STEGO prefers 8 px patches to 16 px ones.
-  Four times the tokens, so several times the ViT's cost; not better on dubai_dev's folds
-  (+0.005 mIoU, ``benchmarks/README.md``), so off by default.
 - The bands, stretched to 0..1, are standardised with the ImageNet mean and standard deviation
   DINOv2 was trained with (extra bands: the RGB means), and the patch embedding takes N bands
   (:func:`~lcmap.nets.vit.adapt_input_channels`).
@@ -31,7 +25,6 @@ texture beside the tokens.
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lcmap.errors import InvalidOptionError
@@ -54,7 +47,6 @@ class ViTEncoder(nn.Module):
         weights: optional local DINOv2 checkpoint (official ``.pth`` or timm ``.safetensors``).
         block: the last block whose tokens are returned (1-based); later ones are cut off.
         blocks: how many blocks, up to ``block``, return their tokens (one stage each).
-        upsample: 1, or 2 to enlarge the window twice before the ViT (tokens every 7 px).
     """
 
     def __init__(
@@ -63,14 +55,10 @@ class ViTEncoder(nn.Module):
         weights: str | None = None,
         block: int = FEATURE_BLOCK,
         blocks: int = 1,
-        upsample: int = 1,
     ) -> None:
         super().__init__()
         if not 1 <= blocks <= block:  # the options' names, as a model's config gives them
             raise InvalidOptionError(f"vit_blocks must be 1 to {block}, not {blocks}.")
-        if upsample not in (1, 2):  # the token stride must stay a whole number of pixels
-            raise InvalidOptionError(f"vit_upsample must be 1 or 2, not {upsample}.")
-        self.upsample = upsample
         body, name = _vit.create_backbone(ARCH)
         if weights is not None:
             _vit.load_backbone_weights(body, Path(weights), name)
@@ -90,16 +78,13 @@ class ViTEncoder(nn.Module):
         stride = int(patch[0] if isinstance(patch, tuple | list) else patch)
         #: Channels and reductions of the stages, one per block (as :class:`TimmEncoder` says).
         self.out_channels: list[int] = [int(body.num_features)] * blocks
-        self.reductions: list[int] = [stride // upsample] * blocks
+        self.reductions: list[int] = [stride] * blocks
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """(B, C, H, W) stretched bands, sides multiples of 14 / ``upsample`` ->
-        [(B, 384, H / r, W / r)] with r = 14 / ``upsample``, one per returned block, earliest
-        first."""
+        """(B, C, H, W) stretched bands, sides multiples of 14 -> [(B, 384, H / 14, W / 14)],
+        one per returned block, earliest first."""
         mean, std = self.get_buffer("mean"), self.get_buffer("std")
         x = (x - mean.to(x.dtype)) / std.to(x.dtype)
-        if self.upsample > 1:
-            x = F.interpolate(x, scale_factor=self.upsample, mode="bilinear", align_corners=False)
         out = self.body.forward_intermediates(x, indices=self.indices, norm=True,
                                               stop_early=True, intermediates_only=True,
                                               output_fmt="NCHW")  # fmt: skip

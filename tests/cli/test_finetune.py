@@ -67,8 +67,6 @@ def test_suggest_then_finetune_from_the_suggestions(data, tmp_path):
         2,
         "--init",
         "autoencoder",
-        "--weight-decay",
-        0.05,
         "--device",
         "cpu",
         "-q",
@@ -77,7 +75,6 @@ def test_suggest_then_finetune_from_the_suggestions(data, tmp_path):
     header = read_header(tuned)
     assert header.class_names == ["water", "land", "vegetation"]
     assert header.extra["patches"] == 3 and header.config["init"] == "autoencoder"
-    assert header.config["weight_decay"] == 0.05
     r = _invoke(
         "suggest-labels",
         root / "a.tif",
@@ -122,10 +119,6 @@ def test_finetune_usage_and_input_errors(data, tmp_path):
     )
     assert r.exit_code == 1 and "init 'dec' is not offered" in r.output
     assert "cas (" in r.output and "random (" in r.output
-    r = _invoke("finetune", root / "cas.lcmap", "--scene", root / "a.tif", "--labels",
-                root / "a_labels.tif", "-o", tmp_path / "t.lcmap",
-                "--weight-decay", -1)  # fmt: skip
-    assert r.exit_code == 2 and "--weight-decay" in r.output
     r = _invoke(
         "finetune",
         tmp_path / "nope.lcmap",
@@ -138,26 +131,6 @@ def test_finetune_usage_and_input_errors(data, tmp_path):
     )
     assert r.exit_code == 1 and "not found" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "t.lcmap").exists()
-
-
-def test_finetune_self_trains_on_a_scene_to_map(data, tmp_path):
-    root = data
-    write_three_class_scene(tmp_path / "b.tif", tmp_path / "b_labels.tif", 96, 96, seed=1)
-    base = ("finetune", root / "cas.lcmap", "--scene", root / "a.tif", "--labels",
-            root / "a_labels.tif", "--patch-size", 32, "--steps", 2, "--device", "cpu")  # fmt: skip
-    r = _invoke(*base, "-o", tmp_path / "t.lcmap", "--unlabelled", tmp_path / "b.tif")
-    assert r.exit_code == 1 and "only read for self-training" in r.output
-    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "t.lcmap").exists()
-    r = _invoke(*base, "-o", tmp_path / "t.lcmap", "--self-train", 3, "--unlabelled",
-                tmp_path / "b_labels.tif")  # fmt: skip
-    refused = "b_labels.tif has 1 band but the 'cas' model reads bands 1, 2, 3"
-    assert r.exit_code == 1 and refused in r.output
-    assert not (tmp_path / "t.lcmap").exists()
-    r = _invoke(*base, "-o", tmp_path / "t.lcmap", "--self-train", 3, "--unlabelled",
-                tmp_path / "b.tif", "-q")  # fmt: skip
-    assert r.exit_code == 0, r.output
-    header = read_header(tmp_path / "t.lcmap")
-    assert header.extra["self_train"] == 3 and header.extra["self_train_scenes"] == ["b.tif"]
 
 
 def test_finetune_checks_the_sensor_and_keeps_the_band_record(data, tmp_path):

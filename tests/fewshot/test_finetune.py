@@ -12,7 +12,6 @@ from shapely.geometry import shape
 from lcmap import api
 from lcmap.errors import (
     InvalidModelError,
-    InvalidOptionError,
     InvalidSceneError,
     OutputExistsError,
 )
@@ -119,47 +118,6 @@ def test_several_scenes_and_the_autoencoder_init(data, tmp_path):
     assert header.class_names == ["class 0", "class 1", "class 2"]
 
 
-def test_self_training_on_the_scene_to_map_records_it_and_maps_it_well(data, tmp_path):
-    root, truth_b = data
-    seen = []
-    header = finetune(
-        root / "cas.lcmap", [root / "a.tif"], [root / "a_labels.tif"], tmp_path / "t.lcmap",
-        class_names=CLASS_NAMES, patches=4, self_train=8, unlabelled=[root / "b.tif"],
-        progress=lambda done, total: seen.append((done, total)), **FAST,
-    )  # fmt: skip
-    assert header.extra["self_train"] == 8 and header.extra["self_train_scenes"] == ["b.tif"]
-    assert seen[-1] == (120, 120) and {total for _, total in seen} == {120}  # two trainings
-    result = api.segment(root / "b.tif", tmp_path / "b.tif", model=tmp_path / "t.lcmap")
-    with rasterio.open(result.output) as out:
-        assert miou(out.read(1), truth_b, 3) >= 0.6
-
-
-def test_self_training_labels_patches_of_the_labelled_scene_by_default(data, tmp_path, monkeypatch):
-    import lcmap.fewshot.finetune as module
-
-    root, _ = data
-    calls = []
-    real = module.pseudo_labels
-
-    def spy(model, images, valid):
-        labels = real(model, images, valid)
-        calls.append((images.shape, labels))
-        return labels
-
-    monkeypatch.setattr(module, "pseudo_labels", spy)
-    args = (root / "cas.lcmap", [root / "a.tif"], [root / "a_labels.tif"])
-    plain = finetune(*args, tmp_path / "p.lcmap", patches=4, **FAST)
-    tuned = finetune(*args, tmp_path / "s.lcmap", patches=4, self_train=6, **FAST)
-    ((shape, labels),) = calls
-    assert shape == (6, 3, 32, 32)  # patches of the labelled scene by default
-    assert 0 < int((labels != 255).sum()) < labels.numel()  # a portion of each class kept
-    assert tuned.extra["self_train_scenes"] == ["a.tif"] and "self_train" not in plain.extra
-    first, _ = load_model(tmp_path / "p.lcmap")
-    second, _ = load_model(tmp_path / "s.lcmap")
-    assert any(not torch.equal(a, b) for a, b in zip(
-        first.state_dict().values(), second.state_dict().values(), strict=True))  # fmt: skip
-
-
 def test_finetune_errors(data, tmp_path):
     root, _ = data
     args = (root / "cas.lcmap", [root / "a.tif"], [root / "a_labels.tif"])
@@ -178,10 +136,6 @@ def test_finetune_errors(data, tmp_path):
         dst.write(np.full((1, profile["height"], profile["width"]), 255, np.uint8))
     with pytest.raises(InvalidSceneError, match="No training patch"):
         finetune(root / "cas.lcmap", [root / "a.tif"], [empty], tmp_path / "t.lcmap", **FAST)
-    with pytest.raises(InvalidOptionError, match="only read for self-training"):
-        finetune(*args, tmp_path / "t.lcmap", unlabelled=[root / "b.tif"], **FAST)
-    with pytest.raises(InvalidOptionError, match="self_train=-1 patches; give 0"):
-        finetune(*args, tmp_path / "t.lcmap", self_train=-1, **FAST)
     # A labelled scene without the model's bands: named in one line, not a band-choice hint.
     with pytest.raises(InvalidSceneError, match=r"has 1 band but the 'cas' model reads bands 1, 2"):
         finetune(root / "cas.lcmap", [empty], [root / "a_labels.tif"], tmp_path / "t.lcmap", **FAST)

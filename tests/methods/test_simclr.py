@@ -186,25 +186,6 @@ def test_a_frozen_encoder_gets_no_gradient():
     assert any(p.grad is not None for p in seg.net.head.parameters())
 
 
-def test_lp_ft_tunes_the_encoder_after_the_head_and_keeps_its_batchnorm_statistics():
-    seg = get_method("encoder_finetuned", num_classes=3, encoder="resnet18-unet",
-                     in_channels=3, crop_size=32, steps=3, tune_steps=2, batch_size=2,
-                     head="linear-texture")  # fmt: skip
-    net = seg.net
-    weights = {k: v.clone() for k, v in net.encoder.named_parameters()}
-    buffers = {k: v.clone() for k, v in net.encoder.named_buffers()}
-    seen: list[tuple[int, int]] = []
-    losses = seg.train_on(torch.rand(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32)),
-                          progress=lambda done, total: seen.append((done, total)))  # fmt: skip
-    assert len(losses) == 5 and seen[-1] == (5, 5)
-    assert {total for _, total in seen} == {5}  # one bar over both stages
-    assert any(not torch.equal(weights[k], v) for k, v in net.encoder.named_parameters())
-    assert all(torch.equal(buffers[k], v) for k, v in net.encoder.named_buffers())
-    with pytest.raises(InvalidOptionError, match="tune_steps=2 tunes the encoder after a frozen"):
-        get_method("encoder_finetuned", num_classes=3, encoder="unet", in_channels=3,
-                   crop_size=32, freeze_encoder=False, tune_steps=2)  # fmt: skip
-
-
 def test_suggest_labels_from_an_encoder(encoder_model, tmp_path):
     root, _, _ = encoder_model
     frame = suggest_labels([root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32,
@@ -503,7 +484,7 @@ def test_a_dinov2_encoder_without_weights_finds_them_or_says_which_file(tmp_path
     assert torch.equal(block, vit.state_dict()["blocks.3.mlp.fc1.weight"])
 
 
-def test_a_dinov2_encoder_of_several_blocks_and_finer_tokens_keeps_them_through_the_file(tmp_path):
+def test_a_dinov2_encoder_of_several_blocks_keeps_them_through_the_file(tmp_path):
     import timm
     from safetensors.torch import save_file
 
@@ -515,20 +496,20 @@ def test_a_dinov2_encoder_of_several_blocks_and_finer_tokens_keeps_them_through_
     save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
     seg = get_method("simclr", num_classes=2, **{**FAST, "encoder": "dinov2-vits14",
                      "crop_size": 224, "steps": 0, "probe_windows": 2, "weights": str(path),
-                     "vit_blocks": 3, "vit_upsample": 2})  # fmt: skip
+                     "vit_blocks": 3})  # fmt: skip
     seg.fit(ArraySampler([_naip(224)], seed=0))
-    assert seg.net.reductions == [7] * 3
-    assert seg.network()["config"]["vit_upsample"] == 2
+    assert seg.net.reductions == [14] * 3
+    assert seg.network()["config"]["vit_blocks"] == 3
     model = tmp_path / "enc.lcmap"
     save_model(model, seg, _header(seg, [1, 2, 3], Normalisation((0.0,) * 3, (1.0,) * 3), []))
     path.unlink()  # the model file holds the ViT: the start file is not needed to load it
     back, _ = load_model(model)
-    assert back.cfg.vit_blocks == 3 and back.net.reductions == [7] * 3
+    assert back.cfg.vit_blocks == 3 and back.net.reductions == [14] * 3
     tuned = back.tuned(3, "simclr")
-    assert tuned.net.reductions == [7] * 3
+    assert tuned.net.reductions == [14] * 3 and len(tuned.net.channels) == 3
     assert torch.equal(tuned.net.encoder.body.blocks[5].attn.qkv.weight,
                        vit.state_dict()["blocks.5.attn.qkv.weight"])  # fmt: skip
-    assert back.tuned(3, "simclr", vit_blocks=1, vit_upsample=1).net.reductions == [14]
+    assert back.tuned(3, "simclr", vit_blocks=1).net.reductions == [14]
 
 
 def test_tuning_may_choose_its_own_window():

@@ -3,7 +3,6 @@
 import pytest
 import timm
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from lcmap.errors import InvalidOptionError, WeightsError
@@ -136,23 +135,6 @@ def test_the_linear_texture_head_adds_each_bands_local_standard_deviation():
     assert std12[0, 4:, 4:].abs().max() < 1e-3 and std12[1].abs().max() < 1e-3
 
 
-def test_the_linear_head_reads_only_its_first_stages():
-    """``head_stages=2``: the head's scores depend on the stride-4 and stride-8 stages alone,
-    while the k-means embedding keeps every stage."""
-    net = _linear_head_net("linear", 3, head_stages=2)
-    assert net.head.in_channels == 64 + 128 and net.embed_dim() == 64 + 128 + 256 + 512
-    x = torch.rand(1, 3, 64, 64)
-    feats = net.features(x)
-    deeper = [*feats[:3], *(torch.rand_like(f) for f in feats[3:])]  # strides 16 and 32
-    finer = [*feats[:2], torch.rand_like(feats[2]), *feats[3:]]  # stride 8
-    with torch.no_grad():
-        scores = net.head(net.probe_input(x, feats))
-        torch.testing.assert_close(net.head(net.probe_input(x, deeper)), scores)
-        assert not torch.allclose(net.head(net.probe_input(x, finer)), scores)
-    with pytest.raises(InvalidOptionError, match="head_stages must be 1 to 3 for the unet"):
-        build_net("encoder_unet", encoder="unet", in_channels=3, head="linear", head_stages=4)
-
-
 @pytest.mark.parametrize("encoder", ["unet", "resnet18-unet"])
 def test_hypercolumn_scores_are_the_literal_hypercolumn_dotted(encoder):
     """``hypercolumn_dots`` (simclr's k-means map) equals the built hypercolumn's dot products,
@@ -213,12 +195,11 @@ def _literal_logits(net, x):
 
 
 @pytest.mark.parametrize("head", ["linear", "linear-bands", "linear-indices", "linear-texture"])
-@pytest.mark.parametrize("stages", [None, 2])
-def test_a_linear_head_scores_and_learns_as_the_literal_hypercolumn(head, stages):
+def test_a_linear_head_scores_and_learns_as_the_literal_hypercolumn(head):
     """The linear head never builds the hypercolumn; its logits (prediction and training) and
     the gradients of a loss on them (the head's and a trained encoder's) are the literal
-    form's, for every head and a head reading only its first stages."""
-    net = _linear_head_net(head, 4, head_stages=stages)
+    form's, for every head."""
+    net = _linear_head_net(head, 4)
     x = torch.rand(2, 4, 64, 96)
     y = torch.randint(0, 2, (2, 64, 96))
     with torch.no_grad():
@@ -288,26 +269,6 @@ def test_the_dinov2_encoder_returns_the_last_blocks_up_to_its_cut_as_stages(tmp_
         EncoderUNet("dinov2-vits14", in_channels=3, vit_blocks=9)
     with pytest.raises(InvalidOptionError, match="dinov2-vits14 encoder, not resnet18-unet"):
         EncoderUNet("resnet18-unet", in_channels=3, vit_blocks=2)
-
-
-def test_the_dinov2_encoder_upsampled_reads_the_enlarged_window_at_7_px(tmp_path):
-    vit, path = _dinov2_file(tmp_path)
-    net = EncoderUNet("dinov2-vits14", in_channels=3, weights=str(path), head="linear-texture",
-                      out_channels=4, vit_upsample=2).eval()  # fmt: skip
-    assert net.reductions == [7] and net.head.in_channels == 384 + 3 + 3 + 6
-    x = torch.rand(2, 3, 224, 224)
-    big = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-    with torch.no_grad():
-        (tokens,) = net.features(x)
-        want = vit.forward_intermediates(_imagenet(big), indices=[7], norm=True,
-                                         intermediates_only=True, output_fmt="NCHW")[0]  # fmt: skip
-        assert tokens.shape == (2, 384, 32, 32)  # a token every 7 px of the window
-        assert torch.allclose(tokens, want, atol=1e-5)
-        assert net(x).shape == (2, 4, 224, 224)
-    with pytest.raises(InvalidOptionError, match="vit_upsample must be 1 or 2"):
-        EncoderUNet("dinov2-vits14", in_channels=3, vit_upsample=3)
-    with pytest.raises(InvalidOptionError, match="vit_upsample is for the dinov2-vits14"):
-        EncoderUNet("resnet18-unet", in_channels=3, vit_upsample=2)
 
 
 def test_the_dinov2_encoder_takes_n_bands_and_refuses_other_weights(tmp_path):
