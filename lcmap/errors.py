@@ -58,8 +58,8 @@ class NoNodataWarning(LcmapWarning):
 
 
 class TrainingCollapseWarning(LcmapWarning):
-    """Contrastive pre-training ended collapsed (NT-Xent at its chance level, or SimSiam's
-    projections at one point): the encoder learnt nothing."""
+    """Contrastive pre-training ended collapsed (NT-Xent at its chance level): the encoder
+    learnt nothing."""
 
 
 class ModelMismatchWarning(LcmapWarning):

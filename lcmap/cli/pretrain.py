@@ -68,10 +68,6 @@ def pretrain(
             min=0.0,
         ),
     ] = None,
-    dense: Annotated[
-        bool,
-        typer.Option("--dense", help="Add pixel-level contrast (PixContrast, DenseCL's 0.5 mix)."),
-    ] = False,
     epochs: Annotated[
         int | None,
         typer.Option(
@@ -126,8 +122,7 @@ def pretrain(
 
     Two augmented views of each window (random resized crop, flips and rotations, blur,
     brightness/contrast, illumination, erasing) are pulled together and other windows pushed
-    apart (SimCLR's NT-Xent; with --dense also pixel by pixel; with -p loss=simsiam the views
-    are pulled together by SimSiam, which needs no other windows). The model maps without
+    apart (SimCLR's NT-Xent). The model maps without
     labels ('lcmap segment SCENE --model ENCODER') and is the start of few-shot fine-tuning
     ('lcmap finetune ENCODER --scene S --labels L'). With --steps 0 the encoder is kept as
     --weights gives it (a DINOv2 ViT-S/14 with --encoder dinov2-vits14) and only the k-means
@@ -137,10 +132,7 @@ def pretrain(
 
         $ lcmap pretrain a.tif b.tif -o enc.lcmap --encoder resnet18-unet --optimizer adam -k 6
 
-        $ lcmap pretrain a.tif b.tif -o enc.lcmap --optimizer adam -p loss=simsiam
-
-        $ lcmap pretrain s2.tif -o swin.lcmap --encoder swin-unet --optimizer adam \\
-            --lr 3e-5 -p schedule=cosine
+        $ lcmap pretrain s2.tif -o swin.lcmap --encoder swin-unet --optimizer adam --lr 3e-5
 
         $ lcmap pretrain a.tif b.tif -o dino.lcmap --encoder dinov2-vits14 \\
             --weights dinov2_vits14.safetensors --steps 0 -p vit_blocks=4
@@ -160,7 +152,7 @@ def pretrain(
 
         options = method_options(
             None, weights, None, None, param, encoder=encoder, temperature=temperature,
-            dense_weight=0.5 if dense else None, epochs=epochs, steps=steps, windows=windows,
+            epochs=epochs, steps=steps, windows=windows,
             batch_size=batch_size, optimizer=optimizer, lr=lr, crop_size=crop_size,
         )  # fmt: skip
         with progress_bar(f"pretrain {method}") as update:

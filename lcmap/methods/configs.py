@@ -265,42 +265,11 @@ class SimclrConfig(EncoderOptions):
     optimizer: str = option("sgd", "sgd (Ghandali et al.) or adam (Temple's Swin)",
                             choices=("sgd", "adam"))  # fmt: skip
     lr: float = option(1e-3, "learning rate (Ghandali et al.: SGD 1e-3)", above=0)
-    schedule: str = option(
-        "constant", "learning rate over the steps: constant (Ghandali et al.) or cosine (SimCLR's "
-        "reference: linear warm-up over the first 10%, then cosine decay to 0)",
-        choices=("constant", "cosine"),
-    )  # fmt: skip
     temperature: float = option(0.1, "NT-Xent temperature (Ghandali et al.: 0.1 or 0.7)", above=0)
-    loss: str = option(
-        "ntxent", "the global loss: ntxent (SimCLR, Ghandali et al.) or simsiam (no negatives, "
-        "Chen and He 2021: Ghandali et al.'s outlook for small batches)",
-        choices=("ntxent", "simsiam"),
-    )  # fmt: skip
-    projector_dim: int = option(
-        2048, "width of SimSiam's 3-layer projector, which replaces the projection head with "
-        "loss=simsiam (its predictor's hidden layer is a quarter of it)", low=4,
-    )  # fmt: skip
     min_scale: float = option(
         0.2, "smallest random crop, fraction of the window (Ghandali et al.: 20%)", above=0, high=1
     )
-    colour_jitter: float = option(
-        0.0, "per-band gain/offset jitter of the views, SimCLR's colour distortion for any "
-        "bands (0 = off, Ghandali et al.'s brightness/contrast only)", low=0, high=1,
-    )  # fmt: skip
-    ema: float = option(
-        0.0, "decay of an exponential moving average of the encoder's weights over the steps, "
-        "saved in place of the last step's (0 = off; MoCo v3's momentum is 0.99)", low=0, below=1,
-    )  # fmt: skip
-    shuffle_bn: bool = option(
-        False, "normalise the two views of a window in different BatchNorm batches (MoCo's "
-        "shuffling BN on one device)",
-    )  # fmt: skip
     projection_dim: int = option(128, "output of the 2-layer MLP projection head", low=1)
-    dense_weight: float = option(
-        0.0, "weight of the dense (pixel) contrast, DenseCL's mix (0 = SimCLR alone)", low=0,
-        high=1,
-    )  # fmt: skip
-    dense_points: int = option(32, "pixel pairs per window for the dense contrast", low=1)
     probe_windows: int = option(256, "windows embedded to fit the k-means probe", low=1)
     pair_channels: int | None = option(
         None, "bands of the partner sensor or date when pre-trained on pairs (set by fit)", low=1

@@ -1,8 +1,8 @@
 """SimCLR pre-training of an encoder on the user's own scenes, and a map from its features.
 
-Seed 004 (SimCLR on unlabelled aerial and satellite data, then fine-tuning with class-weighted
-cross-entropy) and Temple (a contracting path pre-trained by contrast, then a segmentation
-head trained on few labels, frozen or not):
+Ghandali et al. (SimCLR on unlabelled aerial and satellite data, then fine-tuning with
+class-weighted cross-entropy) and Temple (a contracting path pre-trained by contrast, then a
+segmentation head trained on few labels, frozen or not):
 
 1. Windows of ``crop_size`` px are drawn across all given scenes (nodata-aware, seeded).
 2. Each step takes ``batch_size`` windows and makes two views of each
@@ -13,19 +13,10 @@ head trained on few labels, frozen or not):
    (ReLU, Ghandali et al.) and NT-Xent with ``temperature`` (Ghandali et al.: 0.1 or 0.7) over
    the 2N views.
    Optimiser SGD at 1e-3 (Ghandali et al.; momentum 0.9 as SimCLR's reference code) or Adam
-   (Temple's Swin), at a constant rate (Ghandali et al.) or with ``schedule="cosine"`` (SimCLR's
-   warm-up and cosine decay). With ``dense_weight`` > 0, PixContrast (PixPro's pixel-level
-   baseline) on the encoder's dense embedding is mixed in as DenseCL mixes its dense loss:
-   ``(1 - w) * global + w * dense``. With ``loss="simsiam"`` the global loss is SimSiam's, which
-   needs no negatives (Ghandali et al.'s outlook: its batches of 8-16 are far below SimCLR's
-   hundreds),
-   with SimSiam's projector and predictor in place of the projection head. With ``ema`` > 0
-   the encoder saved is a moving average of its weights over the steps, and with
-   ``shuffle_bn`` the two views of a window are normalised in different BatchNorm batches
-   (both off by default: lower on a dubai_dev fold, benchmarks/README.md). A run that ends
-   with its projections collapsed (NT-Xent at its chance level, ln(2 batch - 1), or SimSiam's
-   projections without spread) warns (:class:`~lcmap.errors.TrainingCollapseWarning`): Swin-T
-   with Adam at 1e-3 does so; Swin's recipe scales 1e-3 by batch / 512, with a warm-up.
+   (Temple's Swin), at a constant rate (Ghandali et al.). A run that ends with its
+   projections collapsed (NT-Xent at its chance level, ln(2 batch - 1)) warns
+   (:class:`~lcmap.errors.TrainingCollapseWarning`): Swin-T with Adam at 1e-3 does so; Swin's
+   recipe scales 1e-3 by batch / 512.
 4. A cosine k-means probe with K clusters is fitted on the dense embeddings (the encoder's
    hypercolumn at stride 4, :meth:`EncoderUNet.embed`) of windows drawn across the same
    scenes, pixels drawn with the window's blending weight, so a label means one thing across
@@ -44,25 +35,17 @@ pre-trained encoder (``--init simclr``) or at random (``--init random``), frozen
 import logging
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from lcmap.errors import InvalidSceneError, TrainingCollapseWarning
 from lcmap.fewshot.encoder import Assignment
 from lcmap.methods._cluster import spherical_kmeans
-from lcmap.methods._contrastive import (
-    augmentations,
-    make_views,
-    nt_xent,
-    simsiam,
-    view_points,
-)
+from lcmap.methods._contrastive import augmentations, make_views, nt_xent
 from lcmap.methods._encoder import EncoderSegmenter, mean_embedding
 from lcmap.methods._sliding import hann_pixels
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
@@ -92,8 +75,7 @@ class SimclrSegmenter(EncoderSegmenter):
 
     info = MethodInfo(
         name="simclr",
-        summary="Encoder pre-trained on your scenes by contrast (SimCLR, + dense); "
-        "k-means on its features.",
+        summary="Encoder pre-trained on your scenes by contrast (SimCLR); k-means on its features.",
         apply_options=frozenset({"window_stride"}),
         start_options=frozenset({"weights"}),
     )
@@ -102,9 +84,6 @@ class SimclrSegmenter(EncoderSegmenter):
         cfg = config or SimclrConfig()
         super().__init__(cfg)
         self.projection: nn.Module | None = None
-        self.dense_projection: nn.Module | None = None
-        #: SimSiam's predictor (``loss="simsiam"``), else None.
-        self.predictor: nn.Module | None = None
         self.centroids: Tensor | None = None
         self.final_loss: float | None = None
         #: The partner sensor's encoder (pre-training on pairs), same architecture.
@@ -120,44 +99,22 @@ class SimclrSegmenter(EncoderSegmenter):
                              in_channels=self.cfg.pair_channels)  # fmt: skip
             assert isinstance(pair, EncoderUNet)
             self.pair_net = pair
-        deep, dim, out = net.channels[-1], net.embed_dim(), self.cfg.projection_dim
-        if self.cfg.loss == "simsiam":  # SimSiam's projector and bottleneck predictor
-            width = self.cfg.projector_dim
-            self.projection = nn.Sequential(
-                nn.Linear(deep, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(),
-                nn.Linear(width, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(),
-                nn.Linear(width, width, bias=False), nn.BatchNorm1d(width, affine=False),
-            )  # fmt: skip
-            self.predictor = nn.Sequential(
-                nn.Linear(width, width // 4, bias=False), nn.BatchNorm1d(width // 4), nn.ReLU(),
-                nn.Linear(width // 4, width),
-            )  # fmt: skip
-        else:
-            self.projection = nn.Sequential(nn.Linear(deep, deep), nn.ReLU(),
-                                            nn.Linear(deep, out))  # fmt: skip
-        self.dense_projection = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(),
-                                              nn.Linear(dim // 2, out))  # fmt: skip
+        deep, out = net.channels[-1], self.cfg.projection_dim
+        self.projection = nn.Sequential(nn.Linear(deep, deep), nn.ReLU(), nn.Linear(deep, out))
 
     def header(self) -> dict[str, Any]:
         """The augmentations and the final contrastive loss."""
-        objective = "simclr" if self.cfg.loss == "ntxent" else self.cfg.loss
-        if self.cfg.dense_weight:
-            objective += "+dense"
-        return {"augmentations": augmentations(self.cfg.colour_jitter),
-                "final_loss": self.final_loss, "objective": objective}  # fmt: skip
+        return {"augmentations": augmentations(), "final_loss": self.final_loss,
+                "objective": "simclr"}  # fmt: skip
 
     def _modules(self) -> dict[str, nn.Module]:
         """The state's modules by prefix."""
         assert self.net is not None and self.projection is not None
-        assert self.dense_projection is not None
-        modules = {"net.": self.net, "projection.": self.projection,
-                   "dense_projection.": self.dense_projection}  # fmt: skip
-        if self.predictor is not None:
-            modules["predictor."] = self.predictor
+        modules = {"net.": self.net, "projection.": self.projection}
         return modules | ({"pair_net.": self.pair_net} if self.pair_net is not None else {})
 
     def state_dict(self) -> dict[str, Tensor]:
-        """The network (``net.*``), the partner's (``pair_net.*``), the projection heads and
+        """The network (``net.*``), the partner's (``pair_net.*``), the projection head and
         the centroids."""
         state = {f"{prefix}{k}": v.detach().cpu() for prefix, module in self._modules().items()
                  for k, v in module.state_dict().items()}  # fmt: skip
@@ -181,7 +138,7 @@ class SimclrSegmenter(EncoderSegmenter):
     def to(self, device: torch.device) -> "SimclrSegmenter":
         """Move the network, heads and centroids to ``device``."""
         super().to(device)
-        for module in (self.projection, self.dense_projection, self.predictor, self.pair_net):
+        for module in (self.projection, self.pair_net):
             if module is not None:
                 module.to(device)
         if self.centroids is not None:
@@ -244,27 +201,20 @@ class SimclrSegmenter(EncoderSegmenter):
         per_epoch = max(1, n // batch)
         steps: int = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
         total = steps + cfg.probe_windows
-        assert self.projection is not None and self.dense_projection is not None
+        assert self.projection is not None
         params = [*net.encoder.parameters(), *self.projection.parameters()]
-        if self.predictor is not None:
-            params += list(self.predictor.parameters())
         if self.pair_net is not None:
             params += list(self.pair_net.encoder.parameters())
-        if cfg.dense_weight:
-            params += list(self.dense_projection.parameters())
         opt = (
             torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
             if cfg.optimizer == "sgd"
             else torch.optim.Adam(params, lr=cfg.lr)
         )
-        lr_at = cosine_warmup(steps) if cfg.schedule == "cosine" else (lambda step: 1.0)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
         log.info("simclr: %s on %d windows of %d px, %d steps of %d windows",
                  cfg.encoder, n, cfg.crop_size, steps, batch)  # fmt: skip
-        for module in (net, self.projection, self.predictor, self.pair_net):
+        for module in (net, self.projection, self.pair_net):
             if module is not None:
                 module.train()
-        averages = self._averages()
         order = torch.randperm(n, generator=gen)
         for step in range(steps):
             pos = (step % per_epoch) * batch
@@ -274,9 +224,6 @@ class SimclrSegmenter(EncoderSegmenter):
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
-            scheduler.step()
-            for average, encoder in averages:
-                average.update_parameters(encoder)
             self.final_loss = float(loss.detach())
             if step % 20 == 0 or step == steps - 1:
                 log.info("simclr step %d/%d: loss %.4f %s", step + 1, steps, self.final_loss,
@@ -286,90 +233,32 @@ class SimclrSegmenter(EncoderSegmenter):
                 show_status(progress, f"loss {self.final_loss:.4f}")
         if steps >= COLLAPSE_MIN_STEPS:
             check_collapse(parts, batch)
-        for average, encoder in averages:  # the averaged weights replace the last step's
-            encoder.load_state_dict(average.module.state_dict())
         return steps
-
-    def _averages(self) -> list[tuple[AveragedModel, nn.Module]]:
-        """With ``ema`` > 0, an exponential moving average of each encoder's weights and
-        BatchNorm statistics, beside the encoder it averages (updated after every step).
-
-        Polyak averaging: at a constant rate the weights keep moving around a minimum, and
-        their average sits nearer its centre, where features generalise better (Izmailov et
-        al. 2018, stochastic weight averaging). BYOL's target and MoCo's momentum encoder are
-        such averages, and DINO evaluates its average (the teacher) because it does better."""
-        if not self.cfg.ema:
-            return []
-        nets = [self._fitted()] + ([self.pair_net] if self.pair_net is not None else [])
-        ema = get_ema_multi_avg_fn(self.cfg.ema)  # type: ignore[no-untyped-call]
-        return [(AveragedModel(n.encoder, multi_avg_fn=ema, use_buffers=True), n.encoder)
-                for n in nets]  # fmt: skip
-
-    def view_features(self, a: Tensor, b: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """The encoder's features of the first views ``a`` and the second views ``b`` of N
-        windows. By default one pass: BatchNorm normalises all 2N views together.
-
-        With ``shuffle_bn``, two passes whose BatchNorm batches never hold both views of a
-        window: (a of the even windows, b of the odd) and (a of the odd, b of the even).
-        MoCo's shuffling BN (He et al. 2020, section 3.3) for one device: when a view's
-        positive is in its batch, the batch statistics can give the pair away, and the network
-        finds a low loss without learning better features."""
-        n = a.shape[0]
-        net = self._fitted()
-        if not self.cfg.shuffle_bn:
-            feats = net.features(torch.cat([a, b]))
-            return [f[:n] for f in feats], [f[n:] for f in feats]
-        even, odd = torch.arange(0, n, 2), torch.arange(1, n, 2)
-        first = net.features(torch.cat([a[even], b[odd]]))
-        second = net.features(torch.cat([a[odd], b[even]]))
-        order = torch.cat([even, n + odd, odd, n + even]).to(a.device)
-        back = torch.argsort(order)  # rows of (first, second) -> a_0 .. a_n-1, b_0 .. b_n-1
-        feats = [torch.cat([f, g])[back] for f, g in zip(first, second, strict=True)]
-        return [f[:n] for f in feats], [f[n:] for f in feats]
 
     def contrastive_loss(
         self, windows: Tensor, gen: torch.Generator
     ) -> tuple[Tensor, dict[str, float]]:
-        """The loss of one batch of (N, C, S, S) windows: NT-Xent (or SimSiam, ``loss``) of the
-        pooled last stage, mixed with PixContrast on the dense embedding when ``dense_weight``
-        > 0.
+        """The loss of one batch of (N, C, S, S) windows: NT-Xent of the pooled last stage.
 
         Windows of pairs (``pair_channels``) hold the scene's bands, then the partner's: the
         first view is the scene's, seen by :attr:`net`, the second the partner's, seen by
         :attr:`pair_net`, both projected by the one head into one space (Temple's two
         branches)."""
         net = self._fitted()
-        assert self.projection is not None and self.dense_projection is not None
-        cfg = self.cfg
-        views, grids = make_views(windows.to(self.device), cfg.min_scale, gen,
-                                  colour_jitter=cfg.colour_jitter)  # fmt: skip
-        size = views.shape[-2:]
-        if self.pair_net is None:
-            fa, fb = self.view_features(views[0], views[1])
-            other = net
+        assert self.projection is not None
+        views, _ = make_views(windows.to(self.device), self.cfg.min_scale, gen)
+        if self.pair_net is None:  # one pass: BatchNorm normalises all 2N views together
+            n = views.shape[1]
+            last = net.features(torch.cat([views[0], views[1]]))[-1]
+            fa, fb = last[:n], last[n:]
         else:
             split = int(self.in_channels or 0)
-            fa, fb = net.features(views[0][:, :split]), self.pair_net.features(views[1][:, split:])
-            other = self.pair_net
-        za = self.projection(fa[-1].mean(dim=(2, 3)))
-        zb = self.projection(fb[-1].mean(dim=(2, 3)))
-        if self.predictor is not None:
-            loss, parts = simsiam(self.predictor(za), self.predictor(zb), za, zb)
-        else:
-            loss = nt_xent(za, zb, cfg.temperature)
-            parts = {}
-        parts["global"] = float(loss.detach())
-        if cfg.dense_weight:
-            coords, ok = view_points(grids, cfg.dense_points, gen)
-            keep = ok.flatten()
-            if bool(keep.any()):  # the two views' hypercolumns at the places both see
-                a = net.hypercolumn_at(fa, size, coords[0]).flatten(0, 1)[keep]
-                b = other.hypercolumn_at(fb, size, coords[1]).flatten(0, 1)[keep]
-                dense = nt_xent(self.dense_projection(a), self.dense_projection(b),
-                                cfg.temperature)  # fmt: skip
-                parts["dense"] = float(dense.detach())
-                loss = (1 - cfg.dense_weight) * loss + cfg.dense_weight * dense
-        return loss, parts
+            fa = net.features(views[0][:, :split])[-1]
+            fb = self.pair_net.features(views[1][:, split:])[-1]
+        za = self.projection(fa.mean(dim=(2, 3)))
+        zb = self.projection(fb.mean(dim=(2, 3)))
+        loss = nt_xent(za, zb, self.cfg.temperature)
+        return loss, {"global": float(loss.detach())}
 
     def _fit_probe(
         self,
@@ -453,37 +342,17 @@ def check_collapse(parts: dict[str, float], batch: int) -> None:
     """Warn when the last step's global loss says the projections collapsed to one point (a
     learning rate too high for the encoder, or windows with nothing to tell apart), so the
     encoder learnt nothing a map or a head could use: NT-Xent at its chance level,
-    ln(2 batch - 1), or SimSiam's projections no longer spread (``spread`` near 0)."""
-    if "spread" in parts:
-        collapsed = parts["spread"] <= 1 - CHANCE_SHARE
-        level = f"projections ended at one point (spread {parts['spread']:.3f} of about 1)"
-    else:
-        chance = math.log(2 * batch - 1)
-        collapsed = parts["global"] >= CHANCE_SHARE * chance
-        level = (f"loss ended at its chance level ({parts['global']:.3f}, ln(2 x {batch} - 1) = "
-                 f"{chance:.3f})")  # fmt: skip
-    if collapsed:
+    ln(2 batch - 1)."""
+    chance = math.log(2 * batch - 1)
+    level = (f"loss ended at its chance level ({parts['global']:.3f}, ln(2 x {batch} - 1) = "
+             f"{chance:.3f})")  # fmt: skip
+    if parts["global"] >= CHANCE_SHARE * chance:
         warnings.warn(
             f"simclr's {level}: the encoder learnt nothing. "
-            "Pre-train again with a lower --lr (swin-unet with adam: about 1e-3 x batch / 512, "
-            "with -p schedule=cosine).",
+            "Pre-train again with a lower --lr (swin-unet with adam: about 1e-3 x batch / 512).",
             TrainingCollapseWarning,
             stacklevel=3,
         )
-
-
-def cosine_warmup(steps: int, warmup: float = 0.1) -> Callable[[int], float]:
-    """The learning-rate factor at each step: linear warm-up over the first ``warmup`` share
-    of the steps, then cosine decay to 0 (SimCLR's reference schedule, also MoCo v2's and
-    BYOL's)."""
-    ramp = max(1, round(warmup * steps))
-
-    def factor(step: int) -> float:
-        if step < ramp:
-            return (step + 1) / ramp
-        return 0.5 * (1 + math.cos(math.pi * (step - ramp) / max(1, steps - ramp)))
-
-    return factor
 
 
 def build(num_classes: int | None = None, **options: Any) -> SimclrSegmenter:

@@ -9,14 +9,14 @@ def test_pretrain_writes_an_encoder_model_that_segment_applies(make_scene, tmp_p
     scene = make_scene(width=160, height=128)
     model, out = tmp_path / "enc.lcmap", tmp_path / "map.tif"
     args = ["pretrain", str(scene), "-o", str(model), "--encoder", "unet", "--crop-size", "64",
-            "--windows", "8", "--batch-size", "4", "--steps", "2", "-k", "3", "--dense",
+            "--windows", "8", "--batch-size", "4", "--steps", "2", "-k", "3",
             "-p", "probe_windows=4", "--device", "cpu", "--temperature", "0.7"]  # fmt: skip
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "Saved unet encoder" in r.output
     header = read_header(model)
     assert header.method == "simclr" and header.config["temperature"] == 0.7
-    assert header.config["dense_weight"] == 0.5 and header.num_classes == 3
+    assert header.num_classes == 3
     r = runner.invoke(app, ["segment", str(scene), "--model", str(model), "-o", str(out), "-q"])
     assert r.exit_code == 0, r.output
     assert out.exists()

@@ -155,7 +155,7 @@ def test_hypercolumn_scores_are_the_literal_hypercolumn_dotted(encoder):
 @pytest.mark.parametrize(("encoder", "stages"), [("unet", None), ("resnet18-unet", 2),
                                                  ("dinov2-vits14", None)])  # fmt: skip
 def test_the_hypercolumn_at_points_is_the_built_hypercolumn_sampled(encoder, stages):
-    """``hypercolumn_at`` (simclr's k-means probe and dense contrast) equals ``sample_at`` on
+    """``hypercolumn_at`` (simclr's k-means probe) equals ``sample_at`` on
     the built hypercolumn, values and gradients: pixel centres of the window (its edges
     included, where bilinear sampling reads outside), points anywhere, some outside the
     window, and a zero stage."""
@@ -173,7 +173,7 @@ def test_the_hypercolumn_at_points_is_the_built_hypercolumn_sampled(encoder, sta
         feats = net.features(x)
         kept = [i for i, r in enumerate(net.reductions) if r >= 4]
         feats[kept[-1]][0, :, 0, 0] = 0
-    feats = [f.requires_grad_() for f in feats]  # and the dense contrast's gradients
+    feats = [f.requires_grad_() for f in feats]  # and its gradients
     literal = sample_at(net.hypercolumn(feats, x.shape[-2:], stages), coords)
     got = net.hypercolumn_at(feats, x.shape[-2:], coords, stages)
     assert got.shape == (2, 80, net.embed_dim(stages))
