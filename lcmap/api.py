@@ -247,8 +247,8 @@ def _identity(scene: str | Path) -> Any:
 def default_method(options: dict[str, Any] | None = None) -> tuple[str, str]:
     """The method ``lcmap segment`` uses when none is given, and why, in a few words.
 
-    ``primaps`` (the best unsupervised method measured on dubai_dev tiles 1-4,
-    ``benchmarks/README.md``) when its backbone's weights are on this machine or given with
+    ``primaps`` (the best unsupervised method measured, ``benchmarks/README.md``) when its
+    backbone's weights are on this machine or given with
     ``weights``; otherwise ``kmeans``, which needs none. Nothing is downloaded to decide.
     """
     from lcmap.methods.configs import DINO_KMEANS_BACKBONE
@@ -561,9 +561,9 @@ def _check_segment_outputs(
         check_distinct(output, sidecar_path(output), save_model)
 
 
-#: Ground side of one ViT patch above which a ViT method's map is said to be coarse. Between
-#: what was measured good (dubai_dev: 14 px x 0.5 m = 7 m) and what looked worse than k-means
-#: on the NAIP (70 m) and Landsat (420 m) pictures of ``benchmarks/pictures.py``.
+#: Ground side of one ViT patch above which a ViT method's map is said to be coarse: between
+#: the patch size measured good (7 m at 0.5 m) and those that looked worse than k-means
+#: (``benchmarks/pictures.py``).
 COARSE_PATCH_M = 20.0
 
 

@@ -37,10 +37,9 @@ log = logging.getLogger(__name__)
 
 #: Tiles a batch on the CPU when none is given.
 CPU_BATCH = 4
-#: Largest batch chosen from the device's memory. On an H200 the memory rule alone chose 64
-#: tiles for STEGO ViT-S/14 and 127 for kmeans, and both mapped about a fifth slower than with
-#: 32 and 16 (benchmarks/README.md, gpu_suite.sh): a scene of a few hundred tiles then makes a
-#: handful of batches, and reading the next one no longer overlaps the model's work.
+#: Largest batch chosen from the device's memory. A large GPU's memory alone would choose batches
+#: so large that a scene of a few hundred tiles makes a handful of them, and reading the next
+#: one no longer overlaps the model's work (slower, measured by ``benchmarks/gpu_suite.sh``).
 MAX_AUTO_BATCH = 32
 #: Share of the device's free memory a chosen batch may take (the rest: allocator slack).
 DEVICE_MEMORY_SHARE = 0.7

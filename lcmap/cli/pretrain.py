@@ -96,8 +96,8 @@ def pretrain(
         str | None,
         typer.Option(
             "--optimizer",
-            help="sgd (Ghandali et al.) or adam (Temple; every dubai_dev figure in "
-            f"benchmarks/README.md, where it scored above sgd) \\[default: {_DEFAULTS.optimizer}].",
+            help="sgd (Ghandali et al.) or adam (Temple; it measured better) "
+            f"\\[default: {_DEFAULTS.optimizer}].",
         ),
     ] = None,
     lr: Annotated[

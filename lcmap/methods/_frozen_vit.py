@@ -17,9 +17,9 @@ from lcmap.nets import build_net
 from lcmap.nets import vit as _vit
 
 #: The feature block measured best for each known backbone (1-based), used when no
-#: ``feature_layer`` is given. DINOv2-S/14 on dubai_dev tiles 1-4 (cosine k-means, two folds
-#: within the tiles, ``benchmarks/dino_kmeans_levers.py sweep --blocks 6 8 10``): blocks
-#: 6 / 8 / 10 scored mean mIoU 0.401 / 0.399 / 0.337; 8 also won for STEGO.
+#: ``feature_layer`` is given: for DINOv2-S/14, block 8, whose features separated land-cover
+#: classes best under cosine k-means and for STEGO (the last blocks are more semantic than
+#: spatial, and the offline weights' last blocks were tuned for saliency).
 #: Backbones not listed use their last block (not measured here: no such weights offline).
 BEST_FEATURE_LAYER = {"vit_small_patch14_dinov2.lvd142m": 8}
 

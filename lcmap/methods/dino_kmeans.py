@@ -10,17 +10,14 @@ Why: on Potsdam-3, plain cosine k-means on DINOv2 ViT-B/14 patch features scores
 accuracy / 69.9 mIoU, above STEGO's trained head (77.0 / 62.6; Hahn et al., "Boosting
 Unsupervised Semantic Segmentation with Principal Mask Proposals" (PriMaPs), CVPR 2024,
 baseline rows): the features and how they are clustered matter more than the head. k-means on
-unit vectors is cosine k-means, as the paper's baseline. On dubai_dev (``benchmarks/README.md``)
-it is the best unsupervised map lcmap makes: fitted on tiles 1-4, mIoU 0.46 on tiles 5-6
-against 0.39 for pixel k-means fitted the same way and 0.34 for k-means per scene.
+unit vectors is cosine k-means, as the paper's baseline.
 
 The bands are an option, off by default. A ViT-S/14 gives one feature per 14 x 14 px (7 m at
-0.5 m), and the bands carry boundaries and, with NIR, vegetation at the pixel; with weight 1
-they gained 0.008-0.018 mIoU within tiles 1-4 (two folds, and leaving one tile out), but
-lost 0.06 on tiles 5-6: the model's one normalisation does not make band values of another
-acquisition comparable (tile 5 spans 7..105 where the training scenes spanned 5..252), while
-the ViT's features are robust to it. Turn them on (``-p spectral_weight=1``) when the model
-is fitted on the scene it maps.
+0.5 m), and the bands carry boundaries and, with NIR, vegetation at the pixel; but a model's
+one normalisation does not make band values of another acquisition comparable, while the
+ViT's features are robust to it, so the bands helped within the fitting scenes and hurt on
+others (``benchmarks/README.md``). Turn them on (``-p spectral_weight=1``) when the model is
+fitted on the scene it maps.
 
 Scores: with a unit feature ``f`` and a centroid ``(c_f, c_s)``, the negative squared
 distance is ``2 f.c_f - |c_f|^2 - w^2 |s - c_s|^2`` up to a constant. ``f.c_f`` is linear in

@@ -24,8 +24,7 @@ encoder (``init="simclr"``, via ``lcmap finetune ENCODER.lcmap``) or at random
   rows; no gradient reaches it and its BatchNorm statistics stay), so with the linear head the
   labels train K x D weights alone.
 
-The defaults are the best of these on held-out patches of dubai_dev tiles 1-4
-(``benchmarks/fewshot_heads.py``, ``benchmarks/suggest_choice.py --heads``). Loss:
+The defaults are the best of these measured on held-out patches (``benchmarks/README.md``). Loss:
 class-weighted cross-entropy (Ghandali et al.), label 255 ignored
 (:mod:`lcmap.methods._supervised`).
 
@@ -196,10 +195,8 @@ class FrozenFeatures:
     crops rarely repeat, are then encoded as before).
 
     Used for every frozen encoder: with the linear head factored (it never builds the
-    hypercolumn) the encoder's pass is most of a step for each of them: with the memo, steps
-    took 0.31 (the ViT) to 0.84 (the CAS UNet) of their time without it
-    (``benchmarks/finetune_speed.py``; figures in ``benchmarks/README.md``). Until 2026-12-05
-    the CNNs ran without it, because building the hypercolumn dwarfed their encoder's pass.
+    hypercolumn) the encoder's pass is most of a step for each of them, so the memo saves most
+    of the training time (``benchmarks/finetune_speed.py``).
 
     Args:
         net: the network whose (frozen) encoder is memoised.

@@ -35,9 +35,8 @@ from lcmap.methods.options import make_config
 log = logging.getLogger(__name__)
 
 #: A CPU mapping run over at least this many pixels (tile windows) compiles the scoring kernel.
-#: Compiling costs 10-20 s the first time on a machine (torch caches it: about 2 s after that,
-#: plus about 2 s to import the compiler). On 2 cores it breaks even near 256 Mpx and maps
-#: 1024 Mpx 1.3x faster (15.1 -> 19.6 Mpx/s; benchmarks/README.md).
+#: Compiling costs seconds (more the first time on a machine; torch caches the kernel), which
+#: only a large scene pays back (``benchmarks/kmeans_kernel.py``).
 COMPILE_MIN_PIXELS = 500_000_000
 
 
@@ -178,7 +177,7 @@ class KMeansSegmenter(Segmenter):
         same bits whatever the tile's shape or its place in it (DESIGN.md contract 2; the
         matmul form ``|f|^2 - 2 f.c + |c|^2`` is not, and loses precision). On (H, W) planes
         it needs no pixel-major copy of the features and, for labels, no (K, H, W) stack:
-        faster than ``torch.cdist``'s exact mode on a CPU (benchmarks/README.md).
+        faster than ``torch.cdist``'s exact mode on a CPU.
         """
         if self.centroids is None:
             raise RuntimeError("k-means must be fitted before predict")

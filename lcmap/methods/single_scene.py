@@ -36,8 +36,8 @@ attention is a fixed per-channel scale, so the network is a pure local operator 
 (2 * layers + 1)-pixel receptive field, and crop-centre stitching with ``halo >= layers`` gives
 the same map as inferring the whole scene at once.
 
-Collapse: argmax self-labelling can end with few clusters in use. We have not seen it here: on
-dubai_dev scenes every model used all K clusters (K = 5 and 8), most likely as the final BN
+Collapse: argmax self-labelling can end with few clusters in use. It has not been seen on the
+scenes measured (every model used all K clusters), most likely as the final BN
 layer standardises each output channel over the batch, so no channel can win everywhere. After
 fitting, :attr:`SingleSceneSegmenter.clusters_used` tells how many clusters the calibration
 patches use (in the model header too); two or fewer log a warning.

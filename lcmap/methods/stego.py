@@ -58,9 +58,8 @@ the feature centring of the loss (STEGO's spatially centred correlations) is use
 training. What a window still shares is the ViT's attention over its own content, which is
 why the window is fixed and blended.
 
-The CRF is off by default: on dubai_dev (DINOv2-S/14 block 8, k = 5) it cost 2.5x the mapping
-time on a CPU and moved pooled accuracy and mIoU by less than 0.005
-(``benchmarks/README.md``).
+The CRF is off by default: it multiplies the mapping time and barely moved the scores
+(``benchmarks/README.md``); ``--crf`` is the cost/quality choice STEGO's paper offers.
 
 Scenes with other than 3 bands: the patch embedding is adapted (bands 1-3 are R, G, B, further
 bands get the mean RGB filter, see :func:`lcmap.nets.vit.adapt_input_channels`); pass

@@ -324,9 +324,8 @@ class EncoderUNet(nn.Module):
     def _linear_scores(self, x: Tensor, feats: list[Tensor]) -> Tensor:
         """``head(probe_input(x, feats))``, the hypercolumn's share of the 1 x 1 layer through
         :meth:`hypercolumn_dots`, the bands' share as before: the same scores and gradients up
-        to float rounding, without the (B, D, H / 4, W / 4) hypercolumn. Training used the
-        literal form until 2026-12-05; with DINOv2's four blocks (D = 1536) building it was
-        most of a fine-tuning step (``benchmarks/finetune_speed.py``)."""
+        to float rounding, without the (B, D, H / 4, W / 4) hypercolumn, which for a wide
+        embedding (DINOv2's four blocks: D = 1536) would be most of a fine-tuning step."""
         weight = self.head.weight[:, :, 0, 0].float()
         width = self.embed_dim(self.head_stages)
         scores = self.hypercolumn_dots(feats, x.shape[-2:], weight[:, :width], self.head_stages)

@@ -3,9 +3,8 @@
 STEGO's prediction upsamples each window's patch codes (D channels, 70 by default) to pixels,
 normalises every pixel's code and takes its dot product with the K centroids (or the linear
 probe's K weight vectors). Done literally that is D x H x W values upsampled and K x D x H x W
-multiply-adds a window: on an H200 it cost about as much again as the ViT itself
-(``benchmarks/README.md``, the GPU suite). Bilinear interpolation is linear, so the same numbers
-come from far less work:
+multiply-adds a window, as much work as the ViT itself on a GPU. Bilinear interpolation is
+linear, so the same numbers come from far less work:
 
 - the numerator: ``<up(c)(x), m_k> = up(<c, m_k>)(x)``: the K patch-level dot products,
   upsampled;

