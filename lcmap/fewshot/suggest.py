@@ -11,11 +11,11 @@ shares differ from the labelled scenes' it misses rare classes, while Ghosh et a
 over the model's few clusters keeps them in the budget.
 
 The budget is spread evenly over the non-empty clusters (Ghosh et al.). By default
-(``pick="diverse"``) a cluster's share of n patches is one typical patch from each of n sub-
-clusters of its patches (cosine k-means on their embeddings, the patch nearest each sub-
-centroid): TypiClust's rule inside Ghosh et al.'s split, so every mode of the model keeps its
-share and the share is not spent on near-copies of one patch. With ``pick="nearest"`` the share
-is the n patches *closest to the cluster's centroid* (Ghosh et al.'s own rule). "diverse"
+(``pick="diverse"``) a cluster's share of n patches is one typical patch from each of n
+sub-clusters of its patches (cosine k-means on their embeddings, the patch nearest each
+sub-centroid): TypiClust's rule inside Ghosh et al.'s split, so every mode of the model keeps
+its share and the share is not spent on near-copies of one patch. With ``pick="nearest"`` the
+share is the n patches *closest to the cluster's centroid* (Ghosh et al.'s own rule). "diverse"
 measured better than both "nearest" and TypiClust alone (``benchmarks/README.md``). When the
 budget does not divide evenly, the extra patches go to the clusters of highest *uncertainty*:
 with a fine-tuned model, the entropy of the predicted majority classes of the cluster's patches
