@@ -20,6 +20,7 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
 from lcmap.io import writer as lcmap_writer
+from lcmap.io.overviews import overview_sizes
 
 
 def blocky_map(size: int, seed: int = 0) -> np.ndarray:
@@ -32,25 +33,23 @@ def blocky_map(size: int, seed: int = 0) -> np.ndarray:
 
 
 def write(labels: np.ndarray, out: Path, streamed: bool) -> tuple[float, float]:
-    cls = lcmap_writer.LabelWriter
-    original = cls._streams_overviews
-    if not streamed:
-        cls._streams_overviews = lambda self: False  # type: ignore[method-assign]
-    try:
-        h, w = labels.shape
-        t0 = time.perf_counter()
-        with cls(out, width=w, height=h, crs=CRS.from_epsg(32614),
-                 transform=from_origin(500000, 4000000, 1, 1), dtype=np.dtype("uint8"),
-                 nodata=255, class_names=[f"c{i}" for i in range(6)],
-                 colours=[(40 * i, 40 * i, 40 * i) for i in range(6)],
-                 overwrite=True) as dst:  # fmt: skip
-            for row in range(0, h, 512):
-                dst.write_rows(row, labels[row : row + 512])
-            t1 = time.perf_counter()
-            dst.commit()
-        return t1 - t0, time.perf_counter() - t1
-    finally:
-        cls._streams_overviews = original  # type: ignore[method-assign]
+    """Seconds to write the rows and to commit the COG. Without ``streamed`` the overview
+    count is given as a creation option, which leaves the overviews to the COG driver (the
+    same levels: the driver's own count)."""
+    h, w = labels.shape
+    options = {} if streamed else {"OVERVIEW_COUNT": str(len(overview_sizes(w, h, 512)))}
+    t0 = time.perf_counter()
+    names, grey = [f"c{i}" for i in range(6)], [(40 * i, 40 * i, 40 * i) for i in range(6)]
+    with lcmap_writer.LabelWriter(
+        out, width=w, height=h, crs=CRS.from_epsg(32614),
+        transform=from_origin(500000, 4000000, 1, 1), dtype=np.dtype("uint8"), nodata=255,
+        class_names=names, colours=grey, creation_options=options, overwrite=True,
+    ) as dst:  # fmt: skip
+        for row in range(0, h, 512):
+            dst.write_rows(row, labels[row : row + 512])
+        t1 = time.perf_counter()
+        dst.commit()
+    return t1 - t0, time.perf_counter() - t1
 
 
 def main() -> None:

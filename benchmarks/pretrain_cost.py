@@ -1,6 +1,6 @@
-"""Pre-training cost of ``lcmap pretrain`` on a device, against the CPU in the same run (issue 14).
+"""Pre-training cost of ``lcmap pretrain`` on a device, against the CPU in the same run.
 
-Runs ``lcmap pretrain`` (SimCLR, with ``--dense`` the pixel contrast too, ``--encoder``, default
+Runs ``lcmap pretrain`` (SimCLR, ``--encoder``, default
 resnet18-unet, Adam, the encoder's default windows: 128 px, 224 for dinov2-vits14) on the sample
 NAIP scene twice per batch size, with ``--steps`` and with twice as many steps, and takes the
 difference: the marginal seconds per 1000 windows (two views each), free of the fixed cost (imports,
@@ -17,7 +17,6 @@ outside the repository: ``python -m lcmap`` puts the working folder first on the
 Usage:
     python benchmarks/pretrain_cost.py --device cuda --steps 50 --batch-sizes 16,64,256
     python benchmarks/pretrain_cost.py --device cpu --steps 4 --batch-sizes 16
-    python benchmarks/pretrain_cost.py --device cpu --cpu-steps 30 --dense
     python benchmarks/pretrain_cost.py --device cuda --encoder dinov2-vits14 --cpu-steps 0 \
         --steps 25 --batch-sizes 64
 """
@@ -54,7 +53,6 @@ def run_pretrain(
     out: Path,
     encoder: str,
     weights: Path | None,
-    dense: bool = False,
 ) -> float:
     """Wall seconds of one ``lcmap pretrain`` run."""
     cmd = [sys.executable, "-m", "lcmap", "pretrain", str(SCENE), "-o", str(out), "--overwrite",
@@ -62,8 +60,6 @@ def run_pretrain(
            "--batch-size", str(batch), "--device", device, "--seed", "0", "-q"]  # fmt: skip
     if weights is not None:
         cmd += ["--weights", str(weights)]
-    if dense:
-        cmd.append("--dense")
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
     return time.perf_counter() - start
@@ -76,13 +72,12 @@ def marginal(
     workdir: Path,
     encoder: str,
     weights: Path | None,
-    dense: bool = False,
 ) -> dict[str, Any]:
     out = workdir / f"pretrain_{encoder}_{device.replace(':', '')}_{batch}.lcmap"
-    short = run_pretrain(device, steps, batch, out, encoder, weights, dense)
-    long = run_pretrain(device, 2 * steps, batch, out, encoder, weights, dense)
+    short = run_pretrain(device, steps, batch, out, encoder, weights)
+    long = run_pretrain(device, 2 * steps, batch, out, encoder, weights)
     per_window = max(long - short, 0.0) / (steps * batch)
-    return {"encoder": encoder, "dense": dense, "device": device, "batch": batch,
+    return {"encoder": encoder, "device": device, "batch": batch,
             "steps": [steps, 2 * steps],
             "seconds": [round(short, 2), round(long, 2)],
             "s_per_1000_windows": round(1000 * per_window, 3)}  # fmt: skip
@@ -96,8 +91,6 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="16,64,256")
     parser.add_argument("--cpu-steps", type=int, default=10,
                         help="the CPU baseline's steps (0: none)")  # fmt: skip
-    parser.add_argument("--dense", action="store_true",
-                        help="the dense contrast too (lcmap pretrain --dense)")  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/lcmap-bench"))
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -107,13 +100,12 @@ def main() -> None:
     rows = []
     cpu = None
     if args.cpu_steps > 0:
-        cpu = marginal("cpu", args.cpu_steps, 16, args.workdir, args.encoder, weights, args.dense)
+        cpu = marginal("cpu", args.cpu_steps, 16, args.workdir, args.encoder, weights)
         rows.append(cpu)
         print(json.dumps(cpu), flush=True)
     if args.device != "cpu":
         for batch in (int(b) for b in args.batch_sizes.split(",")):
-            row = marginal(args.device, args.steps, batch, args.workdir, args.encoder, weights,
-                           args.dense)  # fmt: skip
+            row = marginal(args.device, args.steps, batch, args.workdir, args.encoder, weights)
             if cpu is not None and row["s_per_1000_windows"] > 0:
                 row["speedup_vs_cpu"] = round(
                     cpu["s_per_1000_windows"] / row["s_per_1000_windows"], 1

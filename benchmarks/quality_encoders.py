@@ -1,13 +1,12 @@
-"""Seed 003 Table 4's shape on the Dubai scenes: encoders from scratch vs pre-trained by contrast.
+"""Temple's Table 4 shape on the Dubai scenes: encoders from scratch vs pre-trained by contrast.
 
 Protocol (``../shared/data/dubai_dev``; truth 0 building, 1 land, 2 road, 3 vegetation,
 4 water, 255 ignored; every choice on tiles 1-4, scores on tiles 5-6):
 
-1. Per encoder, pre-train ``simclr`` on the scenes of tiles 1-4 (labels unused), once with
-   SimCLR's global NT-Xent alone and once with the dense (PixContrast) mix.
+1. Per encoder, pre-train ``simclr`` on the scenes of tiles 1-4 (labels unused).
 2. Fine-tune ``encoder_finetuned`` with N labelled patches (random, seeded) from tiles 1-4:
    rows ``random`` (the same network from scratch), ``simclr frozen``, ``simclr fine-tuned``,
-   ``dense fine-tuned``, and the linear head on the frozen encoder (linear evaluation):
+   and the linear head on the frozen encoder (linear evaluation):
    ``random linear`` and ``simclr linear`` (``... linear-bands``: the same head also reading the
    bands; ``... linear-indices``: and every pair of bands' normalised difference; ``...
    linear-texture``: and each band's local standard deviation); 3 seeds.
@@ -17,8 +16,8 @@ Protocol (``../shared/data/dubai_dev``; truth 0 building, 1 land, 2 road, 3 vege
    (fitted on tiles 1-4, same K) on the same pixels, pooled Hungarian matching.
 5. Cost: pre-training seconds per 1000 windows (views = 2 per window) on this machine.
 
-Each run keeps every scored crop's confusion matrix in ``results.json``: ``paired_ci.py`` gives
-bootstrap intervals of the difference between two rows from them.
+Each run keeps every scored crop's confusion matrix in ``results.json``, so that two rows can
+be compared crop by crop.
 
 CPU budget (2 shared cores): 64-px windows, 300 pre-training steps of 16 windows, 100
 fine-tuning steps of 8 patches, the central 512 x 512 crop of each evaluation scene.
@@ -30,9 +29,8 @@ patches), and ``--models NAME=PATH`` adds rows for ready few-shot models fine-tu
 defaults (``--stego WEIGHTS`` first trains one on tiles 1-4: a STEGO head on the frozen
 DINOv2-S/14). ``--tiles 1,2,3:4`` trains on tiles 1-3 and scores tile 4 (a fold for choices
 that stay inside tiles 1-4), ``--pretrain-tiles`` pre-trains on other tiles than the
-labelled ones (labels unused), and ``--adapt-bn`` also scores each tuned model after its
-encoder's BatchNorm statistics are re-estimated on each scored crop (AdaBN); ``--tta`` also scores
-it mapping each window under its 8 symmetries (rows '..., tta').
+labelled ones (labels unused), and ``--tta`` also scores each tuned model mapping each window
+under its 8 symmetries (rows '..., tta').
 
 Usage:
     python benchmarks/quality_encoders.py --out /tmp/enc_quality
@@ -87,28 +85,18 @@ def parse() -> argparse.Namespace:
     p.add_argument("--pretrain-steps", type=int, default=300)
     p.add_argument("--pretrain-windows", type=int, default=1024)
     p.add_argument("--pretrain-seed", type=int, default=0, help="Seed of the pre-training.")
-    p.add_argument("--objectives", default="simclr,dense", help="Pre-trainings to run.")
     p.add_argument("--rows", default=",".join(ROWS), help="Fine-tuning rows to run.")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--optimizer", default="adam", help="adam or sgd (seed 004: sgd 1e-3).")
+    p.add_argument("--optimizer", default="adam", help="adam or sgd (Ghandali et al.: sgd 1e-3).")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--temperature", type=float, default=0.1)
     p.add_argument("--pretrain-options", type=json.loads, default={}, metavar="JSON",
-                   help="Other simclr options to pre-train with: {\"ema\": 0.99}.")  # fmt: skip
+                   help='Other simclr options, e.g. {"windows": 512}.')  # fmt: skip
     p.add_argument("--ft-steps", type=int, default=100)
     p.add_argument("--ft-options", type=json.loads, default={}, metavar="JSON",
-                   help='More options of the fine-tuning, e.g. {"vit_upsample": 2}.')  # fmt: skip
-    p.add_argument("--head-stages", type=int, help="Encoder stages the linear head reads.")
+                   help='More options of the fine-tuning, e.g. {"lr": 0.003}.')  # fmt: skip
     p.add_argument("--tta", action="store_true",
                    help="Also score each tuned model mapped under the 8 symmetries.")  # fmt: skip
-    p.add_argument("--tune-steps", type=int,
-                   help="LP-FT: steps tuning the encoder after the head's.")  # fmt: skip
-    p.add_argument("--self-train", type=int, default=0, metavar="N",
-                   help="Self-train each tuned model on N unlabelled patches (finetune's "
-                   "self_train).")  # fmt: skip
-    p.add_argument("--self-train-on", choices=("train", "test"), default="train",
-                   help="Draw them from the training scenes, or from the scenes scored "
-                   "(labels unused: a user's scenes to map).")  # fmt: skip
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
@@ -123,7 +111,7 @@ def parse() -> argparse.Namespace:
                    "weights file, its defaults otherwise): rows 'stego probe'.")  # fmt: skip
     p.add_argument("--sampling", default="random",
                    help="random, suggested (the first N of the model's 'suggest-labels' "
-                   "ranking over tiles 1-4, seed 001's active sampling), or both.")  # fmt: skip
+                   "ranking over tiles 1-4, Ghosh et al.'s active sampling), or both.")  # fmt: skip
     p.add_argument("--reuse", action="store_true",
                    help="Keep pre-trained models already in --out (same settings).")  # fmt: skip
     p.add_argument("--tiles", default="1,2,3,4:5,6", metavar="TRAIN:TEST",
@@ -132,9 +120,6 @@ def parse() -> argparse.Namespace:
     p.add_argument("--pretrain-tiles", metavar="TILES",
                    help="Tiles to pre-train on (labels unused) if not the training tiles; "
                    "1,2,3,4,5,6 learns from the scenes to map too, as a user would.")  # fmt: skip
-    p.add_argument("--adapt-bn", action="store_true",
-                   help="Also score each crop after re-estimating the encoder's BatchNorm "
-                   "statistics on its own windows (AdaBN): rows '..., adapted BN'.")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run.")
     args = p.parse_args()
     if args.quick:
@@ -149,10 +134,8 @@ ROWS: dict[str, tuple[str | None, str, bool, str]] = {
     "random": (None, "random", False, "decoder"),
     "simclr frozen": ("simclr", "simclr", True, "decoder"),
     "simclr fine-tuned": ("simclr", "simclr", False, "decoder"),
-    "dense fine-tuned": ("dense", "simclr", False, "decoder"),
     "random linear": (None, "random", True, "linear"),
     "simclr linear": ("simclr", "simclr", True, "linear"),
-    "dense linear": ("dense", "simclr", True, "linear"),
     "random linear-bands": (None, "random", True, "linear-bands"),
     "simclr linear-bands": ("simclr", "simclr", True, "linear-bands"),
     "random linear-indices": (None, "random", True, "linear-indices"),
@@ -164,7 +147,7 @@ ROWS: dict[str, tuple[str | None, str, bool, str]] = {
 
 def crop_confusions(preds: list[np.ndarray], crops: list[dict[str, Any]]) -> list[np.ndarray]:
     """Per scored crop, its labelled valid pixels counted truth x predicted class, with a last
-    column for labels outside the classes: ``benchmarks/paired_ci.py`` resamples the crops."""
+    column for labels outside the classes."""
     k = len(CLASSES)
     out = []
     for pred, c in zip(preds, crops, strict=True):
@@ -182,25 +165,6 @@ def per_class_iou(confusions: list[np.ndarray]) -> list[float]:
     inter = np.diag(conf[:, :k]).astype(float)
     union = conf[:, :k].sum(0) + conf.sum(1) - inter
     return [float(i / u) if u else float("nan") for i, u in zip(inter, union, strict=True)]
-
-
-def adapt_bn(method: Any, x: torch.Tensor) -> None:
-    """Re-estimate the encoder's BatchNorm statistics on the crop ``x``'s own windows, labels
-    unused, before the model scores it (AdaBN: Li et al., "Revisiting batch normalization for
-    practical domain adaptation", 2016): the shift between the tiles trained on and the scene
-    mapped absorbed by the normalisation, the head kept."""
-    net, size, stride = method.net, method.window.size, method.window.stride
-    for m in net.encoder.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # a plain mean over the crop's batches
-    windows = x.unfold(2, size, stride).unfold(3, size, stride)
-    windows = windows.permute(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1], size, size)
-    net.encoder.train()
-    with torch.no_grad():
-        for i in range(0, len(windows), 64):
-            net.encoder(windows[i : i + 64].float())
-    net.eval()
 
 
 def main() -> None:
@@ -228,18 +192,10 @@ def main() -> None:
             t0 = time.perf_counter()
             finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=n,
                      patch_file=patch_file, patch_size=args.patch, seed=seed, device=args.device,
-                     overwrite=True, self_train=args.self_train, unlabelled=unlabelled,
-                     **options)  # fmt: skip
+                     overwrite=True, **options)  # fmt: skip
             name = row + (", suggested" if patch_file else "")
             seconds = time.perf_counter() - t0
             scored = [(name, predict_labels(tuned, crops, device=args.device))]
-            if args.adapt_bn:
-                scored.append(
-                    (
-                        name + ", adapted BN",
-                        predict_labels(tuned, crops, adapt_bn, device=args.device),
-                    )
-                )
             if args.tta:
                 scored.append(
                     (name + ", tta", predict_labels(tuned, crops, None, {"tta": True}, args.device))
@@ -270,9 +226,6 @@ def main() -> None:
     truths = [args.data / r["truth"] for r in train_rows]
     pretrain_scenes = [args.data / r["scene"] for r in pretrain_rows]
     crops = eval_crops(args.data, eval_rows, args.eval_crop)
-    unlabelled = None
-    if args.self_train and args.self_train_on == "test":
-        unlabelled = [args.data / r["scene"] for r in eval_rows]
     results: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()},
                                "crops": [c["name"] for c in crops],
                                "pretrain": {}, "unsupervised": {}, "runs": []}  # fmt: skip
@@ -286,14 +239,12 @@ def main() -> None:
 
     for encoder in filter(None, args.encoders.split(",")):
         models = {}
-        objectives = {"simclr": 0.0, "dense": 0.5}
-        for objective in args.objectives.split(","):
-            dense = objectives[objective]
+        for objective in ("simclr",):
             path = out / f"{encoder}-{objective}.lcmap"
             options = {"encoder": encoder, "crop_size": args.crop, "steps": args.pretrain_steps,
                        "windows": args.pretrain_windows, "batch_size": args.batch,
                        "optimizer": args.optimizer, "lr": args.lr,
-                       "temperature": args.temperature, "dense_weight": dense,
+                       "temperature": args.temperature,
                        **args.pretrain_options}  # fmt: skip
             t0 = time.perf_counter()
             models[objective] = path
@@ -319,9 +270,7 @@ def main() -> None:
             if model is None:
                 continue
             options = {"init": init, "freeze_encoder": frozen, "head": head,
-                       "steps": args.ft_steps, "batch_size": 8,
-                       "head_stages": args.head_stages, "tune_steps": args.tune_steps,
-                       **args.ft_options}  # fmt: skip
+                       "steps": args.ft_steps, "batch_size": 8, **args.ft_options}  # fmt: skip
             fewshot_rows(model, encoder, row, options)
     ready = [(name, Path(path)) for name, path in (m.split("=", 1) for m in args.models)]
     if args.stego:

@@ -11,7 +11,6 @@ same way.
 
 Example:
     python benchmarks/quality_stego.py -k 5 --layers 8 12 --json stego_dubai.json
-    python benchmarks/quality_stego.py --every 9 -k 5 --layers 8 -p auto_shifts=true
     python benchmarks/quality_stego.py --every 18 -k 5 --layers 8 --crf   # CRF cost and effect
     python benchmarks/quality_stego.py --tiles 1,2,3,4 --every 6 -k 5 --layers 8 -p window_stride=56
 """

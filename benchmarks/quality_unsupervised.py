@@ -1,4 +1,4 @@
-"""Unsupervised maps on dubai_dev: every lever fitted on tiles 1-4, scored on tiles 5-6 (issue 15).
+"""Unsupervised maps on dubai_dev: every lever fitted on tiles 1-4, scored on tiles 5-6 .
 
 Each model is fitted once on the 36 scenes of tiles 1-4 (labels unused, :func:`lcmap.api.train`)
 and applied to the 18 scenes of tiles 5-6; clusters are matched to the 5 classes per scene
@@ -6,20 +6,17 @@ and applied to the 18 scenes of tiles 5-6; clusters are matched to the 5 classes
 
 - ``kmeans per scene``: today's baseline, each scene fitted and mapped on its own;
 - ``kmeans``: pixel k-means fitted on tiles 1-4 like the deep models (the same protocol);
-- ``dino_kmeans`` at its defaults (lever 1: cosine k-means on ViT block-8 features), with
-  ``spectral_weight=1`` (lever 4: the bands next to the features), and, with ``--guided``,
-  the default model applied with the guided filter (lever 3: ``-p guided_radius=R``; about 5x
-  the mapping time on a CPU, so measured on a subset: ``--every 3 --guided``);
-- ``primaps`` (lever 2: PriMaPs-EM, ``dino_kmeans``' clusters refined on principal mask
+- ``dino_kmeans`` at its defaults (cosine k-means on ViT block-8 features), and with
+  ``spectral_weight=1`` (the bands next to the features);
+- ``primaps`` (PriMaPs-EM, ``dino_kmeans``' clusters refined on principal mask
   proposals), for each of ``--em-steps`` and ``--seeds``;
 - ``stego`` block 8 (the trained head), for reference;
-- ``simclr`` (lever 5, issue 14's encoders): a resnet18-unet pre-trained on the fit tiles by
+- ``simclr``: a resnet18-unet pre-trained on the fit tiles by
   SimCLR (``--simclr-steps``, 64-px windows, Adam 1e-3, batch 16), mapped by its cosine
   k-means probe.
 
 Example:
     python benchmarks/quality_unsupervised.py --json quality_unsupervised.json
-    python benchmarks/quality_unsupervised.py --every 3 --runs dino_kmeans --guided
     python benchmarks/quality_unsupervised.py --runs primaps --em-steps 1000 3000 --seeds 0 1
     python benchmarks/quality_unsupervised.py --every 3 --runs primaps --flips
     python benchmarks/quality_unsupervised.py --runs simclr --simclr-steps 300 1000 \
@@ -62,8 +59,6 @@ def main() -> int:
     parser.add_argument("--weights", type=Path, default=DINOV2)
     parser.add_argument("--fit-tiles", default="1234", help="dubai_dev tiles to fit on")
     parser.add_argument("--test-tiles", default="56", help="dubai_dev tiles to score")
-    parser.add_argument("--guided", action="store_true", help="also map with the guided filter")
-    parser.add_argument("--guided-radius", type=int, default=8)
     parser.add_argument(
         "--flips",
         action="store_true",
@@ -72,7 +67,6 @@ def main() -> int:
     parser.add_argument("--runs", nargs="+", default=list(RUNS[:3]), choices=RUNS)
     parser.add_argument("--simclr-steps", nargs="+", type=int, default=[1000])
     parser.add_argument("--simclr-encoder", default="resnet18-unet")
-    parser.add_argument("--simclr-dense", type=float, default=0.0, help="dense_weight")
     parser.add_argument(
         "--em-steps",
         nargs="+",
@@ -131,9 +125,6 @@ def main() -> int:
             apply("dino_kmeans (defaults: block 8 features)", model, fit_s)
             if args.flips:
                 apply("dino_kmeans + flips", model, fit_s, {"flips": True})
-            if args.guided:
-                options = {"guided_radius": args.guided_radius}
-                apply(f"dino_kmeans + guided filter r={args.guided_radius}", model, fit_s, options)
             bands = {**vit, "spectral_weight": 1.0}
             apply("dino_kmeans + bands (spectral_weight=1)", *fitted("dino_kmeans", "dk1", bands))
         if "primaps" in args.runs:
@@ -159,9 +150,8 @@ def main() -> int:
         if "simclr" in args.runs:
             for steps in args.simclr_steps:
                 options = {"encoder": args.simclr_encoder, "crop_size": 64, "steps": steps,
-                           "windows": 1024, "batch_size": 16, "optimizer": "adam",
-                           "dense_weight": args.simclr_dense}  # fmt: skip
-                name = f"simclr {args.simclr_encoder}, {steps} steps, dense {args.simclr_dense}"
+                           "windows": 1024, "batch_size": 16, "optimizer": "adam"}  # fmt: skip
+                name = f"simclr {args.simclr_encoder}, {steps} steps"
                 apply(name, *fitted("simclr", f"simclr{steps}", options))
     print("\n| run | accuracy | mIoU | mean F1 | fit s | map s/Mpx |")
     print("|---|---|---|---|---|---|")
