@@ -56,7 +56,7 @@ from lcmap.eval.metrics import (
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import parse_clusters, suggest_labels
 from lcmap.io.scene import Normalisation, read_window
-from lcmap.models import load_model
+from lcmap.methods.loading import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "dubai_dev"

@@ -1,13 +1,13 @@
 """STEGO quality on dubai_dev next to k-means, in one run (issue: "Quality (in your note)").
 
 1. ``kmeans`` with K clusters: each scene fitted and mapped on its own
-   (:func:`lcmap.evaluate_index.evaluate_index`).
+   (:func:`lcmap.workflows.evaluate_index.evaluate_index`).
 2. For each feature layer: one STEGO model trained on all the index's scenes (labels unused,
    :func:`lcmap.api.train`), then applied to every scene (``segment_options={"model": ...}``).
 
 Scores: Hungarian matching per scene, confusions summed after matching (pooled accuracy and
-mIoU, see :func:`lcmap.evaluate_index.evaluate_index`), so k-means and STEGO are pooled the
-same way.
+mIoU, see :func:`lcmap.workflows.evaluate_index.evaluate_index`), so k-means and STEGO are
+pooled the same way.
 
 Example:
     python benchmarks/quality_stego.py -k 5 --layers 8 12 --json stego_dubai.json
@@ -65,7 +65,7 @@ def summary(name: str, result: Any, extra: dict[str, Any]) -> dict[str, Any]:
 def main() -> int:
     from lcmap import api
     from lcmap.eval import read_index
-    from lcmap.evaluate_index import evaluate_index
+    from lcmap.workflows.evaluate_index import evaluate_index
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, default=INDEX)

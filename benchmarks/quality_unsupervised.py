@@ -50,7 +50,7 @@ def scores(name: str, result: Any, extra: dict[str, Any]) -> dict[str, Any]:
 def main() -> int:
     from lcmap import api
     from lcmap.eval import read_index
-    from lcmap.evaluate_index import evaluate_index
+    from lcmap.workflows.evaluate_index import evaluate_index
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, default=INDEX)

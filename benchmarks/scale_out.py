@@ -76,7 +76,7 @@ def task_payload(scene: Path, model: Path) -> int:
     """Pickled bytes of what one task is sent (its job and part; the model goes once)."""
     import pickle
 
-    from lcmap.models import load_model
+    from lcmap.methods.loading import load_model
     from lcmap.scale.parts import PartJob, plan_parts
     from lcmap.tiling import plan_tiles
 

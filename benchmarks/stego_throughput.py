@@ -129,7 +129,7 @@ def run(backbone: str, scene: Path, args: argparse.Namespace, workdir: Path) -> 
     """Train a small model, map the scene (warm, then timed), time the backbone alone."""
     from lcmap import api
     from lcmap.engine import choose_device
-    from lcmap.models import load_model
+    from lcmap.methods.loading import load_model
     from lcmap.tiling import plan_tiles
 
     device = choose_device(args.device)

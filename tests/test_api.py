@@ -12,6 +12,7 @@ from scipy.optimize import linear_sum_assignment
 
 from lcmap import api
 from lcmap.errors import NoGeoreferenceWarning, NoNodataWarning
+from lcmap.workflows.segment import GDAL_CACHE_MB
 
 
 def _ari_like(pred, truth):
@@ -235,8 +236,8 @@ def test_gdal_block_cache_is_counted_in_megabytes(monkeypatch):
     from lcmap.io.scene import bounded_gdal_cache
 
     monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
-    with bounded_gdal_cache(api.GDAL_CACHE_MB):
-        assert int(get_gdal_config("GDAL_CACHEMAX")) == api.GDAL_CACHE_MB * 2**20
+    with bounded_gdal_cache(GDAL_CACHE_MB):
+        assert int(get_gdal_config("GDAL_CACHEMAX")) == GDAL_CACHE_MB * 2**20
 
 
 def test_kmeans_labels_are_the_argmax_of_its_scores():

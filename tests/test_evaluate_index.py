@@ -1,4 +1,4 @@
-"""``lcmap.evaluate_index`` and ``read_index``: segmenting and scoring an index CSV."""
+"""``lcmap.workflows.evaluate_index`` and ``read_index``: segmenting and scoring an index CSV."""
 
 import warnings
 from pathlib import Path
@@ -15,7 +15,7 @@ from lcmap.errors import (
     NoNodataWarning,
 )
 from lcmap.eval import read_index
-from lcmap.evaluate_index import evaluate_index
+from lcmap.workflows.evaluate_index import evaluate_index
 from tests.eval._cases import TRANSFORM, write_labels
 
 
@@ -46,7 +46,7 @@ def test_evaluate_index_pools_after_per_scene_matching(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two scenes whose cluster ids mean different classes: per-scene matching, then sum."""
-    import lcmap.api
+    import lcmap.workflows.segment
 
     truth = np.array([[0, 0, 1, 1, 2], [0, 0, 1, 2, 2], [3, 3, 3, 2, 2]], np.uint8)
     # Scene one: cluster = class + 1; scene two: reversed ids and one wrong pixel.
@@ -65,7 +65,7 @@ def test_evaluate_index_pools_after_per_scene_matching(
         warnings.warn(f"{scene} declares no nodata", NoNodataWarning, stacklevel=2)
         write_labels(Path(output), maps[Path(scene).name.split("_")[0]])
 
-    monkeypatch.setattr(lcmap.api, "segment", fake_segment)
+    monkeypatch.setattr(lcmap.workflows.segment, "segment", fake_segment)
     done: list[tuple[int, int]] = []
     with pytest.warns(NoNodataWarning) as record:
         result = evaluate_index(

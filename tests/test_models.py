@@ -9,7 +9,8 @@ import torch
 
 from lcmap.errors import InvalidModelError
 from lcmap.methods import get_method
-from lcmap.models import ModelHeader, load_model, read_header, save_model
+from lcmap.methods.loading import load_model
+from lcmap.models import ModelHeader, read_header, save_model
 from lcmap.sampling import ArraySampler
 
 

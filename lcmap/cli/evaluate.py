@@ -198,8 +198,8 @@ def evaluate(
     with reported_errors():
         from lcmap.eval import check_plot_name, plot_confusion, to_json, write_json
         from lcmap.eval import evaluate as evaluate_map
-        from lcmap.evaluate_index import evaluate_index
         from lcmap.io.staging import check_distinct, check_output
+        from lcmap.workflows.evaluate_index import evaluate_index
 
         # Fail on an unwritable output before minutes of work, not after: every output passes
         # the one guard (never an input, a device, a FIFO or an existing file unasked).

@@ -171,7 +171,7 @@ def segment(
     setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap import api
-        from lcmap.scale.scenes import expand_scenes
+        from lcmap.workflows.scenes import expand_scenes
 
         options = method_options(backbone, weights, feature_layer, crf, param)
         paths = expand_scenes(scenes)
@@ -191,7 +191,7 @@ def segment(
         }  # fmt: skip
         with progress_bar("segment") as update:
             if many:
-                from lcmap.scale.scenes import segment_many
+                from lcmap.workflows.scenes import segment_many
 
                 if stack:
                     raise typer.BadParameter("--stack goes with one scene.")

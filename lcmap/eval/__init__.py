@@ -60,7 +60,7 @@ __all__ = [
 INDEX_COLUMNS = ("set", "name", "scene", "truth", "classes")
 
 
-def _check_match(match: str) -> MatchName:
+def check_match(match: str) -> MatchName:
     for name in MATCH_METHODS:
         if match == name:
             return name
@@ -107,7 +107,7 @@ def evaluate(
             beyond the named classes, or no pixel left to evaluate.
         ValueError: ``num_classes`` and ``class_names`` disagree, or ``match`` is unknown.
     """
-    match = _check_match(match)
+    match = check_match(match)
     ignore = sorted({int(v) for v in ignore})
     if class_names is not None:
         class_names = [str(n) for n in class_names]

@@ -136,7 +136,7 @@ class IndexResult(_Scores):
 
     The pooled confusion is the sum of the per-scene confusion matrices *after* each scene's
     clusters were matched to classes on that scene (see
-    :func:`lcmap.evaluate_index.evaluate_index`).
+    :func:`lcmap.workflows.evaluate_index.evaluate_index`).
 
     Attributes:
         index: Path of the index CSV.

@@ -2,7 +2,7 @@
 
 :func:`finetune` reads training patches from scene/labels pairs (label rasters on the scene's
 grid, or polygons burnt into it, see :mod:`lcmap.io.labels`), asks the model's encoder
-(:class:`~lcmap.fewshot.encoder.FewShotEncoder`) for a tuned network started as ``init`` says,
+(:class:`~lcmap.methods.fewshot.FewShotEncoder`) for a tuned network started as ``init`` says,
 trains it on them and saves it with the class names and colours, so that ``lcmap segment`` and
 ``lcmap vectorize`` write real class names. A ``cas`` model gives a ``cas_finetuned`` UNet
 (initialised from the CAS model, its phase-1 autoencoder, or at random); a ``stego`` model
@@ -28,7 +28,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lcmap.errors import InvalidModelError, InvalidSceneError, LcmapError
-from lcmap.fewshot.encoder import TunableSegmenter, check_init, load_encoder
 from lcmap.io.labels import (
     UNLABELLED,
     LabelledWindow,
@@ -42,6 +41,7 @@ from lcmap.io.scene import open_scene, read_window
 from lcmap.io.stack import with_stack
 from lcmap.io.staging import check_output
 from lcmap.io.writer import default_colours
+from lcmap.methods.fewshot import TunableSegmenter, check_init, load_encoder
 from lcmap.models import ModelHeader, file_sha256, warn_if_unlike
 from lcmap.types import ProgressFn
 
@@ -163,7 +163,7 @@ def finetune(
 
     Args:
         model: the base model file (bands, normalisation and weights come from it); its
-            method must provide an encoder (:mod:`lcmap.fewshot.encoder`).
+            method must provide an encoder (:mod:`lcmap.methods.fewshot`).
         scenes: scenes with labels, one per entry of ``labels``.
         labels: per scene, a label raster on its grid (class ids from 0, 255 = unlabelled) or
             a polygon file with a class column (ids or names).

@@ -2,7 +2,7 @@
 
 The scenes are cut into a grid of ``patch_size`` patches (whole patches inside the scene, at
 least half valid). Each patch is embedded with the model's encoder
-(:class:`~lcmap.fewshot.encoder.FewShotEncoder`) and assigned to a cluster: by default its
+(:class:`~lcmap.methods.fewshot.FewShotEncoder`) and assigned to a cluster: by default its
 nearest centroid of the model (a cas model's DEC clusters, a stego or simclr model's probe:
 Ghosh et al.'s rule), or with ``clusters="budget"`` one of ``budget`` clusters drawn afresh from
 the patches' embeddings by cosine k-means (TypiClust, Hacohen et al. 2022: one typical patch
@@ -45,10 +45,10 @@ from numpy.typing import NDArray
 from rasterio.windows import Window, bounds
 
 from lcmap.errors import InvalidSceneError, LcmapError
-from lcmap.fewshot.encoder import FewShotEncoder, load_encoder
 from lcmap.io.scene import open_scene, read_window, resolve_bands
 from lcmap.io.stack import with_stack
 from lcmap.io.staging import check_output, publish, temp_dir
+from lcmap.methods.fewshot import FewShotEncoder, load_encoder
 from lcmap.models import ModelHeader
 from lcmap.types import ProgressFn
 
@@ -137,7 +137,7 @@ def _grid(width: int, height: int, size: int) -> list[Window]:
 
 
 def _load_tuned(path: Path) -> tuple["Segmenter", ModelHeader]:
-    from lcmap.models import load_model
+    from lcmap.methods.loading import load_model
 
     return load_model(path)
 

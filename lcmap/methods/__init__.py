@@ -109,7 +109,7 @@ def method_info(name: str) -> "MethodInfo":
 
 def fewshot_methods() -> list[str]:
     """Methods whose models provide an encoder for few-shot learning
-    (:class:`lcmap.fewshot.encoder.FewShotEncoder`: ``lcmap finetune``, ``suggest-labels``)."""
+    (:class:`lcmap.methods.fewshot.FewShotEncoder`: ``lcmap finetune``, ``suggest-labels``)."""
     found = []
     for name in list_methods():
         cls = _method_class(name)

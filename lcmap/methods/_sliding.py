@@ -8,14 +8,17 @@ anchored to the scene, so a core pixel's blended score is the same for any tile 
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lcmap.methods.base import Window
 from lcmap.tiling import padded_length, window_offsets, window_weights
+
+if TYPE_CHECKING:
+    from lcmap.methods.base import Window
 
 
 def mirror_pad(x: Tensor, pad_h: int, pad_w: int) -> Tensor:
@@ -45,7 +48,7 @@ def _weights(
 
 
 def sliding_scores(
-    predict: Callable[[Tensor], Tensor], batch: Tensor, window: Window, chunk: int
+    predict: Callable[[Tensor], Tensor], batch: Tensor, window: "Window", chunk: int
 ) -> Tensor:
     """Blend ``predict``'s scores of fixed windows over (B, C, H, W) tiles -> (B, K, H, W).
 

@@ -52,9 +52,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lcmap.errors import InvalidOptionError, InvalidSceneError
-from lcmap.fewshot.encoder import Assignment
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import CasConfig, UNetOptions
+from lcmap.methods.fewshot import Assignment
 from lcmap.methods.options import make_config
 from lcmap.nets import build_net, network_record
 from lcmap.nets.unet import (
@@ -276,7 +276,7 @@ class CasSegmenter(Segmenter):
         _, centroids = self._fitted()
         return soft_assignment(embeddings, centroids, self.alpha)
 
-    # -- few-shot encoder (lcmap.fewshot.encoder.FewShotEncoder) ----------------------------
+    # -- few-shot encoder (lcmap.methods.fewshot.FewShotEncoder) ----------------------------
 
     def fewshot_inits(self) -> dict[str, str]:
         """The paper's three starting points (Ghosh et al., Table 4), those this file holds."""

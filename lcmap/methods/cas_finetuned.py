@@ -25,7 +25,7 @@ scratch.
 
 import logging
 from dataclasses import asdict, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -34,11 +34,13 @@ from torch import Tensor
 from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
 from lcmap.methods._supervised import IGNORE_INDEX, Schedule, class_weights, train_classifier
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
-from lcmap.methods.cas import CasSegmenter
 from lcmap.methods.configs import INITS, CasFinetunedConfig
 from lcmap.methods.options import make_config
 from lcmap.nets import build_net, network_record
 from lcmap.nets.unet import UNet, local_halo, pad_to_multiple, random_dihedral, receptive_field
+
+if TYPE_CHECKING:
+    from lcmap.methods.cas import CasSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ class CasFinetunedSegmenter(Segmenter):
 
     @classmethod
     def from_cas(
-        cls, cas: CasSegmenter, num_classes: int, init: str = "cas", **kwargs: Any
+        cls, cas: "CasSegmenter", num_classes: int, init: str = "cas", **kwargs: Any
     ) -> "CasFinetunedSegmenter":
         """A tuned model with the CAS model's architecture, initialised as ``init`` says.
 

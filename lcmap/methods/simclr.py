@@ -27,7 +27,7 @@ anchored to the scene, Hann-blended (as STEGO's ViT), so the map does not depend
 BatchNorm runs in eval mode (no batch statistics), so a window's scores depend on that window
 alone. Scores are the cosine similarity of each pixel's upsampled embedding to the centroids.
 
-The model is also a few-shot encoder (:mod:`lcmap.fewshot.encoder`): ``lcmap finetune
+The model is also a few-shot encoder (:mod:`lcmap.methods.fewshot`): ``lcmap finetune
 ENCODER.lcmap`` trains an ``encoder_finetuned`` UNet whose contracting path starts from the
 pre-trained encoder (``--init simclr``) or at random (``--init random``), frozen or not.
 """
@@ -43,13 +43,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lcmap.errors import InvalidSceneError, TrainingCollapseWarning
-from lcmap.fewshot.encoder import Assignment
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._contrastive import augmentations, make_views, nt_xent
 from lcmap.methods._encoder import EncoderSegmenter, mean_embedding
 from lcmap.methods._sliding import hann_pixels
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import SimclrConfig
+from lcmap.methods.fewshot import Assignment
 from lcmap.methods.options import make_config
 from lcmap.nets import build_net, vit_encoder
 from lcmap.nets.encoder_unet import FIXED_SIZE, EncoderUNet, encoder_state
@@ -297,7 +297,7 @@ class SimclrSegmenter(EncoderSegmenter):
         log.info("simclr: k-means probe on %d pixels, K = %d", len(x), self.num_classes)
         return spherical_kmeans(x, self.num_classes, gen).to(self.device)
 
-    # -- few-shot encoder (lcmap.fewshot.encoder.FewShotEncoder) ----------------------------
+    # -- few-shot encoder (lcmap.methods.fewshot.FewShotEncoder) ----------------------------
 
     def fewshot_inits(self) -> dict[str, str]:
         """The pre-trained encoder, or the same network from scratch (Temple's baseline)."""

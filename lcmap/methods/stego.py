@@ -77,7 +77,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcmap.errors import InvalidOptionError, InvalidSceneError
-from lcmap.fewshot.encoder import Assignment
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, distillation_loss
@@ -91,6 +90,7 @@ from lcmap.methods.base import (
     training_labels,
 )
 from lcmap.methods.configs import _LOSS_DEFAULTS, StegoConfig
+from lcmap.methods.fewshot import Assignment
 from lcmap.methods.options import make_config
 from lcmap.nets import network_record
 from lcmap.nets.upsample import upsampled_cosine
@@ -538,7 +538,7 @@ class StegoSegmenter(Segmenter):
             x = x[torch.randperm(x.shape[0], generator=gen)[:_MAX_PROBE_SAMPLES]]
         return spherical_kmeans(x, self._k, gen).to(self.device)
 
-    # -- few-shot encoder (lcmap.fewshot.encoder.FewShotEncoder) ----------------------------
+    # -- few-shot encoder (lcmap.methods.fewshot.FewShotEncoder) ----------------------------
 
     def fewshot_inits(self) -> dict[str, str]:
         """One start: the frozen ViT and trained head, with a new linear probe on the codes."""

@@ -19,23 +19,29 @@ import struct
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lcmap import __version__
 from lcmap.errors import (
     InputNotFoundError,
     InvalidModelError,
-    InvalidOptionError,
-    LcmapError,
     ModelMismatchWarning,
     OutputPathError,
 )
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
+    from torch import Tensor
 
     from lcmap.io.scene import ReadSpec
-    from lcmap.methods.base import Segmenter
+
+
+class HasState(Protocol):
+    """What a model file stores of a method: its tensors (a :class:`~lcmap.methods.base.
+    Segmenter` is one; this floor does not import the methods above it)."""
+
+    def state_dict(self) -> "dict[str, Tensor]": ...
+
 
 FORMAT = "lcmap-model"
 FORMAT_VERSION = 1
@@ -181,6 +187,25 @@ def _check_tensors(state: dict[str, Any], path: str | Path) -> None:
                 f"{path}: tensor {name} has dtype {tensor.dtype}; lcmap stores parameters as "
                 "floating point, so the file was not written by lcmap."
             )
+
+
+def read_tensors(path: str | Path) -> "dict[str, Tensor]":
+    """A model file's tensors, its framing checked first (:func:`check_safetensors`) and its
+    values after (:func:`_check_tensors`).
+
+    Raises:
+        InvalidModelError: the file is corrupt, or holds tensors lcmap never writes.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        check_safetensors(path)
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InvalidModelError(f"{path} is corrupt: its tensors cannot be read ({exc}).") from exc
+    _check_tensors(state, path)
+    return state
 
 
 def _is_int(value: Any) -> bool:
@@ -372,7 +397,7 @@ def read_header(path: str | Path) -> ModelHeader:
     return ModelHeader.from_dict(data, path)
 
 
-def save_model(path: str | Path, method: "Segmenter", header: ModelHeader) -> None:
+def save_model(path: str | Path, method: HasState, header: ModelHeader) -> None:
     """Write ``method``'s tensors and ``header`` to ``path`` atomically (temp file + rename)."""
     from lcmap.io.staging import publish
 
@@ -381,7 +406,7 @@ def save_model(path: str | Path, method: "Segmenter", header: ModelHeader) -> No
 
 
 @contextlib.contextmanager
-def stage_model(path: str | Path, method: "Segmenter", header: ModelHeader) -> Iterator[Path]:
+def stage_model(path: str | Path, method: HasState, header: ModelHeader) -> Iterator[Path]:
     """Write the model to a temporary file beside ``path`` and yield it, unpublished.
 
     The caller publishes it (:func:`lcmap.io.writer.publish`) once everything else of its run
@@ -407,65 +432,3 @@ def stage_model(path: str | Path, method: "Segmenter", header: ModelHeader) -> I
         yield tmp
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def load_model(
-    path: str | Path, overrides: dict[str, Any] | None = None
-) -> tuple["Segmenter", ModelHeader]:
-    """Rebuild the method stored in ``path``.
-
-    Args:
-        path: the model file.
-        overrides: options that change how the trained model predicts, e.g.
-            ``{"crf": True}``; only its method's ``MethodInfo.apply_options`` are allowed.
-            The header returned carries them in its ``config``.
-
-    Raises:
-        InputNotFoundError: the file does not exist.
-        InvalidModelError: the file is corrupt or its tensors do not fit its method.
-        LcmapError: an override is fixed by training (``info.apply_options`` lacks it).
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from lcmap.methods import get_method, method_info
-
-    header = read_header(path)
-    started = method_info(header.method).start_options & set(header.config)
-    if started:  # the file holds the tensors those options would have read
-        header.config = {**header.config, **dict.fromkeys(started)}
-    if overrides:
-        allowed = method_info(header.method).apply_options
-        fixed = sorted(set(overrides) - allowed)
-        if fixed:
-            can = f"only {', '.join(sorted(allowed))} can" if allowed else "no option can"
-            raise LcmapError(
-                f"{', '.join(fixed)} {'is' if len(fixed) == 1 else 'are'} fixed when a "
-                f"{header.method} model is trained, and {path} has its own; {can} be given "
-                "with model=... Train a new model to change the others."
-            )
-        header.config = {**header.config, **overrides}
-    try:
-        check_safetensors(path)
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InvalidModelError(f"{path} is corrupt: its tensors cannot be read ({exc}).") from exc
-    _check_tensors(state, path)
-    try:
-        method = get_method(header.method, **header.config)
-    except (TypeError, ValueError) as exc:
-        from_the_file = isinstance(exc, InvalidOptionError) or not isinstance(exc, LcmapError)
-        if not from_the_file:
-            raise
-        if not overrides:
-            raise InvalidModelError(f"{path}: its config does not fit its method ({exc}).") from exc
-        raise LcmapError(f"{exc} (given as model={path}).") from exc
-    try:
-        method.load_state_dict(state)
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise InvalidModelError(
-            f"{path}: tensors do not fit method '{header.method}' ({exc})."
-        ) from exc
-    method.class_names = list(header.class_names)
-    method.colours = [(int(r), int(g), int(b)) for r, g, b in header.colours]
-    return method, header

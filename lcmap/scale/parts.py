@@ -143,7 +143,7 @@ _MODELS: dict[str, "Segmenter"] = {}
 
 
 def _model(model: tuple[str, bytes]) -> "Segmenter":
-    from lcmap.models import load_model
+    from lcmap.methods.loading import load_model
 
     sha, data = model
     if sha not in _MODELS:

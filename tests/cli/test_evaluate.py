@@ -113,7 +113,7 @@ def test_failures_exit_1_with_one_line(maps: tuple[Path, Path], tmp_path: Path) 
 
 
 def test_evaluate_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lcmap.api
+    import lcmap.workflows.segment
 
     rows = ["set,name,scene,truth,classes"]
     for name in ("one", "two"):
@@ -127,7 +127,7 @@ def test_evaluate_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         seen.append(kwargs)
         write_labels(Path(output), PRED)
 
-    monkeypatch.setattr(lcmap.api, "segment", fake_segment)
+    monkeypatch.setattr(lcmap.workflows.segment, "segment", fake_segment)
     report = tmp_path / "pooled.json"
     result = invoke(
         "--index",

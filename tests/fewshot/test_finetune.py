@@ -16,7 +16,8 @@ from lcmap.errors import (
     OutputExistsError,
 )
 from lcmap.fewshot.finetune import class_colours, finetune
-from lcmap.models import load_model, read_header
+from lcmap.methods.loading import load_model
+from lcmap.models import read_header
 
 FAST = {"patch_size": 32, "steps": 60, "batch_size": 4, "device": "cpu"}
 

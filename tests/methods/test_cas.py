@@ -20,7 +20,8 @@ from lcmap.methods.cas import (
 )
 from lcmap.methods.cas_finetuned import CasFinetunedSegmenter, class_weights
 from lcmap.methods.cas_finetuned import build as build_finetuned
-from lcmap.models import ModelHeader, load_model, save_model
+from lcmap.methods.loading import load_model
+from lcmap.models import ModelHeader, save_model
 from lcmap.sampling import ArraySampler
 
 pytestmark = pytest.mark.usefixtures("one_thread")

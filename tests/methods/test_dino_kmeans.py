@@ -17,7 +17,7 @@ from _tiny_vit import cluster_options, textured_miou, textured_scene
 from lcmap import api
 from lcmap.errors import InvalidOptionError, InvalidSceneError
 from lcmap.methods.dino_kmeans import DinoKMeansSegmenter, build
-from lcmap.models import load_model
+from lcmap.methods.loading import load_model
 from lcmap.sampling import ArraySampler
 
 pytestmark = pytest.mark.usefixtures("one_thread", "vit_cache")

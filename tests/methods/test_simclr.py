@@ -14,12 +14,13 @@ from typer.testing import CliRunner
 from lcmap import api
 from lcmap.cli import app
 from lcmap.errors import InvalidOptionError, TrainingCollapseWarning
-from lcmap.fewshot.encoder import load_encoder
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
 from lcmap.methods import get_method
+from lcmap.methods.fewshot import load_encoder
+from lcmap.methods.loading import load_model
 from lcmap.methods.simclr import SimclrSegmenter
-from lcmap.models import load_model, read_header, save_model
+from lcmap.models import read_header, save_model
 from lcmap.nets.encoder_unet import ENCODERS, FIXED_SIZE
 from lcmap.sampling import ArraySampler
 
@@ -213,8 +214,8 @@ def test_suggest_labels_with_a_swin_encoder_and_its_tuned_model(tmp_path):
 
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
 def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
-    from lcmap.api import _header
     from lcmap.io.scene import Normalisation
+    from lcmap.workflows.fitting import model_header
 
     crop = FIXED_SIZE.get(encoder, 64)
     for name, options in (("simclr", {}), ("encoder_finetuned", {"head": "decoder"}),
@@ -228,7 +229,7 @@ def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
             seg.centroids = torch.nn.functional.normalize(torch.randn(3, seg.net.embed_dim()))
         norm = Normalisation(low=(0.0, 0.0), high=(1.0, 1.0))
         path = tmp_path / f"{name}{options.get('head')}.lcmap"
-        save_model(path, seg, _header(seg, [1, 2], norm, []))
+        save_model(path, seg, model_header(seg, [1, 2], norm, []))
         back, _ = load_model(path)
         assert read_header(path).extra["network"]["config"]["encoder"] == encoder
         head = options.get("head")
@@ -400,8 +401,8 @@ def test_a_dinov2_encoder_of_several_blocks_keeps_them_through_the_file(tmp_path
     import timm
     from safetensors.torch import save_file
 
-    from lcmap.api import _header
     from lcmap.io.scene import Normalisation
+    from lcmap.workflows.fitting import model_header
 
     vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0)
     path = tmp_path / "vit.safetensors"
@@ -413,7 +414,7 @@ def test_a_dinov2_encoder_of_several_blocks_keeps_them_through_the_file(tmp_path
     assert seg.net.reductions == [14] * 3
     assert seg.network()["config"]["vit_blocks"] == 3
     model = tmp_path / "enc.lcmap"
-    save_model(model, seg, _header(seg, [1, 2, 3], Normalisation((0.0,) * 3, (1.0,) * 3), []))
+    save_model(model, seg, model_header(seg, [1, 2, 3], Normalisation((0.0,) * 3, (1.0,) * 3), []))
     path.unlink()  # the model file holds the ViT: the start file is not needed to load it
     back, _ = load_model(model)
     assert back.cfg.vit_blocks == 3 and back.net.reductions == [14] * 3

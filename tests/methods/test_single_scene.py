@@ -11,6 +11,7 @@ from scipy.optimize import linear_sum_assignment
 
 from lcmap import api
 from lcmap.methods import get_method
+from lcmap.methods.loading import load_model
 from lcmap.methods.single_scene import (
     SingleSceneNet,
     SingleSceneSegmenter,
@@ -19,7 +20,7 @@ from lcmap.methods.single_scene import (
     contrastive_loss,
     shuffled_partners,
 )
-from lcmap.models import ModelHeader, load_model, save_model
+from lcmap.models import ModelHeader, save_model
 from lcmap.sampling import ArraySampler
 
 # Small and quick: the tests check behaviour, not the paper's capacity.

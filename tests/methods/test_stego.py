@@ -21,8 +21,9 @@ from lcmap.methods import get_method
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import centre_correlation, correspondence_loss
 from lcmap.methods.base import Window
+from lcmap.methods.loading import load_model
 from lcmap.methods.stego import StegoSegmenter, build
-from lcmap.models import ModelHeader, load_model, save_model
+from lcmap.models import ModelHeader, save_model
 from lcmap.nets import vit as _vit
 from lcmap.nets.upsample import upsampled_cosine
 from lcmap.sampling import ArraySampler

@@ -54,7 +54,8 @@ def test_rgb_weights_are_adapted_to_the_band_count(tmp_path: Path) -> None:
 def test_a_model_file_records_a_network_another_objective_can_rebuild(tmp_path: Path) -> None:
     from _cas_data import train_tiny_cas, write_three_class_scene
 
-    from lcmap.models import load_model, read_header
+    from lcmap.methods.loading import load_model
+    from lcmap.models import read_header
 
     scene = tmp_path / "a.tif"
     write_three_class_scene(scene, tmp_path / "a_labels.tif")

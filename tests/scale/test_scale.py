@@ -28,6 +28,7 @@ from lcmap.errors import InvalidOptionError, OutputPathError
 from lcmap.scale import parts_folder
 from lcmap.scale.parts import plan_parts
 from lcmap.tiling import plan_tiles
+from lcmap.workflows import fitting
 
 RGB = DATA / "rasterio" / "RGB.byte.tif"
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "naip_2020_rgbn.tif"
@@ -177,7 +178,7 @@ def test_a_resumed_run_does_not_fit_again(tmp_path: Path, monkeypatch: pytest.Mo
     def no_fit(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("fitted again")
 
-    monkeypatch.setattr(api, "_fit", no_fit)
+    monkeypatch.setattr(fitting, "fit_method", no_fit)
     result = api.segment(SAMPLE, out, **run)
     assert result.parts_reused == 2 and result.provenance["model"] is None
     assert out.read_bytes() == whole.read_bytes()

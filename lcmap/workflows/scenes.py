@@ -31,7 +31,7 @@ from lcmap.scale.cluster import check_scale_flags, open_client
 from lcmap.types import ProgressFn, start_phase
 
 if TYPE_CHECKING:
-    from lcmap.api import SegmentResult
+    from lcmap.workflows.segment import SegmentResult
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,8 @@ def segment_many(
         workers: map each scene in parts on a local Dask cluster of this many processes.
         scheduler: ... or on the Dask cluster at this address.
         resume: reuse finished maps (made with the same model) and finished parts.
-        **mapping: passed on to :func:`lcmap.api.segment` (``tile``, ``halo``, ``batch_size``,
-            ``creation_options``, ``part_rows``).
+        **mapping: passed on to :func:`~lcmap.workflows.segment.segment` (``tile``, ``halo``,
+            ``batch_size``, ``creation_options``, ``part_rows``).
 
     Returns:
         The maps, the failures, the model and the mosaic.
@@ -153,7 +153,9 @@ def segment_many(
     Raises:
         LcmapError: bad arguments or outputs (before any work), or the fit failed.
     """
-    from lcmap import api
+    from lcmap.workflows.fitting import default_method
+    from lcmap.workflows.segment import segment
+    from lcmap.workflows.train import train
 
     check_scale_flags(workers, scheduler)
     check_local(outdir)
@@ -190,9 +192,9 @@ def segment_many(
         raise
     if model is None:
         check_output(model_out, overwrite or resume, inputs=scenes)
-        method = method or api.default_method(options)[0]
+        method = method or default_method(options)[0]
         start_phase(progress, f"fit {method} on {len(readable)} scenes")
-        api.train(readable, model_out, method=method, classes=classes, bands=bands, seed=seed,
+        train(readable, model_out, method=method, classes=classes, bands=bands, seed=seed,
                   device=device, overwrite=True, progress=progress, options=options)  # fmt: skip
         bands, classes, options = None, None, None  # all in the model now
     assert result.model is not None
@@ -208,7 +210,7 @@ def segment_many(
                 continue
             try:
                 check_map_output(output, overwrite, inputs=[scene, result.model])
-                mapped = api.segment(
+                mapped = segment(
                     scene, output, model=result.model, classes=classes, bands=bands, seed=seed,
                     device=device, overwrite=overwrite, progress=progress, options=options,
                     resume=resume, client=client, **mapping,

@@ -1,7 +1,7 @@
 """Score a method on an index of labelled scenes: segment each, evaluate each, pool.
 
-A workflow above both :mod:`lcmap.api` (it segments) and :mod:`lcmap.eval` (it scores), so
-the metrics package needs nothing above it. ``lcmap evaluate --index`` runs it.
+A workflow above both the segment workflow and :mod:`lcmap.eval` (it scores), so the metrics
+package needs nothing above it. ``lcmap evaluate --index`` runs it.
 """
 
 import contextlib
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lcmap.errors import InvalidSceneError, LcmapWarning
-from lcmap.eval import _check_match, evaluate, read_index
+from lcmap.eval import check_match, evaluate, read_index
 from lcmap.eval.metrics import MatchName, compute_metrics
 from lcmap.eval.report import IndexResult, SceneEvaluation
 
@@ -48,8 +48,8 @@ def evaluate_index(
 ) -> IndexResult:
     """Segment every scene of an index and score each map against its truth.
 
-    Each scene is segmented on its own with :func:`lcmap.api.segment` (the method is fitted on
-    that scene), then evaluated with :func:`evaluate`.
+    Each scene is segmented on its own with :func:`~lcmap.workflows.segment.segment` (the
+    method is fitted on that scene), then evaluated with :func:`evaluate`.
 
     Pooling: each scene's clusters are matched to classes *on that scene*, and the pooled
     figures come from the sum of the per-scene class confusion matrices after matching. This
@@ -66,8 +66,9 @@ def evaluate_index(
         match: ``hungarian``, ``majority`` or ``none``.
         ignore: Truth values that are not classes.
         seed: Seed passed to the segmentation.
-        segment_options: Further keyword arguments for :func:`lcmap.api.segment` (``tile``,
-            ``device``, ``bands``, ``options``...).
+        segment_options: Further keyword arguments for
+            :func:`~lcmap.workflows.segment.segment` (``tile``, ``device``, ``bands``,
+            ``options``...).
         workdir: Folder for the maps (kept); default a temporary folder, removed afterwards.
         window_size: Evaluation window side, in pixels.
         progress: Called with ``(scenes done, scenes total)``.
@@ -80,9 +81,9 @@ def evaluate_index(
         InputNotFoundError: The index or a file it lists is missing.
         InvalidSceneError: A bad index, or rows with different class lists (pooling needs one).
     """
-    from lcmap import api  # the API pulls in the engine (torch) only when called
+    from lcmap.workflows.segment import segment  # the engine (torch) only when called
 
-    match = _check_match(match)
+    match = check_match(match)
     index_path = Path(index_csv)
     entries = read_index(index_path)
     class_names = entries[0].classes
@@ -112,7 +113,7 @@ def evaluate_index(
                 k = len(entry.classes)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                api.segment(
+                segment(
                     entry.scene,
                     out,
                     method=method,

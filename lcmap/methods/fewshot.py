@@ -19,7 +19,7 @@ neither knows which method made the model:
 This module imports no torch; the protocol's tensors are torch tensors at run time.
 
 Example:
-    >>> from lcmap.fewshot.encoder import load_encoder
+    >>> from lcmap.methods.fewshot import load_encoder
     >>> encoder, header = load_encoder("cas.lcmap")  # doctest: +SKIP
     >>> list(encoder.fewshot_inits())  # doctest: +SKIP
     ['cas', 'autoencoder', 'random']
@@ -128,7 +128,7 @@ def load_encoder(path: str | Path) -> tuple[FewShotEncoder, ModelHeader]:
         InputNotFoundError, InvalidModelError: the file is missing, unreadable, or its method
             provides no encoder.
     """
-    from lcmap.models import load_model
+    from lcmap.methods.loading import load_model
 
     path = Path(path)
     method, header = load_model(path)

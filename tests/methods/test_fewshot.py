@@ -1,4 +1,4 @@
-"""``lcmap.fewshot.encoder``: few-shot learning from any model that provides an encoder.
+"""``lcmap.methods.fewshot``: few-shot learning from any model that provides an encoder.
 
 A cas model and a (tiny) stego model go through the same protocol: what each offers as
 ``--init``, window embeddings and clusters for ``suggest-labels``, and a tuned model that
@@ -15,10 +15,10 @@ from safetensors.torch import save_file
 
 from lcmap import api
 from lcmap.errors import InvalidModelError, InvalidOptionError
-from lcmap.fewshot.encoder import FewShotEncoder, check_init, load_encoder
 from lcmap.fewshot.finetune import finetune
 from lcmap.fewshot.suggest import suggest_labels
 from lcmap.methods import fewshot_methods
+from lcmap.methods.fewshot import FewShotEncoder, check_init, load_encoder
 from lcmap.models import read_header
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,0 +1,74 @@
+"""The describe workflow (``lcmap info``): a scene, a label map or a model file, as a dict."""
+
+import contextlib
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lcmap.io.scene import (
+    check_input_file,
+    open_scene,
+    scene_path,
+)
+from lcmap.io.vector import tagged_class_names
+from lcmap.models import file_sha256
+
+if TYPE_CHECKING:
+    pass
+
+if TYPE_CHECKING:
+    pass
+
+
+log = logging.getLogger(__name__)
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """Describe a scene, a label map or a model file as a JSON-friendly dict.
+
+    Example:
+        >>> describe("landcover.tif")["kind"]  # doctest: +SKIP
+        'label map'
+    """
+    from lcmap.models import NotAModelError, read_header
+
+    path = scene_path(path)
+    if isinstance(path, Path):
+        check_input_file(path, "Input")
+        # A .lcmap file is a model whatever is wrong with it: its own error, not GDAL's.
+        try:
+            header = read_header(path)
+        except NotAModelError:
+            if path.suffix == ".lcmap":
+                raise
+        else:
+            return {"kind": "model", "path": str(path), "sha256": file_sha256(path),
+                    **asdict(header)}  # fmt: skip
+    with open_scene(path) as src:
+        tags = src.tags()
+        info: dict[str, Any] = {
+            "kind": "label map" if "LCMAP_METHOD" in tags else "scene",
+            "path": str(path),
+            "driver": src.driver,
+            "width": src.width,
+            "height": src.height,
+            "count": src.count,
+            "dtypes": list(src.dtypes),
+            "nodata": src.nodata,
+            "crs": src.crs.to_string() if src.crs else None,
+            "transform": list(src.transform)[:6],
+            "bounds": list(src.bounds),
+            "res": list(src.res),
+            "block_shapes": [list(b) for b in src.block_shapes],
+            "overviews": src.overviews(1),
+            "compression": src.compression.value if src.compression else None,
+            "descriptions": list(src.descriptions),
+        }
+        if info["kind"] == "label map":
+            names = tagged_class_names(path) or {}
+            info["class_names"] = [names[i] for i in sorted(names)]
+            with contextlib.suppress(ValueError, RecursionError):  # a damaged tag is left out
+                info["provenance"] = json.loads(tags.get("LCMAP_PROVENANCE", "{}"))
+        return info

@@ -1,0 +1,253 @@
+"""Fitting a method to scenes, shared by the segment and train workflows: the method built
+from its options, its bands and normalisation read off the scenes, the fit, the model header."""
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lcmap.errors import (
+    InvalidModelError,
+    InvalidOptionError,
+    InvalidSceneError,
+    LcmapError,
+)
+from lcmap.io.scene import (
+    Normalisation,
+    ReadSpec,
+    band_facts,
+    resolve_bands,
+    scene_statistics,
+)
+from lcmap.io.writer import (
+    default_colours,
+)
+from lcmap.models import ModelHeader, warn_if_unlike
+from lcmap.types import ProgressFn, start_phase
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
+    from lcmap.methods.base import Segmenter
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
+    from lcmap.methods.base import Segmenter
+
+
+log = logging.getLogger(__name__)
+
+
+def model_header(
+    method: "Segmenter", bands: list[int], norm: Normalisation, facts: list[dict[str, Any]]
+) -> ModelHeader:
+    k = method.num_classes
+    return ModelHeader(
+        method=method.info.name,
+        config=method.config(),
+        num_classes=k,
+        in_channels=len(bands),
+        bands=bands,
+        norm_low=list(norm.low),
+        norm_high=list(norm.high),
+        class_names=list(method.class_names or [f"class {i}" for i in range(k)]),
+        colours=[list(c) for c in (method.colours or default_colours(k))],
+        extra={**method.header(), **({"network": net} if (net := method.network()) else {})},
+        band_facts=facts,
+    )
+
+
+def fit_method(
+    method: "Segmenter",
+    scenes: Sequence[str | Path],
+    spec: ReadSpec,
+    labels: Sequence[str | Path] | None,
+    seed: int,
+    device: Any,
+    progress: ProgressFn | None,
+) -> None:
+    from lcmap.sampling import open_sampler
+
+    with open_sampler(scenes, spec, labels, seed) as sampler:
+        _fit_with(method, sampler, seed, device, progress)
+
+
+def fit_pairs(
+    method: "Segmenter",
+    scenes: Sequence[str | Path],
+    partners: Sequence[str | Path],
+    spec: ReadSpec,
+    seed: int,
+    device: Any,
+    progress: ProgressFn | None,
+) -> dict[str, Any]:
+    """Fit on windows of scenes and their partners; what the model records of the partners."""
+    from lcmap.methods import method_options
+    from lcmap.sampling import open_pair_sampler
+
+    if "pair_channels" not in {o.name for o in method_options(method.info.name)}:
+        raise InvalidOptionError(f"method '{method.info.name}' does not learn from pairs.")
+    with open_pair_sampler(scenes, partners, spec, seed) as sampler:
+        _fit_with(method, sampler, seed, device, progress)
+        other = sampler.partner_spec
+        return {"partners": [Path(str(p)).name for p in partners], "bands": list(other.bands),
+                "norm_low": list(other.norm.low), "norm_high": list(other.norm.high)}  # fmt: skip
+
+
+def _fit_with(
+    method: "Segmenter", sampler: Any, seed: int, device: Any, progress: ProgressFn | None
+) -> None:
+    from lcmap.engine import seed_everything
+
+    seed_everything(seed)
+    method.to(device)
+    try:
+        method.fit(sampler, progress)
+    except ValueError as exc:
+        if isinstance(exc, LcmapError):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidSceneError(f"Cannot fit '{method.info.name}': {first}") from exc
+
+
+def build_method(name: str, classes: int | None, options: dict[str, Any] | None) -> "Segmenter":
+    from lcmap.methods import get_method
+
+    try:
+        return get_method(name, num_classes=classes, **(options or {}))
+    except TypeError as exc:
+        raise LcmapError(f"Method '{name}' does not take these options: {exc}.") from exc
+    except ValueError as exc:
+        if isinstance(exc, LcmapError):
+            raise
+        raise LcmapError(f"Bad option for method '{name}': {exc}") from exc
+
+
+#: Largest --halo: a read window of 2 * 4096 px around a tile is already 256 MB per band.
+MAX_HALO = 4096
+
+
+def check_run_numbers(
+    *,
+    tile: int | None = None,
+    halo: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+) -> None:
+    """Refuse tile, halo, batch and seed values that would fail or exhaust memory later.
+
+    Raises:
+        InvalidOptionError: naming the value and its range.
+    """
+    ranges = {
+        "tile": (tile, 1, 2**31 - 1),  # larger than the scene: the tile shrinks to it
+        "halo": (halo, 0, MAX_HALO),
+        "batch_size": (batch_size, 1, 4096),
+        "seed": (seed, 0, 2**32 - 1),
+    }
+    for name, (value, low, high) in ranges.items():
+        if value is not None and not low <= value <= high:
+            raise InvalidOptionError(f"{name}={value} is out of range; use {low} to {high}.")
+
+
+def default_method(options: dict[str, Any] | None = None) -> tuple[str, str]:
+    """The method ``lcmap segment`` uses when none is given, and why, in a few words.
+
+    ``primaps`` (the best unsupervised method measured, ``benchmarks/README.md``) when its
+    backbone's weights are on this machine or given with
+    ``weights``; otherwise ``kmeans``, which needs none. Nothing is downloaded to decide.
+    """
+    from lcmap.methods.configs import DINO_KMEANS_BACKBONE
+    from lcmap.nets.vit import cache_candidates, cache_dir, full_name, local_weights
+
+    options = options or {}
+    backbone = str(options.get("backbone") or DINO_KMEANS_BACKBONE)
+    if options.get("weights"):
+        return "primaps", f"backbone weights given: {options['weights']}"
+    found = local_weights(backbone)
+    if found is not None:
+        return "primaps", f"{full_name(backbone)} weights found in {found.parent}"
+    name = full_name(backbone)
+    return "kmeans", (
+        f"no {name} weights on this machine; for primaps put {cache_candidates(name)[-1]} in "
+        f"{cache_dir()} or pass weights=PATH ('lcmap weights list' shows what is looked for)"
+    )
+
+
+def segmenter_for(
+    src: "DatasetReader",
+    scene: str | Path,
+    *,
+    method: str,
+    model: str | Path | None,
+    classes: int | None,
+    bands: list[int] | None,
+    options: dict[str, Any] | None,
+    seed: int,
+    device: Any,
+    progress: ProgressFn | None,
+) -> tuple["Segmenter", ModelHeader, ReadSpec]:
+    """The method that maps ``src``, its header and what it reads: the saved ``model``, or
+    ``method`` fitted on the scene (with the scene's own normalisation)."""
+    from lcmap.methods.loading import load_model
+
+    if model is not None:
+        seg, header = load_model(model, options)
+        if classes is not None and classes != header.num_classes:
+            raise LcmapError(
+                f"{model} maps {header.num_classes} classes, not {classes}; drop classes= "
+                "or train a new model with that many."
+            )
+        chosen = _model_bands(src, header, bands, seed)
+        return seg, header, ReadSpec(tuple(chosen), header.read_spec().norm)
+    chosen = resolve_bands(src, bands)
+    seg = build_method(method, classes, options)
+    norm = scene_statistics([src], chosen, seed)
+    if seg.info.needs_fit:
+        start_phase(progress, f"fit {seg.info.name}")
+        fit_method(seg, [scene], ReadSpec(tuple(chosen), norm), None, seed, device, progress)
+    header = model_header(seg, chosen, norm, band_facts(src, chosen))
+    return seg, header, ReadSpec(tuple(chosen), norm)
+
+
+def _model_bands(
+    src: "DatasetReader", header: ModelHeader, bands: list[int] | None, seed: int
+) -> list[int]:
+    """The bands a saved model reads from ``src``; warns when they look like other bands.
+
+    Raises:
+        InvalidOptionError: ``bands`` differ from the model's (its classes were fitted on
+            those bands; another order or sensor would silently mean other classes).
+        InvalidModelError: the scene lacks one of the model's bands.
+    """
+    name, wanted = Path(src.name).name, ",".join(map(str, header.bands))
+    if bands is not None and list(bands) != list(header.bands):
+        raise InvalidOptionError(
+            f"The '{header.method}' model reads bands {wanted} and its classes mean something "
+            "only on those; bands cannot be chosen again with a model. Drop them, or give a "
+            f"scene whose bands {wanted} are the model's (gdal_translate -b ... makes one)."
+        )
+    if max(header.bands) > src.count:
+        raise InvalidModelError(
+            f"{name} has {src.count} band{'s' if src.count > 1 else ''} but the "
+            f"'{header.method}' model reads bands {wanted}; apply it to scenes with the band "
+            "layout it was trained on."
+        )
+    warn_if_unlike(src, header, seed)
+    return list(header.bands)
+
+
+def choose_method(
+    method: str | None, model: str | Path | None, options: dict[str, Any] | None
+) -> tuple[str, str]:
+    """The method to fit (the model's own when ``model``) and why it was chosen ("" when
+    given); see :func:`default_method`."""
+    if method is not None:
+        return method, ""
+    if model is not None:
+        return "kmeans", ""
+    method, choice = default_method(options)
+    if choice:
+        log.info("method: %s (%s)", method, choice)
+    return method, choice

@@ -1,0 +1,503 @@
+"""The segment workflow: one scene mapped by a method fitted on it, or by a saved model, in one
+process or in parts (:mod:`lcmap.scale`), written as a COG with its sidecars."""
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lcmap import __version__
+from lcmap.errors import (
+    InvalidOptionError,
+)
+from lcmap.io.scene import (
+    MAPPING_GDAL_CACHE_MB,
+    ReadSpec,
+    bounded_gdal_cache,
+    check_georeference,
+    is_virtual,
+    open_scene,
+    scene_path,
+    warn_if_no_nodata,
+)
+from lcmap.io.stack import check_layout as check_stack_layout
+from lcmap.io.stack import layout as stack_layout
+from lcmap.io.stack import stacked
+from lcmap.io.staging import check_distinct, check_output
+from lcmap.io.writer import (
+    check_creation_options,
+    check_map_output,
+    sidecar_path,
+)
+from lcmap.models import ModelHeader, file_sha256
+from lcmap.scale import PartsRun, check_scale_flags, open_client
+from lcmap.tiling import TilePlan, plan_tiles
+from lcmap.types import ProgressFn, start_phase
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
+    from lcmap.methods.base import Segmenter
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
+    from lcmap.methods.base import Segmenter
+
+from lcmap.workflows.fitting import (
+    check_run_numbers,
+    choose_method,
+    segmenter_for,
+)
+
+log = logging.getLogger(__name__)
+
+
+#: Tile core size in pixels when none is given: a 512-px COG block, a few MB a tile.
+DEFAULT_TILE = 512
+
+
+#: GDAL block cache in MB while mapping.
+GDAL_CACHE_MB = MAPPING_GDAL_CACHE_MB
+
+
+@dataclass
+class SegmentResult:
+    """What :func:`segment` produced.
+
+    Attributes:
+        output: the label GeoTIFF.
+        sidecar: the provenance JSON beside it.
+        model: the model file saved or applied, if any.
+        num_classes: K.
+        class_pixels: pixel count per class id.
+        nodata_pixels: pixels left as nodata.
+        width: scene width.
+        height: scene height.
+        seconds: wall time of the mapping pass (fitting excluded).
+        fit_seconds: wall time of fitting (0 with a model).
+        device: the torch device used.
+        method_choice: why the method was chosen when none was given (:func:`default_method`),
+            else empty.
+        parts_reused: parts a resumed run found finished (:mod:`lcmap.scale`).
+        parts_computed: parts computed by this run (0 when mapped in one pass).
+    """
+
+    output: Path
+    sidecar: Path
+    model: Path | None
+    num_classes: int
+    class_pixels: list[int]
+    nodata_pixels: int
+    width: int
+    height: int
+    seconds: float
+    fit_seconds: float
+    device: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+    method_choice: str = ""
+    parts_reused: int = 0
+    parts_computed: int = 0
+
+    @property
+    def classes_used(self) -> int:
+        """Number of classes that label at least one pixel."""
+        return sum(1 for n in self.class_pixels if n > 0)
+
+
+def _relative(path: str | Path, output: Path) -> str:
+    """``path`` as the output's provenance records it: relative to the output's folder when
+    both are local files (a map and its scene moved together stay linked), else as given."""
+    if isinstance(path, str) and is_virtual(path):
+        return path
+    try:
+        return os.path.relpath(Path(path).resolve(), output.resolve().parent)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+
+
+def _identity(scene: str | Path) -> Any:
+    """What tells a scene file from another for a resumed run: path, size, modification."""
+    if isinstance(scene, str) and is_virtual(scene):
+        return scene
+    stat = Path(scene).stat()
+    return [str(Path(scene).resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def _provenance(
+    scene: str | Path,
+    output: Path,
+    seg: "Segmenter",
+    header: ModelHeader,
+    spec: ReadSpec,
+    plan: TilePlan,
+    seed: int,
+    device: str,
+) -> dict[str, Any]:
+    """What the map's tags and sidecar record of how it was made (no model file yet)."""
+    return {
+        "lcmap_version": __version__,
+        "scene": _relative(scene, output),
+        "method": header.method,
+        "config": header.config,
+        "num_classes": seg.num_classes,
+        "bands": list(spec.bands),
+        "normalisation": {"low": list(spec.norm.low), "high": list(spec.norm.high)},
+        "tile": plan.tile,
+        "halo": plan.halo,
+        "stitch": "crop_centre",
+        "window": asdict(seg.window) if seg.window else None,
+        "seed": seed,
+        "device": device,
+        "model": None,
+        "model_sha256": None,
+        "class_names": header.class_names,
+        "extra": header.extra,
+    }
+
+
+def _tile_halo(seg: "Segmenter", halo: int | None) -> int:
+    """The halo to plan with: the method's, or ``halo`` when given.
+
+    The halo is rounded up to the method's tile multiple (a pooling grid or window stride
+    the tiles must share with the scene); a windowed method needs at least its own halo, or
+    the windows over a core pixel would depend on the tile. A ``halo`` raised for either
+    reason is logged as a warning.
+    """
+    if halo is None:
+        return seg.halo
+    multiple = seg.tile_multiple
+    needed = -(-halo // multiple) * multiple
+    if seg.window is not None:
+        needed = max(needed, seg.window.halo)
+    if needed != halo:
+        windows = seg.window
+        why = f" and its {windows.size} px windows need {windows.halo} px" if windows else ""
+        log.warning(
+            "halo %d px raised to %d px: this method's tiles share a %d px grid with the scene%s.",
+            halo, needed, multiple, why,
+        )  # fmt: skip
+    return needed
+
+
+def segment(
+    scene: str | Path,
+    output: str | Path,
+    *,
+    method: str | None = None,
+    model: str | Path | None = None,
+    save_model: str | Path | None = None,
+    classes: int | None = None,
+    bands: list[int] | None = None,
+    tile: int | None = None,
+    halo: int | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    overwrite: bool = False,
+    creation_options: dict[str, str] | None = None,
+    progress: ProgressFn | None = None,
+    options: dict[str, Any] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    part_rows: int | None = None,
+    client: Any = None,
+    stack: Sequence[str | Path] | None = None,
+) -> SegmentResult:
+    """Map ``scene`` to a land-cover label GeoTIFF on the same grid.
+
+    Without ``model``, the method is fitted on windows drawn across this scene first (and
+    saved to ``save_model`` if given); with ``model``, the saved method, bands and
+    normalisation are applied as they are, so labels mean what they meant in the model.
+
+    Args:
+        scene: input raster (any GDAL format, any number of bands).
+        output: label GeoTIFF to write (a COG; uint8, 255 = nodata; uint16 above 255 classes).
+        method: registry name of the method (ignored with ``model``); None =
+            :func:`default_method` (``primaps`` when its weights are here, else ``kmeans``).
+        model: a model file from :func:`train` or ``save_model``.
+        save_model: where to save the fitted model.
+        classes: number of classes K (method default when None).
+        bands: 1-based band indexes (all bands, or the model's, when None).
+        tile: tile core size in pixels.
+        halo: context pixels per side (the method's receptive field when None).
+        batch_size: tiles per batch (None: 4 on the CPU, from free memory on CUDA).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: fixes sampling and initialisation.
+        overwrite: replace existing outputs.
+        creation_options: GDAL COG creation options overriding the defaults.
+        progress: ``(done, total)`` callback.
+        options: method options passed to its builder (e.g. ``{"smooth": 2}``); with
+            ``model``, only the options that change how a trained model predicts (the
+            method's ``apply_options``, e.g. ``{"crf": True}`` for stego).
+        workers: map in parts on a new local Dask cluster of this many worker processes.
+        scheduler: map in parts on the Dask cluster at this address.
+        resume: map in parts (here unless ``workers``/``scheduler``) kept beside the output,
+            reusing those a killed run of the same command finished (:mod:`lcmap.scale`).
+        part_rows: tile rows a part (about 16 Mpx a part when None).
+        client: a Dask client already open (many-scene runs share one).
+        stack: co-registered rasters whose bands follow the scene's, reprojected onto its
+            grid window by window (:mod:`lcmap.io.stack`); a model trained with a stack must
+            be given the same stack.
+
+    Returns:
+        A summary of the map written.
+
+    Raises:
+        LcmapError: bad input, unknown method, existing output...; nothing is written then.
+
+    Example:
+        >>> segment("scene.tif", "landcover.tif", classes=6, seed=1)  # doctest: +SKIP
+    """
+    # Every check of the arguments and outputs comes first, before torch is imported.
+    scene, output = scene_path(scene), Path(output)
+    creation_options = check_creation_options(creation_options)
+    stack = [scene_path(p) for p in stack or []]
+    _check_segment_outputs(scene, output, model, save_model, overwrite, stack)
+    check_run_numbers(tile=tile, halo=halo, batch_size=batch_size, seed=seed)
+    check_scale_flags(workers, scheduler)
+    if part_rows is not None and part_rows < 1:
+        raise InvalidOptionError(f"part_rows={part_rows}: give at least 1 tile row.")
+    method, choice = choose_method(method, model, options)
+    parts = None
+    if workers or scheduler or resume or client is not None:
+        request = {"scene": _identity(scene), "method": None if model else method,
+                   "classes": classes, "bands": bands, "options": options or {}, "seed": seed,
+                   "model": file_sha256(model) if model is not None else None}  # fmt: skip
+        if stack:
+            request["stack"] = [_identity(p) for p in stack]
+        parts = PartsRun(output, request, resume)
+
+    from lcmap.engine import choose_device
+    from lcmap.io.writer import publish
+
+    dev = choose_device(device)
+    with contextlib.ExitStack() as opened:
+        if parts is not None:
+            opened.push(_abandon_parts(parts))
+        opened.enter_context(bounded_gdal_cache(GDAL_CACHE_MB))
+        # With a stack, everything reads the VRT of the scene's and the stack's bands.
+        read = opened.enter_context(stacked(scene, stack)) if stack else scene
+        src = opened.enter_context(open_scene(read))
+        check_georeference(src)
+        warn_if_no_nodata(src)
+        fit_start = time.perf_counter()
+        given: dict[str, Any] = {"model": model, "classes": classes, "bands": bands,
+                                 "options": options}  # fmt: skip
+        cached = parts.cached_model() if parts is not None else None
+        if cached is not None:  # a killed run of this command fitted it already
+            given = {"model": cached, "classes": None, "bands": None, "options": None}
+        seg, header, spec = segmenter_for(
+            src, read, method=method, seed=seed, device=dev, progress=progress, **given
+        )
+        _warn_coarse_patches(seg, src)
+        if stack and given["model"] is None:
+            header.extra["stack"] = stack_layout(stack)
+        model_path, staged = _stage_model(opened, seg, header, model, save_model)
+        fit_seconds = time.perf_counter() - fit_start
+        job = _MapJob(read, src, seg, header, spec, batch_size, progress)
+        plan = plan_tiles(src.width, src.height, tile or DEFAULT_TILE, _tile_halo(seg, halo),
+                          seg.tile_multiple)  # fmt: skip
+        provenance = _provenance(scene, output, seg, header, spec, plan, seed, str(dev))
+        if stack:
+            provenance["stack"] = [_relative(p, output) for p in stack]
+        if model_path is not None:
+            provenance["model"] = _relative(model_path, output)
+            provenance["model_sha256"] = file_sha256(staged or model_path)
+        start = time.perf_counter()
+        cluster = _PartsCluster(workers, scheduler, part_rows, client, device)
+        counts = _map_and_write(
+            job, plan, output, provenance, creation_options, overwrite, dev, parts, cluster
+        )
+        if staged is not None:
+            publish(staged, save_model)  # type: ignore[arg-type]
+        if parts is not None:
+            parts.clean()
+    return SegmentResult(
+        output=output,
+        sidecar=sidecar_path(output),
+        model=model_path,
+        num_classes=seg.num_classes,
+        class_pixels=[int(n) for n in counts[:-1]],
+        nodata_pixels=int(counts[-1]),
+        width=plan.width,
+        height=plan.height,
+        seconds=time.perf_counter() - start,
+        fit_seconds=fit_seconds,
+        device=str(dev),
+        provenance=provenance,
+        method_choice=f"{method} ({choice})" if choice else "",
+        parts_reused=parts.reused if parts is not None else 0,
+        parts_computed=parts.computed if parts is not None else 0,
+    )
+
+
+def _check_segment_outputs(
+    scene: str | Path,
+    output: Path,
+    model: str | Path | None,
+    save_model: str | Path | None,
+    overwrite: bool,
+    stack: Sequence[str | Path],
+) -> None:
+    """Refuse a map or model output that exists (without ``overwrite``), is an input, or
+    names another output of the run; and a stack that the model was not trained with."""
+    inputs = [scene, *stack] + ([Path(model)] if model is not None else [])
+    if model is not None:
+        from lcmap.models import read_header
+
+        check_stack_layout(read_header(model).extra.get("stack"), stack)
+    check_map_output(output, overwrite, inputs=inputs)
+    if save_model is not None:
+        check_output(save_model, overwrite, inputs=inputs)
+        check_distinct(output, sidecar_path(output), save_model)
+
+
+#: Ground side of one ViT patch above which a ViT method's map is said to be coarse: between
+#: the patch size measured good (7 m at 0.5 m) and those that looked worse than k-means
+#: (``benchmarks/pictures.py``).
+COARSE_PATCH_M = 20.0
+
+
+def _warn_coarse_patches(seg: "Segmenter", src: "DatasetReader") -> None:
+    """Say in one line when a ViT method sees the scene in patches of much ground."""
+    vit = getattr(seg, "vit", None)
+    crs = src.crs
+    if vit is None or crs is None or not crs.is_projected:
+        return
+    units = (crs.linear_units or "").lower()
+    if units not in ("metre", "meter", "m"):
+        return
+    ground = float(vit.patch_size) * max(abs(src.res[0]), abs(src.res[1]))
+    if ground > COARSE_PATCH_M:
+        log.warning(
+            "%s sees this scene in %d px patches, %.0f m of ground at %.3g m pixels: thin "
+            "features (rivers, roads) will be lost; the kmeans method keeps them.",
+            seg.info.name,
+            vit.patch_size,
+            ground,
+            max(abs(src.res[0]), abs(src.res[1])),
+        )
+
+
+def _stage_model(
+    stack: contextlib.ExitStack,
+    seg: "Segmenter",
+    header: ModelHeader,
+    model: str | Path | None,
+    save_model: str | Path | None,
+) -> tuple[Path | None, Path | None]:
+    """The model file the map records, and the staged copy of ``save_model``, which is
+    published with the map, only when the whole run succeeded (like the map)."""
+    from lcmap.models import stage_model
+
+    if save_model is None:
+        return (Path(model) if model is not None else None), None
+    return Path(save_model), stack.enter_context(stage_model(save_model, seg, header))
+
+
+@dataclass
+class _MapJob:
+    """What mapping one scene needs, whatever runs it (here, or in parts)."""
+
+    scene: str | Path
+    src: "DatasetReader"
+    seg: "Segmenter"
+    header: ModelHeader
+    spec: ReadSpec
+    batch_size: int | None  # None: the engine chooses (lcmap.engine.map_scene)
+    progress: ProgressFn | None
+
+
+def _abandon_parts(parts: PartsRun) -> Callable[..., bool]:
+    """An exit callback: a failed or stopped run abandons its parts (kept only for --resume)."""
+
+    def on_exit(kind: type[BaseException] | None, *_: Any) -> bool:
+        if kind is not None:
+            parts.abandon()
+        return False
+
+    return on_exit
+
+
+@dataclass
+class _PartsCluster:
+    """Where parts are computed: a new local cluster, a scheduler, or a client given."""
+
+    workers: int | None
+    scheduler: str | None
+    part_rows: int | None
+    client: Any
+    device: str  # as asked for (``auto``...): each worker chooses its own
+
+
+def _map_and_write(
+    job: _MapJob,
+    plan: TilePlan,
+    output: Path,
+    provenance: dict[str, Any],
+    creation_options: dict[str, str],
+    overwrite: bool,
+    device: Any,
+    parts: PartsRun | None,
+    cluster: _PartsCluster,
+) -> Any:
+    """Map the scene's tiles (streamed to the COG, or in parts assembled into it) and commit
+    the COG; returns the pixel count per class and of nodata."""
+    from lcmap.engine import map_scene
+    from lcmap.io.writer import LabelWriter
+    from lcmap.stitch import NODATA, label_dtype
+
+    src, progress, name = job.src, job.progress, Path(job.scene).name
+    log.info(
+        "mapping %s: %dx%d px, %d tiles of %d px (halo %d) on %s",
+        name, src.width, src.height, len(plan.tiles), plan.tile, plan.halo, device,
+    )  # fmt: skip
+    part_files = None
+    if parts is not None:
+        parts.prepare()
+        # A cluster of its own is closed before the COG is assembled from the parts.
+        own = open_client(cluster.workers, cluster.scheduler)
+        with contextlib.nullcontext(cluster.client) if cluster.client else own as dask_client:
+            start_phase(progress, f"map {name} in parts")
+            part_files, counts = parts.run(
+                scene=job.scene, seg=job.seg, header=job.header, spec=job.spec, plan=plan,
+                crs=src.crs, transform=src.transform, batch_size=job.batch_size,
+                device=cluster.device, client=dask_client, tile_rows=cluster.part_rows,
+                progress=progress,
+            )  # fmt: skip
+    dtype = label_dtype(job.seg.num_classes)
+    with LabelWriter(
+        output,
+        width=src.width,
+        height=src.height,
+        crs=src.crs,
+        transform=src.transform,
+        dtype=dtype,
+        nodata=NODATA[dtype],
+        class_names=job.header.class_names,
+        colours=[tuple(c) for c in job.header.colours],  # type: ignore[misc]
+        tags=src.tags(),  # the scene's own (AREA_OR_POINT, SYNTHETIC_GEOREF...) carry over
+        creation_options=creation_options,
+        overwrite=overwrite,
+        sidecar=provenance,
+        parts=part_files,
+    ) as writer:
+        if parts is None:
+            start_phase(progress, f"map {name}")
+            counts = map_scene(
+                job.scene, job.seg, plan, job.spec, writer,
+                batch_size=job.batch_size, device=device, progress=progress,
+            )  # fmt: skip
+        start_phase(progress, "write COG")
+        if progress is not None:
+            progress(0, 1)
+        writer.commit()
+        if progress is not None:
+            progress(1, 1)
+    return counts

@@ -1,0 +1,130 @@
+"""The train workflow: a method fitted on windows drawn across scenes, saved as a model file."""
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lcmap.errors import (
+    InvalidSceneError,
+    LcmapError,
+)
+from lcmap.io.scene import (
+    ReadSpec,
+    band_facts,
+    open_scene,
+    resolve_bands,
+    scene_path,
+    scene_statistics,
+    warn_if_no_nodata,
+)
+from lcmap.io.stack import layout as stack_layout
+from lcmap.io.stack import stacked
+from lcmap.io.staging import check_output
+from lcmap.models import ModelHeader
+from lcmap.types import ProgressFn
+
+if TYPE_CHECKING:
+    pass
+
+if TYPE_CHECKING:
+    pass
+
+from lcmap.workflows.fitting import (
+    build_method,
+    check_run_numbers,
+    fit_method,
+    fit_pairs,
+    model_header,
+)
+
+log = logging.getLogger(__name__)
+
+
+def train(
+    scenes: Sequence[str | Path],
+    output: str | Path,
+    *,
+    method: str,
+    classes: int | None = None,
+    bands: list[int] | None = None,
+    labels: Sequence[str | Path] | None = None,
+    partners: Sequence[str | Path] | None = None,
+    stack: Sequence[str | Path] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    options: dict[str, Any] | None = None,
+) -> ModelHeader:
+    """Fit a method on windows drawn across ``scenes`` and save it as a model file.
+
+    The normalisation is estimated over all scenes and stored in the model, so every scene
+    mapped with it is stretched the same way and its labels keep their meaning.
+
+    Args:
+        scenes: one or more rasters with the same band layout.
+        output: the model file to write (``.lcmap``).
+        method: registry name.
+        classes: number of classes K.
+        bands: 1-based band indexes (all when None).
+        labels: optional label rasters aligned with ``scenes`` (255 = unlabelled).
+        partners: per scene, the same ground seen by another sensor or on another date, read
+            on the scene's grid through a warped view (any CRS and pixel size): positive
+            pairs for methods that learn from pairs (``simclr``).
+        stack: co-registered rasters whose bands follow the (one) scene's, reprojected onto
+            its grid (:mod:`lcmap.io.stack`); the model records their layout.
+        seed: fixes sampling and initialisation.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        overwrite: replace an existing model file.
+        progress: ``(done, total)`` callback.
+        options: method options passed to its builder.
+
+    Returns:
+        The saved model's header.
+
+    Example:
+        >>> train(["a.tif", "b.tif"], "stego.lcmap", method="stego", classes=8)  # doctest: +SKIP
+    """
+    if not scenes:
+        raise LcmapError("No scene given; pass at least one raster to train on.")
+    if stack and len(scenes) != 1:
+        raise LcmapError(f"a stack goes with one scene; {len(scenes)} were given.")
+    inputs = [*scenes, *(labels or []), *(partners or []), *(stack or [])]
+    output = check_output(output, overwrite, inputs=inputs)
+    check_run_numbers(seed=seed)
+
+    from lcmap.engine import choose_device
+    from lcmap.models import save_model
+
+    dev = choose_device(device)
+    with contextlib.ExitStack() as opened:
+        if stack:  # the scene's bands and the stack's, read through one VRT
+            scenes = [opened.enter_context(stacked(scene_path(scenes[0]), list(stack)))]
+        srcs = [opened.enter_context(open_scene(p)) for p in scenes]
+        counts = {s.count for s in srcs}
+        chosen = [resolve_bands(s, bands) for s in srcs]
+        if bands is None and len(counts) > 1:
+            raise InvalidSceneError(
+                f"The scenes have different band counts ({sorted(counts)}); "
+                "pass bands=... to pick the same bands from each."
+            )
+        for s in srcs:
+            warn_if_no_nodata(s)
+        norm = scene_statistics(srcs, chosen[0], seed)
+        facts = band_facts(srcs[0], chosen[0])
+        seg = build_method(method, classes, options)
+        spec = ReadSpec(tuple(chosen[0]), norm)
+        if partners is None:
+            fit_method(seg, scenes, spec, labels, seed, dev, progress)
+            header = model_header(seg, chosen[0], norm, facts)
+        else:
+            pairs = fit_pairs(seg, scenes, partners, spec, seed, dev, progress)
+            header = model_header(seg, chosen[0], norm, facts)
+            header.extra["pairs"] = pairs
+        if stack:
+            header.extra["stack"] = stack_layout(stack)
+    save_model(output, seg, header)
+    log.info("saved %s model to %s", method, output)
+    return header
