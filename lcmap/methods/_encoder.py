@@ -17,7 +17,8 @@ from lcmap.methods._sliding import mirror_pad
 from lcmap.methods.base import Segmenter, Window
 from lcmap.methods.configs import EncoderOptions
 from lcmap.nets import build_net, network_record
-from lcmap.nets.encoder_unet import EMBED_STRIDE, FIXED_SIZE, EncoderUNet
+from lcmap.nets.catalogue import FIXED_SIZE
+from lcmap.nets.encoder_unet import EMBED_STRIDE, EncoderUNet
 from lcmap.tiling import padded_length, window_offsets
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lcmap.methods.options import option
+from lcmap.nets.catalogue import ENCODERS, HEADS
 
 DEFAULT_BACKBONE = "vit_small_patch8_224.dino"
 # STEGO's Potsdam ViT-S loss configuration: (weight lambda, shift b) per term.
@@ -220,13 +221,12 @@ class PrimapsConfig(DinoKMeansConfig):
     focal_gamma: float = option(2.0, "focal-loss gamma of the class weights", low=0)
 
 
-#: Encoders of :mod:`lcmap.nets.encoder_unet` (kept here so the CLI need not import torch).
-ENCODER_NAMES = ("unet", "resnet18-unet", "resnet34-unet", "resnet50-unet", "swin-unet",
-                 "dinov2-vits14")  # fmt: skip
+#: Encoders of :mod:`lcmap.nets.encoder_unet`.
+ENCODER_NAMES = tuple(ENCODERS)
 #: The starts of ``encoder_finetuned`` from a ``simclr`` model.
 ENCODER_INITS = ("simclr", "random")
-#: What the classification layer of ``encoder_finetuned`` reads (as ``encoder_unet.HEADS``).
-ENCODER_HEADS = ("decoder", "linear", "linear-bands", "linear-indices", "linear-texture")
+#: What the classification layer of ``encoder_finetuned`` reads.
+ENCODER_HEADS = HEADS
 
 
 @dataclass(frozen=True)

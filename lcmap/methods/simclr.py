@@ -52,7 +52,8 @@ from lcmap.methods.configs import SimclrConfig
 from lcmap.methods.fewshot import Assignment
 from lcmap.methods.options import make_config
 from lcmap.nets import build_net, vit_encoder
-from lcmap.nets.encoder_unet import FIXED_SIZE, EncoderUNet, encoder_state
+from lcmap.nets.catalogue import FIXED_SIZE
+from lcmap.nets.encoder_unet import EncoderUNet, encoder_state
 from lcmap.nets.vit import resolve_weights
 from lcmap.types import show_status
 

@@ -36,31 +36,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lcmap.errors import InvalidOptionError
+from lcmap.nets.catalogue import ENCODERS, FIXED_SIZE, HEADS
 from lcmap.nets.timm_encoder import TimmEncoder
 from lcmap.nets.unet import UNet
 from lcmap.nets.upsample import source_columns, upsampled_dots
 from lcmap.nets.vit_encoder import ViTEncoder
 
-#: Encoder name -> timm model name ("" = the CAS UNet's contracting path).
-ENCODERS = {
-    "unet": "",
-    "resnet18-unet": "resnet18",
-    "resnet34-unet": "resnet34",
-    "resnet50-unet": "resnet50",
-    "swin-unet": "swin_tiny_patch4_window7_224",
-    "dinov2-vits14": "vit_small_patch14_dinov2",
-}
-#: Encoders that only take windows of one size (Swin's attention windows tile a fixed grid; the
-#: ViT's tokens were measured in STEGO's 224 px crops, a multiple of its 14 px patch and of 32).
-FIXED_SIZE = {"swin-unet": 224, "dinov2-vits14": 224}
 #: The embedding's stride (pixels per embedding cell).
 EMBED_STRIDE = 4
 #: Damping of :func:`normalised_differences` (bands are stretched to 0..1: 1% of the stretch).
 INDEX_EPS = 0.01
-#: What the classification layer reads: the UNet decoder, the encoder's embedding alone, the
-#: embedding beside the input's bands averaged over each embedding cell, those and the bands'
-#: pairwise normalised differences, or those and each band's local standard deviation.
-HEADS = ("decoder", "linear", "linear-bands", "linear-indices", "linear-texture")
 #: Cells (of :data:`EMBED_STRIDE` px) across the wider neighbourhood of :func:`local_std`.
 TEXTURE_CELLS = 3
 

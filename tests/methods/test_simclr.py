@@ -21,7 +21,7 @@ from lcmap.methods.fewshot import load_encoder
 from lcmap.methods.loading import load_model
 from lcmap.methods.simclr import SimclrSegmenter
 from lcmap.models import read_header, save_model
-from lcmap.nets.encoder_unet import ENCODERS, FIXED_SIZE
+from lcmap.nets.catalogue import ENCODERS, FIXED_SIZE
 from lcmap.sampling import ArraySampler
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,7 +8,8 @@ from safetensors.torch import save_file
 from lcmap.errors import InvalidOptionError, WeightsError
 from lcmap.methods._contrastive import sample_at
 from lcmap.nets import build_net
-from lcmap.nets.encoder_unet import ENCODERS, FIXED_SIZE, EncoderUNet, encoder_state
+from lcmap.nets.catalogue import ENCODERS, FIXED_SIZE
+from lcmap.nets.encoder_unet import EncoderUNet, encoder_state
 
 
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
