@@ -72,12 +72,12 @@ Params = Annotated[
 
 
 def _coerce(value: str) -> Any:
-    """Turn a -p value into int, float, bool or None when it reads as one."""
+    """Turn a -p value into int, float or bool when it reads as one. "none" stays text: it is
+    a choice of some options (``class_weighting=none``); the options' own checker reads it as
+    None where an option may be None."""
     lowered = value.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
     for kind in (int, float):
         try:
             return kind(value)

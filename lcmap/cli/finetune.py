@@ -15,7 +15,7 @@ from lcmap.cli._app import (
     reported_errors,
     setup_logging,
 )
-from lcmap.cli._options import BatchSize, Device, Seed, Stack
+from lcmap.cli._options import BatchSize, Device, Params, Seed, Stack, method_options
 from lcmap.methods.configs import CasFinetunedConfig
 
 _STEPS_HELP = f"Optimiser steps \\[default: {CasFinetunedConfig().steps}]."
@@ -112,6 +112,7 @@ def finetune(
             "'decoder' (a UNet decoder, Temple) \\[default: linear-texture].",
         ),
     ] = None,
+    param: Params = None,
     device: Device = "auto",
     seed: Seed = 0,
     overwrite: Overwrite = False,
@@ -139,6 +140,8 @@ def finetune(
         $ lcmap finetune cas.lcmap --scene a.tif --labels truth.tif --patches 20 -o tuned.lcmap
 
         $ lcmap finetune enc.lcmap --scene a.tif --labels t.tif --head decoder --train-encoder -o t
+
+        $ lcmap finetune dino.lcmap --scene a.tif --labels t.tif -p tta=true -o tuned.lcmap
 
     """
     setup_logging(verbose, quiet)
@@ -169,6 +172,7 @@ def finetune(
                 crop_size=crop_size,
                 freeze_encoder=freeze_encoder,
                 head=head,
+                options=method_options(None, None, None, None, param) or None,
                 stack=stack,
                 seed=seed,
                 device=device,

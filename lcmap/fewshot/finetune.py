@@ -153,6 +153,7 @@ def finetune(
     crop_size: int | None = None,
     freeze_encoder: bool | None = None,
     head: str | None = None,
+    options: dict[str, Any] | None = None,
     stack: Sequence[str | Path] | None = None,
     seed: int = 0,
     device: str = "auto",
@@ -180,6 +181,8 @@ def finetune(
             ``autoencoder`` or ``random`` for a cas model); None = its first.
         epochs, steps, batch_size, lr, crop_size, freeze_encoder, head: training options of
             the tuned network (None = its default); one it does not take is refused.
+        options: any other option of the tuned network (``lcmap finetune -p KEY=VALUE``),
+            checked by its options dataclass.
         stack: co-registered rasters stacked after the (one) scene's bands, as the model was
             trained with them (:mod:`lcmap.io.stack`).
         seed: fixes patch choice, initialisation and augmentation.
@@ -239,7 +242,7 @@ def finetune(
         images = [_pad(im, side, 0) for im in images]
         targets = [_pad(t, side, UNLABELLED) for t in targets]
 
-    options: dict[str, Any] = {
+    tuning: dict[str, Any] = {
         "crop_size": crop_size,
         "batch_size": batch_size,
         "steps": steps,
@@ -247,6 +250,7 @@ def finetune(
         "lr": lr,
         "freeze_encoder": freeze_encoder,
         "head": head,
+        **(options or {}),
     }
 
     def trained(x: "torch.Tensor", y: "torch.Tensor") -> "Segmenter":
@@ -258,7 +262,7 @@ def finetune(
             init,
             patch_size=int(images[0].shape[-1]),
             seed=seed,
-            **{k: v for k, v in options.items() if v is not None},
+            **{k: v for k, v in tuning.items() if v is not None},
         )
         if not isinstance(tuned, TunableSegmenter):
             raise InvalidModelError(f"{model.name}: its tuned network cannot learn from patches.")

@@ -80,6 +80,9 @@ def make_config(config: type[T], method: str, options: Mapping[str, Any]) -> T:
 
 
 def _convert(method: str, key: str, value: Any, hint: Any) -> Any:
+    optional = type(None) in typing.get_args(hint)
+    if optional and isinstance(value, str) and value.strip().lower() in ("none", "null"):
+        return None
     kinds = [k for k in (typing.get_args(hint) or (hint,)) if k is not type(None)]
     kind = kinds[0] if len(kinds) == 1 else None
     bad = f"{method} option {key}={value!r}"

@@ -157,3 +157,15 @@ def test_finetune_checks_the_sensor_and_keeps_the_band_record(data, tmp_path):
     assert "looks unlike the scenes the model was trained on" in " ".join(done.stderr.split())
     tuned, base = read_header(tmp_path / "t.lcmap"), read_header(root / "cas.lcmap")
     assert tuned.band_facts == base.band_facts and tuned.band_facts
+
+
+def test_finetune_takes_the_tuned_networks_options_through_p(data, tmp_path):
+    root = data
+    base = ["finetune", root / "cas.lcmap", "--scene", root / "a.tif", "--labels",
+            root / "a_labels.tif", "--patch-size", 32, "--steps", 2, "-q"]  # fmt: skip
+    r = _invoke(*base, "-o", tmp_path / "t.lcmap", "-p", "class_weighting=none")
+    assert r.exit_code == 0, r.output
+    assert read_header(tmp_path / "t.lcmap").config["class_weighting"] == "none"
+    r = _invoke(*base, "-o", tmp_path / "u.lcmap", "-p", "no_such_option=1")
+    assert r.exit_code == 1 and "no_such_option" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "u.lcmap").exists()
