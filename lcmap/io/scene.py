@@ -25,6 +25,7 @@ from rasterio.windows import Window
 from lcmap.errors import (
     InputNotFoundError,
     InvalidSceneError,
+    LcmapError,
     NoGeoreferenceWarning,
     NoNodataWarning,
 )
@@ -68,13 +69,24 @@ def scene_path(path: str | Path) -> str | Path:
     return str(path) if is_virtual(path) else Path(path)
 
 
-def check_input_file(path: Path, role: str) -> None:
+def check_input_file(
+    path: str | Path,
+    role: str,
+    wanted: str = "a raster file or a GDAL virtual path (/vsi...)",
+    error: type[LcmapError] = InvalidSceneError,
+) -> None:
     """Refuse a local input that is missing, a link loop, or not a regular file (a FIFO would
-    block GDAL's open until killed; a device or folder is no raster).
+    block GDAL's open until killed; a device or folder is no raster and no model).
+
+    Args:
+        path: the input.
+        role: what it is, for the message (``Scene``, ``Model file``...).
+        wanted: what to give instead, for the message.
+        error: the error raised for something other than a regular file.
 
     Raises:
         InputNotFoundError: nothing is there.
-        InvalidSceneError: something other than a regular file is there.
+        LcmapError: ``error``, when something other than a regular file is there.
     """
     import stat
 
@@ -83,12 +95,10 @@ def check_input_file(path: Path, role: str) -> None:
     except FileNotFoundError:
         raise InputNotFoundError(f"{role} {path} not found; check the path.") from None
     except OSError as exc:
-        raise InvalidSceneError(f"{role} {path} cannot be opened ({exc.strerror}).") from None
+        raise error(f"{role} {path} cannot be opened ({exc.strerror}).") from None
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
-        raise InvalidSceneError(
-            f"{role} {path} is {kind}; give a raster file or a GDAL virtual path (/vsi...)."
-        )
+        raise error(f"{role} {path} is {kind}; give {wanted}.")
 
 
 def open_scene(path: str | Path) -> DatasetReader:

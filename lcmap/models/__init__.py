@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import struct
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from lcmap import __version__
 from lcmap.errors import (
-    InputNotFoundError,
     InvalidModelError,
     ModelMismatchWarning,
     OutputPathError,
@@ -351,17 +349,9 @@ def check_model_path(path: str | Path) -> None:
         InputNotFoundError: nothing is there (or a link points nowhere).
         InvalidModelError: something other than a regular file is there.
     """
-    import stat
+    from lcmap.io.scene import check_input_file
 
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise InputNotFoundError(f"Model file {path} not found.") from None
-    except OSError as exc:
-        raise InvalidModelError(f"Model file {path} cannot be opened ({exc.strerror}).") from None
-    if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device or FIFO)"
-        raise InvalidModelError(f"Model {path} is {kind}; give a .lcmap model file.")
+    check_input_file(path, "Model file", "a .lcmap model file", InvalidModelError)
 
 
 def read_header(path: str | Path) -> ModelHeader:
