@@ -40,7 +40,7 @@ from lcmap.io.labels import (
 from lcmap.io.scene import open_scene, read_window
 from lcmap.io.stack import with_stack
 from lcmap.io.staging import check_output
-from lcmap.io.writer import default_colours
+from lcmap.io.writer import named_colours
 from lcmap.methods.fewshot import TunableSegmenter, check_init, load_encoder
 from lcmap.models import ModelHeader, file_sha256, warn_if_unlike
 from lcmap.types import ProgressFn
@@ -57,35 +57,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PATCH = 128
 #: Without ``patches``, at most this many patches are used (a random subset beyond it).
 MAX_PATCHES = 2000
-
-# Colours for common land-cover names, so a tuned map looks familiar in QGIS.
-_NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
-    "water": (31, 120, 220),
-    "building": (220, 40, 40),
-    "buildings": (220, 40, 40),
-    "urban": (200, 60, 60),
-    "built": (200, 60, 60),
-    "developed": (200, 60, 60),
-    "road": (130, 130, 130),
-    "roads": (130, 130, 130),
-    "vegetation": (40, 160, 60),
-    "tree": (20, 110, 40),
-    "trees": (20, 110, 40),
-    "forest": (20, 110, 40),
-    "grass": (140, 200, 90),
-    "crop": (230, 200, 80),
-    "cropland": (230, 200, 80),
-    "land": (210, 180, 140),
-    "bare": (210, 180, 140),
-    "barren": (210, 180, 140),
-    "soil": (180, 140, 100),
-}
-
-
-def class_colours(names: Sequence[str]) -> list[tuple[int, int, int]]:
-    """A colour per class: a familiar one for common land-cover names, else the palette's."""
-    palette = default_colours(len(names))
-    return [_NAMED_COLOURS.get(n.strip().lower(), palette[i]) for i, n in enumerate(names)]
 
 
 def _class_mapping(
@@ -276,7 +247,7 @@ def finetune(
     log.info("fine-tuning (init %s) on %d patches, %d labelled pixels", init, len(x), labelled)
     tuned = trained(x, y)
     tuned.class_names = names
-    tuned.colours = class_colours(names)
+    tuned.colours = named_colours(names)
     header = ModelHeader(
         method=tuned.info.name,
         config=tuned.config(),
@@ -380,4 +351,4 @@ def _pad(array: NDArray[Any], side: int, value: int) -> NDArray[Any]:
     return np.pad(array, widths, constant_values=value)
 
 
-__all__ = ["DEFAULT_PATCH", "class_colours", "finetune"]
+__all__ = ["DEFAULT_PATCH", "finetune"]

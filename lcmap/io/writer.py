@@ -121,6 +121,36 @@ def default_colours(num_classes: int) -> list[tuple[int, int, int]]:
     return [PALETTE[i % len(PALETTE)] for i in range(num_classes)]
 
 
+#: Colours for common land-cover names, so a named map looks familiar in QGIS.
+_NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
+    "water": (31, 120, 220),
+    "building": (220, 40, 40),
+    "buildings": (220, 40, 40),
+    "urban": (200, 60, 60),
+    "built": (200, 60, 60),
+    "developed": (200, 60, 60),
+    "road": (130, 130, 130),
+    "roads": (130, 130, 130),
+    "vegetation": (40, 160, 60),
+    "tree": (20, 110, 40),
+    "trees": (20, 110, 40),
+    "forest": (20, 110, 40),
+    "grass": (140, 200, 90),
+    "crop": (230, 200, 80),
+    "cropland": (230, 200, 80),
+    "land": (210, 180, 140),
+    "bare": (210, 180, 140),
+    "barren": (210, 180, 140),
+    "soil": (180, 140, 100),
+}
+
+
+def named_colours(names: Sequence[str]) -> list[tuple[int, int, int]]:
+    """A colour per class: a familiar one for common land-cover names, else the palette's."""
+    palette = default_colours(len(names))
+    return [_NAMED_COLOURS.get(n.strip().lower(), palette[i]) for i, n in enumerate(names)]
+
+
 def sidecar_path(output: str | Path) -> Path:
     """Where the provenance sidecar of ``output`` goes: ``map.tif`` -> ``map.lcmap.json``."""
     output = Path(output)
@@ -561,6 +591,7 @@ __all__ = [
     "check_output",
     "committing",
     "default_colours",
+    "named_colours",
     "publish",
     "same_file",
     "sidecar_path",

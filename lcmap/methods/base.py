@@ -149,6 +149,9 @@ class Segmenter(abc.ABC):
         self.class_names: list[str] | None = None
         #: RGB colours, one per class, for the output colour table; None = default palette.
         self.colours: list[tuple[int, int, int]] | None = None
+        #: Output class of each of the K predicted classes, after ``lcmap classes`` named and
+        #: merged them (a model file's ``classes`` record); None = the K classes as they are.
+        self.relabel: list[int] | None = None
 
     @property
     @abc.abstractmethod
@@ -228,10 +231,17 @@ class Segmenter(abc.ABC):
         return sliding_scores(self.predict, batch, self.window, self.window_batch)
 
     def predict_tile_labels(self, batch: Tensor) -> Tensor:
-        """(B, H, W) class of each pixel of tiles of any size (see :meth:`predict_tiles`)."""
+        """(B, H, W) class of each pixel of tiles of any size (see :meth:`predict_tiles`),
+        renamed and merged as :attr:`relabel` says."""
         if self.window is None:
-            return self.predict_labels(batch)
-        return best_class(self.predict_tiles(batch))
+            labels = self.predict_labels(batch)
+        else:
+            labels = best_class(self.predict_tiles(batch))
+        if self.relabel is None:
+            return labels
+        # A merged class is the union of its classes' pixels: the best class, then its group.
+        table = torch.tensor(self.relabel, dtype=labels.dtype, device=labels.device)
+        return table[labels.long()]
 
     @abc.abstractmethod
     def config(self) -> dict[str, Any]:

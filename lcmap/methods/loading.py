@@ -62,6 +62,8 @@ def load_model(
         raise InvalidModelError(
             f"{path}: tensors do not fit method '{header.method}' ({exc})."
         ) from exc
+    relabel = header.extra.get("classes", {}).get("relabel")
+    method.relabel = [int(v) for v in relabel] if relabel is not None else None
     method.class_names = list(header.class_names)
     method.colours = [(int(r), int(g), int(b)) for r, g, b in header.colours]
     return method, header

@@ -15,7 +15,8 @@ from lcmap.errors import (
     InvalidSceneError,
     OutputExistsError,
 )
-from lcmap.fewshot.finetune import class_colours, finetune
+from lcmap.fewshot.finetune import finetune
+from lcmap.io.writer import named_colours
 from lcmap.methods.loading import load_model
 from lcmap.models import read_header
 
@@ -58,7 +59,7 @@ def test_finetune_on_a_few_patches_maps_a_new_scene_well(data, tmp_path):
     )
     assert header.method == "cas_finetuned" and header.num_classes == 3
     assert header.class_names == CLASS_NAMES and header.extra["patches"] == 4
-    assert header.colours[0] == list(class_colours(["water"])[0])
+    assert header.colours[0] == list(named_colours(["water"])[0])
     result = api.segment(root / "b.tif", tmp_path / "b_map.tif", model=tmp_path / "tuned.lcmap")
     with rasterio.open(result.output) as out:
         pred = out.read(1)
