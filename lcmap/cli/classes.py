@@ -91,6 +91,27 @@ def classes(
             dir_okay=False,
         ),
     ] = None,
+    from_labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-labels",
+            help="Name each cluster by the class most of its labelled pixels carry: points or "
+            "polygons (any CRS) or a label raster on the map's grid; --name still wins.",
+        ),
+    ] = None,
+    class_column: Annotated[
+        str | None, typer.Option("--class-column", help="The labels' class column.")
+    ] = None,
+    min_share: Annotated[
+        float,
+        typer.Option(
+            "--min-share",
+            help="With --from-labels, name a cluster only when its best class holds at least "
+            "this share of its labelled pixels.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.0,
     overwrite: Overwrite = False,
     verbose: Verbose = 0,
     quiet: Quiet = False,
@@ -110,11 +131,18 @@ def classes(
         $ lcmap classes map.tif -o named.tif --merge 1,2=built --model m.lcmap --save-model n.lcmap
 
         $ lcmap classes maps/*.tif -o named/ --name 0=water --merge 1,2,5=built-up
+
+        $ lcmap classes map.tif -o named.tif --from-labels clicks.gpkg --class-column cls
     """
     setup_logging(verbose, quiet)
     names = parse_names(name, merge)
     with reported_errors():
-        from lcmap.workflows.classes import name_classes, parse_colour
+        from lcmap.workflows.classes import name_classes, names_from_labels, parse_colour
+
+        learnt = None
+        if from_labels is not None:
+            learnt = names_from_labels(maps, from_labels, class_column, min_share)
+            names = {**learnt.names, **names}
 
         colours = {}
         for item in colour or []:
@@ -127,6 +155,13 @@ def classes(
                                   save_model=save_model, overwrite=overwrite,
                                   progress=update)  # fmt: skip
     plan = result.plan
+    if learnt is not None:
+        for cluster, share in sorted(learnt.shares.items()):
+            echo(f"cluster {cluster}: {learnt.names[cluster]} ({share:.0%} of its labelled pixels)")
+        kept = [i for i in range(len(plan.relabel)) if i not in names]
+        if kept:
+            echo(f"clusters {', '.join(map(str, kept))}: no labels, or no class holding "
+                 f"{min_share:.0%} of them; they keep their names.")  # fmt: skip
     echo(f"{len(plan.relabel)} classes -> {len(plan.names)}: {', '.join(plan.names)}")
     for out in result.maps:
         echo(f"Wrote {out}")

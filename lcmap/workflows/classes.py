@@ -175,6 +175,103 @@ def _largest_label(src: Any) -> int:
     return largest
 
 
+@dataclass
+class LabelledNames:
+    """Names read off labels (:func:`names_from_labels`).
+
+    Attributes:
+        names: cluster id -> the name most of its labelled pixels carry.
+        shares: cluster id -> that name's share of its labelled pixels.
+        unlabelled: clusters with no labelled pixel (they keep their names).
+        weak: clusters whose best name held less than the share asked for (kept too).
+    """
+
+    names: dict[int, str]
+    shares: dict[int, float]
+    unlabelled: list[int]
+    weak: list[int]
+
+
+def names_from_labels(
+    maps: Sequence[str | Path],
+    labels: str | Path,
+    column: str | None = None,
+    min_share: float = 0.0,
+) -> LabelledNames:
+    """Each cluster's name from labels: points or polygons (any CRS, a class column of names or
+    ids) or a label raster on the map's grid; read window by window over every map.
+
+    Raises:
+        InvalidOptionError: ``min_share`` outside 0..1.
+        InvalidSceneError: labels that cannot be read, or that label no pixel of the maps.
+    """
+    from lcmap.io.labels import is_vector, open_labels, polygon_class_names
+
+    if not 0.0 <= min_share <= 1.0:
+        raise InvalidOptionError(f"min_share={min_share}: give a share from 0 to 1.")
+    label_names = polygon_class_names(labels, column) if is_vector(labels) else None
+    # Label ids of a raster (or of id polygons) are named by the raster's own tag, if any.
+    tagged = {} if is_vector(labels) else (tagged_class_names(labels) or {})
+    ids = {name: i for i, name in enumerate(label_names)} if label_names else None
+    counts: NDArray[np.int64] | None = None
+    for path in maps:
+        with rasterio.open(path) as src:
+            source, opened = open_labels(labels, src, column=column, class_ids=ids)
+            try:
+                found = _count_pairs(src, source)
+            finally:
+                if opened is not None:
+                    opened.close()
+        counts = found if counts is None else _add(counts, found)
+    assert counts is not None
+    if not counts.any():
+        raise InvalidSceneError(f"{Path(labels).name} labels no pixel of the maps given.")
+    names, shares, unlabelled, weak = {}, {}, [], []
+    for cluster, row in enumerate(counts):
+        total = int(row.sum())
+        if total == 0:
+            unlabelled.append(cluster)
+            continue
+        best = int(row.argmax())
+        share = float(row[best]) / total
+        if share < min_share:
+            weak.append(cluster)
+            continue
+        names[cluster] = label_names[best] if label_names else tagged.get(best, f"label {best}")
+        shares[cluster] = share
+    return LabelledNames(names, shares, unlabelled, weak)
+
+
+def _count_pairs(src: Any, source: Any) -> NDArray[np.int64]:
+    """(clusters, 256) counts of labelled pixels by cluster and label id, window by window."""
+    nodata = src.nodata
+    counts = np.zeros((0, 256), dtype=np.int64)
+    for row in range(0, src.height, _ROWS):
+        window = Window(0, row, src.width, min(_ROWS, src.height - row))
+        if not source.may_have_labels(window):
+            continue
+        labels = source.read(window).astype(np.int64)
+        clusters = src.read(1, window=window).astype(np.int64)
+        keep = (labels != 255) & (clusters >= 0)
+        if nodata is not None:
+            keep &= clusters != nodata
+        if not keep.any():
+            continue
+        pairs = clusters[keep] * 256 + labels[keep]
+        rows = int(clusters[keep].max()) + 1
+        found = np.bincount(pairs, minlength=rows * 256).reshape(rows, 256)
+        counts = _add(counts, found)
+    return counts
+
+
+def _add(a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Sum two count tables of possibly different numbers of rows."""
+    out = np.zeros((max(len(a), len(b)), a.shape[1]), dtype=np.int64)
+    out[: len(a)] += a
+    out[: len(b)] += b
+    return out
+
+
 def name_classes(
     maps: Sequence[str | Path],
     output: str | Path,

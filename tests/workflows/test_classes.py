@@ -1,6 +1,7 @@
 """``lcmap classes``: names, merges and colours for a map's classes, and a model that maps them."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import rasterio
 from lcmap import api
 from lcmap.errors import InvalidModelError, InvalidOptionError, OutputExistsError
 from lcmap.models import read_header
-from lcmap.workflows.classes import name_classes, plan_classes
+from lcmap.workflows.classes import name_classes, names_from_labels, plan_classes
 from tests.cli._cli import one_line_error, run
 
 
@@ -113,3 +114,33 @@ def test_several_maps_into_a_folder(mapped, make_scene, tmp_path):
             "-q")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in outdir.glob("*.tif")) == ["b_map.tif", "map.tif"]
+
+
+L7 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "landsat7_tutorial"
+
+
+@pytest.mark.skipif(not (L7 / "training_data.shp").exists(), reason="../shared data absent")
+def test_sparse_labels_name_a_cluster_map_of_a_real_scene(tmp_path):
+    """The Landsat 7 tutorial's 30 hand-drawn polygons (5 classes, names in a column) name an
+    8-cluster map; the label raster drawn from them names it the same way by id."""
+    cluster_map = tmp_path / "l7.tif"
+    api.segment(L7 / "LE70220491999322EDC01_stack.gtif", cluster_map, method="kmeans",
+                classes=8, bands=[1, 2, 3, 4, 5, 6])  # fmt: skip
+    learnt = names_from_labels([cluster_map], L7 / "training_data.shp", column="class")
+    assert set(learnt.names.values()) <= {"forest", "water", "herbaceous", "barren", "urban"}
+    assert "water" in learnt.names.values() and len(learnt.names) >= 5
+    assert all(0.5 <= s <= 1.0 for s in learnt.shares.values())
+    by_id = names_from_labels([cluster_map], L7 / "training_data.gtif")
+    ids = {"forest": "label 1", "water": "label 2", "herbaceous": "label 3", "barren": "label 4",
+           "urban": "label 5"}  # fmt: skip
+    agree = [by_id.names.get(c) == ids[n] for c, n in learnt.names.items()]
+    assert sum(agree) >= len(agree) - 1  # polygons and their raster differ only at edges
+    strict = names_from_labels([cluster_map], L7 / "training_data.shp", "class", min_share=0.99)
+    assert set(strict.names) | set(strict.weak) | set(strict.unlabelled) >= set(learnt.names)
+    assert strict.weak  # some clusters hold more than one class
+    result = name_classes([cluster_map], tmp_path / "named.tif", learnt.names)
+    assert set(result.plan.names) <= set(learnt.names.values()) | {f"class {i}" for i in range(8)}
+    r = run("classes", cluster_map, "-o", tmp_path / "cli.tif", "--from-labels",
+            L7 / "training_data.shp", "--class-column", "class")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "of its labelled pixels" in r.output
