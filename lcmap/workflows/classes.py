@@ -118,7 +118,7 @@ def plan_classes(
     unknown = sorted(set(chosen) - known)
     if unknown:
         raise InvalidOptionError(
-            f"--colour names {', '.join(unknown)}, which is no class of the result "
+            f"A colour is given for {', '.join(unknown)}, which is no class of the result "
             f"({', '.join(order)})."
         )
     defaults = named_colours(order)
