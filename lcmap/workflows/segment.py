@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lcmap import __version__
-from lcmap.errors import (
-    InvalidOptionError,
-)
+from lcmap.errors import InvalidOptionError, InvalidSceneError
 from lcmap.io.scene import (
     MAPPING_GDAL_CACHE_MB,
     ReadSpec,
@@ -285,6 +283,7 @@ def segment(
         read = opened.enter_context(stacked(scene, stack)) if stack else scene
         src = opened.enter_context(open_scene(read))
         check_georeference(src)
+        _check_row_memory(src, tile or DEFAULT_TILE)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()
         given: dict[str, Any] = {"model": model, "classes": classes, "bands": bands,
@@ -335,6 +334,28 @@ def segment(
         parts_reused=parts.reused if parts is not None else 0,
         parts_computed=parts.computed if parts is not None else 0,
     )
+
+
+def _check_row_memory(src: "DatasetReader", tile: int) -> None:
+    """Refuse, before any work, a scene so wide that one band of tile rows (what mapping holds
+    at a time) cannot fit in this machine's memory.
+
+    Raises:
+        InvalidSceneError: naming the width, the memory it needs and the memory there is.
+    """
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    # The bands read as float32 and the labels of one band of tile rows.
+    need = src.width * tile * (4 * src.count + 2)
+    if need > ram:
+        raise InvalidSceneError(
+            f"{Path(src.name).name} is {src.width} px wide: one band of {tile}-px tile rows "
+            f"needs {need / 2**30:.0f} GB, more than this machine's {ram / 2**30:.0f} GB; cut "
+            "the scene into narrower pieces (gdal_translate -srcwin) and map them as several "
+            "scenes."
+        )
 
 
 def _check_segment_outputs(

@@ -209,3 +209,15 @@ def test_an_index_saved_by_excel_is_read(make_scene, tmp_path):
         + f"s,a,{scene.name},{scene.name},3\n".encode()
     )
     assert [e.name for e in read_index(tmp_path / "index.csv")] == ["a"]
+
+
+def test_a_scene_too_wide_for_memory_is_one_line_before_any_work(make_scene, tmp_path):
+    scene = make_scene()
+    vrt = tmp_path / "wide.vrt"
+    vrt.write_text(
+        '<VRTDataset rasterXSize="2147483647" rasterYSize="1"><VRTRasterBand dataType="Byte" '
+        f'band="1"><SimpleSource><SourceFilename relativeToVRT="1">{scene.name}</SourceFilename>'
+        "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
+    )
+    out = one_line_error(run("segment", vrt, "-o", tmp_path / "o.tif", "-k", "3", "-q"))
+    assert "2147483647 px wide" in out and not (tmp_path / "o.tif").exists()
