@@ -282,8 +282,8 @@ def segment(
         # With a stack, everything reads the VRT of the scene's and the stack's bands.
         read = opened.enter_context(stacked(scene, stack)) if stack else scene
         src = opened.enter_context(open_scene(read))
-        check_georeference(src)
         _check_row_memory(src, tile or DEFAULT_TILE)
+        check_georeference(src)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()
         given: dict[str, Any] = {"model": model, "classes": classes, "bands": bands,
