@@ -124,6 +124,14 @@ def segment(
     scheduler: Scheduler = None,
     resume: Resume = False,
     part_rows: PartRows = None,
+    preview: Annotated[
+        Path | None,
+        typer.Option(
+            "--preview",
+            help="Also write a PNG of the scene and the map side by side, with the legend.",
+            dir_okay=False,
+        ),
+    ] = None,
     overwrite: Overwrite = False,
     verbose: Verbose = 0,
     quiet: Quiet = False,
@@ -167,6 +175,8 @@ def segment(
         $ lcmap segment scene.tif -o map.tif --method stego --weights dino_deitsmall8_pretrain.pth
 
         $ lcmap segment s2.tif --stack s1.tif -o map.tif -k 8
+
+        $ lcmap segment scene.tif -o map.tif --preview map.png
     """
     setup_logging(verbose, quiet)
     with reported_errors():
@@ -189,6 +199,12 @@ def segment(
             "creation_options": parse_key_values(co, "--co"), "options": options,
             "workers": workers, "scheduler": scheduler, "resume": resume, "part_rows": part_rows,
         }  # fmt: skip
+        if preview is not None:  # checked before any work, written after the map
+            if many:
+                raise typer.BadParameter("--preview goes with one scene.")
+            from lcmap.io.preview import check_preview
+
+            check_preview(preview, overwrite, inputs=[paths[0]], others=[output])
         with progress_bar("segment") as update:
             if many:
                 from lcmap.workflows.scenes import segment_many
@@ -198,12 +214,20 @@ def segment(
                 done = segment_many(paths, output, progress=update, **common)
             else:
                 result = api.segment(paths[0], output, progress=update, stack=stack, **common)
+        if preview is not None:
+            from lcmap.io.preview import write_preview
+
+            chosen = parse_bands(bands)
+            write_preview(output, preview, scene=paths[0], bands=chosen[:3] if chosen else None,
+                          overwrite=overwrite)  # fmt: skip
     if many:
         _report_many(done)
         return
     if result.method_choice:
         echo(f"method: {cli_message(result.method_choice)}")
     _report(result)
+    if preview is not None:
+        echo(f"Wrote {preview}")
 
 
 def _report(result: Any) -> None:
