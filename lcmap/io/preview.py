@@ -87,7 +87,7 @@ def _read_map(
         warnings.simplefilter("ignore", NoOverviewWarning)  # --co OVERVIEWS=NONE: read anyway
         reader = Reader(str(path))
     with reader:
-        src = reader.dataset
+        src: Any = reader.dataset
         if src.count != 1 or np.dtype(src.dtypes[0]).kind not in "iu":
             raise InvalidSceneError(f"{path} is not a single-band label map.")
         image = reader.preview(max_size=size, indexes=1, resampling_method="nearest")
