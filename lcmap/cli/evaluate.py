@@ -1,4 +1,5 @@
-"""``lcmap evaluate``: score a label map against truth, or segment and score an index of scenes."""
+"""``lcmap evaluate`` (score a label map against truth) and ``lcmap evaluate-index`` (segment
+and score every scene of an index, then pool)."""
 
 import math
 import sys
@@ -18,19 +19,7 @@ from lcmap.cli._app import (
     reported_errors,
     setup_logging,
 )
-from lcmap.cli._options import (
-    Backbone,
-    Bands,
-    Classes,
-    Crf,
-    FeatureLayer,
-    Halo,
-    MapBatchSize,
-    Params,
-    Tile,
-    Weights,
-    method_options,
-)
+from lcmap.cli._options import Bands, Classes, Device, Params, Seed, method_options
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -41,91 +30,49 @@ if TYPE_CHECKING:
 Match = Literal["hungarian", "majority", "none"]
 
 
+_MATCH_HELP = (
+    "Cluster-to-class matching: hungarian (one to one; leftover clusters count as wrong), "
+    "majority (each cluster to its most frequent class) or none (labels are classes)."
+)
+MatchOption = Annotated[Match, typer.Option("--match", help=_MATCH_HELP)]
+Ignore = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--ignore",
+        metavar="VALUE",
+        help="Truth value that is not a class (repeatable) \\[default: 255].",
+    ),
+]
+JsonPath = Annotated[
+    Path | None,
+    typer.Option("--json", help="Write the full report as JSON (- for stdout).", dir_okay=False),
+]
+PlotPath = Annotated[
+    Path | None,
+    typer.Option(
+        "--plot",
+        help="Save the confusion matrix as a picture (.png, .pdf or .svg).",
+        dir_okay=False,
+    ),
+]
+
+
 @app.command("evaluate")
 def evaluate(
-    pred: Annotated[
-        Path | None,
-        typer.Argument(help="Label map to score (e.g. from 'lcmap segment').", show_default=False),
-    ] = None,
-    truth: Annotated[
-        Path | None,
-        typer.Argument(help="Truth classes on the same grid (band 1).", show_default=False),
-    ] = None,
-    match: Annotated[
-        Match,
-        typer.Option(
-            "--match",
-            help="Cluster-to-class matching: hungarian (one to one; leftover clusters count as "
-            "wrong), majority (each cluster to its most frequent class) or none (labels are "
-            "classes).",
-        ),
-    ] = "hungarian",
-    ignore: Annotated[
-        list[int] | None,
-        typer.Option(
-            "--ignore",
-            metavar="VALUE",
-            help="Truth value that is not a class (repeatable) \\[default: 255].",
-        ),
-    ] = None,
+    pred: Annotated[Path, typer.Argument(help="Label map to score (e.g. from 'lcmap segment').")],
+    truth: Annotated[Path, typer.Argument(help="Truth classes on the same grid (band 1).")],
+    match: MatchOption = "hungarian",
+    ignore: Ignore = None,
     class_names: Annotated[
         str | None,
-        typer.Option("--class-names", help="Truth class names in id order, e.g. water,tree,road."),
-    ] = None,
-    json_path: Annotated[
-        Path | None,
         typer.Option(
-            "--json", help="Write the full report as JSON (- for stdout).", dir_okay=False
+            "--class-names",
+            help="Truth class names in id order, e.g. water,tree,road \\[default: the truth's "
+            "own, else the ids].",
         ),
     ] = None,
-    plot: Annotated[
-        Path | None,
-        typer.Option(
-            "--plot",
-            help="Save the confusion matrix as a picture (.png, .pdf or .svg).",
-            dir_okay=False,
-        ),
-    ] = None,
-    index: Annotated[
-        Path | None,
-        typer.Option(
-            "--index",
-            help="CSV set,name,scene,truth,classes: segment each scene, score it, pool.",
-            dir_okay=False,
-        ),
-    ] = None,
-    method: Annotated[
-        str | None,
-        typer.Option(
-            "--method", "-m", help="With --index: segmentation method \\[default: kmeans]."
-        ),
-    ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", help="With --index: apply this saved model to every scene."),
-    ] = None,
-    classes: Classes = None,
-    bands: Bands = None,
-    tile: Tile = None,
-    halo: Halo = None,
-    batch_size: MapBatchSize = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="With --index: auto, cpu, cuda or cuda:N.")
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="With --index: fixes sampling and initialisation.")
-    ] = None,
-    backbone: Backbone = None,
-    weights: Weights = None,
-    feature_layer: FeatureLayer = None,
-    crf: Crf = None,
-    param: Params = None,
-    workdir: Annotated[
-        Path | None,
-        typer.Option(
-            "--workdir", help="With --index: keep the maps in this folder.", file_okay=False
-        ),
-    ] = None,
+    json_path: JsonPath = None,
+    plot: PlotPath = None,
     overwrite: Overwrite = False,
     verbose: Verbose = 0,
     quiet: Quiet = False,
@@ -136,131 +83,133 @@ def evaluate(
     TRUTH is nodata or an --ignore value, are left out. mIoU and mean F1 average over the
     classes present in the truth. The table goes to stdout, messages to stderr.
 
-    With --index, every scene of the CSV is segmented on its own (fitted on that scene, or
-    with --model), scored against its truth, and pooled: each scene's clusters are matched on
-    that scene, then the per-scene class confusion matrices are summed. -k defaults to the
-    number of truth classes.
-
     Examples:
 
         $ lcmap evaluate landcover.tif truth.tif --class-names water,tree,field,built
 
         $ lcmap evaluate landcover.tif truth.tif --match majority --ignore 0 --json report.json
 
-        $ lcmap evaluate --index dubai_dev/index.csv --method kmeans -k 5 --plot confusion.png
+        $ lcmap evaluate landcover.tif truth.tif --json - | jq .miou
     """
     setup_logging(verbose, quiet)
-    index_only = {
-        "--method": method,
-        "--model": model,
-        "-k/--classes": classes,
-        "--bands": bands,
-        "--tile": tile,
-        "--halo": halo,
-        "--batch-size": batch_size,
-        "--device": device,
-        "--seed": seed,
-        "--backbone": backbone,
-        "--weights": weights,
-        "--feature-layer": feature_layer,
-        "--crf": crf,
-        "--param": param,
-        "--workdir": workdir,
-    }
-    if index is None:
-        if pred is None or truth is None:
-            raise typer.BadParameter(
-                "give PRED and TRUTH (a label map and its truth raster), or --index FILE.",
-                param_hint="PRED TRUTH",
-            )
-        given = [name for name, value in index_only.items() if value not in (None, [])]
-        if given:
-            raise typer.BadParameter(
-                "these options only apply with --index (segmenting scenes); PRED is already a map.",
-                param_hint=", ".join(given),
-            )
-    else:
-        if pred is not None or truth is not None:
-            raise typer.BadParameter(
-                "give either PRED TRUTH or --index FILE, not both.", param_hint="--index"
-            )
-        if class_names:
-            raise typer.BadParameter(
-                "an index names its classes in its classes column; --class-names is for "
-                "PRED TRUTH.",
-                param_hint="--class-names",
-            )
     names = [n.strip() for n in class_names.split(",")] if class_names else None
     if names is not None and not all(names):
         raise typer.BadParameter(f"'{class_names}' has an empty name.", param_hint="--class-names")
-    ignore_values = tuple(ignore) if ignore else (255,)
-
     with reported_errors():
-        from lcmap.eval import check_plot_name, plot_confusion, to_json, write_json
         from lcmap.eval import evaluate as evaluate_map
-        from lcmap.io.staging import check_distinct, check_output
-        from lcmap.workflows.evaluate_index import evaluate_index
 
-        # Fail on an unwritable output before minutes of work, not after: every output passes
-        # the one guard (never an input, a device, a FIFO or an existing file unasked).
-        to_stdout = json_path is not None and str(json_path) == "-"
-        inputs = [p for p in (pred, truth, index) if p is not None]
-        for out in (None if to_stdout else json_path, plot):
-            if out is not None:
-                check_output(out, overwrite, inputs=inputs)
-        check_distinct(None if to_stdout else json_path, plot)
-        if plot is not None:
-            check_plot_name(plot)
+        to_stdout = _check_reports(json_path, plot, overwrite, [pred, truth])
+        with progress_bar("evaluate") as update:
+            result = evaluate_map(pred, truth, match=match, ignore=tuple(ignore or (255,)),
+                                  class_names=names, progress=update)  # fmt: skip
+        _report(result, json_path, plot, overwrite, to_stdout, match)
 
-        result: EvaluationResult | IndexResult
-        if index is not None:
-            options: dict[str, Any] = {
-                "model": model,
-                "bands": parse_bands(bands),
-                "tile": tile,
-                "halo": halo,
-                "batch_size": batch_size,
-                "device": device,
-                "options": method_options(backbone, weights, feature_layer, crf, param) or None,
-            }
-            options = {k: v for k, v in options.items() if v is not None}
-            with progress_bar("segment + evaluate") as update:
-                result = evaluate_index(
-                    index,
-                    method=method or "kmeans",
-                    classes=classes,
-                    match=match,
-                    ignore=ignore_values,
-                    seed=seed if seed is not None else 0,
-                    segment_options=options,
-                    workdir=workdir,
-                    progress=update,
-                )
-        else:
-            assert pred is not None and truth is not None  # checked above
-            with progress_bar("evaluate") as update:
-                result = evaluate_map(
-                    pred,
-                    truth,
-                    match=match,
-                    ignore=ignore_values,
-                    class_names=names,
-                    progress=update,
-                )
-        _print_result(result, stderr=to_stdout)
-        if to_stdout:
-            sys.stdout.write(to_json(result))
-        elif json_path is not None:
-            write_json(result, json_path, overwrite=overwrite)
-            echo(f"Wrote {json_path}")
-        if plot is not None:
-            title = f"{match}: accuracy {_fmt(result.accuracy)}, mIoU {_fmt(result.miou)}" + (
-                " (pooled)" if index is not None else ""
-            )
-            plot_confusion(
-                result.confusion, result.class_names, plot, title=title, overwrite=overwrite
-            )
-            echo(f"Wrote {plot}")
+
+@app.command("evaluate-index")
+def evaluate_index(
+    index: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV set,name,scene,truth,classes: segment each scene, score it, pool.",
+            dir_okay=False,
+        ),
+    ],
+    method: Annotated[
+        str, typer.Option("--method", "-m", help="Segmentation method fitted on each scene.")
+    ] = "kmeans",
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="Apply this saved model to every scene instead."),
+    ] = None,
+    classes: Classes = None,
+    bands: Bands = None,
+    device: Device = "auto",
+    seed: Seed = 0,
+    param: Params = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option("--workdir", help="Keep the maps in this folder.", file_okay=False),
+    ] = None,
+    match: MatchOption = "hungarian",
+    ignore: Ignore = None,
+    json_path: JsonPath = None,
+    plot: PlotPath = None,
+    overwrite: Overwrite = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Segment every scene of an index and score it against its truth, then pool.
+
+    Each scene is segmented on its own (the method fitted on that scene, or --model), scored
+    against its truth, and pooled: each scene's clusters are matched on that scene, then the
+    per-scene class confusion matrices are summed. -k defaults to the number of truth classes;
+    a method's own options go through -p (e.g. -p weights=dinov2.safetensors).
+
+    Examples:
+
+        $ lcmap evaluate-index dubai_dev/index.csv -m kmeans -k 5 --plot confusion.png
+
+        $ lcmap evaluate-index dubai_dev/index.csv --model landcover.lcmap --json pooled.json
+    """
+    setup_logging(verbose, quiet)
+    with reported_errors():
+        from lcmap.workflows.evaluate_index import evaluate_index as run
+
+        to_stdout = _check_reports(json_path, plot, overwrite, [index])
+        options: dict[str, Any] = {
+            "model": model,
+            "bands": parse_bands(bands),
+            "device": device,
+            "options": method_options(None, None, None, None, param),
+        }
+        with progress_bar("segment + evaluate") as update:
+            result = run(index, method=method, classes=classes, match=match,
+                         ignore=tuple(ignore or (255,)), seed=seed,
+                         segment_options={k: v for k, v in options.items() if v},
+                         workdir=workdir, progress=update)  # fmt: skip
+        _report(result, json_path, plot, overwrite, to_stdout, match)
+
+
+def _check_reports(
+    json_path: Path | None, plot: Path | None, overwrite: bool, inputs: list[Path]
+) -> bool:
+    """Check the report files before minutes of work, not after; whether the JSON goes to
+    stdout (``--json -``)."""
+    from lcmap.eval import check_plot_name
+    from lcmap.io.staging import check_distinct, check_output
+
+    to_stdout = json_path is not None and str(json_path) == "-"
+    for out in (None if to_stdout else json_path, plot):
+        if out is not None:
+            check_output(out, overwrite, inputs=inputs)
+    check_distinct(None if to_stdout else json_path, plot)
+    if plot is not None:
+        check_plot_name(plot)
+    return to_stdout
+
+
+def _report(
+    result: "EvaluationResult | IndexResult",
+    json_path: Path | None,
+    plot: Path | None,
+    overwrite: bool,
+    to_stdout: bool,
+    match: str,
+) -> None:
+    """The tables, then the JSON and the confusion picture when asked for."""
+    from lcmap.eval import IndexResult, plot_confusion, to_json, write_json
+
+    _print_result(result, stderr=to_stdout)
+    if to_stdout:
+        sys.stdout.write(to_json(result))
+    elif json_path is not None:
+        write_json(result, json_path, overwrite=overwrite)
+        echo(f"Wrote {json_path}")
+    if plot is not None:
+        pooled = " (pooled)" if isinstance(result, IndexResult) else ""
+        title = f"{match}: accuracy {_fmt(result.accuracy)}, mIoU {_fmt(result.miou)}{pooled}"
+        plot_confusion(result.confusion, result.class_names, plot, title=title, overwrite=overwrite)
+        echo(f"Wrote {plot}")
 
 
 def _fmt(value: float) -> str:

@@ -1,7 +1,7 @@
 """Score a method on an index of labelled scenes: segment each, evaluate each, pool.
 
 A workflow above both the segment workflow and :mod:`lcmap.eval` (it scores), so the metrics
-package needs nothing above it. ``lcmap evaluate --index`` runs it.
+package needs nothing above it. ``lcmap evaluate-index`` runs it.
 """
 
 import contextlib

@@ -219,7 +219,7 @@ def test_a_corrupt_map_given_to_evaluate_is_one_line(make_scene, tmp_path):
     out = one_line_error(run("evaluate", tmp_path / "cut.tif", tmp_path / "m.tif", "-q"))
     assert "truncated or corrupt" in out and "cut.tif" in out
     (tmp_path / "index.csv").write_bytes(bytes(range(256)) * 4)
-    out = one_line_error(run("evaluate", "--index", tmp_path / "index.csv", "-q"))
+    out = one_line_error(run("evaluate-index", tmp_path / "index.csv", "-q"))
     assert "not a UTF-8 CSV" in out
 
 
