@@ -104,8 +104,9 @@ class _Prefetch:
     read ahead in all. A reader's error is raised where its tile would have been.
     """
 
-    def __init__(self, path: str | Path, tiles: Sequence[Tile], spec: ReadSpec,
-                 threads: int, depth: int) -> None:  # fmt: skip
+    def __init__(
+        self, path: str | Path, tiles: Sequence[Tile], spec: ReadSpec, threads: int, depth: int
+    ) -> None:
         n = max(1, min(threads, len(tiles)))
         self.total = len(tiles)
         self._stop = threading.Event()
@@ -176,10 +177,17 @@ def probe_batch_size(
         peaks.append(torch.cuda.max_memory_allocated(device) - base)
         del x
     per_window = max(1, peaks[1] - peaks[0])
-    size = batch_size_for(free, max(0, peaks[0] - per_window), per_window,
-                          4 * math.prod(shape), tiles)  # fmt: skip
-    log.info("batch size %d: %.0f MiB free on %s, %.0f MiB per tile of %s", size,
-             free / 2**20, device, per_window / 2**20, "x".join(map(str, shape)))  # fmt: skip
+    size = batch_size_for(
+        free, max(0, peaks[0] - per_window), per_window, 4 * math.prod(shape), tiles
+    )
+    log.info(
+        "batch size %d: %.0f MiB free on %s, %.0f MiB per tile of %s",
+        size,
+        free / 2**20,
+        device,
+        per_window / 2**20,
+        "x".join(map(str, shape)),
+    )
     return size
 
 
@@ -358,9 +366,14 @@ def map_scene(
         wall = time.perf_counter() - start
         log.info(
             "model busy %.0f%% of the %.1f s mapping loop on %s (%d tiles, batches of %d, "
-            "readers: %d)", 100 * clock.busy() / max(wall, 1e-9), wall, device,
-            len(tiles), size, read_threads,
-        )  # fmt: skip
+            "readers: %d)",
+            100 * clock.busy() / max(wall, 1e-9),
+            wall,
+            device,
+            len(tiles),
+            size,
+            read_threads,
+        )
     finally:
         if reads is not None:
             reads.close()

@@ -278,9 +278,11 @@ class PairSampler(SceneSampler):
     ) -> tuple[NDArray[np.float32], NDArray[Any] | None]:
         _, data, other, own_valid, other_valid = handle
         image = np.concatenate(
-            [self.spec.norm.apply(data, own_valid),
-             self.partner_spec.norm.apply(other, other_valid)]
-        )  # fmt: skip
+            [
+                self.spec.norm.apply(data, own_valid),
+                self.partner_spec.norm.apply(other, other_valid),
+            ]
+        )
         return image, None
 
 

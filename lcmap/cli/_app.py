@@ -5,7 +5,6 @@ import logging
 import re
 import signal
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,15 +35,31 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output
 #: The library names options by the API's keywords (``bands=``, ``overwrite=True``); its
 #: messages reach the command line with the flags instead.
 FLAGS = {
-    "overwrite": "--overwrite", "bands": "--bands", "weights": "--weights",
-    "backbone": "--backbone", "class_column": "--class-column", "class_names": "--class-names",
-    "labels": "--labels", "ignore": "--ignore", "min_area": "--min-area",
-    "simplify": "--simplify", "workers": "--workers", "scheduler": "--scheduler",
-    "part_rows": "--part-rows", "device": "--device", "model": "--model",
-    "classes": "-k/--classes", "save_model": "--save-model", "tile": "--tile", "halo": "--halo",
-    "batch_size": "--batch-size", "seed": "--seed", "patches": "--patches",
-    "budget": "--budget", "stack": "--stack",
-}  # fmt: skip
+    "overwrite": "--overwrite",
+    "bands": "--bands",
+    "weights": "--weights",
+    "backbone": "--backbone",
+    "class_column": "--class-column",
+    "class_names": "--class-names",
+    "labels": "--labels",
+    "ignore": "--ignore",
+    "min_area": "--min-area",
+    "simplify": "--simplify",
+    "workers": "--workers",
+    "scheduler": "--scheduler",
+    "part_rows": "--part-rows",
+    "device": "--device",
+    "model": "--model",
+    "classes": "-k/--classes",
+    "save_model": "--save-model",
+    "tile": "--tile",
+    "halo": "--halo",
+    "batch_size": "--batch-size",
+    "seed": "--seed",
+    "patches": "--patches",
+    "budget": "--budget",
+    "stack": "--stack",
+}
 _KEYWORD = re.compile(r"\b(overwrite)=True\b|\b(" + "|".join(FLAGS) + r")=(?:\.\.\.)? ?")
 
 
@@ -312,126 +327,9 @@ def _interrupted(exc: KeyboardInterrupt) -> NoReturn:
     raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
 
-@contextlib.contextmanager
-def progress_bar(description: str) -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr; yields an ``update(done, total)`` callback.
-
-    The callback also takes ``description=`` to relabel the bar between stages.
-    Silent with ``-q``.
-    """
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    console = Console(stderr=True)
-    if not console.is_terminal:  # a log file or a pipe: one line per stage and per tenth
-        yield _StageLines(description, quiet=bool(_state["quiet"]))
-        return
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console,
-        disable=bool(_state["quiet"]),
-        transient=False,
-    )
-    tasks = [progress.add_task(description, total=None, status="")]
-    shown: list[bool] = []  # the bar appears with the first news: an early error prints alone
-
-    def show() -> None:
-        if not shown:
-            progress.start()
-            shown.append(True)
-
-    class Update:
-        """``update(done, total)``; ``.status(text)`` beside the bar; ``.phase(name)`` a new bar.
-
-        The first phase takes over the command's own bar while nothing was counted on it.
-        """
-
-        def __call__(self, done: int, total: int, description: str | None = None) -> None:
-            show()
-            if description is not None:
-                progress.update(tasks[-1], description=description)
-            progress.update(tasks[-1], completed=done, total=total)
-
-        def status(self, text: str) -> None:
-            show()
-            progress.update(tasks[-1], status=text)
-
-        def phase(self, name: str) -> None:
-            show()
-            last = progress.tasks[-1]
-            if last.total is None and not last.completed:
-                progress.update(tasks[-1], description=name, status="")
-                return
-            tasks.append(progress.add_task(name, total=None, status=""))
-
-    try:
-        yield Update()
-    finally:
-        if shown:
-            progress.stop()
-
-
-class _StageLines:
-    """Progress as plain lines on stderr, for when it is not a terminal (``2> run.log``, a
-    batch scheduler): a line when a stage starts, then one at each tenth of it done, with the
-    time taken and an estimate of the time left. Same interface as the bar's callback."""
-
-    def __init__(self, description: str, quiet: bool) -> None:
-        self.quiet = quiet
-        self.stage = description
-        self.started = time.monotonic()
-        self.tenth = -1
-        self.announced = False
-
-    def _line(self, text: str) -> None:
-        if not self.quiet:
-            print(text, file=sys.stderr, flush=True)
-
-    def __call__(self, done: int, total: int, description: str | None = None) -> None:
-        if description is not None and description != self.stage:
-            self.phase(description)
-        if not self.announced:
-            self._line(f"{self.stage}: started")
-            self.announced = True
-        if total <= 0:
-            return
-        tenth = min(10, done * 10 // total)
-        if tenth <= self.tenth or done <= 0:
-            return
-        self.tenth = tenth
-        elapsed = time.monotonic() - self.started
-        left = elapsed * (total - done) / done if done else float("nan")
-        eta = f", about {_duration(left)} left" if 0 < done < total else ""
-        self._line(f"{self.stage}: {done}/{total} ({tenth * 10}%) in {_duration(elapsed)}{eta}")
-
-    def status(self, text: str) -> None:
-        if text:
-            self._line(f"{self.stage}: {text}")
-
-    def phase(self, name: str) -> None:
-        self.stage, self.started, self.tenth, self.announced = name, time.monotonic(), -1, False
-
-
-def _duration(seconds: float) -> str:
-    """``1 h 02 min``, ``3 min 05 s`` or ``12 s``."""
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+def is_quiet() -> bool:
+    """Whether -q was given (before or after the command name)."""
+    return bool(_state["quiet"])
 
 
 def echo_error(message: str) -> None:

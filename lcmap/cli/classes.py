@@ -11,10 +11,10 @@ from lcmap.cli._app import (
     Verbose,
     app,
     echo,
-    progress_bar,
     reported_errors,
     setup_logging,
 )
+from lcmap.cli._progress import progress_bar
 
 
 def _ids(text: str, flag: str) -> list[int]:
@@ -151,17 +151,26 @@ def classes(
                 raise typer.BadParameter(f"'{item}' is not NAME=#RRGGBB.", param_hint="--colour")
             colours[key.strip()] = parse_colour(value)
         with progress_bar("classes") as update:
-            result = name_classes(maps, output, names, colours=colours, model=model,
-                                  save_model=save_model, overwrite=overwrite,
-                                  progress=update)  # fmt: skip
+            result = name_classes(
+                maps,
+                output,
+                names,
+                colours=colours,
+                model=model,
+                save_model=save_model,
+                overwrite=overwrite,
+                progress=update,
+            )
     plan = result.plan
     if learnt is not None:
         for cluster, share in sorted(learnt.shares.items()):
             echo(f"cluster {cluster}: {learnt.names[cluster]} ({share:.0%} of its labelled pixels)")
         kept = [i for i in range(len(plan.relabel)) if i not in names]
         if kept:
-            echo(f"clusters {', '.join(map(str, kept))}: no labels, or no class holding "
-                 f"{min_share:.0%} of them; they keep their names.")  # fmt: skip
+            echo(
+                f"clusters {', '.join(map(str, kept))}: no labels, or no class holding "
+                f"{min_share:.0%} of them; they keep their names."
+            )
     echo(f"{len(plan.relabel)} classes -> {len(plan.names)}: {', '.join(plan.names)}")
     for out in result.maps:
         echo(f"Wrote {out}")

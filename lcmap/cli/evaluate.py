@@ -15,11 +15,11 @@ from lcmap.cli._app import (
     app,
     echo,
     parse_bands,
-    progress_bar,
     reported_errors,
     setup_logging,
 )
 from lcmap.cli._options import Bands, Classes, Device, Params, Seed, method_options
+from lcmap.cli._progress import progress_bar
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -100,8 +100,14 @@ def evaluate(
 
         to_stdout = _check_reports(json_path, plot, overwrite, [pred, truth])
         with progress_bar("evaluate") as update:
-            result = evaluate_map(pred, truth, match=match, ignore=tuple(ignore or (255,)),
-                                  class_names=names, progress=update)  # fmt: skip
+            result = evaluate_map(
+                pred,
+                truth,
+                match=match,
+                ignore=tuple(ignore or (255,)),
+                class_names=names,
+                progress=update,
+            )
         _report(result, json_path, plot, overwrite, to_stdout, match)
 
 
@@ -163,10 +169,17 @@ def evaluate_index(
             "options": method_options(None, None, None, None, param),
         }
         with progress_bar("segment + evaluate") as update:
-            result = run(index, method=method, classes=classes, match=match,
-                         ignore=tuple(ignore or (255,)), seed=seed,
-                         segment_options={k: v for k, v in options.items() if v},
-                         workdir=workdir, progress=update)  # fmt: skip
+            result = run(
+                index,
+                method=method,
+                classes=classes,
+                match=match,
+                ignore=tuple(ignore or (255,)),
+                seed=seed,
+                segment_options={k: v for k, v in options.items() if v},
+                workdir=workdir,
+                progress=update,
+            )
         _report(result, json_path, plot, overwrite, to_stdout, match)
 
 

@@ -11,11 +11,11 @@ from lcmap.cli._app import (
     Verbose,
     app,
     echo,
-    progress_bar,
     reported_errors,
     setup_logging,
 )
 from lcmap.cli._options import BatchSize, Device, Params, Seed, Stack, method_options
+from lcmap.cli._progress import progress_bar
 from lcmap.methods.configs import CasFinetunedConfig
 
 _STEPS_HELP = f"Optimiser steps \\[default: {CasFinetunedConfig().steps}]."

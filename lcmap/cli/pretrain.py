@@ -12,11 +12,11 @@ from lcmap.cli._app import (
     app,
     echo,
     parse_bands,
-    progress_bar,
     reported_errors,
     setup_logging,
 )
 from lcmap.cli._options import Bands, BatchSize, Classes, Device, Params, Seed, method_options
+from lcmap.cli._progress import progress_bar
 from lcmap.methods.configs import ENCODER_NAMES, SimclrConfig
 
 _DEFAULTS = SimclrConfig()
@@ -151,15 +151,35 @@ def pretrain(
         from lcmap import api
 
         options = method_options(
-            None, weights, None, None, param, encoder=encoder, temperature=temperature,
-            epochs=epochs, steps=steps, windows=windows,
-            batch_size=batch_size, optimizer=optimizer, lr=lr, crop_size=crop_size,
-        )  # fmt: skip
+            None,
+            weights,
+            None,
+            None,
+            param,
+            encoder=encoder,
+            temperature=temperature,
+            epochs=epochs,
+            steps=steps,
+            windows=windows,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            crop_size=crop_size,
+        )
         with progress_bar(f"pretrain {method}") as update:
-            header = api.train(scenes or [a for a, _ in pairs], output, method=method,
-                               partners=[b for _, b in pairs] or None, classes=classes,
-                               bands=parse_bands(bands), seed=seed, device=device,
-                               overwrite=overwrite, progress=update, options=options)  # fmt: skip
+            header = api.train(
+                scenes or [a for a, _ in pairs],
+                output,
+                method=method,
+                partners=[b for _, b in pairs] or None,
+                classes=classes,
+                bands=parse_bands(bands),
+                seed=seed,
+                device=device,
+                overwrite=overwrite,
+                progress=update,
+                options=options,
+            )
     loss = header.extra.get("final_loss")
     trained = "not pre-trained" if loss is None else f"final loss {loss:.4f}"
     echo(f"Saved {encoder} encoder ({trained}, {header.num_classes} clusters) to {output}.")

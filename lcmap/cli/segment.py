@@ -15,7 +15,6 @@ from lcmap.cli._app import (
     echo_error,
     parse_bands,
     parse_key_values,
-    progress_bar,
     reported_errors,
     setup_logging,
 )
@@ -35,6 +34,7 @@ from lcmap.cli._options import (
     Weights,
     method_options,
 )
+from lcmap.cli._progress import progress_bar
 
 Workers = Annotated[
     int | None,
@@ -193,12 +193,24 @@ def segment(
             or (Path(output).is_dir() and Path(output).suffix.lower() not in (".tif", ".tiff"))
         )
         common: dict[str, Any] = {
-            "method": method, "model": model, "save_model": save_model, "classes": classes,
-            "bands": parse_bands(bands), "tile": tile, "halo": halo, "batch_size": batch_size,
-            "device": device, "seed": seed, "overwrite": overwrite,
-            "creation_options": parse_key_values(co, "--co"), "options": options,
-            "workers": workers, "scheduler": scheduler, "resume": resume, "part_rows": part_rows,
-        }  # fmt: skip
+            "method": method,
+            "model": model,
+            "save_model": save_model,
+            "classes": classes,
+            "bands": parse_bands(bands),
+            "tile": tile,
+            "halo": halo,
+            "batch_size": batch_size,
+            "device": device,
+            "seed": seed,
+            "overwrite": overwrite,
+            "creation_options": parse_key_values(co, "--co"),
+            "options": options,
+            "workers": workers,
+            "scheduler": scheduler,
+            "resume": resume,
+            "part_rows": part_rows,
+        }
         if preview is not None:  # checked before any work, written after the map
             if many:
                 raise typer.BadParameter("--preview goes with one scene.")
@@ -218,8 +230,13 @@ def segment(
             from lcmap.io.preview import write_preview
 
             chosen = parse_bands(bands)
-            write_preview(output, preview, scene=paths[0], bands=chosen[:3] if chosen else None,
-                          overwrite=overwrite)  # fmt: skip
+            write_preview(
+                output,
+                preview,
+                scene=paths[0],
+                bands=chosen[:3] if chosen else None,
+                overwrite=overwrite,
+            )
     if many:
         _report_many(done)
         return

@@ -11,11 +11,11 @@ from lcmap.cli._app import (
     Verbose,
     app,
     echo,
-    progress_bar,
     reported_errors,
     setup_logging,
 )
 from lcmap.cli._options import BatchSize, Device, Seed, Stack
+from lcmap.cli._progress import progress_bar
 
 
 @app.command("suggest-labels")

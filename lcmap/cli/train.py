@@ -12,7 +12,6 @@ from lcmap.cli._app import (
     app,
     echo,
     parse_bands,
-    progress_bar,
     reported_errors,
     setup_logging,
 )
@@ -30,6 +29,7 @@ from lcmap.cli._options import (
     Weights,
     method_options,
 )
+from lcmap.cli._progress import progress_bar
 
 
 @app.command("train")

@@ -12,11 +12,11 @@ from lcmap.cli._app import (
     app,
     echo,
     parse_bands,
-    progress_bar,
     reported_errors,
     setup_logging,
 )
 from lcmap.cli._options import Bands, Device, Params, Seed, method_options
+from lcmap.cli._progress import progress_bar
 from lcmap.methods.configs import SingleSceneConfig
 
 

@@ -11,10 +11,10 @@ from lcmap.cli._app import (
     Verbose,
     app,
     echo,
-    progress_bar,
     reported_errors,
     setup_logging,
 )
+from lcmap.cli._progress import progress_bar
 
 
 def parse_classes(value: str | None) -> list[int] | None:

@@ -82,8 +82,9 @@ def get_weights(
         from lcmap.nets.vit import cache_dir
 
         if name not in FETCHABLE:
-            raise typer.BadParameter(f"'{name}' is unknown; these can be fetched: "
-                                     f"{', '.join(FETCHABLE)}.")  # fmt: skip
+            raise typer.BadParameter(
+                f"'{name}' is unknown; these can be fetched: {', '.join(FETCHABLE)}."
+            )
         target = cache_dir() / FETCHABLE[name].filename
         if target.is_file() and not overwrite:
             path = target

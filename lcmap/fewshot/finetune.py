@@ -37,10 +37,10 @@ from lcmap.io.labels import (
     open_labels,
     polygon_class_names,
 )
+from lcmap.io.legend import named_colours
 from lcmap.io.scene import open_scene, read_window
 from lcmap.io.stack import with_stack
 from lcmap.io.staging import check_output
-from lcmap.io.writer import named_colours
 from lcmap.methods.fewshot import TunableSegmenter, check_init, load_encoder
 from lcmap.models import ModelHeader, file_sha256, warn_if_unlike
 from lcmap.types import ProgressFn
@@ -197,9 +197,17 @@ def finetune(
 
     with with_stack(scene_paths, stack, base.extra.get("stack")) as reads:
         images, targets, max_class = _training_patches(
-            scene_paths, reads, label_paths, base, mapping, class_column, patch_file,
-            patch_size, patches, seed,
-        )  # fmt: skip
+            scene_paths,
+            reads,
+            label_paths,
+            base,
+            mapping,
+            class_column,
+            patch_file,
+            patch_size,
+            patches,
+            seed,
+        )
     num_classes = max(len(names) if names else 0, max_class + 1, 2)
     names = list(names) if names else [f"class {i}" for i in range(num_classes)]
     if len(names) < num_classes:

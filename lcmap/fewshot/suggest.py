@@ -421,8 +421,9 @@ def _recluster(patches: list[_Patch], clusters: int, seed: int) -> int:
     sims = x @ centres.T
     best = sims.max(dim=1)
     confidence = (sims / 0.1).softmax(dim=1).max(dim=1).values
-    for p, c, s, q in zip(patches, best.indices.tolist(), best.values.tolist(),
-                          confidence.tolist(), strict=True):  # fmt: skip
+    for p, c, s, q in zip(
+        patches, best.indices.tolist(), best.values.tolist(), confidence.tolist(), strict=True
+    ):
         p.cluster, p.distance, p.confidence = int(c), 1.0 - float(s), float(q)
     return k
 

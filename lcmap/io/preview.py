@@ -159,12 +159,15 @@ def _render(
         ax.set_axis_off()
     total = max(int(valid.sum()), 1)
     handles = [
-        Patch(color=(colours[c][0] / 255, colours[c][1] / 255, colours[c][2] / 255),
-              label=f"{names[c]} ({100 * int(((labels == c) & valid).sum()) / total:.1f} %)")
+        Patch(
+            color=(colours[c][0] / 255, colours[c][1] / 255, colours[c][2] / 255),
+            label=f"{names[c]} ({100 * int(((labels == c) & valid).sum()) / total:.1f} %)",
+        )
         for c in sorted(colours)
-    ]  # fmt: skip
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9,
-               frameon=False)  # fmt: skip
+    ]
+    fig.legend(
+        handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False
+    )
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     return buffer.getvalue()

@@ -173,9 +173,16 @@ def open_on_grid(path: str | Path, ref: DatasetReader, fill: float | None = None
         integer = np.dtype(src.dtypes[0]).kind in "iu"
         nodata = src.nodata if src.nodata is not None else (0 if integer else np.nan)
         nodata = fill if fill is not None else nodata
-        with WarpedVRT(src, crs=ref.crs, transform=ref.transform, width=ref.width,
-                       height=ref.height, resampling=resampling_for(src),
-                       src_nodata=src.nodata, nodata=nodata) as vrt:  # fmt: skip
+        with WarpedVRT(
+            src,
+            crs=ref.crs,
+            transform=ref.transform,
+            width=ref.width,
+            height=ref.height,
+            resampling=resampling_for(src),
+            src_nodata=src.nodata,
+            nodata=nodata,
+        ) as vrt:
             yield vrt
 
 

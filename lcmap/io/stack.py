@@ -28,10 +28,17 @@ from lcmap.errors import InvalidSceneError, LcmapError
 from lcmap.io.scene import is_virtual, open_on_grid, open_scene
 
 _GDAL_TYPES = {
-    "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
-    "int32": "Int32", "float32": "Float32", "float64": "Float64", "int64": "Int64",
+    "uint8": "Byte",
+    "int8": "Int8",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "uint32": "UInt32",
+    "int32": "Int32",
+    "float32": "Float32",
+    "float64": "Float64",
+    "int64": "Int64",
     "uint64": "UInt64",
-}  # fmt: skip
+}
 
 
 _TYPE = re.compile(r'dataType="(\w+)"')
@@ -47,8 +54,9 @@ def layout(extras: Sequence[str | Path]) -> list[dict[str, Any]]:
     found = []
     for path in extras:
         with open_scene(path) as src:
-            found.append({"name": Path(str(path)).name, "bands": src.count,
-                          "dtypes": list(src.dtypes)})  # fmt: skip
+            found.append(
+                {"name": Path(str(path)).name, "bands": src.count, "dtypes": list(src.dtypes)}
+            )
     return found
 
 
@@ -93,8 +101,10 @@ def stacked(scene: str | Path, extras: Sequence[str | Path]) -> Iterator[str]:
     that cannot be opened, or a scene or raster without a CRS).
     """
     with tempfile.TemporaryDirectory(prefix="lcmap-stack-") as tmp, open_scene(scene) as src:
-        bands = [_band_xml(b, src.dtypes[b - 1], _source(scene), b, src.nodatavals[b - 1])
-                 for b in range(1, src.count + 1)]  # fmt: skip
+        bands = [
+            _band_xml(b, src.dtypes[b - 1], _source(scene), b, src.nodatavals[b - 1])
+            for b in range(1, src.count + 1)
+        ]
         for i, extra in enumerate(extras):
             with open_on_grid(_source(extra), src, fill=0) as view:
                 xml = view.tags(ns="xml:VRT").get("xml:VRT")
@@ -103,8 +113,9 @@ def stacked(scene: str | Path, extras: Sequence[str | Path]) -> Iterator[str]:
                 warped = Path(tmp) / f"extra{i}.vrt"
                 warped.write_text(xml)
                 for b in range(1, view.count + 1):
-                    bands.append(_band_xml(len(bands) + 1, view.dtypes[b - 1], str(warped), b,
-                                           None))  # fmt: skip
+                    bands.append(
+                        _band_xml(len(bands) + 1, view.dtypes[b - 1], str(warped), b, None)
+                    )
         # rasterio reads one data type per dataset: mixed inputs become float32 (float64 kept).
         types = set(_TYPE.findall("".join(bands)))
         if len(types) > 1:

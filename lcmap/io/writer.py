@@ -8,7 +8,6 @@ before that leaves nothing behind (DESIGN.md contract 5).
 """
 
 import contextlib
-import difflib
 import itertools
 import json
 import logging
@@ -27,50 +26,34 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from lcmap.errors import InvalidOptionError, OutputExistsError, OutputPathError
+from lcmap.errors import OutputExistsError, OutputPathError
+from lcmap.io.cog_options import DEFAULT_CREATION_OPTIONS, check_creation_options
+from lcmap.io.legend import category_xml
 from lcmap.io.overviews import ModePyramid, overview_sizes
 from lcmap.io.staging import (
-    check_distinct,
     check_local,
     check_output,
     committing,
     out_of_room,
     publish,
-    same_file,
     temp_path,
 )
 
 log = logging.getLogger(__name__)
 
-#: COG layout (overridable with --co): 512-px tiles, DEFLATE with the horizontal predictor,
-#: overviews resampled by MODE so a coarse pixel shows its most common class. DEFLATE level 1:
-#: on a 64 Mpx k-means map the conversion took half the time of level 6 for 19% more bytes
-#: (label maps stay around 0.2 byte a pixel); pass --co LEVEL=9 for the smallest file.
-DEFAULT_CREATION_OPTIONS = {
-    "BLOCKSIZE": "512",
-    "COMPRESS": "DEFLATE",
-    "LEVEL": "1",
-    "PREDICTOR": "YES",
-    "OVERVIEWS": "AUTO",
-    "OVERVIEW_RESAMPLING": "MODE",
-    "NUM_THREADS": "ALL_CPUS",
-    "BIGTIFF": "IF_SAFER",
-}
 
 #: Label rows on their way to the COG (the staging file, a part file of a scaled-out run):
 #: single band, tiled like the COG, ZSTD level 1 for speed (the COG copy compresses for keeps).
 STAGING_PROFILE: dict[str, Any] = {
-    "driver": "GTiff", "count": 1, "tiled": True, "blockxsize": 512, "blockysize": 512,
-    "compress": "ZSTD", "zstd_level": 1, "bigtiff": "IF_SAFER",
-}  # fmt: skip
-
-# A qualitative palette (20 distinct colours, after ColorBrewer/Tableau), cycled beyond 20.
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
-    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
-)  # fmt: skip
+    "driver": "GTiff",
+    "count": 1,
+    "tiled": True,
+    "blockxsize": 512,
+    "blockysize": 512,
+    "compress": "ZSTD",
+    "zstd_level": 1,
+    "bigtiff": "IF_SAFER",
+}
 
 
 def provenance_tags(provenance: Mapping[str, Any]) -> dict[str, str]:
@@ -93,173 +76,10 @@ def aux_path(output: str | Path) -> Path:
     return output.with_name(output.name + ".aux.xml")
 
 
-def category_xml(names: Sequence[str], colours: Sequence[tuple[int, int, int]]) -> str:
-    """A GDAL PAM document naming the classes of band 1, read by GDAL and QGIS.
-
-    Category names (``gdalinfo`` lists them under "Categories") and a thematic raster
-    attribute table (value, class, red, green, blue) for tools that read RATs. The GeoTIFF
-    driver keeps both in this ``.aux.xml`` file, not inside the TIFF.
-    """
-    from xml.sax.saxutils import escape
-
-    fields = [("Value", 0, 5), ("Class", 2, 2), ("Red", 0, 6), ("Green", 0, 7), ("Blue", 0, 8)]
-    lines = ["<PAMDataset>", '  <PAMRasterBand band="1">', "    <CategoryNames>"]
-    lines += [f"      <Category>{escape(n)}</Category>" for n in names]
-    lines += ["    </CategoryNames>", '    <GDALRasterAttributeTable tableType="thematic">']
-    for i, (name, kind, usage) in enumerate(fields):
-        lines.append(f'      <FieldDefn index="{i}"><Name>{name}</Name><Type>{kind}</Type>'
-                     f"<Usage>{usage}</Usage></FieldDefn>")  # fmt: skip
-    for i, (name, (r, g, b)) in enumerate(zip(names, colours, strict=True)):
-        cells = "".join(f"<F>{v}</F>" for v in (i, escape(name), r, g, b))
-        lines.append(f'      <Row index="{i}">{cells}</Row>')
-    lines += ["    </GDALRasterAttributeTable>", "  </PAMRasterBand>", "</PAMDataset>", ""]
-    return "\n".join(lines)
-
-
-def default_colours(num_classes: int) -> list[tuple[int, int, int]]:
-    """One colour a class, cycling :data:`PALETTE`."""
-    return [PALETTE[i % len(PALETTE)] for i in range(num_classes)]
-
-
-#: Colours for common land-cover names, so a named map looks familiar in QGIS.
-_NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
-    "water": (31, 120, 220),
-    "building": (220, 40, 40),
-    "buildings": (220, 40, 40),
-    "urban": (200, 60, 60),
-    "built": (200, 60, 60),
-    "developed": (200, 60, 60),
-    "road": (130, 130, 130),
-    "roads": (130, 130, 130),
-    "vegetation": (40, 160, 60),
-    "tree": (20, 110, 40),
-    "trees": (20, 110, 40),
-    "forest": (20, 110, 40),
-    "grass": (140, 200, 90),
-    "crop": (230, 200, 80),
-    "cropland": (230, 200, 80),
-    "land": (210, 180, 140),
-    "bare": (210, 180, 140),
-    "barren": (210, 180, 140),
-    "soil": (180, 140, 100),
-}
-
-
-def named_colours(names: Sequence[str]) -> list[tuple[int, int, int]]:
-    """A colour per class: a familiar one for common land-cover names, else the palette's."""
-    palette = default_colours(len(names))
-    return [_NAMED_COLOURS.get(n.strip().lower(), palette[i]) for i, n in enumerate(names)]
-
-
 def sidecar_path(output: str | Path) -> Path:
     """Where the provenance sidecar of ``output`` goes: ``map.tif`` -> ``map.lcmap.json``."""
     output = Path(output)
     return output.with_name(output.stem + ".lcmap.json")
-
-
-_YES_NO = ("YES", "NO", "TRUE", "FALSE", "ON", "OFF", "1", "0")
-#: Overview resampling that keeps labels labels: MODE (the most common class) or NEAREST (one
-#: of the classes below). AVERAGE, CUBIC and the like invent classes none of the pixels has.
-_LABEL_RESAMPLING = ("MODE", "NEAREST")
-#: LEVEL's range for each codec that takes one (GDAL's GeoTIFF driver).
-_LEVELS = {"DEFLATE": (1, 12), "LERC_DEFLATE": (1, 12), "ZSTD": (1, 22), "LERC_ZSTD": (1, 22),
-           "LZMA": (0, 9)}  # fmt: skip
-#: The GDAL COG driver's creation options lcmap accepts, each with a check of its value
-#: (a tuple of choices, or a whole number between two bounds). Only lossless codecs: lossy
-#: ones (JPEG, WEBP, LERC with an error bound) change label values.
-COG_OPTIONS: dict[str, tuple[str, ...] | tuple[int, int] | str] = {
-    "BLOCKSIZE": "blocksize",
-    "COMPRESS": ("NONE", "DEFLATE", "LZW", "ZSTD", "LZMA", "PACKBITS", "LERC", "LERC_DEFLATE",
-                 "LERC_ZSTD"),
-    "LEVEL": "level",
-    "PREDICTOR": ("YES", "NO", "STANDARD", "1", "2"),
-    "NUM_THREADS": (1, 256),
-    "BIGTIFF": ("YES", "NO", "IF_NEEDED", "IF_SAFER"),
-    "OVERVIEWS": ("AUTO", "IGNORE_EXISTING", "FORCE_USE_EXISTING", "NONE"),
-    "OVERVIEW_RESAMPLING": _LABEL_RESAMPLING,
-    "RESAMPLING": _LABEL_RESAMPLING,
-    "OVERVIEW_COUNT": (1, 30),  # each level halves the map: 30 covers any raster GDAL opens
-    "OVERVIEW_COMPRESS": ("NONE", "DEFLATE", "LZW", "ZSTD", "LZMA", "PACKBITS"),
-    "OVERVIEW_PREDICTOR": ("YES", "NO", "STANDARD", "1", "2"),
-    "SPARSE_OK": _YES_NO,
-    "STATISTICS": ("AUTO", *_YES_NO),
-    "GEOTIFF_VERSION": ("AUTO", "1.0", "1.1"),
-    "MAX_Z_ERROR": ("0", "0.0"),  # LERC's error bound: anything but 0 rounds labels away
-}  # fmt: skip
-
-
-def check_creation_options(options: Mapping[str, str] | None) -> dict[str, str]:
-    """Validate COG creation options before any work; keys upper-cased.
-
-    A label map takes only lossless compression and overviews resampled by MODE or NEAREST.
-
-    Raises:
-        InvalidOptionError: an unknown key, or a value GDAL would reject, crash on, or that
-            would change labels.
-    """
-    out: dict[str, str] = {}
-    for key, value in (options or {}).items():
-        name, text = key.upper(), str(value).strip()
-        if name not in COG_OPTIONS:
-            close = difflib.get_close_matches(name, COG_OPTIONS, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise InvalidOptionError(
-                f"Unknown COG creation option {key}{hint}; known: {', '.join(COG_OPTIONS)}."
-            )
-        out[name] = _checked_value(name, text, COG_OPTIONS[name])
-    if "LEVEL" in out:
-        _check_level(out["LEVEL"], out.get("COMPRESS", DEFAULT_CREATION_OPTIONS["COMPRESS"]))
-    return out
-
-
-def _checked_value(name: str, text: str, rule: tuple[str, ...] | tuple[int, int] | str) -> str:
-    """``text`` as ``name``'s value, checked against its rule (see :data:`COG_OPTIONS`)."""
-    if name == "MAX_Z_ERROR" and text not in rule:
-        raise InvalidOptionError(
-            f"Creation option MAX_Z_ERROR={text} makes LERC lossy, which changes labels; a "
-            "label map takes only lossless compression (MAX_Z_ERROR=0)."
-        )
-    if name.endswith("RESAMPLING") and text.upper() not in rule:
-        raise InvalidOptionError(
-            f"Creation option {name}={text} would put classes into the overviews that no pixel "
-            "below them has; use MODE (the default) or NEAREST."
-        )
-    if isinstance(rule, tuple) and isinstance(rule[0], int):
-        low, high = rule
-        if name == "NUM_THREADS" and text.upper() == "ALL_CPUS":
-            return "ALL_CPUS"
-        if not (text.isdigit() and low <= int(text) <= high):
-            extra = " or ALL_CPUS" if name == "NUM_THREADS" else ""
-            raise InvalidOptionError(
-                f"Creation option {name}={text} must be a whole number from {low} to {high}{extra}."
-            )
-        return text
-    if isinstance(rule, tuple) and text.upper() not in rule:
-        raise InvalidOptionError(
-            f"Creation option {name}={text} is not valid; use one of {', '.join(map(str, rule))}."
-        )
-    if rule in ("level", "blocksize") and not text.isdigit():
-        raise InvalidOptionError(f"Creation option {name}={text} must be a whole number.")
-    if rule == "blocksize" and not (128 <= int(text) <= 4096 and int(text) % 16 == 0):
-        raise InvalidOptionError(
-            f"Creation option BLOCKSIZE={text} must be a multiple of 16 from 128 to 4096."
-        )
-    return text
-
-
-def _check_level(level: str, codec: str) -> None:
-    """LEVEL within what the chosen codec takes (GDAL clamps or fails late otherwise)."""
-    codec = codec.upper()
-    if codec not in _LEVELS:
-        raise InvalidOptionError(
-            f"Creation option LEVEL does not apply to COMPRESS={codec}; it goes with "
-            f"{', '.join(_LEVELS)}."
-        )
-    low, high = _LEVELS[codec]
-    if not low <= int(level) <= high:
-        raise InvalidOptionError(
-            f"Creation option LEVEL={level} is out of range for {codec}; use {low} to {high}."
-        )
 
 
 def check_map_output(path: str | Path, overwrite: bool, inputs: Sequence[str | Path] = ()) -> Path:
@@ -410,8 +230,14 @@ class LabelWriter:
         if not overview_sizes(self.width, self.height, blocksize):
             return None
         profile = {**STAGING_PROFILE, "dtype": self.dtype.name, "nodata": self.nodata}
-        return ModePyramid(lambda i: self._temp(f".ovr{i}.tif"), self.width, self.height,
-                           blocksize, profile, self.nodata)  # fmt: skip
+        return ModePyramid(
+            lambda i: self._temp(f".ovr{i}.tif"),
+            self.width,
+            self.height,
+            blocksize,
+            profile,
+            self.nodata,
+        )
 
     def _pyramid_of_parts(self, parts: Sequence[tuple[Path, int]]) -> list[Path]:
         """The overview levels of finished part files, read once in row order (the same
@@ -578,21 +404,10 @@ class LabelWriter:
 
 
 __all__ = [
-    "COG_OPTIONS",
-    "DEFAULT_CREATION_OPTIONS",
     "STAGING_PROFILE",
     "LabelWriter",
     "aux_path",
-    "category_xml",
-    "check_creation_options",
-    "check_distinct",
-    "check_local",
     "check_map_output",
-    "check_output",
-    "committing",
-    "default_colours",
-    "named_colours",
-    "publish",
-    "same_file",
+    "provenance_tags",
     "sidecar_path",
 ]

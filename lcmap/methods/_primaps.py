@@ -167,9 +167,11 @@ def fit_prototypes(
             conf = logits.softmax(-1).mean((0, 1))
             class_w = (1 - conf) ** focal_gamma
         ce = F.cross_entropy(
-            logits.reshape(-1, k), pseudo.flatten().clamp_min(0), weight=class_w,
+            logits.reshape(-1, k),
+            pseudo.flatten().clamp_min(0),
+            weight=class_w,
             reduction="none",
-        ).reshape(pseudo.shape)  # fmt: skip
+        ).reshape(pseudo.shape)
         valid = (pseudo >= 0).float() * pw
         loss = (ce * valid).sum() / valid.sum().clamp_min(1e-6)
         opt.zero_grad()

@@ -210,9 +210,14 @@ class CasSegmenter(Segmenter):
 
     def network(self) -> dict[str, Any]:
         """The UNet, by name and config (see :mod:`lcmap.nets`)."""
-        return network_record("unet", in_channels=self._in_channels, width=self.width,
-                              depth=self.depth, embed_dim=self.embed_dim,
-                              out_channels=self._in_channels)  # fmt: skip
+        return network_record(
+            "unet",
+            in_channels=self._in_channels,
+            width=self.width,
+            depth=self.depth,
+            embed_dim=self.embed_dim,
+            out_channels=self._in_channels,
+        )
 
     def config(self) -> dict[str, Any]:
         """The options (:class:`CasConfig`), with the band count once fitted."""
@@ -364,8 +369,14 @@ class CasSegmenter(Segmenter):
         self._train_clustering(sampler, gen, tick)
 
     def _new_net(self, channels: int) -> UNet:
-        net = build_net("unet", in_channels=channels, width=self.width, depth=self.depth,
-                        embed_dim=self.embed_dim, out_channels=channels)  # fmt: skip
+        net = build_net(
+            "unet",
+            in_channels=channels,
+            width=self.width,
+            depth=self.depth,
+            embed_dim=self.embed_dim,
+            out_channels=channels,
+        )
         assert isinstance(net, UNet)
         return net
 

@@ -161,9 +161,14 @@ class CasFinetunedSegmenter(Segmenter):
 
     def network(self) -> dict[str, Any]:
         """The UNet, by name and config (see :mod:`lcmap.nets`)."""
-        return network_record("unet", in_channels=self._in_channels, width=self.width,
-                              depth=self.depth, embed_dim=self.embed_dim,
-                              out_channels=self._k)  # fmt: skip
+        return network_record(
+            "unet",
+            in_channels=self._in_channels,
+            width=self.width,
+            depth=self.depth,
+            embed_dim=self.embed_dim,
+            out_channels=self._k,
+        )
 
     def config(self) -> dict[str, Any]:
         """The options (:class:`CasFinetunedConfig`), with the band count once fitted."""
@@ -249,12 +254,28 @@ class CasFinetunedSegmenter(Segmenter):
             self._in_channels = int(images.shape[1])
             self.net = self._new_net(self._in_channels)
         net = self.net.to(self.device)
-        schedule = Schedule(self.batch_size, self.steps, self.epochs, self.lr,
-                            self.weight_decay, self.class_weighting, self.seed)  # fmt: skip
+        schedule = Schedule(
+            self.batch_size,
+            self.steps,
+            self.epochs,
+            self.lr,
+            self.weight_decay,
+            self.class_weighting,
+            self.seed,
+        )
         losses = train_classifier(
-            lambda x: net(x, use_skips=True)[1], net.parameters(), net.train, images, labels,
-            valid, self._k, schedule, self._augment, self.device, progress,
-        )  # fmt: skip
+            lambda x: net(x, use_skips=True)[1],
+            net.parameters(),
+            net.train,
+            images,
+            labels,
+            valid,
+            self._k,
+            schedule,
+            self._augment,
+            self.device,
+            progress,
+        )
         net.eval()
         return losses
 
@@ -278,8 +299,14 @@ class CasFinetunedSegmenter(Segmenter):
         return xb.contiguous(), yb.contiguous()
 
     def _new_net(self, channels: int) -> UNet:
-        net = build_net("unet", in_channels=channels, width=self.width, depth=self.depth,
-                        embed_dim=self.embed_dim, out_channels=self._k)  # fmt: skip
+        net = build_net(
+            "unet",
+            in_channels=channels,
+            width=self.width,
+            depth=self.depth,
+            embed_dim=self.embed_dim,
+            out_channels=self._k,
+        )
         assert isinstance(net, UNet)
         return net
 

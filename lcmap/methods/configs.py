@@ -38,9 +38,11 @@ class KMeansConfig:
 
     num_classes: int = option(8, "number of clusters K", low=2, high=65534)
     smooth: int = option(
-        1, "radius in pixels of the local mean added as features (0 = bands only)", low=0,
+        1,
+        "radius in pixels of the local mean added as features (0 = bands only)",
+        low=0,
         high=MAX_SMOOTH,
-    )  # fmt: skip
+    )
     samples: int = option(
         100_000, "pixels sampled across the scene to fit the clusters", low=2, high=MAX_SAMPLES
     )
@@ -149,8 +151,9 @@ class StegoConfig:
     neighbours: int = option(7, "k of the k-NN positive crops (7, STEGO)", low=1)
     feature_samples: int = option(11, "random feature samples per side per crop", low=1)
     neg_samples: int = option(5, "random-crop permutations per step (5, STEGO)", low=0)
-    dropout: float = option(0.1, "channel dropout on the head's input while training", low=0,
-                            below=1)  # fmt: skip
+    dropout: float = option(
+        0.1, "channel dropout on the head's input while training", low=0, below=1
+    )
     probe_steps: int = option(300, "Adam steps of the linear probe (only with labels)", low=1)
     probe_lr: float = option(1e-2, "learning rate of the linear probe", low=0)
     crf: bool = option(False, "refine scores with the windowed dense CRF")
@@ -159,8 +162,7 @@ class StegoConfig:
     window_stride: int | None = option(
         None, "pixels between mapping windows; a divisor of crop_size (None = half)", low=1
     )
-    seed: int | None = option(None, "seeds head, batches, samples, k-means (None = drawn)",
-                              low=0)  # fmt: skip
+    seed: int | None = option(None, "seeds head, batches, samples, k-means (None = drawn)", low=0)
     self_weight: float = option(_LOSS_DEFAULTS["self_weight"], "lambda of the self term")
     self_shift: float = option(_LOSS_DEFAULTS["self_shift"], "b of the self term")
     knn_weight: float = option(_LOSS_DEFAULTS["knn_weight"], "lambda of the k-NN term")
@@ -191,9 +193,10 @@ class DinoKMeansConfig:
     crops: int = option(128, "windows drawn across the scenes to fit the clusters", low=1)
     pixels_per_crop: int = option(500, "pixels sampled per window for the k-means", low=1)
     spectral_weight: float = option(
-        0.0, "weight of the normalised bands next to the unit ViT feature (0 = features only)",
+        0.0,
+        "weight of the normalised bands next to the unit ViT feature (0 = features only)",
         low=0,
-    )  # fmt: skip
+    )
     flips: bool = option(
         False, "average the scores over the window and its 3 flips (4x the backbone cost)"
     )
@@ -210,9 +213,11 @@ class PrimapsConfig(DinoKMeansConfig):
     the paper's, which measured best on held-out scenes too)."""
 
     mask_threshold: float = option(
-        0.4, "cosine to a mask's anchor (times the highest) a patch needs to join the mask",
-        above=0, high=1,
-    )  # fmt: skip
+        0.4,
+        "cosine to a mask's anchor (times the highest) a patch needs to join the mask",
+        above=0,
+        high=1,
+    )
     em_steps: int = option(7000, "EM steps on the class prototypes", low=1)
     em_batch: int = option(32, "windows per EM step", low=1)
     em_lr: float = option(5e-3, "Adam learning rate of the running prototypes", above=0)
@@ -234,19 +239,24 @@ class EncoderOptions:
     """The network and its mapping window, shared by ``simclr`` and ``encoder_finetuned``
     (a tuned model keeps its pre-trained encoder's)."""
 
-    encoder: str = option("resnet18-unet", "contracting path (lcmap.nets.encoder_unet)",
-                          choices=ENCODER_NAMES)  # fmt: skip
+    encoder: str = option(
+        "resnet18-unet", "contracting path (lcmap.nets.encoder_unet)", choices=ENCODER_NAMES
+    )
     in_channels: int | None = option(None, "band count; None until fitted", low=1)
     weights: str | None = option(None, "local timm/torchvision checkpoint for the encoder")
     crop_size: int | None = option(
-        None, "window side in pixels, training and mapping (None: 224 for swin-unet, else 128)",
+        None,
+        "window side in pixels, training and mapping (None: 224 for swin-unet, else 128)",
         low=32,
-    )  # fmt: skip
+    )
     window_stride: int | None = option(None, "mapping window stride (None: half a window)", low=1)
     vit_blocks: int = option(
-        1, "dinov2-vits14: the last N blocks up to its cut whose tokens the embedding "
-        "concatenates (DINOv2's boosted linear segmentation reads 4)", low=1, high=8,
-    )  # fmt: skip
+        1,
+        "dinov2-vits14: the last N blocks up to its cut whose tokens the embedding "
+        "concatenates (DINOv2's boosted linear segmentation reads 4)",
+        low=1,
+        high=8,
+    )
 
 
 @dataclass(frozen=True)
@@ -259,11 +269,14 @@ class SimclrConfig(EncoderOptions):
     batch_size: int = option(16, "windows per step (2 views each; Ghandali et al.: 8 or 16)", low=2)
     epochs: int = option(40, "passes over the windows (Ghandali et al.: 40)", low=1)
     steps: int | None = option(
-        None, "optimiser steps; overrides epochs (0: the encoder as initialised, e.g. from "
-        "its weights, with only the k-means probe fitted)", low=0,
-    )  # fmt: skip
-    optimizer: str = option("sgd", "sgd (Ghandali et al.) or adam (Temple's Swin)",
-                            choices=("sgd", "adam"))  # fmt: skip
+        None,
+        "optimiser steps; overrides epochs (0: the encoder as initialised, e.g. from "
+        "its weights, with only the k-means probe fitted)",
+        low=0,
+    )
+    optimizer: str = option(
+        "sgd", "sgd (Ghandali et al.) or adam (Temple's Swin)", choices=("sgd", "adam")
+    )
     lr: float = option(1e-3, "learning rate (Ghandali et al.: SGD 1e-3)", above=0)
     temperature: float = option(0.1, "NT-Xent temperature (Ghandali et al.: 0.1 or 0.7)", above=0)
     min_scale: float = option(
@@ -289,28 +302,31 @@ class EncoderFinetunedConfig(EncoderOptions):
     # form) and each band's local standard deviation (texture); each addition measured better
     # on held-out patches (benchmarks/README.md). Temple's rows are head=decoder.
     head: str = option(
-        "linear-texture", "linear (a 1x1 layer on the encoder's embedding: linear "
+        "linear-texture",
+        "linear (a 1x1 layer on the encoder's embedding: linear "
         "evaluation), linear-bands (the same layer also reading the window's bands, averaged "
         "over each embedding cell), linear-indices (and every pair of bands' normalised "
         "difference), linear-texture (and each band's standard deviation over the cell and "
         "the 3 x 3 cells around it) or decoder (a UNet decoder, Temple)",
         choices=ENCODER_HEADS,
-    )  # fmt: skip
+    )
     freeze_encoder: bool = option(True, "keep the pre-trained encoder (Temple's Frozen rows)")
     # Test-time augmentation over the symmetries the head was trained under: a small, measured
     # gain (benchmarks/README.md) for 8 network passes a window, so a cost/quality choice left
     # to the user, off by default.
     tta: bool = option(
-        False, "map each window under its 8 flips and quarter turns and average the class "
+        False,
+        "map each window under its 8 flips and quarter turns and average the class "
         "probabilities (test-time augmentation; 8 network passes a window)",
-    )  # fmt: skip
+    )
     batch_size: int = option(8, "patches per optimiser step", low=1)
     steps: int = option(300, "optimiser steps (when epochs is None)", low=0)
     epochs: int | None = option(None, "passes over the labelled patches; overrides steps", low=1)
     lr: float | None = option(
-        None, "AdamW learning rate (None: 1e-3 with the decoder, 1e-2 with the linear head)",
+        None,
+        "AdamW learning rate (None: 1e-3 with the decoder, 1e-2 with the linear head)",
         above=0,
-    )  # fmt: skip
+    )
     weight_decay: float = option(1e-4, "AdamW weight decay", low=0)
     class_weighting: str = option(
         "inverse", "class weights of the loss", choices=("inverse", "none")

@@ -71,8 +71,15 @@ class DinoKMeansSegmenter(Segmenter):
         cfg = config or DinoKMeansConfig()
         self.cfg = cfg
         self.backbone_args = dict(cfg.backbone_args or {})
-        self.vit = FrozenViT("dino_kmeans", cfg.backbone, cfg.weights, cfg.weights_sha256,
-                             cfg.feature_layer, self.backbone_args, cfg.crop_size)  # fmt: skip
+        self.vit = FrozenViT(
+            "dino_kmeans",
+            cfg.backbone,
+            cfg.weights,
+            cfg.weights_sha256,
+            cfg.feature_layer,
+            self.backbone_args,
+            cfg.crop_size,
+        )
         self._window = self.vit.window(cfg.window_stride)
         if cfg.in_channels is not None:
             self.vit.set_in_channels(cfg.in_channels)
@@ -105,17 +112,28 @@ class DinoKMeansSegmenter(Segmenter):
 
     def config(self) -> dict[str, Any]:
         """The options as resolved (backbone name, weights file and sha256, block, bands)."""
-        return asdict(replace(
-            self.cfg, backbone=self.vit.name, weights=self.vit.weights_path(),
-            weights_sha256=self.vit.resolved.sha256, feature_layer=self.vit.feature_layer,
-            backbone_args=self.backbone_args, in_channels=self.vit.in_channels,
-            crop_size=self._window.size, window_stride=self._window.stride,
-        ))  # fmt: skip
+        return asdict(
+            replace(
+                self.cfg,
+                backbone=self.vit.name,
+                weights=self.vit.weights_path(),
+                weights_sha256=self.vit.resolved.sha256,
+                feature_layer=self.vit.feature_layer,
+                backbone_args=self.backbone_args,
+                in_channels=self.vit.in_channels,
+                crop_size=self._window.size,
+                window_stride=self._window.stride,
+            )
+        )
 
     def network(self) -> dict[str, Any]:
         """The frozen ViT, by name and config (its weights are found again on load)."""
-        return network_record("vit", backbone=self.vit.name, backbone_args=self.backbone_args,
-                              feature_layer=self.vit.feature_layer)  # fmt: skip
+        return network_record(
+            "vit",
+            backbone=self.vit.name,
+            backbone_args=self.backbone_args,
+            feature_layer=self.vit.feature_layer,
+        )
 
     def header(self) -> dict[str, Any]:
         """Backbone facts for the model header."""
@@ -168,9 +186,12 @@ class DinoKMeansSegmenter(Segmenter):
                 continue
             pick, grid = drawn
             f = F.grid_sample(
-                feats[i : i + 1], grid[None, None].to(feats.device), mode="bilinear",
-                padding_mode="border", align_corners=False,
-            )  # fmt: skip
+                feats[i : i + 1],
+                grid[None, None].to(feats.device),
+                mode="bilinear",
+                padding_mode="border",
+                align_corners=False,
+            )
             f = F.normalize(f[0, :, 0].T, dim=1)
             bands = images[i].flatten(1)[:, pick].T.to(f.device)
             out.append(torch.cat([f, self.cfg.spectral_weight * bands], dim=1).cpu())
@@ -218,8 +239,14 @@ class DinoKMeansSegmenter(Segmenter):
         order = np.argsort(-sizes, kind="stable")  # clusters numbered by decreasing size
         self.centroids = torch.from_numpy(km.cluster_centers_[order].astype(np.float32))
         self.centroids = self.centroids.to(self.device)
-        log.info("%s: %d pixels from %d windows, block %d, inertia %.4g", self.info.name,
-                 len(data), self.cfg.crops, self.vit.feature_layer, km.inertia_)  # fmt: skip
+        log.info(
+            "%s: %d pixels from %d windows, block %d, inertia %.4g",
+            self.info.name,
+            len(data),
+            self.cfg.crops,
+            self.vit.feature_layer,
+            km.inertia_,
+        )
 
     def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
         """Draw windows across the scenes and fit the clusters on their pixels."""

@@ -80,8 +80,12 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
             self._build(cfg.in_channels)
 
     def _net_config(self) -> dict[str, Any]:
-        return {**super()._net_config(), "out_channels": self.cfg.num_classes,
-                "decoder_width": self.cfg.decoder_width, "head": self.cfg.head}  # fmt: skip
+        return {
+            **super()._net_config(),
+            "out_channels": self.cfg.num_classes,
+            "decoder_width": self.cfg.decoder_width,
+            "head": self.cfg.head,
+        }
 
     def load_encoder(self, state: dict[str, Tensor]) -> None:
         """Start the contracting path from another network's ``encoder.*`` tensors."""
@@ -94,8 +98,11 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
 
     def header(self) -> dict[str, Any]:
         """How the encoder started and whether it was trained."""
-        return {"init": self.cfg.init, "freeze_encoder": self.cfg.freeze_encoder,
-                "head": self.cfg.head}  # fmt: skip
+        return {
+            "init": self.cfg.init,
+            "freeze_encoder": self.cfg.freeze_encoder,
+            "head": self.cfg.head,
+        }
 
     def state_dict(self) -> dict[str, Tensor]:
         """``net.*``: the network's tensors."""
@@ -154,15 +161,32 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
 
         cfg = self.cfg
         lr = cfg.lr if cfg.lr is not None else (1e-3 if cfg.head == "decoder" else 1e-2)
-        schedule = Schedule(cfg.batch_size, cfg.steps, cfg.epochs, lr, cfg.weight_decay,
-                            cfg.class_weighting, cfg.seed)  # fmt: skip
+        schedule = Schedule(
+            cfg.batch_size,
+            cfg.steps,
+            cfg.epochs,
+            lr,
+            cfg.weight_decay,
+            cfg.class_weighting,
+            cfg.seed,
+        )
         logits_of: Callable[[Tensor], Tensor] = net
         if frozen and MEMOISE:  # see FrozenFeatures
             memo = FrozenFeatures(net)
             logits_of = lambda x: net(x, memo(x))  # noqa: E731
-        losses = train_classifier(logits_of, params, train_mode, images, labels, valid,
-                                  cfg.num_classes, schedule, self._augment, self.device,
-                                  progress)  # fmt: skip
+        losses = train_classifier(
+            logits_of,
+            params,
+            train_mode,
+            images,
+            labels,
+            valid,
+            cfg.num_classes,
+            schedule,
+            self._augment,
+            self.device,
+            progress,
+        )
         net.eval()
         return losses
 
@@ -177,8 +201,9 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
         for xi, yi in zip(x, y, strict=True):
             r = int(torch.randint(0, xi.shape[-2] - size + 1, (1,), generator=gen))
             c = int(torch.randint(0, xi.shape[-1] - size + 1, (1,), generator=gen))
-            xi, yi = random_dihedral(xi[:, r : r + size, c : c + size],
-                                     yi[r : r + size, c : c + size], generator=gen)  # fmt: skip
+            xi, yi = random_dihedral(
+                xi[:, r : r + size, c : c + size], yi[r : r + size, c : c + size], generator=gen
+            )
             xs.append(xi)
             ys.append(yi)
         return torch.stack(xs).contiguous(), torch.stack(ys).contiguous()
@@ -211,8 +236,9 @@ class FrozenFeatures:
 
     def __call__(self, x: Tensor) -> list[Tensor]:
         """(B, C, S, S) windows -> the encoder's feature maps, as ``net.features(x)``."""
-        keys = [hashlib.blake2b(w.detach().cpu().numpy().tobytes(), digest_size=16).digest()
-                for w in x]  # fmt: skip
+        keys = [
+            hashlib.blake2b(w.detach().cpu().numpy().tobytes(), digest_size=16).digest() for w in x
+        ]
         missing = list(dict.fromkeys(k for k in keys if k not in self.kept))
         fresh: dict[bytes, list[Tensor]] = {}
         if missing:

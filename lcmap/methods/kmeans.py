@@ -215,8 +215,10 @@ class KMeansSegmenter(Segmenter):
             try:
                 return self._compiled(x, self.smooth, self.centroids)
             except Exception as exc:  # a compiler that fails: the eager code gives the same
-                log.info("compiled k-means scoring failed (%s); eager torch instead",
-                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)  # fmt: skip
+                log.info(
+                    "compiled k-means scoring failed (%s); eager torch instead",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
                 self._compiled = None
         planes = self._distances(batch)
         best = next(planes)

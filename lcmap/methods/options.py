@@ -42,8 +42,14 @@ def option(
 ) -> Any:
     """A dataclass field with its help and range: ``low <= value <= high``,
     ``above < value < below``, or one of ``choices``."""
-    meta = {"help": help, "low": low, "high": high, "above": above, "below": below,
-            "choices": choices}  # fmt: skip
+    meta = {
+        "help": help,
+        "low": low,
+        "high": high,
+        "above": above,
+        "below": below,
+        "choices": choices,
+    }
     return dataclasses.field(default=default, metadata=meta)
 
 

@@ -66,10 +66,12 @@ class PrimapsSegmenter(DinoKMeansSegmenter):
         self._kmeans(data)
         assert self.centroids is not None
         feats = torch.cat([f for f, _ in windows])
-        masks = torch.stack([
-            principal_masks(f.float(), cfg.mask_threshold, valid=v)
-            for f, v in zip(feats, torch.cat([v for _, v in windows]), strict=True)
-        ])  # fmt: skip
+        masks = torch.stack(
+            [
+                principal_masks(f.float(), cfg.mask_threshold, valid=v)
+                for f, v in zip(feats, torch.cat([v for _, v in windows]), strict=True)
+            ]
+        )
         side = feats.shape[-1]
 
         def report(step: int) -> None:
@@ -78,20 +80,30 @@ class PrimapsSegmenter(DinoKMeansSegmenter):
 
         d = self.vit.dim  # the centroids are (K, D + C): the band part is 0 here
         prototypes = fit_prototypes(
-            feats, masks, self.centroids[:, :d].cpu(),
-            weight=torch.from_numpy(window_weights(side)), steps=cfg.em_steps,
-            batch=cfg.em_batch, lr=cfg.em_lr, ema_decay=cfg.ema_decay, ema_every=cfg.ema_every,
-            focal_gamma=cfg.focal_gamma, generator=torch.Generator().manual_seed(cfg.seed),
+            feats,
+            masks,
+            self.centroids[:, :d].cpu(),
+            weight=torch.from_numpy(window_weights(side)),
+            steps=cfg.em_steps,
+            batch=cfg.em_batch,
+            lr=cfg.em_lr,
+            ema_decay=cfg.ema_decay,
+            ema_every=cfg.ema_every,
+            focal_gamma=cfg.focal_gamma,
+            generator=torch.Generator().manual_seed(cfg.seed),
             progress=report,
-        )  # fmt: skip
+        )
         # Renumber by decreasing share of the fit's patches, as the k-means clusters are.
         flat = feats.float().permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
         sizes = torch.bincount((flat @ prototypes.T).argmax(1), minlength=self.num_classes)
         order = torch.argsort(sizes, descending=True, stable=True)
         bands = torch.zeros(self.num_classes, self.centroids.shape[1] - d)
         self.centroids = torch.cat([prototypes[order], bands], dim=1).to(self.device)
-        log.info("primaps: %.1f masks per window on average, %d EM steps",
-                 float(masks.amax((1, 2)).float().mean()), cfg.em_steps)  # fmt: skip
+        log.info(
+            "primaps: %.1f masks per window on average, %d EM steps",
+            float(masks.amax((1, 2)).float().mean()),
+            cfg.em_steps,
+        )
         if progress is not None:
             progress(total, total)
 

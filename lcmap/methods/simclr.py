@@ -96,8 +96,9 @@ class SimclrSegmenter(EncoderSegmenter):
         super()._build(channels)
         net = self._fitted()
         if self.cfg.pair_channels:
-            pair = build_net("encoder_unet", encoder=self.cfg.encoder,
-                             in_channels=self.cfg.pair_channels)  # fmt: skip
+            pair = build_net(
+                "encoder_unet", encoder=self.cfg.encoder, in_channels=self.cfg.pair_channels
+            )
             assert isinstance(pair, EncoderUNet)
             self.pair_net = pair
         deep, out = net.channels[-1], self.cfg.projection_dim
@@ -105,8 +106,11 @@ class SimclrSegmenter(EncoderSegmenter):
 
     def header(self) -> dict[str, Any]:
         """The augmentations and the final contrastive loss."""
-        return {"augmentations": augmentations(), "final_loss": self.final_loss,
-                "objective": "simclr"}  # fmt: skip
+        return {
+            "augmentations": augmentations(),
+            "final_loss": self.final_loss,
+            "objective": "simclr",
+        }
 
     def _modules(self) -> dict[str, nn.Module]:
         """The state's modules by prefix."""
@@ -117,8 +121,11 @@ class SimclrSegmenter(EncoderSegmenter):
     def state_dict(self) -> dict[str, Tensor]:
         """The network (``net.*``), the partner's (``pair_net.*``), the projection head and
         the centroids."""
-        state = {f"{prefix}{k}": v.detach().cpu() for prefix, module in self._modules().items()
-                 for k, v in module.state_dict().items()}  # fmt: skip
+        state = {
+            f"{prefix}{k}": v.detach().cpu()
+            for prefix, module in self._modules().items()
+            for k, v in module.state_dict().items()
+        }
         assert self.centroids is not None
         state["centroids"] = self.centroids.detach().cpu()
         return state
@@ -128,8 +135,9 @@ class SimclrSegmenter(EncoderSegmenter):
         if self.net is None:
             raise KeyError("the config has no in_channels, so the network cannot be rebuilt")
         for prefix, module in self._modules().items():
-            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items()
-                                    if k.startswith(prefix)})  # fmt: skip
+            module.load_state_dict(
+                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            )
         centroids = state["centroids"]
         if tuple(centroids.shape) != (self.num_classes, self.net.embed_dim()):
             raise ValueError(f"centroids have shape {tuple(centroids.shape)}")
@@ -211,8 +219,14 @@ class SimclrSegmenter(EncoderSegmenter):
             if cfg.optimizer == "sgd"
             else torch.optim.Adam(params, lr=cfg.lr)
         )
-        log.info("simclr: %s on %d windows of %d px, %d steps of %d windows",
-                 cfg.encoder, n, cfg.crop_size, steps, batch)  # fmt: skip
+        log.info(
+            "simclr: %s on %d windows of %d px, %d steps of %d windows",
+            cfg.encoder,
+            n,
+            cfg.crop_size,
+            steps,
+            batch,
+        )
         for module in (net, self.projection, self.pair_net):
             if module is not None:
                 module.train()
@@ -227,8 +241,7 @@ class SimclrSegmenter(EncoderSegmenter):
             opt.step()
             self.final_loss = float(loss.detach())
             if step % 20 == 0 or step == steps - 1:
-                log.info("simclr step %d/%d: loss %.4f %s", step + 1, steps, self.final_loss,
-                         parts)  # fmt: skip
+                log.info("simclr step %d/%d: loss %.4f %s", step + 1, steps, self.final_loss, parts)
             if progress is not None:
                 progress(step + 1, total)
                 show_status(progress, f"loss {self.final_loss:.4f}")
@@ -286,8 +299,9 @@ class SimclrSegmenter(EncoderSegmenter):
                     continue
                 _, grid = drawn_pixels
                 with torch.no_grad():  # the embedding at those pixels only
-                    z = net.hypercolumn_at([f[i : i + 1] for f in feats], image.shape[-2:],
-                                           grid[None].to(self.device))  # fmt: skip
+                    z = net.hypercolumn_at(
+                        [f[i : i + 1] for f in feats], image.shape[-2:], grid[None].to(self.device)
+                    )
                 vectors.append(z[0].cpu())
             drawn += count
             if progress is not None:
@@ -302,8 +316,10 @@ class SimclrSegmenter(EncoderSegmenter):
 
     def fewshot_inits(self) -> dict[str, str]:
         """The pre-trained encoder, or the same network from scratch (Temple's baseline)."""
-        return {"simclr": "the pre-trained encoder; the head learnt from labels",
-                "random": "the same network from scratch"}  # fmt: skip
+        return {
+            "simclr": "the pre-trained encoder; the head learnt from labels",
+            "random": "the same network from scratch",
+        }
 
     def embed_windows(self, batch: Tensor) -> Tensor:
         """(B, C, S, S) -> (B, D) unit mean of the window's dense embedding (windows of any
@@ -330,10 +346,16 @@ class SimclrSegmenter(EncoderSegmenter):
         # This model's window, unless the tuning asks for its own (then half of it as stride)
         size = options.pop("crop_size", None)
         window = (self._window.size, self._window.stride) if size is None else (size, None)
-        tuned = build(num_classes, encoder=self.cfg.encoder, in_channels=self.in_channels,
-                      crop_size=window[0], window_stride=window[1],
-                      vit_blocks=options.pop("vit_blocks", self.cfg.vit_blocks),
-                      init=init, **options)  # fmt: skip
+        tuned = build(
+            num_classes,
+            encoder=self.cfg.encoder,
+            in_channels=self.in_channels,
+            crop_size=window[0],
+            window_stride=window[1],
+            vit_blocks=options.pop("vit_blocks", self.cfg.vit_blocks),
+            init=init,
+            **options,
+        )
         if init == "simclr":
             tuned.load_encoder(encoder_state(net))
         return tuned
@@ -345,8 +367,10 @@ def check_collapse(parts: dict[str, float], batch: int) -> None:
     encoder learnt nothing a map or a head could use: NT-Xent at its chance level,
     ln(2 batch - 1)."""
     chance = math.log(2 * batch - 1)
-    level = (f"loss ended at its chance level ({parts['global']:.3f}, ln(2 x {batch} - 1) = "
-             f"{chance:.3f})")  # fmt: skip
+    level = (
+        f"loss ended at its chance level ({parts['global']:.3f}, ln(2 x {batch} - 1) = "
+        f"{chance:.3f})"
+    )
     if parts["global"] >= CHANCE_SHARE * chance:
         warnings.warn(
             f"simclr's {level}: the encoder learnt nothing. "

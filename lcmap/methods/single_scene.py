@@ -70,9 +70,14 @@ _MIN_CLUSTER_SHARE = 0.001
 
 
 def _new_net(cfg: SingleSceneConfig, in_channels: int) -> SingleSceneNet:
-    net = build_net("single_scene_cnn", in_channels=in_channels, layers=cfg.layers,
-                    features=cfg.features, reduction=cfg.reduction,
-                    num_classes=cfg.num_classes)  # fmt: skip
+    net = build_net(
+        "single_scene_cnn",
+        in_channels=in_channels,
+        layers=cfg.layers,
+        features=cfg.features,
+        reduction=cfg.reduction,
+        num_classes=cfg.num_classes,
+    )
     assert isinstance(net, SingleSceneNet)
     return net
 
@@ -163,9 +168,14 @@ class SingleSceneSegmenter(Segmenter):
     def network(self) -> dict[str, Any]:
         """The CNN, by name and config (see :mod:`lcmap.nets`)."""
         cfg = self.cfg
-        return network_record("single_scene_cnn", in_channels=cfg.in_channels,
-                              layers=cfg.layers, features=cfg.features,
-                              reduction=cfg.reduction, num_classes=cfg.num_classes)  # fmt: skip
+        return network_record(
+            "single_scene_cnn",
+            in_channels=cfg.in_channels,
+            layers=cfg.layers,
+            features=cfg.features,
+            reduction=cfg.reduction,
+            num_classes=cfg.num_classes,
+        )
 
     def config(self) -> dict[str, Any]:
         """Builder keyword arguments, including ``in_channels`` once fitted."""

@@ -166,8 +166,15 @@ class StegoSegmenter(Segmenter):
         self.backbone_args = dict(cfg.backbone_args or {})
         backbone, feature_layer = cfg.backbone, cfg.feature_layer
 
-        self.vit = FrozenViT("stego", backbone, cfg.weights, cfg.weights_sha256, feature_layer,
-                             self.backbone_args, cfg.crop_size)  # fmt: skip
+        self.vit = FrozenViT(
+            "stego",
+            backbone,
+            cfg.weights,
+            cfg.weights_sha256,
+            feature_layer,
+            self.backbone_args,
+            cfg.crop_size,
+        )
         self.backbone, self.backbone_name = self.vit.net, self.vit.name
         self.resolved, self.feature_layer = self.vit.resolved, self.vit.feature_layer
         self.patch_size, self.crop_size = self.vit.patch_size, self.vit.crop_size
@@ -232,9 +239,12 @@ class StegoSegmenter(Segmenter):
     def network(self) -> dict[str, Any]:
         """The frozen ViT, by name and config (see :mod:`lcmap.nets`); its weights are not in
         the model file but found again from the recorded file name and sha256."""
-        return network_record("vit", backbone=self.backbone_name,
-                              backbone_args=self.backbone_args,
-                              feature_layer=self.feature_layer)  # fmt: skip
+        return network_record(
+            "vit",
+            backbone=self.backbone_name,
+            backbone_args=self.backbone_args,
+            feature_layer=self.feature_layer,
+        )
 
     def header(self) -> dict[str, Any]:
         """Backbone facts for the model header."""
@@ -438,8 +448,12 @@ class StegoSegmenter(Segmenter):
         knn = self._nearest_neighbours(pooled)
         log.info(
             "stego: %d crops of %d px, features %s (%.0f MB), %d head steps",
-            n, self.crop_size, tuple(feats.shape[1:]), feats.numel() * 2 / 1e6, steps,
-        )  # fmt: skip
+            n,
+            self.crop_size,
+            tuple(feats.shape[1:]),
+            feats.numel() * 2 / 1e6,
+            steps,
+        )
         if self.seed is None:
             self.seed = int(torch.randint(2**31 - 1, (1,)))
         gen = torch.Generator().manual_seed(self.seed)
@@ -527,8 +541,10 @@ class StegoSegmenter(Segmenter):
             losses.append(float(loss.detach()))
         log.info(
             "stego: linear probe on %d labelled samples, %d classes present, loss %.4f",
-            len(y), int(torch.unique(y).numel()), losses[-1] if losses else float("nan"),
-        )  # fmt: skip
+            len(y),
+            int(torch.unique(y).numel()),
+            losses[-1] if losses else float("nan"),
+        )
         return weight.detach(), bias.detach(), losses
 
     def _fit_probe(self, feats: Tensor, valid: Tensor, gen: torch.Generator) -> Tensor:

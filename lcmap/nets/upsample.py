@@ -63,8 +63,9 @@ def upsampled_dots(codes: Tensor, vectors: Tensor, size: tuple[int, int]) -> tup
     height, width = size
     dots = torch.einsum("bdhw,kd->bkhw", codes, vectors)
     dots = F.interpolate(dots, size=size, mode="bilinear", align_corners=False)
-    rows = F.interpolate(codes, size=(height, codes.shape[-1]), mode="bilinear",
-                         align_corners=False)  # fmt: skip
+    rows = F.interpolate(
+        codes, size=(height, codes.shape[-1]), mode="bilinear", align_corners=False
+    )
     norms = (rows * rows).sum(1)  # (B, H, w)
     pairs = (rows[..., :-1] * rows[..., 1:]).sum(1)  # (B, H, w - 1): <u_j, u_j+1>
     pairs = torch.cat([pairs, norms[..., -1:]], dim=-1)  # at the last column right == left

@@ -158,14 +158,16 @@ def weights_table() -> list[dict[str, Any]]:
     rows = []
     for name in KNOWN_BACKBONES:
         found = local_weights(name)
-        rows.append({
-            "backbone": name,
-            "cache": str(cache),
-            "looks_for": cache_candidates(name),
-            "present": found is not None,
-            "path": str(found) if found else None,
-            "sha256": file_sha256(found) if found else None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "backbone": name,
+                "cache": str(cache),
+                "looks_for": cache_candidates(name),
+                "present": found is not None,
+                "path": str(found) if found else None,
+                "sha256": file_sha256(found) if found else None,
+            }
+        )
     return rows
 
 

@@ -84,8 +84,13 @@ class ViTEncoder(nn.Module):
         one per returned block, earliest first."""
         mean, std = self.get_buffer("mean"), self.get_buffer("std")
         x = (x - mean.to(x.dtype)) / std.to(x.dtype)
-        out = self.body.forward_intermediates(x, indices=self.indices, norm=True,
-                                              stop_early=True, intermediates_only=True,
-                                              output_fmt="NCHW")  # fmt: skip
+        out = self.body.forward_intermediates(
+            x,
+            indices=self.indices,
+            norm=True,
+            stop_early=True,
+            intermediates_only=True,
+            output_fmt="NCHW",
+        )
         assert isinstance(out, list)
         return list(out)

@@ -98,8 +98,9 @@ class PartsRun:
                     "map's parts there while computing it)."
                 )
             if self.resume:
-                log.warning("%s is from another run (other inputs or options): starting again.",
-                            folder)  # fmt: skip
+                log.warning(
+                    "%s is from another run (other inputs or options): starting again.", folder
+                )
             shutil.rmtree(folder)
         folder.mkdir(exist_ok=True)
         self.prepared = True
@@ -171,7 +172,8 @@ class PartsRun:
         if not self.prepared:
             return
         if self.resume:
-            log.warning("finished parts kept in %s: the same command with --resume goes on.",
-                        self.folder)  # fmt: skip
+            log.warning(
+                "finished parts kept in %s: the same command with --resume goes on.", self.folder
+            )
         else:
             self.clean()

@@ -136,11 +136,16 @@ def run_parts(
     shared = client.scatter([model], broadcast=True)[0]  # one object, on every worker once
     futures = {
         client.submit(
-            compute_part, job, part, shared, key=f"lcmap-{part.name}-{uuid.uuid4().hex}",
-            retries=RETRIES, pure=False,
+            compute_part,
+            job,
+            part,
+            shared,
+            key=f"lcmap-{part.name}-{uuid.uuid4().hex}",
+            retries=RETRIES,
+            pure=False,
         ): part
         for part in parts
-    }  # fmt: skip
+    }
     try:
         finished = as_completed(futures)  # type: ignore[no-untyped-call]
         for future in finished:

@@ -117,10 +117,16 @@ class PartWriter:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             self._dst = rasterio.open(
-                self.tmp, "w", width=job.plan.width, height=part.rows, dtype=dtype.name,
-                nodata=nodata, crs=job.crs,
-                transform=rasterio.windows.transform(window, job.transform), **STAGING_PROFILE,
-            )  # fmt: skip
+                self.tmp,
+                "w",
+                width=job.plan.width,
+                height=part.rows,
+                dtype=dtype.name,
+                nodata=nodata,
+                crs=job.crs,
+                transform=rasterio.windows.transform(window, job.transform),
+                **STAGING_PROFILE,
+            )
 
     def write_rows(self, row: int, labels: NDArray[np.unsignedinteger]) -> None:
         """Write a band of labels starting at *scene* row ``row``."""
@@ -195,10 +201,15 @@ def compute_part(job: PartJob, part: Part, model: tuple[str, bytes]) -> list[int
     try:
         with bounded_gdal_cache(MAPPING_GDAL_CACHE_MB):
             counts = map_scene(
-                job.scene, seg, job.plan, job.spec, writer,
-                batch_size=job.batch_size, device=choose_device(_worker_device(job.device)),
+                job.scene,
+                seg,
+                job.plan,
+                job.spec,
+                writer,
+                batch_size=job.batch_size,
+                device=choose_device(_worker_device(job.device)),
                 tile_rows=part.tile_rows,
-            )  # fmt: skip
+            )
         writer.commit()
     except BaseException:
         writer.close()

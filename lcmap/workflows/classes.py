@@ -25,10 +25,11 @@ from numpy.typing import NDArray
 from rasterio.windows import Window
 
 from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
+from lcmap.io.legend import named_colours
 from lcmap.io.scene import check_input_file
 from lcmap.io.staging import check_distinct, check_output, publish
 from lcmap.io.vector import tagged_class_names
-from lcmap.io.writer import LabelWriter, check_map_output, named_colours
+from lcmap.io.writer import LabelWriter, check_map_output
 from lcmap.models import ModelHeader, read_header, read_tensors, stage_model
 from lcmap.stitch import NODATA, label_dtype
 from lcmap.types import ProgressFn
@@ -385,14 +386,25 @@ def _rewrite(
         table = np.full(max(len(plan.relabel), 1), NODATA[dtype], dtype=dtype)
         table[: len(plan.relabel)] = plan.relabel
         provenance = json.loads(tags.get("LCMAP_PROVENANCE", "{}") or "{}")
-        provenance = {**(provenance if isinstance(provenance, dict) else {}),
-                      "classes_from": source.name,
-                      "classes": plan.describe(old_names)}  # fmt: skip
+        provenance = {
+            **(provenance if isinstance(provenance, dict) else {}),
+            "classes_from": source.name,
+            "classes": plan.describe(old_names),
+        }
         with LabelWriter(
-            out, width=src.width, height=src.height, crs=src.crs, transform=src.transform,
-            dtype=dtype, nodata=NODATA[dtype], class_names=plan.names,
-            colours=plan.colours, tags=tags, overwrite=overwrite, sidecar=provenance,
-        ) as dst:  # fmt: skip
+            out,
+            width=src.width,
+            height=src.height,
+            crs=src.crs,
+            transform=src.transform,
+            dtype=dtype,
+            nodata=NODATA[dtype],
+            class_names=plan.names,
+            colours=plan.colours,
+            tags=tags,
+            overwrite=overwrite,
+            sidecar=provenance,
+        ) as dst:
             for row in range(0, src.height, _ROWS):
                 height = min(_ROWS, src.height - row)
                 block = src.read(1, window=Window(0, row, src.width, height))
@@ -439,8 +451,10 @@ def _rewrite_model(
     header.num_classes = len(plan.names)
     header.class_names = list(plan.names)
     header.colours = [list(c) for c in plan.colours]
-    header.extra = {**header.extra, "classes": {"relabel": relabel,
-                                                "named": plan.describe(old_names)}}  # fmt: skip
+    header.extra = {
+        **header.extra,
+        "classes": {"relabel": relabel, "named": plan.describe(old_names)},
+    }
     with stage_model(output, _Tensors(read_tensors(model)), header) as tmp:
         publish(tmp, output)
     log.info("wrote %s", output)

@@ -44,8 +44,12 @@ def describe(path: str | Path) -> dict[str, Any]:
             if path.suffix == ".lcmap":
                 raise
         else:
-            return {"kind": "model", "path": str(path), "sha256": file_sha256(path),
-                    **asdict(header)}  # fmt: skip
+            return {
+                "kind": "model",
+                "path": str(path),
+                "sha256": file_sha256(path),
+                **asdict(header),
+            }
     with open_scene(path) as src:
         tags = src.tags()
         info: dict[str, Any] = {

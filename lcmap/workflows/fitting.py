@@ -12,15 +12,13 @@ from lcmap.errors import (
     InvalidSceneError,
     LcmapError,
 )
+from lcmap.io.legend import default_colours
 from lcmap.io.scene import (
     Normalisation,
     ReadSpec,
     band_facts,
     resolve_bands,
     scene_statistics,
-)
-from lcmap.io.writer import (
-    default_colours,
 )
 from lcmap.models import ModelHeader, warn_if_unlike
 from lcmap.types import ProgressFn, start_phase
@@ -91,8 +89,12 @@ def fit_pairs(
     with open_pair_sampler(scenes, partners, spec, seed) as sampler:
         _fit_with(method, sampler, seed, device, progress)
         other = sampler.partner_spec
-        return {"partners": [Path(str(p)).name for p in partners], "bands": list(other.bands),
-                "norm_low": list(other.norm.low), "norm_high": list(other.norm.high)}  # fmt: skip
+        return {
+            "partners": [Path(str(p)).name for p in partners],
+            "bands": list(other.bands),
+            "norm_low": list(other.norm.low),
+            "norm_high": list(other.norm.high),
+        }
 
 
 def _fit_with(

@@ -24,9 +24,10 @@ from lcmap.errors import (
     LcmapError,
     OutputPathError,
 )
+from lcmap.io.cog_options import check_creation_options
 from lcmap.io.scene import open_scene, scene_path
 from lcmap.io.staging import check_local, check_output, publish, temp_path
-from lcmap.io.writer import check_creation_options, check_map_output
+from lcmap.io.writer import check_map_output
 from lcmap.scale.cluster import check_scale_flags, open_client
 from lcmap.types import ProgressFn, start_phase
 
@@ -75,8 +76,9 @@ def expand_scenes(given: Sequence[str]) -> list[str]:
             text, base = listing.read_text(encoding="utf-8-sig"), listing.parent
         if item.startswith("@"):
             lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
-            scenes += [str(base / line) if not Path(line).is_absolute() else line
-                       for line in lines if line]  # fmt: skip
+            scenes += [
+                str(base / line) if not Path(line).is_absolute() else line for line in lines if line
+            ]
         elif glob.has_magic(item) and not Path(item).exists():
             found = sorted(glob.glob(item, recursive=True))
             if not found:
@@ -194,8 +196,18 @@ def segment_many(
         check_output(model_out, overwrite or resume, inputs=scenes)
         method = method or default_method(options)[0]
         start_phase(progress, f"fit {method} on {len(readable)} scenes")
-        train(readable, model_out, method=method, classes=classes, bands=bands, seed=seed,
-                  device=device, overwrite=True, progress=progress, options=options)  # fmt: skip
+        train(
+            readable,
+            model_out,
+            method=method,
+            classes=classes,
+            bands=bands,
+            seed=seed,
+            device=device,
+            overwrite=True,
+            progress=progress,
+            options=options,
+        )
         bands, classes, options = None, None, None  # all in the model now
     assert result.model is not None
     from lcmap.models import file_sha256
@@ -211,10 +223,20 @@ def segment_many(
             try:
                 check_map_output(output, overwrite, inputs=[scene, result.model])
                 mapped = segment(
-                    scene, output, model=result.model, classes=classes, bands=bands, seed=seed,
-                    device=device, overwrite=overwrite, progress=progress, options=options,
-                    resume=resume, client=client, **mapping,
-                )  # fmt: skip
+                    scene,
+                    output,
+                    model=result.model,
+                    classes=classes,
+                    bands=bands,
+                    seed=seed,
+                    device=device,
+                    overwrite=overwrite,
+                    progress=progress,
+                    options=options,
+                    resume=resume,
+                    client=client,
+                    **mapping,
+                )
                 result.maps.append(mapped)
             except Exception as exc:  # reported by name; the other scenes still finish
                 log.warning("%s failed (%s); going on with the other scenes", scene, exc)
@@ -242,10 +264,19 @@ def write_mosaic(maps: Sequence[Path], path: Path) -> Path | None:
     infos = []
     for m in maps:
         with rasterio.open(m) as src:
-            infos.append({"path": m, "crs": src.crs, "bounds": src.bounds, "res": src.res,
-                          "size": (src.width, src.height), "nodata": src.nodata,
-                          "colormap": src.colormap(1), "dtype": src.dtypes[0],
-                          "names": src.tags().get("CLASS_NAMES")})  # fmt: skip
+            infos.append(
+                {
+                    "path": m,
+                    "crs": src.crs,
+                    "bounds": src.bounds,
+                    "res": src.res,
+                    "size": (src.width, src.height),
+                    "nodata": src.nodata,
+                    "colormap": src.colormap(1),
+                    "dtype": src.dtypes[0],
+                    "names": src.tags().get("CLASS_NAMES"),
+                }
+            )
     crss = {str(i["crs"]) for i in infos}
     if len(crss) > 1:
         log.info("no %s: the maps are in %d CRSs", path.name, len(crss))
@@ -265,9 +296,12 @@ def write_mosaic(maps: Sequence[Path], path: Path) -> Path | None:
     lines.append(f"  <GeoTransform>{left!r},{xres!r},0.0,{top!r},0.0,{-yres!r}</GeoTransform>")
     if names:
         lines.append(f'  <Metadata><MDI key="CLASS_NAMES">{escape(names)}</MDI></Metadata>')
-    lines += [f'  <VRTRasterBand dataType="{gdal_type}" band="1">',
-              f"    <NoDataValue>{nodata:g}</NoDataValue>",
-              "    <ColorInterp>Palette</ColorInterp>", "    <ColorTable>"]  # fmt: skip
+    lines += [
+        f'  <VRTRasterBand dataType="{gdal_type}" band="1">',
+        f"    <NoDataValue>{nodata:g}</NoDataValue>",
+        "    <ColorInterp>Palette</ColorInterp>",
+        "    <ColorTable>",
+    ]
     top_entry = max(colormap) if colormap else 0
     for value in range(top_entry + 1):
         r, g, b, a = colormap.get(value, (0, 0, 0, 0))
@@ -277,15 +311,19 @@ def write_mosaic(maps: Sequence[Path], path: Path) -> Path | None:
         bounds, res, (w, h) = info["bounds"], info["res"], info["size"]
         x = (bounds.left - left) / xres
         y = (top - bounds.top) / yres
-        dst = (f'xOff="{x:.6f}" yOff="{y:.6f}" xSize="{w * res[0] / xres:.6f}" '
-               f'ySize="{h * res[1] / yres:.6f}"')  # fmt: skip
-        lines += ["    <ComplexSource>",
-                  '      <SourceFilename relativeToVRT="1">'
-                  f'{escape(info["path"].name)}</SourceFilename>',
-                  "      <SourceBand>1</SourceBand>",
-                  f'      <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>',
-                  f"      <DstRect {dst}/>", f"      <NODATA>{nodata:g}</NODATA>",
-                  "    </ComplexSource>"]  # fmt: skip
+        dst = (
+            f'xOff="{x:.6f}" yOff="{y:.6f}" xSize="{w * res[0] / xres:.6f}" '
+            f'ySize="{h * res[1] / yres:.6f}"'
+        )
+        lines += [
+            "    <ComplexSource>",
+            f'      <SourceFilename relativeToVRT="1">{escape(info["path"].name)}</SourceFilename>',
+            "      <SourceBand>1</SourceBand>",
+            f'      <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>',
+            f"      <DstRect {dst}/>",
+            f"      <NODATA>{nodata:g}</NODATA>",
+            "    </ComplexSource>",
+        ]
     lines += ["  </VRTRasterBand>", "</VRTDataset>", ""]
     tmp = temp_path(path, ".vrt")
     tmp.write_text("\n".join(lines))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from lcmap import __version__
 from lcmap.errors import InvalidOptionError, InvalidSceneError
+from lcmap.io.cog_options import check_creation_options
 from lcmap.io.scene import (
     MAPPING_GDAL_CACHE_MB,
     ReadSpec,
@@ -26,11 +27,7 @@ from lcmap.io.stack import check_layout as check_stack_layout
 from lcmap.io.stack import layout as stack_layout
 from lcmap.io.stack import stacked
 from lcmap.io.staging import check_distinct, check_output
-from lcmap.io.writer import (
-    check_creation_options,
-    check_map_output,
-    sidecar_path,
-)
+from lcmap.io.writer import check_map_output, sidecar_path
 from lcmap.models import ModelHeader, file_sha256
 from lcmap.scale import PartsRun, check_scale_flags, open_client
 from lcmap.tiling import TilePlan, plan_tiles
@@ -177,8 +174,11 @@ def _tile_halo(seg: "Segmenter", halo: int | None) -> int:
         why = f" and its {windows.size} px windows need {windows.halo} px" if windows else ""
         log.warning(
             "halo %d px raised to %d px: this method's tiles share a %d px grid with the scene%s.",
-            halo, needed, multiple, why,
-        )  # fmt: skip
+            halo,
+            needed,
+            multiple,
+            why,
+        )
     return needed
 
 
@@ -264,15 +264,21 @@ def segment(
     method, choice = choose_method(method, model, options)
     parts = None
     if workers or scheduler or resume or client is not None:
-        request = {"scene": _identity(scene), "method": None if model else method,
-                   "classes": classes, "bands": bands, "options": options or {}, "seed": seed,
-                   "model": file_sha256(model) if model is not None else None}  # fmt: skip
+        request = {
+            "scene": _identity(scene),
+            "method": None if model else method,
+            "classes": classes,
+            "bands": bands,
+            "options": options or {},
+            "seed": seed,
+            "model": file_sha256(model) if model is not None else None,
+        }
         if stack:
             request["stack"] = [_identity(p) for p in stack]
         parts = PartsRun(output, request, resume)
 
     from lcmap.engine import choose_device
-    from lcmap.io.writer import publish
+    from lcmap.io.staging import publish
 
     dev = choose_device(device)
     with contextlib.ExitStack() as opened:
@@ -286,8 +292,12 @@ def segment(
         check_georeference(src)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()
-        given: dict[str, Any] = {"model": model, "classes": classes, "bands": bands,
-                                 "options": options}  # fmt: skip
+        given: dict[str, Any] = {
+            "model": model,
+            "classes": classes,
+            "bands": bands,
+            "options": options,
+        }
         cached = parts.cached_model() if parts is not None else None
         if cached is not None:  # a killed run of this command fitted it already
             given = {"model": cached, "classes": None, "bands": None, "options": None}
@@ -300,8 +310,9 @@ def segment(
         model_path, staged = _stage_model(opened, seg, header, model, save_model)
         fit_seconds = time.perf_counter() - fit_start
         job = _MapJob(read, src, seg, header, spec, batch_size, progress)
-        plan = plan_tiles(src.width, src.height, tile or DEFAULT_TILE, _tile_halo(seg, halo),
-                          seg.tile_multiple)  # fmt: skip
+        plan = plan_tiles(
+            src.width, src.height, tile or DEFAULT_TILE, _tile_halo(seg, halo), seg.tile_multiple
+        )
         provenance = _provenance(scene, output, seg, header, spec, plan, seed, str(dev))
         if stack:
             provenance["stack"] = [_relative(p, output) for p in stack]
@@ -477,8 +488,14 @@ def _map_and_write(
     src, progress, name = job.src, job.progress, Path(job.scene).name
     log.info(
         "mapping %s: %dx%d px, %d tiles of %d px (halo %d) on %s",
-        name, src.width, src.height, len(plan.tiles), plan.tile, plan.halo, device,
-    )  # fmt: skip
+        name,
+        src.width,
+        src.height,
+        len(plan.tiles),
+        plan.tile,
+        plan.halo,
+        device,
+    )
     part_files = None
     if parts is not None:
         parts.prepare()
@@ -487,11 +504,19 @@ def _map_and_write(
         with contextlib.nullcontext(cluster.client) if cluster.client else own as dask_client:
             start_phase(progress, f"map {name} in parts")
             part_files, counts = parts.run(
-                scene=job.scene, seg=job.seg, header=job.header, spec=job.spec, plan=plan,
-                crs=src.crs, transform=src.transform, batch_size=job.batch_size,
-                device=cluster.device, client=dask_client, tile_rows=cluster.part_rows,
+                scene=job.scene,
+                seg=job.seg,
+                header=job.header,
+                spec=job.spec,
+                plan=plan,
+                crs=src.crs,
+                transform=src.transform,
+                batch_size=job.batch_size,
+                device=cluster.device,
+                client=dask_client,
+                tile_rows=cluster.part_rows,
                 progress=progress,
-            )  # fmt: skip
+            )
     dtype = label_dtype(job.seg.num_classes)
     with LabelWriter(
         output,
@@ -512,9 +537,15 @@ def _map_and_write(
         if parts is None:
             start_phase(progress, f"map {name}")
             counts = map_scene(
-                job.scene, job.seg, plan, job.spec, writer,
-                batch_size=job.batch_size, device=device, progress=progress,
-            )  # fmt: skip
+                job.scene,
+                job.seg,
+                plan,
+                job.spec,
+                writer,
+                batch_size=job.batch_size,
+                device=device,
+                progress=progress,
+            )
         start_phase(progress, "write COG")
         if progress is not None:
             progress(0, 1)

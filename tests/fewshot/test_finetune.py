@@ -16,7 +16,7 @@ from lcmap.errors import (
     OutputExistsError,
 )
 from lcmap.fewshot.finetune import finetune
-from lcmap.io.writer import named_colours
+from lcmap.io.legend import named_colours
 from lcmap.methods.loading import load_model
 from lcmap.models import read_header
 

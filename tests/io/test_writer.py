@@ -5,14 +5,10 @@ from pathlib import Path
 import pytest
 
 from lcmap.errors import InvalidOptionError, OutputExistsError, OutputPathError
-from lcmap.io.writer import (
-    category_xml,
-    check_creation_options,
-    check_distinct,
-    check_map_output,
-    check_output,
-    provenance_tags,
-)
+from lcmap.io.cog_options import check_creation_options
+from lcmap.io.legend import category_xml
+from lcmap.io.staging import check_distinct, check_output
+from lcmap.io.writer import check_map_output, provenance_tags
 
 
 def test_creation_options_are_upper_cased_and_checked() -> None:
