@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lcmap import __version__
-from lcmap.errors import InvalidOptionError, InvalidSceneError
+from lcmap.errors import InvalidOptionError
 from lcmap.io.cog_options import check_creation_options
 from lcmap.io.scene import (
     MAPPING_GDAL_CACHE_MB,
@@ -48,6 +48,7 @@ from lcmap.workflows.fitting import (
     choose_method,
     segmenter_for,
 )
+from lcmap.workflows.scene_checks import check_row_memory, tile_halo, warn_coarse_patches
 
 log = logging.getLogger(__name__)
 
@@ -153,33 +154,6 @@ def _provenance(
         "class_names": header.class_names,
         "extra": header.extra,
     }
-
-
-def _tile_halo(seg: "Segmenter", halo: int | None) -> int:
-    """The halo to plan with: the method's, or ``halo`` when given.
-
-    The halo is rounded up to the method's tile multiple (a pooling grid or window stride
-    the tiles must share with the scene); a windowed method needs at least its own halo, or
-    the windows over a core pixel would depend on the tile. A ``halo`` raised for either
-    reason is logged as a warning.
-    """
-    if halo is None:
-        return seg.halo
-    multiple = seg.tile_multiple
-    needed = -(-halo // multiple) * multiple
-    if seg.window is not None:
-        needed = max(needed, seg.window.halo)
-    if needed != halo:
-        windows = seg.window
-        why = f" and its {windows.size} px windows need {windows.halo} px" if windows else ""
-        log.warning(
-            "halo %d px raised to %d px: this method's tiles share a %d px grid with the scene%s.",
-            halo,
-            needed,
-            multiple,
-            why,
-        )
-    return needed
 
 
 def segment(
@@ -288,7 +262,7 @@ def segment(
         # With a stack, everything reads the VRT of the scene's and the stack's bands.
         read = opened.enter_context(stacked(scene, stack)) if stack else scene
         src = opened.enter_context(open_scene(read))
-        _check_row_memory(src, tile or DEFAULT_TILE)
+        check_row_memory(src, tile or DEFAULT_TILE)
         check_georeference(src)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()
@@ -304,14 +278,14 @@ def segment(
         seg, header, spec = segmenter_for(
             src, read, method=method, seed=seed, device=dev, progress=progress, **given
         )
-        _warn_coarse_patches(seg, src)
+        warn_coarse_patches(seg, src)
         if stack and given["model"] is None:
             header.extra["stack"] = stack_layout(stack)
         model_path, staged = _stage_model(opened, seg, header, model, save_model)
         fit_seconds = time.perf_counter() - fit_start
         job = _MapJob(read, src, seg, header, spec, batch_size, progress)
         plan = plan_tiles(
-            src.width, src.height, tile or DEFAULT_TILE, _tile_halo(seg, halo), seg.tile_multiple
+            src.width, src.height, tile or DEFAULT_TILE, tile_halo(seg, halo), seg.tile_multiple
         )
         provenance = _provenance(scene, output, seg, header, spec, plan, seed, str(dev))
         if stack:
@@ -347,28 +321,6 @@ def segment(
     )
 
 
-def _check_row_memory(src: "DatasetReader", tile: int) -> None:
-    """Refuse, before any work, a scene so wide that one band of tile rows (what mapping holds
-    at a time) cannot fit in this machine's memory.
-
-    Raises:
-        InvalidSceneError: naming the width, the memory it needs and the memory there is.
-    """
-    try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return
-    # The bands read as float32 and the labels of one band of tile rows.
-    need = src.width * tile * (4 * src.count + 2)
-    if need > ram:
-        raise InvalidSceneError(
-            f"{Path(src.name).name} is {src.width} px wide: one band of {tile}-px tile rows "
-            f"needs {need / 2**30:.0f} GB, more than this machine's {ram / 2**30:.0f} GB; cut "
-            "the scene into narrower pieces (gdal_translate -srcwin) and map them as several "
-            "scenes."
-        )
-
-
 def _check_segment_outputs(
     scene: str | Path,
     output: Path,
@@ -388,33 +340,6 @@ def _check_segment_outputs(
     if save_model is not None:
         check_output(save_model, overwrite, inputs=inputs)
         check_distinct(output, sidecar_path(output), save_model)
-
-
-#: Ground side of one ViT patch above which a ViT method's map is said to be coarse: between
-#: the patch size measured good (7 m at 0.5 m) and those that looked worse than k-means
-#: (``benchmarks/pictures.py``).
-COARSE_PATCH_M = 20.0
-
-
-def _warn_coarse_patches(seg: "Segmenter", src: "DatasetReader") -> None:
-    """Say in one line when a ViT method sees the scene in patches of much ground."""
-    vit = getattr(seg, "vit", None)
-    crs = src.crs
-    if vit is None or crs is None or not crs.is_projected:
-        return
-    units = (crs.linear_units or "").lower()
-    if units not in ("metre", "meter", "m"):
-        return
-    ground = float(vit.patch_size) * max(abs(src.res[0]), abs(src.res[1]))
-    if ground > COARSE_PATCH_M:
-        log.warning(
-            "%s sees this scene in %d px patches, %.0f m of ground at %.3g m pixels: thin "
-            "features (rivers, roads) will be lost; the kmeans method keeps them.",
-            seg.info.name,
-            vit.patch_size,
-            ground,
-            max(abs(src.res[0]), abs(src.res[1])),
-        )
 
 
 def _stage_model(

@@ -135,7 +135,7 @@ def test_coarse_pixels_get_a_one_line_warning_that_vit_patches_lose_thin_feature
         scene = write_raster(tmp_path / f"s{res}.tif", pixels, "EPSG:32618",
                              from_origin(500000, 4000000, res, res))  # fmt: skip
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="lcmap.workflows.segment"):
+        with caplog.at_level(logging.WARNING, logger="lcmap.workflows"):
             api.segment(scene, tmp_path / f"m{res}.tif", method="primaps", classes=3,
                         device="cpu", options=options(tiny_weights))  # fmt: skip
         found = [r.getMessage() for r in caplog.records if "of ground" in r.getMessage()]

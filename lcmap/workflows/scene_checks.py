@@ -1,0 +1,92 @@
+"""Checks of a scene against the method that maps it, before any work: the halo its tiles
+need, whether one band of tile rows fits in memory, whether a ViT's patch is too coarse."""
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lcmap.errors import InvalidSceneError
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
+    from lcmap.methods.base import Segmenter
+
+log = logging.getLogger(__name__)
+
+
+def tile_halo(seg: "Segmenter", halo: int | None) -> int:
+    """The halo to plan with: the method's, or ``halo`` when given.
+
+    The halo is rounded up to the method's tile multiple (a pooling grid or window stride
+    the tiles must share with the scene); a windowed method needs at least its own halo, or
+    the windows over a core pixel would depend on the tile. A ``halo`` raised for either
+    reason is logged as a warning.
+    """
+    if halo is None:
+        return seg.halo
+    multiple = seg.tile_multiple
+    needed = -(-halo // multiple) * multiple
+    if seg.window is not None:
+        needed = max(needed, seg.window.halo)
+    if needed != halo:
+        windows = seg.window
+        why = f" and its {windows.size} px windows need {windows.halo} px" if windows else ""
+        log.warning(
+            "halo %d px raised to %d px: this method's tiles share a %d px grid with the scene%s.",
+            halo,
+            needed,
+            multiple,
+            why,
+        )
+    return needed
+
+
+def check_row_memory(src: "DatasetReader", tile: int) -> None:
+    """Refuse, before any work, a scene so wide that one band of tile rows (what mapping holds
+    at a time) cannot fit in this machine's memory.
+
+    Raises:
+        InvalidSceneError: naming the width, the memory it needs and the memory there is.
+    """
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    # The bands read as float32 and the labels of one band of tile rows.
+    need = src.width * tile * (4 * src.count + 2)
+    if need > ram:
+        raise InvalidSceneError(
+            f"{Path(src.name).name} is {src.width} px wide: one band of {tile}-px tile rows "
+            f"needs {need / 2**30:.0f} GB, more than this machine's {ram / 2**30:.0f} GB; cut "
+            "the scene into narrower pieces (gdal_translate -srcwin) and map them as several "
+            "scenes."
+        )
+
+
+#: Ground side of one ViT patch above which a ViT method's map is said to be coarse: between
+#: the patch size measured good (7 m at 0.5 m) and those that looked worse than k-means
+#: (``benchmarks/pictures.py``).
+COARSE_PATCH_M = 20.0
+
+
+def warn_coarse_patches(seg: "Segmenter", src: "DatasetReader") -> None:
+    """Say in one line when a ViT method sees the scene in patches of much ground."""
+    vit = getattr(seg, "vit", None)
+    crs = src.crs
+    if vit is None or crs is None or not crs.is_projected:
+        return
+    units = (crs.linear_units or "").lower()
+    if units not in ("metre", "meter", "m"):
+        return
+    ground = float(vit.patch_size) * max(abs(src.res[0]), abs(src.res[1]))
+    if ground > COARSE_PATCH_M:
+        log.warning(
+            "%s sees this scene in %d px patches, %.0f m of ground at %.3g m pixels: thin "
+            "features (rivers, roads) will be lost; the kmeans method keeps them.",
+            seg.info.name,
+            vit.patch_size,
+            ground,
+            max(abs(src.res[0]), abs(src.res[1])),
+        )
