@@ -37,7 +37,7 @@ from lcmap.eval.report import (
     to_json,
     write_json,
 )
-from lcmap.io.vector import tagged_class_names
+from lcmap.io.legend import tagged_class_names
 
 log = logging.getLogger(__name__)
 

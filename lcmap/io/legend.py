@@ -1,7 +1,20 @@
-"""A map's legend: a colour per class (familiar ones for common land-cover names) and the
-category names and raster attribute table that GDAL and QGIS read from ``MAP.tif.aux.xml``."""
+"""A map's legend: its class names (the ``CLASS_NAMES`` tag lcmap writes, or a legend file), a
+colour per class (familiar ones for common land-cover names), and the category names and raster
+attribute table that GDAL and QGIS read from ``MAP.tif.aux.xml``."""
 
+import csv
+import json
+import logging
 from collections.abc import Sequence
+from pathlib import Path
+
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.io import DatasetReader
+
+from lcmap.errors import InputNotFoundError, InvalidSceneError
+
+log = logging.getLogger(__name__)
 
 # A qualitative palette (20 distinct colours, after ColorBrewer/Tableau), cycled beyond 20.
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -86,3 +99,79 @@ def named_colours(names: Sequence[str]) -> list[tuple[int, int, int]]:
     """A colour per class: a familiar one for common land-cover names, else the palette's."""
     palette = default_colours(len(names))
     return [_NAMED_COLOURS.get(n.strip().lower(), palette[i]) for i, n in enumerate(names)]
+
+
+#: Dataset tag in which lcmap's label writer stores the class names (a JSON list, label 0 first).
+CLASS_NAMES_TAG = "CLASS_NAMES"
+
+
+def read_legend(path: str | Path) -> dict[int, str]:
+    """Read class names from a JSON object ``{"0": "water"}`` (or list) or a CSV ``id,name``.
+
+    A CSV header row (any first row whose id is not a number) is skipped.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        InvalidSceneError: it is neither form.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"Legend {path} not found; check the path.")
+    text = path.read_text(encoding="utf-8-sig")
+    expected = 'expected JSON like {"0": "water", "1": "forest"} or CSV rows like "0,water"'
+    if path.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
+        from_json = _json_names(text)
+        if from_json is not None:
+            return from_json
+        raise InvalidSceneError(f"Legend {path} is not a JSON class-name table; {expected}.")
+    names: dict[int, str] = {}
+    for i, row in enumerate(csv.reader(text.splitlines())):
+        if not row or not "".join(row).strip():
+            continue
+        try:
+            if len(row) < 2:
+                raise ValueError(row)
+            names[int(row[0].strip())] = row[1].strip()
+        except ValueError:
+            if i == 0:  # a header row such as "id,name"
+                continue
+            raise InvalidSceneError(
+                f"Legend {path} line {i + 1} reads {','.join(row)!r}; {expected}."
+            ) from None
+    if not names:
+        raise InvalidSceneError(f"Legend {path} names no class; {expected}.")
+    return names
+
+
+def _json_names(text: str) -> dict[int, str] | None:
+    """Class names from a JSON list (``["water", ...]``) or object (``{"0": "water"}``)."""
+    try:
+        data = json.loads(text)
+        if isinstance(data, list):
+            return {i: str(n) for i, n in enumerate(data)}
+        if isinstance(data, dict):
+            return {int(k): str(v) for k, v in data.items()}
+    except (ValueError, TypeError):
+        pass
+    return None
+
+
+def tagged_class_names(path: str | Path) -> dict[int, str] | None:
+    """The class names a label raster's ``CLASS_NAMES`` tag gives (as lcmap writes it), by id;
+    None when it has none (or the raster cannot be read)."""
+    try:
+        with rasterio.open(path) as src:
+            return raster_class_names(src)
+    except RasterioError:
+        return None
+
+
+def raster_class_names(src: DatasetReader) -> dict[int, str] | None:
+    raw = src.tags().get(CLASS_NAMES_TAG)
+    if not raw:
+        return None
+    names = _json_names(raw)
+    if names is not None:
+        return names
+    log.warning("Ignoring the unreadable %s tag of %s", CLASS_NAMES_TAG, src.name)
+    return None

@@ -16,8 +16,6 @@ Then: pixel -> map coordinates, ``min_area`` filter, coverage simplification (sh
 shared), attributes, and a write to a temporary file that is renamed into place.
 """
 
-import csv
-import json
 import logging
 import math
 import shutil
@@ -28,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 import shapely
 from numpy.typing import NDArray
 from rasterio import features
@@ -40,12 +37,13 @@ from rasterio.windows import Window
 from shapely.geometry import shape
 
 from lcmap.errors import (
-    InputNotFoundError,
     InvalidOptionError,
     InvalidSceneError,
     NoGeoreferenceWarning,
     OutputPathError,
 )
+from lcmap.io.geometry import dissolve, made_valid, simplified, to_map_units
+from lcmap.io.legend import raster_class_names, read_legend
 from lcmap.io.scene import bounded_gdal_cache, open_scene
 from lcmap.io.staging import check_output, out_of_room, publish, temp_dir
 
@@ -59,8 +57,6 @@ FORMATS: dict[str, str] = {
     ".geojson": "GeoJSON",
 }
 
-#: Dataset tag in which lcmap's label writer stores the class names (a JSON list, label 0 first).
-CLASS_NAMES_TAG = "CLASS_NAMES"
 
 #: CRS of GeoJSON output (RFC 7946 section 4).
 GEOJSON_CRS = "EPSG:4326"
@@ -178,7 +174,7 @@ def vectorize(
                 NoGeoreferenceWarning,
                 stacklevel=2,
             )
-        names = legend_names if legend_names is not None else _tag_names(src)
+        names = legend_names if legend_names is not None else raster_class_names(src)
         pixel_area = abs(src.transform.determinant)
         sieve_size = _sieve_size(min_area, pixel_area)
         try:
@@ -196,9 +192,9 @@ def vectorize(
         keep = shapely.area(geoms) * pixel_area >= min_area * (1 - 1e-9)
         dropped = int(np.count_nonzero(~keep))
         cls, geoms = cls[keep], geoms[keep]
-    geoms = _to_map(_valid(geoms), transform, segmentize=simplify > 0)
+    geoms = to_map_units(made_valid(geoms), transform, segmentize=simplify > 0)
     if simplify > 0 and len(geoms):
-        geoms = _simplify(geoms, simplify)
+        geoms = simplified(geoms, simplify)
         nonempty = ~shapely.is_empty(geoms)
         cls, geoms = cls[nonempty], geoms[nonempty]
         if min_area > 0:  # simplifying shrinks polygons: the filter holds on what is written
@@ -240,44 +236,6 @@ def vectorize(
     return result
 
 
-def read_legend(path: str | Path) -> dict[int, str]:
-    """Read class names from a JSON object ``{"0": "water"}`` (or list) or a CSV ``id,name``.
-
-    A CSV header row (any first row whose id is not a number) is skipped.
-
-    Raises:
-        InputNotFoundError: the file does not exist.
-        InvalidSceneError: it is neither form.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputNotFoundError(f"Legend {path} not found; check the path.")
-    text = path.read_text(encoding="utf-8-sig")
-    expected = 'expected JSON like {"0": "water", "1": "forest"} or CSV rows like "0,water"'
-    if path.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
-        from_json = _json_names(text)
-        if from_json is not None:
-            return from_json
-        raise InvalidSceneError(f"Legend {path} is not a JSON class-name table; {expected}.")
-    names: dict[int, str] = {}
-    for i, row in enumerate(csv.reader(text.splitlines())):
-        if not row or not "".join(row).strip():
-            continue
-        try:
-            if len(row) < 2:
-                raise ValueError(row)
-            names[int(row[0].strip())] = row[1].strip()
-        except ValueError:
-            if i == 0:  # a header row such as "id,name"
-                continue
-            raise InvalidSceneError(
-                f"Legend {path} line {i + 1} reads {','.join(row)!r}; {expected}."
-            ) from None
-    if not names:
-        raise InvalidSceneError(f"Legend {path} names no class; {expected}.")
-    return names
-
-
 def _driver_for(output: Path) -> str:
     driver = FORMATS.get(output.suffix.lower())
     if driver is None:
@@ -301,40 +259,6 @@ def _check_labels(src: DatasetReader) -> None:
             f"{name} holds {dtype} values; expected integer class labels (uint8, uint16...); "
             "convert it first (gdal_translate -ot UInt16) or classify it with 'lcmap segment'."
         )
-
-
-def _json_names(text: str) -> dict[int, str] | None:
-    """Class names from a JSON list (``["water", ...]``) or object (``{"0": "water"}``)."""
-    try:
-        data = json.loads(text)
-        if isinstance(data, list):
-            return {i: str(n) for i, n in enumerate(data)}
-        if isinstance(data, dict):
-            return {int(k): str(v) for k, v in data.items()}
-    except (ValueError, TypeError):
-        pass
-    return None
-
-
-def tagged_class_names(path: str | Path) -> dict[int, str] | None:
-    """The class names a label raster's ``CLASS_NAMES`` tag gives (as lcmap writes it), by id;
-    None when it has none (or the raster cannot be read)."""
-    try:
-        with rasterio.open(path) as src:
-            return _tag_names(src)
-    except RasterioError:
-        return None
-
-
-def _tag_names(src: DatasetReader) -> dict[int, str] | None:
-    raw = src.tags().get(CLASS_NAMES_TAG)
-    if not raw:
-        return None
-    names = _json_names(raw)
-    if names is not None:
-        return names
-    log.warning("Ignoring the unreadable %s tag of %s", CLASS_NAMES_TAG, src.name)
-    return None
 
 
 def _sieve_size(min_area: float, pixel_area: float) -> int:
@@ -471,7 +395,7 @@ def _polygonise(
             progress(i + 1, len(windows) + 1)
 
     for value in sorted(seams):
-        parts = _dissolve(np.array(seams.pop(value), dtype=object))
+        parts = dissolve(np.array(seams.pop(value), dtype=object))
         done_cls.append(np.full(len(parts), value, dtype=np.int64))
         done_geoms.append(parts)
     if not done_geoms:
@@ -482,71 +406,6 @@ def _polygonise(
     minx, miny, _, _ = shapely.bounds(geoms).T
     order = np.lexsort((minx, miny, cls))
     return cls[order], geoms[order], len(windows)
-
-
-def _dissolve(pieces: NDArray[np.object_]) -> NDArray[np.object_]:
-    """Merge same-class pieces cut at window edges into one polygon per connected region.
-
-    Pieces are grouped by touching (an STRtree query, then connected components) and each group
-    is merged on its own, so a merge holds one region, not the whole class. Pixel coordinates are
-    exact integers, so the cut edges cancel exactly; pieces that only touch at a corner come out
-    as separate polygons (4-connectivity), as rasterio's shapes() gives them.
-    """
-    from scipy.sparse import coo_array
-    from scipy.sparse.csgraph import connected_components
-
-    count = len(pieces)
-    left, right = shapely.STRtree(pieces).query(pieces, predicate="intersects")
-    graph = coo_array((np.ones(len(left), np.int8), (left, right)), shape=(count, count))
-    _, group = connected_components(graph, directed=False)
-    order = np.argsort(group, kind="stable")
-    merged: list[NDArray[np.object_]] = []
-    for members in np.split(order, np.flatnonzero(np.diff(group[order])) + 1):
-        if len(members) == 1:  # touches a window edge but does not continue past it
-            merged.append(pieces[members])
-        else:
-            merged.append(shapely.get_parts(shapely.unary_union(pieces[members])))
-    return np.concatenate(merged)
-
-
-def _valid(geoms: NDArray[np.object_]) -> NDArray[np.object_]:
-    """Repair the rare invalid polygon, keeping only polygonal parts."""
-    bad = ~shapely.is_valid(geoms)
-    if bad.any():
-        log.debug("Repairing %d invalid polygons", int(bad.sum()))
-        fixed = shapely.make_valid(geoms[bad])
-        geoms = geoms.copy()
-        for j, geom in zip(np.flatnonzero(bad), fixed, strict=True):
-            parts = [p for p in shapely.get_parts(geom) if p.geom_type == "Polygon"]
-            geoms[j] = parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
-    return geoms
-
-
-def _to_map(geoms: NDArray[np.object_], transform: Affine, segmentize: bool) -> NDArray[np.object_]:
-    """Pixel -> CRS coordinates; exterior rings counter-clockwise (RFC 7946's right-hand rule).
-
-    With ``segmentize`` every pixel corner along an edge becomes a vertex first: GDAL leaves out
-    the vertex where three regions meet along a straight edge, and coverage simplification needs
-    neighbours to share the same vertices.
-    """
-    if not len(geoms):
-        return geoms
-    if segmentize:
-        geoms = shapely.segmentize(geoms, 1.0)
-    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
-
-    def affine(xy: NDArray[np.float64]) -> NDArray[np.float64]:
-        x, y = xy[:, 0], xy[:, 1]
-        return np.column_stack((a * x + b * y + c, d * x + e * y + f))
-
-    mapped: NDArray[np.object_] = shapely.transform(geoms, affine)
-    return shapely.orient_polygons(mapped, exterior_cw=False)  # type: ignore[no-any-return]
-
-
-def _simplify(geoms: NDArray[np.object_], tolerance: float) -> NDArray[np.object_]:
-    simplified: NDArray[np.object_] = shapely.coverage_simplify(geoms, tolerance)
-    simplified = shapely.orient_polygons(simplified, exterior_cw=False)
-    return _valid(simplified)
 
 
 def _frame(

@@ -25,10 +25,9 @@ from numpy.typing import NDArray
 from rasterio.windows import Window
 
 from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
-from lcmap.io.legend import named_colours
+from lcmap.io.legend import named_colours, tagged_class_names
 from lcmap.io.scene import check_input_file
 from lcmap.io.staging import check_distinct, check_output, publish
-from lcmap.io.vector import tagged_class_names
 from lcmap.io.writer import LabelWriter, check_map_output
 from lcmap.models import ModelHeader, read_header, read_tensors, stage_model
 from lcmap.stitch import NODATA, label_dtype

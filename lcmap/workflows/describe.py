@@ -7,12 +7,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lcmap.io.legend import tagged_class_names
 from lcmap.io.scene import (
     check_input_file,
     open_scene,
     scene_path,
 )
-from lcmap.io.vector import tagged_class_names
 from lcmap.models import file_sha256
 
 if TYPE_CHECKING:

@@ -26,7 +26,8 @@ from lcmap.errors import (
     OutputExistsError,
     OutputPathError,
 )
-from lcmap.io.vector import CLASS_NAMES_TAG, vectorize
+from lcmap.io.legend import CLASS_NAMES_TAG
+from lcmap.io.vector import vectorize
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 CHESAPEAKE = (
