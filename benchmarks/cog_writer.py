@@ -41,10 +41,18 @@ def write(labels: np.ndarray, out: Path, streamed: bool) -> tuple[float, float]:
     t0 = time.perf_counter()
     names, grey = [f"c{i}" for i in range(6)], [(40 * i, 40 * i, 40 * i) for i in range(6)]
     with lcmap_writer.LabelWriter(
-        out, width=w, height=h, crs=CRS.from_epsg(32614),
-        transform=from_origin(500000, 4000000, 1, 1), dtype=np.dtype("uint8"), nodata=255,
-        class_names=names, colours=grey, creation_options=options, overwrite=True,
-    ) as dst:  # fmt: skip
+        out,
+        width=w,
+        height=h,
+        crs=CRS.from_epsg(32614),
+        transform=from_origin(500000, 4000000, 1, 1),
+        dtype=np.dtype("uint8"),
+        nodata=255,
+        class_names=names,
+        colours=grey,
+        creation_options=options,
+        overwrite=True,
+    ) as dst:
         for row in range(0, h, 512):
             dst.write_rows(row, labels[row : row + 512])
         t1 = time.perf_counter()
@@ -66,8 +74,11 @@ def main() -> None:
             for streamed in (False, True):
                 rows, commit = write(labels, Path(tmp) / "map.tif", streamed)
                 name = "streamed (lcmap)" if streamed else "GDAL at commit"
-                print(f"| {name} | {rows:.2f} | {commit:.2f} | {rows + commit:.2f} | "
-                      f"{mpx / (rows + commit):.0f} |", flush=True)  # fmt: skip
+                print(
+                    f"| {name} | {rows:.2f} | {commit:.2f} | {rows + commit:.2f} | "
+                    f"{mpx / (rows + commit):.0f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
 
     def segment(device: str, batch_size: int | None = 16) -> None:
-        api.segment(scene, out, model=model, device=device, overwrite=True,
-                    batch_size=batch_size)  # fmt: skip
+        api.segment(scene, out, model=model, device=device, overwrite=True, batch_size=batch_size)
 
     devices = ["cpu"] if args.device == "cpu" else ["cpu", args.device]
     busy = {}
@@ -69,16 +68,28 @@ def main() -> None:
         with engine_log() as engine:
             speeds[d] = mpx / timed(lambda d=d: segment(d))
         busy[d] = engine.figures().get("busy_share")
-    rows.append({"run": "kmeans segment", "size": args.size, "batch_size": 16,
-                 **{f"{d}_mpx_s": round(v, 2) for d, v in speeds.items()},
-                 **{f"{d}_busy_share": v for d, v in busy.items()},
-                 "ratio_to_cpu": round(speeds[devices[-1]] / speeds["cpu"], 2)})  # fmt: skip
+    rows.append(
+        {
+            "run": "kmeans segment",
+            "size": args.size,
+            "batch_size": 16,
+            **{f"{d}_mpx_s": round(v, 2) for d, v in speeds.items()},
+            **{f"{d}_busy_share": v for d, v in busy.items()},
+            "ratio_to_cpu": round(speeds[devices[-1]] / speeds["cpu"], 2),
+        }
+    )
     print(json.dumps(rows[-1]), flush=True)
     # No batch size: 4 on the CPU, measured from free memory on CUDA.
     with engine_log() as engine:
         seconds = timed(lambda: segment(args.device, None))
-    rows.append({"run": "kmeans segment, automatic batch", "device": args.device,
-                 "mpx_s": round(mpx / seconds, 2), **engine.figures()})  # fmt: skip
+    rows.append(
+        {
+            "run": "kmeans segment, automatic batch",
+            "device": args.device,
+            "mpx_s": round(mpx / seconds, 2),
+            **engine.figures(),
+        }
+    )
     print(json.dumps(rows[-1]), flush=True)
 
     crop_mpx = 1024**2 / 1e6
@@ -92,13 +103,25 @@ def main() -> None:
         def train(
             method: str = method, options: dict[str, Any] = options, target: Path = target
         ) -> None:
-            api.train([crop], target, method=method, device=args.device, overwrite=True,
-                      options=dict(options))  # fmt: skip
+            api.train(
+                [crop],
+                target,
+                method=method,
+                device=args.device,
+                overwrite=True,
+                options=dict(options),
+            )
 
         seconds = timed(train)
-        rows.append({"run": f"{method} train", "device": args.device, "options": options,
-                     "seconds": round(seconds, 2),
-                     "s_per_mpx": round(seconds / crop_mpx, 2)})  # fmt: skip
+        rows.append(
+            {
+                "run": f"{method} train",
+                "device": args.device,
+                "options": options,
+                "seconds": round(seconds, 2),
+                "s_per_mpx": round(seconds / crop_mpx, 2),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

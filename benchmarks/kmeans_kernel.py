@@ -51,10 +51,12 @@ def main() -> None:
         compiled = method.predict_labels(x)
         first_s = time.perf_counter() - start
         compiled_s = per_call(method.predict_labels, x, args.repeats)
-    print(f"batch {args.batch} x 4 x {args.tile}^2, smooth {args.smooth}: eager "
-          f"{1000 * eager_s:.1f} ms, compiled {1000 * compiled_s:.1f} ms "
-          f"({eager_s / compiled_s:.1f}x), first compiled call {first_s:.1f} s, "
-          f"same labels: {torch.equal(eager, compiled)}")  # fmt: skip
+    print(
+        f"batch {args.batch} x 4 x {args.tile}^2, smooth {args.smooth}: eager "
+        f"{1000 * eager_s:.1f} ms, compiled {1000 * compiled_s:.1f} ms "
+        f"({eager_s / compiled_s:.1f}x), first compiled call {first_s:.1f} s, "
+        f"same labels: {torch.equal(eager, compiled)}"
+    )
 
 
 if __name__ == "__main__":

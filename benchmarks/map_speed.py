@@ -35,30 +35,65 @@ def models(out: Path) -> dict[str, tuple[Path, Path]]:
 
     simclr = out / "simclr.lcmap"
     if not simclr.exists():
-        api.train([NAIP], simclr, method="simclr", classes=6, device="cpu", seed=0,
-                  options={"encoder": "resnet18-unet", "steps": 20, "windows": 64,
-                           "probe_windows": 16})  # fmt: skip
+        api.train(
+            [NAIP],
+            simclr,
+            method="simclr",
+            classes=6,
+            device="cpu",
+            seed=0,
+            options={"encoder": "resnet18-unet", "steps": 20, "windows": 64, "probe_windows": 16},
+        )
     found = {"simclr": (NAIP, simclr)}
     scene, truth = DUBAI / "scenes" / "dubai_t1_1.tif", DUBAI / "truth" / "dubai_t1_1.tif"
     if scene.exists():
         encoder, tuned = out / "encoder.lcmap", out / "finetuned.lcmap"
         if not tuned.exists():
-            api.train([scene], encoder, method="simclr", classes=5, device="cpu", seed=0,
-                      options={"encoder": "resnet18-unet", "steps": 10, "windows": 32,
-                               "probe_windows": 8})  # fmt: skip
+            api.train(
+                [scene],
+                encoder,
+                method="simclr",
+                classes=5,
+                device="cpu",
+                seed=0,
+                options={
+                    "encoder": "resnet18-unet",
+                    "steps": 10,
+                    "windows": 32,
+                    "probe_windows": 8,
+                },
+            )
             finetune(encoder, [scene], [truth], tuned, patches=6, steps=20, device="cpu", seed=0)
         found["encoder_finetuned"] = (scene, tuned)
     if DINOV2.exists():
         primaps = out / "primaps.lcmap"
         if not primaps.exists():
-            api.train([NAIP], primaps, method="primaps", classes=6, device="cpu", seed=0,
-                      options={"weights": str(DINOV2)})  # fmt: skip
+            api.train(
+                [NAIP],
+                primaps,
+                method="primaps",
+                classes=6,
+                device="cpu",
+                seed=0,
+                options={"weights": str(DINOV2)},
+            )
         found["primaps"] = (NAIP, primaps)
         stego = out / "stego.lcmap"
         if not stego.exists():
-            api.train([NAIP], stego, method="stego", classes=6, device="cpu", seed=0,
-                      options={"backbone": "vit_small_patch14_dinov2", "weights": str(DINOV2),
-                               "steps": 20, "crops": 40})  # fmt: skip
+            api.train(
+                [NAIP],
+                stego,
+                method="stego",
+                classes=6,
+                device="cpu",
+                seed=0,
+                options={
+                    "backbone": "vit_small_patch14_dinov2",
+                    "weights": str(DINOV2),
+                    "steps": 20,
+                    "crops": 40,
+                },
+            )
         found["stego"] = (NAIP, stego)
     return found
 
@@ -84,8 +119,12 @@ def main() -> None:
             seconds = min(seconds, time.perf_counter() - start)
         with rasterio.open(target) as src:
             labels = src.read(1)
-        row = {"method": name, "tag": args.tag, "seconds": round(seconds, 2),
-               "s_per_mpx": round(seconds / (labels.size / 1e6), 2)}  # fmt: skip
+        row = {
+            "method": name,
+            "tag": args.tag,
+            "seconds": round(seconds, 2),
+            "s_per_mpx": round(seconds / (labels.size / 1e6), 2),
+        }
         if args.against is not None:
             with rasterio.open(args.against / f"{name}.tif") as src:
                 row["pixels_differing"] = int(np.count_nonzero(src.read(1) != labels))

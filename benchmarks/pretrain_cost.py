@@ -55,9 +55,29 @@ def run_pretrain(
     weights: Path | None,
 ) -> float:
     """Wall seconds of one ``lcmap pretrain`` run."""
-    cmd = [sys.executable, "-m", "lcmap", "pretrain", str(SCENE), "-o", str(out), "--overwrite",
-           "--encoder", encoder, "--optimizer", "adam", "--steps", str(steps),
-           "--batch-size", str(batch), "--device", device, "--seed", "0", "-q"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "lcmap",
+        "pretrain",
+        str(SCENE),
+        "-o",
+        str(out),
+        "--overwrite",
+        "--encoder",
+        encoder,
+        "--optimizer",
+        "adam",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        str(batch),
+        "--device",
+        device,
+        "--seed",
+        "0",
+        "-q",
+    ]
     if weights is not None:
         cmd += ["--weights", str(weights)]
     start = time.perf_counter()
@@ -77,10 +97,14 @@ def marginal(
     short = run_pretrain(device, steps, batch, out, encoder, weights)
     long = run_pretrain(device, 2 * steps, batch, out, encoder, weights)
     per_window = max(long - short, 0.0) / (steps * batch)
-    return {"encoder": encoder, "device": device, "batch": batch,
-            "steps": [steps, 2 * steps],
-            "seconds": [round(short, 2), round(long, 2)],
-            "s_per_1000_windows": round(1000 * per_window, 3)}  # fmt: skip
+    return {
+        "encoder": encoder,
+        "device": device,
+        "batch": batch,
+        "steps": [steps, 2 * steps],
+        "seconds": [round(short, 2), round(long, 2)],
+        "s_per_1000_windows": round(1000 * per_window, 3),
+    }
 
 
 def main() -> None:
@@ -89,8 +113,9 @@ def main() -> None:
     parser.add_argument("--encoder", default="resnet18-unet")
     parser.add_argument("--steps", type=int, default=50, help="the shorter run's steps")
     parser.add_argument("--batch-sizes", default="16,64,256")
-    parser.add_argument("--cpu-steps", type=int, default=10,
-                        help="the CPU baseline's steps (0: none)")  # fmt: skip
+    parser.add_argument(
+        "--cpu-steps", type=int, default=10, help="the CPU baseline's steps (0: none)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/lcmap-bench"))
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()

@@ -97,12 +97,18 @@ def parse() -> argparse.Namespace:
 
 def add_suggest_options(p: argparse.ArgumentParser) -> None:
     """``--suggest-clusters`` and ``--suggest-pick``, read back by :func:`suggest_options`."""
-    p.add_argument("--suggest-clusters", default="model",
-                   help="suggest-labels --clusters: model (seed 001's rule, the default), "
-                   "budget (TypiClust) or N.")  # fmt: skip
-    p.add_argument("--suggest-pick", default="diverse", choices=["diverse", "nearest"],
-                   help="suggest-labels --pick (nearest: the default before 2026-12-03's tenth "
-                   "session).")  # fmt: skip
+    p.add_argument(
+        "--suggest-clusters",
+        default="model",
+        help="suggest-labels --clusters: model (seed 001's rule, the default), "
+        "budget (TypiClust) or N.",
+    )
+    p.add_argument(
+        "--suggest-pick",
+        default="diverse",
+        choices=["diverse", "nearest"],
+        help="suggest-labels --pick (nearest: the default before 2026-12-03's tenth session).",
+    )
 
 
 def suggest_options(args: argparse.Namespace) -> dict[str, Any]:

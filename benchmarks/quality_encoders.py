@@ -78,10 +78,14 @@ def parse() -> argparse.Namespace:
     p.add_argument("--encoders", default="unet,resnet18-unet")
     p.add_argument("--budgets", default="20")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--crop", type=int, default=64,
-                   help="Window side (pre-training, fine-tuning crops, mapping). 64 for CPU time "
-                        "in every figure before 2026-12-04's eighteenth session; lcmap's own "
-                        "default is 128.")  # fmt: skip
+    p.add_argument(
+        "--crop",
+        type=int,
+        default=64,
+        help="Window side (pre-training, fine-tuning crops, mapping). 64 for CPU time "
+        "in every figure before 2026-12-04's eighteenth session; lcmap's own "
+        "default is 128.",
+    )
     p.add_argument("--pretrain-steps", type=int, default=300)
     p.add_argument("--pretrain-windows", type=int, default=1024)
     p.add_argument("--pretrain-seed", type=int, default=0, help="Seed of the pre-training.")
@@ -90,36 +94,72 @@ def parse() -> argparse.Namespace:
     p.add_argument("--optimizer", default="adam", help="adam or sgd (Ghandali et al.: sgd 1e-3).")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--temperature", type=float, default=0.1)
-    p.add_argument("--pretrain-options", type=json.loads, default={}, metavar="JSON",
-                   help='Other simclr options, e.g. {"windows": 512}.')  # fmt: skip
+    p.add_argument(
+        "--pretrain-options",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help='Other simclr options, e.g. {"windows": 512}.',
+    )
     p.add_argument("--ft-steps", type=int, default=100)
-    p.add_argument("--ft-options", type=json.loads, default={}, metavar="JSON",
-                   help='More options of the fine-tuning, e.g. {"lr": 0.003}.')  # fmt: skip
-    p.add_argument("--tta", action="store_true",
-                   help="Also score each tuned model mapped under the 8 symmetries.")  # fmt: skip
+    p.add_argument(
+        "--ft-options",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help='More options of the fine-tuning, e.g. {"lr": 0.003}.',
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="Also score each tuned model mapped under the 8 symmetries.",
+    )
     p.add_argument("--patch", type=int, default=128, help="Labelled patch side (pixels).")
     p.add_argument("--eval-crop", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu",
-                   help="Where to pre-train, fine-tune and map (cpu, cuda).")  # fmt: skip
+    p.add_argument(
+        "--device", default="cpu", help="Where to pre-train, fine-tune and map (cpu, cuda)."
+    )
     add_suggest_options(p)
-    p.add_argument("--models", nargs="*", default=[], metavar="NAME=PATH",
-                   help="Also fine-tune these ready few-shot models (e.g. a stego model on the "
-                   "frozen DINOv2) at their own defaults: rows 'NAME probe'.")  # fmt: skip
-    p.add_argument("--stego", type=Path, metavar="WEIGHTS",
-                   help="Also train a stego model on tiles 1-4 (DINOv2-S/14 from this local "
-                   "weights file, its defaults otherwise): rows 'stego probe'.")  # fmt: skip
-    p.add_argument("--sampling", default="random",
-                   help="random, suggested (the first N of the model's 'suggest-labels' "
-                   "ranking over tiles 1-4, Ghosh et al.'s active sampling), or both.")  # fmt: skip
-    p.add_argument("--reuse", action="store_true",
-                   help="Keep pre-trained models already in --out (same settings).")  # fmt: skip
-    p.add_argument("--tiles", default="1,2,3,4:5,6", metavar="TRAIN:TEST",
-                   help="Tiles to pre-train and fine-tune on, and tiles to score; a choice "
-                   "made on tiles 1-4 alone holds one of them out, e.g. 1,2,3:4.")  # fmt: skip
-    p.add_argument("--pretrain-tiles", metavar="TILES",
-                   help="Tiles to pre-train on (labels unused) if not the training tiles; "
-                   "1,2,3,4,5,6 learns from the scenes to map too, as a user would.")  # fmt: skip
+    p.add_argument(
+        "--models",
+        nargs="*",
+        default=[],
+        metavar="NAME=PATH",
+        help="Also fine-tune these ready few-shot models (e.g. a stego model on the "
+        "frozen DINOv2) at their own defaults: rows 'NAME probe'.",
+    )
+    p.add_argument(
+        "--stego",
+        type=Path,
+        metavar="WEIGHTS",
+        help="Also train a stego model on tiles 1-4 (DINOv2-S/14 from this local "
+        "weights file, its defaults otherwise): rows 'stego probe'.",
+    )
+    p.add_argument(
+        "--sampling",
+        default="random",
+        help="random, suggested (the first N of the model's 'suggest-labels' "
+        "ranking over tiles 1-4, Ghosh et al.'s active sampling), or both.",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Keep pre-trained models already in --out (same settings).",
+    )
+    p.add_argument(
+        "--tiles",
+        default="1,2,3,4:5,6",
+        metavar="TRAIN:TEST",
+        help="Tiles to pre-train and fine-tune on, and tiles to score; a choice "
+        "made on tiles 1-4 alone holds one of them out, e.g. 1,2,3:4.",
+    )
+    p.add_argument(
+        "--pretrain-tiles",
+        metavar="TILES",
+        help="Tiles to pre-train on (labels unused) if not the training tiles; "
+        "1,2,3,4,5,6 learns from the scenes to map too, as a user would.",
+    )
     p.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run.")
     args = p.parse_args()
     if args.quick:
@@ -185,14 +225,31 @@ def main() -> None:
             if sampling == "suggested":
                 patch_file = out / f"{model.stem}-suggested{max(budgets)}.gpkg"
                 if not patch_file.exists():  # the ranking uses no label: one per model
-                    suggest_labels(scenes, model, patch_file, budget=max(budgets),
-                                   patch_size=args.patch, device=args.device,
-                                   **suggest_options(args))  # fmt: skip
+                    suggest_labels(
+                        scenes,
+                        model,
+                        patch_file,
+                        budget=max(budgets),
+                        patch_size=args.patch,
+                        device=args.device,
+                        **suggest_options(args),
+                    )
             tuned = out / "tuned.lcmap"
             t0 = time.perf_counter()
-            finetune(model, scenes, truths, tuned, class_names=CLASSES, patches=n,
-                     patch_file=patch_file, patch_size=args.patch, seed=seed, device=args.device,
-                     overwrite=True, **options)  # fmt: skip
+            finetune(
+                model,
+                scenes,
+                truths,
+                tuned,
+                class_names=CLASSES,
+                patches=n,
+                patch_file=patch_file,
+                patch_size=args.patch,
+                seed=seed,
+                device=args.device,
+                overwrite=True,
+                **options,
+            )
             name = row + (", suggested" if patch_file else "")
             seconds = time.perf_counter() - t0
             scored = [(name, predict_labels(tuned, crops, device=args.device))]
@@ -202,10 +259,16 @@ def main() -> None:
                 )
             for name, preds in scored:
                 confusions = crop_confusions(preds, crops)
-                run = {"encoder": encoder, "row": name, "patches": n, "seed": seed,
-                       **score(preds, crops, "none"), "iou": per_class_iou(confusions),
-                       "seconds": seconds,
-                       "confusions": [c.tolist() for c in confusions]}  # fmt: skip
+                run = {
+                    "encoder": encoder,
+                    "row": name,
+                    "patches": n,
+                    "seed": seed,
+                    **score(preds, crops, "none"),
+                    "iou": per_class_iou(confusions),
+                    "seconds": seconds,
+                    "confusions": [c.tolist() for c in confusions],
+                }
                 results["runs"].append(run)
                 log.info("%s", {k: v for k, v in run.items() if k not in ("iou", "confusions")})
             (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -226,9 +289,13 @@ def main() -> None:
     truths = [args.data / r["truth"] for r in train_rows]
     pretrain_scenes = [args.data / r["scene"] for r in pretrain_rows]
     crops = eval_crops(args.data, eval_rows, args.eval_crop)
-    results: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()},
-                               "crops": [c["name"] for c in crops],
-                               "pretrain": {}, "unsupervised": {}, "runs": []}  # fmt: skip
+    results: dict[str, Any] = {
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "crops": [c["name"] for c in crops],
+        "pretrain": {},
+        "unsupervised": {},
+        "runs": [],
+    }
 
     km = out / "kmeans.lcmap"
     api.train(scenes, km, method="kmeans", classes=5, seed=0, device=args.device, overwrite=True)
@@ -241,43 +308,75 @@ def main() -> None:
         models = {}
         for objective in ("simclr",):
             path = out / f"{encoder}-{objective}.lcmap"
-            options = {"encoder": encoder, "crop_size": args.crop, "steps": args.pretrain_steps,
-                       "windows": args.pretrain_windows, "batch_size": args.batch,
-                       "optimizer": args.optimizer, "lr": args.lr,
-                       "temperature": args.temperature,
-                       **args.pretrain_options}  # fmt: skip
+            options = {
+                "encoder": encoder,
+                "crop_size": args.crop,
+                "steps": args.pretrain_steps,
+                "windows": args.pretrain_windows,
+                "batch_size": args.batch,
+                "optimizer": args.optimizer,
+                "lr": args.lr,
+                "temperature": args.temperature,
+                **args.pretrain_options,
+            }
             t0 = time.perf_counter()
             models[objective] = path
             if args.reuse and path.exists():  # pre-trained by an earlier run with these settings
                 log.info("%s: reused", path.stem)
                 continue
-            header = api.train(pretrain_scenes, path, method="simclr", classes=5,
-                               seed=args.pretrain_seed, device=args.device, overwrite=True,
-                               options=options)  # fmt: skip
+            header = api.train(
+                pretrain_scenes,
+                path,
+                method="simclr",
+                classes=5,
+                seed=args.pretrain_seed,
+                device=args.device,
+                overwrite=True,
+                options=options,
+            )
             seconds = time.perf_counter() - t0
             windows = args.pretrain_steps * args.batch  # 0 steps: the weights as they are
             results["pretrain"][path.stem] = {
-                "seconds": seconds, "final_loss": header.extra["final_loss"],
+                "seconds": seconds,
+                "final_loss": header.extra["final_loss"],
                 "s_per_1000_windows": 1000 * seconds / windows if windows else float("nan"),
-            }  # fmt: skip
+            }
             unsup = score(predict_labels(path, crops, device=args.device), crops, "hungarian")
             results["unsupervised"][path.stem] = unsup
-            log.info("%s: pre-trained in %.0f s, loss %s; unsupervised %s", path.stem,
-                     seconds, header.extra["final_loss"], unsup)  # fmt: skip
+            log.info(
+                "%s: pre-trained in %.0f s, loss %s; unsupervised %s",
+                path.stem,
+                seconds,
+                header.extra["final_loss"],
+                unsup,
+            )
         for row in args.rows.split(","):
             objective, init, frozen, head = ROWS[row]
             model = models.get(objective) if objective else next(iter(models.values()), None)
             if model is None:
                 continue
-            options = {"init": init, "freeze_encoder": frozen, "head": head,
-                       "steps": args.ft_steps, "batch_size": 8, **args.ft_options}  # fmt: skip
+            options = {
+                "init": init,
+                "freeze_encoder": frozen,
+                "head": head,
+                "steps": args.ft_steps,
+                "batch_size": 8,
+                **args.ft_options,
+            }
             fewshot_rows(model, encoder, row, options)
     ready = [(name, Path(path)) for name, path in (m.split("=", 1) for m in args.models)]
     if args.stego:
         stego = out / "stego.lcmap"
         options = {"backbone": "vit_small_patch14_dinov2", "weights": str(args.stego)}
-        api.train(scenes, stego, method="stego", classes=5, device=args.device, overwrite=True,
-                  options=options)  # fmt: skip
+        api.train(
+            scenes,
+            stego,
+            method="stego",
+            classes=5,
+            device=args.device,
+            overwrite=True,
+            options=options,
+        )
         ready.append(("stego", stego))
     for name, path in ready:
         fewshot_rows(path, name, f"{name} probe", {})
@@ -286,11 +385,16 @@ def main() -> None:
 
 
 def table(results: dict[str, Any], budgets: list[int]) -> str:
-    lines = ["| encoder | row | N | mIoU (spread) | accuracy | mean F1 | "
-             + " | ".join(f"IoU {c}" for c in CLASSES) + " |",
-             "|---|---|---|---|---|---|" + "---|" * len(CLASSES)]  # fmt: skip
-    keys = sorted({(r["encoder"], r["row"], r["patches"]) for r in results["runs"]},
-                  key=lambda t: (t[0], t[2]))  # fmt: skip
+    lines = [
+        "| encoder | row | N | mIoU (spread) | accuracy | mean F1 | "
+        + " | ".join(f"IoU {c}" for c in CLASSES)
+        + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(CLASSES),
+    ]
+    keys = sorted(
+        {(r["encoder"], r["row"], r["patches"]) for r in results["runs"]},
+        key=lambda t: (t[0], t[2]),
+    )
     for encoder, row, n in keys:
         rs = [
             r
@@ -307,11 +411,15 @@ def table(results: dict[str, Any], budgets: list[int]) -> str:
             + " |"
         )
     lines += ["", "| unsupervised (K = 5, Hungarian) | accuracy | mIoU |", "|---|---|---|"]
-    lines += [f"| {k} | {v['accuracy']:.3f} | {v['miou']:.3f} |"
-              for k, v in results["unsupervised"].items()]  # fmt: skip
+    lines += [
+        f"| {k} | {v['accuracy']:.3f} | {v['miou']:.3f} |"
+        for k, v in results["unsupervised"].items()
+    ]
     lines += ["", "| pre-training | s / 1000 windows | final loss |", "|---|---|---|"]
-    lines += [f"| {k} | {v['s_per_1000_windows']:.1f} | {v['final_loss'] or float('nan'):.3f} |"
-              for k, v in results["pretrain"].items()]  # fmt: skip
+    lines += [
+        f"| {k} | {v['s_per_1000_windows']:.1f} | {v['final_loss'] or float('nan'):.3f} |"
+        for k, v in results["pretrain"].items()
+    ]
     return "\n".join(lines) + "\n"
 
 

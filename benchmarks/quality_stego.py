@@ -57,9 +57,14 @@ def subset_index(index: Path, every: int, out: Path, tiles: set[str] | None = No
 def summary(name: str, result: Any, extra: dict[str, Any]) -> dict[str, Any]:
     """Pooled figures of an :class:`~lcmap.eval.report.IndexResult`."""
     m = result.metrics
-    return {"run": name, "scenes": len(result.scenes), "pooled_accuracy": round(m.accuracy, 4),
-            "pooled_miou": round(m.miou, 4), "seconds": round(result.seconds, 1),
-            **extra}  # fmt: skip
+    return {
+        "run": name,
+        "scenes": len(result.scenes),
+        "pooled_accuracy": round(m.accuracy, 4),
+        "pooled_miou": round(m.miou, 4),
+        "seconds": round(result.seconds, 1),
+        **extra,
+    }
 
 
 def main() -> int:
@@ -77,8 +82,9 @@ def main() -> int:
     parser.add_argument("--weights", type=Path, default=DINOV2)
     parser.add_argument("-p", "--param", action="append", default=[], help="stego KEY=VALUE")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--crf", action="store_true",
-                        help="also map with the dense CRF (same model) and time it")  # fmt: skip
+    parser.add_argument(
+        "--crf", action="store_true", help="also map with the dense CRF (same model) and time it"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     rows = []
@@ -95,26 +101,52 @@ def main() -> int:
         params = {k: _value(v) for k, v in (p.split("=", 1) for p in args.param)}
         for layer in args.layers:
             model = workdir / f"stego_{layer}.lcmap"
-            options = {"backbone": args.backbone, "weights": str(args.weights),
-                       "feature_layer": layer, **params}  # fmt: skip
+            options = {
+                "backbone": args.backbone,
+                "weights": str(args.weights),
+                "feature_layer": layer,
+                **params,
+            }
             start = time.perf_counter()
-            api.train(scenes, model, method="stego", classes=args.classes, device=args.device,
-                      options=options)  # fmt: skip
+            api.train(
+                scenes,
+                model,
+                method="stego",
+                classes=args.classes,
+                device=args.device,
+                options=options,
+            )
             train_s = time.perf_counter() - start
             for crf in (False, True) if args.crf else (False,):
-                result = evaluate_index(index, method="stego", segment_options={
-                    "model": model, "device": args.device,
-                    "options": {"crf": True} if crf else None})  # fmt: skip
+                result = evaluate_index(
+                    index,
+                    method="stego",
+                    segment_options={
+                        "model": model,
+                        "device": args.device,
+                        "options": {"crf": True} if crf else None,
+                    },
+                )
                 mpx = sum(s.result.confusion.sum() for s in result.scenes) / 1e6
-                rows.append(summary(f"stego block {layer}{' + CRF' if crf else ''}", result, {
-                    "options": params, "train_s": round(train_s, 1),
-                    "map_s_per_mpx": round(result.seconds / mpx, 2)}))  # fmt: skip
+                rows.append(
+                    summary(
+                        f"stego block {layer}{' + CRF' if crf else ''}",
+                        result,
+                        {
+                            "options": params,
+                            "train_s": round(train_s, 1),
+                            "map_s_per_mpx": round(result.seconds / mpx, 2),
+                        },
+                    )
+                )
                 print(json.dumps(rows[-1]), flush=True)
     print("\n| run | scenes | pooled accuracy | pooled mIoU | train s | map s/Mpx |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['run']} | {r['scenes']} | {r['pooled_accuracy']} | {r['pooled_miou']} | "
-              f"{r.get('train_s', '')} | {r.get('map_s_per_mpx', '')} |")  # fmt: skip
+        print(
+            f"| {r['run']} | {r['scenes']} | {r['pooled_accuracy']} | {r['pooled_miou']} | "
+            f"{r.get('train_s', '')} | {r.get('map_s_per_mpx', '')} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

@@ -42,9 +42,15 @@ def scores(name: str, result: Any, extra: dict[str, Any]) -> dict[str, Any]:
     """Pooled accuracy, mIoU and mean F1 of an IndexResult, with seconds per megapixel."""
     m = result.metrics
     mpx = sum(s.result.confusion.sum() for s in result.scenes) / 1e6
-    return {"run": name, "scenes": len(result.scenes), "accuracy": round(m.accuracy, 4),
-            "miou": round(m.miou, 4), "mean_f1": round(m.mean_f1, 4),
-            "map_s_per_mpx": round(result.seconds / mpx, 2), **extra}  # fmt: skip
+    return {
+        "run": name,
+        "scenes": len(result.scenes),
+        "accuracy": round(m.accuracy, 4),
+        "miou": round(m.miou, 4),
+        "mean_f1": round(m.mean_f1, 4),
+        "map_s_per_mpx": round(result.seconds / mpx, 2),
+        **extra,
+    }
 
 
 def main() -> int:
@@ -101,18 +107,35 @@ def main() -> int:
         )
         fit_scenes = [e.scene for e in read_index(fit_index)]
 
-        def fitted(method: str, name: str, options: dict[str, Any], seed: int = 0,
-                   ) -> tuple[Path, float]:  # fmt: skip
+        def fitted(
+            method: str,
+            name: str,
+            options: dict[str, Any],
+            seed: int = 0,
+        ) -> tuple[Path, float]:
             model = work / f"{name}.lcmap"
             start = time.perf_counter()
-            api.train(fit_scenes, model, method=method, classes=args.classes,
-                      device=args.device, options=options, seed=seed)  # fmt: skip
+            api.train(
+                fit_scenes,
+                model,
+                method=method,
+                classes=args.classes,
+                device=args.device,
+                options=options,
+                seed=seed,
+            )
             return model, round(time.perf_counter() - start, 1)
 
-        def apply(name: str, model: Path, fit_s: float, options: dict[str, Any] | None = None,
-                  ) -> None:  # fmt: skip
-            result = evaluate_index(test_index, segment_options={
-                "model": model, "device": args.device, "options": options})  # fmt: skip
+        def apply(
+            name: str,
+            model: Path,
+            fit_s: float,
+            options: dict[str, Any] | None = None,
+        ) -> None:
+            result = evaluate_index(
+                test_index,
+                segment_options={"model": model, "device": args.device, "options": options},
+            )
             report(scores(name, result, {"fit_s": fit_s, "apply_options": options or {}}))
 
         vit = {"weights": str(args.weights)}
@@ -130,8 +153,10 @@ def main() -> int:
         if "primaps" in args.runs:
             for steps, crops, seed in itertools.product(args.em_steps, args.crops, args.seeds):
                 options = {**vit, "em_steps": steps, "crops": crops, "seed": seed}
-                name = (f"primaps, {steps or 'default'} EM steps, {crops or 'default'} "
-                        f"windows, seed {seed}")  # fmt: skip
+                name = (
+                    f"primaps, {steps or 'default'} EM steps, {crops or 'default'} "
+                    f"windows, seed {seed}"
+                )
                 # The seed draws the windows too (api.train's), not only the k-means
                 # start and the EM's batch order.
                 model, fit_s = fitted("primaps", f"pm{steps}_{crops}_{seed}", options, seed)
@@ -149,15 +174,23 @@ def main() -> int:
             )
         if "simclr" in args.runs:
             for steps in args.simclr_steps:
-                options = {"encoder": args.simclr_encoder, "crop_size": 64, "steps": steps,
-                           "windows": 1024, "batch_size": 16, "optimizer": "adam"}  # fmt: skip
+                options = {
+                    "encoder": args.simclr_encoder,
+                    "crop_size": 64,
+                    "steps": steps,
+                    "windows": 1024,
+                    "batch_size": 16,
+                    "optimizer": "adam",
+                }
                 name = f"simclr {args.simclr_encoder}, {steps} steps"
                 apply(name, *fitted("simclr", f"simclr{steps}", options))
     print("\n| run | accuracy | mIoU | mean F1 | fit s | map s/Mpx |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['run']} | {r['accuracy']} | {r['miou']} | {r['mean_f1']} | "
-              f"{r.get('fit_s', '')} | {r['map_s_per_mpx']} |")  # fmt: skip
+        print(
+            f"| {r['run']} | {r['accuracy']} | {r['miou']} | {r['mean_f1']} | "
+            f"{r.get('fit_s', '')} | {r['map_s_per_mpx']} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

@@ -27,14 +27,33 @@ SHARED = ROOT / ".." / "shared"
 SCENES = ["dubai_t1_1", "dubai_t3_4", "dubai_t5_2"]
 RUNS = {
     "kmeans": {"method": "kmeans", "classes": 5},
-    "stego": {"method": "stego", "classes": 5, "options": {
-        "backbone": "vit_small_patch14_dinov2",
-        "weights": str(SHARED / "weights" / "dinov2_vits14_imgfocus.safetensors"),
-        "feature_layer": 8, "crops": 20, "steps": 2}},
-    "cas": {"method": "cas", "classes": 5, "options": {
-        "width": 4, "depth": 2, "embed_dim": 8, "patch_size": 32, "ae_steps": 10,
-        "dec_steps": 10, "pool_size": 32, "kmeans_patches": 32, "update_interval": 5}},
-}  # fmt: skip
+    "stego": {
+        "method": "stego",
+        "classes": 5,
+        "options": {
+            "backbone": "vit_small_patch14_dinov2",
+            "weights": str(SHARED / "weights" / "dinov2_vits14_imgfocus.safetensors"),
+            "feature_layer": 8,
+            "crops": 20,
+            "steps": 2,
+        },
+    },
+    "cas": {
+        "method": "cas",
+        "classes": 5,
+        "options": {
+            "width": 4,
+            "depth": 2,
+            "embed_dim": 8,
+            "patch_size": 32,
+            "ae_steps": 10,
+            "dec_steps": 10,
+            "pool_size": 32,
+            "kmeans_patches": 32,
+            "update_interval": 5,
+        },
+    },
+}
 
 
 def crop(scene: Path, out: Path, size: int = 384) -> Path:
@@ -43,8 +62,12 @@ def crop(scene: Path, out: Path, size: int = 384) -> Path:
 
     with rasterio.open(scene) as src:
         window = Window(0, 0, min(size, src.width), min(size, src.height))
-        profile = {**src.profile, "width": int(window.width), "height": int(window.height),
-                   "transform": src.window_transform(window)}  # fmt: skip
+        profile = {
+            **src.profile,
+            "width": int(window.width),
+            "height": int(window.height),
+            "transform": src.window_transform(window),
+        }
         profile.pop("blockxsize", None), profile.pop("blockysize", None)
         profile["tiled"] = False
         with rasterio.open(out, "w", **profile) as dst:
@@ -90,8 +113,18 @@ def main() -> int:
                 api.segment(scene, out, seed=7, device="cpu", save_model=model, **kwargs)
                 print(f"{name} {run} {digest(out)}", flush=True)
             tuned = work / f"{name}_tuned.lcmap"
-            finetune(work / f"{name}_cas.lcmap", [scene], [truth], tuned, patch_size=64,
-                     patches=8, steps=20, batch_size=4, seed=7, device="cpu")  # fmt: skip
+            finetune(
+                work / f"{name}_cas.lcmap",
+                [scene],
+                [truth],
+                tuned,
+                patch_size=64,
+                patches=8,
+                steps=20,
+                batch_size=4,
+                seed=7,
+                device="cpu",
+            )
             api.segment(scene, work / f"{name}_tuned.tif", model=tuned, device="cpu")
             print(f"{name} cas_finetuned {digest(work / f'{name}_tuned.tif')}", flush=True)
     return 0

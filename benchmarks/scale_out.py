@@ -53,8 +53,11 @@ print(json.dumps({"seconds": end - start, "setup_seconds": map_start - start,
 
 def run(scene: Path, out: Path, kwargs: dict[str, object]) -> dict[str, float]:
     """Run one configuration in its own process tree; wall time, COG phase, peak RSS (MB)."""
-    proc = psutil.Popen([sys.executable, "-c", DRIVER, str(scene), str(out), json.dumps(kwargs)],
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = psutil.Popen(
+        [sys.executable, "-c", DRIVER, str(scene), str(out), json.dumps(kwargs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     driver_peak, worker_peak = 0.0, 0.0
     while proc.poll() is None:
         try:
@@ -84,11 +87,16 @@ def task_payload(scene: Path, model: Path) -> int:
     with rasterio.open(scene) as src:
         plan = plan_tiles(src.width, src.height, 512, seg.halo, seg.tile_multiple)
         spec = header.read_spec()
-        key = {"sha": "0" * 64, "plan": [plan.width, plan.height, plan.tile, plan.halo,
-               plan.read_size], "bands": list(spec.bands),
-               "norm": [list(spec.norm.low), list(spec.norm.high)], "lcmap": "0.0.0"}  # fmt: skip
-        job = PartJob(str(scene), plan, spec, scene.parent / "x.parts", key, src.crs,
-                      src.transform, 4, "cpu")  # fmt: skip
+        key = {
+            "sha": "0" * 64,
+            "plan": [plan.width, plan.height, plan.tile, plan.halo, plan.read_size],
+            "bands": list(spec.bands),
+            "norm": [list(spec.norm.low), list(spec.norm.high)],
+            "lcmap": "0.0.0",
+        }
+        job = PartJob(
+            str(scene), plan, spec, scene.parent / "x.parts", key, src.crs, src.transform, 4, "cpu"
+        )
     return len(pickle.dumps((job, plan_parts(plan)[0])))
 
 
@@ -126,19 +134,25 @@ def main() -> None:
     mpx = args.size**2 / 1e6
     base_s = rows[0]["seconds"]
     sizes = sorted({(args.workdir / f"scale_{i}.tif").stat().st_size for i in range(len(rows))})
-    print(f"\n{args.size} x {args.size} px ({mpx:.0f} Mpx), maps identical: {same}, COG bytes "
-          f"{sizes}, task payload {task_payload(scene, model)} bytes pickled\n")  # fmt: skip
-    print("| run | wall s | Mpx/s | speed-up | setup s | map s | COG s | tasks | worker-s/task | "
-          "driver RSS MB | worker RSS MB |")  # fmt: skip
+    print(
+        f"\n{args.size} x {args.size} px ({mpx:.0f} Mpx), maps identical: {same}, COG bytes "
+        f"{sizes}, task payload {task_payload(scene, model)} bytes pickled\n"
+    )
+    print(
+        "| run | wall s | Mpx/s | speed-up | setup s | map s | COG s | tasks | worker-s/task | "
+        "driver RSS MB | worker RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         workers = int(str(r["run"]).split()[-1]) if "workers" in str(r["run"]) else 1
         per_task = f"{r['map_seconds'] * workers / r['parts']:.2f}" if r["parts"] else "-"
         worker_rss = f"{r['worker_rss_mb']:.0f}" if r["worker_rss_mb"] else "-"
-        print(f"| {r['run']} | {r['seconds']:.1f} | {mpx / r['seconds']:.1f} | "
-              f"{base_s / r['seconds']:.2f} | {r['setup_seconds']:.1f} | {r['map_seconds']:.1f} | "
-              f"{r['cog_seconds']:.1f} | {r['parts'] or '-'} | "
-              f"{per_task} | {r['driver_rss_mb']:.0f} | {worker_rss} |")  # fmt: skip
+        print(
+            f"| {r['run']} | {r['seconds']:.1f} | {mpx / r['seconds']:.1f} | "
+            f"{base_s / r['seconds']:.2f} | {r['setup_seconds']:.1f} | {r['map_seconds']:.1f} | "
+            f"{r['cog_seconds']:.1f} | {r['parts'] or '-'} | "
+            f"{per_task} | {r['driver_rss_mb']:.0f} | {worker_rss} |"
+        )
     if args.json:
         args.json.write_text(json.dumps({"identical": same, "rows": rows}, indent=2))
 

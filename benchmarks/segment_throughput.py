@@ -113,11 +113,16 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 8000, 16000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/lcmap-bench"))
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--lcmap", type=Path, metavar="CHECKOUT",
-                        help="run lcmap from this checkout (a 'git worktree' of another "
-                        "commit), for before/after figures")  # fmt: skip
-    parser.add_argument("--profile", type=int, metavar="SIZE",
-                        help="profile lcmap on a SIZE x SIZE scene instead")  # fmt: skip
+    parser.add_argument(
+        "--lcmap",
+        type=Path,
+        metavar="CHECKOUT",
+        help="run lcmap from this checkout (a 'git worktree' of another "
+        "commit), for before/after figures",
+    )
+    parser.add_argument(
+        "--profile", type=int, metavar="SIZE", help="profile lcmap on a SIZE x SIZE scene instead"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.profile:
@@ -139,23 +144,43 @@ def main() -> None:
             [sys.executable, "-c", IO_COPY, str(scene), str(args.workdir / "copy.tif")]
         )
         out = args.workdir / f"map_{size}.tif"
-        lc_s, lc_rss = timed([*lcmap, "segment", str(scene), "-o", str(out), "-m", "kmeans",
-                              "-k", "6", "--overwrite", "-q"])  # fmt: skip
-        rows.append({
-            "size": size, "megapixels": mpx,
-            "io_copy_mpx_s": mpx / io_s, "io_copy_rss_mb": io_rss,
-            "lcmap_mpx_s": mpx / lc_s, "lcmap_rss_mb": lc_rss,
-            "throughput_ratio": io_s / lc_s,
-        })  # fmt: skip
+        lc_s, lc_rss = timed(
+            [
+                *lcmap,
+                "segment",
+                str(scene),
+                "-o",
+                str(out),
+                "-m",
+                "kmeans",
+                "-k",
+                "6",
+                "--overwrite",
+                "-q",
+            ]
+        )
+        rows.append(
+            {
+                "size": size,
+                "megapixels": mpx,
+                "io_copy_mpx_s": mpx / io_s,
+                "io_copy_rss_mb": io_rss,
+                "lcmap_mpx_s": mpx / lc_s,
+                "lcmap_rss_mb": lc_rss,
+                "throughput_ratio": io_s / lc_s,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     print(
         "\n| size | Mpx | I/O copy Mpx/s | lcmap kmeans Mpx/s | ratio | I/O RSS MB | lcmap RSS MB |"
     )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']} | {r['megapixels']:.0f} | {r['io_copy_mpx_s']:.1f} | "
-              f"{r['lcmap_mpx_s']:.1f} | {r['throughput_ratio']:.2f} | {r['io_copy_rss_mb']:.0f} | "
-              f"{r['lcmap_rss_mb']:.0f} |")  # fmt: skip
+        print(
+            f"| {r['size']} | {r['megapixels']:.0f} | {r['io_copy_mpx_s']:.1f} | "
+            f"{r['lcmap_mpx_s']:.1f} | {r['throughput_ratio']:.2f} | {r['io_copy_rss_mb']:.0f} | "
+            f"{r['lcmap_rss_mb']:.0f} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

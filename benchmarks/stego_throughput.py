@@ -64,8 +64,16 @@ def make_scene(path: Path, size: int) -> None:
     rows = np.where(rows < th, rows, 2 * th - 1 - rows)
     cols = np.arange(size) % (2 * tw)
     cols = np.where(cols < tw, cols, 2 * tw - 1 - cols)
-    profile.update(width=size, height=size, count=3, tiled=True, blockxsize=512,
-                   blockysize=512, compress="deflate", photometric="RGB")  # fmt: skip
+    profile.update(
+        width=size,
+        height=size,
+        count=3,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        photometric="RGB",
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(tile[:, rows][:, :, cols], window=Window(0, 0, size, size))
 
@@ -134,13 +142,30 @@ def run(backbone: str, scene: Path, args: argparse.Namespace, workdir: Path) -> 
 
     device = choose_device(args.device)
     model = workdir / f"{backbone.replace('.', '_')}.lcmap"
-    options = {"backbone": backbone, "weights": str(weights_for(backbone, workdir)),
-               "steps": 2, "crops": 20, "feature_layer": args.feature_layer}  # fmt: skip
-    api.train([scene], model, method="stego", classes=5, device=str(device), overwrite=True,
-              options=options)  # fmt: skip
+    options = {
+        "backbone": backbone,
+        "weights": str(weights_for(backbone, workdir)),
+        "steps": 2,
+        "crops": 20,
+        "feature_layer": args.feature_layer,
+    }
+    api.train(
+        [scene],
+        model,
+        method="stego",
+        classes=5,
+        device=str(device),
+        overwrite=True,
+        options=options,
+    )
     out = workdir / "map.tif"
-    kwargs = {"model": model, "device": str(device), "batch_size": args.batch_size,
-              "tile": args.tile, "overwrite": True}  # fmt: skip
+    kwargs = {
+        "model": model,
+        "device": str(device),
+        "batch_size": args.batch_size,
+        "tile": args.tile,
+        "overwrite": True,
+    }
     api.segment(scene, out, **kwargs)  # warm-up: cuDNN/oneDNN kernels, caches
     with engine_log() as engine:
         result = api.segment(scene, out, **kwargs)
@@ -155,14 +180,18 @@ def run(backbone: str, scene: Path, args: argparse.Namespace, workdir: Path) -> 
     mpx = result.width * result.height / 1e6
     windows = mapped_windows(method, plan)
     return {
-        "backbone": backbone, "device": str(device), "megapixels": mpx,
-        "windows": windows, "window": method.window.size, "batch_size": args.batch_size,
+        "backbone": backbone,
+        "device": str(device),
+        "megapixels": mpx,
+        "windows": windows,
+        "window": method.window.size,
+        "batch_size": args.batch_size,
         **engine.figures(),
         "overlap": round(windows / cover, 2),
         "segment_mpx_s": round(mpx / result.seconds, 3),
         "backbone_mpx_s": round(mpx / limit_s, 3),
         "ratio": round(limit_s / result.seconds, 3),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -191,9 +220,11 @@ def main() -> None:
     print("\n| backbone | device | windows | overlap | segment Mpx/s | backbone Mpx/s | ratio |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['backbone']} | {r['device']} | {r['windows']} x {r['window']} px | "
-              f"{r['overlap']} | {r['segment_mpx_s']} | {r['backbone_mpx_s']} | "
-              f"{r['ratio']} |")  # fmt: skip
+        print(
+            f"| {r['backbone']} | {r['device']} | {r['windows']} x {r['window']} px | "
+            f"{r['overlap']} | {r['segment_mpx_s']} | {r['backbone_mpx_s']} | "
+            f"{r['ratio']} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

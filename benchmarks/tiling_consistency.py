@@ -33,15 +33,18 @@ def change_rate(labels: np.ndarray, lines: np.ndarray) -> float:
     h, w = labels.shape
     cols = lines[(lines >= 1) & (lines < w)]
     rows = lines[(lines >= 1) & (lines < h)]
-    changes = np.concatenate([
-        (labels[:, cols] != labels[:, cols - 1]).ravel(),
-        (labels[rows] != labels[rows - 1]).ravel(),
-    ])  # fmt: skip
+    changes = np.concatenate(
+        [
+            (labels[:, cols] != labels[:, cols - 1]).ravel(),
+            (labels[rows] != labels[rows - 1]).ravel(),
+        ]
+    )
     return float(changes.mean()) if changes.size else float("nan")
 
 
-def seam_figures(labels: np.ndarray, tile: int, halo: int, window: dict[str, int] | None,
-                 patch: int) -> dict[str, Any]:  # fmt: skip
+def seam_figures(
+    labels: np.ndarray, tile: int, halo: int, window: dict[str, int] | None, patch: int
+) -> dict[str, Any]:
     """Change-rate ratios on tile, window and edge lines (see the module doc)."""
     n = max(labels.shape)
     every = np.arange(1, n)
@@ -125,8 +128,14 @@ def main() -> int:
                 **{k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)},
             }
             start = time.perf_counter()
-            api.train([args.scene], model, method="stego", classes=args.classes, bands=bands,
-                      options=options)  # fmt: skip
+            api.train(
+                [args.scene],
+                model,
+                method="stego",
+                classes=args.classes,
+                bands=bands,
+                options=options,
+            )
             result["train_s"] = round(time.perf_counter() - start, 1)
         maps: dict[int, np.ndarray] = {}
         for tile in args.tiles:
@@ -140,10 +149,12 @@ def main() -> int:
             prov = res.provenance
             patch = 14 if "14" in str(prov.get("config", {}).get("backbone", "")) else 8
             result["tiles"][tile] = {
-                "s_per_mpx": round(seconds / mpx, 2), "planned_tile": prov["tile"],
-                "halo": prov["halo"], "window": prov.get("window"),
+                "s_per_mpx": round(seconds / mpx, 2),
+                "planned_tile": prov["tile"],
+                "halo": prov["halo"],
+                "window": prov.get("window"),
                 **seam_figures(maps[tile], prov["tile"], prov["halo"], prov.get("window"), patch),
-            }  # fmt: skip
+            }
             print(json.dumps({tile: result["tiles"][tile]}), flush=True)
         result["agreement"] = {
             f"{a} vs {b}": round(float((maps[a] == maps[b]).mean()), 4)

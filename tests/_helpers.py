@@ -112,9 +112,16 @@ def write_raster(
     path: Path, data: np.ndarray, crs: str, transform: Any, nodata: Any = None
 ) -> Path:
     """Write a (C, H, W) array as a GeoTIFF with this CRS, transform and nodata."""
-    profile = {"driver": "GTiff", "width": data.shape[-1], "height": data.shape[-2],
-               "count": data.shape[0], "dtype": data.dtype, "crs": crs,
-               "transform": transform, "nodata": nodata}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[-1],
+        "height": data.shape[-2],
+        "count": data.shape[0],
+        "dtype": data.dtype,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path

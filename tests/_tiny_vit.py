@@ -39,8 +39,15 @@ def textured_scene(size: int = 96, bands: int = 3) -> tuple[np.ndarray, np.ndarr
 
 def cluster_options(weights: Path, **extra: Any) -> dict[str, Any]:
     """Options of a tiny ``dino_kmeans`` / ``primaps`` on the tiny ViT saved at ``weights``."""
-    return {"backbone": DINO, "weights": str(weights), "backbone_args": TINY, "crop_size": 32,
-            "crops": 24, "pixels_per_crop": 200, **extra}  # fmt: skip
+    return {
+        "backbone": DINO,
+        "weights": str(weights),
+        "backbone_args": TINY,
+        "crop_size": 32,
+        "crops": 24,
+        "pixels_per_crop": 200,
+        **extra,
+    }
 
 
 def textured_miou(method: Any, k: int = 4) -> float:
@@ -79,13 +86,26 @@ def tiny_stego_on_naip(root: Path, weights: Path, crops: int, epochs: int) -> tu
     crop = root / "crop.tif"
     with rasterio.open(NAIP_SAMPLE) as src:
         win = Window(300, 200, 320, 320)
-        profile = {"driver": "GTiff", "width": 320, "height": 320, "count": 3, "dtype": "uint8",
-                   "crs": src.crs, "transform": src.window_transform(win)}  # fmt: skip
+        profile = {
+            "driver": "GTiff",
+            "width": 320,
+            "height": 320,
+            "count": 3,
+            "dtype": "uint8",
+            "crs": src.crs,
+            "transform": src.window_transform(win),
+        }
         data = src.read([1, 2, 3], window=win)
     with rasterio.open(crop, "w", **profile) as dst:
         dst.write(data)
     model = root / "tiny.lcmap"
-    options = {"backbone": DINO, "weights": str(weights), "backbone_args": TINY,
-               "crop_size": 32, "crops": crops, "epochs": epochs}  # fmt: skip
+    options = {
+        "backbone": DINO,
+        "weights": str(weights),
+        "backbone_args": TINY,
+        "crop_size": 32,
+        "crops": crops,
+        "epochs": epochs,
+    }
     api.train([crop], model, method="stego", classes=5, device="cpu", options=options)
     return crop, model

@@ -87,8 +87,14 @@ def test_too_small_halo_shows_seams_but_receptive_field_halo_does_not(make_scene
         rng = np.random.default_rng(0)
         dst.write(rng.integers(0, 255, (dst.count, dst.height, dst.width), dtype=np.uint8))
     model = tmp_path / "km.lcmap"
-    api.segment(scene, tmp_path / "whole.tif", classes=6, tile=100_000, save_model=model,
-                options={"smooth": 3})  # fmt: skip
+    api.segment(
+        scene,
+        tmp_path / "whole.tif",
+        classes=6,
+        tile=100_000,
+        save_model=model,
+        options={"smooth": 3},
+    )
     whole = read(tmp_path / "whole.tif")[0]
     api.segment(scene, tmp_path / "cut.tif", model=model, tile=32, halo=0)
     api.segment(scene, tmp_path / "ok.tif", model=model, tile=32)
@@ -98,8 +104,9 @@ def test_too_small_halo_shows_seams_but_receptive_field_halo_does_not(make_scene
 
 def test_windowed_method_matches_pixelwise_scores(make_scene, tmp_path):
     scene = make_scene()
-    a = api.segment(scene, tmp_path / "a.tif", method="toy", classes=6, tile=60,
-                    options={"windowed": True})  # fmt: skip
+    a = api.segment(
+        scene, tmp_path / "a.tif", method="toy", classes=6, tile=60, options={"windowed": True}
+    )
     b = api.segment(scene, tmp_path / "b.tif", method="toy", classes=6, tile=1000)
     assert a.provenance["window"] == {"size": 16, "stride": 8}
     assert a.provenance["tile"] == 64 and a.provenance["halo"] == 8  # tile: a stride multiple
@@ -108,8 +115,15 @@ def test_windowed_method_matches_pixelwise_scores(make_scene, tmp_path):
 
 def test_a_halo_too_small_for_the_windows_is_raised(make_scene, tmp_path, caplog):
     caplog.set_level("WARNING", logger="lcmap")
-    a = api.segment(make_scene(), tmp_path / "a.tif", method="toy", classes=6, tile=64, halo=3,
-                    options={"windowed": True})  # fmt: skip
+    a = api.segment(
+        make_scene(),
+        tmp_path / "a.tif",
+        method="toy",
+        classes=6,
+        tile=64,
+        halo=3,
+        options={"windowed": True},
+    )
     assert a.provenance["halo"] == 8
     assert "halo 3 px raised to 8 px" in caplog.text
 
@@ -149,8 +163,9 @@ def test_output_is_a_cog_with_colours_names_and_provenance(make_scene, tmp_path)
 
 
 def test_more_than_255_classes_give_uint16(make_scene, tmp_path):
-    result = api.segment(make_scene(width=64, height=48), tmp_path / "m.tif", method="toy",
-                         classes=300)  # fmt: skip
+    result = api.segment(
+        make_scene(width=64, height=48), tmp_path / "m.tif", method="toy", classes=300
+    )
     _, profile = read(result.output)
     assert profile["dtype"] == "uint16" and profile["nodata"] == 65535
 
@@ -181,8 +196,14 @@ def test_scene_without_nodata_warns(make_scene, tmp_path):
 def test_interrupted_run_leaves_nothing(make_scene, tmp_path):
     scene = make_scene(width=700, height=700)
     with pytest.raises(RuntimeError, match="simulated"):
-        api.segment(scene, tmp_path / "m.tif", method="toy", tile=128, batch_size=2,
-                    options={"fail_after": 3})  # fmt: skip
+        api.segment(
+            scene,
+            tmp_path / "m.tif",
+            method="toy",
+            tile=128,
+            batch_size=2,
+            options={"fail_after": 3},
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
@@ -209,8 +230,11 @@ def test_real_naip_scene(tmp_path):
     result = api.segment(scene, tmp_path / "naip.tif", classes=6, tile=256)
     with rasterio.open(scene) as src, rasterio.open(result.output) as out:
         assert (out.width, out.height, out.crs, out.transform) == (
-            src.width, src.height, src.crs, src.transform,
-        )  # fmt: skip
+            src.width,
+            src.height,
+            src.crs,
+            src.transform,
+        )
     assert result.classes_used == 6
 
 

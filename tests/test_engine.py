@@ -84,8 +84,17 @@ def test_batch_size_fits_device_memory_and_the_host_read_ahead() -> None:
 
 
 def _map(scene: Path, out: Path, **kwargs: Any) -> np.ndarray:
-    api.segment(scene, out, method="kmeans", classes=4, seed=0, tile=64, batch_size=3,
-                device="cpu", **kwargs)  # fmt: skip
+    api.segment(
+        scene,
+        out,
+        method="kmeans",
+        classes=4,
+        seed=0,
+        tile=64,
+        batch_size=3,
+        device="cpu",
+        **kwargs,
+    )
     with rasterio.open(out) as src:
         return src.read(1)
 
@@ -137,8 +146,16 @@ def test_on_cuda_the_batch_size_is_measured_and_maps_as_a_fixed_one(
     scene = make_scene(width=700, height=500)
     model = tmp_path / "km.lcmap"
     with caplog.at_level(logging.INFO, logger="lcmap.engine"):
-        api.segment(scene, tmp_path / "auto.tif", method="kmeans", classes=4, seed=0, tile=128,
-                    device="cuda", save_model=model)  # fmt: skip
+        api.segment(
+            scene,
+            tmp_path / "auto.tif",
+            method="kmeans",
+            classes=4,
+            seed=0,
+            tile=128,
+            device="cuda",
+            save_model=model,
+        )
     assert any(r.getMessage().startswith("batch size ") for r in caplog.records)
     api.segment(scene, tmp_path / "one.tif", model=model, tile=128, batch_size=1, device="cuda")
     with rasterio.open(tmp_path / "auto.tif") as a, rasterio.open(tmp_path / "one.tif") as b:

@@ -11,13 +11,33 @@ from pathlib import Path
 import pytest
 
 TORCH_FREE = [
-    "lcmap", "lcmap.api", "lcmap.cli", "lcmap.errors", "lcmap.types", "lcmap.tiling",
-    "lcmap.stitch", "lcmap.io.scene", "lcmap.io.writer", "lcmap.io.vector", "lcmap.io.labels",
-    "lcmap.io.staging", "lcmap.models", "lcmap.eval", "lcmap.eval.metrics", "lcmap.eval.report",
-    "lcmap.methods", "lcmap.methods.options", "lcmap.methods.configs", "lcmap.nets",
-    "lcmap.fewshot.finetune", "lcmap.fewshot.suggest", "lcmap.methods.fewshot", "lcmap.io.stack",
-    "lcmap.cli.pretrain", "lcmap.nets.fetch",
-]  # fmt: skip
+    "lcmap",
+    "lcmap.api",
+    "lcmap.cli",
+    "lcmap.errors",
+    "lcmap.types",
+    "lcmap.tiling",
+    "lcmap.stitch",
+    "lcmap.io.scene",
+    "lcmap.io.writer",
+    "lcmap.io.vector",
+    "lcmap.io.labels",
+    "lcmap.io.staging",
+    "lcmap.models",
+    "lcmap.eval",
+    "lcmap.eval.metrics",
+    "lcmap.eval.report",
+    "lcmap.methods",
+    "lcmap.methods.options",
+    "lcmap.methods.configs",
+    "lcmap.nets",
+    "lcmap.fewshot.finetune",
+    "lcmap.fewshot.suggest",
+    "lcmap.methods.fewshot",
+    "lcmap.io.stack",
+    "lcmap.cli.pretrain",
+    "lcmap.nets.fetch",
+]
 
 
 @pytest.mark.parametrize("module", TORCH_FREE)
@@ -30,12 +50,24 @@ def test_module_does_not_import_torch(module: str) -> None:
 
 # Floors, top first: a module imports only from its own floor or the ones below it.
 FLOORS = [
-    ("lcmap.cli", 0), ("lcmap.__main__", 0), ("lcmap.api", 1), ("lcmap.workflows", 2),
-    ("lcmap.fewshot", 3), ("lcmap.scale", 3), ("lcmap.engine", 3), ("lcmap.eval", 3),
-    ("lcmap.sampling", 3), ("lcmap.methods", 4), ("lcmap.nets", 5), ("lcmap.models", 5),
-    ("lcmap.io", 6), ("lcmap.stitch", 7), ("lcmap.tiling", 7), ("lcmap.types", 7),
+    ("lcmap.cli", 0),
+    ("lcmap.__main__", 0),
+    ("lcmap.api", 1),
+    ("lcmap.workflows", 2),
+    ("lcmap.fewshot", 3),
+    ("lcmap.scale", 3),
+    ("lcmap.engine", 3),
+    ("lcmap.eval", 3),
+    ("lcmap.sampling", 3),
+    ("lcmap.methods", 4),
+    ("lcmap.nets", 5),
+    ("lcmap.models", 5),
+    ("lcmap.io", 6),
+    ("lcmap.stitch", 7),
+    ("lcmap.tiling", 7),
+    ("lcmap.types", 7),
     ("lcmap.errors", 8),
-]  # fmt: skip
+]
 PACKAGE = Path(__file__).resolve().parents[1] / "lcmap"
 
 
@@ -103,7 +135,6 @@ def test_no_two_modules_import_each_other_in_a_loop() -> None:
         (a, b)
         for a, targets in graph.items()
         for b in targets
-        if b in graph and not a.startswith(b + ".") and not b.startswith(a + ".")
-        and reaches(b, a)
-    ]  # fmt: skip
+        if b in graph and not a.startswith(b + ".") and not b.startswith(a + ".") and reaches(b, a)
+    ]
     assert loops == [], loops

@@ -18,8 +18,17 @@ def _fitted_kmeans():
     rng = np.random.default_rng(0)
     km = get_method("kmeans", num_classes=3, smooth=1)
     km.fit(ArraySampler([rng.random((4, 80, 90)).astype(np.float32)]))
-    header = ModelHeader("kmeans", km.config(), 3, 4, [1, 2, 3, 4], [0.0] * 4, [1.0] * 4,
-                         ["a", "b", "c"], [[1, 2, 3], [4, 5, 6], [7, 8, 9]])  # fmt: skip
+    header = ModelHeader(
+        "kmeans",
+        km.config(),
+        3,
+        4,
+        [1, 2, 3, 4],
+        [0.0] * 4,
+        [1.0] * 4,
+        ["a", "b", "c"],
+        [[1, 2, 3], [4, 5, 6], [7, 8, 9]],
+    )
     return km, header
 
 

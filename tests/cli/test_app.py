@@ -21,8 +21,12 @@ def test_an_existing_output_is_refused_before_torch_is_imported(make_scene, tmp_
         "'-o', sys.argv[2], '-q']\ntry:\n    main()\nexcept SystemExit as e:\n"
         "    print('torch' in sys.modules, e.code)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(make_scene()), str(tmp_path / "m.tif")],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(make_scene()), str(tmp_path / "m.tif")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.stdout.split() == ["False", "1"], done.stdout + done.stderr
     assert "exists" in done.stderr and (tmp_path / "m.tif").read_bytes() == b"keep"
 
@@ -40,8 +44,7 @@ def test_version_does_not_import_torch():
         "import sys; from lcmap.cli import main; sys.argv = ['lcmap', '--version']\n"
         "try:\n    main()\nexcept SystemExit:\n    print('torch' in sys.modules)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "False", done.stdout + done.stderr
 
 
@@ -60,8 +63,9 @@ def test_gdal_virtual_paths_are_accepted_as_input(make_scene, tmp_path):
     archive = tmp_path / "scene.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.write(scene, "inner/scene.tif")
-    r = run("segment", f"/vsizip/{archive}/inner/scene.tif", "-o", tmp_path / "m.tif", "-k",
-             "3", "-q")  # fmt: skip
+    r = run(
+        "segment", f"/vsizip/{archive}/inner/scene.tif", "-o", tmp_path / "m.tif", "-k", "3", "-q"
+    )
     assert r.exit_code == 0, r.output
     with rasterio.open(tmp_path / "m.tif") as src, rasterio.open(scene) as ref:
         assert (src.width, src.height, src.transform) == (ref.width, ref.height, ref.transform)
@@ -79,10 +83,19 @@ def test_an_alpha_band_is_the_mask_not_a_data_band(tmp_path):
     alpha = np.full((120, 140), 255, np.uint8)
     alpha[:50, :40] = 0  # 2000 transparent pixels
     path = tmp_path / "rgba.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=140, height=120, count=4, dtype="uint8",
-                       photometric="RGB", alpha="YES", crs="EPSG:32618",
-                       transform=rasterio.transform.from_origin(5e5, 4e6, 1, 1),
-                       ) as dst:  # fmt: skip
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=140,
+        height=120,
+        count=4,
+        dtype="uint8",
+        photometric="RGB",
+        alpha="YES",
+        crs="EPSG:32618",
+        transform=rasterio.transform.from_origin(5e5, 4e6, 1, 1),
+    ) as dst:
         dst.write(np.concatenate([rgb, alpha[None]]))
     result = api.segment(path, tmp_path / "m.tif", classes=3)
     assert result.provenance["bands"] == [1, 2, 3]
@@ -99,9 +112,25 @@ def test_sigterm_leaves_nothing_behind(make_scene, tmp_path):
     scene = make_scene(width=2500, height=2500)
     out = tmp_path / "m.tif"
     code = "from lcmap.cli import main; main()"
-    proc = subprocess.Popen([sys.executable, "-c", code, "segment", str(scene), "-o", str(out),
-                             "-p", "smooth=2", "--tile", "256", "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "segment",
+            str(scene),
+            "-o",
+            str(out),
+            "-p",
+            "smooth=2",
+            "--tile",
+            "256",
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and not any(".partial" in p.name for p in tmp_path.iterdir()):
         time.sleep(0.05)
@@ -112,8 +141,9 @@ def test_sigterm_leaves_nothing_behind(make_scene, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
-@pytest.mark.parametrize(("signal_class", "code"), [("Terminated", 143),
-                                                    ("KeyboardInterrupt", 130)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("signal_class", "code"), [("Terminated", 143), ("KeyboardInterrupt", 130)]
+)
 def test_an_error_while_unwinding_after_a_signal_exits_as_the_signal(
     tmp_path, capsys, signal_class, code
 ):
@@ -165,8 +195,20 @@ def test_a_file_size_limit_is_one_line_and_leaves_nothing(make_scene, tmp_path, 
     args = {"segment": ["-k", "3"], "train": ["-m", "kmeans"], "vectorize": []}[command]
     limit = {"segment": 4, "train": 1, "vectorize": 8}[command]
     code = "from lcmap.cli import main; main()"
-    cmd = " ".join([f"ulimit -f {limit};", sys.executable, "-c", f"'{code}'", command, str(scene),
-                    "-o", str(tmp_path / suffix), "-q", *args])  # fmt: skip
+    cmd = " ".join(
+        [
+            f"ulimit -f {limit};",
+            sys.executable,
+            "-c",
+            f"'{code}'",
+            command,
+            str(scene),
+            "-o",
+            str(tmp_path / suffix),
+            "-q",
+            *args,
+        ]
+    )
     done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr
     # libtiff itself prints "_tiffWriteProc: File too large." on stderr, out of Python's reach.
@@ -188,8 +230,7 @@ def test_a_file_size_limit_is_one_line_and_leaves_nothing(make_scene, tmp_path, 
     ],
 )
 def test_method_options_are_checked_in_one_line(make_scene, tmp_path, param, message):
-    out = one_line_error(run("segment", make_scene(), "-o", tmp_path / "m.tif", "-p", param,
-                               "-q"))  # fmt: skip
+    out = one_line_error(run("segment", make_scene(), "-o", tmp_path / "m.tif", "-p", param, "-q"))
     assert message in out
 
 
@@ -234,9 +275,22 @@ def test_options_of_a_config_dataclass_are_checked_by_name():
 def test_progress_is_a_line_per_stage_when_stderr_is_not_a_terminal(make_scene, tmp_path):
     """A log file gets a line as each stage starts and at each tenth, with the time left."""
     code = "from lcmap.cli import main; main()"
-    done = subprocess.run([sys.executable, "-c", code, "segment", str(make_scene()), "-o",
-                           str(tmp_path / "m.tif"), "-k", "3"],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "segment",
+            str(make_scene()),
+            "-o",
+            str(tmp_path / "m.tif"),
+            "-k",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     assert "fit kmeans: started" in lines and "write COG: started" in lines

@@ -52,8 +52,9 @@ def test_saved_model_over_the_scene_is_refused(scene, tmp_path):
 
 
 def test_the_same_file_as_two_outputs_is_refused(scene, tmp_path):
-    out = _fails("segment", scene, "-o", tmp_path / "m.tif", "--save-model", tmp_path / "m.tif",
-                 "-q")  # fmt: skip
+    out = _fails(
+        "segment", scene, "-o", tmp_path / "m.tif", "--save-model", tmp_path / "m.tif", "-q"
+    )
     assert "same file" in out and not (tmp_path / "m.tif").exists()
 
 
@@ -89,14 +90,32 @@ def test_dev_null_is_never_replaced(scene):
 
 
 def test_a_failed_run_publishes_no_model(scene, tmp_path):
-    _fails("segment", scene, "-o", tmp_path / "m.tif", "--co", "BLOCKSIZE=7",
-           "--save-model", tmp_path / "m.lcmap", "-q")  # fmt: skip
+    _fails(
+        "segment",
+        scene,
+        "-o",
+        tmp_path / "m.tif",
+        "--co",
+        "BLOCKSIZE=7",
+        "--save-model",
+        tmp_path / "m.lcmap",
+        "-q",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
 def test_a_successful_run_publishes_the_model_it_recorded(scene, tmp_path):
-    _ok("segment", scene, "-o", tmp_path / "m.tif", "-k", "3", "--save-model",
-        tmp_path / "m.lcmap", "-q")  # fmt: skip
+    _ok(
+        "segment",
+        scene,
+        "-o",
+        tmp_path / "m.tif",
+        "-k",
+        "3",
+        "--save-model",
+        tmp_path / "m.lcmap",
+        "-q",
+    )
     from lcmap.models import file_sha256
 
     side = json.loads((tmp_path / "m.lcmap.json").read_text())
@@ -156,8 +175,10 @@ def _set(key, value):
 )
 def test_malformed_headers_are_refused_naming_the_field(scene, model, tmp_path, edit, field):
     _rewrite(model, header_edit=edit)
-    for cmd in (("segment", scene, "-o", tmp_path / "m.tif", "--model", model, "-q"),
-                ("info", model, "-q")):  # fmt: skip
+    for cmd in (
+        ("segment", scene, "-o", tmp_path / "m.tif", "--model", model, "-q"),
+        ("info", model, "-q"),
+    ):
         assert field in _fails(*cmd)
     assert not (tmp_path / "m.tif").exists()
 
@@ -181,8 +202,9 @@ def test_crafted_tensors_are_refused(scene, model, tmp_path, edit, what):
 
 
 def test_bands_cannot_be_chosen_again_with_a_model(scene, model, tmp_path):
-    out = _fails("segment", scene, "-o", tmp_path / "m.tif", "--model", model, "-b", "3,2,1,4",
-                 "-q")  # fmt: skip
+    out = _fails(
+        "segment", scene, "-o", tmp_path / "m.tif", "--model", model, "-b", "3,2,1,4", "-q"
+    )
     assert "bands cannot be chosen again" in out and not (tmp_path / "m.tif").exists()
 
 

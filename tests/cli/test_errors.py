@@ -68,8 +68,20 @@ def test_bad_band_list_is_a_usage_error(make_scene, tmp_path):
 
 def test_model_bands_differ_from_scene(make_scene, tmp_path):
     model = tmp_path / "m.lcmap"
-    ok = runner.invoke(app, ["segment", str(make_scene()), "-o", str(tmp_path / "a.tif"),
-                             "--save-model", str(model), "-k", "3", "-q"])  # fmt: skip
+    ok = runner.invoke(
+        app,
+        [
+            "segment",
+            str(make_scene()),
+            "-o",
+            str(tmp_path / "a.tif"),
+            "--save-model",
+            str(model),
+            "-k",
+            "3",
+            "-q",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     three = make_scene("three.tif", bands=3)
     r = _run("segment", three, "-o", tmp_path / "b.tif", "--model", model, "-q")
@@ -80,8 +92,9 @@ def test_model_bands_differ_from_scene(make_scene, tmp_path):
 def test_training_options_given_with_a_model_are_refused(make_scene, tmp_path):
     model = tmp_path / "m.lcmap"
     scene = make_scene()
-    ok = runner.invoke(app, ["train", str(scene), "-m", "kmeans", "-o", str(model), "-k", "3",
-                             "-q"])  # fmt: skip
+    ok = runner.invoke(
+        app, ["train", str(scene), "-m", "kmeans", "-o", str(model), "-k", "3", "-q"]
+    )
     assert ok.exit_code == 0, ok.output
     r = _run("segment", scene, "-o", tmp_path / "b.tif", "--model", model, "-p", "smooth=2", "-q")
     assert r.exit_code == 1 and len(_lines(r)) == 1
@@ -90,8 +103,20 @@ def test_training_options_given_with_a_model_are_refused(make_scene, tmp_path):
     assert r.exit_code == 1 and len(_lines(r)) == 1
     assert "maps 3 classes, not 5" in r.output
     assert not (tmp_path / "b.tif").exists()
-    ok = runner.invoke(app, ["segment", str(scene), "-o", str(tmp_path / "b.tif"), "--model",
-                             str(model), "-k", "3", "-q"])  # fmt: skip
+    ok = runner.invoke(
+        app,
+        [
+            "segment",
+            str(scene),
+            "-o",
+            str(tmp_path / "b.tif"),
+            "--model",
+            str(model),
+            "-k",
+            "3",
+            "-q",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
 
 
@@ -111,8 +136,9 @@ def test_existing_output_is_kept_without_overwrite(make_scene, tmp_path):
 def test_overwrite_replaces(make_scene, tmp_path):
     out = tmp_path / "m.tif"
     out.write_bytes(b"old")
-    r = runner.invoke(app, ["segment", str(make_scene()), "-o", str(out), "-k", "3",
-                            "--overwrite", "-q"])  # fmt: skip
+    r = runner.invoke(
+        app, ["segment", str(make_scene()), "-o", str(out), "-k", "3", "--overwrite", "-q"]
+    )
     assert r.exit_code == 0, r.output
     with rasterio.open(out) as src:
         assert src.count == 1

@@ -127,18 +127,24 @@ def test_evaluate_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(lcmap.workflows.segment, "segment", fake_segment)
     report = tmp_path / "pooled.json"
-    result = runner.invoke(app, [str(a) for a in (
-        "evaluate-index",
-        index,
-        "-k",
-        "4",
-        "--seed",
-        "3",
-        "-p",
-        "iters=7",
-        "--json",
-        report,
-    )])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            str(a)
+            for a in (
+                "evaluate-index",
+                index,
+                "-k",
+                "4",
+                "--seed",
+                "3",
+                "-p",
+                "iters=7",
+                "--json",
+                report,
+            )
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert seen[0] == {
         "method": "kmeans",

@@ -148,11 +148,22 @@ def test_finetune_checks_the_sensor_and_keeps_the_band_record(data, tmp_path):
     import subprocess
     import sys
 
-    args = ["finetune", root / "cas.lcmap", "--scene", tmp_path / "landsat.tif", "--labels",
-            root / "a_labels.tif", "-o", tmp_path / "t.lcmap", "--steps", "2"]  # fmt: skip
+    args = [
+        "finetune",
+        root / "cas.lcmap",
+        "--scene",
+        tmp_path / "landsat.tif",
+        "--labels",
+        root / "a_labels.tif",
+        "-o",
+        tmp_path / "t.lcmap",
+        "--steps",
+        "2",
+    ]
     code = "from lcmap.cli import main; main()"
-    done = subprocess.run([sys.executable, "-c", code, *map(str, args)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert "looks unlike the scenes the model was trained on" in " ".join(done.stderr.split())
     tuned, base = read_header(tmp_path / "t.lcmap"), read_header(root / "cas.lcmap")
@@ -161,8 +172,19 @@ def test_finetune_checks_the_sensor_and_keeps_the_band_record(data, tmp_path):
 
 def test_finetune_takes_the_tuned_networks_options_through_p(data, tmp_path):
     root = data
-    base = ["finetune", root / "cas.lcmap", "--scene", root / "a.tif", "--labels",
-            root / "a_labels.tif", "--patch-size", 32, "--steps", 2, "-q"]  # fmt: skip
+    base = [
+        "finetune",
+        root / "cas.lcmap",
+        "--scene",
+        root / "a.tif",
+        "--labels",
+        root / "a_labels.tif",
+        "--patch-size",
+        32,
+        "--steps",
+        2,
+        "-q",
+    ]
     r = _invoke(*base, "-o", tmp_path / "t.lcmap", "-p", "class_weighting=none")
     assert r.exit_code == 0, r.output
     assert read_header(tmp_path / "t.lcmap").config["class_weighting"] == "none"

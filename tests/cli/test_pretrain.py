@@ -8,9 +8,30 @@ from tests.cli._cli import one_line_error, runner
 def test_pretrain_writes_an_encoder_model_that_segment_applies(make_scene, tmp_path):
     scene = make_scene(width=160, height=128)
     model, out = tmp_path / "enc.lcmap", tmp_path / "map.tif"
-    args = ["pretrain", str(scene), "-o", str(model), "--encoder", "unet", "--crop-size", "64",
-            "--windows", "8", "--batch-size", "4", "--steps", "2", "-k", "3",
-            "-p", "probe_windows=4", "--device", "cpu", "--temperature", "0.7"]  # fmt: skip
+    args = [
+        "pretrain",
+        str(scene),
+        "-o",
+        str(model),
+        "--encoder",
+        "unet",
+        "--crop-size",
+        "64",
+        "--windows",
+        "8",
+        "--batch-size",
+        "4",
+        "--steps",
+        "2",
+        "-k",
+        "3",
+        "-p",
+        "probe_windows=4",
+        "--device",
+        "cpu",
+        "--temperature",
+        "0.7",
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "Saved unet encoder" in r.output
@@ -24,17 +45,40 @@ def test_pretrain_writes_an_encoder_model_that_segment_applies(make_scene, tmp_p
 
 def test_a_window_the_encoder_cannot_take_is_one_line(make_scene, tmp_path):
     model = tmp_path / "enc.lcmap"
-    args = ["pretrain", str(make_scene()), "-o", str(model), "--encoder", "swin-unet",
-            "--crop-size", "128"]  # fmt: skip
+    args = [
+        "pretrain",
+        str(make_scene()),
+        "-o",
+        str(model),
+        "--encoder",
+        "swin-unet",
+        "--crop-size",
+        "128",
+    ]
     assert "224" in one_line_error(runner.invoke(app, args))
     assert not model.exists()
 
 
 def test_zero_steps_saves_the_encoder_as_it_started_and_says_so(make_scene, tmp_path):
     model = tmp_path / "enc.lcmap"
-    args = ["pretrain", str(make_scene(width=96, height=96)), "-o", str(model), "--encoder",
-            "unet", "--crop-size", "64", "--steps", "0", "-k", "2", "-p", "probe_windows=2",
-            "--device", "cpu"]  # fmt: skip
+    args = [
+        "pretrain",
+        str(make_scene(width=96, height=96)),
+        "-o",
+        str(model),
+        "--encoder",
+        "unet",
+        "--crop-size",
+        "64",
+        "--steps",
+        "0",
+        "-k",
+        "2",
+        "-p",
+        "probe_windows=2",
+        "--device",
+        "cpu",
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "Saved unet encoder (not pre-trained, 2 clusters)" in r.output

@@ -34,8 +34,7 @@ def test_a_map_must_be_named_tif(make_scene, tmp_path):
 )
 def test_creation_options_are_checked_before_any_work(make_scene, tmp_path, co, message):
     start = time.perf_counter()
-    out = one_line_error(run("segment", make_scene(), "-o", tmp_path / "m.tif", "--co", co,
-                               "-q"))  # fmt: skip
+    out = one_line_error(run("segment", make_scene(), "-o", tmp_path / "m.tif", "--co", co, "-q"))
     assert message in out and time.perf_counter() - start < 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 

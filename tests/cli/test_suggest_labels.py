@@ -20,8 +20,20 @@ def data(tmp_path_factory):
 
 def test_the_command_writes_the_budget_as_polygons(data, tmp_path):
     out = tmp_path / "to_label.gpkg"
-    args = ["suggest-labels", str(data / "a.tif"), "--model", str(data / "cas.lcmap"),
-            "-n", "4", "--patch-size", "32", "-o", str(out), "--device", "cpu"]  # fmt: skip
+    args = [
+        "suggest-labels",
+        str(data / "a.tif"),
+        "--model",
+        str(data / "cas.lcmap"),
+        "-n",
+        "4",
+        "--patch-size",
+        "32",
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "Wrote 4 patch footprints" in r.output
@@ -33,18 +45,40 @@ def test_the_command_writes_the_budget_as_polygons(data, tmp_path):
 
 def test_a_model_without_an_encoder_is_one_line(data, make_scene, tmp_path):
     model = tmp_path / "km.lcmap"
-    r = runner.invoke(app, ["train", str(data / "a.tif"), "-m", "kmeans", "-k", "3",
-                            "-o", str(model), "-q"])  # fmt: skip
+    r = runner.invoke(
+        app, ["train", str(data / "a.tif"), "-m", "kmeans", "-k", "3", "-o", str(model), "-q"]
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["suggest-labels", str(data / "a.tif"), "--model", str(model),
-                            "-n", "2", "-o", str(tmp_path / "s.gpkg")])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "suggest-labels",
+            str(data / "a.tif"),
+            "--model",
+            str(model),
+            "-n",
+            "2",
+            "-o",
+            str(tmp_path / "s.gpkg"),
+        ],
+    )
     assert "provides no encoder" in one_line_error(r)
     assert not (tmp_path / "s.gpkg").exists()
 
 
 def test_the_clusters_option(data, tmp_path):
-    base = ["suggest-labels", str(data / "a.tif"), "--model", str(data / "cas.lcmap"), "-n", "4",
-            "--patch-size", "32", "--device", "cpu"]  # fmt: skip
+    base = [
+        "suggest-labels",
+        str(data / "a.tif"),
+        "--model",
+        str(data / "cas.lcmap"),
+        "-n",
+        "4",
+        "--patch-size",
+        "32",
+        "--device",
+        "cpu",
+    ]
     for clusters, most in (("model", 3), ("2", 2), ("budget", 4)):
         out = tmp_path / f"{clusters}.gpkg"
         r = runner.invoke(app, [*base, "--clusters", clusters, "-o", str(out)])
@@ -60,8 +94,18 @@ def test_the_clusters_option(data, tmp_path):
 
 
 def test_the_pick_option(data, tmp_path):
-    base = ["suggest-labels", str(data / "a.tif"), "--model", str(data / "cas.lcmap"), "-n", "6",
-            "--patch-size", "16", "--device", "cpu"]  # fmt: skip
+    base = [
+        "suggest-labels",
+        str(data / "a.tif"),
+        "--model",
+        str(data / "cas.lcmap"),
+        "-n",
+        "6",
+        "--patch-size",
+        "16",
+        "--device",
+        "cpu",
+    ]
     found = {}
     for pick in ("nearest", "diverse"):
         out = tmp_path / f"{pick}.gpkg"

@@ -9,8 +9,20 @@ from lcmap.cli import app
 from lcmap.models import read_header
 
 runner = CliRunner()
-FAST = ["--epochs", "1", "--iterations", "2", "--crop-size", "24", "--batch-size", "2",
-        "-p", "features=8", "--device", "cpu"]  # fmt: skip
+FAST = [
+    "--epochs",
+    "1",
+    "--iterations",
+    "2",
+    "--crop-size",
+    "24",
+    "--batch-size",
+    "2",
+    "-p",
+    "features=8",
+    "--device",
+    "cpu",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -23,8 +35,9 @@ def _invoke(*args):
 def test_trains_saves_the_model_and_maps_the_scene(make_scene, tmp_path):
     scene = make_scene(width=61, height=47, bands=3)
     model, out = tmp_path / "single.lcmap", tmp_path / "map.tif"
-    r = _invoke("train-single-scene", scene, "-o", model, "-k", 4, "--segment", out,
-                "--seed", 1, *FAST)  # fmt: skip
+    r = _invoke(
+        "train-single-scene", scene, "-o", model, "-k", 4, "--segment", out, "--seed", 1, *FAST
+    )
     assert r.exit_code == 0, r.output
     assert "Saved single_scene model (4 clusters" in r.output and "Wrote" in r.output
     header = read_header(model)
@@ -43,8 +56,16 @@ def test_same_seed_same_map(make_scene, tmp_path):
     maps = []
     for name in ("a", "b"):
         out = tmp_path / f"{name}.tif"
-        r = _invoke("train-single-scene", scene, "-o", tmp_path / f"{name}.lcmap",
-                    "--segment", out, "-q", *FAST)  # fmt: skip
+        r = _invoke(
+            "train-single-scene",
+            scene,
+            "-o",
+            tmp_path / f"{name}.lcmap",
+            "--segment",
+            out,
+            "-q",
+            *FAST,
+        )
         assert r.exit_code == 0, r.output
         with rasterio.open(out) as src:
             maps.append(src.read(1))
@@ -93,8 +114,20 @@ def test_model_maps_another_scene_with_the_same_meaning(make_scene, tmp_path):
     with rasterio.open(second, "r+") as dst:
         dst.write(dst.read()[:, ::-1, ::-1])
     model, a_map, b_map = tmp_path / "m.lcmap", tmp_path / "a_map.tif", tmp_path / "b_map.tif"
-    r = _invoke("train-single-scene", first, "-o", model, "-k", 4, "--segment", a_map,
-                "-q", "--seed", 0, *FAST)  # fmt: skip
+    r = _invoke(
+        "train-single-scene",
+        first,
+        "-o",
+        model,
+        "-k",
+        4,
+        "--segment",
+        a_map,
+        "-q",
+        "--seed",
+        0,
+        *FAST,
+    )
     assert r.exit_code == 0, r.output
     r = _invoke("segment", second, "-o", b_map, "--model", model, "-q")
     assert r.exit_code == 0, r.output

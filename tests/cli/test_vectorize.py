@@ -126,8 +126,9 @@ def test_min_area_holds_on_simplified_polygons(tmp_path: Path) -> None:
     array = np.kron(array[::6, ::6], np.ones((6, 6), np.uint8))[:120, :120]
     labels = write_labels(tmp_path / "noisy.tif", array)
     out = tmp_path / "v.gpkg"
-    r = runner.invoke(app, ["vectorize", str(labels), "-o", str(out), "--min-area", "60",
-                            "--simplify", "4", "-q"])  # fmt: skip
+    r = runner.invoke(
+        app, ["vectorize", str(labels), "-o", str(out), "--min-area", "60", "--simplify", "4", "-q"]
+    )
     assert r.exit_code == 0, r.output
     areas = gpd.read_file(out).geometry.area
     assert len(areas) and (areas >= 60 * (1 - 1e-9)).all()
@@ -143,8 +144,10 @@ def test_flatgeobuf_layer_is_named_after_the_target(labels: Path, tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["landcover.fgb", "landcover.tif"]
 
 
-@pytest.mark.parametrize("option", [["--min-area", "inf"], ["--min-area", "1e308"],
-                                    ["--simplify", "inf"], ["--min-area", "nan"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "option",
+    [["--min-area", "inf"], ["--min-area", "1e308"], ["--simplify", "inf"], ["--min-area", "nan"]],
+)
 def test_extreme_areas_and_tolerances_are_one_line(labels: Path, tmp_path: Path, option) -> None:
     r = runner.invoke(
         app, ["vectorize", str(labels), "-o", str(tmp_path / "v.gpkg"), *option, "-q"]
@@ -161,6 +164,7 @@ def test_extreme_areas_and_tolerances_are_one_line(labels: Path, tmp_path: Path,
 
 
 def test_the_removed_classes_spelling_is_a_usage_error(labels: Path, tmp_path: Path) -> None:
-    r = runner.invoke(app, ["vectorize", str(labels), "-o", str(tmp_path / "v.gpkg"),
-                            "--classes", "1"])  # fmt: skip
+    r = runner.invoke(
+        app, ["vectorize", str(labels), "-o", str(tmp_path / "v.gpkg"), "--classes", "1"]
+    )
     assert r.exit_code == 2 and not (tmp_path / "v.gpkg").exists()

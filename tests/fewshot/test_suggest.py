@@ -117,12 +117,26 @@ def test_extra_patches_follow_the_tuned_models_uncertainty(data, tmp_path):
 
 def test_budget_clusters_make_each_patch_the_most_typical_of_its_own_cluster(data):
     root = data
-    frame = suggest_labels([root / "a.tif", root / "b.tif"], root / "cas.lcmap", None,
-                           budget=7, patch_size=32, clusters="budget", device="cpu")  # fmt: skip
+    frame = suggest_labels(
+        [root / "a.tif", root / "b.tif"],
+        root / "cas.lcmap",
+        None,
+        budget=7,
+        patch_size=32,
+        clusters="budget",
+        device="cpu",
+    )
     assert len(frame) == 7 and frame["cluster"].nunique() == 7
     assert (frame["rank"] == 1).all() and sorted(frame["order"]) == list(range(1, 8))
-    fewer = suggest_labels([root / "a.tif"], root / "cas.lcmap", None, budget=6, clusters=2,
-                           patch_size=32, device="cpu")  # fmt: skip
+    fewer = suggest_labels(
+        [root / "a.tif"],
+        root / "cas.lcmap",
+        None,
+        budget=6,
+        clusters=2,
+        patch_size=32,
+        device="cpu",
+    )
     assert sorted(fewer.groupby("cluster").size()) == [3, 3]
 
 
@@ -175,8 +189,9 @@ def test_diverse_pick_takes_the_typical_patch_of_each_sub_mode():
 def test_the_default_diverse_pick_keeps_the_split_over_the_models_clusters(data):
     root = data
     kwargs = {"budget": 9, "patch_size": 16, "device": "cpu"}
-    nearest = suggest_labels([root / "a.tif", root / "b.tif"], root / "cas.lcmap", None,
-                             pick="nearest", **kwargs)  # fmt: skip
+    nearest = suggest_labels(
+        [root / "a.tif", root / "b.tif"], root / "cas.lcmap", None, pick="nearest", **kwargs
+    )
     diverse = suggest_labels([root / "a.tif", root / "b.tif"], root / "cas.lcmap", None, **kwargs)
     share = nearest.groupby("cluster").size()
     assert diverse.groupby("cluster").size().equals(share)  # the same split over clusters

@@ -44,17 +44,30 @@ def main() -> None:
         case.mkdir()
         bad = case / ("scene.tif" if target == "scene" else "model.lcmap")
         bad.write_bytes(data)
-        args = ["segment", str(bad if target == "scene" else scene), "-o", str(case / "m.tif"),
-                "-q"] + (["--model", str(bad)] if target == "model" else ["-k", "3"])  # fmt: skip
+        args = [
+            "segment",
+            str(bad if target == "scene" else scene),
+            "-o",
+            str(case / "m.tif"),
+            "-q",
+        ] + (["--model", str(bad)] if target == "model" else ["-k", "3"])
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
             result = runner.invoke(app, args)
-        print(json.dumps({
-            "case": i, "target": target, "kind": kind, "exit": result.exit_code,
-            "output": result.output + err.getvalue(),
-            "exception": repr(result.exception) if result.exit_code not in (0, 1) else None,
-            "files": sorted(p.name for p in case.iterdir()),
-        }), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "case": i,
+                    "target": target,
+                    "kind": kind,
+                    "exit": result.exit_code,
+                    "output": result.output + err.getvalue(),
+                    "exception": repr(result.exception) if result.exit_code not in (0, 1) else None,
+                    "files": sorted(p.name for p in case.iterdir()),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -24,10 +24,21 @@ def test_mutated_scenes_and_models_fail_cleanly(tmp_path: Path) -> None:
     scene = tmp_path / "scene.tif"
     with rasterio.open(SAMPLE) as src:
         window = Window(200, 200, 64, 64)
-        profile = {"driver": "GTiff", "width": 64, "height": 64, "count": 4, "dtype": "uint8",
-                   "crs": src.crs, "transform": src.window_transform(window), "tiled": True,
-                   "blockxsize": 32, "blockysize": 32, "compress": "deflate",
-                   "nodata": 0, "photometric": "MINISBLACK"}  # fmt: skip
+        profile = {
+            "driver": "GTiff",
+            "width": 64,
+            "height": 64,
+            "count": 4,
+            "dtype": "uint8",
+            "crs": src.crs,
+            "transform": src.window_transform(window),
+            "tiled": True,
+            "blockxsize": 32,
+            "blockysize": 32,
+            "compress": "deflate",
+            "nodata": 0,
+            "photometric": "MINISBLACK",
+        }
         data = src.read(window=window)
     with rasterio.open(scene, "w", **profile) as dst:
         dst.write(np.maximum(data, 1))
@@ -39,8 +50,10 @@ def test_mutated_scenes_and_models_fail_cleanly(tmp_path: Path) -> None:
     worker = Path(__file__).with_name("cases.py")
     done = subprocess.run(
         [sys.executable, str(worker), str(work), str(scene), str(model), str(CASES), "12"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(results) == CASES
@@ -55,8 +68,10 @@ def test_mutated_scenes_and_models_fail_cleanly(tmp_path: Path) -> None:
             continue
         assert produced == ["m.lcmap.json", "m.tif", "m.tif.aux.xml"], where
         source = work / f"case{res['case']}" / "scene.tif"
-        with rasterio.open(work / f"case{res['case']}" / "m.tif") as out, \
-                rasterio.open(source if res["target"] == "scene" else scene) as ref:  # fmt: skip
+        with (
+            rasterio.open(work / f"case{res['case']}" / "m.tif") as out,
+            rasterio.open(source if res["target"] == "scene" else scene) as ref,
+        ):
             assert (out.width, out.height, out.crs) == (ref.width, ref.height, ref.crs), where
             out.read(1)
     # Both kinds of outcome occur: the harness is not vacuous.

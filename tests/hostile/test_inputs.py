@@ -40,8 +40,9 @@ def test_crafted_model_headers_are_one_line(make_scene, tmp_path, header, comman
     if command == "info":
         out = one_line_error(run("info", model))
     else:
-        out = one_line_error(run("segment", make_scene(), "-o", tmp_path / "o.tif",
-                                 "--model", model, "-q"))  # fmt: skip
+        out = one_line_error(
+            run("segment", make_scene(), "-o", tmp_path / "o.tif", "--model", model, "-q")
+        )
     assert "not a valid lcmap model file" in out
 
 
@@ -65,11 +66,19 @@ def test_a_model_that_is_not_a_regular_file_is_named_so(tmp_path, kind):
 def test_a_fifo_as_input_is_refused_without_blocking(tmp_path, command):
     fifo = tmp_path / "in.tif"
     os.mkfifo(fifo)
-    args = {"segment": ["-o", tmp_path / "o.tif", "-k", "3"], "evaluate": [fifo], "info": [],
-            "vectorize": ["-o", tmp_path / "o.gpkg"]}[command]  # fmt: skip
+    args = {
+        "segment": ["-o", tmp_path / "o.tif", "-k", "3"],
+        "evaluate": [fifo],
+        "info": [],
+        "vectorize": ["-o", tmp_path / "o.gpkg"],
+    }[command]
     code = "from lcmap.cli import main; main()"
-    done = subprocess.run([sys.executable, "-c", code, command, fifo, *map(str, args)],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, command, fifo, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     assert "not a regular file" in done.stderr and "Traceback" not in done.stderr
 
@@ -81,8 +90,9 @@ def test_weights_holding_code_are_refused_in_one_line(make_scene, tmp_path):
 
     weights = tmp_path / "w.pth"
     torch.save({"model": Payload()}, weights)
-    result = run("segment", make_scene(), "-o", tmp_path / "o.tif", "-m", "stego",
-                 "--weights", weights, "-q")  # fmt: skip
+    result = run(
+        "segment", make_scene(), "-o", tmp_path / "o.tif", "-m", "stego", "--weights", weights, "-q"
+    )
     out = one_line_error(result)
     assert "holds code" in out and "weights_only" not in out and "ran" not in result.output
 
@@ -90,15 +100,32 @@ def test_weights_holding_code_are_refused_in_one_line(make_scene, tmp_path):
 def test_an_empty_weights_file_is_one_line(make_scene, tmp_path):
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"")
-    out = one_line_error(run("segment", make_scene(), "-o", tmp_path / "o.tif", "-m", "stego",
-                             "--weights", weights, "-q"))  # fmt: skip
+    out = one_line_error(
+        run(
+            "segment",
+            make_scene(),
+            "-o",
+            tmp_path / "o.tif",
+            "-m",
+            "stego",
+            "--weights",
+            weights,
+            "-q",
+        )
+    )
     assert "empty" in out
 
 
 def _float_scene(path, data):
-    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
-               "count": data.shape[0], "dtype": "float32", "crs": "EPSG:32633",
-               "transform": from_origin(500000, 4000000, 10, 10)}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": data.shape[0],
+        "dtype": "float32",
+        "crs": "EPSG:32633",
+        "transform": from_origin(500000, 4000000, 10, 10),
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path
@@ -149,8 +176,13 @@ def test_an_undecodable_gdal_message_prints_no_python_traceback(make_scene, tmp_
     (tmp_path / "bad.tif").write_bytes(data[:at] + b"\xf2" + data[at + 1 :])
     code = "from lcmap.cli import main; main()"
     for args in (["vectorize", "bad.tif", "-o", "v.gpkg"], ["evaluate", "bad.tif", "m.tif"]):
-        done = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode in (0, 1), done.stderr
         assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
         assert "UnicodeDecodeError" not in done.stderr, done.stderr
@@ -193,9 +225,14 @@ def test_evaluate_names_classes_from_the_truth(make_scene, tmp_path):
 def test_a_scene_list_on_stdin(make_scene, tmp_path):
     a, b = make_scene("a.tif"), make_scene("b.tif", seed=1)
     code = "from lcmap.cli import main; main()"
-    done = subprocess.run([sys.executable, "-c", code, "segment", "@-", "-o", "out/", "-k", "3",
-                           "-q"], input=f"{a.name}\n# a comment\n{b.name}\n", cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code, "segment", "@-", "-o", "out/", "-k", "3", "-q"],
+        input=f"{a.name}\n# a comment\n{b.name}\n",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"a.tif", "b.tif", "mosaic.vrt"}
 

@@ -63,8 +63,9 @@ def test_evaluate_never_replaces_a_fifo_or_a_device(mapped, tmp_path, flag, name
 def test_a_sidecar_never_replaces_a_device(make_scene, tmp_path):
     scene = make_scene()
     aux = _char_device(tmp_path / "o.tif.aux.xml")
-    out = one_line_error(run("segment", scene, "-o", tmp_path / "o.tif", "-k", "3",
-                             "--overwrite", "-q"))  # fmt: skip
+    out = one_line_error(
+        run("segment", scene, "-o", tmp_path / "o.tif", "-k", "3", "--overwrite", "-q")
+    )
     assert "not a regular file" in out
     assert stat.S_ISCHR(os.lstat(aux).st_mode) and not (tmp_path / "o.tif").exists()
 
@@ -166,8 +167,19 @@ def test_creation_options_that_would_change_labels_or_fail_late_are_one_line(
 def test_lossless_lerc_keeps_every_label(mapped, make_scene, tmp_path):
     scene, reference = mapped
     out = tmp_path / "lerc.tif"
-    result = run("segment", scene, "-o", out, "-k", "3", "--co", "COMPRESS=LERC_ZSTD",
-                 "--co", "MAX_Z_ERROR=0", "-q")  # fmt: skip
+    result = run(
+        "segment",
+        scene,
+        "-o",
+        out,
+        "-k",
+        "3",
+        "--co",
+        "COMPRESS=LERC_ZSTD",
+        "--co",
+        "MAX_Z_ERROR=0",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as a, rasterio.open(reference) as b:
         assert np.array_equal(a.read(1), b.read(1))
@@ -183,8 +195,9 @@ def test_the_overview_tag_names_the_resampling_used(make_scene, tmp_path):
         full, low = src.read(1), src.read(1, out_shape=(src.height // 2, src.width // 2))
         assert set(np.unique(low)) <= set(np.unique(full))
     near = tmp_path / "near.tif"
-    result = run("segment", scene, "-o", near, "-k", "3", "--co", "OVERVIEW_RESAMPLING=NEAREST",
-                 "-q")  # fmt: skip
+    result = run(
+        "segment", scene, "-o", near, "-k", "3", "--co", "OVERVIEW_RESAMPLING=NEAREST", "-q"
+    )
     assert result.exit_code == 0, result.output
     with rasterio.open(near) as src:
         assert src.tags()["OVR_RESAMPLING_ALG"] == "NEAREST"

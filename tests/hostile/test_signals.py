@@ -49,13 +49,14 @@ def _run(when, after, signum, *args):
     "renamed") or once the publication block holding it has ended ("committed")."""
     return subprocess.run(
         [sys.executable, "-c", CHILD, when, after, str(int(signum)), *map(str, args)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_after_the_last_output_is_published_reports_success(make_scene, tmp_path,
-                                                                     signum):  # fmt: skip
+def test_a_signal_after_the_last_output_is_published_reports_success(make_scene, tmp_path, signum):
     scene = make_scene()
     out = tmp_path / "m.tif"
     # m.lcmap.json is the map's last file: the signal comes with everything in place.
@@ -64,8 +65,11 @@ def test_a_signal_after_the_last_output_is_published_reports_success(make_scene,
     assert "Traceback" not in done.stderr and "no output was written" not in done.stderr
     assert "after the outputs were complete" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "m.lcmap.json", "m.tif", "m.tif.aux.xml", "scene.tif",
-    ]  # fmt: skip
+        "m.lcmap.json",
+        "m.tif",
+        "m.tif.aux.xml",
+        "scene.tif",
+    ]
 
 
 def test_a_signal_during_publication_completes_the_map_and_its_sidecars(make_scene, tmp_path):
@@ -112,8 +116,14 @@ def test_a_signal_during_an_import_waits_for_it(tmp_path):
         """
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, env=env)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert done.stdout.split("\n")[:2] == ["imported 1", "interrupted after the import"], (
         done.stdout + done.stderr
     )

@@ -38,8 +38,15 @@ def test_mode_of_odd_sides_uses_the_pixels_there_are() -> None:
 def test_levels_are_the_ones_the_cog_driver_makes(tmp_path: Path, size: tuple[int, int]) -> None:
     width, height = size
     src, cog = tmp_path / "s.tif", tmp_path / "c.tif"
-    profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint8",
-               "crs": "EPSG:32614", "transform": from_origin(500000, 4000000, 1, 1)}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": "EPSG:32614",
+        "transform": from_origin(500000, 4000000, 1, 1),
+    }
     with rasterio.open(src, "w", **profile) as dst:
         dst.write(np.zeros((1, height, width), np.uint8))
     rasterio.shutil.copy(src, cog, driver="COG", BLOCKSIZE=512, OVERVIEW_RESAMPLING="MODE")
@@ -62,11 +69,17 @@ def _write_map(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with LabelWriter(
-            path, width=width, height=height, crs=rasterio.crs.CRS.from_epsg(32614),
-            transform=from_origin(500000, 4000000, 1, 1), dtype=np.dtype("uint8"),
-            nodata=NODATA, class_names=[f"c{i}" for i in range(6)],
-            colours=[(i, i, i) for i in range(6)], creation_options=options,
-        ) as writer:  # fmt: skip
+            path,
+            width=width,
+            height=height,
+            crs=rasterio.crs.CRS.from_epsg(32614),
+            transform=from_origin(500000, 4000000, 1, 1),
+            dtype=np.dtype("uint8"),
+            nodata=NODATA,
+            class_names=[f"c{i}" for i in range(6)],
+            colours=[(i, i, i) for i in range(6)],
+            creation_options=options,
+        ) as writer:
             for row, n in chunks:
                 writer.write_rows(row, labels[row : row + n])
             writer.commit()

@@ -44,12 +44,14 @@ def test_a_preview_is_a_png_written_whole_or_not_at_all(mapped, tmp_path):
 
 def test_segment_writes_the_preview_after_the_map(make_scene, tmp_path):
     scene = make_scene()
-    r = run("segment", scene, "-o", tmp_path / "m.tif", "-k", "3", "--preview", tmp_path / "m.png",
-            "-q")  # fmt: skip
+    r = run(
+        "segment", scene, "-o", tmp_path / "m.tif", "-k", "3", "--preview", tmp_path / "m.png", "-q"
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "m.png").read_bytes().startswith(PNG)
-    out = one_line_error(run("segment", scene, "-o", tmp_path / "n.tif", "-k", "3",
-                             "--preview", scene, "-q"))  # fmt: skip
+    out = one_line_error(
+        run("segment", scene, "-o", tmp_path / "n.tif", "-k", "3", "--preview", scene, "-q")
+    )
     assert ".png" in out and not (tmp_path / "n.tif").exists()
     other = make_scene("b.tif", seed=2)
     r = run("segment", scene, other, "-o", f"{tmp_path}/many/", "--preview", tmp_path / "x.png")

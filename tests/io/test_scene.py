@@ -71,8 +71,12 @@ def test_a_partner_in_another_crs_lands_on_the_right_pixels(tmp_path) -> None:
     from lcmap.io.scene import open_on_grid
 
     # A: UTM 33N, 10 m; B: geographic, ~5 m, with a bright 4 x 4 block at a known place.
-    a = write_raster(tmp_path / "a.tif", np.zeros((1, 200, 200), np.uint16), "EPSG:32633",
-               from_origin(500000, 5000000, 10, 10))  # fmt: skip
+    a = write_raster(
+        tmp_path / "a.tif",
+        np.zeros((1, 200, 200), np.uint16),
+        "EPSG:32633",
+        from_origin(500000, 5000000, 10, 10),
+    )
     (lon0, lon1), (lat0, lat1) = reproject_points(
         "EPSG:32633", "EPSG:4326", [499500, 502500], [5000500, 4997500]
     )
@@ -82,8 +86,9 @@ def test_a_partner_in_another_crs_lands_on_the_right_pixels(tmp_path) -> None:
     b[:, row : row + 4, col : col + 4] = 1000
     b_path = write_raster(tmp_path / "b.tif", b, "EPSG:4326", from_origin(lon0, lat0, step, step))
     # Where the block's centre is on A's grid, by the transforms alone.
-    (x,), (y,) = reproject_points("EPSG:4326", "EPSG:32633", [lon0 + (col + 2) * step],
-                                  [lat0 - (row + 2) * step])  # fmt: skip
+    (x,), (y,) = reproject_points(
+        "EPSG:4326", "EPSG:32633", [lon0 + (col + 2) * step], [lat0 - (row + 2) * step]
+    )
     expect_row, expect_col = (5000000 - y) / 10, (x - 500000) / 10
     with rasterio.open(a) as ref, open_on_grid(b_path, ref) as view:
         assert (view.crs, view.width, view.height) == (ref.crs, 200, 200)
@@ -101,10 +106,18 @@ def test_a_partner_smaller_than_the_scene_is_nodata_outside(tmp_path) -> None:
 
     from lcmap.io.scene import open_on_grid
 
-    a = write_raster(tmp_path / "a.tif", np.ones((1, 100, 100), np.uint16), "EPSG:32633",
-               from_origin(500000, 5000000, 10, 10))  # fmt: skip
-    b = write_raster(tmp_path / "b.tif", np.full((1, 50, 50), 7.0, np.float32), "EPSG:32633",
-               from_origin(500000, 5000000, 10, 10))  # fmt: skip
+    a = write_raster(
+        tmp_path / "a.tif",
+        np.ones((1, 100, 100), np.uint16),
+        "EPSG:32633",
+        from_origin(500000, 5000000, 10, 10),
+    )
+    b = write_raster(
+        tmp_path / "b.tif",
+        np.full((1, 50, 50), 7.0, np.float32),
+        "EPSG:32633",
+        from_origin(500000, 5000000, 10, 10),
+    )
     with rasterio.open(a) as ref, open_on_grid(b, ref) as view:
         data, valid = read_window(view, Window(0, 0, 100, 100), [1])
     assert valid[:50, :50].all() and not valid[50:, :].any() and not valid[:, 50:].any()

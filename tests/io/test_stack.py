@@ -21,8 +21,9 @@ def pair(tmp_path):
     rng = np.random.default_rng(0)
     optical = rng.integers(1, 255, (3, 96, 128)).astype(np.uint8)
     optical[:, :8, :8] = 0  # nodata corner
-    scene = write_raster(tmp_path / "s2.tif", optical, "EPSG:32633",
-                   from_origin(500000, 5000000, 10, 10), nodata=0)  # fmt: skip
+    scene = write_raster(
+        tmp_path / "s2.tif", optical, "EPSG:32633", from_origin(500000, 5000000, 10, 10), nodata=0
+    )
     # Radar at another pixel size, covering the scene's left two thirds only.
     radar = rng.normal(-12, 3, (2, 40, 40)).astype(np.float32)
     extra = write_raster(
@@ -49,13 +50,13 @@ def test_the_stack_holds_the_scene_then_the_warped_raster(pair):
 def test_a_model_trained_on_a_stack_refuses_a_scene_without_it(pair, tmp_path):
     scene, extra = pair
     model, out = tmp_path / "m.lcmap", tmp_path / "m.tif"
-    result = api.segment(scene, out, method="kmeans", classes=3, stack=[extra],
-                         save_model=model)  # fmt: skip
+    result = api.segment(scene, out, method="kmeans", classes=3, stack=[extra], save_model=model)
     assert (result.width, result.height) == (128, 96)
     header = read_header(model)
     assert header.in_channels == 5 and header.extra["stack"][0]["bands"] == 2
-    r = runner.invoke(app, ["segment", str(scene), "--model", str(model), "-o",
-                            str(tmp_path / "x.tif")])  # fmt: skip
+    r = runner.invoke(
+        app, ["segment", str(scene), "--model", str(model), "-o", str(tmp_path / "x.tif")]
+    )
     assert "s1.tif: 2 bands" in one_line_error(r) and "--stack" in r.output
     assert not (tmp_path / "x.tif").exists()
     plain = _plain_model(scene, tmp_path)
@@ -90,18 +91,33 @@ def test_few_shot_learning_reads_the_stack_the_model_was_trained_with(tmp_path):
 
     scene, labels = tmp_path / "a.tif", tmp_path / "a_labels.tif"
     truth = write_three_class_scene(scene, labels, seed=0)
-    extra = write_raster(tmp_path / "s1.tif", (truth[None] * 2.0 - 5.0).astype(np.float32),
-                   "EPSG:32618", from_origin(*ORIGIN, 2.0, 2.0))  # fmt: skip
+    extra = write_raster(
+        tmp_path / "s1.tif",
+        (truth[None] * 2.0 - 5.0).astype(np.float32),
+        "EPSG:32618",
+        from_origin(*ORIGIN, 2.0, 2.0),
+    )
     model = tmp_path / "cas.lcmap"
-    api.train([scene], model, method="cas", classes=3, stack=[extra], device="cpu",
-              options=TINY_CAS)  # fmt: skip
-    header = finetune(model, [scene], [labels], tmp_path / "t.lcmap", patch_size=32, patches=4,
-                      steps=5, stack=[extra], device="cpu")  # fmt: skip
+    api.train(
+        [scene], model, method="cas", classes=3, stack=[extra], device="cpu", options=TINY_CAS
+    )
+    header = finetune(
+        model,
+        [scene],
+        [labels],
+        tmp_path / "t.lcmap",
+        patch_size=32,
+        patches=4,
+        steps=5,
+        stack=[extra],
+        device="cpu",
+    )
     assert header.in_channels == 4 and header.extra["scenes"] == ["a.tif"]
     assert header.extra["stack"][0]["name"] == "s1.tif"  # the tuned model reads it too
     api.segment(scene, tmp_path / "t.tif", model=tmp_path / "t.lcmap", stack=[extra])
-    frame = suggest_labels([scene], model, None, budget=3, patch_size=32, stack=[extra],
-                           device="cpu")  # fmt: skip
+    frame = suggest_labels(
+        [scene], model, None, budget=3, patch_size=32, stack=[extra], device="cpu"
+    )
     assert len(frame) == 3 and set(frame["scene"]) == {"a"}
     with pytest.raises(InvalidSceneError, match="plus stacked rasters"):
         finetune(model, [scene], [labels], tmp_path / "u.lcmap", patch_size=32, device="cpu")

@@ -13,7 +13,9 @@ from lcmap.io.writer import check_map_output, provenance_tags
 
 def test_creation_options_are_upper_cased_and_checked() -> None:
     assert check_creation_options({"compress": "zstd", "blocksize": "256"}) == {
-        "COMPRESS": "zstd", "BLOCKSIZE": "256"}  # fmt: skip
+        "COMPRESS": "zstd",
+        "BLOCKSIZE": "256",
+    }
     for bad in ({"BLOCKSIZE": "100"}, {"COMPRESS": "WEBP"}, {"LEVEL": "x"}, {"FOO": "1"}):
         with pytest.raises(InvalidOptionError):
             check_creation_options(bad)

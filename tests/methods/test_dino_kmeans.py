@@ -59,12 +59,20 @@ def map_at(scene: Path, model: Path, tile: int, out: Path, **kw: Any) -> np.ndar
     return labels
 
 
-def test_maps_do_not_depend_on_the_tile_size(make_scene: Any, tiny_weights: Path,
-                                             tmp_path: Path) -> None:  # fmt: skip
+def test_maps_do_not_depend_on_the_tile_size(
+    make_scene: Any, tiny_weights: Path, tmp_path: Path
+) -> None:
     scene = make_scene(width=150, height=118, bands=3)
     model = tmp_path / "m.lcmap"
-    api.segment(scene, tmp_path / "fit.tif", method="dino_kmeans", classes=4, device="cpu",
-                save_model=model, options=options(tiny_weights))  # fmt: skip
+    api.segment(
+        scene,
+        tmp_path / "fit.tif",
+        method="dino_kmeans",
+        classes=4,
+        device="cpu",
+        save_model=model,
+        options=options(tiny_weights),
+    )
     maps = [map_at(scene, model, t, tmp_path / f"{t}.tif") for t in (32, 64, 256)]
     for other in maps[1:]:
         assert (other == maps[0]).mean() >= 0.999
@@ -76,8 +84,15 @@ def test_saved_model_reloads_with_the_same_map(
     scene = make_scene(width=96, height=80, bands=3)
     model = tmp_path / "m.lcmap"
     first = tmp_path / "first.tif"
-    api.segment(scene, first, method="dino_kmeans", classes=4, device="cpu", save_model=model,
-                options=options(tiny_weights))  # fmt: skip
+    api.segment(
+        scene,
+        first,
+        method="dino_kmeans",
+        classes=4,
+        device="cpu",
+        save_model=model,
+        options=options(tiny_weights),
+    )
     with rasterio.open(first) as src:
         fitted = src.read(1)
     again = map_at(scene, model, 64, tmp_path / "again.tif")

@@ -32,10 +32,23 @@ def data(tmp_path_factory):
     train_tiny_cas(root / "a.tif", root / "cas.lcmap")
     weights = root / "tiny_vit.safetensors"
     save_file(tiny_vit().state_dict(), str(weights))
-    options = {"backbone": DINO, "weights": str(weights), "backbone_args": TINY,
-               "crop_size": 32, "crops": 40, "epochs": 3, "seed": 0}  # fmt: skip
-    api.train([root / "a.tif"], root / "stego.lcmap", method="stego", classes=3, device="cpu",
-              options=options)  # fmt: skip
+    options = {
+        "backbone": DINO,
+        "weights": str(weights),
+        "backbone_args": TINY,
+        "crop_size": 32,
+        "crops": 40,
+        "epochs": 3,
+        "seed": 0,
+    }
+    api.train(
+        [root / "a.tif"],
+        root / "stego.lcmap",
+        method="stego",
+        classes=3,
+        device="cpu",
+        options=options,
+    )
     api.train([root / "a.tif"], root / "km.lcmap", method="kmeans", classes=3, device="cpu")
     return root, truth_b
 
@@ -105,15 +118,28 @@ def test_stego_is_fine_tuned_as_a_linear_probe_that_maps_a_new_scene(data, tmp_p
 def test_an_option_the_tuned_network_does_not_take_is_refused(data, tmp_path):
     root, _ = data
     with pytest.raises(InvalidOptionError, match="does not take crop_size"):
-        finetune(root / "stego.lcmap", [root / "a.tif"], [root / "a_labels.tif"],
-                 tmp_path / "t.lcmap", patch_size=32, crop_size=16, device="cpu")  # fmt: skip
+        finetune(
+            root / "stego.lcmap",
+            [root / "a.tif"],
+            [root / "a_labels.tif"],
+            tmp_path / "t.lcmap",
+            patch_size=32,
+            crop_size=16,
+            device="cpu",
+        )
     assert not (tmp_path / "t.lcmap").exists()
 
 
 def test_suggest_labels_from_a_stego_model(data, tmp_path):
     root, _ = data
-    frame = suggest_labels([root / "a.tif"], root / "stego.lcmap", tmp_path / "s.gpkg",
-                           budget=6, patch_size=32, device="cpu")  # fmt: skip
+    frame = suggest_labels(
+        [root / "a.tif"],
+        root / "stego.lcmap",
+        tmp_path / "s.gpkg",
+        budget=6,
+        patch_size=32,
+        device="cpu",
+    )
     assert len(frame) == 6 and frame["order"].tolist() == list(range(1, 7))
     assert frame["cluster"].nunique() >= 2
     assert np.all(frame["distance"].to_numpy() >= 0)

@@ -24,8 +24,10 @@ def test_fits_two_spectra_and_labels_them_apart() -> None:
     labels = method.predict_labels(torch.from_numpy(image)[None])[0].numpy()
     assert len(np.unique(labels[:, :16])) == 1 and len(np.unique(labels[:, 16:])) == 1
     assert labels[0, 0] != labels[0, 31]
-    assert method.config() == {**KMeansConfig(num_classes=2, smooth=0, samples=500).__dict__,
-                               "in_channels": 2}  # fmt: skip
+    assert method.config() == {
+        **KMeansConfig(num_classes=2, smooth=0, samples=500).__dict__,
+        "in_channels": 2,
+    }
 
 
 def test_option_ranges() -> None:

@@ -33,8 +33,9 @@ def unit(i: int) -> torch.Tensor:
     return F.one_hot(torch.tensor(i), D).float()
 
 
-def grid(regions: np.ndarray, vectors: dict[int, torch.Tensor], noise: float,
-         gen: torch.Generator) -> torch.Tensor:  # fmt: skip
+def grid(
+    regions: np.ndarray, vectors: dict[int, torch.Tensor], noise: float, gen: torch.Generator
+) -> torch.Tensor:
     """(D, h, w) unit features: ``vectors[region]`` at each patch, plus noise."""
     f = torch.stack([vectors[int(r)] for r in regions.flatten()]).T.reshape(D, *regions.shape)
     return F.normalize(f + noise * torch.randn(f.shape, generator=gen), dim=0)
@@ -44,8 +45,7 @@ def test_masks_follow_the_regions_the_features_separate_and_skip_invalid_patches
     regions = np.zeros((16, 16), np.int64)
     regions[:, 6:] = 1
     regions[10:, 6:] = 2
-    f = grid(regions, {0: unit(0), 1: unit(1), 2: unit(2)}, 0.05,
-             torch.Generator().manual_seed(0))  # fmt: skip
+    f = grid(regions, {0: unit(0), 1: unit(1), 2: unit(2)}, 0.05, torch.Generator().manual_seed(0))
     valid = torch.ones(16, 16, dtype=torch.bool)
     valid[:2] = False
     masks = principal_masks(f, threshold=0.4, valid=valid).numpy()
@@ -109,8 +109,15 @@ def test_model_file_reloads_as_primaps_with_the_same_map_at_every_tile_size(
     scene = make_scene(width=150, height=118, bands=3)
     model = tmp_path / "m.lcmap"
     fitted = tmp_path / "fit.tif"
-    api.segment(scene, fitted, method="primaps", classes=4, device="cpu", save_model=model,
-                options=options(tiny_weights))  # fmt: skip
+    api.segment(
+        scene,
+        fitted,
+        method="primaps",
+        classes=4,
+        device="cpu",
+        save_model=model,
+        options=options(tiny_weights),
+    )
     method, _ = load_model(model)
     assert isinstance(method, PrimapsSegmenter)
     assert method.config()["em_steps"] == 100
@@ -132,12 +139,19 @@ def test_coarse_pixels_get_a_one_line_warning_that_vit_patches_lose_thin_feature
     img, _ = textured_scene(96)
     pixels = (img * 255).astype(np.uint8)
     for res, warned in ((30.0, True), (0.5, False)):
-        scene = write_raster(tmp_path / f"s{res}.tif", pixels, "EPSG:32618",
-                             from_origin(500000, 4000000, res, res))  # fmt: skip
+        scene = write_raster(
+            tmp_path / f"s{res}.tif", pixels, "EPSG:32618", from_origin(500000, 4000000, res, res)
+        )
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="lcmap.workflows"):
-            api.segment(scene, tmp_path / f"m{res}.tif", method="primaps", classes=3,
-                        device="cpu", options=options(tiny_weights))  # fmt: skip
+            api.segment(
+                scene,
+                tmp_path / f"m{res}.tif",
+                method="primaps",
+                classes=3,
+                device="cpu",
+                options=options(tiny_weights),
+            )
         found = [r.getMessage() for r in caplog.records if "of ground" in r.getMessage()]
         assert bool(found) == warned
         if warned:

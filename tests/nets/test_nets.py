@@ -18,11 +18,15 @@ def test_every_network_is_built_by_name() -> None:
     assert isinstance(unet, UNet)
     z, out = unet(torch.rand(1, 5, 32, 32))
     assert z.shape == (1, 8, 8, 8) and out.shape == (1, 3, 32, 32)
-    cnn = build_net("single_scene_cnn", in_channels=4, layers=2, features=8, reduction=4,
-                    num_classes=5)  # fmt: skip
+    cnn = build_net(
+        "single_scene_cnn", in_channels=4, layers=2, features=8, reduction=4, num_classes=5
+    )
     assert cnn(torch.rand(2, 4, 16, 16)).shape == (2, 5, 16, 16)
-    vit = build_net("vit", backbone="vit_small_patch8_224.dino",
-                    backbone_args={"embed_dim": 32, "depth": 1, "num_heads": 2})  # fmt: skip
+    vit = build_net(
+        "vit",
+        backbone="vit_small_patch8_224.dino",
+        backbone_args={"embed_dim": 32, "depth": 1, "num_heads": 2},
+    )
     assert vit.patch_embed.patch_size == (8, 8)
     with pytest.raises(InvalidOptionError, match="Unknown network 'resnet'"):
         build_net("resnet")
@@ -30,9 +34,11 @@ def test_every_network_is_built_by_name() -> None:
 
 @pytest.mark.parametrize(
     "model,extra,reductions",
-    [("resnet18", {}, [2, 4, 8, 16, 32]), ("swin_tiny_patch4_window7_224", {"img_size": 224},
-                                           [4, 8, 16, 32])],
-)  # fmt: skip
+    [
+        ("resnet18", {}, [2, 4, 8, 16, 32]),
+        ("swin_tiny_patch4_window7_224", {"img_size": 224}, [4, 8, 16, 32]),
+    ],
+)
 def test_timm_encoders_take_any_band_count(model: str, extra: dict, reductions: list) -> None:
     enc = build_net("timm_encoder", model=model, in_channels=6, **extra)
     assert enc.reductions == reductions

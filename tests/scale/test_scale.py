@@ -46,11 +46,14 @@ def cluster() -> Iterator[Any]:
     distributed = pytest.importorskip("distributed")
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
             silence_logs=50,
         ) as local,
         distributed.Client(local) as client,
-    ):  # fmt: skip
+    ):
         yield client
 
 
@@ -81,8 +84,9 @@ def test_parts_here_give_the_byte_identical_map(tmp_path: Path) -> None:
     as the streamed one-pass map (pixels, colour table, tags, overviews)."""
     a, b = tmp_path / "a.tif", tmp_path / "b.tif"
     api.segment(RGB, a, method="kmeans", classes=5, tile=128, device="cpu")
-    result = api.segment(RGB, b, method="kmeans", classes=5, tile=128, device="cpu",
-                         resume=True, part_rows=2)  # fmt: skip
+    result = api.segment(
+        RGB, b, method="kmeans", classes=5, tile=128, device="cpu", resume=True, part_rows=2
+    )
     assert result.parts_computed == 3 and result.parts_reused == 0
     assert a.read_bytes() == b.read_bytes()
     assert not parts_folder(b).exists()  # removed once the map is published
@@ -92,8 +96,9 @@ def test_parts_here_give_the_byte_identical_map(tmp_path: Path) -> None:
 def test_local_cluster_gives_the_in_process_map_for_kmeans(tmp_path: Path, cluster: Any) -> None:
     a, b = tmp_path / "a.tif", tmp_path / "b.tif"
     one = api.segment(RGB, a, method="kmeans", classes=5, tile=64, device="cpu")
-    two = api.segment(RGB, b, method="kmeans", classes=5, tile=64, device="cpu",
-                      client=cluster, part_rows=1)  # fmt: skip
+    two = api.segment(
+        RGB, b, method="kmeans", classes=5, tile=64, device="cpu", client=cluster, part_rows=1
+    )
     assert two.parts_computed == 12
     assert np.array_equal(read(a), read(b))
     assert one.class_pixels == two.class_pixels and one.nodata_pixels == two.nodata_pixels
@@ -125,8 +130,9 @@ def test_a_worker_killed_mid_run_changes_nothing(
 
     a, b = tmp_path / "a.tif", tmp_path / "b.tif"
     api.segment(crop, a, model=model, tile=48, device="cpu")
-    api.segment(crop, b, model=model, tile=48, device="cpu", client=cluster, part_rows=1,
-                progress=progress)  # fmt: skip
+    api.segment(
+        crop, b, model=model, tile=48, device="cpu", client=cluster, part_rows=1, progress=progress
+    )
     assert killed, "the run never reached its first part"
     assert np.array_equal(read(a), read(b))
     cluster.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
@@ -140,8 +146,20 @@ def test_a_killed_run_resumes_to_the_byte_identical_map(
     byte-identical to an uninterrupted run."""
     crop, model = stego_model
     whole, out = tmp_path / "whole.tif", tmp_path / "out.tif"
-    args = ["segment", str(crop), "--model", str(model), "--tile", "32", "--part-rows", "1",
-            "--device", "cpu", "--resume", "-q"]  # fmt: skip
+    args = [
+        "segment",
+        str(crop),
+        "--model",
+        str(model),
+        "--tile",
+        "32",
+        "--part-rows",
+        "1",
+        "--device",
+        "cpu",
+        "--resume",
+        "-q",
+    ]
     api.segment(crop, whole, model=model, tile=32, device="cpu", resume=True, part_rows=1)
     folder = parts_folder(out)
     proc = subprocess.Popen([sys.executable, "-m", "lcmap", *args, "-o", str(out)])
@@ -163,8 +181,14 @@ def test_a_resumed_run_does_not_fit_again(tmp_path: Path, monkeypatch: pytest.Mo
     """An interrupted run that fitted its method kept the model with its parts: resuming
     reuses both, and the map is the uninterrupted run's."""
     out, whole = tmp_path / "out.tif", tmp_path / "whole.tif"
-    run = {"method": "kmeans", "classes": 4, "device": "cpu", "resume": True, "part_rows": 1,
-           "tile": 128}  # fmt: skip
+    run = {
+        "method": "kmeans",
+        "classes": 4,
+        "device": "cpu",
+        "resume": True,
+        "part_rows": 1,
+        "tile": 128,
+    }
     api.segment(SAMPLE, whole, **run)
 
     def interrupt(done: int, total: int) -> None:
@@ -190,8 +214,9 @@ def test_a_different_request_starts_the_parts_again(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "run.json").write_text('{"scene": "another"}')
     (folder / "part-00000.json").write_text("{}")
-    result = api.segment(SAMPLE, out, method="kmeans", classes=4, device="cpu", resume=True,
-                         tile=256)  # fmt: skip
+    result = api.segment(
+        SAMPLE, out, method="kmeans", classes=4, device="cpu", resume=True, tile=256
+    )
     assert result.parts_reused == 0 and out.exists() and not folder.exists()
 
 
@@ -248,9 +273,20 @@ def test_many_scenes_one_model_one_meaning(tmp_path: Path) -> None:
     its own mirrored border, hence agreement short of 1."""
     result = CliRunner().invoke(
         app,
-        ["segment", *map(str, RGB_PARTS), "-o", f"{tmp_path}/maps/", "-m", "kmeans", "-k", "4",
-         "--device", "cpu", "-q"],
-    )  # fmt: skip
+        [
+            "segment",
+            *map(str, RGB_PARTS),
+            "-o",
+            f"{tmp_path}/maps/",
+            "-m",
+            "kmeans",
+            "-k",
+            "4",
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     maps = [tmp_path / "maps" / f"rgb{i}.tif" for i in range(1, 5)]
     shas = {rasterio.open(m).tags()["LCMAP_MODEL_SHA256"] for m in maps}

@@ -40,8 +40,9 @@ def test_the_plan_renumbers_in_order_and_merges_same_names():
 def test_a_map_renamed_and_merged_keeps_its_grid_nodata_and_pixels(mapped, tmp_path):
     _, source, _ = mapped
     out = tmp_path / "named.tif"
-    result = name_classes([source], out, {0: "water", 1: "built-up", 2: "built-up"},
-                          colours={"water": (31, 119, 180)})  # fmt: skip
+    result = name_classes(
+        [source], out, {0: "water", 1: "built-up", 2: "built-up"}, colours={"water": (31, 119, 180)}
+    )
     assert result.plan.names == ["water", "built-up", "class 3", "class 4"]
     with rasterio.open(source) as a, rasterio.open(out) as b:
         old, new = a.read(1), b.read(1)
@@ -58,8 +59,9 @@ def test_a_map_renamed_and_merged_keeps_its_grid_nodata_and_pixels(mapped, tmp_p
 def test_the_rewritten_model_maps_the_named_classes_on_another_scene(mapped, make_scene, tmp_path):
     _, source, model = mapped
     named = tmp_path / "named.lcmap"
-    name_classes([source], tmp_path / "n.tif", {0: "water", 3: "water"}, model=model,
-                 save_model=named)  # fmt: skip
+    name_classes(
+        [source], tmp_path / "n.tif", {0: "water", 3: "water"}, model=model, save_model=named
+    )
     header = read_header(named)
     assert header.class_names == ["water", "class 1", "class 2", "class 4"]
     other = make_scene("other.tif", seed=7)
@@ -71,8 +73,13 @@ def test_the_rewritten_model_maps_the_named_classes_on_another_scene(mapped, mak
         assert json.loads(a.tags()["CLASS_NAMES"]) == header.class_names
     # Named again from the named model: the two lookups compose.
     again = tmp_path / "again.lcmap"
-    name_classes([tmp_path / "direct.tif"], tmp_path / "d2.tif", {1: "land", 2: "land"},
-                 model=named, save_model=again)  # fmt: skip
+    name_classes(
+        [tmp_path / "direct.tif"],
+        tmp_path / "d2.tif",
+        {1: "land", 2: "land"},
+        model=named,
+        save_model=again,
+    )
     assert read_header(again).extra["classes"]["relabel"] == [0, 1, 1, 0, 2]
 
 
@@ -84,17 +91,36 @@ def test_outputs_are_checked_before_any_work(mapped, tmp_path):
     assert (tmp_path / "exists.tif").read_bytes() == b"mine"
     with pytest.raises(InvalidModelError, match="maps 5 classes but the map has 3"):
         api.segment(source.parent / "map.tif", tmp_path / "k3.tif", method="kmeans", classes=3)
-        name_classes([tmp_path / "k3.tif"], tmp_path / "x.tif", {0: "a"}, model=model,
-                     save_model=tmp_path / "x.lcmap")  # fmt: skip
+        name_classes(
+            [tmp_path / "k3.tif"],
+            tmp_path / "x.tif",
+            {0: "a"},
+            model=model,
+            save_model=tmp_path / "x.lcmap",
+        )
     assert not (tmp_path / "x.tif").exists() and not (tmp_path / "x.lcmap").exists()
 
 
 def test_the_command_line(mapped, tmp_path):
     _, source, model = mapped
     out = tmp_path / "cli.tif"
-    r = run("classes", source, "-o", out, "--name", "0=water", "--merge", "1,2=built-up",
-            "--colour", "water=#1f78b4", "--model", model, "--save-model", tmp_path / "c.lcmap",
-            "-q")  # fmt: skip
+    r = run(
+        "classes",
+        source,
+        "-o",
+        out,
+        "--name",
+        "0=water",
+        "--merge",
+        "1,2=built-up",
+        "--colour",
+        "water=#1f78b4",
+        "--model",
+        model,
+        "--save-model",
+        tmp_path / "c.lcmap",
+        "-q",
+    )
     assert r.exit_code == 0, r.output
     assert out.exists() and (tmp_path / "c.lcmap").exists()
     assert "9" in one_line_error(run("classes", source, "-o", tmp_path / "e.tif", "--name", "9=x"))
@@ -110,8 +136,9 @@ def test_several_maps_into_a_folder(mapped, make_scene, tmp_path):
     _, source, model = mapped
     api.segment(make_scene("b.tif", seed=3), tmp_path / "b_map.tif", model=model)
     outdir = tmp_path / "named"
-    r = run("classes", source, tmp_path / "b_map.tif", "-o", f"{outdir}/", "--name", "0=water",
-            "-q")  # fmt: skip
+    r = run(
+        "classes", source, tmp_path / "b_map.tif", "-o", f"{outdir}/", "--name", "0=water", "-q"
+    )
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in outdir.glob("*.tif")) == ["b_map.tif", "map.tif"]
 
@@ -124,15 +151,25 @@ def test_sparse_labels_name_a_cluster_map_of_a_real_scene(tmp_path):
     """The Landsat 7 tutorial's 30 hand-drawn polygons (5 classes, names in a column) name an
     8-cluster map; the label raster drawn from them names it the same way by id."""
     cluster_map = tmp_path / "l7.tif"
-    api.segment(L7 / "LE70220491999322EDC01_stack.gtif", cluster_map, method="kmeans",
-                classes=8, bands=[1, 2, 3, 4, 5, 6])  # fmt: skip
+    api.segment(
+        L7 / "LE70220491999322EDC01_stack.gtif",
+        cluster_map,
+        method="kmeans",
+        classes=8,
+        bands=[1, 2, 3, 4, 5, 6],
+    )
     learnt = names_from_labels([cluster_map], L7 / "training_data.shp", column="class")
     assert set(learnt.names.values()) <= {"forest", "water", "herbaceous", "barren", "urban"}
     assert "water" in learnt.names.values() and len(learnt.names) >= 5
     assert all(0.5 <= s <= 1.0 for s in learnt.shares.values())
     by_id = names_from_labels([cluster_map], L7 / "training_data.gtif")
-    ids = {"forest": "label 1", "water": "label 2", "herbaceous": "label 3", "barren": "label 4",
-           "urban": "label 5"}  # fmt: skip
+    ids = {
+        "forest": "label 1",
+        "water": "label 2",
+        "herbaceous": "label 3",
+        "barren": "label 4",
+        "urban": "label 5",
+    }
     agree = [by_id.names.get(c) == ids[n] for c, n in learnt.names.items()]
     assert sum(agree) >= len(agree) - 1  # polygons and their raster differ only at edges
     strict = names_from_labels([cluster_map], L7 / "training_data.shp", "class", min_share=0.99)
@@ -140,7 +177,15 @@ def test_sparse_labels_name_a_cluster_map_of_a_real_scene(tmp_path):
     assert strict.weak  # some clusters hold more than one class
     result = name_classes([cluster_map], tmp_path / "named.tif", learnt.names)
     assert set(result.plan.names) <= set(learnt.names.values()) | {f"class {i}" for i in range(8)}
-    r = run("classes", cluster_map, "-o", tmp_path / "cli.tif", "--from-labels",
-            L7 / "training_data.shp", "--class-column", "class")  # fmt: skip
+    r = run(
+        "classes",
+        cluster_map,
+        "-o",
+        tmp_path / "cli.tif",
+        "--from-labels",
+        L7 / "training_data.shp",
+        "--class-column",
+        "class",
+    )
     assert r.exit_code == 0, r.output
     assert "of its labelled pixels" in r.output
