@@ -414,13 +414,13 @@ def main() -> None:
         code: int | str | None = 0
     except SystemExit as exc:
         code = exc.code
-    if not had_inductor:  # importing timm makes torch's compile cache folder, empty
-        with contextlib.suppress(OSError):
-            inductor.rmdir()  # type: ignore[union-attr]  # only while still empty
     # Nothing is left to interrupt: a signal from here on cannot kill the process mid-exit
     # (with no message) or raise inside the interpreter's shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not had_inductor:  # importing timm makes torch's compile cache folder, empty
+        with contextlib.suppress(OSError):
+            inductor.rmdir()  # type: ignore[union-attr]  # only while still empty
     from lcmap.io.staging import held_signal, published
 
     held = held_signal()
