@@ -92,10 +92,7 @@ def main() -> int:
 
     from lcmap import api
 
-    try:
-        from lcmap.fewshot.finetune import finetune
-    except ImportError:  # before lcmap/fewshot/ (b108bf5 and older)
-        from lcmap.finetune import finetune  # type: ignore[no-redef]
+    from lcmap.fewshot.finetune import finetune
 
     def digest(path: Path) -> str:
         with rasterio.open(path) as src:
