@@ -91,7 +91,6 @@ def main() -> int:
     import rasterio
 
     from lcmap import api
-
     from lcmap.fewshot.finetune import finetune
 
     def digest(path: Path) -> str:
