@@ -11,9 +11,11 @@ Example:
 """
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -306,7 +308,15 @@ def _check_metadata(meta: Any) -> None:
 
 
 def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
+    """Hex sha256 of a file, read in chunks; a file hashed before in this process, and not
+    changed since (same inode, size and modification time), is not read again (one run hashes
+    its model for the parts' record and for the map's provenance)."""
+    facts = os.stat(path)
+    return _sha256(str(Path(path).resolve()), facts.st_ino, facts.st_size, facts.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, inode: int, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
