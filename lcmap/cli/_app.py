@@ -38,7 +38,6 @@ FLAGS = {
     "overwrite": "--overwrite",
     "bands": "--bands",
     "weights": "--weights",
-    "backbone": "--backbone",
     "class_column": "--class-column",
     "class_names": "--class-names",
     "labels": "--labels",

@@ -40,22 +40,9 @@ Halo = Annotated[
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Seed = Annotated[int, typer.Option("--seed", help="Fixes sampling and initialisation.")]
-Backbone = Annotated[
-    str | None, typer.Option("--backbone", help="timm backbone name (ViT methods).")
-]
 Weights = Annotated[
     Path | None,
     typer.Option("--weights", help="Local backbone weights (.pth or .safetensors).", exists=True),
-]
-FeatureLayer = Annotated[
-    int | None, typer.Option("--feature-layer", help="Take ViT features from this block (1-based).")
-]
-Crf = Annotated[
-    bool | None,
-    typer.Option(
-        "--crf/--no-crf",
-        help="Refine STEGO maps with a dense CRF (also when applying a --model) \\[default: off].",
-    ),
 ]
 Stack = Annotated[
     list[str] | None,
@@ -87,21 +74,11 @@ def _coerce(value: str) -> Any:
 
 
 def method_options(
-    backbone: str | None,
-    weights: Path | None,
-    feature_layer: int | None,
-    crf: bool | None,
-    params: list[str] | None,
-    **more: Any,
+    params: list[str] | None, weights: Path | None = None, **more: Any
 ) -> dict[str, Any]:
-    """Collect the method options that were given (unset ones stay out)."""
-    options: dict[str, Any] = {
-        "backbone": backbone,
-        "weights": str(weights) if weights else None,
-        "feature_layer": feature_layer,
-        "crf": crf,
-        **more,
-    }
+    """Collect the method options that were given (unset ones stay out): ``-p KEY=VALUE``, the
+    shared ``--weights``, and a command's own flags that are method options."""
+    options: dict[str, Any] = {"weights": str(weights) if weights else None, **more}
     options = {k: v for k, v in options.items() if v is not None}
     options.update(
         {k.replace("-", "_"): _coerce(v) for k, v in parse_key_values(params, "-p").items()}

@@ -166,7 +166,7 @@ def evaluate_index(
             "model": model,
             "bands": parse_bands(bands),
             "device": device,
-            "options": method_options(None, None, None, None, param),
+            "options": method_options(param),
         }
         with progress_bar("segment + evaluate") as update:
             result = run(

@@ -172,7 +172,7 @@ def finetune(
                 crop_size=crop_size,
                 freeze_encoder=freeze_encoder,
                 head=head,
-                options=method_options(None, None, None, None, param) or None,
+                options=method_options(param) or None,
                 stack=stack,
                 seed=seed,
                 device=device,

@@ -151,11 +151,8 @@ def pretrain(
         from lcmap import api
 
         options = method_options(
-            None,
-            weights,
-            None,
-            None,
             param,
+            weights,
             encoder=encoder,
             temperature=temperature,
             epochs=epochs,

@@ -19,12 +19,9 @@ from lcmap.cli._app import (
     setup_logging,
 )
 from lcmap.cli._options import (
-    Backbone,
     Bands,
     Classes,
-    Crf,
     Device,
-    FeatureLayer,
     Halo,
     MapBatchSize,
     Params,
@@ -110,10 +107,7 @@ def segment(
     batch_size: MapBatchSize = None,
     device: Device = "auto",
     seed: Seed = 0,
-    backbone: Backbone = None,
     weights: Weights = None,
-    feature_layer: FeatureLayer = None,
-    crf: Crf = None,
     param: Params = None,
     stack: Stack = None,
     co: Annotated[
@@ -183,7 +177,7 @@ def segment(
         from lcmap import api
         from lcmap.workflows.scenes import expand_scenes
 
-        options = method_options(backbone, weights, feature_layer, crf, param)
+        options = method_options(param, weights)
         paths = expand_scenes(scenes)
         # One scene maps into a folder when -o ends with / or names a folder; a folder
         # named like a map (o.tif/) is a mistake, refused by the output guard.

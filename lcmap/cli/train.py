@@ -16,13 +16,10 @@ from lcmap.cli._app import (
     setup_logging,
 )
 from lcmap.cli._options import (
-    Backbone,
     Bands,
     BatchSize,
     Classes,
-    Crf,
     Device,
-    FeatureLayer,
     Params,
     Seed,
     Stack,
@@ -62,10 +59,7 @@ def train(
     iterations: Annotated[
         int | None, typer.Option("--iterations", help="Iterations per batch or step count.", min=1)
     ] = None,
-    backbone: Backbone = None,
     weights: Weights = None,
-    feature_layer: FeatureLayer = None,
-    crf: Crf = None,
     param: Params = None,
     stack: Stack = None,
     device: Device = "auto",
@@ -92,11 +86,8 @@ def train(
         from lcmap import api
 
         options = method_options(
-            backbone,
-            weights,
-            feature_layer,
-            crf,
             param,
+            weights,
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,

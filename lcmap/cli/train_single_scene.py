@@ -100,10 +100,6 @@ def train_single_scene(
             check_map_output(segment, overwrite, inputs=[scene])
             check_distinct(output, segment, sidecar_path(segment))
         options = method_options(
-            None,
-            None,
-            None,
-            None,
             param,
             epochs=epochs,
             iterations=iterations,

@@ -59,7 +59,7 @@ training. What a window still shares is the ViT's attention over its own content
 why the window is fixed and blended.
 
 The CRF is off by default: it multiplies the mapping time and barely moved the scores
-(``benchmarks/README.md``); ``--crf`` is the cost/quality choice STEGO's paper offers.
+(``benchmarks/README.md``); ``-p crf=true`` is the cost/quality choice STEGO's paper offers.
 
 Scenes with other than 3 bands: the patch embedding is adapted (bands 1-3 are R, G, B, further
 bands get the mean RGB filter, see :func:`lcmap.nets.vit.adapt_input_channels`); pass
