@@ -1,8 +1,9 @@
 """Are the maps the same as at another commit? sha256 of the label rasters of fixed runs.
 
 Segments 384 x 384 px crops of three dubai_dev scenes with kmeans, a tiny stego (DINOv2-S/14
-from ``../shared/weights/``, block 8, 20 crops, 2 head steps), a tiny cas, and that cas
-fine-tuned on the crop's truth (``cas_finetuned``, 20 steps), each at a fixed seed, and prints
+from ``../shared/weights/``, block 8, 20 crops, 2 head steps), a tiny cas, dino_kmeans,
+single_scene and a tiny simclr encoder, and fine-tunes the cas and simclr models on the crop's
+truth (``cas_finetuned``, ``encoder_finetuned``, 20 steps), each at a fixed seed, and prints
 one sha256 per map of the label values (not of the file: tags hold versions and paths). Run it
 at two commits and compare the lines (refactors must not change them).
 
@@ -51,6 +52,31 @@ RUNS = {
             "pool_size": 32,
             "kmeans_patches": 32,
             "update_interval": 5,
+        },
+    },
+    "dino_kmeans": {
+        "method": "dino_kmeans",
+        "classes": 5,
+        "options": {
+            "weights": str(SHARED / "weights" / "dinov2_vits14_imgfocus.safetensors"),
+            "crops": 8,
+        },
+    },
+    "single_scene": {
+        "method": "single_scene",
+        "classes": 4,
+        "options": {"epochs": 1, "iterations": 2},
+    },
+    "simclr": {
+        "method": "simclr",
+        "classes": 4,
+        "options": {
+            "encoder": "unet",
+            "crop_size": 64,
+            "steps": 3,
+            "windows": 8,
+            "batch_size": 4,
+            "probe_windows": 8,
         },
     },
 }
@@ -123,6 +149,21 @@ def main() -> int:
             )
             api.segment(scene, work / f"{name}_tuned.tif", model=tuned, device="cpu")
             print(f"{name} cas_finetuned {digest(work / f'{name}_tuned.tif')}", flush=True)
+            encoder = work / f"{name}_enc.lcmap"
+            finetune(
+                work / f"{name}_simclr.lcmap",
+                [scene],
+                [truth],
+                encoder,
+                patch_size=64,
+                patches=8,
+                steps=20,
+                batch_size=4,
+                seed=7,
+                device="cpu",
+            )
+            api.segment(scene, work / f"{name}_enc.tif", model=encoder, device="cpu")
+            print(f"{name} encoder_finetuned {digest(work / f'{name}_enc.tif')}", flush=True)
     return 0
 
 

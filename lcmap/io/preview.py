@@ -7,7 +7,6 @@ map's valid pixels in the picture. Written as a PNG for reports and terminals.
 """
 
 import io
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lcmap.errors import InvalidSceneError, OutputPathError
+from lcmap.io.legend import raster_class_names
 from lcmap.io.staging import check_distinct, check_output, publish, temp_path
 
 #: Longest side of each half of the picture, in pixels.
@@ -95,15 +95,11 @@ def _read_map(
             table = src.colormap(1)
         except ValueError:
             table = {}
-        raw = src.tags().get("CLASS_NAMES")
+        tagged = raster_class_names(src) or {}
     labels = image.data[0]
     valid = image.mask > 0
-    try:
-        listed = json.loads(raw) if raw else []
-    except ValueError:
-        listed = []
     found = sorted(int(v) for v in np.unique(labels[valid]))
-    names = {i: str(listed[i]) if i < len(listed) else f"class {i}" for i in found}
+    names = {i: tagged.get(i, f"class {i}") for i in found}
     colours = {i: tuple(int(c) for c in table.get(i, (128, 128, 128, 255))[:3]) for i in found}
     return labels, valid, colours, names  # type: ignore[return-value]
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from lcmap.errors import OutputExistsError, OutputPathError
+from lcmap.errors import LcmapError, OutputExistsError, OutputPathError
 
 _TAG = "lcmap"
 #: Where no output ever goes: the rename would replace a device node or a kernel file
@@ -357,6 +357,23 @@ def _check_entry(path: Path, overwrite: bool) -> None:
 def _shown(path: str | Path) -> str:
     """A path as a message can print it (undecodable bytes escaped, as ``ls -b`` does)."""
     return os.fsdecode(os.fsencode(path)).encode("utf-8", "backslashreplace").decode()
+
+
+@contextlib.contextmanager
+def output_folder(path: str | Path) -> Iterator[Path]:
+    """Make the output folder ``path`` if it is missing, for the checks of the outputs it will
+    hold; if the block fails (a refused output, an unreadable input), a folder made here is
+    removed again, so a refused run leaves no empty folder behind."""
+    folder = Path(path)
+    made = not folder.exists()
+    folder.mkdir(exist_ok=True)
+    try:
+        yield folder
+    except LcmapError:
+        if made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def check_local(path: str | Path) -> None:

@@ -11,6 +11,7 @@ A model rewritten the same way keeps its tensors and records the lookup table, s
 later ``lcmap segment --model`` maps the named, merged classes directly.
 """
 
+import contextlib
 import json
 import logging
 import re
@@ -27,7 +28,7 @@ from rasterio.windows import Window
 from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
 from lcmap.io.legend import named_colours, tagged_class_names
 from lcmap.io.scene import check_input_file
-from lcmap.io.staging import check_distinct, check_output, publish
+from lcmap.io.staging import check_distinct, check_output, output_folder, publish
 from lcmap.io.writer import LabelWriter, check_map_output
 from lcmap.models import ModelHeader, read_header, read_tensors, stage_model
 from lcmap.stitch import NODATA, label_dtype
@@ -318,13 +319,19 @@ def name_classes(
             )
     header = _model_header(model, k) if model is not None else None
     plan = plan_classes(old_names, old_colours, names, colours)
-    outputs = _outputs(paths, Path(output))
+    folder = len(paths) > 1 or str(output).endswith(("/", "\\"))
+    if folder and not Path(output).parent.is_dir():
+        raise InvalidOptionError(
+            f"Output folder {Path(output).parent} does not exist; create it first."
+        )
     inputs = [*paths, *([model] if model is not None else [])]
-    for out in outputs:
-        check_map_output(out, overwrite, inputs=inputs)
-    if save_model is not None:
-        check_output(save_model, overwrite, inputs=inputs)
-    check_distinct(*outputs, save_model)
+    with output_folder(output) if folder else contextlib.nullcontext(Path(output)):
+        outputs = _outputs(paths, Path(output), folder)
+        for out in outputs:
+            check_map_output(out, overwrite, inputs=inputs)
+        if save_model is not None:
+            check_output(save_model, overwrite, inputs=inputs)
+        check_distinct(*outputs, save_model)
     log.info("classes: %s", plan.describe(old_names))
     result = ClassesResult(plan)
     total = sum(_rows(p) for p in paths)
@@ -339,13 +346,10 @@ def name_classes(
     return result
 
 
-def _outputs(paths: list[Path], output: Path) -> list[Path]:
-    """One output per map: the file itself for one map, ``OUTDIR/<name>`` for several."""
-    if len(paths) == 1 and not str(output).endswith(("/", "\\")):
+def _outputs(paths: list[Path], output: Path, folder: bool) -> list[Path]:
+    """One output per map: the file itself, or in a ``folder`` ``OUTDIR/<name>``."""
+    if not folder:
         return [output]
-    if not output.parent.is_dir():
-        raise InvalidOptionError(f"Output folder {output.parent} does not exist; create it first.")
-    output.mkdir(exist_ok=True)
     names = [output / p.name for p in paths]
     if len(set(names)) != len(names):
         raise InvalidOptionError("Two maps have the same file name; name them in separate runs.")
@@ -382,9 +386,10 @@ def _rewrite(
     with rasterio.open(source) as src:
         old_nodata = src.nodata
         tags = src.tags()
-        table = np.full(max(len(plan.relabel), 1), NODATA[dtype], dtype=dtype)
-        table[: len(plan.relabel)] = plan.relabel
-        provenance = json.loads(tags.get("LCMAP_PROVENANCE", "{}") or "{}")
+        table = np.asarray(plan.relabel, dtype=dtype)
+        provenance: Any = {}
+        with contextlib.suppress(ValueError, RecursionError):  # a damaged tag is left out
+            provenance = json.loads(tags.get("LCMAP_PROVENANCE") or "{}")
         provenance = {
             **(provenance if isinstance(provenance, dict) else {}),
             "classes_from": source.name,

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lcmap.io.legend import tagged_class_names
+from lcmap.io.legend import raster_class_names
 from lcmap.io.scene import (
     check_input_file,
     open_scene,
@@ -71,7 +71,7 @@ def describe(path: str | Path) -> dict[str, Any]:
             "descriptions": list(src.descriptions),
         }
         if info["kind"] == "label map":
-            names = tagged_class_names(path) or {}
+            names = raster_class_names(src) or {}
             info["class_names"] = [names[i] for i in sorted(names)]
             with contextlib.suppress(ValueError, RecursionError):  # a damaged tag is left out
                 info["provenance"] = json.loads(tags.get("LCMAP_PROVENANCE", "{}"))

@@ -26,7 +26,7 @@ from lcmap.errors import (
 )
 from lcmap.io.cog_options import check_creation_options
 from lcmap.io.scene import open_scene, scene_path
-from lcmap.io.staging import check_local, check_output, publish, temp_path
+from lcmap.io.staging import check_local, check_output, output_folder, publish, temp_path
 from lcmap.io.writer import check_map_output
 from lcmap.scale.cluster import check_scale_flags, open_client
 from lcmap.types import ProgressFn, start_phase
@@ -166,9 +166,7 @@ def segment_many(
         raise OutputPathError(f"{outdir} is not a folder; with several scenes -o names a folder.")
     if not outdir.parent.is_dir():
         raise OutputPathError(f"Output folder {outdir.parent} does not exist; create it first.")
-    made_outdir = not outdir.exists()
-    outdir.mkdir(exist_ok=True)
-    try:
+    with output_folder(outdir):
         check_creation_options(mapping.get("creation_options"))  # before the fit, not per map
         outputs = map_names(scenes, outdir)
         check_output(outdir / MOSAIC, overwrite or resume)
@@ -188,10 +186,6 @@ def segment_many(
         if not readable:
             reasons = "; ".join(r for _, r in result.failed)
             raise InvalidSceneError(f"No scene could be read: {reasons}")
-    except LcmapError:
-        if made_outdir:  # a refused run leaves no empty folder behind
-            outdir.rmdir()
-        raise
     if model is None:
         check_output(model_out, overwrite or resume, inputs=scenes)
         method = method or default_method(options)[0]
