@@ -18,6 +18,7 @@ Example:
     diff before.txt after.txt
 """
 
+import argparse
 import hashlib
 import sys
 import tempfile
@@ -112,8 +113,15 @@ def use_checkout(root: str) -> None:
 
 
 def main() -> int:
-    if "--lcmap" in sys.argv:
-        use_checkout(str(Path(sys.argv[sys.argv.index("--lcmap") + 1]).resolve()))
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--lcmap", metavar="CHECKOUT", help="import lcmap from this checkout (git worktree add)"
+    )
+    args = parser.parse_args()
+    if args.lcmap:
+        use_checkout(str(Path(args.lcmap).resolve()))
     import rasterio
 
     from lcmap import api
