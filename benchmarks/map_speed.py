@@ -7,10 +7,10 @@ scene with its model (one warm-up, then the best of ``--repeats`` timed runs) an
 maps into ``--out``. With ``--against DIR`` it also counts the pixels where the maps differ
 from another run's.
 
-Run it under each code version, e.g. for the prediction change of 2026-12-04::
+Run it under each code version (``--lcmap CHECKOUT`` imports lcmap from another checkout)::
 
-    git worktree add /tmp/before 650daf0
-    PYTHONPATH=/tmp/before python benchmarks/map_speed.py --out /tmp/ms --tag before
+    git worktree add /tmp/before OLD_COMMIT
+    python benchmarks/map_speed.py --out /tmp/ms --tag before --lcmap /tmp/before
     python benchmarks/map_speed.py --out /tmp/ms --tag after --against /tmp/ms/before
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from checkout import use_checkout
 
 ROOT = Path(__file__).resolve().parent.parent
 NAIP = ROOT / "sample_data" / "naip_2020_rgbn.tif"
@@ -104,12 +105,18 @@ def main() -> None:
     parser.add_argument("--tag", required=True, help="this code version's name")
     parser.add_argument("--against", type=Path, help="another run's maps, to count differences")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs; the best is kept")
+    parser.add_argument("--lcmap", metavar="CHECKOUT", help="import lcmap from this checkout")
+    parser.add_argument("--only", nargs="+", help="these methods only")
     args = parser.parse_args()
+    if args.lcmap:
+        use_checkout(args.lcmap)
     from lcmap import api
 
     maps = args.out / args.tag
     maps.mkdir(parents=True, exist_ok=True)
     for name, (scene, model) in models(args.out).items():
+        if args.only and name not in args.only:
+            continue
         target = maps / f"{name}.tif"
         api.segment(scene, target, model=model, device="cpu", overwrite=True)  # warm-up
         seconds = float("inf")

@@ -7,9 +7,8 @@ truth (``cas_finetuned``, ``encoder_finetuned``, 20 steps), each at a fixed seed
 one sha256 per map of the label values (not of the file: tags hold versions and paths). Run it
 at two commits and compare the lines (refactors must not change them).
 
-``--lcmap CHECKOUT`` imports lcmap from another checkout (``git worktree add``). PYTHONPATH
-alone does not: an editable install (``pip install -e``) finds lcmap through an import hook
-that comes before PYTHONPATH, so both runs would use the same code.
+``--lcmap CHECKOUT`` imports lcmap from another checkout (``git worktree add``; see
+``checkout.py``).
 
 Example:
     git worktree add /tmp/before OLD_COMMIT
@@ -23,6 +22,8 @@ import hashlib
 import sys
 import tempfile
 from pathlib import Path
+
+from checkout import use_checkout
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT / ".." / "shared"
@@ -102,16 +103,6 @@ def crop(scene: Path, out: Path, size: int = 384) -> Path:
     return out
 
 
-def use_checkout(root: str) -> None:
-    """Import lcmap from ``root``: drop the editable install's import hook, put root first."""
-    sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-    sys.path.insert(0, root)
-    import lcmap
-
-    if not lcmap.__file__ or not lcmap.__file__.startswith(str(Path(root).resolve())):
-        sys.exit(f"lcmap was imported from {lcmap.__file__}, not from {root}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -121,7 +112,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.lcmap:
-        use_checkout(str(Path(args.lcmap).resolve()))
+        use_checkout(args.lcmap)
     import rasterio
 
     from lcmap import api

@@ -37,6 +37,8 @@ TORCH_FREE = [
     "lcmap.io.stack",
     "lcmap.cli.pretrain",
     "lcmap.nets.fetch",
+    "lcmap.viewer.server",
+    "lcmap.cli.view",
 ]
 
 
@@ -54,6 +56,7 @@ FLOORS = [
     ("lcmap.__main__", 0),
     ("lcmap.api", 1),
     ("lcmap.workflows", 2),
+    ("lcmap.viewer", 2),
     ("lcmap.fewshot", 3),
     ("lcmap.scale", 3),
     ("lcmap.engine", 3),

@@ -15,6 +15,7 @@ from lcmap.cli import pretrain as _pretrain  # noqa: F401  isort: skip
 from lcmap.cli import evaluate as _evaluate  # noqa: F401  isort: skip
 from lcmap.cli import vectorize as _vectorize  # noqa: F401  isort: skip
 from lcmap.cli import classes as _classes  # noqa: F401  isort: skip
+from lcmap.cli import view as _view  # noqa: F401  isort: skip
 from lcmap.cli import finetune as _finetune  # noqa: F401  isort: skip
 from lcmap.cli import suggest_labels as _suggest_labels  # noqa: F401  isort: skip
 from lcmap.cli import train_single_scene as _train_single_scene  # noqa: F401  isort: skip

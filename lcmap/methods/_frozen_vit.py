@@ -115,11 +115,13 @@ class FrozenViT:
 
     def features(self, images: Tensor) -> Tensor:
         """(B, C, H, W) bands (~0..1, sides a patch multiple) -> (B, D, H / patch, W / patch)
-        features of block ``feature_layer`` (final norm applied), without gradient."""
+        fp32 features of block ``feature_layer`` (final norm applied), without gradient; the
+        backbone itself runs in bf16 where the device has it natively
+        (:func:`~lcmap.nets.vit.backbone_precision`)."""
         x = (images - self.mean.view(1, -1, 1, 1).to(images.dtype)) / self.std.view(1, -1, 1, 1).to(
             images.dtype
         )
-        with torch.no_grad():
+        with torch.no_grad(), _vit.backbone_precision(images.device):
             out = self.net.forward_intermediates(
                 x,
                 indices=[self.feature_layer - 1],
@@ -129,7 +131,8 @@ class FrozenViT:
                 output_fmt="NCHW",
             )
         assert isinstance(out, list)
-        feats: Tensor = out[0]
+        # fp32 from here: the scores and distances computed on the features must not round.
+        feats: Tensor = out[0].float()
         return feats
 
     def header(self) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, Window
 from lcmap.methods.configs import DinoKMeansConfig
 from lcmap.methods.options import make_config
 from lcmap.nets import network_record
+from lcmap.nets import vit as _vit
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,10 @@ class DinoKMeansSegmenter(Segmenter):
             batch: (B, C, H, W) normalised bands; padded internally (reflection) to a patch
                 multiple when needed.
         """
+        with _vit.exact_scores(batch.device):
+            return self._predict(batch)
+
+    def _predict(self, batch: Tensor) -> Tensor:
         if self.centroids is None or self.vit.in_channels is None:
             raise RuntimeError("dino_kmeans must be fitted (or loaded) before predict().")
         if batch.shape[1] != self.vit.in_channels:

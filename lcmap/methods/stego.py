@@ -93,6 +93,7 @@ from lcmap.methods.configs import _LOSS_DEFAULTS, StegoConfig
 from lcmap.methods.fewshot import Assignment
 from lcmap.methods.options import make_config
 from lcmap.nets import network_record
+from lcmap.nets import vit as _vit
 from lcmap.nets.upsample import upsampled_cosine
 from lcmap.types import UNLABELLED, show_status
 
@@ -317,6 +318,10 @@ class StegoSegmenter(Segmenter):
         Returns:
             (B, K, H, W) float32 scores in [-1, 1], or CRF marginals in [0, 1] with ``crf``.
         """
+        with _vit.exact_scores(batch.device):
+            return self._predict(batch)
+
+    def _predict(self, batch: Tensor) -> Tensor:
         self._check_batch(batch)
         assert self.centroids is not None
         h, w = batch.shape[-2:]

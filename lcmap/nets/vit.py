@@ -20,6 +20,7 @@ Offline with nothing found raises :class:`~lcmap.errors.WeightsError` at once, n
 to get and where to put it.
 """
 
+import contextlib
 import logging
 import os
 import pickle
@@ -430,3 +431,38 @@ def adapt_band_stats(values: tuple[float, ...], channels: int) -> list[float]:
     if channels >= 3:
         return rgb + [avg] * (channels - 3)
     return [avg] * channels
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX), from the kernel's
+    CPU flags; False where they cannot be read (not Linux)."""
+    global _NATIVE_BF16
+    if _NATIVE_BF16 is None:
+        try:
+            flags = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            flags = ""
+        _NATIVE_BF16 = any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    return _NATIVE_BF16
+
+
+_NATIVE_BF16: bool | None = None
+
+
+def backbone_precision(device: torch.device) -> Any:
+    """The autocast a frozen backbone runs under on ``device``: bf16 where the device computes
+    it natively (CUDA, and CPUs with AVX-512 BF16 or AMX), where it is several times faster
+    than fp32 and moves few labels; plain fp32 elsewhere, where emulated bf16 is slower.
+    Callers turn the features back to fp32 before any dot product or distance."""
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def exact_scores(device: torch.device) -> Any:
+    """No autocast: the scores and distances computed from a backbone's features run in fp32
+    whatever autocast the caller set (the mapping loop's bf16 on CUDA), so a GPU map agrees
+    with a CPU map; :func:`backbone_precision` inside it still runs the backbone in bf16."""
+    if device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()

@@ -270,7 +270,10 @@ def test_bad_options_raise_clear_errors(
         tiny_stego(tiny_weights, **options)
 
 
-def test_feature_layer_takes_an_intermediate_block(tiny_weights: Path) -> None:
+def test_feature_layer_takes_an_intermediate_block(
+    tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_vit, "_NATIVE_BF16", False)  # exact fp32, as the reference runs
     method = tiny_stego(tiny_weights, feature_layer=1)
     method.vit.set_in_channels(3)
     assert len(method.backbone.blocks) == 1  # later blocks are pruned

@@ -1,0 +1,131 @@
+"""``lcmap view``: look at a map over its scenes in a local web page, or as a PNG."""
+
+import os
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lcmap.cli._app import (
+    Overwrite,
+    Quiet,
+    Verbose,
+    app,
+    echo,
+    parse_bands,
+    reported_errors,
+    setup_logging,
+)
+
+
+def remote_hint(port: int) -> str | None:
+    """The SSH port-forward line to give a user logged in over SSH, else None."""
+    if not os.environ.get("SSH_CONNECTION"):
+        return None
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or "you"
+    return (
+        f"This machine is remote: on yours, run  ssh -N -L {port}:127.0.0.1:{port} "
+        f"{user}@{socket.gethostname()}  and open http://127.0.0.1:{port}/"
+    )
+
+
+@app.command("view")
+def view(
+    label_map: Annotated[Path, typer.Argument(help="A label map (lcmap segment, lcmap classes).")],
+    scenes: Annotated[
+        list[Path] | None, typer.Argument(help="Scenes to show under the map.")
+    ] = None,
+    bands: Annotated[
+        str | None,
+        typer.Option(
+            "--bands", "-b", help="The scenes' bands shown as red, green, blue \\[default: 1,2,3]."
+        ),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", help="The model that made the map: naming classes in the page rewrites it."
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", help="Port to listen on (0: any free one).", min=0, max=65535)
+    ] = 0,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Do not open a web browser.")
+    ] = False,
+    png: Annotated[
+        Path | None,
+        typer.Option(
+            "--png",
+            help="Write the scene and the map side by side with the legend to this PNG and "
+            "exit, without a server.",
+            dir_okay=False,
+        ),
+    ] = None,
+    overwrite: Overwrite = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Show a map over its scenes in a local web page: pan and zoom, map opacity, the legend
+    with each class's area, a click for the class and the band values there, and classes named
+    and merged in the page (written as a new map and model, never in place).
+
+    Tiles are read from the files as they are asked for (overviews used), so a map of any size
+    opens at once. The server listens on 127.0.0.1 and serves only the files named here; stop
+    it with Ctrl-C.
+
+    Examples:
+
+        $ lcmap view map.tif scene.tif
+
+        $ lcmap view map.tif scene.tif -b 4,3,2 --model model.lcmap
+
+        $ lcmap view map.tif scene.tif --port 8765 --no-browser   # then forward the port
+
+        $ lcmap view map.tif scene.tif --png look.png
+    """
+    setup_logging(verbose, quiet)
+    scenes = scenes or []
+    chosen = parse_bands(bands)
+    with reported_errors():
+        if png is not None:
+            from lcmap.io.preview import write_preview
+
+            if len(scenes) > 1:
+                raise typer.BadParameter("--png shows one scene.", param_hint="SCENES")
+            write_preview(
+                label_map, png, scene=scenes[0] if scenes else None, bands=chosen,
+                overwrite=overwrite,
+            )  # fmt: skip
+            echo(f"Wrote {png}")
+            return
+        from lcmap.io.scene import check_input_file
+        from lcmap.viewer.server import Viewer, ViewerServer
+
+        check_input_file(label_map, "Map")
+        if model is not None:
+            check_input_file(model, "Model")
+        viewer = Viewer(label_map, scenes, chosen, model)
+        try:
+            server = ViewerServer(viewer, host, port)
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    echo(f"Serving {label_map.name} on {server.url}  (Ctrl-C to stop)")
+    hint = remote_hint(server.server_address[1])
+    if hint:
+        echo(hint)
+    if not no_browser and not hint:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    echo("Stopped.")

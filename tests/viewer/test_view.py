@@ -1,0 +1,241 @@
+"""``lcmap view``: the server's answers (legend areas, tiles, point values, naming) and the page
+in a real headless browser (tiles drawn, the legend, a click that reports the right class)."""
+
+import http.client
+import io
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from typer.testing import CliRunner
+
+from lcmap.cli import app
+from lcmap.viewer.server import Viewer, ViewerServer, free_name
+from lcmap.viewer.tiles import pixel_area_m2
+from lcmap.workflows.classes import name_classes
+
+from ._browser import CHROMIUM, Browser
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = 200  # px; 10 m pixels: each half of the map is 100 x 200 px = 200 ha
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A scene and a named map on a UTM grid: west half water (0), east half trees (1)."""
+    tmp = tmp_path_factory.mktemp("view")
+    profile = {
+        "driver": "GTiff",
+        "width": SIZE,
+        "height": SIZE,
+        "crs": "EPSG:32633",
+        "transform": from_origin(500_000, 5_000_000, 10, 10),
+    }
+    labels = np.zeros((SIZE, SIZE), np.uint8)
+    labels[:, SIZE // 2 :] = 1
+    raw = tmp / "raw.tif"
+    with rasterio.open(raw, "w", count=1, dtype="uint8", nodata=255, **profile) as dst:
+        dst.write(labels, 1)
+    named = tmp / "map.tif"
+    name_classes([raw], named, {0: "water", 1: "trees"})
+    scene = tmp / "scene.tif"
+    rng = np.random.default_rng(0)
+    bands = rng.integers(0, 200, (3, SIZE, SIZE), dtype=np.uint8)
+    bands[:, :10, :10] = (7, 8, 9)[0]
+    with rasterio.open(scene, "w", count=3, dtype="uint8", **profile) as dst:
+        dst.write(bands)
+    return {"map": named, "scene": scene, "tmp": tmp}
+
+
+@pytest.fixture
+def server(files: dict[str, Path]) -> Iterator[ViewerServer]:
+    viewer = Viewer(files["map"], [files["scene"]])
+    served = ViewerServer(viewer)
+    thread = threading.Thread(target=served.serve_forever, daemon=True)
+    thread.start()
+    yield served
+    served.shutdown()
+    served.server_close()
+
+
+def _request(
+    server: ViewerServer, path: str, method: str = "GET", body: bytes | None = None, **headers: str
+) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
+    connection.request(method, path, body=body, headers=headers)
+    reply = connection.getresponse()
+    data = reply.read()
+    connection.close()
+    return reply.status, data
+
+
+def _lonlat(server: ViewerServer, fx: float, fy: float) -> tuple[float, float]:
+    w, s, e, n = server.viewer.map.bounds
+    return w + fx * (e - w), n - fy * (n - s)
+
+
+def test_legend_gives_names_colours_and_areas(server: ViewerServer) -> None:
+    status, body = _request(server, "/info.json")
+    assert status == 200
+    info = json.loads(body)
+    assert [c["name"] for c in info["classes"]] == ["water", "trees"]
+    server.viewer.map.count_exactly().join(30)
+    info = json.loads(_request(server, "/info.json")[1])
+    assert info["exact"]
+    assert [c["hectares"] for c in info["classes"]] == [200.0, 200.0]
+    assert [c["share"] for c in info["classes"]] == [50.0, 50.0]
+    assert info["classes"][0]["colour"].startswith("#")
+
+
+def test_tiles_are_pngs_in_the_map_colours(server: ViewerServer) -> None:
+    from PIL import Image  # matplotlib's dependency
+
+    lon, lat = _lonlat(server, 0.5, 0.5)
+    import morecantile
+
+    tile = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 13)
+    status, body = _request(server, f"/tiles/map/13/{tile.x}/{tile.y}.png")
+    assert status == 200
+    picture = np.asarray(Image.open(io.BytesIO(body)).convert("RGBA"))
+    opaque = picture[picture[..., 3] == 255][:, :3]
+    colours = {tuple(c) for c in opaque}
+    assert len(colours) == 2  # water and trees, nothing blended between them
+    status, body = _request(server, f"/tiles/map/13/{tile.x}/{tile.y}.png?highlight=0")
+    dimmed = np.asarray(Image.open(io.BytesIO(body)).convert("RGBA"))
+    assert (dimmed[..., 3] == 255).sum() < (picture[..., 3] == 255).sum()
+    status, body = _request(server, f"/tiles/scene/0/13/{tile.x}/{tile.y}.png")
+    assert status == 200 and body.startswith(b"\x89PNG")
+    assert _request(server, "/tiles/map/13/0/0.png")[0] == 204  # far away: nothing there
+
+
+def test_a_point_gives_the_class_and_the_band_values(
+    server: ViewerServer, files: dict[str, Path]
+) -> None:
+    lon, lat = _lonlat(server, 0.01, 0.01)  # the scene's corner holds 7 in every band
+    answer = json.loads(_request(server, f"/point?lon={lon}&lat={lat}")[1])
+    assert (answer["class"], answer["name"]) == (0, "water")
+    assert answer["scenes"][0]["values"] == [7, 7, 7]
+    lon, lat = _lonlat(server, 0.9, 0.5)
+    assert json.loads(_request(server, f"/point?lon={lon}&lat={lat}")[1])["name"] == "trees"
+    outside = json.loads(_request(server, "/point?lon=0&lat=0")[1])
+    assert outside["class"] is None and outside["scenes"][0]["values"] == [None] * 3
+
+
+def test_requests_never_reach_other_files(server: ViewerServer) -> None:
+    for path in ["/../../etc/passwd", "/static/../server.py", "/tiles/map/1/2/x.png", "/%2e%2e/"]:
+        assert _request(server, path)[0] == 404, path
+    assert _request(server, "/point?lon=x&lat=1")[0] == 400
+    assert _request(server, "/tiles/scene/9/1/1/1.png")[0] == 404
+    # A name pointed at 127.0.0.1 by another site (DNS rebinding) is refused.
+    assert _request(server, "/info.json", Host="evil.example:80")[0] == 403
+
+
+def test_naming_in_the_page_writes_a_new_map_and_never_replaces_one(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    original = tmp_path / "m.tif"
+    name_classes([files["map"]], original, {0: "water", 1: "trees"})
+    before = original.read_bytes()
+    served = ViewerServer(Viewer(original))
+    threading.Thread(target=served.serve_forever, daemon=True).start()
+    try:
+        body = json.dumps({"names": {"0": "water", "1": "water"}}).encode()
+        # Not JSON (a form from another site): refused before anything is written.
+        plain = {"Content-Type": "text/plain"}
+        assert _request(served, "/classes", "POST", body, **plain)[0] == 415
+        status, reply = _request(
+            served, "/classes", "POST", body, **{"Content-Type": "application/json"}
+        )
+        assert status == 200, reply
+        written = Path(json.loads(reply)["map"])
+        assert written == tmp_path / "m.named.tif"
+        assert original.read_bytes() == before
+        info = json.loads(_request(served, "/info.json")[1])
+        assert [c["name"] for c in info["classes"]] == ["water"] and info["version"] == 1
+        # The page now shows the new map: a class it does not have is one clear line.
+        wrong = json.dumps({"names": {"1": "lake"}}).encode()
+        status, reply = _request(
+            served, "/classes", "POST", wrong, **{"Content-Type": "application/json"}
+        )
+        assert status == 422 and "1" in json.loads(reply)["error"]
+        again = json.dumps({"names": {"0": "lake"}}).encode()
+        status, reply = _request(
+            served, "/classes", "POST", again, **{"Content-Type": "application/json"}
+        )
+        assert Path(json.loads(reply)["map"]) == tmp_path / "m.named.named.tif"
+        assert free_name(original, "named") == tmp_path / "m.named-2.tif"
+    finally:
+        served.shutdown()
+        served.server_close()
+
+
+def test_pixel_area_of_a_geographic_map(tmp_path: Path) -> None:
+    path = tmp_path / "geo.tif"
+    # 0.001 degree pixels at the equator: about 111.2 m a side.
+    transform = from_origin(10, 0.05, 0.001, 0.001)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=100, height=100, count=1, dtype="uint8",
+        crs="EPSG:4326", transform=transform,
+    ) as dst:  # fmt: skip
+        dst.write(np.zeros((1, 100, 100), np.uint8))
+    with rasterio.open(path) as src:
+        assert pixel_area_m2(src) == pytest.approx(111.19**2, rel=1e-3)
+
+
+def test_png_without_a_server(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "look.png"
+    done = CliRunner().invoke(
+        app, ["view", str(files["map"]), str(files["scene"]), "--png", str(out)]
+    )
+    assert done.exit_code == 0, done.output
+    assert out.read_bytes().startswith(b"\x89PNG")
+    again = CliRunner().invoke(app, ["view", str(files["map"]), "--png", str(out)])
+    assert again.exit_code != 0 and "exists" in again.output
+
+
+def test_a_scene_is_not_a_map(files: dict[str, Path]) -> None:
+    done = CliRunner().invoke(app, ["view", str(files["scene"]), "--no-browser"])
+    assert done.exit_code != 0
+    assert "not a label map" in done.output
+
+
+def test_the_remote_hint_names_the_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lcmap.cli.view import remote_hint
+
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    assert remote_hint(8765) is None
+    monkeypatch.setenv("SSH_CONNECTION", "10.0.0.2 5555 10.0.0.1 22")
+    assert "ssh -N -L 8765:127.0.0.1:8765" in (remote_hint(8765) or "")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (.ci/run installs it)")
+def test_the_page_in_a_real_browser(server: ViewerServer) -> None:
+    with Browser(server.url) as browser:
+        browser.wait_for("document.body.dataset.state === 'ready'")
+        names = browser.js("[...document.querySelectorAll('#legend input')].map(i => i.value)")
+        assert names == ["water", "trees"]
+        # The canvas is painted: most of it holds the map (it is fitted to the view).
+        painted = browser.js(
+            """(() => { const c = document.getElementById('map');
+                 const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                 let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+                 return n / (c.width * c.height); })()"""
+        )
+        assert painted > 0.4
+        rect = browser.js(
+            "(() => { const r = document.getElementById('map').getBoundingClientRect();"
+            " return [r.left, r.top, r.width, r.height]; })()"
+        )
+        left, top, width, height = rect
+        browser.click(left + width * 0.35, top + height / 2)
+        browser.wait_for("document.body.dataset.queried === '0'")
+        assert "water" in browser.js("document.getElementById('query').textContent")
+        browser.click(left + width * 0.65, top + height / 2)
+        browser.wait_for("document.body.dataset.queried === '1'")
+        assert "trees" in browser.js("document.getElementById('query').textContent")
+        browser.screenshot(ROOT / "test-artefacts" / "view.png")
