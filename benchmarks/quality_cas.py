@@ -1,4 +1,5 @@
-"""CAS few-shot quality on the Dubai scenes: the shape of Table 1 and Fig. 7 of seed 001.
+"""CAS few-shot quality on the Dubai scenes: the shape of Table 1 and Fig. 7 of Ghosh et al.,
+"Clustering augmented Self-Supervised Learning".
 
 Protocol (``../shared/data/dubai_dev``; truth 0 building, 1 land, 2 road, 3 vegetation,
 4 water, 255 ignored):
@@ -100,14 +101,14 @@ def add_suggest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--suggest-clusters",
         default="model",
-        help="suggest-labels --clusters: model (seed 001's rule, the default), "
+        help="suggest-labels --clusters: model (Ghosh et al.'s rule, the default), "
         "budget (TypiClust) or N.",
     )
     p.add_argument(
         "--suggest-pick",
         default="diverse",
         choices=["diverse", "nearest"],
-        help="suggest-labels --pick (nearest: the default before 2026-12-03's tenth session).",
+        help="suggest-labels --pick (nearest: Ghosh et al.'s choice).",
     )
 
 

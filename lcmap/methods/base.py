@@ -76,6 +76,9 @@ class MethodInfo:
         start_options: options naming where training started (a ``weights`` file) that a
             saved model does not need: its file holds every tensor, so loading it ignores
             them (the model maps on another machine, or after the start file is gone).
+        rgb_first: the method's network reads its first three bands as red, green, blue (a
+            ViT pre-trained on photographs): without ``bands``, a scene's identified true
+            colour bands are read first (:func:`lcmap.io.bands.rgb_first`).
     """
 
     name: str
@@ -84,6 +87,7 @@ class MethodInfo:
     needs_fit: bool = True
     apply_options: frozenset[str] = frozenset()
     start_options: frozenset[str] = frozenset()
+    rgb_first: bool = False
 
 
 class SampleBatch(NamedTuple):

@@ -130,7 +130,7 @@ class CasFinetunedConfig(UNetOptions):
 
 @dataclass(frozen=True)
 class StegoConfig:
-    """The options of :class:`StegoSegmenter` (``config()`` returns them resolved; see its Args)."""
+    """The options of :class:`StegoSegmenter` (``config()`` returns them resolved)."""
 
     num_classes: int = option(8, "number of clusters K", low=2, high=65534)
     backbone: str = option(DEFAULT_BACKBONE, "timm ViT name (DINO, DINOv2)")
@@ -146,8 +146,8 @@ class StegoConfig:
     crops: int = option(320, "training crops sampled across the scenes", low=2)
     epochs: int = option(10, "passes over the training crops", low=0)
     steps: int | None = option(None, "total head training steps; overrides epochs", low=0)
-    batch_size: int = option(16, "crops per step (16, seed paper 000)", low=2)
-    lr: float = option(1e-4, "Adam learning rate (1e-4, seed paper 000)", low=0)
+    batch_size: int = option(16, "crops per step (16, as in the land-cover STEGO study)", low=2)
+    lr: float = option(1e-4, "Adam learning rate (1e-4, as in the land-cover STEGO study)", low=0)
     neighbours: int = option(7, "k of the k-NN positive crops (7, STEGO)", low=1)
     feature_samples: int = option(11, "random feature samples per side per crop", low=1)
     neg_samples: int = option(5, "random-crop permutations per step (5, STEGO)", low=0)

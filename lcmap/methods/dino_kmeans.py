@@ -65,6 +65,7 @@ class DinoKMeansSegmenter(Segmenter):
         summary="k-means on frozen DINO/DINOv2 ViT features + bands (no training).",
         needs_fit=True,
         apply_options=frozenset({"weights", "window_stride", "flips"}),
+        rgb_first=True,
     )
 
     def __init__(self, config: DinoKMeansConfig | None = None) -> None:

@@ -45,6 +45,7 @@ class PrimapsSegmenter(DinoKMeansSegmenter):
         "proposals (no labels).",
         needs_fit=True,
         apply_options=DinoKMeansSegmenter.info.apply_options,
+        rgb_first=True,
     )
 
     def __init__(self, config: PrimapsConfig | None = None) -> None:

@@ -1,9 +1,10 @@
 """STEGO: a frozen self-supervised ViT with a correspondence-distillation head and a cluster probe.
 
 After Hamilton et al., "Unsupervised Semantic Segmentation by Distilling Feature
-Correspondences" (ICLR 2022), as used for land cover in seed paper 000 (batch 16, Adam, learning
-rate 1e-4). Backbones: DINO (Caron et al. 2021, Apache-2.0) and DINOv2 (Oquab et al. 2023,
-Apache-2.0) ViTs from timm; weights resolve as described in :mod:`lcmap.nets.vit`. The
+Correspondences" (ICLR 2022), as used for land cover in "A Self-Supervised Approach to Land
+Cover Segmentation" (the land-cover STEGO study: batch 16, Adam, learning rate 1e-4).
+Backbones: DINO (Caron et al. 2021, Apache-2.0) and DINOv2 (Oquab et al. 2023, Apache-2.0)
+ViTs from timm; weights resolve as described in :mod:`lcmap.nets.vit`. The
 backbone weights are *not* stored in the model file: its header records the backbone name,
 the weights file and its sha256, and loading resolves the weights again in the same order.
 
@@ -66,7 +67,6 @@ bands get the mean RGB filter, see :func:`lcmap.nets.vit.adapt_input_channels`);
 ``--bands`` to choose or reorder bands.
 """
 
-import copy
 import logging
 import math
 from dataclasses import asdict, replace
@@ -76,21 +76,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lcmap.errors import InvalidOptionError, InvalidSceneError
-from lcmap.methods._cluster import spherical_kmeans
+from lcmap.errors import InvalidSceneError
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, distillation_loss
 from lcmap.methods._frozen_vit import FrozenViT
+from lcmap.methods._stego_probes import CRF_ALPHA, StegoProbes
 from lcmap.methods.base import (
     MethodInfo,
     ProgressFn,
     Segmenter,
     Window,
     WindowSampler,
-    training_labels,
 )
 from lcmap.methods.configs import _LOSS_DEFAULTS, StegoConfig
-from lcmap.methods.fewshot import Assignment
 from lcmap.methods.options import make_config
 from lcmap.nets import network_record
 from lcmap.nets import vit as _vit
@@ -99,50 +97,15 @@ from lcmap.types import UNLABELLED, show_status
 
 log = logging.getLogger(__name__)
 
-# Scores are cosine similarities in [-1, 1]; STEGO's CRF uses softmax(2 * similarity).
-_CRF_ALPHA = 2.0
-_MAX_PROBE_SAMPLES = 100_000
 
-
-class StegoSegmenter(Segmenter):
+class StegoSegmenter(StegoProbes, Segmenter):
     """STEGO on a frozen timm ViT; see the module docstring for the method.
 
     Args:
-        num_classes: number of clusters K.
-        backbone: timm ViT name (``vit_small_patch8_224.dino``, ``vit_small_patch14_dinov2``...).
-        weights: backbone weights file (see :mod:`lcmap.nets.vit` for the search order).
-        weights_sha256: sha256 the weights had when the model was trained (set on reload).
-        feature_layer: take features after this block (1-based; negative counts from the end;
-            None = the block measured best for a known backbone,
-            :data:`~lcmap.methods._frozen_vit.BEST_FEATURE_LAYER`, else the last).
-        backbone_args: extra keyword arguments for ``timm.create_model`` (tests: tiny ViTs).
-        in_channels: band count; None = set by :meth:`fit` from the sampler.
-        dim: code dimension (70 as STEGO's ViT-S configs).
-        crop_size: training crop side in pixels, rounded down to a patch multiple.
-        crops: training crops sampled across the scenes (bounds fitting time and memory).
-        epochs: passes over the training crops (``ceil(crops / batch_size)`` steps each; 10 =
-            200 steps, a few minutes on a 2-core CPU; raise it on a GPU).
-        steps: total head training steps; overrides ``epochs`` when given.
-        batch_size: crops per step (16, seed paper 000).
-        lr: Adam learning rate (1e-4, seed paper 000).
-        neighbours: k of the k-NN positive crops (7, STEGO).
-        feature_samples: random feature samples per side per crop and step (11, STEGO).
-        neg_samples: random-crop permutations per step (5, STEGO).
-        dropout: channel dropout on the head's input while training (0.1, STEGO).
-        self_weight, self_shift, knn_weight, knn_shift, random_weight, random_shift: lambda
-            and b of the three loss terms (STEGO's pos_intra, pos_inter and neg_inter).
-        probe_steps: Adam steps of the linear probe (only with labels).
-        probe_lr: learning rate of the linear probe.
-        crf: refine scores with the windowed dense CRF at prediction.
-        crf_iterations: mean-field iterations of the CRF.
-        feature_batch: crops per backbone forward pass while fitting, and windows per
-            forward pass while mapping.
-        window_stride: pixels between the mapping windows (``crop_size`` px each); a divisor
-            of ``crop_size``. None = half a window (each pixel in four windows); a quarter
-            window gives sixteen, at four times the cost.
-        seed: seeds head initialisation, batches, sample positions, dropout and k-means;
-            None = drawn from torch's global generator at fit (which the API seeds with
-            ``--seed``) and recorded in :meth:`config`.
+        config: the options (:class:`~lcmap.methods.configs.StegoConfig`, each with its
+            reason; ``lcmap methods stego --options`` lists them). ``seed`` None is drawn
+            from torch's global generator at fit (which the API seeds with ``--seed``) and
+            recorded in :meth:`config`.
     """
 
     info = MethodInfo(
@@ -150,6 +113,7 @@ class StegoSegmenter(Segmenter):
         summary="STEGO: frozen DINO/DINOv2 ViT + correspondence-distilled head + cosine k-means.",
         needs_fit=True,
         apply_options=frozenset({"crf", "crf_iterations", "weights", "window_stride"}),
+        rgb_first=True,
     )
 
     def __init__(self, config: StegoConfig | None = None) -> None:
@@ -337,7 +301,7 @@ class StegoSegmenter(Segmenter):
             scores = logits.softmax(dim=1)
         else:
             scores = upsampled_cosine(codes, self.centroids.float(), size)[..., :h, :w]
-            logits = _CRF_ALPHA * scores
+            logits = CRF_ALPHA * scores
         if self.crf:
             scores = dense_crf(self._guide(batch), logits, iterations=self.crf_iterations)
         return scores.float()
@@ -507,170 +471,6 @@ class StegoSegmenter(Segmenter):
                 if step % 10 == 0 or step == steps - 1:
                     show_status(progress, f"loss {float(loss.detach()):.4f}")
         self.head.eval()
-
-    def _codes(self, feats: Tensor, keep: Tensor) -> Tensor:
-        """(M, dim) unit head codes of the training-crop patches where ``keep`` is True."""
-        codes = []
-        with torch.no_grad():
-            for i in range(0, feats.shape[0], 64):
-                f = feats[i : i + 64].to(self.device, torch.float32)
-                c = F.normalize(self.head(f), dim=1).permute(0, 2, 3, 1)
-                codes.append(c[keep[i : i + 64].to(c.device)].cpu())
-        return torch.cat(codes)
-
-    def _fit_linear_probe(self, feats: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Logistic regression from unit codes to the K classes on the labelled patches."""
-        keep = labels != UNLABELLED
-        if not bool(keep.any()):
-            raise ValueError(
-                "no training crop has labelled pixels; check that the label rasters cover the "
-                "scenes (255 = unlabelled) or raise 'crops'."
-            )
-        weight, bias, _ = self._logistic(self._codes(feats, keep), labels[keep])
-        return weight, bias
-
-    def _logistic(self, codes: Tensor, classes: Tensor) -> tuple[Tensor, Tensor, list[float]]:
-        """(K, dim) weight, (K,) bias and losses of ``probe_steps`` Adam steps of multinomial
-        logistic regression from (M, dim) unit codes to (M,) class ids."""
-        x = codes.to(self.device)
-        y = classes.long().to(self.device)
-        losses: list[float] = []
-        weight = torch.zeros(self._k, self.dim, device=self.device, requires_grad=True)
-        bias = torch.zeros(self._k, device=self.device, requires_grad=True)
-        opt = torch.optim.Adam([weight, bias], lr=self.probe_lr)
-        for _ in range(self.probe_steps):
-            loss = F.cross_entropy(x @ weight.T + bias, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            opt.step()
-            losses.append(float(loss.detach()))
-        log.info(
-            "stego: linear probe on %d labelled samples, %d classes present, loss %.4f",
-            len(y),
-            int(torch.unique(y).numel()),
-            losses[-1] if losses else float("nan"),
-        )
-        return weight.detach(), bias.detach(), losses
-
-    def _fit_probe(self, feats: Tensor, valid: Tensor, gen: torch.Generator) -> Tensor:
-        """Cosine k-means on the codes of valid training-crop patches -> (K, dim)."""
-        x = self._codes(feats, valid >= 0.5)
-        if x.shape[0] > _MAX_PROBE_SAMPLES:
-            x = x[torch.randperm(x.shape[0], generator=gen)[:_MAX_PROBE_SAMPLES]]
-        return spherical_kmeans(x, self._k, gen).to(self.device)
-
-    # -- few-shot encoder (lcmap.methods.fewshot.FewShotEncoder) ----------------------------
-
-    def fewshot_inits(self) -> dict[str, str]:
-        """One start: the frozen ViT and trained head, with a new linear probe on the codes."""
-        return {"stego": "frozen ViT and trained head; a linear probe on the codes is trained"}
-
-    def embed_windows(self, batch: Tensor) -> Tensor:
-        """(B, C, S, S) windows -> (B, dim) unit mean of the window's unit pixel codes
-        (seen as :meth:`train_on` sees a patch)."""
-        self._check_batch(batch)
-        self.head.eval()
-        return F.normalize(self._pixel_codes(batch.float()).mean(dim=(2, 3)), dim=1)
-
-    def assign_windows(self, embeddings: Tensor) -> Assignment:
-        """Nearest centroid by cosine; distance = 1 - cosine; confidence = the softmax of the
-        scaled cosines the CRF also uses."""
-        assert self.centroids is not None
-        sims = embeddings.float() @ self.centroids.float().T
-        best = sims.max(dim=1)
-        confidence = (_CRF_ALPHA * sims).softmax(dim=1).max(dim=1).values
-        return Assignment(best.indices, 1.0 - best.values, confidence)
-
-    def tuned(self, num_classes: int, init: str, **options: Any) -> "StegoSegmenter":
-        """This model with a linear probe for ``num_classes`` classes to train (STEGO's
-        linear probe, trained here on a few labelled patches instead of a whole label set).
-
-        Takes the options ``steps`` (the probe's Adam steps), ``lr`` and ``seed``; the
-        patches' ``patch_size`` is a fact of the data, not an option of the probe.
-        """
-        if init != "stego":
-            raise InvalidOptionError(f"init '{init}' is not offered by a stego model; use stego.")
-        options.pop("patch_size", None)
-        taken = {"steps": "probe_steps", "lr": "probe_lr", "seed": "seed"}
-        refused = sorted(set(options) - set(taken))
-        if refused:
-            raise InvalidOptionError(
-                f"a stego model's linear probe does not take {', '.join(refused)}; "
-                f"it takes {', '.join(taken)}."
-            )
-        fields = {**asdict(self.cfg), "num_classes": num_classes}
-        fields.update({taken[k]: v for k, v in options.items()})
-        cfg = make_config(StegoConfig, "stego", fields)
-        tuned = copy.copy(self)  # shares the frozen ViT and the trained head
-        tuned.cfg, tuned._k = cfg, num_classes
-        tuned.probe_steps, tuned.probe_lr, tuned.seed = cfg.probe_steps, cfg.probe_lr, cfg.seed
-        tuned.centroids, tuned.linear = None, None
-        return tuned
-
-    def train_on(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        valid: Tensor | None = None,
-        progress: ProgressFn | None = None,
-    ) -> list[float]:
-        """Fit the linear probe on the labelled pixels of patches held in memory.
-
-        The ViT sees each patch as it sees a mapping window: patches smaller than
-        ``crop_size`` are reflection-padded to it (the same scale and position-embedding grid
-        as in mapping; STEGO's authors fit their probes on the crops the head was trained at).
-        Codes are upsampled to pixels as in :meth:`predict`, so the probe learns from every
-        labelled pixel (a seeded subset of at most 100,000). The cluster probe becomes the
-        unit class means of those codes, so the file stays a complete stego model.
-        """
-        labels, total = training_labels(labels, valid, self._k)
-        gen = torch.Generator().manual_seed(self.seed or 0)
-        share = min(1.0, _MAX_PROBE_SAMPLES / total)
-        codes, classes = [], []
-        self.head.eval()
-        with torch.no_grad():
-            for i in range(len(images)):
-                y = labels[i]
-                pick = (y != UNLABELLED) & (torch.rand(y.shape, generator=gen) < share)
-                if bool(pick.any()):
-                    c = self._pixel_codes(images[i : i + 1].to(self.device, torch.float32))
-                    codes.append(c[0].permute(1, 2, 0)[pick.to(c.device)].cpu())
-                    classes.append(y[pick])
-                if progress is not None:
-                    progress(i + 1, len(images) + 1)
-        x, y = torch.cat(codes), torch.cat(classes)
-        weight, bias, losses = self._logistic(x, y)
-        self.linear = (weight, bias)
-        means = torch.zeros(self._k, self.dim).index_add_(0, y, x)
-        missing = means.norm(dim=1) == 0  # a class without pixels: its probe weight's direction
-        means[missing] = weight.cpu()[missing]
-        self.centroids = F.normalize(means, dim=1).to(self.device)
-        if progress is not None:
-            progress(len(images) + 1, len(images) + 1)
-        return losses
-
-    def _pad_to_patch(self, batch: Tensor) -> Tensor:
-        h, w = batch.shape[-2:]
-        p = self.patch_size
-        pad_h, pad_w = (-h) % p, (-w) % p
-        if not (pad_h or pad_w):
-            return batch
-        return F.pad(batch, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > p else "replicate")
-
-    def _pixel_codes(self, batch: Tensor) -> Tensor:
-        """(B, C, h, w) patches -> (B, dim, h, w) unit codes, seen in a ``crop_size`` window."""
-        h, w = batch.shape[-2:]
-        s = self.crop_size
-        top, left = max(0, (s - h) // 2), max(0, (s - w) // 2)
-        x = batch
-        if top or left:
-            bottom, right = max(0, s - h - top), max(0, s - w - left)
-            mode = "reflect" if min(h, w) > max(top, left, bottom, right) else "replicate"
-            x = F.pad(batch, (left, right, top, bottom), mode=mode)
-        x = self._pad_to_patch(x)
-        codes = self.head(self.features(x)).float()
-        codes = F.interpolate(codes, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return F.normalize(codes[..., top : top + h, left : left + w], dim=1)
 
 
 def build(num_classes: int | None = None, **options: Any) -> StegoSegmenter:

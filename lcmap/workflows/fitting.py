@@ -12,6 +12,7 @@ from lcmap.errors import (
     InvalidSceneError,
     LcmapError,
 )
+from lcmap.io.bands import rgb_first
 from lcmap.io.legend import default_colours
 from lcmap.io.scene import (
     Normalisation,
@@ -35,6 +36,24 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+
+
+def method_bands(src: "DatasetReader", bands: list[int] | None, method: "Segmenter") -> list[int]:
+    """The bands ``method`` reads from ``src``: ``bands`` as given, else every data band, with
+    the true-colour bands first for a network that reads its first three as R, G, B."""
+    chosen = resolve_bands(src, bands)
+    if bands is None and method.info.rgb_first:
+        ordered, why = rgb_first(src, chosen)
+        if ordered != chosen:
+            log.warning(
+                "%s reads bands %s: red, green and blue first (from the %s), as its network "
+                "expects; -b chooses others.",
+                method.info.name,
+                ",".join(map(str, ordered)),
+                why,
+            )
+        return ordered
+    return chosen
 
 
 def model_header(
@@ -203,8 +222,8 @@ def segmenter_for(
             )
         chosen = _model_bands(src, header, bands, seed)
         return seg, header, ReadSpec(tuple(chosen), header.read_spec().norm)
-    chosen = resolve_bands(src, bands)
     seg = build_method(method, classes, options)
+    chosen = method_bands(src, bands, seg)
     norm = scene_statistics([src], chosen, seed)
     if seg.info.needs_fit:
         start_phase(progress, f"fit {seg.info.name}")

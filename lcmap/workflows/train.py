@@ -36,6 +36,7 @@ from lcmap.workflows.fitting import (
     check_run_numbers,
     fit_method,
     fit_pairs,
+    method_bands,
     model_header,
 )
 
@@ -104,7 +105,6 @@ def train(
             scenes = [opened.enter_context(stacked(scene_path(scenes[0]), list(stack)))]
         srcs = [opened.enter_context(open_scene(p)) for p in scenes]
         counts = {s.count for s in srcs}
-        chosen = [resolve_bands(s, bands) for s in srcs]
         if bands is None and len(counts) > 1:
             raise InvalidSceneError(
                 f"The scenes have different band counts ({sorted(counts)}); "
@@ -112,16 +112,21 @@ def train(
             )
         for s in srcs:
             warn_if_no_nodata(s)
-        norm = scene_statistics(srcs, chosen[0], seed)
-        facts = band_facts(srcs[0], chosen[0])
         seg = build_method(method, classes, options)
-        spec = ReadSpec(tuple(chosen[0]), norm)
+        # The first scene says which bands are which; the others are read the same way (the
+        # model's band check warns where their descriptions disagree).
+        chosen = method_bands(srcs[0], bands, seg)
+        for s in srcs[1:]:
+            resolve_bands(s, chosen)
+        norm = scene_statistics(srcs, chosen, seed)
+        facts = band_facts(srcs[0], chosen)
+        spec = ReadSpec(tuple(chosen), norm)
         if partners is None:
             fit_method(seg, scenes, spec, labels, seed, dev, progress)
-            header = model_header(seg, chosen[0], norm, facts)
+            header = model_header(seg, chosen, norm, facts)
         else:
             pairs = fit_pairs(seg, scenes, partners, spec, seed, dev, progress)
-            header = model_header(seg, chosen[0], norm, facts)
+            header = model_header(seg, chosen, norm, facts)
             header.extra["pairs"] = pairs
         if stack:
             header.extra["stack"] = stack_layout(stack)

@@ -1,4 +1,4 @@
-"""``lcmap.fewshot.suggest``: active sampling from a model's clusters (seed 001) or from
+"""``lcmap.fewshot.suggest``: active sampling from a model's clusters (Ghosh et al.) or from
 clusters of the patches' embeddings, one per patch (TypiClust)."""
 
 import geopandas as gpd

@@ -1,4 +1,4 @@
-"""CAS (seed 001): DEC maths against hand-computed values, the autoencoder, the pixel map,
+"""CAS (Ghosh et al.): DEC maths against hand-computed values, the autoencoder, the pixel map,
 the fine-tuned UNet's initialisation, and the model file round trip."""
 
 import math

@@ -1,4 +1,4 @@
-"""The single-scene deep-clustering method (seed 002): model, losses, fitting, tiles, files."""
+"""The single-scene deep-clustering method (Saha et al.): model, losses, fitting, tiles, files."""
 
 import math
 
