@@ -114,6 +114,12 @@ def view(
             server = ViewerServer(viewer, host, port)
         except OSError as exc:
             raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    for scene in viewer.scenes:
+        if scene.slow:
+            echo(
+                f"{scene.path.name} has no overviews: it shows only when zoomed in near its own "
+                f"pixels. 'gdaladdo -r average {scene.path}' builds them."
+            )
     echo(f"Serving {label_map.name} on {server.url}  (Ctrl-C to stop)")
     hint = remote_hint(server.server_address[1])
     if hint:

@@ -6,10 +6,11 @@ picks the level that matches the zoom), and the exact pixel count per class is s
 block in a background thread, so the viewer opens at once on a map of any size.
 """
 
+import contextlib
 import math
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,18 +20,20 @@ import rasterio
 from numpy.typing import NDArray
 
 from lcmap.errors import InvalidSceneError
-from lcmap.io.scene import check_input_file
+from lcmap.io.scene import check_input_file, scene_statistics
 from lcmap.workflows.classes import map_classes
 
 #: Side of a tile, in pixels (the Web Mercator convention).
 TILE = 256
-#: Longest side of the overview read for the first legend and the scene's stretch.
+#: Longest side of the overview read for the first legend.
 OVERVIEW = 1024
+#: Zooms out from its own pixels' at which a scene without overviews is still shown.
+NO_OVERVIEW_ZOOMS = 3
 #: Alpha of the classes that are not highlighted.
 DIMMED = 40
 
 
-def _reader(path: Path) -> Any:
+def _open(path: Path) -> Any:
     from rio_tiler.errors import NoOverviewWarning
     from rio_tiler.io import Reader
 
@@ -38,6 +41,32 @@ def _reader(path: Path) -> Any:
         # A file without overviews is read all the same, only slower at small zooms.
         warnings.simplefilter("ignore", NoOverviewWarning)
         return Reader(str(path))
+
+
+#: Open readers kept per file between requests (a GDAL dataset serves one thread at a time).
+_KEPT = 8
+_pool: dict[Path, list[Any]] = {}
+_pool_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _reader(path: Path) -> Iterator[Any]:
+    """A rio-tiler reader of ``path`` for this thread's use, from the pool or newly opened:
+    opening a dataset for every tile cost as much as reading the tile."""
+    with _pool_lock:
+        free = _pool.setdefault(path, [])
+        reader = free.pop() if free else None
+    if reader is None:
+        reader = _open(path)
+    try:
+        yield reader
+    finally:
+        with _pool_lock:
+            if len(_pool[path]) < _KEPT:
+                _pool[path].append(reader)
+                reader = None
+        if reader is not None:
+            reader.close()
 
 
 def pixel_area_m2(src: Any) -> float:
@@ -194,17 +223,25 @@ def _point(path: Path, lon: float, lat: float, indexes: Sequence[int] | None) ->
 @dataclass
 class SceneView:
     """A scene under the map, shown as true or false colour from three of its bands (or one as
-    grey), each stretched between its 2nd and 98th percentiles of an overview."""
+    grey), each stretched between its 2nd and 98th percentiles as lcmap reads scenes (from
+    windows sampled across it, so a scene without overviews opens as fast).
+
+    A scene without overviews is shown only from :data:`NO_OVERVIEW_ZOOMS` zooms above its own
+    pixels' (a wider view would read the whole file for each tile); :attr:`slow` says so.
+    """
 
     path: Path
     bands: tuple[int, ...] | None = None
     count: int = field(init=False)
     stretch: list[tuple[float, float]] = field(init=False)
+    minzoom: int = field(init=False)
+    slow: bool = field(init=False)
 
     def __post_init__(self) -> None:
         check_input_file(self.path, "Scene")
         with _reader(self.path) as reader:
-            self.count = reader.dataset.count
+            src = reader.dataset
+            self.count = src.count
             if self.bands is None:
                 self.bands = (1, 2, 3) if self.count >= 3 else (1,)
             wrong = [b for b in self.bands if not 1 <= b <= self.count]
@@ -212,19 +249,19 @@ class SceneView:
                 raise InvalidSceneError(
                     f"{self.path.name} has {self.count} band(s); there is no band {wrong[0]}."
                 )
-            image = reader.preview(max_size=OVERVIEW, indexes=self.bands)
-        valid = image.mask > 0
-        self.stretch = []
-        for band in image.data:
-            values = band[valid].astype(np.float64)
-            low, high = np.percentile(values, (2, 98)) if values.size else (0.0, 1.0)
-            self.stretch.append((float(low), float(max(high, low + 1e-9))))
+            norm = scene_statistics([src], list(self.bands))
+            self.stretch = list(zip(norm.low, norm.high, strict=True))
+            self.slow = not src.overviews(1)
+            maxzoom = int(reader.maxzoom)
+            self.minzoom = max(0, maxzoom - NO_OVERVIEW_ZOOMS) if self.slow else 0
 
     def tile(self, z: int, x: int, y: int) -> bytes | None:
         """The PNG of tile (z, x, y), stretched to 0-255 (None outside the scene)."""
         from rio_tiler.errors import TileOutsideBounds
         from rio_tiler.utils import render
 
+        if z < self.minzoom:
+            return None
         with _reader(self.path) as reader:
             try:
                 image = reader.tile(x, y, z, indexes=self.bands)

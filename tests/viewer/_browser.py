@@ -26,32 +26,34 @@ class Browser:
     def __init__(self, url: str, width: int = 1100, height: int = 700) -> None:
         assert CHROMIUM is not None
         self._profile = tempfile.TemporaryDirectory(prefix="lcmap-chromium-")
-        self._proc = subprocess.Popen(
-            [
-                CHROMIUM,
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--no-default-browser-check",
-                f"--user-data-dir={self._profile.name}",
-                "--remote-debugging-port=0",
-                f"--window-size={width},{height}",
-                url,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self._proc.stderr is not None
+        # Chromium's messages go to a file (a pipe nobody reads could fill and stall it).
+        self._log = Path(self._profile.name) / "chromium.log"
+        with self._log.open("w") as log:
+            self._proc = subprocess.Popen(
+                [
+                    CHROMIUM,
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--no-default-browser-check",
+                    f"--user-data-dir={self._profile.name}",
+                    "--remote-debugging-port=0",
+                    f"--window-size={width},{height}",
+                    url,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         port = None
         deadline = time.monotonic() + 60
         while port is None and time.monotonic() < deadline:
-            line = self._proc.stderr.readline()
-            if not line and self._proc.poll() is not None:
-                raise RuntimeError(f"chromium exited with {self._proc.returncode}")
-            if m := re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line):
+            if m := re.search(r"DevTools listening on ws://[^:]+:(\d+)/", self._log.read_text()):
                 port = int(m.group(1))
+            elif self._proc.poll() is not None:
+                raise RuntimeError(f"chromium exited with {self._proc.returncode}")
+            else:
+                time.sleep(0.05)
         if port is None:
             raise RuntimeError("chromium did not open its DevTools port")
         pages: list[dict[str, Any]] = []

@@ -239,3 +239,63 @@ def test_the_page_in_a_real_browser(server: ViewerServer) -> None:
         browser.wait_for("document.body.dataset.queried === '1'")
         assert "trees" in browser.js("document.getElementById('query').textContent")
         browser.screenshot(ROOT / "test-artefacts" / "view.png")
+
+
+def test_a_scene_without_overviews_is_shown_near_its_own_pixels_only(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    from rasterio.enums import Resampling
+
+    from lcmap.viewer.tiles import SceneView
+
+    bare = SceneView(files["scene"])
+    assert bare.slow and bare.minzoom > 0
+    assert bare.tile(bare.minzoom - 1, 0, 0) is None  # never a whole-file read per tile
+    copy = tmp_path / "scene.tif"
+    copy.write_bytes(files["scene"].read_bytes())
+    with rasterio.open(copy, "r+") as dst:
+        dst.build_overviews([2, 4], Resampling.average)
+    with_overviews = SceneView(copy)
+    assert not with_overviews.slow and with_overviews.minzoom == 0
+    assert with_overviews.tile(bare.minzoom - 1, 0, 0) is None  # outside: nothing to draw
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (.ci/run installs it)")
+def test_a_real_scene_and_its_map_in_a_real_browser(tmp_path: Path) -> None:
+    """The NAIP sample and its kmeans map: tiles drawn, the legend, and a click that reports
+    the class the map holds at the clicked place."""
+    from rasterio.warp import transform as reproject_points
+
+    from lcmap import api
+
+    scene = ROOT / "sample_data" / "naip_2020_rgbn.tif"
+    label_map = tmp_path / "naip_map.tif"
+    api.segment(scene, label_map, method="kmeans", classes=4, seed=0)
+    served = ViewerServer(Viewer(label_map, [scene]))
+    threading.Thread(target=served.serve_forever, daemon=True).start()
+    try:
+        with Browser(served.url) as browser:
+            browser.wait_for("document.body.dataset.state === 'ready'")
+            names = browser.js("[...document.querySelectorAll('#legend input')].map(i => i.value)")
+            assert names == [f"class {i}" for i in range(4)]
+            left, top, width, height = browser.js(
+                "(() => { const r = document.getElementById('map').getBoundingClientRect();"
+                " return [r.left, r.top, r.width, r.height]; })()"
+            )
+            browser.click(left + width * 0.45, top + height * 0.55)
+            queried = browser.wait_for("document.body.dataset.queried")
+            lines = browser.js(
+                "[...document.querySelectorAll('#query div')].map(d => d.textContent)"
+            )
+            browser.screenshot(ROOT / "test-artefacts" / "view_naip.png")
+    finally:
+        served.shutdown()
+        served.server_close()
+    lat, lon = (float(v) for v in lines[0].split(","))
+    assert lines[1] == f"class {queried}: class {queried}"
+    with rasterio.open(label_map) as src:
+        xs, ys = reproject_points("EPSG:4326", src.crs, [lon], [lat])
+        row, col = src.index(xs[0], ys[0])
+        # The page rounds the place to 6 decimals (about 0.1 m): the class there, or next to it.
+        around = src.read(1)[row - 1 : row + 2, col - 1 : col + 2]
+    assert int(queried) in around
