@@ -92,11 +92,15 @@ def test_vit_methods_read_red_green_blue_first_and_say_so(tmp_path: Path) -> Non
         handler = logging.Handler()
         handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
         logger = logging.getLogger("lcmap.workflows.fitting")
-        logger.addHandler(handler)  # whatever the CLI tests did to propagation
+        # Whatever the CLI tests did to the lcmap loggers' levels and propagation.
+        level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
         try:
             assert method_bands(src, None, vit) == [3, 2, 1, 4]
         finally:
             logger.removeHandler(handler)
+            logger.setLevel(level)
         assert any("reads bands 3,2,1,4" in m and "band codes" in m for m in said), said
         assert method_bands(src, [1, 2, 3], vit) == [1, 2, 3]  # -b chooses
         kmeans: Any = SimpleNamespace(info=KMeansSegmenter.info)
