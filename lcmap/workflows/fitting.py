@@ -222,6 +222,7 @@ def segmenter_for(
             )
         chosen = _model_bands(src, header, bands, seed)
         return seg, header, ReadSpec(tuple(chosen), header.read_spec().norm)
+    resolve_bands(src, bands)  # a wrong -b is one line before the method is built
     seg = build_method(method, classes, options)
     chosen = method_bands(src, bands, seg)
     norm = scene_statistics([src], chosen, seed)

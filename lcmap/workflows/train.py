@@ -111,13 +111,11 @@ def train(
                 "pass bands=... to pick the same bands from each."
             )
         for s in srcs:
+            resolve_bands(s, bands)  # a wrong -b is one line before any work
             warn_if_no_nodata(s)
         seg = build_method(method, classes, options)
-        # The first scene says which bands are which; the others are read the same way (the
-        # model's band check warns where their descriptions disagree).
+        # The first scene says which bands are which; the others are read in the same order.
         chosen = method_bands(srcs[0], bands, seg)
-        for s in srcs[1:]:
-            resolve_bands(s, chosen)
         norm = scene_statistics(srcs, chosen, seed)
         facts = band_facts(srcs[0], chosen)
         spec = ReadSpec(tuple(chosen), norm)
