@@ -149,3 +149,33 @@ class FrozenViT:
     def weights_path(self) -> str:
         """The weights file, absolute (recorded in ``config()``)."""
         return str(Path(self.resolved.path).resolve())
+
+
+class FrozenViTWindows:
+    """The mapping facts every method on a :class:`FrozenViT` derives from it (mixed in
+    before :class:`~lcmap.methods.base.Segmenter`): its band count, and the fixed window it is
+    scored in, with the halo that window needs and the windows per backbone pass."""
+
+    vit: FrozenViT
+    _window: Window
+    cfg: Any  # a config with ``feature_batch``
+
+    @property
+    def in_channels(self) -> int | None:
+        """Band count (None until fitted or given)."""
+        return self.vit.in_channels
+
+    @property
+    def halo(self) -> int:
+        """Context for every mapping window over a tile's core: window size - stride."""
+        return self._window.halo
+
+    @property
+    def window(self) -> Window:
+        """The ViT's mapping window: ``crop_size`` px every ``window_stride`` px."""
+        return self._window
+
+    @property
+    def window_batch(self) -> int:
+        """Windows per backbone forward pass while mapping (``feature_batch``)."""
+        return int(self.cfg.feature_batch)

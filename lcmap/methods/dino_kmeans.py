@@ -42,9 +42,9 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from lcmap.errors import InvalidSceneError
-from lcmap.methods._frozen_vit import FrozenViT
+from lcmap.methods._frozen_vit import FrozenViT, FrozenViTWindows
 from lcmap.methods._sliding import hann_pixels
-from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, Window, WindowSampler
+from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import DinoKMeansConfig
 from lcmap.methods.options import make_config
 from lcmap.nets import network_record
@@ -53,12 +53,14 @@ from lcmap.nets import vit as _vit
 log = logging.getLogger(__name__)
 
 
-class DinoKMeansSegmenter(Segmenter):
+class DinoKMeansSegmenter(FrozenViTWindows, Segmenter):
     """Cosine k-means on frozen ViT features plus bands; see the module docstring.
 
     Args:
         config: the options (:class:`~lcmap.methods.configs.DinoKMeansConfig`).
     """
+
+    cfg: DinoKMeansConfig
 
     info = MethodInfo(
         name="dino_kmeans",
@@ -91,26 +93,6 @@ class DinoKMeansSegmenter(Segmenter):
     def num_classes(self) -> int:
         """Number of clusters K."""
         return self.cfg.num_classes
-
-    @property
-    def in_channels(self) -> int | None:
-        """Band count (None until fitted or given)."""
-        return self.vit.in_channels
-
-    @property
-    def halo(self) -> int:
-        """Context for every mapping window over a tile's core: window size - stride."""
-        return self._window.halo
-
-    @property
-    def window(self) -> Window:
-        """The ViT's mapping window: ``crop_size`` px every ``window_stride`` px."""
-        return self._window
-
-    @property
-    def window_batch(self) -> int:
-        """Windows per backbone forward pass (``feature_batch``)."""
-        return self.cfg.feature_batch
 
     def config(self) -> dict[str, Any]:
         """The options as resolved (backbone name, weights file and sha256, block, bands)."""

@@ -79,13 +79,12 @@ from torch import Tensor
 from lcmap.errors import InvalidSceneError
 from lcmap.methods._crf import dense_crf
 from lcmap.methods._distill import StegoHead, distillation_loss
-from lcmap.methods._frozen_vit import FrozenViT
+from lcmap.methods._frozen_vit import FrozenViT, FrozenViTWindows
 from lcmap.methods._stego_probes import CRF_ALPHA, StegoProbes
 from lcmap.methods.base import (
     MethodInfo,
     ProgressFn,
     Segmenter,
-    Window,
     WindowSampler,
 )
 from lcmap.methods.configs import _LOSS_DEFAULTS, StegoConfig
@@ -98,7 +97,7 @@ from lcmap.types import UNLABELLED, show_status
 log = logging.getLogger(__name__)
 
 
-class StegoSegmenter(StegoProbes, Segmenter):
+class StegoSegmenter(StegoProbes, FrozenViTWindows, Segmenter):
     """STEGO on a frozen timm ViT; see the module docstring for the method.
 
     Args:
@@ -159,26 +158,6 @@ class StegoSegmenter(StegoProbes, Segmenter):
     def num_classes(self) -> int:
         """Number of clusters K."""
         return self._k
-
-    @property
-    def in_channels(self) -> int | None:
-        """Band count (None until fitted or given)."""
-        return self.vit.in_channels
-
-    @property
-    def halo(self) -> int:
-        """Context for every mapping window over a tile's core: window size - stride."""
-        return self._window.halo
-
-    @property
-    def window(self) -> Window:
-        """The ViT's mapping window: ``crop_size`` px every ``window_stride`` px."""
-        return self._window
-
-    @property
-    def window_batch(self) -> int:
-        """Windows per backbone forward pass while mapping (``feature_batch``)."""
-        return self.feature_batch
 
     def config(self) -> dict[str, Any]:
         """The options (:class:`StegoConfig`) as resolved: the backbone's full name, the
