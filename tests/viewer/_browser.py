@@ -6,8 +6,10 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -25,7 +27,10 @@ class Browser:
 
     def __init__(self, url: str, width: int = 1100, height: int = 700) -> None:
         assert CHROMIUM is not None
-        self._profile = tempfile.TemporaryDirectory(prefix="lcmap-chromium-")
+        # Chromium's helper processes may still be writing as it exits: clean up what can be.
+        self._profile = tempfile.TemporaryDirectory(
+            prefix="lcmap-chromium-", ignore_cleanup_errors=True
+        )
         # Chromium's messages go to a file (a pipe nobody reads could fill and stall it).
         self._log = Path(self._profile.name) / "chromium.log"
         with self._log.open("w") as log:
@@ -44,6 +49,7 @@ class Browser:
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
+                start_new_session=True,  # its helpers in one group, stopped together
             )
         port = None
         deadline = time.monotonic() + 60
@@ -123,11 +129,14 @@ class Browser:
         with contextlib.suppress(Exception):  # closing a page that is gone
             self._loop.run_until_complete(asyncio.wait_for(self._close(), 10))
         self._loop.close()
-        self._proc.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGTERM)
         try:
             self._proc.wait(10)
         except subprocess.TimeoutExpired:
-            self._proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(10)
         self._profile.cleanup()
 
     async def _close(self) -> None:

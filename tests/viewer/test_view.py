@@ -239,6 +239,20 @@ def test_the_page_in_a_real_browser(server: ViewerServer) -> None:
         browser.wait_for("document.body.dataset.queried === '1'")
         assert "trees" in browser.js("document.getElementById('query').textContent")
         browser.screenshot(ROOT / "test-artefacts" / "view.png")
+        # Naming in the page: trees renamed water merges the two; a new map is written.
+        browser.js(
+            "(() => { const i = document.querySelectorAll('#legend input')[1];"
+            " i.value = 'water'; })()"
+        )
+        x, y = browser.js(
+            "(() => { const r = document.getElementById('save').getBoundingClientRect();"
+            " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+        )
+        browser.click(x, y)
+        browser.wait_for("document.querySelectorAll('#legend input').length === 1")
+        assert "Wrote" in browser.js("document.getElementById('message').textContent")
+    written = server.viewer.map.path
+    assert written.name.startswith("map.named") and written.exists()
 
 
 def test_a_scene_without_overviews_is_shown_near_its_own_pixels_only(
