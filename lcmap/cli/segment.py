@@ -33,6 +33,9 @@ from lcmap.cli._options import (
 )
 from lcmap.cli._progress import progress_bar
 
+#: The help panel of the options that map a scene in parts on Dask.
+SCALE_OUT = "Scale-out (Dask)"
+
 Workers = Annotated[
     int | None,
     typer.Option(
@@ -40,11 +43,16 @@ Workers = Annotated[
         help="Map in parts on a new local Dask cluster of N worker processes \\[default: this "
         "process, no parts].",
         min=1,
+        rich_help_panel=SCALE_OUT,
     ),
 ]
 Scheduler = Annotated[
     str | None,
-    typer.Option("--scheduler", help="Map in parts on the Dask cluster at ADDRESS (tcp://...)."),
+    typer.Option(
+        "--scheduler",
+        help="Map in parts on the Dask cluster at ADDRESS (tcp://...).",
+        rich_help_panel=SCALE_OUT,
+    ),
 ]
 Resume = Annotated[
     bool,
@@ -52,11 +60,17 @@ Resume = Annotated[
         "--resume",
         help="Map in parts kept in OUTPUT.parts/ and reuse those a killed run of the same "
         "command finished (with several scenes: keep the maps already made).",
+        rich_help_panel=SCALE_OUT,
     ),
 ]
 PartRows = Annotated[
     int | None,
-    typer.Option("--part-rows", help="Tile rows per part \\[default: about 16 Mpx a part].", min=1),
+    typer.Option(
+        "--part-rows",
+        help="Tile rows per part \\[default: about 16 Mpx a part].",
+        min=1,
+        rich_help_panel=SCALE_OUT,
+    ),
 ]
 
 

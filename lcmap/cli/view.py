@@ -18,6 +18,9 @@ from lcmap.cli._app import (
     setup_logging,
 )
 
+#: The help panel of the options of the local web server.
+SERVER = "Web server"
+
 
 def remote_hint(port: int) -> str | None:
     """The SSH port-forward line to give a user logged in over SSH, else None."""
@@ -49,13 +52,26 @@ def view(
         ),
     ] = None,
     host: Annotated[
-        str, typer.Option("--host", help="Address to listen on (127.0.0.1: this machine only).")
+        str,
+        typer.Option(
+            "--host",
+            help="Address to listen on (127.0.0.1: this machine only).",
+            rich_help_panel=SERVER,
+        ),
     ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option("--port", help="Port to listen on (0: any free one).", min=0, max=65535)
+        int,
+        typer.Option(
+            "--port",
+            help="Port to listen on (0: any free one).",
+            min=0,
+            max=65535,
+            rich_help_panel=SERVER,
+        ),
     ] = 0,
     no_browser: Annotated[
-        bool, typer.Option("--no-browser", help="Do not open a web browser.")
+        bool,
+        typer.Option("--no-browser", help="Do not open a web browser.", rich_help_panel=SERVER),
     ] = False,
     png: Annotated[
         Path | None,
