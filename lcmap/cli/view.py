@@ -119,6 +119,7 @@ def view(
             )  # fmt: skip
             echo(f"Wrote {png}")
             return
+        from lcmap.errors import LcmapError
         from lcmap.io.scene import check_input_file
         from lcmap.viewer.server import Viewer, ViewerServer
 
@@ -129,7 +130,9 @@ def view(
         try:
             server = ViewerServer(viewer, host, port)
         except OSError as exc:
-            raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise LcmapError(
+                f"Cannot listen on {host}:{port}: {exc.strerror}; --port 0 takes a free port."
+            ) from None
     for scene in viewer.scenes:
         if scene.slow:
             echo(

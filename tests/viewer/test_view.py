@@ -313,3 +313,10 @@ def test_a_real_scene_and_its_map_in_a_real_browser(tmp_path: Path) -> None:
         # The page rounds the place to 6 decimals (about 0.1 m): the class there, or next to it.
         around = src.read(1)[row - 1 : row + 2, col - 1 : col + 2]
     assert int(queried) in around
+
+
+def test_a_port_in_use_is_one_line(files: dict[str, Path], server: ViewerServer) -> None:
+    port = str(server.server_address[1])
+    done = CliRunner().invoke(app, ["view", str(files["map"]), "--port", port, "--no-browser"])
+    assert done.exit_code == 1
+    assert "Cannot listen" in done.output and "--port 0" in done.output
