@@ -16,6 +16,9 @@ from _helpers import SPECTRA, quadrant_truth
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
 
+# The viewer's scene, map and server fixtures, for tests/viewer and tests/cli.
+pytest_plugins = ["viewer._maps"]
+
 # Tests never see the developer's weights cache: what `lcmap segment` picks by default, and
 # what resolves, must not depend on the machine.
 _CACHE = tempfile.mkdtemp(prefix="lcmap-test-cache-")

@@ -1,66 +1,23 @@
-"""``lcmap view``: the server's answers (legend areas, tiles, point values, naming) and the page
-in a real headless browser (tiles drawn, the legend, a click that reports the right class)."""
+"""``lcmap.viewer.server``: the endpoints (legend areas, tiles, point values, naming, refusals)
+and the page in a real headless browser (tiles drawn, the legend, a click that reports the
+right class, naming in the page)."""
 
 import http.client
 import io
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import from_origin
-from typer.testing import CliRunner
 
-from lcmap.cli import app
 from lcmap.viewer.server import Viewer, ViewerServer, free_name
-from lcmap.viewer.tiles import pixel_area_m2
 from lcmap.workflows.classes import name_classes
 
 from ._browser import CHROMIUM, Browser
 
 ROOT = Path(__file__).resolve().parents[2]
-SIZE = 200  # px; 10 m pixels: each half of the map is 100 x 200 px = 200 ha
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A scene and a named map on a UTM grid: west half water (0), east half trees (1)."""
-    tmp = tmp_path_factory.mktemp("view")
-    profile = {
-        "driver": "GTiff",
-        "width": SIZE,
-        "height": SIZE,
-        "crs": "EPSG:32633",
-        "transform": from_origin(500_000, 5_000_000, 10, 10),
-    }
-    labels = np.zeros((SIZE, SIZE), np.uint8)
-    labels[:, SIZE // 2 :] = 1
-    raw = tmp / "raw.tif"
-    with rasterio.open(raw, "w", count=1, dtype="uint8", nodata=255, **profile) as dst:
-        dst.write(labels, 1)
-    named = tmp / "map.tif"
-    name_classes([raw], named, {0: "water", 1: "trees"})
-    scene = tmp / "scene.tif"
-    rng = np.random.default_rng(0)
-    bands = rng.integers(0, 200, (3, SIZE, SIZE), dtype=np.uint8)
-    bands[:, :10, :10] = (7, 8, 9)[0]
-    with rasterio.open(scene, "w", count=3, dtype="uint8", **profile) as dst:
-        dst.write(bands)
-    return {"map": named, "scene": scene, "tmp": tmp}
-
-
-@pytest.fixture
-def server(files: dict[str, Path]) -> Iterator[ViewerServer]:
-    viewer = Viewer(files["map"], [files["scene"]])
-    served = ViewerServer(viewer)
-    thread = threading.Thread(target=served.serve_forever, daemon=True)
-    thread.start()
-    yield served
-    served.shutdown()
-    served.server_close()
 
 
 def _request(
@@ -174,45 +131,6 @@ def test_naming_in_the_page_writes_a_new_map_and_never_replaces_one(
         served.server_close()
 
 
-def test_pixel_area_of_a_geographic_map(tmp_path: Path) -> None:
-    path = tmp_path / "geo.tif"
-    # 0.001 degree pixels at the equator: about 111.2 m a side.
-    transform = from_origin(10, 0.05, 0.001, 0.001)
-    with rasterio.open(
-        path, "w", driver="GTiff", width=100, height=100, count=1, dtype="uint8",
-        crs="EPSG:4326", transform=transform,
-    ) as dst:  # fmt: skip
-        dst.write(np.zeros((1, 100, 100), np.uint8))
-    with rasterio.open(path) as src:
-        assert pixel_area_m2(src) == pytest.approx(111.19**2, rel=1e-3)
-
-
-def test_png_without_a_server(files: dict[str, Path], tmp_path: Path) -> None:
-    out = tmp_path / "look.png"
-    done = CliRunner().invoke(
-        app, ["view", str(files["map"]), str(files["scene"]), "--png", str(out)]
-    )
-    assert done.exit_code == 0, done.output
-    assert out.read_bytes().startswith(b"\x89PNG")
-    again = CliRunner().invoke(app, ["view", str(files["map"]), "--png", str(out)])
-    assert again.exit_code != 0 and "exists" in again.output
-
-
-def test_a_scene_is_not_a_map(files: dict[str, Path]) -> None:
-    done = CliRunner().invoke(app, ["view", str(files["scene"]), "--no-browser"])
-    assert done.exit_code != 0
-    assert "not a label map" in done.output
-
-
-def test_the_remote_hint_names_the_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lcmap.cli.view import remote_hint
-
-    monkeypatch.delenv("SSH_CONNECTION", raising=False)
-    assert remote_hint(8765) is None
-    monkeypatch.setenv("SSH_CONNECTION", "10.0.0.2 5555 10.0.0.1 22")
-    assert "ssh -N -L 8765:127.0.0.1:8765" in (remote_hint(8765) or "")
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (.ci/run installs it)")
 def test_the_page_in_a_real_browser(server: ViewerServer) -> None:
     with Browser(server.url) as browser:
@@ -255,25 +173,6 @@ def test_the_page_in_a_real_browser(server: ViewerServer) -> None:
     assert written.name.startswith("map.named") and written.exists()
 
 
-def test_a_scene_without_overviews_is_shown_near_its_own_pixels_only(
-    files: dict[str, Path], tmp_path: Path
-) -> None:
-    from rasterio.enums import Resampling
-
-    from lcmap.viewer.tiles import SceneView
-
-    bare = SceneView(files["scene"])
-    assert bare.slow and bare.minzoom > 0
-    assert bare.tile(bare.minzoom - 1, 0, 0) is None  # never a whole-file read per tile
-    copy = tmp_path / "scene.tif"
-    copy.write_bytes(files["scene"].read_bytes())
-    with rasterio.open(copy, "r+") as dst:
-        dst.build_overviews([2, 4], Resampling.average)
-    with_overviews = SceneView(copy)
-    assert not with_overviews.slow and with_overviews.minzoom == 0
-    assert with_overviews.tile(bare.minzoom - 1, 0, 0) is None  # outside: nothing to draw
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (.ci/run installs it)")
 def test_a_real_scene_and_its_map_in_a_real_browser(tmp_path: Path) -> None:
     """The NAIP sample and its kmeans map: tiles drawn, the legend, and a click that reports
@@ -313,10 +212,3 @@ def test_a_real_scene_and_its_map_in_a_real_browser(tmp_path: Path) -> None:
         # The page rounds the place to 6 decimals (about 0.1 m): the class there, or next to it.
         around = src.read(1)[row - 1 : row + 2, col - 1 : col + 2]
     assert int(queried) in around
-
-
-def test_a_port_in_use_is_one_line(files: dict[str, Path], server: ViewerServer) -> None:
-    port = str(server.server_address[1])
-    done = CliRunner().invoke(app, ["view", str(files["map"]), "--port", port, "--no-browser"])
-    assert done.exit_code == 1
-    assert "Cannot listen" in done.output and "--port 0" in done.output

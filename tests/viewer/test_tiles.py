@@ -1,0 +1,42 @@
+"""``lcmap.viewer.tiles``: ground areas, and scenes with and without overviews."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from lcmap.viewer.tiles import pixel_area_m2
+
+
+def test_pixel_area_of_a_geographic_map(tmp_path: Path) -> None:
+    path = tmp_path / "geo.tif"
+    # 0.001 degree pixels at the equator: about 111.2 m a side.
+    transform = from_origin(10, 0.05, 0.001, 0.001)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=100, height=100, count=1, dtype="uint8",
+        crs="EPSG:4326", transform=transform,
+    ) as dst:  # fmt: skip
+        dst.write(np.zeros((1, 100, 100), np.uint8))
+    with rasterio.open(path) as src:
+        assert pixel_area_m2(src) == pytest.approx(111.19**2, rel=1e-3)
+
+
+def test_a_scene_without_overviews_is_shown_near_its_own_pixels_only(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    from rasterio.enums import Resampling
+
+    from lcmap.viewer.tiles import SceneView
+
+    bare = SceneView(files["scene"])
+    assert bare.slow and bare.minzoom > 0
+    assert bare.tile(bare.minzoom - 1, 0, 0) is None  # never a whole-file read per tile
+    copy = tmp_path / "scene.tif"
+    copy.write_bytes(files["scene"].read_bytes())
+    with rasterio.open(copy, "r+") as dst:
+        dst.build_overviews([2, 4], Resampling.average)
+    with_overviews = SceneView(copy)
+    assert not with_overviews.slow and with_overviews.minzoom == 0
+    assert with_overviews.tile(bare.minzoom - 1, 0, 0) is None  # outside: nothing to draw
