@@ -153,4 +153,5 @@ def view(
         pass
     finally:
         server.server_close()
+        viewer.wait_idle()  # a map being written from the page is finished, not cut off
     echo("Stopped.")

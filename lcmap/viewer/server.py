@@ -72,6 +72,11 @@ class Viewer:
         self._lock = threading.Lock()
         self.map.count_exactly()
 
+    def wait_idle(self) -> None:
+        """Return once no map is being written (a stop waits for it: never half a map)."""
+        with self._lock:
+            pass
+
     def info(self) -> dict[str, Any]:
         """What the page needs to draw itself."""
         view = self.map

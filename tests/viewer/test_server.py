@@ -212,3 +212,20 @@ def test_a_real_scene_and_its_map_in_a_real_browser(tmp_path: Path) -> None:
         # The page rounds the place to 6 decimals (about 0.1 m): the class there, or next to it.
         around = src.read(1)[row - 1 : row + 2, col - 1 : col + 2]
     assert int(queried) in around
+
+
+def test_a_stop_waits_for_a_map_being_written(files: dict[str, Path], tmp_path: Path) -> None:
+    """`lcmap view` calls wait_idle when it stops: it returns only once a rename is done."""
+    import time
+
+    original = tmp_path / "m.tif"
+    name_classes([files["map"]], original, {0: "water", 1: "trees"})
+    viewer = Viewer(original)
+    done: list[float] = []
+    with viewer._lock:  # a rename in progress holds it
+        waiter = threading.Thread(target=lambda: (viewer.wait_idle(), done.append(1)))
+        waiter.start()
+        time.sleep(0.2)
+        assert not done  # still waiting
+    waiter.join(5)
+    assert done
