@@ -37,7 +37,8 @@ def write(labels: np.ndarray, out: Path, streamed: bool) -> tuple[float, float]:
     count is given as a creation option, which leaves the overviews to the COG driver (the
     same levels: the driver's own count)."""
     h, w = labels.shape
-    options = {} if streamed else {"OVERVIEW_COUNT": str(len(overview_sizes(w, h, 512)))}
+    levels = len(overview_sizes(w, h, 512))  # none for a map of one block
+    options = {} if streamed or not levels else {"OVERVIEW_COUNT": str(levels)}
     t0 = time.perf_counter()
     names, grey = [f"c{i}" for i in range(6)], [(40 * i, 40 * i, 40 * i) for i in range(6)]
     with lcmap_writer.LabelWriter(

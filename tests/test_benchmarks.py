@@ -1,8 +1,10 @@
 """The benchmark scripts keep working as the library changes: they import only public names of
-lcmap, and each starts (its ``--help``) in a fresh interpreter."""
+lcmap, each starts (its ``--help``) in a fresh interpreter, and the quick ones run end to end on
+tiny data."""
 
 import ast
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +49,43 @@ def test_every_benchmark_script_starts() -> None:
         if done.returncode != 0:
             failed.append(f"{script.name}: {done.stderr.strip().splitlines()[-1:]}")
     assert failed == [], failed
+
+
+ROOT = BENCHMARKS.parent
+SAMPLE = ROOT / "sample_data" / "naip_2020_rgbn.tif"
+MR_DEV = ROOT / ".." / "shared" / "data" / "mr_dev"
+#: Benchmarks that run end to end on tiny data in seconds: each is run as a user would, and its
+#: JSON must hold figures (the others need large scenes, a GPU or a long fit; their start-up is
+#: checked above).
+TINY_RUNS = {
+    "pipeline_cost.py": [str(SAMPLE), "--repeats", "1", "--json", "{out}"],
+    "cog_writer.py": ["--size", "1024", "--repeats", "1"],
+    "segment_stages.py": [str(SAMPLE)],
+    "reader_stages.py": [str(SAMPLE), "--tiles", "2"],
+    "view_tiles.py": ["--map", "{map}", "--scene", str(SAMPLE), "--tiles", "2", "--json", "{out}"],
+    "quality_spectral.py": ["--sets", "zion", "--json", "{out}"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(TINY_RUNS))
+def test_a_benchmark_runs_end_to_end_on_tiny_data(script: str, tmp_path: Path) -> None:
+    if script == "quality_spectral.py" and not MR_DEV.exists():
+        pytest.skip("../shared/data/mr_dev is not here")
+    label_map = tmp_path / "map.tif"
+    if "{map}" in TINY_RUNS[script]:
+        from lcmap import api
+
+        api.segment(SAMPLE, label_map, method="kmeans", classes=4, seed=0)
+    out = tmp_path / "out.json"
+    args = [a.format(out=out, map=label_map) for a in TINY_RUNS[script]]
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=BENCHMARKS,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    if "{out}" in TINY_RUNS[script]:
+        figures = json.loads(out.read_text())
+        assert figures and all(v is not None for v in figures.values())
