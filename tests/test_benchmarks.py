@@ -64,6 +64,8 @@ TINY_RUNS = {
     "reader_stages.py": [str(SAMPLE), "--tiles", "2"],
     "view_tiles.py": ["--map", "{map}", "--scene", str(SAMPLE), "--tiles", "2", "--json", "{out}"],
     "quality_spectral.py": ["--sets", "zion", "--json", "{out}"],
+    "vectorize_memory.py": ["{map}", "--json", "{out}"],
+    "scale_out.py": ["--size", "1000", "--workdir", "{work}", "--json", "{out}"],
 }
 
 
@@ -77,7 +79,7 @@ def test_a_benchmark_runs_end_to_end_on_tiny_data(script: str, tmp_path: Path) -
 
         api.segment(SAMPLE, label_map, method="kmeans", classes=4, seed=0)
     out = tmp_path / "out.json"
-    args = [a.format(out=out, map=label_map) for a in TINY_RUNS[script]]
+    args = [a.format(out=out, map=label_map, work=tmp_path / "work") for a in TINY_RUNS[script]]
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args],
         capture_output=True,
@@ -89,3 +91,5 @@ def test_a_benchmark_runs_end_to_end_on_tiny_data(script: str, tmp_path: Path) -
     if "{out}" in TINY_RUNS[script]:
         figures = json.loads(out.read_text())
         assert figures and all(v is not None for v in figures.values())
+        if script == "scale_out.py":
+            assert figures["identical"]  # the map made in parts is the map made in one go
