@@ -133,36 +133,24 @@ def main() -> int:
                 model = work / f"{name}_{run}.lcmap"
                 api.segment(scene, out, seed=7, device="cpu", save_model=model, **kwargs)
                 print(f"{name} {run} {digest(out)}", flush=True)
-            tuned = work / f"{name}_tuned.lcmap"
-            finetune(
-                work / f"{name}_cas.lcmap",
-                [scene],
-                [truth],
-                tuned,
-                patch_size=64,
-                patches=8,
-                steps=20,
-                batch_size=4,
-                seed=7,
-                device="cpu",
-            )
-            api.segment(scene, work / f"{name}_tuned.tif", model=tuned, device="cpu")
-            print(f"{name} cas_finetuned {digest(work / f'{name}_tuned.tif')}", flush=True)
-            encoder = work / f"{name}_enc.lcmap"
-            finetune(
-                work / f"{name}_simclr.lcmap",
-                [scene],
-                [truth],
-                encoder,
-                patch_size=64,
-                patches=8,
-                steps=20,
-                batch_size=4,
-                seed=7,
-                device="cpu",
-            )
-            api.segment(scene, work / f"{name}_enc.tif", model=encoder, device="cpu")
-            print(f"{name} encoder_finetuned {digest(work / f'{name}_enc.tif')}", flush=True)
+            # Each few-shot method fine-tunes the map's model of its base method on the truth.
+            for base, tuned_name in (("cas", "cas_finetuned"), ("simclr", "encoder_finetuned")):
+                tuned = work / f"{name}_{tuned_name}.lcmap"
+                finetune(
+                    work / f"{name}_{base}.lcmap",
+                    [scene],
+                    [truth],
+                    tuned,
+                    patch_size=64,
+                    patches=8,
+                    steps=20,
+                    batch_size=4,
+                    seed=7,
+                    device="cpu",
+                )
+                out = work / f"{name}_{tuned_name}.tif"
+                api.segment(scene, out, model=tuned, device="cpu")
+                print(f"{name} {tuned_name} {digest(out)}", flush=True)
     return 0
 
 

@@ -43,7 +43,8 @@ def true_colour(src: Any) -> tuple[tuple[int, int, int], str] | None:
     """The 1-based (red, green, blue) bands of ``src`` and how they were found, or None."""
     interp = [c.name for c in src.colorinterp]
     if all(c in interp for c in _COLOURS):
-        return tuple(interp.index(c) + 1 for c in _COLOURS), "colour interpretation"  # type: ignore[return-value]
+        red, green, blue = (interp.index(c) + 1 for c in _COLOURS)
+        return (red, green, blue), "colour interpretation"
     descriptions = [d or "" for d in src.descriptions]
     named: dict[str, int] = {}
     for i, text in enumerate(descriptions, start=1):

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import rasterio.warp
 from rasterio.transform import from_origin
 
 from lcmap.viewer.tiles import pixel_area_m2
@@ -26,17 +27,24 @@ def test_pixel_area_of_a_geographic_map(tmp_path: Path) -> None:
 def test_a_scene_without_overviews_is_shown_near_its_own_pixels_only(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
+    import morecantile
     from rasterio.enums import Resampling
 
     from lcmap.viewer.tiles import SceneView
 
     bare = SceneView(files["scene"])
     assert bare.slow and bare.minzoom > 0
-    assert bare.tile(bare.minzoom - 1, 0, 0) is None  # never a whole-file read per tile
+    # The tile over the scene's centre one zoom wider than a bare scene is shown at.
+    with rasterio.open(files["scene"]) as src:
+        w, s, e, n = rasterio.warp.transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    z = bare.minzoom - 1
+    over = morecantile.tms.get("WebMercatorQuad").tile((w + e) / 2, (s + n) / 2, z)
+    assert bare.tile(z, over.x, over.y) is None  # never a whole-file read per tile
     copy = tmp_path / "scene.tif"
     copy.write_bytes(files["scene"].read_bytes())
     with rasterio.open(copy, "r+") as dst:
         dst.build_overviews([2, 4], Resampling.average)
     with_overviews = SceneView(copy)
     assert not with_overviews.slow and with_overviews.minzoom == 0
-    assert with_overviews.tile(bare.minzoom - 1, 0, 0) is None  # outside: nothing to draw
+    png = with_overviews.tile(z, over.x, over.y)  # with overviews: drawn at that zoom
+    assert png is not None and png.startswith(b"\x89PNG")
