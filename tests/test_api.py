@@ -296,6 +296,29 @@ def test_class_names_reach_gdal_as_categories_and_a_raster_attribute_table(make_
         assert src.colormap(1)[255][3] == 0  # nodata transparent
 
 
+def test_qgis_opens_the_map_with_a_legend_of_its_classes_only(make_scene, tmp_path):
+    """MAP.qml, QGIS's default style for MAP.tif: a paletted renderer listing exactly the K
+    classes with their names and the colours of the TIFF palette (which itself always has 256
+    entries), so QGIS's layer panel does not list 256 classes."""
+    import xml.etree.ElementTree as ET
+
+    out = tmp_path / "m.tif"
+    api.segment(make_scene(), out, classes=3)
+    root = ET.parse(tmp_path / "m.qml").getroot()
+    renderer = root.find("pipe/rasterrenderer")
+    assert renderer is not None
+    assert (renderer.get("type"), renderer.get("band")) == ("paletted", "1")
+    entries = renderer.findall("colorPalette/paletteEntry")
+    with rasterio.open(out) as src:
+        names = json.loads(src.tags()["CLASS_NAMES"])
+        palette = src.colormap(1)
+    assert [e.get("label") for e in entries] == names == [f"class {i}" for i in range(3)]
+    assert [int(e.get("value", "-1")) for e in entries] == [0, 1, 2]
+    assert [e.get("color") for e in entries] == [
+        "#{:02x}{:02x}{:02x}".format(*palette[i][:3]) for i in range(3)
+    ]
+
+
 def test_provenance_paths_are_relative_and_scene_tags_are_carried(make_scene, tmp_path):
     scene = make_scene()
     with rasterio.open(scene, "r+") as dst:

@@ -1,6 +1,7 @@
 """A map's legend: its class names (the ``CLASS_NAMES`` tag lcmap writes, or a legend file), a
-colour per class (familiar ones for common land-cover names), and the category names and raster
-attribute table that GDAL and QGIS read from ``MAP.tif.aux.xml``."""
+colour per class (familiar ones for common land-cover names), the category names and raster
+attribute table that GDAL and QGIS read from ``MAP.tif.aux.xml``, and the QGIS style (``MAP.qml``)
+that QGIS opens the map with."""
 
 import csv
 import json
@@ -63,6 +64,33 @@ def category_xml(names: Sequence[str], colours: Sequence[tuple[int, int, int]]) 
         cells = "".join(f"<F>{v}</F>" for v in (i, escape(name), r, g, b))
         lines.append(f'      <Row index="{i}">{cells}</Row>')
     lines += ["    </GDALRasterAttributeTable>", "  </PAMRasterBand>", "</PAMDataset>", ""]
+    return "\n".join(lines)
+
+
+def style_qml(names: Sequence[str], colours: Sequence[tuple[int, int, int]]) -> str:
+    """A QGIS layer style drawing band 1 with a paletted renderer of exactly these classes.
+
+    QGIS applies ``MAP.qml`` as the default style of ``MAP.tif`` when it opens it (its own
+    "Create default paletted raster renderer" tool writes the same file), so the layer panel
+    lists the K named classes. Without it QGIS would build its legend from the TIFF palette,
+    which a GeoTIFF always stores with 256 entries (the unused ones black).
+    """
+    from xml.sax.saxutils import quoteattr
+
+    lines = [
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>",
+        '<qgis version="3.22.0" styleCategories="Symbology">',
+        "  <pipe>",
+        '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">',
+        "      <rasterTransparency/>",
+        "      <colorPalette>",
+    ]
+    for i, (name, (r, g, b)) in enumerate(zip(names, colours, strict=True)):
+        lines.append(
+            f'        <paletteEntry value="{i}" color="#{r:02x}{g:02x}{b:02x}" alpha="255" '
+            f"label={quoteattr(name)}/>"
+        )
+    lines += ["      </colorPalette>", "    </rasterrenderer>", "  </pipe>", "</qgis>", ""]
     return "\n".join(lines)
 
 

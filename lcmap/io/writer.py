@@ -28,7 +28,7 @@ from rasterio.windows import Window
 
 from lcmap.errors import OutputExistsError, OutputPathError
 from lcmap.io.cog_options import DEFAULT_CREATION_OPTIONS, check_creation_options
-from lcmap.io.legend import category_xml
+from lcmap.io.legend import category_xml, style_qml
 from lcmap.io.overviews import ModePyramid, overview_sizes
 from lcmap.io.staging import (
     check_local,
@@ -82,8 +82,19 @@ def sidecar_path(output: str | Path) -> Path:
     return output.with_name(output.stem + ".lcmap.json")
 
 
+def style_path(output: str | Path) -> Path:
+    """QGIS's default style of ``output``: ``map.tif`` -> ``map.qml`` (the name QGIS looks for)."""
+    return Path(output).with_suffix(".qml")
+
+
+def map_sidecars(output: str | Path) -> list[Path]:
+    """The files a label map is written with, beside it: GDAL's ``.aux.xml`` (class names and
+    attribute table) and the QGIS style; the provenance JSON is :func:`sidecar_path`."""
+    return [aux_path(output), style_path(output)]
+
+
 def check_map_output(path: str | Path, overwrite: bool, inputs: Sequence[str | Path] = ()) -> Path:
-    """:func:`check_output` for a label map and its two sidecars (``.aux.xml``,
+    """:func:`check_output` for a label map and its sidecars (``.aux.xml``, ``.qml``,
     ``.lcmap.json``); the name must end .tif/.tiff.
 
     Raises:
@@ -97,7 +108,7 @@ def check_map_output(path: str | Path, overwrite: bool, inputs: Sequence[str | P
             f"Output {path.name}: lcmap writes Cloud-Optimised GeoTIFFs, so the name must end "
             f".tif or .tiff (convert afterwards with gdal_translate for other formats)."
         )
-    return check_output(path, overwrite, [aux_path(path), sidecar_path(path)], inputs=inputs)
+    return check_output(path, overwrite, [*map_sidecars(path), sidecar_path(path)], inputs=inputs)
 
 
 class LabelWriter:
@@ -151,7 +162,7 @@ class LabelWriter:
         self.path = Path(path)
         self.parts = list(parts) if parts is not None else None
         self.sidecar = dict(sidecar) if sidecar is not None else None
-        sidecars = [aux_path(self.path)] + ([sidecar_path(self.path)] if sidecar else [])
+        sidecars = map_sidecars(self.path) + ([sidecar_path(self.path)] if sidecar else [])
         check_output(self.path, overwrite, sidecars)
         self.overwrite = overwrite
         self.width, self.height = width, height
@@ -375,6 +386,8 @@ class LabelWriter:
             rasterio.shutil.copy(self._source, cog, driver="COG", **options)
         aux_tmp = self._temp(".aux.xml")
         aux_tmp.write_text(category_xml(self.class_names, self.colours))
+        style_tmp = self._temp(".qml")
+        style_tmp.write_text(style_qml(self.class_names, self.colours))
         side_tmp = None
         if self.sidecar is not None:
             side_tmp = self._temp(".json")
@@ -384,6 +397,7 @@ class LabelWriter:
         with committing():  # the map and its sidecars together, whatever signal arrives
             publish(cog, self.path)
             publish(aux_tmp, aux_path(self.path))
+            publish(style_tmp, style_path(self.path))
             if side_tmp is not None:
                 publish(side_tmp, sidecar_path(self.path))
             self._committed = True
@@ -408,6 +422,8 @@ __all__ = [
     "LabelWriter",
     "aux_path",
     "check_map_output",
+    "map_sidecars",
     "provenance_tags",
     "sidecar_path",
+    "style_path",
 ]

@@ -66,7 +66,7 @@ def test_mutated_scenes_and_models_fail_cleanly(tmp_path: Path) -> None:
         if res["exit"] == 1:
             assert produced == [], where
             continue
-        assert produced == ["m.lcmap.json", "m.tif", "m.tif.aux.xml"], where
+        assert produced == ["m.lcmap.json", "m.qml", "m.tif", "m.tif.aux.xml"], where
         source = work / f"case{res['case']}" / "scene.tif"
         with (
             rasterio.open(work / f"case{res['case']}" / "m.tif") as out,

@@ -60,9 +60,10 @@ def test_evaluate_never_replaces_a_fifo_or_a_device(mapped, tmp_path, flag, name
     assert stat.S_ISCHR(os.lstat(device).st_mode)
 
 
-def test_a_sidecar_never_replaces_a_device(make_scene, tmp_path):
+@pytest.mark.parametrize("sidecar", ["o.tif.aux.xml", "o.qml", "o.lcmap.json"])
+def test_a_sidecar_never_replaces_a_device(make_scene, tmp_path, sidecar):
     scene = make_scene()
-    aux = _char_device(tmp_path / "o.tif.aux.xml")
+    aux = _char_device(tmp_path / sidecar)
     out = one_line_error(
         run("segment", scene, "-o", tmp_path / "o.tif", "-k", "3", "--overwrite", "-q")
     )

@@ -66,6 +66,7 @@ def test_a_signal_after_the_last_output_is_published_reports_success(make_scene,
     assert "after the outputs were complete" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "m.lcmap.json",
+        "m.qml",
         "m.tif",
         "m.tif.aux.xml",
         "scene.tif",
@@ -79,7 +80,9 @@ def test_a_signal_during_publication_completes_the_map_and_its_sidecars(make_sce
         "renamed", "m.tif", signal.SIGTERM, "segment", scene, "-o", tmp_path / "m.tif", "-k", "3"
     )
     assert done.returncode == 0, done.stderr
-    assert {"m.tif", "m.tif.aux.xml", "m.lcmap.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"m.tif", "m.tif.aux.xml", "m.qml", "m.lcmap.json"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
 
 
 def test_a_signal_between_two_outputs_names_the_complete_one(make_scene, tmp_path):
@@ -92,7 +95,7 @@ def test_a_signal_between_two_outputs_names_the_complete_one(make_scene, tmp_pat
     assert "m.tif" in done.stderr and "complete; nothing else was written" in done.stderr
     assert "Traceback" not in done.stderr
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["m.lcmap.json", "m.tif", "m.tif.aux.xml", "scene.tif"], names
+    assert names == ["m.lcmap.json", "m.qml", "m.tif", "m.tif.aux.xml", "scene.tif"], names
 
 
 def test_a_signal_during_an_import_waits_for_it(tmp_path):

@@ -35,6 +35,7 @@ def test_a_preview_is_a_png_written_whole_or_not_at_all(mapped, tmp_path):
         write_preview(label_map, tmp_path / "p.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "m.lcmap.json",
+        "m.qml",
         "m.tif",
         "m.tif.aux.xml",
         "p.png",

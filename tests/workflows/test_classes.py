@@ -54,6 +54,8 @@ def test_a_map_renamed_and_merged_keeps_its_grid_nodata_and_pixels(mapped, tmp_p
         assert b.colormap(1)[0][:3] == (31, 119, 180)
     aux = (tmp_path / "named.tif.aux.xml").read_text()
     assert "<Category>built-up</Category>" in aux and "<Category>water</Category>" in aux
+    style = (tmp_path / "named.qml").read_text()
+    assert 'label="built-up"' in style and 'label="water"' in style
 
 
 def test_the_rewritten_model_maps_the_named_classes_on_another_scene(mapped, make_scene, tmp_path):
