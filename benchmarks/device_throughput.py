@@ -53,13 +53,23 @@ def main() -> None:
         if not path.exists():
             make_scene(path, size)
     model = args.workdir / "device_kmeans.lcmap"
-    api.train([scene], model, method="kmeans", classes=6, device="cpu", overwrite=True)
+    api.train(
+        [scene],
+        api.OutputSpec(model, overwrite=True),
+        method=api.MethodSpec("kmeans", classes=6),
+        run=api.RunSpec(device="cpu"),
+    )
     out = args.workdir / "device_map.tif"
     mpx = args.size**2 / 1e6
     rows: list[dict[str, Any]] = []
 
     def segment(device: str, batch_size: int | None = 16) -> None:
-        api.segment(scene, out, model=model, device=device, overwrite=True, batch_size=batch_size)
+        api.segment(
+            scene,
+            api.OutputSpec(out, overwrite=True),
+            model=model,
+            run=api.RunSpec(device=device, batch_size=batch_size),
+        )
 
     devices = ["cpu"] if args.device == "cpu" else ["cpu", args.device]
     busy = {}
@@ -105,11 +115,9 @@ def main() -> None:
         ) -> None:
             api.train(
                 [crop],
-                target,
-                method=method,
-                device=args.device,
-                overwrite=True,
-                options=dict(options),
+                api.OutputSpec(target, overwrite=True),
+                method=api.MethodSpec(method, options=dict(options)),
+                run=api.RunSpec(device=args.device),
             )
 
         seconds = timed(train)

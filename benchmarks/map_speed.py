@@ -39,11 +39,17 @@ def models(out: Path) -> dict[str, tuple[Path, Path]]:
         api.train(
             [NAIP],
             simclr,
-            method="simclr",
-            classes=6,
-            device="cpu",
-            seed=0,
-            options={"encoder": "resnet18-unet", "steps": 20, "windows": 64, "probe_windows": 16},
+            method=api.MethodSpec(
+                "simclr",
+                classes=6,
+                options={
+                    "encoder": "resnet18-unet",
+                    "steps": 20,
+                    "windows": 64,
+                    "probe_windows": 16,
+                },
+            ),
+            run=api.RunSpec(device="cpu", seed=0),
         )
     found = {"simclr": (NAIP, simclr)}
     scene, truth = DUBAI / "scenes" / "dubai_t1_1.tif", DUBAI / "truth" / "dubai_t1_1.tif"
@@ -53,16 +59,17 @@ def models(out: Path) -> dict[str, tuple[Path, Path]]:
             api.train(
                 [scene],
                 encoder,
-                method="simclr",
-                classes=5,
-                device="cpu",
-                seed=0,
-                options={
-                    "encoder": "resnet18-unet",
-                    "steps": 10,
-                    "windows": 32,
-                    "probe_windows": 8,
-                },
+                method=api.MethodSpec(
+                    "simclr",
+                    classes=5,
+                    options={
+                        "encoder": "resnet18-unet",
+                        "steps": 10,
+                        "windows": 32,
+                        "probe_windows": 8,
+                    },
+                ),
+                run=api.RunSpec(device="cpu", seed=0),
             )
             finetune(encoder, [scene], [truth], tuned, patches=6, steps=20, device="cpu", seed=0)
         found["encoder_finetuned"] = (scene, tuned)
@@ -72,11 +79,8 @@ def models(out: Path) -> dict[str, tuple[Path, Path]]:
             api.train(
                 [NAIP],
                 primaps,
-                method="primaps",
-                classes=6,
-                device="cpu",
-                seed=0,
-                options={"weights": str(DINOV2)},
+                method=api.MethodSpec("primaps", classes=6, options={"weights": str(DINOV2)}),
+                run=api.RunSpec(device="cpu", seed=0),
             )
         found["primaps"] = (NAIP, primaps)
         stego = out / "stego.lcmap"
@@ -84,16 +88,17 @@ def models(out: Path) -> dict[str, tuple[Path, Path]]:
             api.train(
                 [NAIP],
                 stego,
-                method="stego",
-                classes=6,
-                device="cpu",
-                seed=0,
-                options={
-                    "backbone": "vit_small_patch14_dinov2",
-                    "weights": str(DINOV2),
-                    "steps": 20,
-                    "crops": 40,
-                },
+                method=api.MethodSpec(
+                    "stego",
+                    classes=6,
+                    options={
+                        "backbone": "vit_small_patch14_dinov2",
+                        "weights": str(DINOV2),
+                        "steps": 20,
+                        "crops": 40,
+                    },
+                ),
+                run=api.RunSpec(device="cpu", seed=0),
             )
         found["stego"] = (NAIP, stego)
     return found
@@ -118,11 +123,21 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         target = maps / f"{name}.tif"
-        api.segment(scene, target, model=model, device="cpu", overwrite=True)  # warm-up
+        api.segment(
+            scene,
+            api.OutputSpec(target, overwrite=True),
+            model=model,
+            run=api.RunSpec(device="cpu"),
+        )  # warm-up
         seconds = float("inf")
         for _ in range(args.repeats):
             start = time.perf_counter()
-            api.segment(scene, target, model=model, device="cpu", overwrite=True)
+            api.segment(
+                scene,
+                api.OutputSpec(target, overwrite=True),
+                model=model,
+                run=api.RunSpec(device="cpu"),
+            )
             seconds = min(seconds, time.perf_counter() - start)
         with rasterio.open(target) as src:
             labels = src.read(1)

@@ -47,7 +47,11 @@ def main() -> int:
             runs = [("kmeans", None), ("dino_kmeans", vit), ("primaps", vit)]
             for method, options in runs:
                 out = Path(tmp) / f"{scene.stem}_{method}.tif"
-                api.segment(scene, out, method=method, classes=k, options=options, overwrite=True)
+                api.segment(
+                    scene,
+                    api.OutputSpec(out, overwrite=True),
+                    method=api.MethodSpec(method, classes=k, options=options),
+                )
                 maps[f"{method}, k = {k}"] = out
             png = args.out / f"{scene.stem}.png"
             picture(scene, show, maps, png)

@@ -47,9 +47,9 @@ register_method("null")(lambda num_classes=None, **kw: Null())
 scene, out, how = sys.argv[1], sys.argv[2], sys.argv[3]
 start = time.perf_counter()
 if how == "null":
-    api.segment(scene, out, method="null", overwrite=True)
+    api.segment(scene, api.OutputSpec(out, overwrite=True), method="null")
 else:
-    api.segment(scene, out, model=how, overwrite=True)
+    api.segment(scene, api.OutputSpec(out, overwrite=True), model=how)
 print(time.perf_counter() - start)
 """
 
@@ -77,7 +77,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lcmap-pipeline-") as tmp:
         work = Path(tmp)
         model = work / "kmeans.lcmap"
-        api.segment(args.scene, work / "fit.tif", method="kmeans", classes=6, save_model=model)
+        api.segment(
+            args.scene,
+            work / "fit.tif",
+            save_model=model,
+            method=api.MethodSpec("kmeans", classes=6),
+        )
         null = timed([str(args.scene), str(work / "null.tif"), "null"], args.repeats)
         kmeans = timed([str(args.scene), str(work / "kmeans.tif"), str(model)], args.repeats)
         import rasterio

@@ -317,13 +317,9 @@ def main() -> None:
         log.info("pre-training cas on %d scenes: %s", len(train_scenes), cas_options)
         api.train(
             train_scenes,
-            cas_path,
-            method="cas",
-            classes=args.clusters,
-            seed=0,
-            device="cpu",
-            overwrite=True,
-            options=cas_options,
+            api.OutputSpec(cas_path, overwrite=True),
+            method=api.MethodSpec("cas", classes=args.clusters, options=cas_options),
+            run=api.RunSpec(device="cpu", seed=0),
         )
     timings["pretrain_cas_s"] = time.perf_counter() - t0
 
@@ -332,12 +328,9 @@ def main() -> None:
     if args.retrain or not km_path.exists():
         api.train(
             train_scenes,
-            km_path,
-            method="kmeans",
-            classes=args.clusters,
-            seed=0,
-            device="cpu",
-            overwrite=True,
+            api.OutputSpec(km_path, overwrite=True),
+            method=api.MethodSpec("kmeans", classes=args.clusters),
+            run=api.RunSpec(device="cpu", seed=0),
         )
     timings["pretrain_kmeans_s"] = time.perf_counter() - t0
 

@@ -298,7 +298,12 @@ def main() -> None:
     }
 
     km = out / "kmeans.lcmap"
-    api.train(scenes, km, method="kmeans", classes=5, seed=0, device=args.device, overwrite=True)
+    api.train(
+        scenes,
+        api.OutputSpec(km, overwrite=True),
+        method=api.MethodSpec("kmeans", classes=5),
+        run=api.RunSpec(device=args.device, seed=0),
+    )
     results["unsupervised"]["kmeans"] = score(
         predict_labels(km, crops, device=args.device), crops, "hungarian"
     )
@@ -326,13 +331,9 @@ def main() -> None:
                 continue
             header = api.train(
                 pretrain_scenes,
-                path,
-                method="simclr",
-                classes=5,
-                seed=args.pretrain_seed,
-                device=args.device,
-                overwrite=True,
-                options=options,
+                api.OutputSpec(path, overwrite=True),
+                method=api.MethodSpec("simclr", classes=5, options=options),
+                run=api.RunSpec(device=args.device, seed=args.pretrain_seed),
             )
             seconds = time.perf_counter() - t0
             windows = args.pretrain_steps * args.batch  # 0 steps: the weights as they are
@@ -370,12 +371,9 @@ def main() -> None:
         options = {"backbone": "vit_small_patch14_dinov2", "weights": str(args.stego)}
         api.train(
             scenes,
-            stego,
-            method="stego",
-            classes=5,
-            device=args.device,
-            overwrite=True,
-            options=options,
+            api.OutputSpec(stego, overwrite=True),
+            method=api.MethodSpec("stego", classes=5, options=options),
+            run=api.RunSpec(device=args.device),
         )
         ready.append(("stego", stego))
     for name, path in ready:

@@ -137,13 +137,11 @@ def main(argv: list[str] | None = None) -> int:
                     start = time.perf_counter()
                     result = api.segment(
                         entry.scene,
-                        out_tif,
-                        method=method,
-                        classes=k,
-                        seed=args.seed,
-                        device=args.device,
-                        overwrite=True,
-                        options=options if method == "single_scene" else None,
+                        api.OutputSpec(out_tif, overwrite=True),
+                        method=api.MethodSpec(
+                            method, classes=k, options=options if method == "single_scene" else None
+                        ),
+                        run=api.RunSpec(device=args.device, seed=args.seed),
                     )
                     ev = evaluate(out_tif, entry.truth, class_names=entry.classes)
                     pooled = ev.confusion if pooled is None else pooled + ev.confusion

@@ -156,9 +156,11 @@ def lcmap_map(
 
     out = work / "map.tif"
     api.segment(
-        scene, out, method=method, classes=k, seed=0, device="cpu", overwrite=True,
-        options=options,
-    )  # fmt: skip
+        scene,
+        api.OutputSpec(out, overwrite=True),
+        method=api.MethodSpec(method, classes=k, options=options),
+        run=api.RunSpec(device="cpu", seed=0),
+    )
     with rasterio.open(out) as src:
         labels = src.read(1).astype(np.int64)
         valid = labels != 255

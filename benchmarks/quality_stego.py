@@ -3,7 +3,7 @@
 1. ``kmeans`` with K clusters: each scene fitted and mapped on its own
    (:func:`lcmap.workflows.evaluate_index.evaluate_index`).
 2. For each feature layer: one STEGO model trained on all the index's scenes (labels unused,
-   :func:`lcmap.api.train`), then applied to every scene (``segment_options={"model": ...}``).
+   :func:`lcmap.api.train`), then applied to every scene (``evaluate_index(model=...)``).
 
 Scores: Hungarian matching per scene, confusions summed after matching (pooled accuracy and
 mIoU, see :func:`lcmap.workflows.evaluate_index.evaluate_index`), so k-means and STEGO are
@@ -95,7 +95,7 @@ def main() -> int:
         if args.every > 1 or tiles:
             index = subset_index(args.index, args.every, workdir / "index.csv", tiles)
         scenes = [e.scene for e in read_index(index)]
-        kmeans = evaluate_index(index, method="kmeans", classes=args.classes)
+        kmeans = evaluate_index(index, method=api.MethodSpec("kmeans", args.classes))
         rows.append(summary("kmeans", kmeans, {}))
         print(json.dumps(rows[-1]), flush=True)
         params = {k: _value(v) for k, v in (p.split("=", 1) for p in args.param)}
@@ -111,21 +111,16 @@ def main() -> int:
             api.train(
                 scenes,
                 model,
-                method="stego",
-                classes=args.classes,
-                device=args.device,
-                options=options,
+                method=api.MethodSpec("stego", classes=args.classes, options=options),
+                run=api.RunSpec(device=args.device),
             )
             train_s = time.perf_counter() - start
             for crf in (False, True) if args.crf else (False,):
                 result = evaluate_index(
                     index,
-                    method="stego",
-                    segment_options={
-                        "model": model,
-                        "device": args.device,
-                        "options": {"crf": True} if crf else None,
-                    },
+                    method=api.MethodSpec("stego", options={"crf": True} if crf else None),
+                    model=model,
+                    run=api.RunSpec(device=args.device),
                 )
                 mpx = sum(s.result.confusion.sum() for s in result.scenes) / 1e6
                 rows.append(

@@ -118,11 +118,8 @@ def main() -> int:
             api.train(
                 fit_scenes,
                 model,
-                method=method,
-                classes=args.classes,
-                device=args.device,
-                options=options,
-                seed=seed,
+                method=api.MethodSpec(method, classes=args.classes, options=options),
+                run=api.RunSpec(device=args.device, seed=seed),
             )
             return model, round(time.perf_counter() - start, 1)
 
@@ -134,13 +131,15 @@ def main() -> int:
         ) -> None:
             result = evaluate_index(
                 test_index,
-                segment_options={"model": model, "device": args.device, "options": options},
+                method=api.MethodSpec(options=options),
+                model=model,
+                run=api.RunSpec(device=args.device),
             )
             report(scores(name, result, {"fit_s": fit_s, "apply_options": options or {}}))
 
         vit = {"weights": str(args.weights)}
         if "kmeans" in args.runs:
-            result = evaluate_index(test_index, method="kmeans", classes=args.classes)
+            result = evaluate_index(test_index, method=api.MethodSpec("kmeans", args.classes))
             report(scores("kmeans per scene", result, {}))
             apply("kmeans", *fitted("kmeans", "kmeans", {}))
         if "dino_kmeans" in args.runs:

@@ -131,7 +131,11 @@ def main() -> int:
             for run, kwargs in RUNS.items():
                 out = work / f"{name}_{run}.tif"
                 model = work / f"{name}_{run}.lcmap"
-                api.segment(scene, out, seed=7, device="cpu", save_model=model, **kwargs)
+                fitted = api.MethodSpec(
+                    kwargs["method"], classes=kwargs["classes"], options=kwargs.get("options")
+                )
+                run_spec = api.RunSpec(device="cpu", seed=7)
+                api.segment(scene, out, method=fitted, save_model=model, run=run_spec)
                 print(f"{name} {run} {digest(out)}", flush=True)
             # Each few-shot method fine-tunes the map's model of its base method on the truth.
             for base, tuned_name in (("cas", "cas_finetuned"), ("simclr", "encoder_finetuned")):
@@ -149,7 +153,7 @@ def main() -> int:
                     device="cpu",
                 )
                 out = work / f"{name}_{tuned_name}.tif"
-                api.segment(scene, out, model=tuned, device="cpu")
+                api.segment(scene, out, model=tuned, run=api.RunSpec(device="cpu"))
                 print(f"{name} {tuned_name} {digest(out)}", flush=True)
     return 0
 

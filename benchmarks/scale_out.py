@@ -42,7 +42,10 @@ class Progress:
         phases.append((name, time.perf_counter()))
 start = time.perf_counter()
 kwargs = json.loads(sys.argv[3])
-r = api.segment(sys.argv[1], sys.argv[2], progress=Progress(), overwrite=True, **kwargs)
+r = api.segment(sys.argv[1], api.OutputSpec(sys.argv[2], overwrite=True),
+                model=kwargs.pop("model"),
+                run=api.RunSpec(device=kwargs.pop("device"), progress=Progress()),
+                scale=api.ScaleSpec(**kwargs))
 end = time.perf_counter()
 (_, map_start), (_, cog_start) = phases[-2:]
 print(json.dumps({"seconds": end - start, "setup_seconds": map_start - start,
@@ -114,7 +117,12 @@ def main() -> None:
     if not model.exists():
         from lcmap import api
 
-        api.train([scene], model, method="kmeans", classes=6, device="cpu")
+        api.train(
+            [scene],
+            model,
+            method=api.MethodSpec("kmeans", classes=6),
+            run=api.RunSpec(device="cpu"),
+        )
     base = {"model": str(model), "device": "cpu"}
     configs = {
         "in-process": {},

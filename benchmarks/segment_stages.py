@@ -45,7 +45,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         with cProfile.Profile() as prof:
-            api.segment(args.scene, Path(tmp) / "map.tif", method="kmeans", classes=6)
+            api.segment(
+                args.scene, Path(tmp) / "map.tif", method=api.MethodSpec("kmeans", classes=6)
+            )
         total = time.perf_counter() - start
     seconds: dict[str, float] = {}
     for (file, _, name), (_, _, _, cumulative, _) in pstats.Stats(prof).stats.items():  # type: ignore[attr-defined]

@@ -103,7 +103,9 @@ def profile(scene: Path, out: Path, top: int = 20) -> None:
 
     start = time.perf_counter()
     with cProfile.Profile() as prof:
-        api.segment(scene, out, method="kmeans", classes=6, overwrite=True)
+        api.segment(
+            scene, api.OutputSpec(out, overwrite=True), method=api.MethodSpec("kmeans", classes=6)
+        )
     print(f"total {time.perf_counter() - start:.1f} s")
     pstats.Stats(prof).sort_stats("tottime").print_stats(top)
 

@@ -151,24 +151,20 @@ def run(backbone: str, scene: Path, args: argparse.Namespace, workdir: Path) -> 
     }
     api.train(
         [scene],
-        model,
-        method="stego",
-        classes=5,
-        device=str(device),
-        overwrite=True,
-        options=options,
+        api.OutputSpec(model, overwrite=True),
+        method=api.MethodSpec("stego", classes=5, options=options),
+        run=api.RunSpec(device=str(device)),
     )
     out = workdir / "map.tif"
     kwargs = {
         "model": model,
-        "device": str(device),
-        "batch_size": args.batch_size,
-        "tile": args.tile,
-        "overwrite": True,
+        "run": api.RunSpec(device=str(device), batch_size=args.batch_size),
+        "tiling": api.TilingSpec(tile=args.tile),
     }
-    api.segment(scene, out, **kwargs)  # warm-up: cuDNN/oneDNN kernels, caches
+    target = api.OutputSpec(out, overwrite=True)
+    api.segment(scene, target, **kwargs)  # warm-up: cuDNN/oneDNN kernels, caches
     with engine_log() as engine:
-        result = api.segment(scene, out, **kwargs)
+        result = api.segment(scene, target, **kwargs)
     method, _ = load_model(model)
     method.to(device)
     with rasterio.open(scene) as src:

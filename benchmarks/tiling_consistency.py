@@ -131,17 +131,14 @@ def main() -> int:
             api.train(
                 [args.scene],
                 model,
-                method="stego",
-                classes=args.classes,
-                bands=bands,
-                options=options,
+                method=api.MethodSpec("stego", classes=args.classes, bands=bands, options=options),
             )
             result["train_s"] = round(time.perf_counter() - start, 1)
         maps: dict[int, np.ndarray] = {}
         for tile in args.tiles:
             out = work / f"map_{tile}.tif"
             start = time.perf_counter()
-            res = api.segment(args.scene, out, model=model, tile=tile)
+            res = api.segment(args.scene, out, model=model, tiling=api.TilingSpec(tile=tile))
             seconds = time.perf_counter() - start
             with rasterio.open(out) as src:
                 maps[tile] = src.read(1)
@@ -163,7 +160,9 @@ def main() -> int:
         print(json.dumps(result["agreement"]), flush=True)
         if args.picture:
             km = work / "kmeans.tif"
-            api.segment(args.scene, km, method="kmeans", classes=args.classes, bands=bands)
+            api.segment(
+                args.scene, km, method=api.MethodSpec("kmeans", classes=args.classes, bands=bands)
+            )
             first = args.tiles[0]
             shown = {"kmeans": km, f"stego, --tile {first}": work / f"map_{first}.tif"}
             picture(args.scene, bands or [1, 2, 3], shown, args.picture)

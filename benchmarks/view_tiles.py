@@ -40,7 +40,9 @@ def build(size: int) -> tuple[Path, Path]:
         with rasterio.open(scene, "r+") as dst:  # a scene as users keep them: with overviews
             dst.build_overviews([2, 4, 8, 16, 32, 64], Resampling.average)
     if not label_map.exists():
-        api.segment(scene, label_map, method="kmeans", classes=6, seed=0)
+        api.segment(
+            scene, label_map, method=api.MethodSpec("kmeans", classes=6), run=api.RunSpec(seed=0)
+        )
     return label_map, scene
 
 

@@ -6,20 +6,31 @@ called, so ``import lcmap.api`` stays light. Each lives in its workflow module
 
 Example:
     >>> from lcmap import api
-    >>> api.segment("scene.tif", "map.tif", classes=6)  # doctest: +SKIP
+    >>> api.segment("scene.tif", "map.tif", method=api.MethodSpec("kmeans", classes=6))
+    ... # doctest: +SKIP
 """
 
 from lcmap.workflows.describe import describe
-from lcmap.workflows.fitting import check_run_numbers, default_method
+from lcmap.workflows.evaluate_index import evaluate_index
+from lcmap.workflows.fitting import default_method
+from lcmap.workflows.scenes import ScenesResult, segment_many
 from lcmap.workflows.segment import DEFAULT_TILE, SegmentResult, segment
+from lcmap.workflows.specs import MethodSpec, OutputSpec, RunSpec, ScaleSpec, TilingSpec
 from lcmap.workflows.train import train
 
 __all__ = [
     "DEFAULT_TILE",
+    "MethodSpec",
+    "OutputSpec",
+    "RunSpec",
+    "ScaleSpec",
+    "ScenesResult",
     "SegmentResult",
-    "check_run_numbers",
+    "TilingSpec",
     "default_method",
     "describe",
+    "evaluate_index",
     "segment",
+    "segment_many",
     "train",
 ]

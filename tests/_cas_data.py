@@ -8,6 +8,7 @@ from rasterio.transform import from_origin
 from scipy.ndimage import gaussian_filter
 
 from lcmap import api
+from lcmap.workflows.specs import MethodSpec, RunSpec
 
 #: Three well separated colours (water-ish, sand-ish, vegetation-ish), uint8 RGB.
 SPECTRA = np.array([[40, 80, 160], [170, 150, 60], [90, 200, 90]], dtype=np.float32)
@@ -63,7 +64,12 @@ def write_three_class_scene(
 
 def train_tiny_cas(scene: Path, output: Path, classes: int = 3) -> Path:
     """Train the tiny CAS on ``scene`` through the public API."""
-    api.train([scene], output, method="cas", classes=classes, device="cpu", options=TINY_CAS)
+    api.train(
+        [scene],
+        output,
+        method=MethodSpec("cas", classes=classes, options=TINY_CAS),
+        run=RunSpec(device="cpu"),
+    )
     return output
 
 

@@ -8,6 +8,8 @@ import timm
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from lcmap.workflows.specs import MethodSpec, RunSpec
+
 TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2}
 DINO = "vit_small_patch8_224.dino"
 
@@ -107,5 +109,10 @@ def tiny_stego_on_naip(root: Path, weights: Path, crops: int, epochs: int) -> tu
         "crops": crops,
         "epochs": epochs,
     }
-    api.train([crop], model, method="stego", classes=5, device="cpu", options=options)
+    api.train(
+        [crop],
+        model,
+        method=MethodSpec("stego", classes=5, options=options),
+        run=RunSpec(device="cpu"),
+    )
     return crop, model

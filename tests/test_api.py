@@ -13,6 +13,7 @@ from scipy.optimize import linear_sum_assignment
 from lcmap import api
 from lcmap.errors import NoGeoreferenceWarning, NoNodataWarning
 from lcmap.workflows.segment import GDAL_CACHE_MB
+from lcmap.workflows.specs import MethodSpec, RunSpec, TilingSpec
 
 
 def _ari_like(pred, truth):
@@ -26,7 +27,9 @@ def _ari_like(pred, truth):
 
 def test_same_grid_out_as_in(make_scene, tmp_path):
     scene = make_scene()
-    result = api.segment(scene, tmp_path / "map.tif", classes=4, seed=0)
+    result = api.segment(
+        scene, tmp_path / "map.tif", method=MethodSpec(classes=4), run=RunSpec(seed=0)
+    )
     with rasterio.open(scene) as src, rasterio.open(result.output) as out:
         assert (out.width, out.height) == (src.width, src.height)
         assert out.crs == src.crs and out.transform == src.transform
@@ -35,13 +38,13 @@ def test_same_grid_out_as_in(make_scene, tmp_path):
 
 def test_kmeans_recovers_the_quadrants(make_scene, tmp_path):
     scene = make_scene()
-    labels, _ = read(api.segment(scene, tmp_path / "map.tif", classes=4).output)
+    labels, _ = read(api.segment(scene, tmp_path / "map.tif", method=MethodSpec(classes=4)).output)
     assert _ari_like(labels, quadrant_truth(*labels.shape)) > 0.99
 
 
 def test_nodata_in_is_nodata_out(make_scene, tmp_path):
     scene = make_scene(nodata=0, nodata_box=True)
-    labels, _ = read(api.segment(scene, tmp_path / "map.tif", classes=4).output)
+    labels, _ = read(api.segment(scene, tmp_path / "map.tif", method=MethodSpec(classes=4)).output)
     with rasterio.open(scene) as src:
         nodata = src.dataset_mask() == 0
     assert nodata.sum() == 50 * 70
@@ -50,7 +53,11 @@ def test_nodata_in_is_nodata_out(make_scene, tmp_path):
 
 @pytest.mark.parametrize("dtype", ["uint16", "int16", "float32"])
 def test_other_dtypes_map(make_scene, tmp_path, dtype):
-    labels, _ = read(api.segment(make_scene(dtype=dtype), tmp_path / "m.tif", classes=4).output)
+    labels, _ = read(
+        api.segment(
+            make_scene(dtype=dtype), tmp_path / "m.tif", method=MethodSpec(classes=4)
+        ).output
+    )
     assert _ari_like(labels, quadrant_truth(*labels.shape)) > 0.99
 
 
@@ -60,7 +67,7 @@ def test_mask_band_is_nodata(make_scene, tmp_path):
         mask = np.full((dst.height, dst.width), 255, dtype=np.uint8)
         mask[100:120, 200:260] = 0
         dst.write_mask(mask)
-    labels, _ = read(api.segment(scene, tmp_path / "m.tif", classes=4).output)
+    labels, _ = read(api.segment(scene, tmp_path / "m.tif", method=MethodSpec(classes=4)).output)
     assert (labels[100:120, 200:260] == 255).all()
     assert (labels != 255).sum() == labels.size - 20 * 60
 
@@ -72,8 +79,11 @@ def test_map_does_not_depend_on_tile_size(make_scene, tmp_path, smooth):
     maps = []
     for i, tile in enumerate([64, 256, 100_000]):
         out = tmp_path / f"map{i}.tif"
-        kwargs = {"model": model} if i else {"save_model": model, "options": {"smooth": smooth}}
-        api.segment(scene, out, classes=5, tile=tile, **kwargs)
+        if i:
+            api.segment(scene, out, model=model, tiling=TilingSpec(tile=tile))
+        else:
+            fitted = MethodSpec(classes=5, options={"smooth": smooth})
+            api.segment(scene, out, method=fitted, save_model=model, tiling=TilingSpec(tile=tile))
         maps.append(read(out)[0])
     np.testing.assert_array_equal(maps[0], maps[1])
     np.testing.assert_array_equal(maps[0], maps[2])
@@ -90,14 +100,13 @@ def test_too_small_halo_shows_seams_but_receptive_field_halo_does_not(make_scene
     api.segment(
         scene,
         tmp_path / "whole.tif",
-        classes=6,
-        tile=100_000,
         save_model=model,
-        options={"smooth": 3},
+        method=MethodSpec(classes=6, options={"smooth": 3}),
+        tiling=TilingSpec(tile=100_000),
     )
     whole = read(tmp_path / "whole.tif")[0]
-    api.segment(scene, tmp_path / "cut.tif", model=model, tile=32, halo=0)
-    api.segment(scene, tmp_path / "ok.tif", model=model, tile=32)
+    api.segment(scene, tmp_path / "cut.tif", model=model, tiling=TilingSpec(tile=32, halo=0))
+    api.segment(scene, tmp_path / "ok.tif", model=model, tiling=TilingSpec(tile=32))
     assert (read(tmp_path / "cut.tif")[0] != whole).any()
     np.testing.assert_array_equal(read(tmp_path / "ok.tif")[0], whole)
 
@@ -105,9 +114,14 @@ def test_too_small_halo_shows_seams_but_receptive_field_halo_does_not(make_scene
 def test_windowed_method_matches_pixelwise_scores(make_scene, tmp_path):
     scene = make_scene()
     a = api.segment(
-        scene, tmp_path / "a.tif", method="toy", classes=6, tile=60, options={"windowed": True}
+        scene,
+        tmp_path / "a.tif",
+        method=MethodSpec("toy", classes=6, options={"windowed": True}),
+        tiling=TilingSpec(tile=60),
     )
-    b = api.segment(scene, tmp_path / "b.tif", method="toy", classes=6, tile=1000)
+    b = api.segment(
+        scene, tmp_path / "b.tif", method=MethodSpec("toy", classes=6), tiling=TilingSpec(tile=1000)
+    )
     assert a.provenance["window"] == {"size": 16, "stride": 8}
     assert a.provenance["tile"] == 64 and a.provenance["halo"] == 8  # tile: a stride multiple
     np.testing.assert_array_equal(read(a.output)[0], read(b.output)[0])
@@ -118,11 +132,8 @@ def test_a_halo_too_small_for_the_windows_is_raised(make_scene, tmp_path, caplog
     a = api.segment(
         make_scene(),
         tmp_path / "a.tif",
-        method="toy",
-        classes=6,
-        tile=64,
-        halo=3,
-        options={"windowed": True},
+        method=MethodSpec("toy", classes=6, options={"windowed": True}),
+        tiling=TilingSpec(tile=64, halo=3),
     )
     assert a.provenance["halo"] == 8
     assert "halo 3 px raised to 8 px" in caplog.text
@@ -135,7 +146,7 @@ def test_labels_mean_the_same_in_two_scenes_through_a_saved_model(make_scene, tm
     with rasterio.open(second, "r+") as dst:
         dst.write(dst.read()[:, ::-1, ::-1])
     model = tmp_path / "m.lcmap"
-    api.segment(first, tmp_path / "a_map.tif", classes=4, save_model=model)
+    api.segment(first, tmp_path / "a_map.tif", save_model=model, method=MethodSpec(classes=4))
     api.segment(second, tmp_path / "b_map.tif", model=model)
     a, b = read(tmp_path / "a_map.tif")[0], read(tmp_path / "b_map.tif")[0]
     ta, tb = quadrant_truth(*a.shape), quadrant_truth(*b.shape)[::-1, ::-1]
@@ -146,7 +157,9 @@ def test_labels_mean_the_same_in_two_scenes_through_a_saved_model(make_scene, tm
 
 
 def test_output_is_a_cog_with_colours_names_and_provenance(make_scene, tmp_path):
-    result = api.segment(make_scene(width=1500, height=1100), tmp_path / "map.tif", classes=3)
+    result = api.segment(
+        make_scene(width=1500, height=1100), tmp_path / "map.tif", method=MethodSpec(classes=3)
+    )
     with rasterio.open(result.output) as out:
         assert out.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         assert out.block_shapes[0] == (512, 512)
@@ -164,7 +177,7 @@ def test_output_is_a_cog_with_colours_names_and_provenance(make_scene, tmp_path)
 
 def test_more_than_255_classes_give_uint16(make_scene, tmp_path):
     result = api.segment(
-        make_scene(width=64, height=48), tmp_path / "m.tif", method="toy", classes=300
+        make_scene(width=64, height=48), tmp_path / "m.tif", method=MethodSpec("toy", classes=300)
     )
     _, profile = read(result.output)
     assert profile["dtype"] == "uint16" and profile["nodata"] == 65535
@@ -172,15 +185,23 @@ def test_more_than_255_classes_give_uint16(make_scene, tmp_path):
 
 def test_same_seed_same_map(make_scene, tmp_path):
     scene = make_scene()
-    a = read(api.segment(scene, tmp_path / "a.tif", classes=6, seed=3).output)[0]
-    b = read(api.segment(scene, tmp_path / "b.tif", classes=6, seed=3).output)[0]
+    a = read(
+        api.segment(
+            scene, tmp_path / "a.tif", method=MethodSpec(classes=6), run=RunSpec(seed=3)
+        ).output
+    )[0]
+    b = read(
+        api.segment(
+            scene, tmp_path / "b.tif", method=MethodSpec(classes=6), run=RunSpec(seed=3)
+        ).output
+    )[0]
     np.testing.assert_array_equal(a, b)
 
 
 def test_scene_without_georeferencing_warns_and_maps(make_scene, tmp_path):
     scene = make_scene(crs=None)
     with pytest.warns(NoGeoreferenceWarning):
-        result = api.segment(scene, tmp_path / "m.tif", classes=4)
+        result = api.segment(scene, tmp_path / "m.tif", method=MethodSpec(classes=4))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         out = rasterio.open(result.output)
@@ -190,7 +211,7 @@ def test_scene_without_georeferencing_warns_and_maps(make_scene, tmp_path):
 
 def test_scene_without_nodata_warns(make_scene, tmp_path):
     with pytest.warns(NoNodataWarning):
-        api.segment(make_scene(), tmp_path / "m.tif", classes=4)
+        api.segment(make_scene(), tmp_path / "m.tif", method=MethodSpec(classes=4))
 
 
 def test_interrupted_run_leaves_nothing(make_scene, tmp_path):
@@ -199,10 +220,9 @@ def test_interrupted_run_leaves_nothing(make_scene, tmp_path):
         api.segment(
             scene,
             tmp_path / "m.tif",
-            method="toy",
-            tile=128,
-            batch_size=2,
-            options={"fail_after": 3},
+            method=MethodSpec("toy", options={"fail_after": 3}),
+            run=RunSpec(batch_size=2),
+            tiling=TilingSpec(tile=128),
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
@@ -218,7 +238,9 @@ def test_memory_is_one_band_of_rows(make_scene, tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tracemalloc.start()
-            api.segment(scene, tmp_path / f"m{height}.tif", method="toy", tile=128)
+            api.segment(
+                scene, tmp_path / f"m{height}.tif", method="toy", tiling=TilingSpec(tile=128)
+            )
             peaks.append(tracemalloc.get_traced_memory()[1])
             tracemalloc.stop()
     assert peaks[1] < 1.3 * peaks[0]
@@ -227,7 +249,9 @@ def test_memory_is_one_band_of_rows(make_scene, tmp_path):
 @pytest.mark.skipif(not (DATA / "naip").is_dir(), reason="../shared/data absent")
 def test_real_naip_scene(tmp_path):
     scene = DATA / "naip" / "naip_m_4709963_se_14_1_20200831.tif"
-    result = api.segment(scene, tmp_path / "naip.tif", classes=6, tile=256)
+    result = api.segment(
+        scene, tmp_path / "naip.tif", method=MethodSpec(classes=6), tiling=TilingSpec(tile=256)
+    )
     with rasterio.open(scene) as src, rasterio.open(result.output) as out:
         assert (out.width, out.height, out.crs, out.transform) == (
             src.width,
@@ -241,7 +265,7 @@ def test_real_naip_scene(tmp_path):
 @pytest.mark.skipif(not (DATA / "rasterio").is_dir(), reason="../shared/data absent")
 def test_real_scene_with_nodata_and_jpeg_in_tiff(tmp_path):
     src_path = DATA / "rasterio" / "RGB.byte.tif"
-    result = api.segment(src_path, tmp_path / "rgb.tif", classes=5)
+    result = api.segment(src_path, tmp_path / "rgb.tif", method=MethodSpec(classes=5))
     labels, _ = read(result.output)
     with rasterio.open(src_path) as src:
         np.testing.assert_array_equal(labels == 255, src.dataset_mask() == 0)
@@ -249,7 +273,7 @@ def test_real_scene_with_nodata_and_jpeg_in_tiff(tmp_path):
     if jpeg.exists():
         with rasterio.open(jpeg) as src:
             assert src.compression.name.lower() == "jpeg"
-        assert api.segment(jpeg, tmp_path / "d.tif", classes=5).classes_used == 5
+        assert api.segment(jpeg, tmp_path / "d.tif", method=MethodSpec(classes=5)).classes_used == 5
 
 
 def test_gdal_block_cache_is_counted_in_megabytes(monkeypatch):
@@ -285,7 +309,7 @@ def test_class_names_reach_gdal_as_categories_and_a_raster_attribute_table(make_
     import rasterio.shutil
 
     out = tmp_path / "m.tif"
-    api.segment(make_scene(), out, classes=3)
+    api.segment(make_scene(), out, method=MethodSpec(classes=3))
     vrt = tmp_path / "m.vrt"
     rasterio.shutil.copy(out, vrt, driver="VRT")
     text = vrt.read_text()
@@ -303,7 +327,7 @@ def test_qgis_opens_the_map_with_a_legend_of_its_classes_only(make_scene, tmp_pa
     import xml.etree.ElementTree as ET
 
     out = tmp_path / "m.tif"
-    api.segment(make_scene(), out, classes=3)
+    api.segment(make_scene(), out, method=MethodSpec(classes=3))
     root = ET.parse(tmp_path / "m.qml").getroot()
     renderer = root.find("pipe/rasterrenderer")
     assert renderer is not None
@@ -325,7 +349,7 @@ def test_provenance_paths_are_relative_and_scene_tags_are_carried(make_scene, tm
         dst.update_tags(SYNTHETIC_GEOREF="yes", AREA_OR_POINT="Point")
     (tmp_path / "maps").mkdir()
     model = tmp_path / "k.lcmap"
-    api.train([scene], model, method="kmeans", classes=3)
+    api.train([scene], model, method=MethodSpec("kmeans", classes=3))
     out = tmp_path / "maps" / "m.tif"
     result = api.segment(scene, out, model=model)
     assert result.provenance["scene"] == "../scene.tif"
@@ -348,5 +372,10 @@ def test_progress_has_one_phase_each_for_fitting_mapping_and_writing(make_scene,
             self.phases.append(name)
 
     progress = Recorder()
-    api.segment(make_scene(), tmp_path / "m.tif", classes=3, progress=progress)
+    api.segment(
+        make_scene(),
+        tmp_path / "m.tif",
+        method=MethodSpec(classes=3),
+        run=RunSpec(progress=progress),
+    )
     assert progress.phases == ["fit kmeans", "map scene.tif", "write COG"]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from lcmap.workflows.specs import MethodSpec, RunSpec
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPTS = sorted(p for p in BENCHMARKS.glob("*.py") if '__name__ == "__main__"' in p.read_text())
 
@@ -77,7 +79,7 @@ def test_a_benchmark_runs_end_to_end_on_tiny_data(script: str, tmp_path: Path) -
     if "{map}" in TINY_RUNS[script]:
         from lcmap import api
 
-        api.segment(SAMPLE, label_map, method="kmeans", classes=4, seed=0)
+        api.segment(SAMPLE, label_map, method=MethodSpec("kmeans", classes=4), run=RunSpec(seed=0))
     out = tmp_path / "out.json"
     args = [a.format(out=out, map=label_map, work=tmp_path / "work") for a in TINY_RUNS[script]]
     done = subprocess.run(

@@ -23,6 +23,7 @@ from lcmap.engine import (
 from lcmap.errors import LcmapError
 from lcmap.io.scene import ReadSpec
 from lcmap.methods.base import best_class
+from lcmap.workflows.specs import MethodSpec, RunSpec, TilingSpec
 
 
 def test_unknown_devices_are_one_clear_error() -> None:
@@ -83,17 +84,13 @@ def test_batch_size_fits_device_memory_and_the_host_read_ahead() -> None:
     assert batch_size_for(mib, 10 * mib, mib, tile_bytes=mib, tiles=10) == 1  # never below 1
 
 
-def _map(scene: Path, out: Path, **kwargs: Any) -> np.ndarray:
+def _map(scene: Path, out: Path) -> np.ndarray:
     api.segment(
         scene,
         out,
-        method="kmeans",
-        classes=4,
-        seed=0,
-        tile=64,
-        batch_size=3,
-        device="cpu",
-        **kwargs,
+        method=MethodSpec("kmeans", classes=4),
+        tiling=TilingSpec(tile=64),
+        run=RunSpec(device="cpu", seed=0, batch_size=3),
     )
     with rasterio.open(out) as src:
         return src.read(1)
@@ -149,15 +146,19 @@ def test_on_cuda_the_batch_size_is_measured_and_maps_as_a_fixed_one(
         api.segment(
             scene,
             tmp_path / "auto.tif",
-            method="kmeans",
-            classes=4,
-            seed=0,
-            tile=128,
-            device="cuda",
             save_model=model,
+            method=MethodSpec("kmeans", classes=4),
+            run=RunSpec(device="cuda", seed=0),
+            tiling=TilingSpec(tile=128),
         )
     assert any(r.getMessage().startswith("batch size ") for r in caplog.records)
-    api.segment(scene, tmp_path / "one.tif", model=model, tile=128, batch_size=1, device="cuda")
+    api.segment(
+        scene,
+        tmp_path / "one.tif",
+        model=model,
+        run=RunSpec(device="cuda", batch_size=1),
+        tiling=TilingSpec(tile=128),
+    )
     with rasterio.open(tmp_path / "auto.tif") as a, rasterio.open(tmp_path / "one.tif") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
 

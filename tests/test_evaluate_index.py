@@ -16,6 +16,7 @@ from lcmap.errors import (
 )
 from lcmap.eval import read_index
 from lcmap.workflows.evaluate_index import evaluate_index
+from lcmap.workflows.specs import MethodSpec, OutputSpec, RunSpec, TilingSpec
 from tests.eval._cases import TRANSFORM, write_labels
 
 
@@ -63,7 +64,7 @@ def test_evaluate_index_pools_after_per_scene_matching(
     def fake_segment(scene: Path, output: Path, **kwargs: Any) -> None:
         calls.append(kwargs)
         warnings.warn(f"{scene} declares no nodata", NoNodataWarning, stacklevel=2)
-        write_labels(Path(output), maps[Path(scene).name.split("_")[0]])
+        write_labels(OutputSpec.of(output).path, maps[Path(scene).name.split("_")[0]])
 
     monkeypatch.setattr(lcmap.workflows.segment, "segment", fake_segment)
     done: list[tuple[int, int]] = []
@@ -71,13 +72,14 @@ def test_evaluate_index_pools_after_per_scene_matching(
         result = evaluate_index(
             index,
             method="toy",
-            seed=5,
-            segment_options={"tile": 64},
-            progress=lambda d, t: done.append((d, t)),
+            tiling=TilingSpec(tile=64),
+            run=RunSpec(seed=5, progress=lambda d, t: done.append((d, t))),
         )
     assert len(record) == 1  # the same lcmap warning from every scene is shown once
-    assert [c["classes"] for c in calls] == [4, 4]  # default k = number of truth classes
-    assert calls[0] == {"method": "toy", "classes": 4, "seed": 5, "overwrite": True, "tile": 64}
+    # default k = number of truth classes
+    assert [c["method"] for c in calls] == [MethodSpec("toy", classes=4)] * 2
+    assert calls[0]["tiling"] == TilingSpec(tile=64) and calls[0]["run"] == RunSpec(seed=5)
+    assert result.segment_options == {"seed": 5, "tile": 64}
     assert done == [(1, 2), (2, 2)]
     one, two = result.scenes
     assert one.result.accuracy == 1.0
@@ -112,9 +114,7 @@ def test_evaluate_index_with_kmeans(tmp_path: Path) -> None:
         rows.append((f"s{i}", f"scene{i}.tif", f"truth{i}.tif"))
     result = evaluate_index(
         _write_index(tmp_path, rows),
-        method="kmeans",
-        seed=0,
-        segment_options={"options": {"samples": 5000}},
+        method=MethodSpec("kmeans", options={"samples": 5000}),
     )
     assert len(result.scenes) == 2
     # Quadrant edges may go either way (k-means features can include smoothed bands).

@@ -4,7 +4,7 @@ and score every scene of an index, then pool)."""
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -160,25 +160,19 @@ def evaluate_index(
     setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap.workflows.evaluate_index import evaluate_index as run
+        from lcmap.workflows.specs import MethodSpec, RunSpec
 
         to_stdout = _check_reports(json_path, plot, overwrite, [index])
-        options: dict[str, Any] = {
-            "model": model,
-            "bands": parse_bands(bands),
-            "device": device,
-            "options": method_options(param),
-        }
+        fitted = MethodSpec(method, classes, parse_bands(bands), method_options(param))
         with progress_bar("segment + evaluate") as update:
             result = run(
                 index,
-                method=method,
-                classes=classes,
+                method=fitted,
+                model=model,
                 match=match,
                 ignore=tuple(ignore or (255,)),
-                seed=seed,
-                segment_options={k: v for k, v in options.items() if v},
+                run=RunSpec(device, seed, progress=update),
                 workdir=workdir,
-                progress=update,
             )
         _report(result, json_path, plot, overwrite, to_stdout, match)
 

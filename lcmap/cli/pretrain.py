@@ -166,16 +166,10 @@ def pretrain(
         with progress_bar(f"pretrain {method}") as update:
             header = api.train(
                 scenes or [a for a, _ in pairs],
-                output,
-                method=method,
+                api.OutputSpec(output, overwrite),
+                method=api.MethodSpec(method, classes, parse_bands(bands), options),
                 partners=[b for _, b in pairs] or None,
-                classes=classes,
-                bands=parse_bands(bands),
-                seed=seed,
-                device=device,
-                overwrite=overwrite,
-                progress=update,
-                options=options,
+                run=api.RunSpec(device, seed, progress=update),
             )
     loss = header.extra.get("final_loss")
     trained = "not pre-trained" if loss is None else f"final loss {loss:.4f}"

@@ -200,24 +200,13 @@ def segment(
             or output.endswith(("/", "\\"))
             or (Path(output).is_dir() and Path(output).suffix.lower() not in (".tif", ".tiff"))
         )
+        target = api.OutputSpec(Path(output), overwrite, parse_key_values(co, "--co") or {})
         common: dict[str, Any] = {
-            "method": method,
+            "method": api.MethodSpec(method, classes, parse_bands(bands), options),
             "model": model,
             "save_model": save_model,
-            "classes": classes,
-            "bands": parse_bands(bands),
-            "tile": tile,
-            "halo": halo,
-            "batch_size": batch_size,
-            "device": device,
-            "seed": seed,
-            "overwrite": overwrite,
-            "creation_options": parse_key_values(co, "--co"),
-            "options": options,
-            "workers": workers,
-            "scheduler": scheduler,
-            "resume": resume,
-            "part_rows": part_rows,
+            "tiling": api.TilingSpec(tile, halo),
+            "scale": api.ScaleSpec(workers, scheduler, resume, part_rows),
         }
         if preview is not None:  # checked before any work, written after the map
             if many:
@@ -226,14 +215,15 @@ def segment(
 
             check_preview(preview, overwrite, inputs=[paths[0]], others=[output])
         with progress_bar("segment") as update:
+            run = api.RunSpec(device, seed, batch_size, update)
             if many:
                 from lcmap.workflows.scenes import segment_many
 
                 if stack:
                     raise typer.BadParameter("--stack goes with one scene.")
-                done = segment_many(paths, output, progress=update, **common)
+                done = segment_many(paths, target, run=run, **common)
             else:
-                result = api.segment(paths[0], output, progress=update, stack=stack, **common)
+                result = api.segment(paths[0], target, stack=stack or (), run=run, **common)
         if preview is not None:
             from lcmap.io.preview import write_preview
 

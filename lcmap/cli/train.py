@@ -97,16 +97,10 @@ def train(
         with progress_bar(f"train {method}") as update:
             header = api.train(
                 scenes,
-                output,
-                method=method,
-                classes=classes,
-                bands=parse_bands(bands),
+                api.OutputSpec(output, overwrite),
+                method=api.MethodSpec(method, classes, parse_bands(bands), options),
                 labels=labels,
-                stack=stack,
-                seed=seed,
-                device=device,
-                overwrite=overwrite,
-                progress=update,
-                options=options,
+                stack=stack or (),
+                run=api.RunSpec(device, seed, progress=update),
             )
     echo(f"Saved {header.method} model with {header.num_classes} classes to {output}.")

@@ -110,15 +110,9 @@ def train_single_scene(
         with progress_bar("train single_scene") as update:
             header = api.train(
                 [scene],
-                output,
-                method="single_scene",
-                classes=classes,
-                bands=band_list,
-                seed=seed,
-                device=device,
-                overwrite=overwrite,
-                progress=update,
-                options=options,
+                api.OutputSpec(output, overwrite),
+                method=api.MethodSpec("single_scene", classes, band_list, options),
+                run=api.RunSpec(device, seed, progress=update),
             )
         used = header.extra.get("clusters_used")
         echo(
@@ -129,12 +123,9 @@ def train_single_scene(
             with progress_bar("segment") as update:
                 result = api.segment(
                     scene,
-                    segment,
+                    api.OutputSpec(segment, overwrite),
                     model=output,
-                    device=device,
-                    seed=seed,
-                    overwrite=overwrite,
-                    progress=update,
+                    run=api.RunSpec(device, seed, progress=update),
                 )
             echo(
                 f"Wrote {result.output} ({result.width}x{result.height}, {result.classes_used} "

@@ -9,7 +9,8 @@ import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from lcmap.errors import InvalidSceneError, LcmapWarning
 from lcmap.eval import check_match, evaluate, read_index
 from lcmap.eval.metrics import MatchName, compute_metrics
 from lcmap.eval.report import IndexResult, SceneEvaluation
+from lcmap.workflows.specs import MethodSpec, OutputSpec, RunSpec, TilingSpec
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +35,35 @@ def _replay_warnings(
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
+def _recorded(
+    fitted: MethodSpec, model: str | Path | None, tiling: TilingSpec, run: RunSpec
+) -> dict[str, Any]:
+    """What the report records of how the maps were made (the values given)."""
+    made = {
+        "classes": fitted.classes,
+        "seed": run.seed,
+        "bands": fitted.band_list,
+        "options": fitted.option_dict,
+        "model": model,
+        "device": run.device,
+        "tile": tiling.tile,
+        "halo": tiling.halo,
+        "batch_size": run.batch_size,
+    }
+    return {k: v for k, v in made.items() if v is not None and (k, v) != ("device", "auto")}
+
+
 def evaluate_index(
     index_csv: str | Path,
     *,
-    method: str = "kmeans",
-    classes: int | None = None,
+    method: "MethodSpec | str" = "kmeans",
+    model: str | Path | None = None,
     match: MatchName = "hungarian",
     ignore: Iterable[int] = (255,),
-    seed: int = 0,
-    segment_options: dict[str, Any] | None = None,
+    tiling: TilingSpec = TilingSpec(),
+    run: RunSpec = RunSpec(),
     workdir: str | Path | None = None,
     window_size: int = 1024,
-    progress: Callable[[int, int], None] | None = None,
 ) -> IndexResult:
     """Segment every scene of an index and score each map against its truth.
 
@@ -60,18 +79,16 @@ def evaluate_index(
 
     Args:
         index_csv: CSV with columns ``set,name,scene,truth,classes`` (see :func:`read_index`).
-        method: Segmentation method name.
-        classes: Number of clusters; default: the number of truth classes of each scene
-            (the model's own with ``segment_options={"model": ...}``).
+        method: the segmentation method (a name, or a :class:`MethodSpec`); its number of
+            clusters defaults to the number of truth classes of each scene.
+        model: a saved model applied to every scene instead (its own classes).
         match: ``hungarian``, ``majority`` or ``none``.
         ignore: Truth values that are not classes.
-        seed: Seed passed to the segmentation.
-        segment_options: Further keyword arguments for
-            :func:`~lcmap.workflows.segment.segment` (``tile``, ``device``, ``bands``,
-            ``options``...).
+        tiling: tile size and halo of the maps.
+        run: device, seed and batch size of the maps; its progress callback is called with
+            ``(scenes done, scenes total)``.
         workdir: Folder for the maps (kept); default a temporary folder, removed afterwards.
         window_size: Evaluation window side, in pixels.
-        progress: Called with ``(scenes done, scenes total)``.
 
     Returns:
         Per-scene results and pooled figures. An lcmap warning raised by many scenes is shown
@@ -94,7 +111,8 @@ def evaluate_index(
             f"{class_names} for '{entries[0].name}'; pooled figures need one class list: "
             "split the index by class list."
         )
-    options = dict(segment_options or {})
+    fitted = MethodSpec.of(method)
+    per_map = replace(run, progress=None)
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if workdir is None:
@@ -107,20 +125,20 @@ def evaluate_index(
         for i, entry in enumerate(entries, start=1):
             t0 = time.perf_counter()
             out = folder / f"{entry.name}.tif"
-            if classes is not None or options.get("model") is not None:
-                k = classes  # a saved model fixes its own number of classes
+            if fitted.classes is None and model is None:
+                # a saved model fixes its own number of classes
+                fitted_here = replace(fitted, classes=len(entry.classes))
             else:
-                k = len(entry.classes)
+                fitted_here = fitted
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 segment(
                     entry.scene,
-                    out,
-                    method=method,
-                    classes=k,
-                    seed=seed,
-                    overwrite=True,
-                    **options,
+                    OutputSpec(out, overwrite=True),
+                    method=fitted_here,
+                    model=model,
+                    tiling=tiling,
+                    run=per_map,
                 )
             _replay_warnings(caught, repeated)
             result = evaluate(
@@ -140,16 +158,16 @@ def evaluate_index(
                 seconds,
             )
             scenes.append(SceneEvaluation(entry.set, entry.name, str(entry.scene), result, seconds))
-            if progress is not None:
-                progress(i, len(entries))
+            if run.progress is not None:
+                run.progress(i, len(entries))
     for category, count in repeated.items():
         if count > 1:
             log.warning("%d more scenes raised %s.", count - 1, category.__name__)
     pooled = sum((s.result.confusion for s in scenes[1:]), start=scenes[0].result.confusion)
     return IndexResult(
         index=str(index_path),
-        method=method,
-        segment_options={"classes": classes, "seed": seed, **options},
+        method=fitted.name or "",
+        segment_options=_recorded(fitted, model, tiling, run),
         match=match,
         class_ids=list(range(len(class_names))),
         class_names=list(class_names),

@@ -145,33 +145,6 @@ def build_method(name: str, classes: int | None, options: dict[str, Any] | None)
         raise LcmapError(f"Bad option for method '{name}': {exc}") from exc
 
 
-#: Largest --halo: a read window of 2 * 4096 px around a tile is already 256 MB per band.
-MAX_HALO = 4096
-
-
-def check_run_numbers(
-    *,
-    tile: int | None = None,
-    halo: int | None = None,
-    batch_size: int | None = None,
-    seed: int | None = None,
-) -> None:
-    """Refuse tile, halo, batch and seed values that would fail or exhaust memory later.
-
-    Raises:
-        InvalidOptionError: naming the value and its range.
-    """
-    ranges = {
-        "tile": (tile, 1, 2**31 - 1),  # larger than the scene: the tile shrinks to it
-        "halo": (halo, 0, MAX_HALO),
-        "batch_size": (batch_size, 1, 4096),
-        "seed": (seed, 0, 2**32 - 1),
-    }
-    for name, (value, low, high) in ranges.items():
-        if value is not None and not low <= value <= high:
-            raise InvalidOptionError(f"{name}={value} is out of range; use {low} to {high}.")
-
-
 def default_method(options: dict[str, Any] | None = None) -> tuple[str, str]:
     """The method ``lcmap segment`` uses when none is given, and why, in a few words.
 

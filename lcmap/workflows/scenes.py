@@ -10,9 +10,9 @@ import glob
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 import rasterio
@@ -28,8 +28,9 @@ from lcmap.io.cog_options import check_creation_options
 from lcmap.io.scene import open_scene, scene_path
 from lcmap.io.staging import check_local, check_output, output_folder, publish, temp_path
 from lcmap.io.writer import check_map_output
-from lcmap.scale.cluster import check_scale_flags, open_client
-from lcmap.types import ProgressFn, start_phase
+from lcmap.scale.cluster import open_client
+from lcmap.types import start_phase
+from lcmap.workflows.specs import MethodSpec, OutputSpec, RunSpec, ScaleSpec, TilingSpec
 
 if TYPE_CHECKING:
     from lcmap.workflows.segment import SegmentResult
@@ -111,43 +112,29 @@ def map_names(scenes: Sequence[str], outdir: Path) -> list[Path]:
 
 def segment_many(
     scenes: Sequence[str],
-    outdir: str | Path,
+    outdir: "OutputSpec | str | Path",
     *,
-    method: str | None = None,
+    method: "MethodSpec | str | None" = None,
     model: str | Path | None = None,
     save_model: str | Path | None = None,
-    classes: int | None = None,
-    bands: list[int] | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    overwrite: bool = False,
-    progress: ProgressFn | None = None,
-    options: dict[str, Any] | None = None,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    resume: bool = False,
-    **mapping: Any,
+    tiling: TilingSpec = TilingSpec(),
+    scale: ScaleSpec = ScaleSpec(),
+    run: RunSpec = RunSpec(),
 ) -> ScenesResult:
     """Map every scene with one model into ``outdir`` (see the module doc).
 
     Args:
         scenes: the rasters (same band layout).
-        outdir: folder of the maps (made when missing; its parent must exist).
-        method: method fitted across the scenes (ignored with ``model``; None = the default).
+        outdir: folder of the maps (made when missing; its parent must exist), whether to
+            replace existing maps and model, and the maps' creation options.
+        method: the method fitted across the scenes (ignored with ``model``; None = the
+            default), with K, bands and its options.
         model: a saved model to apply instead of fitting.
         save_model: where the fitted model goes (``OUTDIR/model.lcmap`` when None).
-        classes: K.
-        bands: 1-based bands.
-        seed: fixes sampling and initialisation.
-        device: ``auto``, ``cpu`` or ``cuda``.
-        overwrite: replace existing maps and model.
-        progress: progress callback (one phase per scene).
-        options: method options.
-        workers: map each scene in parts on a local Dask cluster of this many processes.
-        scheduler: ... or on the Dask cluster at this address.
-        resume: reuse finished maps (made with the same model) and finished parts.
-        **mapping: passed on to :func:`~lcmap.workflows.segment.segment` (``tile``, ``halo``,
-            ``batch_size``, ``creation_options``, ``part_rows``).
+        tiling: tile size and halo of every map.
+        scale: map each scene in parts on Dask; ``resume`` also keeps the finished maps made
+            with the same model.
+        run: device, seed, batch size, progress callback (one phase per scene).
 
     Returns:
         The maps, the failures, the model and the mosaic.
@@ -159,15 +146,16 @@ def segment_many(
     from lcmap.workflows.segment import segment
     from lcmap.workflows.train import train
 
-    check_scale_flags(workers, scheduler)
-    check_local(outdir)
-    outdir = Path(outdir)
+    out, fitted = OutputSpec.of(outdir), MethodSpec.of(method)
+    overwrite, resume = out.overwrite, scale.resume
+    check_local(out.path)
+    outdir = out.path
     if outdir.exists() and not outdir.is_dir():
         raise OutputPathError(f"{outdir} is not a folder; with several scenes -o names a folder.")
     if not outdir.parent.is_dir():
         raise OutputPathError(f"Output folder {outdir.parent} does not exist; create it first.")
     with output_folder(outdir):
-        check_creation_options(mapping.get("creation_options"))  # before the fit, not per map
+        check_creation_options(dict(out.creation_options))  # before the fit, not per map
         outputs = map_names(scenes, outdir)
         check_output(outdir / MOSAIC, overwrite or resume)
         if not resume:  # every map's name is checked before the fit: a clash loses no work
@@ -188,26 +176,20 @@ def segment_many(
             raise InvalidSceneError(f"No scene could be read: {reasons}")
     if model is None:
         check_output(model_out, overwrite or resume, inputs=scenes)
-        method = method or default_method(options)[0]
-        start_phase(progress, f"fit {method} on {len(readable)} scenes")
+        name = fitted.name or default_method(fitted.option_dict)[0]
+        start_phase(run.progress, f"fit {name} on {len(readable)} scenes")
         train(
             readable,
-            model_out,
-            method=method,
-            classes=classes,
-            bands=bands,
-            seed=seed,
-            device=device,
-            overwrite=True,
-            progress=progress,
-            options=options,
+            OutputSpec(model_out, overwrite=True),
+            method=replace(fitted, name=name),
+            run=run,
         )
-        bands, classes, options = None, None, None  # all in the model now
+        fitted = MethodSpec()  # classes, bands and options are all in the model now
     assert result.model is not None
     from lcmap.models import file_sha256
 
     sha = file_sha256(result.model)
-    with open_client(workers, scheduler) as client:
+    with open_client(scale.workers, scale.scheduler) as client:
         for scene, output in zip(scenes, outputs, strict=True):
             if scene not in readable:
                 continue
@@ -218,18 +200,12 @@ def segment_many(
                 check_map_output(output, overwrite, inputs=[scene, result.model])
                 mapped = segment(
                     scene,
-                    output,
+                    replace(out, path=output),
+                    method=fitted,
                     model=result.model,
-                    classes=classes,
-                    bands=bands,
-                    seed=seed,
-                    device=device,
-                    overwrite=overwrite,
-                    progress=progress,
-                    options=options,
-                    resume=resume,
-                    client=client,
-                    **mapping,
+                    tiling=tiling,
+                    scale=ScaleSpec(resume=resume, part_rows=scale.part_rows, client=client),
+                    run=run,
                 )
                 result.maps.append(mapped)
             except Exception as exc:  # reported by name; the other scenes still finish

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lcmap import __version__
-from lcmap.errors import InvalidOptionError
 from lcmap.io.cog_options import check_creation_options
 from lcmap.io.scene import (
     MAPPING_GDAL_CACHE_MB,
@@ -29,7 +28,7 @@ from lcmap.io.stack import stacked
 from lcmap.io.staging import check_distinct, check_output
 from lcmap.io.writer import check_map_output, sidecar_path
 from lcmap.models import ModelHeader, file_sha256
-from lcmap.scale import PartsRun, check_scale_flags, open_client
+from lcmap.scale import PartsRun, open_client
 from lcmap.tiling import TilePlan, plan_tiles
 from lcmap.types import ProgressFn, start_phase
 
@@ -38,17 +37,9 @@ if TYPE_CHECKING:
 
     from lcmap.methods.base import Segmenter
 
-if TYPE_CHECKING:
-    from rasterio.io import DatasetReader
-
-    from lcmap.methods.base import Segmenter
-
-from lcmap.workflows.fitting import (
-    check_run_numbers,
-    choose_method,
-    segmenter_for,
-)
+from lcmap.workflows.fitting import choose_method, segmenter_for
 from lcmap.workflows.scene_checks import check_row_memory, tile_halo, warn_coarse_patches
+from lcmap.workflows.specs import MethodSpec, OutputSpec, RunSpec, ScaleSpec, TilingSpec
 
 log = logging.getLogger(__name__)
 
@@ -158,28 +149,15 @@ def _provenance(
 
 def segment(
     scene: str | Path,
-    output: str | Path,
+    output: "OutputSpec | str | Path",
     *,
-    method: str | None = None,
+    method: "MethodSpec | str | None" = None,
     model: str | Path | None = None,
     save_model: str | Path | None = None,
-    classes: int | None = None,
-    bands: list[int] | None = None,
-    tile: int | None = None,
-    halo: int | None = None,
-    batch_size: int | None = None,
-    device: str = "auto",
-    seed: int = 0,
-    overwrite: bool = False,
-    creation_options: dict[str, str] | None = None,
-    progress: ProgressFn | None = None,
-    options: dict[str, Any] | None = None,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    resume: bool = False,
-    part_rows: int | None = None,
-    client: Any = None,
-    stack: Sequence[str | Path] | None = None,
+    stack: Sequence[str | Path] = (),
+    tiling: TilingSpec = TilingSpec(),
+    scale: ScaleSpec = ScaleSpec(),
+    run: RunSpec = RunSpec(),
 ) -> SegmentResult:
     """Map ``scene`` to a land-cover label GeoTIFF on the same grid.
 
@@ -189,33 +167,21 @@ def segment(
 
     Args:
         scene: input raster (any GDAL format, any number of bands).
-        output: label GeoTIFF to write (a COG; uint8, 255 = nodata; uint16 above 255 classes).
-        method: registry name of the method (ignored with ``model``); None =
-            :func:`default_method` (``primaps`` when its weights are here, else ``kmeans``).
+        output: label GeoTIFF to write (a COG; uint8, 255 = nodata; uint16 above 255
+            classes), with whether to replace it and GDAL creation options.
+        method: the method (a registry name, or a :class:`MethodSpec` with K, bands and its
+            options); None = :func:`default_method` (``primaps`` when its weights are here,
+            else ``kmeans``). With ``model`` only its options count, and only those that
+            change how a trained model predicts (e.g. ``{"crf": True}`` for stego).
         model: a model file from :func:`train` or ``save_model``.
         save_model: where to save the fitted model.
-        classes: number of classes K (method default when None).
-        bands: 1-based band indexes (all bands, or the model's, when None).
-        tile: tile core size in pixels.
-        halo: context pixels per side (the method's receptive field when None).
-        batch_size: tiles per batch (None: 4 on the CPU, from free memory on CUDA).
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        seed: fixes sampling and initialisation.
-        overwrite: replace existing outputs.
-        creation_options: GDAL COG creation options overriding the defaults.
-        progress: ``(done, total)`` callback.
-        options: method options passed to its builder (e.g. ``{"smooth": 2}``); with
-            ``model``, only the options that change how a trained model predicts (the
-            method's ``apply_options``, e.g. ``{"crf": True}`` for stego).
-        workers: map in parts on a new local Dask cluster of this many worker processes.
-        scheduler: map in parts on the Dask cluster at this address.
-        resume: map in parts (here unless ``workers``/``scheduler``) kept beside the output,
-            reusing those a killed run of the same command finished (:mod:`lcmap.scale`).
-        part_rows: tile rows a part (about 16 Mpx a part when None).
-        client: a Dask client already open (many-scene runs share one).
         stack: co-registered rasters whose bands follow the scene's, reprojected onto its
             grid window by window (:mod:`lcmap.io.stack`); a model trained with a stack must
             be given the same stack.
+        tiling: tile size and halo.
+        scale: map in parts on Dask (:mod:`lcmap.scale`), or resume such a run.
+        run: device, seed, tiles per batch (None: 4 on the CPU, from free memory on CUDA),
+            progress callback.
 
     Returns:
         A summary of the map written.
@@ -224,37 +190,34 @@ def segment(
         LcmapError: bad input, unknown method, existing output...; nothing is written then.
 
     Example:
-        >>> segment("scene.tif", "landcover.tif", classes=6, seed=1)  # doctest: +SKIP
+        >>> segment("scene.tif", "landcover.tif", method=MethodSpec(classes=6))  # doctest: +SKIP
     """
     # Every check of the arguments and outputs comes first, before torch is imported.
-    scene, output = scene_path(scene), Path(output)
-    creation_options = check_creation_options(creation_options)
-    stack = [scene_path(p) for p in stack or []]
-    _check_segment_outputs(scene, output, model, save_model, overwrite, stack)
-    check_run_numbers(tile=tile, halo=halo, batch_size=batch_size, seed=seed)
-    check_scale_flags(workers, scheduler)
-    if part_rows is not None and part_rows < 1:
-        raise InvalidOptionError(f"part_rows={part_rows}: give at least 1 tile row.")
-    method, choice = choose_method(method, model, options)
+    out, spec_of_method = OutputSpec.of(output), MethodSpec.of(method)
+    scene, output = scene_path(scene), out.path
+    creation_options = check_creation_options(dict(out.creation_options))
+    stack = [scene_path(p) for p in stack]
+    _check_segment_outputs(scene, output, model, save_model, out.overwrite, stack)
+    name, choice = choose_method(spec_of_method.name, model, spec_of_method.option_dict)
     parts = None
-    if workers or scheduler or resume or client is not None:
+    if scale.in_parts:
         request = {
             "scene": _identity(scene),
-            "method": None if model else method,
-            "classes": classes,
-            "bands": bands,
-            "options": options or {},
-            "seed": seed,
+            "method": None if model else name,
+            "classes": spec_of_method.classes,
+            "bands": spec_of_method.band_list,
+            "options": spec_of_method.option_dict or {},
+            "seed": run.seed,
             "model": file_sha256(model) if model is not None else None,
         }
         if stack:
             request["stack"] = [_identity(p) for p in stack]
-        parts = PartsRun(output, request, resume)
+        parts = PartsRun(output, request, scale.resume)
 
     from lcmap.engine import choose_device
     from lcmap.io.staging import publish
 
-    dev = choose_device(device)
+    dev = choose_device(run.device)
     with contextlib.ExitStack() as opened:
         if parts is not None:
             opened.push(_abandon_parts(parts))
@@ -262,42 +225,44 @@ def segment(
         # With a stack, everything reads the VRT of the scene's and the stack's bands.
         read = opened.enter_context(stacked(scene, stack)) if stack else scene
         src = opened.enter_context(open_scene(read))
-        check_row_memory(src, tile or DEFAULT_TILE)
+        check_row_memory(src, tiling.tile or DEFAULT_TILE)
         check_georeference(src)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()
         given: dict[str, Any] = {
             "model": model,
-            "classes": classes,
-            "bands": bands,
-            "options": options,
+            "classes": spec_of_method.classes,
+            "bands": spec_of_method.band_list,
+            "options": spec_of_method.option_dict,
         }
         cached = parts.cached_model() if parts is not None else None
         if cached is not None:  # a killed run of this command fitted it already
             given = {"model": cached, "classes": None, "bands": None, "options": None}
         seg, header, spec = segmenter_for(
-            src, read, method=method, seed=seed, device=dev, progress=progress, **given
+            src, read, method=name, seed=run.seed, device=dev, progress=run.progress, **given
         )
         warn_coarse_patches(seg, src)
         if stack and given["model"] is None:
             header.extra["stack"] = stack_layout(stack)
         model_path, staged = _stage_model(opened, seg, header, model, save_model)
         fit_seconds = time.perf_counter() - fit_start
-        job = _MapJob(read, src, seg, header, spec, batch_size, progress)
+        job = _MapJob(read, src, seg, header, spec, run.batch_size, run.progress)
         plan = plan_tiles(
-            src.width, src.height, tile or DEFAULT_TILE, tile_halo(seg, halo), seg.tile_multiple
+            src.width,
+            src.height,
+            tiling.tile or DEFAULT_TILE,
+            tile_halo(seg, tiling.halo),
+            seg.tile_multiple,
         )
-        provenance = _provenance(scene, output, seg, header, spec, plan, seed, str(dev))
+        provenance = _provenance(scene, output, seg, header, spec, plan, run.seed, str(dev))
         if stack:
             provenance["stack"] = [_relative(p, output) for p in stack]
         if model_path is not None:
             provenance["model"] = _relative(model_path, output)
             provenance["model_sha256"] = file_sha256(staged or model_path)
         start = time.perf_counter()
-        cluster = _PartsCluster(workers, scheduler, part_rows, client, device)
-        counts = _map_and_write(
-            job, plan, output, provenance, creation_options, overwrite, dev, parts, cluster
-        )
+        target = OutputSpec(output, out.overwrite, creation_options)
+        counts = _map_and_write(job, plan, target, provenance, dev, parts, scale, run.device)
         if staged is not None:
             publish(staged, save_model)  # type: ignore[arg-type]
         if parts is not None:
@@ -315,7 +280,7 @@ def segment(
         fit_seconds=fit_seconds,
         device=str(dev),
         provenance=provenance,
-        method_choice=f"{method} ({choice})" if choice else "",
+        method_choice=f"{name} ({choice})" if choice else "",
         parts_reused=parts.reused if parts is not None else 0,
         parts_computed=parts.computed if parts is not None else 0,
     )
@@ -382,30 +347,20 @@ def _abandon_parts(parts: PartsRun) -> Callable[..., bool]:
     return on_exit
 
 
-@dataclass
-class _PartsCluster:
-    """Where parts are computed: a new local cluster, a scheduler, or a client given."""
-
-    workers: int | None
-    scheduler: str | None
-    part_rows: int | None
-    client: Any
-    device: str  # as asked for (``auto``...): each worker chooses its own
-
-
 def _map_and_write(
     job: _MapJob,
     plan: TilePlan,
-    output: Path,
+    out: OutputSpec,
     provenance: dict[str, Any],
-    creation_options: dict[str, str],
-    overwrite: bool,
     device: Any,
     parts: PartsRun | None,
-    cluster: _PartsCluster,
+    scale: ScaleSpec,
+    worker_device: str,
 ) -> Any:
     """Map the scene's tiles (streamed to the COG, or in parts assembled into it) and commit
-    the COG; returns the pixel count per class and of nodata."""
+    the COG; returns the pixel count per class and of nodata. ``device`` maps here;
+    ``worker_device`` is the device as asked for (``auto``...): each Dask worker chooses its
+    own."""
     from lcmap.engine import map_scene
     from lcmap.io.writer import LabelWriter
     from lcmap.stitch import NODATA, label_dtype
@@ -425,8 +380,8 @@ def _map_and_write(
     if parts is not None:
         parts.prepare()
         # A cluster of its own is closed before the COG is assembled from the parts.
-        own = open_client(cluster.workers, cluster.scheduler)
-        with contextlib.nullcontext(cluster.client) if cluster.client else own as dask_client:
+        own = open_client(scale.workers, scale.scheduler)
+        with contextlib.nullcontext(scale.client) if scale.client else own as dask_client:
             start_phase(progress, f"map {name} in parts")
             part_files, counts = parts.run(
                 scene=job.scene,
@@ -437,14 +392,14 @@ def _map_and_write(
                 crs=src.crs,
                 transform=src.transform,
                 batch_size=job.batch_size,
-                device=cluster.device,
+                device=worker_device,
                 client=dask_client,
-                tile_rows=cluster.part_rows,
+                tile_rows=scale.part_rows,
                 progress=progress,
             )
     dtype = label_dtype(job.seg.num_classes)
     with LabelWriter(
-        output,
+        out.path,
         width=src.width,
         height=src.height,
         crs=src.crs,
@@ -454,8 +409,8 @@ def _map_and_write(
         class_names=job.header.class_names,
         colours=[tuple(c) for c in job.header.colours],  # type: ignore[misc]
         tags=src.tags(),  # the scene's own (AREA_OR_POINT, SYNTHETIC_GEOREF...) carry over
-        creation_options=creation_options,
-        overwrite=overwrite,
+        creation_options=out.creation_options,
+        overwrite=out.overwrite,
         sidecar=provenance,
         parts=part_files,
     ) as writer:

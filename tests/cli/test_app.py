@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from lcmap.workflows.specs import MethodSpec
 from tests.cli._cli import one_line_error, run
 
 
@@ -97,7 +98,7 @@ def test_an_alpha_band_is_the_mask_not_a_data_band(tmp_path):
         transform=rasterio.transform.from_origin(5e5, 4e6, 1, 1),
     ) as dst:
         dst.write(np.concatenate([rgb, alpha[None]]))
-    result = api.segment(path, tmp_path / "m.tif", classes=3)
+    result = api.segment(path, tmp_path / "m.tif", method=MethodSpec(classes=3))
     assert result.provenance["bands"] == [1, 2, 3]
     with rasterio.open(tmp_path / "m.tif") as src:
         labels = src.read(1)

@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from lcmap.cli import app
+from lcmap.workflows.specs import MethodSpec
 
 runner = CliRunner()
 
@@ -235,7 +236,7 @@ def test_another_band_order_or_value_range_is_warned_about(make_scene, tmp_path)
     with rasterio.open(a, "r+") as dst:
         dst.descriptions = ("red", "green", "blue", "nir")
     model = tmp_path / "k.lcmap"
-    api.train([a], model, method="kmeans", classes=3)
+    api.train([a], model, method=MethodSpec("kmeans", classes=3))
     # Same sensor, same order: no warning.
     with warnings.catch_warnings():
         warnings.simplefilter("error", ModelMismatchWarning)

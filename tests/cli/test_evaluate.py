@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lcmap.cli import app
+from lcmap.workflows.specs import MethodSpec, OutputSpec, RunSpec
 from tests.eval._cases import write_labels
 
 runner = CliRunner()
@@ -123,7 +124,8 @@ def test_evaluate_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
     def fake_segment(scene: Path, output: Path, **kwargs: Any) -> None:
         seen.append(kwargs)
-        write_labels(Path(output), PRED)
+        assert isinstance(output, OutputSpec) and output.overwrite
+        write_labels(output.path, PRED)
 
     monkeypatch.setattr(lcmap.workflows.segment, "segment", fake_segment)
     report = tmp_path / "pooled.json"
@@ -146,14 +148,8 @@ def test_evaluate_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         ],
     )
     assert result.exit_code == 0, result.output
-    assert seen[0] == {
-        "method": "kmeans",
-        "classes": 4,
-        "seed": 3,
-        "overwrite": True,
-        "device": "auto",
-        "options": {"iters": 7},
-    }
+    assert seen[0]["method"] == MethodSpec("kmeans", classes=4, options={"iters": 7})
+    assert seen[0]["run"] == RunSpec(device="auto", seed=3) and seen[0]["model"] is None
     assert "pooled over 2 scenes: accuracy 0.8462" in result.stdout
     assert "two" in result.stdout
     data = json.loads(report.read_text())

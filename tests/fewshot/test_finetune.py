@@ -19,6 +19,7 @@ from lcmap.fewshot.finetune import finetune
 from lcmap.io.legend import named_colours
 from lcmap.methods.loading import load_model
 from lcmap.models import read_header
+from lcmap.workflows.specs import MethodSpec, RunSpec, TilingSpec
 
 FAST = {"patch_size": 32, "steps": 60, "batch_size": 4, "device": "cpu"}
 
@@ -128,7 +129,12 @@ def test_finetune_errors(data, tmp_path):
         finetune(*args, tmp_path / "exists.lcmap", **FAST)
     with pytest.raises(InvalidSceneError, match="only 2 class names"):
         finetune(*args, tmp_path / "t.lcmap", class_names=["a", "b"], **FAST)
-    api.train([root / "a.tif"], tmp_path / "km.lcmap", method="kmeans", classes=3, device="cpu")
+    api.train(
+        [root / "a.tif"],
+        tmp_path / "km.lcmap",
+        method=MethodSpec("kmeans", classes=3),
+        run=RunSpec(device="cpu"),
+    )
     with pytest.raises(InvalidModelError, match="'kmeans' model"):
         finetune(tmp_path / "km.lcmap", *args[1:], tmp_path / "t.lcmap", **FAST)
     empty = tmp_path / "empty.tif"
@@ -181,7 +187,13 @@ def test_tuned_and_cas_maps_do_not_depend_on_the_tile_size(data, tmp_path):
         maps = []
         for tile in (48, 512):
             out = tmp_path / f"{model.stem}_{tile}.tif"
-            api.segment(root / "b.tif", out, model=model, tile=tile, device="cpu")
+            api.segment(
+                root / "b.tif",
+                out,
+                model=model,
+                run=RunSpec(device="cpu"),
+                tiling=TilingSpec(tile=tile),
+            )
             with rasterio.open(out) as src:
                 maps.append(src.read(1))
         np.testing.assert_array_equal(maps[0], maps[1])

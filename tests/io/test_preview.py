@@ -5,6 +5,7 @@ import pytest
 from lcmap import api
 from lcmap.errors import OutputExistsError, OutputPathError
 from lcmap.io.preview import _read_map, write_preview
+from lcmap.workflows.specs import MethodSpec
 from tests.cli._cli import one_line_error, run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -13,7 +14,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture
 def mapped(make_scene, tmp_path):
     scene = make_scene(width=1400, height=1100)
-    api.segment(scene, tmp_path / "m.tif", method="kmeans", classes=4)
+    api.segment(scene, tmp_path / "m.tif", method=MethodSpec("kmeans", classes=4))
     return scene, tmp_path / "m.tif"
 
 

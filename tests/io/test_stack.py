@@ -13,6 +13,7 @@ from lcmap.errors import InvalidSceneError, LcmapError
 from lcmap.io.scene import open_on_grid, read_window
 from lcmap.io.stack import stacked
 from lcmap.models import read_header
+from lcmap.workflows.specs import MethodSpec, RunSpec
 from tests.cli._cli import one_line_error, runner
 
 
@@ -50,7 +51,9 @@ def test_the_stack_holds_the_scene_then_the_warped_raster(pair):
 def test_a_model_trained_on_a_stack_refuses_a_scene_without_it(pair, tmp_path):
     scene, extra = pair
     model, out = tmp_path / "m.lcmap", tmp_path / "m.tif"
-    result = api.segment(scene, out, method="kmeans", classes=3, stack=[extra], save_model=model)
+    result = api.segment(
+        scene, out, stack=[extra], save_model=model, method=MethodSpec("kmeans", classes=3)
+    )
     assert (result.width, result.height) == (128, 96)
     header = read_header(model)
     assert header.in_channels == 5 and header.extra["stack"][0]["bands"] == 2
@@ -71,7 +74,7 @@ def test_a_model_trained_on_a_stack_refuses_a_scene_without_it(pair, tmp_path):
 
 def _plain_model(scene, tmp_path):
     path = tmp_path / "plain.lcmap"
-    api.train([scene], path, method="kmeans", classes=3)
+    api.train([scene], path, method=MethodSpec("kmeans", classes=3))
     return path
 
 
@@ -79,7 +82,9 @@ def test_a_stack_goes_with_one_scene(pair, tmp_path):
     scene, extra = pair
     with pytest.raises(LcmapError, match="one scene"):
         api.train([scene, scene], tmp_path / "m.lcmap", method="kmeans", stack=[extra])
-    header = api.train([scene], tmp_path / "m.lcmap", method="kmeans", classes=3, stack=[extra])
+    header = api.train(
+        [scene], tmp_path / "m.lcmap", stack=[extra], method=MethodSpec("kmeans", classes=3)
+    )
     assert header.in_channels == 5 and header.extra["stack"][0]["name"] == "s1.tif"
 
 
@@ -99,7 +104,11 @@ def test_few_shot_learning_reads_the_stack_the_model_was_trained_with(tmp_path):
     )
     model = tmp_path / "cas.lcmap"
     api.train(
-        [scene], model, method="cas", classes=3, stack=[extra], device="cpu", options=TINY_CAS
+        [scene],
+        model,
+        stack=[extra],
+        method=MethodSpec("cas", classes=3, options=TINY_CAS),
+        run=RunSpec(device="cpu"),
     )
     header = finetune(
         model,

@@ -19,6 +19,7 @@ from lcmap.errors import InvalidOptionError, InvalidSceneError
 from lcmap.methods.dino_kmeans import DinoKMeansSegmenter, build
 from lcmap.methods.loading import load_model
 from lcmap.sampling import ArraySampler
+from lcmap.workflows.specs import MethodSpec, OutputSpec, RunSpec, TilingSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread", "vit_cache")
 
@@ -52,8 +53,14 @@ def test_tiles_with_other_band_counts_are_refused(tiny_weights: Path) -> None:
         method.predict(torch.zeros(1, 4, 32, 32))
 
 
-def map_at(scene: Path, model: Path, tile: int, out: Path, **kw: Any) -> np.ndarray:
-    api.segment(scene, out, model=model, tile=tile, device="cpu", overwrite=True, **kw)
+def map_at(scene: Path, model: Path, tile: int, out: Path) -> np.ndarray:
+    api.segment(
+        scene,
+        OutputSpec(out, overwrite=True),
+        model=model,
+        tiling=TilingSpec(tile=tile),
+        run=RunSpec(device="cpu"),
+    )
     with rasterio.open(out) as src:
         labels: np.ndarray = src.read(1)
     return labels
@@ -67,11 +74,9 @@ def test_maps_do_not_depend_on_the_tile_size(
     api.segment(
         scene,
         tmp_path / "fit.tif",
-        method="dino_kmeans",
-        classes=4,
-        device="cpu",
         save_model=model,
-        options=options(tiny_weights),
+        method=MethodSpec("dino_kmeans", classes=4, options=options(tiny_weights)),
+        run=RunSpec(device="cpu"),
     )
     maps = [map_at(scene, model, t, tmp_path / f"{t}.tif") for t in (32, 64, 256)]
     for other in maps[1:]:
@@ -87,11 +92,9 @@ def test_saved_model_reloads_with_the_same_map(
     api.segment(
         scene,
         first,
-        method="dino_kmeans",
-        classes=4,
-        device="cpu",
         save_model=model,
-        options=options(tiny_weights),
+        method=MethodSpec("dino_kmeans", classes=4, options=options(tiny_weights)),
+        run=RunSpec(device="cpu"),
     )
     with rasterio.open(first) as src:
         fitted = src.read(1)

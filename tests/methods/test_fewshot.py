@@ -20,6 +20,7 @@ from lcmap.fewshot.suggest import suggest_labels
 from lcmap.methods import fewshot_methods
 from lcmap.methods.fewshot import FewShotEncoder, check_init, load_encoder
 from lcmap.models import read_header
+from lcmap.workflows.specs import MethodSpec, RunSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,12 +45,15 @@ def data(tmp_path_factory):
     api.train(
         [root / "a.tif"],
         root / "stego.lcmap",
-        method="stego",
-        classes=3,
-        device="cpu",
-        options=options,
+        method=MethodSpec("stego", classes=3, options=options),
+        run=RunSpec(device="cpu"),
     )
-    api.train([root / "a.tif"], root / "km.lcmap", method="kmeans", classes=3, device="cpu")
+    api.train(
+        [root / "a.tif"],
+        root / "km.lcmap",
+        method=MethodSpec("kmeans", classes=3),
+        run=RunSpec(device="cpu"),
+    )
     return root, truth_b
 
 

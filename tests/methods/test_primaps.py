@@ -23,6 +23,7 @@ from lcmap.errors import InvalidOptionError
 from lcmap.methods._primaps import fit_prototypes, principal_masks
 from lcmap.methods.loading import load_model
 from lcmap.methods.primaps import PrimapsSegmenter, build
+from lcmap.workflows.specs import MethodSpec, RunSpec, TilingSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread", "vit_cache")
 
@@ -112,11 +113,9 @@ def test_model_file_reloads_as_primaps_with_the_same_map_at_every_tile_size(
     api.segment(
         scene,
         fitted,
-        method="primaps",
-        classes=4,
-        device="cpu",
         save_model=model,
-        options=options(tiny_weights),
+        method=MethodSpec("primaps", classes=4, options=options(tiny_weights)),
+        run=RunSpec(device="cpu"),
     )
     method, _ = load_model(model)
     assert isinstance(method, PrimapsSegmenter)
@@ -124,7 +123,9 @@ def test_model_file_reloads_as_primaps_with_the_same_map_at_every_tile_size(
     maps = []
     for tile in (32, 64, 256):
         out = tmp_path / f"{tile}.tif"
-        api.segment(scene, out, model=model, tile=tile, device="cpu")
+        api.segment(
+            scene, out, model=model, run=RunSpec(device="cpu"), tiling=TilingSpec(tile=tile)
+        )
         with rasterio.open(out) as src:
             maps.append(src.read(1))
     with rasterio.open(fitted) as src:
@@ -147,10 +148,8 @@ def test_coarse_pixels_get_a_one_line_warning_that_vit_patches_lose_thin_feature
             api.segment(
                 scene,
                 tmp_path / f"m{res}.tif",
-                method="primaps",
-                classes=3,
-                device="cpu",
-                options=options(tiny_weights),
+                method=MethodSpec("primaps", classes=3, options=options(tiny_weights)),
+                run=RunSpec(device="cpu"),
             )
         found = [r.getMessage() for r in caplog.records if "of ground" in r.getMessage()]
         assert bool(found) == warned

@@ -23,6 +23,7 @@ from lcmap.methods.simclr import SimclrSegmenter
 from lcmap.models import read_header, save_model
 from lcmap.nets.catalogue import ENCODERS, FIXED_SIZE
 from lcmap.sampling import ArraySampler
+from lcmap.workflows.specs import MethodSpec, RunSpec, TilingSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -78,10 +79,8 @@ def encoder_model(tmp_path_factory):
     header = api.train(
         [root / "a.tif"],
         root / "enc.lcmap",
-        method="simclr",
-        classes=3,
-        device="cpu",
-        options=options,
+        method=MethodSpec("simclr", classes=3, options=options),
+        run=RunSpec(device="cpu"),
     )
     return root, truth_b, header
 
@@ -100,7 +99,7 @@ def test_an_encoder_maps_the_same_at_any_tile_size(encoder_model, tmp_path):
     maps = []
     for tile in (32, 96):
         out = tmp_path / f"m{tile}.tif"
-        api.segment(root / "b.tif", out, model=root / "enc.lcmap", tile=tile)
+        api.segment(root / "b.tif", out, model=root / "enc.lcmap", tiling=TilingSpec(tile=tile))
         with rasterio.open(out) as src:
             maps.append(src.read(1))
     assert np.array_equal(maps[0], maps[1])
@@ -178,8 +177,8 @@ def test_a_tuned_model_maps_under_the_8_symmetries_when_asked(encoder_model, tmp
         root / "b.tif",
         tmp_path / "m32.tif",
         model=tmp_path / "t.lcmap",
-        tile=32,
-        options={"tta": True},
+        method=MethodSpec(options={"tta": True}),
+        tiling=TilingSpec(tile=32),
     )
     args = [
         "segment",
@@ -291,10 +290,8 @@ def test_suggest_labels_with_a_swin_encoder_and_its_tuned_model(tmp_path):
     api.train(
         [tmp_path / "a.tif"],
         tmp_path / "enc.lcmap",
-        method="simclr",
-        classes=3,
-        device="cpu",
-        options=options,
+        method=MethodSpec("simclr", classes=3, options=options),
+        run=RunSpec(device="cpu"),
     )
     finetune(
         tmp_path / "enc.lcmap",
@@ -382,11 +379,9 @@ def test_pretraining_on_pairs_of_sensors_keeps_an_encoder_for_each(tmp_path):
     header = api.train(
         [a],
         model,
-        method="simclr",
-        classes=3,
         partners=[b],
-        device="cpu",
-        options={**FAST, "encoder": "unet"},
+        method=MethodSpec("simclr", classes=3, options={**FAST, "encoder": "unet"}),
+        run=RunSpec(device="cpu"),
     )
     assert header.in_channels == 3 and header.config["pair_channels"] == 2
     assert header.extra["pairs"]["partners"] == ["s1.tif"] and header.extra["pairs"]["bands"] == [
@@ -398,7 +393,9 @@ def test_pretraining_on_pairs_of_sensors_keeps_an_encoder_for_each(tmp_path):
     result = api.segment(a, tmp_path / "map.tif", model=model)
     assert result.width == 160 and sum(result.class_pixels) == 128 * 160
     with pytest.raises(InvalidOptionError, match="does not learn from pairs"):
-        api.train([a], tmp_path / "km.lcmap", method="kmeans", partners=[b], device="cpu")
+        api.train(
+            [a], tmp_path / "km.lcmap", partners=[b], method="kmeans", run=RunSpec(device="cpu")
+        )
 
 
 def test_the_same_seed_gives_the_same_encoder(tmp_path):
@@ -410,11 +407,8 @@ def test_the_same_seed_gives_the_same_encoder(tmp_path):
         api.train(
             [scene],
             model,
-            method="simclr",
-            classes=3,
-            device="cpu",
-            seed=5,
-            options={**FAST, "encoder": "unet"},
+            method=MethodSpec("simclr", classes=3, options={**FAST, "encoder": "unet"}),
+            run=RunSpec(device="cpu", seed=5),
         )
         states.append(load_model(model)[0].state_dict())
     assert states[0].keys() == states[1].keys()

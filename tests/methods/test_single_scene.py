@@ -22,6 +22,7 @@ from lcmap.methods.single_scene import (
 )
 from lcmap.models import ModelHeader, save_model
 from lcmap.sampling import ArraySampler
+from lcmap.workflows.specs import MethodSpec, RunSpec, TilingSpec
 
 # Small and quick: the tests check behaviour, not the paper's capacity.
 TINY = {"features": 8, "iterations": 2, "epochs": 1, "crop_size": 24, "batch_size": 2}
@@ -305,11 +306,18 @@ def test_scores_do_not_depend_on_the_rest_of_the_batch():
 def test_segment_map_does_not_depend_on_tile_size(make_scene, tmp_path):
     scene = make_scene(width=131, height=97)
     model = tmp_path / "single.lcmap"
-    api.train([scene], model, method="single_scene", classes=4, seed=0, device="cpu", options=TINY)
+    api.train(
+        [scene],
+        model,
+        method=MethodSpec("single_scene", classes=4, options=TINY),
+        run=RunSpec(device="cpu", seed=0),
+    )
     maps = []
     for tile in (32, 64, 100_000):
         out = tmp_path / f"map{tile}.tif"
-        api.segment(scene, out, model=model, tile=tile, device="cpu")
+        api.segment(
+            scene, out, model=model, run=RunSpec(device="cpu"), tiling=TilingSpec(tile=tile)
+        )
         maps.append(read(out)[0])
     np.testing.assert_array_equal(maps[0], maps[2])
     np.testing.assert_array_equal(maps[1], maps[2])

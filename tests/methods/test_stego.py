@@ -27,6 +27,7 @@ from lcmap.models import ModelHeader, save_model
 from lcmap.nets import vit as _vit
 from lcmap.nets.upsample import upsampled_cosine
 from lcmap.sampling import ArraySampler
+from lcmap.workflows.specs import RunSpec, TilingSpec
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 REAL_WEIGHTS = SHARED / "weights" / "dinov2_vits14_imgfocus.safetensors"
@@ -578,7 +579,7 @@ def map_with_tile(crop: Path, model: Path, tile: int, out: Path) -> np.ndarray:
 
     from lcmap import api
 
-    api.segment(crop, out, model=model, tile=tile, device="cpu")
+    api.segment(crop, out, model=model, run=RunSpec(device="cpu"), tiling=TilingSpec(tile=tile))
     with rasterio.open(out) as src:
         return src.read(1)
 

@@ -29,6 +29,7 @@ from lcmap.scale import parts_folder
 from lcmap.scale.parts import plan_parts
 from lcmap.tiling import plan_tiles
 from lcmap.workflows import fitting
+from lcmap.workflows.specs import MethodSpec, RunSpec, ScaleSpec, TilingSpec
 
 RGB = DATA / "rasterio" / "RGB.byte.tif"
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "naip_2020_rgbn.tif"
@@ -83,9 +84,20 @@ def test_parts_here_give_the_byte_identical_map(tmp_path: Path) -> None:
     """Parts computed in this process and assembled through a VRT: the same COG, byte for byte,
     as the streamed one-pass map (pixels, colour table, tags, overviews)."""
     a, b = tmp_path / "a.tif", tmp_path / "b.tif"
-    api.segment(RGB, a, method="kmeans", classes=5, tile=128, device="cpu")
+    api.segment(
+        RGB,
+        a,
+        method=MethodSpec("kmeans", classes=5),
+        run=RunSpec(device="cpu"),
+        tiling=TilingSpec(tile=128),
+    )
     result = api.segment(
-        RGB, b, method="kmeans", classes=5, tile=128, device="cpu", resume=True, part_rows=2
+        RGB,
+        b,
+        method=MethodSpec("kmeans", classes=5),
+        run=RunSpec(device="cpu"),
+        tiling=TilingSpec(tile=128),
+        scale=ScaleSpec(resume=True, part_rows=2),
     )
     assert result.parts_computed == 3 and result.parts_reused == 0
     assert a.read_bytes() == b.read_bytes()
@@ -95,9 +107,20 @@ def test_parts_here_give_the_byte_identical_map(tmp_path: Path) -> None:
 @needs_rgb
 def test_local_cluster_gives_the_in_process_map_for_kmeans(tmp_path: Path, cluster: Any) -> None:
     a, b = tmp_path / "a.tif", tmp_path / "b.tif"
-    one = api.segment(RGB, a, method="kmeans", classes=5, tile=64, device="cpu")
+    one = api.segment(
+        RGB,
+        a,
+        method=MethodSpec("kmeans", classes=5),
+        run=RunSpec(device="cpu"),
+        tiling=TilingSpec(tile=64),
+    )
     two = api.segment(
-        RGB, b, method="kmeans", classes=5, tile=64, device="cpu", client=cluster, part_rows=1
+        RGB,
+        b,
+        method=MethodSpec("kmeans", classes=5),
+        run=RunSpec(device="cpu"),
+        tiling=TilingSpec(tile=64),
+        scale=ScaleSpec(part_rows=1, client=cluster),
     )
     assert two.parts_computed == 12
     assert np.array_equal(read(a), read(b))
@@ -109,8 +132,15 @@ def test_local_cluster_gives_the_in_process_map_for_blending_stego(
 ) -> None:
     crop, model = stego_model
     a, b = tmp_path / "a.tif", tmp_path / "b.tif"
-    api.segment(crop, a, model=model, tile=48, device="cpu")
-    api.segment(crop, b, model=model, tile=48, device="cpu", client=cluster, part_rows=1)
+    api.segment(crop, a, model=model, run=RunSpec(device="cpu"), tiling=TilingSpec(tile=48))
+    api.segment(
+        crop,
+        b,
+        model=model,
+        run=RunSpec(device="cpu"),
+        tiling=TilingSpec(tile=48),
+        scale=ScaleSpec(part_rows=1, client=cluster),
+    )
     assert np.array_equal(read(a), read(b))
     assert len(np.unique(read(a))) >= 3
 
@@ -129,9 +159,14 @@ def test_a_worker_killed_mid_run_changes_nothing(
             killed.append(victim)
 
     a, b = tmp_path / "a.tif", tmp_path / "b.tif"
-    api.segment(crop, a, model=model, tile=48, device="cpu")
+    api.segment(crop, a, model=model, run=RunSpec(device="cpu"), tiling=TilingSpec(tile=48))
     api.segment(
-        crop, b, model=model, tile=48, device="cpu", client=cluster, part_rows=1, progress=progress
+        crop,
+        b,
+        model=model,
+        run=RunSpec(device="cpu", progress=progress),
+        tiling=TilingSpec(tile=48),
+        scale=ScaleSpec(part_rows=1, client=cluster),
     )
     assert killed, "the run never reached its first part"
     assert np.array_equal(read(a), read(b))
@@ -160,7 +195,14 @@ def test_a_killed_run_resumes_to_the_byte_identical_map(
         "--resume",
         "-q",
     ]
-    api.segment(crop, whole, model=model, tile=32, device="cpu", resume=True, part_rows=1)
+    api.segment(
+        crop,
+        whole,
+        model=model,
+        run=RunSpec(device="cpu"),
+        tiling=TilingSpec(tile=32),
+        scale=ScaleSpec(resume=True, part_rows=1),
+    )
     folder = parts_folder(out)
     proc = subprocess.Popen([sys.executable, "-m", "lcmap", *args, "-o", str(out)])
     deadline = time.monotonic() + 120
@@ -171,7 +213,14 @@ def test_a_killed_run_resumes_to_the_byte_identical_map(
     proc.wait()
     assert not out.exists() and folder.is_dir()
     finished = len(list(folder.glob("part-*.json")))
-    result = api.segment(crop, out, model=model, tile=32, device="cpu", resume=True, part_rows=1)
+    result = api.segment(
+        crop,
+        out,
+        model=model,
+        run=RunSpec(device="cpu"),
+        tiling=TilingSpec(tile=32),
+        scale=ScaleSpec(resume=True, part_rows=1),
+    )
     assert result.parts_reused >= finished >= 3
     assert result.parts_computed == 10 - result.parts_reused < 10
     assert out.read_bytes() == whole.read_bytes()
@@ -181,29 +230,26 @@ def test_a_resumed_run_does_not_fit_again(tmp_path: Path, monkeypatch: pytest.Mo
     """An interrupted run that fitted its method kept the model with its parts: resuming
     reuses both, and the map is the uninterrupted run's."""
     out, whole = tmp_path / "out.tif", tmp_path / "whole.tif"
-    run = {
-        "method": "kmeans",
-        "classes": 4,
-        "device": "cpu",
-        "resume": True,
-        "part_rows": 1,
-        "tile": 128,
+    how: dict[str, Any] = {
+        "method": MethodSpec("kmeans", classes=4),
+        "scale": ScaleSpec(resume=True, part_rows=1),
+        "tiling": TilingSpec(tile=128),
     }
-    api.segment(SAMPLE, whole, **run)
+    api.segment(SAMPLE, whole, run=RunSpec(device="cpu"), **how)
 
     def interrupt(done: int, total: int) -> None:
         if done == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        api.segment(SAMPLE, out, progress=interrupt, **run)
+        api.segment(SAMPLE, out, run=RunSpec(device="cpu", progress=interrupt), **how)
     assert not out.exists() and (parts_folder(out) / "model.lcmap").is_file()
 
     def no_fit(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("fitted again")
 
     monkeypatch.setattr(fitting, "fit_method", no_fit)
-    result = api.segment(SAMPLE, out, **run)
+    result = api.segment(SAMPLE, out, run=RunSpec(device="cpu"), **how)
     assert result.parts_reused == 2 and result.provenance["model"] is None
     assert out.read_bytes() == whole.read_bytes()
 
@@ -215,7 +261,12 @@ def test_a_different_request_starts_the_parts_again(tmp_path: Path) -> None:
     (folder / "run.json").write_text('{"scene": "another"}')
     (folder / "part-00000.json").write_text("{}")
     result = api.segment(
-        SAMPLE, out, method="kmeans", classes=4, device="cpu", resume=True, tile=256
+        SAMPLE,
+        out,
+        method=MethodSpec("kmeans", classes=4),
+        run=RunSpec(device="cpu"),
+        tiling=TilingSpec(tile=256),
+        scale=ScaleSpec(resume=True),
     )
     assert result.parts_reused == 0 and out.exists() and not folder.exists()
 
@@ -225,7 +276,9 @@ def test_a_foreign_folder_in_the_parts_place_is_refused(tmp_path: Path) -> None:
     parts_folder(out).mkdir()
     (parts_folder(out) / "mine.txt").write_text("not lcmap's")
     with pytest.raises(OutputPathError, match="not made by lcmap"):
-        api.segment(SAMPLE, out, method="kmeans", device="cpu", resume=True)
+        api.segment(
+            SAMPLE, out, method="kmeans", run=RunSpec(device="cpu"), scale=ScaleSpec(resume=True)
+        )
     assert (parts_folder(out) / "mine.txt").exists() and not out.exists()
 
 
@@ -246,7 +299,9 @@ def test_scale_flags_fail_in_one_line(tmp_path: Path, flags: list[str], message:
 
 def test_api_refuses_bad_part_rows(tmp_path: Path) -> None:
     with pytest.raises(InvalidOptionError, match="part_rows="):
-        api.segment(SAMPLE, tmp_path / "m.tif", method="kmeans", resume=True, part_rows=0)
+        api.segment(
+            SAMPLE, tmp_path / "m.tif", method="kmeans", scale=ScaleSpec(resume=True, part_rows=0)
+        )
 
 
 RGB_PARTS = [DATA / "rasterio" / f"rgb{i}.tif" for i in range(1, 5)]

@@ -14,6 +14,7 @@ import rasterio
 
 from lcmap.viewer.server import Viewer, ViewerServer, free_name
 from lcmap.workflows.classes import name_classes
+from lcmap.workflows.specs import MethodSpec, RunSpec
 
 from ._browser import CHROMIUM, Browser
 
@@ -183,7 +184,7 @@ def test_a_real_scene_and_its_map_in_a_real_browser(tmp_path: Path) -> None:
 
     scene = ROOT / "sample_data" / "naip_2020_rgbn.tif"
     label_map = tmp_path / "naip_map.tif"
-    api.segment(scene, label_map, method="kmeans", classes=4, seed=0)
+    api.segment(scene, label_map, method=MethodSpec("kmeans", classes=4), run=RunSpec(seed=0))
     served = ViewerServer(Viewer(label_map, [scene]))
     threading.Thread(target=served.serve_forever, daemon=True).start()
     try:

@@ -11,6 +11,7 @@ from lcmap import api
 from lcmap.errors import InvalidModelError, InvalidOptionError, OutputExistsError
 from lcmap.models import read_header
 from lcmap.workflows.classes import name_classes, names_from_labels, plan_classes
+from lcmap.workflows.specs import MethodSpec
 from tests.cli._cli import one_line_error, run
 
 
@@ -19,7 +20,9 @@ def mapped(make_scene, tmp_path):
     """A 5-class map with a nodata box, and the model that made it."""
     scene = make_scene(nodata=0, nodata_box=True)
     model = tmp_path / "m.lcmap"
-    api.segment(scene, tmp_path / "map.tif", method="kmeans", classes=5, save_model=model)
+    api.segment(
+        scene, tmp_path / "map.tif", save_model=model, method=MethodSpec("kmeans", classes=5)
+    )
     return scene, tmp_path / "map.tif", model
 
 
@@ -91,7 +94,9 @@ def test_outputs_are_checked_before_any_work(mapped, tmp_path):
     with pytest.raises(OutputExistsError):
         name_classes([source], tmp_path / "exists.tif", {0: "water"})
     assert (tmp_path / "exists.tif").read_bytes() == b"mine"
-    api.segment(source.parent / "map.tif", tmp_path / "k3.tif", method="kmeans", classes=3)
+    api.segment(
+        source.parent / "map.tif", tmp_path / "k3.tif", method=MethodSpec("kmeans", classes=3)
+    )
     with pytest.raises(InvalidModelError, match="maps 5 classes but the map has 3"):
         name_classes(
             [tmp_path / "k3.tif"],
@@ -156,9 +161,7 @@ def test_sparse_labels_name_a_cluster_map_of_a_real_scene(tmp_path):
     api.segment(
         L7 / "LE70220491999322EDC01_stack.gtif",
         cluster_map,
-        method="kmeans",
-        classes=8,
-        bands=[1, 2, 3, 4, 5, 6],
+        method=MethodSpec("kmeans", classes=8, bands=[1, 2, 3, 4, 5, 6]),
     )
     learnt = names_from_labels([cluster_map], L7 / "training_data.shp", column="class")
     assert set(learnt.names.values()) <= {"forest", "water", "herbaceous", "barren", "urban"}
