@@ -32,7 +32,7 @@ DINOV2 = ROOT / ".." / "shared" / "weights" / "dinov2_vits14_imgfocus.safetensor
 def models(out: Path) -> dict[str, tuple[Path, Path]]:
     """name -> (scene, model), trained on first use."""
     from lcmap import api
-    from lcmap.fewshot.finetune import finetune
+    from lcmap.workflows.finetune import finetune
 
     simclr = out / "simclr.lcmap"
     if not simclr.exists():
@@ -71,7 +71,15 @@ def models(out: Path) -> dict[str, tuple[Path, Path]]:
                 ),
                 run=api.RunSpec(device="cpu", seed=0),
             )
-            finetune(encoder, [scene], [truth], tuned, patches=6, steps=20, device="cpu", seed=0)
+            finetune(
+                encoder,
+                [scene],
+                [truth],
+                tuned,
+                patches=api.PatchSpec(count=6),
+                options={"steps": 20},
+                run=api.RunSpec(device="cpu", seed=0),
+            )
         found["encoder_finetuned"] = (scene, tuned)
     if DINOV2.exists():
         primaps = out / "primaps.lcmap"

@@ -54,10 +54,10 @@ from lcmap.eval.metrics import (
     compute_metrics,
     match_clusters,
 )
-from lcmap.fewshot.finetune import finetune
-from lcmap.fewshot.suggest import parse_clusters, suggest_labels
 from lcmap.io.scene import Normalisation, read_window
 from lcmap.methods.loading import load_model
+from lcmap.workflows.finetune import finetune
+from lcmap.workflows.suggest import parse_clusters, suggest_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "dubai_dev"
@@ -352,12 +352,10 @@ def main() -> None:
         frame = suggest_labels(
             train_scenes,
             cas_path,
-            suggested,
-            budget=max(budgets),
-            patch_size=args.patch,
+            api.OutputSpec(suggested, overwrite=True),
+            patches=api.PatchSpec(count=max(budgets), size=args.patch),
             **suggest_options(args),
-            device="cpu",
-            overwrite=True,
+            run=api.RunSpec(device="cpu"),
         )
         timings["suggest_s"] = time.perf_counter() - t0
         log.info(
@@ -378,19 +376,16 @@ def main() -> None:
                     finetune(
                         cas_path,
                         train_scenes,
-                        train_truth,
-                        tuned,
-                        class_names=CLASSES,
-                        patches=n,
-                        patch_file=suggested if sampling == "suggested" else None,
-                        patch_size=args.patch,
+                        api.LabelSpec(train_truth, class_names=CLASSES),
+                        api.OutputSpec(tuned, overwrite=True),
                         init=init,
-                        steps=args.ft_steps,
-                        crop_size=args.ft_crop,
-                        batch_size=8,
-                        seed=seed,
-                        device="cpu",
-                        overwrite=True,
+                        patches=api.PatchSpec(
+                            count=n,
+                            file=suggested if sampling == "suggested" else None,
+                            size=args.patch,
+                        ),
+                        options={"steps": args.ft_steps, "crop_size": args.ft_crop},
+                        run=api.RunSpec(device="cpu", seed=seed, batch_size=8),
                     )
                     t1 = time.perf_counter()
                     m = score(predict_labels(tuned, crops), crops, "none")

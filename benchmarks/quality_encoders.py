@@ -65,8 +65,8 @@ from quality_cas import (
 
 from lcmap import api
 from lcmap.errors import NoNodataWarning
-from lcmap.fewshot.finetune import finetune
-from lcmap.fewshot.suggest import suggest_labels
+from lcmap.workflows.finetune import finetune
+from lcmap.workflows.suggest import suggest_labels
 
 log = logging.getLogger("quality_encoders")
 
@@ -229,26 +229,24 @@ def main() -> None:
                         scenes,
                         model,
                         patch_file,
-                        budget=max(budgets),
-                        patch_size=args.patch,
-                        device=args.device,
+                        patches=api.PatchSpec(count=max(budgets), size=args.patch),
+                        run=api.RunSpec(device=args.device),
                         **suggest_options(args),
                     )
             tuned = out / "tuned.lcmap"
             t0 = time.perf_counter()
+            tuning = dict(options)
+            init = tuning.pop("init", None)
+            batch_size = tuning.pop("batch_size", None)
             finetune(
                 model,
                 scenes,
-                truths,
-                tuned,
-                class_names=CLASSES,
-                patches=n,
-                patch_file=patch_file,
-                patch_size=args.patch,
-                seed=seed,
-                device=args.device,
-                overwrite=True,
-                **options,
+                api.LabelSpec(truths, class_names=CLASSES),
+                api.OutputSpec(tuned, overwrite=True),
+                patches=api.PatchSpec(n, patch_file, args.patch),
+                init=init,
+                options=tuning or None,
+                run=api.RunSpec(device=args.device, seed=seed, batch_size=batch_size),
             )
             name = row + (", suggested" if patch_file else "")
             seconds = time.perf_counter() - t0

@@ -116,7 +116,7 @@ def main() -> int:
     import rasterio
 
     from lcmap import api
-    from lcmap.fewshot.finetune import finetune
+    from lcmap.workflows.finetune import finetune
 
     def digest(path: Path) -> str:
         with rasterio.open(path) as src:
@@ -145,12 +145,9 @@ def main() -> int:
                     [scene],
                     [truth],
                     tuned,
-                    patch_size=64,
-                    patches=8,
-                    steps=20,
-                    batch_size=4,
-                    seed=7,
-                    device="cpu",
+                    patches=api.PatchSpec(count=8, size=64),
+                    options={"steps": 20},
+                    run=api.RunSpec(device="cpu", seed=7, batch_size=4),
                 )
                 out = work / f"{name}_{tuned_name}.tif"
                 api.segment(scene, out, model=tuned, run=api.RunSpec(device="cpu"))

@@ -12,16 +12,28 @@ Example:
 
 from lcmap.workflows.describe import describe
 from lcmap.workflows.evaluate_index import evaluate_index
+from lcmap.workflows.finetune import finetune
 from lcmap.workflows.fitting import default_method
 from lcmap.workflows.scenes import ScenesResult, segment_many
 from lcmap.workflows.segment import DEFAULT_TILE, SegmentResult, segment
-from lcmap.workflows.specs import MethodSpec, OutputSpec, RunSpec, ScaleSpec, TilingSpec
+from lcmap.workflows.specs import (
+    LabelSpec,
+    MethodSpec,
+    OutputSpec,
+    PatchSpec,
+    RunSpec,
+    ScaleSpec,
+    TilingSpec,
+)
+from lcmap.workflows.suggest import suggest_labels
 from lcmap.workflows.train import train
 
 __all__ = [
     "DEFAULT_TILE",
+    "LabelSpec",
     "MethodSpec",
     "OutputSpec",
+    "PatchSpec",
     "RunSpec",
     "ScaleSpec",
     "ScenesResult",
@@ -30,7 +42,9 @@ __all__ = [
     "default_method",
     "describe",
     "evaluate_index",
+    "finetune",
     "segment",
     "segment_many",
+    "suggest_labels",
     "train",
 ]

@@ -16,9 +16,6 @@ from lcmap.cli._app import (
 )
 from lcmap.cli._options import BatchSize, Device, Params, Seed, Stack, method_options
 from lcmap.cli._progress import progress_bar
-from lcmap.methods.configs import CasFinetunedConfig
-
-_STEPS_HELP = f"Optimiser steps \\[default: {CasFinetunedConfig().steps}]."
 
 
 def _parse_names(value: str | None) -> list[str] | None:
@@ -79,39 +76,8 @@ def finetune(
             "\\[default: MODEL's first].",
         ),
     ] = None,
-    epochs: Annotated[
-        int | None, typer.Option("--epochs", help="Passes over the patches.", min=1)
-    ] = None,
-    steps: Annotated[
-        int | None,
-        typer.Option("--steps", help=_STEPS_HELP, min=1),
-    ] = None,
     batch_size: BatchSize = None,
     stack: Stack = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
-    crop_size: Annotated[
-        int | None,
-        typer.Option("--crop-size", help="Train on random crops of this size (faster).", min=16),
-    ] = None,
-    freeze_encoder: Annotated[
-        bool | None,
-        typer.Option(
-            "--freeze-encoder/--train-encoder",
-            help="Keep the pre-trained encoder and train the head only (simclr models; "
-            "Temple's Frozen rows) \\[default: frozen].",
-        ),
-    ] = None,
-    head: Annotated[
-        str | None,
-        typer.Option(
-            "--head",
-            help="simclr models: 'linear' (a 1x1 layer on the encoder's embedding; frozen, a "
-            "linear probe), 'linear-bands' (the same layer also reading the bands, averaged "
-            "over 4 x 4 px), 'linear-indices' (and each pair of bands' normalised difference, "
-            "as NDVI), 'linear-texture' (and each band's local standard deviation) or "
-            "'decoder' (a UNet decoder, Temple) \\[default: linear-texture].",
-        ),
-    ] = None,
     param: Params = None,
     device: Device = "auto",
     seed: Seed = 0,
@@ -126,10 +92,14 @@ def finetune(
     '--init random' give the paper's baselines. A stego MODEL keeps its frozen ViT and head
     and gets a linear probe on its codes. A simclr MODEL's frozen encoder gets a linear layer
     on its embedding, the bands, each pair's normalised difference and each band's local
-    standard deviation (--head linear-indices: without the deviations; --head linear-bands:
-    the bands alone beside the embedding; --head linear: the embedding alone; --head decoder:
-    a UNet decoder; --train-encoder: the encoder trained too). A wrong --init lists what MODEL
-    offers. Map scenes with 'lcmap segment SCENE --model TUNED'.
+    standard deviation (-p head=linear-indices: without the deviations; head=linear-bands: the
+    bands alone beside the embedding; head=linear: the embedding alone; head=decoder: a UNet
+    decoder; -p freeze_encoder=false: the encoder trained too). A wrong --init lists what
+    MODEL offers. Map scenes with 'lcmap segment SCENE --model TUNED'.
+
+    The tuned network's training options go through -p KEY=VALUE (steps, epochs, lr,
+    crop_size, head, freeze_encoder...; 'lcmap methods --options cas_finetuned' and
+    'encoder_finetuned' list them with their defaults); one it does not take is refused.
 
     Examples:
 
@@ -139,7 +109,9 @@ def finetune(
 
         $ lcmap finetune cas.lcmap --scene a.tif --labels truth.tif --patches 20 -o tuned.lcmap
 
-        $ lcmap finetune enc.lcmap --scene a.tif --labels t.tif --head decoder --train-encoder -o t
+        $ lcmap finetune enc.lcmap --scene a.tif --labels t.tif -p head=decoder -o t.lcmap
+
+        $ lcmap finetune cas.lcmap --scene a.tif --labels t.tif -p steps=600 -p lr=3e-4 -o t.lcmap
 
         $ lcmap finetune dino.lcmap --scene a.tif --labels t.tif -p tta=true -o tuned.lcmap
 
@@ -151,33 +123,21 @@ def finetune(
         )
     names = _parse_names(class_names)
     with reported_errors():
-        from lcmap.fewshot.finetune import finetune as run
+        from lcmap.workflows.finetune import finetune as run
+        from lcmap.workflows.specs import LabelSpec, OutputSpec, PatchSpec, RunSpec
 
         with progress_bar("fine-tune") as update:
+            options = method_options(param)
             header = run(
                 model,
                 scene,
-                labels,
-                output,
-                class_names=names,
-                class_column=class_column,
-                patches=patches,
-                patch_file=patch_file,
-                patch_size=patch_size,
+                LabelSpec(labels, class_column, names),
+                OutputSpec(output, overwrite),
+                patches=PatchSpec(patches, patch_file, patch_size),
                 init=init,
-                epochs=epochs,
-                steps=steps,
-                batch_size=batch_size,
-                lr=lr,
-                crop_size=crop_size,
-                freeze_encoder=freeze_encoder,
-                head=head,
-                options=method_options(param) or None,
-                stack=stack,
-                seed=seed,
-                device=device,
-                overwrite=overwrite,
-                progress=update,
+                options=options or None,
+                stack=stack or (),
+                run=RunSpec(device, seed, batch_size, update),
             )
     echo(
         f"Saved fine-tuned model ({header.num_classes} classes: "

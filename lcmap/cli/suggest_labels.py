@@ -89,31 +89,27 @@ def suggest_labels(
     """
     setup_logging(verbose, quiet)
 
-    from lcmap.fewshot.suggest import parse_clusters
+    from lcmap.workflows.suggest import parse_clusters
 
     try:
         chosen = parse_clusters(clusters)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     with reported_errors():
-        from lcmap.fewshot.suggest import suggest_labels as run
+        from lcmap.workflows.specs import OutputSpec, PatchSpec, RunSpec
+        from lcmap.workflows.suggest import suggest_labels as run
 
         with progress_bar("embed patches") as update:
             frame = run(
                 scenes,
                 model,
-                output,
-                budget=budget,
-                patch_size=patch_size,
+                OutputSpec(output, overwrite),
+                patches=PatchSpec(count=budget, size=patch_size),
                 tuned=tuned,
-                batch_size=batch_size or 16,
-                stack=stack,
-                seed=seed,
+                stack=stack or (),
                 clusters=chosen,
                 pick=pick,
-                device=device,
-                overwrite=overwrite,
-                progress=update,
+                run=RunSpec(device, seed, batch_size, update),
             )
     found = frame["cluster"].nunique() if len(frame) else 0
     echo(f"Wrote {len(frame)} patch footprints over {found} clusters to {output}.")

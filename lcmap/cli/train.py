@@ -17,7 +17,6 @@ from lcmap.cli._app import (
 )
 from lcmap.cli._options import (
     Bands,
-    BatchSize,
     Classes,
     Device,
     Params,
@@ -50,15 +49,6 @@ def train(
             "stego: fits a linear probe, so maps show these class ids instead of clusters.",
         ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.", min=1)] = None,
-    batch_size: BatchSize = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
-    crop_size: Annotated[
-        int | None, typer.Option("--crop-size", help="Training crop/patch size in pixels.", min=8)
-    ] = None,
-    iterations: Annotated[
-        int | None, typer.Option("--iterations", help="Iterations per batch or step count.", min=1)
-    ] = None,
     weights: Weights = None,
     param: Params = None,
     stack: Stack = None,
@@ -71,7 +61,9 @@ def train(
     """Train METHOD on windows drawn across SCENES and save it to a model file.
 
     The model file (safetensors + JSON header) keeps the bands and their normalisation, so
-    'lcmap segment OTHER.tif --model MODEL' labels other scenes consistently.
+    'lcmap segment OTHER.tif --model MODEL' labels other scenes consistently. The method's
+    own options (epochs, batch size, crop size...: each method has its own, listed by 'lcmap
+    methods --options METHOD') go through -p KEY=VALUE.
 
     Examples:
 
@@ -79,21 +71,13 @@ def train(
 
         $ lcmap train scene.tif -m kmeans -k 6 -o kmeans.lcmap -p smooth=2
 
-        $ lcmap train t1.tif t2.tif -m cas -k 10 -o cas.lcmap --epochs 20
+        $ lcmap train t1.tif t2.tif -m cas -k 10 -o cas.lcmap -p ae_steps=2000
     """
     setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap import api
 
-        options = method_options(
-            param,
-            weights,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            crop_size=crop_size,
-            iterations=iterations,
-        )
+        options = method_options(param, weights)
         with progress_bar(f"train {method}") as update:
             header = api.train(
                 scenes,

@@ -18,7 +18,7 @@ neighbourhood (the UNet's receptive field, 200 px at depth 4) and on the stride-
 grid: the halo covers half the field in multiples of the stride, tiles are multiples of the
 stride, and crop-centre stitching gives the map of whole-scene inference at any tile size.
 
-Use :func:`lcmap.fewshot.finetune.finetune` (``lcmap finetune``) to tune from a ``cas`` model
+Use :func:`lcmap.workflows.finetune.finetune` (``lcmap finetune``) to tune from a ``cas`` model
 with label rasters or polygons; ``lcmap train --method cas_finetuned --labels L`` trains from
 scratch.
 """

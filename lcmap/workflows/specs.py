@@ -160,4 +160,64 @@ class OutputSpec:
         return value if isinstance(value, OutputSpec) else cls(Path(value))
 
 
-__all__ = ["MAX_HALO", "MethodSpec", "OutputSpec", "RunSpec", "ScaleSpec", "TilingSpec"]
+#: Default side of a patch in pixels (Ghosh et al.'s few-shot unit).
+DEFAULT_PATCH = 128
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """The labelled patches a few-shot model is tuned on.
+
+    Attributes:
+        count: train on this many patches (random, seeded), or the first N of ``file``; None =
+            every labelled patch.
+        file: a ``lcmap suggest-labels`` GPKG whose footprints are the patches, in order.
+        size: side of a grid patch in pixels.
+    """
+
+    count: int | None = None
+    file: str | Path | None = None
+    size: int = DEFAULT_PATCH
+
+    def __post_init__(self) -> None:
+        if self.size < 16:
+            raise InvalidOptionError(
+                f"patch size {self.size} is too small; use at least 16 pixels."
+            )
+        _in_range("patches", self.count, 1, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """Labels of the scenes, one file a scene, and how their classes are read.
+
+    Attributes:
+        paths: per scene, a label raster on its grid (class ids from 0, 255 = unlabelled) or a
+            polygon file with a class column (ids or names).
+        class_column: the polygons' class column (default: ``class``, ``label``... or the only
+            column).
+        class_names: one name per class id (label 0 first); for polygons with class names,
+            their order gives the ids. Default: the sorted names, or ``class 0``, ``class 1``...
+    """
+
+    paths: Sequence[str | Path]
+    class_column: str | None = None
+    class_names: Sequence[str] | None = None
+
+    @classmethod
+    def of(cls, value: "LabelSpec | Sequence[str | Path]") -> "LabelSpec":
+        """``value`` itself, or the label files ``value`` with the default reading."""
+        return value if isinstance(value, LabelSpec) else cls(list(value))
+
+
+__all__ = [
+    "DEFAULT_PATCH",
+    "MAX_HALO",
+    "LabelSpec",
+    "MethodSpec",
+    "OutputSpec",
+    "PatchSpec",
+    "RunSpec",
+    "ScaleSpec",
+    "TilingSpec",
+]

@@ -10,7 +10,9 @@ import zipfile
 import numpy as np
 import pytest
 import rasterio
+from typer.testing import CliRunner
 
+from lcmap.cli import app
 from lcmap.workflows.specs import MethodSpec
 from tests.cli._cli import one_line_error, run
 
@@ -297,3 +299,28 @@ def test_progress_is_a_line_per_stage_when_stderr_is_not_a_terminal(make_scene, 
     assert "fit kmeans: started" in lines and "write COG: started" in lines
     assert any(line.startswith("fit kmeans: ") and "(100%)" in line for line in lines)
     assert "\x1b[" not in done.stderr  # no terminal control codes in a log
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        ("train", "--epochs"),
+        ("train", "--lr"),
+        ("train", "--crop-size"),
+        ("train", "--iterations"),
+        ("train", "--batch-size"),
+        ("finetune", "--steps"),
+        ("finetune", "--epochs"),
+        ("finetune", "--lr"),
+        ("finetune", "--crop-size"),
+        ("finetune", "--head"),
+        ("finetune", "--train-encoder"),
+    ],
+)
+def test_method_options_have_one_door(command, flag):
+    """A method's own options are given with -p KEY=VALUE only: the flags that copied them,
+    and meant something else for each method, are gone (and say so in one line)."""
+    wide = {"COLUMNS": "200", "NO_COLOR": "1"}
+    assert flag not in CliRunner().invoke(app, [command, "--help"], env=wide).output
+    result = CliRunner().invoke(app, [command, "x.tif", flag, "3", "-o", "m.lcmap"], env=wide)
+    assert result.exit_code == 2 and "No such option" in result.output

@@ -63,8 +63,8 @@ def test_suggest_then_finetune_from_the_suggestions(data, tmp_path):
         gpkg,
         "--patch-size",
         32,
-        "--steps",
-        2,
+        "-p",
+        "steps=2",
         "--init",
         "autoencoder",
         "--device",
@@ -75,6 +75,7 @@ def test_suggest_then_finetune_from_the_suggestions(data, tmp_path):
     header = read_header(tuned)
     assert header.class_names == ["water", "land", "vegetation"]
     assert header.extra["patches"] == 3 and header.config["init"] == "autoencoder"
+    assert header.config["steps"] == 2  # -p reaches the tuned network's options
     r = _invoke(
         "suggest-labels",
         root / "a.tif",
@@ -157,8 +158,8 @@ def test_finetune_checks_the_sensor_and_keeps_the_band_record(data, tmp_path):
         root / "a_labels.tif",
         "-o",
         tmp_path / "t.lcmap",
-        "--steps",
-        "2",
+        "-p",
+        "steps=2",
     ]
     code = "from lcmap.cli import main; main()"
     done = subprocess.run(
@@ -181,8 +182,8 @@ def test_finetune_takes_the_tuned_networks_options_through_p(data, tmp_path):
         root / "a_labels.tif",
         "--patch-size",
         32,
-        "--steps",
-        2,
+        "-p",
+        "steps=2",
         "-q",
     ]
     r = _invoke(*base, "-o", tmp_path / "t.lcmap", "-p", "class_weighting=none")

@@ -13,7 +13,7 @@ from lcmap.errors import InvalidSceneError, LcmapError
 from lcmap.io.scene import open_on_grid, read_window
 from lcmap.io.stack import stacked
 from lcmap.models import read_header
-from lcmap.workflows.specs import MethodSpec, RunSpec
+from lcmap.workflows.specs import MethodSpec, PatchSpec, RunSpec
 from tests.cli._cli import one_line_error, runner
 
 
@@ -91,8 +91,8 @@ def test_a_stack_goes_with_one_scene(pair, tmp_path):
 def test_few_shot_learning_reads_the_stack_the_model_was_trained_with(tmp_path):
     from _cas_data import ORIGIN, TINY_CAS, write_three_class_scene
 
-    from lcmap.fewshot.finetune import finetune
-    from lcmap.fewshot.suggest import suggest_labels
+    from lcmap.workflows.finetune import finetune
+    from lcmap.workflows.suggest import suggest_labels
 
     scene, labels = tmp_path / "a.tif", tmp_path / "a_labels.tif"
     truth = write_three_class_scene(scene, labels, seed=0)
@@ -115,18 +115,29 @@ def test_few_shot_learning_reads_the_stack_the_model_was_trained_with(tmp_path):
         [scene],
         [labels],
         tmp_path / "t.lcmap",
-        patch_size=32,
-        patches=4,
-        steps=5,
         stack=[extra],
-        device="cpu",
+        patches=PatchSpec(count=4, size=32),
+        options={"steps": 5},
+        run=RunSpec(device="cpu"),
     )
     assert header.in_channels == 4 and header.extra["scenes"] == ["a.tif"]
     assert header.extra["stack"][0]["name"] == "s1.tif"  # the tuned model reads it too
     api.segment(scene, tmp_path / "t.tif", model=tmp_path / "t.lcmap", stack=[extra])
     frame = suggest_labels(
-        [scene], model, None, budget=3, patch_size=32, stack=[extra], device="cpu"
+        [scene],
+        model,
+        None,
+        stack=[extra],
+        patches=PatchSpec(count=3, size=32),
+        run=RunSpec(device="cpu"),
     )
     assert len(frame) == 3 and set(frame["scene"]) == {"a"}
     with pytest.raises(InvalidSceneError, match="plus stacked rasters"):
-        finetune(model, [scene], [labels], tmp_path / "u.lcmap", patch_size=32, device="cpu")
+        finetune(
+            model,
+            [scene],
+            [labels],
+            tmp_path / "u.lcmap",
+            patches=PatchSpec(size=32),
+            run=RunSpec(device="cpu"),
+        )

@@ -15,12 +15,12 @@ from safetensors.torch import save_file
 
 from lcmap import api
 from lcmap.errors import InvalidModelError, InvalidOptionError
-from lcmap.fewshot.finetune import finetune
-from lcmap.fewshot.suggest import suggest_labels
 from lcmap.methods import fewshot_methods
 from lcmap.methods.fewshot import FewShotEncoder, check_init, load_encoder
 from lcmap.models import read_header
-from lcmap.workflows.specs import MethodSpec, RunSpec
+from lcmap.workflows.finetune import finetune
+from lcmap.workflows.specs import LabelSpec, MethodSpec, PatchSpec, RunSpec
+from lcmap.workflows.suggest import suggest_labels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -99,13 +99,11 @@ def test_stego_is_fine_tuned_as_a_linear_probe_that_maps_a_new_scene(data, tmp_p
     header = finetune(
         root / "stego.lcmap",
         [root / "a.tif"],
-        [root / "a_labels.tif"],
+        LabelSpec([root / "a_labels.tif"], class_names=CLASS_NAMES),
         tmp_path / "tuned.lcmap",
-        class_names=CLASS_NAMES,
-        patch_size=32,
-        patches=8,
-        steps=200,
-        device="cpu",
+        patches=PatchSpec(count=8, size=32),
+        options={"steps": 200},
+        run=RunSpec(device="cpu"),
     )
     assert header.method == "stego" and header.num_classes == 3
     assert header.class_names == CLASS_NAMES and header.extra["init"] == "stego"
@@ -127,9 +125,9 @@ def test_an_option_the_tuned_network_does_not_take_is_refused(data, tmp_path):
             [root / "a.tif"],
             [root / "a_labels.tif"],
             tmp_path / "t.lcmap",
-            patch_size=32,
-            crop_size=16,
-            device="cpu",
+            patches=PatchSpec(size=32),
+            options={"crop_size": 16},
+            run=RunSpec(device="cpu"),
         )
     assert not (tmp_path / "t.lcmap").exists()
 
@@ -140,9 +138,8 @@ def test_suggest_labels_from_a_stego_model(data, tmp_path):
         [root / "a.tif"],
         root / "stego.lcmap",
         tmp_path / "s.gpkg",
-        budget=6,
-        patch_size=32,
-        device="cpu",
+        patches=PatchSpec(count=6, size=32),
+        run=RunSpec(device="cpu"),
     )
     assert len(frame) == 6 and frame["order"].tolist() == list(range(1, 7))
     assert frame["cluster"].nunique() >= 2

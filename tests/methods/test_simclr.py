@@ -14,8 +14,6 @@ from typer.testing import CliRunner
 from lcmap import api
 from lcmap.cli import app
 from lcmap.errors import InvalidOptionError, TrainingCollapseWarning
-from lcmap.fewshot.finetune import finetune
-from lcmap.fewshot.suggest import suggest_labels
 from lcmap.methods import get_method
 from lcmap.methods.fewshot import load_encoder
 from lcmap.methods.loading import load_model
@@ -23,7 +21,9 @@ from lcmap.methods.simclr import SimclrSegmenter
 from lcmap.models import read_header, save_model
 from lcmap.nets.catalogue import ENCODERS, FIXED_SIZE
 from lcmap.sampling import ArraySampler
-from lcmap.workflows.specs import MethodSpec, RunSpec, TilingSpec
+from lcmap.workflows.finetune import finetune
+from lcmap.workflows.specs import LabelSpec, MethodSpec, PatchSpec, RunSpec, TilingSpec
+from lcmap.workflows.suggest import suggest_labels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -125,16 +125,11 @@ def test_fine_tuning_from_the_encoder(encoder_model, tmp_path, frozen, head):
     header = finetune(
         root / "enc.lcmap",
         [root / "a.tif"],
-        [root / "a_labels.tif"],
+        LabelSpec([root / "a_labels.tif"], class_names=CLASS_NAMES),
         tmp_path / "t.lcmap",
-        class_names=CLASS_NAMES,
-        patch_size=64,
-        patches=6,
-        steps=60,
-        batch_size=4,
-        freeze_encoder=frozen,
-        head=head,
-        device="cpu",
+        patches=PatchSpec(count=6, size=64),
+        options={"steps": 60, "freeze_encoder": frozen, "head": head},
+        run=RunSpec(device="cpu", batch_size=4),
     )
     assert header.method == "encoder_finetuned" and header.extra["init"] == "simclr"
     assert header.extra["head"] == head
@@ -152,14 +147,11 @@ def test_a_tuned_model_maps_under_the_8_symmetries_when_asked(encoder_model, tmp
     finetune(
         root / "enc.lcmap",
         [root / "a.tif"],
-        [root / "a_labels.tif"],
+        LabelSpec([root / "a_labels.tif"], class_names=CLASS_NAMES),
         tmp_path / "t.lcmap",
-        class_names=CLASS_NAMES,
-        patch_size=64,
-        patches=6,
-        steps=30,
-        batch_size=4,
-        device="cpu",
+        patches=PatchSpec(count=6, size=64),
+        options={"steps": 30},
+        run=RunSpec(device="cpu", batch_size=4),
     )
     plain, _ = load_model(tmp_path / "t.lcmap")
     tta, header = load_model(tmp_path / "t.lcmap", {"tta": True})  # a mapping option
@@ -222,17 +214,20 @@ def test_a_frozen_encoder_gets_no_gradient():
 def test_suggest_labels_from_an_encoder(encoder_model, tmp_path):
     root, _, _ = encoder_model
     frame = suggest_labels(
-        [root / "a.tif"], root / "enc.lcmap", None, budget=4, patch_size=32, device="cpu"
+        [root / "a.tif"],
+        root / "enc.lcmap",
+        None,
+        patches=PatchSpec(count=4, size=32),
+        run=RunSpec(device="cpu"),
     )
     assert len(frame) == 4 and frame["cluster"].max() < 3  # the probe's 3 clusters
     frame = suggest_labels(
         [root / "a.tif"],
         root / "enc.lcmap",
         None,
-        budget=4,
-        patch_size=32,
         clusters="budget",
-        device="cpu",
+        patches=PatchSpec(count=4, size=32),
+        run=RunSpec(device="cpu"),
     )
     assert len(frame) == 4 and frame["cluster"].nunique() == 4
 
@@ -298,10 +293,9 @@ def test_suggest_labels_with_a_swin_encoder_and_its_tuned_model(tmp_path):
         [tmp_path / "a.tif"],
         [tmp_path / "a_labels.tif"],
         tmp_path / "t.lcmap",
-        patches=2,
-        patch_size=128,
-        steps=1,
-        device="cpu",
+        patches=PatchSpec(count=2, size=128),
+        options={"steps": 1},
+        run=RunSpec(device="cpu"),
     )
     # patches smaller than Swin's window; 2 patches over 3 clusters: the tuned model's
     # uncertainty decides which clusters get one
@@ -309,11 +303,10 @@ def test_suggest_labels_with_a_swin_encoder_and_its_tuned_model(tmp_path):
         [tmp_path / "a.tif"],
         tmp_path / "enc.lcmap",
         None,
-        budget=2,
-        patch_size=112,
-        tuned=tmp_path / "t.lcmap",
         clusters=3,
-        device="cpu",
+        tuned=tmp_path / "t.lcmap",
+        patches=PatchSpec(count=2, size=112),
+        run=RunSpec(device="cpu"),
     )
     assert len(frame) == 2 and set(frame["size"]) == {112}
 

@@ -26,7 +26,7 @@ The result is a GeoDataFrame of patch footprints (polygons in the scenes' CRS) w
 name, cluster id, rank within the cluster (1 = closest to the centroid, or with "diverse" the
 typical patch of the largest sub-cluster) and a global ``order`` that interleaves the clusters
 rank by rank, so the first N rows are a good smaller budget too.
-:func:`lcmap.fewshot.finetune.finetune` reads the file back with ``patch_file=``.
+:func:`lcmap.workflows.finetune.finetune` reads the file back with ``patch_file=``.
 
 Example:
     >>> suggest_labels(["a.tif"], "cas.lcmap", "to_label.gpkg", budget=20)  # doctest: +SKIP
@@ -50,7 +50,7 @@ from lcmap.io.stack import with_stack
 from lcmap.io.staging import check_output, publish, temp_dir
 from lcmap.methods.fewshot import FewShotEncoder, load_encoder
 from lcmap.models import ModelHeader
-from lcmap.types import ProgressFn
+from lcmap.workflows.specs import OutputSpec, PatchSpec, RunSpec
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -145,35 +145,27 @@ def _load_tuned(path: Path) -> tuple["Segmenter", ModelHeader]:
 def suggest_labels(
     scenes: Sequence[str | Path],
     model: str | Path,
-    output: str | Path | None,
+    output: "OutputSpec | str | Path | None",
     *,
-    budget: int,
-    patch_size: int = 128,
+    patches: PatchSpec,
     tuned: str | Path | None = None,
-    batch_size: int = 16,
-    stack: Sequence[str | Path] | None = None,
-    seed: int = 0,
+    stack: Sequence[str | Path] = (),
     clusters: int | Literal["budget", "model"] = "model",
     pick: Literal["nearest", "diverse"] = "diverse",
-    device: str = "auto",
-    overwrite: bool = False,
-    progress: ProgressFn | None = None,
+    run: RunSpec = RunSpec(),
 ) -> "gpd.GeoDataFrame":
-    """Suggest ``budget`` patches to label, spread over a model's clusters.
+    """Suggest ``patches.count`` patches to label (the budget), spread over a model's clusters.
 
     Args:
         scenes: scenes to choose from (one CRS).
         model: a model file whose method provides an encoder (cas, stego).
         output: polygon file to write (GPKG by default; the suffix picks the format), or None
             to only return the table.
-        budget: number of patches.
-        patch_size: patch side in pixels.
+        patches: the budget (``count``, required) and the patch side in pixels (``size``).
         tuned: an optional fine-tuned model whose predictions decide where the extra patches
             go (entropy of majority classes per cluster).
-        batch_size: patches per forward pass.
         stack: co-registered rasters stacked after the (one) scene's bands, as the model was
             trained with them (:mod:`lcmap.io.stack`).
-        seed: seeds the patches sampled for the entropy estimate and the re-clustering.
         clusters: ``"model"`` (default): the model's own clusters (Ghosh et al.'s rule);
             ``"budget"``: as many clusters as patches, drawn afresh from the patches'
             embeddings by cosine k-means, one typical patch from each (TypiClust's rule); or a
@@ -182,9 +174,8 @@ def suggest_labels(
             afresh into as many sub-clusters as its share, the patch closest to each
             sub-centroid (TypiClust's rule inside each of Ghosh et al.'s clusters); ``"nearest"``:
             its patches closest to the centroid (Ghosh et al.'s own rule).
-        device: ``auto``, ``cpu`` or ``cuda``.
-        overwrite: replace an existing output.
-        progress: ``(done, total)`` callback over patches.
+        run: device; seed (the patches sampled for the entropy estimate, the re-clustering);
+            patches per forward pass (16 when None); progress over patches.
 
     Returns:
         The footprints: ``scene``, ``cluster``, ``rank``, ``order``, ``distance`` (to the
@@ -202,8 +193,12 @@ def suggest_labels(
 
     from lcmap.engine import choose_device
 
-    if budget < 1:
-        raise LcmapError(f"budget {budget} is invalid; ask for at least one patch.")
+    budget, patch_size, seed, progress = patches.count, patches.size, run.seed, run.progress
+    batch_size = run.batch_size or 16
+    if budget is None:
+        raise LcmapError("No budget given; ask for a number of patches (PatchSpec(count=N)).")
+    if patches.file is not None:
+        raise LcmapError("suggest_labels chooses the patches; a patch file is fine-tuning's.")
     if clusters == "budget":
         clusters = budget
     if clusters == "model":
@@ -216,14 +211,13 @@ def suggest_labels(
         )
     if pick not in ("nearest", "diverse"):
         raise LcmapError(f"pick {pick!r} is invalid; use 'nearest' or 'diverse'.")
-    if patch_size < 16:
-        raise LcmapError(f"patch size {patch_size} is too small; use at least 16 pixels.")
     if not scenes:
         raise LcmapError("No scene given; pass at least one scene to choose patches from.")
     if output is not None:
-        inputs = [model, *scenes, *(stack or []), *([tuned] if tuned is not None else [])]
-        output = check_output(output, overwrite, inputs=inputs)
-    dev = choose_device(device)
+        out = OutputSpec.of(output)
+        inputs = [model, *scenes, *stack, *([tuned] if tuned is not None else [])]
+        output = check_output(out.path, out.overwrite, inputs=inputs)
+    dev = choose_device(run.device)
     encoder, header = load_encoder(model)
     encoder.to(dev)
     tuned_model = _load_tuned(Path(tuned)) if tuned is not None else None
@@ -232,7 +226,7 @@ def suggest_labels(
     norm = header.read_spec().norm
     names = [Path(s).stem for s in scenes]
 
-    patches: list[_Patch] = []
+    grid_patches: list[_Patch] = []
     with contextlib.ExitStack() as opened:
         inputs = opened.enter_context(with_stack(scenes, stack, header.extra.get("stack")))
         srcs = [opened.enter_context(open_scene(p)) for p in inputs]
@@ -273,21 +267,21 @@ def suggest_labels(
                             # 0.6 GB for a 50,000 x 50,000 px scene at 128 px
                             keep_embeddings=fresh is not None or pick == "diverse",
                         )
-                        patches.extend(found)
+                        grid_patches.extend(found)
                     done += len(wins)
                     if progress is not None:
                         progress(done, total)
-        if not patches:
+        if not grid_patches:
             raise InvalidSceneError("Every patch is mostly nodata; nothing to suggest.")
-        k = encoder.num_classes if fresh is None else _recluster(patches, fresh, seed)
-        sizes = np.bincount([p.cluster for p in patches], minlength=k)
-        if budget > len(patches):
-            log.warning("only %d patches exist; suggesting all of them", len(patches))
+        k = encoder.num_classes if fresh is None else _recluster(grid_patches, fresh, seed)
+        sizes = np.bincount([p.cluster for p in grid_patches], minlength=k)
+        if budget > len(grid_patches):
+            log.warning("only %d patches exist; suggesting all of them", len(grid_patches))
         share, extra = divmod(budget, max(1, int((sizes > 0).sum())))
         # The priority only matters for extra patches and for clusters too small for a share.
         if tuned_model is not None and (extra or bool((sizes[sizes > 0] < share).any())):
             uncertainty = _cluster_entropy(
-                tuned_model, srcs, patches, k, np.random.default_rng(seed), dev, batch_size
+                tuned_model, srcs, grid_patches, k, np.random.default_rng(seed), dev, batch_size
             )
             log.info("cluster entropy of majority classes: %s", np.round(uncertainty, 3).tolist())
         else:
@@ -297,7 +291,7 @@ def suggest_labels(
 
     rows = []
     for c in priority:
-        members = sorted((p for p in patches if p.cluster == c), key=lambda p: p.distance)
+        members = sorted((p for p in grid_patches if p.cluster == c), key=lambda p: p.distance)
         if pick == "diverse":
             members = _spread(members, alloc[c], seed)
         for rank, p in enumerate(members[: alloc[c]], start=1):
@@ -408,7 +402,7 @@ def _recluster(patches: list[_Patch], clusters: int, seed: int) -> int:
 
     TypiClust (Hacohen et al., ICML 2022, "Active learning on a budget") shows that with very
     few labels the patches to label should be typical *and* diverse: one per cluster of the
-    self-supervised embeddings, as many clusters as the budget. Seed 001 spreads the budget
+    self-supervised embeddings, as many clusters as the budget. Ghosh et al. spread the budget
     over the model's K clusters (K = the map's classes), so a budget of 20 on K = 5 takes the
     4 patches nearest each of 5 centroids."""
     import torch

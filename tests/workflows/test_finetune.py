@@ -1,4 +1,4 @@
-"""``lcmap.fewshot.finetune``: few-shot fine-tuning of a CAS model from labels or polygons."""
+"""``lcmap.workflows.finetune``: few-shot fine-tuning of a CAS model from labels or polygons."""
 
 import geopandas as gpd
 import numpy as np
@@ -15,14 +15,11 @@ from lcmap.errors import (
     InvalidSceneError,
     OutputExistsError,
 )
-from lcmap.fewshot.finetune import finetune
 from lcmap.io.legend import named_colours
 from lcmap.methods.loading import load_model
 from lcmap.models import read_header
-from lcmap.workflows.specs import MethodSpec, RunSpec, TilingSpec
-
-FAST = {"patch_size": 32, "steps": 60, "batch_size": 4, "device": "cpu"}
-
+from lcmap.workflows.finetune import finetune
+from lcmap.workflows.specs import LabelSpec, MethodSpec, PatchSpec, RunSpec, TilingSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,11 +49,11 @@ def test_finetune_on_a_few_patches_maps_a_new_scene_well(data, tmp_path):
     header = finetune(
         root / "cas.lcmap",
         [root / "a.tif"],
-        [root / "a_labels.tif"],
+        LabelSpec([root / "a_labels.tif"], class_names=CLASS_NAMES),
         tmp_path / "tuned.lcmap",
-        class_names=CLASS_NAMES,
-        patches=4,
-        **FAST,
+        patches=PatchSpec(count=4, size=32),
+        options={"steps": 60},
+        run=RunSpec(device="cpu", batch_size=4),
     )
     assert header.method == "cas_finetuned" and header.num_classes == 3
     assert header.class_names == CLASS_NAMES and header.extra["patches"] == 4
@@ -76,11 +73,11 @@ def test_polygon_labels_train_like_the_raster(data, tmp_path):
         finetune(
             root / "cas.lcmap",
             [root / "a.tif"],
-            [labels],
+            LabelSpec([labels], class_names=CLASS_NAMES),
             tmp_path / f"{name}.lcmap",
-            class_names=CLASS_NAMES,
-            patches=3,
-            **{**FAST, "steps": 5},
+            patches=PatchSpec(count=3, size=32),
+            options={"steps": 5},
+            run=RunSpec(device="cpu", batch_size=4),
         )
         method, header = load_model(tmp_path / f"{name}.lcmap")
         assert header.class_names == CLASS_NAMES
@@ -98,9 +95,10 @@ def test_polygon_class_names_default_to_sorted_names(data, tmp_path):
         [root / "a.tif"],
         [gpkg],
         tmp_path / "t.lcmap",
-        patches=2,
         init="random",
-        **{**FAST, "steps": 2},
+        patches=PatchSpec(count=2, size=32),
+        options={"steps": 2},
+        run=RunSpec(device="cpu", batch_size=4),
     )
     assert header.class_names == sorted(CLASS_NAMES)
     assert header.config["init"] == "random"
@@ -114,7 +112,9 @@ def test_several_scenes_and_the_autoencoder_init(data, tmp_path):
         [root / "a_labels.tif", root / "b_labels.tif"],
         tmp_path / "t.lcmap",
         init="autoencoder",
-        **{**FAST, "steps": 2},
+        patches=PatchSpec(size=32),
+        options={"steps": 2},
+        run=RunSpec(device="cpu", batch_size=4),
     )
     assert header.extra["scenes"] == ["a.tif", "b.tif"]
     assert header.extra["patches"] == 2 * 4 * 5  # every 32-px grid patch of both scenes
@@ -126,9 +126,22 @@ def test_finetune_errors(data, tmp_path):
     args = (root / "cas.lcmap", [root / "a.tif"], [root / "a_labels.tif"])
     (tmp_path / "exists.lcmap").write_bytes(b"")
     with pytest.raises(OutputExistsError, match="overwrite=True"):
-        finetune(*args, tmp_path / "exists.lcmap", **FAST)
+        finetune(
+            *args,
+            tmp_path / "exists.lcmap",
+            patches=PatchSpec(size=32),
+            options={"steps": 60},
+            run=RunSpec(device="cpu", batch_size=4),
+        )
     with pytest.raises(InvalidSceneError, match="only 2 class names"):
-        finetune(*args, tmp_path / "t.lcmap", class_names=["a", "b"], **FAST)
+        finetune(
+            *args[:2],
+            LabelSpec(args[2], class_names=["a", "b"]),
+            tmp_path / "t.lcmap",
+            patches=PatchSpec(size=32),
+            options={"steps": 60},
+            run=RunSpec(device="cpu", batch_size=4),
+        )
     api.train(
         [root / "a.tif"],
         tmp_path / "km.lcmap",
@@ -136,17 +149,40 @@ def test_finetune_errors(data, tmp_path):
         run=RunSpec(device="cpu"),
     )
     with pytest.raises(InvalidModelError, match="'kmeans' model"):
-        finetune(tmp_path / "km.lcmap", *args[1:], tmp_path / "t.lcmap", **FAST)
+        finetune(
+            tmp_path / "km.lcmap",
+            *args[1:],
+            tmp_path / "t.lcmap",
+            patches=PatchSpec(size=32),
+            options={"steps": 60},
+            run=RunSpec(device="cpu", batch_size=4),
+        )
     empty = tmp_path / "empty.tif"
     with rasterio.open(root / "a_labels.tif") as src:
         profile = src.profile
     with rasterio.open(empty, "w", **profile) as dst:
         dst.write(np.full((1, profile["height"], profile["width"]), 255, np.uint8))
     with pytest.raises(InvalidSceneError, match="No training patch"):
-        finetune(root / "cas.lcmap", [root / "a.tif"], [empty], tmp_path / "t.lcmap", **FAST)
+        finetune(
+            root / "cas.lcmap",
+            [root / "a.tif"],
+            [empty],
+            tmp_path / "t.lcmap",
+            patches=PatchSpec(size=32),
+            options={"steps": 60},
+            run=RunSpec(device="cpu", batch_size=4),
+        )
     # A labelled scene without the model's bands: named in one line, not a band-choice hint.
     with pytest.raises(InvalidSceneError, match=r"has 1 band but the 'cas' model reads bands 1, 2"):
-        finetune(root / "cas.lcmap", [empty], [root / "a_labels.tif"], tmp_path / "t.lcmap", **FAST)
+        finetune(
+            root / "cas.lcmap",
+            [empty],
+            [root / "a_labels.tif"],
+            tmp_path / "t.lcmap",
+            patches=PatchSpec(size=32),
+            options={"steps": 60},
+            run=RunSpec(device="cpu", batch_size=4),
+        )
     assert not (tmp_path / "t.lcmap").exists()
 
 
@@ -155,11 +191,11 @@ def test_tuned_model_round_trip(data, tmp_path):
     finetune(
         root / "cas.lcmap",
         [root / "a.tif"],
-        [root / "a_labels.tif"],
+        LabelSpec([root / "a_labels.tif"], class_names=CLASS_NAMES),
         tmp_path / "t.lcmap",
-        class_names=CLASS_NAMES,
-        patches=2,
-        **{**FAST, "steps": 3},
+        patches=PatchSpec(count=2, size=32),
+        options={"steps": 3},
+        run=RunSpec(device="cpu", batch_size=4),
     )
     method, _ = load_model(tmp_path / "t.lcmap")
     assert read_header(tmp_path / "t.lcmap").extra["base_model"] == "cas.lcmap"
@@ -178,8 +214,9 @@ def test_tuned_and_cas_maps_do_not_depend_on_the_tile_size(data, tmp_path):
         [root / "a.tif"],
         [root / "a_labels.tif"],
         tmp_path / "t.lcmap",
-        patches=4,
-        **FAST,
+        patches=PatchSpec(count=4, size=32),
+        options={"steps": 60},
+        run=RunSpec(device="cpu", batch_size=4),
     )
     # The halo covers the UNet's receptive field and tiles share its pooling grid: the maps
     # are the same at any tile size, the CAS cluster map and the tuned one alike.

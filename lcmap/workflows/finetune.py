@@ -8,14 +8,14 @@ trains it on them and saves it with the class names and colours, so that ``lcmap
 (initialised from the CAS model, its phase-1 autoencoder, or at random); a ``stego`` model
 gives the same model with a linear probe trained on its codes.
 
-Patches are ``patch_size`` windows on a grid over each scene that hold labelled pixels; with
-``patches=N`` N of them are chosen at random (seeded), or the first N footprints of a
-``lcmap suggest-labels`` file (``patch_file``), to reproduce the few-shot setting. Bands and
+Patches (:class:`~lcmap.workflows.specs.PatchSpec`) are windows on a grid over each scene that
+hold labelled pixels; with a count N, N of them are chosen at random (seeded), or the first N
+footprints of a ``lcmap suggest-labels`` file, to reproduce the few-shot setting. Bands and
 normalisation are the base model's, so the tuned model reads scenes exactly as it did.
 
 Example:
-    >>> finetune("cas.lcmap", ["a.tif"], ["a_labels.gpkg"], "tuned.lcmap",
-    ...          class_names=["water", "trees", "built"], patches=20)  # doctest: +SKIP
+    >>> finetune("cas.lcmap", ["a.tif"], LabelSpec(["a.gpkg"], class_names=["water", "built"]),
+    ...          "tuned.lcmap", patches=PatchSpec(count=20))  # doctest: +SKIP
 """
 
 import contextlib
@@ -43,7 +43,7 @@ from lcmap.io.stack import with_stack
 from lcmap.io.staging import check_output
 from lcmap.methods.fewshot import TunableSegmenter, check_init, load_encoder
 from lcmap.models import ModelHeader, file_sha256, warn_if_unlike
-from lcmap.types import ProgressFn
+from lcmap.workflows.specs import LabelSpec, OutputSpec, PatchSpec, RunSpec
 
 if TYPE_CHECKING:
     import torch
@@ -53,8 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Default side of a training patch in pixels (the paper's few-shot unit).
-DEFAULT_PATCH = 128
 #: Without ``patches``, at most this many patches are used (a random subset beyond it).
 MAX_PATCHES = 2000
 
@@ -108,58 +106,35 @@ def _choose(
 def finetune(
     model: str | Path,
     scenes: Sequence[str | Path],
-    labels: Sequence[str | Path],
-    output: str | Path,
+    labels: "LabelSpec | Sequence[str | Path]",
+    output: "OutputSpec | str | Path",
     *,
-    class_names: Sequence[str] | None = None,
-    class_column: str | None = None,
-    patches: int | None = None,
-    patch_file: str | Path | None = None,
-    patch_size: int = DEFAULT_PATCH,
+    patches: PatchSpec = PatchSpec(),
     init: str | None = None,
-    epochs: int | None = None,
-    steps: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    crop_size: int | None = None,
-    freeze_encoder: bool | None = None,
-    head: str | None = None,
     options: dict[str, Any] | None = None,
-    stack: Sequence[str | Path] | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    overwrite: bool = False,
-    progress: ProgressFn | None = None,
+    stack: Sequence[str | Path] = (),
+    run: RunSpec = RunSpec(),
 ) -> ModelHeader:
     """Fine-tune a model that provides an encoder on labelled patches and save the result.
 
     Args:
         model: the base model file (bands, normalisation and weights come from it); its
             method must provide an encoder (:mod:`lcmap.methods.fewshot`).
-        scenes: scenes with labels, one per entry of ``labels``.
-        labels: per scene, a label raster on its grid (class ids from 0, 255 = unlabelled) or
-            a polygon file with a class column (ids or names).
-        output: the tuned model file to write.
-        class_names: one name per class id (label 0 first); for polygons with class names,
-            their order gives the ids. Default: the sorted names, or ``class 0``, ``class 1``...
-        class_column: the polygons' class column (default: ``class``, ``label``... or the only
-            column).
-        patches: train on this many labelled patches (random, seeded), or the first N of
-            ``patch_file``; None = every labelled patch (up to :data:`MAX_PATCHES`).
-        patch_file: a ``lcmap suggest-labels`` GPKG whose footprints are the patches.
-        patch_size: side of a grid patch in pixels.
+        scenes: scenes with labels, one per label file.
+        labels: the label files (rasters on the scenes' grids, or polygons), or a
+            :class:`LabelSpec` with the polygons' class column and the class names.
+        output: the tuned model file to write, and whether to replace it.
+        patches: how many labelled patches (None = every one, up to :data:`MAX_PATCHES`),
+            from a grid or a ``lcmap suggest-labels`` file, and their size.
         init: one of the starts the model offers (``fewshot_inits()``; ``cas``,
             ``autoencoder`` or ``random`` for a cas model); None = its first.
-        epochs, steps, batch_size, lr, crop_size, freeze_encoder, head: training options of
-            the tuned network (None = its default); one it does not take is refused.
-        options: any other option of the tuned network (``lcmap finetune -p KEY=VALUE``),
-            checked by its options dataclass.
+        options: the tuned network's training options (``epochs``, ``steps``, ``lr``,
+            ``crop_size``, ``freeze_encoder``, ``head``...; ``lcmap finetune -p KEY=VALUE``),
+            checked by its options dataclass; one it does not take is refused.
         stack: co-registered rasters stacked after the (one) scene's bands, as the model was
             trained with them (:mod:`lcmap.io.stack`).
-        seed: fixes patch choice, initialisation and augmentation.
-        device: ``auto``, ``cpu`` or ``cuda``.
-        overwrite: replace an existing output.
-        progress: ``(done, total)`` callback over the optimiser steps.
+        run: device; seed (patch choice, initialisation, augmentation); batch size of the
+            training (None: the network's default); progress over the optimiser steps.
 
     Returns:
         The saved model's header.
@@ -177,8 +152,10 @@ def finetune(
     from lcmap.models import save_model
 
     model = Path(model)
+    labelled_by, out, seed = LabelSpec.of(labels), OutputSpec.of(output), run.seed
+    class_names, class_column = labelled_by.class_names, labelled_by.class_column
     scene_paths = [Path(s) for s in scenes]
-    label_paths = [Path(p) for p in labels]
+    label_paths = [Path(p) for p in labelled_by.paths]
     if not scene_paths:
         raise LcmapError("No scene given; give at least one scene with its labels.")
     if len(scene_paths) != len(label_paths):
@@ -186,11 +163,9 @@ def finetune(
             f"{len(scene_paths)} scenes but {len(label_paths)} label files; give one label "
             "file per scene."
         )
-    if patch_size < 16:
-        raise LcmapError(f"patch size {patch_size} is too small; use at least 16 pixels.")
-    inputs = [model, *scene_paths, *label_paths, *(stack or [])]
-    output = check_output(output, overwrite, inputs=inputs)
-    dev = choose_device(device)
+    inputs = [model, *scene_paths, *label_paths, *stack]
+    output = check_output(out.path, out.overwrite, inputs=inputs)
+    dev = choose_device(run.device)
     encoder, base = load_encoder(model)
     init = check_init(encoder, init)
     mapping, names = _class_mapping(label_paths, class_column, class_names)
@@ -203,8 +178,6 @@ def finetune(
             base,
             mapping,
             class_column,
-            patch_file,
-            patch_size,
             patches,
             seed,
         )
@@ -221,16 +194,7 @@ def finetune(
         images = [_pad(im, side, 0) for im in images]
         targets = [_pad(t, side, UNLABELLED) for t in targets]
 
-    tuning: dict[str, Any] = {
-        "crop_size": crop_size,
-        "batch_size": batch_size,
-        "steps": steps,
-        "epochs": epochs,
-        "lr": lr,
-        "freeze_encoder": freeze_encoder,
-        "head": head,
-        **(options or {}),
-    }
+    tuning: dict[str, Any] = {"batch_size": run.batch_size, **(options or {})}
 
     def trained(x: "torch.Tensor", y: "torch.Tensor") -> "Segmenter":
         """A tuned network started afresh as ``init`` says and trained on ``x``, ``y``."""
@@ -246,7 +210,7 @@ def finetune(
         if not isinstance(tuned, TunableSegmenter):
             raise InvalidModelError(f"{model.name}: its tuned network cannot learn from patches.")
         tuned.to(dev)
-        tuned.train_on(x, y, progress=progress)
+        tuned.train_on(x, y, progress=run.progress)
         return tuned
 
     x = torch.from_numpy(np.stack(images))
@@ -301,9 +265,7 @@ def _training_patches(
     base: ModelHeader,
     mapping: dict[str, int] | None,
     class_column: str | None,
-    patch_file: str | Path | None,
-    patch_size: int,
-    patches: int | None,
+    patches: PatchSpec,
     seed: int,
 ) -> tuple[list[NDArray[np.float32]], list[NDArray[np.uint8]], int]:
     """The chosen labelled patches (scenes named by ``scene_paths``, read from ``reads``: the
@@ -324,25 +286,25 @@ def _training_patches(
                 stack.enter_context(handle)
             sources.append(source)
         candidates: list[tuple[int, LabelledWindow]] = []
-        ranking: list[int] = []  # suggestion order of each candidate (patch_file only)
+        ranking: list[int] = []  # suggestion order of each candidate (patches.file only)
         for i, (src, source) in enumerate(zip(srcs, sources, strict=True)):
-            if patch_file is None:
-                found = labelled_windows(source, src.width, src.height, patch_size)
+            if patches.file is None:
+                found = labelled_windows(source, src.width, src.height, patches.size)
                 candidates.extend((i, w) for w in found)
             else:
                 found = []
-                for order, win in footprint_windows(patch_file, src, scene_paths[i].stem):
+                for order, win in footprint_windows(patches.file, src, scene_paths[i].stem):
                     hit = labelled_windows(source, src.width, src.height, 0, windows=[win])
                     if hit:
                         found.append(hit[0])
                         candidates.append((i, hit[0]))
                         ranking.append(order)
             log.info("%s: %d labelled patches", scene_paths[i].name, len(found))
-        if patch_file is not None:  # merge the scenes back into the file's ranking
+        if patches.file is not None:  # merge the scenes back into the file's ranking
             candidates = [
                 c for _, c in sorted(zip(ranking, candidates, strict=True), key=lambda t: t[0])
             ]
-        chosen = _choose(candidates, patches, patch_file is not None, seed)
+        chosen = _choose(candidates, patches.count, patches.file is not None, seed)
         for i, lw in chosen:
             data, valid = read_window(srcs[i], lw.window, bands[i])
             target = sources[i].read(lw.window)
@@ -359,4 +321,4 @@ def _pad(array: NDArray[Any], side: int, value: int) -> NDArray[Any]:
     return np.pad(array, widths, constant_values=value)
 
 
-__all__ = ["DEFAULT_PATCH", "finetune"]
+__all__ = ["MAX_PATCHES", "finetune"]

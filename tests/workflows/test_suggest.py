@@ -1,4 +1,4 @@
-"""``lcmap.fewshot.suggest``: active sampling from a model's clusters (Ghosh et al.) or from
+"""``lcmap.workflows.suggest``: active sampling from a model's clusters (Ghosh et al.) or from
 clusters of the patches' embeddings, one per patch (TypiClust)."""
 
 import geopandas as gpd
@@ -9,8 +9,9 @@ from _cas_data import train_tiny_cas, write_three_class_scene
 from shapely.geometry import box
 
 from lcmap.errors import LcmapError, OutputExistsError
-from lcmap.fewshot.finetune import finetune
-from lcmap.fewshot.suggest import (
+from lcmap.workflows.finetune import finetune
+from lcmap.workflows.specs import PatchSpec, RunSpec
+from lcmap.workflows.suggest import (
     _Patch,
     _recluster,
     _spread,
@@ -51,10 +52,9 @@ def test_suggest_labels_returns_budget_polygons_inside_the_scenes(data, tmp_path
         [root / "a.tif", root / "b.tif"],
         root / "cas.lcmap",
         out,
-        budget=6,
-        patch_size=32,
         clusters="model",
-        device="cpu",
+        patches=PatchSpec(count=6, size=32),
+        run=RunSpec(device="cpu"),
     )
     assert len(frame) == 6 and frame.geometry.is_valid.all()
     assert frame["cluster"].max() < 3  # the tiny CAS model's 3 clusters
@@ -73,7 +73,9 @@ def test_suggest_labels_returns_budget_polygons_inside_the_scenes(data, tmp_path
     # Each cluster's first patch (rank 1) comes before any second one.
     assert (frame.sort_values("order").head(sizes.size)["rank"] == 1).all()
     with pytest.raises(OutputExistsError):
-        suggest_labels([root / "a.tif"], root / "cas.lcmap", out, budget=2, patch_size=32)
+        suggest_labels(
+            [root / "a.tif"], root / "cas.lcmap", out, patches=PatchSpec(count=2, size=32)
+        )
 
 
 def test_extra_patches_follow_the_tuned_models_uncertainty(data, tmp_path):
@@ -83,19 +85,17 @@ def test_extra_patches_follow_the_tuned_models_uncertainty(data, tmp_path):
         [root / "a.tif"],
         [root / "a_labels.tif"],
         tmp_path / "t.lcmap",
-        patches=2,
-        patch_size=32,
-        steps=2,
-        device="cpu",
+        patches=PatchSpec(count=2, size=32),
+        options={"steps": 2},
+        run=RunSpec(device="cpu"),
     )
     frame = suggest_labels(
         [root / "a.tif"],
         root / "cas.lcmap",
         None,
-        budget=4,
-        patch_size=32,
         tuned=tmp_path / "t.lcmap",
-        device="cpu",
+        patches=PatchSpec(count=4, size=32),
+        run=RunSpec(device="cpu"),
     )
     assert len(frame) == 4
     # And the suggestions are valid training patches.
@@ -106,11 +106,9 @@ def test_extra_patches_follow_the_tuned_models_uncertainty(data, tmp_path):
         [root / "a.tif"],
         [root / "a_labels.tif"],
         tmp_path / "t2.lcmap",
-        patches=3,
-        patch_file=gpkg,
-        patch_size=32,
-        steps=2,
-        device="cpu",
+        patches=PatchSpec(count=3, file=gpkg, size=32),
+        options={"steps": 2},
+        run=RunSpec(device="cpu"),
     )
     assert header.extra["patches"] == 3
 
@@ -121,10 +119,9 @@ def test_budget_clusters_make_each_patch_the_most_typical_of_its_own_cluster(dat
         [root / "a.tif", root / "b.tif"],
         root / "cas.lcmap",
         None,
-        budget=7,
-        patch_size=32,
         clusters="budget",
-        device="cpu",
+        patches=PatchSpec(count=7, size=32),
+        run=RunSpec(device="cpu"),
     )
     assert len(frame) == 7 and frame["cluster"].nunique() == 7
     assert (frame["rank"] == 1).all() and sorted(frame["order"]) == list(range(1, 8))
@@ -132,10 +129,9 @@ def test_budget_clusters_make_each_patch_the_most_typical_of_its_own_cluster(dat
         [root / "a.tif"],
         root / "cas.lcmap",
         None,
-        budget=6,
         clusters=2,
-        patch_size=32,
-        device="cpu",
+        patches=PatchSpec(count=6, size=32),
+        run=RunSpec(device="cpu"),
     )
     assert sorted(fewer.groupby("cluster").size()) == [3, 3]
 
@@ -188,7 +184,7 @@ def test_diverse_pick_takes_the_typical_patch_of_each_sub_mode():
 
 def test_the_default_diverse_pick_keeps_the_split_over_the_models_clusters(data):
     root = data
-    kwargs = {"budget": 9, "patch_size": 16, "device": "cpu"}
+    kwargs = {"patches": PatchSpec(count=9, size=16), "run": RunSpec(device="cpu")}
     nearest = suggest_labels(
         [root / "a.tif", root / "b.tif"], root / "cas.lcmap", None, pick="nearest", **kwargs
     )
@@ -200,10 +196,18 @@ def test_the_default_diverse_pick_keeps_the_split_over_the_models_clusters(data)
     keys = {(r.scene, r.row, r.col) for r in nearest.itertuples()}
     assert {(r.scene, r.row, r.col) for r in diverse.itertuples()} != keys  # other patches
     with pytest.raises(LcmapError, match="pick 'far' is invalid"):
-        suggest_labels([root / "a.tif"], root / "cas.lcmap", None, budget=4, pick="far")
+        suggest_labels(
+            [root / "a.tif"], root / "cas.lcmap", None, pick="far", patches=PatchSpec(count=4)
+        )
 
 
 @pytest.mark.parametrize("clusters", [0, -2, "all"])
 def test_a_bad_cluster_count_is_a_clear_error(data, clusters):
     with pytest.raises(LcmapError, match="clusters"):
-        suggest_labels([data / "a.tif"], data / "cas.lcmap", None, budget=4, clusters=clusters)
+        suggest_labels(
+            [data / "a.tif"],
+            data / "cas.lcmap",
+            None,
+            clusters=clusters,
+            patches=PatchSpec(count=4),
+        )
