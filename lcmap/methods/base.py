@@ -7,7 +7,7 @@ never per tile, so a label means the same thing everywhere (DESIGN.md contract 3
 """
 
 import abc
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar, NamedTuple, Protocol, Self
 
 import torch
@@ -279,6 +279,33 @@ class Segmenter(abc.ABC):
         """Move the method's modules and tensors to ``device``; subclasses extend this."""
         self.device = device
         return self
+
+
+class BandFittedSegmenter(Segmenter):
+    """A method with K fixed by its options and a band count learnt when it is fitted: the
+    properties and ``config`` every such method would otherwise repeat.
+
+    Subclasses set ``cfg`` (their frozen options dataclass, with an ``in_channels`` field),
+    ``_k`` and ``_in_channels`` (None until fitted).
+    """
+
+    cfg: Any
+    _k: int
+    _in_channels: int | None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (clusters) K."""
+        return self._k
+
+    @property
+    def in_channels(self) -> int | None:
+        """Band count (known once fitted)."""
+        return self._in_channels
+
+    def config(self) -> dict[str, Any]:
+        """The options, with the band count once fitted."""
+        return asdict(replace(self.cfg, in_channels=self._in_channels))
 
 
 def training_labels(labels: Tensor, valid: Tensor | None, num_classes: int) -> tuple[Tensor, int]:

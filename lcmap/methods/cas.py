@@ -43,7 +43,6 @@ tile size (it used to blend tiles with a 64 px overlap, which left the map depen
 
 import logging
 import math
-from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -52,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lcmap.errors import InvalidOptionError, InvalidSceneError
-from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.methods.base import BandFittedSegmenter, MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import CasConfig, UNetOptions
 from lcmap.methods.fewshot import Assignment
 from lcmap.methods.options import make_config
@@ -121,7 +120,7 @@ def masked_mse(reconstruction: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     return sq.sum() / (mask.sum() * reconstruction.shape[1]).clamp_min(1.0)
 
 
-class CasSegmenter(Segmenter):
+class CasSegmenter(BandFittedSegmenter):
     """CAS pre-training (autoencoder, then DEC + reconstruction) and its patch-cluster map.
 
     Args:
@@ -190,16 +189,6 @@ class CasSegmenter(Segmenter):
     # -- Segmenter interface ---------------------------------------------------------------
 
     @property
-    def num_classes(self) -> int:
-        """Number of clusters K."""
-        return self._k
-
-    @property
-    def in_channels(self) -> int | None:
-        """Band count (known after fitting)."""
-        return self._in_channels
-
-    @property
     def halo(self) -> int:
         """Half the receptive field of a score, in bottleneck strides (see the module doc)."""
         stride = 1 << self.depth
@@ -218,10 +207,6 @@ class CasSegmenter(Segmenter):
             embed_dim=self.embed_dim,
             out_channels=self._in_channels,
         )
-
-    def config(self) -> dict[str, Any]:
-        """The options (:class:`CasConfig`), with the band count once fitted."""
-        return asdict(replace(self.cfg, in_channels=self._in_channels))
 
     def header(self) -> dict[str, Any]:
         """Extra header facts: the architecture, and whether phase-1 weights are included."""

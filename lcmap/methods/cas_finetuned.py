@@ -24,7 +24,6 @@ scratch.
 """
 
 import logging
-from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -33,7 +32,7 @@ from torch import Tensor
 
 from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
 from lcmap.methods._supervised import IGNORE_INDEX, Schedule, class_weights, train_classifier
-from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.methods.base import BandFittedSegmenter, MethodInfo, ProgressFn, WindowSampler
 from lcmap.methods.configs import INITS, CasFinetunedConfig
 from lcmap.methods.options import make_config
 from lcmap.nets import build_net, network_record
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class CasFinetunedSegmenter(Segmenter):
+class CasFinetunedSegmenter(BandFittedSegmenter):
     """UNet with skip connections and a classification layer, trained on labelled patches.
 
     Args:
@@ -145,16 +144,6 @@ class CasFinetunedSegmenter(Segmenter):
     # -- Segmenter interface ---------------------------------------------------------------
 
     @property
-    def num_classes(self) -> int:
-        """Number of classes K."""
-        return self._k
-
-    @property
-    def in_channels(self) -> int | None:
-        """Band count."""
-        return self._in_channels
-
-    @property
     def halo(self) -> int:
         """Half the UNet's receptive field, in multiples of the bottleneck stride."""
         return local_halo(receptive_field(self.depth, decoder=True), 1 << self.depth)
@@ -169,10 +158,6 @@ class CasFinetunedSegmenter(Segmenter):
             embed_dim=self.embed_dim,
             out_channels=self._k,
         )
-
-    def config(self) -> dict[str, Any]:
-        """The options (:class:`CasFinetunedConfig`), with the band count once fitted."""
-        return asdict(replace(self.cfg, in_channels=self._in_channels))
 
     def header(self) -> dict[str, Any]:
         """Extra header facts."""

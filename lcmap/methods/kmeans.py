@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcmap.errors import InvalidOptionError
-from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
+from lcmap.methods.base import BandFittedSegmenter, MethodInfo, ProgressFn, WindowSampler
 from lcmap.methods.configs import KMeansConfig
 from lcmap.methods.options import make_config
 
@@ -76,7 +75,7 @@ def has_cxx_compiler() -> bool:
     return any(shutil.which(c) for c in (os.environ.get("CXX", "c++"), "g++", "clang++"))
 
 
-class KMeansSegmenter(Segmenter):
+class KMeansSegmenter(BandFittedSegmenter):
     """Mini-batch k-means on per-pixel spectral (and locally smoothed) features.
 
     Args:
@@ -104,16 +103,6 @@ class KMeansSegmenter(Segmenter):
         self._in_channels = cfg.in_channels
         self.centroids: Tensor | None = None  # (K, F)
         self._compiled: Callable[..., Tensor] | None = None  # see prepare_mapping
-
-    @property
-    def num_classes(self) -> int:
-        """Number of clusters."""
-        return self._k
-
-    @property
-    def in_channels(self) -> int | None:
-        """Band count the centroids were fitted on."""
-        return self._in_channels
 
     @property
     def halo(self) -> int:
@@ -227,10 +216,6 @@ class KMeansSegmenter(Segmenter):
             labels.masked_fill_(d < best, k)
             torch.minimum(best, d, out=best)
         return labels
-
-    def config(self) -> dict[str, Any]:
-        """The options (:class:`KMeansConfig`), with the band count once fitted."""
-        return asdict(replace(self.cfg, in_channels=self._in_channels))
 
     def state_dict(self) -> dict[str, Tensor]:
         """The centroids."""
