@@ -15,8 +15,9 @@ Rows, all in the same run:
 - ``pixel 2-98``: that stretch without the clip;
 - ``lcmap kmeans``: ``lcmap segment -m kmeans -k K`` (``--lcmap CHECKOUT`` to run another
   version's; ``-p KEY=VALUE`` passes kmeans options);
-- ``lcmap primaps`` (``--rows primaps``): the default method with the offline DINOv2-S/14
-  weights, each scene fitted on its own (slow on a CPU: about a minute a scene).
+- ``lcmap primaps`` (``--rows primaps``), ``lcmap dino_kmeans`` (``--rows dino_kmeans``): the ViT
+  methods with the offline DINOv2-S/14 weights, each scene fitted on its own (slow on a CPU:
+  about a minute a scene); ``-p`` passes their options too (``-p spectral_weight=1``).
 
 Example:
     python benchmarks/quality_spectral.py --json results/quality_spectral.json
@@ -42,6 +43,7 @@ from rasterio.enums import Resampling
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DINOV2 = SHARED.parent / "weights" / "dinov2_vits14_imgfocus.safetensors"
+VIT_METHODS = ("primaps", "dino_kmeans")
 PIXEL_ROWS = ("pixel raw", "pixel z-score", "pixel 2-98 clipped", "pixel 2-98")
 
 
@@ -194,7 +196,7 @@ def main() -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--rows", nargs="+", default=["pixel", "lcmap"], help="pixel, lcmap, primaps"
+        "--rows", nargs="+", default=["pixel", "lcmap"], help="pixel, lcmap, primaps, dino_kmeans"
     )
     parser.add_argument("--sets", nargs="+", help="only sets whose name holds one of these")
     parser.add_argument("--tag", default="", help="a name for this run's lcmap row")
@@ -213,7 +215,7 @@ def main() -> int:
     tag = f" {args.tag}" if args.tag else ""
     rows = [r for r in PIXEL_ROWS if "pixel" in args.rows]
     rows += [f"lcmap kmeans{tag}"] if "lcmap" in args.rows else []
-    rows += [f"lcmap primaps{tag}"] if "primaps" in args.rows else []
+    rows += [f"lcmap {m}{tag}" for m in VIT_METHODS if m in args.rows]
     pooled: dict[tuple[str, str], Any] = {}
     seconds: dict[str, float] = dict.fromkeys(rows, 0.0)
     with tempfile.TemporaryDirectory(prefix="lcmap-spectral-") as tmp:
@@ -227,8 +229,9 @@ def main() -> int:
                 elif row.startswith("lcmap kmeans"):
                     labels, ok = lcmap_map(scene, item["k"], work, "kmeans", options)
                 else:
+                    method = row.split()[1]
                     weights = {"weights": str(DINOV2), **options}
-                    labels, ok = lcmap_map(scene, item["k"], work, "primaps", weights)
+                    labels, ok = lcmap_map(scene, item["k"], work, method, weights)
                 seconds[row] += time.perf_counter() - start
                 matrix = confusion(labels, ok, truth, item["k"])
                 key = (item["set"], row)
