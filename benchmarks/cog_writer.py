@@ -43,12 +43,7 @@ def write(labels: np.ndarray, out: Path, streamed: bool) -> tuple[float, float]:
     names, grey = [f"c{i}" for i in range(6)], [(40 * i, 40 * i, 40 * i) for i in range(6)]
     with lcmap_writer.LabelWriter(
         out,
-        width=w,
-        height=h,
-        crs=CRS.from_epsg(32614),
-        transform=from_origin(500000, 4000000, 1, 1),
-        dtype=np.dtype("uint8"),
-        nodata=255,
+        grid=lcmap_writer.MapGrid(w, h, CRS.from_epsg(32614), from_origin(500000, 4000000, 1, 1)),
         class_names=names,
         colours=grey,
         creation_options=options,

@@ -13,6 +13,7 @@ import json
 import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -38,6 +39,7 @@ from lcmap.io.staging import (
     publish,
     temp_path,
 )
+from lcmap.stitch import NODATA, label_dtype
 
 log = logging.getLogger(__name__)
 
@@ -111,17 +113,31 @@ def check_map_output(path: str | Path, overwrite: bool, inputs: Sequence[str | P
     return check_output(path, overwrite, [*map_sidecars(path), sidecar_path(path)], inputs=inputs)
 
 
+@dataclass(frozen=True)
+class MapGrid:
+    """The grid a map is written on (the scene's): size, CRS (None for an ungeoreferenced
+    scene) and affine transform."""
+
+    width: int
+    height: int
+    crs: CRS | None
+    transform: Affine
+
+    @classmethod
+    def of(cls, src: Any) -> "MapGrid":
+        """The grid of an open dataset."""
+        return cls(src.width, src.height, src.crs, src.transform)
+
+
 class LabelWriter:
     """Write label rows to ``path`` as a COG, atomically.
 
+    The labels are uint8 with nodata 255 up to 255 classes, uint16 with nodata 65535 above
+    (:func:`lcmap.stitch.label_dtype`).
+
     Args:
         path: the target GeoTIFF.
-        width: scene width (pixels).
-        height: scene height (pixels).
-        crs: the scene's CRS (None for an ungeoreferenced scene).
-        transform: the scene's affine transform.
-        dtype: uint8 or uint16.
-        nodata: 255 for uint8, 65535 for uint16.
+        grid: the scene's grid.
         class_names: one name per class (label 0 first).
         colours: one RGB triple per class.
         tags: extra dataset tags (the scene's own: ``AREA_OR_POINT``...); ``LCMAP_*`` tags
@@ -145,12 +161,7 @@ class LabelWriter:
         self,
         path: str | Path,
         *,
-        width: int,
-        height: int,
-        crs: CRS | None,
-        transform: Affine,
-        dtype: np.dtype[Any],
-        nodata: int,
+        grid: MapGrid,
         class_names: Sequence[str],
         colours: Sequence[tuple[int, int, int]],
         tags: Mapping[str, str] | None = None,
@@ -165,9 +176,10 @@ class LabelWriter:
         sidecars = map_sidecars(self.path) + ([sidecar_path(self.path)] if sidecar else [])
         check_output(self.path, overwrite, sidecars)
         self.overwrite = overwrite
-        self.width, self.height = width, height
-        self.crs, self.transform = crs, transform
-        self.dtype, self.nodata = np.dtype(dtype), nodata
+        self.width, self.height = grid.width, grid.height
+        self.crs, self.transform = grid.crs, grid.transform
+        self.dtype = label_dtype(len(class_names))
+        self.nodata = NODATA[self.dtype]
         self.class_names = list(class_names)
         self.colours = list(colours)
         # The scene's own tags, less those the map writes itself (a map of a map has them).
@@ -420,6 +432,7 @@ class LabelWriter:
 __all__ = [
     "STAGING_PROFILE",
     "LabelWriter",
+    "MapGrid",
     "aux_path",
     "check_map_output",
     "map_sidecars",

@@ -42,6 +42,7 @@ the map on held-out scenes up to the paper's 7000, and the threshold mattered li
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -113,17 +114,27 @@ def _mask_modes(pred: Tensor, masks: Tensor, k: int) -> Tensor:
     return torch.where(masks > 0, pseudo, torch.full_like(pseudo, -1))
 
 
+@dataclass(frozen=True)
+class EmSchedule:
+    """The PriMaPs-EM optimisation (see the module docstring): ``steps`` Adam steps at ``lr`` on
+    batches of ``batch`` windows, the teacher prototypes moved towards the student's every
+    ``ema_every`` steps with momentum ``ema_decay``, focal class weights of power
+    ``focal_gamma``. The defaults are the paper's."""
+
+    steps: int = 300
+    batch: int = 32
+    lr: float = 5e-3
+    ema_decay: float = 0.98
+    ema_every: int = 10
+    focal_gamma: float = 2.0
+
+
 def fit_prototypes(
     feats: Tensor,
     masks: Tensor,
     init: Tensor,
     weight: Tensor | None = None,
-    steps: int = 300,
-    batch: int = 32,
-    lr: float = 5e-3,
-    ema_decay: float = 0.98,
-    ema_every: int = 10,
-    focal_gamma: float = 2.0,
+    schedule: EmSchedule = EmSchedule(),
     generator: torch.Generator | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Tensor:
@@ -134,7 +145,7 @@ def fit_prototypes(
         masks: (N, h, w) int64 mask ids of :func:`principal_masks` (0 = no mask).
         init: (K, D) starting prototypes (cosine k-means centroids).
         weight: (h, w) weight of each patch position in the loss (None = all 1).
-        steps, batch, lr, ema_decay, ema_every, focal_gamma: see the module docstring.
+        schedule: the EM steps, batch, learning rate, momentum and focal power.
         generator: CPU generator for the batches.
         progress: called with the number of steps done, every 50 steps and at the end.
 
@@ -143,6 +154,8 @@ def fit_prototypes(
     """
     n, d, h, w = feats.shape
     k = init.shape[0]
+    steps, batch, lr = schedule.steps, schedule.batch, schedule.lr
+    ema_decay, ema_every, focal_gamma = schedule.ema_decay, schedule.ema_every, schedule.focal_gamma
     # One contiguous float copy; batches are slices of it (views, no gather: on a CPU the
     # step is memory-bound), taken in a new random order each pass over the windows.
     flat = feats.float().permute(0, 2, 3, 1).reshape(n, h * w, d).contiguous()

@@ -67,9 +67,7 @@ def train_classifier(
     logits_of: Callable[[Tensor], Tensor],
     params: Iterable[torch.nn.Parameter],
     train_mode: Callable[[], object],
-    images: Tensor,
-    labels: Tensor,
-    valid: Tensor | None,
+    patches: tuple[Tensor, Tensor, Tensor | None],
     num_classes: int,
     schedule: Schedule,
     augment: Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]],
@@ -82,9 +80,8 @@ def train_classifier(
         logits_of: (B, C, S, S) -> (B, K, S, S) class logits of the network in training.
         params: the parameters to train (a frozen encoder's are left out).
         train_mode: puts the network in training mode (a frozen part may stay in eval).
-        images: (N, C, S, S) normalised patches.
-        labels: (N, S, S) class ids, 255 = unlabelled.
-        valid: (N, S, S) bool, or None; invalid pixels are ignored.
+        patches: (N, C, S, S) normalised patches, their (N, S, S) class ids (255 =
+            unlabelled), and (N, S, S) bool validity or None (invalid pixels are ignored).
         num_classes: K.
         schedule: steps, batch, optimiser and seed.
         augment: (x, y, generator) -> augmented batch (crops, symmetries, padding).
@@ -94,6 +91,7 @@ def train_classifier(
     Raises:
         InvalidSceneError: no labelled pixel, or a label outside 0..K-1 (and not 255).
     """
+    images, labels, valid = patches
     labels, labelled = training_labels(labels, valid, num_classes)
     weight = (
         class_weights(labels, num_classes)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from lcmap.errors import InvalidOptionError
-from lcmap.methods._primaps import fit_prototypes, principal_masks
+from lcmap.methods._primaps import EmSchedule, fit_prototypes, principal_masks
 from lcmap.methods.base import MethodInfo, ProgressFn, WindowSampler
 from lcmap.methods.configs import PrimapsConfig
 from lcmap.methods.dino_kmeans import DinoKMeansSegmenter
@@ -85,12 +85,9 @@ class PrimapsSegmenter(DinoKMeansSegmenter):
             masks,
             self.centroids[:, :d].cpu(),
             weight=torch.from_numpy(window_weights(side)),
-            steps=cfg.em_steps,
-            batch=cfg.em_batch,
-            lr=cfg.em_lr,
-            ema_decay=cfg.ema_decay,
-            ema_every=cfg.ema_every,
-            focal_gamma=cfg.focal_gamma,
+            schedule=EmSchedule(
+                cfg.em_steps, cfg.em_batch, cfg.em_lr, cfg.ema_decay, cfg.ema_every, cfg.focal_gamma
+            ),
             generator=torch.Generator().manual_seed(cfg.seed),
             progress=report,
         )

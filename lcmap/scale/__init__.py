@@ -32,6 +32,7 @@ from lcmap.tiling import TilePlan
 from lcmap.types import ProgressFn
 
 if TYPE_CHECKING:
+    from lcmap.io.writer import MapGrid
     from lcmap.methods.base import Segmenter
     from lcmap.models import ModelHeader
 
@@ -58,11 +59,13 @@ class PartsRun:
         request: what identifies the run (scene, method, options, seed...): a resumed run
             reuses the folder only when this is the same.
         resume: reuse finished parts (else the folder is started afresh).
+        tile_rows: tile rows a part (about 16 Mpx a part when None).
     """
 
     output: Path
     request: Mapping[str, Any]
     resume: bool
+    tile_rows: int | None = None
 
     def __post_init__(self) -> None:
         self.folder = parts_folder(self.output)
@@ -125,12 +128,10 @@ class PartsRun:
         header: "ModelHeader",
         spec: ReadSpec,
         plan: TilePlan,
-        crs: Any,
-        transform: Any,
+        grid: "MapGrid",
         batch_size: int | None,
         device: str,
         client: Any,
-        tile_rows: int | None,
         progress: ProgressFn | None,
     ) -> tuple[list[tuple[Path, int]], NDArray[np.int64]]:
         """Compute the parts still missing; returns every part's ``(file, first row)`` and
@@ -145,8 +146,10 @@ class PartsRun:
             "norm": [list(spec.norm.low), list(spec.norm.high)],
             "lcmap": __version__,
         }
-        parts = plan_parts(plan, tile_rows)
-        job = PartJob(str(scene), plan, spec, self.folder, key, crs, transform, batch_size, device)
+        parts = plan_parts(plan, self.tile_rows)
+        job = PartJob(
+            str(scene), plan, spec, self.folder, key, grid.crs, grid.transform, batch_size, device
+        )
         counts = np.zeros(seg.num_classes + 1, dtype=np.int64)
         todo: list[Part] = []
         for part in parts:

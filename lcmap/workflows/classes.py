@@ -29,7 +29,7 @@ from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneErro
 from lcmap.io.legend import named_colours, tagged_class_names
 from lcmap.io.scene import check_input_file
 from lcmap.io.staging import check_distinct, check_output, output_folder, publish
-from lcmap.io.writer import LabelWriter, check_map_output
+from lcmap.io.writer import LabelWriter, MapGrid, check_map_output
 from lcmap.models import ModelHeader, read_header, read_tensors, stage_model
 from lcmap.stitch import NODATA, label_dtype
 from lcmap.types import ProgressFn
@@ -397,12 +397,7 @@ def _rewrite(
         }
         with LabelWriter(
             out,
-            width=src.width,
-            height=src.height,
-            crs=src.crs,
-            transform=src.transform,
-            dtype=dtype,
-            nodata=NODATA[dtype],
+            grid=MapGrid.of(src),
             class_names=plan.names,
             colours=plan.colours,
             tags=tags,

@@ -212,7 +212,7 @@ def segment(
         }
         if stack:
             request["stack"] = [_identity(p) for p in stack]
-        parts = PartsRun(output, request, scale.resume)
+        parts = PartsRun(output, request, scale.resume, scale.part_rows)
 
     from lcmap.engine import choose_device
     from lcmap.io.staging import publish
@@ -362,8 +362,7 @@ def _map_and_write(
     ``worker_device`` is the device as asked for (``auto``...): each Dask worker chooses its
     own."""
     from lcmap.engine import map_scene
-    from lcmap.io.writer import LabelWriter
-    from lcmap.stitch import NODATA, label_dtype
+    from lcmap.io.writer import LabelWriter, MapGrid
 
     src, progress, name = job.src, job.progress, Path(job.scene).name
     log.info(
@@ -389,23 +388,15 @@ def _map_and_write(
                 header=job.header,
                 spec=job.spec,
                 plan=plan,
-                crs=src.crs,
-                transform=src.transform,
+                grid=MapGrid.of(src),
                 batch_size=job.batch_size,
                 device=worker_device,
                 client=dask_client,
-                tile_rows=scale.part_rows,
                 progress=progress,
             )
-    dtype = label_dtype(job.seg.num_classes)
     with LabelWriter(
         out.path,
-        width=src.width,
-        height=src.height,
-        crs=src.crs,
-        transform=src.transform,
-        dtype=dtype,
-        nodata=NODATA[dtype],
+        grid=MapGrid.of(src),
         class_names=job.header.class_names,
         colours=[tuple(c) for c in job.header.colours],  # type: ignore[misc]
         tags=src.tags(),  # the scene's own (AREA_OR_POINT, SYNTHETIC_GEOREF...) carry over

@@ -11,7 +11,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
 
 from lcmap.io.overviews import mode_2x2, overview_sizes
-from lcmap.io.writer import LabelWriter
+from lcmap.io.writer import LabelWriter, MapGrid
 
 NODATA = 255
 
@@ -70,12 +70,9 @@ def _write_map(
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with LabelWriter(
             path,
-            width=width,
-            height=height,
-            crs=rasterio.crs.CRS.from_epsg(32614),
-            transform=from_origin(500000, 4000000, 1, 1),
-            dtype=np.dtype("uint8"),
-            nodata=NODATA,
+            grid=MapGrid(
+                width, height, rasterio.crs.CRS.from_epsg(32614), from_origin(500000, 4000000, 1, 1)
+            ),
             class_names=[f"c{i}" for i in range(6)],
             colours=[(i, i, i) for i in range(6)],
             creation_options=options,

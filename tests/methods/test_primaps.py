@@ -20,7 +20,7 @@ from rasterio.transform import from_origin
 
 from lcmap import api
 from lcmap.errors import InvalidOptionError
-from lcmap.methods._primaps import fit_prototypes, principal_masks
+from lcmap.methods._primaps import EmSchedule, fit_prototypes, principal_masks
 from lcmap.methods.loading import load_model
 from lcmap.methods.primaps import PrimapsSegmenter, build
 from lcmap.workflows.specs import MethodSpec, RunSpec, TilingSpec
@@ -86,7 +86,8 @@ def test_em_makes_labels_agree_within_masks_from_a_start_that_splits_a_region() 
         return torch.einsum("ndhw,kd->nkhw", feats_t, prototypes).argmax(1).numpy()
 
     assert hungarian_miou(truth, labels(start), 2) < 0.7
-    fitted = fit_prototypes(feats_t, torch.stack(masks), start, steps=400, generator=gen)
+    em = EmSchedule(steps=400)
+    fitted = fit_prototypes(feats_t, torch.stack(masks), start, schedule=em, generator=gen)
     assert hungarian_miou(truth, labels(fitted), 2) >= 0.95
     assert torch.allclose(fitted.norm(dim=1), torch.ones(2), atol=1e-5)
 
