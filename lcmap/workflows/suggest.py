@@ -50,6 +50,7 @@ from lcmap.io.stack import with_stack
 from lcmap.io.staging import check_output, publish, temp_dir
 from lcmap.methods.fewshot import FewShotEncoder, load_encoder
 from lcmap.models import ModelHeader
+from lcmap.types import ProgressFn
 from lcmap.workflows.specs import OutputSpec, PatchSpec, RunSpec
 
 if TYPE_CHECKING:
@@ -188,7 +189,6 @@ def suggest_labels(
         OutputExistsError: ``output`` exists and ``overwrite`` is False.
     """
     import geopandas as gpd
-    import torch
     from shapely.geometry import box
 
     from lcmap.engine import choose_device
@@ -199,18 +199,7 @@ def suggest_labels(
         raise LcmapError("No budget given; ask for a number of patches (PatchSpec(count=N)).")
     if patches.file is not None:
         raise LcmapError("suggest_labels chooses the patches; a patch file is fine-tuning's.")
-    if clusters == "budget":
-        clusters = budget
-    if clusters == "model":
-        fresh = None
-    elif isinstance(clusters, int) and not isinstance(clusters, bool) and clusters >= 1:
-        fresh = clusters
-    else:
-        raise LcmapError(
-            f"clusters {clusters!r} is invalid; use 'budget', 'model' or a number of clusters."
-        )
-    if pick not in ("nearest", "diverse"):
-        raise LcmapError(f"pick {pick!r} is invalid; use 'nearest' or 'diverse'.")
+    fresh = _fresh_clusters(clusters, budget, pick)
     if not scenes:
         raise LcmapError("No scene given; pass at least one scene to choose patches from.")
     if output is not None:
@@ -226,51 +215,24 @@ def suggest_labels(
     norm = header.read_spec().norm
     names = [Path(s).stem for s in scenes]
 
-    grid_patches: list[_Patch] = []
     with contextlib.ExitStack() as opened:
         inputs = opened.enter_context(with_stack(scenes, stack, header.extra.get("stack")))
         srcs = [opened.enter_context(open_scene(p)) for p in inputs]
-        crss = {s.crs.to_string() if s.crs else None for s in srcs}
-        if len(crss) > 1:
-            raise InvalidSceneError(
-                f"The scenes have different CRSs ({', '.join(sorted(map(str, crss)))}); "
-                "run suggest-labels once per CRS."
-            )
+        crs = _one_crs(srcs)
         bands = [resolve_bands(s, header.bands) for s in srcs]
         transforms = [s.transform for s in srcs]
-        grids = [_grid(s.width, s.height, patch_size) for s in srcs]
-        for s, g in zip(srcs, grids, strict=True):
-            if not g:
-                log.warning("%s is smaller than one %d-px patch; skipped", s.name, patch_size)
-        total = sum(len(g) for g in grids)
-        if total == 0:
-            raise InvalidSceneError(
-                f"No {patch_size}-px patch fits in the scenes; use a smaller patch size."
-            )
-        done = 0
-        with torch.inference_mode():
-            for i, (src, grid) in enumerate(zip(srcs, grids, strict=True)):
-                for start in range(0, len(grid), batch_size):
-                    wins = grid[start : start + batch_size]
-                    reads = [read_window(src, w, bands[i]) for w in wins]
-                    keep = [k for k, (_, v) in enumerate(reads) if v.mean() >= MIN_VALID]
-                    if keep:
-                        x = np.stack([norm.apply(*reads[k]) for k in keep])
-                        found = _embed(
-                            encoder,
-                            x,
-                            i,
-                            [wins[k] for k in keep],
-                            dev,
-                            assign=fresh is None,
-                            # one vector per patch: 960 floats for resnet18-unet, about
-                            # 0.6 GB for a 50,000 x 50,000 px scene at 128 px
-                            keep_embeddings=fresh is not None or pick == "diverse",
-                        )
-                        grid_patches.extend(found)
-                    done += len(wins)
-                    if progress is not None:
-                        progress(done, total)
+        grids = _grids(srcs, patch_size)
+        embedder = _GridEmbedder(
+            encoder,
+            norm,
+            dev,
+            batch_size,
+            assign=fresh is None,
+            # one vector per patch: 960 floats for resnet18-unet, about 0.6 GB for a
+            # 50,000 x 50,000 px scene at 128 px
+            keep_embeddings=fresh is not None or pick == "diverse",
+        )
+        grid_patches = embedder.patches(srcs, bands, grids, progress)
         if not grid_patches:
             raise InvalidSceneError("Every patch is mostly nodata; nothing to suggest.")
         k = encoder.num_classes if fresh is None else _recluster(grid_patches, fresh, seed)
@@ -278,27 +240,17 @@ def suggest_labels(
         if budget > len(grid_patches):
             log.warning("only %d patches exist; suggesting all of them", len(grid_patches))
         share, extra = divmod(budget, max(1, int((sizes > 0).sum())))
+        uncertainty = sizes.astype(np.float64)
         # The priority only matters for extra patches and for clusters too small for a share.
         if tuned_model is not None and (extra or bool((sizes[sizes > 0] < share).any())):
-            uncertainty = _cluster_entropy(
-                tuned_model, srcs, grid_patches, k, np.random.default_rng(seed), dev, batch_size
-            )
+            rng = np.random.default_rng(seed)
+            uncertainty = _cluster_entropy(tuned_model, srcs, grid_patches, k, rng, dev, batch_size)
             log.info("cluster entropy of majority classes: %s", np.round(uncertainty, 3).tolist())
-        else:
-            uncertainty = sizes.astype(np.float64)
         priority = sorted(range(k), key=lambda c: (-uncertainty[c], -sizes[c], c))
         alloc = allocate(budget, sizes.tolist(), priority)
 
-    rows = []
-    for c in priority:
-        members = sorted((p for p in grid_patches if p.cluster == c), key=lambda p: p.distance)
-        if pick == "diverse":
-            members = _spread(members, alloc[c], seed)
-        for rank, p in enumerate(members[: alloc[c]], start=1):
-            rows.append((rank, priority.index(c), p))
-    rows.sort(key=lambda r: (r[0], r[1]))  # interleave clusters rank by rank
     records = []
-    for order, (rank, _, p) in enumerate(rows, start=1):
+    for order, (rank, p) in enumerate(_ranked(grid_patches, priority, alloc, pick, seed), 1):
         records.append(
             {
                 "scene": names[p.scene],
@@ -313,7 +265,6 @@ def suggest_labels(
                 "geometry": box(*bounds(p.window, transforms[p.scene])),
             }
         )
-    crs = next(iter(crss))
     frame = gpd.GeoDataFrame(records, geometry="geometry", crs=crs)
     log.info(
         "suggested %d patches over %d clusters (per cluster: %s)",
@@ -324,6 +275,105 @@ def suggest_labels(
     if output is not None:
         _write(frame, Path(output))
     return frame
+
+
+def _one_crs(srcs: Sequence[Any]) -> str | None:
+    """The scenes' one CRS (footprints are written in it)."""
+    crss = {s.crs.to_string() if s.crs else None for s in srcs}
+    if len(crss) > 1:
+        raise InvalidSceneError(
+            f"The scenes have different CRSs ({', '.join(sorted(map(str, crss)))}); "
+            "run suggest-labels once per CRS."
+        )
+    return next(iter(crss))
+
+
+def _grids(srcs: Sequence[Any], size: int) -> list[list[Window]]:
+    """Each scene's grid of whole ``size`` patches; a scene too small is skipped, said."""
+    grids = [_grid(s.width, s.height, size) for s in srcs]
+    for s, g in zip(srcs, grids, strict=True):
+        if not g:
+            log.warning("%s is smaller than one %d-px patch; skipped", s.name, size)
+    if not any(grids):
+        raise InvalidSceneError(f"No {size}-px patch fits in the scenes; use a smaller patch size.")
+    return grids
+
+
+def _fresh_clusters(
+    clusters: int | Literal["budget", "model"], budget: int, pick: str
+) -> int | None:
+    """How many clusters to draw afresh (None: the model's own), checked with ``pick``."""
+    if clusters == "budget":
+        clusters = budget
+    if pick not in ("nearest", "diverse"):
+        raise LcmapError(f"pick {pick!r} is invalid; use 'nearest' or 'diverse'.")
+    if clusters == "model":
+        return None
+    if isinstance(clusters, int) and not isinstance(clusters, bool) and clusters >= 1:
+        return clusters
+    raise LcmapError(
+        f"clusters {clusters!r} is invalid; use 'budget', 'model' or a number of clusters."
+    )
+
+
+@dataclass
+class _GridEmbedder:
+    """Embeds the grid patches of scenes, batch by batch, skipping mostly-nodata patches."""
+
+    encoder: FewShotEncoder
+    norm: Any
+    dev: "torch.device"
+    batch_size: int
+    assign: bool
+    keep_embeddings: bool
+
+    def patches(
+        self,
+        srcs: Sequence[Any],
+        bands: Sequence[list[int]],
+        grids: Sequence[list[Window]],
+        progress: ProgressFn | None,
+    ) -> list[_Patch]:
+        import torch
+
+        found: list[_Patch] = []
+        done, total = 0, sum(len(g) for g in grids)
+        with torch.inference_mode():
+            for i, (src, grid) in enumerate(zip(srcs, grids, strict=True)):
+                for start in range(0, len(grid), self.batch_size):
+                    wins = grid[start : start + self.batch_size]
+                    reads = [read_window(src, w, bands[i]) for w in wins]
+                    keep = [k for k, (_, v) in enumerate(reads) if v.mean() >= MIN_VALID]
+                    if keep:
+                        x = np.stack([self.norm.apply(*reads[k]) for k in keep])
+                        found += _embed(
+                            self.encoder,
+                            x,
+                            i,
+                            [wins[k] for k in keep],
+                            self.dev,
+                            assign=self.assign,
+                            keep_embeddings=self.keep_embeddings,
+                        )
+                    done += len(wins)
+                    if progress is not None:
+                        progress(done, total)
+        return found
+
+
+def _ranked(
+    patches: list[_Patch], priority: list[int], alloc: list[int], pick: str, seed: int
+) -> list[tuple[int, _Patch]]:
+    """Each cluster's share (in priority order), interleaved rank by rank: (rank, patch)."""
+    rows = []
+    for c in priority:
+        members = sorted((p for p in patches if p.cluster == c), key=lambda p: p.distance)
+        if pick == "diverse":
+            members = _spread(members, alloc[c], seed)
+        for rank, p in enumerate(members[: alloc[c]], start=1):
+            rows.append((rank, priority.index(c), p))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return [(rank, p) for rank, _, p in rows]
 
 
 def _embed(
