@@ -181,18 +181,9 @@ def finetune(
             patches,
             seed,
         )
-    num_classes = max(len(names) if names else 0, max_class + 1, 2)
-    names = list(names) if names else [f"class {i}" for i in range(num_classes)]
-    if len(names) < num_classes:
-        raise InvalidSceneError(
-            f"the labels hold class id {num_classes - 1} but only {len(names)} class names were "
-            f"given ({', '.join(names)}); give one name per class id from 0."
-        )
-    sizes = {im.shape[-1] for im in images} | {im.shape[-2] for im in images}
-    if len(sizes) > 1:  # footprints of several sizes: bring all to the largest, unlabelled pad
-        side = max(sizes)
-        images = [_pad(im, side, 0) for im in images]
-        targets = [_pad(t, side, UNLABELLED) for t in targets]
+    names = _all_names(names, max_class)
+    num_classes = len(names)
+    images, targets = _same_size(images, targets)
 
     tuning: dict[str, Any] = {"batch_size": run.batch_size, **(options or {})}
 
@@ -220,31 +211,61 @@ def finetune(
     tuned = trained(x, y)
     tuned.class_names = names
     tuned.colours = named_colours(names)
-    header = ModelHeader(
-        method=tuned.info.name,
-        config=tuned.config(),
-        num_classes=num_classes,
-        in_channels=len(base.bands),
-        bands=list(base.bands),
-        norm_low=list(base.norm_low),
-        norm_high=list(base.norm_high),
-        band_facts=list(base.band_facts),  # the sensor check of later runs needs them
-        class_names=names,
-        colours=[list(c) for c in tuned.colours],
-        extra={
-            **tuned.header(),
-            "init": init,
-            "base_model": model.name,
-            "base_model_sha256": file_sha256(model),
-            "patches": len(x),
-            "labelled_pixels": labelled,
-            "scenes": [p.name for p in scene_paths],
-            **({"stack": base.extra["stack"]} if base.extra.get("stack") else {}),
-        },
+    header = _tuned_header(tuned, base, model)
+    header.extra.update(
+        init=init, patches=len(x), labelled_pixels=labelled, scenes=[p.name for p in scene_paths]
     )
     save_model(output, tuned, header)
     log.info("saved fine-tuned model to %s", output)
     return header
+
+
+def _all_names(names: Sequence[str] | None, max_class: int) -> list[str]:
+    """One name per class id (at least two classes): those given, or ``class N``."""
+    count = max(len(names) if names else 0, max_class + 1, 2)
+    if not names:
+        return [f"class {i}" for i in range(count)]
+    if len(names) < count:
+        raise InvalidSceneError(
+            f"the labels hold class id {count - 1} but only {len(names)} class names were "
+            f"given ({', '.join(names)}); give one name per class id from 0."
+        )
+    return list(names)
+
+
+def _same_size(
+    images: list[NDArray[Any]], targets: list[NDArray[Any]]
+) -> tuple[list[NDArray[Any]], list[NDArray[Any]]]:
+    """Footprints of several sizes brought to the largest (images padded with 0, labels with
+    unlabelled), so that they stack."""
+    sizes = {im.shape[-1] for im in images} | {im.shape[-2] for im in images}
+    if len(sizes) <= 1:
+        return images, targets
+    side = max(sizes)
+    return [_pad(im, side, 0) for im in images], [_pad(t, side, UNLABELLED) for t in targets]
+
+
+def _tuned_header(tuned: "Segmenter", base: ModelHeader, model: Path) -> ModelHeader:
+    """The tuned model's header: the base model's bands, normalisation and band facts (the
+    sensor check of later runs needs them), the tuned network's classes and config."""
+    return ModelHeader(
+        method=tuned.info.name,
+        config=tuned.config(),
+        num_classes=tuned.num_classes,
+        in_channels=len(base.bands),
+        bands=list(base.bands),
+        norm_low=list(base.norm_low),
+        norm_high=list(base.norm_high),
+        band_facts=list(base.band_facts),
+        class_names=list(tuned.class_names or []),
+        colours=[list(c) for c in named_colours(tuned.class_names or [])],
+        extra={
+            **tuned.header(),
+            "base_model": model.name,
+            "base_model_sha256": file_sha256(model),
+            **({"stack": base.extra["stack"]} if base.extra.get("stack") else {}),
+        },
+    )
 
 
 def _require_model_bands(src: "DatasetReader", base: ModelHeader, use: str) -> None:
