@@ -5,7 +5,7 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lcmap.io.legend import raster_class_names
 from lcmap.io.scene import (
@@ -14,13 +14,6 @@ from lcmap.io.scene import (
     scene_path,
 )
 from lcmap.models import file_sha256
-
-if TYPE_CHECKING:
-    pass
-
-if TYPE_CHECKING:
-    pass
-
 
 log = logging.getLogger(__name__)
 

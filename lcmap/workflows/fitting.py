@@ -28,11 +28,7 @@ if TYPE_CHECKING:
     from rasterio.io import DatasetReader
 
     from lcmap.methods.base import Segmenter
-
-if TYPE_CHECKING:
-    from rasterio.io import DatasetReader
-
-    from lcmap.methods.base import Segmenter
+    from lcmap.workflows.specs import MethodSpec, RunSpec
 
 
 log = logging.getLogger(__name__)
@@ -172,20 +168,18 @@ def default_method(options: dict[str, Any] | None = None) -> tuple[str, str]:
 def segmenter_for(
     src: "DatasetReader",
     scene: str | Path,
-    *,
-    method: str,
+    fitted: "MethodSpec",
     model: str | Path | None,
-    classes: int | None,
-    bands: list[int] | None,
-    options: dict[str, Any] | None,
-    seed: int,
+    run: "RunSpec",
     device: Any,
-    progress: ProgressFn | None,
 ) -> tuple["Segmenter", ModelHeader, ReadSpec]:
     """The method that maps ``src``, its header and what it reads: the saved ``model``, or
-    ``method`` fitted on the scene (with the scene's own normalisation)."""
+    the method of ``fitted`` (named) fitted on the scene (with the scene's own normalisation);
+    ``device`` is ``run.device`` resolved."""
     from lcmap.methods.loading import load_model
 
+    classes, bands, options = fitted.classes, fitted.band_list, fitted.option_dict
+    seed, progress = run.seed, run.progress
     if model is not None:
         seg, header = load_model(model, options)
         if classes is not None and classes != header.num_classes:
@@ -196,7 +190,8 @@ def segmenter_for(
         chosen = _model_bands(src, header, bands, seed)
         return seg, header, ReadSpec(tuple(chosen), header.read_spec().norm)
     resolve_bands(src, bands)  # a wrong -b is one line before the method is built
-    seg = build_method(method, classes, options)
+    assert fitted.name is not None  # chosen by choose_method
+    seg = build_method(fitted.name, classes, options)
     chosen = method_bands(src, bands, seg)
     norm = scene_statistics([src], chosen, seed)
     if seg.info.needs_fit:

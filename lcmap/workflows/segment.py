@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -199,20 +199,8 @@ def segment(
     stack = [scene_path(p) for p in stack]
     _check_segment_outputs(scene, output, model, save_model, out.overwrite, stack)
     name, choice = choose_method(spec_of_method.name, model, spec_of_method.option_dict)
-    parts = None
-    if scale.in_parts:
-        request = {
-            "scene": _identity(scene),
-            "method": None if model else name,
-            "classes": spec_of_method.classes,
-            "bands": spec_of_method.band_list,
-            "options": spec_of_method.option_dict or {},
-            "seed": run.seed,
-            "model": file_sha256(model) if model is not None else None,
-        }
-        if stack:
-            request["stack"] = [_identity(p) for p in stack]
-        parts = PartsRun(output, request, scale.resume, scale.part_rows)
+    fitted = replace(spec_of_method, name=name)
+    parts = _parts_run(scene, output, fitted, model, stack, run.seed, scale)
 
     from lcmap.engine import choose_device
     from lcmap.io.staging import publish
@@ -229,21 +217,14 @@ def segment(
         check_georeference(src)
         warn_if_no_nodata(src)
         fit_start = time.perf_counter()
-        given: dict[str, Any] = {
-            "model": model,
-            "classes": spec_of_method.classes,
-            "bands": spec_of_method.band_list,
-            "options": spec_of_method.option_dict,
-        }
         cached = parts.cached_model() if parts is not None else None
         if cached is not None:  # a killed run of this command fitted it already
-            given = {"model": cached, "classes": None, "bands": None, "options": None}
-        seg, header, spec = segmenter_for(
-            src, read, method=name, seed=run.seed, device=dev, progress=run.progress, **given
-        )
+            seg, header, spec = segmenter_for(src, read, MethodSpec(name), cached, run, dev)
+        else:
+            seg, header, spec = segmenter_for(src, read, fitted, model, run, dev)
+            if stack and model is None:
+                header.extra["stack"] = stack_layout(stack)
         warn_coarse_patches(seg, src)
-        if stack and given["model"] is None:
-            header.extra["stack"] = stack_layout(stack)
         model_path, staged = _stage_model(opened, seg, header, model, save_model)
         fit_seconds = time.perf_counter() - fit_start
         job = _MapJob(read, src, seg, header, spec, run.batch_size, run.progress)
@@ -284,6 +265,33 @@ def segment(
         parts_reused=parts.reused if parts is not None else 0,
         parts_computed=parts.computed if parts is not None else 0,
     )
+
+
+def _parts_run(
+    scene: str | Path,
+    output: Path,
+    fitted: MethodSpec,
+    model: str | Path | None,
+    stack: Sequence[str | Path],
+    seed: int,
+    scale: ScaleSpec,
+) -> PartsRun | None:
+    """The parts of a run mapped in parts, identified by what makes its map (a resumed run
+    reuses parts only when all of it is the same); None when mapped in one pass."""
+    if not scale.in_parts:
+        return None
+    request = {
+        "scene": _identity(scene),
+        "method": None if model else fitted.name,
+        "classes": fitted.classes,
+        "bands": fitted.band_list,
+        "options": fitted.option_dict or {},
+        "seed": seed,
+        "model": file_sha256(model) if model is not None else None,
+    }
+    if stack:
+        request["stack"] = [_identity(p) for p in stack]
+    return PartsRun(output, request, scale.resume, scale.part_rows)
 
 
 def _check_segment_outputs(
