@@ -35,6 +35,23 @@ def _replay_warnings(
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
+def _one_class_list(entries: list[Any], index_path: Path) -> list[str]:
+    """The index's one class list (pooled figures need one)."""
+    class_names: list[str] = entries[0].classes
+    differing = [e.name for e in entries if e.classes != class_names]
+    if differing:
+        raise InvalidSceneError(
+            f"index '{index_path}' lists other classes for {differing[:3]} than "
+            f"{class_names} for '{entries[0].name}'; pooled figures need one class list: "
+            "split the index by class list."
+        )
+    return class_names
+
+
+def _figures(result: Any) -> tuple[float, float]:
+    return result.accuracy, result.miou
+
+
 def _recorded(
     fitted: MethodSpec, model: str | Path | None, tiling: TilingSpec, run: RunSpec
 ) -> dict[str, Any]:
@@ -103,14 +120,7 @@ def evaluate_index(
     match = check_match(match)
     index_path = Path(index_csv)
     entries = read_index(index_path)
-    class_names = entries[0].classes
-    differing = [e.name for e in entries if e.classes != class_names]
-    if differing:
-        raise InvalidSceneError(
-            f"index '{index_path}' lists other classes for {differing[:3]} than "
-            f"{class_names} for '{entries[0].name}'; pooled figures need one class list: "
-            "split the index by class list."
-        )
+    class_names = _one_class_list(entries, index_path)
     fitted = MethodSpec.of(method)
     per_map = replace(run, progress=None)
     start = time.perf_counter()
@@ -125,11 +135,9 @@ def evaluate_index(
         for i, entry in enumerate(entries, start=1):
             t0 = time.perf_counter()
             out = folder / f"{entry.name}.tif"
-            if fitted.classes is None and model is None:
-                # a saved model fixes its own number of classes
+            fitted_here = fitted
+            if fitted.classes is None and model is None:  # a saved model fixes its own K
                 fitted_here = replace(fitted, classes=len(entry.classes))
-            else:
-                fitted_here = fitted
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 segment(
@@ -151,11 +159,7 @@ def evaluate_index(
             )
             seconds = time.perf_counter() - t0
             log.info(
-                "%s: accuracy %.4f, mIoU %.4f (%.1f s)",
-                entry.name,
-                result.accuracy,
-                result.miou,
-                seconds,
+                "%s: accuracy %.4f, mIoU %.4f (%.1f s)", entry.name, *_figures(result), seconds
             )
             scenes.append(SceneEvaluation(entry.set, entry.name, str(entry.scene), result, seconds))
             if run.progress is not None:
