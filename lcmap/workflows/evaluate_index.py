@@ -48,10 +48,6 @@ def _one_class_list(entries: list[Any], index_path: Path) -> list[str]:
     return class_names
 
 
-def _figures(result: Any) -> tuple[float, float]:
-    return result.accuracy, result.miou
-
-
 def _recorded(
     fitted: MethodSpec, model: str | Path | None, tiling: TilingSpec, run: RunSpec
 ) -> dict[str, Any]:
@@ -158,9 +154,8 @@ def evaluate_index(
                 window_size=window_size,
             )
             seconds = time.perf_counter() - t0
-            log.info(
-                "%s: accuracy %.4f, mIoU %.4f (%.1f s)", entry.name, *_figures(result), seconds
-            )
+            figures = f"accuracy {result.accuracy:.4f}, mIoU {result.miou:.4f}"
+            log.info("%s: %s (%.1f s)", entry.name, figures, seconds)
             scenes.append(SceneEvaluation(entry.set, entry.name, str(entry.scene), result, seconds))
             if run.progress is not None:
                 run.progress(i, len(entries))
