@@ -324,3 +324,31 @@ def test_method_options_have_one_door(command, flag):
     assert flag not in CliRunner().invoke(app, [command, "--help"], env=wide).output
     result = CliRunner().invoke(app, [command, "x.tif", flag, "3", "-o", "m.lcmap"], env=wide)
     assert result.exit_code == 2 and "No such option" in result.output
+
+
+def _shared_flags() -> set[str]:
+    """The flags of the option types every command shares (``_options.py``, ``_app.py``)."""
+    import typing
+
+    from lcmap.cli import _app, _options
+
+    flags: set[str] = set()
+    for module in (_app, _options):
+        for value in vars(module).values():
+            if typing.get_origin(value) is typing.Annotated:
+                for meta in value.__metadata__:
+                    flags.update(getattr(meta, "param_decls", None) or ())
+                    if getattr(meta, "default", None) is not None and isinstance(meta.default, str):
+                        flags.add(meta.default)
+    return {f for f in flags if f.startswith("-")}
+
+
+def test_every_command_has_at_most_14_options_of_its_own():
+    """Options that every command shares come from one place; a command's own stay few."""
+    from typer.main import get_command
+
+    shared = _shared_flags()
+    assert {"--overwrite", "--device", "--seed", "-p", "--bands"} <= shared
+    for name, command in get_command(app).commands.items():
+        own = [p.name for p in command.params if not set(p.opts) & shared]
+        assert len(own) <= 14, (name, own)
