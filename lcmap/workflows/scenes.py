@@ -148,12 +148,7 @@ def segment_many(
 
     out, fitted = OutputSpec.of(outdir), MethodSpec.of(method)
     overwrite, resume = out.overwrite, scale.resume
-    check_local(out.path)
-    outdir = out.path
-    if outdir.exists() and not outdir.is_dir():
-        raise OutputPathError(f"{outdir} is not a folder; with several scenes -o names a folder.")
-    if not outdir.parent.is_dir():
-        raise OutputPathError(f"Output folder {outdir.parent} does not exist; create it first.")
+    outdir = _check_folder(out.path)
     with output_folder(outdir):
         check_creation_options(dict(out.creation_options))  # before the fit, not per map
         outputs = map_names(scenes, outdir)
@@ -163,17 +158,7 @@ def segment_many(
                 check_map_output(output, overwrite, inputs=[scene])
         model_out = Path(save_model) if save_model is not None else outdir / MODEL
         result = ScenesResult(model=Path(model) if model is not None else model_out)
-        readable = []
-        for scene in scenes:  # an unreadable scene fails alone, before the fit
-            try:
-                with open_scene(scene_path(scene)):
-                    readable.append(scene)
-            except LcmapError as exc:
-                log.warning("%s skipped: %s", scene, exc)
-                result.failed.append((scene, str(exc)))
-        if not readable:
-            reasons = "; ".join(r for _, r in result.failed)
-            raise InvalidSceneError(f"No scene could be read: {reasons}")
+        readable = _readable(scenes, result.failed)
     if model is None:
         check_output(model_out, overwrite or resume, inputs=scenes)
         name = fitted.name or default_method(fitted.option_dict)[0]
@@ -214,6 +199,33 @@ def segment_many(
     made = [o for o in outputs if o.is_file()]
     result.mosaic = write_mosaic(made, outdir / MOSAIC) if made else None
     return result
+
+
+def _check_folder(outdir: Path) -> Path:
+    """The output folder of several maps: a local folder, or a name for one in a folder."""
+    check_local(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise OutputPathError(f"{outdir} is not a folder; with several scenes -o names a folder.")
+    if not outdir.parent.is_dir():
+        raise OutputPathError(f"Output folder {outdir.parent} does not exist; create it first.")
+    return outdir
+
+
+def _readable(scenes: Sequence[str], failed: list[tuple[str, str]]) -> list[str]:
+    """The scenes that open; an unreadable one fails alone (added to ``failed``), before the
+    fit. Raises when none opens."""
+    readable = []
+    for scene in scenes:
+        try:
+            with open_scene(scene_path(scene)):
+                readable.append(scene)
+        except LcmapError as exc:
+            log.warning("%s skipped: %s", scene, exc)
+            failed.append((scene, str(exc)))
+    if not readable:
+        reasons = "; ".join(r for _, r in failed)
+        raise InvalidSceneError(f"No scene could be read: {reasons}")
+    return readable
 
 
 def _made_with(output: Path, sha: str) -> bool:
