@@ -1,5 +1,7 @@
 """``lcmap.workflows.finetune``: few-shot fine-tuning of a CAS model from labels or polygons."""
 
+from typing import Any
+
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -44,6 +46,15 @@ def _polygons(raster, path, names=True):
     return path
 
 
+def fast(count: int | None = None, steps: int = 60) -> dict[str, Any]:
+    """Quick fine-tuning on the CPU: 32-px patches, a few steps, batches of 4."""
+    return {
+        "patches": PatchSpec(count, size=32),
+        "options": {"steps": steps},
+        "run": RunSpec(device="cpu", batch_size=4),
+    }
+
+
 def test_finetune_on_a_few_patches_maps_a_new_scene_well(data, tmp_path):
     root, truth_b = data
     header = finetune(
@@ -51,9 +62,7 @@ def test_finetune_on_a_few_patches_maps_a_new_scene_well(data, tmp_path):
         [root / "a.tif"],
         LabelSpec([root / "a_labels.tif"], class_names=CLASS_NAMES),
         tmp_path / "tuned.lcmap",
-        patches=PatchSpec(count=4, size=32),
-        options={"steps": 60},
-        run=RunSpec(device="cpu", batch_size=4),
+        **fast(4),
     )
     assert header.method == "cas_finetuned" and header.num_classes == 3
     assert header.class_names == CLASS_NAMES and header.extra["patches"] == 4
@@ -75,9 +84,7 @@ def test_polygon_labels_train_like_the_raster(data, tmp_path):
             [root / "a.tif"],
             LabelSpec([labels], class_names=CLASS_NAMES),
             tmp_path / f"{name}.lcmap",
-            patches=PatchSpec(count=3, size=32),
-            options={"steps": 5},
-            run=RunSpec(device="cpu", batch_size=4),
+            **fast(3, steps=5),
         )
         method, header = load_model(tmp_path / f"{name}.lcmap")
         assert header.class_names == CLASS_NAMES
@@ -96,9 +103,7 @@ def test_polygon_class_names_default_to_sorted_names(data, tmp_path):
         [gpkg],
         tmp_path / "t.lcmap",
         init="random",
-        patches=PatchSpec(count=2, size=32),
-        options={"steps": 2},
-        run=RunSpec(device="cpu", batch_size=4),
+        **fast(2, steps=2),
     )
     assert header.class_names == sorted(CLASS_NAMES)
     assert header.config["init"] == "random"
@@ -112,9 +117,7 @@ def test_several_scenes_and_the_autoencoder_init(data, tmp_path):
         [root / "a_labels.tif", root / "b_labels.tif"],
         tmp_path / "t.lcmap",
         init="autoencoder",
-        patches=PatchSpec(size=32),
-        options={"steps": 2},
-        run=RunSpec(device="cpu", batch_size=4),
+        **fast(steps=2),
     )
     assert header.extra["scenes"] == ["a.tif", "b.tif"]
     assert header.extra["patches"] == 2 * 4 * 5  # every 32-px grid patch of both scenes
@@ -129,18 +132,14 @@ def test_finetune_errors(data, tmp_path):
         finetune(
             *args,
             tmp_path / "exists.lcmap",
-            patches=PatchSpec(size=32),
-            options={"steps": 60},
-            run=RunSpec(device="cpu", batch_size=4),
+            **fast(),
         )
     with pytest.raises(InvalidSceneError, match="only 2 class names"):
         finetune(
             *args[:2],
             LabelSpec(args[2], class_names=["a", "b"]),
             tmp_path / "t.lcmap",
-            patches=PatchSpec(size=32),
-            options={"steps": 60},
-            run=RunSpec(device="cpu", batch_size=4),
+            **fast(),
         )
     api.train(
         [root / "a.tif"],
@@ -153,9 +152,7 @@ def test_finetune_errors(data, tmp_path):
             tmp_path / "km.lcmap",
             *args[1:],
             tmp_path / "t.lcmap",
-            patches=PatchSpec(size=32),
-            options={"steps": 60},
-            run=RunSpec(device="cpu", batch_size=4),
+            **fast(),
         )
     empty = tmp_path / "empty.tif"
     with rasterio.open(root / "a_labels.tif") as src:
@@ -168,9 +165,7 @@ def test_finetune_errors(data, tmp_path):
             [root / "a.tif"],
             [empty],
             tmp_path / "t.lcmap",
-            patches=PatchSpec(size=32),
-            options={"steps": 60},
-            run=RunSpec(device="cpu", batch_size=4),
+            **fast(),
         )
     # A labelled scene without the model's bands: named in one line, not a band-choice hint.
     with pytest.raises(InvalidSceneError, match=r"has 1 band but the 'cas' model reads bands 1, 2"):
@@ -179,9 +174,7 @@ def test_finetune_errors(data, tmp_path):
             [empty],
             [root / "a_labels.tif"],
             tmp_path / "t.lcmap",
-            patches=PatchSpec(size=32),
-            options={"steps": 60},
-            run=RunSpec(device="cpu", batch_size=4),
+            **fast(),
         )
     assert not (tmp_path / "t.lcmap").exists()
 
@@ -193,9 +186,7 @@ def test_tuned_model_round_trip(data, tmp_path):
         [root / "a.tif"],
         LabelSpec([root / "a_labels.tif"], class_names=CLASS_NAMES),
         tmp_path / "t.lcmap",
-        patches=PatchSpec(count=2, size=32),
-        options={"steps": 3},
-        run=RunSpec(device="cpu", batch_size=4),
+        **fast(2, steps=3),
     )
     method, _ = load_model(tmp_path / "t.lcmap")
     assert read_header(tmp_path / "t.lcmap").extra["base_model"] == "cas.lcmap"
@@ -214,9 +205,7 @@ def test_tuned_and_cas_maps_do_not_depend_on_the_tile_size(data, tmp_path):
         [root / "a.tif"],
         [root / "a_labels.tif"],
         tmp_path / "t.lcmap",
-        patches=PatchSpec(count=4, size=32),
-        options={"steps": 60},
-        run=RunSpec(device="cpu", batch_size=4),
+        **fast(4),
     )
     # The halo covers the UNet's receptive field and tiles share its pooling grid: the maps
     # are the same at any tile size, the CAS cluster map and the tuned one alike.
