@@ -276,6 +276,44 @@ class _WriterThread:
             raise self._error
 
 
+class _BatchRunner:
+    """Predicts a batch of tiles on the device (the argmax there too: only labels come back)
+    and hands the rows they finish to the writer thread."""
+
+    def __init__(
+        self,
+        method: Segmenter,
+        device: torch.device,
+        stitcher: Stitcher,
+        sink: "_WriterThread",
+        clock: "_BusyClock",
+    ) -> None:
+        self.method, self.device, self.clock = method, device, clock
+        self.stitcher, self.sink = stitcher, sink
+        self.label_dtype = torch.uint8 if stitcher.dtype == np.uint8 else torch.int32
+        self.pinned: torch.Tensor | None = None  # CUDA: the host batch, reused (page-locked)
+
+    def _to_device(self, arrays: list[NDArray[np.float32]]) -> torch.Tensor:
+        if self.device.type != "cuda":
+            return torch.from_numpy(np.stack(arrays))
+        pinned = self.pinned
+        if pinned is None or pinned.shape[0] < len(arrays) or pinned.shape[1:] != arrays[0].shape:
+            pinned = self.pinned = torch.empty((len(arrays), *arrays[0].shape), pin_memory=True)
+        host = pinned[: len(arrays)]
+        np.stack(arrays, out=host.numpy())
+        # Safe to refill next batch: the labels' copy back in __call__ waits for this one.
+        return host.to(self.device, non_blocking=True)
+
+    def __call__(self, batch: list[tuple[Tile, NDArray[np.float32], NDArray[np.bool_]]]) -> None:
+        with self.clock.batch():
+            x = self._to_device([b[1] for b in batch])
+            with torch.inference_mode(), _autocast(self.device):
+                labels_dev = self.method.predict_tile_labels(x).to(self.label_dtype)
+        labels = labels_dev.cpu().numpy()
+        for i, (tile, _, valid) in enumerate(batch):
+            self.sink.put_rows(self.stitcher.add_labels(tile, labels[i], valid))
+
+
 def map_scene(
     path: str | Path,
     method: Segmenter,
@@ -313,35 +351,9 @@ def map_scene(
         read_threads = int(os.environ.get("LCMAP_READ_THREADS", "0")) or (
             min(4, os.cpu_count() or 1) if cuda else 1
         )
-    label_torch_dtype = torch.uint8 if stitcher.dtype == np.uint8 else torch.int32
     clock = _BusyClock(device)
-    pinned: torch.Tensor | None = None  # CUDA: the host batch, reused (page-locked)
-
-    def run(batch: list[tuple[Tile, NDArray[np.float32], NDArray[np.bool_]]]) -> None:
-        nonlocal pinned
-        arrays = [b[1] for b in batch]
-        with clock.batch():
-            if cuda:
-                if (
-                    pinned is None
-                    or pinned.shape[0] < len(batch)
-                    or pinned.shape[1:] != arrays[0].shape
-                ):
-                    pinned = torch.empty((len(batch), *arrays[0].shape), pin_memory=True)
-                host = pinned[: len(batch)]
-                np.stack(arrays, out=host.numpy())
-                # Safe to refill next batch: the labels' copy back below waits for this one.
-                x = host.to(device, non_blocking=True)
-            else:
-                x = torch.from_numpy(np.stack(arrays))
-            with torch.inference_mode(), _autocast(device):
-                # The argmax runs on the device, only labels come back.
-                labels_dev = method.predict_tile_labels(x).to(label_torch_dtype)
-        labels = labels_dev.cpu().numpy()
-        for i, (tile, _, valid) in enumerate(batch):
-            sink.put_rows(stitcher.add_labels(tile, labels[i], valid))
-
     sink = _WriterThread(writer, method.num_classes, stitcher.nodata)
+    run = _BatchRunner(method, device, stitcher, sink, clock)
     reads: _Prefetch | None = None
     try:
         size = batch_size or CPU_BATCH
