@@ -4,6 +4,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lcmap.errors import (
     InvalidSceneError,
@@ -30,6 +31,9 @@ from lcmap.workflows.fitting import (
     model_header,
 )
 from lcmap.workflows.specs import MethodSpec, OutputSpec, RunSpec
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +92,7 @@ def train(
         if stack:  # the scene's bands and the stack's, read through one VRT
             scenes = [opened.enter_context(stacked(scene_path(scenes[0]), list(stack)))]
         srcs = [opened.enter_context(open_scene(p)) for p in scenes]
-        counts = {s.count for s in srcs}
-        if bands is None and len(counts) > 1:
-            raise InvalidSceneError(
-                f"The scenes have different band counts ({sorted(counts)}); "
-                "pass bands=... to pick the same bands from each."
-            )
-        for s in srcs:
-            resolve_bands(s, bands)  # a wrong -b is one line before any work
-            warn_if_no_nodata(s)
+        _check_bands(srcs, bands)
         seg = build_method(fitted.name, fitted.classes, fitted.option_dict)
         # The first scene says which bands are which; the others are read in the same order.
         chosen = method_bands(srcs[0], bands, seg)
@@ -115,3 +111,16 @@ def train(
     save_model(output, seg, header)
     log.info("saved %s model to %s", fitted.name, output)
     return header
+
+
+def _check_bands(srcs: list["DatasetReader"], bands: list[int] | None) -> None:
+    """The same bands from every scene (a wrong -b is one line before any work)."""
+    counts = {s.count for s in srcs}
+    if bands is None and len(counts) > 1:
+        raise InvalidSceneError(
+            f"The scenes have different band counts ({sorted(counts)}); "
+            "pass bands=... to pick the same bands from each."
+        )
+    for s in srcs:
+        resolve_bands(s, bands)
+        warn_if_no_nodata(s)
