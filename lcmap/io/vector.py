@@ -96,6 +96,58 @@ class VectorizeResult:
     crs: str | None = None
 
 
+def _check_numbers(min_area: float, simplify: float, window_size: int) -> None:
+    if min_area < 0 or not math.isfinite(min_area):
+        raise InvalidOptionError(f"min_area= must be a finite number >= 0, got {min_area}.")
+    if simplify < 0 or not math.isfinite(simplify):
+        raise InvalidOptionError(f"simplify= must be a finite number >= 0, got {simplify}.")
+    if window_size < 16:
+        raise InvalidOptionError(f"window_size must be at least 16 pixels, got {window_size}.")
+
+
+def _check_crs(src: Any, name: str, driver: str) -> None:
+    """GeoJSON needs a CRS; other formats take polygons without one, with a warning."""
+    if driver == "GeoJSON" and src.crs is None:
+        raise InvalidSceneError(
+            f"{name} has no CRS, so it cannot be written as GeoJSON (RFC 7946 needs "
+            "EPSG:4326); write .gpkg, .fgb or .parquet instead, or set a CRS with "
+            "'rio edit-info --crs'."
+        )
+    if src.crs is None:
+        warnings.warn(
+            f"{name} has no CRS; the polygons will have none either.",
+            NoGeoreferenceWarning,
+            stacklevel=3,
+        )
+
+
+def _finished(
+    cls: NDArray[Any],
+    geoms: NDArray[Any],
+    transform: Any,
+    pixel_area: float,
+    min_area: float,
+    simplify: float,
+) -> tuple[NDArray[Any], NDArray[Any], int]:
+    """The polygons in map units, valid, simplified and filtered by ``min_area``; with the
+    number dropped by the filter."""
+    dropped = 0
+    if min_area > 0:  # what the sieve could not merge (islands in nodata, capped margins)
+        keep = shapely.area(geoms) * pixel_area >= min_area * (1 - 1e-9)
+        dropped = int(np.count_nonzero(~keep))
+        cls, geoms = cls[keep], geoms[keep]
+    geoms = to_map_units(made_valid(geoms), transform, segmentize=simplify > 0)
+    if simplify > 0 and len(geoms):
+        geoms = simplified(geoms, simplify)
+        nonempty = ~shapely.is_empty(geoms)
+        cls, geoms = cls[nonempty], geoms[nonempty]
+        if min_area > 0:  # simplifying shrinks polygons: the filter holds on what is written
+            keep = shapely.area(geoms) >= min_area * (1 - 1e-9)
+            dropped += int(np.count_nonzero(~keep))
+            cls, geoms = cls[keep], geoms[keep]
+    return cls, geoms, dropped
+
+
 def vectorize(
     labels: str | Path,
     output: str | Path,
@@ -147,12 +199,7 @@ def vectorize(
         >>> vectorize("landcover.tif", "landcover.gpkg", min_area=50, simplify=1)  # doctest: +SKIP
         VectorizeResult(output=PosixPath('landcover.gpkg'), driver='GPKG', polygons=5120, ...)
     """
-    if min_area < 0 or not math.isfinite(min_area):
-        raise InvalidOptionError(f"min_area= must be a finite number >= 0, got {min_area}.")
-    if simplify < 0 or not math.isfinite(simplify):
-        raise InvalidOptionError(f"simplify= must be a finite number >= 0, got {simplify}.")
-    if window_size < 16:
-        raise InvalidOptionError(f"window_size must be at least 16 pixels, got {window_size}.")
+    _check_numbers(min_area, simplify, window_size)
     output = Path(output)
     driver = _driver_for(output)
     check_output(output, overwrite, inputs=[labels] + ([legend] if legend is not None else []))
@@ -162,18 +209,7 @@ def vectorize(
     with bounded_gdal_cache(GDAL_CACHE_MB), open_scene(labels) as src:
         _check_labels(src)
         name = Path(src.name).name
-        if driver == "GeoJSON" and src.crs is None:
-            raise InvalidSceneError(
-                f"{name} has no CRS, so it cannot be written as GeoJSON (RFC 7946 needs "
-                "EPSG:4326); write .gpkg, .fgb or .parquet instead, or set a CRS with "
-                "'rio edit-info --crs'."
-            )
-        if src.crs is None:
-            warnings.warn(
-                f"{name} has no CRS; the polygons will have none either.",
-                NoGeoreferenceWarning,
-                stacklevel=2,
-            )
+        _check_crs(src, name, driver)
         names = legend_names if legend_names is not None else raster_class_names(src)
         pixel_area = abs(src.transform.determinant)
         sieve_size = _sieve_size(min_area, pixel_area)
@@ -187,20 +223,7 @@ def vectorize(
         transform = src.transform
         crs = src.crs.to_wkt() if src.crs is not None else None
 
-    dropped = 0
-    if min_area > 0:  # what the sieve could not merge (islands in nodata, capped margins)
-        keep = shapely.area(geoms) * pixel_area >= min_area * (1 - 1e-9)
-        dropped = int(np.count_nonzero(~keep))
-        cls, geoms = cls[keep], geoms[keep]
-    geoms = to_map_units(made_valid(geoms), transform, segmentize=simplify > 0)
-    if simplify > 0 and len(geoms):
-        geoms = simplified(geoms, simplify)
-        nonempty = ~shapely.is_empty(geoms)
-        cls, geoms = cls[nonempty], geoms[nonempty]
-        if min_area > 0:  # simplifying shrinks polygons: the filter holds on what is written
-            keep = shapely.area(geoms) >= min_area * (1 - 1e-9)
-            dropped += int(np.count_nonzero(~keep))
-            cls, geoms = cls[keep], geoms[keep]
+    cls, geoms, dropped = _finished(cls, geoms, transform, pixel_area, min_area, simplify)
 
     frame = _frame(cls, geoms, names, crs)
     _write(frame, output, driver)
@@ -218,12 +241,18 @@ def vectorize(
         windows=windows,
         crs=crs,
     )
+    _report(result, wanted)
+    return result
+
+
+def _report(result: "VectorizeResult", wanted: set[int] | None) -> None:
+    """One log line for what was written; a warning for asked classes with no polygon."""
     log.info(
         "Wrote %d polygons (%d classes, %d below min_area dropped) to %s",
         result.polygons,
-        len(ids),
-        dropped,
-        output,
+        len(result.polygons_per_class),
+        result.dropped,
+        result.output,
     )
     missing = sorted((wanted or set()) - set(result.polygons_per_class))
     if missing:
@@ -231,9 +260,8 @@ def vectorize(
             "no polygon of class %s in %s: the map has no such class there, or all of its "
             "regions are below min_area.",
             ", ".join(map(str, missing)),
-            output,
+            result.output,
         )
-    return result
 
 
 def _driver_for(output: Path) -> str:
