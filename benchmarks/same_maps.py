@@ -1,8 +1,8 @@
 """Are the maps the same as at another commit? sha256 of the label rasters of fixed runs.
 
 Segments 384 x 384 px crops of three dubai_dev scenes with kmeans, a tiny stego (DINOv2-S/14
-from ``../shared/weights/``, block 8, 20 crops, 2 head steps), a tiny cas, dino_kmeans,
-single_scene and a tiny simclr encoder, and fine-tunes the cas and simclr models on the crop's
+from ``../shared/weights/``, block 8, 20 crops, 2 head steps), a tiny cas, dino_kmeans, a short
+primaps (20 EM steps), single_scene and a tiny simclr encoder, and fine-tunes the cas and simclr models on the crop's
 truth (``cas_finetuned``, ``encoder_finetuned``, 20 steps), each at a fixed seed, and prints
 one sha256 per map of the label values (not of the file: tags hold versions and paths). Run it
 at two commits and compare the lines (refactors must not change them).
@@ -62,6 +62,16 @@ RUNS = {
         "options": {
             "weights": str(SHARED / "weights" / "dinov2_vits14_imgfocus.safetensors"),
             "crops": 8,
+        },
+    },
+    "primaps": {
+        "method": "primaps",
+        "classes": 5,
+        "options": {
+            "weights": str(SHARED / "weights" / "dinov2_vits14_imgfocus.safetensors"),
+            "crops": 8,
+            "em_steps": 20,
+            "em_batch": 4,
         },
     },
     "single_scene": {
