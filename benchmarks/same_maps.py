@@ -2,8 +2,9 @@
 
 Segments 384 x 384 px crops of three dubai_dev scenes with kmeans, a tiny stego (DINOv2-S/14
 from ``../shared/weights/``, block 8, 20 crops, 2 head steps), a tiny cas, dino_kmeans, a short
-primaps (20 EM steps), single_scene and a tiny simclr encoder, and fine-tunes the cas and simclr models on the crop's
-truth (``cas_finetuned``, ``encoder_finetuned``, 20 steps), each at a fixed seed, and prints
+primaps (20 EM steps), single_scene and a tiny simclr encoder, and fine-tunes the cas and
+simclr models on the crop's truth (``cas_finetuned``, ``encoder_finetuned``, 20 steps), each at
+a fixed seed, and prints
 one sha256 per map of the label values (not of the file: tags hold versions and paths). Run it
 at two commits and compare the lines (refactors must not change them).
 
