@@ -11,14 +11,9 @@ ViT-B/8 against 77.0 / 62.6 for STEGO.
 Everything else is ``dino_kmeans``' (:mod:`lcmap.methods.dino_kmeans`): the same windows drawn
 across the scenes with the Hann weight, the same mapping (the prototypes' cosine scores
 upsampled bilinearly, Hann-blended windows on a grid anchored to the scene, so the map does
-not depend on ``--tile``), the same model file with the prototypes as its centroids.
-
-The paper clusters features only, and so does ``primaps`` by default. With ``spectral_weight``
-(lcmap's addition, for scenes whose pixels carry more than the ViT's 14 px patches see) the EM
-still runs on the features alone; then each prototype gets a band part, the mean weighted
-bands of the fit's pixels its features assign to it, and mapping scores by the joint distance
-as ``dino_kmeans`` does. As there, the bands suit a model fitted on the scene it maps
-(``benchmarks/README.md``).
+not depend on ``--tile``), the same model file with the prototypes as its centroids. Features
+only: the bands (``spectral_weight``) are ``dino_kmeans``' option, not this one's, as in the
+paper.
 """
 
 import logging
@@ -26,6 +21,7 @@ from typing import Any
 
 import torch
 
+from lcmap.errors import InvalidOptionError
 from lcmap.methods._primaps import EmSchedule, fit_prototypes, principal_masks
 from lcmap.methods.base import MethodInfo, ProgressFn, WindowSampler
 from lcmap.methods.configs import PrimapsConfig
@@ -54,6 +50,11 @@ class PrimapsSegmenter(DinoKMeansSegmenter):
 
     def __init__(self, config: PrimapsConfig | None = None) -> None:
         cfg = config or PrimapsConfig()
+        if cfg.spectral_weight:
+            raise InvalidOptionError(
+                "primaps fits its prototypes on the ViT features alone: spectral_weight must be "
+                "0 (the bands next to the features are a dino_kmeans option)."
+            )
         super().__init__(cfg)
         self.em: PrimapsConfig = cfg
 
@@ -94,18 +95,8 @@ class PrimapsSegmenter(DinoKMeansSegmenter):
         flat = feats.float().permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
         sizes = torch.bincount((flat @ prototypes.T).argmax(1), minlength=self.num_classes)
         order = torch.argsort(sizes, descending=True, stable=True)
-        prototypes = prototypes[order]
         bands = torch.zeros(self.num_classes, self.centroids.shape[1] - d)
-        if cfg.spectral_weight > 0:
-            # Each prototype's band part: the mean (weighted) bands of the fit's pixels its
-            # features assign to it; mapping then adds the bands' distance (dino_kmeans').
-            x = torch.from_numpy(data).float()
-            assigned = (x[:, :d] @ prototypes.T).argmax(1)
-            for k in range(self.num_classes):
-                members = x[assigned == k, d:]
-                if len(members):
-                    bands[k] = members.mean(0)
-        self.centroids = torch.cat([prototypes, bands], dim=1).to(self.device)
+        self.centroids = torch.cat([prototypes[order], bands], dim=1).to(self.device)
         log.info(
             "primaps: %.1f masks per window on average, %d EM steps",
             float(masks.amax((1, 2)).float().mean()),

@@ -19,6 +19,7 @@ from _tiny_vit import cluster_options, hungarian_miou, textured_miou, textured_s
 from rasterio.transform import from_origin
 
 from lcmap import api
+from lcmap.errors import InvalidOptionError
 from lcmap.methods._primaps import EmSchedule, fit_prototypes, principal_masks
 from lcmap.methods.loading import load_model
 from lcmap.methods.primaps import PrimapsSegmenter, build
@@ -96,20 +97,12 @@ def options(weights: Path, **extra: Any) -> dict[str, Any]:
 
 
 def test_recovers_textured_regions(tiny_weights: Path) -> None:
-    plain = build(4, **options(tiny_weights))
-    assert textured_miou(plain) >= 0.9
-    # Features only, as the paper: the prototypes' band part stays 0.
-    assert plain.centroids is not None and not plain.centroids[:, plain.vit.dim :].any()
+    assert textured_miou(build(4, **options(tiny_weights))) >= 0.9
 
 
-def test_the_bands_join_the_prototypes_when_asked(tiny_weights: Path) -> None:
-    """With ``spectral_weight`` each prototype gets the mean bands of the fit's pixels its
-    features assign to it, and the regions are still recovered."""
-    banded = build(4, **options(tiny_weights, spectral_weight=1.0))
-    assert textured_miou(banded) >= 0.9
-    assert banded.centroids is not None
-    bands = banded.centroids[:, banded.vit.dim :]
-    assert bands.shape[1] == 3 and bool((bands.abs().sum(1) > 0).all())
+def test_bands_next_to_the_features_are_refused(tiny_weights: Path) -> None:
+    with pytest.raises(InvalidOptionError, match="spectral_weight must be 0"):
+        build(3, **options(tiny_weights, spectral_weight=1.0))
 
 
 def test_model_file_reloads_as_primaps_with_the_same_map_at_every_tile_size(
