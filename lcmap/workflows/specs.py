@@ -8,7 +8,8 @@ line builds them from its shared option groups (:mod:`lcmap.cli._options`):
 - :class:`RunSpec`: how it runs (device, seed, batch size, progress callback);
 - :class:`TilingSpec`: how a scene is cut into tiles;
 - :class:`ScaleSpec`: whether it is mapped in parts on Dask, and resumed;
-- :class:`OutputSpec`: where the result goes and how (replace, GDAL creation options).
+- :class:`OutputSpec`: where the result goes and how (replace, GDAL creation options);
+- :class:`LabelSpec`, :class:`PatchSpec`: the labels and patches a few-shot model is tuned on.
 
 Example:
     >>> from lcmap.api import MethodSpec, OutputSpec, RunSpec, segment
