@@ -44,6 +44,7 @@ def write(labels: np.ndarray, out: Path, streamed: bool) -> tuple[float, float]:
     with lcmap_writer.LabelWriter(
         out,
         grid=lcmap_writer.MapGrid(w, h, CRS.from_epsg(32614), from_origin(500000, 4000000, 1, 1)),
+        dtype=np.dtype("uint8"),
         class_names=names,
         colours=grey,
         creation_options=options,

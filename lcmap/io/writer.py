@@ -39,7 +39,7 @@ from lcmap.io.staging import (
     publish,
     temp_path,
 )
-from lcmap.stitch import NODATA, label_dtype
+from lcmap.stitch import NODATA
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +132,12 @@ class MapGrid:
 class LabelWriter:
     """Write label rows to ``path`` as a COG, atomically.
 
-    The labels are uint8 with nodata 255 up to 255 classes, uint16 with nodata 65535 above
-    (:func:`lcmap.stitch.label_dtype`).
-
     Args:
         path: the target GeoTIFF.
         grid: the scene's grid.
+        dtype: uint8 (nodata 255) or uint16 (nodata 65535): :func:`lcmap.stitch.label_dtype`
+            of the classes the method predicts, which a model with merged classes has more of
+            than it has names.
         class_names: one name per class (label 0 first).
         colours: one RGB triple per class.
         tags: extra dataset tags (the scene's own: ``AREA_OR_POINT``...); ``LCMAP_*`` tags
@@ -162,6 +162,7 @@ class LabelWriter:
         path: str | Path,
         *,
         grid: MapGrid,
+        dtype: np.dtype[Any],
         class_names: Sequence[str],
         colours: Sequence[tuple[int, int, int]],
         tags: Mapping[str, str] | None = None,
@@ -178,7 +179,7 @@ class LabelWriter:
         self.overwrite = overwrite
         self.width, self.height = grid.width, grid.height
         self.crs, self.transform = grid.crs, grid.transform
-        self.dtype = label_dtype(len(class_names))
+        self.dtype = np.dtype(dtype)
         self.nodata = NODATA[self.dtype]
         self.class_names = list(class_names)
         self.colours = list(colours)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from lcmap.errors import InvalidOptionError
 from lcmap.methods._sliding import mirror_pad
-from lcmap.methods.base import Segmenter, Window
+from lcmap.methods.base import FixedWindows, Segmenter, Window
 from lcmap.methods.configs import EncoderOptions
 from lcmap.nets import build_net, network_record
 from lcmap.nets.catalogue import FIXED_SIZE
@@ -37,7 +37,7 @@ def window_geometry(encoder: str, crop_size: int | None, stride: int | None) -> 
     return Window(size, stride)
 
 
-class EncoderSegmenter(Segmenter):
+class EncoderSegmenter(FixedWindows, Segmenter):
     """A method whose network is an encoder UNet seen through fixed windows.
 
     Subclasses set ``info``, add their own state in :meth:`_build` and say which network
@@ -75,16 +75,6 @@ class EncoderSegmenter(Segmenter):
         """Band count (None until fitted)."""
         channels: int | None = self.cfg.in_channels
         return channels
-
-    @property
-    def halo(self) -> int:
-        """Context for every window over a tile's core: window size - stride."""
-        return self._window.halo
-
-    @property
-    def window(self) -> Window:
-        """``crop_size`` windows every ``window_stride`` px."""
-        return self._window
 
     def config(self) -> dict[str, Any]:
         """The options as resolved (window size and stride, band count)."""

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from lcmap.errors import InvalidOptionError, InvalidSceneError
-from lcmap.methods.base import Window
+from lcmap.methods.base import FixedWindows, Window
 from lcmap.nets import build_net
 from lcmap.nets import vit as _vit
 
@@ -151,7 +151,7 @@ class FrozenViT:
         return str(Path(self.resolved.path).resolve())
 
 
-class FrozenViTWindows:
+class FrozenViTWindows(FixedWindows):
     """The mapping facts every method on a :class:`FrozenViT` derives from it (mixed in
     before :class:`~lcmap.methods.base.Segmenter`): its band count, and the fixed window it is
     scored in, with the halo that window needs and the windows per backbone pass."""
@@ -164,16 +164,6 @@ class FrozenViTWindows:
     def in_channels(self) -> int | None:
         """Band count (None until fitted or given)."""
         return self.vit.in_channels
-
-    @property
-    def halo(self) -> int:
-        """Context for every mapping window over a tile's core: window size - stride."""
-        return self._window.halo
-
-    @property
-    def window(self) -> Window:
-        """The ViT's mapping window: ``crop_size`` px every ``window_stride`` px."""
-        return self._window
 
     @property
     def window_batch(self) -> int:

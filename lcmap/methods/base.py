@@ -281,6 +281,23 @@ class Segmenter(abc.ABC):
         return self
 
 
+class FixedWindows:
+    """For a method scored in one fixed window (``_window``) over each tile, mixed in before
+    :class:`Segmenter`: the window, and the halo it needs around a tile's core."""
+
+    _window: Window
+
+    @property
+    def halo(self) -> int:
+        """Context for every mapping window over a tile's core: window size - stride."""
+        return self._window.halo
+
+    @property
+    def window(self) -> Window:
+        """The mapping window: its size and the stride between windows."""
+        return self._window
+
+
 class BandFittedSegmenter(Segmenter):
     """A method with K fixed by its options and a band count learnt when it is fitted: the
     properties and ``config`` every such method would otherwise repeat.

@@ -398,6 +398,7 @@ def _rewrite(
         with LabelWriter(
             out,
             grid=MapGrid.of(src),
+            dtype=dtype,
             class_names=plan.names,
             colours=plan.colours,
             tags=tags,

@@ -371,6 +371,7 @@ def _map_and_write(
     own."""
     from lcmap.engine import map_scene
     from lcmap.io.writer import LabelWriter, MapGrid
+    from lcmap.stitch import label_dtype
 
     src, progress, name = job.src, job.progress, Path(job.scene).name
     log.info(
@@ -405,6 +406,7 @@ def _map_and_write(
     with LabelWriter(
         out.path,
         grid=MapGrid.of(src),
+        dtype=label_dtype(job.seg.num_classes),
         class_names=job.header.class_names,
         colours=[tuple(c) for c in job.header.colours],  # type: ignore[misc]
         tags=src.tags(),  # the scene's own (AREA_OR_POINT, SYNTHETIC_GEOREF...) carry over

@@ -73,6 +73,7 @@ def _write_map(
             grid=MapGrid(
                 width, height, rasterio.crs.CRS.from_epsg(32614), from_origin(500000, 4000000, 1, 1)
             ),
+            dtype=np.dtype("uint8"),
             class_names=[f"c{i}" for i in range(6)],
             colours=[(i, i, i) for i in range(6)],
             creation_options=options,
