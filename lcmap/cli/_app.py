@@ -168,12 +168,16 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # GDAL's own messages (libtiff's "File too large"...) come out as one lcmap error line;
-    # -v shows them as they happen.
+    # -v shows them as they happen, and libtiff's lines that bypass GDAL.
     gdal_log = logging.getLogger("rasterio")
     gdal_log.handlers.clear()
     gdal_log.addHandler(handler if verbose >= 1 else logging.NullHandler())
     gdal_log.propagate = False
     gdal_log.setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    if verbose < 1:
+        from lcmap.io.libtiff import silence_error_lines
+
+        silence_error_lines()
     logging.captureWarnings(True)
     if verbose < 1:  # "Category: message", without lcmap's file paths and line numbers
         warnings.formatwarning = _short_warning
