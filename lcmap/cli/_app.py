@@ -1,6 +1,8 @@
 """The Typer app and what every command shares: verbosity, error reporting, progress bars."""
 
 import contextlib
+import functools
+import inspect
 import logging
 import re
 import signal
@@ -25,12 +27,12 @@ app = typer.Typer(
 
 log = logging.getLogger("lcmap")
 
-# Options shared by every command (rio style: WARNING by default, one step per -v).
+# -v/-q, which every command takes (rio style: WARNING by default, one step per -v); declared
+# once, by :func:`command`.
 Verbose = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: tracebacks).")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bar.")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it exists.")]
 
 #: The library names options by the API's keywords (``bands=``, ``overwrite=True``); its
 #: messages reach the command line with the flags instead.
@@ -151,6 +153,36 @@ def _main(
 ) -> None:
     """Land-cover maps from georeferenced scenes, without labels or with very few."""
     _state.update(global_verbose=verbose, global_quiet=quiet)
+
+
+def command(name: str, on: typer.Typer = app) -> Callable[[Callable[..., Any]], Any]:
+    """Register a command on ``on`` with the -v/-q every command takes, declared here once:
+    they set up logging before the command's own body runs."""
+
+    def register(body: Callable[..., Any]) -> Callable[..., Any]:
+        shared = [
+            inspect.Parameter(
+                "verbose", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=Verbose
+            ),
+            inspect.Parameter(
+                "quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Quiet
+            ),
+        ]
+
+        @functools.wraps(body)
+        def run(*args: Any, verbose: int = 0, quiet: bool = False, **kwargs: Any) -> Any:
+            setup_logging(verbose, quiet)
+            return body(*args, **kwargs)
+
+        signature = inspect.signature(body)
+        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*signature.parameters.values(), *shared]
+        )
+        run.__annotations__ = {**body.__annotations__, "verbose": Verbose, "quiet": Quiet}
+        on.command(name)(run)
+        return body
+
+    return register
 
 
 def setup_logging(verbose: int, quiet: bool) -> None:

@@ -1,4 +1,5 @@
-"""Options shared by ``segment`` and ``train`` and the method options they collect."""
+"""Options shared by the commands (rio's ``options.py`` is the model) and the method options
+they collect: a command module imports this as ``opt`` and declares ``bands: opt.Bands = None``."""
 
 from pathlib import Path
 from typing import Annotated, Any
@@ -6,6 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from lcmap.cli._app import parse_key_values
+
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it exists.")]
 
 Classes = Annotated[
     int | None,

@@ -5,15 +5,8 @@ from typing import Annotated
 
 import typer
 
-from lcmap.cli._app import (
-    Overwrite,
-    Quiet,
-    Verbose,
-    app,
-    echo,
-    reported_errors,
-    setup_logging,
-)
+from lcmap.cli import _options as opt
+from lcmap.cli._app import command, echo, reported_errors
 from lcmap.cli._progress import progress_bar
 
 
@@ -45,76 +38,84 @@ def parse_names(named: list[str] | None, merged: list[str] | None) -> dict[int, 
     return names
 
 
-@app.command("classes")
+Maps = Annotated[list[Path], typer.Argument(help="Label maps made by one model (lcmap segment).")]
+Output = Annotated[
+    str,
+    typer.Option(
+        "--output", "-o", help="The new map (.tif), or with several maps a folder (OUT/)."
+    ),
+]
+Name = Annotated[
+    list[str] | None,
+    typer.Option("--name", metavar="ID=NAME", help="Name a class (repeatable)."),
+]
+Merge = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--merge",
+        metavar="IDS=NAME",
+        help="Merge classes into one named class, e.g. 1,2=built-up (repeatable); classes "
+        "given one name are merged too.",
+    ),
+]
+Colour = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--colour",
+        metavar="NAME=#RRGGBB",
+        help="A class's colour, by its new name or its old id (repeatable) \\[default: a "
+        "familiar colour for common land-cover names].",
+    ),
+]
+Model = Annotated[
+    Path | None,
+    typer.Option("--model", help="The model that made the maps, to rewrite with them."),
+]
+SaveModel = Annotated[
+    Path | None,
+    typer.Option(
+        "--save-model",
+        help="Write --model again with the new classes: 'lcmap segment --model' then maps "
+        "them directly.",
+        dir_okay=False,
+    ),
+]
+FromLabels = Annotated[
+    Path | None,
+    typer.Option(
+        "--from-labels",
+        help="Name each cluster by the class most of its labelled pixels carry: points or "
+        "polygons (any CRS) or a label raster on the map's grid; --name still wins.",
+    ),
+]
+ClassColumn = Annotated[
+    str | None, typer.Option("--class-column", help="The labels' class column.")
+]
+MinShare = Annotated[
+    float,
+    typer.Option(
+        "--min-share",
+        help="With --from-labels, name a cluster only when its best class holds at least "
+        "this share of its labelled pixels.",
+        min=0.0,
+        max=1.0,
+    ),
+]
+
+
+@command("classes")
 def classes(
-    maps: Annotated[
-        list[Path], typer.Argument(help="Label maps made by one model (lcmap segment).")
-    ],
-    output: Annotated[
-        str,
-        typer.Option(
-            "--output", "-o", help="The new map (.tif), or with several maps a folder (OUT/)."
-        ),
-    ],
-    name: Annotated[
-        list[str] | None,
-        typer.Option("--name", metavar="ID=NAME", help="Name a class (repeatable)."),
-    ] = None,
-    merge: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--merge",
-            metavar="IDS=NAME",
-            help="Merge classes into one named class, e.g. 1,2=built-up (repeatable); classes "
-            "given one name are merged too.",
-        ),
-    ] = None,
-    colour: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--colour",
-            metavar="NAME=#RRGGBB",
-            help="A class's colour, by its new name or its old id (repeatable) \\[default: a "
-            "familiar colour for common land-cover names].",
-        ),
-    ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", help="The model that made the maps, to rewrite with them."),
-    ] = None,
-    save_model: Annotated[
-        Path | None,
-        typer.Option(
-            "--save-model",
-            help="Write --model again with the new classes: 'lcmap segment --model' then maps "
-            "them directly.",
-            dir_okay=False,
-        ),
-    ] = None,
-    from_labels: Annotated[
-        Path | None,
-        typer.Option(
-            "--from-labels",
-            help="Name each cluster by the class most of its labelled pixels carry: points or "
-            "polygons (any CRS) or a label raster on the map's grid; --name still wins.",
-        ),
-    ] = None,
-    class_column: Annotated[
-        str | None, typer.Option("--class-column", help="The labels' class column.")
-    ] = None,
-    min_share: Annotated[
-        float,
-        typer.Option(
-            "--min-share",
-            help="With --from-labels, name a cluster only when its best class holds at least "
-            "this share of its labelled pixels.",
-            min=0.0,
-            max=1.0,
-        ),
-    ] = 0.0,
-    overwrite: Overwrite = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    maps: Maps,
+    output: Output,
+    name: Name = None,
+    merge: Merge = None,
+    colour: Colour = None,
+    model: Model = None,
+    save_model: SaveModel = None,
+    from_labels: FromLabels = None,
+    class_column: ClassColumn = None,
+    min_share: MinShare = 0.0,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Name and merge the classes of label maps (and of their model), without mapping again.
 
@@ -134,7 +135,6 @@ def classes(
 
         $ lcmap classes map.tif -o named.tif --from-labels clicks.gpkg --class-column cls
     """
-    setup_logging(verbose, quiet)
     names = parse_names(name, merge)
     with reported_errors():
         from lcmap.workflows.classes import name_classes, names_from_labels, parse_colour

@@ -8,17 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from lcmap.cli._app import (
-    Overwrite,
-    Quiet,
-    Verbose,
-    app,
-    echo,
-    parse_bands,
-    reported_errors,
-    setup_logging,
-)
-from lcmap.cli._options import Bands, Classes, Device, Params, Seed, method_options
+from lcmap.cli import _options as opt
+from lcmap.cli._app import command, echo, parse_bands, reported_errors
 from lcmap.cli._progress import progress_bar
 
 if TYPE_CHECKING:
@@ -57,25 +48,26 @@ PlotPath = Annotated[
 ]
 
 
-@app.command("evaluate")
+ClassNames = Annotated[
+    str | None,
+    typer.Option(
+        "--class-names",
+        help="Truth class names in id order, e.g. water,tree,road \\[default: the truth's "
+        "own, else the ids].",
+    ),
+]
+
+
+@command("evaluate")
 def evaluate(
     pred: Annotated[Path, typer.Argument(help="Label map to score (e.g. from 'lcmap segment').")],
     truth: Annotated[Path, typer.Argument(help="Truth classes on the same grid (band 1).")],
     match: MatchOption = "hungarian",
     ignore: Ignore = None,
-    class_names: Annotated[
-        str | None,
-        typer.Option(
-            "--class-names",
-            help="Truth class names in id order, e.g. water,tree,road \\[default: the truth's "
-            "own, else the ids].",
-        ),
-    ] = None,
+    class_names: ClassNames = None,
     json_path: JsonPath = None,
     plot: PlotPath = None,
-    overwrite: Overwrite = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Score a label map PRED against TRUTH: accuracy, per-class IoU and F1, mIoU.
 
@@ -91,7 +83,6 @@ def evaluate(
 
         $ lcmap evaluate landcover.tif truth.tif --json - | jq .miou
     """
-    setup_logging(verbose, quiet)
     names = [n.strip() for n in class_names.split(",")] if class_names else None
     if names is not None and not all(names):
         raise typer.BadParameter(f"'{class_names}' has an empty name.", param_hint="--class-names")
@@ -111,38 +102,42 @@ def evaluate(
         _report(result, json_path, plot, overwrite, to_stdout, match)
 
 
-@app.command("evaluate-index")
+Index = Annotated[
+    Path,
+    typer.Argument(
+        help="CSV set,name,scene,truth,classes: segment each scene, score it, pool.",
+        dir_okay=False,
+    ),
+]
+Method = Annotated[
+    str, typer.Option("--method", "-m", help="Segmentation method fitted on each scene.")
+]
+Model = Annotated[
+    Path | None,
+    typer.Option("--model", help="Apply this saved model to every scene instead."),
+]
+Workdir = Annotated[
+    Path | None,
+    typer.Option("--workdir", help="Keep the maps in this folder.", file_okay=False),
+]
+
+
+@command("evaluate-index")
 def evaluate_index(
-    index: Annotated[
-        Path,
-        typer.Argument(
-            help="CSV set,name,scene,truth,classes: segment each scene, score it, pool.",
-            dir_okay=False,
-        ),
-    ],
-    method: Annotated[
-        str, typer.Option("--method", "-m", help="Segmentation method fitted on each scene.")
-    ] = "kmeans",
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", help="Apply this saved model to every scene instead."),
-    ] = None,
-    classes: Classes = None,
-    bands: Bands = None,
-    device: Device = "auto",
-    seed: Seed = 0,
-    param: Params = None,
-    workdir: Annotated[
-        Path | None,
-        typer.Option("--workdir", help="Keep the maps in this folder.", file_okay=False),
-    ] = None,
+    index: Index,
+    method: Method = "kmeans",
+    model: Model = None,
+    classes: opt.Classes = None,
+    bands: opt.Bands = None,
+    device: opt.Device = "auto",
+    seed: opt.Seed = 0,
+    param: opt.Params = None,
+    workdir: Workdir = None,
     match: MatchOption = "hungarian",
     ignore: Ignore = None,
     json_path: JsonPath = None,
     plot: PlotPath = None,
-    overwrite: Overwrite = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Segment every scene of an index and score it against its truth, then pool.
 
@@ -157,13 +152,12 @@ def evaluate_index(
 
         $ lcmap evaluate-index dubai_dev/index.csv --model landcover.lcmap --json pooled.json
     """
-    setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap.workflows.evaluate_index import evaluate_index as run
         from lcmap.workflows.specs import MethodSpec, RunSpec
 
         to_stdout = _check_reports(json_path, plot, overwrite, [index])
-        fitted = MethodSpec(method, classes, parse_bands(bands), method_options(param))
+        fitted = MethodSpec(method, classes, parse_bands(bands), opt.method_options(param))
         with progress_bar("segment + evaluate") as update:
             result = run(
                 index,

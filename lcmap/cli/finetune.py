@@ -5,16 +5,8 @@ from typing import Annotated
 
 import typer
 
-from lcmap.cli._app import (
-    Overwrite,
-    Quiet,
-    Verbose,
-    app,
-    echo,
-    reported_errors,
-    setup_logging,
-)
-from lcmap.cli._options import BatchSize, Device, Params, Seed, Stack, method_options
+from lcmap.cli import _options as opt
+from lcmap.cli._app import command, echo, reported_errors
 from lcmap.cli._progress import progress_bar
 
 
@@ -29,61 +21,69 @@ def _parse_names(value: str | None) -> list[str] | None:
     return names
 
 
-@app.command("finetune")
+Model = Annotated[
+    Path, typer.Argument(help="A model that provides an encoder (cas, stego, simclr).")
+]
+Output = Annotated[
+    Path, typer.Option("--output", "-o", help="Tuned model file to write.", dir_okay=False)
+]
+Scene = Annotated[
+    list[Path], typer.Option("--scene", help="A labelled scene (repeatable, with --labels).")
+]
+Labels = Annotated[
+    list[Path],
+    typer.Option(
+        "--labels",
+        help="Labels of the scene before it: a raster on its grid (255 = unlabelled) or "
+        "polygons (GPKG, GeoJSON, FGB) with a class column.",
+    ),
+]
+ClassNames = Annotated[
+    str | None,
+    typer.Option("--class-names", help="Class names by id, e.g. water,trees,built."),
+]
+ClassColumn = Annotated[
+    str | None, typer.Option("--class-column", help="The polygons' class column.")
+]
+Patches = Annotated[
+    int | None,
+    typer.Option("--patches", help="Train on N labelled patches only (few-shot).", min=1),
+]
+PatchFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--patch-file", help="Take the patches from a 'lcmap suggest-labels' GPKG, in order."
+    ),
+]
+PatchSize = Annotated[int, typer.Option("--patch-size", help="Patch side in pixels.", min=16)]
+Init = Annotated[
+    str | None,
+    typer.Option(
+        "--init",
+        help="Initial weights, one of those MODEL offers (a wrong name lists them) "
+        "\\[default: MODEL's first].",
+    ),
+]
+
+
+@command("finetune")
 def finetune(
-    model: Annotated[
-        Path, typer.Argument(help="A model that provides an encoder (cas, stego, simclr).")
-    ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Tuned model file to write.", dir_okay=False)
-    ],
-    scene: Annotated[
-        list[Path], typer.Option("--scene", help="A labelled scene (repeatable, with --labels).")
-    ],
-    labels: Annotated[
-        list[Path],
-        typer.Option(
-            "--labels",
-            help="Labels of the scene before it: a raster on its grid (255 = unlabelled) or "
-            "polygons (GPKG, GeoJSON, FGB) with a class column.",
-        ),
-    ],
-    class_names: Annotated[
-        str | None,
-        typer.Option("--class-names", help="Class names by id, e.g. water,trees,built."),
-    ] = None,
-    class_column: Annotated[
-        str | None, typer.Option("--class-column", help="The polygons' class column.")
-    ] = None,
-    patches: Annotated[
-        int | None,
-        typer.Option("--patches", help="Train on N labelled patches only (few-shot).", min=1),
-    ] = None,
-    patch_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--patch-file", help="Take the patches from a 'lcmap suggest-labels' GPKG, in order."
-        ),
-    ] = None,
-    patch_size: Annotated[
-        int, typer.Option("--patch-size", help="Patch side in pixels.", min=16)
-    ] = 128,
-    init: Annotated[
-        str | None,
-        typer.Option(
-            "--init",
-            help="Initial weights, one of those MODEL offers (a wrong name lists them) "
-            "\\[default: MODEL's first].",
-        ),
-    ] = None,
-    batch_size: BatchSize = None,
-    stack: Stack = None,
-    param: Params = None,
-    device: Device = "auto",
-    seed: Seed = 0,
-    overwrite: Overwrite = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    model: Model,
+    output: Output,
+    scene: Scene,
+    labels: Labels,
+    class_names: ClassNames = None,
+    class_column: ClassColumn = None,
+    patches: Patches = None,
+    patch_file: PatchFile = None,
+    patch_size: PatchSize = 128,
+    init: Init = None,
+    batch_size: opt.BatchSize = None,
+    stack: opt.Stack = None,
+    param: opt.Params = None,
+    device: opt.Device = "auto",
+    seed: opt.Seed = 0,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Fine-tune MODEL's encoder on labelled patches and save a model with real class names.
 
@@ -116,7 +116,6 @@ def finetune(
         $ lcmap finetune dino.lcmap --scene a.tif --labels t.tif -p tta=true -o tuned.lcmap
 
     """
-    setup_logging(verbose, quiet)
     if len(scene) != len(labels):
         raise typer.BadParameter(
             f"{len(scene)} --scene but {len(labels)} --labels; give one --labels per --scene."
@@ -127,7 +126,7 @@ def finetune(
         from lcmap.workflows.specs import LabelSpec, OutputSpec, PatchSpec, RunSpec
 
         with progress_bar("fine-tune") as update:
-            options = method_options(param)
+            options = opt.method_options(param)
             header = run(
                 model,
                 scene,

@@ -7,15 +7,13 @@ from typing import Annotated
 
 import typer
 
-from lcmap.cli._app import Quiet, Verbose, app, reported_errors, setup_logging
+from lcmap.cli._app import command, reported_errors
 
 
-@app.command("info")
+@command("info")
 def info(
     path: Annotated[str, typer.Argument(help="A scene, a label map or a model file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
 ) -> None:
     """Describe a raster (size, bands, CRS, nodata, tiling) or an lcmap model file.
 
@@ -25,7 +23,6 @@ def info(
 
         $ lcmap info stego.lcmap --json | jq .num_classes
     """
-    setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap import api
 
@@ -43,14 +40,15 @@ def info(
     Console().print(table)
 
 
-@app.command("methods")
+Options = Annotated[
+    bool, typer.Option("--options", help="Also list each method's options (-p KEY=VALUE).")
+]
+
+
+@command("methods")
 def methods(
     pattern: Annotated[str, typer.Argument(help="fnmatch filter, e.g. 'st*'.")] = "*",
-    options: Annotated[
-        bool, typer.Option("--options", help="Also list each method's options (-p KEY=VALUE).")
-    ] = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    options: Options = False,
 ) -> None:
     """List the segmentation methods (built-in and plug-ins), and with --options what each takes.
 
@@ -60,7 +58,6 @@ def methods(
 
         $ lcmap methods kmeans --options
     """
-    setup_logging(verbose, quiet)  # the list is the result: -q leaves it on stdout
     from rich.console import Console
     from rich.table import Table
 

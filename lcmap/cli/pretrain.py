@@ -5,118 +5,116 @@ from typing import Annotated
 
 import typer
 
-from lcmap.cli._app import (
-    Overwrite,
-    Quiet,
-    Verbose,
-    app,
-    echo,
-    parse_bands,
-    reported_errors,
-    setup_logging,
-)
-from lcmap.cli._options import Bands, BatchSize, Classes, Device, Params, Seed, method_options
+from lcmap.cli import _options as opt
+from lcmap.cli._app import command, echo, parse_bands, reported_errors
 from lcmap.cli._progress import progress_bar
 from lcmap.methods.configs import ENCODER_NAMES, SimclrConfig
 
 _DEFAULTS = SimclrConfig()
 
 
-@app.command("pretrain")
+Output = Annotated[
+    Path,
+    typer.Option("--output", "-o", help="Encoder model to write (.lcmap).", dir_okay=False),
+]
+Scenes = Annotated[list[str] | None, typer.Argument(help="Scenes to learn from (labels unused).")]
+Method = Annotated[str, typer.Option("--method", "-m", help="Pre-training method (simclr).")]
+Encoder = Annotated[
+    str,
+    typer.Option(
+        "--encoder", help=f"Contracting path: {', '.join(ENCODER_NAMES)}.", show_default=True
+    ),
+]
+Weights = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        help="Local timm/torchvision checkpoint to start from (dinov2-vits14: a DINOv2 "
+        "ViT-S/14 .pth or timm .safetensors, e.g. from 'lcmap weights get').",
+        exists=True,
+    ),
+]
+Pair = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--pair",
+        help="A.tif:B.tif, the same ground by two sensors or dates (repeatable; "
+        "@FILE reads one A:B per line): B is read on A's grid; each encoder learns from "
+        "the other's view.",
+    ),
+]
+Temperature = Annotated[
+    float | None,
+    typer.Option(
+        "--temperature",
+        help=f"NT-Xent temperature \\[default: {_DEFAULTS.temperature}].",
+        min=0.0,
+    ),
+]
+Epochs = Annotated[
+    int | None,
+    typer.Option(
+        "--epochs", help=f"Passes over the windows \\[default: {_DEFAULTS.epochs}].", min=1
+    ),
+]
+Steps = Annotated[
+    int | None,
+    typer.Option(
+        "--steps",
+        help="Optimiser steps (overrides --epochs); 0 keeps the --weights as they are and "
+        "fits the k-means probe only.",
+        min=0,
+    ),
+]
+Windows = Annotated[
+    int | None,
+    typer.Option(
+        "--windows",
+        help=f"Windows drawn across SCENES \\[default: {_DEFAULTS.windows}].",
+        min=2,
+    ),
+]
+Optimizer = Annotated[
+    str | None,
+    typer.Option(
+        "--optimizer",
+        help="sgd (Ghandali et al.) or adam (Temple; it measured better) "
+        f"\\[default: {_DEFAULTS.optimizer}].",
+    ),
+]
+Lr = Annotated[float | None, typer.Option("--lr", help="Learning rate \\[default: 1e-3].")]
+CropSize = Annotated[
+    int | None,
+    typer.Option(
+        "--crop-size",
+        help="Window side in pixels \\[default: 128; swin-unet and dinov2-vits14 224].",
+        min=32,
+    ),
+]
+
+
+@command("pretrain")
 def pretrain(
-    output: Annotated[
-        Path,
-        typer.Option("--output", "-o", help="Encoder model to write (.lcmap).", dir_okay=False),
-    ],
-    scenes: Annotated[
-        list[str] | None, typer.Argument(help="Scenes to learn from (labels unused).")
-    ] = None,
-    method: Annotated[
-        str, typer.Option("--method", "-m", help="Pre-training method (simclr).")
-    ] = "simclr",
-    encoder: Annotated[
-        str,
-        typer.Option(
-            "--encoder", help=f"Contracting path: {', '.join(ENCODER_NAMES)}.", show_default=True
-        ),
-    ] = _DEFAULTS.encoder,
-    weights: Annotated[
-        Path | None,
-        typer.Option(
-            "--weights",
-            help="Local timm/torchvision checkpoint to start from (dinov2-vits14: a DINOv2 "
-            "ViT-S/14 .pth or timm .safetensors, e.g. from 'lcmap weights get').",
-            exists=True,
-        ),
-    ] = None,
-    pair: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--pair",
-            help="A.tif:B.tif, the same ground by two sensors or dates (repeatable; "
-            "@FILE reads one A:B per line): B is read on A's grid; each encoder learns from "
-            "the other's view.",
-        ),
-    ] = None,
-    classes: Classes = None,
-    bands: Bands = None,
-    temperature: Annotated[
-        float | None,
-        typer.Option(
-            "--temperature",
-            help=f"NT-Xent temperature \\[default: {_DEFAULTS.temperature}].",
-            min=0.0,
-        ),
-    ] = None,
-    epochs: Annotated[
-        int | None,
-        typer.Option(
-            "--epochs", help=f"Passes over the windows \\[default: {_DEFAULTS.epochs}].", min=1
-        ),
-    ] = None,
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            "--steps",
-            help="Optimiser steps (overrides --epochs); 0 keeps the --weights as they are and "
-            "fits the k-means probe only.",
-            min=0,
-        ),
-    ] = None,
-    windows: Annotated[
-        int | None,
-        typer.Option(
-            "--windows",
-            help=f"Windows drawn across SCENES \\[default: {_DEFAULTS.windows}].",
-            min=2,
-        ),
-    ] = None,
-    batch_size: BatchSize = None,
-    optimizer: Annotated[
-        str | None,
-        typer.Option(
-            "--optimizer",
-            help="sgd (Ghandali et al.) or adam (Temple; it measured better) "
-            f"\\[default: {_DEFAULTS.optimizer}].",
-        ),
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option("--lr", help="Learning rate \\[default: 1e-3].")
-    ] = None,
-    crop_size: Annotated[
-        int | None,
-        typer.Option(
-            "--crop-size",
-            help="Window side in pixels \\[default: 128; swin-unet and dinov2-vits14 224].",
-            min=32,
-        ),
-    ] = None,
-    param: Params = None,
-    device: Device = "auto",
-    seed: Seed = 0,
-    overwrite: Overwrite = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    output: Output,
+    scenes: Scenes = None,
+    method: Method = "simclr",
+    encoder: Encoder = _DEFAULTS.encoder,
+    weights: Weights = None,
+    pair: Pair = None,
+    classes: opt.Classes = None,
+    bands: opt.Bands = None,
+    temperature: Temperature = None,
+    epochs: Epochs = None,
+    steps: Steps = None,
+    windows: Windows = None,
+    batch_size: opt.BatchSize = None,
+    optimizer: Optimizer = None,
+    lr: Lr = None,
+    crop_size: CropSize = None,
+    param: opt.Params = None,
+    device: opt.Device = "auto",
+    seed: opt.Seed = 0,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Pre-train an encoder on windows of SCENES by contrast and save it with a k-means probe.
 
@@ -141,7 +139,6 @@ def pretrain(
 
         $ lcmap finetune enc.lcmap --scene a.tif --labels truth.tif --patches 20 -o tuned.lcmap
     """
-    setup_logging(verbose, quiet)
     pairs = _parse_pairs(pair or [])
     if scenes and pairs:
         raise typer.BadParameter("give SCENES or --pair, not both.")
@@ -150,7 +147,7 @@ def pretrain(
     with reported_errors():
         from lcmap import api
 
-        options = method_options(
+        options = opt.method_options(
             param,
             weights,
             encoder=encoder,

@@ -5,31 +5,15 @@ from typing import Annotated, Any
 
 import typer
 
+from lcmap.cli import _options as opt
 from lcmap.cli._app import (
-    Overwrite,
-    Quiet,
-    Verbose,
-    app,
     cli_message,
+    command,
     echo,
     echo_error,
     parse_bands,
     parse_key_values,
     reported_errors,
-    setup_logging,
-)
-from lcmap.cli._options import (
-    Bands,
-    Classes,
-    Device,
-    Halo,
-    MapBatchSize,
-    Params,
-    Seed,
-    Stack,
-    Tile,
-    Weights,
-    method_options,
 )
 from lcmap.cli._progress import progress_bar
 
@@ -74,75 +58,82 @@ PartRows = Annotated[
 ]
 
 
-@app.command("segment")
+Scenes = Annotated[
+    list[str],
+    typer.Argument(
+        help="Input rasters: files, GDAL virtual paths (/vsizip/...) or URLs; @list.txt "
+        "reads paths from a file, a quoted glob ('tiles/*.tif') is expanded by lcmap.",
+        show_default=False,
+        metavar="SCENE",
+    ),
+]
+Output = Annotated[
+    str,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Output label GeoTIFF (COG); a folder (OUTDIR/) with several scenes.",
+    ),
+]
+Method = Annotated[
+    str | None,
+    typer.Option(
+        "--method",
+        "-m",
+        help="Segmentation method; see 'lcmap methods' \\[default: primaps when its "
+        "ViT weights are on this machine, else kmeans].",
+    ),
+]
+Model = Annotated[
+    Path | None,
+    typer.Option("--model", help="Apply a saved model (.lcmap) instead of fitting one."),
+]
+SaveModel = Annotated[
+    Path | None,
+    typer.Option(
+        "--save-model",
+        help="Save the fitted model \\[default with several scenes: OUTDIR/model.lcmap].",
+        dir_okay=False,
+    ),
+]
+Co = Annotated[
+    list[str] | None,
+    typer.Option("--co", help="GDAL COG creation option KEY=VALUE (repeatable)."),
+]
+Preview = Annotated[
+    Path | None,
+    typer.Option(
+        "--preview",
+        help="Also write a PNG of the scene and the map side by side, with the legend.",
+        dir_okay=False,
+    ),
+]
+
+
+@command("segment")
 def segment(
-    scenes: Annotated[
-        list[str],
-        typer.Argument(
-            help="Input rasters: files, GDAL virtual paths (/vsizip/...) or URLs; @list.txt "
-            "reads paths from a file, a quoted glob ('tiles/*.tif') is expanded by lcmap.",
-            show_default=False,
-            metavar="SCENE",
-        ),
-    ],
-    output: Annotated[
-        str,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Output label GeoTIFF (COG); a folder (OUTDIR/) with several scenes.",
-        ),
-    ],
-    method: Annotated[
-        str | None,
-        typer.Option(
-            "--method",
-            "-m",
-            help="Segmentation method; see 'lcmap methods' \\[default: primaps when its "
-            "ViT weights are on this machine, else kmeans].",
-        ),
-    ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", help="Apply a saved model (.lcmap) instead of fitting one."),
-    ] = None,
-    save_model: Annotated[
-        Path | None,
-        typer.Option(
-            "--save-model",
-            help="Save the fitted model \\[default with several scenes: OUTDIR/model.lcmap].",
-            dir_okay=False,
-        ),
-    ] = None,
-    classes: Classes = None,
-    bands: Bands = None,
-    tile: Tile = None,
-    halo: Halo = None,
-    batch_size: MapBatchSize = None,
-    device: Device = "auto",
-    seed: Seed = 0,
-    weights: Weights = None,
-    param: Params = None,
-    stack: Stack = None,
-    co: Annotated[
-        list[str] | None,
-        typer.Option("--co", help="GDAL COG creation option KEY=VALUE (repeatable)."),
-    ] = None,
+    scenes: Scenes,
+    output: Output,
+    method: Method = None,
+    model: Model = None,
+    save_model: SaveModel = None,
+    classes: opt.Classes = None,
+    bands: opt.Bands = None,
+    tile: opt.Tile = None,
+    halo: opt.Halo = None,
+    batch_size: opt.MapBatchSize = None,
+    device: opt.Device = "auto",
+    seed: opt.Seed = 0,
+    weights: opt.Weights = None,
+    param: opt.Params = None,
+    stack: opt.Stack = None,
+    co: Co = None,
     workers: Workers = None,
     scheduler: Scheduler = None,
     resume: Resume = False,
     part_rows: PartRows = None,
-    preview: Annotated[
-        Path | None,
-        typer.Option(
-            "--preview",
-            help="Also write a PNG of the scene and the map side by side, with the legend.",
-            dir_okay=False,
-        ),
-    ] = None,
-    overwrite: Overwrite = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    preview: Preview = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Segment SCENE into a land-cover map on the same grid.
 
@@ -186,12 +177,11 @@ def segment(
 
         $ lcmap segment scene.tif -o map.tif --preview map.png
     """
-    setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap import api
         from lcmap.workflows.scenes import expand_scenes
 
-        options = method_options(param, weights)
+        options = opt.method_options(param, weights)
         paths = expand_scenes(scenes)
         # One scene maps into a folder when -o ends with / or names a folder; a folder
         # named like a map (o.tif/) is a mistake, refused by the output guard.

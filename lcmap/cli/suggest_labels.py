@@ -5,65 +5,60 @@ from typing import Annotated, Literal
 
 import typer
 
-from lcmap.cli._app import (
-    Overwrite,
-    Quiet,
-    Verbose,
-    app,
-    echo,
-    reported_errors,
-    setup_logging,
-)
-from lcmap.cli._options import BatchSize, Device, Seed, Stack
+from lcmap.cli import _options as opt
+from lcmap.cli._app import command, echo, reported_errors
 from lcmap.cli._progress import progress_bar
 
+Output = Annotated[
+    Path,
+    typer.Option(
+        "--output", "-o", help="Polygons to write (.gpkg, .fgb, .geojson).", dir_okay=False
+    ),
+]
+Model = Annotated[
+    Path, typer.Option("--model", help="A model that provides an encoder (cas, stego).")
+]
+PatchSize = Annotated[int, typer.Option("--patch-size", help="Patch side in pixels.", min=16)]
+Tuned = Annotated[
+    Path | None,
+    typer.Option(
+        "--tuned", help="A fine-tuned model: extra patches go to its most uncertain clusters."
+    ),
+]
+Clusters = Annotated[
+    str,
+    typer.Option(
+        "--clusters",
+        help="model: the model's own clusters (Ghosh et al.); budget: as many clusters as "
+        "patches, drawn from the patches' embeddings (TypiClust); or a number.",
+    ),
+]
+Pick = Annotated[
+    Literal["nearest", "diverse"],
+    typer.Option(
+        "--pick",
+        help="diverse: one typical patch per sub-cluster of each cluster's share (TypiClust "
+        "within clusters); nearest: each cluster's patches closest to its centroid "
+        "(Ghosh et al.).",
+    ),
+]
 
-@app.command("suggest-labels")
+
+@command("suggest-labels")
 def suggest_labels(
     scenes: Annotated[list[Path], typer.Argument(help="Scenes to choose patches from.")],
     budget: Annotated[int, typer.Option("--budget", "-n", help="Patches to suggest.", min=1)],
-    output: Annotated[
-        Path,
-        typer.Option(
-            "--output", "-o", help="Polygons to write (.gpkg, .fgb, .geojson).", dir_okay=False
-        ),
-    ],
-    model: Annotated[
-        Path, typer.Option("--model", help="A model that provides an encoder (cas, stego).")
-    ],
-    patch_size: Annotated[
-        int, typer.Option("--patch-size", help="Patch side in pixels.", min=16)
-    ] = 128,
-    tuned: Annotated[
-        Path | None,
-        typer.Option(
-            "--tuned", help="A fine-tuned model: extra patches go to its most uncertain clusters."
-        ),
-    ] = None,
-    clusters: Annotated[
-        str,
-        typer.Option(
-            "--clusters",
-            help="model: the model's own clusters (Ghosh et al.); budget: as many clusters as "
-            "patches, drawn from the patches' embeddings (TypiClust); or a number.",
-        ),
-    ] = "model",
-    pick: Annotated[
-        Literal["nearest", "diverse"],
-        typer.Option(
-            "--pick",
-            help="diverse: one typical patch per sub-cluster of each cluster's share (TypiClust "
-            "within clusters); nearest: each cluster's patches closest to its centroid "
-            "(Ghosh et al.).",
-        ),
-    ] = "diverse",
-    batch_size: BatchSize = None,
-    stack: Stack = None,
-    device: Device = "auto",
-    seed: Seed = 0,
-    overwrite: Overwrite = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    output: Output,
+    model: Model,
+    patch_size: PatchSize = 128,
+    tuned: Tuned = None,
+    clusters: Clusters = "model",
+    pick: Pick = "diverse",
+    batch_size: opt.BatchSize = None,
+    stack: opt.Stack = None,
+    device: opt.Device = "auto",
+    seed: opt.Seed = 0,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Suggest BUDGET patches to label: typical patches of every cluster of MODEL.
 
@@ -87,7 +82,6 @@ def suggest_labels(
 
         $ lcmap suggest-labels a.tif --model enc.lcmap --budget 20 --pick nearest -o near.gpkg
     """
-    setup_logging(verbose, quiet)
 
     from lcmap.workflows.suggest import parse_clusters
 

@@ -5,58 +5,43 @@ from typing import Annotated
 
 import typer
 
-from lcmap.cli._app import (
-    Overwrite,
-    Quiet,
-    Verbose,
-    app,
-    echo,
-    parse_bands,
-    reported_errors,
-    setup_logging,
-)
-from lcmap.cli._options import (
-    Bands,
-    Classes,
-    Device,
-    Params,
-    Seed,
-    Stack,
-    Weights,
-    method_options,
-)
+from lcmap.cli import _options as opt
+from lcmap.cli._app import command, echo, parse_bands, reported_errors
 from lcmap.cli._progress import progress_bar
 
+Scenes = Annotated[
+    list[str], typer.Argument(help="Scenes to train on (same band layout; files or URLs).")
+]
+Output = Annotated[
+    Path, typer.Option("--output", "-o", help="Model file to write (.lcmap).", dir_okay=False)
+]
+Method = Annotated[
+    str, typer.Option("--method", "-m", help="Method to train; see 'lcmap methods'.")
+]
+Labels = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--labels",
+        help="Label raster aligned with each scene (repeatable; 255 = unlabelled). "
+        "stego: fits a linear probe, so maps show these class ids instead of clusters.",
+    ),
+]
 
-@app.command("train")
+
+@command("train")
 def train(
-    scenes: Annotated[
-        list[str], typer.Argument(help="Scenes to train on (same band layout; files or URLs).")
-    ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Model file to write (.lcmap).", dir_okay=False)
-    ],
-    method: Annotated[
-        str, typer.Option("--method", "-m", help="Method to train; see 'lcmap methods'.")
-    ],
-    classes: Classes = None,
-    bands: Bands = None,
-    labels: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--labels",
-            help="Label raster aligned with each scene (repeatable; 255 = unlabelled). "
-            "stego: fits a linear probe, so maps show these class ids instead of clusters.",
-        ),
-    ] = None,
-    weights: Weights = None,
-    param: Params = None,
-    stack: Stack = None,
-    device: Device = "auto",
-    seed: Seed = 0,
-    overwrite: Overwrite = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    scenes: Scenes,
+    output: Output,
+    method: Method,
+    classes: opt.Classes = None,
+    bands: opt.Bands = None,
+    labels: Labels = None,
+    weights: opt.Weights = None,
+    param: opt.Params = None,
+    stack: opt.Stack = None,
+    device: opt.Device = "auto",
+    seed: opt.Seed = 0,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Train METHOD on windows drawn across SCENES and save it to a model file.
 
@@ -73,11 +58,10 @@ def train(
 
         $ lcmap train t1.tif t2.tif -m cas -k 10 -o cas.lcmap -p ae_steps=2000
     """
-    setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap import api
 
-        options = method_options(param, weights)
+        options = opt.method_options(param, weights)
         with progress_bar(f"train {method}") as update:
             header = api.train(
                 scenes,

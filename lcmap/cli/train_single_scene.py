@@ -5,17 +5,8 @@ from typing import Annotated
 
 import typer
 
-from lcmap.cli._app import (
-    Overwrite,
-    Quiet,
-    Verbose,
-    app,
-    echo,
-    parse_bands,
-    reported_errors,
-    setup_logging,
-)
-from lcmap.cli._options import Bands, Device, Params, Seed, method_options
+from lcmap.cli import _options as opt
+from lcmap.cli._app import command, echo, parse_bands, reported_errors
 from lcmap.cli._progress import progress_bar
 from lcmap.methods.configs import SingleSceneConfig
 
@@ -25,51 +16,58 @@ def _help(text: str, field: str) -> str:
     return f"{text} \\[default: {getattr(SingleSceneConfig(), field)}]."
 
 
-@app.command("train-single-scene")
+Output = Annotated[
+    Path, typer.Option("--output", "-o", help="Model file to write (.lcmap).", dir_okay=False)
+]
+Classes = Annotated[
+    int | None,
+    typer.Option("--classes", "-k", help=_help("Clusters K", "num_classes"), min=2),
+]
+Epochs = Annotated[
+    int | None,
+    typer.Option("--epochs", help=_help("Passes over the scene", "epochs"), min=1),
+]
+Iterations = Annotated[
+    int | None,
+    typer.Option(
+        "--iterations",
+        help=_help("Updates per batch of patches", "iterations"),
+        min=1,
+    ),
+]
+CropSize = Annotated[
+    int | None,
+    typer.Option(
+        "--crop-size",
+        help=_help("Training crop size in pixels", "crop_size"),
+        min=8,
+    ),
+]
+BatchSize = Annotated[
+    int | None,
+    typer.Option("--batch-size", help=_help("Patches per batch", "batch_size"), min=1),
+]
+Segment = Annotated[
+    Path | None,
+    typer.Option("--segment", help="Also map the scene to this label GeoTIFF.", dir_okay=False),
+]
+
+
+@command("train-single-scene")
 def train_single_scene(
     scene: Annotated[str, typer.Argument(help="The unlabelled scene to train on and map.")],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Model file to write (.lcmap).", dir_okay=False)
-    ],
-    classes: Annotated[
-        int | None,
-        typer.Option("--classes", "-k", help=_help("Clusters K", "num_classes"), min=2),
-    ] = None,
-    epochs: Annotated[
-        int | None,
-        typer.Option("--epochs", help=_help("Passes over the scene", "epochs"), min=1),
-    ] = None,
-    iterations: Annotated[
-        int | None,
-        typer.Option(
-            "--iterations",
-            help=_help("Updates per batch of patches", "iterations"),
-            min=1,
-        ),
-    ] = None,
-    crop_size: Annotated[
-        int | None,
-        typer.Option(
-            "--crop-size",
-            help=_help("Training crop size in pixels", "crop_size"),
-            min=8,
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", help=_help("Patches per batch", "batch_size"), min=1),
-    ] = None,
-    segment: Annotated[
-        Path | None,
-        typer.Option("--segment", help="Also map the scene to this label GeoTIFF.", dir_okay=False),
-    ] = None,
-    bands: Bands = None,
-    param: Params = None,
-    device: Device = "auto",
-    seed: Seed = 0,
-    overwrite: Overwrite = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    output: Output,
+    classes: Classes = None,
+    epochs: Epochs = None,
+    iterations: Iterations = None,
+    crop_size: CropSize = None,
+    batch_size: BatchSize = None,
+    segment: Segment = None,
+    bands: opt.Bands = None,
+    param: opt.Params = None,
+    device: opt.Device = "auto",
+    seed: opt.Seed = 0,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Train the single-scene segmenter (Saha et al.) on SCENE and save it to a model file.
 
@@ -88,7 +86,6 @@ def train_single_scene(
 
         $ lcmap segment other.tif -o other_map.tif --model single.lcmap
     """
-    setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap import api
         from lcmap.io.staging import check_distinct, check_output
@@ -99,7 +96,7 @@ def train_single_scene(
         if segment is not None:
             check_map_output(segment, overwrite, inputs=[scene])
             check_distinct(output, segment, sidecar_path(segment))
-        options = method_options(
+        options = opt.method_options(
             param,
             epochs=epochs,
             iterations=iterations,

@@ -5,15 +5,8 @@ from typing import Annotated
 
 import typer
 
-from lcmap.cli._app import (
-    Overwrite,
-    Quiet,
-    Verbose,
-    app,
-    echo,
-    reported_errors,
-    setup_logging,
-)
+from lcmap.cli import _options as opt
+from lcmap.cli._app import command, echo, reported_errors
 from lcmap.cli._progress import progress_bar
 
 
@@ -32,61 +25,68 @@ def parse_classes(value: str | None) -> list[int] | None:
     return classes
 
 
-@app.command("vectorize")
+Labels = Annotated[
+    Path, typer.Argument(help="Single-band integer label raster (e.g. from lcmap segment).")
+]
+Output = Annotated[
+    Path,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Vector file: .gpkg, .fgb, .parquet (GeoParquet) or .geojson (EPSG:4326).",
+        dir_okay=False,
+    ),
+]
+MinArea = Annotated[
+    float,
+    typer.Option(
+        "--min-area",
+        help="Smallest region kept, in map units² (m² for a metric CRS): smaller regions "
+        "are merged into their largest neighbour first, then leftovers are dropped.",
+        min=0,
+    ),
+]
+Simplify = Annotated[
+    float,
+    typer.Option(
+        "--simplify",
+        help="Simplification tolerance in map units; topology-preserving (neighbours keep "
+        "their shared edges). 0 keeps the exact pixel outlines.",
+        min=0,
+    ),
+]
+ClassIds = Annotated[
+    str | None, typer.Option("--class-ids", help="Only these class ids, e.g. 1,3.")
+]
+Legend = Annotated[
+    Path | None,
+    typer.Option(
+        "--legend",
+        help='Class names: JSON {"0": "water", ...} or CSV id,name. Without it, names '
+        "come from the raster's CLASS_NAMES tag (lcmap segment writes one).",
+        dir_okay=False,
+    ),
+]
+WindowSize = Annotated[
+    int,
+    typer.Option(
+        "--window-size",
+        help="Pixels per side of the windows read; memory grows with its square.",
+        min=16,
+    ),
+]
+
+
+@command("vectorize")
 def vectorize(
-    labels: Annotated[
-        Path, typer.Argument(help="Single-band integer label raster (e.g. from lcmap segment).")
-    ],
-    output: Annotated[
-        Path,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Vector file: .gpkg, .fgb, .parquet (GeoParquet) or .geojson (EPSG:4326).",
-            dir_okay=False,
-        ),
-    ],
-    min_area: Annotated[
-        float,
-        typer.Option(
-            "--min-area",
-            help="Smallest region kept, in map units² (m² for a metric CRS): smaller regions "
-            "are merged into their largest neighbour first, then leftovers are dropped.",
-            min=0,
-        ),
-    ] = 0,
-    simplify: Annotated[
-        float,
-        typer.Option(
-            "--simplify",
-            help="Simplification tolerance in map units; topology-preserving (neighbours keep "
-            "their shared edges). 0 keeps the exact pixel outlines.",
-            min=0,
-        ),
-    ] = 0,
-    class_ids: Annotated[
-        str | None, typer.Option("--class-ids", help="Only these class ids, e.g. 1,3.")
-    ] = None,
-    legend: Annotated[
-        Path | None,
-        typer.Option(
-            "--legend",
-            help='Class names: JSON {"0": "water", ...} or CSV id,name. Without it, names '
-            "come from the raster's CLASS_NAMES tag (lcmap segment writes one).",
-            dir_okay=False,
-        ),
-    ] = None,
-    window_size: Annotated[
-        int,
-        typer.Option(
-            "--window-size",
-            help="Pixels per side of the windows read; memory grows with its square.",
-            min=16,
-        ),
-    ] = 2048,
-    overwrite: Overwrite = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    labels: Labels,
+    output: Output,
+    min_area: MinArea = 0,
+    simplify: Simplify = 0,
+    class_ids: ClassIds = None,
+    legend: Legend = None,
+    window_size: WindowSize = 2048,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Polygonise LABELS: one polygon per connected region of a class, nodata left out.
 
@@ -104,7 +104,6 @@ def vectorize(
 
         $ lcmap vectorize landcover.tif -o landcover.gpkg --min-area 50 --simplify 1
     """
-    setup_logging(verbose, quiet)
     wanted = parse_classes(class_ids)
     with reported_errors():
         from lcmap.io.vector import vectorize as run

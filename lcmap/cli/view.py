@@ -7,16 +7,8 @@ from typing import Annotated
 
 import typer
 
-from lcmap.cli._app import (
-    Overwrite,
-    Quiet,
-    Verbose,
-    app,
-    echo,
-    parse_bands,
-    reported_errors,
-    setup_logging,
-)
+from lcmap.cli import _options as opt
+from lcmap.cli._app import command, echo, parse_bands, reported_errors
 
 #: The help panel of the options of the local web server.
 SERVER = "Web server"
@@ -33,58 +25,63 @@ def remote_hint(port: int) -> str | None:
     )
 
 
-@app.command("view")
+Scenes = Annotated[list[Path] | None, typer.Argument(help="Scenes to show under the map.")]
+Bands = Annotated[
+    str | None,
+    typer.Option(
+        "--bands", "-b", help="The scenes' bands shown as red, green, blue \\[default: 1,2,3]."
+    ),
+]
+Model = Annotated[
+    Path | None,
+    typer.Option(
+        "--model", help="The model that made the map: naming classes in the page rewrites it."
+    ),
+]
+Host = Annotated[
+    str,
+    typer.Option(
+        "--host",
+        help="Address to listen on (127.0.0.1: this machine only).",
+        rich_help_panel=SERVER,
+    ),
+]
+Port = Annotated[
+    int,
+    typer.Option(
+        "--port",
+        help="Port to listen on (0: any free one).",
+        min=0,
+        max=65535,
+        rich_help_panel=SERVER,
+    ),
+]
+NoBrowser = Annotated[
+    bool,
+    typer.Option("--no-browser", help="Do not open a web browser.", rich_help_panel=SERVER),
+]
+Png = Annotated[
+    Path | None,
+    typer.Option(
+        "--png",
+        help="Write the scene and the map side by side with the legend to this PNG and "
+        "exit, without a server.",
+        dir_okay=False,
+    ),
+]
+
+
+@command("view")
 def view(
     label_map: Annotated[Path, typer.Argument(help="A label map (lcmap segment, lcmap classes).")],
-    scenes: Annotated[
-        list[Path] | None, typer.Argument(help="Scenes to show under the map.")
-    ] = None,
-    bands: Annotated[
-        str | None,
-        typer.Option(
-            "--bands", "-b", help="The scenes' bands shown as red, green, blue \\[default: 1,2,3]."
-        ),
-    ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model", help="The model that made the map: naming classes in the page rewrites it."
-        ),
-    ] = None,
-    host: Annotated[
-        str,
-        typer.Option(
-            "--host",
-            help="Address to listen on (127.0.0.1: this machine only).",
-            rich_help_panel=SERVER,
-        ),
-    ] = "127.0.0.1",
-    port: Annotated[
-        int,
-        typer.Option(
-            "--port",
-            help="Port to listen on (0: any free one).",
-            min=0,
-            max=65535,
-            rich_help_panel=SERVER,
-        ),
-    ] = 0,
-    no_browser: Annotated[
-        bool,
-        typer.Option("--no-browser", help="Do not open a web browser.", rich_help_panel=SERVER),
-    ] = False,
-    png: Annotated[
-        Path | None,
-        typer.Option(
-            "--png",
-            help="Write the scene and the map side by side with the legend to this PNG and "
-            "exit, without a server.",
-            dir_okay=False,
-        ),
-    ] = None,
-    overwrite: Overwrite = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    scenes: Scenes = None,
+    bands: Bands = None,
+    model: Model = None,
+    host: Host = "127.0.0.1",
+    port: Port = 0,
+    no_browser: NoBrowser = False,
+    png: Png = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Show a map over its scenes in a local web page: pan and zoom, map opacity, the legend
     with each class's area, a click for the class and the band values there, and classes named
@@ -104,7 +101,6 @@ def view(
 
         $ lcmap view map.tif scene.tif --png look.png
     """
-    setup_logging(verbose, quiet)
     scenes = scenes or []
     chosen = parse_bands(bands)
     with reported_errors():

