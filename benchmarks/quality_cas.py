@@ -57,7 +57,8 @@ from lcmap.eval.metrics import (
 from lcmap.io.scene import Normalisation, read_window
 from lcmap.methods.loading import load_model
 from lcmap.workflows.finetune import finetune
-from lcmap.workflows.suggest import parse_clusters, suggest_labels
+from lcmap.workflows.patch_choice import parse_clusters
+from lcmap.workflows.suggest import suggest_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "dubai_dev"

@@ -33,6 +33,7 @@ TORCH_FREE = [
     "lcmap.nets",
     "lcmap.workflows.finetune",
     "lcmap.workflows.suggest",
+    "lcmap.workflows.patch_choice",
     "lcmap.methods.fewshot",
     "lcmap.io.stack",
     "lcmap.cli.pretrain",

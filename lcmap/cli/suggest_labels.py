@@ -83,7 +83,7 @@ def suggest_labels(
         $ lcmap suggest-labels a.tif --model enc.lcmap --budget 20 --pick nearest -o near.gpkg
     """
 
-    from lcmap.workflows.suggest import parse_clusters
+    from lcmap.workflows.patch_choice import parse_clusters
 
     try:
         chosen = parse_clusters(clusters)

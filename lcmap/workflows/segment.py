@@ -116,16 +116,10 @@ def _identity(scene: str | Path) -> Any:
 
 
 def _provenance(
-    scene: str | Path,
-    output: Path,
-    seg: "Segmenter",
-    header: ModelHeader,
-    spec: ReadSpec,
-    plan: TilePlan,
-    seed: int,
-    device: str,
+    scene: str | Path, output: Path, job: "_MapJob", plan: TilePlan, run: RunSpec, device: str
 ) -> dict[str, Any]:
     """What the map's tags and sidecar record of how it was made (no model file yet)."""
+    seg, header, spec, seed = job.seg, job.header, job.spec, run.seed
     return {
         "lcmap_version": __version__,
         "scene": _relative(scene, output),
@@ -167,40 +161,34 @@ def segment(
 
     Args:
         scene: input raster (any GDAL format, any number of bands).
-        output: label GeoTIFF to write (a COG; uint8, 255 = nodata; uint16 above 255
-            classes), with whether to replace it and GDAL creation options.
-        method: the method (a registry name, or a :class:`MethodSpec` with K, bands and its
-            options); None = :func:`default_method` (``primaps`` when its weights are here,
-            else ``kmeans``). With ``model`` only its options count, and only those that
-            change how a trained model predicts (e.g. ``{"crf": True}`` for stego).
+        output: the label COG to write (uint8, 255 = nodata), or an :class:`OutputSpec`.
+        method: a registry name, or a :class:`MethodSpec` with K, bands and options; None:
+            :func:`default_method`. With ``model``, only the options that change how a
+            trained model predicts (e.g. ``{"crf": True}`` for stego).
         model: a model file from :func:`train` or ``save_model``.
         save_model: where to save the fitted model.
-        stack: co-registered rasters whose bands follow the scene's, reprojected onto its
-            grid window by window (:mod:`lcmap.io.stack`); a model trained with a stack must
-            be given the same stack.
+        stack: co-registered rasters whose bands follow the scene's (:mod:`lcmap.io.stack`);
+            a model trained with a stack needs the same stack.
         tiling: tile size and halo.
         scale: map in parts on Dask (:mod:`lcmap.scale`), or resume such a run.
-        run: device, seed, tiles per batch (None: 4 on the CPU, from free memory on CUDA),
-            progress callback.
+        run: device, seed, tiles per batch, progress callback.
 
     Returns:
         A summary of the map written.
-
     Raises:
-        LcmapError: bad input, unknown method, existing output...; nothing is written then.
+        LcmapError: bad input, unknown method, existing output...; nothing is written.
 
     Example:
         >>> segment("scene.tif", "landcover.tif", method=MethodSpec(classes=6))  # doctest: +SKIP
     """
     # Every check of the arguments and outputs comes first, before torch is imported.
-    out, spec_of_method = OutputSpec.of(output), MethodSpec.of(method)
-    scene, output = scene_path(scene), out.path
-    creation_options = check_creation_options(dict(out.creation_options))
-    stack = [scene_path(p) for p in stack]
-    _check_segment_outputs(scene, output, model, save_model, out.overwrite, stack)
-    name, choice = choose_method(spec_of_method.name, model, spec_of_method.option_dict)
-    fitted = replace(spec_of_method, name=name)
-    parts = _parts_run(scene, output, fitted, model, stack, run.seed, scale)
+    out, asked = OutputSpec.of(output), MethodSpec.of(method)
+    scene, stack = scene_path(scene), [scene_path(p) for p in stack]
+    out = replace(out, creation_options=check_creation_options(dict(out.creation_options)))
+    _check_segment_outputs(scene, out.path, model, save_model, out.overwrite, stack)
+    name, choice = choose_method(asked.name, model, asked.option_dict)
+    fitted = replace(asked, name=name)
+    parts = _parts_run(scene, out.path, fitted, model, stack, run.seed, scale)
 
     from lcmap.engine import choose_device
     from lcmap.io.staging import publish
@@ -209,62 +197,115 @@ def segment(
     with contextlib.ExitStack() as opened:
         if parts is not None:
             opened.push(_abandon_parts(parts))
-        opened.enter_context(bounded_gdal_cache(GDAL_CACHE_MB))
-        # With a stack, everything reads the VRT of the scene's and the stack's bands.
-        read = opened.enter_context(stacked(scene, stack)) if stack else scene
-        src = opened.enter_context(open_scene(read))
-        check_row_memory(src, tiling.tile or DEFAULT_TILE)
-        check_georeference(src)
-        warn_if_no_nodata(src)
+        read, src = _open_for_mapping(opened, scene, stack, tiling)
         fit_start = time.perf_counter()
-        cached = parts.cached_model() if parts is not None else None
-        if cached is not None:  # a killed run of this command fitted it already
-            seg, header, spec = segmenter_for(src, read, MethodSpec(name), cached, run, dev)
-        else:
-            seg, header, spec = segmenter_for(src, read, fitted, model, run, dev)
-            if stack and model is None:
-                header.extra["stack"] = stack_layout(stack)
+        seg, header, spec = _fit_or_load(src, read, fitted, model, parts, stack, run, dev)
         warn_coarse_patches(seg, src)
         model_path, staged = _stage_model(opened, seg, header, model, save_model)
         fit_seconds = time.perf_counter() - fit_start
         job = _MapJob(read, src, seg, header, spec, run.batch_size, run.progress)
+        halo = tile_halo(seg, tiling.halo)
         plan = plan_tiles(
-            src.width,
-            src.height,
-            tiling.tile or DEFAULT_TILE,
-            tile_halo(seg, tiling.halo),
-            seg.tile_multiple,
+            src.width, src.height, tiling.tile or DEFAULT_TILE, halo, seg.tile_multiple
         )
-        provenance = _provenance(scene, output, seg, header, spec, plan, run.seed, str(dev))
-        if stack:
-            provenance["stack"] = [_relative(p, output) for p in stack]
-        if model_path is not None:
-            provenance["model"] = _relative(model_path, output)
-            provenance["model_sha256"] = file_sha256(staged or model_path)
+        provenance = _provenance(scene, out.path, job, plan, run, str(dev))
+        _record_inputs(provenance, out.path, stack, model_path, staged)
         start = time.perf_counter()
-        target = OutputSpec(output, out.overwrite, creation_options)
-        counts = _map_and_write(job, plan, target, provenance, dev, parts, scale, run.device)
+        counts = _map_and_write(job, plan, out, provenance, dev, parts, scale, run.device)
         if staged is not None:
             publish(staged, save_model)  # type: ignore[arg-type]
         if parts is not None:
             parts.clean()
+    choice = f"{name} ({choice})" if choice else ""
+    seconds = (time.perf_counter() - start, fit_seconds)
+    return _result(
+        out.path, model_path, header, counts, plan, provenance, parts, seconds, dev, choice
+    )
+
+
+def _result(
+    output: Path,
+    model_path: Path | None,
+    header: ModelHeader,
+    counts: Any,
+    plan: TilePlan,
+    provenance: dict[str, Any],
+    parts: "PartsRun | None",
+    seconds: tuple[float, float],
+    dev: Any,
+    method_choice: str,
+) -> SegmentResult:
+    """The summary of a map written: ``counts`` per class then nodata, ``seconds`` of mapping
+    and of fitting."""
+    k = len(header.class_names)
     return SegmentResult(
         output=output,
         sidecar=sidecar_path(output),
         model=model_path,
-        num_classes=len(header.class_names),
-        class_pixels=[int(n) for n in counts[: len(header.class_names)]],
+        num_classes=k,
+        class_pixels=[int(n) for n in counts[:k]],
         nodata_pixels=int(counts[-1]),
         width=plan.width,
         height=plan.height,
-        seconds=time.perf_counter() - start,
-        fit_seconds=fit_seconds,
+        seconds=seconds[0],
+        fit_seconds=seconds[1],
         device=str(dev),
         provenance=provenance,
-        method_choice=f"{name} ({choice})" if choice else "",
+        method_choice=method_choice,
         parts_reused=parts.reused if parts is not None else 0,
         parts_computed=parts.computed if parts is not None else 0,
     )
+
+
+def _open_for_mapping(
+    opened: contextlib.ExitStack, scene: str | Path, stack: list[str | Path], tiling: TilingSpec
+) -> tuple[str | Path, "DatasetReader"]:
+    """The path mapping reads (with a stack, the VRT of the scene's and the stack's bands) and
+    the scene opened from it, checked for memory and georeferencing, inside ``opened``."""
+    opened.enter_context(bounded_gdal_cache(GDAL_CACHE_MB))
+    read = opened.enter_context(stacked(scene, stack)) if stack else scene
+    src = opened.enter_context(open_scene(read))
+    check_row_memory(src, tiling.tile or DEFAULT_TILE)
+    check_georeference(src)
+    warn_if_no_nodata(src)
+    return read, src
+
+
+def _fit_or_load(
+    src: "DatasetReader",
+    read: str | Path,
+    fitted: MethodSpec,
+    model: str | Path | None,
+    parts: "PartsRun | None",
+    stack: list[str | Path],
+    run: RunSpec,
+    dev: Any,
+) -> tuple["Segmenter", ModelHeader, ReadSpec]:
+    """The segmenter, its header and read spec: the model a killed run of this command fitted
+    already (``--resume``), ``model``, or ``fitted`` fitted on the scene now."""
+    cached = parts.cached_model() if parts is not None else None
+    if cached is not None:
+        return segmenter_for(src, read, MethodSpec(fitted.name), cached, run, dev)
+    seg, header, spec = segmenter_for(src, read, fitted, model, run, dev)
+    if stack and model is None:
+        header.extra["stack"] = stack_layout(stack)
+    return seg, header, spec
+
+
+def _record_inputs(
+    provenance: dict[str, Any],
+    output: Path,
+    stack: list[str | Path],
+    model_path: Path | None,
+    staged: Path | None,
+) -> None:
+    """Add the stack and the model file (relative to the map, with its sha256) to
+    ``provenance``."""
+    if stack:
+        provenance["stack"] = [_relative(p, output) for p in stack]
+    if model_path is not None:
+        provenance["model"] = _relative(model_path, output)
+        provenance["model_sha256"] = file_sha256(staged or model_path)
 
 
 def _parts_run(

@@ -29,7 +29,7 @@ rank by rank, so the first N rows are a good smaller budget too.
 :func:`lcmap.workflows.finetune.finetune` reads the file back with ``patch_file=``.
 
 Example:
-    >>> suggest_labels(["a.tif"], "cas.lcmap", "to_label.gpkg", budget=20)  # doctest: +SKIP
+    >>> suggest_labels(["a.tif"], "cas.lcmap", "pick.gpkg", patches=PatchSpec(20))  # doctest: +SKIP
 """
 
 import contextlib
@@ -51,6 +51,14 @@ from lcmap.io.staging import check_output, publish, temp_dir
 from lcmap.methods.fewshot import FewShotEncoder, load_encoder
 from lcmap.models import ModelHeader
 from lcmap.types import ProgressFn
+from lcmap.workflows.patch_choice import (
+    Patch,
+    allocate,
+    entropy,
+    fresh_clusters,
+    in_order,
+    recluster,
+)
 from lcmap.workflows.specs import OutputSpec, PatchSpec, RunSpec
 
 if TYPE_CHECKING:
@@ -67,68 +75,6 @@ MIN_VALID = 0.5
 ENTROPY_SAMPLE = 64
 
 
-@dataclass
-class _Patch:
-    scene: int
-    window: Window
-    cluster: int
-    distance: float
-    confidence: float
-    embedding: NDArray[np.float32] | None = None
-
-
-def allocate(budget: int, sizes: Sequence[int], priority: Sequence[int]) -> list[int]:
-    """Split ``budget`` over clusters: evenly, extras and overflow in ``priority`` order.
-
-    Args:
-        budget: patches to pick.
-        sizes: patches available per cluster.
-        priority: cluster ids, most deserving of an extra patch first.
-
-    Returns:
-        Patches to take per cluster (never more than its size; sums to
-        ``min(budget, sum(sizes))``).
-    """
-    alloc = [0] * len(sizes)
-    nonempty = [c for c in priority if sizes[c] > 0]
-    if not nonempty:
-        return alloc
-    share, extra = divmod(budget, len(nonempty))
-    for i, c in enumerate(nonempty):
-        alloc[c] = min(sizes[c], share + (1 if i < extra else 0))
-    left = min(budget, sum(sizes)) - sum(alloc)
-    while left > 0:  # clusters too small for their share pass the rest on, in priority order
-        for c in nonempty:
-            if left and alloc[c] < sizes[c]:
-                alloc[c] += 1
-                left -= 1
-    return alloc
-
-
-def entropy(counts: NDArray[np.integer[Any]]) -> float:
-    """Shannon entropy (nats) of a histogram; 0 for an empty one."""
-    total = counts.sum()
-    if total == 0:
-        return 0.0
-    p = counts[counts > 0] / total
-    return float(-(p * np.log(p)).sum())
-
-
-def parse_clusters(text: str) -> int | Literal["budget", "model"]:
-    """``--clusters`` as :func:`suggest_labels` takes it: ``budget``, ``model`` or a number.
-
-    Raises:
-        ValueError: anything else.
-    """
-    if text == "budget":
-        return "budget"
-    if text == "model":
-        return "model"
-    if text.isdigit():
-        return int(text)
-    raise ValueError(f"'{text}': use budget, model or a number of clusters.")
-
-
 def _grid(width: int, height: int, size: int) -> list[Window]:
     return [
         Window(c, r, size, size)
@@ -137,10 +83,13 @@ def _grid(width: int, height: int, size: int) -> list[Window]:
     ]
 
 
-def _load_tuned(path: Path) -> tuple["Segmenter", ModelHeader]:
+def _load_tuned(path: Path, dev: "torch.device") -> tuple["Segmenter", ModelHeader]:
+    """A fine-tuned model, on ``dev``."""
     from lcmap.methods.loading import load_model
 
-    return load_model(path)
+    seg, header = load_model(path)
+    seg.to(dev)
+    return seg, header
 
 
 def suggest_labels(
@@ -167,14 +116,10 @@ def suggest_labels(
             go (entropy of majority classes per cluster).
         stack: co-registered rasters stacked after the (one) scene's bands, as the model was
             trained with them (:mod:`lcmap.io.stack`).
-        clusters: ``"model"`` (default): the model's own clusters (Ghosh et al.'s rule);
-            ``"budget"``: as many clusters as patches, drawn afresh from the patches'
-            embeddings by cosine k-means, one typical patch from each (TypiClust's rule); or a
-            number of clusters to draw afresh.
-        pick: how a cluster's share is taken: ``"diverse"`` (default): its patches clustered
-            afresh into as many sub-clusters as its share, the patch closest to each
-            sub-centroid (TypiClust's rule inside each of Ghosh et al.'s clusters); ``"nearest"``:
-            its patches closest to the centroid (Ghosh et al.'s own rule).
+        clusters: ``"model"``: the model's own clusters (Ghosh et al.); ``"budget"``: as many
+            as patches, drawn afresh (TypiClust); or a number to draw afresh.
+        pick: a cluster's share: ``"diverse"``, one typical patch per sub-cluster;
+            ``"nearest"``, those closest to its centroid (Ghosh et al.). See the module doc.
         run: device; seed (the patches sampled for the entropy estimate, the re-clustering);
             patches per forward pass (16 when None); progress over patches.
 
@@ -188,93 +133,125 @@ def suggest_labels(
         InvalidSceneError: the scenes have different CRSs, or no patch fits in them.
         OutputExistsError: ``output`` exists and ``overwrite`` is False.
     """
-    import geopandas as gpd
-    from shapely.geometry import box
-
     from lcmap.engine import choose_device
 
-    budget, patch_size, seed, progress = patches.count, patches.size, run.seed, run.progress
-    batch_size = run.batch_size or 16
-    if budget is None:
-        raise LcmapError("No budget given; ask for a number of patches (PatchSpec(count=N)).")
-    if patches.file is not None:
-        raise LcmapError("suggest_labels chooses the patches; a patch file is fine-tuning's.")
-    fresh = _fresh_clusters(clusters, budget, pick)
-    if not scenes:
-        raise LcmapError("No scene given; pass at least one scene to choose patches from.")
-    if output is not None:
-        out = OutputSpec.of(output)
-        inputs = [model, *scenes, *stack, *([tuned] if tuned is not None else [])]
-        output = check_output(out.path, out.overwrite, inputs=inputs)
+    patch_size, seed, batch_size = patches.size, run.seed, run.batch_size or 16
+    budget, fresh, target = _check_request(
+        scenes, model, output, patches, stack, tuned, clusters, pick
+    )
     dev = choose_device(run.device)
     encoder, header = load_encoder(model)
     encoder.to(dev)
-    tuned_model = _load_tuned(Path(tuned)) if tuned is not None else None
-    if tuned_model is not None:
-        tuned_model[0].to(dev)
-    norm = header.read_spec().norm
-    names = [Path(s).stem for s in scenes]
+    tuned_model = _load_tuned(Path(tuned), dev) if tuned is not None else None
 
     with contextlib.ExitStack() as opened:
         inputs = opened.enter_context(with_stack(scenes, stack, header.extra.get("stack")))
         srcs = [opened.enter_context(open_scene(p)) for p in inputs]
         crs = _one_crs(srcs)
         bands = [resolve_bands(s, header.bands) for s in srcs]
-        transforms = [s.transform for s in srcs]
         grids = _grids(srcs, patch_size)
-        embedder = _GridEmbedder(
-            encoder,
-            norm,
-            dev,
-            batch_size,
-            assign=fresh is None,
-            # one vector per patch: 960 floats for resnet18-unet, about 0.6 GB for a
-            # 50,000 x 50,000 px scene at 128 px
-            keep_embeddings=fresh is not None or pick == "diverse",
-        )
-        grid_patches = embedder.patches(srcs, bands, grids, progress)
+        # Embeddings kept (one vector per patch) only where clusters are drawn from them.
+        keep = fresh is not None or pick == "diverse"
+        norm = header.read_spec().norm
+        embedder = _GridEmbedder(encoder, norm, dev, batch_size, fresh is None, keep)
+        grid_patches = embedder.patches(srcs, bands, grids, run.progress)
         if not grid_patches:
             raise InvalidSceneError("Every patch is mostly nodata; nothing to suggest.")
-        k = encoder.num_classes if fresh is None else _recluster(grid_patches, fresh, seed)
-        sizes = np.bincount([p.cluster for p in grid_patches], minlength=k)
-        if budget > len(grid_patches):
-            log.warning("only %d patches exist; suggesting all of them", len(grid_patches))
-        share, extra = divmod(budget, max(1, int((sizes > 0).sum())))
-        uncertainty = sizes.astype(np.float64)
-        # The priority only matters for extra patches and for clusters too small for a share.
-        if tuned_model is not None and (extra or bool((sizes[sizes > 0] < share).any())):
-            rng = np.random.default_rng(seed)
-            uncertainty = _cluster_entropy(tuned_model, srcs, grid_patches, k, rng, dev, batch_size)
-            log.info("cluster entropy of majority classes: %s", np.round(uncertainty, 3).tolist())
-        priority = sorted(range(k), key=lambda c: (-uncertainty[c], -sizes[c], c))
-        alloc = allocate(budget, sizes.tolist(), priority)
-
-    records = []
-    for order, (rank, p) in enumerate(_ranked(grid_patches, priority, alloc, pick, seed), 1):
-        records.append(
-            {
-                "scene": names[p.scene],
-                "cluster": p.cluster,
-                "rank": rank,
-                "order": order,
-                "distance": p.distance,
-                "confidence": p.confidence,
-                "row": int(p.window.row_off),
-                "col": int(p.window.col_off),
-                "size": patch_size,
-                "geometry": box(*bounds(p.window, transforms[p.scene])),
-            }
-        )
-    frame = gpd.GeoDataFrame(records, geometry="geometry", crs=crs)
+        k = encoder.num_classes if fresh is None else recluster(grid_patches, fresh, seed)
+        context = (tuned_model, srcs, dev, batch_size)
+        priority, alloc = _allocation(grid_patches, k, budget, seed, context)
+        ranked = list(in_order(grid_patches, priority, alloc, pick, seed))
+        frame = _footprints(ranked, scenes, [s.transform for s in srcs], patch_size, crs)
     log.info(
         "suggested %d patches over %d clusters (per cluster: %s)",
         len(frame),
         int((np.array(alloc) > 0).sum()),
         alloc,
     )
-    if output is not None:
-        _write(frame, Path(output))
+    if target is not None:
+        _write(frame, target)
     return frame
+
+
+def _allocation(
+    patches: list[Patch],
+    k: int,
+    budget: int,
+    seed: int,
+    context: tuple[tuple["Segmenter", ModelHeader] | None, list[Any], Any, int],
+) -> tuple[list[int], list[int]]:
+    """The clusters in priority order and each one's share of ``budget`` patches. With a
+    fine-tuned model (``context``: the model, the open scenes, the device, the batch size),
+    the clusters whose majority classes it predicts with most entropy come first."""
+    tuned_model, srcs, dev, batch_size = context
+    sizes = np.bincount([p.cluster for p in patches], minlength=k)
+    if budget > len(patches):
+        log.warning("only %d patches exist; suggesting all of them", len(patches))
+    uncertainty = sizes.astype(np.float64)
+    # The priority only matters for extra patches and for clusters too small for a share.
+    share, extra = divmod(budget, max(1, int((sizes > 0).sum())))
+    if tuned_model is not None and (extra or bool((sizes[sizes > 0] < share).any())):
+        rng = np.random.default_rng(seed)
+        uncertainty = _cluster_entropy(tuned_model, srcs, patches, k, rng, dev, batch_size)
+        log.info("cluster entropy of majority classes: %s", np.round(uncertainty, 3).tolist())
+    priority = sorted(range(k), key=lambda c: (-uncertainty[c], -sizes[c], c))
+    return priority, allocate(budget, sizes.tolist(), priority)
+
+
+def _check_request(
+    scenes: Sequence[str | Path],
+    model: str | Path,
+    output: "OutputSpec | str | Path | None",
+    patches: PatchSpec,
+    stack: Sequence[str | Path],
+    tuned: str | Path | None,
+    clusters: int | Literal["budget", "model"],
+    pick: Literal["nearest", "diverse"],
+) -> tuple[int, int | None, Path | None]:
+    """Check a :func:`suggest_labels` request before any work: the budget, the number of
+    clusters to draw afresh (None: the model's own) and the output path (None: none asked)."""
+    if patches.count is None:
+        raise LcmapError("No budget given; ask for a number of patches (PatchSpec(count=N)).")
+    if patches.file is not None:
+        raise LcmapError("suggest_labels chooses the patches; a patch file is fine-tuning's.")
+    fresh = fresh_clusters(clusters, patches.count, pick)
+    if not scenes:
+        raise LcmapError("No scene given; pass at least one scene to choose patches from.")
+    if output is None:
+        return patches.count, fresh, None
+    out = OutputSpec.of(output)
+    inputs = [model, *scenes, *stack, *([tuned] if tuned is not None else [])]
+    return patches.count, fresh, check_output(out.path, out.overwrite, inputs=inputs)
+
+
+def _footprints(
+    ranked: list[tuple[int, Patch]],
+    scenes: Sequence[str | Path],
+    transforms: list[Any],
+    patch_size: int,
+    crs: Any,
+) -> "gpd.GeoDataFrame":
+    """The suggested patches in order, as a table of footprints (see :func:`suggest_labels`)."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    names = [Path(s).stem for s in scenes]
+    records = [
+        {
+            "scene": names[p.scene],
+            "cluster": p.cluster,
+            "rank": rank,
+            "order": order,
+            "distance": p.distance,
+            "confidence": p.confidence,
+            "row": int(p.window.row_off),
+            "col": int(p.window.col_off),
+            "size": patch_size,
+            "geometry": box(*bounds(p.window, transforms[p.scene])),
+        }
+        for order, (rank, p) in enumerate(ranked, 1)
+    ]
+    return gpd.GeoDataFrame(records, geometry="geometry", crs=crs)
 
 
 def _one_crs(srcs: Sequence[Any]) -> str | None:
@@ -299,23 +276,6 @@ def _grids(srcs: Sequence[Any], size: int) -> list[list[Window]]:
     return grids
 
 
-def _fresh_clusters(
-    clusters: int | Literal["budget", "model"], budget: int, pick: str
-) -> int | None:
-    """How many clusters to draw afresh (None: the model's own), checked with ``pick``."""
-    if clusters == "budget":
-        clusters = budget
-    if pick not in ("nearest", "diverse"):
-        raise LcmapError(f"pick {pick!r} is invalid; use 'nearest' or 'diverse'.")
-    if clusters == "model":
-        return None
-    if isinstance(clusters, int) and not isinstance(clusters, bool) and clusters >= 1:
-        return clusters
-    raise LcmapError(
-        f"clusters {clusters!r} is invalid; use 'budget', 'model' or a number of clusters."
-    )
-
-
 @dataclass
 class _GridEmbedder:
     """Embeds the grid patches of scenes, batch by batch, skipping mostly-nodata patches."""
@@ -324,8 +284,8 @@ class _GridEmbedder:
     norm: Any
     dev: "torch.device"
     batch_size: int
-    assign: bool
-    keep_embeddings: bool
+    assign: bool  # to the model's clusters (else they are drawn afresh from the embeddings)
+    keep_embeddings: bool  # one vector per patch: 960 floats for resnet18-unet
 
     def patches(
         self,
@@ -333,10 +293,10 @@ class _GridEmbedder:
         bands: Sequence[list[int]],
         grids: Sequence[list[Window]],
         progress: ProgressFn | None,
-    ) -> list[_Patch]:
+    ) -> list[Patch]:
         import torch
 
-        found: list[_Patch] = []
+        found: list[Patch] = []
         done, total = 0, sum(len(g) for g in grids)
         with torch.inference_mode():
             for i, (src, grid) in enumerate(zip(srcs, grids, strict=True)):
@@ -361,21 +321,6 @@ class _GridEmbedder:
         return found
 
 
-def _ranked(
-    patches: list[_Patch], priority: list[int], alloc: list[int], pick: str, seed: int
-) -> list[tuple[int, _Patch]]:
-    """Each cluster's share (in priority order), interleaved rank by rank: (rank, patch)."""
-    rows = []
-    for c in priority:
-        members = sorted((p for p in patches if p.cluster == c), key=lambda p: p.distance)
-        if pick == "diverse":
-            members = _spread(members, alloc[c], seed)
-        for rank, p in enumerate(members[: alloc[c]], start=1):
-            rows.append((rank, priority.index(c), p))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    return [(rank, p) for rank, _, p in rows]
-
-
 def _embed(
     encoder: FewShotEncoder,
     x: NDArray[np.float32],
@@ -385,18 +330,18 @@ def _embed(
     *,
     assign: bool,
     keep_embeddings: bool,
-) -> list[_Patch]:
+) -> list[Patch]:
     """The patches, with ``assign`` assigned to the model's clusters (else cluster -1, for
-    :func:`_recluster`), with ``keep_embeddings`` holding their embeddings."""
+    :func:`recluster`), with ``keep_embeddings`` holding their embeddings."""
     import torch
 
     embedded = encoder.embed_windows(torch.from_numpy(x).to(dev))
     vectors = embedded.float().cpu().numpy() if keep_embeddings else [None] * len(windows)
     if not assign:
-        return [_Patch(scene, w, -1, 0.0, 0.0, v) for w, v in zip(windows, vectors, strict=True)]
+        return [Patch(scene, w, -1, 0.0, 0.0, v) for w, v in zip(windows, vectors, strict=True)]
     found = encoder.assign_windows(embedded)
     return [
-        _Patch(scene, w, int(c), float(d), float(conf), v)
+        Patch(scene, w, int(c), float(d), float(conf), v)
         for w, c, d, conf, v in zip(
             windows,
             found.cluster.tolist(),
@@ -408,74 +353,10 @@ def _embed(
     ]
 
 
-def _unit_embeddings(patches: Sequence[_Patch]) -> "torch.Tensor":
-    import torch
-
-    vectors = [p.embedding for p in patches if p.embedding is not None]
-    return torch.nn.functional.normalize(torch.from_numpy(np.stack(vectors)), dim=1)
-
-
-def _spread(members: list[_Patch], share: int, seed: int) -> list[_Patch]:
-    """``share`` patches of one cluster, typical and diverse: the members clustered afresh
-    (cosine k-means, seeded) into ``share`` sub-clusters, the member nearest each
-    sub-centroid, largest sub-cluster first.
-
-    This is TypiClust's rule (Hacohen et al., ICML 2022) applied inside each of Ghosh et al.'s
-    clusters: Ghosh et al.'s even split keeps every mode of the model in the budget (a rare class
-    keeps its share), while the nearest patches to one centroid are often near-copies of one
-    another (the same roof type, the same field); one patch per sub-mode covers the cluster's
-    variety instead. ``members`` come sorted by distance to the model's centroid; a share of
-    all of them or none needs no clustering."""
-    import torch
-
-    from lcmap.methods._cluster import spherical_kmeans
-
-    if share <= 0 or share >= len(members):
-        return members
-    x = _unit_embeddings(members)
-    centres = spherical_kmeans(x, share, torch.Generator().manual_seed(seed))
-    sims = x @ centres.T
-    owner = sims.argmax(dim=1)
-    chosen: list[int] = []
-    for j in range(share):
-        mine = (owner == j).nonzero().flatten().tolist()
-        # an empty sub-cluster (rare after k-means) takes the nearest member not yet taken
-        pool = [i for i in (mine or range(len(members))) if i not in chosen]
-        chosen.append(max(pool, key=lambda i: float(sims[i, j])))
-    return [members[i] for i in chosen]
-
-
-def _recluster(patches: list[_Patch], clusters: int, seed: int) -> int:
-    """Cluster the patches' embeddings afresh (cosine k-means, seeded) and assign each patch
-    its cluster, distance (1 - cosine) and confidence (softmax of cosine / 0.1, as the simclr
-    probe's); returns the number of clusters.
-
-    TypiClust (Hacohen et al., ICML 2022, "Active learning on a budget") shows that with very
-    few labels the patches to label should be typical *and* diverse: one per cluster of the
-    self-supervised embeddings, as many clusters as the budget. Ghosh et al. spread the budget
-    over the model's K clusters (K = the map's classes), so a budget of 20 on K = 5 takes the
-    4 patches nearest each of 5 centroids."""
-    import torch
-
-    from lcmap.methods._cluster import spherical_kmeans
-
-    x = _unit_embeddings(patches)
-    k = min(clusters, len(patches))
-    centres = spherical_kmeans(x, k, torch.Generator().manual_seed(seed))
-    sims = x @ centres.T
-    best = sims.max(dim=1)
-    confidence = (sims / 0.1).softmax(dim=1).max(dim=1).values
-    for p, c, s, q in zip(
-        patches, best.indices.tolist(), best.values.tolist(), confidence.tolist(), strict=True
-    ):
-        p.cluster, p.distance, p.confidence = int(c), 1.0 - float(s), float(q)
-    return k
-
-
 def _cluster_entropy(
     tuned: tuple["Segmenter", ModelHeader],
     srcs: Sequence[Any],
-    patches: list[_Patch],
+    patches: list[Patch],
     k: int,
     rng: np.random.Generator,
     dev: "torch.device",

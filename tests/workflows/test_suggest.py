@@ -10,15 +10,9 @@ from shapely.geometry import box
 
 from lcmap.errors import LcmapError, OutputExistsError
 from lcmap.workflows.finetune import finetune
+from lcmap.workflows.patch_choice import Patch, allocate, entropy, recluster, spread
 from lcmap.workflows.specs import PatchSpec, RunSpec
-from lcmap.workflows.suggest import (
-    _Patch,
-    _recluster,
-    _spread,
-    allocate,
-    entropy,
-    suggest_labels,
-)
+from lcmap.workflows.suggest import suggest_labels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -143,8 +137,8 @@ def test_reclustering_finds_the_groups_and_their_most_typical_member():
         step = np.zeros(8, dtype=np.float32)
         step[3 + j] = 0.5 + 0.2 * j
         offsets += [step, -step]
-    patches = [_Patch(0, None, -1, 0.0, 0.0, d + o) for d in directions for o in offsets]
-    assert _recluster(patches, 3, seed=0) == 3
+    patches = [Patch(0, None, -1, 0.0, 0.0, d + o) for d in directions for o in offsets]
+    assert recluster(patches, 3, seed=0) == 3
     groups = [patches[g * 9 : g * 9 + 9] for g in range(3)]
     assert len({p.cluster for p in patches}) == 3
     for members in groups:
@@ -154,7 +148,7 @@ def test_reclustering_finds_the_groups_and_their_most_typical_member():
         assert all(0 < p.confidence <= 1 for p in members)
 
 
-def _group(axis: int, size: int, first_distance: float) -> list[_Patch]:
+def _group(axis: int, size: int, first_distance: float) -> list[Patch]:
     """``size`` patches around one axis of R^8: the first on it, the others in pairs that
     cancel out (so the group's mean direction is the axis); ``distance`` (to a model centroid)
     grows from ``first_distance`` in steps of 0.01."""
@@ -165,7 +159,7 @@ def _group(axis: int, size: int, first_distance: float) -> list[_Patch]:
         step = np.zeros(8, dtype=np.float32)
         step[3 + j % 5] = 0.3 + 0.1 * j
         vectors += [base + step, base - step]
-    return [_Patch(0, None, 0, first_distance + 0.01 * i, 0.5, v) for i, v in enumerate(vectors)]
+    return [Patch(0, None, 0, first_distance + 0.01 * i, 0.5, v) for i, v in enumerate(vectors)]
 
 
 def test_diverse_pick_takes_the_typical_patch_of_each_sub_mode():
@@ -175,11 +169,11 @@ def test_diverse_pick_takes_the_typical_patch_of_each_sub_mode():
     big, mid, small = _group(0, 7, 0.0), _group(1, 5, 0.2), _group(2, 3, 0.4)
     members = big + mid + small
     assert all(p in big for p in members[:3])  # what "nearest" would take
-    chosen = _spread(members, 3, seed=0)
+    chosen = spread(members, 3, seed=0)
     assert chosen == [big[0], mid[0], small[0]]
-    assert _spread(members, 3, seed=1) == chosen  # the same for another seed
-    assert _spread(members, len(members), seed=0) == members  # a share of all: all
-    assert _spread(members, 0, seed=0) == members  # (the caller takes none of them)
+    assert spread(members, 3, seed=1) == chosen  # the same for another seed
+    assert spread(members, len(members), seed=0) == members  # a share of all: all
+    assert spread(members, 0, seed=0) == members  # (the caller takes none of them)
 
 
 def test_the_default_diverse_pick_keeps_the_split_over_the_models_clusters(data):
