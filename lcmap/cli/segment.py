@@ -150,14 +150,13 @@ def segment(
     --workers N or --scheduler ADDRESS map each scene in parts on Dask workers, --resume in
     parts kept beside the output; the map is the same as in one process.
 
-    With --model, -p gives the options that change how a trained model maps (a wrong one lists
-    them): -p tta=true maps the windows of a model fine-tuned from an encoder ('lcmap pretrain',
-    then 'lcmap finetune') under their 8 flips and quarter turns and averages the class
-    probabilities (8 passes of the network a window: about 5 times the mapping time on a CPU).
+    With --model, -p takes the options that change how a trained model maps (a wrong one lists
+    them): -p tta=true averages a fine-tuned encoder's class probabilities over each window's 8
+    flips and quarter turns (8 network passes a window: about 5 times the mapping time).
 
     Examples:
 
-        $ lcmap segment scene.tif -o landcover.tif
+        $ lcmap segment scene.tif -o landcover.tif --preview landcover.png
 
         $ lcmap segment scene.tif -o landcover.tif -k 6 --bands 4,3,2 --save-model scene.lcmap
 
@@ -171,11 +170,7 @@ def segment(
 
         $ lcmap segment scene.tif -o map.tif --method primaps --weights dinov2_s14.safetensors
 
-        $ lcmap segment scene.tif -o map.tif --method stego --weights dino_deitsmall8_pretrain.pth
-
         $ lcmap segment s2.tif --stack s1.tif -o map.tif -k 8
-
-        $ lcmap segment scene.tif -o map.tif --preview map.png
     """
     with reported_errors():
         from lcmap import api
@@ -183,13 +178,9 @@ def segment(
 
         options = opt.method_options(param, weights)
         paths = expand_scenes(scenes)
-        # One scene maps into a folder when -o ends with / or names a folder; a folder
-        # named like a map (o.tif/) is a mistake, refused by the output guard.
-        many = (
-            len(paths) > 1
-            or output.endswith(("/", "\\"))
-            or (Path(output).is_dir() and Path(output).suffix.lower() not in (".tif", ".tiff"))
-        )
+        many = _into_folder(paths, output)
+        if many and stack:
+            raise typer.BadParameter("--stack goes with one scene.")
         target = api.OutputSpec(Path(output), overwrite, parse_key_values(co, "--co") or {})
         common: dict[str, Any] = {
             "method": api.MethodSpec(method, classes, parse_bands(bands), options),
@@ -199,32 +190,19 @@ def segment(
             "scale": api.ScaleSpec(workers, scheduler, resume, part_rows),
         }
         if preview is not None:  # checked before any work, written after the map
-            if many:
-                raise typer.BadParameter("--preview goes with one scene.")
-            from lcmap.io.preview import check_preview
-
-            check_preview(preview, overwrite, inputs=[paths[0]], others=[output])
+            _check_preview(preview, many, overwrite, paths[0], output)
         with progress_bar("segment") as update:
             run = api.RunSpec(device, seed, batch_size, update)
             if many:
-                from lcmap.workflows.scenes import segment_many
-
-                if stack:
-                    raise typer.BadParameter("--stack goes with one scene.")
-                done = segment_many(paths, target, run=run, **common)
+                done = api.segment_many(paths, target, run=run, **common)
             else:
                 result = api.segment(paths[0], target, stack=stack or (), run=run, **common)
         if preview is not None:
             from lcmap.io.preview import write_preview
 
             chosen = parse_bands(bands)
-            write_preview(
-                output,
-                preview,
-                scene=paths[0],
-                bands=chosen[:3] if chosen else None,
-                overwrite=overwrite,
-            )
+            shown = chosen[:3] if chosen else None
+            write_preview(output, preview, scene=paths[0], bands=shown, overwrite=overwrite)
     if many:
         _report_many(done)
         return
@@ -233,6 +211,22 @@ def segment(
     _report(result)
     if preview is not None:
         echo(f"Wrote {preview}")
+
+
+def _into_folder(paths: list[str], output: str) -> bool:
+    """Whether the maps go into a folder: several scenes, or -o ending with / or naming a
+    folder (a folder named like a map, o.tif/, is a mistake the output guard refuses)."""
+    folder = Path(output).is_dir() and Path(output).suffix.lower() not in (".tif", ".tiff")
+    return len(paths) > 1 or output.endswith(("/", "\\")) or folder
+
+
+def _check_preview(preview: Path, many: bool, overwrite: bool, scene: str, output: str) -> None:
+    """--preview goes with one scene, and is checked as an output before any work."""
+    if many:
+        raise typer.BadParameter("--preview goes with one scene.")
+    from lcmap.io.preview import check_preview
+
+    check_preview(preview, overwrite, inputs=[scene], others=[output])
 
 
 def _report(result: Any) -> None:

@@ -67,6 +67,44 @@ def check_match(match: str) -> MatchName:
     raise ValueError(f"Unknown match '{match}'; expected one of {', '.join(MATCH_METHODS)}.")
 
 
+def _named(
+    num_classes: int | None, class_names: Sequence[str] | None
+) -> tuple[int | None, list[str] | None]:
+    """``num_classes`` and ``class_names`` checked against each other (K from the names)."""
+    if class_names is None:
+        return num_classes, None
+    names = [str(n) for n in class_names]
+    if num_classes is not None and num_classes != len(names):
+        raise ValueError(
+            f"num_classes is {num_classes} but {len(names)} class names were given; "
+            "give one name per class."
+        )
+    return len(names), names
+
+
+def _classes(
+    truth: str | Path, present: list[int], num_classes: int | None, names: list[str] | None
+) -> tuple[list[int], list[str]]:
+    """The class ids of the evaluation (``0 .. num_classes - 1``, else those ``present`` in the
+    truth) and their names (``names``, else the truth's own tags, else the ids)."""
+    if num_classes is None:
+        class_ids = present
+    else:
+        class_ids = list(range(num_classes))
+        extra = sorted(set(present) - set(class_ids))
+        if extra:
+            raise InvalidSceneError(
+                f"truth '{truth}' has labels {extra} but only {num_classes} classes "
+                f"(ids 0-{num_classes - 1}) were given; name every class or pass "
+                f"ignore={extra[0]}."
+            )
+    if names is not None:
+        return class_ids, list(names)
+    # the truth's own names (an lcmap map as truth, or a named raster), else the ids
+    tagged = tagged_class_names(truth) or {}
+    return class_ids, [tagged.get(c, str(c)) for c in class_ids]
+
+
 def evaluate(
     pred: str | Path,
     truth: str | Path,
@@ -109,14 +147,7 @@ def evaluate(
     """
     match = check_match(match)
     ignore = sorted({int(v) for v in ignore})
-    if class_names is not None:
-        class_names = [str(n) for n in class_names]
-        if num_classes is not None and num_classes != len(class_names):
-            raise ValueError(
-                f"num_classes is {num_classes} but {len(class_names)} class names were given; "
-                "give one name per class."
-            )
-        num_classes = len(class_names)
+    num_classes, class_names = _named(num_classes, class_names)
     counts = count_rasters(pred, truth, ignore=ignore, window_size=window_size, progress=progress)
     if counts.pixels == 0:
         raise InvalidSceneError(
@@ -124,22 +155,7 @@ def evaluate(
             f"(ignored truth values {ignore}); check the nodata values and ignore=..."
         )
     present = [int(c) for c in counts.class_ids]
-    if num_classes is None:
-        class_ids = present
-    else:
-        class_ids = list(range(num_classes))
-        extra = sorted(set(present) - set(class_ids))
-        if extra:
-            raise InvalidSceneError(
-                f"truth '{truth}' has labels {extra} but only {num_classes} classes "
-                f"(ids 0-{num_classes - 1}) were given; name every class or pass "
-                f"ignore={extra[0]}."
-            )
-    if class_names is not None:
-        names = list(class_names)
-    else:  # the truth's own names (an lcmap map as truth, or a named raster), else the ids
-        tagged = tagged_class_names(truth) or {}
-        names = [tagged.get(c, str(c)) for c in class_ids]
+    class_ids, names = _classes(truth, present, num_classes, class_names)
     mapping = match_clusters(counts.cluster_ids, counts.class_ids, counts.counts, match)
     confusion = class_confusion(
         counts.cluster_ids, counts.class_ids, counts.counts, mapping, class_ids
@@ -148,7 +164,13 @@ def evaluate(
     column = {c: j for j, c in enumerate(class_ids)}
     full = np.zeros((counts.cluster_ids.size, len(class_ids)), dtype=np.int64)
     full[:, [column[c] for c in present]] = counts.counts
-    result = EvaluationResult(
+    if counts.pred_nodata_pixels:
+        log.warning(
+            "%d labelled truth pixels are nodata in '%s' and were left out.",
+            counts.pred_nodata_pixels,
+            pred,
+        )
+    return EvaluationResult(
         prediction=str(pred),
         truth=str(truth),
         match=match,
@@ -162,13 +184,6 @@ def evaluate(
         metrics=compute_metrics(confusion),
         pred_nodata_pixels=counts.pred_nodata_pixels,
     )
-    if counts.pred_nodata_pixels:
-        log.warning(
-            "%d labelled truth pixels are nodata in '%s' and were left out.",
-            counts.pred_nodata_pixels,
-            pred,
-        )
-    return result
 
 
 @dataclass(frozen=True)

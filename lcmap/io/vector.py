@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
@@ -46,6 +46,9 @@ from lcmap.io.geometry import dissolve, made_valid, simplified, to_map_units
 from lcmap.io.legend import raster_class_names, read_legend
 from lcmap.io.scene import bounded_gdal_cache, open_scene
 from lcmap.io.staging import check_output, out_of_room, publish, temp_dir
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,30 @@ class VectorizeResult:
     dropped: int = 0
     windows: int = 0
     crs: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        output: Path,
+        driver: str,
+        frame: "gpd.GeoDataFrame",
+        ids: NDArray[np.int64],
+        dropped: int,
+        windows: int,
+        crs: str | None,
+    ) -> "VectorizeResult":
+        """What was written: ``frame`` (its ``area`` column), ``ids`` its class per polygon."""
+        found, counts = np.unique(ids, return_counts=True)
+        return cls(
+            output,
+            driver,
+            polygons=len(frame),
+            polygons_per_class={int(i): int(n) for i, n in zip(found, counts, strict=True)},
+            area_per_class={int(i): float(frame["area"][ids == i].sum()) for i in found},
+            dropped=dropped,
+            windows=windows,
+            crs=crs,
+        )
 
 
 def _check_numbers(min_area: float, simplify: float, window_size: int) -> None:
@@ -213,13 +240,7 @@ def vectorize(
         names = legend_names if legend_names is not None else raster_class_names(src)
         pixel_area = abs(src.transform.determinant)
         sieve_size = _sieve_size(min_area, pixel_area)
-        try:
-            cls, geoms, windows = _polygonise(src, window_size, sieve_size, wanted, progress)
-        except RasterioError as exc:
-            raise InvalidSceneError(
-                f"{name} could not be read ({str(exc).splitlines()[0]}); the file is truncated "
-                "or corrupt: re-create or re-download it."
-            ) from exc
+        cls, geoms, windows = _readable_polygons(src, window_size, sieve_size, wanted, progress)
         transform = src.transform
         crs = src.crs.to_wkt() if src.crs is not None else None
 
@@ -230,17 +251,7 @@ def vectorize(
     if progress is not None:
         progress(windows + 1, windows + 1)
 
-    ids, counts = np.unique(cls, return_counts=True)
-    result = VectorizeResult(
-        output=output,
-        driver=driver,
-        polygons=len(frame),
-        polygons_per_class={int(i): int(n) for i, n in zip(ids, counts, strict=True)},
-        area_per_class={int(i): float(frame["area"][cls == i].sum()) for i in ids},
-        dropped=dropped,
-        windows=windows,
-        crs=crs,
-    )
+    result = VectorizeResult.of(output, driver, frame, cls, dropped, windows, crs)
     _report(result, wanted)
     return result
 
@@ -367,6 +378,23 @@ def _sieve(
         undo = np.isin(parts, touching)
         sieved[undo] = data[undo]
     return sieved
+
+
+def _readable_polygons(
+    src: DatasetReader,
+    window_size: int,
+    sieve_size: int,
+    wanted: set[int] | None,
+    progress: Progress | None,
+) -> tuple[NDArray[np.int64], NDArray[np.object_], int]:
+    """:func:`_polygonise`, with a read error said as a truncated or corrupt file."""
+    try:
+        return _polygonise(src, window_size, sieve_size, wanted, progress)
+    except RasterioError as exc:
+        raise InvalidSceneError(
+            f"{Path(src.name).name} could not be read ({str(exc).splitlines()[0]}); the file "
+            "is truncated or corrupt: re-create or re-download it."
+        ) from exc
 
 
 def _polygonise(

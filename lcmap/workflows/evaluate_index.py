@@ -111,10 +111,7 @@ def evaluate_index(
         InputNotFoundError: The index or a file it lists is missing.
         InvalidSceneError: A bad index, or rows with different class lists (pooling needs one).
     """
-    from lcmap.workflows.segment import segment  # the engine (torch) only when called
-
-    match = check_match(match)
-    index_path = Path(index_csv)
+    match, index_path = check_match(match), Path(index_csv)
     entries = read_index(index_path)
     class_names = _one_class_list(entries, index_path)
     fitted = MethodSpec.of(method)
@@ -128,35 +125,9 @@ def evaluate_index(
             folder.mkdir(parents=True, exist_ok=True)
         scenes = []
         repeated: dict[type[Warning], int] = {}
+        mapping, scoring = (fitted, model, tiling, per_map), (match, ignore, window_size)
         for i, entry in enumerate(entries, start=1):
-            t0 = time.perf_counter()
-            out = folder / f"{entry.name}.tif"
-            fitted_here = fitted
-            if fitted.classes is None and model is None:  # a saved model fixes its own K
-                fitted_here = replace(fitted, classes=len(entry.classes))
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                segment(
-                    entry.scene,
-                    OutputSpec(out, overwrite=True),
-                    method=fitted_here,
-                    model=model,
-                    tiling=tiling,
-                    run=per_map,
-                )
-            _replay_warnings(caught, repeated)
-            result = evaluate(
-                out,
-                entry.truth,
-                match=match,
-                ignore=ignore,
-                class_names=entry.classes,
-                window_size=window_size,
-            )
-            seconds = time.perf_counter() - t0
-            figures = f"accuracy {result.accuracy:.4f}, mIoU {result.miou:.4f}"
-            log.info("%s: %s (%.1f s)", entry.name, figures, seconds)
-            scenes.append(SceneEvaluation(entry.set, entry.name, str(entry.scene), result, seconds))
+            scenes.append(_scene(entry, folder, mapping, scoring, repeated))
             if run.progress is not None:
                 run.progress(i, len(entries))
     for category, count in repeated.items():
@@ -175,3 +146,46 @@ def evaluate_index(
         metrics=compute_metrics(pooled),
         seconds=time.perf_counter() - start,
     )
+
+
+def _scene(
+    entry: Any,
+    folder: Path,
+    mapping: tuple[MethodSpec, "str | Path | None", TilingSpec, RunSpec],
+    scoring: tuple[MatchName, Iterable[int], int],
+    repeated: dict[type[Warning], int],
+) -> SceneEvaluation:
+    """Map one index row into ``folder`` as ``mapping`` says (method, model, tiling, run) and
+    score it against its truth (``scoring``: match, ignored ids, window size); the lcmap
+    warnings it raises are shown the first time and counted in ``repeated``."""
+    from lcmap.workflows.segment import segment  # the engine (torch) only when called
+
+    (fitted, model, tiling, run), (match, ignore, window_size) = mapping, scoring
+    t0 = time.perf_counter()
+    out = folder / f"{entry.name}.tif"
+    if fitted.classes is None and model is None:  # a saved model fixes its own K
+        fitted = replace(fitted, classes=len(entry.classes))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        segment(
+            entry.scene,
+            OutputSpec(out, overwrite=True),
+            method=fitted,
+            model=model,
+            tiling=tiling,
+            run=run,
+        )
+    _replay_warnings(caught, repeated)
+    result = evaluate(
+        out,
+        entry.truth,
+        match=match,
+        ignore=ignore,
+        class_names=entry.classes,
+        window_size=window_size,
+    )
+    seconds = time.perf_counter() - t0
+    log.info(
+        "%s: accuracy %.4f, mIoU %.4f (%.1f s)", entry.name, result.accuracy, result.miou, seconds
+    )
+    return SceneEvaluation(entry.set, entry.name, str(entry.scene), result, seconds)

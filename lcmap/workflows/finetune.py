@@ -41,7 +41,7 @@ from lcmap.io.legend import named_colours
 from lcmap.io.scene import open_scene, read_window
 from lcmap.io.stack import with_stack
 from lcmap.io.staging import check_output
-from lcmap.methods.fewshot import TunableSegmenter, check_init, load_encoder
+from lcmap.methods.fewshot import FewShotEncoder, TunableSegmenter, check_init, load_encoder
 from lcmap.models import ModelHeader, file_sha256, warn_if_unlike
 from lcmap.workflows.specs import LabelSpec, OutputSpec, PatchSpec, RunSpec
 
@@ -151,64 +151,25 @@ def finetune(
     from lcmap.engine import choose_device
     from lcmap.models import save_model
 
-    model = Path(model)
-    labelled_by, out, seed = LabelSpec.of(labels), OutputSpec.of(output), run.seed
+    model, labelled_by, seed = Path(model), LabelSpec.of(labels), run.seed
     class_names, class_column = labelled_by.class_names, labelled_by.class_column
-    scene_paths = [Path(s) for s in scenes]
-    label_paths = [Path(p) for p in labelled_by.paths]
-    if not scene_paths:
-        raise LcmapError("No scene given; give at least one scene with its labels.")
-    if len(scene_paths) != len(label_paths):
-        raise LcmapError(
-            f"{len(scene_paths)} scenes but {len(label_paths)} label files; give one label "
-            "file per scene."
-        )
-    inputs = [model, *scene_paths, *label_paths, *stack]
-    output = check_output(out.path, out.overwrite, inputs=inputs)
+    scene_paths, label_paths, output = _check_request(model, scenes, labelled_by, output, stack)
     dev = choose_device(run.device)
     encoder, base = load_encoder(model)
     init = check_init(encoder, init)
     mapping, names = _class_mapping(label_paths, class_column, class_names)
-
     with with_stack(scene_paths, stack, base.extra.get("stack")) as reads:
         images, targets, max_class = _training_patches(
-            scene_paths,
-            reads,
-            label_paths,
-            base,
-            mapping,
-            class_column,
-            patches,
-            seed,
+            scene_paths, reads, label_paths, base, mapping, class_column, patches, seed
         )
     names = _all_names(names, max_class)
-    num_classes = len(names)
     images, targets = _same_size(images, targets)
-
-    tuning: dict[str, Any] = {"batch_size": run.batch_size, **(options or {})}
-
-    def trained(x: "torch.Tensor", y: "torch.Tensor") -> "Segmenter":
-        """A tuned network started afresh as ``init`` says and trained on ``x``, ``y``."""
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
-        tuned = encoder.tuned(
-            num_classes,
-            init,
-            patch_size=int(images[0].shape[-1]),
-            seed=seed,
-            **{k: v for k, v in tuning.items() if v is not None},
-        )
-        if not isinstance(tuned, TunableSegmenter):
-            raise InvalidModelError(f"{model.name}: its tuned network cannot learn from patches.")
-        tuned.to(dev)
-        tuned.train_on(x, y, progress=run.progress)
-        return tuned
-
     x = torch.from_numpy(np.stack(images))
     y = torch.from_numpy(np.stack(targets).astype(np.int64))
     labelled = int((y != UNLABELLED).sum())
     log.info("fine-tuning (init %s) on %d patches, %d labelled pixels", init, len(x), labelled)
-    tuned = trained(x, y)
+    tuning = {"batch_size": run.batch_size, **(options or {}), "seed": seed}
+    tuned = _trained(encoder, (len(names), init), (x, y), tuning, run, dev)
     tuned.class_names = names
     tuned.colours = named_colours(names)
     header = _tuned_header(tuned, base, model)
@@ -343,3 +304,53 @@ def _pad(array: NDArray[Any], side: int, value: int) -> NDArray[Any]:
 
 
 __all__ = ["MAX_PATCHES", "finetune"]
+
+
+def _check_request(
+    model: Path,
+    scenes: Sequence[str | Path],
+    labelled_by: LabelSpec,
+    output: "OutputSpec | str | Path",
+    stack: Sequence[str | Path],
+) -> tuple[list[Path], list[Path], Path]:
+    """The scenes, their label files and the checked output path, before any work."""
+    out = OutputSpec.of(output)
+    scene_paths = [Path(s) for s in scenes]
+    label_paths = [Path(p) for p in labelled_by.paths]
+    if not scene_paths:
+        raise LcmapError("No scene given; give at least one scene with its labels.")
+    if len(scene_paths) != len(label_paths):
+        raise LcmapError(
+            f"{len(scene_paths)} scenes but {len(label_paths)} label files; give one label "
+            "file per scene."
+        )
+    inputs = [model, *scene_paths, *label_paths, *stack]
+    return scene_paths, label_paths, check_output(out.path, out.overwrite, inputs=inputs)
+
+
+def _trained(
+    encoder: FewShotEncoder,
+    start: tuple[int, str],
+    data: tuple["torch.Tensor", "torch.Tensor"],
+    tuning: dict[str, Any],
+    run: RunSpec,
+    dev: "torch.device",
+) -> "Segmenter":
+    """A tuned network for ``start`` (K classes, init) started afresh, seeded, and trained on
+    ``data`` (patches, labels) with the ``tuning`` options (the seed among them)."""
+    import torch
+
+    (num_classes, init), (x, y), seed = start, data, int(tuning["seed"])
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    tuned = encoder.tuned(
+        num_classes,
+        init,
+        patch_size=int(x.shape[-1]),
+        **{k: v for k, v in tuning.items() if v is not None},
+    )
+    if not isinstance(tuned, TunableSegmenter):
+        raise InvalidModelError(f"{type(tuned).__name__} cannot learn from patches.")
+    tuned.to(dev)
+    tuned.train_on(x, y, progress=run.progress)
+    return tuned

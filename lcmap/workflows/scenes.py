@@ -110,6 +110,42 @@ def map_names(scenes: Sequence[str], outdir: Path) -> list[Path]:
     return outputs
 
 
+def _fit_shared(readable: list[str], model_out: Path, fitted: MethodSpec, run: RunSpec) -> None:
+    """Fit one model across the readable scenes and save it to ``model_out``."""
+    from lcmap.workflows.fitting import default_method
+    from lcmap.workflows.train import train
+
+    name = fitted.name or default_method(fitted.option_dict)[0]
+    start_phase(run.progress, f"fit {name} on {len(readable)} scenes")
+    train(
+        readable, OutputSpec(model_out, overwrite=True), method=replace(fitted, name=name), run=run
+    )
+
+
+def _map_one(
+    scene: str,
+    out: OutputSpec,
+    mapping: tuple[MethodSpec, TilingSpec, ScaleSpec, RunSpec],
+    result: "ScenesResult",
+) -> None:
+    """Map ``scene`` with the shared model into ``out`` as ``mapping`` says (method options,
+    tiling, scale, run), adding the map to ``result``, or its failure: the other scenes still
+    finish."""
+    from lcmap.workflows.segment import segment
+
+    fitted, tiling, scale, run = mapping
+    assert result.model is not None
+    try:
+        check_map_output(out.path, out.overwrite, inputs=[scene, result.model])
+        mapped = segment(
+            scene, out, method=fitted, model=result.model, tiling=tiling, scale=scale, run=run
+        )
+        result.maps.append(mapped)
+    except Exception as exc:  # reported by name; the other scenes still finish
+        log.warning("%s failed (%s); going on with the other scenes", scene, exc)
+        result.failed.append((scene, str(exc).splitlines()[0] if str(exc) else repr(exc)))
+
+
 def segment_many(
     scenes: Sequence[str],
     outdir: "OutputSpec | str | Path",
@@ -142,10 +178,6 @@ def segment_many(
     Raises:
         LcmapError: bad arguments or outputs (before any work), or the fit failed.
     """
-    from lcmap.workflows.fitting import default_method
-    from lcmap.workflows.segment import segment
-    from lcmap.workflows.train import train
-
     out, fitted = OutputSpec.of(outdir), MethodSpec.of(method)
     overwrite, resume = out.overwrite, scale.resume
     outdir = _check_folder(out.path)
@@ -161,41 +193,26 @@ def segment_many(
         readable = _readable(scenes, result.failed)
     if model is None:
         check_output(model_out, overwrite or resume, inputs=scenes)
-        name = fitted.name or default_method(fitted.option_dict)[0]
-        start_phase(run.progress, f"fit {name} on {len(readable)} scenes")
-        train(
-            readable,
-            OutputSpec(model_out, overwrite=True),
-            method=replace(fitted, name=name),
-            run=run,
-        )
+        _fit_shared(readable, model_out, fitted, run)
         fitted = MethodSpec()  # classes, bands and options are all in the model now
     assert result.model is not None
     from lcmap.models import file_sha256
 
     sha = file_sha256(result.model)
     with open_client(scale.workers, scale.scheduler) as client:
+        mapping = (
+            fitted,
+            tiling,
+            ScaleSpec(resume=resume, part_rows=scale.part_rows, client=client),
+            run,
+        )
         for scene, output in zip(scenes, outputs, strict=True):
             if scene not in readable:
                 continue
             if resume and _made_with(output, sha):
                 log.info("%s: done by an earlier run, kept", output)
                 continue
-            try:
-                check_map_output(output, overwrite, inputs=[scene, result.model])
-                mapped = segment(
-                    scene,
-                    replace(out, path=output),
-                    method=fitted,
-                    model=result.model,
-                    tiling=tiling,
-                    scale=ScaleSpec(resume=resume, part_rows=scale.part_rows, client=client),
-                    run=run,
-                )
-                result.maps.append(mapped)
-            except Exception as exc:  # reported by name; the other scenes still finish
-                log.warning("%s failed (%s); going on with the other scenes", scene, exc)
-                result.failed.append((scene, str(exc).splitlines()[0] if str(exc) else repr(exc)))
+            _map_one(scene, replace(out, path=output), mapping, result)
     made = [o for o in outputs if o.is_file()]
     result.mosaic = write_mosaic(made, outdir / MOSAIC) if made else None
     return result
