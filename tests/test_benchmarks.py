@@ -79,6 +79,15 @@ TINY_RUNS = {
         *("-p", "crops=4", "-p", "steps=2", "--json", "{out}"),
     ],
     "quality_cas.py": ["--quick", "--out", "{work}"],
+    "kmeans_kernel.py": ["--tile", "128", "--repeats", "1"],
+    "quality_single_scene.py": [
+        "--scenes",
+        "dubai_t5_1",
+        "-k",
+        "5",
+        "--kmeans",
+        "--skip-single-scene",
+    ],
 }
 #: Those that read ``../shared`` (the dev scenes, the offline ViT weights).
 NEEDS_SHARED = {
@@ -87,6 +96,7 @@ NEEDS_SHARED = {
     "quality_stego.py",
     "tiling_consistency.py",
     "quality_cas.py",
+    "quality_single_scene.py",
 }
 
 
