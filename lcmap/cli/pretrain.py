@@ -43,54 +43,6 @@ Pair = Annotated[
         "the other's view.",
     ),
 ]
-Temperature = Annotated[
-    float | None,
-    typer.Option(
-        "--temperature",
-        help=f"NT-Xent temperature \\[default: {_DEFAULTS.temperature}].",
-        min=0.0,
-    ),
-]
-Epochs = Annotated[
-    int | None,
-    typer.Option(
-        "--epochs", help=f"Passes over the windows \\[default: {_DEFAULTS.epochs}].", min=1
-    ),
-]
-Steps = Annotated[
-    int | None,
-    typer.Option(
-        "--steps",
-        help="Optimiser steps (overrides --epochs); 0 keeps the --weights as they are and "
-        "fits the k-means probe only.",
-        min=0,
-    ),
-]
-Windows = Annotated[
-    int | None,
-    typer.Option(
-        "--windows",
-        help=f"Windows drawn across SCENES \\[default: {_DEFAULTS.windows}].",
-        min=2,
-    ),
-]
-Optimizer = Annotated[
-    str | None,
-    typer.Option(
-        "--optimizer",
-        help="sgd (Ghandali et al.) or adam (Temple; it measured better) "
-        f"\\[default: {_DEFAULTS.optimizer}].",
-    ),
-]
-Lr = Annotated[float | None, typer.Option("--lr", help="Learning rate \\[default: 1e-3].")]
-CropSize = Annotated[
-    int | None,
-    typer.Option(
-        "--crop-size",
-        help="Window side in pixels \\[default: 128; swin-unet and dinov2-vits14 224].",
-        min=32,
-    ),
-]
 
 
 @command("pretrain")
@@ -103,14 +55,6 @@ def pretrain(
     pair: Pair = None,
     classes: opt.Classes = None,
     bands: opt.Bands = None,
-    temperature: Temperature = None,
-    epochs: Epochs = None,
-    steps: Steps = None,
-    windows: Windows = None,
-    batch_size: opt.BatchSize = None,
-    optimizer: Optimizer = None,
-    lr: Lr = None,
-    crop_size: CropSize = None,
     param: opt.Params = None,
     device: opt.Device = "auto",
     seed: opt.Seed = 0,
@@ -122,18 +66,22 @@ def pretrain(
     brightness/contrast, illumination, erasing) are pulled together and other windows pushed
     apart (SimCLR's NT-Xent). The model maps without
     labels ('lcmap segment SCENE --model ENCODER') and is the start of few-shot fine-tuning
-    ('lcmap finetune ENCODER --scene S --labels L'). With --steps 0 the encoder is kept as
+    ('lcmap finetune ENCODER --scene S --labels L'). With -p steps=0 the encoder is kept as
     --weights gives it (a DINOv2 ViT-S/14 with --encoder dinov2-vits14) and only the k-means
     probe is fitted.
 
+    The training options (epochs or steps, windows, batch_size, lr, optimizer, temperature,
+    crop_size...) go through -p KEY=VALUE; 'lcmap methods simclr --options' lists them with
+    their defaults.
+
     Examples:
 
-        $ lcmap pretrain a.tif b.tif -o enc.lcmap --encoder resnet18-unet --optimizer adam -k 6
+        $ lcmap pretrain a.tif b.tif -o enc.lcmap --encoder resnet18-unet -k 6 -p epochs=20
 
-        $ lcmap pretrain s2.tif -o swin.lcmap --encoder swin-unet --optimizer adam --lr 3e-5
+        $ lcmap pretrain s2.tif -o swin.lcmap --encoder swin-unet -p lr=3e-5 -p batch_size=32
 
         $ lcmap pretrain a.tif b.tif -o dino.lcmap --encoder dinov2-vits14 \\
-            --weights dinov2_vits14.safetensors --steps 0 -p vit_blocks=4
+            --weights dinov2_vits14.safetensors -p steps=0 -p vit_blocks=4
 
         $ lcmap pretrain --pair s2_a.tif:s1_a.tif --pair s2_b.tif:s1_b.tif -o s2s1.lcmap
 
@@ -147,19 +95,7 @@ def pretrain(
     with reported_errors():
         from lcmap import api
 
-        options = opt.method_options(
-            param,
-            weights,
-            encoder=encoder,
-            temperature=temperature,
-            epochs=epochs,
-            steps=steps,
-            windows=windows,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            lr=lr,
-            crop_size=crop_size,
-        )
+        options = opt.method_options(param, weights, encoder=encoder)
         with progress_bar(f"pretrain {method}") as update:
             header = api.train(
                 scenes or [a for a, _ in pairs],

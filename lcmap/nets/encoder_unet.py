@@ -242,7 +242,7 @@ class EncoderUNet(nn.Module):
 
         A k-means probe reads 64 pixels a window; the whole hypercolumn of a 224-px window of
         DINOv2's four blocks is 56 x 56 x 1536 values, and building it was half of ``lcmap
-        pretrain --steps 0`` (the README's DINOv2 workflow). Same numbers up to float rounding
+        pretrain -p steps=0`` (the README's DINOv2 workflow). Same numbers up to float rounding
         (a unit test holds it to 1e-5 of the literal form)."""
         cells, kept = self._embedded(feats, size, stages)
         # grid_sample's four corners on the (cells) grid and their weights; outside: weight 0

@@ -5,7 +5,7 @@ scenes on a CPU learns little. The one self-supervised
 network at hand is a DINOv2 ViT-S/14 (``lcmap weights``), and DINOv2's own evaluation of its
 features for segmentation is a linear layer on the frozen patch tokens (Oquab et al. 2023,
 section 7.4). :class:`ViTEncoder` makes that ViT an encoder like the others, so ``lcmap
-pretrain --encoder dinov2-vits14 --weights FILE`` (``--steps 0``: the weights as they are) and
+pretrain --encoder dinov2-vits14 --weights FILE`` (``-p steps=0``: the weights as they are) and
 ``lcmap finetune`` with the default linear head give exactly that evaluation, the bands and
 texture beside the tokens.
 

@@ -315,6 +315,11 @@ def test_progress_is_a_line_per_stage_when_stderr_is_not_a_terminal(make_scene, 
         ("finetune", "--crop-size"),
         ("finetune", "--head"),
         ("finetune", "--train-encoder"),
+        ("pretrain", "--epochs"),
+        ("pretrain", "--steps"),
+        ("pretrain", "--lr"),
+        ("pretrain", "--temperature"),
+        ("pretrain", "--crop-size"),
     ],
 )
 def test_method_options_have_one_door(command, flag):
