@@ -80,6 +80,10 @@ TINY_RUNS = {
     ],
     "quality_cas.py": ["--quick", "--out", "{work}"],
     "kmeans_kernel.py": ["--tile", "128", "--repeats", "1"],
+    "pretrain_cost.py": [
+        *("--device", "cpu", "--cpu-steps", "1", "--encoder", "unet"),
+        *("--workdir", "{work}", "--json", "{out}"),
+    ],
     "quality_single_scene.py": [
         "--scenes",
         "dubai_t5_1",

@@ -240,7 +240,7 @@ def vectorize(
         names = legend_names if legend_names is not None else raster_class_names(src)
         pixel_area = abs(src.transform.determinant)
         sieve_size = _sieve_size(min_area, pixel_area)
-        cls, geoms, windows = _readable_polygons(src, window_size, sieve_size, wanted, progress)
+        cls, geoms, windows = _polygonise(src, window_size, sieve_size, wanted, progress)
         transform = src.transform
         crs = src.crs.to_wkt() if src.crs is not None else None
 
@@ -314,15 +314,22 @@ def _windows(width: int, height: int, size: int) -> Iterator[Window]:
 
 
 def _read(src: DatasetReader, window: Window) -> tuple[NDArray[Any], NDArray[np.bool_]]:
-    """Labels and validity (False at nodata or masked pixels) over ``window``."""
-    data = src.read(1, window=window)
-    flags = src.mask_flag_enums[0]
-    if MaskFlags.all_valid in flags:
-        valid = np.ones(data.shape, bool)
-    elif MaskFlags.nodata in flags and src.nodata is not None:
-        valid = data != src.nodata
-    else:
-        valid = src.read_masks(1, window=window) > 0
+    """Labels and validity (False at nodata or masked pixels) over ``window``; a read error
+    is said as a truncated or corrupt file."""
+    try:
+        data = src.read(1, window=window)
+        flags = src.mask_flag_enums[0]
+        if MaskFlags.all_valid in flags:
+            valid = np.ones(data.shape, bool)
+        elif MaskFlags.nodata in flags and src.nodata is not None:
+            valid = data != src.nodata
+        else:
+            valid = src.read_masks(1, window=window) > 0
+    except RasterioError as exc:
+        raise InvalidSceneError(
+            f"{Path(src.name).name} could not be read ({str(exc).splitlines()[0]}); the file "
+            "is truncated or corrupt: re-create or re-download it."
+        ) from exc
     if data.dtype.name not in _NATIVE_DTYPES:
         data = _as_int32(data, valid, Path(src.name).name)
     return data, valid
@@ -378,23 +385,6 @@ def _sieve(
         undo = np.isin(parts, touching)
         sieved[undo] = data[undo]
     return sieved
-
-
-def _readable_polygons(
-    src: DatasetReader,
-    window_size: int,
-    sieve_size: int,
-    wanted: set[int] | None,
-    progress: Progress | None,
-) -> tuple[NDArray[np.int64], NDArray[np.object_], int]:
-    """:func:`_polygonise`, with a read error said as a truncated or corrupt file."""
-    try:
-        return _polygonise(src, window_size, sieve_size, wanted, progress)
-    except RasterioError as exc:
-        raise InvalidSceneError(
-            f"{Path(src.name).name} could not be read ({str(exc).splitlines()[0]}); the file "
-            "is truncated or corrupt: re-create or re-download it."
-        ) from exc
 
 
 def _polygonise(
