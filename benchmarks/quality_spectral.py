@@ -83,7 +83,13 @@ def scenes_of(args: argparse.Namespace) -> list[dict[str, Any]]:
                 )
     if args.sets:
         found = [s for s in found if any(w in s["set"] for w in args.sets)]
-    return found
+    by_set: dict[str, int] = {}
+    kept = []
+    for s in found:  # every N-th scene of each set
+        by_set[s["set"]] = by_set.get(s["set"], -1) + 1
+        if by_set[s["set"]] % args.every == 0:
+            kept.append(s)
+    return kept
 
 
 def coarse(item: dict[str, Any], work: Path) -> tuple[Path, Path]:
@@ -199,6 +205,7 @@ def main() -> int:
         "--rows", nargs="+", default=["pixel", "lcmap"], help="pixel, lcmap, primaps, dino_kmeans"
     )
     parser.add_argument("--sets", nargs="+", help="only sets whose name holds one of these")
+    parser.add_argument("--every", type=int, default=1, help="take every N-th scene of each set")
     parser.add_argument("--tag", default="", help="a name for this run's lcmap row")
     parser.add_argument("--lcmap", metavar="CHECKOUT", help="import lcmap from this checkout")
     parser.add_argument("-p", dest="params", action="append", default=[], help="kmeans KEY=VALUE")

@@ -199,19 +199,12 @@ class CasSegmenter(BandFittedSegmenter):
 
     def network(self) -> dict[str, Any]:
         """The UNet, by name and config (see :mod:`lcmap.nets`)."""
-        return network_record(
-            "unet",
-            in_channels=self._in_channels,
-            width=self.width,
-            depth=self.depth,
-            embed_dim=self.embed_dim,
-            out_channels=self._in_channels,
-        )
+        return network_record("unet", **self.cfg.unet_config(self._in_channels, self._in_channels))
 
     def header(self) -> dict[str, Any]:
         """Extra header facts: the architecture, and whether phase-1 weights are included."""
         return {
-            "architecture": f"unet-w{self.width}-d{self.depth}-e{self.embed_dim}",
+            "architecture": self.cfg.architecture,
             "has_autoencoder": self.autoencoder_state is not None,
         }
 
@@ -354,14 +347,7 @@ class CasSegmenter(BandFittedSegmenter):
         self._train_clustering(sampler, gen, tick)
 
     def _new_net(self, channels: int) -> UNet:
-        net = build_net(
-            "unet",
-            in_channels=channels,
-            width=self.width,
-            depth=self.depth,
-            embed_dim=self.embed_dim,
-            out_channels=channels,
-        )
+        net = build_net("unet", **self.cfg.unet_config(channels, channels))
         assert isinstance(net, UNet)
         return net
 

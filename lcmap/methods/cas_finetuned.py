@@ -150,19 +150,12 @@ class CasFinetunedSegmenter(BandFittedSegmenter):
 
     def network(self) -> dict[str, Any]:
         """The UNet, by name and config (see :mod:`lcmap.nets`)."""
-        return network_record(
-            "unet",
-            in_channels=self._in_channels,
-            width=self.width,
-            depth=self.depth,
-            embed_dim=self.embed_dim,
-            out_channels=self._k,
-        )
+        return network_record("unet", **self.cfg.unet_config(self._in_channels, self._k))
 
     def header(self) -> dict[str, Any]:
         """Extra header facts."""
         return {
-            "architecture": f"unet-w{self.width}-d{self.depth}-e{self.embed_dim}",
+            "architecture": self.cfg.architecture,
             "init": self.init,
         }
 
@@ -282,14 +275,7 @@ class CasFinetunedSegmenter(BandFittedSegmenter):
         return xb.contiguous(), yb.contiguous()
 
     def _new_net(self, channels: int) -> UNet:
-        net = build_net(
-            "unet",
-            in_channels=channels,
-            width=self.width,
-            depth=self.depth,
-            embed_dim=self.embed_dim,
-            out_channels=self._k,
-        )
+        net = build_net("unet", **self.cfg.unet_config(channels, self._k))
         assert isinstance(net, UNet)
         return net
 

@@ -83,6 +83,16 @@ class UNetOptions:
     depth: int = option(4, "number of 2x poolings (bottleneck stride 2**depth)", low=1, high=8)
     embed_dim: int = option(32, "channels of the bottleneck embedding", low=1)
 
+    def unet_config(self, in_channels: int | None, out_channels: int | None) -> dict[str, Any]:
+        """The ``unet`` network's config (:mod:`lcmap.nets`) for these options."""
+        size = {"width": self.width, "depth": self.depth, "embed_dim": self.embed_dim}
+        return {"in_channels": in_channels, **size, "out_channels": out_channels}
+
+    @property
+    def architecture(self) -> str:
+        """A short name of the UNet, for the model header (``unet-w16-d4-e32``)."""
+        return f"unet-w{self.width}-d{self.depth}-e{self.embed_dim}"
+
 
 @dataclass(frozen=True)
 class CasConfig(UNetOptions):
