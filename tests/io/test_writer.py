@@ -1,24 +1,12 @@
-"""``lcmap.io.writer``: output checks, creation options, category names."""
+"""``lcmap.io.writer``: output checks and provenance tags."""
 
 from pathlib import Path
 
 import pytest
 
-from lcmap.errors import InvalidOptionError, OutputExistsError, OutputPathError
-from lcmap.io.cog_options import check_creation_options
-from lcmap.io.legend import category_xml
+from lcmap.errors import OutputExistsError, OutputPathError
 from lcmap.io.staging import check_distinct, check_output
 from lcmap.io.writer import check_map_output, provenance_tags
-
-
-def test_creation_options_are_upper_cased_and_checked() -> None:
-    assert check_creation_options({"compress": "zstd", "blocksize": "256"}) == {
-        "COMPRESS": "zstd",
-        "BLOCKSIZE": "256",
-    }
-    for bad in ({"BLOCKSIZE": "100"}, {"COMPRESS": "WEBP"}, {"LEVEL": "x"}, {"FOO": "1"}):
-        with pytest.raises(InvalidOptionError):
-            check_creation_options(bad)
 
 
 def test_outputs_are_checked_against_inputs_existing_files_and_each_other(tmp_path: Path) -> None:
@@ -34,12 +22,6 @@ def test_outputs_are_checked_against_inputs_existing_files_and_each_other(tmp_pa
         check_map_output(tmp_path / "m.jpg", False)
     with pytest.raises(OutputPathError, match="longer than"):
         check_output(tmp_path / ("x" * 300 + ".tif"), False)
-
-
-def test_category_document_names_every_class_with_its_colour() -> None:
-    xml = category_xml(["water & sea", "land"], [(0, 0, 255), (10, 200, 30)])
-    assert "<Category>water &amp; sea</Category>" in xml
-    assert '<Row index="1"><F>1</F><F>land</F><F>10</F><F>200</F><F>30</F></Row>' in xml
 
 
 def test_provenance_tags_name_method_and_model() -> None:
