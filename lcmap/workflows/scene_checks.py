@@ -73,14 +73,13 @@ COARSE_PATCH_M = 20.0
 
 def warn_coarse_patches(seg: "Segmenter", src: "DatasetReader") -> None:
     """Say in one line when a ViT method sees the scene in patches of much ground."""
+    from lcmap.io.scene import pixel_size_m
+
     vit = getattr(seg, "vit", None)
-    crs = src.crs
-    if vit is None or crs is None or not crs.is_projected:
+    pixel = pixel_size_m(src) if vit is not None else None
+    if vit is None or pixel is None:
         return
-    units = (crs.linear_units or "").lower()
-    if units not in ("metre", "meter", "m"):
-        return
-    ground = float(vit.patch_size) * max(abs(src.res[0]), abs(src.res[1]))
+    ground = float(vit.patch_size) * pixel
     if ground > COARSE_PATCH_M:
         log.warning(
             "%s sees this scene in %d px patches, %.0f m of ground at %.3g m pixels: thin "
@@ -88,5 +87,5 @@ def warn_coarse_patches(seg: "Segmenter", src: "DatasetReader") -> None:
             seg.info.name,
             vit.patch_size,
             ground,
-            max(abs(src.res[0]), abs(src.res[1])),
+            pixel,
         )
