@@ -1,0 +1,71 @@
+"""``lcmap.workflows.fitting``: which method, which bands, and what a saved model may be given."""
+
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from rasterio.io import MemoryFile
+from rasterio.transform import from_origin
+
+from lcmap.errors import InvalidModelError, InvalidOptionError, LcmapError, ModelMismatchWarning
+from lcmap.models import ModelHeader
+from lcmap.workflows.fitting import _model_bands, build_method, choose_method, method_bands
+
+
+def _method(rgb_first: bool) -> SimpleNamespace:
+    return SimpleNamespace(info=SimpleNamespace(name="vit", rgb_first=rgb_first))
+
+
+@pytest.fixture
+def landsat():
+    """A Landsat 8 stack in band order with its band codes: blue, green, red, NIR, SWIR 1."""
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 5, "dtype": "uint16"}
+    profile |= {"crs": "EPSG:32612", "transform": from_origin(300000, 4100000, 30, 30)}
+    with MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(np.ones((5, 8, 8), "uint16"))
+            for i, code in enumerate(["B2", "B3", "B4", "B5", "B6"], start=1):
+                dst.set_band_description(i, code)
+        with mem.open() as src:
+            yield src
+
+
+def test_a_network_that_reads_rgb_gets_the_true_colour_bands_first(landsat, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert method_bands(landsat, None, _method(rgb_first=True)) == [3, 2, 1, 4, 5]
+    assert "red, green and blue first" in caplog.text and "-b" in caplog.text
+    assert method_bands(landsat, None, _method(rgb_first=False)) == [1, 2, 3, 4, 5]
+    assert method_bands(landsat, [4, 3, 2], _method(rgb_first=True)) == [4, 3, 2]  # -b rules
+
+
+def _header(bands: list[int]) -> ModelHeader:
+    two = {"norm_low": [0.0, 0.0], "norm_high": [1.0, 1.0], "colours": [[0, 0, 0], [9, 9, 9]]}
+    return ModelHeader("kmeans", {}, 2, 2, bands, class_names=["a", "b"], **two)
+
+
+def test_a_saved_model_reads_its_own_bands_or_says_why_not(landsat) -> None:
+    header = _header([4, 5])
+    with pytest.warns(ModelMismatchWarning, match="another sensor or band order"):
+        assert _model_bands(landsat, header, None, 0) == [4, 5]  # fitted on values 0..1
+    with pytest.raises(InvalidOptionError, match="bands cannot be chosen again"):
+        _model_bands(landsat, header, [1, 2], 0)
+    wide = _header([5, 7])
+    with pytest.raises(InvalidModelError, match="has 5 bands"):
+        _model_bands(landsat, wide, None, 0)
+
+
+def test_a_method_is_chosen_as_asked_or_by_default(monkeypatch) -> None:
+    from lcmap.workflows import fitting
+
+    assert choose_method("stego", None, None) == ("stego", "")
+    monkeypatch.setattr(fitting, "default_method", lambda options: ("kmeans", "no weights"))
+    assert choose_method(None, None, None) == ("kmeans", "no weights")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"), [({"smoth": 2}, "smooth"), ({"smooth": -1}, "smooth")]
+)
+def test_a_method_with_a_wrong_option_is_one_clear_error(options, message) -> None:
+    with pytest.raises(LcmapError, match=message):
+        build_method("kmeans", 4, options)
