@@ -81,3 +81,12 @@ def miou(pred: np.ndarray, truth: np.ndarray, k: int) -> float:
         if t.any():
             ious.append((t & p).sum() / (t | p).sum())
     return float(np.mean(ious))
+
+
+def three_class_image(seed: int = 0, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """A (3, size, size) float image of three noisy spectra on :func:`three_class_truth`, and
+    the truth."""
+    truth = three_class_truth(size, size, seed)
+    spectra = np.array([[0.2, 0.3, 0.8], [0.8, 0.7, 0.2], [0.4, 0.9, 0.4]], dtype=np.float32)
+    noise = np.random.default_rng(seed).normal(0, 0.03, (3, size, size)).astype(np.float32)
+    return np.clip(spectra[truth].transpose(2, 0, 1) + noise, 0, 1), truth

@@ -1,11 +1,16 @@
-"""Fixtures of the ViT method tests (stego, dino_kmeans, primaps); ``vit_cache`` is in
-``tests/conftest.py``."""
+"""Fixtures of the method tests: tiny ViT weights (stego, dino_kmeans, primaps) and a tiny
+fitted CAS model; ``vit_cache`` is in ``tests/conftest.py``."""
 
 from pathlib import Path
 
 import pytest
+import torch
+from _cas_data import TINY_CAS, three_class_image
 from _tiny_vit import tiny_vit
 from safetensors.torch import save_file
+
+from lcmap.methods.cas import build as build_cas
+from lcmap.sampling import ArraySampler
 
 
 @pytest.fixture(scope="module")
@@ -14,3 +19,13 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny_dino_s8.safetensors"
     save_file(tiny_vit().state_dict(), str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def fitted_cas():
+    """A tiny CAS model fitted on a synthetic three-class image, and the image."""
+    torch.manual_seed(0)
+    image, _ = three_class_image()
+    cas = build_cas(num_classes=3, **TINY_CAS)
+    cas.fit(ArraySampler([image], seed=0))
+    return cas, image

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from _cas_data import TINY_CAS, three_class_truth
+from _cas_data import TINY_CAS
 from _helpers import DATA
 
 from lcmap.methods import get_method
@@ -18,8 +18,6 @@ from lcmap.methods.cas import (
     soft_assignment,
     target_distribution,
 )
-from lcmap.methods.cas_finetuned import CasFinetunedSegmenter, class_weights
-from lcmap.methods.cas_finetuned import build as build_finetuned
 from lcmap.methods.loading import load_model
 from lcmap.models import ModelHeader, save_model
 from lcmap.sampling import ArraySampler
@@ -87,24 +85,8 @@ def test_build_checks_options_and_refuses_other_names():
         build(num_classes=5, crop_size=64)
 
 
-def _synthetic(seed=0, size=96):
-    truth = three_class_truth(size, size, seed)
-    spectra = np.array([[0.2, 0.3, 0.8], [0.8, 0.7, 0.2], [0.4, 0.9, 0.4]], dtype=np.float32)
-    noise = np.random.default_rng(seed).normal(0, 0.03, (3, size, size)).astype(np.float32)
-    return np.clip(spectra[truth].transpose(2, 0, 1) + noise, 0, 1), truth
-
-
-@pytest.fixture(scope="module")
-def fitted():
-    torch.manual_seed(0)
-    image, _ = _synthetic()
-    cas = build(num_classes=3, **TINY_CAS)
-    cas.fit(ArraySampler([image], seed=0))
-    return cas, image
-
-
-def test_predict_gives_a_soft_assignment_per_pixel(fitted):
-    cas, image = fitted
+def test_predict_gives_a_soft_assignment_per_pixel(fitted_cas):
+    cas, image = fitted_cas
     x = torch.from_numpy(image[:, :50, :70])[None]
     with torch.inference_mode():
         q = cas.predict(x)
@@ -115,8 +97,8 @@ def test_predict_gives_a_soft_assignment_per_pixel(fitted):
     assert emb.shape == (1, TINY_CAS["embed_dim"])
 
 
-def test_cas_model_file_round_trip_keeps_predictions(fitted, tmp_path):
-    cas, image = fitted
+def test_cas_model_file_round_trip_keeps_predictions(fitted_cas, tmp_path):
+    cas, image = fitted_cas
     header = ModelHeader(
         method="cas",
         config=cas.config(),
@@ -160,50 +142,3 @@ def test_autoencoder_lowers_reconstruction_error_on_a_real_scene():
     after = build(num_classes=3, **options)
     after.fit(ArraySampler([image], seed=0))
     assert error(after) < 0.7 * error(before)
-
-
-def test_finetuned_from_cas_starts_as_the_pretrained_decoder(fitted):
-    cas, image = fitted
-    tuned = CasFinetunedSegmenter.from_cas(cas, num_classes=3, init="cas")
-    assert tuned.net is not None and cas.net is not None
-    net = tuned.net.eval()
-    x = torch.from_numpy(image[:, :32, :32])[None]
-    with torch.no_grad():
-        z, skips = net.encode(x)
-        # Skip slices are zeroed: adding the skips back changes nothing at first.
-        torch.testing.assert_close(net.decode(z, skips), net.decode(z, None))
-        torch.testing.assert_close(z, cas.net.eval().encode(x)[0])
-
-
-def test_finetuned_init_autoencoder_and_random(fitted):
-    cas, _ = fitted
-    ae = CasFinetunedSegmenter.from_cas(cas, num_classes=3, init="autoencoder")
-    assert cas.autoencoder_state is not None and ae.net is not None
-    torch.testing.assert_close(ae.net.stem[0].weight, cas.autoencoder_state["stem.0.weight"])
-    assert not torch.equal(ae.net.stem[0].weight, cas.net.stem[0].weight)
-    torch.manual_seed(1)
-    rnd = CasFinetunedSegmenter.from_cas(cas, num_classes=3, init="random")
-    assert not torch.equal(rnd.net.stem[0].weight, cas.net.stem[0].weight)
-    with pytest.raises(ValueError, match="init 'dec' is unknown"):
-        CasFinetunedSegmenter.from_cas(cas, num_classes=3, init="dec")
-
-
-def test_class_weights_are_inverse_frequency_clipped():
-    labels = torch.tensor([0, 0, 0, 1, 255, 255])
-    torch.testing.assert_close(class_weights(labels, 3), torch.tensor([2 / 3, 2.0, 0.0]))
-    rare = torch.tensor([0] * 1000 + [1])
-    w = class_weights(rare, 2, max_ratio=10.0)
-    assert w[1] / w[0] == pytest.approx(10.0)
-
-
-def test_finetuned_learns_a_synthetic_three_class_scene():
-    torch.manual_seed(0)
-    image, truth = _synthetic(seed=1)
-    tuned = build_finetuned(num_classes=3, width=4, depth=2, embed_dim=8, steps=60, batch_size=4)
-    sampler = ArraySampler([image], labels=[truth.astype(np.int64)], seed=0)
-    batch = sampler.sample(4, 32)
-    tuned.train_on(batch.image, batch.labels)
-    test, test_truth = _synthetic(seed=2)
-    with torch.inference_mode():
-        pred = tuned.predict(torch.from_numpy(test)[None]).argmax(dim=1)[0].numpy()
-    assert (pred == test_truth).mean() > 0.9
