@@ -22,7 +22,6 @@ from lcmap.engine import (
 )
 from lcmap.errors import LcmapError
 from lcmap.io.scene import ReadSpec
-from lcmap.methods.base import best_class
 from lcmap.workflows.specs import MethodSpec, RunSpec, TilingSpec
 
 
@@ -161,14 +160,3 @@ def test_on_cuda_the_batch_size_is_measured_and_maps_as_a_fixed_one(
     )
     with rasterio.open(tmp_path / "auto.tif") as a, rasterio.open(tmp_path / "one.tif") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
-
-
-def test_the_best_class_is_argmax_on_ties_nan_and_views() -> None:
-    """``best_class`` (the maps' labels) gives ``argmax``'s indices: the lowest class on ties,
-    NaN as the highest, on slices (the blended scores' crop) and every float type."""
-    gen = torch.Generator().manual_seed(0)
-    scores = torch.randint(0, 3, (3, 7, 40, 50), generator=gen).float()  # many ties
-    scores[0, :, 0, 0] = float("nan")
-    scores[1, 3, 2, 2] = float("nan")
-    for s in (scores, scores[:, :, 3:, 5:], scores.double(), scores.to(torch.bfloat16)):
-        assert torch.equal(best_class(s), s.argmax(dim=1))

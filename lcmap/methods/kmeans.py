@@ -43,7 +43,7 @@ def box_mean(x: Tensor, radius: int) -> Tensor:
     """Mean over a ``(2 * radius + 1)``-pixel square around each pixel of (B, C, H, W).
 
     Separable sums of shifted slices, added in a fixed order: every pixel gets bit-identical
-    results whatever the tile's shape, and it runs about 10x faster than ``avg_pool2d`` with
+    results whatever the tile's shape, and it runs much faster than ``avg_pool2d`` with
     stride 1 on a CPU. Edges are padded by replication; the engine's halo keeps them out of
     the map.
     """
@@ -146,7 +146,7 @@ class KMeansSegmenter(BandFittedSegmenter):
         if len(data) > self.samples:
             data = data[rng.choice(len(data), self.samples, replace=False)]
         # One thread: the problem is small, and OpenMP threads that spin while torch or GDAL
-        # hold the cores made the fit 10x slower on 2 cores.
+        # hold the cores made the fit many times slower on 2 cores.
         with threadpool_limits(1):
             km = MiniBatchKMeans(
                 n_clusters=self._k, random_state=self.seed, n_init=3, batch_size=4096, max_iter=50
