@@ -12,28 +12,15 @@ from typer.testing import CliRunner
 
 from lcmap import api
 from lcmap.cli import app
-from lcmap.workflows.specs import MethodSpec, RunSpec, ScaleSpec, TilingSpec
-from tests.scale._scale_data import RGB, SAMPLE, needs_rgb, read
+from lcmap.workflows.specs import RunSpec, ScaleSpec, TilingSpec
+from tests.scale._scale_data import SAMPLE, kmeans_map, needs_rgb, read
 
 
 @needs_rgb
 def test_local_cluster_gives_the_in_process_map_for_kmeans(tmp_path: Path, cluster: Any) -> None:
     a, b = tmp_path / "a.tif", tmp_path / "b.tif"
-    one = api.segment(
-        RGB,
-        a,
-        method=MethodSpec("kmeans", classes=5),
-        run=RunSpec(device="cpu"),
-        tiling=TilingSpec(tile=64),
-    )
-    two = api.segment(
-        RGB,
-        b,
-        method=MethodSpec("kmeans", classes=5),
-        run=RunSpec(device="cpu"),
-        tiling=TilingSpec(tile=64),
-        scale=ScaleSpec(part_rows=1, client=cluster),
-    )
+    one = kmeans_map(a, 64)
+    two = kmeans_map(b, 64, ScaleSpec(part_rows=1, client=cluster))
     assert two.parts_computed == 12
     assert np.array_equal(read(a), read(b))
     assert one.class_pixels == two.class_pixels and one.nodata_pixels == two.nodata_pixels

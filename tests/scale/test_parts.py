@@ -4,12 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from lcmap import api
 from lcmap.scale import parts_folder
 from lcmap.scale.parts import plan_parts
 from lcmap.tiling import plan_tiles
-from lcmap.workflows.specs import MethodSpec, RunSpec, ScaleSpec, TilingSpec
-from tests.scale._scale_data import RGB, needs_rgb
+from lcmap.workflows.specs import ScaleSpec
+from tests.scale._scale_data import kmeans_map, needs_rgb
 
 
 def test_parts_cover_every_row_once_whatever_the_workers() -> None:
@@ -29,21 +28,8 @@ def test_parts_here_give_the_byte_identical_map(tmp_path: Path) -> None:
     """Parts computed in this process and assembled through a VRT: the same COG, byte for byte,
     as the streamed one-pass map (pixels, colour table, tags, overviews)."""
     a, b = tmp_path / "a.tif", tmp_path / "b.tif"
-    api.segment(
-        RGB,
-        a,
-        method=MethodSpec("kmeans", classes=5),
-        run=RunSpec(device="cpu"),
-        tiling=TilingSpec(tile=128),
-    )
-    result = api.segment(
-        RGB,
-        b,
-        method=MethodSpec("kmeans", classes=5),
-        run=RunSpec(device="cpu"),
-        tiling=TilingSpec(tile=128),
-        scale=ScaleSpec(resume=True, part_rows=2),
-    )
+    kmeans_map(a, 128)
+    result = kmeans_map(b, 128, ScaleSpec(resume=True, part_rows=2))
     assert result.parts_computed == 3 and result.parts_reused == 0
     assert a.read_bytes() == b.read_bytes()
     assert not parts_folder(b).exists()  # removed once the map is published
