@@ -303,9 +303,6 @@ def _pad(array: NDArray[Any], side: int, value: int) -> NDArray[Any]:
     return np.pad(array, widths, constant_values=value)
 
 
-__all__ = ["MAX_PATCHES", "finetune"]
-
-
 def _check_request(
     model: Path,
     scenes: Sequence[str | Path],
@@ -354,3 +351,6 @@ def _trained(
     tuned.to(dev)
     tuned.train_on(x, y, progress=run.progress)
     return tuned
+
+
+__all__ = ["MAX_PATCHES", "finetune"]

@@ -403,4 +403,4 @@ def _write(frame: "gpd.GeoDataFrame", output: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-__all__ = ["allocate", "entropy", "suggest_labels"]
+__all__ = ["suggest_labels"]
