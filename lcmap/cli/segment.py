@@ -198,19 +198,13 @@ def segment(
             else:
                 result = api.segment(paths[0], target, stack=stack or (), run=run, **common)
         if preview is not None:
-            from lcmap.io.preview import write_preview
-
-            chosen = parse_bands(bands)
-            shown = chosen[:3] if chosen else None
-            write_preview(output, preview, scene=paths[0], bands=shown, overwrite=overwrite)
+            _write_preview(output, preview, paths[0], parse_bands(bands), overwrite)
     if many:
         _report_many(done)
         return
     if result.method_choice:
         echo(f"method: {cli_message(result.method_choice)}")
-    _report(result)
-    if preview is not None:
-        echo(f"Wrote {preview}")
+    _report(result, preview)
 
 
 def _into_folder(paths: list[str], output: str) -> bool:
@@ -229,7 +223,17 @@ def _check_preview(preview: Path, many: bool, overwrite: bool, scene: str, outpu
     check_preview(preview, overwrite, inputs=[scene], others=[output])
 
 
-def _report(result: Any) -> None:
+def _write_preview(
+    output: str, preview: Path, scene: str, bands: list[int] | None, overwrite: bool
+) -> None:
+    """The scene (its first three chosen bands) and the map side by side, with the legend."""
+    from lcmap.io.preview import write_preview
+
+    shown = bands[:3] if bands else None
+    write_preview(output, preview, scene=scene, bands=shown, overwrite=overwrite)
+
+
+def _report(result: Any, preview: Path | None = None) -> None:
     mpx = result.width * result.height / 1e6
     fitted = f"fitted in {result.fit_seconds:.1f} s, " if result.fit_seconds >= 0.05 else ""
     reused = f", {result.parts_reused} parts reused" if result.parts_reused else ""
@@ -238,6 +242,8 @@ def _report(result: Any) -> None:
         f"{result.num_classes} classes used): {fitted}mapped in {result.seconds:.1f} s "
         f"({mpx / max(result.seconds, 1e-9):.3g} Mpx/s on {result.device}{reused})."
     )
+    if preview is not None:
+        echo(f"Wrote {preview}")
 
 
 def _report_many(done: Any) -> None:
