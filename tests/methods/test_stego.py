@@ -19,7 +19,6 @@ from safetensors.torch import save_file
 from lcmap.errors import InvalidSceneError, LcmapError, WeightsError
 from lcmap.methods import get_method
 from lcmap.methods._crf import dense_crf
-from lcmap.methods._distill import centre_correlation, correspondence_loss
 from lcmap.methods.base import Window
 from lcmap.methods.loading import load_model
 from lcmap.methods.stego import StegoSegmenter, build
@@ -66,31 +65,6 @@ def predict(method: StegoSegmenter, img: np.ndarray) -> torch.Tensor:
 
 
 # -- loss ------------------------------------------------------------------------------
-
-
-def test_correspondence_loss_matches_hand_computation() -> None:
-    # Features: f1 = (1,0), (0,1); f2 = (1,0), (0.6,0.8)  ->  F = [[1, .6], [0, .8]].
-    # Centred (row means .8, .4; global mean .6): [[.8, .4], [.2, 1.]].
-    f1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(1, 2, 1, 2)
-    f2 = torch.tensor([[1.0, 0.6], [0.0, 0.8]]).view(1, 2, 1, 2)
-    # Codes: c1 = (1,0), (0,1); c2 = (1,1)/sqrt2, (-1,0)  ->  S = [[.707, -1], [.707, 0]].
-    c1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(1, 2, 1, 2)
-    c2 = torch.tensor([[1.0, -1.0], [1.0, 0.0]]).view(1, 2, 1, 2)
-    shift = 0.3
-    # Zero clamp keeps S+ = [[.707, 0], [.707, 0]]; loss = -mean(S+ * (Fc - b)).
-    expected = -(math.sqrt(0.5) * (0.8 - shift) + math.sqrt(0.5) * (0.2 - shift)) / 4
-    got = correspondence_loss(f1, f2, c1, c2, shift)
-    assert float(got) == pytest.approx(expected, abs=1e-6)
-    fd = centre_correlation(torch.tensor([[1.0, 0.6], [0.0, 0.8]]).view(1, 2, 1, 1, 2))
-    assert fd.flatten().tolist() == pytest.approx([0.8, 0.4, 0.2, 1.0])
-
-
-def test_zero_clamp_stops_gradient_of_negative_code_correlations() -> None:
-    f = torch.tensor([[1.0, 0.0]]).view(1, 2, 1, 1)
-    c1 = torch.tensor([[1.0, 0.0]]).view(1, 2, 1, 1).requires_grad_()
-    c2 = torch.tensor([[-1.0, 0.2]]).view(1, 2, 1, 1).requires_grad_()
-    correspondence_loss(f, f, c1, c2, 0.1).backward()
-    assert c1.grad is not None and float(c1.grad.abs().sum()) == 0.0
 
 
 def test_each_loss_term_on_constant_features_is_minus_one_minus_shift(tiny_weights: Path) -> None:
