@@ -90,3 +90,15 @@ def three_class_image(seed: int = 0, size: int = 96) -> tuple[np.ndarray, np.nda
     spectra = np.array([[0.2, 0.3, 0.8], [0.8, 0.7, 0.2], [0.4, 0.9, 0.4]], dtype=np.float32)
     noise = np.random.default_rng(seed).normal(0, 0.03, (3, size, size)).astype(np.float32)
     return np.clip(spectra[truth].transpose(2, 0, 1) + noise, 0, 1), truth
+
+
+#: A simclr pre-training of a few steps on small windows, for tests.
+SIMCLR_FAST = {
+    "encoder": "resnet18-unet",
+    "crop_size": 64,
+    "windows": 24,
+    "batch_size": 8,
+    "steps": 3,
+    "probe_windows": 8,
+    "seed": 0,
+}
