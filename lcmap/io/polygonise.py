@@ -4,8 +4,10 @@ Each square window is (optionally) sieved with a margin, then polygonised with
 :func:`rasterio.features.shapes` (4-connectivity, nodata left out). Polygons are built in
 *pixel* coordinates, so every vertex is an exact integer and a polygon cut at a window edge
 lines up exactly with its continuation in the next window. A polygon that touches no internal
-window edge (a seam) is a whole region already; those touching a seam are dissolved per class
-at the end (:func:`lcmap.io.geometry.dissolve`). :mod:`lcmap.io.vector` takes it from there.
+window edge (a seam) is a whole region already; those touching a seam are kept aside and, per
+class at the end, grouped by touching, merged and split into their connected parts
+(:func:`lcmap.io.geometry.dissolve`): one polygon per region, corner-touching parts apart as
+4-connectivity wants. :mod:`lcmap.io.vector` takes it from there.
 """
 
 from collections.abc import Callable, Iterator

@@ -1,16 +1,10 @@
 """Turn a label raster into a vector file of one polygon per region, in bounded memory.
 
-The raster is polygonised window by window in pixel coordinates (:mod:`lcmap.io.polygonise`).
-
-Dissolve: a polygon that does not touch an internal window edge (a seam) is already a whole
-connected region and is final as it is. Only the polygons touching a seam are kept aside; at the
-end, per class, they are grouped by touching (STRtree + connected components), each group is
-merged with :func:`shapely.unary_union` and split into its connected parts: one polygon per
-region (corner-touching parts stay apart, as 4-connectivity wants).
-Memory therefore holds one window of pixels plus the polygons, never the whole raster.
-
-Then: pixel -> map coordinates, ``min_area`` filter, coverage simplification (shared edges stay
-shared), attributes, and a write to a temporary file that is renamed into place.
+The raster is polygonised window by window in pixel coordinates, and the polygons cut by a
+window edge are dissolved back into one per region (:mod:`lcmap.io.polygonise`): memory holds
+one window of pixels plus the polygons, never the whole raster. Then: pixel -> map
+coordinates, ``min_area`` filter, coverage simplification (shared edges stay shared),
+attributes, and a write to a temporary file that is renamed into place.
 """
 
 import logging
