@@ -82,6 +82,7 @@ def task_payload(scene: Path, model: Path) -> int:
     """Pickled bytes of what one task is sent (its job and part; the model goes once)."""
     import pickle
 
+    from lcmap.io.writer import MapGrid
     from lcmap.methods.loading import load_model
     from lcmap.scale.parts import PartJob, plan_parts
     from lcmap.tiling import plan_tiles
@@ -97,9 +98,8 @@ def task_payload(scene: Path, model: Path) -> int:
             "norm": [list(spec.norm.low), list(spec.norm.high)],
             "lcmap": "0.0.0",
         }
-        job = PartJob(
-            str(scene), plan, spec, scene.parent / "x.parts", key, src.crs, src.transform, 4, "cpu"
-        )
+        grid = MapGrid.of(src)
+        job = PartJob(str(scene), plan, spec, scene.parent / "x.parts", key, grid, 4, "cpu")
     return len(pickle.dumps((job, plan_parts(plan)[0])))
 
 

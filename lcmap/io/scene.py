@@ -18,7 +18,7 @@ import numpy as np
 import rasterio
 from numpy.typing import NDArray
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
@@ -217,7 +217,7 @@ def pixel_size_m(src: DatasetReader) -> float | None:
         )
     try:
         factor = float(src.crs.linear_units_factor[1])
-    except Exception:  # a CRS GDAL gives no unit for: say nothing rather than guess
+    except CRSError:  # a CRS GDAL gives no unit for: say nothing rather than guess
         return None
     return float(max(dx, dy) * factor)
 

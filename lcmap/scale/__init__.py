@@ -147,9 +147,7 @@ class PartsRun:
             "lcmap": __version__,
         }
         parts = plan_parts(plan, self.tile_rows)
-        job = PartJob(
-            str(scene), plan, spec, self.folder, key, grid.crs, grid.transform, batch_size, device
-        )
+        job = PartJob(str(scene), plan, spec, self.folder, key, grid, batch_size, device)
         counts = np.zeros(seg.num_classes + 1, dtype=np.int64)
         todo: list[Part] = []
         for part in parts:

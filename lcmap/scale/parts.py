@@ -27,7 +27,7 @@ from rasterio.windows import Window
 
 from lcmap.io.scene import MAPPING_GDAL_CACHE_MB, ReadSpec, bounded_gdal_cache
 from lcmap.io.staging import publish, temp_path
-from lcmap.io.writer import STAGING_PROFILE
+from lcmap.io.writer import STAGING_PROFILE, MapGrid
 from lcmap.tiling import TilePlan
 
 if TYPE_CHECKING:
@@ -81,8 +81,7 @@ class PartJob:
     spec: ReadSpec
     folder: Path
     key: Mapping[str, Any]
-    crs: Any
-    transform: Any
+    grid: MapGrid
     batch_size: int | None
     device: str
 
@@ -123,8 +122,8 @@ class PartWriter:
                 height=part.rows,
                 dtype=dtype.name,
                 nodata=nodata,
-                crs=job.crs,
-                transform=rasterio.windows.transform(window, job.transform),
+                crs=job.grid.crs,
+                transform=rasterio.windows.transform(window, job.grid.transform),
                 **STAGING_PROFILE,
             )
 

@@ -38,7 +38,10 @@ def test_quiet_prints_nothing_and_an_unknown_total_only_the_start(capsys, clock)
     assert capsys.readouterr().err == "fit: started\n"
 
 
-def test_progress_to_a_pipe_is_plain_lines_without_terminal_codes(capsys) -> None:
+def test_progress_to_a_pipe_is_plain_lines_without_terminal_codes(capsys, monkeypatch) -> None:
+    from lcmap.cli import _app
+
+    monkeypatch.setitem(_app._state, "quiet", False)  # an earlier command's -q stays in it
     with progress_bar("segment") as update:
         update(1, 2, description="map a.tif")
         update(2, 2)

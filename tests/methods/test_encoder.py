@@ -29,12 +29,19 @@ def test_a_window_the_encoder_cannot_take_is_refused(encoder, crop, stride, mess
         window_geometry(encoder, crop, stride)
 
 
-def test_a_patch_is_embedded_as_the_mean_of_its_cells() -> None:
+def test_a_fixed_size_encoder_sees_a_large_patch_window_by_window() -> None:
+    """An encoder that takes one window size only is never given another: a patch of two by
+    two windows is embedded as the mean of its four windows' embeddings."""
     torch.manual_seed(0)
     net = build_net("encoder_unet", encoder="unet", in_channels=3).eval()
-    patch = torch.rand(2, 3, 64, 64)
+    patch = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        pooled = mean_embedding(net, patch, None)
-        dense = net.embed(patch)
-    assert pooled.shape == (2, dense.shape[1])
-    torch.testing.assert_close(pooled, dense.mean(dim=(2, 3)))
+        pooled = mean_embedding(net, patch, 32)
+        quarters = [
+            net.embed(patch[..., r : r + 32, c : c + 32]).mean(dim=(2, 3))
+            for r in (0, 32)
+            for c in (0, 32)
+        ]
+        whole = mean_embedding(net, patch, None)
+    torch.testing.assert_close(pooled, torch.stack(quarters).mean(0))
+    assert not torch.allclose(pooled, whole)  # the whole patch at once is another embedding

@@ -124,11 +124,9 @@ def test_a_frozen_encoder_gets_no_gradient():
     assert any(p.grad is not None for p in seg.net.head.parameters())
 
 
-def test_a_frozen_vit_is_encoded_once_per_window_with_the_same_result(monkeypatch):
-    from lcmap.methods import encoder_finetuned
-    from lcmap.methods.encoder_finetuned import FrozenFeatures
-
-    seg = get_method(
+def _dinov2_tuned():
+    """A few-step fine-tuning of a frozen DINOv2 encoder (random weights), seeded."""
+    return get_method(
         "encoder_finetuned",
         num_classes=3,
         encoder="dinov2-vits14",
@@ -137,6 +135,13 @@ def test_a_frozen_vit_is_encoded_once_per_window_with_the_same_result(monkeypatc
         batch_size=2,
         seed=0,
     )
+
+
+def test_a_frozen_vit_is_encoded_once_per_window_with_the_same_result(monkeypatch):
+    from lcmap.methods import encoder_finetuned
+    from lcmap.methods.encoder_finetuned import FrozenFeatures
+
+    seg = _dinov2_tuned()
     net = seg.net.eval()
     x = torch.rand(3, 3, 224, 224)
     calls = []
@@ -155,15 +160,7 @@ def test_a_frozen_vit_is_encoded_once_per_window_with_the_same_result(monkeypatc
     monkeypatch.undo()
     images, labels = torch.rand(2, 3, 128, 128), torch.randint(0, 3, (2, 128, 128))
     with_memo = seg.train_on(images, labels)
-    seg2 = get_method(
-        "encoder_finetuned",
-        num_classes=3,
-        encoder="dinov2-vits14",
-        in_channels=3,
-        steps=3,
-        batch_size=2,
-        seed=0,
-    )
+    seg2 = _dinov2_tuned()
     monkeypatch.setattr(
         encoder_finetuned.FrozenFeatures, "__call__", lambda self, b: self.net.features(b)
     )

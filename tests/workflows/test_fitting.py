@@ -32,7 +32,7 @@ def landsat():
 
 
 def test_a_network_that_reads_rgb_gets_the_true_colour_bands_first(landsat, caplog) -> None:
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="lcmap.workflows.fitting"):
         assert method_bands(landsat, None, _method(rgb_first=True)) == [3, 2, 1, 4, 5]
     assert "red, green and blue first" in caplog.text and "-b" in caplog.text
     assert method_bands(landsat, None, _method(rgb_first=False)) == [1, 2, 3, 4, 5]

@@ -30,7 +30,10 @@ def test_a_vit_on_coarse_pixels_is_said_in_one_line(caplog, crs, res, warned) ->
     with MemoryFile() as mem:
         with mem.open(**profile) as dst:
             dst.write(np.zeros((1, 8, 8), "uint8"))
-        with mem.open() as src, caplog.at_level(logging.WARNING):
+        with (
+            mem.open() as src,
+            caplog.at_level(logging.WARNING, logger="lcmap.workflows.scene_checks"),
+        ):
             warn_coarse_patches(_vit_method(), src)  # type: ignore[arg-type]
             warn_coarse_patches(SimpleNamespace(), src)  # type: ignore[arg-type]  # no ViT
     lines = [r.getMessage() for r in caplog.records]
@@ -41,7 +44,7 @@ def test_a_vit_on_coarse_pixels_is_said_in_one_line(caplog, crs, res, warned) ->
 def test_a_halo_is_raised_to_the_tile_grid_and_the_windows_needs(caplog) -> None:
     method = SimpleNamespace(halo=16, tile_multiple=16, window=SimpleNamespace(size=224, halo=56))
     assert tile_halo(method, None) == 16  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="lcmap.workflows.scene_checks"):
         assert tile_halo(method, 10) == 56  # type: ignore[arg-type]
     assert "raised to 56" in caplog.text
 
