@@ -17,7 +17,7 @@ from torch import Tensor
 from lcmap.errors import InvalidOptionError
 from lcmap.methods._cluster import spherical_kmeans
 from lcmap.methods._distill import StegoHead
-from lcmap.methods.base import ProgressFn, training_labels
+from lcmap.methods.base import LabelledPatches, ProgressFn, training_labels
 from lcmap.methods.configs import StegoConfig
 from lcmap.methods.fewshot import Assignment
 from lcmap.methods.options import make_config
@@ -153,13 +153,7 @@ class StegoProbes:
         tuned.centroids, tuned.linear = None, None
         return tuned
 
-    def train_on(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        valid: Tensor | None = None,
-        progress: ProgressFn | None = None,
-    ) -> list[float]:
+    def train_on(self, patches: LabelledPatches, progress: ProgressFn | None = None) -> list[float]:
         """Fit the linear probe on the labelled pixels of patches held in memory.
 
         The ViT sees each patch as it sees a mapping window: patches smaller than
@@ -169,7 +163,8 @@ class StegoProbes:
         labelled pixel (a seeded subset of at most 100,000). The cluster probe becomes the
         unit class means of those codes, so the file stays a complete stego model.
         """
-        labels, total = training_labels(labels, valid, self._k)
+        images = patches.image
+        labels, total = training_labels(patches, self._k)
         gen = torch.Generator().manual_seed(self.seed or 0)
         share = min(1.0, MAX_PROBE_SAMPLES / total)
         codes, classes = [], []

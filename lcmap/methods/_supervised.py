@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lcmap.methods.base import ProgressFn, training_labels
+from lcmap.methods.base import LabelledPatches, ProgressFn, training_labels
 from lcmap.types import UNLABELLED, show_status
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def train_classifier(
     logits_of: Callable[[Tensor], Tensor],
     params: Iterable[torch.nn.Parameter],
     train_mode: Callable[[], object],
-    patches: tuple[Tensor, Tensor, Tensor | None],
+    patches: LabelledPatches,
     num_classes: int,
     schedule: Schedule,
     augment: Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]],
@@ -80,8 +80,7 @@ def train_classifier(
         logits_of: (B, C, S, S) -> (B, K, S, S) class logits of the network in training.
         params: the parameters to train (a frozen encoder's are left out).
         train_mode: puts the network in training mode (a frozen part may stay in eval).
-        patches: (N, C, S, S) normalised patches, their (N, S, S) class ids (255 =
-            unlabelled), and (N, S, S) bool validity or None (invalid pixels are ignored).
+        patches: the patches and their labels.
         num_classes: K.
         schedule: steps, batch, optimiser and seed.
         augment: (x, y, generator) -> augmented batch (crops, symmetries, padding).
@@ -91,8 +90,8 @@ def train_classifier(
     Raises:
         InvalidSceneError: no labelled pixel, or a label outside 0..K-1 (and not 255).
     """
-    images, labels, valid = patches
-    labels, labelled = training_labels(labels, valid, num_classes)
+    images = patches.image
+    labels, labelled = training_labels(patches, num_classes)
     weight = (
         class_weights(labels, num_classes)
         if schedule.class_weighting == "inverse"

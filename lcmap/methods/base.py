@@ -17,6 +17,7 @@ from lcmap.errors import InvalidSceneError
 from lcmap.types import UNLABELLED, ProgressFn
 
 __all__ = [
+    "LabelledPatches",
     "MethodInfo",
     "ProgressFn",
     "SampleBatch",
@@ -102,6 +103,35 @@ class SampleBatch(NamedTuple):
     image: Tensor
     valid: Tensor
     labels: Tensor | None
+
+
+class LabelledPatches(NamedTuple):
+    """Labelled patches held in memory, what a few-shot network learns from.
+
+    Attributes:
+        image: (N, C, S, S) float32 normalised bands.
+        labels: (N, S, S) int64 class ids; 255 = unlabelled (ignored).
+        valid: (N, S, S) bool, False where the scene has no data (ignored too); None = all valid.
+    """
+
+    image: Tensor
+    labels: Tensor
+    valid: Tensor | None = None
+
+    @classmethod
+    def of(cls, batch: SampleBatch, method: str, hint: str) -> "LabelledPatches":
+        """The labelled windows of ``batch``; ``method`` learns from labels and ``hint`` says
+        where else to get them.
+
+        Raises:
+            InvalidSceneError: the windows were drawn without labels.
+        """
+        if batch.labels is None:
+            raise InvalidSceneError(
+                f"{method} learns from labels but none were given; pass labels= (a label "
+                f"raster per scene, 255 = unlabelled), {hint}."
+            )
+        return cls(batch.image, batch.labels, batch.valid)
 
 
 class WindowSampler(Protocol):
@@ -324,16 +354,16 @@ class BandFittedSegmenter(Segmenter):
         return asdict(replace(self.cfg, in_channels=self._in_channels))
 
 
-def training_labels(labels: Tensor, valid: Tensor | None, num_classes: int) -> tuple[Tensor, int]:
-    """Labels of patches to learn from: int64, 255 (unlabelled) where ``valid`` is False,
-    and how many pixels are labelled.
+def training_labels(patches: LabelledPatches, num_classes: int) -> tuple[Tensor, int]:
+    """Labels of ``patches`` to learn from: int64, 255 (unlabelled) where they are not
+    valid, and how many pixels are labelled.
 
     Raises:
         InvalidSceneError: a label outside 0..K-1 (and not 255), or no labelled pixel.
     """
-    labels = labels.long().clone()
-    if valid is not None:
-        labels[~valid.bool()] = UNLABELLED
+    labels = patches.labels.long().clone()
+    if patches.valid is not None:
+        labels[~patches.valid.bool()] = UNLABELLED
     bad = (labels != UNLABELLED) & ((labels < 0) | (labels >= num_classes))
     if bad.any():
         raise InvalidSceneError(

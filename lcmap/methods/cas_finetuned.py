@@ -32,7 +32,13 @@ from torch import Tensor
 
 from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
 from lcmap.methods._supervised import IGNORE_INDEX, Schedule, class_weights, train_classifier
-from lcmap.methods.base import BandFittedSegmenter, MethodInfo, ProgressFn, WindowSampler
+from lcmap.methods.base import (
+    BandFittedSegmenter,
+    LabelledPatches,
+    MethodInfo,
+    ProgressFn,
+    WindowSampler,
+)
 from lcmap.methods.configs import INITS, CasFinetunedConfig
 from lcmap.methods.options import make_config
 from lcmap.nets import build_net, network_record
@@ -197,29 +203,17 @@ class CasFinetunedSegmenter(BandFittedSegmenter):
                 f"{self._in_channels}; pass bands= to pick {self._in_channels}."
             )
         batch = sampler.sample(self.train_patches, self.patch_size)
-        if batch.labels is None:
-            raise InvalidSceneError(
-                "cas_finetuned learns from labels but none were given; pass labels= "
-                "(a label raster per scene, 255 = unlabelled), or use 'lcmap finetune'."
-            )
+        patches = LabelledPatches.of(batch, self.info.name, "or use 'lcmap finetune'")
         if self.net is None:
             self._in_channels = channels
             self.net = self._new_net(channels)
-        self.train_on(batch.image, batch.labels, batch.valid, progress=progress)
+        self.train_on(patches, progress)
 
-    def train_on(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        valid: Tensor | None = None,
-        progress: ProgressFn | None = None,
-    ) -> list[float]:
+    def train_on(self, patches: LabelledPatches, progress: ProgressFn | None = None) -> list[float]:
         """Fine-tune on labelled patches held in memory.
 
         Args:
-            images: (N, C, S, S) float32 normalised bands.
-            labels: (N, S, S) int64 class ids; 255 = unlabelled (ignored).
-            valid: (N, S, S) bool; invalid pixels are ignored too. None = all valid.
+            patches: the patches and their labels.
             progress: (done, total) callback, one tick per step.
 
         Returns:
@@ -229,7 +223,7 @@ class CasFinetunedSegmenter(BandFittedSegmenter):
             InvalidSceneError: no labelled pixel, or a label outside 0..K-1 (and not 255).
         """
         if self.net is None:
-            self._in_channels = int(images.shape[1])
+            self._in_channels = int(patches.image.shape[1])
             self.net = self._new_net(self._in_channels)
         net = self.net.to(self.device)
         schedule = Schedule(
@@ -245,7 +239,7 @@ class CasFinetunedSegmenter(BandFittedSegmenter):
             lambda x: net(x, use_skips=True)[1],
             net.parameters(),
             net.train,
-            (images, labels, valid),
+            patches,
             self._k,
             schedule,
             self._augment,

@@ -45,11 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lcmap.errors import InvalidSceneError
 from lcmap.methods._encoder import EncoderSegmenter
 from lcmap.methods._sliding import mirror_pad
 from lcmap.methods._supervised import IGNORE_INDEX, Schedule, train_classifier
-from lcmap.methods.base import MethodInfo, ProgressFn, WindowSampler
+from lcmap.methods.base import LabelledPatches, MethodInfo, ProgressFn, WindowSampler
 from lcmap.methods.configs import EncoderFinetunedConfig
 from lcmap.methods.options import make_config
 from lcmap.nets.encoder_unet import EncoderUNet
@@ -129,25 +128,15 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
     def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
         """Draw ``train_patches`` labelled windows from ``sampler`` and train on them."""
         batch = sampler.sample(self.cfg.train_patches, self._window.size)
-        if batch.labels is None:
-            raise InvalidSceneError(
-                "encoder_finetuned learns from labels but none were given; pass labels= "
-                "(a label raster per scene, 255 = unlabelled), or fine-tune a simclr model."
-            )
+        patches = LabelledPatches.of(batch, self.info.name, "or fine-tune a simclr model")
         if self.net is None:
             self._build(int(sampler.in_channels))
-        self.train_on(batch.image, batch.labels, batch.valid, progress=progress)
+        self.train_on(patches, progress)
 
-    def train_on(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        valid: Tensor | None = None,
-        progress: ProgressFn | None = None,
-    ) -> list[float]:
+    def train_on(self, patches: LabelledPatches, progress: ProgressFn | None = None) -> list[float]:
         """Fine-tune on (N, C, S, S) patches and (N, S, S) labels (255 = unlabelled)."""
         if self.net is None:
-            self._build(int(images.shape[1]))
+            self._build(int(patches.image.shape[1]))
         net = self._fitted().to(self.device)
         frozen = self.cfg.freeze_encoder
         for p in net.encoder.parameters():
@@ -178,7 +167,7 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
             logits_of,
             params,
             train_mode,
-            (images, labels, valid),
+            patches,
             cfg.num_classes,
             schedule,
             self._augment,

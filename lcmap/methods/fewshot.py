@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor
 
-    from lcmap.methods.base import Segmenter
+    from lcmap.methods.base import LabelledPatches, Segmenter
     from lcmap.types import ProgressFn
 
 
@@ -56,14 +56,9 @@ class TunableSegmenter(Protocol):
     colours: list[tuple[int, int, int]] | None
 
     def train_on(
-        self,
-        images: "Tensor",
-        labels: "Tensor",
-        valid: "Tensor | None" = None,
-        progress: "ProgressFn | None" = None,
+        self, patches: "LabelledPatches", progress: "ProgressFn | None" = None
     ) -> list[float]:
-        """Train on (N, C, S, S) normalised patches and (N, S, S) labels (255 = unlabelled);
-        returns the loss of every step."""
+        """Train on labelled patches held in memory; returns the loss of every step."""
         ...
 
 

@@ -337,6 +337,8 @@ def _trained(
     ``data`` (patches, labels) with the ``tuning`` options (the seed among them)."""
     import torch
 
+    from lcmap.methods.base import LabelledPatches
+
     (num_classes, init), (x, y), seed = start, data, int(tuning["seed"])
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -349,7 +351,7 @@ def _trained(
     if not isinstance(tuned, TunableSegmenter):
         raise InvalidModelError(f"{type(tuned).__name__} cannot learn from patches.")
     tuned.to(dev)
-    tuned.train_on(x, y, progress=run.progress)
+    tuned.train_on(LabelledPatches(x, y), run.progress)
     return tuned
 
 

@@ -10,6 +10,7 @@ from lcmap.methods.base import (
     UNLABELLED,
     BandFittedSegmenter,
     FixedWindows,
+    LabelledPatches,
     Window,
     best_class,
     training_labels,
@@ -43,12 +44,13 @@ def test_a_windowed_method_needs_the_window_less_one_stride_around_a_tile() -> N
 def test_training_labels_mask_the_nodata_and_refuse_unknown_classes() -> None:
     labels = torch.tensor([[0, 1], [2, UNLABELLED]])
     valid = torch.tensor([[True, False], [True, True]])
-    out, labelled = training_labels(labels, valid, 3)
+    out, labelled = training_labels(LabelledPatches(torch.zeros(2, 3, 2, 2), labels, valid), 3)
     assert out.tolist() == [[0, UNLABELLED], [2, UNLABELLED]] and labelled == 2
     with pytest.raises(InvalidSceneError, match="class 2 but the model has 2"):
-        training_labels(labels, None, 2)
+        training_labels(LabelledPatches(torch.zeros(2, 3, 2, 2), labels), 2)
     with pytest.raises(InvalidSceneError, match="no labelled pixel"):
-        training_labels(labels, torch.zeros(2, 2, dtype=torch.bool), 3)
+        nothing_valid = torch.zeros(2, 2, dtype=torch.bool)
+        training_labels(LabelledPatches(torch.zeros(2, 3, 2, 2), labels, nothing_valid), 3)
 
 
 def test_a_band_fitted_method_records_its_band_count_once_fitted() -> None:

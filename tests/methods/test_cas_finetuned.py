@@ -6,6 +6,7 @@ import pytest
 import torch
 from _cas_data import three_class_image
 
+from lcmap.methods.base import LabelledPatches
 from lcmap.methods.cas_finetuned import CasFinetunedSegmenter, class_weights
 from lcmap.methods.cas_finetuned import build as build_finetuned
 from lcmap.sampling import ArraySampler
@@ -53,7 +54,7 @@ def test_finetuned_learns_a_synthetic_three_class_scene():
     tuned = build_finetuned(num_classes=3, width=4, depth=2, embed_dim=8, steps=60, batch_size=4)
     sampler = ArraySampler([image], labels=[truth.astype(np.int64)], seed=0)
     batch = sampler.sample(4, 32)
-    tuned.train_on(batch.image, batch.labels)
+    tuned.train_on(LabelledPatches(batch.image, batch.labels))
     test, test_truth = three_class_image(seed=2)
     with torch.inference_mode():
         pred = tuned.predict(torch.from_numpy(test)[None]).argmax(dim=1)[0].numpy()

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from lcmap import api
 from lcmap.cli import app
 from lcmap.methods import get_method
+from lcmap.methods.base import LabelledPatches
 from lcmap.methods.fewshot import load_encoder
 from lcmap.methods.loading import load_model
 from lcmap.workflows.finetune import finetune
@@ -119,7 +120,7 @@ def test_a_frozen_encoder_gets_no_gradient():
         batch_size=2,
     )
     images, labels = torch.rand(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
-    seg.train_on(images, labels)
+    seg.train_on(LabelledPatches(images, labels))
     assert all(p.grad is None for p in seg.net.encoder.parameters())
     assert any(p.grad is not None for p in seg.net.head.parameters())
 
@@ -159,12 +160,12 @@ def test_a_frozen_vit_is_encoded_once_per_window_with_the_same_result(monkeypatc
         assert calls[-1] == 3
     monkeypatch.undo()
     images, labels = torch.rand(2, 3, 128, 128), torch.randint(0, 3, (2, 128, 128))
-    with_memo = seg.train_on(images, labels)
+    with_memo = seg.train_on(LabelledPatches(images, labels))
     seg2 = _dinov2_tuned()
     monkeypatch.setattr(
         encoder_finetuned.FrozenFeatures, "__call__", lambda self, b: self.net.features(b)
     )
-    assert np.allclose(seg2.train_on(images, labels), with_memo, atol=1e-5)
+    assert np.allclose(seg2.train_on(LabelledPatches(images, labels)), with_memo, atol=1e-5)
 
 
 @pytest.mark.parametrize("head", ["linear-texture", "decoder"])
@@ -194,7 +195,7 @@ def test_a_frozen_cnn_is_memoised_too_and_trains_as_without_it(monkeypatch, head
     encoded = []
     features = seg.net.features
     monkeypatch.setattr(seg.net, "features", lambda b: encoded.append(len(b)) or features(b))
-    with_memo = seg.train_on(images, labels)
+    with_memo = seg.train_on(LabelledPatches(images, labels))
     assert 0 < sum(encoded) <= 16 < 6 * 4  # never a window twice
     monkeypatch.setattr(encoder_finetuned, "MEMOISE", False)
-    assert np.allclose(tuned().train_on(images, labels), with_memo, atol=1e-5)
+    assert np.allclose(tuned().train_on(LabelledPatches(images, labels)), with_memo, atol=1e-5)
