@@ -33,6 +33,13 @@ Verbose = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: tracebacks).")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress bar.")]
+# --device/--seed, which every command that fits or applies a model takes; declared once, by
+# :func:`command` with ``run=True``, which hands the command a RunSpec built from them.
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Seed = Annotated[
+    int,
+    typer.Option("--seed", help="Fixes sampling and initialisation.", min=0, max=2**32 - 1),
+]
 
 #: The library names options by the API's keywords (``bands=``, ``overwrite=True``); its
 #: messages reach the command line with the flags instead.
@@ -155,31 +162,40 @@ def _main(
     _state.update(global_verbose=verbose, global_quiet=quiet)
 
 
-def command(name: str, on: typer.Typer = app) -> Callable[[Callable[..., Any]], Any]:
-    """Register a command on ``on`` with the -v/-q every command takes, declared here once:
-    they set up logging before the command's own body runs."""
+def command(
+    name: str, on: typer.Typer = app, run: bool = False
+) -> Callable[[Callable[..., Any]], Any]:
+    """Register a command on ``on`` with the options shared by every command, declared here once.
+
+    Every command takes -v/-q, which set up logging before the command's own body runs. With
+    ``run=True`` it also takes --device and --seed, and its body gets them as ``run``, a
+    :class:`~lcmap.workflows.specs.RunSpec` (to which the body adds its progress callback).
+    """
+    shared: dict[str, tuple[Any, Any]] = (
+        {"device": (Device, "auto"), "seed": (Seed, 0)} if run else {}
+    )
+    shared.update(verbose=(Verbose, 0), quiet=(Quiet, False))
 
     def register(body: Callable[..., Any]) -> Callable[..., Any]:
-        shared = [
-            inspect.Parameter(
-                "verbose", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=Verbose
-            ),
-            inspect.Parameter(
-                "quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Quiet
-            ),
-        ]
-
         @functools.wraps(body)
-        def run(*args: Any, verbose: int = 0, quiet: bool = False, **kwargs: Any) -> Any:
-            setup_logging(verbose, quiet)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            setup_logging(kwargs.pop("verbose"), kwargs.pop("quiet"))
+            if run:
+                from lcmap.workflows.specs import RunSpec
+
+                kwargs["run"] = RunSpec(kwargs.pop("device"), kwargs.pop("seed"))
             return body(*args, **kwargs)
 
         signature = inspect.signature(body)
-        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[*signature.parameters.values(), *shared]
-        )
-        run.__annotations__ = {**body.__annotations__, "verbose": Verbose, "quiet": Quiet}
-        on.command(name)(run)
+        own = [p for p in signature.parameters.values() if not (run and p.name == "run")]
+        added = [
+            inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+            for key, (kind, default) in shared.items()
+        ]
+        call.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        annotations = {k: v for k, v in body.__annotations__.items() if k != "run" or not run}
+        call.__annotations__ = {**annotations, **{k: kind for k, (kind, _) in shared.items()}}
+        on.command(name)(call)
         return body
 
     return register

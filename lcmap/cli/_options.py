@@ -41,8 +41,6 @@ Halo = Annotated[
         min=0,
     ),
 ]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-Seed = Annotated[int, typer.Option("--seed", help="Fixes sampling and initialisation.")]
 Weights = Annotated[
     Path | None,
     typer.Option("--weights", help="Local backbone weights (.pth or .safetensors).", exists=True),

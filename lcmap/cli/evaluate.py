@@ -3,6 +3,7 @@ and score every scene of an index, then pool)."""
 
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -11,6 +12,7 @@ import typer
 from lcmap.cli import _options as opt
 from lcmap.cli._app import command, echo, parse_bands, reported_errors
 from lcmap.cli._progress import progress_bar
+from lcmap.workflows.specs import RunSpec
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -122,15 +124,13 @@ Workdir = Annotated[
 ]
 
 
-@command("evaluate-index")
+@command("evaluate-index", run=True)
 def evaluate_index(
     index: Index,
     method: Method = "kmeans",
     model: Model = None,
     classes: opt.Classes = None,
     bands: opt.Bands = None,
-    device: opt.Device = "auto",
-    seed: opt.Seed = 0,
     param: opt.Params = None,
     workdir: Workdir = None,
     match: MatchOption = "hungarian",
@@ -138,6 +138,8 @@ def evaluate_index(
     json_path: JsonPath = None,
     plot: PlotPath = None,
     overwrite: opt.Overwrite = False,
+    *,
+    run: RunSpec,
 ) -> None:
     """Segment every scene of an index and score it against its truth, then pool.
 
@@ -153,19 +155,19 @@ def evaluate_index(
         $ lcmap evaluate-index dubai_dev/index.csv --model landcover.lcmap --json pooled.json
     """
     with reported_errors():
-        from lcmap.workflows.evaluate_index import evaluate_index as run
-        from lcmap.workflows.specs import MethodSpec, RunSpec
+        from lcmap.workflows.evaluate_index import evaluate_index as evaluate_set
+        from lcmap.workflows.specs import MethodSpec
 
         to_stdout = _check_reports(json_path, plot, overwrite, [index])
         fitted = MethodSpec(method, classes, parse_bands(bands), opt.method_options(param))
         with progress_bar("segment + evaluate") as update:
-            result = run(
+            result = evaluate_set(
                 index,
                 method=fitted,
                 model=model,
                 match=match,
                 ignore=tuple(ignore or (255,)),
-                run=RunSpec(device, seed, progress=update),
+                run=replace(run, progress=update),
                 workdir=workdir,
             )
         _report(result, json_path, plot, overwrite, to_stdout, match)

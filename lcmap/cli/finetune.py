@@ -1,5 +1,6 @@
 """``lcmap finetune``: fine-tune a model that provides an encoder on a few labelled patches."""
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -8,6 +9,7 @@ import typer
 from lcmap.cli import _options as opt
 from lcmap.cli._app import command, echo, reported_errors
 from lcmap.cli._progress import progress_bar
+from lcmap.workflows.specs import RunSpec
 
 
 def _parse_names(value: str | None) -> list[str] | None:
@@ -66,7 +68,7 @@ Init = Annotated[
 ]
 
 
-@command("finetune")
+@command("finetune", run=True)
 def finetune(
     model: Model,
     output: Output,
@@ -81,9 +83,9 @@ def finetune(
     batch_size: opt.BatchSize = None,
     stack: opt.Stack = None,
     param: opt.Params = None,
-    device: opt.Device = "auto",
-    seed: opt.Seed = 0,
     overwrite: opt.Overwrite = False,
+    *,
+    run: RunSpec,
 ) -> None:
     """Fine-tune MODEL's encoder on labelled patches and save a model with real class names.
 
@@ -122,12 +124,12 @@ def finetune(
         )
     names = _parse_names(class_names)
     with reported_errors():
-        from lcmap.workflows.finetune import finetune as run
-        from lcmap.workflows.specs import LabelSpec, OutputSpec, PatchSpec, RunSpec
+        from lcmap.workflows.finetune import finetune as tune
+        from lcmap.workflows.specs import LabelSpec, OutputSpec, PatchSpec
 
         with progress_bar("fine-tune") as update:
             options = opt.method_options(param)
-            header = run(
+            header = tune(
                 model,
                 scene,
                 LabelSpec(labels, class_column, names),
@@ -136,7 +138,7 @@ def finetune(
                 init=init,
                 options=options or None,
                 stack=stack or (),
-                run=RunSpec(device, seed, batch_size, update),
+                run=replace(run, batch_size=batch_size, progress=update),
             )
     echo(
         f"Saved fine-tuned model ({header.num_classes} classes: "

@@ -1,5 +1,6 @@
 """``lcmap pretrain``: learn an encoder's features from the user's own scenes by contrast."""
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ from lcmap.cli import _options as opt
 from lcmap.cli._app import command, echo, parse_bands, reported_errors
 from lcmap.cli._progress import progress_bar
 from lcmap.methods.configs import ENCODER_NAMES, SimclrConfig
+from lcmap.workflows.specs import RunSpec
 
 _DEFAULTS = SimclrConfig()
 
@@ -45,7 +47,7 @@ Pair = Annotated[
 ]
 
 
-@command("pretrain")
+@command("pretrain", run=True)
 def pretrain(
     output: Output,
     scenes: Scenes = None,
@@ -56,9 +58,9 @@ def pretrain(
     classes: opt.Classes = None,
     bands: opt.Bands = None,
     param: opt.Params = None,
-    device: opt.Device = "auto",
-    seed: opt.Seed = 0,
     overwrite: opt.Overwrite = False,
+    *,
+    run: RunSpec,
 ) -> None:
     """Pre-train an encoder on windows of SCENES by contrast and save it with a k-means probe.
 
@@ -102,7 +104,7 @@ def pretrain(
                 api.OutputSpec(output, overwrite),
                 method=api.MethodSpec(method, classes, parse_bands(bands), options),
                 partners=[b for _, b in pairs] or None,
-                run=api.RunSpec(device, seed, progress=update),
+                run=replace(run, progress=update),
             )
     loss = header.extra.get("final_loss")
     trained = "not pre-trained" if loss is None else f"final loss {loss:.4f}"

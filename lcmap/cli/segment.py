@@ -1,5 +1,6 @@
 """``lcmap segment``: map a scene to a land-cover GeoTIFF."""
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from lcmap.cli._app import (
     reported_errors,
 )
 from lcmap.cli._progress import progress_bar
+from lcmap.workflows.specs import RunSpec
 
 #: The help panel of the options that map a scene in parts on Dask.
 SCALE_OUT = "Scale-out (Dask)"
@@ -110,7 +112,7 @@ Preview = Annotated[
 ]
 
 
-@command("segment")
+@command("segment", run=True)
 def segment(
     scenes: Scenes,
     output: Output,
@@ -122,8 +124,6 @@ def segment(
     tile: opt.Tile = None,
     halo: opt.Halo = None,
     batch_size: opt.MapBatchSize = None,
-    device: opt.Device = "auto",
-    seed: opt.Seed = 0,
     weights: opt.Weights = None,
     param: opt.Params = None,
     stack: opt.Stack = None,
@@ -134,6 +134,8 @@ def segment(
     part_rows: PartRows = None,
     preview: Preview = None,
     overwrite: opt.Overwrite = False,
+    *,
+    run: RunSpec,
 ) -> None:
     """Segment SCENE into a land-cover map on the same grid.
 
@@ -192,7 +194,7 @@ def segment(
         if preview is not None:  # checked before any work, written after the map
             _check_preview(preview, many, overwrite, paths[0], output)
         with progress_bar("segment") as update:
-            run = api.RunSpec(device, seed, batch_size, update)
+            run = replace(run, batch_size=batch_size, progress=update)
             if many:
                 done = api.segment_many(paths, target, run=run, **common)
             else:

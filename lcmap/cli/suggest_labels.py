@@ -1,5 +1,6 @@
 """``lcmap suggest-labels``: choose patches to annotate from a model's clusters."""
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -8,6 +9,7 @@ import typer
 from lcmap.cli import _options as opt
 from lcmap.cli._app import command, echo, reported_errors
 from lcmap.cli._progress import progress_bar
+from lcmap.workflows.specs import RunSpec
 
 Output = Annotated[
     Path,
@@ -44,7 +46,7 @@ Pick = Annotated[
 ]
 
 
-@command("suggest-labels")
+@command("suggest-labels", run=True)
 def suggest_labels(
     scenes: Annotated[list[Path], typer.Argument(help="Scenes to choose patches from.")],
     budget: Annotated[int, typer.Option("--budget", "-n", help="Patches to suggest.", min=1)],
@@ -56,9 +58,9 @@ def suggest_labels(
     pick: Pick = "diverse",
     batch_size: opt.BatchSize = None,
     stack: opt.Stack = None,
-    device: opt.Device = "auto",
-    seed: opt.Seed = 0,
     overwrite: opt.Overwrite = False,
+    *,
+    run: RunSpec,
 ) -> None:
     """Suggest BUDGET patches to label: typical patches of every cluster of MODEL.
 
@@ -90,11 +92,11 @@ def suggest_labels(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     with reported_errors():
-        from lcmap.workflows.specs import OutputSpec, PatchSpec, RunSpec
-        from lcmap.workflows.suggest import suggest_labels as run
+        from lcmap.workflows.specs import OutputSpec, PatchSpec
+        from lcmap.workflows.suggest import suggest_labels as suggest
 
         with progress_bar("embed patches") as update:
-            frame = run(
+            frame = suggest(
                 scenes,
                 model,
                 OutputSpec(output, overwrite),
@@ -103,7 +105,7 @@ def suggest_labels(
                 stack=stack or (),
                 clusters=chosen,
                 pick=pick,
-                run=RunSpec(device, seed, batch_size, update),
+                run=replace(run, batch_size=batch_size, progress=update),
             )
     found = frame["cluster"].nunique() if len(frame) else 0
     echo(f"Wrote {len(frame)} patch footprints over {found} clusters to {output}.")

@@ -1,5 +1,6 @@
 """``lcmap train``: fit a method on one or more scenes and save a model file."""
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -8,6 +9,7 @@ import typer
 from lcmap.cli import _options as opt
 from lcmap.cli._app import command, echo, parse_bands, reported_errors
 from lcmap.cli._progress import progress_bar
+from lcmap.workflows.specs import RunSpec
 
 Scenes = Annotated[
     list[str], typer.Argument(help="Scenes to train on (same band layout; files or URLs).")
@@ -28,7 +30,7 @@ Labels = Annotated[
 ]
 
 
-@command("train")
+@command("train", run=True)
 def train(
     scenes: Scenes,
     output: Output,
@@ -39,9 +41,9 @@ def train(
     weights: opt.Weights = None,
     param: opt.Params = None,
     stack: opt.Stack = None,
-    device: opt.Device = "auto",
-    seed: opt.Seed = 0,
     overwrite: opt.Overwrite = False,
+    *,
+    run: RunSpec,
 ) -> None:
     """Train METHOD on windows drawn across SCENES and save it to a model file.
 
@@ -69,6 +71,6 @@ def train(
                 method=api.MethodSpec(method, classes, parse_bands(bands), options),
                 labels=labels,
                 stack=stack or (),
-                run=api.RunSpec(device, seed, progress=update),
+                run=replace(run, progress=update),
             )
     echo(f"Saved {header.method} model with {header.num_classes} classes to {output}.")

@@ -1,5 +1,6 @@
 """``lcmap train-single-scene``: train the single-scene deep-clustering model on one scene."""
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ from lcmap.cli import _options as opt
 from lcmap.cli._app import command, echo, parse_bands, reported_errors
 from lcmap.cli._progress import progress_bar
 from lcmap.methods.configs import SingleSceneConfig
+from lcmap.workflows.specs import RunSpec
 
 
 def _help(text: str, field: str) -> str:
@@ -53,7 +55,7 @@ Segment = Annotated[
 ]
 
 
-@command("train-single-scene")
+@command("train-single-scene", run=True)
 def train_single_scene(
     scene: Annotated[str, typer.Argument(help="The unlabelled scene to train on and map.")],
     output: Output,
@@ -65,9 +67,9 @@ def train_single_scene(
     segment: Segment = None,
     bands: opt.Bands = None,
     param: opt.Params = None,
-    device: opt.Device = "auto",
-    seed: opt.Seed = 0,
     overwrite: opt.Overwrite = False,
+    *,
+    run: RunSpec,
 ) -> None:
     """Train the single-scene segmenter (Saha et al.) on SCENE and save it to a model file.
 
@@ -109,7 +111,7 @@ def train_single_scene(
                 [scene],
                 api.OutputSpec(output, overwrite),
                 method=api.MethodSpec("single_scene", classes, band_list, options),
-                run=api.RunSpec(device, seed, progress=update),
+                run=replace(run, progress=update),
             )
         used = header.extra.get("clusters_used")
         echo(
@@ -122,7 +124,7 @@ def train_single_scene(
                     scene,
                     api.OutputSpec(segment, overwrite),
                     model=output,
-                    run=api.RunSpec(device, seed, progress=update),
+                    run=replace(run, progress=update),
                 )
             echo(
                 f"Wrote {result.output} ({result.width}x{result.height}, {result.classes_used} "
