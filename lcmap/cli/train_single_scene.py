@@ -25,26 +25,6 @@ Classes = Annotated[
     int | None,
     typer.Option("--classes", "-k", help=_help("Clusters K", "num_classes"), min=2),
 ]
-Epochs = Annotated[
-    int | None,
-    typer.Option("--epochs", help=_help("Passes over the scene", "epochs"), min=1),
-]
-Iterations = Annotated[
-    int | None,
-    typer.Option(
-        "--iterations",
-        help=_help("Updates per batch of patches", "iterations"),
-        min=1,
-    ),
-]
-CropSize = Annotated[
-    int | None,
-    typer.Option(
-        "--crop-size",
-        help=_help("Training crop size in pixels", "crop_size"),
-        min=8,
-    ),
-]
 BatchSize = Annotated[
     int | None,
     typer.Option("--batch-size", help=_help("Patches per batch", "batch_size"), min=1),
@@ -60,9 +40,6 @@ def train_single_scene(
     scene: Annotated[str, typer.Argument(help="The unlabelled scene to train on and map.")],
     output: Output,
     classes: Classes = None,
-    epochs: Epochs = None,
-    iterations: Iterations = None,
-    crop_size: CropSize = None,
     batch_size: BatchSize = None,
     segment: Segment = None,
     bands: opt.Bands = None,
@@ -77,14 +54,15 @@ def train_single_scene(
     on patches of the scene itself: each pixel's pseudo-label is the argmax of its K outputs,
     and the loss is cross-entropy to it plus a contrastive term against shuffled patches. No
     labels and no pretrained weights. With --segment the scene is mapped too; 'lcmap segment
-    OTHER.tif --model MODEL' applies the model to a similar scene. Other options (layers,
-    features, lr...) go through -p KEY=VALUE.
+    OTHER.tif --model MODEL' applies the model to a similar scene. The network's options
+    (epochs, iterations, crop_size, features, lr...: 'lcmap methods single_scene --options')
+    go through -p KEY=VALUE.
 
     Examples:
 
         $ lcmap train-single-scene scene.tif -k 8 -o single.lcmap --segment landcover.tif
 
-        $ lcmap train-single-scene s.tif -o s.lcmap --epochs 1 --iterations 20 --crop-size 128
+        $ lcmap train-single-scene s.tif -o s.lcmap -p epochs=1 -p iterations=20 -p crop_size=128
 
         $ lcmap segment other.tif -o other_map.tif --model single.lcmap
     """
@@ -98,13 +76,7 @@ def train_single_scene(
         if segment is not None:
             check_map_output(segment, overwrite, inputs=[scene])
             check_distinct(output, segment, sidecar_path(segment))
-        options = opt.method_options(
-            param,
-            epochs=epochs,
-            iterations=iterations,
-            crop_size=crop_size,
-            batch_size=batch_size,
-        )
+        options = opt.method_options(param, batch_size=batch_size)
         band_list = parse_bands(bands)
         with progress_bar("train single_scene") as update:
             header = api.train(

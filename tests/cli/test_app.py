@@ -320,6 +320,9 @@ def test_progress_is_a_line_per_stage_when_stderr_is_not_a_terminal(make_scene, 
         ("pretrain", "--lr"),
         ("pretrain", "--temperature"),
         ("pretrain", "--crop-size"),
+        ("train-single-scene", "--epochs"),
+        ("train-single-scene", "--iterations"),
+        ("train-single-scene", "--crop-size"),
     ],
 )
 def test_method_options_have_one_door(command, flag):

@@ -10,12 +10,12 @@ from lcmap.models import read_header
 
 runner = CliRunner()
 FAST = [
-    "--epochs",
-    "1",
-    "--iterations",
-    "2",
-    "--crop-size",
-    "24",
+    "-p",
+    "epochs=1",
+    "-p",
+    "iterations=2",
+    "-p",
+    "crop_size=24",
     "--batch-size",
     "2",
     "-p",
