@@ -18,7 +18,7 @@ import time
 import torch
 
 from lcmap.methods.configs import KMeansConfig
-from lcmap.methods.kmeans import build, has_cxx_compiler
+from lcmap.methods.kmeans import KMeansSegmenter, has_cxx_compiler
 
 
 def per_call(fn: object, x: torch.Tensor, repeats: int) -> float:
@@ -39,7 +39,7 @@ def main() -> None:
         raise SystemExit("no C++ compiler: torch.compile cannot build CPU kernels here")
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 4, args.tile, args.tile, generator=gen)
-    method = build(6, smooth=args.smooth, in_channels=4)
+    method = KMeansSegmenter.build(6, smooth=args.smooth, in_channels=4)
     planes = 8 if args.smooth else 4
     method.load_state_dict({"centroids": torch.rand(6, planes, generator=gen)})
     with torch.inference_mode():

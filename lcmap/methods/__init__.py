@@ -80,12 +80,16 @@ def get_builder(name: str) -> Builder:
 
 
 def _method_class(name: str) -> "type[Segmenter] | None":
-    """The ``Segmenter`` subclass declaring ``name`` in its builder's module, if any."""
+    """The ``Segmenter`` subclass whose ``build`` is registered as ``name``, or that declares
+    ``name`` in its builder's module, if any."""
     import sys
 
     from lcmap.methods.base import Segmenter
 
     builder = get_builder(name)
+    owner = getattr(builder, "__self__", None)
+    if isinstance(owner, type) and issubclass(owner, Segmenter):
+        return owner
     module = sys.modules[builder.__module__]
     for obj in vars(module).values():
         is_method = isinstance(obj, type) and issubclass(obj, Segmenter) and hasattr(obj, "info")
@@ -212,6 +216,14 @@ def method_options(name: str) -> list[OptionSpec]:
         for n, t in types.items()
         if n != "self"
     ]
+
+
+def options_dataclass(cls: type) -> type | None:
+    """The options dataclass a method class's constructor takes, if any."""
+    for p in inspect.signature(cls.__init__).parameters.values():  # type: ignore[misc]
+        if (config := _config_class(p.annotation)) is not None:
+            return config
+    return None
 
 
 def _config_class(annotation: Any) -> type | None:

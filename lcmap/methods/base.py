@@ -7,6 +7,7 @@ never per tile, so a label means the same thing everywhere (DESIGN.md contract 3
 """
 
 import abc
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar, NamedTuple, Protocol, Self
 
@@ -185,6 +186,26 @@ class Segmenter(abc.ABC):
         #: Output class of each of the K predicted classes, after ``lcmap classes`` named and
         #: merged them (a model file's ``classes`` record); None = the K classes as they are.
         self.relabel: list[int] | None = None
+
+    @classmethod
+    def build(cls, num_classes: int | None = None, **options: Any) -> Self:
+        """The method with its options checked by the options dataclass its constructor takes
+        (names, types and ranges: ``-p KEY=VALUE``); what the registry calls
+        (``NAME = "lcmap.methods.NAME:NameSegmenter.build"``).
+
+        Raises:
+            InvalidOptionError: an unknown name, a value of the wrong kind, or out of range.
+        """
+        from lcmap.methods import options_dataclass
+        from lcmap.methods.options import make_config
+
+        config = options_dataclass(cls)
+        if config is None:
+            raise TypeError(f"{cls.__name__} takes no options dataclass; register a builder.")
+        construct: Callable[[Any], Self] = cls  # a method's constructor takes its options
+        return construct(
+            make_config(config, cls.info.name, {"num_classes": num_classes, **options})
+        )
 
     @property
     @abc.abstractmethod

@@ -54,7 +54,6 @@ from lcmap.errors import InvalidOptionError, InvalidSceneError
 from lcmap.methods.base import BandFittedSegmenter, MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import CasConfig, UNetOptions
 from lcmap.methods.fewshot import Assignment
-from lcmap.methods.options import make_config
 from lcmap.nets import build_net, network_record
 from lcmap.nets.unet import (
     UNet,
@@ -454,16 +453,10 @@ class CasSegmenter(BandFittedSegmenter):
         self.centroids = centroids.detach()
 
 
-def build(num_classes: int | None = None, **options: Any) -> CasSegmenter:
-    """Build the ``cas`` method from the options of :class:`CasConfig`."""
-    return CasSegmenter(make_config(CasConfig, "cas", {"num_classes": num_classes, **options}))
-
-
 __all__ = [
     "CasConfig",
     "CasSegmenter",
     "UNetOptions",
-    "build",
     "clustering_loss",
     "masked_mse",
     "soft_assignment",

@@ -40,7 +40,6 @@ from lcmap.methods.base import (
     WindowSampler,
 )
 from lcmap.methods.configs import INITS, CasFinetunedConfig
-from lcmap.methods.options import make_config
 from lcmap.nets import build_net, network_record
 from lcmap.nets.unet import UNet, local_halo, pad_to_multiple, random_dihedral, receptive_field
 
@@ -118,7 +117,7 @@ class CasFinetunedSegmenter(BandFittedSegmenter):
             raise ValueError(f"init '{init}' is unknown; use {', '.join(INITS)}.")
         if cas.net is None or cas.in_channels is None:
             raise InvalidModelError("the cas model is not fitted; train a cas model first.")
-        tuned = build(
+        tuned = cls.build(
             num_classes=num_classes,
             in_channels=cas.in_channels,
             width=cas.width,
@@ -279,11 +278,4 @@ class CasFinetunedSegmenter(BandFittedSegmenter):
         return self.net
 
 
-def build(num_classes: int | None = None, **options: Any) -> CasFinetunedSegmenter:
-    """Build the ``cas_finetuned`` method from the options of :class:`CasFinetunedConfig`."""
-    return CasFinetunedSegmenter(
-        make_config(CasFinetunedConfig, "cas_finetuned", {"num_classes": num_classes, **options})
-    )
-
-
-__all__ = ["INITS", "CasFinetunedConfig", "CasFinetunedSegmenter", "build", "class_weights"]
+__all__ = ["INITS", "CasFinetunedConfig", "CasFinetunedSegmenter", "class_weights"]

@@ -46,7 +46,6 @@ from lcmap.methods._frozen_vit import FrozenViT, FrozenViTWindows
 from lcmap.methods._sliding import hann_pixels
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import DinoKMeansConfig
-from lcmap.methods.options import make_config
 from lcmap.nets import network_record
 from lcmap.nets import vit as _vit
 
@@ -290,16 +289,3 @@ class DinoKMeansSegmenter(FrozenViTWindows, Segmenter):
             dist = (s * s).sum(1, keepdim=True) - 2 * torch.einsum("bchw,kc->bkhw", s, cs)
             scores = scores - dist - (cs * cs).sum(1)[None, :, None, None]
         return scores
-
-
-def build(num_classes: int | None = None, **options: Any) -> DinoKMeansSegmenter:
-    """Build ``dino_kmeans`` from the options of :class:`DinoKMeansConfig`.
-
-    Example:
-        >>> from lcmap.methods import get_method
-        >>> method = get_method(  # doctest: +SKIP
-        ...     "dino_kmeans", num_classes=5, weights="dinov2_vits14.safetensors")
-    """
-    return DinoKMeansSegmenter(
-        make_config(DinoKMeansConfig, "dino_kmeans", {"num_classes": num_classes, **options})
-    )

@@ -50,7 +50,6 @@ from lcmap.methods._sliding import mirror_pad
 from lcmap.methods._supervised import IGNORE_INDEX, Schedule, train_classifier
 from lcmap.methods.base import LabelledPatches, MethodInfo, ProgressFn, WindowSampler
 from lcmap.methods.configs import EncoderFinetunedConfig
-from lcmap.methods.options import make_config
 from lcmap.nets.encoder_unet import EncoderUNet
 from lcmap.nets.unet import dihedral_mean, random_dihedral
 
@@ -241,13 +240,4 @@ class FrozenFeatures:
         return [torch.cat(parts) for parts in zip(*found, strict=True)]
 
 
-def build(num_classes: int | None = None, **options: Any) -> EncoderFinetunedSegmenter:
-    """Build ``encoder_finetuned`` from the options of :class:`EncoderFinetunedConfig`."""
-    return EncoderFinetunedSegmenter(
-        make_config(
-            EncoderFinetunedConfig, "encoder_finetuned", {"num_classes": num_classes, **options}
-        )
-    )
-
-
-__all__ = ["EncoderFinetunedConfig", "EncoderFinetunedSegmenter", "build"]
+__all__ = ["EncoderFinetunedConfig", "EncoderFinetunedSegmenter"]

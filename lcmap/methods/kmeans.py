@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +28,6 @@ from torch import Tensor
 from lcmap.errors import InvalidOptionError
 from lcmap.methods.base import BandFittedSegmenter, MethodInfo, ProgressFn, WindowSampler
 from lcmap.methods.configs import KMeansConfig
-from lcmap.methods.options import make_config
 
 log = logging.getLogger(__name__)
 
@@ -259,10 +257,3 @@ def nearest_centroid(x: Tensor, smooth: int, centroids: Tensor) -> Tensor:
             best = torch.minimum(best, d)
     assert labels is not None
     return labels
-
-
-def build(num_classes: int | None = None, **options: Any) -> KMeansSegmenter:
-    """Build the k-means segmenter from the options of :class:`KMeansConfig`."""
-    return KMeansSegmenter(
-        make_config(KMeansConfig, "kmeans", {"num_classes": num_classes, **options})
-    )

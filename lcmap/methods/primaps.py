@@ -17,7 +17,6 @@ paper.
 """
 
 import logging
-from typing import Any
 
 import torch
 
@@ -26,7 +25,6 @@ from lcmap.methods._primaps import EmSchedule, fit_prototypes, principal_masks
 from lcmap.methods.base import MethodInfo, ProgressFn, WindowSampler
 from lcmap.methods.configs import PrimapsConfig
 from lcmap.methods.dino_kmeans import DinoKMeansSegmenter
-from lcmap.methods.options import make_config
 from lcmap.tiling import window_weights
 
 log = logging.getLogger(__name__)
@@ -104,16 +102,3 @@ class PrimapsSegmenter(DinoKMeansSegmenter):
         )
         if progress is not None:
             progress(total, total)
-
-
-def build(num_classes: int | None = None, **options: Any) -> PrimapsSegmenter:
-    """Build ``primaps`` from the options of :class:`PrimapsConfig`.
-
-    Example:
-        >>> from lcmap.methods import get_method
-        >>> method = get_method(  # doctest: +SKIP
-        ...     "primaps", num_classes=5, weights="dinov2_vits14.safetensors")
-    """
-    return PrimapsSegmenter(
-        make_config(PrimapsConfig, "primaps", {"num_classes": num_classes, **options})
-    )

@@ -50,7 +50,6 @@ from lcmap.methods._sliding import hann_pixels
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import SimclrConfig
 from lcmap.methods.fewshot import Assignment
-from lcmap.methods.options import make_config
 from lcmap.nets import build_net, vit_encoder
 from lcmap.nets.catalogue import FIXED_SIZE
 from lcmap.nets.encoder_unet import EncoderUNet, encoder_state
@@ -339,14 +338,14 @@ class SimclrSegmenter(EncoderSegmenter):
 
     def tuned(self, num_classes: int, init: str, **options: Any) -> Segmenter:
         """An ``encoder_finetuned`` UNet with this model's encoder, bands and window."""
-        from lcmap.methods.encoder_finetuned import build
+        from lcmap.methods.encoder_finetuned import EncoderFinetunedSegmenter
 
         options.pop("patch_size", None)  # a fact of the patches, not an option of the net
         net = self._fitted()
         # This model's window, unless the tuning asks for its own (then half of it as stride)
         size = options.pop("crop_size", None)
         window = (self._window.size, self._window.stride) if size is None else (size, None)
-        tuned = build(
+        tuned = EncoderFinetunedSegmenter.build(
             num_classes,
             encoder=self.cfg.encoder,
             in_channels=self.in_channels,
@@ -380,11 +379,4 @@ def check_collapse(parts: dict[str, float], batch: int) -> None:
         )
 
 
-def build(num_classes: int | None = None, **options: Any) -> SimclrSegmenter:
-    """Build the ``simclr`` method from the options of :class:`SimclrConfig`."""
-    return SimclrSegmenter(
-        make_config(SimclrConfig, "simclr", {"num_classes": num_classes, **options})
-    )
-
-
-__all__ = ["SimclrConfig", "SimclrSegmenter", "build"]
+__all__ = ["SimclrConfig", "SimclrSegmenter"]

@@ -54,7 +54,6 @@ from torch import Tensor
 
 from lcmap.methods.base import MethodInfo, ProgressFn, Segmenter, WindowSampler
 from lcmap.methods.configs import SingleSceneConfig
-from lcmap.methods.options import make_config
 from lcmap.nets import build_net, network_record
 from lcmap.nets.single_scene_cnn import SingleSceneNet
 from lcmap.types import show_status
@@ -344,23 +343,3 @@ class SingleSceneSegmenter(Segmenter):
     def header(self) -> dict[str, Any]:
         """Facts for the model header: clusters in use after training."""
         return {"clusters_used": self.clusters_used}
-
-
-def build(num_classes: int = 8, **kwargs: Any) -> SingleSceneSegmenter:
-    """Build the single-scene segmenter.
-
-    Args:
-        num_classes: K clusters (score channels).
-        **kwargs: any field of :class:`SingleSceneConfig` (layers, features, reduction, epochs,
-            iterations, crop_size, batch_size, lr, momentum, seed, in_channels);
-            strings from the command line are converted.
-
-    Raises:
-        ValueError: an unknown option or a value out of range.
-
-    Example:
-        >>> method = build(num_classes=5, iterations=20, crop_size=128)
-    """
-    return SingleSceneSegmenter(
-        make_config(SingleSceneConfig, "single_scene", {"num_classes": num_classes, **kwargs})
-    )

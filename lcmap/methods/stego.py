@@ -88,7 +88,6 @@ from lcmap.methods.base import (
     WindowSampler,
 )
 from lcmap.methods.configs import _LOSS_DEFAULTS, StegoConfig
-from lcmap.methods.options import make_config
 from lcmap.nets import network_record
 from lcmap.nets import vit as _vit
 from lcmap.nets.upsample import upsampled_cosine
@@ -450,17 +449,3 @@ class StegoSegmenter(StegoProbes, FrozenViTWindows, Segmenter):
                 if step % 10 == 0 or step == steps - 1:
                     show_status(progress, f"loss {float(loss.detach()):.4f}")
         self.head.eval()
-
-
-def build(num_classes: int | None = None, **options: Any) -> StegoSegmenter:
-    """Build the STEGO method from the options of :class:`StegoConfig`.
-
-    Example:
-        >>> from lcmap.methods import get_method
-        >>> stego = get_method(  # doctest: +SKIP
-        ...     "stego", num_classes=5, backbone="vit_small_patch14_dinov2",
-        ...     weights="dinov2_vits14.safetensors", feature_layer=8)
-    """
-    return StegoSegmenter(
-        make_config(StegoConfig, "stego", {"num_classes": num_classes, **options})
-    )

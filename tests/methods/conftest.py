@@ -10,7 +10,7 @@ from _tiny_vit import tiny_vit
 from safetensors.torch import save_file
 
 from lcmap import api
-from lcmap.methods.cas import build as build_cas
+from lcmap.methods.cas import CasSegmenter
 from lcmap.sampling import ArraySampler
 from lcmap.workflows.specs import MethodSpec, RunSpec
 
@@ -28,7 +28,7 @@ def fitted_cas():
     """A tiny CAS model fitted on a synthetic three-class image, and the image."""
     torch.manual_seed(0)
     image, _ = three_class_image()
-    cas = build_cas(num_classes=3, **TINY_CAS)
+    cas = CasSegmenter.build(num_classes=3, **TINY_CAS)
     cas.fit(ArraySampler([image], seed=0))
     return cas, image
 

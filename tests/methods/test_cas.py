@@ -12,7 +12,6 @@ from _helpers import DATA
 from lcmap.methods import get_method
 from lcmap.methods.cas import (
     CasSegmenter,
-    build,
     clustering_loss,
     masked_mse,
     soft_assignment,
@@ -76,13 +75,15 @@ def test_masked_mse_ignores_invalid_pixels():
 
 def test_build_checks_options_and_refuses_other_names():
     with pytest.raises(ValueError, match="patch_size=24 is invalid"):
-        build(patch_size=24, depth=4)
-    m = build(num_classes=5, patch_size=64, ae_steps=7, dec_steps=7, keep_autoencoder="false")
+        CasSegmenter.build(patch_size=24, depth=4)
+    m = CasSegmenter.build(
+        num_classes=5, patch_size=64, ae_steps=7, dec_steps=7, keep_autoencoder="false"
+    )
     assert (m.patch_size, m.ae_steps, m.dec_steps, m.keep_autoencoder) == (64, 7, 7, False)
     assert isinstance(get_method("cas", num_classes=4), CasSegmenter)
     # A generic training flag CAS does not declare is refused, not renamed.
     with pytest.raises(ValueError, match="no option 'crop_size'"):
-        build(num_classes=5, crop_size=64)
+        CasSegmenter.build(num_classes=5, crop_size=64)
 
 
 def test_predict_gives_a_soft_assignment_per_pixel(fitted_cas):
@@ -137,8 +138,8 @@ def test_autoencoder_lowers_reconstruction_error_on_a_real_scene():
             return masked_mse(cas.net(x, use_skips=False)[1], x, valid).item()
 
     torch.manual_seed(0)
-    before = build(num_classes=3, in_channels=3, **options)
+    before = CasSegmenter.build(num_classes=3, in_channels=3, **options)
     torch.manual_seed(0)
-    after = build(num_classes=3, **options)
+    after = CasSegmenter.build(num_classes=3, **options)
     after.fit(ArraySampler([image], seed=0))
     assert error(after) < 0.7 * error(before)

@@ -8,7 +8,6 @@ from _cas_data import three_class_image
 
 from lcmap.methods.base import LabelledPatches
 from lcmap.methods.cas_finetuned import CasFinetunedSegmenter, class_weights
-from lcmap.methods.cas_finetuned import build as build_finetuned
 from lcmap.sampling import ArraySampler
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,7 +50,9 @@ def test_class_weights_are_inverse_frequency_clipped():
 def test_finetuned_learns_a_synthetic_three_class_scene():
     torch.manual_seed(0)
     image, truth = three_class_image(seed=1)
-    tuned = build_finetuned(num_classes=3, width=4, depth=2, embed_dim=8, steps=60, batch_size=4)
+    tuned = CasFinetunedSegmenter.build(
+        num_classes=3, width=4, depth=2, embed_dim=8, steps=60, batch_size=4
+    )
     sampler = ArraySampler([image], labels=[truth.astype(np.int64)], seed=0)
     batch = sampler.sample(4, 32)
     tuned.train_on(LabelledPatches(batch.image, batch.labels))

@@ -16,7 +16,7 @@ from _tiny_vit import cluster_options, textured_miou, textured_scene
 
 from lcmap import api
 from lcmap.errors import InvalidOptionError, InvalidSceneError
-from lcmap.methods.dino_kmeans import DinoKMeansSegmenter, build
+from lcmap.methods.dino_kmeans import DinoKMeansSegmenter
 from lcmap.methods.loading import load_model
 from lcmap.sampling import ArraySampler
 from lcmap.workflows.specs import MethodSpec, OutputSpec, RunSpec, TilingSpec
@@ -28,13 +28,13 @@ options = cluster_options
 
 
 def test_recovers_textured_regions(tiny_weights: Path) -> None:
-    assert textured_miou(build(4, **options(tiny_weights))) >= 0.9
+    assert textured_miou(DinoKMeansSegmenter.build(4, **options(tiny_weights))) >= 0.9
 
 
 def test_features_only_and_bands_only_weighting_both_fit(tiny_weights: Path) -> None:
     img, _ = textured_scene(64)
     for weight in (0.0, 3.0):
-        method = build(3, **options(tiny_weights, spectral_weight=weight))
+        method = DinoKMeansSegmenter.build(3, **options(tiny_weights, spectral_weight=weight))
         method.fit(ArraySampler([img], seed=0))
         assert method.centroids is not None
         assert tuple(method.centroids.shape) == (3, 32 + 3)
@@ -42,12 +42,12 @@ def test_features_only_and_bands_only_weighting_both_fit(tiny_weights: Path) -> 
 
 def test_stride_must_divide_the_window(tiny_weights: Path) -> None:
     with pytest.raises(InvalidOptionError, match="window_stride=12 must be a divisor"):
-        build(3, **options(tiny_weights, window_stride=12))
+        DinoKMeansSegmenter.build(3, **options(tiny_weights, window_stride=12))
 
 
 def test_tiles_with_other_band_counts_are_refused(tiny_weights: Path) -> None:
     img, _ = textured_scene(64)
-    method = build(3, **options(tiny_weights))
+    method = DinoKMeansSegmenter.build(3, **options(tiny_weights))
     method.fit(ArraySampler([img], seed=0))
     with pytest.raises(InvalidSceneError, match="expects 3; pass bands="):
         method.predict(torch.zeros(1, 4, 32, 32))
@@ -108,7 +108,7 @@ def test_flips_make_the_scores_flip_equivariant(tiny_weights: Path) -> None:
     # Averaged over the flip group, the scores of a flipped window are the flipped scores;
     # one view alone is not (the ViT's position embeddings are not symmetric).
     img, _ = textured_scene(64)
-    method = build(4, **options(tiny_weights))
+    method = DinoKMeansSegmenter.build(4, **options(tiny_weights))
     method.fit(ArraySampler([img], seed=0))
     x = torch.from_numpy(img)[None, :, :32, :32].float()
     plain = (method.predict(x.flip(-1)) - method.predict(x).flip(-1)).abs().max()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lcmap.errors import InvalidOptionError
-from lcmap.methods.kmeans import KMeansConfig, box_mean, build, has_cxx_compiler
+from lcmap.methods.kmeans import KMeansConfig, KMeansSegmenter, box_mean, has_cxx_compiler
 from lcmap.sampling import ArraySampler
 
 
@@ -19,7 +19,7 @@ def test_box_mean_is_the_local_mean_of_a_mirrored_window() -> None:
 def test_fits_two_spectra_and_labels_them_apart() -> None:
     image = np.zeros((2, 32, 32), np.float32)
     image[:, :, 16:] = 1.0
-    method = build(2, smooth=0, samples=500)
+    method = KMeansSegmenter.build(2, smooth=0, samples=500)
     method.fit(ArraySampler([image], seed=0))
     labels = method.predict_labels(torch.from_numpy(image)[None])[0].numpy()
     assert len(np.unique(labels[:, :16])) == 1 and len(np.unique(labels[:, 16:])) == 1
@@ -32,15 +32,15 @@ def test_fits_two_spectra_and_labels_them_apart() -> None:
 
 def test_option_ranges() -> None:
     with pytest.raises(InvalidOptionError, match="smooth=101 must be from 0 to 100"):
-        build(4, smooth=101)
+        KMeansSegmenter.build(4, smooth=101)
     with pytest.raises(InvalidOptionError, match="num_classes=1 must be from 2"):
-        build(1)
+        KMeansSegmenter.build(1)
 
 
 def test_labels_are_the_nearest_centroid_whatever_the_tile() -> None:
     gen = torch.Generator().manual_seed(0)
     image = torch.rand(1, 4, 67, 91, generator=gen)
-    method = build(6, smooth=0, in_channels=4)
+    method = KMeansSegmenter.build(6, smooth=0, in_channels=4)
     centroids = torch.rand(6, 4, generator=gen)
     centroids[5] = centroids[2]  # a tie: the lower id wins
     method.load_state_dict({"centroids": centroids})
@@ -58,7 +58,7 @@ def test_labels_are_the_nearest_centroid_whatever_the_tile() -> None:
 def test_the_compiled_scoring_gives_the_eager_labels_bit_for_bit(monkeypatch) -> None:
     gen = torch.Generator().manual_seed(1)
     image = torch.rand(2, 4, 70, 90, generator=gen)
-    method = build(6, smooth=2, in_channels=4)
+    method = KMeansSegmenter.build(6, smooth=2, in_channels=4)
     centroids = torch.rand(6, 8, generator=gen)
     centroids[4] = centroids[1]  # a tie: the lower id wins in both
     method.load_state_dict({"centroids": centroids})

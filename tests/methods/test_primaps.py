@@ -22,7 +22,7 @@ from lcmap import api
 from lcmap.errors import InvalidOptionError
 from lcmap.methods._primaps import EmSchedule, fit_prototypes, principal_masks
 from lcmap.methods.loading import load_model
-from lcmap.methods.primaps import PrimapsSegmenter, build
+from lcmap.methods.primaps import PrimapsSegmenter
 from lcmap.workflows.specs import MethodSpec, RunSpec, TilingSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread", "vit_cache")
@@ -97,12 +97,12 @@ def options(weights: Path, **extra: Any) -> dict[str, Any]:
 
 
 def test_recovers_textured_regions(tiny_weights: Path) -> None:
-    assert textured_miou(build(4, **options(tiny_weights))) >= 0.9
+    assert textured_miou(PrimapsSegmenter.build(4, **options(tiny_weights))) >= 0.9
 
 
 def test_bands_next_to_the_features_are_refused(tiny_weights: Path) -> None:
     with pytest.raises(InvalidOptionError, match="spectral_weight must be 0"):
-        build(3, **options(tiny_weights, spectral_weight=1.0))
+        PrimapsSegmenter.build(3, **options(tiny_weights, spectral_weight=1.0))
 
 
 def test_model_file_reloads_as_primaps_with_the_same_map_at_every_tile_size(

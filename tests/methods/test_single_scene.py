@@ -15,7 +15,6 @@ from lcmap.methods.loading import load_model
 from lcmap.methods.single_scene import (
     SingleSceneNet,
     SingleSceneSegmenter,
-    build,
     clustering_loss,
     contrastive_loss,
     shuffled_partners,
@@ -56,7 +55,7 @@ def hungarian_miou(pred, truth):
 def fitted(in_channels=3, seed=0, shape=(40, 52), **options):
     rng = np.random.default_rng(seed)
     image = rng.random((in_channels, *shape), dtype=np.float32)
-    method = build(4, seed=seed, **{**TINY, **options})
+    method = SingleSceneSegmenter.build(4, seed=seed, **{**TINY, **options})
     method.fit(ArraySampler([image], seed=seed))
     return method
 
@@ -103,9 +102,9 @@ def test_defaults_are_the_papers():
 
 
 def test_builder_converts_command_line_strings():
-    cfg = build(5, iterations="20", lr="0.01", layers=3.0).config()
+    cfg = SingleSceneSegmenter.build(5, iterations="20", lr="0.01", layers=3.0).config()
     assert cfg["iterations"] == 20 and cfg["lr"] == 0.01 and cfg["layers"] == 3
-    assert build(5, layers=3).halo == 3
+    assert SingleSceneSegmenter.build(5, layers=3).halo == 3
 
 
 @pytest.mark.parametrize(
@@ -121,11 +120,11 @@ def test_builder_converts_command_line_strings():
 )
 def test_builder_rejects_bad_options_clearly(options, message):
     with pytest.raises(ValueError, match=message):
-        build(**options)
+        SingleSceneSegmenter.build(**options)
 
 
 def test_network_is_table_1():
-    method = build(8, in_channels=4)
+    method = SingleSceneSegmenter.build(8, in_channels=4)
     net = method.net
     assert isinstance(net, SingleSceneNet) and method.in_channels == 4
     assert len(net.convs) == 5
@@ -143,7 +142,7 @@ def test_network_is_table_1():
 
 
 def test_channel_attention_is_cbam_while_training_and_frozen_at_inference():
-    net = build(3, in_channels=2, features=8, reduction=4).net
+    net = SingleSceneSegmenter.build(3, in_channels=2, features=8, reduction=4).net
     att = net.attention
     x = torch.randn(2, 8, 5, 6)
     att.train()
@@ -205,7 +204,9 @@ def test_shuffled_partners_never_pair_a_patch_with_itself(batch):
 
 def test_fit_recovers_two_textured_regions():
     image, truth = two_textured_regions()
-    method = build(2, seed=0, features=16, iterations=100, epochs=2, crop_size=48, batch_size=4)
+    method = SingleSceneSegmenter.build(
+        2, seed=0, features=16, iterations=100, epochs=2, crop_size=48, batch_size=4
+    )
     method.fit(ArraySampler([image], seed=0))
     labels = predict_padded(method, image, method.halo).argmax(0).numpy()
     assert hungarian_miou(labels, truth) >= 0.9
@@ -232,7 +233,7 @@ def test_seeded_fit_leaves_the_global_rng_alone():
 def test_fit_reports_progress_up_to_its_total():
     calls = []
     image = np.random.default_rng(0).random((3, 30, 30), dtype=np.float32)
-    method = build(3, seed=0, **TINY)
+    method = SingleSceneSegmenter.build(3, seed=0, **TINY)
     method.fit(ArraySampler([image], seed=0), progress=lambda d, t: calls.append((d, t)))
     done, totals = zip(*calls, strict=True)
     assert list(done) == list(range(1, len(calls) + 1))
@@ -246,7 +247,7 @@ def test_fit_ignores_nodata_pixels():
     valid = np.ones((40, 40), dtype=bool)
     valid[:, :12] = False
     image[:, ~valid] = 0
-    method = build(3, seed=0, **TINY)
+    method = SingleSceneSegmenter.build(3, seed=0, **TINY)
     method.fit(ArraySampler([image], valid=[valid], seed=0))
     assert all(torch.isfinite(v.float()).all() for v in method.state_dict().values())
 
@@ -261,16 +262,16 @@ def test_clusters_in_use_are_counted_and_collapse_is_reported(caplog):
 
 
 def test_fit_rejects_a_band_count_it_was_not_built_for():
-    method = build(3, in_channels=4, **TINY)
+    method = SingleSceneSegmenter.build(3, in_channels=4, **TINY)
     with pytest.raises(ValueError, match="built for 4 bands but the scene has 3"):
         method.fit(ArraySampler([np.zeros((3, 30, 30), dtype=np.float32)]))
 
 
 def test_predict_needs_a_fitted_model():
     with pytest.raises(RuntimeError, match="fit"):
-        build(3).predict(torch.zeros(1, 3, 8, 8))
+        SingleSceneSegmenter.build(3).predict(torch.zeros(1, 3, 8, 8))
     with pytest.raises(RuntimeError, match="fitted"):
-        build(3, in_channels=3).predict(torch.zeros(1, 3, 8, 8))
+        SingleSceneSegmenter.build(3, in_channels=3).predict(torch.zeros(1, 3, 8, 8))
 
 
 # --------------------------------------------------------------------------- tiles

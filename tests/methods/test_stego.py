@@ -21,7 +21,7 @@ from lcmap.methods import get_method
 from lcmap.methods._crf import dense_crf
 from lcmap.methods.base import Window
 from lcmap.methods.loading import load_model
-from lcmap.methods.stego import StegoSegmenter, build
+from lcmap.methods.stego import StegoSegmenter
 from lcmap.models import ModelHeader, save_model
 from lcmap.nets import vit as _vit
 from lcmap.nets.upsample import upsampled_cosine
@@ -48,7 +48,7 @@ def tiny_stego(weights: Path | None, **kwargs: Any) -> StegoSegmenter:
         "seed": 0,
     }
     options.update(kwargs)
-    return build(kwargs.pop("num_classes", 4), **options)
+    return StegoSegmenter.build(kwargs.pop("num_classes", 4), **options)
 
 
 @pytest.fixture(scope="module")
@@ -383,7 +383,7 @@ def test_loading_finds_moved_weights_in_the_cache(
     method, img, _ = fitted
     config = dict(method.config(), weights=str(tmp_path / "gone" / "tiny_dino_s8.safetensors"))
     shutil.copy(method.config()["weights"], vit_cache / "tiny_dino_s8.safetensors")
-    again = build(**config)
+    again = StegoSegmenter.build(**config)
     again.load_state_dict(method.state_dict())
     assert again.resolved.source == "cache"
     assert torch.equal(predict(method, img), predict(again, img))
@@ -446,7 +446,7 @@ def test_weights_found_in_cache_directory(
 def test_offline_without_weights_fails_at_once_naming_the_file(vit_cache: Path) -> None:
     start = time.perf_counter()
     with pytest.raises(WeightsError, match=r"dino_deitsmall8_pretrain\.pth") as info:
-        build(4, backbone_args=TINY)
+        StegoSegmenter.build(4, backbone_args=TINY)
     assert str(vit_cache) in str(info.value) and "weights=PATH" in str(info.value)
     assert time.perf_counter() - start < 5
 
@@ -483,7 +483,7 @@ def test_real_dinov2_backbone_separates_textured_regions() -> None:
     img, truth = textured_scene(size=224)
     # No head steps: checks weights, block-8 features, upsampling and the cosine probe. (With
     # STEGO's Potsdam shifts, training on these DINOv2 features pulls the regions together.)
-    method = build(
+    method = StegoSegmenter.build(
         4,
         backbone="vit_small_patch14_dinov2",
         weights=str(REAL_WEIGHTS),
@@ -522,11 +522,11 @@ def test_default_backbone_downloads_from_the_hub_once(
 ) -> None:
     if not _vit.is_online():
         pytest.skip("the weights hub is not reachable")
-    method = build(4, crops=2, steps=0)
+    method = StegoSegmenter.build(4, crops=2, steps=0)
     assert method.resolved.source == "hub"
     assert method.resolved.path.is_relative_to(vit_cache)
     monkeypatch.setenv("LCMAP_OFFLINE", "1")  # the second time it comes from the cache
-    again = build(4, crops=2, steps=0)
+    again = StegoSegmenter.build(4, crops=2, steps=0)
     assert again.resolved.path == method.resolved.path
     assert again.header()["weights_sha256"] == method.header()["weights_sha256"]
 

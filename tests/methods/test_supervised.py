@@ -6,6 +6,7 @@ import torch
 
 from lcmap.errors import InvalidSceneError
 from lcmap.methods._supervised import IGNORE_INDEX, Schedule, train_classifier
+from lcmap.methods.base import LabelledPatches
 
 
 def _schedule(**changes: object) -> Schedule:
@@ -21,13 +22,13 @@ def _schedule(**changes: object) -> Schedule:
     return Schedule(**{**base, **changes})  # type: ignore[arg-type]
 
 
-def _patches() -> tuple[torch.Tensor, torch.Tensor, None]:
+def _patches() -> LabelledPatches:
     """Two classes told apart by the one band's sign, a few pixels unlabelled."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(12, 1, 8, 8, generator=gen)
     y = (x[:, 0] > 0).long()
     y[:, 0, 0] = IGNORE_INDEX
-    return x, y, None
+    return LabelledPatches(x, y)
 
 
 def _train(schedule: Schedule, patches=None):
@@ -72,6 +73,6 @@ def test_the_same_seed_trains_the_same_head() -> None:
 def test_labels_outside_the_classes_or_none_at_all_are_refused() -> None:
     x, y, _ = _patches()
     with pytest.raises(InvalidSceneError, match="class 5"):
-        _train(_schedule(), (x, torch.full_like(y, 5), None))
+        _train(_schedule(), LabelledPatches(x, torch.full_like(y, 5)))
     with pytest.raises(InvalidSceneError, match="no labelled pixel"):
-        _train(_schedule(), (x, torch.full_like(y, IGNORE_INDEX), None))
+        _train(_schedule(), LabelledPatches(x, torch.full_like(y, IGNORE_INDEX)))
