@@ -274,17 +274,23 @@ def _short_warning(
 
 def parse_bands(value: str | None) -> list[int] | None:
     """Parse ``--bands 4,3,2`` into 1-based band indexes."""
+    return parse_numbers(value, "band numbers", "4,3,2", start=1)
+
+
+def parse_numbers(value: str | None, what: str, example: str, start: int) -> list[int] | None:
+    """Parse a comma-separated list of integers from ``start`` (``--bands 4,3,2``, ``--class-ids
+    1,3``); ``what`` names them in the one-line error."""
     if value is None:
         return None
     try:
-        bands = [int(v) for v in value.replace(" ", "").split(",") if v]
+        numbers = [int(v) for v in value.replace(" ", "").split(",") if v]
     except ValueError:
         raise typer.BadParameter(
-            f"'{value}' is not a comma-separated list of band numbers; use e.g. 4,3,2."
+            f"'{value}' is not a comma-separated list of {what}; use e.g. {example}."
         ) from None
-    if not bands or min(bands) < 1:
-        raise typer.BadParameter(f"band numbers start at 1; got '{value}'.")
-    return bands
+    if not numbers or min(numbers) < start:
+        raise typer.BadParameter(f"{what} start at {start}; got '{value}'.")
+    return numbers
 
 
 def parse_key_values(values: list[str] | None, what: str = "option") -> dict[str, str]:

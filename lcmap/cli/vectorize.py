@@ -6,24 +6,8 @@ from typing import Annotated
 import typer
 
 from lcmap.cli import _options as opt
-from lcmap.cli._app import command, echo, reported_errors
+from lcmap.cli._app import command, echo, parse_numbers, reported_errors
 from lcmap.cli._progress import progress_bar
-
-
-def parse_classes(value: str | None) -> list[int] | None:
-    """Parse ``--class-ids 1,3`` into label values."""
-    if value is None:
-        return None
-    try:
-        classes = [int(v) for v in value.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise typer.BadParameter(
-            f"'{value}' is not a comma-separated list of class ids; use e.g. 1,3."
-        ) from None
-    if not classes or min(classes) < 0:
-        raise typer.BadParameter(f"class ids are integers from 0; got '{value}'.")
-    return classes
-
 
 Labels = Annotated[
     Path, typer.Argument(help="Single-band integer label raster (e.g. from lcmap segment).")
@@ -104,7 +88,7 @@ def vectorize(
 
         $ lcmap vectorize landcover.tif -o landcover.gpkg --min-area 50 --simplify 1
     """
-    wanted = parse_classes(class_ids)
+    wanted = parse_numbers(class_ids, "class ids", "1,3", start=0)
     with reported_errors():
         from lcmap.io.vector import vectorize as run
 

@@ -9,6 +9,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,14 @@ class Schedule:
     weight_decay: float
     class_weighting: str
     seed: int
+
+    @classmethod
+    def of(cls, cfg: Any, lr: float | None = None) -> "Schedule":
+        """The schedule a fine-tuning config gives (its fields of the same names), with ``lr``
+        in place of its own when given (a default that depends on the network)."""
+        rate = cfg.lr if lr is None else lr
+        fields = ("batch_size", "steps", "epochs", "weight_decay", "class_weighting", "seed")
+        return cls(lr=rate, **{name: getattr(cfg, name) for name in fields})
 
 
 def train_classifier(

@@ -149,15 +149,7 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
 
         cfg = self.cfg
         lr = cfg.lr if cfg.lr is not None else (1e-3 if cfg.head == "decoder" else 1e-2)
-        schedule = Schedule(
-            cfg.batch_size,
-            cfg.steps,
-            cfg.epochs,
-            lr,
-            cfg.weight_decay,
-            cfg.class_weighting,
-            cfg.seed,
-        )
+        schedule = Schedule.of(cfg, lr)
         logits_of: Callable[[Tensor], Tensor] = net
         if frozen and MEMOISE:  # see FrozenFeatures
             memo = FrozenFeatures(net)
