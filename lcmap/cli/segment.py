@@ -140,21 +140,16 @@ def segment(
     """Segment SCENE into a land-cover map on the same grid.
 
     Without --model the method is fitted on windows drawn across the scene, then the scene is
-    mapped tile by tile. The output is a Cloud-Optimised GeoTIFF with the input's CRS,
-    transform and size, uint8 labels from 0 (255 = nodata), a colour table, class names and
-    provenance tags, plus a .lcmap.json sidecar.
+    mapped tile by tile into a Cloud-Optimised GeoTIFF on the input's grid: uint8 labels from 0
+    (255 = nodata), a colour table, class names, provenance tags, and a .lcmap.json sidecar.
 
-    With several scenes, -o names a folder: one model is fitted across all of them (saved as
-    OUTDIR/model.lcmap) and applied to each, so a label means the same in every map; the maps
-    are OUTDIR/SCENE_NAME.tif, with OUTDIR/mosaic.vrt over them when they share a CRS. A
-    scene that fails is reported and the others still finish (exit status 1).
-
-    --workers N or --scheduler ADDRESS map each scene in parts on Dask workers, --resume in
-    parts kept beside the output; the map is the same as in one process.
+    With several scenes, -o names a folder: one model fitted across them all (OUTDIR/model.lcmap)
+    maps each to OUTDIR/SCENE_NAME.tif, so a label means the same in every map (OUTDIR/mosaic.vrt
+    over them when they share a CRS); a scene that fails is reported, the others finish (exit 1).
 
     With --model, -p takes the options that change how a trained model maps (a wrong one lists
-    them): -p tta=true averages a fine-tuned encoder's class probabilities over each window's 8
-    flips and quarter turns (8 network passes a window: about 5 times the mapping time).
+    them), such as tta=true: a fine-tuned encoder's class probabilities averaged over each
+    window's 8 flips and quarter turns (8 network passes a window).
 
     Examples:
 
@@ -164,13 +159,9 @@ def segment(
 
         $ lcmap segment other.tif -o other_map.tif --model scene.lcmap
 
-        $ lcmap segment other.tif -o other_map.tif --model tuned.lcmap -p tta=true
-
         $ lcmap segment 2020/*.tif -o maps/ -k 8
 
         $ lcmap segment 'mosaic/**/*.tif' -o maps/ --model scene.lcmap --workers 4 --resume
-
-        $ lcmap segment scene.tif -o map.tif --method primaps --weights dinov2_s14.safetensors
 
         $ lcmap segment s2.tif --stack s1.tif -o map.tif -k 8
     """
@@ -178,12 +169,11 @@ def segment(
         from lcmap import api
         from lcmap.workflows.scenes import expand_scenes
 
-        options = opt.method_options(param, weights)
         paths = expand_scenes(scenes)
         many = _into_folder(paths, output)
-        if many and stack:
-            raise typer.BadParameter("--stack goes with one scene.")
+        _check_one_scene(many, stack, preview, overwrite, paths[0], output)
         target = api.OutputSpec(Path(output), overwrite, parse_key_values(co, "--co") or {})
+        options = opt.method_options(param, weights)
         common: dict[str, Any] = {
             "method": api.MethodSpec(method, classes, parse_bands(bands), options),
             "model": model,
@@ -191,8 +181,6 @@ def segment(
             "tiling": api.TilingSpec(tile, halo),
             "scale": api.ScaleSpec(workers, scheduler, resume, part_rows),
         }
-        if preview is not None:  # checked before any work, written after the map
-            _check_preview(preview, many, overwrite, paths[0], output)
         with progress_bar("segment") as update:
             run = replace(run, batch_size=batch_size, progress=update)
             if many:
@@ -203,10 +191,8 @@ def segment(
             _write_preview(output, preview, paths[0], parse_bands(bands), overwrite)
     if many:
         _report_many(done)
-        return
-    if result.method_choice:
-        echo(f"method: {cli_message(result.method_choice)}")
-    _report(result, preview)
+    else:
+        _report(result, preview)
 
 
 def _into_folder(paths: list[str], output: str) -> bool:
@@ -216,10 +202,20 @@ def _into_folder(paths: list[str], output: str) -> bool:
     return len(paths) > 1 or output.endswith(("/", "\\")) or folder
 
 
-def _check_preview(preview: Path, many: bool, overwrite: bool, scene: str, output: str) -> None:
-    """--preview goes with one scene, and is checked as an output before any work."""
-    if many:
-        raise typer.BadParameter("--preview goes with one scene.")
+def _check_one_scene(
+    many: bool,
+    stack: list[str] | None,
+    preview: Path | None,
+    overwrite: bool,
+    scene: str,
+    output: str,
+) -> None:
+    """--stack and --preview go with one scene; the preview is checked as an output before any
+    work (and written after the map)."""
+    if many and (stack or preview is not None):
+        raise typer.BadParameter(f"{'--stack' if stack else '--preview'} goes with one scene.")
+    if preview is None:
+        return
     from lcmap.io.preview import check_preview
 
     check_preview(preview, overwrite, inputs=[scene], others=[output])
@@ -236,6 +232,8 @@ def _write_preview(
 
 
 def _report(result: Any, preview: Path | None = None) -> None:
+    if result.method_choice:
+        echo(f"method: {cli_message(result.method_choice)}")
     mpx = result.width * result.height / 1e6
     fitted = f"fitted in {result.fit_seconds:.1f} s, " if result.fit_seconds >= 0.05 else ""
     reused = f", {result.parts_reused} parts reused" if result.parts_reused else ""
