@@ -52,3 +52,12 @@ def test_out_of_range_run_options_are_one_line(make_scene, tmp_path, args, messa
     out = run("segment", make_scene(), "-o", tmp_path / "m.tif", *args, "-q").output
     assert message in out and "Traceback" not in out
     assert not (tmp_path / "m.tif").exists()
+
+
+@pytest.mark.parametrize("flag", ["--stack", "--preview"])
+def test_stack_and_preview_go_with_one_scene(make_scene, tmp_path, flag):
+    scenes = [make_scene("a.tif", width=64, height=64), make_scene("b.tif", width=64, height=64)]
+    value = scenes[0] if flag == "--stack" else tmp_path / "p.png"
+    result = run("segment", *scenes, "-o", tmp_path / "maps", flag, value, "-q")
+    assert result.exit_code == 2 and f"{flag} goes with one scene" in result.output
+    assert not (tmp_path / "maps").exists() and not (tmp_path / "p.png").exists()
