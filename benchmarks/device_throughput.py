@@ -5,8 +5,8 @@
   model's busy share of the mapping loop on each, and the same on ``--device`` with no batch
   size (on CUDA: the batch size measured from free memory, ``auto_batch``);
 * training: ``single_scene`` (Saha et al., ``--iterations`` updates per batch, 1 epoch) and
-  ``cas`` (``--steps`` autoencoder + ``--steps`` clustering steps) on a 1024 x 1024 crop, on
-  ``--device``: seconds, and seconds per megapixel of the crop at those settings.
+  ``cas`` (``--steps`` autoencoder + ``--steps`` clustering steps) on a ``--crop`` square crop
+  (1024 px), on ``--device``: seconds, and seconds per megapixel of the crop at those settings.
 
 Each figure is measured after one warm-up run of the same call. With ``--device cpu`` the CPU
 rows are measured once (the script is then a check that it runs, as in CI-like conditions).
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8192, help="kmeans scene side in pixels")
     parser.add_argument("--iterations", type=int, default=20, help="single_scene updates")
     parser.add_argument("--steps", type=int, default=100, help="cas steps per phase")
+    parser.add_argument("--crop", type=int, default=1024, help="training crop side in pixels")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/lcmap-bench"))
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -48,8 +49,8 @@ def main() -> None:
     from lcmap import api
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    scene, crop = args.workdir / f"naip_{args.size}.tif", args.workdir / "naip_1024.tif"
-    for path, size in ((scene, args.size), (crop, 1024)):
+    scene, crop = args.workdir / f"naip_{args.size}.tif", args.workdir / f"naip_{args.crop}.tif"
+    for path, size in ((scene, args.size), (crop, args.crop)):
         if not path.exists():
             make_scene(path, size)
     model = args.workdir / "device_kmeans.lcmap"
@@ -102,7 +103,7 @@ def main() -> None:
     )
     print(json.dumps(rows[-1]), flush=True)
 
-    crop_mpx = 1024**2 / 1e6
+    crop_mpx = args.crop**2 / 1e6
     trainings = {
         "single_scene": {"iterations": args.iterations, "epochs": 1},
         "cas": {"ae_steps": args.steps, "dec_steps": args.steps},

@@ -80,6 +80,10 @@ TINY_RUNS = {
     ],
     "quality_cas.py": ["--quick", "--out", "{work}"],
     "kmeans_kernel.py": ["--tile", "128", "--repeats", "1"],
+    "stego_throughput.py": [
+        *("--size", "224", "--backbones", "vit_small_patch14_dinov2", "--batch-size", "2"),
+        *("--device", "cpu", "--json", "{out}"),
+    ],
     "pretrain_cost.py": [
         *("--device", "cpu", "--cpu-steps", "1", "--encoder", "unet"),
         *("--workdir", "{work}", "--json", "{out}"),
