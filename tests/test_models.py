@@ -1,7 +1,9 @@
+import hashlib
 import json
 import struct
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import torch
 from lcmap.errors import InvalidModelError
 from lcmap.methods import get_method
 from lcmap.methods.loading import load_model
-from lcmap.models import ModelHeader, read_header, save_model
+from lcmap.models import ModelHeader, file_sha256, read_header, save_model
 from lcmap.sampling import ArraySampler
 
 
@@ -39,6 +41,21 @@ def test_round_trip_gives_the_same_predictions(tmp_path):
     assert h2 == header and loaded.class_names == ["a", "b", "c"]
     x = torch.rand(1, 4, 20, 20)
     torch.testing.assert_close(km.predict(x), loaded.predict(x))
+
+
+def test_a_loaded_model_is_hashed_from_the_bytes_read_and_a_changed_file_again(
+    tmp_path, monkeypatch
+):
+    km, header = _fitted_kmeans()
+    path = tmp_path / "m.lcmap"
+    save_model(path, km, header)
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    load_model(path)
+    with monkeypatch.context() as patched:  # the hash needs no second read of the file
+        patched.setattr("builtins.open", lambda *a, **k: pytest.fail("read again"))
+        assert file_sha256(path) == expected
+    save_model(path, km, replace(header, class_names=["x", "y", "z"]))
+    assert file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest() != expected
 
 
 def test_model_file_is_plain_safetensors_with_json_header(tmp_path):

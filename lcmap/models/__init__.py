@@ -11,7 +11,6 @@ Example:
 """
 
 import contextlib
-import functools
 import hashlib
 import json
 import math
@@ -197,13 +196,16 @@ def read_tensors(path: str | Path) -> "dict[str, Tensor]":
         InvalidModelError: the file is corrupt, or holds tensors lcmap never writes.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     try:
         check_safetensors(path)
-        state = load_file(str(path))
+        facts = _file_facts(path)
+        data = Path(path).read_bytes()  # read once: the tensors and the file's sha256
+        state = load(data)
     except (SafetensorError, OSError, ValueError) as exc:
         raise InvalidModelError(f"{path} is corrupt: its tensors cannot be read ({exc}).") from exc
+    _remember_sha256(facts, hashlib.sha256(data).hexdigest())
     _check_tensors(state, path)
     return state
 
@@ -307,21 +309,33 @@ def _check_metadata(meta: Any) -> None:
             raise ValueError(f"its __metadata__ field {key!r} is not a string")
 
 
+#: sha256 of the files hashed or loaded in this process, by (path, inode, size, mtime).
+_HASHES: dict[tuple[str, int, int, int], str] = {}
+
+
 def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks; a file hashed before in this process, and not
-    changed since (same inode, size and modification time), is not read again (one run hashes
-    its model for the parts' record and for the map's provenance)."""
+    """Hex sha256 of a file, read in chunks; a file hashed or loaded (:func:`read_tensors`)
+    before in this process, and not changed since (same inode, size and modification time), is
+    not read again (one run loads its model, and records its hash for the parts and the map)."""
+    facts = _file_facts(path)
+    if facts not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        _remember_sha256(facts, digest.hexdigest())
+    return _HASHES[facts]
+
+
+def _file_facts(path: str | Path) -> tuple[str, int, int, int]:
     facts = os.stat(path)
-    return _sha256(str(Path(path).resolve()), facts.st_ino, facts.st_size, facts.st_mtime_ns)
+    return str(Path(path).resolve()), facts.st_ino, facts.st_size, facts.st_mtime_ns
 
 
-@functools.lru_cache(maxsize=64)
-def _sha256(path: str, inode: int, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _remember_sha256(facts: tuple[str, int, int, int], sha: str) -> None:
+    if len(_HASHES) >= 64:
+        _HASHES.clear()
+    _HASHES[facts] = sha
 
 
 def warn_if_unlike(src: "DatasetReader", header: ModelHeader, seed: int = 0) -> None:
