@@ -14,6 +14,7 @@ rows are measured once (the script is then a check that it runs, as in CI-like c
 Usage:
     python benchmarks/device_throughput.py --device cuda --size 8192
     python benchmarks/device_throughput.py --device cpu --size 2048 --iterations 5 --steps 10
+    python benchmarks/device_throughput.py --device cpu --quick   # a smoke run
 """
 
 import argparse
@@ -44,7 +45,11 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=1024, help="training crop side in pixels")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/lcmap-bench"))
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and steps: a smoke run")
     args = parser.parse_args()
+    small = {"crop_size": 64, "batch_size": 2} if args.quick else {}
+    if args.quick:
+        args.size, args.crop, args.iterations, args.steps = 128, 128, 1, 1
 
     from lcmap import api
 
@@ -105,7 +110,7 @@ def main() -> None:
 
     crop_mpx = args.crop**2 / 1e6
     trainings = {
-        "single_scene": {"iterations": args.iterations, "epochs": 1},
+        "single_scene": {"iterations": args.iterations, "epochs": 1, **small},
         "cas": {"ae_steps": args.steps, "dec_steps": args.steps},
     }
     for method, options in trainings.items():

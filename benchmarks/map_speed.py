@@ -27,15 +27,16 @@ ROOT = Path(__file__).resolve().parent.parent
 NAIP = ROOT / "sample_data" / "naip_2020_rgbn.tif"
 DUBAI = ROOT / ".." / "shared" / "data" / "dubai_dev"
 DINOV2 = ROOT / ".." / "shared" / "weights" / "dinov2_vits14_imgfocus.safetensors"
+METHODS = ["simclr", "encoder_finetuned", "primaps", "stego"]
 
 
-def models(out: Path) -> dict[str, tuple[Path, Path]]:
-    """name -> (scene, model), trained on first use."""
+def models(out: Path, wanted: set[str]) -> dict[str, tuple[Path, Path]]:
+    """name -> (scene, model) of the ``wanted`` methods, each trained on first use."""
     from lcmap import api
     from lcmap.workflows.finetune import finetune
 
     simclr = out / "simclr.lcmap"
-    if not simclr.exists():
+    if "simclr" in wanted and not simclr.exists():
         api.train(
             [NAIP],
             simclr,
@@ -51,9 +52,9 @@ def models(out: Path) -> dict[str, tuple[Path, Path]]:
             ),
             run=api.RunSpec(device="cpu", seed=0),
         )
-    found = {"simclr": (NAIP, simclr)}
+    found = {"simclr": (NAIP, simclr)} if "simclr" in wanted else {}
     scene, truth = DUBAI / "scenes" / "dubai_t1_1.tif", DUBAI / "truth" / "dubai_t1_1.tif"
-    if scene.exists():
+    if "encoder_finetuned" in wanted and scene.exists():
         encoder, tuned = out / "encoder.lcmap", out / "finetuned.lcmap"
         if not tuned.exists():
             api.train(
@@ -81,7 +82,7 @@ def models(out: Path) -> dict[str, tuple[Path, Path]]:
                 run=api.RunSpec(device="cpu", seed=0),
             )
         found["encoder_finetuned"] = (scene, tuned)
-    if DINOV2.exists():
+    if "primaps" in wanted and DINOV2.exists():
         primaps = out / "primaps.lcmap"
         if not primaps.exists():
             api.train(
@@ -91,6 +92,7 @@ def models(out: Path) -> dict[str, tuple[Path, Path]]:
                 run=api.RunSpec(device="cpu", seed=0),
             )
         found["primaps"] = (NAIP, primaps)
+    if "stego" in wanted and DINOV2.exists():
         stego = out / "stego.lcmap"
         if not stego.exists():
             api.train(
@@ -119,7 +121,8 @@ def main() -> None:
     parser.add_argument("--against", type=Path, help="another run's maps, to count differences")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs; the best is kept")
     parser.add_argument("--lcmap", metavar="CHECKOUT", help="import lcmap from this checkout")
-    parser.add_argument("--only", nargs="+", help="these methods only")
+    parser.add_argument("--only", nargs="+", choices=METHODS, help="these methods only")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     if args.lcmap:
         use_checkout(args.lcmap)
@@ -127,9 +130,8 @@ def main() -> None:
 
     maps = args.out / args.tag
     maps.mkdir(parents=True, exist_ok=True)
-    for name, (scene, model) in models(args.out).items():
-        if args.only and name not in args.only:
-            continue
+    rows = []
+    for name, (scene, model) in models(args.out, set(args.only or METHODS)).items():
         target = maps / f"{name}.tif"
         api.segment(
             scene,
@@ -160,6 +162,9 @@ def main() -> None:
                 row["pixels_differing"] = int(np.count_nonzero(src.read(1) != labels))
             row["pixels"] = int(labels.size)
         print(json.dumps(row), flush=True)
+        rows.append(row)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from quality_stego import DINOV2
 from tiling_consistency import picture
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+METHODS = ["kmeans", "dino_kmeans", "primaps"]
 #: (scene, display bands, K): three dubai_dev scenes of the held-out tiles, NAIP (R, G, B,
 #: NIR; shown as RGB), Landsat (SWIR1, NIR, Red, Green; shown as that false colour).
 SCENES = [
@@ -37,15 +38,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--weights", type=Path, default=DINOV2)
+    names = [Path(rel).stem for rel, _, _ in SCENES]
+    parser.add_argument("--scenes", nargs="+", choices=names, default=names, help="these only")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lcmap-pictures-") as tmp:
         for rel, show, k in SCENES:
             scene = DATA / rel
+            if scene.stem not in args.scenes:
+                continue
             maps = {}
-            vit = {"weights": str(args.weights)}
-            runs = [("kmeans", None), ("dino_kmeans", vit), ("primaps", vit)]
-            for method, options in runs:
+            for method in args.methods:
+                options = {"weights": str(args.weights)} if method != "kmeans" else None
                 out = Path(tmp) / f"{scene.stem}_{method}.tif"
                 api.segment(
                     scene,

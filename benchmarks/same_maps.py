@@ -121,6 +121,8 @@ def main() -> int:
     parser.add_argument(
         "--lcmap", metavar="CHECKOUT", help="import lcmap from this checkout (git worktree add)"
     )
+    parser.add_argument("--scenes", nargs="+", choices=SCENES, default=SCENES)
+    parser.add_argument("--size", type=int, default=384, help="side of the crops in pixels")
     args = parser.parse_args()
     if args.lcmap:
         use_checkout(args.lcmap)
@@ -135,10 +137,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="lcmap-same-maps-") as tmp:
         work = Path(tmp)
-        for name in SCENES:
+        for name in args.scenes:
             data = SHARED / "data" / "dubai_dev"
-            scene = crop(data / "scenes" / f"{name}.tif", work / f"{name}.tif")
-            truth = crop(data / "truth" / f"{name}.tif", work / f"{name}_truth.tif")
+            scene = crop(data / "scenes" / f"{name}.tif", work / f"{name}.tif", args.size)
+            truth = crop(data / "truth" / f"{name}.tif", work / f"{name}_truth.tif", args.size)
             for run, kwargs in RUNS.items():
                 out = work / f"{name}_{run}.tif"
                 model = work / f"{name}_{run}.lcmap"

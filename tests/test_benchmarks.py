@@ -56,9 +56,8 @@ def test_every_benchmark_script_starts() -> None:
 ROOT = BENCHMARKS.parent
 SAMPLE = ROOT / "sample_data" / "naip_2020_rgbn.tif"
 MR_DEV = ROOT / ".." / "shared" / "data" / "mr_dev"
-#: Benchmarks that run end to end on tiny data in seconds: each is run as a user would, and its
-#: JSON must hold figures (the others need large scenes, a GPU or a long fit; their start-up is
-#: checked above).
+#: Every benchmark, run end to end on tiny data in seconds (its quick mode) as a user would run
+#: it; its JSON, where it writes one, must hold figures.
 TINY_RUNS = {
     "pipeline_cost.py": [str(SAMPLE), "--repeats", "1", "--json", "{out}"],
     "cog_writer.py": ["--size", "1024", "--repeats", "1"],
@@ -88,6 +87,19 @@ TINY_RUNS = {
         *("--device", "cpu", "--cpu-steps", "1", "--encoder", "unet"),
         *("--workdir", "{work}", "--json", "{out}"),
     ],
+    "map_speed.py": ["--out", "{work}", "--tag", "smoke", "--only", "simclr", "--json", "{out}"],
+    "device_throughput.py": [
+        "--device",
+        "cpu",
+        "--quick",
+        "--workdir",
+        "{work}",
+        "--json",
+        "{out}",
+    ],
+    "pictures.py": ["--out", "{work}", "--scenes", "dubai_t5_4", "--methods", "kmeans"],
+    "quality_encoders.py": ["--quick", "--out", "{work}", "--rows", "random,simclr linear"],
+    "same_maps.py": ["--scenes", "dubai_t1_1", "--size", "128"],
     "quality_single_scene.py": [
         "--scenes",
         "dubai_t5_1",
@@ -105,7 +117,14 @@ NEEDS_SHARED = {
     "tiling_consistency.py",
     "quality_cas.py",
     "quality_single_scene.py",
+    "pictures.py",
+    "quality_encoders.py",
+    "same_maps.py",
 }
+
+
+def test_every_benchmark_has_a_tiny_run() -> None:
+    assert {p.name for p in SCRIPTS} == set(TINY_RUNS)
 
 
 @pytest.mark.parametrize("script", sorted(TINY_RUNS))
