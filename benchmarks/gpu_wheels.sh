@@ -9,7 +9,7 @@
 set -euo pipefail
 dir=${1:-.whl}
 packages=(rasterio shapely geopandas pyproj affine cligj click-plugins dask distributed locket
-  partd tblib tornado zict)
+  partd tblib tornado zict pytest-xdist execnet)
 pins=$(python3 -c 'import sys, importlib.metadata as m
 print(" ".join(f"{p}=={m.version(p)}" for p in sys.argv[1:]))' "${packages[@]}")
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
