@@ -70,14 +70,14 @@ TINY_RUNS = {
     "segment_throughput.py": ["--sizes", "1000", "--workdir", "{work}", "--json", "{out}"],
     "quality_unsupervised.py": ["--every", "9", "--runs", "kmeans", "--json", "{out}"],
     "quality_stego.py": [
-        *("--every", "9", "--layers", "8", "-p", "crops=4", "-p", "steps=2"),
+        *("--every", "27", "--layers", "8", "-p", "crops=4", "-p", "steps=2"),
         *("--json", "{out}"),
     ],
     "tiling_consistency.py": [
         *(str(SAMPLE), "--tiles", "256", "512", "-k", "4"),
         *("-p", "crops=4", "-p", "steps=2", "--json", "{out}"),
     ],
-    "quality_cas.py": ["--quick", "--out", "{work}"],
+    "quality_cas.py": ["--quick", "--out", "{work}", "--inits", "cas", "--sampling", "suggested"],
     "kmeans_kernel.py": ["--tile", "128", "--repeats", "1"],
     "stego_throughput.py": [
         *("--size", "224", "--backbones", "vit_small_patch14_dinov2", "--batch-size", "2"),
