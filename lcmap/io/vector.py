@@ -30,7 +30,7 @@ from lcmap.errors import (
 from lcmap.io.geometry import made_valid, simplified, to_map_units
 from lcmap.io.legend import raster_class_names, read_legend
 from lcmap.io.polygonise import Progress, polygonise
-from lcmap.io.scene import bounded_gdal_cache, open_scene
+from lcmap.io.scene import bounded_gdal_cache, open_scene, pixel_size_m
 from lcmap.io.staging import check_output, out_of_room, publish, temp_dir
 
 if TYPE_CHECKING:
@@ -220,6 +220,7 @@ def vectorize(
         _check_crs(src, name, driver)
         names = legend_names if legend_names is not None else raster_class_names(src)
         pixel_area = abs(src.transform.determinant)
+        _check_min_area(src, min_area, pixel_area)
         sieve_size = _sieve_size(min_area, pixel_area)
         cls, geoms, windows = polygonise(src, window_size, sieve_size, wanted, progress)
         transform = src.transform
@@ -279,6 +280,25 @@ def _check_labels(src: DatasetReader) -> None:
             f"{name} holds {dtype} values; expected integer class labels (uint8, uint16...); "
             "convert it first (gdal_translate -ot UInt16) or classify it with 'lcmap segment'."
         )
+
+
+def _check_min_area(src: DatasetReader, min_area: float, pixel_area: float) -> None:
+    """Refuse a ``min_area`` larger than the whole map, which would drop every region: a value
+    meant in m2 for a map in degrees, or in pixels."""
+    whole = pixel_area * src.width * src.height
+    if min_area <= whole:
+        return
+    unit = "degree" if src.crs is not None and src.crs.is_geographic else "unit"
+    if src.crs is not None and src.crs.is_projected:
+        unit = src.crs.linear_units or unit
+    on_ground = pixel_size_m(src) if unit == "degree" else None
+    metres = f" (about {on_ground**2:,.0f} m²)" if on_ground else ""
+    units = unit[:-4] + "feet" if unit.endswith("foot") else unit + "s"
+    raise InvalidOptionError(
+        f"min_area={min_area:g} would drop every region: it is in square {units} (the map's "
+        f"CRS), and the whole map is {whole:.3g}, one pixel {pixel_area:.3g} square "
+        f"{units}{metres}."
+    )
 
 
 def _sieve_size(min_area: float, pixel_area: float) -> int:
