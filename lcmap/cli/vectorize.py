@@ -25,8 +25,9 @@ MinArea = Annotated[
     float,
     typer.Option(
         "--min-area",
-        help="Smallest region kept, in map units² (m² for a metric CRS, square degrees for EPSG:4326): smaller regions "
-        "are merged into their largest neighbour first, then leftovers are dropped.",
+        help="Smallest region kept, in map units² (m² for a metric CRS, square degrees for "
+        "EPSG:4326): smaller regions are merged into their largest neighbour first, then "
+        "leftovers are dropped.",
         min=0,
     ),
 ]
