@@ -35,8 +35,9 @@ Simplify = Annotated[
     float,
     typer.Option(
         "--simplify",
-        help="Simplification tolerance in map units; topology-preserving (neighbours keep "
-        "their shared edges). 0 keeps the exact pixel outlines.",
+        help="Simplification tolerance in map units (degrees for EPSG:4326); "
+        "topology-preserving (neighbours keep their shared edges). 0 keeps the exact pixel "
+        "outlines.",
         min=0,
     ),
 ]

@@ -220,7 +220,7 @@ def vectorize(
         _check_crs(src, name, driver)
         names = legend_names if legend_names is not None else raster_class_names(src)
         pixel_area = abs(src.transform.determinant)
-        _check_min_area(src, min_area, pixel_area)
+        _check_sizes(src, min_area, simplify)
         sieve_size = _sieve_size(min_area, pixel_area)
         cls, geoms, windows = polygonise(src, window_size, sieve_size, wanted, progress)
         transform = src.transform
@@ -282,22 +282,31 @@ def _check_labels(src: DatasetReader) -> None:
         )
 
 
-def _check_min_area(src: DatasetReader, min_area: float, pixel_area: float) -> None:
-    """Refuse a ``min_area`` larger than the whole map, which would drop every region: a value
-    meant in m2 for a map in degrees, or in pixels."""
+def _check_sizes(src: DatasetReader, min_area: float, simplify: float) -> None:
+    """Refuse a ``min_area`` larger than the whole map, which would drop every region, and a
+    ``simplify`` tolerance longer than the map, which would flatten every outline: values
+    meant in metres for a map in degrees, or in pixels. The message names the map's units."""
+    pixel_area = abs(src.transform.determinant)
     whole = pixel_area * src.width * src.height
-    if min_area <= whole:
+    extent = max(src.width * abs(src.res[0]), src.height * abs(src.res[1]))
+    if min_area <= whole and simplify <= extent:
         return
     unit = "degree" if src.crs is not None and src.crs.is_geographic else "unit"
     if src.crs is not None and src.crs.is_projected:
         unit = src.crs.linear_units or unit
-    on_ground = pixel_size_m(src) if unit == "degree" else None
-    metres = f" (about {on_ground**2:,.0f} m²)" if on_ground else ""
     units = unit[:-4] + "feet" if unit.endswith("foot") else unit + "s"
+    on_ground = pixel_size_m(src) if unit == "degree" else None
+    if min_area > whole:
+        metres = f" (about {on_ground**2:,.0f} m²)" if on_ground else ""
+        raise InvalidOptionError(
+            f"min_area={min_area:g} would drop every region: it is in square {units} (the "
+            f"map's CRS), and the whole map is {whole:.3g}, one pixel {pixel_area:.3g} square "
+            f"{units}{metres}."
+        )
+    metres = f" (about {on_ground:,.0f} m)" if on_ground else ""
     raise InvalidOptionError(
-        f"min_area={min_area:g} would drop every region: it is in square {units} (the map's "
-        f"CRS), and the whole map is {whole:.3g}, one pixel {pixel_area:.3g} square "
-        f"{units}{metres}."
+        f"simplify={simplify:g} would flatten every outline: it is in {units} (the map's CRS), "
+        f"and the map is {extent:.3g} across, one pixel {max(src.res):.3g} {units}{metres}."
     )
 
 

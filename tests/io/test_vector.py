@@ -415,9 +415,9 @@ def test_truncated_raster_is_reported_as_corrupt(tmp_path: Path) -> None:
     assert not (tmp_path / "cut.gpkg").exists()
 
 
-def test_a_min_area_larger_than_the_map_is_refused_in_its_units(tmp_path: Path) -> None:
-    """A --min-area meant in m² on a map in degrees would drop every region: one line that
-    names the units and a pixel's area, and no file."""
+def test_sizes_larger_than_the_map_are_refused_in_its_units(tmp_path: Path) -> None:
+    """A --min-area meant in m² (or a --simplify in m) on a map in degrees would drop every
+    region: one line that names the units and a pixel's size, and no file."""
     path = tmp_path / "geo.tif"
     profile = {"driver": "GTiff", "width": 40, "height": 30, "count": 1, "dtype": "uint8"}
     transform = from_origin(-74.7, -8.3, 0.0008, 0.0008)  # about 89 m pixels near the equator
@@ -426,7 +426,10 @@ def test_a_min_area_larger_than_the_map_is_refused_in_its_units(tmp_path: Path) 
     with pytest.raises(InvalidOptionError, match=r"square degrees.*about 7,\d{3} m²"):
         vectorize(path, tmp_path / "g.gpkg", min_area=1000)
     assert not (tmp_path / "g.gpkg").exists()
-    assert vectorize(path, tmp_path / "g.gpkg", min_area=1e-6).polygons > 0
+    with pytest.raises(InvalidOptionError, match=r"simplify=1 .* in degrees.*about 8\d m\)"):
+        vectorize(path, tmp_path / "g.gpkg", simplify=1)
+    assert not (tmp_path / "g.gpkg").exists()
+    assert vectorize(path, tmp_path / "g.gpkg", min_area=1e-6, simplify=1e-4).polygons > 0
     metric = write_labels(tmp_path / "m.tif", np.zeros((20, 20), np.uint8))
     with pytest.raises(InvalidOptionError, match="square metres"):
         vectorize(metric, tmp_path / "m.gpkg", min_area=RES * RES * 401)
