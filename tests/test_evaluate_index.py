@@ -11,6 +11,7 @@ from _helpers import SPECTRA, quadrant_truth
 
 from lcmap.errors import (
     InputNotFoundError,
+    InvalidOptionError,
     InvalidSceneError,
     NoNodataWarning,
 )
@@ -121,3 +122,33 @@ def test_evaluate_index_with_kmeans(tmp_path: Path) -> None:
     assert result.accuracy > 0.95
     assert result.miou > 0.9
     assert all(s.result.accuracy > 0.95 for s in result.scenes)
+
+
+def test_an_index_of_several_sets_is_scored_one_set_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index of sets with their own classes (mr_dev's layout): pooling needs one set, which
+    ``sets`` picks; the error says so, and a set the index lacks is named with those it has."""
+    import lcmap.workflows.segment
+
+    truth = np.array([[0, 1], [1, 0]], np.uint8)
+    write_labels(tmp_path / "scene.tif", truth)
+    write_labels(tmp_path / "truth.tif", truth)
+    lines = [
+        "set,name,scene,truth,classes",
+        'towns,a,scene.tif,truth.tif,"road,roof"',
+        'fields,b,scene.tif,truth.tif,"crop,fallow"',
+    ]
+    index = tmp_path / "index.csv"
+    index.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(
+        lcmap.workflows.segment,
+        "segment",
+        lambda scene, output, **kw: write_labels(OutputSpec.of(output).path, truth),
+    )
+    with pytest.raises(InvalidSceneError, match=r"choose one set with sets= \(fields, towns\)"):
+        evaluate_index(index)
+    with pytest.raises(InvalidOptionError, match="no set forest; its sets: fields, towns"):
+        evaluate_index(index, sets=["forest"])
+    result = evaluate_index(index, sets=["fields"])
+    assert [s.name for s in result.scenes] == ["b"] and result.class_names == ["crop", "fallow"]

@@ -45,6 +45,7 @@ Seed = Annotated[
 #: messages reach the command line with the flags instead.
 FLAGS = {
     "overwrite": "--overwrite",
+    "sets": "--set",
     "bands": "--bands",
     "weights": "--weights",
     "class_column": "--class-column",

@@ -122,11 +122,16 @@ Workdir = Annotated[
     Path | None,
     typer.Option("--workdir", help="Keep the maps in this folder.", file_okay=False),
 ]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Only the rows of this set (the index's set column; repeatable)."),
+]
 
 
 @command("evaluate-index", run=True)
 def evaluate_index(
     index: Index,
+    sets: Sets = None,
     method: Method = "kmeans",
     model: Model = None,
     classes: opt.Classes = None,
@@ -153,6 +158,8 @@ def evaluate_index(
         $ lcmap evaluate-index dubai_dev/index.csv -m kmeans -k 5 --plot confusion.png
 
         $ lcmap evaluate-index dubai_dev/index.csv --model landcover.lcmap --json pooled.json
+
+        $ lcmap evaluate-index mr_dev/index.csv --set gid5 -m kmeans
     """
     with reported_errors():
         from lcmap.workflows.evaluate_index import evaluate_index as evaluate_set
@@ -169,6 +176,7 @@ def evaluate_index(
                 ignore=tuple(ignore or (255,)),
                 run=replace(run, progress=update),
                 workdir=workdir,
+                sets=sets,
             )
         _report(result, json_path, plot, overwrite, to_stdout, match)
 

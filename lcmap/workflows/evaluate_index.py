@@ -9,12 +9,12 @@ import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lcmap.errors import InvalidSceneError, LcmapWarning
+from lcmap.errors import InvalidOptionError, InvalidSceneError, LcmapWarning
 from lcmap.eval import check_match, evaluate, read_index
 from lcmap.eval.metrics import MatchName, compute_metrics
 from lcmap.eval.report import IndexResult, SceneEvaluation
@@ -35,15 +35,30 @@ def _replay_warnings(
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
+def _rows_of(entries: list[Any], sets: Sequence[str] | None, index_path: Path) -> list[Any]:
+    """The index's rows of ``sets`` (every row when None)."""
+    if sets is None:
+        return entries
+    known = sorted({e.set for e in entries})
+    unknown = sorted(set(sets) - set(known))
+    if unknown:
+        raise InvalidOptionError(
+            f"index '{index_path}' has no set {', '.join(unknown)}; its sets: {', '.join(known)}."
+        )
+    return [e for e in entries if e.set in sets]
+
+
 def _one_class_list(entries: list[Any], index_path: Path) -> list[str]:
     """The index's one class list (pooled figures need one)."""
     class_names: list[str] = entries[0].classes
     differing = [e.name for e in entries if e.classes != class_names]
     if differing:
+        sets = sorted({e.set for e in entries})
+        choose = f"choose one set with sets= ({', '.join(sets)})" if len(sets) > 1 else ""
         raise InvalidSceneError(
             f"index '{index_path}' lists other classes for {differing[:3]} than "
             f"{class_names} for '{entries[0].name}'; pooled figures need one class list: "
-            "split the index by class list."
+            f"{choose or 'split the index by class list'}."
         )
     return class_names
 
@@ -77,6 +92,7 @@ def evaluate_index(
     run: RunSpec = RunSpec(),
     workdir: str | Path | None = None,
     window_size: int = 1024,
+    sets: Sequence[str] | None = None,
 ) -> IndexResult:
     """Segment every scene of an index and score each map against its truth.
 
@@ -102,6 +118,7 @@ def evaluate_index(
             ``(scenes done, scenes total)``.
         workdir: Folder for the maps (kept); default a temporary folder, removed afterwards.
         window_size: Evaluation window side, in pixels.
+        sets: only the rows of these sets (the index's ``set`` column); None = every row.
 
     Returns:
         Per-scene results and pooled figures. An lcmap warning raised by many scenes is shown
@@ -110,9 +127,10 @@ def evaluate_index(
     Raises:
         InputNotFoundError: The index or a file it lists is missing.
         InvalidSceneError: A bad index, or rows with different class lists (pooling needs one).
+        InvalidOptionError: a set the index does not list.
     """
     match, index_path = check_match(match), Path(index_csv)
-    entries = read_index(index_path)
+    entries = _rows_of(read_index(index_path), sets, index_path)
     class_names = _one_class_list(entries, index_path)
     fitted = MethodSpec.of(method)
     per_map = replace(run, progress=None)

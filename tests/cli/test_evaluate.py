@@ -142,6 +142,8 @@ def test_evaluate_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
                 "3",
                 "-p",
                 "iters=7",
+                "--set",
+                "demo",
                 "--json",
                 report,
             )
@@ -155,3 +157,11 @@ def test_evaluate_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     data = json.loads(report.read_text())
     assert data["pooled"]["pixels"] == 26
     assert [s["name"] for s in data["scenes"]] == ["one", "two"]
+
+
+def test_evaluate_index_names_the_sets_it_has(tmp_path: Path) -> None:
+    write_labels(tmp_path / "one.tif", TRUTH)
+    index = tmp_path / "index.csv"
+    index.write_text('set,name,scene,truth,classes\ndemo,one,one.tif,one.tif,"a,b,c"\n')
+    result = runner.invoke(app, ["evaluate-index", str(index), "--set", "other"])
+    assert result.exit_code == 1 and "no set other; its sets: demo" in result.output
