@@ -21,7 +21,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lcmap.errors import InvalidOptionError, UnknownMethodError
-from lcmap.methods.options import option_help
+from lcmap.methods.options import config_class, option_help
 
 if TYPE_CHECKING:
     from lcmap.methods.base import MethodInfo, Segmenter
@@ -174,7 +174,7 @@ def _option_types(cls: type) -> tuple[dict[str, Any], bool]:
             continue
         if p.kind == p.VAR_KEYWORD:
             takes_any = True
-        elif (config := _config_class(p.annotation)) is not None:
+        elif (config := config_class(p.annotation)) is not None:
             params.update(typing.get_type_hints(config))
         elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
             params[n] = p.annotation
@@ -205,7 +205,7 @@ def method_options(name: str) -> list[OptionSpec]:
     defaults: dict[str, Any] = {}
     helps = _docstring_args(cls.__doc__ or "")
     for n, p in inspect.signature(cls.__init__).parameters.items():
-        config = _config_class(p.annotation)
+        config = config_class(p.annotation)
         if config is not None:
             defaults.update({f.name: f.default for f in dataclasses.fields(config)})
             helps.update({k: v for k, v in option_help(config).items() if v})
@@ -216,22 +216,6 @@ def method_options(name: str) -> list[OptionSpec]:
         for n, t in types.items()
         if n != "self"
     ]
-
-
-def options_dataclass(cls: type) -> type | None:
-    """The options dataclass a method class's constructor takes, if any."""
-    for p in inspect.signature(cls.__init__).parameters.values():  # type: ignore[misc]
-        if (config := _config_class(p.annotation)) is not None:
-            return config
-    return None
-
-
-def _config_class(annotation: Any) -> type | None:
-    """The options dataclass an ``__init__`` parameter is annotated with (``X | None`` too)."""
-    for kind in typing.get_args(annotation) or (annotation,):
-        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-            return kind
-    return None
 
 
 def _type_name(annotation: Any) -> str:

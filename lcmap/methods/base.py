@@ -196,8 +196,7 @@ class Segmenter(abc.ABC):
         Raises:
             InvalidOptionError: an unknown name, a value of the wrong kind, or out of range.
         """
-        from lcmap.methods import options_dataclass
-        from lcmap.methods.options import make_config
+        from lcmap.methods.options import make_config, options_dataclass
 
         config = options_dataclass(cls)
         if config is None:

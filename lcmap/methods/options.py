@@ -17,6 +17,7 @@ Example:
 
 import dataclasses
 import difflib
+import inspect
 import math
 import typing
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 
 from lcmap.errors import InvalidOptionError
 
-__all__ = ["make_config", "option", "option_help"]
+__all__ = ["config_class", "make_config", "option", "option_help", "options_dataclass"]
 
 T = TypeVar("T")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -139,3 +140,19 @@ def _check_range(method: str, f: "dataclasses.Field[Any]", value: Any) -> None:
         raise InvalidOptionError(f"{where} must be above {above:g}.")
     if below is not None and not value < below:
         raise InvalidOptionError(f"{where} must be below {below:g}.")
+
+
+def options_dataclass(cls: type) -> type | None:
+    """The options dataclass a method class's constructor takes, if any."""
+    for p in inspect.signature(cls.__init__).parameters.values():  # type: ignore[misc]
+        if (config := config_class(p.annotation)) is not None:
+            return config
+    return None
+
+
+def config_class(annotation: Any) -> type | None:
+    """The options dataclass an ``__init__`` parameter is annotated with (``X | None`` too)."""
+    for kind in typing.get_args(annotation) or (annotation,):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            return kind
+    return None
