@@ -9,13 +9,13 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from lcmap.methods.base import LabelledPatches, ProgressFn, training_labels
+from lcmap.methods.configs import FinetuneOptions
 from lcmap.types import UNLABELLED, show_status
 
 log = logging.getLogger(__name__)
@@ -64,12 +64,10 @@ class Schedule:
     seed: int
 
     @classmethod
-    def of(cls, cfg: Any, lr: float | None = None) -> "Schedule":
-        """The schedule a fine-tuning config gives (its fields of the same names), with ``lr``
-        in place of its own when given (a default that depends on the network)."""
-        rate = cfg.lr if lr is None else lr
-        fields = ("batch_size", "steps", "epochs", "weight_decay", "class_weighting", "seed")
-        return cls(lr=rate, **{name: getattr(cfg, name) for name in fields})
+    def of(cls, options: FinetuneOptions, lr: float) -> "Schedule":
+        """The schedule of a few-shot network's options, at learning rate ``lr``."""
+        o = options
+        return cls(o.batch_size, o.steps, o.epochs, lr, o.weight_decay, o.class_weighting, o.seed)
 
 
 def train_classifier(

@@ -225,7 +225,7 @@ class CasFinetunedSegmenter(BandFittedSegmenter):
             self._in_channels = int(patches.image.shape[1])
             self.net = self._new_net(self._in_channels)
         net = self.net.to(self.device)
-        schedule = Schedule.of(self.cfg)
+        schedule = Schedule.of(self.cfg, self.cfg.lr)
         losses = train_classifier(
             lambda x: net(x, use_skips=True)[1],
             net.parameters(),

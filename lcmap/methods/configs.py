@@ -118,24 +118,31 @@ class CasConfig(UNetOptions):
 
 
 @dataclass(frozen=True)
-class CasFinetunedConfig(UNetOptions):
+class FinetuneOptions:
+    """How a few-shot network learns from labelled patches, shared by ``cas_finetuned`` and
+    ``encoder_finetuned`` (each adds its learning rate: their defaults differ)."""
+
+    batch_size: int = option(8, "patches per optimiser step", low=1)
+    steps: int = option(300, "optimiser steps (when epochs is None)", low=0)
+    epochs: int | None = option(None, "passes over the labelled patches; overrides steps", low=1)
+    weight_decay: float = option(1e-4, "AdamW weight decay", low=0)
+    class_weighting: str = option(
+        "inverse", "class weights of the loss", choices=("inverse", "none")
+    )
+    train_patches: int = option(64, "windows drawn from the sampler by fit()", low=1)
+    seed: int = option(0, "seeds patch order, crops and augmentation", low=0)
+
+
+@dataclass(frozen=True)
+class CasFinetunedConfig(FinetuneOptions, UNetOptions):
     """The options of :class:`CasFinetunedSegmenter` (``config()`` returns them; see its Args)."""
 
     num_classes: int = option(2, "number of classes K (labels 0..K-1)", low=2, high=65534)
     in_channels: int | None = option(None, "band count; None until fitted", low=1)
     patch_size: int = option(128, "side of the windows fit() draws from a sampler", low=16)
     crop_size: int | None = option(None, "random crops trained on (None = whole patches)", low=16)
-    batch_size: int = option(8, "patches per optimiser step", low=1)
-    steps: int = option(300, "optimiser steps (when epochs is None)", low=0)
-    epochs: int | None = option(None, "passes over the labelled patches; overrides steps", low=1)
     lr: float = option(1e-3, "AdamW learning rate", above=0)
-    weight_decay: float = option(1e-4, "AdamW weight decay", low=0)
-    class_weighting: str = option(
-        "inverse", "class weights of the loss", choices=("inverse", "none")
-    )
-    train_patches: int = option(64, "windows drawn from the sampler by fit()", low=1)
     init: str = option("random", "how the weights were initialised", choices=INITS)
-    seed: int = option(0, "seeds patch order, crops and augmentation", low=0)
 
 
 @dataclass(frozen=True)
@@ -301,7 +308,7 @@ class SimclrConfig(EncoderOptions):
 
 
 @dataclass(frozen=True)
-class EncoderFinetunedConfig(EncoderOptions):
+class EncoderFinetunedConfig(FinetuneOptions, EncoderOptions):
     """The options of :class:`EncoderFinetunedSegmenter` (``config()`` returns them)."""
 
     num_classes: int = option(2, "number of classes K (labels 0..K-1)", low=2, high=65534)
@@ -329,18 +336,9 @@ class EncoderFinetunedConfig(EncoderOptions):
         "map each window under its 8 flips and quarter turns and average the class "
         "probabilities (test-time augmentation; 8 network passes a window)",
     )
-    batch_size: int = option(8, "patches per optimiser step", low=1)
-    steps: int = option(300, "optimiser steps (when epochs is None)", low=0)
-    epochs: int | None = option(None, "passes over the labelled patches; overrides steps", low=1)
     lr: float | None = option(
         None,
         "AdamW learning rate (None: 1e-3 with the decoder, 1e-2 with the linear head)",
         above=0,
     )
-    weight_decay: float = option(1e-4, "AdamW weight decay", low=0)
-    class_weighting: str = option(
-        "inverse", "class weights of the loss", choices=("inverse", "none")
-    )
-    train_patches: int = option(64, "windows drawn from the sampler by fit()", low=1)
     init: str = option("random", "how the encoder was initialised", choices=ENCODER_INITS)
-    seed: int = option(0, "seeds patch order, crops and augmentation", low=0)
