@@ -73,7 +73,7 @@ class Schedule:
 def train_classifier(
     logits_of: Callable[[Tensor], Tensor],
     params: Iterable[torch.nn.Parameter],
-    train_mode: Callable[[], object],
+    train_mode: Callable[[bool], object],
     patches: LabelledPatches,
     num_classes: int,
     schedule: Schedule,
@@ -86,7 +86,8 @@ def train_classifier(
     Args:
         logits_of: (B, C, S, S) -> (B, K, S, S) class logits of the network in training.
         params: the parameters to train (a frozen encoder's are left out).
-        train_mode: puts the network in training mode (a frozen part may stay in eval).
+        train_mode: ``train_mode(True)`` puts the network in training mode (a frozen part may
+            stay in eval), ``train_mode(False)`` back in eval mode when done (``net.train``).
         patches: the patches and their labels.
         num_classes: K.
         schedule: steps, batch, optimiser and seed.
@@ -116,7 +117,7 @@ def train_classifier(
     )
     gen = torch.Generator().manual_seed(schedule.seed)
     opt = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
-    train_mode()
+    train_mode(True)
     losses: list[float] = []
     order = torch.randperm(n, generator=gen)
     for step in range(steps):
@@ -139,4 +140,5 @@ def train_classifier(
             progress(step + 1, steps)
             if losses and step % 10 == 0:
                 show_status(progress, f"cross-entropy {losses[-1]:.4f}")
+    train_mode(False)
     return losses

@@ -226,7 +226,7 @@ class CasFinetunedSegmenter(BandFittedSegmenter):
             self.net = self._new_net(self._in_channels)
         net = self.net.to(self.device)
         schedule = Schedule.of(self.cfg, self.cfg.lr)
-        losses = train_classifier(
+        return train_classifier(
             lambda x: net(x, use_skips=True)[1],
             net.parameters(),
             net.train,
@@ -237,8 +237,6 @@ class CasFinetunedSegmenter(BandFittedSegmenter):
             self.device,
             progress,
         )
-        net.eval()
-        return losses
 
     def _augment(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """Per-patch random crop (``crop_size``) and one of the 8 square symmetries."""

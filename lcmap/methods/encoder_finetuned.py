@@ -142,8 +142,8 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
             p.requires_grad_(not frozen)
         params = [p for p in net.parameters() if p.requires_grad]
 
-        def train_mode() -> None:
-            net.train()
+        def train_mode(mode: bool) -> None:
+            net.train(mode)
             if frozen:
                 net.encoder.eval()  # its BatchNorm statistics stay as pre-trained
 
@@ -154,7 +154,7 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
         if frozen and MEMOISE:  # see FrozenFeatures
             memo = FrozenFeatures(net)
             logits_of = lambda x: net(x, memo(x))  # noqa: E731
-        losses = train_classifier(
+        return train_classifier(
             logits_of,
             params,
             train_mode,
@@ -165,8 +165,6 @@ class EncoderFinetunedSegmenter(EncoderSegmenter):
             self.device,
             progress,
         )
-        net.eval()
-        return losses
 
     def _augment(self, x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """Random ``crop_size`` crops (padded up to it) under one of the 8 symmetries."""

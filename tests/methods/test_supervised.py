@@ -52,6 +52,7 @@ def _train(schedule: Schedule, patches=None):
 def test_the_loss_falls_and_the_head_learns_the_classes() -> None:
     head, losses, calls = _train(_schedule())
     assert losses[-1] < 0.5 * losses[0]
+    assert not head.training  # back in eval mode, ready to map
     x, y, _ = _patches()
     pred = head(x).argmax(dim=1)
     keep = y != IGNORE_INDEX
