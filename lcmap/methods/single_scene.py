@@ -133,8 +133,8 @@ class SingleSceneSegmenter(Segmenter):
 
     info: ClassVar[MethodInfo] = MethodInfo(
         name="single_scene",
-        summary="small CNN + channel attention trained on the scene itself (argmax deep "
-        "clustering + shuffled contrastive loss)",
+        summary="Small CNN + channel attention trained on the scene itself (Saha et al.: argmax "
+        "deep clustering + shuffled contrastive loss).",
         size_multiple=1,
         needs_fit=True,
     )
