@@ -99,12 +99,10 @@ def evaluate_index(
     Each scene is segmented on its own with :func:`~lcmap.workflows.segment.segment` (the
     method is fitted on that scene), then evaluated with :func:`evaluate`.
 
-    Pooling: each scene's clusters are matched to classes *on that scene*, and the pooled
-    figures come from the sum of the per-scene class confusion matrices after matching. This
-    is what an unsupervised per-scene method can achieve when a human names its clusters scene
-    by scene; cluster ids are not comparable across scenes fitted separately, so pooling the raw
-    cluster counts before matching would measure nothing meaningful. Pooled accuracy therefore
-    equals the pixel-weighted mean of the per-scene accuracies.
+    Pooling: each scene's clusters are matched to classes *on that scene* (cluster ids of
+    scenes fitted apart are not comparable), and the pooled figures come from the sum of the
+    per-scene confusion matrices after matching: what a per-scene method gives when a human
+    names its clusters scene by scene. Pooled accuracy is the pixel-weighted mean of the scenes'.
 
     Args:
         index_csv: CSV with columns ``set,name,scene,truth,classes`` (see :func:`read_index`).
