@@ -96,8 +96,7 @@ def evaluate_index(
 ) -> IndexResult:
     """Segment every scene of an index and score each map against its truth.
 
-    Each scene is segmented on its own with :func:`~lcmap.workflows.segment.segment` (the
-    method is fitted on that scene), then evaluated with :func:`evaluate`.
+    Each scene is mapped on its own (:func:`~lcmap.workflows.segment.segment`), then scored.
 
     Pooling: each scene's clusters are matched to classes *on that scene* (cluster ids of
     scenes fitted apart are not comparable), and the pooled figures come from the sum of the
@@ -114,7 +113,7 @@ def evaluate_index(
         tiling: tile size and halo of the maps.
         run: device, seed and batch size of the maps; its progress callback is called with
             ``(scenes done, scenes total)``.
-        workdir: Folder for the maps (kept); default a temporary folder, removed afterwards.
+        workdir: Folder for the maps (kept); default a temporary one, removed afterwards.
         window_size: Evaluation window side, in pixels.
         sets: only the rows of these sets (the index's ``set`` column); None = every row.
 
