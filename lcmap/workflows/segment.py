@@ -267,7 +267,11 @@ def _open_for_mapping(
     src = opened.enter_context(open_scene(read))
     check_row_memory(src, tiling.tile or DEFAULT_TILE)
     check_georeference(src)
-    warn_if_no_nodata(src)
+    if stack:  # the stack's VRT carries the scene's mask, declared or not: ask the scene
+        with open_scene(scene) as own:
+            warn_if_no_nodata(own)
+    else:
+        warn_if_no_nodata(src)
     return read, src
 
 

@@ -9,7 +9,7 @@ from rasterio.windows import Window
 
 from lcmap import api
 from lcmap.cli import app
-from lcmap.errors import InvalidSceneError, LcmapError
+from lcmap.errors import InvalidSceneError, LcmapError, NoNodataWarning
 from lcmap.io.scene import open_on_grid, read_window
 from lcmap.io.stack import stacked
 from lcmap.models import read_header
@@ -141,3 +141,15 @@ def test_few_shot_learning_reads_the_stack_the_model_was_trained_with(tmp_path):
             patches=PatchSpec(size=32),
             run=RunSpec(device="cpu"),
         )
+
+
+def test_a_stacked_scene_without_nodata_is_warned_about_by_its_own_name(pair, tmp_path):
+    scene, extra = pair
+    with rasterio.open(scene) as src:
+        profile, data = src.profile, src.read()
+    profile.pop("nodata")
+    bare = tmp_path / "bare.tif"
+    with rasterio.open(bare, "w", **profile) as dst:
+        dst.write(data)
+    with pytest.warns(NoNodataWarning, match="bare.tif declares no nodata"):
+        api.segment(bare, tmp_path / "b.tif", stack=[extra], method=MethodSpec("kmeans", classes=3))
