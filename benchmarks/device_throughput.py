@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and steps: a smoke run")
     args = parser.parse_args()
     small = {"crop_size": 64, "batch_size": 2} if args.quick else {}
+    tiny_cas = {"width": 4, "depth": 2, "pool_size": 32, "kmeans_patches": 32} if args.quick else {}
     if args.quick:
         args.size, args.crop, args.iterations, args.steps = 128, 128, 1, 1
 
@@ -111,7 +112,7 @@ def main() -> None:
     crop_mpx = args.crop**2 / 1e6
     trainings = {
         "single_scene": {"iterations": args.iterations, "epochs": 1, **small},
-        "cas": {"ae_steps": args.steps, "dec_steps": args.steps},
+        "cas": {"ae_steps": args.steps, "dec_steps": args.steps, **tiny_cas},
     }
     for method, options in trainings.items():
         target = args.workdir / f"device_{method}.lcmap"

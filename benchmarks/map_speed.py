@@ -30,8 +30,9 @@ DINOV2 = ROOT / ".." / "shared" / "weights" / "dinov2_vits14_imgfocus.safetensor
 METHODS = ["simclr", "encoder_finetuned", "primaps", "stego"]
 
 
-def models(out: Path, wanted: set[str]) -> dict[str, tuple[Path, Path]]:
-    """name -> (scene, model) of the ``wanted`` methods, each trained on first use."""
+def models(out: Path, wanted: set[str], quick: bool = False) -> dict[str, tuple[Path, Path]]:
+    """name -> (scene, model) of the ``wanted`` methods, each trained on first use (``quick``:
+    the simclr model with a few steps only, for a smoke run)."""
     from lcmap import api
     from lcmap.workflows.finetune import finetune
 
@@ -45,9 +46,9 @@ def models(out: Path, wanted: set[str]) -> dict[str, tuple[Path, Path]]:
                 classes=6,
                 options={
                     "encoder": "resnet18-unet",
-                    "steps": 20,
-                    "windows": 64,
-                    "probe_windows": 16,
+                    "steps": 2 if quick else 20,
+                    "windows": 8 if quick else 64,
+                    "probe_windows": 8 if quick else 16,
                 },
             ),
             run=api.RunSpec(device="cpu", seed=0),
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--lcmap", metavar="CHECKOUT", help="import lcmap from this checkout")
     parser.add_argument("--only", nargs="+", choices=METHODS, help="these methods only")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--quick", action="store_true", help="a few training steps: a smoke run")
     args = parser.parse_args()
     if args.lcmap:
         use_checkout(args.lcmap)
@@ -131,7 +133,7 @@ def main() -> None:
     maps = args.out / args.tag
     maps.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, (scene, model) in models(args.out, set(args.only or METHODS)).items():
+    for name, (scene, model) in models(args.out, set(args.only or METHODS), args.quick).items():
         target = maps / f"{name}.tif"
         api.segment(
             scene,

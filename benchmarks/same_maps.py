@@ -123,6 +123,9 @@ def main() -> int:
     )
     parser.add_argument("--scenes", nargs="+", choices=SCENES, default=SCENES)
     parser.add_argument("--size", type=int, default=384, help="side of the crops in pixels")
+    parser.add_argument(
+        "--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="these methods only"
+    )
     args = parser.parse_args()
     if args.lcmap:
         use_checkout(args.lcmap)
@@ -142,6 +145,8 @@ def main() -> int:
             scene = crop(data / "scenes" / f"{name}.tif", work / f"{name}.tif", args.size)
             truth = crop(data / "truth" / f"{name}.tif", work / f"{name}_truth.tif", args.size)
             for run, kwargs in RUNS.items():
+                if run not in args.runs:
+                    continue
                 out = work / f"{name}_{run}.tif"
                 model = work / f"{name}_{run}.lcmap"
                 fitted = api.MethodSpec(
@@ -152,6 +157,8 @@ def main() -> int:
                 print(f"{name} {run} {digest(out)}", flush=True)
             # Each few-shot method fine-tunes the map's model of its base method on the truth.
             for base, tuned_name in (("cas", "cas_finetuned"), ("simclr", "encoder_finetuned")):
+                if base not in args.runs:
+                    continue
                 tuned = work / f"{name}_{tuned_name}.lcmap"
                 finetune(
                     work / f"{name}_{base}.lcmap",

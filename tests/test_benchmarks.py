@@ -64,7 +64,7 @@ TINY_RUNS = {
     "segment_stages.py": [str(SAMPLE)],
     "reader_stages.py": [str(SAMPLE), "--tiles", "2"],
     "view_tiles.py": ["--map", "{map}", "--scene", str(SAMPLE), "--tiles", "2", "--json", "{out}"],
-    "quality_spectral.py": ["--sets", "zion", "--json", "{out}"],
+    "quality_spectral.py": ["--sets", "zion", "--every", "4", "--json", "{out}"],
     "vectorize_memory.py": ["{map}", "--json", "{out}"],
     "scale_out.py": ["--size", "1000", "--workdir", "{work}", "--json", "{out}"],
     "segment_throughput.py": ["--sizes", "1000", "--workdir", "{work}", "--json", "{out}"],
@@ -87,7 +87,10 @@ TINY_RUNS = {
         *("--device", "cpu", "--cpu-steps", "1", "--encoder", "unet"),
         *("--workdir", "{work}", "--json", "{out}"),
     ],
-    "map_speed.py": ["--out", "{work}", "--tag", "smoke", "--only", "simclr", "--json", "{out}"],
+    "map_speed.py": [
+        *("--out", "{work}", "--tag", "smoke", "--only", "simclr", "--quick"),
+        *("--json", "{out}"),
+    ],
     "device_throughput.py": [
         "--device",
         "cpu",
@@ -99,7 +102,9 @@ TINY_RUNS = {
     ],
     "pictures.py": ["--out", "{work}", "--scenes", "dubai_t5_4", "--methods", "kmeans"],
     "quality_encoders.py": ["--quick", "--out", "{work}", "--rows", "random,simclr linear"],
-    "same_maps.py": ["--scenes", "dubai_t1_1", "--size", "128"],
+    "same_maps.py": [
+        *("--scenes", "dubai_t1_1", "--size", "128", "--runs", "kmeans", "cas", "simclr"),
+    ],
     "quality_single_scene.py": [
         "--scenes",
         "dubai_t5_1",
