@@ -36,7 +36,7 @@ def models(out: Path, wanted: set[str], quick: bool = False) -> dict[str, tuple[
     from lcmap import api
     from lcmap.workflows.finetune import finetune
 
-    simclr = out / "simclr.lcmap"
+    simclr = out / ("simclr-quick.lcmap" if quick else "simclr.lcmap")  # never mixed up
     if "simclr" in wanted and not simclr.exists():
         api.train(
             [NAIP],
