@@ -2,16 +2,19 @@
 
 import json
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import rasterio
-from _helpers import DATA, quadrant_truth, read
+from _helpers import DATA, quadrant_truth, read, write_raster
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import from_origin
 from scipy.optimize import linear_sum_assignment
 
 from lcmap import api
 from lcmap.errors import NoGeoreferenceWarning, NoNodataWarning
+from lcmap.models import read_header
 from lcmap.workflows.segment import GDAL_CACHE_MB
 from lcmap.workflows.specs import MethodSpec, RunSpec, TilingSpec
 
@@ -379,3 +382,42 @@ def test_progress_has_one_phase_each_for_fitting_mapping_and_writing(make_scene,
         run=RunSpec(progress=progress),
     )
     assert progress.phases == ["fit kmeans", "map scene.tif", "write COG"]
+
+
+def _bright_blocks(path, corners, gain=1.0):
+    """A 3-band uint16 scene: textured ground and two small, bright, flat blocks, each under 1 %
+    of the pixels, so both lie beyond every band's 98th percentile."""
+    rng = np.random.default_rng(len(corners[0]) + int(gain * 10))
+    data = rng.normal(1000, 60, (3, 256, 256))
+    for (row, col), value in zip(corners, (3000, 5000), strict=True):
+        data[:, row : row + 22, col : col + 22] = value
+    return write_raster(
+        path, (data * gain).astype(np.uint16), "EPSG:32618", from_origin(0, 256, 1, 1)
+    )
+
+
+def test_kmeans_keeps_apart_what_lies_beyond_the_percentiles(tmp_path):
+    """Two covers brighter than every band's 98th percentile: a stretch clipped there makes
+    them one value; the k-means stretch is not clipped, so they get their own clusters, and
+    the model file keeps that stretch for the next scene."""
+    first = _bright_blocks(tmp_path / "a.tif", [(30, 40), (180, 200)])
+    model = tmp_path / "km.lcmap"
+    fitted = MethodSpec("kmeans", classes=3)
+    api.segment(first, tmp_path / "a_map.tif", save_model=model, method=fitted)
+    labels = read(tmp_path / "a_map.tif")[0]
+    ground, dim, bright = labels[120, 120], labels[41, 51], labels[191, 211]
+    assert len({ground, dim, bright}) == 3
+    assert (labels[31:51, 41:61] == dim).all() and (labels[181:201, 201:221] == bright).all()
+    header = read_header(model)
+    assert header.norm_clip is False and header.format_version >= 2
+    clipped = replace(header.read_spec().norm, clip=True)
+    values = np.array([[[3000.0, 5000.0]]] * 3, np.float32)
+    assert (clipped.apply(values, np.ones((1, 2), bool)) == 1.0).all()  # what a clip would do
+    # The saved model maps the fitting scene as the fitting run did, and a second scene
+    # (covers moved, 10 % brighter: other percentiles of its own) with the same stretch.
+    api.segment(first, tmp_path / "again.tif", model=model)
+    np.testing.assert_array_equal(read(tmp_path / "again.tif")[0], labels)
+    second = _bright_blocks(tmp_path / "b.tif", [(200, 10), (10, 150)], gain=1.1)
+    api.segment(second, tmp_path / "b_map.tif", model=model)
+    other = read(tmp_path / "b_map.tif")[0]
+    assert other[211, 21] == dim and other[21, 161] == bright and other[120, 120] == ground

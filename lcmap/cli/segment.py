@@ -82,8 +82,9 @@ Method = Annotated[
     typer.Option(
         "--method",
         "-m",
-        help="Segmentation method; see 'lcmap methods' \\[default: primaps when its "
-        "ViT weights are on this machine, else kmeans].",
+        help="Segmentation method (see 'lcmap methods'), or auto \\[default: auto: kmeans "
+        "for pixels of 5 m or more; for finer pixels primaps when its ViT weights are on "
+        "this machine, else kmeans].",
     ),
 ]
 Model = Annotated[

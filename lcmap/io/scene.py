@@ -32,7 +32,8 @@ from lcmap.errors import (
 
 log = logging.getLogger(__name__)
 
-#: Percentiles mapped to 0 and 1 by the normalisation (clip outliers such as glints and shadows).
+#: Percentiles mapped to 0 and 1 by the normalisation (clipped there for the networks: glints
+#: and deep shadows).
 CLIP_PERCENTILES = (2.0, 98.0)
 
 
@@ -346,13 +347,18 @@ def _overlaps(src: DatasetReader, col: int, row: int, w: int, h: int) -> bool:
 
 @dataclass(frozen=True)
 class Normalisation:
-    """Per-band linear stretch to 0..1: ``clip((x - low) / (high - low), 0, 1)``.
+    """Per-band linear stretch, ``(x - low) / (high - low)``, clipped to 0..1 unless ``clip``
+    is False.
 
+    Networks read the clipped stretch (inputs in the range they were trained on, glints and
+    deep shadows held at the ends). The spectral k-means reads it unclipped: the clip merges
+    whatever lies beyond a band's percentiles, which costs a clustering its extremes.
     Stored in the model file, so every scene mapped with a model is stretched the same way.
     """
 
     low: tuple[float, ...]
     high: tuple[float, ...]
+    clip: bool = True
 
     def apply(
         self, array: NDArray[Any], valid: NDArray[np.bool_], *, in_place: bool = False
@@ -370,7 +376,8 @@ class Normalisation:
         )
         out -= low
         out /= np.maximum(high - low, 1e-6)
-        np.clip(out, 0.0, 1.0, out=out)
+        if self.clip:
+            np.clip(out, 0.0, 1.0, out=out)
         if not valid.all():
             out[:, ~valid] = 0.0
         return out
@@ -413,11 +420,13 @@ def scene_statistics(
     seed: int = 0,
     windows_per_scene: int = 32,
     size: int = 256,
+    clip: bool = True,
 ) -> Normalisation:
     """Estimate the normalisation from windows drawn across the scenes.
 
     Percentiles :data:`CLIP_PERCENTILES` of the valid pixels of each band over up to
-    ``windows_per_scene`` random windows a scene (a bounded read, whatever the scene's size).
+    ``windows_per_scene`` random windows a scene (a bounded read, whatever the scene's size);
+    ``clip`` as in :class:`Normalisation`.
 
     Raises:
         InvalidSceneError: no valid pixel was found (an all-nodata scene).
@@ -450,7 +459,7 @@ def scene_statistics(
     pixels = np.concatenate(values, axis=1)
     low, high = np.percentile(pixels, CLIP_PERCENTILES, axis=1)
     high = np.where(high > low, high, low + 1.0)
-    return Normalisation(tuple(float(v) for v in low), tuple(float(v) for v in high))
+    return Normalisation(tuple(float(v) for v in low), tuple(float(v) for v in high), clip)
 
 
 def _any_valid(src: DatasetReader, bands: list[int]) -> bool:

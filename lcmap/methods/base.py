@@ -81,6 +81,8 @@ class MethodInfo:
         rgb_first: the method's network reads its first three bands as red, green, blue (a
             ViT pre-trained on photographs): without ``bands``, a scene's identified true
             colour bands are read first (:func:`lcmap.io.bands.rgb_first`).
+        clip_input: the method reads the band stretch clipped to 0..1
+            (:class:`lcmap.io.scene.Normalisation`).
     """
 
     name: str
@@ -90,6 +92,7 @@ class MethodInfo:
     apply_options: frozenset[str] = frozenset()
     start_options: frozenset[str] = frozenset()
     rgb_first: bool = False
+    clip_input: bool = True
 
 
 class SampleBatch(NamedTuple):

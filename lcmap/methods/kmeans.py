@@ -1,10 +1,15 @@
-"""Spectral k-means baseline: per-pixel features, mini-batch k-means fitted once per scene.
+"""Spectral k-means baseline: per-pixel features, k-means fitted once per scene.
 
-Features are the normalised bands, optionally with their local mean over a
-``(2 * smooth + 1)``-pixel square (a little spatial context that removes salt-and-pepper noise
-at the cost of a ``smooth``-pixel halo). Clusters are fitted once on pixels sampled across the
-whole scene (scikit-learn's ``MiniBatchKMeans``), so a label means the same thing in every
-tile and in every scene mapped with the saved model. Clusters are numbered by increasing
+Features are the bands, each stretched linearly between its 2nd and 98th percentiles and not
+clipped, optionally with their local mean over a ``(2 * smooth + 1)``-pixel square (a little
+spatial context that removes salt-and-pepper noise at the cost of a ``smooth``-pixel halo).
+The stretch weighs the bands alike whatever their units; the clip that the networks' input
+gets would merge every pixel beyond a band's percentiles (the darkest water, the brightest
+roofs) into one value. Clusters are fitted once on pixels sampled across the whole scene with
+scikit-learn's ``KMeans`` (Lloyd's algorithm, k-means++ starts, the best of four: what a
+textbook k-means does; the sample is small enough that mini-batches save nothing worth their
+worse clusters), so a label means the same thing in every tile and in every scene mapped with
+the saved model (which stores the stretch). Clusters are numbered by increasing
 brightness (mean of the normalised bands), so ids are stable under re-fitting with the same
 seed and roughly ordered dark (water, shadow) to bright (bare soil, roofs).
 
@@ -74,7 +79,7 @@ def has_cxx_compiler() -> bool:
 
 
 class KMeansSegmenter(BandFittedSegmenter):
-    """Mini-batch k-means on per-pixel spectral (and locally smoothed) features.
+    """k-means on per-pixel spectral (and locally smoothed) features.
 
     Args:
         config: the options (:class:`KMeansConfig`).
@@ -82,7 +87,8 @@ class KMeansSegmenter(BandFittedSegmenter):
 
     info = MethodInfo(
         name="kmeans",
-        summary="Mini-batch k-means on pixel spectra (+ local mean); fast baseline, no GPU needed.",
+        summary="k-means on pixel spectra (+ local mean); fast baseline, no GPU needed.",
+        clip_input=False,
     )
 
     def __init__(self, config: KMeansConfig | None = None) -> None:
@@ -115,7 +121,7 @@ class KMeansSegmenter(BandFittedSegmenter):
 
     def fit(self, sampler: WindowSampler, progress: ProgressFn | None = None) -> None:
         """Fit centroids on pixels sampled across the scene(s)."""
-        from sklearn.cluster import MiniBatchKMeans
+        from sklearn.cluster import KMeans
         from threadpoolctl import threadpool_limits
 
         self._in_channels = sampler.in_channels
@@ -146,9 +152,7 @@ class KMeansSegmenter(BandFittedSegmenter):
         # One thread: the problem is small, and OpenMP threads that spin while torch or GDAL
         # hold the cores made the fit many times slower on 2 cores.
         with threadpool_limits(1):
-            km = MiniBatchKMeans(
-                n_clusters=self._k, random_state=self.seed, n_init=3, batch_size=4096, max_iter=50
-            ).fit(data)
+            km = KMeans(n_clusters=self._k, random_state=self.seed, n_init=4).fit(data)
         centres = km.cluster_centers_
         order = np.argsort(centres[:, : self._in_channels].mean(axis=1), kind="stable")
         self.centroids = torch.from_numpy(centres[order].astype(np.float32)).to(self.device)

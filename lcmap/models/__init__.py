@@ -43,7 +43,8 @@ class HasState(Protocol):
 
 
 FORMAT = "lcmap-model"
-FORMAT_VERSION = 1
+#: 2 added ``norm_clip`` (an unclipped stretch); a reader of version 1 would clip silently.
+FORMAT_VERSION = 2
 _META_KEY = "lcmap"
 # A safetensors header larger than this is not a model we wrote (guards against garbage input).
 _MAX_HEADER_BYTES = 100_000_000
@@ -61,6 +62,8 @@ class ModelHeader:
         bands: 1-based band indexes read from the scenes the model was fitted on.
         norm_low: per-band value mapped to 0 (a low percentile of the training scenes).
         norm_high: per-band value mapped to 1 (a high percentile).
+        norm_clip: whether the stretch is clipped to 0..1 (True in files from before it was
+            recorded, which were all clipped).
         class_names: one name per class.
         colours: one RGB triple per class.
         extra: method-specific facts (backbone name, weight sha256...).
@@ -81,6 +84,7 @@ class ModelHeader:
     colours: list[list[int]]
     extra: dict[str, Any] = field(default_factory=dict)
     band_facts: list[dict[str, Any]] = field(default_factory=list)
+    norm_clip: bool = True
     lcmap_version: str = __version__
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -89,9 +93,8 @@ class ModelHeader:
         """The bands and normalisation the model reads scenes with."""
         from lcmap.io.scene import Normalisation, ReadSpec
 
-        return ReadSpec(
-            tuple(self.bands), Normalisation(tuple(self.norm_low), tuple(self.norm_high))
-        )
+        norm = Normalisation(tuple(self.norm_low), tuple(self.norm_high), self.norm_clip)
+        return ReadSpec(tuple(self.bands), norm)
 
     def to_json(self) -> str:
         """The header as a JSON string."""
@@ -138,6 +141,7 @@ class ModelHeader:
             ("num_classes", _is_int(k) and 1 <= k <= 65534, "an integer from 1 to 65534"),
             ("in_channels", _is_int(c) and c >= 1, "a positive integer"),
             ("extra", isinstance(self.extra, dict), "an object"),
+            ("norm_clip", isinstance(self.norm_clip, bool), "true or false"),
             (
                 "band_facts",
                 isinstance(self.band_facts, list)

@@ -217,6 +217,7 @@ def _tuned_header(tuned: "Segmenter", base: ModelHeader, model: Path) -> ModelHe
         bands=list(base.bands),
         norm_low=list(base.norm_low),
         norm_high=list(base.norm_high),
+        norm_clip=base.norm_clip,
         band_facts=list(base.band_facts),
         class_names=list(tuned.class_names or []),
         colours=[list(c) for c in named_colours(tuned.class_names or [])],

@@ -64,6 +64,7 @@ def model_header(
         bands=bands,
         norm_low=list(norm.low),
         norm_high=list(norm.high),
+        norm_clip=norm.clip,
         class_names=list(method.class_names or [f"class {i}" for i in range(k)]),
         colours=[list(c) for c in (method.colours or default_colours(k))],
         extra={**method.header(), **({"network": net} if (net := method.network()) else {})},
@@ -141,28 +142,65 @@ def build_method(name: str, classes: int | None, options: dict[str, Any] | None)
         raise LcmapError(f"Bad option for method '{name}': {exc}") from exc
 
 
-def default_method(options: dict[str, Any] | None = None) -> tuple[str, str]:
-    """The method ``lcmap segment`` uses when none is given, and why, in a few words.
+#: The value of ``method`` that asks for :func:`default_method`'s choice (as giving none does).
+AUTO = "auto"
 
-    ``primaps`` (the best unsupervised method measured, ``benchmarks/README.md``) when its
-    backbone's weights are on this machine or given with
-    ``weights``; otherwise ``kmeans``, which needs none. Nothing is downloaded to decide.
+#: Scenes with pixels this large or larger are mapped with ``kmeans`` by default: from there
+#: on it scored as well as ``primaps`` or better on every development set, at a fraction of
+#: the time (a ViT patch of 14 pixels is then 70 m or more of ground). Measured on the pixel
+#: sizes the development sets have; ``benchmarks/README.md``, "The default chosen from the
+#: scene".
+KMEANS_FROM_M = 5.0
+
+
+def default_method(
+    options: dict[str, Any] | None = None, pixel_size: float | None = None
+) -> tuple[str, str]:
+    """The method ``lcmap segment`` uses when none is given (or ``auto``), and why, in a few
+    words.
+
+    ``weights`` in ``options`` asks for the ViT: ``primaps``. Otherwise ``kmeans`` for pixels
+    of :data:`KMEANS_FROM_M` or more (``pixel_size`` in metres, from
+    :func:`lcmap.io.scene.pixel_size_m`); for finer pixels, or a scene without
+    georeferencing, ``primaps`` (the best unsupervised method measured at 0.2-4 m) when its
+    backbone's weights are on this machine, else ``kmeans``, which needs none. Nothing is
+    downloaded to decide.
     """
     from lcmap.methods.configs import DINO_KMEANS_BACKBONE
     from lcmap.nets.vit import cache_candidates, cache_dir, full_name, local_weights
 
     options = options or {}
-    backbone = str(options.get("backbone") or DINO_KMEANS_BACKBONE)
     if options.get("weights"):
         return "primaps", f"backbone weights given: {options['weights']}"
+    if pixel_size is not None and pixel_size >= KMEANS_FROM_M:
+        return "kmeans", (
+            f"{pixel_size:.3g} m pixels; from {KMEANS_FROM_M:g} m the spectral k-means maps "
+            "as well as the ViT methods, much faster; -m primaps to use the ViT"
+        )
+    size = (
+        f"{pixel_size:.3g} m pixels"
+        if pixel_size is not None
+        else "pixel size unknown (no georeferencing), chosen as for fine pixels"
+    )
+    backbone = str(options.get("backbone") or DINO_KMEANS_BACKBONE)
+    name = full_name(backbone)
     found = local_weights(backbone)
     if found is not None:
-        return "primaps", f"{full_name(backbone)} weights found in {found.parent}"
-    name = full_name(backbone)
+        return "primaps", f"{size}; {name} weights found in {found.parent}"
     return "kmeans", (
-        f"no {name} weights on this machine; for primaps put {cache_candidates(name)[-1]} in "
-        f"{cache_dir()} or pass weights=PATH ('lcmap weights list' shows what is looked for)"
+        f"{size}; no {name} weights on this machine; for primaps put "
+        f"{cache_candidates(name)[-1]} in {cache_dir()} or pass weights=PATH ('lcmap weights "
+        "list' shows what is looked for)"
     )
+
+
+def scene_pixel_size(scene: str | Path) -> float | None:
+    """The pixel size in metres of ``scene`` (None without georeferencing), read off its
+    header (a scene that cannot be read is one line, :func:`lcmap.io.scene.open_scene`)."""
+    from lcmap.io.scene import open_scene, pixel_size_m
+
+    with open_scene(scene) as src:
+        return pixel_size_m(src)
 
 
 def segmenter_for(
@@ -193,7 +231,7 @@ def segmenter_for(
     assert fitted.name is not None  # chosen by choose_method
     seg = build_method(fitted.name, classes, options)
     chosen = method_bands(src, bands, seg)
-    norm = scene_statistics([src], chosen, seed)
+    norm = scene_statistics([src], chosen, seed, clip=seg.info.clip_input)
     if seg.info.needs_fit:
         start_phase(progress, f"fit {seg.info.name}")
         fit_method(seg, [scene], ReadSpec(tuple(chosen), norm), None, seed, device, progress)
@@ -229,15 +267,19 @@ def _model_bands(
 
 
 def choose_method(
-    method: str | None, model: str | Path | None, options: dict[str, Any] | None
+    method: str | None,
+    model: str | Path | None,
+    options: dict[str, Any] | None,
+    scene: str | Path | None = None,
 ) -> tuple[str, str]:
     """The method to fit (the model's own when ``model``) and why it was chosen ("" when
-    given); see :func:`default_method`."""
-    if method is not None:
+    given); see :func:`default_method` (``scene``: the scene whose pixel size decides)."""
+    if method is not None and method != AUTO:
         return method, ""
     if model is not None:
         return "kmeans", ""
-    method, choice = default_method(options)
+    size = scene_pixel_size(scene) if scene is not None else None
+    method, choice = default_method(options, size)
     if choice:
         log.info("method: %s (%s)", method, choice)
     return method, choice

@@ -112,10 +112,11 @@ def map_names(scenes: Sequence[str], outdir: Path) -> list[Path]:
 
 def _fit_shared(readable: list[str], model_out: Path, fitted: MethodSpec, run: RunSpec) -> None:
     """Fit one model across the readable scenes and save it to ``model_out``."""
-    from lcmap.workflows.fitting import default_method
+    from lcmap.workflows.fitting import choose_method
     from lcmap.workflows.train import train
 
-    name = fitted.name or default_method(fitted.option_dict)[0]
+    # One model for every scene: the first scene's pixel size decides an automatic choice.
+    name = choose_method(fitted.name, None, fitted.option_dict, readable[0])[0]
     start_phase(run.progress, f"fit {name} on {len(readable)} scenes")
     train(
         readable, OutputSpec(model_out, overwrite=True), method=replace(fitted, name=name), run=run

@@ -127,7 +127,11 @@ def _provenance(
         "config": header.config,
         "num_classes": len(header.class_names),  # after any naming and merging (relabel)
         "bands": list(spec.bands),
-        "normalisation": {"low": list(spec.norm.low), "high": list(spec.norm.high)},
+        "normalisation": {
+            "low": list(spec.norm.low),
+            "high": list(spec.norm.high),
+            "clip": spec.norm.clip,
+        },
         "tile": plan.tile,
         "halo": plan.halo,
         "stitch": "crop_centre",
@@ -186,7 +190,7 @@ def segment(
     scene, stack = scene_path(scene), [scene_path(p) for p in stack]
     out = replace(out, creation_options=check_creation_options(dict(out.creation_options)))
     _check_segment_outputs(scene, out.path, model, save_model, out.overwrite, stack)
-    name, choice = choose_method(asked.name, model, asked.option_dict)
+    name, choice = choose_method(asked.name, model, asked.option_dict, scene)
     fitted = replace(asked, name=name)
     parts = _parts_run(scene, out.path, fitted, model, stack, run.seed, scale)
 

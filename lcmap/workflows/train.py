@@ -96,7 +96,7 @@ def train(
         seg = build_method(fitted.name, fitted.classes, fitted.option_dict)
         # The first scene says which bands are which; the others are read in the same order.
         chosen = method_bands(srcs[0], bands, seg)
-        norm = scene_statistics(srcs, chosen, seed)
+        norm = scene_statistics(srcs, chosen, seed, clip=seg.info.clip_input)
         facts = band_facts(srcs[0], chosen)
         spec = ReadSpec(tuple(chosen), norm)
         if partners is None:

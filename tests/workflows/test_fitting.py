@@ -1,10 +1,13 @@
 """``lcmap.workflows.fitting``: which method, which bands, and what a saved model may be given."""
 
 import logging
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 from rasterio.transform import from_origin
 
@@ -59,8 +62,41 @@ def test_a_method_is_chosen_as_asked_or_by_default(monkeypatch) -> None:
     from lcmap.workflows import fitting
 
     assert choose_method("stego", None, None) == ("stego", "")
-    monkeypatch.setattr(fitting, "default_method", lambda options: ("kmeans", "no weights"))
+    monkeypatch.setattr(fitting, "default_method", lambda options, size: ("kmeans", "no weights"))
     assert choose_method(None, None, None) == ("kmeans", "no weights")
+    assert choose_method("auto", None, None) == ("kmeans", "no weights")
+
+
+@pytest.mark.parametrize(
+    ("crs", "pixel", "weights", "chosen", "why"),
+    [
+        ("EPSG:32618", 10.0, True, "kmeans", "10 m pixels; from 5 m the spectral k-means"),
+        ("EPSG:32618", 5.0, True, "kmeans", "5 m pixels; from 5 m"),
+        ("EPSG:4326", 0.0001, True, "kmeans", "11.1 m pixels"),  # degrees, on the ground
+        ("EPSG:32618", 0.5, True, "primaps", "0.5 m pixels; vit_small_patch14_dinov2"),
+        ("EPSG:32618", 4.0, False, "kmeans", "4 m pixels; no vit_small_patch14_dinov2"),
+        (None, None, True, "primaps", "pixel size unknown (no georeferencing), chosen as for"),
+    ],
+)
+def test_the_default_follows_the_pixel_size(
+    crs, pixel, weights, chosen, why, vit_cache, tmp_path, caplog
+) -> None:
+    if weights:
+        (vit_cache / "vit_small_patch14_dinov2.safetensors").write_bytes(b"x")
+    scene = tmp_path / "scene.tif"
+    transform = from_origin(10, 20, pixel, pixel) if pixel else None
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 12, "dtype": "uint16"}
+    with warnings.catch_warnings():  # writing a scene without georeferencing warns
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(scene, "w", crs=crs, transform=transform, **profile) as dst:
+            dst.write(np.ones((12, 8, 8), "uint16"))
+    with caplog.at_level(logging.INFO, logger="lcmap.workflows.fitting"):
+        method, reason = choose_method(None, None, None, scene)
+    assert method == chosen and why in reason
+    assert f"method: {chosen} ({reason})" in caplog.text
+    # Weights given ask for the ViT whatever the pixels; a method given is taken as given.
+    assert choose_method("auto", None, {"weights": "w.pth"}, scene)[0] == "primaps"
+    assert choose_method("stego", None, None, scene) == ("stego", "")
 
 
 @pytest.mark.parametrize(
