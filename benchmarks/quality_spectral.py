@@ -11,8 +11,8 @@ Rows, all in the same run:
 - ``pixel raw``: scikit-learn ``KMeans(k, n_init=4)`` on the raw band values (the textbook);
 - ``pixel z-score``: the same on each band's z-score;
 - ``pixel 2-98 clipped``: the same on each band stretched between its 2nd and 98th percentiles
-  and clipped to 0..1 (the stretch every lcmap method reads scenes through);
-- ``pixel 2-98``: that stretch without the clip;
+  and clipped to 0..1 (the stretch lcmap's networks read scenes through);
+- ``pixel 2-98``: that stretch without the clip (what lcmap's ``kmeans`` reads);
 - ``lcmap kmeans``: ``lcmap segment -m kmeans -k K`` (``--lcmap CHECKOUT`` to run another
   version's; ``-p KEY=VALUE`` passes kmeans options);
 - ``lcmap primaps`` (``--rows primaps``), ``lcmap dino_kmeans`` (``--rows dino_kmeans``): the ViT

@@ -144,6 +144,10 @@ def segment(
     mapped tile by tile into a Cloud-Optimised GeoTIFF on the input's grid: uint8 labels from 0
     (255 = nodata), a colour table, class names, provenance tags, and a .lcmap.json sidecar.
 
+    Without --method (or with --method auto) the method suits the scene's pixel size: kmeans
+    for 5 m pixels or larger, where it maps as well as the ViT methods; primaps for finer
+    ones when its ViT weights are on this machine. One line says which and why.
+
     With several scenes, -o names a folder: one model fitted across them all (OUTDIR/model.lcmap)
     maps each to OUTDIR/SCENE_NAME.tif, so a label means the same in every map (OUTDIR/mosaic.vrt
     over them when they share a CRS); a scene that fails is reported, the others finish (exit 1).
