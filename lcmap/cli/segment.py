@@ -144,17 +144,15 @@ def segment(
     mapped tile by tile into a Cloud-Optimised GeoTIFF on the input's grid: uint8 labels from 0
     (255 = nodata), a colour table, class names, provenance tags, and a .lcmap.json sidecar.
 
-    Without --method (or with --method auto) the method suits the scene's pixel size: kmeans
-    for 5 m pixels or larger, where it maps as well as the ViT methods; primaps for finer
-    ones when its ViT weights are on this machine. One line says which and why.
+    Without --method (or -m auto): kmeans for pixels of 5 m or more, where it maps as well as
+    the ViT; primaps on finer ones when its weights are here. One line says which and why.
 
     With several scenes, -o names a folder: one model fitted across them all (OUTDIR/model.lcmap)
     maps each to OUTDIR/SCENE_NAME.tif, so a label means the same in every map (OUTDIR/mosaic.vrt
     over them when they share a CRS); a scene that fails is reported, the others finish (exit 1).
 
     With --model, -p takes the options that change how a trained model maps (a wrong one lists
-    them), such as tta=true: a fine-tuned encoder's class probabilities averaged over each
-    window's 8 flips and quarter turns (8 network passes a window).
+    them), such as tta=true: a fine-tuned encoder averaged over 8 flips and quarter turns.
 
     Examples:
 
@@ -163,8 +161,6 @@ def segment(
         $ lcmap segment scene.tif -o landcover.tif -k 6 --bands 4,3,2 --save-model scene.lcmap
 
         $ lcmap segment other.tif -o other_map.tif --model scene.lcmap
-
-        $ lcmap segment 2020/*.tif -o maps/ -k 8
 
         $ lcmap segment 'mosaic/**/*.tif' -o maps/ --model scene.lcmap --workers 4 --resume
 

@@ -18,7 +18,7 @@ import numpy as np
 import rasterio
 from numpy.typing import NDArray
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
@@ -197,30 +197,6 @@ def check_georeference(src: DatasetReader) -> bool:
         )
         return False
     return True
-
-
-#: Metres of one degree of latitude, and of longitude at the equator (WGS 84, rounded): enough
-#: to say a geographic scene's pixel size to a few percent.
-_M_PER_DEGREE = (110_574.0, 111_320.0)
-
-
-def pixel_size_m(src: DatasetReader) -> float | None:
-    """The scene's pixel size on the ground in metres (the larger side), None without
-    georeferencing. Projected CRSs by their linear unit; geographic ones at the scene's
-    central latitude."""
-    if src.crs is None or src.transform.is_identity:
-        return None
-    dx, dy = abs(src.res[0]), abs(src.res[1])
-    if src.crs.is_geographic:
-        lat = (src.bounds.top + src.bounds.bottom) / 2
-        return float(
-            max(dy * _M_PER_DEGREE[0], dx * _M_PER_DEGREE[1] * math.cos(math.radians(lat)))
-        )
-    try:
-        factor = float(src.crs.linear_units_factor[1])
-    except CRSError:  # a CRS GDAL gives no unit for: say nothing rather than guess
-        return None
-    return float(max(dx, dy) * factor)
 
 
 def resolve_bands(src: DatasetReader, bands: list[int] | None) -> list[int]:

@@ -28,9 +28,10 @@ from lcmap.errors import (
     OutputPathError,
 )
 from lcmap.io.geometry import made_valid, simplified, to_map_units
+from lcmap.io.ground import pixel_size_m
 from lcmap.io.legend import raster_class_names, read_legend
 from lcmap.io.polygonise import Progress, polygonise
-from lcmap.io.scene import bounded_gdal_cache, open_scene, pixel_size_m
+from lcmap.io.scene import bounded_gdal_cache, open_scene
 from lcmap.io.staging import check_output, out_of_room, publish, temp_dir
 
 if TYPE_CHECKING:

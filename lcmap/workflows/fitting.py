@@ -152,6 +152,11 @@ AUTO = "auto"
 #: scene".
 KMEANS_FROM_M = 5.0
 
+#: A product's pixel size on a map projection varies on the ground with the projection's scale
+#: (a 5 m UTM grid is 4.995-5.002 m across a zone): sizes within this fraction below
+#: :data:`KMEANS_FROM_M` count as reaching it.
+PROJECTION_SLACK = 0.01
+
 
 def default_method(
     options: dict[str, Any] | None = None, pixel_size: float | None = None
@@ -172,7 +177,7 @@ def default_method(
     options = options or {}
     if options.get("weights"):
         return "primaps", f"backbone weights given: {options['weights']}"
-    if pixel_size is not None and pixel_size >= KMEANS_FROM_M:
+    if pixel_size is not None and pixel_size >= KMEANS_FROM_M * (1 - PROJECTION_SLACK):
         return "kmeans", (
             f"{pixel_size:.3g} m pixels; from {KMEANS_FROM_M:g} m the spectral k-means maps "
             "as well as the ViT methods, much faster; -m primaps to use the ViT"
@@ -197,7 +202,8 @@ def default_method(
 def scene_pixel_size(scene: str | Path) -> float | None:
     """The pixel size in metres of ``scene`` (None without georeferencing), read off its
     header (a scene that cannot be read is one line, :func:`lcmap.io.scene.open_scene`)."""
-    from lcmap.io.scene import open_scene, pixel_size_m
+    from lcmap.io.ground import pixel_size_m
+    from lcmap.io.scene import open_scene
 
     with open_scene(scene) as src:
         return pixel_size_m(src)

@@ -73,7 +73,7 @@ COARSE_PATCH_M = 20.0
 
 def warn_coarse_patches(seg: "Segmenter", src: "DatasetReader") -> None:
     """Say in one line when a ViT method sees the scene in patches of much ground."""
-    from lcmap.io.scene import pixel_size_m
+    from lcmap.io.ground import pixel_size_m
 
     vit = getattr(seg, "vit", None)
     pixel = pixel_size_m(src) if vit is not None else None

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
 import rasterio
 from _helpers import write_raster
 from rasterio.windows import Window
@@ -123,31 +122,3 @@ def test_a_partner_smaller_than_the_scene_is_nodata_outside(tmp_path) -> None:
         data, valid = read_window(view, Window(0, 0, 100, 100), [1])
     assert valid[:50, :50].all() and not valid[50:, :].any() and not valid[:, 50:].any()
     assert np.allclose(data[0, :50, :50], 7.0)
-
-
-@pytest.mark.parametrize(
-    ("crs", "res", "top", "metres"),
-    [
-        ("EPSG:32633", 10.0, 5_000_000.0, 10.0),  # UTM, metres
-        ("EPSG:2263", 3.0, 200_000.0, 3.0 * 1200 / 3937),  # New York state plane, US feet
-        ("EPSG:4326", 0.0001, 60.00005, 0.0001 * 110_574.0),  # at 60 N a degree of longitude
-        ("EPSG:4326", 0.0001, 0.00005, 0.0001 * 111_320.0),  # at the equator, the wider side
-        (None, 1.0, 0.0, None),
-    ],
-)
-@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-def test_pixel_size_is_said_in_metres_whatever_the_crs(crs, res, top, metres) -> None:
-    from rasterio.io import MemoryFile
-    from rasterio.transform import from_origin
-
-    from lcmap.io.scene import pixel_size_m
-
-    profile = {"driver": "GTiff", "width": 4, "height": 1, "count": 1, "dtype": "uint8"}
-    if crs is not None:
-        profile |= {"crs": crs, "transform": from_origin(0.0, top, res, res)}
-    with MemoryFile() as mem:
-        with mem.open(**profile) as dst:
-            dst.write(np.zeros((1, 1, 4), "uint8"))
-        with mem.open() as src:
-            found = pixel_size_m(src)
-    assert found == pytest.approx(metres, rel=1e-3) if metres is not None else found is None

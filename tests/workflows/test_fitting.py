@@ -71,8 +71,10 @@ def test_a_method_is_chosen_as_asked_or_by_default(monkeypatch) -> None:
     ("crs", "pixel", "weights", "chosen", "why"),
     [
         ("EPSG:32618", 10.0, True, "kmeans", "10 m pixels; from 5 m the spectral k-means"),
+        # 300 km off the central meridian a 5 m UTM pixel is 4.997 m of ground: still 5 m.
         ("EPSG:32618", 5.0, True, "kmeans", "5 m pixels; from 5 m"),
         ("EPSG:4326", 0.0001, True, "kmeans", "11.1 m pixels"),  # degrees, on the ground
+        ("EPSG:3857", 6.0, True, "primaps", "3.86 m pixels"),  # Web Mercator at 50 N
         ("EPSG:32618", 0.5, True, "primaps", "0.5 m pixels; vit_small_patch14_dinov2"),
         ("EPSG:32618", 4.0, False, "kmeans", "4 m pixels; no vit_small_patch14_dinov2"),
         (None, None, True, "primaps", "pixel size unknown (no georeferencing), chosen as for"),
@@ -84,7 +86,11 @@ def test_the_default_follows_the_pixel_size(
     if weights:
         (vit_cache / "vit_small_patch14_dinov2.safetensors").write_bytes(b"x")
     scene = tmp_path / "scene.tif"
-    transform = from_origin(10, 20, pixel, pixel) if pixel else None
+    origins = {
+        "EPSG:32618": (500_000 - 300_000 * (pixel == 5), 4_000_000),
+        "EPSG:3857": (0, 6_446_276),
+    }
+    transform = from_origin(*origins.get(crs, (10, 20)), pixel, pixel) if pixel else None
     profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 12, "dtype": "uint16"}
     with warnings.catch_warnings():  # writing a scene without georeferencing warns
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
