@@ -64,7 +64,12 @@ def methods(
     from lcmap.methods import list_methods, method_info, method_options
 
     console = Console()
-    table = Table("method", "summary")
+    table = Table(
+        "method",
+        "summary",
+        caption="segment without -m (or -m auto): kmeans for pixels of 5 m or more, else "
+        "primaps when its ViT weights are on this machine, else kmeans",
+    )
     names = list_methods(pattern)
     for name in names:
         try:

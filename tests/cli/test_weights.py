@@ -42,3 +42,7 @@ def test_segment_without_method_says_which_it_used_and_why(
     assert result.exit_code == 0, result.output
     assert "method: kmeans (" in result.output
     assert "; no vit_small_patch14_dinov2.lvd142m weights" in result.output
+    auto = runner.invoke(app, ["segment", str(scene), "-o", str(tmp_path / "a.tif"), "-m", "auto"])
+    assert auto.exit_code == 0, auto.output
+    said = [line for line in result.output.splitlines() if line.startswith("method: ")]
+    assert said and said == [x for x in auto.output.splitlines() if x.startswith("method: ")]
