@@ -23,6 +23,7 @@ from lcmap.io.scene import (
 )
 from lcmap.models import ModelHeader, warn_if_unlike
 from lcmap.types import ProgressFn, start_phase
+from lcmap.workflows.scene_checks import KMEANS_FROM_M, spectral_suffices
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
@@ -145,18 +146,6 @@ def build_method(name: str, classes: int | None, options: dict[str, Any] | None)
 #: The value of ``method`` that asks for :func:`default_method`'s choice (as giving none does).
 AUTO = "auto"
 
-#: Scenes with pixels this large or larger are mapped with ``kmeans`` by default: from there
-#: on it scored as well as ``primaps`` or better on every development set, at a fraction of
-#: the time (a ViT patch of 14 pixels is then 70 m or more of ground). Measured on the pixel
-#: sizes the development sets have; ``benchmarks/README.md``, "The default chosen from the
-#: scene".
-KMEANS_FROM_M = 5.0
-
-#: A product's pixel size on a map projection varies on the ground with the projection's scale
-#: (a 5 m UTM grid is 4.995-5.002 m across a zone): sizes within this fraction below
-#: :data:`KMEANS_FROM_M` count as reaching it.
-PROJECTION_SLACK = 0.01
-
 
 def default_method(
     options: dict[str, Any] | None = None, pixel_size: float | None = None
@@ -165,9 +154,9 @@ def default_method(
     words.
 
     ``weights`` in ``options`` asks for the ViT: ``primaps``. Otherwise ``kmeans`` for pixels
-    of :data:`KMEANS_FROM_M` or more (``pixel_size`` in metres, from
-    :func:`lcmap.io.scene.pixel_size_m`); for finer pixels, or a scene without
-    georeferencing, ``primaps`` (the best unsupervised method measured at 0.2-4 m) when its
+    of :data:`~lcmap.workflows.scene_checks.KMEANS_FROM_M` or more on the ground
+    (``pixel_size``, from :func:`lcmap.io.ground.pixel_size_m`); for finer pixels, or a scene
+    without georeferencing, ``primaps`` (the best unsupervised method measured at 0.2-4 m) when its
     backbone's weights are on this machine, else ``kmeans``, which needs none. Nothing is
     downloaded to decide.
     """
@@ -177,7 +166,8 @@ def default_method(
     options = options or {}
     if options.get("weights"):
         return "primaps", f"backbone weights given: {options['weights']}"
-    if pixel_size is not None and pixel_size >= KMEANS_FROM_M * (1 - PROJECTION_SLACK):
+    if spectral_suffices(pixel_size):
+        assert pixel_size is not None
         return "kmeans", (
             f"{pixel_size:.3g} m pixels; from {KMEANS_FROM_M:g} m the spectral k-means maps "
             "as well as the ViT methods, much faster; -m primaps to use the ViT"

@@ -65,27 +65,42 @@ def check_row_memory(src: "DatasetReader", tile: int) -> None:
         )
 
 
-#: Ground side of one ViT patch above which a ViT method's map is said to be coarse: between
-#: the patch size measured good (7 m at 0.5 m) and those that looked worse than k-means
-#: (``benchmarks/pictures.py``).
-COARSE_PATCH_M = 20.0
+#: Pixels this large or larger on the ground are mapped with ``kmeans`` by default: from there
+#: on it scored as well as ``primaps`` or better on every development set, at a fraction of
+#: the time (a ViT patch of 14 pixels is then 70 m or more of ground). Measured on the pixel
+#: sizes the development sets have; ``benchmarks/README.md``, "The default chosen from the
+#: scene".
+KMEANS_FROM_M = 5.0
+
+#: A product's pixel size on a map projection varies on the ground with the projection's scale
+#: (a 5 m UTM grid is 4.995-5.002 m across a zone): sizes within this fraction below
+#: :data:`KMEANS_FROM_M` count as reaching it.
+PROJECTION_SLACK = 0.01
+
+
+def spectral_suffices(pixel_size: float | None) -> bool:
+    """Whether pixels of ``pixel_size`` metres on the ground (None: unknown) are coarse enough
+    that the spectral k-means maps as well as the ViT methods (:data:`KMEANS_FROM_M`)."""
+    return pixel_size is not None and pixel_size >= KMEANS_FROM_M * (1 - PROJECTION_SLACK)
 
 
 def warn_coarse_patches(seg: "Segmenter", src: "DatasetReader") -> None:
-    """Say in one line when a ViT method sees the scene in patches of much ground."""
+    """Say in one line when a ViT method maps a scene whose pixels are coarse enough for the
+    spectral k-means (:func:`spectral_suffices`): asked for by name, as the default would not
+    have chosen it."""
     from lcmap.io.ground import pixel_size_m
 
     vit = getattr(seg, "vit", None)
     pixel = pixel_size_m(src) if vit is not None else None
-    if vit is None or pixel is None:
+    if vit is None or not spectral_suffices(pixel):
         return
-    ground = float(vit.patch_size) * pixel
-    if ground > COARSE_PATCH_M:
-        log.warning(
-            "%s sees this scene in %d px patches, %.0f m of ground at %.3g m pixels: thin "
-            "features (rivers, roads) will be lost; the kmeans method keeps them.",
-            seg.info.name,
-            vit.patch_size,
-            ground,
-            pixel,
-        )
+    assert pixel is not None  # spectral_suffices says so
+    log.warning(
+        "%s sees this scene in %d px patches, %.0f m of ground at %.3g m pixels: from %g m "
+        "pixels kmeans (the default there) maps as well and keeps thin features (rivers, roads).",
+        seg.info.name,
+        vit.patch_size,
+        float(vit.patch_size) * pixel,
+        pixel,
+        KMEANS_FROM_M,
+    )

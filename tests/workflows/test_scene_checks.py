@@ -20,13 +20,14 @@ def _vit_method(patch: int = 14) -> SimpleNamespace:
     ("crs", "res", "warned"),
     [
         ("EPSG:32633", 0.5, False),  # 7 m patches: what the ViT methods were measured good at
-        ("EPSG:32633", 10.0, True),  # 140 m patches
+        ("EPSG:32633", 2.0, False),  # 28 m patches: the ViT still maps better at 2 m
+        ("EPSG:32633", 10.0, True),  # 140 m patches: kmeans maps as well
         ("EPSG:4326", 0.0001, True),  # about 11 m pixels, said in degrees
     ],
 )
 def test_a_vit_on_coarse_pixels_is_said_in_one_line(caplog, crs, res, warned) -> None:
     profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 1, "dtype": "uint8"}
-    profile |= {"crs": crs, "transform": from_origin(0.0, 10.0, res, res)}
+    profile |= {"crs": crs, "transform": from_origin(0.0 if res < 1 else 500_000.0, 10.0, res, res)}
     with MemoryFile() as mem:
         with mem.open(**profile) as dst:
             dst.write(np.zeros((1, 8, 8), "uint8"))
