@@ -67,8 +67,8 @@ def methods(
     table = Table(
         "method",
         "summary",
-        caption="segment without -m (or -m auto): kmeans for pixels of 5 m or more, else "
-        "primaps when its ViT weights are on this machine, else kmeans",
+        caption="segment without -m (or -m auto): kmeans for pixels of 5 m or more or bands "
+        "named without blue, else primaps when its ViT weights are on this machine, else kmeans",
     )
     names = list_methods(pattern)
     for name in names:

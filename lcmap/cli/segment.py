@@ -83,8 +83,8 @@ Method = Annotated[
         "--method",
         "-m",
         help="Segmentation method (see 'lcmap methods'), or auto \\[default: auto: kmeans "
-        "for pixels of 5 m or more; for finer pixels primaps when its ViT weights are on "
-        "this machine, else kmeans].",
+        "for pixels of 5 m or more or bands named without blue; else primaps when its ViT "
+        "weights are on this machine, else kmeans].",
     ),
 ]
 Model = Annotated[
@@ -144,8 +144,8 @@ def segment(
     mapped tile by tile into a Cloud-Optimised GeoTIFF on the input's grid: uint8 labels from 0
     (255 = nodata), a colour table, class names, provenance tags, and a .lcmap.json sidecar.
 
-    Without --method (or -m auto): kmeans for pixels of 5 m or more, where it maps as well as
-    the ViT; primaps on finer ones when its weights are here. One line says which and why.
+    Without --method (or -m auto): kmeans for pixels of 5 m or more, or false colour (no band
+    named blue); else primaps when its weights are here. One line says which and why.
 
     With several scenes, -o names a folder: one model fitted across them all (OUTDIR/model.lcmap)
     maps each to OUTDIR/SCENE_NAME.tif, so a label means the same in every map (OUTDIR/mosaic.vrt

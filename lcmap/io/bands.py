@@ -73,3 +73,26 @@ def rgb_first(src: Any, bands: list[int]) -> tuple[list[int], str | None]:
         return bands, None
     rgb = list(found[0])
     return rgb + [b for b in bands if b not in rgb], found[1]
+
+
+#: Words in a band's description or colour interpretation that name what it sees; "blue"
+#: among them makes true colour possible.
+_SEEN = {"red", "green", "blue", "nir", "infrared", "swir", "rededge"}
+
+
+def false_colour(src: Any) -> str | None:
+    """How ``src``'s bands are named when they name what they see and none of them is blue (a
+    false-colour scene: near-infrared, red, green...), else None.
+
+    Band descriptions decide when they name anything (they are written on purpose, where GDAL
+    gives every 3-band byte GeoTIFF a red, green, blue colour interpretation); otherwise the
+    colour interpretation does. Such a scene cannot be shown to an RGB network as true colour:
+    its first three bands would be read as red, green and blue whatever they are.
+    """
+    interp = [c.name if c.name in _COLOURS else "" for c in src.colorinterp]
+    for names in ([d or "" for d in src.descriptions], interp):
+        words = [set(re.findall(r"[a-z]+", text.lower())) & _SEEN for text in names]
+        if any(words):
+            blue = any("blue" in w for w in words)
+            return None if blue else ", ".join(text or "?" for text in names)
+    return None

@@ -12,7 +12,7 @@ from lcmap.errors import (
     InvalidSceneError,
     LcmapError,
 )
-from lcmap.io.bands import rgb_first
+from lcmap.io.bands import false_colour, rgb_first
 from lcmap.io.legend import default_colours
 from lcmap.io.scene import (
     Normalisation,
@@ -48,6 +48,14 @@ def method_bands(src: "DatasetReader", bands: list[int] | None, method: "Segment
                 method.info.name,
                 ",".join(map(str, ordered)),
                 why,
+            )
+        elif (named := false_colour(src)) is not None:
+            log.warning(
+                "%s reads bands %s as red, green and blue, but the file names them %s; -b "
+                "chooses others, -m kmeans reads them all as they are.",
+                method.info.name,
+                ",".join(map(str, chosen[:3])),
+                named,
             )
         return ordered
     return chosen
@@ -148,17 +156,23 @@ AUTO = "auto"
 
 
 def default_method(
-    options: dict[str, Any] | None = None, pixel_size: float | None = None
+    options: dict[str, Any] | None = None,
+    pixel_size: float | None = None,
+    named_bands: str | None = None,
 ) -> tuple[str, str]:
     """The method ``lcmap segment`` uses when none is given (or ``auto``), and why, in a few
     words.
 
     ``weights`` in ``options`` asks for the ViT: ``primaps``. Otherwise ``kmeans`` for pixels
     of :data:`~lcmap.workflows.scene_checks.KMEANS_FROM_M` or more on the ground
-    (``pixel_size``, from :func:`lcmap.io.ground.pixel_size_m`); for finer pixels, or a scene
-    without georeferencing, ``primaps`` (the best unsupervised method measured at 0.2-4 m) when its
-    backbone's weights are on this machine, else ``kmeans``, which needs none. Nothing is
-    downloaded to decide.
+    (``pixel_size``, from :func:`lcmap.io.ground.pixel_size_m`), or for a scene whose bands
+    are named and none is blue (``named_bands``, their names, from
+    :func:`lcmap.io.bands.false_colour`): the ViT would read them as red, green and blue, and
+    on false colour it maps worse than k-means (measured by the issue's author on an aerial
+    near-infrared, red, green set; no development scene here is false colour). For finer
+    pixels, or a scene without georeferencing, ``primaps`` (the best unsupervised method
+    measured at 0.2-4 m) when its backbone's weights are on this machine, else ``kmeans``,
+    which needs none. Nothing is downloaded to decide.
     """
     from lcmap.methods.configs import DINO_KMEANS_BACKBONE
     from lcmap.nets.vit import cache_candidates, cache_dir, full_name, local_weights
@@ -177,6 +191,11 @@ def default_method(
         if pixel_size is not None
         else "pixel size unknown (no georeferencing), chosen as for fine pixels"
     )
+    if named_bands is not None:
+        return "kmeans", (
+            f"{size}; bands named {named_bands}, none blue: the ViT methods would read them as "
+            "red, green and blue; -m primaps -b to choose its bands"
+        )
     backbone = str(options.get("backbone") or DINO_KMEANS_BACKBONE)
     name = full_name(backbone)
     found = local_weights(backbone)
@@ -189,14 +208,15 @@ def default_method(
     )
 
 
-def scene_pixel_size(scene: str | Path) -> float | None:
-    """The pixel size in metres of ``scene`` (None without georeferencing), read off its
-    header (a scene that cannot be read is one line, :func:`lcmap.io.scene.open_scene`)."""
+def scene_facts(scene: str | Path) -> tuple[float | None, str | None]:
+    """What :func:`default_method` decides by, read off ``scene``'s header: its pixel size in
+    metres (None without georeferencing) and, for a false-colour scene, its bands' names (a
+    scene that cannot be read is one line, :func:`lcmap.io.scene.open_scene`)."""
     from lcmap.io.ground import pixel_size_m
     from lcmap.io.scene import open_scene
 
     with open_scene(scene) as src:
-        return pixel_size_m(src)
+        return pixel_size_m(src), false_colour(src)
 
 
 def segmenter_for(
@@ -274,8 +294,8 @@ def choose_method(
         return method, ""
     if model is not None:
         return "kmeans", ""
-    size = scene_pixel_size(scene) if scene is not None else None
-    method, choice = default_method(options, size)
+    facts = scene_facts(scene) if scene is not None else (None, None)
+    method, choice = default_method(options, *facts)
     if choice:
         log.info("method: %s (%s)", method, choice)
     return method, choice

@@ -11,7 +11,7 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 
-from lcmap.io.bands import rgb_first, true_colour
+from lcmap.io.bands import false_colour, rgb_first, true_colour
 
 S2_L2A = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
 
@@ -53,6 +53,24 @@ def test_true_colour_bands_are_found(descriptions: list[str], expected: tuple[in
 )
 def test_nothing_is_guessed_without_evidence(descriptions: list[str]) -> None:
     assert true_colour(fake(descriptions)) is None
+
+
+@pytest.mark.parametrize(
+    ("descriptions", "interp", "named"),
+    [
+        (["NIR", "Red", "Green"], None, "NIR, Red, Green"),  # colour-infrared aerial
+        (["near-infrared", "red", "green", "swir"], None, "near-infrared, red, green, swir"),
+        (["", "", ""], ["red", "green", "undefined"], "red, green, ?"),
+        (["NIR", "Red", "Green"], ["red", "green", "blue"], "NIR, Red, Green"),  # names win
+        (["blue", "green", "red", "nir"], None, None),  # true colour is there
+        (["", "", ""], None, None),  # nothing named: nothing said
+        (["band 1 reflectance", "band 2 reflectance"], None, None),
+    ],
+)
+def test_false_colour_is_told_by_band_names_without_blue(
+    descriptions: list[str], interp: list[str] | None, named: str | None
+) -> None:
+    assert false_colour(fake(descriptions, interp)) == named
 
 
 def test_colour_interpretation_wins() -> None:

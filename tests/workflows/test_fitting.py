@@ -62,7 +62,7 @@ def test_a_method_is_chosen_as_asked_or_by_default(monkeypatch) -> None:
     from lcmap.workflows import fitting
 
     assert choose_method("stego", None, None) == ("stego", "")
-    monkeypatch.setattr(fitting, "default_method", lambda options, size: ("kmeans", "no weights"))
+    monkeypatch.setattr(fitting, "default_method", lambda options, *facts: ("kmeans", "no weights"))
     assert choose_method(None, None, None) == ("kmeans", "no weights")
     assert choose_method("auto", None, None) == ("kmeans", "no weights")
 
@@ -103,6 +103,37 @@ def test_the_default_follows_the_pixel_size(
     # Weights given ask for the ViT whatever the pixels; a method given is taken as given.
     assert choose_method("auto", None, {"weights": "w.pth"}, scene)[0] == "primaps"
     assert choose_method("stego", None, None, scene) == ("stego", "")
+
+
+@pytest.mark.parametrize(
+    ("names", "chosen"),
+    [(["NIR", "Red", "Green"], "kmeans"), (["Red", "Green", "Blue"], "primaps"), (None, "primaps")],
+)
+def test_a_false_colour_scene_is_mapped_by_kmeans_by_default(
+    names, chosen, vit_cache, tmp_path, caplog
+) -> None:
+    """A 10 cm aerial scene whose bands are named near-infrared, red, green (GDAL still calls
+    them red, green, blue, as every 3-band byte GeoTIFF): the ViT would read them as red,
+    green, blue; named true colour, or not named, it keeps the ViT."""
+    (vit_cache / "vit_small_patch14_dinov2.safetensors").write_bytes(b"x")
+    scene = tmp_path / "cir.tif"
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 3, "dtype": "uint8"}
+    transform = from_origin(500_000, 4_000_000, 0.1, 0.1)
+    with rasterio.open(scene, "w", crs="EPSG:32618", transform=transform, **profile) as dst:
+        dst.write(np.ones((3, 8, 8), "uint8"))
+        for i, name in enumerate(names or [], start=1):
+            dst.set_band_description(i, name)
+    method, reason = choose_method(None, None, None, scene)
+    assert method == chosen
+    assert (chosen == "kmeans") == ("bands named NIR, Red, Green, none blue" in reason)
+    vit = SimpleNamespace(info=SimpleNamespace(name="vit", rgb_first=True))
+    with (
+        caplog.at_level(logging.WARNING, logger="lcmap.workflows.fitting"),
+        rasterio.open(scene) as src,
+    ):
+        assert method_bands(src, None, vit) == [1, 2, 3]
+    told = "reads bands 1,2,3 as red, green and blue, but the file names them NIR, Red, Green"
+    assert (told in caplog.text) == (chosen == "kmeans")
 
 
 @pytest.mark.parametrize(
