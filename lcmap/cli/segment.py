@@ -248,6 +248,8 @@ def _report(result: Any, preview: Path | None = None) -> None:
 
 
 def _report_many(done: Any) -> None:
+    if done.method_choice:
+        echo(f"method: {cli_message(done.method_choice)}")
     for result in done.maps:
         _report(result)
     if done.mosaic is not None:

@@ -50,12 +50,15 @@ class ScenesResult:
         failed: ``(scene, reason)`` for each scene that failed.
         model: the model every map was made with.
         mosaic: the VRT over the maps, when they share a CRS.
+        method_choice: which method was fitted and why, when none was given
+            (:func:`lcmap.workflows.fitting.default_method`); "" otherwise.
     """
 
     maps: list["SegmentResult"] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     model: Path | None = None
     mosaic: Path | None = None
+    method_choice: str = ""
 
 
 def expand_scenes(given: Sequence[str]) -> list[str]:
@@ -110,17 +113,19 @@ def map_names(scenes: Sequence[str], outdir: Path) -> list[Path]:
     return outputs
 
 
-def _fit_shared(readable: list[str], model_out: Path, fitted: MethodSpec, run: RunSpec) -> None:
-    """Fit one model across the readable scenes and save it to ``model_out``."""
+def _fit_shared(readable: list[str], model_out: Path, fitted: MethodSpec, run: RunSpec) -> str:
+    """Fit one model across the readable scenes and save it to ``model_out``; which method
+    was chosen and why when none was given ("" otherwise)."""
     from lcmap.workflows.fitting import choose_method
     from lcmap.workflows.train import train
 
-    # One model for every scene: the first scene's pixel size decides an automatic choice.
-    name = choose_method(fitted.name, None, fitted.option_dict, readable[0])[0]
+    # One model for every scene: the first scene decides an automatic choice.
+    name, choice = choose_method(fitted.name, None, fitted.option_dict, readable[0])
     start_phase(run.progress, f"fit {name} on {len(readable)} scenes")
     train(
         readable, OutputSpec(model_out, overwrite=True), method=replace(fitted, name=name), run=run
     )
+    return f"{name} ({choice})" if choice else ""
 
 
 def _map_one(
@@ -194,7 +199,7 @@ def segment_many(
         readable = _readable(scenes, result.failed)
     if model is None:
         check_output(model_out, overwrite or resume, inputs=scenes)
-        _fit_shared(readable, model_out, fitted, run)
+        result.method_choice = _fit_shared(readable, model_out, fitted, run)
         fitted = MethodSpec()  # classes, bands and options are all in the model now
     assert result.model is not None
     from lcmap.models import file_sha256

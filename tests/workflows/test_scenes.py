@@ -92,3 +92,13 @@ def test_two_scenes_with_one_name_are_refused_before_any_work(tmp_path: Path) ->
     )
     assert result.exit_code == 1 and "would both be mapped to" in result.output
     assert not list((tmp_path / "maps").glob("*"))
+
+
+@needs_parts
+def test_the_method_chosen_for_many_scenes_is_said_once(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["segment", *map(str, RGB_PARTS[:2]), "-o", f"{tmp_path}/maps/", "-k", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if line.startswith("method: ")]
+    assert len(said) == 1 and said[0].startswith("method: kmeans (300 m pixels;"), said
