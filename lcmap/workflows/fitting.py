@@ -181,7 +181,6 @@ def default_method(
     if options.get("weights"):
         return "primaps", f"backbone weights given: {options['weights']}"
     if spectral_suffices(pixel_size):
-        assert pixel_size is not None
         return "kmeans", (
             f"{pixel_size:.3g} m pixels; from {KMEANS_FROM_M:g} m the spectral k-means maps "
             "as well as the ViT methods, much faster; -m primaps to use the ViT"

@@ -4,7 +4,7 @@ need, whether one band of tile rows fits in memory, whether a ViT's patch is too
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from lcmap.errors import InvalidSceneError
 
@@ -78,7 +78,7 @@ KMEANS_FROM_M = 5.0
 PROJECTION_SLACK = 0.01
 
 
-def spectral_suffices(pixel_size: float | None) -> bool:
+def spectral_suffices(pixel_size: float | None) -> TypeGuard[float]:
     """Whether pixels of ``pixel_size`` metres on the ground (None: unknown) are coarse enough
     that the spectral k-means maps as well as the ViT methods (:data:`KMEANS_FROM_M`)."""
     return pixel_size is not None and pixel_size >= KMEANS_FROM_M * (1 - PROJECTION_SLACK)
@@ -94,7 +94,6 @@ def warn_coarse_patches(seg: "Segmenter", src: "DatasetReader") -> None:
     pixel = pixel_size_m(src) if vit is not None else None
     if vit is None or not spectral_suffices(pixel):
         return
-    assert pixel is not None  # spectral_suffices says so
     log.warning(
         "%s sees this scene in %d px patches, %.0f m of ground at %.3g m pixels: from %g m "
         "pixels kmeans (the default there) maps as well and keeps thin features (rivers, roads).",

@@ -165,10 +165,9 @@ def test_sparse_labels_name_a_cluster_map_of_a_real_scene(tmp_path):
     )
     learnt = names_from_labels([cluster_map], L7 / "training_data.shp", column="class")
     assert set(learnt.names.values()) <= {"forest", "water", "herbaceous", "barren", "urban"}
-    # The four covers drawn over 60 pixels or more each name clusters. The water polygons
-    # cover about 8 pixels (no pixel of the scene has a green-NIR difference index above 0):
-    # too few for an 8-cluster k-means to be expected to keep apart, the textbook one on
-    # the raw or z-scored bands included, so whether one is named "water" is left open.
+    # The four covers drawn over many pixels each name clusters. The water polygons cover a
+    # few pixels only: too few for an 8-cluster k-means to be expected to keep apart, so
+    # whether one is named "water" is left open.
     assert set(learnt.names.values()) >= {"forest", "herbaceous", "barren", "urban"}
     assert len(learnt.names) >= 5
     assert all(0.5 <= s <= 1.0 for s in learnt.shares.values())
