@@ -13,6 +13,8 @@ Rows, all in the same run:
 - ``pixel 2-98 clipped``: the same on each band stretched between its 2nd and 98th percentiles
   and clipped to 0..1 (the stretch lcmap's networks read scenes through);
 - ``pixel 2-98``: that stretch without the clip (what lcmap's ``kmeans`` reads);
+- ``pixel chromaticity`` (``--rows chromaticity``): the same on each band over the pixel's
+  mean band, beside that mean, all stretched 2-98 % (colour apart from brightness);
 - ``lcmap kmeans``: ``lcmap segment -m kmeans -k K`` (``--lcmap CHECKOUT`` to run another
   version's; ``-p KEY=VALUE`` passes kmeans options);
 - ``lcmap primaps`` (``--rows primaps``), ``lcmap dino_kmeans`` (``--rows dino_kmeans``): the ViT
@@ -149,11 +151,20 @@ def stretch(clip: bool) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
     return apply
 
 
+def chromaticity(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Each band over the pixel's mean band (its colour, whatever its brightness), beside that
+    mean, all stretched 2-98 % unclipped: the features of a spectral-angle-like k-means."""
+    brightness = x.mean(1, keepdims=True)
+    ratios = x / np.maximum(brightness, 1e-9)
+    return np.concatenate([stretch(False)(ratios), stretch(False)(brightness)], axis=1)
+
+
 SCALES = {
     "pixel raw": lambda x: x,
     "pixel z-score": zscore,
     "pixel 2-98 clipped": stretch(True),
     "pixel 2-98": stretch(False),
+    "pixel chromaticity": chromaticity,
 }
 
 
@@ -202,7 +213,10 @@ def main() -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--rows", nargs="+", default=["pixel", "lcmap"], help="pixel, lcmap, primaps, dino_kmeans"
+        "--rows",
+        nargs="+",
+        default=["pixel", "lcmap"],
+        help="pixel, chromaticity, lcmap, primaps, dino_kmeans",
     )
     parser.add_argument("--sets", nargs="+", help="only sets whose name holds one of these")
     parser.add_argument("--every", type=int, default=1, help="take every N-th scene of each set")
@@ -221,6 +235,7 @@ def main() -> int:
         )
     tag = f" {args.tag}" if args.tag else ""
     rows = [r for r in PIXEL_ROWS if "pixel" in args.rows]
+    rows += ["pixel chromaticity"] if "chromaticity" in args.rows else []
     rows += [f"lcmap kmeans{tag}"] if "lcmap" in args.rows else []
     rows += [f"lcmap {m}{tag}" for m in VIT_METHODS if m in args.rows]
     pooled: dict[tuple[str, str], Any] = {}
