@@ -64,7 +64,10 @@ TINY_RUNS = {
     "segment_stages.py": [str(SAMPLE)],
     "reader_stages.py": [str(SAMPLE), "--tiles", "2"],
     "view_tiles.py": ["--map", "{map}", "--scene", str(SAMPLE), "--tiles", "2", "--json", "{out}"],
-    "quality_spectral.py": ["--sets", "zion", "--every", "4", "--json", "{out}"],
+    "quality_spectral.py": [
+        *("--sets", "zion", "--every", "4", "--rows", "pixel", "chromaticity", "lcmap"),
+        *("--json", "{out}"),
+    ],
     "vectorize_memory.py": ["{map}", "--json", "{out}"],
     "scale_out.py": ["--size", "1000", "--workdir", "{work}", "--json", "{out}"],
     "segment_throughput.py": ["--sizes", "1000", "--workdir", "{work}", "--json", "{out}"],
