@@ -225,7 +225,8 @@ def _check_one_scene(
 def _write_preview(
     output: str, preview: Path, scene: str, bands: list[int] | None, overwrite: bool
 ) -> None:
-    """The scene (its first three chosen bands) and the map side by side, with the legend."""
+    """The scene (the first three bands of -b, else its true colour where the file says which
+    bands those are) and the map side by side, with the legend."""
     from lcmap.io.preview import write_preview
 
     shown = bands[:3] if bands else None

@@ -29,7 +29,10 @@ Scenes = Annotated[list[Path] | None, typer.Argument(help="Scenes to show under 
 Bands = Annotated[
     str | None,
     typer.Option(
-        "--bands", "-b", help="The scenes' bands shown as red, green, blue \\[default: 1,2,3]."
+        "--bands",
+        "-b",
+        help="The scenes' bands shown as red, green, blue \\[default: the true-colour bands "
+        "where the file says which they are (a Sentinel-2 or Landsat stack: 4,3,2), else 1,2,3].",
     ),
 ]
 Model = Annotated[

@@ -64,6 +64,17 @@ def true_colour(src: Any) -> tuple[tuple[int, int, int], str] | None:
     return None
 
 
+def display_bands(src: Any) -> tuple[int, ...]:
+    """The bands a picture of ``src`` shows as red, green and blue: its true-colour bands when
+    the file says which they are (so a Sentinel-2 or Landsat stack looks as it does in QGIS's
+    true-colour rendering, not aerosol, blue and green), else its first three, or its first
+    alone as grey when it has fewer."""
+    found = true_colour(src)
+    if found is not None:
+        return found[0]
+    return (1, 2, 3) if src.count >= 3 else (1,)
+
+
 def rgb_first(src: Any, bands: list[int]) -> tuple[list[int], str | None]:
     """``bands`` with the true-colour bands moved to the front in R, G, B order (the others
     after them, in file order), and why; unchanged with None when they are not all found

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lcmap.errors import InvalidSceneError, OutputPathError
+from lcmap.io.bands import display_bands
 from lcmap.io.legend import raster_class_names
 from lcmap.io.staging import check_distinct, check_output, publish, temp_path
 
@@ -37,7 +38,9 @@ def write_preview(
         label_map: an lcmap map (its colour table and ``CLASS_NAMES`` give colours and names).
         output: the PNG to write.
         scene: the scene the map was made from, shown on the left.
-        bands: the scene's bands shown as red, green, blue (default: its first three, or one).
+        bands: the scene's bands shown as red, green, blue (default:
+            :func:`~lcmap.io.bands.display_bands`, its true colour where the file says which
+            bands those are, else its first three, or one).
         overwrite: replace an existing ``output``.
         size: longest side of each half, in pixels.
 
@@ -113,8 +116,7 @@ def _read_scene(path: str | Path, bands: Sequence[int] | None, size: int) -> NDA
         # the memory); saying so in a warning would only be noise.
         warnings.simplefilter("ignore", NoOverviewWarning)
         with Reader(str(path)) as reader:
-            count = reader.dataset.count
-            chosen = tuple(bands) if bands else ((1, 2, 3) if count >= 3 else (1,))
+            chosen = tuple(bands) if bands else display_bands(reader.dataset)
             image = reader.preview(max_size=size, indexes=chosen)
     data = image.data.astype(np.float64)
     valid = image.mask > 0

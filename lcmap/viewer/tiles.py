@@ -20,6 +20,7 @@ import rasterio
 from numpy.typing import NDArray
 
 from lcmap.errors import InvalidSceneError
+from lcmap.io.bands import display_bands
 from lcmap.io.scene import check_input_file, scene_statistics
 from lcmap.workflows.classes import map_classes
 
@@ -243,7 +244,7 @@ class SceneView:
             src = reader.dataset
             self.count = src.count
             if self.bands is None:
-                self.bands = (1, 2, 3) if self.count >= 3 else (1,)
+                self.bands = display_bands(src)
             wrong = [b for b in self.bands if not 1 <= b <= self.count]
             if wrong:
                 raise InvalidSceneError(

@@ -11,7 +11,7 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 
-from lcmap.io.bands import false_colour, rgb_first, true_colour
+from lcmap.io.bands import display_bands, false_colour, rgb_first, true_colour
 
 S2_L2A = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
 
@@ -41,6 +41,23 @@ def fake(descriptions: list[str], interp: list[str] | None = None) -> Any:
 def test_true_colour_bands_are_found(descriptions: list[str], expected: tuple[int, ...]) -> None:
     found = true_colour(fake(descriptions))
     assert found is not None and found[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("descriptions", "shown"),
+    [
+        (S2_L2A, (4, 3, 2)),
+        ([""] * 12, (4, 3, 2)),
+        ([""] * 4, (1, 2, 3)),  # RGBN, NAIP's order
+        (["B1", "B2", "B3"], (1, 2, 3)),
+        ([""] * 2, (1,)),
+        ([""], (1,)),
+    ],
+)
+def test_pictures_show_the_true_colour_bands_when_known(
+    descriptions: list[str], shown: tuple[int, ...]
+) -> None:
+    assert display_bands(fake(descriptions)) == shown
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,13 @@
 """``lcmap.io.preview``: the scene and the map side by side, read from the overviews."""
 
+import numpy as np
 import pytest
+import rasterio
+from rasterio.transform import from_origin
 
 from lcmap import api
 from lcmap.errors import OutputExistsError, OutputPathError
-from lcmap.io.preview import _read_map, write_preview
+from lcmap.io.preview import _read_map, _read_scene, write_preview
 from lcmap.workflows.specs import MethodSpec
 from tests.cli._cli import one_line_error, run
 
@@ -58,3 +61,29 @@ def test_segment_writes_the_preview_after_the_map(make_scene, tmp_path):
     other = make_scene("b.tif", seed=2)
     r = run("segment", scene, other, "-o", f"{tmp_path}/many/", "--preview", tmp_path / "x.png")
     assert r.exit_code == 2 and not (tmp_path / "many").exists()
+
+
+def sentinel2_stack(path):
+    """A 12-band Sentinel-2 L2A stack in band order, without descriptions: red (band 4) bright
+    on the left, green (band 3) bright at the top, aerosol (band 1) bright on the right."""
+    h = w = 64
+    data = np.full((12, h, w), 1000, np.uint16)
+    data[3, :, : w // 2] = 3000
+    data[2, : h // 2] = 3000
+    data[0, :, w // 2 :] = 3000
+    data += np.random.default_rng(0).integers(0, 50, data.shape, dtype=np.uint16)
+    profile = {"driver": "GTiff", "width": w, "height": h, "count": 12, "dtype": "uint16"}
+    crs = {"crs": "EPSG:32633", "transform": from_origin(300000, 5000000, 10, 10)}
+    with rasterio.open(path, "w", **profile, **crs) as dst:
+        dst.write(data)
+    return path
+
+
+def test_a_sentinel2_stack_is_pictured_in_true_colour(tmp_path):
+    picture = _read_scene(sentinel2_stack(tmp_path / "s2.tif"), None, 64)
+    red, green = picture[..., 0], picture[..., 1]
+    # Red from band 4 (left), not band 1 (right); green from band 3 (top), not band 2.
+    assert red[:, :32].mean() > 0.8 and red[:, 32:].mean() < 0.2
+    assert green[:32].mean() > 0.8 and green[32:].mean() < 0.2
+    chosen = _read_scene(tmp_path / "s2.tif", [1, 2, 3], 64)  # -b still decides
+    assert chosen[:, 32:, 0].mean() > 0.8

@@ -48,3 +48,11 @@ def test_a_scene_without_overviews_is_shown_near_its_own_pixels_only(
     assert not with_overviews.slow and with_overviews.minzoom == 0
     png = with_overviews.tile(z, over.x, over.y)  # with overviews: drawn at that zoom
     assert png is not None and png.startswith(b"\x89PNG")
+
+
+def test_the_viewer_shows_a_sentinel2_stack_in_true_colour(tmp_path: Path) -> None:
+    from lcmap.viewer.tiles import SceneView
+    from tests.io.test_preview import sentinel2_stack
+
+    assert SceneView(sentinel2_stack(tmp_path / "s2.tif")).bands == (4, 3, 2)
+    assert SceneView(sentinel2_stack(tmp_path / "b.tif"), (1, 2, 3)).bands == (1, 2, 3)
