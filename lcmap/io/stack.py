@@ -84,13 +84,36 @@ def check_layout(recorded: list[dict[str, Any]] | None, extras: Sequence[str | P
     )
 
 
-def _band_xml(band: int, dtype: str, source: str, source_band: int, nodata: Any) -> str:
-    nodata_xml = f"<NoDataValue>{nodata}</NoDataValue>" if nodata is not None else ""
+#: Colour interpretations a stacked band keeps: those that say which band is red, green or
+#: blue (:func:`lcmap.io.bands.true_colour`); an alpha or palette band means nothing there.
+_COLOURS = {"red": "Red", "green": "Green", "blue": "Blue"}
+
+
+def _band_xml(
+    band: int,
+    dtype: str,
+    source: str,
+    source_band: int,
+    nodata: Any,
+    named: tuple[str | None, str] = (None, ""),
+) -> str:
+    """One VRT band; ``named``: the source band's description and colour interpretation, kept
+    so that what a file says of its bands (Sentinel-2 codes, red, green, blue) holds for the
+    stack too."""
+    description, interp = named
+    text = f"<Description>{escape(description)}</Description>" if description else ""
+    text += f"<NoDataValue>{nodata}</NoDataValue>" if nodata is not None else ""
+    text += f"<ColorInterp>{_COLOURS[interp]}</ColorInterp>" if interp in _COLOURS else ""
     return (
-        f'<VRTRasterBand dataType="{_GDAL_TYPES[dtype]}" band="{band}">{nodata_xml}'
+        f'<VRTRasterBand dataType="{_GDAL_TYPES[dtype]}" band="{band}">{text}'
         f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(source)}</SourceFilename>'
         f"<SourceBand>{source_band}</SourceBand></SimpleSource></VRTRasterBand>"
     )
+
+
+def _named(src: Any) -> list[tuple[str | None, str]]:
+    """Each band's description and colour interpretation name."""
+    return list(zip(src.descriptions, (c.name for c in src.colorinterp), strict=True))
 
 
 @contextlib.contextmanager
@@ -101,11 +124,14 @@ def stacked(scene: str | Path, extras: Sequence[str | Path]) -> Iterator[str]:
     that cannot be opened, or a scene or raster without a CRS).
     """
     with tempfile.TemporaryDirectory(prefix="lcmap-stack-") as tmp, open_scene(scene) as src:
+        names = _named(src)
         bands = [
-            _band_xml(b, src.dtypes[b - 1], _source(scene), b, src.nodatavals[b - 1])
+            _band_xml(b, src.dtypes[b - 1], _source(scene), b, src.nodatavals[b - 1], names[b - 1])
             for b in range(1, src.count + 1)
         ]
         for i, extra in enumerate(extras):
+            with open_scene(extra) as own:
+                names = _named(own)
             with open_on_grid(_source(extra), src, fill=0) as view:
                 xml = view.tags(ns="xml:VRT").get("xml:VRT")
                 if not xml:
@@ -114,7 +140,9 @@ def stacked(scene: str | Path, extras: Sequence[str | Path]) -> Iterator[str]:
                 warped.write_text(xml)
                 for b in range(1, view.count + 1):
                     bands.append(
-                        _band_xml(len(bands) + 1, view.dtypes[b - 1], str(warped), b, None)
+                        _band_xml(
+                            len(bands) + 1, view.dtypes[b - 1], str(warped), b, None, names[b - 1]
+                        )
                     )
         # rasterio reads one data type per dataset: mixed inputs become float32 (float64 kept).
         types = set(_TYPE.findall("".join(bands)))

@@ -48,6 +48,29 @@ def test_the_stack_holds_the_scene_then_the_warped_raster(pair):
     assert np.isfinite(data).all() and (data[3:, :, 90:] == 0).all()  # beyond the radar: 0
 
 
+def test_the_stack_says_what_its_bands_are(pair):
+    from rasterio.enums import ColorInterp
+
+    from lcmap.io.bands import true_colour
+
+    scene, extra = pair
+    with rasterio.open(scene, "r+") as dst:  # an RGB file stored blue, green, red
+        dst.colorinterp = [ColorInterp.blue, ColorInterp.green, ColorInterp.red]
+    with rasterio.open(extra, "r+") as dst:
+        dst.descriptions = ("VV", "VH")
+    with stacked(scene, [extra]) as path, rasterio.open(path) as src:
+        assert src.descriptions == (None, None, None, "VV", "VH")
+        assert true_colour(src) == ((3, 2, 1), "colour interpretation")
+    with rasterio.open(scene, "r+") as dst:  # Sentinel-2 codes instead
+        dst.colorinterp = [ColorInterp.undefined] * 3
+        dst.descriptions = ("B03", "B04", "B05")
+    with rasterio.open(extra, "r+") as dst:
+        dst.descriptions = ("B02", "VH")
+    with stacked(scene, [extra]) as path, rasterio.open(path) as src:
+        assert src.descriptions == ("B03", "B04", "B05", "B02", "VH")
+        assert true_colour(src) == ((2, 1, 4), "Sentinel-2/Landsat 8 band codes")
+
+
 def test_a_model_trained_on_a_stack_refuses_a_scene_without_it(pair, tmp_path):
     scene, extra = pair
     model, out = tmp_path / "m.lcmap", tmp_path / "m.tif"
