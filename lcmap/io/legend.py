@@ -99,34 +99,36 @@ def default_colours(num_classes: int) -> list[tuple[int, int, int]]:
     return [PALETTE[i % len(PALETTE)] for i in range(num_classes)]
 
 
-#: Colours for common land-cover names, so a named map looks familiar in QGIS.
+#: Colours for common land-cover names (those of the NLCD, CORINE and ESA WorldCover legends,
+#: and of the usual training sets), so a named map looks familiar in QGIS. Keys are lower case
+#: with ``_`` and ``-`` read as spaces.
 _NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
-    "water": (31, 120, 220),
-    "building": (220, 40, 40),
-    "buildings": (220, 40, 40),
-    "urban": (200, 60, 60),
-    "built": (200, 60, 60),
-    "developed": (200, 60, 60),
-    "road": (130, 130, 130),
-    "roads": (130, 130, 130),
+    **dict.fromkeys(["water", "open water", "river", "lake", "sea"], (31, 120, 220)),
+    **dict.fromkeys(["building", "buildings", "roof", "roofs"], (220, 40, 40)),
+    **dict.fromkeys(
+        ["urban", "built", "built up", "developed", "settlement", "impervious"], (200, 60, 60)
+    ),
+    **dict.fromkeys(["road", "roads", "pavement"], (130, 130, 130)),
     "vegetation": (40, 160, 60),
-    "tree": (20, 110, 40),
-    "trees": (20, 110, 40),
-    "forest": (20, 110, 40),
-    "grass": (140, 200, 90),
-    "crop": (230, 200, 80),
-    "cropland": (230, 200, 80),
-    "land": (210, 180, 140),
-    "bare": (210, 180, 140),
-    "barren": (210, 180, 140),
+    **dict.fromkeys(["tree", "trees", "forest", "woodland", "tree cover"], (20, 110, 40)),
+    **dict.fromkeys(["grass", "grassland", "herbaceous", "meadow", "pasture"], (150, 205, 90)),
+    **dict.fromkeys(["shrub", "shrubs", "shrubland", "scrub"], (160, 150, 60)),
+    **dict.fromkeys(
+        ["crop", "crops", "cropland", "farmland", "agriculture", "cultivated"], (230, 200, 80)
+    ),
+    **dict.fromkeys(["wetland", "wetlands", "marsh"], (110, 180, 200)),
+    **dict.fromkeys(["land", "bare", "barren", "bare soil", "sand"], (210, 180, 140)),
     "soil": (180, 140, 100),
+    **dict.fromkeys(["snow", "ice", "snow and ice", "cloud", "clouds"], (240, 240, 245)),
+    **dict.fromkeys(["shadow", "shadows"], (50, 50, 60)),
 }
 
 
 def named_colours(names: Sequence[str]) -> list[tuple[int, int, int]]:
     """A colour per class: a familiar one for common land-cover names, else the palette's."""
     palette = default_colours(len(names))
-    return [_NAMED_COLOURS.get(n.strip().lower(), palette[i]) for i, n in enumerate(names)]
+    keys = [" ".join(n.lower().replace("_", " ").replace("-", " ").split()) for n in names]
+    return [_NAMED_COLOURS.get(k, palette[i]) for i, k in enumerate(keys)]
 
 
 #: Dataset tag in which lcmap's label writer stores the class names (a JSON list, label 0 first).

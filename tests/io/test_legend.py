@@ -28,6 +28,16 @@ def test_default_colours_are_distinct_up_to_the_palette_and_named_ones_familiar(
     assert len(set(colours)) == 8
     water, other = named_colours(["Water", "class 1"])
     assert water[2] > water[0] and other == default_colours(2)[1]
+    # The dev sets' and the usual legends' spellings: separators and case do not matter.
+    built, farm, meadow, shrub, forest = named_colours(
+        ["built_up", "Farmland", "meadow", "Shrubland", "forest"]
+    )
+    assert built == named_colours(["Built-up"])[0] == named_colours(["urban"])[0]
+    assert farm == named_colours(["cropland"])[0] and meadow == named_colours(["grassland"])[0]
+    assert shrub == named_colours(["scrub"])[0] != named_colours(["class 3"] * 4)[3]
+    # Each familiar colour says what it is: water bluest, forest and meadow greenest.
+    assert len({built, farm, meadow, forest}) == 4
+    assert forest[1] > max(forest[0], forest[2]) and meadow[1] > max(meadow[0], meadow[2])
 
 
 @pytest.mark.parametrize(
