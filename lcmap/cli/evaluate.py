@@ -20,12 +20,13 @@ if TYPE_CHECKING:
     from lcmap.eval import EvaluationResult, IndexResult
     from lcmap.eval.metrics import Metrics
 
-Match = Literal["hungarian", "majority", "none"]
+Match = Literal["hungarian", "majority", "none", "names"]
 
 
 _MATCH_HELP = (
     "Cluster-to-class matching: hungarian (one to one; leftover clusters count as wrong), "
-    "majority (each cluster to its most frequent class) or none (labels are classes)."
+    "majority (each cluster to its most frequent class), none (labels are classes) or names "
+    "(a map named with 'lcmap classes': each class to the truth class of that name)."
 )
 MatchOption = Annotated[Match, typer.Option("--match", help=_MATCH_HELP)]
 Ignore = Annotated[
@@ -82,6 +83,8 @@ def evaluate(
         $ lcmap evaluate landcover.tif truth.tif --class-names water,tree,field,built
 
         $ lcmap evaluate landcover.tif truth.tif --match majority --ignore 0 --json report.json
+
+        $ lcmap evaluate named.tif truth.tif --match names --ignore 0 --class-names -,forest,water
 
         $ lcmap evaluate landcover.tif truth.tif --json - | jq .miou
     """

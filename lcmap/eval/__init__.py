@@ -2,7 +2,8 @@
 
 Unsupervised maps carry cluster ids, not classes, so clusters are first matched to truth
 classes (``hungarian``: one to one, clusters left over count as wrong; ``majority``: each cluster
-to its most frequent class; ``none``: the labels already are the classes), then scored.
+to its most frequent class; ``none``: the labels already are the classes; ``names``: a named
+map's classes to the truth classes of the same name), then scored.
 
 Example:
     >>> from lcmap.eval import evaluate
@@ -27,6 +28,7 @@ from lcmap.eval.metrics import (
     compute_metrics,
     count_rasters,
     match_clusters,
+    match_names,
 )
 from lcmap.eval.report import (
     EvaluationResult,
@@ -127,7 +129,8 @@ def evaluate(
     Args:
         pred: Label map (band 1; e.g. from ``lcmap segment``), cluster ids from 0.
         truth: Truth raster (band 1), class ids from 0, on the same grid as ``pred``.
-        match: ``hungarian``, ``majority`` or ``none``.
+        match: ``hungarian``, ``majority``, ``none`` or ``names`` (``pred``'s class names, as
+            ``lcmap classes`` writes them, to the truth classes of the same name).
         ignore: Truth values that are not classes.
         num_classes: Classes are ``0 .. num_classes - 1``. Default: ``len(class_names)`` if
             given, else the truth labels present.
@@ -142,12 +145,14 @@ def evaluate(
     Raises:
         InputNotFoundError: A file is missing.
         InvalidSceneError: Not integer rasters, different grids, negative labels, truth labels
-            beyond the named classes, or no pixel left to evaluate.
+            beyond the named classes, or no pixel left to evaluate; with ``names``, a map or
+            truth without class names, or no name in common.
         ValueError: ``num_classes`` and ``class_names`` disagree, or ``match`` is unknown.
     """
     match = check_match(match)
     ignore = sorted({int(v) for v in ignore})
     num_classes, class_names = _named(num_classes, class_names)
+    own = _names_to_match(pred, truth, class_names) if match == "names" else {}
     counts = count_rasters(pred, truth, ignore=ignore, window_size=window_size, progress=progress)
     if counts.pixels == 0:
         raise InvalidSceneError(
@@ -156,7 +161,11 @@ def evaluate(
         )
     present = [int(c) for c in counts.class_ids]
     class_ids, names = _classes(truth, present, num_classes, class_names)
-    mapping = match_clusters(counts.cluster_ids, counts.class_ids, counts.counts, match)
+    if match == "names":
+        classes = dict(zip(class_ids, names, strict=True))
+        mapping = _match_names(own, counts.cluster_ids, classes, (Path(pred), Path(truth)))
+    else:
+        mapping = match_clusters(counts.cluster_ids, counts.class_ids, counts.counts, match)
     confusion = class_confusion(
         counts.cluster_ids, counts.class_ids, counts.counts, mapping, class_ids
     )
@@ -184,6 +193,38 @@ def evaluate(
         metrics=compute_metrics(confusion),
         pred_nodata_pixels=counts.pred_nodata_pixels,
     )
+
+
+def _names_to_match(
+    pred: str | Path, truth: str | Path, class_names: list[str] | None
+) -> dict[int, str]:
+    """``match="names"``: ``pred``'s class names, checked before any pixel is read: a map
+    without names, or a truth whose classes have none, is one clear error."""
+    own = tagged_class_names(pred) or {}
+    if all(n == f"class {c}" for c, n in own.items()):  # none, or lcmap's placeholders
+        raise InvalidSceneError(
+            f"'{pred}' has no class names to match by; name its classes with 'lcmap classes' "
+            "first, or match by pixels (hungarian)."
+        )
+    if class_names is None and not tagged_class_names(truth):
+        raise InvalidSceneError(
+            f"the classes of '{truth}' have no names to match by; give them with class names "
+            "(--class-names)."
+        )
+    return own
+
+
+def _match_names(
+    own: dict[int, str], clusters: Iterable[int], classes: dict[int, str], where: tuple[Path, Path]
+) -> dict[int, int | None]:
+    """Each label to the truth class of its name; no name in common is an error."""
+    mapping = match_names(list(clusters), own, classes)
+    if all(v is None for v in mapping.values()):
+        raise InvalidSceneError(
+            f"no class name of '{where[0]}' ({', '.join(sorted(set(own.values())))}) is a "
+            f"class of '{where[1]}' ({', '.join(classes.values())})."
+        )
+    return mapping
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 The counting is streamed: two aligned rasters are read window by window and only the
 (cluster, class) pair counts are kept, so memory does not grow with the scene. Matching turns
 cluster ids into truth classes (``hungarian`` one to one, ``majority`` many to one, ``none`` for
-maps whose labels already are classes); the metrics are computed from the matched class
-confusion matrix.
+maps whose labels already are classes, ``names`` for named maps: :func:`match_names`); the
+metrics are computed from the matched class confusion matrix.
 
 Conventions: cluster and class ids are the raster values (labels start at 0); the *counts*
 matrix has one row per cluster present and one column per truth class present; the *class
@@ -32,8 +32,8 @@ from lcmap.io.scene import check_input_file
 
 log = logging.getLogger(__name__)
 
-MatchName = Literal["hungarian", "majority", "none"]
-MATCH_METHODS: tuple[MatchName, ...] = ("hungarian", "majority", "none")
+MatchName = Literal["hungarian", "majority", "none", "names"]
+MATCH_METHODS: tuple[MatchName, ...] = ("hungarian", "majority", "none", "names")
 
 CountMatrix = NDArray[np.int64]
 
@@ -309,6 +309,8 @@ def match_clusters(
             f"counts has shape {counts.shape}; expected ({len(clusters)}, {len(classes)})."
         )
     mapping: dict[int, int | None] = dict.fromkeys(clusters)
+    if method == "names":
+        raise ValueError("matching by names needs the names: use match_names.")
     if method == "none":
         present = set(classes)
         return {c: (c if c in present else None) for c in clusters}
@@ -328,6 +330,25 @@ def match_clusters(
             mapping[clusters[r]] = classes[c]
         return mapping
     raise ValueError(f"Unknown match method '{method}'; expected one of {MATCH_METHODS}.")
+
+
+def match_names(
+    cluster_ids: Sequence[int] | NDArray[np.int64],
+    cluster_names: Mapping[int, str],
+    class_names: Mapping[int, str],
+) -> dict[int, int | None]:
+    """Map each label of a named map to the truth class of the same name (compared by
+    :func:`lcmap.io.legend.name_key`), or to None (its pixels count as wrong): a map whose
+    classes were named (``lcmap classes``) scored against truth numbered another way.
+
+    Example:
+        >>> match_names([0, 1, 2], {0: "Water", 1: "trees", 2: "cloud"}, {3: "trees", 5: "water"})
+        {0: 5, 1: 3, 2: None}
+    """
+    from lcmap.io.legend import name_key
+
+    by_name = {name_key(n): c for c, n in sorted(class_names.items(), reverse=True)}
+    return {int(c): by_name.get(name_key(cluster_names.get(int(c), ""))) for c in cluster_ids}
 
 
 def class_confusion(

@@ -124,11 +124,16 @@ _NAMED_COLOURS: dict[str, tuple[int, int, int]] = {
 }
 
 
+def name_key(name: str) -> str:
+    """A class name as names are compared: lower case, ``_`` and ``-`` read as spaces, runs of
+    spaces as one ("Built_up" and "built-up" are one class)."""
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
 def named_colours(names: Sequence[str]) -> list[tuple[int, int, int]]:
     """A colour per class: a familiar one for common land-cover names, else the palette's."""
     palette = default_colours(len(names))
-    keys = [" ".join(n.lower().replace("_", " ").replace("-", " ").split()) for n in names]
-    return [_NAMED_COLOURS.get(k, palette[i]) for i, k in enumerate(keys)]
+    return [_NAMED_COLOURS.get(name_key(n), palette[i]) for i, n in enumerate(names)]
 
 
 #: Dataset tag in which lcmap's label writer stores the class names (a JSON list, label 0 first).

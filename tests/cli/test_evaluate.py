@@ -57,6 +57,22 @@ def test_evaluate_match_majority_and_none(maps: tuple[Path, Path]) -> None:
     assert "accuracy 0.0000" in result.stdout
 
 
+def test_evaluate_match_names(maps: tuple[Path, Path]) -> None:
+    import rasterio
+
+    pred, truth = maps
+    result = invoke(pred, truth, "--match", "names", "--class-names", "bare,built,water")
+    assert result.exit_code == 1 and "has no class names" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    names = ["?"] * 10
+    names[5], names[7], names[9], names[3] = "bare", "Built", "water", "built"
+    with rasterio.open(pred, "r+") as dst:
+        dst.update_tags(CLASS_NAMES=json.dumps(names))
+    result = invoke(pred, truth, "--match", "names", "--class-names", "bare,built,water", "-q")
+    assert result.exit_code == 0, result.output
+    assert "accuracy 1.0000" in result.stdout  # clusters 3 and 7 are both "built"
+
+
 def test_evaluate_ignore_is_repeatable(maps: tuple[Path, Path]) -> None:
     pred, truth = maps
     result = invoke(pred, truth, "--ignore", "255", "--ignore", "2", "--match", "majority")

@@ -132,3 +132,52 @@ def test_bad_inputs(tmp_path: Path) -> None:
     everything_ignored = write_labels(tmp_path / "i.tif", np.full((2, 2), 255, np.uint8))
     with pytest.raises(InvalidSceneError, match="no pixel to evaluate"):
         evaluate(truth, everything_ignored)
+
+
+def _named(path: Path, names: list[str]) -> Path:
+    import json
+
+    with rasterio.open(path, "r+") as dst:
+        dst.update_tags(CLASS_NAMES=json.dumps(names))
+    return path
+
+
+def test_a_named_map_is_scored_by_its_class_names(hand_case: tuple[Path, Path]) -> None:
+    pred, truth = hand_case
+    # The hand case's clusters 0, 1 and 3 are its classes 0, 1 and 2; named in another order
+    # and spelling, and cluster 2 named as nothing the truth has.
+    _named(pred, ["Built_up", "trees", "cloud", "water"])
+    names = ["built-up", "Trees", "water"]
+    result = evaluate(pred, truth, match="names", ignore=(255, 7), class_names=names)
+    assert result.mapping == {0: 0, 1: 1, 2: None, 3: 2}
+    assert result.accuracy == pytest.approx(11 / 15)  # cluster 2's 3 pixels, 1 confused
+    # Matching by pixels would call cluster 0 "built-up" too, but by name a map whose names
+    # disagree with its pixels scores what it says.
+    _named(pred, ["water", "trees", "cloud", "built-up"])
+    swapped = evaluate(pred, truth, match="names", ignore=(255, 7), class_names=names)
+    assert swapped.mapping == {0: 2, 1: 1, 2: None, 3: 0}
+    assert swapped.accuracy == pytest.approx(4 / 15)
+
+
+def test_matching_by_names_without_names_is_one_clear_error(
+    hand_case: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lcmap.eval as lcmap_eval
+
+    pred, truth = hand_case
+
+    def unread(*_: Any, **__: Any) -> None:
+        raise AssertionError("no pixel should be read before the names are checked")
+
+    with monkeypatch.context() as m:
+        m.setattr(lcmap_eval, "count_rasters", unread)
+        with pytest.raises(InvalidSceneError, match=r"has no class names.*lcmap classes"):
+            evaluate(pred, truth, match="names", class_names=["a", "b", "c"])
+        _named(pred, ["class 0", "class 1", "class 2", "class 3"])  # lcmap's placeholders
+        with pytest.raises(InvalidSceneError, match="has no class names"):
+            evaluate(pred, truth, match="names", class_names=["a", "b", "c"])
+        _named(pred, ["a", "b", "c", "d"])
+        with pytest.raises(InvalidSceneError, match=r"classes of .* have no names.*--class-names"):
+            evaluate(pred, truth, match="names", ignore=(255, 7))
+    with pytest.raises(InvalidSceneError, match=r"no class name of .*\(a, b, c, d\)"):
+        evaluate(pred, truth, match="names", ignore=(255, 7), class_names=["x", "y", "z"])
