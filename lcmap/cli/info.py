@@ -17,6 +17,9 @@ def info(
 ) -> None:
     """Describe a raster (size, bands, CRS, nodata, tiling) or an lcmap model file.
 
+    For a scene, also what lcmap goes by: its pixel size on the ground (the default method
+    depends on it) and which bands are red, green and blue when the file says so.
+
     Examples:
 
         $ lcmap info scene.tif

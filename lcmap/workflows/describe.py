@@ -7,6 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from lcmap.io.bands import true_colour
+from lcmap.io.ground import pixel_size_m
 from lcmap.io.legend import raster_class_names
 from lcmap.io.scene import (
     check_input_file,
@@ -63,6 +65,12 @@ def describe(path: str | Path) -> dict[str, Any]:
             "compression": src.compression.value if src.compression else None,
             "descriptions": list(src.descriptions),
         }
+        if info["kind"] == "scene":
+            # What the default method and the pictures go by (lcmap segment without -m).
+            pixel = pixel_size_m(src)
+            info["pixel_size_m"] = round(pixel, 2) if pixel is not None else None
+            found = true_colour(src)
+            info["true_colour"] = {"bands": list(found[0]), "from": found[1]} if found else None
         if info["kind"] == "label map":
             names = raster_class_names(src) or {}
             info["class_names"] = [names[i] for i in sorted(names)]

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from lcmap.cli import app
 from tests.cli._cli import one_line_error, runner
 
@@ -31,6 +33,16 @@ def test_info_tells_a_scene_a_map_and_a_model_apart(make_scene, tmp_path):
         assert r.exit_code == 0, r.output
         kinds[path] = json.loads(r.stdout)
     assert kinds[scene]["kind"] == "scene" and kinds[out]["kind"] == "label map"
+    # What the default method and the pictures go by: the pixel on the ground, and no bands
+    # named as colours in this unnamed 4-band scene.
+    assert kinds[scene]["pixel_size_m"] == pytest.approx(2.0, abs=0.01)  # make_scene's
+    assert kinds[scene]["true_colour"] is None
+    from tests.io.test_preview import sentinel2_stack
+
+    r = runner.invoke(app, ["info", str(sentinel2_stack(tmp_path / "s2.tif")), "--json"])
+    s2 = json.loads(r.stdout)
+    assert s2["pixel_size_m"] == pytest.approx(10, abs=0.01)
+    assert s2["true_colour"] == {"bands": [4, 3, 2], "from": "a Sentinel-2 L2A stack (12 bands)"}
     assert kinds[model]["kind"] == "model" and kinds[model]["num_classes"] == 3
     assert kinds[model]["method"] == "kmeans"
 
