@@ -22,8 +22,10 @@ import numpy as np
 from lcmap.errors import InputNotFoundError, InvalidSceneError
 from lcmap.eval.metrics import (
     MATCH_METHODS,
+    CountMatrix,
     MatchName,
     Metrics,
+    RasterCounts,
     class_confusion,
     compute_metrics,
     count_rasters,
@@ -161,18 +163,12 @@ def evaluate(
         )
     present = [int(c) for c in counts.class_ids]
     class_ids, names = _classes(truth, present, num_classes, class_names)
-    if match == "names":
-        classes = dict(zip(class_ids, names, strict=True))
-        mapping = _match_names(own, counts.cluster_ids, classes, (Path(pred), Path(truth)))
-    else:
-        mapping = match_clusters(counts.cluster_ids, counts.class_ids, counts.counts, match)
-    confusion = class_confusion(
-        counts.cluster_ids, counts.class_ids, counts.counts, mapping, class_ids
+    mapping = (
+        _match_names(own, counts.cluster_ids, dict(zip(class_ids, names, strict=True)), pred)
+        if match == "names"
+        else match_clusters(counts.cluster_ids, counts.class_ids, counts.counts, match)
     )
-    # Raw counts re-indexed onto every class of the evaluation, present in the truth or not.
-    column = {c: j for j, c in enumerate(class_ids)}
-    full = np.zeros((counts.cluster_ids.size, len(class_ids)), dtype=np.int64)
-    full[:, [column[c] for c in present]] = counts.counts
+    confusion, full = _confusions(counts, mapping, class_ids)
     if counts.pred_nodata_pixels:
         log.warning(
             "%d labelled truth pixels are nodata in '%s' and were left out.",
@@ -195,6 +191,19 @@ def evaluate(
     )
 
 
+def _confusions(
+    counts: RasterCounts, mapping: dict[int, int | None], class_ids: list[int]
+) -> tuple[CountMatrix, CountMatrix]:
+    """The matched class confusion, and the raw (cluster, class) counts re-indexed onto every
+    class of the evaluation, present in the truth or not."""
+    clusters, present = counts.cluster_ids, [int(c) for c in counts.class_ids]
+    confusion = class_confusion(clusters, present, counts.counts, mapping, class_ids)
+    column = {c: j for j, c in enumerate(class_ids)}
+    full = np.zeros((clusters.size, len(class_ids)), dtype=np.int64)
+    full[:, [column[c] for c in present]] = counts.counts
+    return confusion, full
+
+
 def _names_to_match(
     pred: str | Path, truth: str | Path, class_names: list[str] | None
 ) -> dict[int, str]:
@@ -215,14 +224,14 @@ def _names_to_match(
 
 
 def _match_names(
-    own: dict[int, str], clusters: Iterable[int], classes: dict[int, str], where: tuple[Path, Path]
+    own: dict[int, str], clusters: Iterable[int], classes: dict[int, str], pred: str | Path
 ) -> dict[int, int | None]:
     """Each label to the truth class of its name; no name in common is an error."""
     mapping = match_names(list(clusters), own, classes)
     if all(v is None for v in mapping.values()):
         raise InvalidSceneError(
-            f"no class name of '{where[0]}' ({', '.join(sorted(set(own.values())))}) is a "
-            f"class of '{where[1]}' ({', '.join(classes.values())})."
+            f"no class name of '{pred}' ({', '.join(sorted(set(own.values())))}) is a truth "
+            f"class ({', '.join(classes.values())})."
         )
     return mapping
 

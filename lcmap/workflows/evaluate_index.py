@@ -108,8 +108,7 @@ def evaluate_index(
         method: the segmentation method (a name, or a :class:`MethodSpec`); its number of
             clusters defaults to the number of truth classes of each scene.
         model: a saved model applied to every scene instead (its own classes).
-        match: ``hungarian``, ``majority``, ``none`` or ``names`` (a named ``model``'s classes
-            to the index's classes of the same name).
+        match: ``hungarian``, ``majority``, ``none`` or ``names`` (a named ``model``'s).
         ignore: Truth values that are not classes.
         tiling: tile size and halo of the maps.
         run: device, seed and batch size of the maps; its progress callback is called with
