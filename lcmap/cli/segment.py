@@ -225,11 +225,16 @@ def _check_one_scene(
 def _write_preview(
     output: str, preview: Path, scene: str, bands: list[int] | None, overwrite: bool
 ) -> None:
-    """The scene (the first three bands of -b, else its true colour where the file says which
-    bands those are) and the map side by side, with the legend."""
+    """The scene and the map side by side, with the legend. The scene is shown in true colour
+    where the file says which bands those are (whatever -b chose to map), else in the first
+    three bands of -b, else in bands 1-3."""
+    from lcmap.io.bands import true_colour
     from lcmap.io.preview import write_preview
+    from lcmap.io.scene import open_scene
 
-    shown = bands[:3] if bands else None
+    with open_scene(scene) as src:
+        known = true_colour(src) is not None
+    shown = bands[:3] if bands and not known else None
     write_preview(output, preview, scene=scene, bands=shown, overwrite=overwrite)
 
 

@@ -87,3 +87,27 @@ def test_a_sentinel2_stack_is_pictured_in_true_colour(tmp_path):
     assert green[:32].mean() > 0.8 and green[32:].mean() < 0.2
     chosen = _read_scene(tmp_path / "s2.tif", [1, 2, 3], 64)  # -b still decides
     assert chosen[:, 32:, 0].mean() > 0.8
+
+
+def test_segment_previews_the_true_colour_whatever_b_maps(make_scene, tmp_path, monkeypatch):
+    import lcmap.io.preview as preview
+
+    shown = []
+    real = preview.write_preview
+
+    def spy(*args, **kwargs):
+        shown.append(kwargs["bands"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(preview, "write_preview", spy)
+    s2 = sentinel2_stack(tmp_path / "s2.tif")
+    out = tmp_path / "m.tif"
+    r = run("segment", s2, "-o", out, "-k", "3", "-b", "2,3,4,8", "--preview", tmp_path / "m.png")
+    assert r.exit_code == 0, r.output
+    other = make_scene()  # nothing says which of its bands are which: -b's first three
+    r = run(
+        *("segment", other, "-o", tmp_path / "n.tif", "-k", "3", "-b", "3,2,1"),
+        *("--preview", tmp_path / "n.png", "-q"),
+    )
+    assert r.exit_code == 0, r.output
+    assert shown == [None, [3, 2, 1]]  # None: the stack's true colour, bands 4, 3, 2
