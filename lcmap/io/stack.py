@@ -131,19 +131,16 @@ def stacked(scene: str | Path, extras: Sequence[str | Path]) -> Iterator[str]:
         ]
         for i, extra in enumerate(extras):
             with open_scene(extra) as own:
-                names = _named(own)
+                extra_names = _named(own)
             with open_on_grid(_source(extra), src, fill=0) as view:
                 xml = view.tags(ns="xml:VRT").get("xml:VRT")
                 if not xml:
                     raise InvalidSceneError(f"GDAL gave no warped view of {Path(extra).name}.")
                 warped = Path(tmp) / f"extra{i}.vrt"
                 warped.write_text(xml)
-                for b in range(1, view.count + 1):
-                    bands.append(
-                        _band_xml(
-                            len(bands) + 1, view.dtypes[b - 1], str(warped), b, None, names[b - 1]
-                        )
-                    )
+                for b, dtype in enumerate(view.dtypes, start=1):
+                    n = len(bands) + 1
+                    bands.append(_band_xml(n, dtype, str(warped), b, None, extra_names[b - 1]))
         # rasterio reads one data type per dataset: mixed inputs become float32 (float64 kept).
         types = set(_TYPE.findall("".join(bands)))
         if len(types) > 1:
