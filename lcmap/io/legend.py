@@ -155,7 +155,7 @@ def read_legend(path: str | Path) -> dict[int, str]:
     text = path.read_text(encoding="utf-8-sig")
     expected = 'expected JSON like {"0": "water", "1": "forest"} or CSV rows like "0,water"'
     if path.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
-        from_json = _json_names(text)
+        from_json = json_class_names(text)
         if from_json is not None:
             return from_json
         raise InvalidSceneError(f"Legend {path} is not a JSON class-name table; {expected}.")
@@ -178,7 +178,7 @@ def read_legend(path: str | Path) -> dict[int, str]:
     return names
 
 
-def _json_names(text: str) -> dict[int, str] | None:
+def json_class_names(text: str) -> dict[int, str] | None:
     """Class names from a JSON list (``["water", ...]``) or object (``{"0": "water"}``)."""
     try:
         data = json.loads(text)
@@ -205,7 +205,7 @@ def raster_class_names(src: DatasetReader) -> dict[int, str] | None:
     raw = src.tags().get(CLASS_NAMES_TAG)
     if not raw:
         return None
-    names = _json_names(raw)
+    names = json_class_names(raw)
     if names is not None:
         return names
     log.warning("Ignoring the unreadable %s tag of %s", CLASS_NAMES_TAG, src.name)

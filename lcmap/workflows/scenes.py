@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 import rasterio
@@ -25,6 +25,7 @@ from lcmap.errors import (
     OutputPathError,
 )
 from lcmap.io.cog_options import check_creation_options
+from lcmap.io.legend import CLASS_NAMES_TAG, json_class_names, style_qml
 from lcmap.io.scene import open_scene, scene_path
 from lcmap.io.staging import check_local, check_output, output_folder, publish, temp_path
 from lcmap.io.writer import check_map_output
@@ -191,6 +192,7 @@ def segment_many(
         check_creation_options(dict(out.creation_options))  # before the fit, not per map
         outputs = map_names(scenes, outdir)
         check_output(outdir / MOSAIC, overwrite or resume)
+        check_output(mosaic_style(outdir / MOSAIC), overwrite or resume)
         if not resume:  # every map's name is checked before the fit: a clash loses no work
             for scene, output in zip(scenes, outputs, strict=True):
                 check_map_output(output, overwrite, inputs=[scene])
@@ -279,7 +281,7 @@ def write_mosaic(maps: Sequence[Path], path: Path) -> Path | None:
                     "nodata": src.nodata,
                     "colormap": src.colormap(1),
                     "dtype": src.dtypes[0],
-                    "names": src.tags().get("CLASS_NAMES"),
+                    "names": src.tags().get(CLASS_NAMES_TAG),
                 }
             )
     crss = {str(i["crs"]) for i in infos}
@@ -300,18 +302,9 @@ def write_mosaic(maps: Sequence[Path], path: Path) -> Path | None:
         lines.append(f"  <SRS>{escape(crs.to_wkt())}</SRS>")
     lines.append(f"  <GeoTransform>{left!r},{xres!r},0.0,{top!r},0.0,{-yres!r}</GeoTransform>")
     if names:
-        lines.append(f'  <Metadata><MDI key="CLASS_NAMES">{escape(names)}</MDI></Metadata>')
-    lines += [
-        f'  <VRTRasterBand dataType="{gdal_type}" band="1">',
-        f"    <NoDataValue>{nodata:g}</NoDataValue>",
-        "    <ColorInterp>Palette</ColorInterp>",
-        "    <ColorTable>",
-    ]
-    top_entry = max(colormap) if colormap else 0
-    for value in range(top_entry + 1):
-        r, g, b, a = colormap.get(value, (0, 0, 0, 0))
-        lines.append(f'      <Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>')
-    lines.append("    </ColorTable>")
+        lines.append(f'  <Metadata><MDI key="{CLASS_NAMES_TAG}">{escape(names)}</MDI></Metadata>')
+    lines.append(f'  <VRTRasterBand dataType="{gdal_type}" band="1">')
+    classes = _palette(lines, nodata, colormap, names)
     for info in infos:
         bounds, res, (w, h) = info["bounds"], info["res"], info["size"]
         x = (bounds.left - left) / xres
@@ -333,5 +326,42 @@ def write_mosaic(maps: Sequence[Path], path: Path) -> Path | None:
     tmp = temp_path(path, ".vrt")
     tmp.write_text("\n".join(lines))
     publish(tmp, path)
+    if classes:  # QGIS's default style of the mosaic: its K named classes, as for each map
+        style = mosaic_style(path)
+        tmp = temp_path(style, ".qml")
+        tmp.write_text(style_qml([n for n, _ in classes], [c for _, c in classes]))
+        publish(tmp, style)
     log.info("wrote %s over %d maps", path, len(maps))
     return path
+
+
+def mosaic_style(path: Path) -> Path:
+    """The QGIS style beside a mosaic: ``mosaic.vrt`` -> ``mosaic.qml``."""
+    return path.with_suffix(".qml")
+
+
+def _palette(
+    lines: list[str], nodata: float, colormap: dict[int, Any], names: str | None
+) -> list[tuple[str, tuple[int, int, int]]]:
+    """Append the mosaic band's nodata, colour table and class names (GDAL's
+    ``CategoryNames``, which QGIS and ``gdalinfo`` read) to ``lines``; return each class's
+    name and colour."""
+    lines += [
+        f"    <NoDataValue>{nodata:g}</NoDataValue>",
+        "    <ColorInterp>Palette</ColorInterp>",
+    ]
+    found = (json_class_names(names) if names else None) or {}
+    classes: list[tuple[str, tuple[int, int, int]]] = []
+    for i in range(max(found) + 1 if found else 0):  # by value: category i is label i
+        r, g, b = colormap.get(i, (0, 0, 0, 255))[:3]
+        classes.append((found.get(i, f"class {i}"), (r, g, b)))
+    if classes:
+        lines.append("    <CategoryNames>")
+        lines += [f"      <Category>{escape(n)}</Category>" for n, _ in classes]
+        lines.append("    </CategoryNames>")
+    lines.append("    <ColorTable>")
+    for value in range(max(colormap) + 1 if colormap else 1):
+        r, g, b, a = colormap.get(value, (0, 0, 0, 0))
+        lines.append(f'      <Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>')
+    lines.append("    </ColorTable>")
+    return classes

@@ -63,6 +63,24 @@ def test_many_scenes_one_model_one_meaning(tmp_path: Path) -> None:
         assert mosaic.crs == rasterio.open(maps[0]).crs
         assert mosaic.colormap(1)[0] == rasterio.open(maps[0]).colormap(1)[0]
         assert set(np.unique(mosaic.read(1))) <= {0, 1, 2, 3, 255}
+    # In QGIS the mosaic opens as each map does: its K classes, named, in the maps' colours
+    # (its default style mosaic.qml), and GDAL lists the names as its categories.
+    import xml.etree.ElementTree as ET
+
+    entries = ET.parse(tmp_path / "maps" / "mosaic.qml").getroot().findall(".//paletteEntry")
+    colours = rasterio.open(maps[0]).colormap(1)
+    assert [e.get("label") for e in entries] == [f"class {i}" for i in range(4)]
+    assert [e.get("color") for e in entries] == [
+        "#{:02x}{:02x}{:02x}".format(*colours[i][:3]) for i in range(4)
+    ]
+    vrt = ET.parse(tmp_path / "maps" / "mosaic.vrt").getroot()
+    assert [c.text for c in vrt.iter("Category")] == [f"class {i}" for i in range(4)]
+    # A second run keeps that style unless told to replace it, before any work.
+    (tmp_path / "maps" / "mosaic.vrt").unlink()
+    again = CliRunner().invoke(
+        app, ["segment", *map(str, RGB_PARTS), "-o", f"{tmp_path}/maps/", "-k", "4", "-q"]
+    )
+    assert again.exit_code == 1 and "mosaic.qml exists" in again.output
 
 
 @needs_parts
