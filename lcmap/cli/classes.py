@@ -174,5 +174,7 @@ def classes(
     echo(f"{len(plan.relabel)} classes -> {len(plan.names)}: {', '.join(plan.names)}")
     for out in result.maps:
         echo(f"Wrote {out}")
+    if result.mosaic is not None:
+        echo(f"Wrote {result.mosaic} over the maps")
     if result.model is not None:
         echo(f"Wrote {result.model}: 'lcmap segment --model {result.model}' maps these classes.")

@@ -27,6 +27,7 @@ from rasterio.windows import Window
 
 from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
 from lcmap.io.legend import named_colours, tagged_class_names
+from lcmap.io.mosaic import MOSAIC, check_mosaic_outputs, write_mosaic
 from lcmap.io.scene import check_input_file
 from lcmap.io.staging import check_distinct, check_output, output_folder, publish
 from lcmap.io.writer import LabelWriter, MapGrid, check_map_output
@@ -70,6 +71,7 @@ class ClassesResult:
     plan: ClassPlan
     maps: list[Path] = field(default_factory=list)
     model: Path | None = None
+    mosaic: Path | None = None  # over several maps written to a folder (lcmap.io.mosaic)
 
 
 def parse_colour(text: str) -> tuple[int, int, int]:
@@ -288,7 +290,8 @@ def name_classes(
 
     Args:
         maps: label maps with the same classes (made by one model).
-        output: the new map, or with several maps a folder (``OUTDIR/<map name>``).
+        output: the new map, or with several maps a folder (``OUTDIR/<map name>``, and
+            ``OUTDIR/mosaic.vrt`` over them with its QGIS style, as ``lcmap segment`` writes).
         names: old id -> name; ids given one name become one class.
         colours: name (or old id) -> RGB.
         model: the model that made the maps; with ``save_model``, rewritten to map the
@@ -329,6 +332,8 @@ def name_classes(
         outputs = _outputs(paths, Path(output), folder)
         for out in outputs:
             check_map_output(out, overwrite, inputs=inputs)
+        if len(outputs) > 1:
+            check_mosaic_outputs(Path(output), overwrite)
         if save_model is not None:
             check_output(save_model, overwrite, inputs=inputs)
         check_distinct(*outputs, save_model)
@@ -339,6 +344,8 @@ def name_classes(
     for source, out in zip(paths, outputs, strict=True):
         done = _rewrite(source, out, plan, old_names, overwrite, progress, done, total)
         result.maps.append(out)
+    if len(outputs) > 1:
+        result.mosaic = write_mosaic(outputs, Path(output) / MOSAIC)
     if header is not None and save_model is not None:
         assert model is not None
         _rewrite_model(Path(model), Path(save_model), header, plan, old_names)

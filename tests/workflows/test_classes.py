@@ -148,6 +148,20 @@ def test_several_maps_into_a_folder(mapped, make_scene, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in outdir.glob("*.tif")) == ["b_map.tif", "map.tif"]
+    # The named maps as one, as 'lcmap segment' writes its folder: the mosaic over them with
+    # the new names, and its QGIS style.
+    import xml.etree.ElementTree as ET
+
+    with rasterio.open(outdir / "mosaic.vrt") as mosaic:
+        assert mosaic.tags()["CLASS_NAMES"].startswith('["water"')
+    style = ET.parse(outdir / "mosaic.qml").getroot().findall(".//paletteEntry")
+    assert style[0].get("label") == "water"
+    again = run(
+        "classes", source, tmp_path / "b_map.tif", "-o", f"{outdir}/", "--name", "0=lake", "-q"
+    )
+    assert again.exit_code == 1 and "exists" in again.output  # nothing replaced unasked
+    with rasterio.open(outdir / "mosaic.vrt") as mosaic:
+        assert mosaic.tags()["CLASS_NAMES"].startswith('["water"')
 
 
 L7 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "landsat7_tutorial"
