@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 MOSAIC = "mosaic.vrt"
 
 
-def check_mosaic_outputs(outdir: Path, overwrite: bool) -> None:
-    """Refuse, before any work, a mosaic or its style that exist (unless ``overwrite``)."""
-    check_output(outdir / MOSAIC, overwrite)
-    check_output(mosaic_style(outdir / MOSAIC), overwrite)
+def check_mosaic_outputs(outdir: Path, overwrite: bool, inputs: Sequence[str | Path] = ()) -> None:
+    """Refuse, before any work, a mosaic or its style that exist (unless ``overwrite``), or
+    that would replace one of the run's ``inputs`` (even with it)."""
+    check_output(outdir / MOSAIC, overwrite, also=[mosaic_style(outdir / MOSAIC)], inputs=inputs)
 
 
 def write_mosaic(maps: Sequence[Path], path: Path) -> Path | None:

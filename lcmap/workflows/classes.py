@@ -333,7 +333,7 @@ def name_classes(
         for out in outputs:
             check_map_output(out, overwrite, inputs=inputs)
         if len(outputs) > 1:
-            check_mosaic_outputs(Path(output), overwrite)
+            check_mosaic_outputs(Path(output), overwrite, inputs=inputs)
         if save_model is not None:
             check_output(save_model, overwrite, inputs=inputs)
         check_distinct(*outputs, save_model)

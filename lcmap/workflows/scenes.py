@@ -189,7 +189,7 @@ def segment_many(
     with output_folder(outdir):
         check_creation_options(dict(out.creation_options))  # before the fit, not per map
         outputs = map_names(scenes, outdir)
-        check_mosaic_outputs(outdir, overwrite or resume)
+        check_mosaic_outputs(outdir, overwrite or resume, inputs=scenes)
         if not resume:  # every map's name is checked before the fit: a clash loses no work
             for scene, output in zip(scenes, outputs, strict=True):
                 check_map_output(output, overwrite, inputs=[scene])

@@ -81,6 +81,14 @@ def test_many_scenes_one_model_one_meaning(tmp_path: Path) -> None:
         app, ["segment", *map(str, RGB_PARTS), "-o", f"{tmp_path}/maps/", "-k", "4", "-q"]
     )
     assert again.exit_code == 1 and "mosaic.qml exists" in again.output
+    # A mosaic read as a scene is never replaced by the mosaic of the run, even with
+    # --overwrite.
+    (tmp_path / "maps" / "mosaic.vrt").write_bytes((tmp_path / "maps" / "rgb1.tif").read_bytes())
+    scenes = [str(tmp_path / "maps" / "mosaic.vrt"), str(RGB_PARTS[1])]
+    again = CliRunner().invoke(
+        app, ["segment", *scenes, "-o", f"{tmp_path}/maps/", "-k", "4", "--overwrite", "-q"]
+    )
+    assert again.exit_code == 1 and "is the input" in again.output
 
 
 @needs_parts
