@@ -212,6 +212,8 @@ def names_from_labels(
 
     if not 0.0 <= min_share <= 1.0:
         raise InvalidOptionError(f"min_share={min_share}: give a share from 0 to 1.")
+    for path in maps:
+        check_input_file(path, "Map")
     label_names = polygon_class_names(labels, column) if is_vector(labels) else None
     # Label ids of a raster (or of id polygons) are named by the raster's own tag, if any.
     tagged = {} if is_vector(labels) else (tagged_class_names(labels) or {})

@@ -29,6 +29,19 @@ def test_missing_scene(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_missing_map_or_scene_is_named_by_every_command_that_reads_one(make_scene, tmp_path):
+    scene, nope = make_scene(), tmp_path / "nope.tif"
+    for args, said in [
+        (("view", nope, "--png", tmp_path / "p.png"), "Map "),
+        (("view", scene, nope, "--png", tmp_path / "p.png"), "Scene "),
+        (("classes", nope, "-o", tmp_path / "c.tif", "--from-labels", scene), "Map "),
+    ]:
+        r = _run(*args, "-q")
+        assert r.exit_code == 1 and len(_lines(r)) == 1, r.output
+        assert said in r.output and "nope.tif not found" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
 def test_not_a_raster(tmp_path):
     bad = tmp_path / "notes.tif"
     bad.write_text("hello")
