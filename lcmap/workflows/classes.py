@@ -28,7 +28,7 @@ from rasterio.windows import Window
 from lcmap.errors import InvalidModelError, InvalidOptionError, InvalidSceneError
 from lcmap.io.legend import named_colours, tagged_class_names
 from lcmap.io.mosaic import MOSAIC, check_mosaic_outputs, write_mosaic
-from lcmap.io.scene import check_input_file
+from lcmap.io.scene import check_input_file, open_scene
 from lcmap.io.staging import check_distinct, check_output, output_folder, publish
 from lcmap.io.writer import LabelWriter, MapGrid, check_map_output
 from lcmap.models import ModelHeader, read_header, read_tensors, stage_model
@@ -144,7 +144,7 @@ def map_classes(path: str | Path) -> tuple[list[str], list[tuple[int, int, int]]
         InvalidSceneError: not a single-band integer label raster.
     """
     check_input_file(path, "Map")
-    with rasterio.open(path) as src:
+    with open_scene(path) as src:  # one line for a file GDAL cannot read
         if src.count != 1 or np.dtype(src.dtypes[0]).kind not in "iu":
             raise InvalidSceneError(
                 f"{path} is not a label map: {src.count} band(s) of {src.dtypes[0]}; expected "

@@ -42,6 +42,22 @@ def test_a_missing_map_or_scene_is_named_by_every_command_that_reads_one(make_sc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
+def test_a_map_or_scene_gdal_cannot_read_is_one_line_everywhere(make_scene, tmp_path):
+    scene, bad = make_scene("map.tif", bands=1), tmp_path / "bad.tif"  # one band: a map
+    bad.write_text("hello")
+    for args in [
+        ("view", bad, "--png", tmp_path / "p.png"),
+        ("view", scene, bad, "--png", tmp_path / "p.png"),
+        ("view", scene, bad, "--no-browser", "--port", "0"),
+        ("classes", bad, "-o", tmp_path / "c.tif", "--name", "0=water"),
+        ("vectorize", bad, "-o", tmp_path / "v.gpkg"),
+    ]:
+        r = _run(*args, "-q")
+        assert r.exit_code == 1 and len(_lines(r)) == 1, r.output
+        assert "bad.tif is not a raster GDAL can read" in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tif", "map.tif"]
+
+
 def test_not_a_raster(tmp_path):
     bad = tmp_path / "notes.tif"
     bad.write_text("hello")
