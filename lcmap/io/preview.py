@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from lcmap.errors import InvalidSceneError, OutputPathError
 from lcmap.io.bands import display_bands
 from lcmap.io.legend import raster_class_names
-from lcmap.io.scene import check_input_file, open_scene
+from lcmap.io.scene import check_readable
 from lcmap.io.staging import check_distinct, check_output, publish, temp_path
 
 #: Longest side of each half of the picture, in pixels.
@@ -49,10 +49,9 @@ def write_preview(
         OutputPathError, OutputExistsError: ``output`` cannot be written (before any work).
         InvalidSceneError: the map is not a single-band label raster.
     """
-    check_input_file(label_map, "Map")
-    for path in (label_map, *([scene] if scene is not None else [])):
-        with open_scene(path):  # one line for a missing file or one GDAL cannot read
-            pass
+    check_readable(label_map, "Map")
+    if scene is not None:
+        check_readable(scene)
     output = check_preview(output, overwrite, [label_map, *([scene] if scene is not None else [])])
     labels, valid, colours, names = _read_map(label_map, size)
     picture = _read_scene(scene, bands, size) if scene is not None else None

@@ -102,8 +102,9 @@ def check_input_file(
         raise error(f"{role} {path} is {kind}; give {wanted}.")
 
 
-def open_scene(path: str | Path) -> DatasetReader:
-    """Open a raster for reading, with one-line errors for the usual mistakes.
+def open_scene(path: str | Path, what: str = "Scene") -> DatasetReader:
+    """Open a raster for reading, with one-line errors for the usual mistakes (``what`` names
+    it in them: a scene, a map).
 
     Anything GDAL opens is accepted: local files, ``/vsizip/``, ``/vsicurl/`` and other
     virtual paths, URLs (``https://``, ``s3://`` where credentials are set up).
@@ -114,7 +115,7 @@ def open_scene(path: str | Path) -> DatasetReader:
     """
     path = scene_path(path)
     if isinstance(path, Path):
-        check_input_file(path, "Scene")
+        check_input_file(path, what)
     try:
         with warnings.catch_warnings():
             # lcmap says so itself (check_georeference), once, in its own words.
@@ -136,6 +137,13 @@ def open_scene(path: str | Path) -> DatasetReader:
             "type: build the VRT or stack with one (gdalbuildvrt -ot, gdal_translate -ot)."
         )
     return src
+
+
+def check_readable(path: str | Path, what: str = "Scene") -> None:
+    """:func:`open_scene`'s one-line errors for a file read later by another library (rio-tiler),
+    before any work."""
+    with open_scene(path, what):
+        pass
 
 
 def resampling_for(src: DatasetReader) -> Any:

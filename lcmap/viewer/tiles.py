@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from lcmap.errors import InvalidSceneError
 from lcmap.io.bands import display_bands
-from lcmap.io.scene import check_input_file, open_scene, scene_statistics
+from lcmap.io.scene import check_readable, scene_statistics
 from lcmap.workflows.classes import map_classes
 
 #: Side of a tile, in pixels (the Web Mercator convention).
@@ -239,9 +239,7 @@ class SceneView:
     slow: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        check_input_file(self.path, "Scene")
-        with open_scene(self.path):  # one line for a file GDAL cannot read
-            pass
+        check_readable(self.path)
         with _reader(self.path) as reader:
             src = reader.dataset
             self.count = src.count

@@ -143,8 +143,7 @@ def map_classes(path: str | Path) -> tuple[list[str], list[tuple[int, int, int]]
     Raises:
         InvalidSceneError: not a single-band integer label raster.
     """
-    check_input_file(path, "Map")
-    with open_scene(path) as src:  # one line for a file GDAL cannot read
+    with open_scene(path, "Map") as src:
         if src.count != 1 or np.dtype(src.dtypes[0]).kind not in "iu":
             raise InvalidSceneError(
                 f"{path} is not a label map: {src.count} band(s) of {src.dtypes[0]}; expected "
